@@ -1,0 +1,90 @@
+//! Outputs are written beside their destination under a temporary name and renamed into place
+//! only when complete, so a killed run leaves either the old file, the new file, or nothing, and
+//! never half a file that a later step would trust.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{FormatError, Result};
+
+/// Refuses to write onto any of `inputs`: users keep one copy of their picks, and a pruning step
+/// that replaced them would destroy the only record of what the picker found.
+pub fn ensure_not_input(out: &Path, inputs: &[PathBuf]) -> Result<()> {
+    let out_canon = canonical_or_self(out);
+    for input in inputs {
+        if canonical_or_self(input) == out_canon {
+            return Err(FormatError::invalid(
+                out,
+                crate::Location::Whole,
+                "refusing to write over an input file; choose another output path",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn canonical_or_self(p: &Path) -> PathBuf {
+    fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Writes a file through `fill` and renames it to `path` once `fill` succeeds and the data is on
+/// disk. On error the temporary file is removed and `path` is left untouched.
+pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(|e| FormatError::io(&dir, e))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(|e| FormatError::io(&dir, e))?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        fill(&mut w).map_err(|e| FormatError::io(path, e))?;
+        w.flush().map_err(|e| FormatError::io(path, e))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| FormatError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| FormatError::io(path, e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("picks.star");
+        let err = write_atomic(&out, |w| {
+            w.write_all(b"data_\n")?;
+            Err(std::io::Error::other("interrupted"))
+        });
+        assert!(err.is_err());
+        assert!(!out.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn refuses_to_overwrite_an_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.box");
+        fs::write(&input, "1 2 3 4\n").unwrap();
+        let same = dir.path().join(".").join("in.box");
+        assert!(ensure_not_input(&same, std::slice::from_ref(&input)).is_err());
+        assert!(ensure_not_input(&dir.path().join("out.box"), &[input]).is_ok());
+    }
+}

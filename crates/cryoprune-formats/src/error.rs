@@ -1,0 +1,73 @@
+//! One error type for every reader and writer, so the CLI can print a single readable line that
+//! names the file, the place in it and what was expected there.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where in a file a problem was found. Text formats report lines, binary formats byte offsets or
+/// record (row / image) numbers; all are 1-based for lines and records, as a user counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Whole,
+    Line(usize),
+    Record(usize),
+    Byte(u64),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Whole => Ok(()),
+            Location::Line(n) => write!(f, "line {n}: "),
+            Location::Record(n) => write!(f, "record {n}: "),
+            Location::Byte(n) => write!(f, "byte {n}: "),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    // The cause is part of the message rather than a `source`, so a CLI printing the error
+    // chain does not say it twice.
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file is not what its name or content claims, or is damaged.
+    #[error("{}: {location}{message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        location: Location,
+        message: String,
+    },
+    /// A valid file of a kind we deliberately do not handle (complex MRC modes, 3D .cbox, ...).
+    #[error("{}: {message}", path.display())]
+    Unsupported { path: PathBuf, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, FormatError>;
+
+impl FormatError {
+    pub fn io(path: &Path, error: std::io::Error) -> Self {
+        FormatError::Io {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+
+    pub fn invalid(path: &Path, location: Location, message: impl Into<String>) -> Self {
+        FormatError::Invalid {
+            path: path.to_path_buf(),
+            location,
+            message: message.into(),
+        }
+    }
+
+    pub fn unsupported(path: &Path, message: impl Into<String>) -> Self {
+        FormatError::Unsupported {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}

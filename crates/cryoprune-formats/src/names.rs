@@ -1,0 +1,162 @@
+//! Matching pick files to micrographs by name.
+//!
+//! Pickers rename: RELION writes `mic_autopick.star` for `mic.mrc`, motion correction adds `_DW`,
+//! cryoSPARC prefixes a job UID path, Topaz drops the extension. A key made by removing folders,
+//! extensions and these suffixes lets `mic_DW.mrc` meet `Movies/mic_autopick.star`. Exact base
+//! names win over keys, so a dataset holding both `a.mrc` and `a_DW.mrc` still pairs exactly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const EXTENSIONS: &[&str] = &[
+    "gz", "bz2", "mrc", "mrcs", "map", "tif", "tiff", "jpg", "jpeg", "png", "star", "box", "cbox",
+    "txt", "cs", "csv", "coord", "eer",
+];
+
+const SUFFIXES: &[&str] = &[
+    "_autopick",
+    "_manualpick",
+    "_pick",
+    "_picks",
+    "_coords",
+    "_coordinates",
+    "_particles",
+    "_cryolo",
+    "_topaz",
+    "_DW",
+    "_dw",
+    "_noDW",
+    "_doseweighted",
+    "_aligned",
+    "_frames_sum",
+    "_sum",
+];
+
+/// Base name without folders or extensions: `a/b/mic_DW.mrc` -> `mic_DW`.
+pub fn stem(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    // cryoSPARC prefixes imported files with a 21-digit UID and an underscore.
+    let base = match base.split_once('_') {
+        Some((uid, rest)) if uid.len() >= 15 && uid.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => base,
+    };
+    let mut s = base.to_string();
+    while let Some((head, ext)) = s.rsplit_once('.') {
+        if EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext)) && !head.is_empty() {
+            s = head.to_string();
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+/// The matching key: the stem without picker and motion-correction suffixes.
+pub fn micrograph_key(name: &str) -> String {
+    let mut s = stem(name);
+    loop {
+        let before = s.len();
+        for suf in SUFFIXES {
+            if s.len() > suf.len() && s.ends_with(suf) {
+                s.truncate(s.len() - suf.len());
+            }
+        }
+        if s.len() == before {
+            return s;
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MatchReport {
+    /// (index into the pick names, index into the micrographs)
+    pub pairs: Vec<(usize, usize)>,
+    /// Pick names that match no micrograph.
+    pub unmatched_picks: Vec<String>,
+    /// Micrographs that no pick name matches.
+    pub unmatched_micrographs: Vec<PathBuf>,
+}
+
+pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> MatchReport {
+    let mut by_stem: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, m) in micrographs.iter().enumerate() {
+        let name = m.to_string_lossy();
+        by_stem.entry(stem(&name)).or_default().push(i);
+        by_key.entry(micrograph_key(&name)).or_default().push(i);
+    }
+    let mut report = MatchReport::default();
+    let mut used = vec![false; micrographs.len()];
+    for (p, name) in pick_names.iter().enumerate() {
+        let found = by_stem
+            .get(&stem(name))
+            .filter(|v| v.len() == 1)
+            .or_else(|| by_key.get(&micrograph_key(name)).filter(|v| v.len() == 1))
+            .map(|v| v[0]);
+        match found {
+            Some(m) => {
+                used[m] = true;
+                report.pairs.push((p, m));
+            }
+            None => report.unmatched_picks.push(name.clone()),
+        }
+    }
+    report.unmatched_micrographs = micrographs
+        .iter()
+        .zip(&used)
+        .filter(|(_, &u)| !u)
+        .map(|(m, _)| m.clone())
+        .collect();
+    report
+}
+
+/// Convenience for one file: the key of a path.
+pub fn path_key(p: &Path) -> String {
+    micrograph_key(&p.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_strip_folders_extensions_and_suffixes() {
+        assert_eq!(
+            micrograph_key("MotionCorr/job002/Movies/mic_001_DW.mrc"),
+            "mic_001"
+        );
+        assert_eq!(
+            micrograph_key("AutoPick/job010/Movies/mic_001_autopick.star"),
+            "mic_001"
+        );
+        assert_eq!(
+            micrograph_key("J12/imported/012345678901234567890_mic_001.mrc"),
+            "mic_001"
+        );
+        assert_eq!(
+            micrograph_key("Falcon_2012_06_12-14_33_35_0"),
+            "Falcon_2012_06_12-14_33_35_0"
+        );
+        assert_eq!(micrograph_key("TcdA1-0018_frames_sum.cbox"), "TcdA1-0018");
+        assert_eq!(stem("emd_3001.map.gz"), "emd_3001");
+    }
+
+    #[test]
+    fn exact_stems_win_and_unmatched_are_reported() {
+        let mics: Vec<PathBuf> = ["m/a.mrc", "m/a_DW.mrc", "m/b_DW.mrc", "m/c.mrc"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let picks: Vec<String> = ["a_DW", "b_autopick.star", "zzz.box"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let r = match_micrographs(&picks, &mics);
+        assert_eq!(r.pairs, vec![(0, 1), (1, 2)]);
+        assert_eq!(r.unmatched_picks, vec!["zzz.box"]);
+        assert_eq!(
+            r.unmatched_micrographs,
+            vec![PathBuf::from("m/a.mrc"), PathBuf::from("m/c.mrc")]
+        );
+    }
+}

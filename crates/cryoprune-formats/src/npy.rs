@@ -1,0 +1,718 @@
+//! NumPy `.npy` structured arrays, the container of cryoSPARC `.cs` files.
+//!
+//! Records are kept as raw bytes and every field keeps its original type string, so a file read,
+//! subset and written again holds every field cryoSPARC put there, exactly. Only the header's
+//! Python literal is parsed, with a small parser for the subset numpy writes.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{FormatError, Location, Result};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar {
+    Bool,
+    Int(usize),
+    UInt(usize),
+    Float(usize),
+    /// Fixed-length bytes (`|S52`): cryoSPARC's paths and names.
+    Bytes(usize),
+    /// Fixed-length UCS-4 text (`<U10`).
+    Unicode(usize),
+    /// Raw padding (`|V4`).
+    Void(usize),
+}
+
+impl Scalar {
+    pub fn size(self) -> usize {
+        match self {
+            Scalar::Bool => 1,
+            Scalar::Int(n)
+            | Scalar::UInt(n)
+            | Scalar::Float(n)
+            | Scalar::Bytes(n)
+            | Scalar::Void(n) => n,
+            Scalar::Unicode(n) => 4 * n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    /// The numpy type string as written in the header (`<f4`, `|S61`, ...).
+    pub dtype: String,
+    pub scalar: Scalar,
+    pub big_endian: bool,
+    /// Sub-array shape: `(2,)` for cryoSPARC's `blob/shape`; empty for scalars.
+    pub shape: Vec<usize>,
+    pub offset: usize,
+}
+
+impl Field {
+    pub fn count(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn size(&self) -> usize {
+        self.scalar.size() * self.count()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StructArray {
+    pub fields: Vec<Field>,
+    pub itemsize: usize,
+    pub nrows: usize,
+    pub data: Vec<u8>,
+}
+
+/// A value to store in a new field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    F32(f32),
+    F64(f64),
+    U32(u32),
+    U64(u64),
+    Bytes(Vec<u8>),
+}
+
+impl StructArray {
+    pub fn new() -> StructArray {
+        StructArray {
+            fields: Vec::new(),
+            itemsize: 0,
+            nrows: 0,
+            data: Vec::new(),
+        }
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    fn raw<'a>(&'a self, row: usize, f: &Field, elem: usize) -> &'a [u8] {
+        let start = row * self.itemsize + f.offset + elem * f.scalar.size();
+        &self.data[start..start + f.scalar.size()]
+    }
+
+    /// Numeric element `elem` of field `f` in `row`, as f64; `None` for text fields.
+    pub fn number(&self, row: usize, f: &Field, elem: usize) -> Option<f64> {
+        let b = self.raw(row, f, elem);
+        macro_rules! rd {
+            ($t:ty) => {{
+                let a = b.try_into().ok()?;
+                Some(if f.big_endian {
+                    <$t>::from_be_bytes(a)
+                } else {
+                    <$t>::from_le_bytes(a)
+                } as f64)
+            }};
+        }
+        match f.scalar {
+            Scalar::Bool => Some((b[0] != 0) as u8 as f64),
+            Scalar::Int(1) => Some(b[0] as i8 as f64),
+            Scalar::UInt(1) => Some(b[0] as f64),
+            Scalar::Int(2) => rd!(i16),
+            Scalar::Int(4) => rd!(i32),
+            Scalar::Int(8) => rd!(i64),
+            Scalar::UInt(2) => rd!(u16),
+            Scalar::UInt(4) => rd!(u32),
+            Scalar::UInt(8) => rd!(u64),
+            Scalar::Float(2) => {
+                let a = b.try_into().ok()?;
+                let h = if f.big_endian {
+                    half::f16::from_be_bytes(a)
+                } else {
+                    half::f16::from_le_bytes(a)
+                };
+                Some(h.to_f64())
+            }
+            Scalar::Float(4) => rd!(f32),
+            Scalar::Float(8) => rd!(f64),
+            _ => None,
+        }
+    }
+
+    /// Text of a bytes or unicode field, trailing NULs removed as numpy does.
+    pub fn text(&self, row: usize, f: &Field) -> Option<String> {
+        let b = self.raw(row, f, 0);
+        match f.scalar {
+            Scalar::Bytes(_) => {
+                let end = b.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+                Some(String::from_utf8_lossy(&b[..end]).into_owned())
+            }
+            Scalar::Unicode(_) => {
+                let s: String = b
+                    .chunks_exact(4)
+                    .map(|c| {
+                        let a = c.try_into().unwrap();
+                        if f.big_endian {
+                            u32::from_be_bytes(a)
+                        } else {
+                            u32::from_le_bytes(a)
+                        }
+                    })
+                    .filter(|&c| c != 0)
+                    .filter_map(char::from_u32)
+                    .collect();
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+
+    /// A new array holding only `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> StructArray {
+        let mut data = Vec::with_capacity(rows.len() * self.itemsize);
+        for &r in rows {
+            data.extend_from_slice(&self.data[r * self.itemsize..(r + 1) * self.itemsize]);
+        }
+        StructArray {
+            fields: self.fields.clone(),
+            itemsize: self.itemsize,
+            nrows: rows.len(),
+            data,
+        }
+    }
+
+    /// Appends a scalar field at the end of every record. `values` holds one value per row
+    /// (with `nrows == 0` and no fields yet, it also sets the row count).
+    pub fn push_field(&mut self, name: &str, dtype: &str, values: &[Value]) {
+        let (scalar, big_endian) = parse_scalar(dtype).expect("caller passes a valid dtype");
+        if self.fields.is_empty() {
+            self.nrows = values.len();
+        }
+        assert_eq!(values.len(), self.nrows, "one value per row");
+        let size = scalar.size();
+        let old = self.itemsize;
+        let new_itemsize = old + size;
+        let mut data = Vec::with_capacity(self.nrows * new_itemsize);
+        for (r, v) in values.iter().enumerate() {
+            data.extend_from_slice(&self.data[r * old..(r + 1) * old]);
+            let mut bytes = match v {
+                Value::F32(x) => x.to_le_bytes().to_vec(),
+                Value::F64(x) => x.to_le_bytes().to_vec(),
+                Value::U32(x) => x.to_le_bytes().to_vec(),
+                Value::U64(x) => x.to_le_bytes().to_vec(),
+                Value::Bytes(b) => b.clone(),
+            };
+            assert!(bytes.len() <= size, "value for {name} wider than {dtype}");
+            bytes.resize(size, 0);
+            data.extend_from_slice(&bytes);
+        }
+        self.fields.push(Field {
+            name: name.to_string(),
+            dtype: dtype.to_string(),
+            scalar,
+            big_endian,
+            shape: Vec::new(),
+            offset: old,
+        });
+        self.itemsize = new_itemsize;
+        self.data = data;
+    }
+
+    /// Appends a sub-array field (`(n,)` of a numeric dtype) from raw little-endian bytes per row.
+    pub fn push_array_field(&mut self, name: &str, dtype: &str, n: usize, rows: &[Vec<u8>]) {
+        let (scalar, big_endian) = parse_scalar(dtype).expect("caller passes a valid dtype");
+        assert_eq!(rows.len(), self.nrows, "one value per row");
+        let size = scalar.size() * n;
+        let old = self.itemsize;
+        let mut data = Vec::with_capacity(self.nrows * (old + size));
+        for (r, v) in rows.iter().enumerate() {
+            assert_eq!(v.len(), size, "row bytes must match the field size");
+            data.extend_from_slice(&self.data[r * old..(r + 1) * old]);
+            data.extend_from_slice(v);
+        }
+        self.fields.push(Field {
+            name: name.to_string(),
+            dtype: dtype.to_string(),
+            scalar,
+            big_endian,
+            shape: vec![n],
+            offset: old,
+        });
+        self.itemsize = old + size;
+        self.data = data;
+    }
+
+    pub fn read(path: impl AsRef<Path>) -> Result<StructArray> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
+        Self::parse(&bytes, path)
+    }
+
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<StructArray> {
+        let bad = |off: u64, msg: String| FormatError::invalid(path, Location::Byte(off), msg);
+        if bytes.is_empty() {
+            return Err(FormatError::invalid(
+                path,
+                Location::Whole,
+                "empty file; expected a NumPy array (cryoSPARC .cs)",
+            ));
+        }
+        if bytes.starts_with(b"\x94CSDAT") {
+            return Err(FormatError::unsupported(
+                path,
+                "cryoSPARC's compressed CSDAT dataset format; export the dataset as a plain .cs (NumPy) file",
+            ));
+        }
+        if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
+            return Err(bad(
+                0,
+                "not a NumPy file: expected the magic bytes \\x93NUMPY at the start".into(),
+            ));
+        }
+        let major = bytes[6];
+        let (hlen, hstart) = match major {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            2 | 3 => {
+                if bytes.len() < 12 {
+                    return Err(bad(8, "truncated NumPy header".into()));
+                }
+                (
+                    u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+                    12,
+                )
+            }
+            v => {
+                return Err(bad(
+                    6,
+                    format!("NumPy format version {v}; expected 1, 2 or 3"),
+                ))
+            }
+        };
+        let Some(header_bytes) = bytes.get(hstart..hstart + hlen) else {
+            return Err(bad(
+                hstart as u64,
+                format!("header claims {hlen} bytes but the file ends before"),
+            ));
+        };
+        let header = std::str::from_utf8(header_bytes)
+            .map_err(|_| bad(hstart as u64, "header is not text".into()))?;
+        let dict = Literal::parse(header)
+            .map_err(|m| bad(hstart as u64, format!("cannot read header: {m}")))?;
+        let get = |k: &str| {
+            dict.get(k)
+                .ok_or_else(|| bad(hstart as u64, format!("header has no '{k}' entry")))
+        };
+        if matches!(get("fortran_order")?, Literal::Bool(true)) {
+            return Err(bad(
+                hstart as u64,
+                "Fortran-ordered arrays are not used by cryoSPARC; expected C order".into(),
+            ));
+        }
+        let shape = get("shape")?
+            .as_usize_tuple()
+            .ok_or_else(|| bad(hstart as u64, "'shape' is not a tuple of integers".into()))?;
+        let nrows = match shape.as_slice() {
+            [n] => *n,
+            [] => 1,
+            _ => {
+                return Err(bad(
+                    hstart as u64,
+                    format!("array shape {shape:?}; expected a 1-D table of records"),
+                ))
+            }
+        };
+        let descr = get("descr")?;
+        let Literal::List(entries) = descr else {
+            return Err(bad(
+                hstart as u64,
+                "not a structured array: 'descr' is a plain type, expected a list of named fields"
+                    .into(),
+            ));
+        };
+        let mut fields = Vec::with_capacity(entries.len());
+        let mut offset = 0;
+        for (i, e) in entries.iter().enumerate() {
+            let field = parse_field(e, offset)
+                .map_err(|m| bad(hstart as u64, format!("field {}: {m}", i + 1)))?;
+            offset += field.size();
+            fields.push(field);
+        }
+        let itemsize = offset;
+        let data_start = hstart + hlen;
+        let need = nrows
+            .checked_mul(itemsize)
+            .ok_or_else(|| bad(hstart as u64, "row count overflows".into()))?;
+        let avail = bytes.len() - data_start;
+        if avail < need {
+            return Err(bad(
+                bytes.len() as u64,
+                format!("file is truncated: {nrows} records of {itemsize} bytes need {need} bytes, found {avail}"),
+            ));
+        }
+        Ok(StructArray {
+            fields,
+            itemsize,
+            nrows,
+            data: bytes[data_start..data_start + need].to_vec(),
+        })
+    }
+
+    pub fn header_text(&self) -> String {
+        let mut d = String::from("{'descr': [");
+        for (i, f) in self.fields.iter().enumerate() {
+            if i > 0 {
+                d.push_str(", ");
+            }
+            if f.shape.is_empty() {
+                d.push_str(&format!("('{}', '{}')", f.name, f.dtype));
+            } else {
+                let dims: Vec<String> = f.shape.iter().map(|n| format!("{n},")).collect();
+                d.push_str(&format!(
+                    "('{}', '{}', ({}))",
+                    f.name,
+                    f.dtype,
+                    dims.join(" ").trim_end_matches(' ')
+                ));
+            }
+        }
+        d.push_str(&format!(
+            "], 'fortran_order': False, 'shape': ({},), }}",
+            self.nrows
+        ));
+        d
+    }
+
+    pub fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let mut header = self.header_text();
+        // numpy pads the header with spaces so the data starts on a 64-byte boundary.
+        let v1 = header.len() + 11 < 65536 - 64;
+        let prefix = if v1 { 10 } else { 12 };
+        let total = (prefix + header.len() + 1).div_ceil(64) * 64;
+        header.push_str(&" ".repeat(total - prefix - header.len() - 1));
+        header.push('\n');
+        w.write_all(MAGIC)?;
+        if v1 {
+            w.write_all(&[1, 0])?;
+            w.write_all(&(header.len() as u16).to_le_bytes())?;
+        } else {
+            w.write_all(&[2, 0])?;
+            w.write_all(&(header.len() as u32).to_le_bytes())?;
+        }
+        w.write_all(header.as_bytes())?;
+        w.write_all(&self.data)
+    }
+
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::atomic::write_atomic(path.as_ref(), |w| self.write_to(w))
+    }
+}
+
+impl Default for StructArray {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn parse_field(e: &Literal, offset: usize) -> std::result::Result<Field, String> {
+    let Literal::Tuple(parts) = e else {
+        return Err("expected a (name, type) tuple".into());
+    };
+    let (name, dtype) = match (parts.first(), parts.get(1)) {
+        (Some(Literal::Str(n)), Some(Literal::Str(t))) => (n.clone(), t.clone()),
+        (Some(Literal::Str(n)), Some(Literal::List(_))) => {
+            return Err(format!(
+                "'{n}' is a nested record; cryoSPARC files have flat fields"
+            ))
+        }
+        _ => return Err("expected a (name, type) tuple of strings".into()),
+    };
+    let shape = match parts.get(2) {
+        None => Vec::new(),
+        Some(s) => s
+            .as_usize_tuple()
+            .ok_or_else(|| format!("'{name}' has a shape that is not a tuple of integers"))?,
+    };
+    let (scalar, big_endian) = parse_scalar(&dtype).ok_or_else(|| {
+        format!("'{name}' has type '{dtype}'; object and other non-fixed types cannot be read")
+    })?;
+    Ok(Field {
+        name,
+        dtype,
+        scalar,
+        big_endian,
+        shape,
+        offset,
+    })
+}
+
+pub fn parse_scalar(t: &str) -> Option<(Scalar, bool)> {
+    let (order, rest) = match t.chars().next()? {
+        c @ ('<' | '>' | '|' | '=') => (c, &t[1..]),
+        _ => ('=', t),
+    };
+    let big = order == '>';
+    let kind = rest.chars().next()?;
+    let n: usize = rest[1..].parse().ok()?;
+    let s = match (kind, n) {
+        ('b', 1) => Scalar::Bool,
+        ('i', 1 | 2 | 4 | 8) => Scalar::Int(n),
+        ('u', 1 | 2 | 4 | 8) => Scalar::UInt(n),
+        ('f', 2 | 4 | 8) => Scalar::Float(n),
+        ('S' | 'a', _) => Scalar::Bytes(n),
+        ('U', _) => Scalar::Unicode(n),
+        ('V', _) => Scalar::Void(n),
+        _ => return None,
+    };
+    Some((s, big))
+}
+
+/// The subset of Python literals numpy writes in `.npy` headers.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    None,
+    Tuple(Vec<Literal>),
+    List(Vec<Literal>),
+    Dict(Vec<(String, Literal)>),
+}
+
+impl Literal {
+    fn parse(text: &str) -> std::result::Result<Literal, String> {
+        let mut p = LitParser {
+            s: text.as_bytes(),
+            i: 0,
+            depth: 0,
+        };
+        let v = p.value()?;
+        p.ws();
+        if p.i != p.s.len() {
+            return Err(format!(
+                "unexpected text after the header dictionary at offset {}",
+                p.i
+            ));
+        }
+        Ok(v)
+    }
+
+    fn get(&self, key: &str) -> Option<&Literal> {
+        match self {
+            Literal::Dict(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn as_usize_tuple(&self) -> Option<Vec<usize>> {
+        match self {
+            Literal::Tuple(v) => v
+                .iter()
+                .map(|x| match x {
+                    Literal::Int(n) if *n >= 0 => Some(*n as usize),
+                    _ => None,
+                })
+                .collect(),
+            Literal::Int(n) if *n >= 0 => Some(vec![*n as usize]),
+            _ => None,
+        }
+    }
+}
+
+struct LitParser<'a> {
+    s: &'a [u8],
+    i: usize,
+    depth: usize,
+}
+
+impl LitParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+
+    fn value(&mut self) -> std::result::Result<Literal, String> {
+        self.ws();
+        self.depth += 1;
+        if self.depth > 32 {
+            return Err("header nests too deeply".into());
+        }
+        let c = *self.s.get(self.i).ok_or("header ends early")?;
+        let v = match c {
+            b'\'' | b'"' => self.string().map(Literal::Str),
+            b'(' => self.seq(b')').map(Literal::Tuple),
+            b'[' => self.seq(b']').map(Literal::List),
+            b'{' => self.dict(),
+            b'-' | b'0'..=b'9' => self.int(),
+            _ => self.word(),
+        };
+        self.depth -= 1;
+        v
+    }
+
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let q = self.s[self.i];
+        let start = self.i + 1;
+        let end = self.s[start..]
+            .iter()
+            .position(|&c| c == q)
+            .ok_or("unterminated string in header")?;
+        self.i = start + end + 1;
+        Ok(String::from_utf8_lossy(&self.s[start..start + end]).into_owned())
+    }
+
+    fn seq(&mut self, close: u8) -> std::result::Result<Vec<Literal>, String> {
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            self.ws();
+            match self.s.get(self.i) {
+                None => return Err("header ends inside a list or tuple".into()),
+                Some(&c) if c == close => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                _ => {}
+            }
+            out.push(self.value()?);
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(&c) if c == close => {}
+                _ => {
+                    return Err(format!(
+                        "expected ',' or '{}' at offset {}",
+                        close as char, self.i
+                    ))
+                }
+            }
+        }
+    }
+
+    fn dict(&mut self) -> std::result::Result<Literal, String> {
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            self.ws();
+            match self.s.get(self.i) {
+                None => return Err("header ends inside the dictionary".into()),
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(Literal::Dict(out));
+                }
+                _ => {}
+            }
+            let Literal::Str(k) = self.value()? else {
+                return Err("dictionary keys must be strings".into());
+            };
+            self.ws();
+            if self.s.get(self.i) != Some(&b':') {
+                return Err(format!("expected ':' after key '{k}'"));
+            }
+            self.i += 1;
+            let v = self.value()?;
+            out.push((k, v));
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {}
+                _ => return Err(format!("expected ',' or '}}' at offset {}", self.i)),
+            }
+        }
+    }
+
+    fn int(&mut self) -> std::result::Result<Literal, String> {
+        let start = self.i;
+        self.i += 1;
+        while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
+            self.i += 1;
+        }
+        // numpy 1.x on Windows wrote 64-bit sizes with an 'L' suffix
+        if self.s.get(self.i) == Some(&b'L') {
+            self.i += 1;
+        }
+        let t = std::str::from_utf8(&self.s[start..self.i])
+            .unwrap()
+            .trim_end_matches('L');
+        t.parse()
+            .map(Literal::Int)
+            .map_err(|_| format!("bad integer '{t}'"))
+    }
+
+    fn word(&mut self) -> std::result::Result<Literal, String> {
+        let start = self.i;
+        while self.i < self.s.len() && self.s[self.i].is_ascii_alphabetic() {
+            self.i += 1;
+        }
+        match &self.s[start..self.i] {
+            b"True" => Ok(Literal::Bool(true)),
+            b"False" => Ok(Literal::Bool(false)),
+            b"None" => Ok(Literal::None),
+            w => Err(format!(
+                "unexpected '{}' in header",
+                String::from_utf8_lossy(w)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_write_read_select() {
+        let mut a = StructArray::new();
+        a.push_field(
+            "uid",
+            "<u8",
+            &[Value::U64(7), Value::U64(9), Value::U64(11)],
+        );
+        a.push_field(
+            "name",
+            "|S4",
+            &[
+                Value::Bytes(b"ab".to_vec()),
+                Value::Bytes(b"cdef".to_vec()),
+                Value::Bytes(vec![]),
+            ],
+        );
+        a.push_field(
+            "x",
+            "<f4",
+            &[Value::F32(0.25), Value::F32(0.5), Value::F32(0.75)],
+        );
+        let shapes: Vec<Vec<u8>> = (0..3u32)
+            .flat_map(|i| [i, 10 * i])
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .map(|c| c.iter().flat_map(|v| v.to_le_bytes()).collect())
+            .collect();
+        a.push_array_field("shape", "<u4", 2, &shapes);
+        let mut buf = Vec::new();
+        a.write_to(&mut buf).unwrap();
+        assert_eq!((buf.len() - a.data.len()) % 64, 0);
+        let b = StructArray::parse(&buf, Path::new("t.cs")).unwrap();
+        assert_eq!(a, b);
+        let x = b.field("x").unwrap();
+        let s = b.select(&[2, 0]);
+        assert_eq!(s.number(0, x, 0), Some(0.75));
+        assert_eq!(s.text(1, s.field("name").unwrap()).unwrap(), "ab");
+        assert_eq!(s.number(0, s.field("shape").unwrap(), 1), Some(20.0));
+    }
+
+    #[test]
+    fn header_errors() {
+        let p = Path::new("bad.cs");
+        assert!(StructArray::parse(b"", p)
+            .unwrap_err()
+            .to_string()
+            .contains("empty file"));
+        assert!(StructArray::parse(b"random bytes here", p)
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
+        let mut obj = b"\x93NUMPY\x01\x00".to_vec();
+        let h = "{'descr': [('a', '|O')], 'fortran_order': False, 'shape': (1,), }\n";
+        obj.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        obj.extend_from_slice(h.as_bytes());
+        let e = StructArray::parse(&obj, p).unwrap_err().to_string();
+        assert!(e.contains("'a' has type '|O'"), "{e}");
+    }
+}

@@ -1,0 +1,479 @@
+//! Particle coordinates from every picker, in one model.
+//!
+//! A [`PickSet`] holds, per micrograph, pick centres in pixels of the micrograph as stored
+//! (x = column, y = row), an optional score and label, and a link back to the row each pick came
+//! from. Writers use that link: writing a subset in the input's own format re-emits the original
+//! rows (every column kept, optics and header blocks unchanged) with any new columns appended.
+//! Writing to another format builds fresh rows from the centres.
+
+mod cs;
+mod star;
+mod text;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{FormatError, Location, Result};
+use crate::npy::StructArray;
+use crate::star::StarFile;
+
+pub use cs::{CS_SCORE, CS_X, CS_Y};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum PickFormat {
+    /// RELION STAR: per-micrograph coordinate files or one particle file with micrograph names.
+    Star,
+    /// cryoSPARC `.cs` (NumPy structured array) with `location/*` fields.
+    Cs,
+    /// EMAN `.box`: lower-left corner, width, height, optional score.
+    Box,
+    /// crYOLO `.cbox`: STAR dialect (crYOLO >= 1.8) or the older whitespace table.
+    Cbox,
+    /// Topaz: tab-separated `image_name x_coord y_coord [score]`, centres.
+    Topaz,
+    /// CSV with a header: `micrograph,x,y[,score][,label]`, centres.
+    Csv,
+}
+
+impl PickFormat {
+    pub fn from_path(path: &Path) -> Option<PickFormat> {
+        let ext = path.extension()?.to_string_lossy().to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "star" => PickFormat::Star,
+            "cs" => PickFormat::Cs,
+            "box" => PickFormat::Box,
+            "cbox" => PickFormat::Cbox,
+            "txt" | "tsv" => PickFormat::Topaz,
+            "csv" => PickFormat::Csv,
+            _ => return None,
+        })
+    }
+
+    pub fn from_name(name: &str) -> Option<PickFormat> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "star" | "relion" => PickFormat::Star,
+            "cs" | "cryosparc" => PickFormat::Cs,
+            "box" | "eman" => PickFormat::Box,
+            "cbox" | "cryolo" => PickFormat::Cbox,
+            "topaz" | "txt" => PickFormat::Topaz,
+            "csv" => PickFormat::Csv,
+            _ => return None,
+        })
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            PickFormat::Star => "star",
+            PickFormat::Cs => "cs",
+            PickFormat::Box => "box",
+            PickFormat::Cbox => "cbox",
+            PickFormat::Topaz => "txt",
+            PickFormat::Csv => "csv",
+        }
+    }
+
+    /// Formats that hold one micrograph per file.
+    pub fn per_micrograph_only(self) -> bool {
+        matches!(self, PickFormat::Box | PickFormat::Cbox)
+    }
+}
+
+/// Which row of which source file a pick came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRef {
+    pub file: usize,
+    pub row: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pick {
+    /// Centre, pixels of the micrograph as stored: x = column, y = row.
+    pub x: f64,
+    pub y: f64,
+    pub score: Option<f64>,
+    pub label: Option<String>,
+    pub source: Option<RowRef>,
+    /// Values of [`PickSet::extra_columns`], one per column.
+    pub extra: Vec<String>,
+}
+
+impl Pick {
+    pub fn new(x: f64, y: f64) -> Pick {
+        Pick {
+            x,
+            y,
+            score: None,
+            label: None,
+            source: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MicrographPicks {
+    /// The micrograph as the pick file names it (file stem for per-micrograph files).
+    pub micrograph: String,
+    pub picks: Vec<Pick>,
+}
+
+/// The original content of one input file, kept for writing subsets back in the same format.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub content: Content,
+}
+
+#[derive(Debug, Clone)]
+pub enum Content {
+    Star {
+        star: StarFile,
+        block: usize,
+    },
+    Cs(StructArray),
+    /// Whitespace/tab/comma tables: `.box`, legacy `.cbox`, Topaz, CSV.
+    Table {
+        header: Option<Vec<String>>,
+        rows: Vec<Vec<String>>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PickSet {
+    pub format: PickFormat,
+    pub micrographs: Vec<MicrographPicks>,
+    pub files: Vec<SourceFile>,
+    /// Names of columns added by cryoprune (class, probabilities), written after the originals.
+    pub extra_columns: Vec<String>,
+    /// Box size in pixels when the file states one (`.box`, `.cbox` widths).
+    pub box_size: Option<f64>,
+}
+
+impl PickSet {
+    pub fn empty(format: PickFormat) -> PickSet {
+        PickSet {
+            format,
+            micrographs: Vec::new(),
+            files: Vec::new(),
+            extra_columns: Vec::new(),
+            box_size: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.micrographs.iter().map(|m| m.picks.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Pick)> {
+        self.micrographs
+            .iter()
+            .flat_map(|m| m.picks.iter().map(move |p| (m.micrograph.as_str(), p)))
+    }
+
+    /// Whether every input file held exactly one micrograph (so outputs are one file each).
+    pub fn is_per_micrograph(&self) -> bool {
+        match self.format {
+            PickFormat::Box | PickFormat::Cbox => true,
+            PickFormat::Star => self.files.iter().all(|f| match &f.content {
+                Content::Star { star, block } => {
+                    star::micrograph_column(&star.blocks[*block]).is_none()
+                }
+                _ => false,
+            }),
+            _ => false,
+        }
+    }
+
+    fn group_of(&mut self, name: &str, index: &mut HashMap<String, usize>) -> usize {
+        *index.entry(name.to_string()).or_insert_with(|| {
+            self.micrographs.push(MicrographPicks {
+                micrograph: name.to_string(),
+                picks: Vec::new(),
+            });
+            self.micrographs.len() - 1
+        })
+    }
+
+    /// Adds picks, grouping by micrograph name in order of first appearance.
+    pub fn push(&mut self, micrograph: &str, pick: Pick, index: &mut HashMap<String, usize>) {
+        let g = self.group_of(micrograph, index);
+        self.micrographs[g].picks.push(pick);
+    }
+
+    /// Keeps the picks for which `keep` is true; micrographs left with none stay listed, so a
+    /// per-micrograph writer still produces their (empty) files.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &Pick) -> bool) {
+        for m in &mut self.micrographs {
+            let name = m.micrograph.clone();
+            m.picks.retain(|p| keep(&name, p));
+        }
+    }
+
+    /// Adds a column to every pick; `value` gives its text for each pick.
+    pub fn add_column(&mut self, name: &str, mut value: impl FnMut(&str, &Pick) -> String) {
+        self.extra_columns.push(name.to_string());
+        for m in &mut self.micrographs {
+            let mic = m.micrograph.clone();
+            for p in &mut m.picks {
+                let v = value(&mic, p);
+                p.extra.push(v);
+            }
+        }
+    }
+
+    /// Multiplies every centre by `factor` (picks made on binned micrographs).
+    pub fn scale(&mut self, factor: f64) {
+        for m in &mut self.micrographs {
+            for p in &mut m.picks {
+                p.x *= factor;
+                p.y *= factor;
+            }
+        }
+    }
+
+    /// Reads one or more pick files or folders of them. All must be of one format.
+    pub fn read(paths: &[PathBuf], format: Option<PickFormat>) -> Result<PickSet> {
+        let mut files = Vec::new();
+        for p in paths {
+            if p.is_dir() {
+                let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|e| FormatError::io(p, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| f.is_file() && detect_format(f, format).is_some())
+                    .collect();
+                inside.sort();
+                if inside.is_empty() {
+                    return Err(FormatError::invalid(
+                        p,
+                        Location::Whole,
+                        "folder holds no pick files (.star, .cs, .box, .cbox, .txt, .csv)",
+                    ));
+                }
+                files.extend(inside);
+            } else {
+                files.push(p.clone());
+            }
+        }
+        let Some(first) = files.first() else {
+            return Err(FormatError::invalid(
+                Path::new("(no input)"),
+                Location::Whole,
+                "no pick files given",
+            ));
+        };
+        let fmt = detect_format(first, format).ok_or_else(|| {
+            FormatError::unsupported(first, "cannot tell the pick format from the extension; expected .star, .cs, .box, .cbox, .txt or .csv (or say --format)")
+        })?;
+        let mut set = PickSet::empty(fmt);
+        let mut index = HashMap::new();
+        for f in &files {
+            let this = detect_format(f, format);
+            if this != Some(fmt) {
+                return Err(FormatError::invalid(
+                    f,
+                    Location::Whole,
+                    format!(
+                        "mixed pick formats: expected {fmt:?} like {}",
+                        first.display()
+                    ),
+                ));
+            }
+            let file_index = set.files.len();
+            match fmt {
+                PickFormat::Star => star::read(f, file_index, &mut set, &mut index)?,
+                PickFormat::Cs => cs::read(f, file_index, &mut set, &mut index)?,
+                PickFormat::Box => text::read_box(f, file_index, &mut set, &mut index)?,
+                PickFormat::Cbox => {
+                    if text::is_star_text(f)? {
+                        star::read_cbox(f, file_index, &mut set, &mut index)?
+                    } else {
+                        text::read_legacy_cbox(f, file_index, &mut set, &mut index)?
+                    }
+                }
+                PickFormat::Topaz => text::read_topaz(f, file_index, &mut set, &mut index)?,
+                PickFormat::Csv => text::read_csv(f, file_index, &mut set, &mut index)?,
+            }
+        }
+        Ok(set)
+    }
+
+    /// Writes the picks as `format` to `out`.
+    ///
+    /// `out` ending in the target's extension is one file; anything else is a folder. Written in
+    /// the input's own format, each input file gives one output file of the same name holding its
+    /// remaining rows; written in another format, a folder gets one file per micrograph.
+    /// Returns the files written.
+    pub fn write(
+        &self,
+        format: PickFormat,
+        out: &Path,
+        opts: &WriteOptions,
+    ) -> Result<Vec<PathBuf>> {
+        let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
+        let out_is_file = out
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case(format.extension()));
+        let many = |n: usize, what: &str| {
+            FormatError::invalid(
+                out,
+                Location::Whole,
+                format!(
+                    "{n} {what} cannot go into one .{} file; give a folder instead",
+                    format.extension()
+                ),
+            )
+        };
+        let mut written = Vec::new();
+        if format == self.format && !self.files.is_empty() {
+            if out_is_file {
+                if self.files.len() > 1 {
+                    return Err(many(self.files.len(), "input files"));
+                }
+                crate::atomic::ensure_not_input(out, &inputs)?;
+                self.write_preserving(0, out)?;
+                return Ok(vec![out.to_path_buf()]);
+            }
+            for (fi, src) in self.files.iter().enumerate() {
+                let dest = out.join(src.path.file_name().unwrap_or_default());
+                crate::atomic::ensure_not_input(&dest, &inputs)?;
+                self.write_preserving(fi, &dest)?;
+                written.push(dest);
+            }
+            return Ok(written);
+        }
+        if out_is_file {
+            if format.per_micrograph_only() && self.micrographs.len() > 1 {
+                return Err(many(self.micrographs.len(), "micrographs"));
+            }
+            crate::atomic::ensure_not_input(out, &inputs)?;
+            self.write_fresh(
+                format,
+                &self.micrographs.iter().collect::<Vec<_>>(),
+                out,
+                opts,
+            )?;
+            return Ok(vec![out.to_path_buf()]);
+        }
+        for m in &self.micrographs {
+            let dest = out.join(format!(
+                "{}.{}",
+                crate::names::stem(&m.micrograph),
+                format.extension()
+            ));
+            crate::atomic::ensure_not_input(&dest, &inputs)?;
+            self.write_fresh(format, &[m], &dest, opts)?;
+            written.push(dest);
+        }
+        Ok(written)
+    }
+
+    /// Picks of this set that came from source file `fi`, in the file's row order.
+    fn picks_of_file(&self, fi: usize) -> Vec<(&str, &Pick)> {
+        let mut v: Vec<(&str, &Pick)> = self
+            .iter()
+            .filter(|(_, p)| p.source.is_some_and(|s| s.file == fi))
+            .collect();
+        v.sort_by_key(|(_, p)| p.source.map(|s| s.row));
+        v
+    }
+
+    fn write_preserving(&self, fi: usize, dest: &Path) -> Result<()> {
+        let src = &self.files[fi];
+        let picks = self.picks_of_file(fi);
+        match &src.content {
+            Content::Star { star, block } => {
+                star::write_preserving(star, *block, &picks, &self.extra_columns, dest)
+            }
+            Content::Cs(arr) => cs::write_preserving(arr, &picks, &self.extra_columns, dest),
+            Content::Table { header, rows } => text::write_preserving(
+                self.format,
+                header.as_deref(),
+                rows,
+                &picks,
+                &self.extra_columns,
+                dest,
+            ),
+        }
+    }
+
+    fn write_fresh(
+        &self,
+        format: PickFormat,
+        mics: &[&MicrographPicks],
+        dest: &Path,
+        opts: &WriteOptions,
+    ) -> Result<()> {
+        let box_size = opts.box_size.or(self.box_size);
+        match format {
+            PickFormat::Star => star::write_fresh(mics, &self.extra_columns, dest),
+            PickFormat::Cs => cs::write_fresh(mics, &self.extra_columns, opts, dest),
+            PickFormat::Cbox => star::write_fresh_cbox(
+                mics,
+                &self.extra_columns,
+                need_box(box_size, format, dest)?,
+                dest,
+            ),
+            PickFormat::Box => text::write_fresh_box(
+                mics,
+                &self.extra_columns,
+                need_box(box_size, format, dest)?,
+                dest,
+            ),
+            PickFormat::Topaz | PickFormat::Csv => {
+                text::write_fresh_table(format, mics, &self.extra_columns, dest)
+            }
+        }
+    }
+}
+
+fn need_box(b: Option<f64>, format: PickFormat, dest: &Path) -> Result<f64> {
+    b.filter(|b| *b > 0.0).ok_or_else(|| {
+        FormatError::invalid(
+            dest,
+            Location::Whole,
+            format!(
+                ".{} stores box corners, so it needs the box size: give --box PIXELS",
+                format.extension()
+            ),
+        )
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Box size in pixels for formats that store corners (`.box`, `.cbox`).
+    pub box_size: Option<f64>,
+    /// Micrograph (nx, ny) by micrograph name, for `.cs` (which stores fractions of the size).
+    pub micrograph_shapes: HashMap<String, (usize, usize)>,
+}
+
+fn detect_format(p: &Path, forced: Option<PickFormat>) -> Option<PickFormat> {
+    forced.or_else(|| PickFormat::from_path(p))
+}
+
+/// Formats a number so it reads back to the same f64 (shortest round-trip form).
+pub(crate) fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+pub(crate) fn parse_num(path: &Path, loc: Location, what: &str, s: &str) -> Result<f64> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(FormatError::invalid(
+            path,
+            loc,
+            format!("{what} is `{s}`; expected a number"),
+        )),
+    }
+}
+
+/// Column names accepted as a class label in pick files.
+pub(crate) const LABEL_COLUMNS: &[&str] = &["label", "class", "cryopruneLabel", "rlnClassName"];

@@ -1,0 +1,303 @@
+//! RELION coordinate and particle STAR files, and crYOLO's STAR-dialect `.cbox`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{
+    num, parse_num, Content, MicrographPicks, Pick, PickSet, RowRef, SourceFile, LABEL_COLUMNS,
+};
+use crate::error::{FormatError, Location, Result};
+use crate::names::stem;
+use crate::star::{Block, Item, Loop, StarFile};
+
+const X: &str = "rlnCoordinateX";
+const Y: &str = "rlnCoordinateY";
+const MIC: &str = "rlnMicrographName";
+const FOM: &str = "rlnAutopickFigureOfMerit";
+const LABEL_OUT: &str = "cryopruneLabel";
+
+pub(super) fn micrograph_column(block: &Block) -> Option<usize> {
+    block.first_loop().and_then(|l| l.column(MIC))
+}
+
+fn label_column(l: &Loop) -> Option<usize> {
+    LABEL_COLUMNS.iter().find_map(|c| l.column(c))
+}
+
+/// Reads picks from a coordinate STAR (one micrograph, named by the file) or a particle STAR
+/// (`_rlnMicrographName` per row; RELION 3.0, 3.1+ with optics, 5).
+pub(super) fn read(
+    path: &Path,
+    file_index: usize,
+    set: &mut PickSet,
+    index: &mut HashMap<String, usize>,
+) -> Result<()> {
+    let star = StarFile::read(path)?;
+    if star.blocks.is_empty() {
+        return Err(FormatError::invalid(
+            path,
+            Location::Whole,
+            "no `data_` block; expected a RELION coordinate or particle STAR file",
+        ));
+    }
+    let has_coords = |b: &Block| {
+        b.first_loop()
+            .is_some_and(|l| l.column(X).is_some() && l.column(Y).is_some())
+    };
+    let block = star
+        .blocks
+        .iter()
+        .position(|b| b.name == "particles" && has_coords(b))
+        .or_else(|| star.blocks.iter().position(has_coords));
+    let Some(block) = block else {
+        let hint = if star.blocks.iter().any(|b| {
+            b.first_loop()
+                .is_some_and(|l| l.column("rlnMicrographCoordinates").is_some())
+        }) {
+            "this is a RELION autopick.star index of coordinate files; give the coordinate files (or their folder) instead"
+        } else {
+            "no loop with _rlnCoordinateX and _rlnCoordinateY; expected a RELION coordinate or particle STAR file"
+        };
+        return Err(FormatError::invalid(path, Location::Whole, hint));
+    };
+    let l = star.blocks[block].first_loop().expect("checked above");
+    let (cx, cy) = (l.column(X).unwrap(), l.column(Y).unwrap());
+    let mic = l.column(MIC);
+    let fom = l.column(FOM);
+    let label = label_column(l);
+    let file_mic = stem(&path.to_string_lossy());
+    for (r, row) in l.rows.iter().enumerate() {
+        let loc = l.line_of(r);
+        let mut p = Pick::new(
+            parse_num(path, loc, "_rlnCoordinateX", &row[cx])?,
+            parse_num(path, loc, "_rlnCoordinateY", &row[cy])?,
+        );
+        if let Some(c) = fom {
+            p.score = Some(parse_num(path, loc, "_rlnAutopickFigureOfMerit", &row[c])?);
+        }
+        p.label = label.map(|c| row[c].clone());
+        p.source = Some(RowRef {
+            file: file_index,
+            row: r,
+        });
+        let name = mic.map_or(file_mic.as_str(), |c| row[c].as_str());
+        set.push(name, p, index);
+    }
+    if mic.is_none() && l.rows.is_empty() {
+        // An empty coordinate file still names its micrograph: "picked, nothing found".
+        set.group_of(&file_mic, index);
+    }
+    set.files.push(SourceFile {
+        path: path.to_path_buf(),
+        content: Content::Star { star, block },
+    });
+    Ok(())
+}
+
+/// crYOLO >= 1.8 `.cbox`: `data_cryolo` loop with lower-left `_CoordinateX/Y`, `_Width`,
+/// `_Height`, `_Confidence`; `<NA>` marks missing values.
+pub(super) fn read_cbox(
+    path: &Path,
+    file_index: usize,
+    set: &mut PickSet,
+    index: &mut HashMap<String, usize>,
+) -> Result<()> {
+    let star = StarFile::read(path)?;
+    let block = star.block_index("cryolo").ok_or_else(|| {
+        FormatError::invalid(
+            path,
+            Location::Whole,
+            "no `data_cryolo` block; expected a crYOLO .cbox file",
+        )
+    })?;
+    let l = star.blocks[block].first_loop().ok_or_else(|| {
+        FormatError::invalid(path, Location::Whole, "`data_cryolo` has no loop of boxes")
+    })?;
+    let col = |n: &str| {
+        l.column(n).ok_or_else(|| {
+            FormatError::invalid(
+                path,
+                Location::Whole,
+                format!("`data_cryolo` has no `_{n}` column"),
+            )
+        })
+    };
+    let (cx, cy, cw, ch) = (
+        col("CoordinateX")?,
+        col("CoordinateY")?,
+        col("Width")?,
+        col("Height")?,
+    );
+    let conf = l.column("Confidence");
+    let label = label_column(l);
+    let mic = stem(&path.to_string_lossy());
+    set.group_of(&mic, index);
+    for (r, row) in l.rows.iter().enumerate() {
+        let loc = l.line_of(r);
+        let w = parse_num(path, loc, "_Width", &row[cw])?;
+        let h = parse_num(path, loc, "_Height", &row[ch])?;
+        let mut p = Pick::new(
+            parse_num(path, loc, "_CoordinateX", &row[cx])? + w / 2.0,
+            parse_num(path, loc, "_CoordinateY", &row[cy])? + h / 2.0,
+        );
+        if let Some(c) = conf.filter(|&c| row[c] != "<NA>") {
+            p.score = Some(parse_num(path, loc, "_Confidence", &row[c])?);
+        }
+        p.label = label.map(|c| row[c].clone());
+        p.source = Some(RowRef {
+            file: file_index,
+            row: r,
+        });
+        set.box_size.get_or_insert(w);
+        set.push(&mic, p, index);
+    }
+    set.files.push(SourceFile {
+        path: path.to_path_buf(),
+        content: Content::Star { star, block },
+    });
+    Ok(())
+}
+
+pub(super) fn write_preserving(
+    star: &StarFile,
+    block: usize,
+    picks: &[(&str, &Pick)],
+    extra: &[String],
+    dest: &Path,
+) -> Result<()> {
+    let mut star = star.clone();
+    let l = star.blocks[block]
+        .first_loop_mut()
+        .expect("pick block has a loop");
+    let rows: Vec<Vec<String>> = picks
+        .iter()
+        .map(|(_, p)| l.rows[p.source.expect("preserving write of read picks").row].clone())
+        .collect();
+    l.rows = rows;
+    l.lines.clear();
+    for (i, name) in extra.iter().enumerate() {
+        l.set_column(
+            name,
+            picks.iter().map(|(_, p)| p.extra[i].clone()).collect(),
+        );
+    }
+    star.write(dest)
+}
+
+fn extra_loop(mut l: Loop, mics: &[&MicrographPicks], extra: &[String]) -> Loop {
+    for (i, name) in extra.iter().enumerate() {
+        let values = mics
+            .iter()
+            .flat_map(|m| m.picks.iter().map(move |p| p.extra[i].clone()))
+            .collect();
+        l.set_column(name, values);
+    }
+    l
+}
+
+pub(super) fn write_fresh(mics: &[&MicrographPicks], extra: &[String], dest: &Path) -> Result<()> {
+    let all = || {
+        mics.iter()
+            .flat_map(|m| m.picks.iter().map(move |p| (m.micrograph.as_str(), p)))
+    };
+    let with_names = mics.len() != 1 || stem(&mics[0].micrograph) != stem(&dest.to_string_lossy());
+    let with_score = all().any(|(_, p)| p.score.is_some());
+    let with_label = all().any(|(_, p)| p.label.is_some());
+    let mut cols: Vec<String> = Vec::new();
+    if with_names {
+        cols.push(MIC.into());
+    }
+    cols.extend([X.to_string(), Y.to_string()]);
+    if with_score {
+        cols.push(FOM.into());
+    }
+    if with_label {
+        cols.push(LABEL_OUT.into());
+    }
+    let mut l = Loop::new(cols);
+    for (mic, p) in all() {
+        let mut row = Vec::new();
+        if with_names {
+            row.push(mic.to_string());
+        }
+        row.extend([num(p.x), num(p.y)]);
+        if with_score {
+            row.push(p.score.map_or_else(|| "0".into(), num));
+        }
+        if with_label {
+            row.push(p.label.clone().unwrap_or_default());
+        }
+        l.rows.push(row);
+    }
+    let l = extra_loop(l, mics, extra);
+    let mut block = Block::new(if with_names { "particles" } else { "" });
+    block.comments.push("# version 30001".into());
+    block.items.push(Item::Loop(l));
+    StarFile {
+        blocks: vec![block],
+        trailing_comments: Vec::new(),
+    }
+    .write(dest)
+}
+
+pub(super) fn write_fresh_cbox(
+    mics: &[&MicrographPicks],
+    extra: &[String],
+    box_size: f64,
+    dest: &Path,
+) -> Result<()> {
+    let mut global = Block::new("global");
+    global.items.push(Item::Pair {
+        key: "cbox_format_version".into(),
+        value: "1.0".into(),
+    });
+    let cols = [
+        "CoordinateX",
+        "CoordinateY",
+        "CoordinateZ",
+        "Width",
+        "Height",
+        "Depth",
+        "EstWidth",
+        "EstHeight",
+        "Confidence",
+        "NumBoxes",
+        "Angle",
+    ];
+    let mut l = Loop::new(cols.iter().map(|c| c.to_string()).collect());
+    let na = || "<NA>".to_string();
+    for m in mics {
+        for p in &m.picks {
+            l.rows.push(vec![
+                num(p.x - box_size / 2.0),
+                num(p.y - box_size / 2.0),
+                na(),
+                num(box_size),
+                num(box_size),
+                na(),
+                na(),
+                na(),
+                p.score.map_or_else(na, num),
+                na(),
+                na(),
+            ]);
+        }
+    }
+    let with_label = mics
+        .iter()
+        .any(|m| m.picks.iter().any(|p| p.label.is_some()));
+    if with_label {
+        let labels = mics
+            .iter()
+            .flat_map(|m| m.picks.iter().map(|p| p.label.clone().unwrap_or_default()))
+            .collect();
+        l.set_column(LABEL_OUT, labels);
+    }
+    let mut cryolo = Block::new("cryolo");
+    cryolo.items.push(Item::Loop(extra_loop(l, mics, extra)));
+    StarFile {
+        blocks: vec![global, cryolo],
+        trailing_comments: Vec::new(),
+    }
+    .write(dest)
+}

@@ -1,0 +1,549 @@
+//! A general STAR reader and writer (the dialect RELION, crYOLO and starfile use).
+//!
+//! Values are kept as the strings the file holds, so a file read and written again keeps every
+//! column byte-for-byte in meaning, including the ones cryoprune does not understand. Comment
+//! lines before a block (RELION 3.1's `# version 30001`) travel with the block. Loop rows are one
+//! per line, as every RELION version writes them; a row with too few or too many values is an
+//! error naming the line rather than a silent shift of every later column.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{FormatError, Location, Result};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StarFile {
+    pub blocks: Vec<Block>,
+    /// Comment lines after the last block.
+    pub trailing_comments: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Block {
+    pub name: String,
+    /// Comment lines between the previous block and this one's `data_` line.
+    pub comments: Vec<String>,
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Pair { key: String, value: String },
+    Loop(Loop),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loop {
+    /// Column names without the leading underscore or the `#N` comment.
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// 1-based line number of each row in the file it came from (empty for built loops).
+    pub lines: Vec<usize>,
+}
+
+impl Loop {
+    pub fn new(columns: Vec<String>) -> Loop {
+        Loop {
+            columns,
+            ..Loop::default()
+        }
+    }
+
+    pub fn column(&self, name: &str) -> Option<usize> {
+        let name = name.strip_prefix('_').unwrap_or(name);
+        self.columns.iter().position(|c| c == name)
+    }
+
+    pub fn line_of(&self, row: usize) -> Location {
+        self.lines
+            .get(row)
+            .map_or(Location::Record(row + 1), |&l| Location::Line(l))
+    }
+
+    /// Adds a column (or replaces its values if present) from one value per row.
+    pub fn set_column(&mut self, name: &str, values: Vec<String>) {
+        assert_eq!(values.len(), self.rows.len(), "one value per row");
+        match self.column(name) {
+            Some(c) => {
+                for (row, v) in self.rows.iter_mut().zip(values) {
+                    row[c] = v;
+                }
+            }
+            None => {
+                self.columns.push(name.trim_start_matches('_').to_string());
+                for (row, v) in self.rows.iter_mut().zip(values) {
+                    row.push(v);
+                }
+            }
+        }
+    }
+}
+
+impl Block {
+    pub fn new(name: &str) -> Block {
+        Block {
+            name: name.to_string(),
+            ..Block::default()
+        }
+    }
+
+    pub fn loops(&self) -> impl Iterator<Item = &Loop> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Loop(l) => Some(l),
+            _ => None,
+        })
+    }
+
+    pub fn first_loop(&self) -> Option<&Loop> {
+        self.loops().next()
+    }
+
+    pub fn first_loop_mut(&mut self) -> Option<&mut Loop> {
+        self.items.iter_mut().find_map(|i| match i {
+            Item::Loop(l) => Some(l),
+            _ => None,
+        })
+    }
+
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Pair { key, value } => Some((key.as_str(), value.as_str())),
+            _ => None,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let key = key.strip_prefix('_').unwrap_or(key);
+        self.pairs().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+impl StarFile {
+    pub fn block(&self, name: &str) -> Option<&Block> {
+        self.blocks.iter().find(|b| b.name == name)
+    }
+
+    pub fn block_index(&self, name: &str) -> Option<usize> {
+        self.blocks.iter().position(|b| b.name == name)
+    }
+
+    pub fn read(path: impl AsRef<Path>) -> Result<StarFile> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            FormatError::invalid(
+                path,
+                Location::Line(line),
+                "not UTF-8 text; a STAR file is text",
+            )
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses STAR text; `path` is only used to name the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<StarFile> {
+        let mut file = StarFile::default();
+        let mut pending_comments: Vec<String> = Vec::new();
+        let mut state = State::Outside;
+        let mut lines = text.lines().enumerate().peekable();
+        while let Some((i, raw)) = lines.next() {
+            let lineno = i + 1;
+            let err = |msg: String| FormatError::invalid(path, Location::Line(lineno), msg);
+            let line = raw.trim();
+            if line.is_empty() {
+                continue;
+            }
+            if line.starts_with('#') {
+                // Comments inside a block are dropped; RELION writes none there.
+                if file.blocks.is_empty() || matches!(state, State::Outside | State::InBlock) {
+                    pending_comments.push(line.to_string());
+                }
+                continue;
+            }
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("data_") {
+                let name = line[5..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let mut block = Block::new(&name);
+                block.comments = std::mem::take(&mut pending_comments);
+                file.blocks.push(block);
+                state = State::InBlock;
+                continue;
+            }
+            let Some(block) = file.blocks.last_mut() else {
+                return Err(err(format!(
+                    "expected a `data_` block before any content, found `{}`",
+                    clip(line)
+                )));
+            };
+            // Comments found between items of one block belong to no block; keep the ones that
+            // precede the next `data_` only.
+            pending_comments.clear();
+            if lower == "loop_" || lower.starts_with("loop_ ") || lower.starts_with("loop_\t") {
+                block.items.push(Item::Loop(Loop::default()));
+                state = State::LoopHeader;
+                continue;
+            }
+            if lower.starts_with("stop_") || lower.starts_with("global_") {
+                continue;
+            }
+            if line.starts_with('_') {
+                if state == State::LoopHeader {
+                    let name = line.split_whitespace().next().unwrap_or("");
+                    if let Some(Item::Loop(l)) = block.items.last_mut() {
+                        l.columns.push(name[1..].to_string());
+                    }
+                    continue;
+                }
+                // A key-value pair, which also ends any loop body before it.
+                let tokens = tokenize(line).map_err(err)?;
+                let key = tokens[0][1..].to_string();
+                let value = match tokens.len() {
+                    2 => tokens[1].clone(),
+                    1 => take_value_from_next_line(&mut lines, path)?,
+                    _ => return Err(err(format!(
+                        "key `{}` has {} values; expected one (quote values that contain spaces)",
+                        tokens[0],
+                        tokens.len() - 1
+                    ))),
+                };
+                block.items.push(Item::Pair { key, value });
+                state = State::InBlock;
+                continue;
+            }
+            match state {
+                State::LoopHeader | State::LoopBody => {
+                    let Some(Item::Loop(l)) = block.items.last_mut() else {
+                        unreachable!("loop state without a loop")
+                    };
+                    if l.columns.is_empty() {
+                        return Err(err(
+                            "`loop_` has no column names before its first row".into()
+                        ));
+                    }
+                    let tokens = tokenize(line).map_err(err)?;
+                    if tokens.len() != l.columns.len() {
+                        return Err(err(format!(
+                            "loop row has {} values; expected {} (one per column: {})",
+                            tokens.len(),
+                            l.columns.len(),
+                            summarize_columns(&l.columns)
+                        )));
+                    }
+                    l.rows.push(tokens);
+                    l.lines.push(lineno);
+                    state = State::LoopBody;
+                }
+                _ => {
+                    return Err(err(format!(
+                        "unexpected `{}`; expected `_name value`, `loop_` or `data_`",
+                        clip(line)
+                    )))
+                }
+            }
+        }
+        file.trailing_comments = pending_comments;
+        Ok(file)
+    }
+
+    /// Writes the file in RELION's layout. Values that would not read back as one token are quoted.
+    pub fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        for block in &self.blocks {
+            writeln!(w)?;
+            for c in &block.comments {
+                writeln!(w, "{c}")?;
+            }
+            if !block.comments.is_empty() {
+                writeln!(w)?;
+            }
+            writeln!(w, "data_{}", block.name)?;
+            writeln!(w)?;
+            let key_width = block.pairs().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+            let mut last_was_pair = false;
+            for item in &block.items {
+                match item {
+                    Item::Pair { key, value } => {
+                        writeln!(w, "{:<key_width$} {}", format!("_{key}"), quote(value))?;
+                        last_was_pair = true;
+                    }
+                    Item::Loop(l) => {
+                        if last_was_pair {
+                            writeln!(w)?;
+                        }
+                        write_loop(w, l)?;
+                        last_was_pair = false;
+                    }
+                }
+            }
+            if last_was_pair {
+                writeln!(w)?;
+            }
+        }
+        for c in &self.trailing_comments {
+            writeln!(w, "{c}")?;
+        }
+        Ok(())
+    }
+
+    pub fn to_string_lossless(&self) -> String {
+        let mut v = Vec::new();
+        self.write_to(&mut v).expect("writing to memory");
+        String::from_utf8(v).expect("STAR text is UTF-8")
+    }
+
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::atomic::write_atomic(path.as_ref(), |w| self.write_to(w))
+    }
+}
+
+fn write_loop(w: &mut dyn Write, l: &Loop) -> std::io::Result<()> {
+    writeln!(w, "loop_ ")?;
+    for (i, c) in l.columns.iter().enumerate() {
+        writeln!(w, "_{c} #{} ", i + 1)?;
+    }
+    let quoted: Vec<Vec<String>> = l
+        .rows
+        .iter()
+        .map(|r| r.iter().map(|v| quote(v)).collect())
+        .collect();
+    let mut widths = vec![0usize; l.columns.len()];
+    for r in &quoted {
+        for (wd, v) in widths.iter_mut().zip(r) {
+            *wd = (*wd).max(v.len());
+        }
+    }
+    let mut line = String::new();
+    for r in &quoted {
+        line.clear();
+        for (v, &wd) in r.iter().zip(&widths) {
+            line.push_str(&format!("{v:>wd$} "));
+        }
+        writeln!(w, "{}", line.trim_end())?;
+    }
+    writeln!(w)
+}
+
+#[derive(PartialEq, Clone, Copy)]
+enum State {
+    Outside,
+    InBlock,
+    LoopHeader,
+    LoopBody,
+}
+
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(60).collect();
+    if out.len() < s.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+fn summarize_columns(cols: &[String]) -> String {
+    if cols.len() <= 6 {
+        cols.join(", ")
+    } else {
+        format!("{}, ... {}", cols[..4].join(", "), cols[cols.len() - 1])
+    }
+}
+
+fn take_value_from_next_line<'a, I>(
+    lines: &mut std::iter::Peekable<I>,
+    path: &Path,
+) -> Result<String>
+where
+    I: Iterator<Item = (usize, &'a str)>,
+{
+    let Some(&(i, next)) = lines.peek() else {
+        return Err(FormatError::invalid(
+            path,
+            Location::Line(0),
+            "file ends after a key with no value",
+        ));
+    };
+    if let Some(first) = next.strip_prefix(';') {
+        // A multi-line text field: lines up to the closing `;` at the start of a line.
+        lines.next();
+        let mut text = vec![first.to_string()];
+        for (_, l) in lines.by_ref() {
+            if l.starts_with(';') {
+                return Ok(text.join("\n").trim().to_string());
+            }
+            text.push(l.to_string());
+        }
+        return Err(FormatError::invalid(
+            path,
+            Location::Line(i + 1),
+            "text field opened with `;` is never closed",
+        ));
+    }
+    Err(FormatError::invalid(
+        path,
+        Location::Line(i),
+        "key has no value on its line; expected `_name value`",
+    ))
+}
+
+/// Splits a line into STAR tokens. A quote opens a quoted value only at the start of a token and
+/// closes only when followed by whitespace or the end of the line (so `it's` stays one token).
+pub fn tokenize(line: &str) -> std::result::Result<Vec<String>, String> {
+    let mut tokens = Vec::new();
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == '#' {
+            break;
+        }
+        if c == '\'' || c == '"' {
+            let mut j = i + 1;
+            loop {
+                if j >= chars.len() {
+                    return Err(format!("quote {c} opened here is never closed"));
+                }
+                if chars[j] == c && (j + 1 == chars.len() || chars[j + 1].is_whitespace()) {
+                    break;
+                }
+                j += 1;
+            }
+            tokens.push(chars[i + 1..j].iter().collect());
+            i = j + 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        tokens.push(chars[start..i].iter().collect());
+    }
+    Ok(tokens)
+}
+
+/// Quotes a value when written bare it would not read back as the same single token.
+pub fn quote(v: &str) -> String {
+    let lower = v.to_ascii_lowercase();
+    let needs = v.is_empty()
+        || v.chars().any(char::is_whitespace)
+        || v.starts_with(['_', '#', '\'', '"', '$', ';', '[', ']'])
+        || ["data_", "loop_", "save_", "stop_", "global_"]
+            .iter()
+            .any(|k| lower.starts_with(k));
+    if !needs {
+        return v.to_string();
+    }
+    if v.contains("\" ") || v.ends_with('"') {
+        format!("'{v}'")
+    } else {
+        format!("\"{v}\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RELION31: &str = "
+# version 30001
+
+data_optics
+
+loop_
+_rlnOpticsGroupName #1
+_rlnOpticsGroup #2
+_rlnMicrographPixelSize #3
+opticsGroup1 1 1.0
+
+# version 30001
+
+data_particles
+
+loop_
+_rlnCoordinateX #1
+_rlnCoordinateY #2
+_rlnMicrographName #3
+_rlnImageName #4
+  10.5 20 'mic one.mrc' 1@stack.mrcs
+  11 21 \"\" 2@stack.mrcs
+";
+
+    #[test]
+    fn parses_blocks_loops_quotes_and_comments() {
+        let f = StarFile::parse(RELION31, Path::new("t.star")).unwrap();
+        assert_eq!(f.blocks.len(), 2);
+        assert_eq!(f.blocks[0].comments, vec!["# version 30001"]);
+        let l = f.block("particles").unwrap().first_loop().unwrap();
+        assert_eq!(l.columns[3], "rlnImageName");
+        assert_eq!(l.rows[0], vec!["10.5", "20", "mic one.mrc", "1@stack.mrcs"]);
+        assert_eq!(l.rows[1][2], "");
+        assert_eq!(l.lines, vec![21, 22]);
+    }
+
+    #[test]
+    fn round_trip_is_identical() {
+        let f = StarFile::parse(RELION31, Path::new("t.star")).unwrap();
+        let text = f.to_string_lossless();
+        let g = StarFile::parse(&text, Path::new("t2.star")).unwrap();
+        assert_eq!(f.blocks.len(), g.blocks.len());
+        for (a, b) in f.blocks.iter().zip(&g.blocks) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(a.comments, b.comments);
+            assert_eq!(a.first_loop().unwrap().rows, b.first_loop().unwrap().rows);
+            assert_eq!(
+                a.first_loop().unwrap().columns,
+                b.first_loop().unwrap().columns
+            );
+        }
+    }
+
+    #[test]
+    fn key_values_and_text_fields() {
+        let t = "data_general\n_rlnFinalResolution 3.5\n_rlnName 'a b'\n_rlnNote\n;line one\nline two\n;\n";
+        let f = StarFile::parse(t, Path::new("kv.star")).unwrap();
+        let b = &f.blocks[0];
+        assert_eq!(b.get("rlnFinalResolution"), Some("3.5"));
+        assert_eq!(b.get("_rlnName"), Some("a b"));
+        assert_eq!(b.get("rlnNote"), Some("line one\nline two"));
+    }
+
+    #[test]
+    fn bad_rows_name_the_line() {
+        let t = "data_\nloop_\n_a #1\n_b #2\n1 2\n3\n";
+        let e = StarFile::parse(t, Path::new("bad.star"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bad.star: line 6: loop row has 1 values; expected 2"),
+            "{e}"
+        );
+        let e = StarFile::parse("_a 1\n", Path::new("nodata.star"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && e.contains("data_"), "{e}");
+        let e = StarFile::parse("data_\nloop_\n_a\n'open\n", Path::new("q.star"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") && e.contains("never closed"), "{e}");
+    }
+
+    #[test]
+    fn quoting_rules() {
+        for v in [
+            "", "a b", "_x", "#1", "data_x", "plain", "it's", "1.5e-3", "\"q\" x",
+        ] {
+            let q = quote(v);
+            let t = tokenize(&q).unwrap();
+            assert_eq!(t, vec![v.to_string()], "value {v:?} written as {q:?}");
+        }
+    }
+}

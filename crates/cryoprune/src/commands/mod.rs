@@ -1,0 +1,67 @@
+//! One module per subcommand; each opens with real usage examples that `--help` also shows.
+
+pub mod convert;
+pub mod demo;
+pub mod info;
+
+/// The example commands of a subcommand, taken from the ```text block of its module's doc
+/// comment so the source and `--help` can never disagree.
+pub fn examples(source: &str) -> String {
+    let mut out = String::from("Examples:\n");
+    let mut inside = false;
+    for line in source.lines().map_while(|l| l.strip_prefix("//!")) {
+        let line = line.strip_prefix(' ').unwrap_or(line);
+        if line.starts_with("```") {
+            inside = !inside;
+            continue;
+        }
+        if inside {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Expands shell-style globs (quoted so the shell leaves them to us, since a dataset can hold
+/// more micrographs than a command line may) and plain paths, in sorted order.
+pub fn expand_globs(patterns: &[String]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for pat in patterns {
+        let p = std::path::Path::new(pat);
+        if p.exists() {
+            out.push(p.to_path_buf());
+            continue;
+        }
+        let mut matched: Vec<_> = glob::glob(pat)
+            .map_err(|e| anyhow::anyhow!("bad pattern `{pat}`: {e}"))?
+            .filter_map(|r| r.ok())
+            .collect();
+        if matched.is_empty() {
+            anyhow::bail!("`{pat}` matches no file");
+        }
+        matched.sort();
+        out.extend(matched);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_subcommand_documents_examples() {
+        for src in [
+            include_str!("info.rs"),
+            include_str!("convert.rs"),
+            include_str!("demo.rs"),
+        ] {
+            let ex = super::examples(src);
+            let n = ex
+                .lines()
+                .filter(|l| l.trim_start().starts_with("cryoprune "))
+                .count();
+            assert!((2..=4).contains(&n), "{ex}");
+        }
+    }
+}
