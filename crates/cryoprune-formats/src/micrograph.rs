@@ -168,12 +168,14 @@ fn read_tiff(path: &Path) -> Result<Micrograph> {
         tiff::ColorType::RGB(_) => 3,
         tiff::ColorType::RGBA(_) => 4,
         tiff::ColorType::GrayA(_) => 2,
-        other => return Err(FormatError::unsupported(
-            path,
-            format!(
+        other => {
+            return Err(FormatError::unsupported(
+                path,
+                format!(
                 "TIFF colour type {other:?}; expected greyscale (8/16-bit integer or 32-bit float)"
             ),
-        )),
+            ))
+        }
     };
     let raw: Vec<f32> = match dec.read_image().map_err(|e| tiff_error(path, e))? {
         D::U8(v) => v.into_iter().map(f32::from).collect(),

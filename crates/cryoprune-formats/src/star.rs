@@ -208,11 +208,13 @@ impl StarFile {
                 let value = match tokens.len() {
                     2 => tokens[1].clone(),
                     1 => take_value_from_next_line(&mut lines, path)?,
-                    _ => return Err(err(format!(
+                    _ => {
+                        return Err(err(format!(
                         "key `{}` has {} values; expected one (quote values that contain spaces)",
                         tokens[0],
                         tokens.len() - 1
-                    ))),
+                    )))
+                    }
                 };
                 block.items.push(Item::Pair { key, value });
                 state = State::InBlock;
