@@ -53,14 +53,14 @@ fn same_format_round_trip_keeps_everything() {
     let tmp = tempfile::tempdir().unwrap();
     for (i, f) in files.iter().enumerate() {
         let src = s.join(f);
-        let a = PickSet::read(&[src.clone()], None).unwrap_or_else(|e| panic!("{e}"));
+        let a = PickSet::read(std::slice::from_ref(&src), None).unwrap_or_else(|e| panic!("{e}"));
         // same file name in its own folder: per-micrograph formats name the micrograph by the file
         let out = tmp
             .path()
             .join(i.to_string())
             .join(src.file_name().unwrap());
         a.write(a.format, &out, &WriteOptions::default()).unwrap();
-        let b = PickSet::read(&[out.clone()], Some(a.format)).unwrap();
+        let b = PickSet::read(std::slice::from_ref(&out), Some(a.format)).unwrap();
         assert!(rows(&a) == rows(&b), "{f}: picks differ after a round trip");
         match (&a.files[0].content, &b.files[0].content) {
             (Content::Star { star: x, .. }, Content::Star { star: y, .. }) => {
@@ -106,7 +106,7 @@ fn subset_with_new_columns_keeps_unknown_columns() {
     let Some(d) = data() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let src = d.join("sources/cryodrgn/relion31.6opticsgroups.star");
-    let mut set = PickSet::read(&[src.clone()], None).unwrap();
+    let mut set = PickSet::read(std::slice::from_ref(&src), None).unwrap();
     let mut k = 0;
     set.retain(|_, _| {
         k += 1;
@@ -143,7 +143,7 @@ fn subset_with_new_columns_keeps_unknown_columns() {
 
     let fields = |a: &StructArray| a.fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
     let k4 = d.join("sources/cryosparc-tools/tests/data/4k_dataset.cs");
-    let mut cs = PickSet::read(&[k4.clone()], None).unwrap();
+    let mut cs = PickSet::read(std::slice::from_ref(&k4), None).unwrap();
     cs.add_column("class", |_, _| "junk".into());
     let out = tmp.path().join("kept.cs");
     cs.write(PickFormat::Cs, &out, &WriteOptions::default())

@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
     ] {
         let path = args.out.join(format!("picks.{}", format.extension()));
         set.write(format, &path, &opts)?;
-        let back = PickSet::read(&[path.clone()], Some(format))?;
+        let back = PickSet::read(std::slice::from_ref(&path), Some(format))?;
         let worst = back
             .iter()
             .zip(set.iter())

@@ -1,0 +1,82 @@
+"""Checks that the community's readers accept files cryoprune wrote.
+
+Usage: python3 check.py MANIFEST.json
+The manifest lists MRC files (mrcfile.validate must pass), STAR files with the tables our reader
+saw (starfile.read must give the same), and .cs files with the fields and values we wrote
+(numpy.load must read them)."""
+import io
+import json
+import math
+import sys
+import contextlib
+
+import mrcfile
+import numpy as np
+import starfile
+
+
+def same(expected, got):
+    # crYOLO writes <NA> for missing values; pandas (under starfile) reads it as NaN.
+    if expected == "<NA>":
+        try:
+            return math.isnan(float(got))
+        except (TypeError, ValueError):
+            return False
+    try:
+        return math.isclose(float(expected), float(got), rel_tol=1e-6, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return str(expected) == str(got)
+
+
+def main(path):
+    with open(path) as f:
+        manifest = json.load(f)
+    failures = []
+    for mrc in manifest["mrc"]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            ok = mrcfile.validate(mrc)
+        if not ok:
+            failures.append(f"mrcfile.validate failed for {mrc}: {out.getvalue().strip()}")
+    for star in manifest["star"]:
+        tables = starfile.read(star["path"], always_dict=True)
+        for name, block in star["blocks"].items():
+            df = tables.get(name)
+            if df is None:
+                failures.append(f"{star['path']}: starfile found no block '{name}' (has {list(tables)})")
+                continue
+            if list(df.columns) != block["columns"]:
+                failures.append(f"{star['path']} {name}: columns {list(df.columns)} != {block['columns']}")
+                continue
+            if len(df) != len(block["rows"]):
+                failures.append(f"{star['path']} {name}: {len(df)} rows != {len(block['rows'])}")
+                continue
+            for i, row in enumerate(block["rows"]):
+                for c, v in zip(block["columns"], row):
+                    if not same(v, df[c].iloc[i]):
+                        failures.append(f"{star['path']} {name} row {i} {c}: {df[c].iloc[i]!r} != {v!r}")
+                        break
+    for cs in manifest["cs"]:
+        arr = np.load(cs["path"])
+        names = list(arr.dtype.names)
+        if names != cs["fields"]:
+            failures.append(f"{cs['path']}: fields {names} != {cs['fields']}")
+            continue
+        if len(arr) != cs["nrows"]:
+            failures.append(f"{cs['path']}: {len(arr)} rows != {cs['nrows']}")
+        for field, values in cs["values"].items():
+            for i, v in enumerate(values):
+                got = arr[field][i]
+                got = got.decode() if isinstance(got, bytes) else got
+                if not same(v, got):
+                    failures.append(f"{cs['path']} {field}[{i}]: {got!r} != {v!r}")
+                    break
+    checked = len(manifest["mrc"]) + len(manifest["star"]) + len(manifest["cs"])
+    if failures:
+        print("\n".join(failures))
+        sys.exit(1)
+    print(f"interop: {checked} files accepted by mrcfile/starfile/numpy")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
