@@ -6,7 +6,7 @@
 //! names win over keys, so a dataset holding both `a.mrc` and `a_DW.mrc` still pairs exactly.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const EXTENSIONS: &[&str] = &[
     "gz", "bz2", "mrc", "mrcs", "map", "tif", "tiff", "jpg", "jpeg", "png", "star", "box", "cbox",
@@ -108,11 +108,6 @@ pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> Matc
         .map(|(m, _)| m.clone())
         .collect();
     report
-}
-
-/// Convenience for one file: the key of a path.
-pub fn path_key(p: &Path) -> String {
-    micrograph_key(&p.to_string_lossy())
 }
 
 #[cfg(test)]

@@ -271,6 +271,21 @@ impl StarFile {
             let mut last_was_pair = false;
             for item in &block.items {
                 match item {
+                    Item::Pair { key, value } if value.contains('\n') => {
+                        // Multi-line values only fit a `;` text field. A line of the value that
+                        // starts with `;` would close the field early, so it gets a leading space.
+                        writeln!(w, "_{key}")?;
+                        for (i, line) in value.lines().enumerate() {
+                            let guard = if i > 0 && line.starts_with(';') {
+                                " "
+                            } else {
+                                ""
+                            };
+                            writeln!(w, "{}{guard}{line}", if i == 0 { ";" } else { "" })?;
+                        }
+                        writeln!(w, ";")?;
+                        last_was_pair = true;
+                    }
                     Item::Pair { key, value } => {
                         writeln!(w, "{:<key_width$} {}", format!("_{key}"), quote(value))?;
                         last_was_pair = true;
@@ -516,6 +531,20 @@ _rlnImageName #4
         assert_eq!(b.get("rlnFinalResolution"), Some("3.5"));
         assert_eq!(b.get("_rlnName"), Some("a b"));
         assert_eq!(b.get("rlnNote"), Some("line one\nline two"));
+    }
+
+    #[test]
+    fn multi_line_values_write_as_text_fields() {
+        // found by fuzz/star: a text field was written back as a quoted string over two lines
+        let t = "data_a\n_note\n;;;\n_ $aa\n;\nloop_\n_x\n1\n";
+        let f = StarFile::parse(t, Path::new("t.star")).unwrap();
+        assert_eq!(f.blocks[0].get("note"), Some(";;\n_ $aa"));
+        let g = StarFile::parse(&f.to_string_lossless(), Path::new("t2.star")).unwrap();
+        assert_eq!(g.blocks[0].get("note"), Some(";;\n_ $aa"));
+        assert_eq!(
+            g.blocks[0].first_loop().unwrap().rows,
+            vec![vec!["1".to_string()]]
+        );
     }
 
     #[test]

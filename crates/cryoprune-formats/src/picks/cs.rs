@@ -11,9 +11,9 @@ use crate::error::{FormatError, Location, Result};
 use crate::names::micrograph_key;
 use crate::npy::{StructArray, Value};
 
-pub const CS_X: &str = "location/center_x_frac";
-pub const CS_Y: &str = "location/center_y_frac";
-pub const CS_SCORE: &str = "pick_stats/ncc_score";
+const CS_X: &str = "location/center_x_frac";
+const CS_Y: &str = "location/center_y_frac";
+const CS_SCORE: &str = "pick_stats/ncc_score";
 const CS_SHAPE: &str = "location/micrograph_shape";
 const CS_PATH: &str = "location/micrograph_path";
 const CS_LABEL: &str = "cryoprune/label";

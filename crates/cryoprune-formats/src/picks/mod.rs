@@ -17,8 +17,6 @@ use crate::error::{FormatError, Location, Result};
 use crate::npy::StructArray;
 use crate::star::StarFile;
 
-pub use cs::{CS_SCORE, CS_X, CS_Y};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum PickFormat {
     /// RELION STAR: per-micrograph coordinate files or one particle file with micrograph names.
@@ -172,20 +170,6 @@ impl PickSet {
         self.micrographs
             .iter()
             .flat_map(|m| m.picks.iter().map(move |p| (m.micrograph.as_str(), p)))
-    }
-
-    /// Whether every input file held exactly one micrograph (so outputs are one file each).
-    pub fn is_per_micrograph(&self) -> bool {
-        match self.format {
-            PickFormat::Box | PickFormat::Cbox => true,
-            PickFormat::Star => self.files.iter().all(|f| match &f.content {
-                Content::Star { star, block } => {
-                    star::micrograph_column(&star.blocks[*block]).is_none()
-                }
-                _ => false,
-            }),
-            _ => false,
-        }
     }
 
     fn group_of(&mut self, name: &str, index: &mut HashMap<String, usize>) -> usize {

@@ -16,10 +16,6 @@ const MIC: &str = "rlnMicrographName";
 const FOM: &str = "rlnAutopickFigureOfMerit";
 const LABEL_OUT: &str = "cryopruneLabel";
 
-pub(super) fn micrograph_column(block: &Block) -> Option<usize> {
-    block.first_loop().and_then(|l| l.column(MIC))
-}
-
 fn label_column(l: &Loop) -> Option<usize> {
     LABEL_COLUMNS.iter().find_map(|c| l.column(c))
 }
