@@ -271,7 +271,7 @@ impl StarFile {
             let mut last_was_pair = false;
             for item in &block.items {
                 match item {
-                    Item::Pair { key, value } if value.contains('\n') => {
+                    Item::Pair { key, value } if needs_text_field(value) => {
                         // Multi-line values only fit a `;` text field. A line of the value that
                         // starts with `;` would close the field early, so it gets a leading space.
                         writeln!(w, "_{key}")?;
@@ -459,11 +459,25 @@ pub fn quote(v: &str) -> String {
     if !needs {
         return v.to_string();
     }
-    if v.contains("\" ") || v.ends_with('"') {
-        format!("'{v}'")
-    } else {
+    if !closes_early(v, '"') {
         format!("\"{v}\"")
+    } else {
+        format!("'{v}'")
     }
+}
+
+/// Whether quote `q` inside `v` would end a `q`-quoted token early (quote then whitespace or end).
+fn closes_early(v: &str, q: char) -> bool {
+    let chars: Vec<char> = v.chars().collect();
+    chars
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| c == q && chars.get(i + 1).is_none_or(|n| n.is_whitespace()))
+}
+
+/// Values no quote style can hold on one line; key-value pairs write them as `;` text fields.
+fn needs_text_field(v: &str) -> bool {
+    v.contains('\n') || (closes_early(v, '"') && closes_early(v, '\''))
 }
 
 #[cfg(test)]
@@ -570,7 +584,16 @@ _rlnImageName #4
     #[test]
     fn quoting_rules() {
         for v in [
-            "", "a b", "_x", "#1", "data_x", "plain", "it's", "1.5e-3", "\"q\" x",
+            "",
+            "a b",
+            "_x",
+            "#1",
+            "data_x",
+            "plain",
+            "it's",
+            "1.5e-3",
+            "\"q\" x",
+            " \"\t >!! ",
         ] {
             let q = quote(v);
             let t = tokenize(&q).unwrap();
