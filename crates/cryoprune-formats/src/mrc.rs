@@ -133,7 +133,11 @@ impl MrcHeader {
     }
 
     pub fn data_len_bytes(&self) -> u64 {
-        self.nx as u64 * self.ny as u64 * self.nz as u64 * self.mode.bytes() as u64
+        // Saturating: absurd dimensions from a damaged header must become a "truncated" error.
+        (self.nx as u64)
+            .saturating_mul(self.ny as u64)
+            .saturating_mul(self.nz as u64)
+            .saturating_mul(self.mode.bytes() as u64)
     }
 
     pub fn kind(&self, path: &Path) -> DataKind {
@@ -262,7 +266,7 @@ impl MrcHeader {
                 ),
             ));
         }
-        let need = data_start + header.data_len_bytes();
+        let need = data_start.saturating_add(header.data_len_bytes());
         if need > file_len {
             return Err(bad(
                 file_len,
@@ -784,6 +788,12 @@ mod tests {
             ("nsym.mrc", header_le(2, 2, 1, 2, 1 << 20), "past the end"),
             ("trunc.mrc", header_le(64, 64, 1, 2, 0), "truncated"),
             ("negdim.mrc", header_le(-3, 2, 1, 2, 0), "NX = -3"),
+            // found by fuzz/mrc_header: dimensions whose product overflows u64
+            (
+                "huge.mrc",
+                header_le(i32::MAX, i32::MAX, i32::MAX, 2, 0),
+                "truncated",
+            ),
             ("empty.mrc", vec![], "empty file"),
         ];
         for (name, bytes, needle) in cases {
