@@ -30,10 +30,9 @@ fn canonical_or_self(p: &Path) -> PathBuf {
 
 /// Writes a file through `fill` and renames it to `path` once `fill` succeeds and the data is on
 /// disk. On error the temporary file is removed and `path` is left untouched.
-pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
-where
-    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
-{
+/// A temporary file in the folder of `path` (created if missing), so the final rename stays on
+/// one filesystem; it is deleted when dropped unless persisted.
+pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -43,11 +42,18 @@ where
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".into());
-    let tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".partial")
         .tempfile_in(&dir)
-        .map_err(|e| FormatError::io(&dir, e))?;
+        .map_err(|e| FormatError::io(&dir, e))
+}
+
+pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    let tmp = temp_beside(path)?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
         fill(&mut w).map_err(|e| FormatError::io(path, e))?;

@@ -532,16 +532,7 @@ impl MrcWriter {
         pixel_size: Option<f32>,
     ) -> Result<MrcWriter> {
         let path = path.as_ref().to_path_buf();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| FormatError::io(&dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".cryoprune.")
-            .suffix(".partial.mrc")
-            .tempfile_in(&dir)
-            .map_err(|e| FormatError::io(&dir, e))?;
+        let tmp = crate::atomic::temp_beside(&path)?;
         let file = tmp.reopen().map_err(|e| FormatError::io(&path, e))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         out.write_all(&[0u8; HEADER_LEN])
