@@ -3,6 +3,8 @@
 //! through this crate, so its conventions are RELION's and are tested against closed forms and
 //! NumPy.
 
+pub mod augment;
+pub mod extract;
 pub mod fourier;
 pub mod image;
 pub mod normalize;

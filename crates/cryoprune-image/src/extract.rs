@@ -1,0 +1,527 @@
+//! Cutting particles out of a micrograph, RELION's way.
+//!
+//! Centring: a pick at (x, y) is rounded to the nearest pixel, and that pixel becomes pixel
+//! (B/2, B/2) of the B x B box (integer division, so odd and even boxes agree with RELION and
+//! with `numpy.fft.fftshift`). Resampling to the output size S is done by Fourier cropping or
+//! padding about that centre, so the particle centre lands on (S/2, S/2) whatever B and S are.
+//!
+//! Order of operations, as in `relion_preprocess`: window, resample, normalise (background
+//! outside a circle), invert.
+
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::fourier::{Fft2, LowPass, Spectrum, C32};
+use crate::image::Image;
+use crate::normalize::{self, MicrographNorm, Stats};
+use crate::{Error, Result};
+
+/// What to do with a pick whose box reaches past the micrograph edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgePolicy {
+    /// Leave the pick out (RELION's behaviour).
+    Skip,
+    /// Fill the missing pixels with the micrograph mean.
+    PadMean,
+    /// Fill the missing pixels with Gaussian noise of the micrograph's mean and deviation, so the
+    /// filled part looks like ice rather than a flat band a network could key on.
+    PadNoise,
+}
+
+/// Per-particle normalisation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParticleNorm {
+    None,
+    /// Zero mean and unit variance of the pixels farther than `radius` (output pixels) from the
+    /// centre, as `relion_preprocess --norm --bg_radius`.
+    Relion {
+        radius: f64,
+    },
+}
+
+impl ParticleNorm {
+    /// RELION's default background radius: 75% of half the box.
+    pub fn relion_default(out_size: usize) -> ParticleNorm {
+        ParticleNorm::Relion {
+            radius: 0.375 * out_size as f64,
+        }
+    }
+}
+
+/// Micrograph-level preparation done once before any box is cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MicrographPrep {
+    pub norm: MicrographNorm,
+    pub lowpass: Option<LowPass>,
+}
+
+impl MicrographPrep {
+    /// Applies the low-pass filter, then the normalisation; returns the statistics of the result
+    /// (used to pad boxes at the edge).
+    pub fn apply(&self, image: &mut Image) -> Stats {
+        if let Some(filter) = &self.lowpass {
+            let mut fft = Fft2::new(image.nx, image.ny);
+            let mut spec = fft.forward(&image.data);
+            filter.apply(&mut spec);
+            fft.inverse_into(&mut spec, &mut image.data);
+        }
+        self.norm.apply(image);
+        normalize::stats(&image.data)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExtractConfig {
+    /// Box size in micrograph pixels.
+    pub box_size: usize,
+    /// Size of the particles written (resampled from `box_size`).
+    pub out_size: usize,
+    pub edge: EdgePolicy,
+    pub norm: ParticleNorm,
+    pub invert: bool,
+    /// Seed for `EdgePolicy::PadNoise`; the noise of a pick depends only on the seed, the
+    /// micrograph's seed offset and the pick's index, never on thread scheduling.
+    pub seed: u64,
+}
+
+impl ExtractConfig {
+    /// A box of `box_size` pixels kept at that size, edge picks skipped, RELION normalisation with
+    /// the default background radius, no inversion.
+    pub fn new(box_size: usize) -> ExtractConfig {
+        ExtractConfig {
+            box_size,
+            out_size: box_size,
+            edge: EdgePolicy::Skip,
+            norm: ParticleNorm::relion_default(box_size),
+            invert: false,
+            seed: 0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.box_size < 2 || self.out_size < 2 {
+            return Err(Error::Parameter(format!(
+                "box size {} and output size {} must be at least 2 pixels",
+                self.box_size, self.out_size
+            )));
+        }
+        if let ParticleNorm::Relion { radius } = self.norm {
+            let half = self.out_size as f64 / 2.0;
+            // The farthest pixel from the centre is the corner at (-S/2, -S/2).
+            if !(radius >= 0.0) || radius * radius >= 2.0 * half * half {
+                return Err(Error::Parameter(format!(
+                    "background radius {radius} leaves no background pixels in a {} px box",
+                    self.out_size
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The particles cut from one micrograph.
+#[derive(Debug, Clone, Default)]
+pub struct Extracted {
+    /// `kept.len()` images of `out_size²` pixels, one after another.
+    pub data: Vec<f32>,
+    /// Index into the pick list of each particle in `data`.
+    pub kept: Vec<usize>,
+    /// Picks whose box reached past the edge and were padded (indices into the pick list).
+    pub padded: Vec<usize>,
+    /// Picks left out because their box reached past the edge (`EdgePolicy::Skip`).
+    pub skipped_edge: Vec<usize>,
+    /// Picks left out because their centre is not on the micrograph at all (or not a number).
+    pub outside: Vec<usize>,
+}
+
+/// Cuts boxes; holds the FFT plans and buffers for one box and output size, so a worker thread
+/// keeps one and reuses it for every micrograph.
+pub struct Extractor {
+    cfg: ExtractConfig,
+    fwd: Option<(Fft2, Fft2, Spectrum)>,
+    centred: Vec<f32>,
+    shifted: Vec<f32>,
+    background: Vec<usize>,
+}
+
+impl Extractor {
+    pub fn new(cfg: ExtractConfig) -> Result<Extractor> {
+        cfg.validate()?;
+        let (b, s) = (cfg.box_size, cfg.out_size);
+        let fwd = (b != s).then(|| {
+            let spec = Spectrum {
+                nx: b,
+                ny: b,
+                data: vec![C32::new(0.0, 0.0); (b / 2 + 1) * b],
+            };
+            (Fft2::new(b, b), Fft2::new(s, s), spec)
+        });
+        let background = match cfg.norm {
+            ParticleNorm::None => Vec::new(),
+            ParticleNorm::Relion { radius } => {
+                let c = (s / 2) as f64;
+                (0..s * s)
+                    .filter(|i| {
+                        let dx = (i % s) as f64 - c;
+                        let dy = (i / s) as f64 - c;
+                        dx * dx + dy * dy > radius * radius
+                    })
+                    .collect()
+            }
+        };
+        Ok(Extractor {
+            cfg,
+            fwd,
+            centred: vec![0.0; b * b],
+            shifted: vec![0.0; b * b],
+            background,
+        })
+    }
+
+    pub fn config(&self) -> &ExtractConfig {
+        &self.cfg
+    }
+
+    /// Cuts a box around every pick (x = column, y = row, micrograph pixels). `stats` are the
+    /// micrograph's (for padding); `stream` separates the noise of different micrographs.
+    pub fn extract(
+        &mut self,
+        mic: &Image,
+        stats: Stats,
+        picks: &[(f64, f64)],
+        stream: u64,
+    ) -> Extracted {
+        let s = self.cfg.out_size;
+        let mut out = Extracted {
+            data: Vec::with_capacity(picks.len() * s * s),
+            ..Extracted::default()
+        };
+        for (i, &(x, y)) in picks.iter().enumerate() {
+            let (cx, cy) = (x.round(), y.round());
+            if !(cx >= 0.0 && cy >= 0.0 && cx < mic.nx as f64 && cy < mic.ny as f64) {
+                out.outside.push(i);
+                continue;
+            }
+            let (cx, cy) = (cx as i64, cy as i64);
+            let inside = self.window(mic, cx, cy);
+            if !inside {
+                if self.cfg.edge == EdgePolicy::Skip {
+                    out.skipped_edge.push(i);
+                    continue;
+                }
+                self.pad(mic, cx, cy, stats, stream, i as u64);
+                out.padded.push(i);
+            }
+            let start = out.data.len();
+            out.data.resize(start + s * s, 0.0);
+            self.finish(&mut out.data[start..]);
+            out.kept.push(i);
+        }
+        out
+    }
+
+    /// Copies the box centred on (cx, cy) into `centred`; returns false (leaving the missing
+    /// pixels unset) when part of it lies off the micrograph.
+    fn window(&mut self, mic: &Image, cx: i64, cy: i64) -> bool {
+        let b = self.cfg.box_size as i64;
+        let (x0, y0) = (cx - b / 2, cy - b / 2);
+        let (nx, ny) = (mic.nx as i64, mic.ny as i64);
+        let inside = x0 >= 0 && y0 >= 0 && x0 + b <= nx && y0 + b <= ny;
+        let bx0 = (-x0).max(0);
+        let bx1 = (nx - x0).min(b);
+        for by in 0..b {
+            let my = y0 + by;
+            if my < 0 || my >= ny || bx0 >= bx1 {
+                continue;
+            }
+            let src = &mic.row(my as usize)[(x0 + bx0) as usize..(x0 + bx1) as usize];
+            let row = (by * b) as usize;
+            self.centred[row + bx0 as usize..row + bx1 as usize].copy_from_slice(src);
+        }
+        inside
+    }
+
+    fn pad(&mut self, mic: &Image, cx: i64, cy: i64, stats: Stats, stream: u64, pick: u64) {
+        let b = self.cfg.box_size as i64;
+        let (x0, y0) = (cx - b / 2, cy - b / 2);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(
+            self.cfg.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ pick.rotate_left(32),
+        );
+        let noise = Normal::new(stats.mean as f32, stats.std as f32).ok();
+        let noisy = self.cfg.edge == EdgePolicy::PadNoise;
+        for by in 0..b {
+            for bx in 0..b {
+                let (mx, my) = (x0 + bx, y0 + by);
+                if mx >= 0 && my >= 0 && mx < mic.nx as i64 && my < mic.ny as i64 {
+                    continue;
+                }
+                self.centred[(by * b + bx) as usize] = match (&noise, noisy) {
+                    (Some(n), true) => n.sample(&mut rng),
+                    _ => stats.mean as f32,
+                };
+            }
+        }
+    }
+
+    /// Resamples, normalises and inverts the box in `centred` into `dst` (`out_size²`).
+    fn finish(&mut self, dst: &mut [f32]) {
+        let (b, s) = (self.cfg.box_size, self.cfg.out_size);
+        match &mut self.fwd {
+            None => dst.copy_from_slice(&self.centred),
+            Some((fwd, inv, spec)) => {
+                // Roll the box so its centre pixel is the transform origin (ifftshift), crop or
+                // pad the spectrum, and roll back about the new centre (fftshift).
+                roll(&self.centred, b, b - b / 2, &mut self.shifted);
+                fwd.forward_into(&self.shifted, spec);
+                let mut small = spec.resized(s, s);
+                let mut v = std::mem::take(&mut self.centred);
+                v.resize(s * s, 0.0);
+                inv.inverse_into(&mut small, &mut v[..s * s]);
+                roll(&v[..s * s], s, s / 2, dst);
+                v.resize(b * b, 0.0);
+                self.centred = v;
+            }
+        }
+        if let ParticleNorm::Relion { .. } = self.cfg.norm {
+            let st = normalize::stats_of(self.background.iter().map(|&i| dst[i]));
+            normalize::scale(dst, st);
+        }
+        if self.cfg.invert {
+            for v in dst.iter_mut() {
+                *v = -*v;
+            }
+        }
+    }
+}
+
+/// `dst[(y + k) % n][(x + k) % n] = src[y][x]` for an `n` x `n` image: a cyclic shift by `k` on
+/// both axes.
+fn roll(src: &[f32], n: usize, k: usize, dst: &mut [f32]) {
+    for y in 0..n {
+        let dy = (y + k) % n;
+        let row = &src[y * n..(y + 1) * n];
+        let out = &mut dst[dy * n..(dy + 1) * n];
+        out[k..].copy_from_slice(&row[..n - k]);
+        out[..k].copy_from_slice(&row[n - k..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dots(nx: usize, ny: usize, at: &[(usize, usize)]) -> Image {
+        let mut img = Image::zeros(nx, ny);
+        for &(x, y) in at {
+            img.set(x, y, 1.0);
+        }
+        img
+    }
+
+    fn no_norm(box_size: usize, out_size: usize) -> ExtractConfig {
+        ExtractConfig {
+            out_size,
+            norm: ParticleNorm::None,
+            ..ExtractConfig::new(box_size)
+        }
+    }
+
+    fn particle(e: &Extracted, k: usize, s: usize) -> Image {
+        Image::new(s, s, e.data[k * s * s..(k + 1) * s * s].to_vec())
+    }
+
+    #[test]
+    fn roll_is_ifftshift_and_fftshift() {
+        // numpy: ifftshift([0,1,2,3,4]) = [2,3,4,0,1]; fftshift([0,1,2,3]) = [2,3,0,1].
+        let src: Vec<f32> = (0..25).map(|i| (i % 5) as f32).collect();
+        let mut dst = vec![0.0; 25];
+        roll(&src, 5, 5 - 5 / 2, &mut dst);
+        assert_eq!(&dst[..5], &[2.0, 3.0, 4.0, 0.0, 1.0]);
+        let src: Vec<f32> = (0..16).map(|i| (i % 4) as f32).collect();
+        let mut dst = vec![0.0; 16];
+        roll(&src, 4, 4 / 2, &mut dst);
+        assert_eq!(&dst[..4], &[2.0, 3.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn dot_lands_on_the_box_centre_for_even_odd_and_resampled_boxes() {
+        let at = [(40, 50), (101, 77), (63, 64), (150, 120)];
+        let mic = dots(200, 180, &at);
+        let picks: Vec<(f64, f64)> = at.iter().map(|&(x, y)| (x as f64, y as f64)).collect();
+        for (b, s) in [
+            (32, 32),
+            (33, 33),
+            (32, 16),
+            (33, 17),
+            (31, 12),
+            (30, 45),
+            (40, 25),
+        ] {
+            let mut ex = Extractor::new(no_norm(b, s)).unwrap();
+            let got = ex.extract(&mic, normalize::stats(&mic.data), &picks, 0);
+            assert_eq!(got.kept.len(), at.len(), "box {b} -> {s}");
+            for k in 0..at.len() {
+                let p = particle(&got, k, s);
+                assert_eq!(p.argmax(), (s / 2, s / 2), "box {b} -> {s}, pick {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn fractional_picks_round_to_the_nearest_pixel() {
+        let mic = dots(64, 64, &[(20, 30)]);
+        let mut ex = Extractor::new(no_norm(16, 16)).unwrap();
+        let got = ex.extract(&mic, normalize::stats(&mic.data), &[(19.6, 30.4)], 0);
+        assert_eq!(particle(&got, 0, 16).argmax(), (8, 8));
+    }
+
+    #[test]
+    fn box_is_the_window_of_the_micrograph() {
+        let mic = Image::from_fn(50, 40, |x, y| (x + 100 * y) as f32);
+        let mut ex = Extractor::new(no_norm(6, 6)).unwrap();
+        let got = ex.extract(&mic, normalize::stats(&mic.data), &[(10.0, 20.0)], 0);
+        let p = particle(&got, 0, 6);
+        // Pixel (0, 0) of the box is (x - 3, y - 3) of the micrograph.
+        assert_eq!(p.get(0, 0), (7 + 100 * 17) as f32);
+        assert_eq!(p.get(3, 3), (10 + 100 * 20) as f32);
+        assert_eq!(p.get(5, 4), (12 + 100 * 21) as f32);
+    }
+
+    #[test]
+    fn edge_policy_skips_or_pads_and_reports_which() {
+        let mic = Image::from_fn(64, 64, |x, y| ((x * 7 + y * 3) % 11) as f32);
+        let st = normalize::stats(&mic.data);
+        let picks = [
+            (32.0, 32.0),
+            (3.0, 32.0),
+            (32.0, 62.0),
+            (-5.0, 10.0),
+            (f64::NAN, 1.0),
+        ];
+        let mut skip = Extractor::new(no_norm(16, 16)).unwrap();
+        let got = skip.extract(&mic, st, &picks, 0);
+        assert_eq!(got.kept, vec![0]);
+        assert_eq!(got.skipped_edge, vec![1, 2]);
+        assert_eq!(got.outside, vec![3, 4]);
+
+        let mut pad = Extractor::new(ExtractConfig {
+            edge: EdgePolicy::PadMean,
+            ..no_norm(16, 16)
+        })
+        .unwrap();
+        let got = pad.extract(&mic, st, &picks, 0);
+        assert_eq!(got.kept, vec![0, 1, 2]);
+        assert_eq!(got.padded, vec![1, 2]);
+        let p = particle(&got, 1, 16);
+        // Pick at x = 3: box columns 0..5 lie at x = -5..-1, off the micrograph.
+        assert_eq!(p.get(0, 8), st.mean as f32);
+        assert_eq!(p.get(4, 8), st.mean as f32);
+        assert_eq!(p.get(5, 8), mic.get(0, 32));
+    }
+
+    #[test]
+    fn noise_padding_has_the_micrograph_statistics_and_is_reproducible() {
+        let mic = Image::from_fn(64, 64, |x, y| ((x * 7 + y * 3) % 11) as f32 * 2.0 + 5.0);
+        let st = normalize::stats(&mic.data);
+        let cfg = ExtractConfig {
+            edge: EdgePolicy::PadNoise,
+            seed: 7,
+            ..no_norm(64, 64)
+        };
+        let a = Extractor::new(cfg)
+            .unwrap()
+            .extract(&mic, st, &[(0.0, 0.0)], 3);
+        let b = Extractor::new(cfg)
+            .unwrap()
+            .extract(&mic, st, &[(0.0, 0.0)], 3);
+        assert_eq!(a.data, b.data);
+        // Three quarters of a 64-box at the corner is padding.
+        let p = particle(&a, 0, 64);
+        let pad: Vec<f32> = (0..64 * 32).map(|i| p.data[i]).collect();
+        let ps = normalize::stats(&pad);
+        assert!((ps.mean - st.mean).abs() < 0.1 * st.std, "{ps:?} vs {st:?}");
+        assert!((ps.std / st.std - 1.0).abs() < 0.1, "{ps:?} vs {st:?}");
+        let c = Extractor::new(cfg)
+            .unwrap()
+            .extract(&mic, st, &[(0.0, 0.0)], 4);
+        assert_ne!(a.data, c.data, "another micrograph gets other noise");
+    }
+
+    #[test]
+    fn relion_norm_gives_zero_mean_unit_variance_background() {
+        let mic = Image::from_fn(100, 100, |x, y| {
+            let d = ((x as f64 - 50.0).powi(2) + (y as f64 - 50.0).powi(2)).sqrt();
+            (if d < 10.0 { 50.0 } else { 0.0 }) + 3.0 * ((x * 13 + y * 7) % 5) as f64 + 100.0
+        } as f32);
+        let cfg = ExtractConfig {
+            norm: ParticleNorm::Relion { radius: 15.0 },
+            ..ExtractConfig::new(40)
+        };
+        let mut ex = Extractor::new(cfg).unwrap();
+        let got = ex.extract(&mic, normalize::stats(&mic.data), &[(50.0, 50.0)], 0);
+        let p = particle(&got, 0, 40);
+        let bg: Vec<f32> = (0..1600)
+            .filter(|i| ((i % 40) as f64 - 20.0).hypot((i / 40) as f64 - 20.0) > 15.0)
+            .map(|i| p.data[i])
+            .collect();
+        let s = normalize::stats(&bg);
+        assert!(s.mean.abs() < 1e-5 && (s.std - 1.0).abs() < 1e-5, "{s:?}");
+        // The particle stays bright against its background.
+        assert!(p.get(20, 20) > 5.0);
+
+        let inverted = Extractor::new(ExtractConfig {
+            invert: true,
+            ..cfg
+        })
+        .unwrap()
+        .extract(&mic, normalize::stats(&mic.data), &[(50.0, 50.0)], 0);
+        for (a, b) in got.data.iter().zip(&inverted.data) {
+            assert_eq!(*a, -*b);
+        }
+    }
+
+    #[test]
+    fn resampled_box_equals_the_binned_band_limited_window() {
+        // A band-limited periodic micrograph: the 40 -> 16 box must equal the analytic wave at
+        // the scaled positions, measured from the centre pixel.
+        let n = 200;
+        let wave = |x: f64, y: f64| {
+            (2.0 * std::f64::consts::PI * (x * 5.0 / 40.0 + y * 3.0 / 40.0)).cos()
+                + 0.5 * (2.0 * std::f64::consts::PI * y * 2.0 / 40.0).sin()
+        };
+        let mic = Image::from_fn(n, n, |x, y| wave(x as f64, y as f64) as f32);
+        let mut ex = Extractor::new(no_norm(40, 16)).unwrap();
+        let got = ex.extract(&mic, normalize::stats(&mic.data), &[(100.0, 90.0)], 0);
+        let p = particle(&got, 0, 16);
+        let f = 40.0 / 16.0;
+        for y in 0..16 {
+            for x in 0..16 {
+                let want = wave(100.0 + (x as f64 - 8.0) * f, 90.0 + (y as f64 - 8.0) * f);
+                assert!((p.get(x, y) as f64 - want).abs() < 1e-4, "({x},{y})");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_errors() {
+        assert!(Extractor::new(ExtractConfig::new(1)).is_err());
+        let cfg = ExtractConfig {
+            norm: ParticleNorm::Relion { radius: 30.0 },
+            ..ExtractConfig::new(40)
+        };
+        assert!(Extractor::new(cfg).is_err());
+    }
+
+    #[test]
+    fn lowpass_prep_runs_before_normalisation() {
+        let mut img = Image::from_fn(64, 64, |x, _| if x % 2 == 0 { 10.0 } else { 12.0 });
+        let st = MicrographPrep {
+            norm: MicrographNorm::None,
+            lowpass: Some(LowPass::new(0.5)),
+        }
+        .apply(&mut img);
+        // The Nyquist stripes are gone; the mean stays.
+        assert!(img.data.iter().all(|&v| (v - 11.0).abs() < 1e-4));
+        assert!((st.mean - 11.0).abs() < 1e-5 && st.std < 1e-4);
+    }
+}
