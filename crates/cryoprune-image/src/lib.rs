@@ -8,6 +8,7 @@ pub mod extract;
 pub mod fourier;
 pub mod image;
 pub mod normalize;
+pub mod pipeline;
 
 pub use image::Image;
 
@@ -17,6 +18,8 @@ pub enum Error {
     NoPixelSize,
     #[error("{0}")]
     Parameter(String),
+    #[error(transparent)]
+    Format(#[from] cryoprune_formats::FormatError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,308 @@
+//! Extraction over many micrographs: parallel, in order, with bounded memory.
+//!
+//! Each worker reads a micrograph, prepares it and cuts its boxes; results reach the caller's
+//! sink on the calling thread in job order, so a stack on disk is in the order of the jobs
+//! whatever the scheduling. A worker may run at most `window` micrographs ahead of the sink, so
+//! memory holds about `window` micrographs' particles plus one micrograph per thread, however
+//! many micrographs there are.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Condvar, Mutex};
+
+use cryoprune_formats::read_micrograph;
+
+use crate::extract::{ExtractConfig, Extracted, Extractor, MicrographPrep};
+use crate::fourier::{Cutoff, LowPass};
+use crate::image::Image;
+use crate::normalize::MicrographNorm;
+use crate::{Error, Result};
+
+/// One micrograph and the pick centres to cut from it (micrograph pixels, x = column).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub path: PathBuf,
+    pub picks: Vec<(f64, f64)>,
+}
+
+/// What one micrograph gave.
+#[derive(Debug)]
+pub struct Output {
+    /// Index of the job.
+    pub index: usize,
+    /// Å per pixel of the micrograph (the override when given, else the file's own, if any).
+    pub pixel_size: Option<f64>,
+    pub shape: (usize, usize),
+    pub particles: Extracted,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline {
+    pub norm: MicrographNorm,
+    pub lowpass: Option<Cutoff>,
+    /// Soft-edge width of the low-pass, as a fraction of Nyquist.
+    pub lowpass_width: f64,
+    /// Pixel size to use instead of the micrographs' headers.
+    pub angpix: Option<f64>,
+    pub extract: ExtractConfig,
+    pub threads: usize,
+    /// How many micrographs workers may run ahead of the sink.
+    pub window: usize,
+}
+
+impl Pipeline {
+    pub fn new(extract: ExtractConfig, threads: usize) -> Pipeline {
+        let threads = threads.max(1);
+        Pipeline {
+            norm: MicrographNorm::None,
+            lowpass: None,
+            lowpass_width: LowPass::DEFAULT_WIDTH,
+            angpix: None,
+            extract,
+            threads,
+            window: 2 * threads,
+        }
+    }
+
+    /// Runs every job and hands the results to `sink` in job order. Stops at the first error
+    /// (a micrograph that cannot be read, or one the sink refuses) and returns it.
+    pub fn run(&self, jobs: &[Job], mut sink: impl FnMut(Output) -> Result<()>) -> Result<()> {
+        self.extract.validate()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .build()
+            .map_err(|e| Error::Parameter(format!("cannot start {} threads: {e}", self.threads)))?;
+        let next = AtomicUsize::new(0);
+        // (micrographs the sink has taken, whether to stop)
+        let progress = Mutex::new((0usize, false));
+        let advanced = Condvar::new();
+        let window = self.window.max(1);
+        let (tx, rx) = mpsc::channel::<(usize, Result<Output>)>();
+        let mut failure = None;
+        pool.in_place_scope(|scope| {
+            // Releases waiting workers however this closure ends, a panicking sink included;
+            // otherwise the scope would wait forever for workers that wait for the sink.
+            let _release = StopOnDrop(&progress, &advanced);
+            for _ in 0..self.threads.min(jobs.len()) {
+                let tx = tx.clone();
+                let (next, progress, advanced) = (&next, &progress, &advanced);
+                scope.spawn(move |_| {
+                    let mut extractor = None;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= jobs.len() {
+                            break;
+                        }
+                        {
+                            let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                            while i >= p.0 + window && !p.1 {
+                                p = advanced.wait(p).unwrap_or_else(|e| e.into_inner());
+                            }
+                            if p.1 {
+                                break;
+                            }
+                        }
+                        let result = self.process(i, &jobs[i], &mut extractor);
+                        if tx.send((i, result)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut pending = BTreeMap::new();
+            let mut wanted = 0;
+            for (i, result) in rx {
+                pending.insert(i, result);
+                while let Some(result) = pending.remove(&wanted) {
+                    if let Err(e) = result.and_then(&mut sink) {
+                        failure = Some(e);
+                        break;
+                    }
+                    wanted += 1;
+                }
+                let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                p.0 = wanted;
+                p.1 = failure.is_some();
+                advanced.notify_all();
+                if p.1 {
+                    break;
+                }
+            }
+        });
+        failure.map_or(Ok(()), Err)
+    }
+
+    fn process(
+        &self,
+        index: usize,
+        job: &Job,
+        extractor: &mut Option<Extractor>,
+    ) -> Result<Output> {
+        let mic = read_micrograph(&job.path)?;
+        let pixel_size = self
+            .angpix
+            .or(mic.pixel_size.filter(|&p| p > 0.0).map(f64::from));
+        let lowpass = match self.lowpass {
+            None => None,
+            Some(cutoff) => {
+                let f = cutoff.nyquist_fraction(pixel_size).map_err(|e| match e {
+                    Error::NoPixelSize => Error::Parameter(format!(
+                        "{}: no pixel size in the file; give --angpix or a low-pass as a fraction of Nyquist",
+                        job.path.display()
+                    )),
+                    other => other,
+                })?;
+                Some(LowPass {
+                    cutoff: f,
+                    width: self.lowpass_width,
+                })
+            }
+        };
+        let mut image = Image::from(mic);
+        let stats = MicrographPrep {
+            norm: self.norm,
+            lowpass,
+        }
+        .apply(&mut image);
+        let ex = match extractor {
+            Some(ex) => ex,
+            None => extractor.insert(Extractor::new(self.extract)?),
+        };
+        let particles = ex.extract(&image, stats, &job.picks, index as u64);
+        Ok(Output {
+            index,
+            pixel_size,
+            shape: (image.nx, image.ny),
+            particles,
+        })
+    }
+}
+
+struct StopOnDrop<'a>(&'a Mutex<(usize, bool)>, &'a Condvar);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.1.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
+
+    fn write_dots(dir: &std::path::Path, i: usize, at: &[(usize, usize)]) -> PathBuf {
+        let mut img = Image::zeros(96, 80);
+        for &(x, y) in at {
+            img.set(x, y, 1.0 + i as f32);
+        }
+        let path = dir.join(format!("mic_{i:03}.mrc"));
+        write_mrc(
+            &path,
+            (96, 80, 1),
+            &img.data,
+            Mode::Float32,
+            WriteKind::ImageOrStack,
+            Some(1.5),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn results_arrive_in_job_order_with_any_thread_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = [(30, 30), (60, 40), (48, 50)];
+        let jobs: Vec<Job> = (0..13)
+            .map(|i| Job {
+                path: write_dots(dir.path(), i, &at),
+                picks: at.iter().map(|&(x, y)| (x as f64, y as f64)).collect(),
+            })
+            .collect();
+        let cfg = ExtractConfig {
+            norm: crate::extract::ParticleNorm::None,
+            ..ExtractConfig::new(24)
+        };
+        for threads in [1, 2, 3] {
+            let mut seen = Vec::new();
+            Pipeline::new(cfg, threads)
+                .run(&jobs, |out| {
+                    assert_eq!(out.pixel_size, Some(1.5));
+                    assert_eq!(out.particles.kept, vec![0, 1, 2]);
+                    // The dot's height tells which micrograph the particle came from.
+                    let p = &out.particles.data[..576];
+                    let peak = p.iter().cloned().fold(f32::MIN, f32::max);
+                    assert_eq!(peak, 1.0 + out.index as f32);
+                    seen.push(out.index);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(seen, (0..13).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "sink gave up")]
+    fn a_panicking_sink_does_not_leave_workers_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs: Vec<Job> = (0..12)
+            .map(|i| Job {
+                path: write_dots(dir.path(), i, &[(40, 40)]),
+                picks: vec![(40.0, 40.0)],
+            })
+            .collect();
+        let mut p = Pipeline::new(ExtractConfig::new(16), 2);
+        p.window = 1;
+        let _ = p.run(&jobs, |_| panic!("sink gave up"));
+    }
+
+    #[test]
+    fn unreadable_micrograph_stops_the_run_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = write_dots(dir.path(), 0, &[(40, 40)]);
+        let bad = dir.path().join("broken.mrc");
+        std::fs::write(&bad, b"not an mrc").unwrap();
+        let jobs = vec![
+            Job {
+                path: good,
+                picks: vec![(40.0, 40.0)],
+            },
+            Job {
+                path: bad,
+                picks: vec![(40.0, 40.0)],
+            },
+        ];
+        let err = Pipeline::new(ExtractConfig::new(16), 2)
+            .run(&jobs, |_| Ok(()))
+            .unwrap_err();
+        assert!(err.to_string().contains("broken.mrc"), "{err}");
+    }
+
+    #[test]
+    fn lowpass_in_angstrom_without_pixel_size_names_the_micrograph() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nopix.mrc");
+        write_mrc(
+            &path,
+            (32, 32, 1),
+            &[0.0; 1024],
+            Mode::Float32,
+            WriteKind::ImageOrStack,
+            None,
+        )
+        .unwrap();
+        let mut p = Pipeline::new(ExtractConfig::new(8), 1);
+        p.lowpass = Some(Cutoff::Angstrom(20.0));
+        let jobs = [Job {
+            path,
+            picks: vec![(16.0, 16.0)],
+        }];
+        let err = p.run(&jobs, |_| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("nopix.mrc"), "{err}");
+        p.angpix = Some(2.0);
+        p.run(&jobs, |_| Ok(())).unwrap();
+    }
+}
