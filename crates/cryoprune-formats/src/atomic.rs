@@ -28,8 +28,6 @@ fn canonical_or_self(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Writes a file through `fill` and renames it to `path` once `fill` succeeds and the data is on
-/// disk. On error the temporary file is removed and `path` is left untouched.
 /// A temporary file in the folder of `path` (created if missing), so the final rename stays on
 /// one filesystem; it is deleted when dropped unless persisted.
 pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
@@ -42,13 +40,20 @@ pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".into());
-    tempfile::Builder::new()
+    let mut builder = tempfile::Builder::new();
+    // Temporary files are private (0600) by default; outputs are shared with the lab, so ask for
+    // what a plain create would give (0666 less the umask).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder
         .prefix(&format!(".{file_name}."))
         .suffix(".partial")
         .tempfile_in(&dir)
         .map_err(|e| FormatError::io(&dir, e))
 }
 
+/// Writes a file through `fill` and renames it to `path` once `fill` succeeds and the data is on
+/// disk. On error the temporary file is removed and `path` is left untouched.
 pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
@@ -70,6 +75,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_are_readable_by_others_as_the_umask_allows() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        write_atomic(&path, |w| w.write_all(b"x")).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        // Whatever the umask, the owner reads and writes and the file is not executable; a
+        // typical umask (022) leaves it readable by the group and others.
+        assert_eq!(mode & 0o600, 0o600, "{mode:o}");
+        assert_eq!(mode & 0o111, 0, "{mode:o}");
+        assert_ne!(mode, 0o600, "{mode:o}: still the private temporary-file mode");
+    }
 
     #[test]
     fn failed_write_leaves_nothing_behind() {

@@ -599,6 +599,12 @@ impl MrcWriter {
         Ok(())
     }
 
+    /// Sets the pixel size (Å) written in the final header, for streams whose pixel size is known
+    /// only once every section has been computed.
+    pub fn set_pixel_size(&mut self, pixel_size: f32) {
+        self.pixel_size = pixel_size;
+    }
+
     pub fn finish(mut self) -> Result<()> {
         if self.nz == 0 {
             return Err(FormatError::invalid(

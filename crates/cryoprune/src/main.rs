@@ -23,6 +23,7 @@ struct Cli {
 enum Command {
     Info(commands::info::Args),
     Convert(commands::convert::Args),
+    Extract(commands::extract::Args),
     Demo(commands::demo::Args),
 }
 
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Extract(a) => commands::extract::run(a),
         Command::Demo(a) => commands::demo::run(a),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod demo;
+pub mod extract;
 pub mod info;
 
 /// The example commands of a subcommand, taken from the ```text block of its module's doc
@@ -22,6 +23,18 @@ pub fn examples(source: &str) -> String {
         }
     }
     out
+}
+
+/// A progress bar on stderr with a rate and an ETA; drawn only when stderr is a terminal, so
+/// logs and pipes stay clean.
+pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{{bar:30}} {{pos}}/{{len}} {unit} {{msg}} [{{elapsed_precise}}, ETA {{eta}}]"
+    ))
+    .expect("the template is valid");
+    bar.set_style(style);
+    bar
 }
 
 /// Expands shell-style globs (quoted so the shell leaves them to us, since a dataset can hold
@@ -55,6 +68,7 @@ mod tests {
             include_str!("info.rs"),
             include_str!("convert.rs"),
             include_str!("demo.rs"),
+            include_str!("extract.rs"),
         ] {
             let ex = super::examples(src);
             let n = ex
