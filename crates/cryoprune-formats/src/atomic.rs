@@ -88,7 +88,10 @@ mod tests {
         // typical umask (022) leaves it readable by the group and others.
         assert_eq!(mode & 0o600, 0o600, "{mode:o}");
         assert_eq!(mode & 0o111, 0, "{mode:o}");
-        assert_ne!(mode, 0o600, "{mode:o}: still the private temporary-file mode");
+        assert_ne!(
+            mode, 0o600,
+            "{mode:o}: still the private temporary-file mode"
+        );
     }
 
     #[test]

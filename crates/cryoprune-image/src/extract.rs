@@ -192,10 +192,9 @@ impl Extractor {
         stream: u64,
     ) -> Extracted {
         let s = self.cfg.out_size;
-        let mut out = Extracted {
-            data: Vec::with_capacity(picks.len() * s * s),
-            ..Extracted::default()
-        };
+        // No reservation up front: with a box larger than the micrograph every pick may be
+        // skipped, and picks x box² could be far more memory than the particles kept.
+        let mut out = Extracted::default();
         for (i, &(x, y)) in picks.iter().enumerate() {
             let (cx, cy) = (x.round(), y.round());
             if !(cx >= 0.0 && cy >= 0.0 && cx < mic.nx as f64 && cy < mic.ny as f64) {

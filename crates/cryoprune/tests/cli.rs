@@ -39,7 +39,7 @@ fn s(p: &Path) -> &str {
 fn help_lists_subcommands_with_examples() {
     let o = cryoprune(&["--help"]);
     assert!(o.status.success());
-    for sub in ["info", "convert", "demo"] {
+    for sub in ["info", "convert", "extract", "demo"] {
         assert!(text(&o).contains(sub), "{sub} missing from --help");
         let h = cryoprune(&[sub, "--help"]);
         let t = text(&h);
@@ -192,4 +192,246 @@ fn demo_runs_offline() {
     for ext in ["star", "cs", "box", "cbox", "txt", "csv"] {
         assert!(out.join(format!("picks.{ext}")).exists(), "{ext}");
     }
+}
+
+/// Reads every image of a stack.
+fn stack(path: &Path) -> (usize, Vec<Vec<f32>>, f32) {
+    let f = cryoprune_formats::MrcFile::open(path).unwrap();
+    let n = f.header().nx;
+    let imgs = (0..f.n_sections())
+        .map(|i| f.read_section(i).unwrap())
+        .collect();
+    (n, imgs, f.header().pixel_size().unwrap_or(0.0))
+}
+
+fn argmax(v: &[f32], n: usize) -> (usize, usize) {
+    let i = (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+    (i % n, i / n)
+}
+
+#[test]
+fn extract_puts_every_pick_at_the_box_centre_for_even_odd_and_resampled_boxes() {
+    use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (nx, ny) = (400usize, 300usize);
+    let at = [(60, 70), (200, 150), (333, 91), (121, 222), (250, 240)];
+    let mut img = vec![0.0f32; nx * ny];
+    // A faint gradient so the background is not flat, a bright dot at each pick.
+    for y in 0..ny {
+        for x in 0..nx {
+            img[y * nx + x] = (x + y) as f32 * 1e-3;
+        }
+    }
+    for &(x, y) in &at {
+        img[y * nx + x] = 10.0;
+    }
+    let mic = t.join("mic_001.mrc");
+    write_mrc(
+        &mic,
+        (nx, ny, 1),
+        &img,
+        Mode::Float32,
+        WriteKind::ImageOrStack,
+        Some(1.2),
+    )
+    .unwrap();
+    let mut star = String::from("data_\nloop_\n_rlnCoordinateX\n_rlnCoordinateY\n");
+    for &(x, y) in &at {
+        star.push_str(&format!("{x} {y}\n"));
+    }
+    let picks = t.join("mic_001_autopick.star");
+    std::fs::write(&picks, star).unwrap();
+    for (b, sz) in [(48, 48), (49, 49), (48, 20), (49, 21), (45, 64)] {
+        let out = t.join(format!("p{b}_{sz}.mrcs"));
+        let o = cryoprune(&[
+            "extract",
+            "--micrographs",
+            s(&mic),
+            "--picks",
+            s(&picks),
+            "--box",
+            &b.to_string(),
+            "--size",
+            &sz.to_string(),
+            "--threads",
+            "2",
+            "--out",
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!("extracted {} particles", at.len())),
+            "{}",
+            text(&o)
+        );
+        let (n, imgs, px) = stack(&out);
+        assert_eq!((n, imgs.len()), (sz, at.len()));
+        assert!(
+            (px as f64 - 1.2 * b as f64 / sz as f64).abs() < 1e-5,
+            "{px}"
+        );
+        for (k, im) in imgs.iter().enumerate() {
+            assert_eq!(argmax(im, n), (sz / 2, sz / 2), "box {b} -> {sz}, pick {k}");
+        }
+        let st = cryoprune_formats::StarFile::read(out.with_extension("star")).unwrap();
+        let optics = st.block("optics").unwrap().first_loop().unwrap();
+        let col = |name: &str| optics.column(name).unwrap();
+        assert_eq!(optics.rows[0][col("rlnImageSize")], sz.to_string());
+        let want_px = 1.2 * b as f64 / sz as f64;
+        let got_px: f64 = optics.rows[0][col("rlnImagePixelSize")].parse().unwrap();
+        assert!((got_px - want_px).abs() < 1e-5);
+        let parts = st.block("particles").unwrap().first_loop().unwrap();
+        let name = parts.column("rlnImageName").unwrap();
+        let cx = parts.column("rlnCoordinateX").unwrap();
+        for (k, row) in parts.rows.iter().enumerate() {
+            assert_eq!(row[name], format!("{:06}@{}", k + 1, out.display()));
+            assert_eq!(row[cx].parse::<f64>().unwrap(), at[k].0 as f64);
+        }
+    }
+}
+
+#[test]
+fn extract_on_real_topaz_picks_skips_or_pads_edge_boxes_and_says_so() {
+    let Some(d) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mic = d.join("empiar-10017/micrographs/Falcon_2012_06_12-14_33_35_0.jpg");
+    let picks = d.join("empiar-10017/picks/topaz/Falcon_2012_06_12-14_33_35_0.box");
+    let n_picks = std::fs::read_to_string(&picks)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    let skip = tmp.path().join("skip.mrcs");
+    let o = cryoprune(&[
+        "extract",
+        "--micrographs",
+        s(&mic),
+        "--picks",
+        s(&picks),
+        "--box",
+        "180",
+        "--size",
+        "64",
+        "--angpix",
+        "1.77",
+        "--lowpass",
+        "20",
+        "--out",
+        s(&skip),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (n, kept, _) = stack(&skip);
+    let skipped: usize = text(&o)
+        .lines()
+        .find(|l| l.contains("picks skipped: their box reaches past"))
+        .map_or(0, |l| l.split_whitespace().next().unwrap().parse().unwrap());
+    assert!(skipped > 0, "{}", text(&o));
+    assert_eq!(kept.len() + skipped, n_picks);
+    // RELION normalisation: background (outside 75% of the half box) has mean 0, std 1.
+    let r = 0.375 * n as f64;
+    for im in &kept {
+        let bg: Vec<f64> = (0..n * n)
+            .filter(|i| ((i % n) as f64 - 32.0).hypot((i / n) as f64 - 32.0) > r)
+            .map(|i| im[i] as f64)
+            .collect();
+        let mean = bg.iter().sum::<f64>() / bg.len() as f64;
+        let var = bg.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / bg.len() as f64;
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
+    }
+
+    let pad = tmp.path().join("pad.mrcs");
+    let o = cryoprune(&[
+        "extract",
+        "--micrographs",
+        s(&mic),
+        "--picks",
+        s(&picks),
+        "--box",
+        "180",
+        "--size",
+        "64",
+        "--edge",
+        "noise",
+        "--out",
+        s(&pad),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "{skipped} boxes reached past the micrograph edge and were padded"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("no pixel size"),
+        "JPEG has no pixel size: {}",
+        text(&o)
+    );
+    assert_eq!(stack(&pad).1.len(), n_picks);
+}
+
+#[test]
+fn extract_errors_name_the_problem_and_write_nothing() {
+    let Some(d) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mic = d.join("empiar-10017/micrographs/Falcon_2012_06_12-14_33_35_0.jpg");
+    let picks = d.join("empiar-10017/picks/topaz/Falcon_2012_06_12-14_33_35_0.box");
+    let other = d.join("empiar-10017/picks/topaz/Falcon_2012_06_12-15_17_31_0.box");
+    let out = tmp.path().join("p.mrcs");
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec!["--picks", s(&picks), "--box", "180", "--lowpass", "20"],
+            "no pixel size in the file",
+        ),
+        (
+            vec!["--picks", s(&other), "--box", "180"],
+            "no pick file matches",
+        ),
+        (
+            vec!["--picks", s(&picks), "--box", "180", "--bg-radius", "200"],
+            "leaves no background",
+        ),
+        (
+            vec!["--picks", s(&picks), "--box", "5000"],
+            "no particle extracted",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["extract", "--micrographs", s(&mic), "--out", s(&out)];
+        all.extend(args);
+        let o = cryoprune(&all);
+        assert!(!o.status.success());
+        let t = text(&o);
+        assert!(t.contains(want), "{all:?}: {t}");
+        assert!(
+            t.trim().lines().last().unwrap().starts_with("error: "),
+            "{t}"
+        );
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "{all:?} left files"
+        );
+    }
+    let o = cryoprune(&[
+        "extract",
+        "--micrographs",
+        s(&mic),
+        "--picks",
+        s(&picks),
+        "--box",
+        "180",
+        "--out",
+        s(&picks),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("input"),
+        "{}",
+        text(&o)
+    );
 }

@@ -74,6 +74,39 @@ fn synthetic_picks() -> PickSet {
     set
 }
 
+/// Runs `cryoprune extract` on a small synthetic micrograph; returns the particle STAR.
+fn extracted_stack(t: &Path) -> PathBuf {
+    let img: Vec<f32> = (0..300 * 200).map(|i| ((i * 31) % 97) as f32).collect();
+    let mic = t.join("mic_a.mrc");
+    write_mrc(
+        &mic,
+        (300, 200, 1),
+        &img,
+        Mode::Float32,
+        WriteKind::ImageOrStack,
+        Some(1.1),
+    )
+    .unwrap();
+    let picks = t.join("mic_a.csv");
+    std::fs::write(
+        &picks,
+        "micrograph,x,y,score,label\nmic_a,50,60,0.9,particle\nmic_a,150.4,100.6,0.2,junk\nmic_a,250,140,0.5,particle\n",
+    )
+    .unwrap();
+    let out = t.join("particles.mrcs");
+    let o = Command::new(env!("CARGO_BIN_EXE_cryoprune"))
+        .args(["extract", "--micrographs"])
+        .arg(&mic)
+        .arg("--picks")
+        .arg(&picks)
+        .args(["--box", "64", "--size", "40", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out.with_extension("star")
+}
+
 #[test]
 fn community_readers_accept_our_files() {
     if !python_ready() {
@@ -203,10 +236,16 @@ fn community_readers_accept_our_files() {
     } else {
         eprintln!("note: shared data absent; checking only synthetic files");
     }
+    let particles = extracted_stack(t);
+    mrcs.push(particles.with_extension("mrcs"));
+    stars.push(star_entry(&particles));
     let manifest = t.join("manifest.json");
     std::fs::write(
         &manifest,
-        serde_json::to_string(&json!({ "mrc": mrcs, "star": stars, "cs": css })).unwrap(),
+        serde_json::to_string(
+            &json!({ "mrc": mrcs, "star": stars, "cs": css, "particles": [particles] }),
+        )
+        .unwrap(),
     )
     .unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check.py");

@@ -164,7 +164,11 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|&(p, m)| Job {
             path: mics[m].clone(),
-            picks: set.micrographs[p].picks.iter().map(|k| (k.x, k.y)).collect(),
+            picks: set.micrographs[p]
+                .picks
+                .iter()
+                .map(|k| (k.x, k.y))
+                .collect(),
         })
         .collect();
 
@@ -321,11 +325,7 @@ pub fn run(args: Args) -> Result<()> {
             tally.outside
         );
     }
-    eprintln!(
-        "wrote {} and {}",
-        args.out.display(),
-        star_path.display()
-    );
+    eprintln!("wrote {} and {}", args.out.display(), star_path.display());
     Ok(())
 }
 

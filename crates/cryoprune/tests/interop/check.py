@@ -3,7 +3,9 @@
 Usage: python3 check.py MANIFEST.json
 The manifest lists MRC files (mrcfile.validate must pass), STAR files with the tables our reader
 saw (starfile.read must give the same), and .cs files with the fields and values we wrote
-(numpy.load must read them)."""
+(numpy.load must read them). "particles" lists RELION particle STARs whose _rlnImageName entries
+(index@stack, 1-based) must each name an image that mrcfile reads, with the optics block's pixel
+size and image size equal to the stack's."""
 import io
 import json
 import math
@@ -26,6 +28,38 @@ def same(expected, got):
         return math.isclose(float(expected), float(got), rel_tol=1e-6, abs_tol=1e-9)
     except (TypeError, ValueError):
         return str(expected) == str(got)
+
+
+def check_particles(star_path):
+    tables = starfile.read(star_path, always_dict=True)
+    optics, parts = tables["optics"], tables["particles"]
+    out = []
+    stacks = {}
+    seen = set()
+    for i, name in enumerate(parts["rlnImageName"]):
+        index, stack = name.split("@", 1)
+        if stack not in stacks:
+            stacks[stack] = mrcfile.mmap(stack, permissive=False)
+        mrc = stacks[stack]
+        seen.add(name)
+        n = mrc.data.shape[0] if mrc.data.ndim == 3 else 1
+        if not 1 <= int(index) <= n:
+            out.append(f"{star_path} row {i}: {name} but the stack holds {n} images")
+            break
+    images = 0
+    for stack, mrc in stacks.items():
+        images += mrc.data.shape[0] if mrc.data.ndim == 3 else 1
+        size = int(optics["rlnImageSize"].iloc[0])
+        px = float(optics["rlnImagePixelSize"].iloc[0])
+        if mrc.data.shape[-1] != size or mrc.data.shape[-2] != size:
+            out.append(f"{stack}: images {mrc.data.shape[-2:]} but rlnImageSize {size}")
+        if not math.isclose(float(mrc.voxel_size.x), px, rel_tol=1e-5):
+            out.append(f"{stack}: voxel size {mrc.voxel_size.x} but rlnImagePixelSize {px}")
+        mrc.close()
+    # Every image is listed exactly once.
+    if len(seen) != len(parts) or images != len(parts):
+        out.append(f"{star_path}: {len(parts)} rows, {len(seen)} distinct images, {images} in the stacks")
+    return out
 
 
 def main(path):
@@ -71,7 +105,10 @@ def main(path):
                 if not same(v, got):
                     failures.append(f"{cs['path']} {field}[{i}]: {got!r} != {v!r}")
                     break
-    checked = len(manifest["mrc"]) + len(manifest["star"]) + len(manifest["cs"])
+    for star_path in manifest.get("particles", []):
+        failures.extend(check_particles(star_path))
+    checked = (len(manifest["mrc"]) + len(manifest["star"]) + len(manifest["cs"])
+               + len(manifest.get("particles", [])))
     if failures:
         print("\n".join(failures))
         sys.exit(1)
