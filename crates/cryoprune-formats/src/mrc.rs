@@ -522,6 +522,42 @@ struct Stats {
     sum_sq: f64,
 }
 
+impl Stats {
+    fn add(&mut self, values: &[f32]) {
+        // Eight independent accumulators let the compiler vectorise; one chain of f64 additions
+        // would make the statistics cost more than writing the bytes.
+        const LANES: usize = 8;
+        let mut min = [f32::INFINITY; LANES];
+        let mut max = [f32::NEG_INFINITY; LANES];
+        let mut sum = [0f64; LANES];
+        let mut sum_sq = [0f64; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for i in 0..LANES {
+                min[i] = min[i].min(c[i]);
+                max[i] = max[i].max(c[i]);
+                let v = c[i] as f64;
+                sum[i] += v;
+                sum_sq[i] += v * v;
+            }
+        }
+        for (i, &v) in rest.iter().enumerate() {
+            min[i] = min[i].min(v);
+            max[i] = max[i].max(v);
+            sum[i] += v as f64;
+            sum_sq[i] += v as f64 * v as f64;
+        }
+        self.n += values.len() as u64;
+        for i in 0..LANES {
+            self.min = self.min.min(min[i] as f64);
+            self.max = self.max.max(max[i] as f64);
+            self.sum += sum[i];
+            self.sum_sq += sum_sq[i];
+        }
+    }
+}
+
 impl MrcWriter {
     pub fn create(
         path: impl AsRef<Path>,
@@ -557,41 +593,44 @@ impl MrcWriter {
 
     pub fn push_section(&mut self, data: &[f32]) -> Result<()> {
         assert_eq!(data.len(), self.nx * self.ny, "section size must be nx*ny");
+        // The values as stored (quantised for integer and half modes; every one is exact in
+        // f32), so the header statistics describe the file, not the input.
+        let stored: std::borrow::Cow<[f32]> = match self.mode {
+            Mode::Float32 => data.into(),
+            Mode::Float16 => data
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_f32())
+                .collect(),
+            Mode::Int16 => data
+                .iter()
+                .map(|&v| v.round().clamp(i16::MIN as f32, i16::MAX as f32))
+                .collect(),
+            Mode::Uint16 => data
+                .iter()
+                .map(|&v| v.round().clamp(0.0, u16::MAX as f32))
+                .collect(),
+            Mode::Int8 => data
+                .iter()
+                .map(|&v| v.round().clamp(i8::MIN as f32, i8::MAX as f32))
+                .collect(),
+        };
         let mut buf = Vec::with_capacity(data.len() * self.mode.bytes());
-        for &v in data {
-            let stored = match self.mode {
-                Mode::Float32 => {
-                    buf.extend_from_slice(&v.to_le_bytes());
-                    v as f64
-                }
-                Mode::Float16 => {
-                    let h = half::f16::from_f32(v);
-                    buf.extend_from_slice(&h.to_le_bytes());
-                    h.to_f32() as f64
-                }
-                Mode::Int16 => {
-                    let q = v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16;
-                    buf.extend_from_slice(&q.to_le_bytes());
-                    q as f64
-                }
-                Mode::Uint16 => {
-                    let q = v.round().clamp(0.0, u16::MAX as f32) as u16;
-                    buf.extend_from_slice(&q.to_le_bytes());
-                    q as f64
-                }
-                Mode::Int8 => {
-                    let q = v.round().clamp(i8::MIN as f32, i8::MAX as f32) as i8;
-                    buf.push(q as u8);
-                    q as f64
-                }
-            };
-            let s = &mut self.stats;
-            s.n += 1;
-            s.min = s.min.min(stored);
-            s.max = s.max.max(stored);
-            s.sum += stored;
-            s.sum_sq += stored * stored;
+        match self.mode {
+            Mode::Float32 => stored
+                .iter()
+                .for_each(|v| buf.extend_from_slice(&v.to_le_bytes())),
+            Mode::Float16 => stored
+                .iter()
+                .for_each(|&v| buf.extend_from_slice(&half::f16::from_f32(v).to_le_bytes())),
+            Mode::Int16 => stored
+                .iter()
+                .for_each(|&v| buf.extend_from_slice(&(v as i16).to_le_bytes())),
+            Mode::Uint16 => stored
+                .iter()
+                .for_each(|&v| buf.extend_from_slice(&(v as u16).to_le_bytes())),
+            Mode::Int8 => stored.iter().for_each(|&v| buf.push(v as i8 as u8)),
         }
+        self.stats.add(&stored);
         self.out
             .write_all(&buf)
             .map_err(|e| FormatError::io(&self.path, e))?;

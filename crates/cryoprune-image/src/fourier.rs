@@ -111,7 +111,6 @@ pub struct Fft2 {
     c2r: Arc<dyn ComplexToReal<f32>>,
     col_fwd: Arc<dyn Fft<f32>>,
     col_inv: Arc<dyn Fft<f32>>,
-    row_in: Vec<f32>,
     rows: Vec<C32>,
     scratch: Vec<C32>,
 }
@@ -137,7 +136,6 @@ impl Fft2 {
             c2r,
             col_fwd,
             col_inv,
-            row_in: vec![0.0; nx],
             rows: vec![C32::new(0.0, 0.0); (nx / 2 + 1) * ny],
             scratch: vec![C32::new(0.0, 0.0); scratch_len],
         }
@@ -154,12 +152,20 @@ impl Fft2 {
             ny: self.ny,
             data: vec![C32::new(0.0, 0.0); (self.nx / 2 + 1) * self.ny],
         };
-        self.forward_into(data, &mut out);
+        self.forward_into(&mut data.to_vec(), &mut out);
         out
     }
 
-    /// Forward transform into an existing spectrum of this size (no allocation).
-    pub fn forward_into(&mut self, data: &[f32], out: &mut Spectrum) {
+    /// Forward transform into an existing spectrum of this size; `data` serves as working space
+    /// and is left unspecified (saves copying an image the caller no longer needs).
+    pub fn forward_into(&mut self, data: &mut [f32], out: &mut Spectrum) {
+        self.forward_columns(data, out, self.nx / 2 + 1);
+    }
+
+    /// Forward transform of only the lowest `columns` frequencies along x (`kx < columns`); the
+    /// other columns of `out` are left unspecified, as is `data`. Resampling to a smaller size
+    /// reads no more, and skipping the rest saves most of the work along y.
+    pub fn forward_columns(&mut self, data: &mut [f32], out: &mut Spectrum, columns: usize) {
         let (nx, ny) = (self.nx, self.ny);
         assert_eq!(data.len(), nx * ny, "image size does not match the plan");
         assert_eq!(
@@ -168,21 +174,21 @@ impl Fft2 {
             "spectrum size does not match the plan"
         );
         let hx = nx / 2 + 1;
+        let columns = columns.min(hx);
         let rs = self.r2c.get_scratch_len();
-        for y in 0..ny {
-            self.row_in.copy_from_slice(&data[y * nx..(y + 1) * nx]);
+        for (y, row) in data.chunks_exact_mut(nx).enumerate() {
             self.r2c
                 .process_with_scratch(
-                    &mut self.row_in,
+                    row,
                     &mut self.rows[y * hx..(y + 1) * hx],
                     &mut self.scratch[..rs],
                 )
                 .expect("buffer sizes come from the plan");
         }
-        transpose(&self.rows, ny, hx, &mut out.data);
+        transpose_cols(&self.rows, ny, hx, columns, &mut out.data);
         let cs = self.col_fwd.get_inplace_scratch_len();
         self.col_fwd
-            .process_with_scratch(&mut out.data, &mut self.scratch[..cs]);
+            .process_with_scratch(&mut out.data[..columns * ny], &mut self.scratch[..cs]);
     }
 
     /// Inverse transform; `spec` is used as working space.
@@ -229,11 +235,16 @@ impl Fft2 {
 
 /// `dst[c * rows + r] = src[r * cols + c]`, in tiles so both sides stay in cache.
 fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    transpose_cols(src, rows, cols, cols, dst);
+}
+
+/// The transpose of the first `keep` columns only.
+fn transpose_cols<T: Copy>(src: &[T], rows: usize, cols: usize, keep: usize, dst: &mut [T]) {
     const TILE: usize = 32;
     for r0 in (0..rows).step_by(TILE) {
         let r1 = (r0 + TILE).min(rows);
-        for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
+        for c0 in (0..keep).step_by(TILE) {
+            let c1 = (c0 + TILE).min(keep);
             for r in r0..r1 {
                 for c in c0..c1 {
                     dst[c * rows + r] = src[r * cols + c];

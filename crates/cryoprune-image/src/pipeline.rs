@@ -7,11 +7,12 @@
 //! many micrographs there are.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 
-use cryoprune_formats::read_micrograph;
+use cryoprune_formats::micrograph::ImageFormat;
+use cryoprune_formats::{read_micrograph, MrcFile};
 
 use crate::extract::{ExtractConfig, Extracted, Extractor, MicrographPrep};
 use crate::fourier::{Cutoff, LowPass};
@@ -88,7 +89,7 @@ impl Pipeline {
                 let tx = tx.clone();
                 let (next, progress, advanced) = (&next, &progress, &advanced);
                 scope.spawn(move |_| {
-                    let mut extractor = None;
+                    let mut worker = Worker::default();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= jobs.len() {
@@ -103,7 +104,7 @@ impl Pipeline {
                                 break;
                             }
                         }
-                        let result = self.process(i, &jobs[i], &mut extractor);
+                        let result = self.process(i, &jobs[i], &mut worker);
                         if tx.send((i, result)).is_err() {
                             break;
                         }
@@ -134,16 +135,11 @@ impl Pipeline {
         failure.map_or(Ok(()), Err)
     }
 
-    fn process(
-        &self,
-        index: usize,
-        job: &Job,
-        extractor: &mut Option<Extractor>,
-    ) -> Result<Output> {
-        let mic = read_micrograph(&job.path)?;
+    fn process(&self, index: usize, job: &Job, worker: &mut Worker) -> Result<Output> {
+        let (mut image, file_pixel) = load(&job.path, std::mem::take(&mut worker.buffer))?;
         let pixel_size = self
             .angpix
-            .or(mic.pixel_size.filter(|&p| p > 0.0).map(f64::from));
+            .or(file_pixel.filter(|&p| p > 0.0).map(f64::from));
         let lowpass = match self.lowpass {
             None => None,
             Some(cutoff) => {
@@ -160,24 +156,49 @@ impl Pipeline {
                 })
             }
         };
-        let mut image = Image::from(mic);
-        let stats = MicrographPrep {
+        MicrographPrep {
             norm: self.norm,
             lowpass,
         }
         .apply(&mut image);
-        let ex = match extractor {
+        let ex = match &mut worker.extractor {
             Some(ex) => ex,
-            None => extractor.insert(Extractor::new(self.extract)?),
+            None => worker.extractor.insert(Extractor::new(self.extract)?),
         };
-        let particles = ex.extract(&image, stats, &job.picks, index as u64);
+        let particles = ex.extract(&image, &job.picks, index as u64);
+        let shape = (image.nx, image.ny);
+        worker.buffer = image.data;
         Ok(Output {
             index,
             pixel_size,
-            shape: (image.nx, image.ny),
+            shape,
             particles,
         })
     }
+}
+
+/// What a worker keeps between micrographs: its FFT plans and a micrograph-sized buffer, so a
+/// long run does not map and fault in fresh memory for every micrograph.
+#[derive(Default)]
+struct Worker {
+    extractor: Option<Extractor>,
+    buffer: Vec<f32>,
+}
+
+/// Reads a micrograph into `buffer` (MRC) or a new image (other formats); returns it with the
+/// pixel size its file records.
+fn load(path: &Path, mut buffer: Vec<f32>) -> Result<(Image, Option<f32>)> {
+    if ImageFormat::from_path(path) == Some(ImageFormat::Mrc) {
+        let f = MrcFile::open(path)?;
+        let h = f.header();
+        let (nx, ny, px) = (h.nx, h.ny, h.pixel_size());
+        buffer.resize(nx * ny, 0.0);
+        f.read_section_into(0, &mut buffer)?;
+        return Ok((Image::new(nx, ny, buffer), px));
+    }
+    let m = read_micrograph(path)?;
+    let px = m.pixel_size;
+    Ok((Image::from(m), px))
 }
 
 struct StopOnDrop<'a>(&'a Mutex<(usize, bool)>, &'a Condvar);

@@ -4,7 +4,6 @@
 
 use cryoprune_image::extract::{EdgePolicy, ExtractConfig, Extractor, ParticleNorm};
 use cryoprune_image::fourier::bin;
-use cryoprune_image::normalize::stats;
 use cryoprune_image::Image;
 
 fn micrograph_with_dots(nx: usize, ny: usize, at: &[(f64, f64)]) -> Image {
@@ -22,9 +21,7 @@ fn assert_centred(mic: &Image, picks: &[(f64, f64)], box_size: usize, out_size: 
         norm: ParticleNorm::relion_default(out_size),
         ..ExtractConfig::new(box_size)
     };
-    let got = Extractor::new(cfg)
-        .unwrap()
-        .extract(mic, stats(&mic.data), picks, 0);
+    let got = Extractor::new(cfg).unwrap().extract(mic, picks, 0);
     assert_eq!(got.kept.len(), picks.len(), "{what}");
     let s2 = out_size * out_size;
     for k in 0..picks.len() {
