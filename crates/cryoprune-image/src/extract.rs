@@ -111,7 +111,7 @@ impl ExtractConfig {
         if let ParticleNorm::Relion { radius } = self.norm {
             let half = self.out_size as f64 / 2.0;
             // The farthest pixel from the centre is the corner at (-S/2, -S/2).
-            if !(radius >= 0.0) || radius * radius >= 2.0 * half * half {
+            if radius.is_nan() || radius < 0.0 || radius * radius >= 2.0 * half * half {
                 return Err(Error::Parameter(format!(
                     "background radius {radius} leaves no background pixels in a {} px box",
                     self.out_size

@@ -24,13 +24,12 @@ fn assert_centred(mic: &Image, picks: &[(f64, f64)], box_size: usize, out_size: 
     let got = Extractor::new(cfg).unwrap().extract(mic, picks, 0);
     assert_eq!(got.kept.len(), picks.len(), "{what}");
     let s2 = out_size * out_size;
-    for k in 0..picks.len() {
-        let p = Image::new(out_size, out_size, got.data[k * s2..(k + 1) * s2].to_vec());
+    for (k, (pick, px)) in picks.iter().zip(got.data.chunks_exact(s2)).enumerate() {
+        let p = Image::new(out_size, out_size, px.to_vec());
         assert_eq!(
             p.argmax(),
             (out_size / 2, out_size / 2),
-            "{what}: box {box_size} -> {out_size}, pick {k} at {:?}",
-            picks[k]
+            "{what}: box {box_size} -> {out_size}, pick {k} at {pick:?}"
         );
     }
 }

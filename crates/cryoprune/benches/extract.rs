@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p cryoprune --bench extract` writes `target/bench/extract.json`. The data are
 //! 4096 x 4096 float32 micrographs of noise with 800 picks each, box 180 -> 64 px. Throughput is
-//! measured on 10 micrographs; peak RSS on 10 and on 100 (the 100 are hard links to the 10 files,
+//! measured on 10 micrographs (median of 3 runs); peak RSS on 10 and on 100 (the 100 are hard links to the 10 files,
 //! so the disk holds only 10). Each run is a separate process timed from outside; peak RSS is the
 //! kernel's `ru_maxrss` for that process. Needs python3 with numpy and mrcfile.
 
@@ -19,15 +19,21 @@ const PICKS: usize = 800;
 const BOX: usize = 180;
 const SIZE: usize = 64;
 const DISTINCT: usize = 10;
+/// Throughput runs per side; the median is reported (the machine is shared and noisy).
+const REPEATS: usize = 3;
 
 struct Run {
     seconds: f64,
+    /// User + system CPU time: steadier than wall time on a shared machine.
+    cpu_seconds: f64,
     peak_rss_mib: f64,
     particles: usize,
 }
 
-/// Runs a command to completion and returns its wall time and peak resident memory.
-fn measure(cmd: &mut Command) -> (f64, f64) {
+/// Runs a command to completion and returns its wall time, CPU time and peak resident memory.
+// The child is reaped by `wait4` (which std's `wait` cannot replace: it drops the rusage).
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command) -> (f64, f64, f64) {
     let start = Instant::now();
     let child = cmd.spawn().expect("start benchmark command");
     let pid = child.id() as libc::pid_t;
@@ -41,8 +47,10 @@ fn measure(cmd: &mut Command) -> (f64, f64) {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "benchmark command failed: {cmd:?}"
     );
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
     // Linux reports ru_maxrss in KiB.
-    (seconds, usage.ru_maxrss as f64 / 1024.0)
+    (seconds, cpu, usage.ru_maxrss as f64 / 1024.0)
 }
 
 fn make_data(dir: &Path) -> Vec<PathBuf> {
@@ -96,18 +104,27 @@ fn make_data(dir: &Path) -> Vec<PathBuf> {
     all
 }
 
+fn picks_for(dir: &Path, mics: &[PathBuf]) -> PathBuf {
+    dir.join(if mics.len() == 10 {
+        "picks10.csv"
+    } else {
+        "picks.csv"
+    })
+}
+
 fn ours(dir: &Path, mics: &[PathBuf], threads: usize) -> Run {
     let out = dir.join("ours.mrcs");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cryoprune"));
     cmd.arg("extract").arg("--micrographs").args(mics);
-    cmd.arg("--picks").arg(dir.join("picks.csv"));
+    cmd.arg("--picks").arg(picks_for(dir, mics));
     cmd.args(["--box", &BOX.to_string(), "--size", &SIZE.to_string()]);
     cmd.args(["--threads", &threads.to_string(), "--out"])
         .arg(&out);
-    let (seconds, peak_rss_mib) = measure(&mut cmd);
+    let (seconds, cpu_seconds, peak_rss_mib) = measure(&mut cmd);
     let particles = cryoprune_formats::MrcFile::open(&out).unwrap().n_sections();
     Run {
         seconds,
+        cpu_seconds,
         peak_rss_mib,
         particles,
     }
@@ -117,16 +134,17 @@ fn numpy(dir: &Path, mics: &[PathBuf]) -> Run {
     let out = dir.join("numpy.mrcs");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/extract_numpy.py");
     let mut cmd = Command::new("python3");
-    cmd.arg(script).arg(dir.join("picks.csv"));
+    cmd.arg(script).arg(picks_for(dir, mics));
     cmd.args([BOX.to_string(), SIZE.to_string()])
         .arg(&out)
         .args(mics);
     cmd.env("OMP_NUM_THREADS", "1")
         .stdout(std::process::Stdio::null());
-    let (seconds, peak_rss_mib) = measure(&mut cmd);
+    let (seconds, cpu_seconds, peak_rss_mib) = measure(&mut cmd);
     let particles = cryoprune_formats::MrcFile::open(&out).unwrap().n_sections();
     Run {
         seconds,
+        cpu_seconds,
         peak_rss_mib,
         particles,
     }
@@ -136,17 +154,31 @@ fn rate(r: &Run) -> f64 {
     r.particles as f64 / r.seconds
 }
 
+fn median_of(mut f: impl FnMut() -> Run) -> Run {
+    let mut runs: Vec<Run> = (0..REPEATS).map(|_| f()).collect();
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    runs.swap_remove(REPEATS / 2)
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     let dir = root.join("extract");
     let all = make_data(&dir);
     let ten = &all[..10];
+    // Only the picks of the micrographs given, so neither side reads or reports the other 90.
+    let picks = fs::read_to_string(dir.join("picks.csv")).unwrap();
+    let head: String = picks
+        .lines()
+        .take(1 + 10 * PICKS)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(dir.join("picks10.csv"), head).unwrap();
     // Warm the page cache so both sides read from memory.
     ours(&dir, ten, 2);
 
-    let ours2 = ours(&dir, ten, 2);
-    let ours1 = ours(&dir, ten, 1);
-    let py = numpy(&dir, ten);
+    let ours2 = median_of(|| ours(&dir, ten, 2));
+    let ours1 = median_of(|| ours(&dir, ten, 1));
+    let py = median_of(|| numpy(&dir, ten));
     assert_eq!(ours2.particles, py.particles);
     let ours_many = ours(&dir, &all, 2);
     let py_many = numpy(&dir, &all);
@@ -157,9 +189,10 @@ fn main() {
         "box": BOX,
         "size": SIZE,
         "throughput_10_micrographs": {
-            "cryoprune_2_threads": { "seconds": ours2.seconds, "particles_per_s": rate(&ours2) },
-            "cryoprune_1_thread": { "seconds": ours1.seconds, "particles_per_s": rate(&ours1) },
-            "numpy_mrcfile": { "seconds": py.seconds, "particles_per_s": rate(&py) },
+            "cryoprune_2_threads": { "seconds": ours2.seconds, "cpu_seconds": ours2.cpu_seconds, "particles_per_s": rate(&ours2) },
+            "cryoprune_1_thread": { "seconds": ours1.seconds, "cpu_seconds": ours1.cpu_seconds, "particles_per_s": rate(&ours1) },
+            "numpy_mrcfile": { "seconds": py.seconds, "cpu_seconds": py.cpu_seconds, "particles_per_s": rate(&py) },
+            "cpu_time_ratio_1_thread": py.cpu_seconds / ours1.cpu_seconds,
             "ratio_2_threads": rate(&ours2) / rate(&py),
             "ratio_1_thread": rate(&ours1) / rate(&py),
         },

@@ -67,9 +67,7 @@ pub fn run(args: Args) -> Result<()> {
             .map(|m| m.micrograph.clone())
             .collect();
         let report = match_micrographs(&names, &mics);
-        for name in &report.unmatched_picks {
-            tracing::warn!("picks for `{name}` match no micrograph given with --micrographs");
-        }
+        super::warn_unmatched(&report.unmatched_picks, "not checked against a micrograph");
         let mut shapes = HashMap::new();
         for (p, m) in report.pairs {
             let (nx, ny) = micrograph_shape(&mics[m])

@@ -142,9 +142,7 @@ pub fn run(args: Args) -> Result<()> {
         .map(|m| m.micrograph.clone())
         .collect();
     let report = match_micrographs(&names, &mics);
-    for name in &report.unmatched_picks {
-        tracing::warn!("picks for `{name}` match no micrograph given with --micrographs; skipped");
-    }
+    super::warn_unmatched(&report.unmatched_picks, "skipped");
     if !report.unmatched_micrographs.is_empty() {
         tracing::info!(
             "{} micrographs have no picks",

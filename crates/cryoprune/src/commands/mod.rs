@@ -37,6 +37,23 @@ pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Warns about pick groups that match no micrograph: the first few by name, then a count, so a
+/// mismatched dataset does not flood the terminal.
+pub fn warn_unmatched(names: &[String], consequence: &str) {
+    const SHOWN: usize = 5;
+    for name in names.iter().take(SHOWN) {
+        tracing::warn!(
+            "picks for `{name}` match no micrograph given with --micrographs; {consequence}"
+        );
+    }
+    if names.len() > SHOWN {
+        tracing::warn!(
+            "... and {} more pick groups match no micrograph",
+            names.len() - SHOWN
+        );
+    }
+}
+
 /// Expands shell-style globs (quoted so the shell leaves them to us, since a dataset can hold
 /// more micrographs than a command line may) and plain paths, in sorted order.
 pub fn expand_globs(patterns: &[String]) -> anyhow::Result<Vec<std::path::PathBuf>> {
