@@ -120,8 +120,13 @@ fn ours(dir: &Path, mics: &[PathBuf], threads: usize) -> Run {
     cmd.args(["--box", &BOX.to_string(), "--size", &SIZE.to_string()]);
     cmd.args(["--threads", &threads.to_string(), "--out"])
         .arg(&out);
-    let (seconds, cpu_seconds, peak_rss_mib) = measure(&mut cmd);
-    let particles = cryoprune_formats::MrcFile::open(&out).unwrap().n_sections();
+    run(&mut cmd, &out)
+}
+
+/// Runs one side and counts the particles in the stack it wrote.
+fn run(cmd: &mut Command, out: &Path) -> Run {
+    let (seconds, cpu_seconds, peak_rss_mib) = measure(cmd);
+    let particles = cryoprune_formats::MrcFile::open(out).unwrap().n_sections();
     Run {
         seconds,
         cpu_seconds,
@@ -140,14 +145,7 @@ fn numpy(dir: &Path, mics: &[PathBuf]) -> Run {
         .args(mics);
     cmd.env("OMP_NUM_THREADS", "1")
         .stdout(std::process::Stdio::null());
-    let (seconds, cpu_seconds, peak_rss_mib) = measure(&mut cmd);
-    let particles = cryoprune_formats::MrcFile::open(&out).unwrap().n_sections();
-    Run {
-        seconds,
-        cpu_seconds,
-        peak_rss_mib,
-        particles,
-    }
+    run(&mut cmd, &out)
 }
 
 fn rate(r: &Run) -> f64 {

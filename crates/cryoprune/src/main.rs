@@ -24,6 +24,7 @@ enum Command {
     Info(commands::info::Args),
     Convert(commands::convert::Args),
     Extract(commands::extract::Args),
+    Simulate(commands::simulate::Args),
     Demo(commands::demo::Args),
 }
 
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Extract(a) => commands::extract::run(a),
+        Command::Simulate(a) => commands::simulate::run(a),
         Command::Demo(a) => commands::demo::run(a),
     };
     match result {

@@ -194,6 +194,21 @@ fn demo_runs_offline() {
     }
 }
 
+/// Runs `cryoprune extract` on one micrograph and its picks, with further arguments.
+fn extract(mic: &Path, picks: &Path, out: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "extract",
+        "--micrographs",
+        s(mic),
+        "--picks",
+        s(picks),
+        "--out",
+        s(out),
+    ];
+    args.extend(more);
+    cryoprune(&args)
+}
+
 /// Reads every image of a stack.
 fn stack(path: &Path) -> (usize, Vec<Vec<f32>>, f32) {
     let f = cryoprune_formats::MrcFile::open(path).unwrap();
@@ -244,21 +259,9 @@ fn extract_puts_every_pick_at_the_box_centre_for_even_odd_and_resampled_boxes() 
     std::fs::write(&picks, star).unwrap();
     for (b, sz) in [(48, 48), (49, 49), (48, 20), (49, 21), (45, 64)] {
         let out = t.join(format!("p{b}_{sz}.mrcs"));
-        let o = cryoprune(&[
-            "extract",
-            "--micrographs",
-            s(&mic),
-            "--picks",
-            s(&picks),
-            "--box",
-            &b.to_string(),
-            "--size",
-            &sz.to_string(),
-            "--threads",
-            "2",
-            "--out",
-            s(&out),
-        ]);
+        let (b_arg, sz_arg) = (b.to_string(), sz.to_string());
+        let more = ["--box", &b_arg, "--size", &sz_arg, "--threads", "2"];
+        let o = extract(&mic, &picks, &out, &more);
         assert!(o.status.success(), "{}", text(&o));
         assert!(
             text(&o).contains(&format!("extracted {} particles", at.len())),
@@ -303,12 +306,7 @@ fn extract_on_real_topaz_picks_skips_or_pads_edge_boxes_and_says_so() {
         .filter(|l| !l.trim().is_empty())
         .count();
     let skip = tmp.path().join("skip.mrcs");
-    let o = cryoprune(&[
-        "extract",
-        "--micrographs",
-        s(&mic),
-        "--picks",
-        s(&picks),
+    let more = [
         "--box",
         "180",
         "--size",
@@ -317,9 +315,8 @@ fn extract_on_real_topaz_picks_skips_or_pads_edge_boxes_and_says_so() {
         "1.77",
         "--lowpass",
         "20",
-        "--out",
-        s(&skip),
-    ]);
+    ];
+    let o = extract(&mic, &picks, &skip, &more);
     assert!(o.status.success(), "{}", text(&o));
     let (n, kept, _) = stack(&skip);
     let skipped: usize = text(&o)
@@ -344,21 +341,8 @@ fn extract_on_real_topaz_picks_skips_or_pads_edge_boxes_and_says_so() {
     }
 
     let pad = tmp.path().join("pad.mrcs");
-    let o = cryoprune(&[
-        "extract",
-        "--micrographs",
-        s(&mic),
-        "--picks",
-        s(&picks),
-        "--box",
-        "180",
-        "--size",
-        "64",
-        "--edge",
-        "noise",
-        "--out",
-        s(&pad),
-    ]);
+    let more = ["--box", "180", "--size", "64", "--edge", "noise"];
+    let o = extract(&mic, &picks, &pad, &more);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains(&format!(
@@ -418,17 +402,7 @@ fn extract_errors_name_the_problem_and_write_nothing() {
             "{all:?} left files"
         );
     }
-    let o = cryoprune(&[
-        "extract",
-        "--micrographs",
-        s(&mic),
-        "--picks",
-        s(&picks),
-        "--box",
-        "180",
-        "--out",
-        s(&picks),
-    ]);
+    let o = extract(&mic, &picks, &picks, &["--box", "180"]);
     assert!(
         !o.status.success() && text(&o).contains("input"),
         "{}",

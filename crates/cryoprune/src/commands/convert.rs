@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cryoprune_formats::names::match_micrographs;
 use cryoprune_formats::{micrograph_shape, PickFormat, PickSet, WriteOptions};
 
 #[derive(clap::Args)]
@@ -61,13 +60,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     if !args.micrographs.is_empty() {
         let mics = super::expand_globs(&args.micrographs)?;
-        let names: Vec<String> = set
-            .micrographs
-            .iter()
-            .map(|m| m.micrograph.clone())
-            .collect();
-        let report = match_micrographs(&names, &mics);
-        super::warn_unmatched(&report.unmatched_picks, "not checked against a micrograph");
+        let report = super::pair_with_micrographs(&set, &mics, "not checked against a micrograph");
         let mut shapes = HashMap::new();
         for (p, m) in report.pairs {
             let (nx, ny) = micrograph_shape(&mics[m])
@@ -81,10 +74,10 @@ pub fn run(args: Args) -> Result<()> {
                 tracing::warn!(
                     "{outside} of {} picks on `{}` lie outside its {nx}x{ny} pixels (wrong --scale, or picks from another micrograph?)",
                     set.micrographs[p].picks.len(),
-                    names[p]
+                    set.micrographs[p].micrograph
                 );
             }
-            shapes.insert(names[p].clone(), (nx, ny));
+            shapes.insert(set.micrographs[p].micrograph.clone(), (nx, ny));
         }
         opts.micrograph_shapes = shapes;
     }

@@ -17,7 +17,6 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use cryoprune_formats::atomic::{ensure_not_input, temp_beside};
 use cryoprune_formats::mrc::{Mode, WriteKind};
-use cryoprune_formats::names::match_micrographs;
 use cryoprune_formats::star::quote;
 use cryoprune_formats::{MrcWriter, PickFormat, PickSet};
 use cryoprune_image::extract::{EdgePolicy, ExtractConfig, ParticleNorm};
@@ -136,13 +135,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.scale != 1.0 {
         set.scale(args.scale);
     }
-    let names: Vec<String> = set
-        .micrographs
-        .iter()
-        .map(|m| m.micrograph.clone())
-        .collect();
-    let report = match_micrographs(&names, &mics);
-    super::warn_unmatched(&report.unmatched_picks, "skipped");
+    let report = super::pair_with_micrographs(&set, &mics, "skipped");
     if !report.unmatched_micrographs.is_empty() {
         tracing::info!(
             "{} micrographs have no picks",

@@ -4,6 +4,7 @@ pub mod convert;
 pub mod demo;
 pub mod extract;
 pub mod info;
+pub mod simulate;
 
 /// The example commands of a subcommand, taken from the ```text block of its module's doc
 /// comment so the source and `--help` can never disagree.
@@ -37,21 +38,33 @@ pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// Warns about pick groups that match no micrograph: the first few by name, then a count, so a
-/// mismatched dataset does not flood the terminal.
-pub fn warn_unmatched(names: &[String], consequence: &str) {
+/// Pairs pick groups with micrographs by name. Groups that match none are reported: the first
+/// few by name, then a count, so a mismatched dataset does not flood the terminal.
+pub fn pair_with_micrographs(
+    set: &cryoprune_formats::PickSet,
+    micrographs: &[std::path::PathBuf],
+    consequence: &str,
+) -> cryoprune_formats::names::MatchReport {
     const SHOWN: usize = 5;
-    for name in names.iter().take(SHOWN) {
+    let names: Vec<String> = set
+        .micrographs
+        .iter()
+        .map(|m| m.micrograph.clone())
+        .collect();
+    let report = cryoprune_formats::names::match_micrographs(&names, micrographs);
+    let unmatched = &report.unmatched_picks;
+    for name in unmatched.iter().take(SHOWN) {
         tracing::warn!(
             "picks for `{name}` match no micrograph given with --micrographs; {consequence}"
         );
     }
-    if names.len() > SHOWN {
+    if unmatched.len() > SHOWN {
         tracing::warn!(
             "... and {} more pick groups match no micrograph",
-            names.len() - SHOWN
+            unmatched.len() - SHOWN
         );
     }
+    report
 }
 
 /// Expands shell-style globs (quoted so the shell leaves them to us, since a dataset can hold
@@ -86,6 +99,7 @@ mod tests {
             include_str!("convert.rs"),
             include_str!("demo.rs"),
             include_str!("extract.rs"),
+            include_str!("simulate.rs"),
         ] {
             let ex = super::examples(src);
             let n = ex
