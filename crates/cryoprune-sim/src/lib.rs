@@ -56,7 +56,7 @@ impl Preset {
             defocus: (8_000.0, 25_000.0),
             astigmatism: 800.0,
             b_factor: 80.0,
-            ice_variation: 0.5,
+            ice_variation: 0.25,
             carbon_probability: 0.35,
             ice_blobs: 0.8,
             aggregates: 2.5,

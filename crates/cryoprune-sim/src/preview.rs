@@ -52,9 +52,16 @@ pub fn render(image: &Image, picks: &[TruthPick], radius: f64, max_size: usize) 
     out
 }
 
-/// Writes a preview PNG atomically.
+/// Writes a preview PNG atomically; grey when nothing is coloured (a third of the size).
 pub fn write(path: &Path, img: &image::RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
+    let rgb = image::DynamicImage::ImageRgb8(img.clone());
+    let grey = img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]);
+    let img = if grey {
+        image::DynamicImage::ImageLuma8(rgb.to_luma8())
+    } else {
+        rgb
+    };
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,

@@ -183,7 +183,7 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
         let harmonics: Vec<(f64, f64)> = (2..6)
             .map(|_| {
                 (
-                    rng.random_range(0.0..0.15),
+                    rng.random_range(0.0..0.08),
                     rng.random_range(0.0..std::f64::consts::TAU),
                 )
             })

@@ -39,7 +39,7 @@ fn s(p: &Path) -> &str {
 fn help_lists_subcommands_with_examples() {
     let o = cryoprune(&["--help"]);
     assert!(o.status.success());
-    for sub in ["info", "convert", "extract", "demo"] {
+    for sub in ["info", "convert", "extract", "simulate", "demo"] {
         assert!(text(&o).contains(sub), "{sub} missing from --help");
         let h = cryoprune(&[sub, "--help"]);
         let t = text(&h);
@@ -408,4 +408,81 @@ fn extract_errors_name_the_problem_and_write_nothing() {
         "{}",
         text(&o)
     );
+}
+
+/// Every file under `dir`, relative path -> bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn simulate_is_byte_identical_for_a_seed_and_its_picks_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str, format: &str| {
+        let out = tmp.path().join(name);
+        let o = cryoprune(&[
+            "simulate",
+            "--out",
+            s(&out),
+            "--count",
+            "3",
+            "--size",
+            "384",
+            "--seed",
+            seed,
+            "--format",
+            format,
+            "--threads",
+            "2",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        out
+    };
+    let a = tree(&run("a", "5", "star"));
+    let b = tree(&run("b", "5", "star"));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert!(a.len() >= 3 + 3 + 2, "{:?}", a.keys());
+    for (k, v) in &a {
+        assert!(
+            v == &b[k],
+            "{} differs between runs with the same seed",
+            k.display()
+        );
+    }
+    let c = tree(&run("c", "6", "star"));
+    assert_ne!(
+        a[Path::new("micrographs/sim_0001.mrc")],
+        c[Path::new("micrographs/sim_0001.mrc")]
+    );
+
+    // Picks in a per-micrograph format read back to the truth's coordinates.
+    let out = run("d", "5", "box");
+    let truth = std::fs::read_to_string(out.join("truth.csv")).unwrap();
+    let n_truth = truth.lines().count() - 1;
+    let set = cryoprune_formats::PickSet::read(&[out.join("picks")], None).unwrap();
+    assert_eq!(set.len(), n_truth);
+    let first = truth.lines().nth(1).unwrap();
+    let f: Vec<&str> = first.split(',').collect();
+    let (x, y): (f64, f64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+    assert!(set
+        .iter()
+        .any(|(m, p)| m == f[0] && (p.x - x).abs() < 0.6 && (p.y - y).abs() < 0.6));
+    let mic = cryoprune_formats::MrcFile::open(out.join("micrographs/sim_0001.mrc")).unwrap();
+    assert_eq!((mic.header().nx, mic.header().ny), (384, 384));
+    assert_eq!(mic.header().pixel_size(), Some(2.5));
 }

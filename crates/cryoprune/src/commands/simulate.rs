@@ -66,6 +66,12 @@ pub struct Args {
     /// Skip the PNG previews.
     #[arg(long)]
     no_previews: bool,
+    /// Largest side of the previews in pixels.
+    #[arg(long, default_value_t = 1024)]
+    preview_size: usize,
+    /// Previews without the pick circles (the micrograph alone).
+    #[arg(long)]
+    clean_previews: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -137,7 +143,12 @@ pub fn run(args: Args) -> Result<()> {
                     Some(args.pixel as f32),
                 )?;
                 if !args.no_previews {
-                    let png = preview::render(img, &scene.picks, radius, 1024);
+                    let shown = if args.clean_previews {
+                        &[][..]
+                    } else {
+                        &scene.picks[..]
+                    };
+                    let png = preview::render(img, shown, radius, args.preview_size.max(64));
                     preview::write(&preview_dir.join(format!("{name}.png")), &png)?;
                 }
                 bar.inc(1);

@@ -1,0 +1,151 @@
+//! The simulator's statistics: pick counts follow the requested rates, the SNR is the one asked
+//! for, and the picker's score alone does not separate particles from junk.
+
+use std::collections::HashMap;
+
+use cryoprune_sim::scene::simulate;
+use cryoprune_sim::{Builtin, Label, Preset, SceneConfig, TruthPick};
+
+fn run(cfg: &SceneConfig, count: u64, seed: u64) -> Vec<cryoprune_sim::Scene> {
+    let vol = Builtin::Globular.volume(cfg.pixel);
+    (0..count)
+        .map(|i| simulate(cfg, &vol, seed * 1000 + i))
+        .collect()
+}
+
+fn per_label(picks: &[TruthPick]) -> HashMap<Label, usize> {
+    let mut m = HashMap::new();
+    for p in picks {
+        *m.entry(p.label).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn pick_counts_follow_the_requested_rates() {
+    let mut cfg = Preset::Realistic.config(768, 768, 2.5);
+    cfg.carbon_probability = 1.0;
+    cfg.ice_blobs = 2.0;
+    cfg.aggregates = 3.0;
+    cfg.particle_density = 0.15;
+    cfg.picker.aggregate = 1.0;
+    let n = 40;
+    let scenes = run(&cfg, n, 1);
+    let mut total: HashMap<Label, usize> = HashMap::new();
+    let mut particles = 0;
+    for s in &scenes {
+        for (k, v) in per_label(&s.picks) {
+            *total.entry(k).or_insert(0) += v;
+        }
+        particles += s.particles.len();
+    }
+    let mean = |l: Label| *total.get(&l).unwrap_or(&0) as f64 / n as f64;
+    let close = |got: f64, want: f64, what: &str| {
+        assert!(
+            (got / want - 1.0).abs() < 0.25,
+            "{what}: {got:.2} per micrograph, asked {want:.2}"
+        );
+    };
+    close(
+        mean(Label::Carbon),
+        cfg.picker.carbon + cfg.picker.carbon_edge,
+        "carbon",
+    );
+    close(mean(Label::Empty), cfg.picker.empty, "empty");
+    close(
+        mean(Label::Ice),
+        cfg.ice_blobs * cfg.picker.ice_per_blob,
+        "ice",
+    );
+    close(mean(Label::Aggregate), cfg.aggregates, "aggregates");
+    let picked = *total.get(&Label::Particle).unwrap() as f64 / particles as f64;
+    assert!(
+        (picked - (1.0 - cfg.picker.miss_rate)).abs() < 0.03,
+        "{picked} of the particles picked, miss rate {}",
+        cfg.picker.miss_rate
+    );
+}
+
+#[test]
+fn measured_snr_is_the_requested_one() {
+    // Only particles, so the clean image (infinite SNR, same draws otherwise) is the signal.
+    let mut cfg = Preset::Realistic.config(512, 512, 2.5);
+    cfg.carbon_probability = 0.0;
+    cfg.ice_blobs = 0.0;
+    cfg.aggregates = 0.0;
+    cfg.ice_variation = 0.0;
+    for snr in [0.05, 0.5] {
+        cfg.snr = snr;
+        let noisy = run(&cfg, 1, 7).remove(0);
+        let clean = run(&SceneConfig { snr: 1e30, ..cfg }, 1, 7).remove(0);
+        let vol = Builtin::Globular.volume(cfg.pixel);
+        let r = vol.radius() * vol.voxel / cfg.pixel;
+        let mut signal = Vec::new();
+        for &(x, y) in &clean.particles {
+            for yy in (y - r) as usize..=(y + r) as usize {
+                for xx in (x - r) as usize..=(x + r) as usize {
+                    if (xx as f64 - x).hypot(yy as f64 - y) <= r {
+                        signal.push(clean.image.get(xx, yy));
+                    }
+                }
+            }
+        }
+        let noise: Vec<f32> = noisy
+            .image
+            .data
+            .iter()
+            .zip(&clean.image.data)
+            .map(|(a, b)| a - b)
+            .collect();
+        let sv = cryoprune_image::normalize::stats(&signal).std.powi(2);
+        let nv = cryoprune_image::normalize::stats(&noise).std.powi(2);
+        let measured = sv / nv;
+        assert!(
+            (measured / snr - 1.0).abs() < 0.2,
+            "asked {snr}, measured {measured}"
+        );
+    }
+}
+
+/// Best macro-F1 (particle vs junk) over every threshold of the score.
+fn best_threshold_f1(picks: &[TruthPick]) -> f64 {
+    let mut sorted: Vec<(f64, bool)> = picks
+        .iter()
+        .map(|p| (p.score, p.label == Label::Particle))
+        .collect();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let pos = sorted.iter().filter(|p| p.1).count() as f64;
+    let neg = sorted.len() as f64 - pos;
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut best: f64 = 0.0;
+    for (_, is_particle) in &sorted {
+        if *is_particle {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        // Kept = predicted particle; the rest predicted junk.
+        let f1_particle = 2.0 * tp / (tp + fp + pos);
+        let tn = neg - fp;
+        let f1_junk = 2.0 * tn / (2.0 * tn + fp + (pos - tp));
+        best = best.max((f1_particle + f1_junk) / 2.0);
+    }
+    best
+}
+
+#[test]
+fn the_score_alone_does_not_separate_particles_from_junk() {
+    let cfg = Preset::Realistic.config(1024, 1024, 2.5);
+    let scenes = run(&cfg, 8, 3);
+    let picks: Vec<TruthPick> = scenes.iter().flat_map(|s| s.picks.clone()).collect();
+    let junk =
+        picks.iter().filter(|p| p.label != Label::Particle).count() as f64 / picks.len() as f64;
+    assert!(junk > 0.1 && junk < 0.35, "junk fraction {junk}");
+    let f1 = best_threshold_f1(&picks);
+    println!(
+        "realistic preset: {} picks, {:.1}% junk, best score-threshold macro-F1 {f1:.3}",
+        picks.len(),
+        100.0 * junk
+    );
+    assert!(f1 <= 0.85 && f1 > 0.5, "{f1}");
+}
