@@ -470,6 +470,29 @@ fn simulate_is_byte_identical_for_a_seed_and_its_picks_read_back() {
         c[Path::new("micrographs/sim_0001.mrc")]
     );
 
+    // The picker can be told to miss every particle and pick no empty ice.
+    let none = run("e", "5", "csv");
+    let o = cryoprune(&[
+        "simulate",
+        "--out",
+        s(&none),
+        "--count",
+        "1",
+        "--size",
+        "384",
+        "--picker",
+        "miss=1,empty=0,carbon=0,edge=0,ice=0,aggregate=0",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let truth = std::fs::read_to_string(none.join("truth.csv")).unwrap();
+    assert_eq!(truth.lines().count(), 1, "{truth}");
+    let o = cryoprune(&["simulate", "--out", s(&none), "--picker", "miss=2"]);
+    assert!(
+        !o.status.success() && text(&o).contains("out of range"),
+        "{}",
+        text(&o)
+    );
+
     // Picks in a per-micrograph format read back to the truth's coordinates.
     let out = run("d", "5", "box");
     let truth = std::fs::read_to_string(out.join("truth.csv")).unwrap();

@@ -51,6 +51,12 @@ pub struct Args {
     /// Signal-to-noise ratio, instead of the preset's.
     #[arg(long)]
     snr: Option<f64>,
+    /// Picker behaviour, overriding the preset: comma-separated key=value with keys miss (rate of
+    /// missed particles), jitter (px), carbon, edge, empty (false picks per micrograph), ice (per
+    /// blob), aggregate (probability an aggregate is picked), separation (of the scores, logits).
+    /// Example: miss=0.2,jitter=3,empty=30
+    #[arg(long)]
+    picker: Option<String>,
     /// Pick file format: star, cs, box, cbox, topaz or csv.
     #[arg(long, default_value = "star", value_parser = super::convert::parse_format)]
     format: PickFormat,
@@ -74,6 +80,42 @@ pub struct Args {
     clean_previews: bool,
 }
 
+fn parse_picker(s: &str) -> Result<Vec<(String, f64)>, String> {
+    const KEYS: [&str; 8] = [
+        "miss",
+        "jitter",
+        "carbon",
+        "edge",
+        "empty",
+        "ice",
+        "aggregate",
+        "separation",
+    ];
+    s.split(',')
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("`{kv}`: expected key=value"))?;
+            let k = k.trim();
+            if !KEYS.contains(&k) {
+                return Err(format!(
+                    "unknown picker key `{k}`; expected one of {}",
+                    KEYS.join(", ")
+                ));
+            }
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{v}` is not a number"))?;
+            let probability = matches!(k, "miss" | "aggregate");
+            if v.is_nan() || v < 0.0 || (probability && v > 1.0) {
+                return Err(format!("{k}={v} is out of range"));
+            }
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     if args.count == 0 || args.size < 64 {
@@ -89,6 +131,23 @@ pub fn run(args: Args) -> Result<()> {
             bail!("--snr must be positive");
         }
         cfg.snr = snr;
+    }
+    let overrides = match &args.picker {
+        Some(spec) => parse_picker(spec).map_err(|e| anyhow::anyhow!("--picker: {e}"))?,
+        None => Vec::new(),
+    };
+    for (k, v) in &overrides {
+        let p = &mut cfg.picker;
+        match k.as_str() {
+            "miss" => p.miss_rate = *v,
+            "jitter" => p.jitter = *v,
+            "carbon" => p.carbon = *v,
+            "edge" => p.carbon_edge = *v,
+            "empty" => p.empty = *v,
+            "ice" => p.ice_per_blob = *v,
+            "aggregate" => p.aggregate = *v,
+            _ => p.score_separation = *v,
+        }
     }
     let vol = match (&args.map, &args.model) {
         (Some(map), _) => Volume::from_mrc(map)?,
