@@ -155,7 +155,8 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
             .unwrap()
             .sample(&mut rng) as usize;
         for _ in 0..n {
-            if let Some((x, y)) = c.random_inside(&mut rng, nx, ny, radius) {
+            if let Some((x, y)) = c.random_where(&mut rng, (nx, ny), radius, |d| d < -2.0 * radius)
+            {
                 picks.push(pick_at(&mut rng, cfg, x, y, Label::Carbon, 0.4));
             }
         }
@@ -163,7 +164,9 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
             .unwrap()
             .sample(&mut rng) as usize;
         for _ in 0..n {
-            if let Some((x, y)) = c.random_on_edge(&mut rng, nx, ny, radius) {
+            if let Some((x, y)) =
+                c.random_where(&mut rng, (nx, ny), radius, |d| d.abs() < 0.5 * radius)
+            {
                 // Pickers score edges high: strong gradient, particle-sized features.
                 picks.push(pick_at(&mut rng, cfg, x, y, Label::Carbon, 0.9));
             }
@@ -480,33 +483,19 @@ impl Carbon {
         (x - self.cx).hypot(y - self.cy) < self.r
     }
 
-    fn random_inside(
+    /// A random point at least `margin` from the micrograph's edges whose signed distance to
+    /// the carbon edge (negative inside) satisfies `accept`.
+    fn random_where(
         &self,
         rng: &mut StdRng,
-        nx: usize,
-        ny: usize,
+        (nx, ny): (usize, usize),
         margin: f64,
+        accept: impl Fn(f64) -> bool,
     ) -> Option<(f64, f64)> {
         (0..200).find_map(|_| {
             let x = rng.random_range(margin..nx as f64 - margin);
             let y = rng.random_range(margin..ny as f64 - margin);
-            // Well inside, not on the edge.
-            ((x - self.cx).hypot(y - self.cy) < self.r - 2.0 * margin).then_some((x, y))
-        })
-    }
-
-    fn random_on_edge(
-        &self,
-        rng: &mut StdRng,
-        nx: usize,
-        ny: usize,
-        margin: f64,
-    ) -> Option<(f64, f64)> {
-        (0..200).find_map(|_| {
-            let x = rng.random_range(margin..nx as f64 - margin);
-            let y = rng.random_range(margin..ny as f64 - margin);
-            let d = (x - self.cx).hypot(y - self.cy) - self.r;
-            (d.abs() < 0.5 * margin).then_some((x, y))
+            accept((x - self.cx).hypot(y - self.cy) - self.r).then_some((x, y))
         })
     }
 }
