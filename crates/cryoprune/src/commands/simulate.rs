@@ -51,6 +51,23 @@ pub struct Args {
     /// Signal-to-noise ratio, instead of the preset's.
     #[arg(long)]
     snr: Option<f64>,
+    /// Imaging, overriding the preset: voltage (kV), spherical aberration (mm), amplitude
+    /// contrast, defocus range in µm (underfocus, e.g. 0.8,2.5), astigmatism (largest defocus
+    /// difference, Å), B-factor (Å²), relative ice thickness variation.
+    #[arg(long)]
+    voltage: Option<f64>,
+    #[arg(long)]
+    cs: Option<f64>,
+    #[arg(long)]
+    amplitude_contrast: Option<f64>,
+    #[arg(long, value_parser = parse_range)]
+    defocus: Option<(f64, f64)>,
+    #[arg(long)]
+    astigmatism: Option<f64>,
+    #[arg(long)]
+    b_factor: Option<f64>,
+    #[arg(long)]
+    ice_variation: Option<f64>,
     /// Picker behaviour, overriding the preset: comma-separated key=value with keys miss (rate of
     /// missed particles), jitter (px), carbon, edge, empty (false picks per micrograph), ice (per
     /// blob), aggregate (probability an aggregate is picked), separation (of the scores, logits).
@@ -78,6 +95,22 @@ pub struct Args {
     /// Previews without the pick circles (the micrograph alone).
     #[arg(long)]
     clean_previews: bool,
+}
+
+fn parse_range(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("`{s}`: expected MIN,MAX in µm, e.g. 0.8,2.5"))?;
+    let num = |t: &str| {
+        t.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("`{t}` is not a number"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    if a.is_nan() || b.is_nan() || a <= 0.0 || b < a {
+        return Err(format!("`{s}`: need 0 < MIN <= MAX"));
+    }
+    Ok((a, b))
 }
 
 fn parse_picker(s: &str) -> Result<Vec<(String, f64)>, String> {
@@ -131,6 +164,39 @@ pub fn run(args: Args) -> Result<()> {
             bail!("--snr must be positive");
         }
         cfg.snr = snr;
+    }
+    let non_negative = |v: Option<f64>, name: &str| -> Result<Option<f64>> {
+        match v {
+            Some(x) if x.is_nan() || x < 0.0 => bail!("--{name} must not be negative"),
+            other => Ok(other),
+        }
+    };
+    if let Some(v) = non_negative(args.voltage, "voltage")? {
+        if v == 0.0 {
+            bail!("--voltage must be positive");
+        }
+        cfg.voltage = v;
+    }
+    if let Some(v) = non_negative(args.cs, "cs")? {
+        cfg.cs = v;
+    }
+    if let Some(v) = non_negative(args.amplitude_contrast, "amplitude-contrast")? {
+        if v >= 1.0 {
+            bail!("--amplitude-contrast is a fraction below 1");
+        }
+        cfg.amplitude_contrast = v;
+    }
+    if let Some((lo, hi)) = args.defocus {
+        cfg.defocus = (lo * 1e4, hi * 1e4);
+    }
+    if let Some(v) = non_negative(args.astigmatism, "astigmatism")? {
+        cfg.astigmatism = v;
+    }
+    if let Some(v) = non_negative(args.b_factor, "b-factor")? {
+        cfg.b_factor = v;
+    }
+    if let Some(v) = non_negative(args.ice_variation, "ice-variation")? {
+        cfg.ice_variation = v;
     }
     let overrides = match &args.picker {
         Some(spec) => parse_picker(spec).map_err(|e| anyhow::anyhow!("--picker: {e}"))?,
