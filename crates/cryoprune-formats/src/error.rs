@@ -48,6 +48,23 @@ pub enum FormatError {
 
 pub type Result<T> = std::result::Result<T, FormatError>;
 
+/// Reads a whole text file; bytes that are not UTF-8 are an error at the line where they start,
+/// saying what kind of text was `expected`.
+pub fn read_utf8(path: &Path, expected: &str) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        FormatError::invalid(
+            path,
+            Location::Line(line),
+            format!("not UTF-8 text; {expected}"),
+        )
+    })
+}
+
 impl FormatError {
     pub fn io(path: &Path, error: std::io::Error) -> Self {
         FormatError::Io {

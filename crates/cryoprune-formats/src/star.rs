@@ -129,18 +129,7 @@ impl StarFile {
 
     pub fn read(path: impl AsRef<Path>) -> Result<StarFile> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            FormatError::invalid(
-                path,
-                Location::Line(line),
-                "not UTF-8 text; a STAR file is text",
-            )
-        })?;
+        let text = crate::error::read_utf8(path, "a STAR file is text")?;
         Self::parse(&text, path)
     }
 

@@ -12,18 +12,7 @@ use crate::error::{FormatError, Location, Result};
 use crate::names::stem;
 
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        FormatError::invalid(
-            path,
-            Location::Line(line),
-            "not UTF-8 text; expected a text table of coordinates",
-        )
-    })
+    crate::error::read_utf8(path, "expected a text table of coordinates")
 }
 
 /// Whether a `.cbox` is the STAR dialect (crYOLO >= 1.8) rather than a whitespace table.
