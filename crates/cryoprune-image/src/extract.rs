@@ -11,7 +11,7 @@
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-use crate::fourier::{Fft2, LowPass, Spectrum, C32};
+use crate::fourier::{lowpass_in_place, roll, Fft2, LowPass, Spectrum, C32};
 use crate::image::Image;
 use crate::normalize::{self, MicrographNorm, Stats};
 use crate::{Error, Result};
@@ -59,15 +59,7 @@ impl MicrographPrep {
     /// Applies the low-pass filter, then the normalisation.
     pub fn apply(&self, image: &mut Image) {
         if let Some(filter) = &self.lowpass {
-            let mut fft = Fft2::new(image.nx, image.ny);
-            let mut spec = Spectrum {
-                nx: image.nx,
-                ny: image.ny,
-                data: vec![C32::new(0.0, 0.0); (image.nx / 2 + 1) * image.ny],
-            };
-            fft.forward_into(&mut image.data, &mut spec);
-            filter.apply(&mut spec);
-            fft.inverse_into(&mut spec, &mut image.data);
+            lowpass_in_place(image, filter);
         }
         self.norm.apply(image);
     }
@@ -294,18 +286,6 @@ impl Extractor {
     }
 }
 
-/// `dst[(y + k) % n][(x + k) % n] = src[y][x]` for an `n` x `n` image: a cyclic shift by `k` on
-/// both axes.
-fn roll(src: &[f32], n: usize, k: usize, dst: &mut [f32]) {
-    for y in 0..n {
-        let dy = (y + k) % n;
-        let row = &src[y * n..(y + 1) * n];
-        let out = &mut dst[dy * n..(dy + 1) * n];
-        out[k..].copy_from_slice(&row[..n - k]);
-        out[..k].copy_from_slice(&row[n - k..]);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,19 +308,6 @@ mod tests {
 
     fn particle(e: &Extracted, k: usize, s: usize) -> Image {
         Image::new(s, s, e.data[k * s * s..(k + 1) * s * s].to_vec())
-    }
-
-    #[test]
-    fn roll_is_ifftshift_and_fftshift() {
-        // numpy: ifftshift([0,1,2,3,4]) = [2,3,4,0,1]; fftshift([0,1,2,3]) = [2,3,0,1].
-        let src: Vec<f32> = (0..25).map(|i| (i % 5) as f32).collect();
-        let mut dst = vec![0.0; 25];
-        roll(&src, 5, 5 - 5 / 2, &mut dst);
-        assert_eq!(&dst[..5], &[2.0, 3.0, 4.0, 0.0, 1.0]);
-        let src: Vec<f32> = (0..16).map(|i| (i % 4) as f32).collect();
-        let mut dst = vec![0.0; 16];
-        roll(&src, 4, 4 / 2, &mut dst);
-        assert_eq!(&dst[..4], &[2.0, 3.0, 0.0, 1.0]);
     }
 
     #[test]

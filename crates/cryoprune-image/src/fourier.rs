@@ -321,10 +321,22 @@ impl LowPass {
 
 /// Low-pass filters a whole image.
 pub fn lowpass(image: &Image, filter: &LowPass) -> Image {
+    let mut out = image.clone();
+    lowpass_in_place(&mut out, filter);
+    out
+}
+
+/// Low-pass filters an image in place (no second image-sized buffer besides the spectrum).
+pub fn lowpass_in_place(image: &mut Image, filter: &LowPass) {
     let mut fft = Fft2::new(image.nx, image.ny);
-    let mut spec = fft.forward(&image.data);
+    let mut spec = Spectrum {
+        nx: image.nx,
+        ny: image.ny,
+        data: vec![C32::new(0.0, 0.0); (image.nx / 2 + 1) * image.ny],
+    };
+    fft.forward_into(&mut image.data, &mut spec);
     filter.apply(&mut spec);
-    fft.inverse(&mut spec)
+    fft.inverse_into(&mut spec, &mut image.data);
 }
 
 /// Resamples an image onto `mx` x `my` pixels by Fourier cropping (smaller) or padding (larger).
@@ -334,6 +346,32 @@ pub fn resize(image: &Image, mx: usize, my: usize) -> Image {
     let mut small = spec.resized(mx, my);
     spec.data = Vec::new();
     Fft2::new(mx, my).inverse(&mut small)
+}
+
+/// Resamples a square image to `m` x `m` about its centre: pixel (n/2, n/2) lands on
+/// (m/2, m/2), as extraction centres particles.
+pub fn resize_centred(image: &Image, m: usize) -> Image {
+    let n = image.nx;
+    assert_eq!(n, image.ny, "centred resampling needs a square image");
+    let mut shifted = Image::zeros(n, n);
+    roll(&image.data, n, n - n / 2, &mut shifted.data);
+    let r = resize(&shifted, m, m);
+    let mut out = Image::zeros(m, m);
+    roll(&r.data, m, m / 2, &mut out.data);
+    out
+}
+
+/// `dst[(y + k) % n][(x + k) % n] = src[y][x]` for an `n` x `n` image: a cyclic shift by `k` on
+/// both axes. Shifting by `n - n/2` moves the centre pixel to the origin (`ifftshift`), by
+/// `n/2` back again (`fftshift`).
+pub fn roll(src: &[f32], n: usize, k: usize, dst: &mut [f32]) {
+    for y in 0..n {
+        let dy = (y + k) % n;
+        let row = &src[y * n..(y + 1) * n];
+        let out = &mut dst[dy * n..(dy + 1) * n];
+        out[k..].copy_from_slice(&row[..n - k]);
+        out[..k].copy_from_slice(&row[n - k..]);
+    }
 }
 
 /// An image binned by Fourier cropping, with the factor actually applied on each axis (the
@@ -392,6 +430,19 @@ mod tests {
             }
         }
         worst
+    }
+
+    #[test]
+    fn roll_is_ifftshift_and_fftshift() {
+        // numpy: ifftshift([0,1,2,3,4]) = [2,3,4,0,1]; fftshift([0,1,2,3]) = [2,3,0,1].
+        let src: Vec<f32> = (0..25).map(|i| (i % 5) as f32).collect();
+        let mut dst = vec![0.0; 25];
+        roll(&src, 5, 5 - 5 / 2, &mut dst);
+        assert_eq!(&dst[..5], &[2.0, 3.0, 4.0, 0.0, 1.0]);
+        let src: Vec<f32> = (0..16).map(|i| (i % 4) as f32).collect();
+        let mut dst = vec![0.0; 16];
+        roll(&src, 4, 4 / 2, &mut dst);
+        assert_eq!(&dst[..4], &[2.0, 3.0, 0.0, 1.0]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Projections of a volume in uniformly random orientations.
 
-use cryoprune_image::fourier::resize;
+use cryoprune_image::fourier::resize_centred;
 use cryoprune_image::Image;
 use rand::Rng;
 
@@ -141,15 +141,7 @@ pub fn project_at(vol: &Volume, rot: &Rotation, pixel: f64, radius: f64) -> Imag
     if m == vol.n {
         return p;
     }
-    // `resize` keeps pixel 0 at the origin; roll so the centre is the origin, and back.
-    let shifted = roll(&p, p.nx - p.nx / 2);
-    let r = resize(&shifted, m, m);
-    roll(&r, m / 2)
-}
-
-fn roll(img: &Image, k: usize) -> Image {
-    let n = img.nx;
-    Image::from_fn(n, n, |x, y| img.get((x + n - k) % n, (y + n - k) % n))
+    resize_centred(&p, m)
 }
 
 #[cfg(test)]

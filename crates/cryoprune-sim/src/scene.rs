@@ -1,7 +1,7 @@
 //! One simulated micrograph: particles, junk, ice, CTF and noise, with the picks a real picker
 //! would make and the truth behind each.
 
-use cryoprune_image::fourier::{Fft2, LowPass};
+use cryoprune_image::fourier::{lowpass_in_place, LowPass};
 use cryoprune_image::Image;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -433,16 +433,15 @@ fn disc_variance(img: &Image, discs: &[(f64, f64, f64)]) -> f64 {
 /// texture for carbon, smooth fields for ice thickness.
 pub fn smooth_noise(rng: &mut StdRng, nx: usize, ny: usize, cutoff: f64) -> Image {
     let g = Normal::new(0.0f32, 1.0).unwrap();
-    let mut data: Vec<f32> = (0..nx * ny).map(|_| g.sample(rng)).collect();
-    let mut fft = Fft2::new(nx, ny);
-    let mut spec = fft.forward(&data);
-    LowPass {
-        cutoff,
-        width: cutoff,
-    }
-    .apply(&mut spec);
-    fft.inverse_into(&mut spec, &mut data);
+    let data: Vec<f32> = (0..nx * ny).map(|_| g.sample(rng)).collect();
     let mut img = Image::new(nx, ny, data);
+    lowpass_in_place(
+        &mut img,
+        &LowPass {
+            cutoff,
+            width: cutoff,
+        },
+    );
     cryoprune_image::normalize::MicrographNorm::MeanStd.apply(&mut img);
     img
 }
