@@ -180,10 +180,7 @@ pub fn run(args: Args) -> Result<()> {
         invert: args.invert,
         seed: args.seed,
     };
-    let threads = match args.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = super::thread_count(args.threads);
     let mut pipeline = Pipeline::new(cfg, threads);
     pipeline.angpix = args.angpix;
     pipeline.lowpass = match (args.lowpass, args.lowpass_nyquist) {
@@ -386,7 +383,7 @@ impl StarStream {
 
     fn finish(self, optics: &Optics, scores: bool, labels: bool) -> Result<()> {
         let io = |e| cryoprune_formats::FormatError::io(&self.path, e);
-        let mut rows = self.rows.into_inner().map_err(|e| io(e.into_error()))?;
+        let rows = self.rows.into_inner().map_err(|e| io(e.into_error()))?;
         let mut out = std::io::BufWriter::new(temp_beside(&self.path)?);
         let mut columns = vec![
             "rlnCoordinateX",
@@ -431,7 +428,6 @@ impl StarStream {
             head.push_str(&format!("_{c} #{}\n", i + 1));
         }
         out.write_all(head.as_bytes()).map_err(io)?;
-        rows.as_file_mut().flush().map_err(io)?;
         let mut reader = rows.reopen().map_err(io)?;
         std::io::copy(&mut reader, &mut out).map_err(io)?;
         out.write_all(b"\n").map_err(io)?;

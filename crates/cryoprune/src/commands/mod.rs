@@ -26,6 +26,14 @@ pub fn examples(source: &str) -> String {
     out
 }
 
+/// The `--threads` convention of every command: 0 means all cores.
+pub fn thread_count(requested: usize) -> usize {
+    match requested {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 /// A progress bar on stderr with a rate and an ETA; drawn only when stderr is a terminal, so
 /// logs and pipes stay clean.
 pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {

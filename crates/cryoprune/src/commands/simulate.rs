@@ -243,10 +243,7 @@ pub fn run(args: Args) -> Result<()> {
     if !args.no_previews {
         std::fs::create_dir_all(&preview_dir)?;
     }
-    let threads = match args.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = super::thread_count(args.threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
