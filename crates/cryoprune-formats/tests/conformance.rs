@@ -7,17 +7,10 @@ use cryoprune_formats::mrc::{ByteOrder, DataKind, Mode};
 use cryoprune_formats::npy::StructArray;
 use cryoprune_formats::{read_micrograph, MrcFile, PickFormat, PickSet, StarFile};
 
+mod common;
+
 fn sources() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/sources");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} not found (shared test data is not beside this checkout)",
-            p.display()
-        );
-        None
-    }
+    common::data().map(|d| d.join("sources"))
 }
 
 fn close(a: f32, b: f32) -> bool {

@@ -2,25 +2,15 @@
 //! the EMPIAR-10017 Topaz picks survive a trip through every other format and back.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
 use cryoprune_formats::npy::StructArray;
 use cryoprune_formats::picks::Content;
 use cryoprune_formats::{micrograph_shape, MrcFile, PickFormat, PickSet, StarFile, WriteOptions};
 
-fn data() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} not found (shared test data is not beside this checkout)",
-            p.display()
-        );
-        None
-    }
-}
+mod common;
+use common::data;
 
 type Row = (String, f64, f64, Option<f64>, Option<String>);
 
