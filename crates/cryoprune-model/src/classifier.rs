@@ -1,0 +1,173 @@
+//! A backbone plus the multi-loss head: the network every cryoprune command trains or runs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::efficientnet::{self, EfficientNetLite0};
+use crate::head::{Head, HeadConfig};
+use crate::resnet::{ResNet, ResNetDepth};
+use crate::small::{self, SmallNet};
+
+/// The architectures cryoprune can build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arch {
+    #[serde(rename = "resnet18")]
+    ResNet18,
+    #[serde(rename = "resnet34")]
+    ResNet34,
+    #[serde(rename = "resnet50")]
+    ResNet50,
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0,
+    #[serde(rename = "small")]
+    Small,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 5] = [
+        Arch::ResNet18,
+        Arch::ResNet34,
+        Arch::ResNet50,
+        Arch::EfficientNetLite0,
+        Arch::Small,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::ResNet18 => "resnet18",
+            Arch::ResNet34 => "resnet34",
+            Arch::ResNet50 => "resnet50",
+            Arch::EfficientNetLite0 => "efficientnet-lite0",
+            Arch::Small => "small",
+        }
+    }
+
+    /// Channels of the feature map the head sees.
+    pub fn feature_channels(self) -> usize {
+        match self {
+            Arch::ResNet18 => ResNetDepth::R18.out_channels(),
+            Arch::ResNet34 => ResNetDepth::R34.out_channels(),
+            Arch::ResNet50 => ResNetDepth::R50.out_channels(),
+            Arch::EfficientNetLite0 => efficientnet::OUT_CHANNELS,
+            Arch::Small => small::OUT_CHANNELS,
+        }
+    }
+
+    /// Whether ImageNet-style pretrained weights exist for this architecture at all.
+    pub fn has_pretrained(self) -> bool {
+        self != Arch::Small
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.to_ascii_lowercase().replace('_', "-");
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == lower)
+            .ok_or_else(|| {
+                let names: Vec<_> = Arch::ALL.iter().map(|a| a.name()).collect();
+                format!("unknown architecture '{s}'; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// The feature extractor, one of the supported architectures.
+#[derive(Module, Debug)]
+pub enum Backbone {
+    ResNet(ResNet),
+    EfficientNet(EfficientNetLite0),
+    Small(SmallNet),
+}
+
+impl Backbone {
+    pub fn new(arch: Arch, in_channels: usize, device: &Device) -> Self {
+        match arch {
+            Arch::ResNet18 => Self::ResNet(ResNet::new(ResNetDepth::R18, in_channels, device)),
+            Arch::ResNet34 => Self::ResNet(ResNet::new(ResNetDepth::R34, in_channels, device)),
+            Arch::ResNet50 => Self::ResNet(ResNet::new(ResNetDepth::R50, in_channels, device)),
+            Arch::EfficientNetLite0 => Self::EfficientNet(EfficientNetLite0::new(in_channels, device)),
+            Arch::Small => Self::Small(SmallNet::new(in_channels, device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::ResNet(m) => m.forward(x),
+            Self::EfficientNet(m) => m.forward(x),
+            Self::Small(m) => m.forward(x),
+        }
+    }
+
+    /// Sums an RGB stem into one input channel (see [`crate::layers::conv_to_grayscale`]).
+    pub fn to_grayscale(self) -> Self {
+        match self {
+            Self::ResNet(m) => Self::ResNet(m.to_grayscale()),
+            Self::EfficientNet(m) => Self::EfficientNet(m.to_grayscale()),
+            Self::Small(m) => Self::Small(m),
+        }
+    }
+}
+
+/// What a [`Classifier`] is made of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierConfig {
+    pub arch: Arch,
+    pub classes: usize,
+    pub head: HeadConfig,
+}
+
+impl ClassifierConfig {
+    /// A grayscale classifier with fresh weights.
+    pub fn init(&self, device: &Device) -> Classifier {
+        self.init_with(Backbone::new(self.arch, 1, device), device)
+    }
+
+    /// A classifier on an existing (for example pretrained) backbone; the head is always fresh.
+    pub fn init_with(&self, backbone: Backbone, device: &Device) -> Classifier {
+        Classifier {
+            backbone,
+            head: Head::new(self.arch.feature_channels(), self.classes, self.head.branches, device),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Classifier {
+    pub backbone: Backbone,
+    pub head: Head,
+}
+
+impl Classifier {
+    /// Logits of every head branch for a batch [N, 1, S, S], main branch first.
+    pub fn forward(&self, x: Tensor<4>) -> Vec<Tensor<2>> {
+        self.head.forward(self.backbone.forward(x))
+    }
+
+    /// Class probabilities [N, classes]: the main branch's softmax, or the mean of all branches'.
+    pub fn probabilities(&self, x: Tensor<4>, mean_of_branches: bool) -> Tensor<2> {
+        let logits = self.forward(x);
+        if !mean_of_branches {
+            return softmax(logits.into_iter().next().expect("head has a branch"), 1);
+        }
+        let n = logits.len() as f64;
+        logits
+            .into_iter()
+            .map(|l| softmax(l, 1))
+            .reduce(|a, b| a + b)
+            .expect("head has a branch")
+            .div_scalar(n)
+    }
+}

@@ -1,0 +1,20 @@
+//! cryoprune's networks, generic over burn's run-time device: ResNet-18/34/50 and
+//! EfficientNet-Lite0 that load ImageNet checkpoints, a small network for CPUs, the
+//! PickerOptimizer multi-loss head, and the model directory that carries a trained classifier
+//! with its preprocessing.
+
+pub mod classifier;
+pub mod device;
+pub mod efficientnet;
+pub mod head;
+pub mod layers;
+pub mod modeldir;
+pub mod pretrained;
+pub mod resnet;
+pub mod small;
+
+pub use classifier::{Arch, Backbone, Classifier, ClassifierConfig};
+pub use device::{select as select_device, Compute};
+pub use head::HeadConfig;
+pub use modeldir::{ModelSpec, Preprocessing};
+pub use pretrained::{load_backbone, LoadReport, Pretrained};

@@ -1,0 +1,231 @@
+//! Loading pretrained backbones from PyTorch (`.pth`/`.pt`, zip or legacy pickle, fp16 or fp32)
+//! and `.safetensors` checkpoints in torchvision, timm or lukemelas-EfficientNet naming.
+
+use std::path::{Path, PathBuf};
+
+use burn::store::{
+    ChainAdapter, FloatCastAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
+};
+use burn::tensor::{DType, Device};
+
+use crate::classifier::{Arch, Backbone};
+
+/// Where a backbone's starting weights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pretrained {
+    /// Random initialisation.
+    None,
+    /// A checkpoint on disk.
+    File(PathBuf),
+}
+
+impl Pretrained {
+    /// `none` or a path. Anything else that is not an existing file is an error that says so,
+    /// because this machine-independent build does not download: a typo must not silently mean
+    /// "from scratch".
+    pub fn parse(s: &str) -> Result<Self, LoadError> {
+        if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("scratch") {
+            return Ok(Self::None);
+        }
+        let path = PathBuf::from(s);
+        if path.is_file() {
+            Ok(Self::File(path))
+        } else {
+            Err(LoadError::NotFound(path))
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Pretrained::None => "none (random initialisation)".into(),
+            Pretrained::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "pretrained weights '{0}' not found: give the path of a .pth, .pt or .safetensors file \
+         (torchvision, timm or lukemelas EfficientNet naming), or 'none' to train from scratch"
+    )]
+    NotFound(PathBuf),
+    #[error("{path}: cannot read as a {kind} checkpoint: {message}")]
+    Read {
+        path: PathBuf,
+        kind: &'static str,
+        message: String,
+    },
+    #[error(
+        "{path}: none of its tensors fit a {arch} backbone ({missing} missing; first names in the \
+         file: {sample}). Is it a checkpoint of another architecture?"
+    )]
+    NoMatch {
+        path: PathBuf,
+        arch: Arch,
+        missing: usize,
+        sample: String,
+    },
+    #[error("{path}: {arch} backbone tensors missing from the checkpoint: {names}")]
+    Missing {
+        path: PathBuf,
+        arch: Arch,
+        names: String,
+    },
+    #[error("{path}: tensor shapes do not fit a {arch} backbone: {message}")]
+    Shape {
+        path: PathBuf,
+        arch: Arch,
+        message: String,
+    },
+}
+
+/// What a load did, for the log and model.json.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub applied: usize,
+    /// Tensors in the file the backbone has no place for (the ImageNet classifier, usually).
+    pub unused: Vec<String>,
+}
+
+/// Name maps from the checkpoint conventions to our field names.
+fn remapper(arch: Arch) -> KeyRemapper {
+    let mut r = KeyRemapper::new();
+    // Checkpoints saved from DataParallel or wrapped models prefix every name.
+    r = r.add_pattern(r"^module\.", "").expect("valid regex");
+    r = r.add_pattern(r"^model\.", "").expect("valid regex");
+    match arch {
+        Arch::ResNet18 | Arch::ResNet34 | Arch::ResNet50 => r
+            .add_pattern(r"\.downsample\.0\.", ".downsample.conv.")
+            .expect("valid regex")
+            .add_pattern(r"\.downsample\.1\.", ".downsample.bn.")
+            .expect("valid regex"),
+        Arch::EfficientNetLite0 => r.add_pattern(r"(^|\.)_", "$1").expect("valid regex"),
+        Arch::Small => r,
+    }
+}
+
+/// Builds a backbone for `arch` with RGB input, loads `path` into it, then makes it grayscale.
+pub fn load_backbone(arch: Arch, path: &Path, device: &Device) -> Result<(Backbone, LoadReport), LoadError> {
+    let mut backbone = Backbone::new(arch, 3, device);
+    let report = load_into(&mut backbone, arch, path)?;
+    Ok((backbone.to_grayscale(), report))
+}
+
+/// PytorchStore keeps a checkpoint's dtypes (fp16 stays fp16); a round trip through safetensors
+/// with a casting adapter brings every float tensor, running statistics included, to f32.
+pub fn cast_to_f32<M: ModuleSnapshot>(module: &mut M) -> Result<(), String> {
+    let mut out = SafetensorsStore::from_bytes(None).with_to_adapter(FloatCastAdapter::to(DType::F32));
+    module.save_into(&mut out).map_err(|e| e.to_string())?;
+    let bytes = out.get_bytes().map_err(|e| e.to_string())?;
+    let mut back = SafetensorsStore::from_bytes(Some(bytes));
+    module.load_from(&mut back).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Loads a torch or safetensors checkpoint into any module laid out like `arch`'s backbone,
+/// casting every float tensor to f32 (fp16 checkpoints are common).
+pub fn load_into<M: ModuleSnapshot>(module: &mut M, arch: Arch, path: &Path) -> Result<LoadReport, LoadError> {
+    let adapter = || {
+        ChainAdapter::new(PyTorchToBurnAdapter, FloatCastAdapter::to(DType::F32))
+    };
+    let is_safetensors = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    let result = if is_safetensors {
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(adapter())
+            .remap(remapper(arch))
+            .skip_enum_variants(true)
+            .allow_partial(true)
+            .validate(false);
+        module.load_from(&mut store).map_err(|e| LoadError::Read {
+            path: path.to_owned(),
+            kind: "safetensors",
+            message: e.to_string(),
+        })?
+    } else {
+        // Training checkpoints often nest the weights; try the plain layout first.
+        let mut last = None;
+        for key in [None, Some("state_dict"), Some("model")] {
+            let mut store = PytorchStore::from_file(path)
+                .remap(remapper(arch))
+                .allow_partial(true)
+                .validate(false);
+            if let Some(k) = key {
+                store = store.with_top_level_key(k);
+            }
+            match module.load_from(&mut store) {
+                Ok(r) if !r.applied.is_empty() => {
+                    last = Some(Ok(r));
+                    break;
+                }
+                Ok(r) => last = last.or(Some(Ok(r))),
+                Err(e) => {
+                    if last.is_none() {
+                        last = Some(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+        match last.expect("tried at least once") {
+            Ok(r) => {
+                cast_to_f32(module).map_err(|message| LoadError::Read {
+                    path: path.to_owned(),
+                    kind: "PyTorch",
+                    message,
+                })?;
+                r
+            }
+            Err(message) => {
+                return Err(LoadError::Read {
+                    path: path.to_owned(),
+                    kind: "PyTorch",
+                    message,
+                })
+            }
+        }
+    };
+    if !result.errors.is_empty() {
+        let message: Vec<String> = result.errors.iter().take(3).map(|e| e.to_string()).collect();
+        return Err(LoadError::Shape {
+            path: path.to_owned(),
+            arch,
+            message: message.join("; "),
+        });
+    }
+    if result.applied.is_empty() {
+        return Err(LoadError::NoMatch {
+            path: path.to_owned(),
+            arch,
+            missing: result.missing.len(),
+            sample: result.unused.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
+        });
+    }
+    // Running statistics are part of the pretrained state; only BatchNorm's batch counter
+    // (which burn does not keep) may be absent.
+    let missing: Vec<&str> = result
+        .missing
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| !p.ends_with("num_batches_tracked"))
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(5).copied().collect();
+        return Err(LoadError::Missing {
+            path: path.to_owned(),
+            arch,
+            names: format!("{} ({} in all)", shown.join(", "), missing.len()),
+        });
+    }
+    Ok(LoadReport {
+        applied: result.applied.len(),
+        // burn's BatchNorm keeps no batch counter; not worth reporting as unused.
+        unused: result
+            .unused
+            .into_iter()
+            .filter(|p| !p.ends_with("num_batches_tracked"))
+            .collect(),
+    })
+}
