@@ -79,7 +79,10 @@ impl FromStr for Arch {
             .find(|a| a.name() == lower)
             .ok_or_else(|| {
                 let names: Vec<_> = Arch::ALL.iter().map(|a| a.name()).collect();
-                format!("unknown architecture '{s}'; expected one of {}", names.join(", "))
+                format!(
+                    "unknown architecture '{s}'; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -98,7 +101,9 @@ impl Backbone {
             Arch::ResNet18 => Self::ResNet(ResNet::new(ResNetDepth::R18, in_channels, device)),
             Arch::ResNet34 => Self::ResNet(ResNet::new(ResNetDepth::R34, in_channels, device)),
             Arch::ResNet50 => Self::ResNet(ResNet::new(ResNetDepth::R50, in_channels, device)),
-            Arch::EfficientNetLite0 => Self::EfficientNet(EfficientNetLite0::new(in_channels, device)),
+            Arch::EfficientNetLite0 => {
+                Self::EfficientNet(EfficientNetLite0::new(in_channels, device))
+            }
             Arch::Small => Self::Small(SmallNet::new(in_channels, device)),
         }
     }
@@ -139,7 +144,12 @@ impl ClassifierConfig {
     pub fn init_with(&self, backbone: Backbone, device: &Device) -> Classifier {
         Classifier {
             backbone,
-            head: Head::new(self.arch.feature_channels(), self.classes, self.head.branches, device),
+            head: Head::new(
+                self.arch.feature_channels(),
+                self.classes,
+                self.head.branches,
+                device,
+            ),
         }
     }
 }

@@ -38,7 +38,10 @@ pub fn select(spec: &str) -> Result<Compute, DeviceError> {
     let compute = match (kind.as_str(), index) {
         ("cpu", None) => Compute {
             device: Device::flex(),
-            description: format!("cpu (burn flex backend, {} threads)", rayon::current_num_threads()),
+            description: format!(
+                "cpu (burn flex backend, {} threads)",
+                rayon::current_num_threads()
+            ),
         },
         ("cuda", index) => cuda(spec, index.unwrap_or(0))?,
         ("wgpu", None) => wgpu(spec)?,
@@ -91,7 +94,10 @@ fn probe(compute: &Compute, spec: &str) -> Result<(), DeviceError> {
     }));
     match outcome {
         Ok(v) if v == 4.0 => Ok(()),
-        Ok(v) => Err(DeviceError::Failed(spec.into(), format!("a test sum gave {v}, not 4"))),
+        Ok(v) => Err(DeviceError::Failed(
+            spec.into(),
+            format!("a test sum gave {v}, not 4"),
+        )),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<String>()
@@ -119,8 +125,14 @@ mod tests {
         assert!(matches!(select("tpu"), Err(DeviceError::Unknown(_))));
         assert!(matches!(select("cuda:x"), Err(DeviceError::Unknown(_))));
         #[cfg(not(any(feature = "cuda", feature = "tch")))]
-        assert!(matches!(select("cuda:1"), Err(DeviceError::NotBuilt(_, "cuda"))));
+        assert!(matches!(
+            select("cuda:1"),
+            Err(DeviceError::NotBuilt(_, "cuda"))
+        ));
         #[cfg(not(feature = "wgpu"))]
-        assert!(matches!(select("wgpu"), Err(DeviceError::NotBuilt(_, "wgpu"))));
+        assert!(matches!(
+            select("wgpu"),
+            Err(DeviceError::NotBuilt(_, "wgpu"))
+        ));
     }
 }

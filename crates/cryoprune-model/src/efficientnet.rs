@@ -49,7 +49,14 @@ pub struct MbConv {
 }
 
 impl MbConv {
-    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, expand: usize, device: &Device) -> Self {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        expand: usize,
+        device: &Device,
+    ) -> Self {
         let mid = c_in * expand;
         let expansion = (expand != 1).then(|| conv_bn(c_in, mid, 1, 1));
         let depthwise = conv_bn(mid, mid, kernel, stride).groups(mid);

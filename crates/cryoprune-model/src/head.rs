@@ -32,7 +32,9 @@ impl Default for HeadConfig {
 
 impl HeadConfig {
     pub fn new(branches: usize) -> Self {
-        let branch_weights = (0..branches).map(|i| if i == 0 { 1.0 } else { 0.5 }).collect();
+        let branch_weights = (0..branches)
+            .map(|i| if i == 0 { 1.0 } else { 0.5 })
+            .collect();
         Self {
             branches,
             branch_weights,
@@ -42,7 +44,10 @@ impl HeadConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=3).contains(&self.branches) {
-            return Err(format!("the head has 1, 2 or 3 branches, not {}", self.branches));
+            return Err(format!(
+                "the head has 1, 2 or 3 branches, not {}",
+                self.branches
+            ));
         }
         if self.branch_weights.len() != self.branches {
             return Err(format!(
@@ -51,7 +56,11 @@ impl HeadConfig {
                 self.branches
             ));
         }
-        if self.branch_weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+        if self
+            .branch_weights
+            .iter()
+            .any(|w| !w.is_finite() || *w < 0.0)
+        {
             return Err("branch weights must be finite and non-negative".into());
         }
         Ok(())

@@ -83,7 +83,6 @@ impl ConvBn {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.bn.forward(self.conv.forward(x))
     }
-
 }
 
 /// Replaces an RGB first convolution by its grayscale equivalent: summing the three
@@ -91,7 +90,7 @@ impl ConvBn {
 pub fn conv_to_grayscale(mut conv: Conv2d) -> Conv2d {
     let w = conv.weight.val();
     if w.dims()[1] != 1 {
-        conv.weight = Param::from_tensor(w.sum_dim(1));
+        conv.weight = Param::from_tensor(w.sum_dim(1).detach());
     }
     conv
 }

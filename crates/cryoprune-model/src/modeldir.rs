@@ -80,7 +80,10 @@ pub enum ModelDirError {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Writes the weights and model.json into `dir` (created if needed). Both files appear complete
@@ -150,4 +153,70 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Classifier, ModelSpec), Mode
         ));
     }
     Ok((model, spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Arch, HeadConfig};
+    use burn::tensor::{Distribution, Tensor};
+
+    fn spec(network: ClassifierConfig) -> ModelSpec {
+        ModelSpec {
+            format_version: FORMAT_VERSION,
+            software: "test".into(),
+            classes: vec!["junk".into(), "particle".into()],
+            network,
+            preprocessing: Preprocessing {
+                box_size: 180,
+                input_size: 32,
+                normalize: "robust".into(),
+                lowpass: Some("20A".into()),
+                angpix: Some(1.77),
+                particle_radius: Some(12.0),
+                invert: false,
+                edge: "skip".into(),
+            },
+            pretrained: "none".into(),
+            training: serde_json::json!({"epochs": 1}),
+            weights_file: String::new(),
+            weights_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn saved_model_loads_back_identical_and_a_changed_file_is_refused() {
+        let device = Device::flex();
+        let network = ClassifierConfig {
+            arch: Arch::Small,
+            classes: 2,
+            head: HeadConfig::new(3),
+        };
+        let model = network.init(&device);
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec(network);
+        save(dir.path(), &model, &mut s).unwrap();
+        assert_eq!(s.weights_sha256.len(), 64);
+        let (back, spec_back) = load(dir.path(), &device).unwrap();
+        assert_eq!(spec_back.preprocessing, s.preprocessing);
+        assert_eq!(spec_back.network, s.network);
+        let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let a = model.probabilities(x.clone(), true).into_data();
+        let b = back.probabilities(x, true).into_data();
+        assert_eq!(a, b);
+
+        let weights = dir.path().join(WEIGHTS_FILE);
+        let mut bytes = fs::read(&weights).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&weights, bytes).unwrap();
+        assert!(matches!(
+            load(dir.path(), &device),
+            Err(ModelDirError::Hash { .. })
+        ));
+        assert!(matches!(
+            read_spec(&dir.path().join("nowhere")),
+            Err(ModelDirError::Io(..))
+        ));
+    }
 }

@@ -107,7 +107,11 @@ fn remapper(arch: Arch) -> KeyRemapper {
 }
 
 /// Builds a backbone for `arch` with RGB input, loads `path` into it, then makes it grayscale.
-pub fn load_backbone(arch: Arch, path: &Path, device: &Device) -> Result<(Backbone, LoadReport), LoadError> {
+pub fn load_backbone(
+    arch: Arch,
+    path: &Path,
+    device: &Device,
+) -> Result<(Backbone, LoadReport), LoadError> {
     let mut backbone = Backbone::new(arch, 3, device);
     let report = load_into(&mut backbone, arch, path)?;
     Ok((backbone.to_grayscale(), report))
@@ -116,7 +120,8 @@ pub fn load_backbone(arch: Arch, path: &Path, device: &Device) -> Result<(Backbo
 /// PytorchStore keeps a checkpoint's dtypes (fp16 stays fp16); a round trip through safetensors
 /// with a casting adapter brings every float tensor, running statistics included, to f32.
 pub fn cast_to_f32<M: ModuleSnapshot>(module: &mut M) -> Result<(), String> {
-    let mut out = SafetensorsStore::from_bytes(None).with_to_adapter(FloatCastAdapter::to(DType::F32));
+    let mut out =
+        SafetensorsStore::from_bytes(None).with_to_adapter(FloatCastAdapter::to(DType::F32));
     module.save_into(&mut out).map_err(|e| e.to_string())?;
     let bytes = out.get_bytes().map_err(|e| e.to_string())?;
     let mut back = SafetensorsStore::from_bytes(Some(bytes));
@@ -126,10 +131,12 @@ pub fn cast_to_f32<M: ModuleSnapshot>(module: &mut M) -> Result<(), String> {
 
 /// Loads a torch or safetensors checkpoint into any module laid out like `arch`'s backbone,
 /// casting every float tensor to f32 (fp16 checkpoints are common).
-pub fn load_into<M: ModuleSnapshot>(module: &mut M, arch: Arch, path: &Path) -> Result<LoadReport, LoadError> {
-    let adapter = || {
-        ChainAdapter::new(PyTorchToBurnAdapter, FloatCastAdapter::to(DType::F32))
-    };
+pub fn load_into<M: ModuleSnapshot>(
+    module: &mut M,
+    arch: Arch,
+    path: &Path,
+) -> Result<LoadReport, LoadError> {
+    let adapter = || ChainAdapter::new(PyTorchToBurnAdapter, FloatCastAdapter::to(DType::F32));
     let is_safetensors = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
@@ -188,7 +195,12 @@ pub fn load_into<M: ModuleSnapshot>(module: &mut M, arch: Arch, path: &Path) -> 
         }
     };
     if !result.errors.is_empty() {
-        let message: Vec<String> = result.errors.iter().take(3).map(|e| e.to_string()).collect();
+        let message: Vec<String> = result
+            .errors
+            .iter()
+            .take(3)
+            .map(|e| e.to_string())
+            .collect();
         return Err(LoadError::Shape {
             path: path.to_owned(),
             arch,
@@ -200,7 +212,13 @@ pub fn load_into<M: ModuleSnapshot>(module: &mut M, arch: Arch, path: &Path) -> 
             path: path.to_owned(),
             arch,
             missing: result.missing.len(),
-            sample: result.unused.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
+            sample: result
+                .unused
+                .iter()
+                .take(4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     // Running statistics are part of the pretrained state; only BatchNorm's batch counter

@@ -129,7 +129,13 @@ impl ResNet {
         let mut stage = |width: usize, n: usize, stride: usize| -> Vec<Block> {
             (0..n)
                 .map(|i| {
-                    let b = Block::new(c_in, width, if i == 0 { stride } else { 1 }, bottleneck, device);
+                    let b = Block::new(
+                        c_in,
+                        width,
+                        if i == 0 { stride } else { 1 },
+                        bottleneck,
+                        device,
+                    );
                     c_in = width * expansion;
                     b
                 })
@@ -155,7 +161,9 @@ impl ResNet {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        let mut x = self
+            .maxpool
+            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
         for block in self
             .layer1
             .iter()

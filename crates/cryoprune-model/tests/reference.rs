@@ -15,7 +15,9 @@ use cryoprune_model::resnet::{ResNet, ResNetDepth};
 use cryoprune_model::Arch;
 
 fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel);
     if p.exists() {
         Some(p)
     } else {
@@ -43,7 +45,10 @@ impl Reference {
 }
 
 fn relative_error<const D: usize>(ours: Tensor<D>, reference: Tensor<D>) -> f64 {
-    let diff = (ours - reference.clone()).powi_scalar(2).sum().into_scalar::<f32>() as f64;
+    let diff = (ours - reference.clone())
+        .powi_scalar(2)
+        .sum()
+        .into_scalar::<f32>() as f64;
     let norm = reference.powi_scalar(2).sum().into_scalar::<f32>() as f64;
     (diff / norm).sqrt()
 }
@@ -62,7 +67,11 @@ fn load_fc(path: &Path, prefix: &str, device: &Device, inputs: usize) -> Linear 
 }
 
 fn argmax_rows(t: Tensor<2>) -> Vec<i64> {
-    t.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
+    t.argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap()
 }
 
 #[test]
@@ -74,11 +83,16 @@ fn efficientnet_lite0_matches_pytorch() {
         return;
     };
     let device = Device::flex();
-    let reference = Reference { bytes: std::fs::read(io).unwrap() };
+    let reference = Reference {
+        bytes: std::fs::read(io).unwrap(),
+    };
     let mut net = EfficientNetLite0::new(3, &device);
     let report = load_into(&mut net, Arch::EfficientNetLite0, &weights).unwrap();
     // 296 entries: the backbone's 294 (running stats included) plus the ImageNet fc.
-    assert_eq!(report.unused, vec!["fc.bias".to_string(), "fc.weight".to_string()]);
+    assert_eq!(
+        report.unused,
+        vec!["fc.bias".to_string(), "fc.weight".to_string()]
+    );
     let net = net.no_grad();
     let fc = load_fc(&weights, "_fc", &device, 1280);
 
@@ -92,7 +106,11 @@ fn efficientnet_lite0_matches_pytorch() {
     let e_logits = relative_error(logits.clone(), reference.tensor("logits", &device));
     eprintln!("EfficientNet-Lite0 relative errors: features {e_features:.2e}, pooled {e_pooled:.2e}, logits {e_logits:.2e}");
     assert!(e_features < 1e-4 && e_pooled < 1e-4 && e_logits < 1e-4);
-    assert_eq!(argmax_rows(logits), vec![285, 967], "Egyptian cat and espresso");
+    assert_eq!(
+        argmax_rows(logits),
+        vec![285, 967],
+        "Egyptian cat and espresso"
+    );
 }
 
 #[test]
@@ -104,14 +122,21 @@ fn resnet18_fp16_zip_matches_pytorch() {
         return;
     };
     let device = Device::flex();
-    let reference = Reference { bytes: std::fs::read(io).unwrap() };
+    let reference = Reference {
+        bytes: std::fs::read(io).unwrap(),
+    };
     let mut net = ResNet::new(ResNetDepth::R18, 3, &device);
     let report = load_into(&mut net, Arch::ResNet18, &weights).unwrap();
-    assert_eq!(report.unused, vec!["fc.bias".to_string(), "fc.weight".to_string()]);
+    assert_eq!(
+        report.unused,
+        vec!["fc.bias".to_string(), "fc.weight".to_string()]
+    );
     let net = net.no_grad();
     let fc = load_fc(&weights, "fc", &device, 512);
 
-    let logits = fc.forward(global_pool(net.forward(reference.tensor::<4>("input", &device))));
+    let logits = fc.forward(global_pool(
+        net.forward(reference.tensor::<4>("input", &device)),
+    ));
     let e = relative_error(logits.clone(), reference.tensor("logits", &device));
     eprintln!("ResNet-18 (fp16 checkpoint) logits relative error {e:.2e}");
     assert!(e < 1e-4);

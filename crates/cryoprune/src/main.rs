@@ -26,6 +26,9 @@ enum Command {
     Extract(commands::extract::Args),
     Simulate(commands::simulate::Args),
     Demo(commands::demo::Args),
+    Train(commands::train::Args),
+    Evaluate(commands::evaluate::Args),
+    Fewshot(commands::fewshot::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,9 @@ fn main() -> ExitCode {
         Command::Extract(a) => commands::extract::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Demo(a) => commands::demo::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Evaluate(a) => commands::evaluate::run(a),
+        Command::Fewshot(a) => commands::fewshot::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -509,3 +509,165 @@ fn simulate_is_byte_identical_for_a_seed_and_its_picks_read_back() {
     assert_eq!((mic.header().nx, mic.header().ny), (384, 384));
     assert_eq!(mic.header().pixel_size(), Some(2.5));
 }
+
+fn empiar_mic(d: &Path, stamp: &str) -> String {
+    s(&d.join(format!(
+        "empiar-10017/micrographs/Falcon_2012_06_12-{stamp}_0.jpg"
+    )))
+    .to_string()
+}
+
+#[test]
+fn train_then_evaluate_on_real_topaz_labels() {
+    let Some(d) = data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let labels = d.join("empiar-10017/labels/topaz.csv");
+    let o = cryoprune(&[
+        "train",
+        "--micrographs",
+        &empiar_mic(&d, "14_33_35"),
+        "--labels",
+        s(&labels),
+        "--box",
+        "180",
+        "--input-size",
+        "32",
+        "--shots",
+        "8",
+        "--epochs",
+        "3",
+        "--val-max",
+        "40",
+        "--seed",
+        "3",
+        "--out",
+        s(&model),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("device: cpu"), "{t}");
+    assert!(
+        t.contains("training on 16 picks (8 junk, 8 particle)"),
+        "{t}"
+    );
+    assert!(t.contains("diagnosis:"), "{t}");
+    for f in [
+        "weights.safetensors",
+        "model.json",
+        "history.csv",
+        "curves.png",
+        "validation.csv",
+    ] {
+        assert!(model.join(f).is_file(), "{f} missing");
+    }
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["classes"], serde_json::json!(["junk", "particle"]));
+    assert_eq!(spec["preprocessing"]["box_size"], 180);
+    assert_eq!(spec["preprocessing"]["input_size"], 32);
+    assert_eq!(spec["network"]["arch"], "small");
+    assert_eq!(spec["training"]["train_picks"], 16);
+    let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 4, "header and three epochs");
+    // 789 picks on this micrograph, less the 16 drawn, less those too close to the edge.
+    let validation = std::fs::read_to_string(model.join("validation.csv")).unwrap();
+    assert!(validation.starts_with("micrograph,x,y,label,p_junk,p_particle\n"));
+    assert!(validation.lines().count() > 700);
+
+    let json = dir.path().join("eval.json");
+    let o = cryoprune(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--micrographs",
+        &empiar_mic(&d, "15_30_21"),
+        "--labels",
+        s(&labels),
+        "--json",
+        s(&json),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("confusion (rows: truth, columns: predicted)"),
+        "{t}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let confusion = report["confusion"].as_array().unwrap();
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, report["n"].as_u64().unwrap());
+    assert!(
+        total > 700 && total <= 738,
+        "{total} of the 738 picks of 15_30_21"
+    );
+
+    // A damaged weights file is refused with the reason.
+    std::fs::write(model.join("weights.safetensors"), b"not weights").unwrap();
+    let o = cryoprune(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--micrographs",
+        &empiar_mic(&d, "15_30_21"),
+        "--labels",
+        s(&labels),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("SHA-256"), "{}", text(&o));
+}
+
+#[test]
+fn fewshot_writes_the_table_and_resumes() {
+    let Some(d) = data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fs");
+    let labels = d.join("empiar-10017/labels/topaz.csv");
+    let mic = empiar_mic(&d, "15_17_31");
+    let args = [
+        "fewshot",
+        "--micrographs",
+        &mic,
+        "--labels",
+        s(&labels),
+        "--box",
+        "180",
+        "--input-size",
+        "24",
+        "--shots",
+        "4,6",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--variants",
+        "scratch,scratch-single-loss",
+        "--val-max",
+        "10",
+        "--out",
+        s(&out),
+    ];
+    let o = cryoprune(&args);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let table = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(
+        table.contains("| small | scratch |") && table.contains("| small | scratch-single-loss |"),
+        "{table}"
+    );
+    assert!(table.contains("(n=2)"), "{table}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["trials"].as_array().unwrap().len(), 8);
+    // Nothing is redone on a rerun with the same settings.
+    let o = cryoprune(&args);
+    assert!(o.status.success());
+    assert!(!text(&o).contains("trial 0:"), "{}", text(&o));
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(again["trials"], results["trials"]);
+}

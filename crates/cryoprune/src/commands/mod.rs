@@ -2,9 +2,13 @@
 
 pub mod convert;
 pub mod demo;
+pub mod evaluate;
 pub mod extract;
+pub mod fewshot;
 pub mod info;
+pub mod learning;
 pub mod simulate;
+pub mod train;
 
 /// The example commands of a subcommand, taken from the ```text block of its module's doc
 /// comment so the source and `--help` can never disagree.

@@ -1,0 +1,204 @@
+//! Labelled particles in memory: cut once per run (in parallel) from micrographs and labelled
+//! picks, or read from a folder of per-class images, then shared by every epoch and trial.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use cryoprune_formats::names::match_micrographs;
+use cryoprune_formats::PickSet;
+use cryoprune_image::pipeline::{Job, Pipeline};
+
+use crate::Error;
+
+/// Where a particle came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub micrograph: String,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// Square single-channel images with class indices.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub size: usize,
+    /// Row-major images, `size × size` each, back to back.
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub origins: Vec<Origin>,
+    pub classes: Vec<String>,
+}
+
+/// Per-pick accounting of an extraction, for the log.
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    pub micrographs: usize,
+    pub picks: usize,
+    pub kept: usize,
+    pub skipped_edge: usize,
+    pub outside: usize,
+    /// Pick groups whose micrograph was not among the inputs.
+    pub unmatched: Vec<String>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image(&self, i: usize) -> &[f32] {
+        let n = self.size * self.size;
+        &self.images[i * n..(i + 1) * n]
+    }
+
+    /// The examples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.size * self.size);
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            size: self.size,
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            origins: indices.iter().map(|&i| self.origins[i].clone()).collect(),
+            classes: self.classes.clone(),
+        }
+    }
+
+    /// How many examples of each class.
+    pub fn counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.classes.len()];
+        for &l in &self.labels {
+            c[l] += 1;
+        }
+        c
+    }
+
+    /// Indices of the examples whose micrograph name satisfies `keep`.
+    pub fn indices_where(&self, keep: impl Fn(&Origin) -> bool) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| keep(&self.origins[i]))
+            .collect()
+    }
+}
+
+/// The class names of labelled picks, sorted, so that a class keeps its index across runs.
+pub fn classes_of(labels: &PickSet) -> Result<Vec<String>, Error> {
+    let mut names = BTreeSet::new();
+    for (mic, p) in labels.iter() {
+        match &p.label {
+            Some(l) if !l.trim().is_empty() => {
+                names.insert(l.trim().to_string());
+            }
+            _ => return Err(Error::Labels(format!(
+                "the pick at ({}, {}) in {mic} has no label; every row of a label file needs one",
+                p.x, p.y
+            ))),
+        }
+    }
+    if names.len() < 2 {
+        return Err(Error::Labels(format!(
+            "found {} class{} ({}); training needs at least 2",
+            names.len(),
+            if names.len() == 1 { "" } else { "es" },
+            names.iter().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// Cuts every labelled pick from its micrograph with `pipeline`. `classes` fixes the class order
+/// (a model's, when evaluating); labels outside it are an error.
+pub fn from_picks(
+    labels: &PickSet,
+    micrographs: &[PathBuf],
+    classes: &[String],
+    pipeline: &Pipeline,
+) -> Result<(Dataset, Coverage), Error> {
+    let names: Vec<String> = labels
+        .micrographs
+        .iter()
+        .map(|m| m.micrograph.clone())
+        .collect();
+    let report = match_micrographs(&names, micrographs);
+    let mut coverage = Coverage {
+        unmatched: report.unmatched_picks.clone(),
+        ..Default::default()
+    };
+    let mut jobs = Vec::new();
+    let mut job_labels = Vec::new();
+    for &(p, m) in &report.pairs {
+        let group = &labels.micrographs[p];
+        if group.picks.is_empty() {
+            continue;
+        }
+        let mut ls = Vec::with_capacity(group.picks.len());
+        for pick in &group.picks {
+            let name = pick.label.as_deref().unwrap_or("").trim();
+            let idx = classes.iter().position(|c| c == name).ok_or_else(|| {
+                Error::Labels(format!(
+                    "{}: label `{name}` at ({}, {}) is not one of the model's classes ({})",
+                    group.micrograph,
+                    pick.x,
+                    pick.y,
+                    classes.join(", ")
+                ))
+            })?;
+            ls.push(idx);
+        }
+        jobs.push(Job {
+            path: micrographs[m].clone(),
+            picks: group.picks.iter().map(|k| (k.x, k.y)).collect(),
+        });
+        job_labels.push((group.micrograph.clone(), ls));
+    }
+    if jobs.is_empty() {
+        return Err(Error::Labels(format!(
+            "no labelled micrograph ({}) matches any of the {} micrographs given",
+            names.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            micrographs.len()
+        )));
+    }
+    let size = pipeline.extract.out_size;
+    let mut data = Dataset {
+        size,
+        images: Vec::new(),
+        labels: Vec::new(),
+        origins: Vec::new(),
+        classes: classes.to_vec(),
+    };
+    pipeline
+        .run(&jobs, |out| {
+            let job = &jobs[out.index];
+            let (name, ls) = &job_labels[out.index];
+            coverage.micrographs += 1;
+            coverage.picks += job.picks.len();
+            coverage.kept += out.particles.kept.len();
+            coverage.skipped_edge += out.particles.skipped_edge.len();
+            coverage.outside += out.particles.outside.len();
+            data.images.extend_from_slice(&out.particles.data);
+            for &k in &out.particles.kept {
+                data.labels.push(ls[k]);
+                data.origins.push(Origin {
+                    micrograph: name.clone(),
+                    x: job.picks[k].0,
+                    y: job.picks[k].1,
+                });
+            }
+            Ok(())
+        })
+        .map_err(|e| Error::Extract(e.to_string()))?;
+    Ok((data, coverage))
+}
+
+/// Reads a folder with one sub-folder of particle images per class (MRC/MRCS stacks, TIFF, PNG
+/// or JPEG); class names are the sub-folder names. Images are resampled to `size` and given
+/// zero mean and unit variance of the background, like extracted particles.
+pub fn from_folder(root: &Path, size: usize) -> Result<Dataset, Error> {
+    crate::folder::read(root, size)
+}

@@ -1,0 +1,30 @@
+//! Training cryoprune's classifiers: labelled particle datasets, few-shot sampling, the training
+//! loop with its schedules, metrics, plain-words diagnostics and the few-shot protocol.
+
+pub mod dataset;
+pub mod diagnose;
+mod folder;
+pub mod metrics;
+pub mod plot;
+pub mod prep;
+pub mod sampling;
+pub mod schedule;
+pub mod trainer;
+
+pub use dataset::{Dataset, Origin};
+pub use trainer::{train, EpochStats, TrainConfig, Trained};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error("labels: {0}")]
+    Labels(String),
+    #[error("extraction: {0}")]
+    Extract(String),
+    #[error(
+        "training diverged in epoch {epoch} (loss NaN or infinite at learning rate {lr:.2e}); \
+         lower the learning rate"
+    )]
+    Diverged { epoch: usize, lr: f64 },
+}

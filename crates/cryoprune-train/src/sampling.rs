@@ -1,0 +1,144 @@
+//! Few-shot draws: K labelled examples per class for training, the rest held out. Seeded, and
+//! stratified so every class is represented however rare.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::Error;
+
+/// Indices for training and held-out examples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub rest: Vec<usize>,
+}
+
+/// Draws `shots` examples of each class among `pool` (indices into `labels`) for training; the
+/// rest of the pool is held out. A class with fewer than `shots + 1` examples is an error: it
+/// would leave nothing of that class to validate on.
+pub fn draw_shots(
+    labels: &[usize],
+    classes: &[String],
+    pool: &[usize],
+    shots: usize,
+    seed: u64,
+) -> Result<Split, Error> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut train = Vec::new();
+    for (c, name) in classes.iter().enumerate() {
+        let mut members: Vec<usize> = pool.iter().copied().filter(|&i| labels[i] == c).collect();
+        if members.len() < shots {
+            return Err(Error::Labels(format!(
+                "class `{name}` has {} labelled examples; {shots} shots need at least that many",
+                members.len()
+            )));
+        }
+        members.shuffle(&mut rng);
+        train.extend_from_slice(&members[..shots]);
+    }
+    train.sort_unstable();
+    let rest = pool
+        .iter()
+        .copied()
+        .filter(|i| train.binary_search(i).is_err())
+        .collect();
+    Ok(Split { train, rest })
+}
+
+/// Holds out `fraction` of each class for validation (at least one example per class when the
+/// class has two or more).
+pub fn split_fraction(
+    labels: &[usize],
+    classes: &[String],
+    pool: &[usize],
+    fraction: f64,
+    seed: u64,
+) -> Split {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut train, mut rest) = (Vec::new(), Vec::new());
+    for c in 0..classes.len() {
+        let mut members: Vec<usize> = pool.iter().copied().filter(|&i| labels[i] == c).collect();
+        members.shuffle(&mut rng);
+        let mut n_val = (members.len() as f64 * fraction).round() as usize;
+        if n_val == 0 && members.len() >= 2 && fraction > 0.0 {
+            n_val = 1;
+        }
+        rest.extend_from_slice(&members[..n_val]);
+        train.extend_from_slice(&members[n_val..]);
+    }
+    train.sort_unstable();
+    rest.sort_unstable();
+    Split { train, rest }
+}
+
+/// At most `max` of `indices`, stratified by class in proportion, seeded. Used to keep
+/// per-epoch validation cheap when thousands of picks are held out.
+pub fn subsample(
+    labels: &[usize],
+    classes: usize,
+    indices: &[usize],
+    max: usize,
+    seed: u64,
+) -> Vec<usize> {
+    if indices.len() <= max {
+        return indices.to_vec();
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(max);
+    for c in 0..classes {
+        let mut members: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| labels[i] == c)
+            .collect();
+        let n = ((members.len() * max) as f64 / indices.len() as f64)
+            .round()
+            .max(1.0) as usize;
+        members.shuffle(&mut rng);
+        out.extend_from_slice(&members[..n.min(members.len())]);
+    }
+    out.sort_unstable();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (Vec<usize>, Vec<String>) {
+        let labels: Vec<usize> = (0..100).map(|i| usize::from(i % 4 != 0)).collect();
+        (labels, vec!["junk".into(), "particle".into()])
+    }
+
+    #[test]
+    fn shots_are_per_class_seeded_and_disjoint_from_the_rest() {
+        let (labels, classes) = setup();
+        let pool: Vec<usize> = (0..100).collect();
+        let a = draw_shots(&labels, &classes, &pool, 10, 7).unwrap();
+        assert_eq!(a, draw_shots(&labels, &classes, &pool, 10, 7).unwrap());
+        assert_ne!(
+            a.train,
+            draw_shots(&labels, &classes, &pool, 10, 8).unwrap().train
+        );
+        assert_eq!(a.train.iter().filter(|&&i| labels[i] == 0).count(), 10);
+        assert_eq!(a.train.len() + a.rest.len(), 100);
+        assert!(a.train.iter().all(|i| !a.rest.contains(i)));
+        assert!(
+            draw_shots(&labels, &classes, &pool, 26, 0).is_err(),
+            "only 25 junk"
+        );
+    }
+
+    #[test]
+    fn fractions_and_subsamples_keep_every_class() {
+        let (labels, classes) = setup();
+        let pool: Vec<usize> = (0..100).collect();
+        let s = split_fraction(&labels, &classes, &pool, 0.2, 1);
+        assert_eq!(s.rest.len(), 20);
+        assert_eq!(s.rest.iter().filter(|&&i| labels[i] == 0).count(), 5);
+        let sub = subsample(&labels, 2, &pool, 40, 3);
+        assert_eq!(sub.len(), 40);
+        assert_eq!(sub.iter().filter(|&&i| labels[i] == 0).count(), 10);
+    }
+}

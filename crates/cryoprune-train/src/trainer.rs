@@ -1,0 +1,363 @@
+//! The training loop: SGD with momentum (dampening 0, as PyTorch and the paper), a per-iteration
+//! learning-rate schedule, the weighted multi-branch cross-entropy, optional two-stage transfer
+//! (head only with the backbone frozen, then everything at a tenth of the rate), and per-epoch
+//! validation that keeps the best epoch by macro-F1.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use cryoprune_image::augment::Augment;
+use cryoprune_image::image::Image;
+use cryoprune_model::{Classifier, HeadConfig};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Dataset;
+use crate::metrics;
+use crate::schedule::Schedule;
+use crate::Error;
+
+/// Every knob of a training run. Defaults: see [`TrainConfig::default`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    /// Passes over the training set per epoch, each with fresh augmentation. With 10 shots per
+    /// class one pass is a single SGD step; repeating gives the optimiser steps to take.
+    pub repeats: usize,
+    pub schedule: Schedule,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Loss weight per class; `None` = equal.
+    pub class_weights: Option<Vec<f32>>,
+    /// Epochs with the backbone frozen (head only); later epochs train everything at rate/10.
+    pub freeze_epochs: usize,
+    pub head: HeadConfig,
+    #[serde(with = "augment_serde")]
+    pub augment: Augment,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    /// The PickerOptimizer recipe: SGD momentum 0.9, lr 0.01 decayed ×0.1 every 7 epochs,
+    /// 30 epochs, batch 24, random flips and rotations, the two-branch head.
+    fn default() -> Self {
+        Self {
+            epochs: 30,
+            batch: 24,
+            repeats: 1,
+            schedule: Schedule::Step {
+                initial: 0.01,
+                every: 7,
+                gamma: 0.1,
+            },
+            momentum: 0.9,
+            weight_decay: 0.0,
+            class_weights: None,
+            freeze_epochs: 0,
+            head: HeadConfig::default(),
+            augment: Augment {
+                flip: true,
+                rot90: true,
+                rotate: false,
+                mask_radius: None,
+            },
+            seed: 0,
+        }
+    }
+}
+
+mod augment_serde {
+    use cryoprune_image::augment::Augment;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Plain {
+        flip: bool,
+        rot90: bool,
+        rotate: bool,
+        mask_radius: Option<f64>,
+    }
+
+    pub fn serialize<S: Serializer>(a: &Augment, s: S) -> Result<S::Ok, S::Error> {
+        Plain {
+            flip: a.flip,
+            rot90: a.rot90,
+            rotate: a.rotate,
+            mask_radius: a.mask_radius,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Augment, D::Error> {
+        let p = Plain::deserialize(d)?;
+        Ok(Augment {
+            flip: p.flip,
+            rot90: p.rot90,
+            rotate: p.rotate,
+            mask_radius: p.mask_radius,
+        })
+    }
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub val_macro_f1: Option<f64>,
+    pub seconds: f64,
+}
+
+pub struct Trained {
+    /// The network of the best epoch (by validation macro-F1; the last epoch without validation),
+    /// ready for inference.
+    pub model: Classifier,
+    pub history: Vec<EpochStats>,
+    /// 1-based.
+    pub best_epoch: usize,
+    pub seconds: f64,
+}
+
+/// Stacks images into a [N, 1, S, S] tensor.
+pub fn batch_tensor(images: &[&[f32]], size: usize, device: &Device) -> Tensor<4> {
+    let mut flat = Vec::with_capacity(images.len() * size * size);
+    for img in images {
+        flat.extend_from_slice(img);
+    }
+    Tensor::from_data(TensorData::new(flat, [images.len(), 1, size, size]), device)
+}
+
+/// Weighted cross-entropy as PyTorch computes it: Σ w_y·(−log p_y) / Σ w_y.
+fn cross_entropy(
+    logits: Tensor<2>,
+    labels: &[usize],
+    weights: &[f32],
+    device: &Device,
+) -> Tensor<1> {
+    let [n, k] = logits.dims();
+    let mut target = vec![0f32; n * k];
+    let total: f32 = labels.iter().map(|&l| weights[l]).sum();
+    for (i, &l) in labels.iter().enumerate() {
+        target[i * k + l] = weights[l] / total;
+    }
+    let target = Tensor::<2>::from_data(TensorData::new(target, [n, k]), device);
+    (log_softmax(logits, 1) * target).sum().neg()
+}
+
+/// The multi-loss: Σ_b w_b · CE(branch b), with class weights inside each cross-entropy.
+pub fn multi_loss(
+    logits: Vec<Tensor<2>>,
+    labels: &[usize],
+    class_weights: &[f32],
+    branch_weights: &[f32],
+    device: &Device,
+) -> Tensor<1> {
+    logits
+        .into_iter()
+        .zip(branch_weights)
+        .map(|(l, &w)| cross_entropy(l, labels, class_weights, device).mul_scalar(w))
+        .reduce(|a, b| a + b)
+        .expect("at least one branch")
+}
+
+/// Class probabilities of every image of `data` (inference mode), batch by batch.
+pub fn predict(
+    model: &Classifier,
+    data: &Dataset,
+    batch: usize,
+    mean_of_branches: bool,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let k = data.classes.len();
+    let mut out = Vec::with_capacity(data.len());
+    for start in (0..data.len()).step_by(batch.max(1)) {
+        let end = (start + batch).min(data.len());
+        let imgs: Vec<&[f32]> = (start..end).map(|i| data.image(i)).collect();
+        let p = model.probabilities(batch_tensor(&imgs, data.size, device), mean_of_branches);
+        let v: Vec<f32> = p
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data");
+        out.extend(v.chunks_exact(k).map(|c| c.to_vec()));
+    }
+    out
+}
+
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// Trains `model` (built on `device`, which must have autodiff) on `train`, validating on `val`.
+pub fn train(
+    mut model: Classifier,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    cfg: &TrainConfig,
+    device: &Device,
+    mut on_epoch: impl FnMut(&EpochStats),
+) -> Result<Trained, Error> {
+    if train.is_empty() {
+        return Err(Error::Config("no training examples".into()));
+    }
+    cfg.head.validate().map_err(Error::Config)?;
+    let k = train.classes.len();
+    let weights = match &cfg.class_weights {
+        Some(w) if w.len() != k => {
+            return Err(Error::Config(format!(
+                "{} class weights given for {k} classes",
+                w.len()
+            )))
+        }
+        Some(w) => w.clone(),
+        None => vec![1.0; k],
+    };
+    let device = device.clone().autodiff();
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: cfg.momentum,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .with_weight_decay((cfg.weight_decay > 0.0).then(|| WeightDecayConfig {
+            penalty: cfg.weight_decay as f32,
+        }))
+        .init();
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let batch = cfg.batch.max(1);
+    let per_epoch = (train.len() * cfg.repeats.max(1)).div_ceil(batch);
+    let total = per_epoch * cfg.epochs;
+    let started = Instant::now();
+    let mut history = Vec::with_capacity(cfg.epochs);
+    let mut best: Option<(f64, usize, Classifier)> = None;
+    let mut it = 0;
+    if cfg.freeze_epochs > 0 {
+        model.backbone = model.backbone.freeze();
+    }
+    for epoch in 0..cfg.epochs {
+        let t0 = Instant::now();
+        if cfg.freeze_epochs > 0 && epoch == cfg.freeze_epochs {
+            model.backbone = model.backbone.unfreeze();
+        }
+        let stage_scale = if cfg.freeze_epochs > 0 && epoch >= cfg.freeze_epochs {
+            0.1
+        } else {
+            1.0
+        };
+        let mut order: Vec<usize> = (0..cfg.repeats.max(1))
+            .flat_map(|_| 0..train.len())
+            .collect();
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut lr = 0.0;
+        for chunk in order.chunks(batch) {
+            lr = cfg.schedule.rate(epoch, it, total) * stage_scale;
+            it += 1;
+            let augmented: Vec<Vec<f32>> = chunk
+                .iter()
+                .map(|&i| {
+                    let img = Image::new(train.size, train.size, train.image(i).to_vec());
+                    cfg.augment.apply(&img, &mut rng).data
+                })
+                .collect();
+            let refs: Vec<&[f32]> = augmented.iter().map(|v| v.as_slice()).collect();
+            let labels: Vec<usize> = chunk.iter().map(|&i| train.labels[i]).collect();
+            let x = batch_tensor(&refs, train.size, &device);
+            let logits = model.forward(x);
+            let main = logits[0].clone();
+            let l = multi_loss(logits, &labels, &weights, &cfg.head.branch_weights, &device);
+            let l_value = l.clone().into_scalar::<f32>() as f64;
+            if !l_value.is_finite() {
+                return Err(Error::Diverged {
+                    epoch: epoch + 1,
+                    lr,
+                });
+            }
+            let pred: Vec<i64> = main
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("int data");
+            correct += pred
+                .iter()
+                .zip(&labels)
+                .filter(|(p, l)| **p as usize == **l)
+                .count();
+            loss_sum += l_value * chunk.len() as f64;
+            seen += chunk.len();
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            model = optim.step(lr, model, grads);
+        }
+        let mut stats = EpochStats {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / seen as f64,
+            train_accuracy: correct as f64 / seen as f64,
+            val_loss: None,
+            val_accuracy: None,
+            val_macro_f1: None,
+            seconds: 0.0,
+        };
+        let score = match val.filter(|v| !v.is_empty()) {
+            Some(v) => {
+                let inference = model.valid();
+                let probs = predict(
+                    &inference,
+                    v,
+                    64,
+                    cfg.head.mean_of_branches,
+                    &device.clone().without_autodiff(),
+                );
+                let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+                let report = metrics::evaluate(&v.labels, &pred, &v.classes);
+                let nll = probs
+                    .iter()
+                    .zip(&v.labels)
+                    .map(|(p, &l)| -(p[l].max(1e-7) as f64).ln())
+                    .sum::<f64>()
+                    / v.len() as f64;
+                stats.val_loss = Some(nll);
+                stats.val_accuracy = Some(report.accuracy);
+                stats.val_macro_f1 = Some(report.macro_f1);
+                report.macro_f1
+            }
+            None => epoch as f64,
+        };
+        stats.seconds = t0.elapsed().as_secs_f64();
+        on_epoch(&stats);
+        history.push(stats);
+        // Ties go to the later epoch: more training at equal validation is the better bet.
+        if best.as_ref().is_none_or(|(s, _, _)| score >= *s) {
+            best = Some((score, epoch + 1, model.valid()));
+        }
+    }
+    let (_, best_epoch, best_model) = best.expect("at least one epoch");
+    Ok(Trained {
+        model: best_model,
+        history,
+        best_epoch,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,149 @@
+//! The training machinery on tiny problems: backward passes against finite differences, and a
+//! small network that must fit a small labelled set perfectly.
+
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use cryoprune_image::augment::Augment;
+use cryoprune_model::head::Head;
+use cryoprune_model::{Arch, ClassifierConfig, HeadConfig};
+use cryoprune_train::schedule::Schedule;
+use cryoprune_train::trainer::{argmax, multi_loss, predict};
+use cryoprune_train::{train, Dataset, Origin, TrainConfig};
+
+#[test]
+fn head_and_loss_gradients_match_finite_differences() {
+    let device = Device::flex().autodiff();
+    // Three branches: 1×1 convolutions, batch norm, ReLU, pooling, linear layers and the
+    // class- and branch-weighted cross-entropy are all on the path.
+    let head = Head::new(6, 3, 3, &device);
+    let labels = [0usize, 2, 1, 2];
+    let class_w = [1.0f32, 2.0, 0.5];
+    let branch_w = [1.0f32, 0.5, 0.25];
+    let x0 = Tensor::<4>::random([4, 6, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+    let values: Vec<f32> = x0.clone().into_data().try_to_vec::<f32>().unwrap();
+    let loss_at = |v: &[f32]| -> f64 {
+        let x = Tensor::<4>::from_data(TensorData::new(v.to_vec(), [4, 6, 3, 3]), &device);
+        multi_loss(head.forward(x), &labels, &class_w, &branch_w, &device).into_scalar::<f32>()
+            as f64
+    };
+    let x = x0.require_grad();
+    let loss = multi_loss(
+        head.forward(x.clone()),
+        &labels,
+        &class_w,
+        &branch_w,
+        &device,
+    );
+    let grads = loss.backward();
+    let analytic: Vec<f32> = x
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let eps = 1e-2f32;
+    let (mut num2, mut diff2) = (0.0f64, 0.0f64);
+    for i in (0..values.len()).step_by(7) {
+        let mut up = values.clone();
+        up[i] += eps;
+        let mut down = values.clone();
+        down[i] -= eps;
+        let numeric = (loss_at(&up) - loss_at(&down)) / (2.0 * eps as f64);
+        num2 += numeric * numeric;
+        diff2 += (numeric - analytic[i] as f64).powi(2);
+    }
+    let rel = (diff2 / num2).sqrt();
+    assert!(rel < 1e-2, "relative gradient error {rel:.2e}");
+}
+
+/// Bright discs vs. rings on noise: easy to tell apart, impossible without learning.
+fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    let c = size as f32 / 2.0;
+    for i in 0..2 * n_per_class {
+        let class = i % 2;
+        let r0 = rng.random_range(3.0..5.0f32);
+        for y in 0..size {
+            for x in 0..size {
+                let r = ((x as f32 - c).powi(2) + (y as f32 - c).powi(2)).sqrt();
+                let signal = if class == 0 {
+                    (r < r0) as u8 as f32
+                } else {
+                    ((r - r0).abs() < 1.0) as u8 as f32
+                };
+                images.push(signal + rng.random_range(-0.5..0.5f32));
+            }
+        }
+        labels.push(class);
+    }
+    Dataset {
+        size,
+        images,
+        origins: labels
+            .iter()
+            .map(|_| Origin {
+                micrograph: "synthetic".into(),
+                x: 0.0,
+                y: 0.0,
+            })
+            .collect(),
+        labels,
+        classes: vec!["disc".into(), "ring".into()],
+    }
+}
+
+#[test]
+fn small_network_fits_a_small_labelled_set() {
+    let device = Device::flex().autodiff();
+    let data = discs_and_rings(8, 16, 1);
+    let cfg = TrainConfig {
+        epochs: 25,
+        batch: 8,
+        schedule: Schedule::OneCycle {
+            initial: 0.05,
+            final_lr: 1e-3,
+        },
+        augment: Augment {
+            flip: true,
+            rot90: true,
+            rotate: false,
+            mask_radius: None,
+        },
+        ..TrainConfig::default()
+    };
+    let model = ClassifierConfig {
+        arch: Arch::Small,
+        classes: 2,
+        head: HeadConfig::new(2),
+    }
+    .init(&device);
+    let trained = train(model, &data, None, &cfg, &device, |_| {}).unwrap();
+    let last = trained.history.last().unwrap();
+    assert!(
+        last.train_loss < 0.1,
+        "final training loss {}",
+        last.train_loss
+    );
+    assert_eq!(
+        trained.best_epoch, 25,
+        "without validation the last epoch is kept"
+    );
+    let probs = predict(&trained.model, &data, 8, false, &Device::flex());
+    let correct = probs
+        .iter()
+        .zip(&data.labels)
+        .filter(|(p, &l)| argmax(p) == l)
+        .count();
+    assert_eq!(correct, data.len(), "the training set is fitted exactly");
+    // And it generalises to fresh draws of the same two shapes.
+    let fresh = discs_and_rings(20, 16, 2);
+    let probs = predict(&trained.model, &fresh, 16, false, &Device::flex());
+    let correct = probs
+        .iter()
+        .zip(&fresh.labels)
+        .filter(|(p, &l)| argmax(p) == l)
+        .count();
+    assert!(correct >= 36, "{correct}/40 fresh images right");
+}

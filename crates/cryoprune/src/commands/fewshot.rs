@@ -1,0 +1,343 @@
+//! `cryoprune fewshot`: the PickerOptimizer evaluation protocol. For every cell (network ×
+//! variant × shots), N models are trained on independent random draws of K labelled picks per
+//! class and scored on the labelled picks not drawn (or on --test-labels). Writes a markdown
+//! table of mean ± sd macro-F1 and accuracy (the layout of the paper's Tables 2-3) and JSON with
+//! every trial. Resumable: trials already in the JSON are not redone.
+//!
+//! ```text
+//! cryoprune fewshot --micrographs 'mics/*.jpg' --labels labels.csv --box 180 --shots 10,20,30 --trials 5 --out fewshot/
+//! cryoprune fewshot --micrographs mics/14_33_35.jpg mics/15_17_31.jpg --labels topaz.csv --test-micrographs mics/15_30_21.jpg mics/15_33_42.jpg --test-labels topaz.csv --box 180 --arch efficientnet-lite0,resnet18 --variants scratch,pretrained,pretrained-single-loss --pretrained efficientnet-lite0=efficientnet-lite0.pth --out bench/
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_formats::PickFormat;
+use cryoprune_model::{load_backbone, Arch, ClassifierConfig};
+use cryoprune_train::sampling::{draw_shots, subsample};
+use cryoprune_train::trainer::{argmax, predict};
+use cryoprune_train::{metrics, Dataset};
+use serde::{Deserialize, Serialize};
+
+use super::learning::{self, NetArgs, PrepArgs};
+
+#[derive(clap::Args)]
+#[command(
+    about = "Few-shot protocol: mean ± sd macro-F1 over random draws of K labels per class",
+    after_help = super::examples(include_str!("fewshot.rs"))
+)]
+pub struct Args {
+    /// Micrographs the training labels come from (globs, quoted).
+    #[arg(long, num_args = 1..)]
+    micrographs: Vec<String>,
+    /// Labelled picks to draw from.
+    #[arg(long, required = true, num_args = 1..)]
+    labels: Vec<PathBuf>,
+    #[arg(long, value_parser = super::convert::parse_format)]
+    format: Option<PickFormat>,
+    /// Separate test labels; default: the labelled picks not drawn.
+    #[arg(long, num_args = 1..)]
+    test_labels: Vec<PathBuf>,
+    /// Micrographs of --test-labels; default: --micrographs.
+    #[arg(long, num_args = 1..)]
+    test_micrographs: Vec<String>,
+    /// Shots per class, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,30")]
+    shots: Vec<usize>,
+    /// Draws per cell.
+    #[arg(long, default_value_t = 5)]
+    trials: usize,
+    /// Variants: scratch, pretrained, and either with -single-loss (a one-branch head).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "scratch,pretrained,pretrained-single-loss"
+    )]
+    variants: Vec<String>,
+    /// Networks to compare, comma-separated (overrides --arch).
+    #[arg(long, value_delimiter = ',')]
+    archs: Vec<String>,
+    /// Pretrained weights per network: ARCH=PATH (repeatable), or one PATH for --arch.
+    #[arg(long = "weights", num_args = 1..)]
+    weights: Vec<String>,
+    #[command(flatten)]
+    prep: PrepArgs,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Per-epoch validation uses at most this many held-out picks.
+    #[arg(long, default_value_t = 200)]
+    val_max: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Base seed; trial t uses seed + t, so every variant of a trial sees the same draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder for results.json and results.md.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Trial {
+    arch: String,
+    variant: String,
+    shots: usize,
+    trial: usize,
+    seed: u64,
+    macro_f1: f64,
+    accuracy: f64,
+    train_seconds: f64,
+    best_epoch: usize,
+    test_picks: usize,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Results {
+    /// The settings the trials were run with; a rerun with other settings starts afresh.
+    settings: serde_json::Value,
+    trials: Vec<Trial>,
+}
+
+fn weights_for(weights: &[String], arch: Arch, default_arch: Arch) -> Result<Option<PathBuf>> {
+    for w in weights {
+        match w.split_once('=') {
+            Some((a, p)) if a.parse::<Arch>().map_err(anyhow::Error::msg)? == arch => {
+                return Ok(Some(p.into()))
+            }
+            Some(_) => {}
+            None if arch == default_arch => return Ok(Some(w.into())),
+            None => {}
+        }
+    }
+    Ok(None)
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let threads = super::thread_count(args.threads);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .ok();
+    let compute = learning::device(&args.device)?;
+    let default_arch = args.net.arch()?;
+    let archs: Vec<Arch> = if args.archs.is_empty() {
+        vec![default_arch]
+    } else {
+        args.archs
+            .iter()
+            .map(|a| a.parse::<Arch>().map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?
+    };
+    for v in &args.variants {
+        if !matches!(
+            v.as_str(),
+            "scratch" | "scratch-single-loss" | "pretrained" | "pretrained-single-loss"
+        ) {
+            bail!("--variants `{v}`: expected scratch, scratch-single-loss, pretrained or pretrained-single-loss");
+        }
+    }
+    let pre = args
+        .prep
+        .preprocessing(learning::is_class_folder_input(&args.labels))?;
+    let data = learning::labelled_dataset(
+        &args.labels,
+        args.format,
+        &args.micrographs,
+        None,
+        &pre,
+        threads,
+    )?;
+    let test: Option<Dataset> = if args.test_labels.is_empty() {
+        None
+    } else {
+        let mics = if args.test_micrographs.is_empty() {
+            &args.micrographs
+        } else {
+            &args.test_micrographs
+        };
+        Some(learning::labelled_dataset(
+            &args.test_labels,
+            args.format,
+            mics,
+            Some(&data.classes),
+            &pre,
+            threads,
+        )?)
+    };
+
+    std::fs::create_dir_all(&args.out)?;
+    let json_path = args.out.join("results.json");
+    let settings = serde_json::json!({
+        "labels": args.labels, "test_labels": args.test_labels, "preprocessing": pre,
+        "net": format!("{:?}", args.net), "val_max": args.val_max, "seed": args.seed,
+    });
+    let mut results: Results = match std::fs::read(&json_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a fewshot results file", json_path.display()))?,
+        Err(_) => Results::default(),
+    };
+    if results.settings != settings && !results.trials.is_empty() {
+        eprintln!(
+            "{}: settings changed, starting the trials afresh",
+            json_path.display()
+        );
+        results.trials.clear();
+    }
+    results.settings = settings;
+
+    let all: Vec<usize> = (0..data.len()).collect();
+    for &arch in &archs {
+        let weights = weights_for(&args.weights, arch, default_arch)?;
+        for variant in &args.variants {
+            let pretrained = variant.starts_with("pretrained");
+            if pretrained && weights.is_none() {
+                eprintln!("{arch} {variant}: no --weights for {arch}, cell skipped");
+                continue;
+            }
+            for &shots in &args.shots {
+                for t in 0..args.trials {
+                    if results.trials.iter().any(|r| {
+                        r.arch == arch.name()
+                            && &r.variant == variant
+                            && r.shots == shots
+                            && r.trial == t
+                    }) {
+                        continue;
+                    }
+                    let seed = args.seed + t as u64;
+                    let split = draw_shots(&data.labels, &data.classes, &all, shots, seed)?;
+                    let train_set = data.subset(&split.train);
+                    let held_out = data.subset(&split.rest);
+                    let val_idx = subsample(
+                        &held_out.labels,
+                        data.classes.len(),
+                        &(0..held_out.len()).collect::<Vec<_>>(),
+                        args.val_max,
+                        seed,
+                    );
+                    let val = held_out.subset(&val_idx);
+                    let test_set = test.as_ref().unwrap_or(&held_out);
+                    let mut net_args = args.net.clone();
+                    if variant.ends_with("single-loss") {
+                        net_args.branches = 1;
+                        net_args.branch_weights = None;
+                    }
+                    let cfg = net_args.train_config(&data.classes, &train_set.counts(), seed)?;
+                    let net = ClassifierConfig {
+                        arch,
+                        classes: data.classes.len(),
+                        head: cfg.head.clone(),
+                    };
+                    let device = compute.device.clone().autodiff();
+                    let model = match (&weights, pretrained) {
+                        (Some(path), true) => {
+                            net.init_with(load_backbone(arch, path, &device)?.0, &device)
+                        }
+                        _ => net.init(&device),
+                    };
+                    let started = Instant::now();
+                    let trained = cryoprune_train::train(
+                        model,
+                        &train_set,
+                        Some(&val),
+                        &cfg,
+                        &device,
+                        |_| {},
+                    )?;
+                    let train_seconds = started.elapsed().as_secs_f64();
+                    let probs = predict(
+                        &trained.model,
+                        test_set,
+                        64,
+                        cfg.head.mean_of_branches,
+                        &compute.device,
+                    );
+                    let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+                    let report = metrics::evaluate(&test_set.labels, &pred, &test_set.classes);
+                    eprintln!(
+                        "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}, accuracy {:.3}, {train_seconds:.1} s (best epoch {})",
+                        report.macro_f1, report.accuracy, trained.best_epoch
+                    );
+                    results.trials.push(Trial {
+                        arch: arch.name().into(),
+                        variant: variant.clone(),
+                        shots,
+                        trial: t,
+                        seed,
+                        macro_f1: report.macro_f1,
+                        accuracy: report.accuracy,
+                        train_seconds,
+                        best_epoch: trained.best_epoch,
+                        test_picks: test_set.len(),
+                    });
+                    let json = serde_json::to_vec_pretty(&results)?;
+                    write_atomic(&json_path, |w| w.write_all(&json))?;
+                }
+            }
+        }
+    }
+    let table = markdown(&results.trials, &args.shots);
+    write_atomic(&args.out.join("results.md"), |w| {
+        w.write_all(table.as_bytes())
+    })?;
+    println!("{table}");
+    Ok(())
+}
+
+/// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (accuracy), training
+/// seconds per run.
+fn markdown(trials: &[Trial], shots: &[usize]) -> String {
+    let mut cells: BTreeMap<(String, String), BTreeMap<usize, Vec<&Trial>>> = BTreeMap::new();
+    for t in trials {
+        cells
+            .entry((t.arch.clone(), t.variant.clone()))
+            .or_default()
+            .entry(t.shots)
+            .or_default()
+            .push(t);
+    }
+    let mut s = String::from("| network | variant |");
+    for k in shots {
+        s += &format!(" K = {k}: macro-F1 | accuracy | s/run |");
+    }
+    s += "\n|---|---|";
+    for _ in shots {
+        s += "---|---|---|";
+    }
+    s.push('\n');
+    for ((arch, variant), by_k) in &cells {
+        s += &format!("| {arch} | {variant} |");
+        for k in shots {
+            match by_k.get(k) {
+                Some(ts) => {
+                    let (f, fs) = mean_sd(&ts.iter().map(|t| t.macro_f1).collect::<Vec<_>>());
+                    let (a, as_) = mean_sd(&ts.iter().map(|t| t.accuracy).collect::<Vec<_>>());
+                    let (sec, _) = mean_sd(&ts.iter().map(|t| t.train_seconds).collect::<Vec<_>>());
+                    s += &format!(
+                        " {f:.3} ± {fs:.3} (n={}) | {a:.3} ± {as_:.3} | {sec:.0} |",
+                        ts.len()
+                    );
+                }
+                None => s += " – | – | – |",
+            }
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,320 @@
+//! Options and steps shared by `train`, `evaluate` and `fewshot`: reading labels, cutting the
+//! labelled particles once, building the network, and the device.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cryoprune_formats::{PickFormat, PickSet};
+use cryoprune_image::augment::Augment;
+use cryoprune_model::{Arch, Compute, HeadConfig, Preprocessing};
+use cryoprune_train::dataset::{self, Coverage};
+use cryoprune_train::schedule::Schedule;
+use cryoprune_train::{Dataset, TrainConfig};
+
+/// How particles are cut for the network (recorded in model.json).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PrepArgs {
+    /// Box size in micrograph pixels (about 1.5× the particle diameter).
+    #[arg(long = "box")]
+    pub box_size: Option<usize>,
+    /// Network input size; boxes are Fourier-resampled to it.
+    #[arg(long, default_value_t = 64)]
+    pub input_size: usize,
+    /// Micrograph normalisation: none, meanstd or robust[:LOW,HIGH] (percentile clip first).
+    #[arg(long, default_value = "robust")]
+    pub normalize: String,
+    /// Micrograph low-pass: a resolution (20A) or a fraction of Nyquist (0.5nyquist).
+    #[arg(long)]
+    pub lowpass: Option<String>,
+    /// Pixel size in Å for an Å low-pass, instead of the micrographs' headers.
+    #[arg(long)]
+    pub angpix: Option<f64>,
+    /// Invert contrast before the network.
+    #[arg(long)]
+    pub invert: bool,
+    /// Boxes past the micrograph edge: skip, pad-mean or pad-noise.
+    #[arg(long, default_value = "pad-noise")]
+    pub edge: String,
+}
+
+impl PrepArgs {
+    /// The preprocessing to record. Particle images from a class folder are already boxes, so
+    /// they need no --box.
+    pub fn preprocessing(&self, class_folder: bool) -> Result<Preprocessing> {
+        let box_size = match (self.box_size, class_folder) {
+            (Some(b), _) => b,
+            (None, true) => self.input_size,
+            (None, false) => bail!(
+                "--box is required with micrographs and picks (the box size in micrograph pixels)"
+            ),
+        };
+        let pre = Preprocessing {
+            box_size,
+            input_size: self.input_size,
+            normalize: self.normalize.clone(),
+            lowpass: self.lowpass.clone(),
+            angpix: self.angpix,
+            particle_radius: Some(0.375 * self.input_size as f64),
+            invert: self.invert,
+            edge: self.edge.clone(),
+        };
+        // Fail on a bad spelling now, not after minutes of extraction.
+        cryoprune_train::prep::pipeline(&pre, 1, 0)?;
+        Ok(pre)
+    }
+}
+
+/// The network and training knobs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Network: small, efficientnet-lite0, resnet18, resnet34 or resnet50.
+    #[arg(long, default_value = "small")]
+    pub arch: String,
+    /// Starting weights: a .pth/.pt/.safetensors checkpoint, or none.
+    #[arg(long, default_value = "none")]
+    pub pretrained: String,
+    /// Branches of the multi-loss head (1-3).
+    #[arg(long, default_value_t = 2)]
+    pub branches: usize,
+    /// Loss weight per branch, comma-separated (default 1 for the main branch, 0.5 others).
+    #[arg(long, value_delimiter = ',')]
+    pub branch_weights: Option<Vec<f32>>,
+    /// Predict with the mean of the branches instead of the main branch.
+    #[arg(long)]
+    pub mean_of_branches: bool,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 24)]
+    pub batch: usize,
+    /// Passes over the labelled picks per epoch, each freshly augmented.
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
+    /// Learning-rate schedule: step (×gamma every --step-every epochs), onecycle or exp.
+    #[arg(long, default_value = "step", value_parser = ["step", "onecycle", "exp"])]
+    pub schedule: String,
+    /// Initial (peak, for onecycle) learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Final learning rate of onecycle and exp.
+    #[arg(long, default_value_t = 1e-4)]
+    pub final_lr: f64,
+    #[arg(long, default_value_t = 7)]
+    pub step_every: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub gamma: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Loss weight per class (in the sorted class order), comma-separated, or `balanced`.
+    #[arg(long)]
+    pub class_weights: Option<String>,
+    /// Epochs with the backbone frozen (head only); the rest train everything at lr/10.
+    #[arg(long, default_value_t = 0)]
+    pub freeze_epochs: usize,
+    /// Augmentations: any of flip, rot90, rotate (comma-separated), or none.
+    #[arg(long, default_value = "flip,rot90")]
+    pub augment: String,
+}
+
+impl NetArgs {
+    pub fn arch(&self) -> Result<Arch> {
+        self.arch.parse::<Arch>().map_err(anyhow::Error::msg)
+    }
+
+    pub fn head(&self) -> Result<HeadConfig> {
+        let mut head = HeadConfig::new(self.branches);
+        if let Some(w) = &self.branch_weights {
+            head.branch_weights = w.clone();
+        }
+        head.mean_of_branches = self.mean_of_branches;
+        head.validate().map_err(anyhow::Error::msg)?;
+        Ok(head)
+    }
+
+    pub fn train_config(
+        &self,
+        classes: &[String],
+        counts: &[usize],
+        seed: u64,
+    ) -> Result<TrainConfig> {
+        let schedule = match self.schedule.as_str() {
+            "step" => Schedule::Step {
+                initial: self.lr,
+                every: self.step_every,
+                gamma: self.gamma,
+            },
+            "onecycle" => Schedule::OneCycle {
+                initial: self.lr,
+                final_lr: self.final_lr,
+            },
+            _ => Schedule::Exp {
+                initial: self.lr,
+                final_lr: self.final_lr,
+            },
+        };
+        let class_weights = match self.class_weights.as_deref() {
+            None => None,
+            Some("balanced") => {
+                // n / (k · n_c), scikit-learn's "balanced".
+                let n: usize = counts.iter().sum();
+                Some(
+                    counts
+                        .iter()
+                        .map(|&c| n as f32 / (classes.len() * c.max(1)) as f32)
+                        .collect(),
+                )
+            }
+            Some(list) => {
+                let w: Result<Vec<f32>, _> =
+                    list.split(',').map(|s| s.trim().parse::<f32>()).collect();
+                let w = w.with_context(|| {
+                    format!("--class-weights `{list}`: expected numbers or `balanced`")
+                })?;
+                if w.len() != classes.len() {
+                    bail!(
+                        "--class-weights has {} values for {} classes ({})",
+                        w.len(),
+                        classes.len(),
+                        classes.join(", ")
+                    );
+                }
+                Some(w)
+            }
+        };
+        Ok(TrainConfig {
+            epochs: self.epochs,
+            batch: self.batch,
+            repeats: self.repeats,
+            schedule,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            class_weights,
+            freeze_epochs: self.freeze_epochs,
+            head: self.head()?,
+            augment: parse_augment(&self.augment)?,
+            seed,
+        })
+    }
+}
+
+pub fn parse_augment(s: &str) -> Result<Augment> {
+    let mut a = Augment::NONE;
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "none" => {}
+            "flip" => a.flip = true,
+            "rot90" => a.rot90 = true,
+            "rotate" => a.rotate = true,
+            _ => bail!("--augment `{part}`: expected flip, rot90, rotate or none"),
+        }
+    }
+    Ok(a)
+}
+
+/// Selects and announces the device: every command says which one it really uses.
+pub fn device(spec: &str) -> Result<Compute> {
+    let compute = cryoprune_model::select_device(spec)?;
+    eprintln!("device: {}", compute.description);
+    Ok(compute)
+}
+
+/// A folder of class sub-folders (particle images), as opposed to a folder of pick files.
+fn is_class_folder(path: &Path) -> bool {
+    path.is_dir()
+        && std::fs::read_dir(path).is_ok_and(|entries| {
+            let mut dirs = 0;
+            let mut picks = 0;
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs += 1;
+                } else if PickFormat::from_path(&p).is_some() {
+                    picks += 1;
+                }
+            }
+            dirs >= 2 && picks == 0
+        })
+}
+
+/// Whether `--labels` names one class folder rather than label files.
+pub fn is_class_folder_input(labels: &[PathBuf]) -> bool {
+    matches!(labels, [single] if is_class_folder(single))
+}
+
+/// Labelled particles from label files (with micrographs) or a class folder. `classes` fixes the
+/// class order (a trained model's); otherwise it comes from the labels.
+pub fn labelled_dataset(
+    labels: &[PathBuf],
+    format: Option<PickFormat>,
+    micrograph_globs: &[String],
+    classes: Option<&[String]>,
+    pre: &Preprocessing,
+    threads: usize,
+) -> Result<Dataset> {
+    if let [single] = labels {
+        if is_class_folder_input(labels) {
+            let data = dataset::from_folder(single, pre.input_size)?;
+            if let Some(c) = classes {
+                if c != data.classes.as_slice() {
+                    bail!(
+                        "{}: class folders ({}) differ from the model's classes ({})",
+                        single.display(),
+                        data.classes.join(", "),
+                        c.join(", ")
+                    );
+                }
+            }
+            eprintln!(
+                "{}: {} particle images in {} classes",
+                single.display(),
+                data.len(),
+                data.classes.len()
+            );
+            return Ok(data);
+        }
+    }
+    if micrograph_globs.is_empty() {
+        bail!("--micrographs is needed to cut labelled picks (or give --labels a folder with one sub-folder of particle images per class)");
+    }
+    let micrographs = super::expand_globs(micrograph_globs)?;
+    let set = PickSet::read(labels, format)?;
+    let classes = match classes {
+        Some(c) => c.to_vec(),
+        None => dataset::classes_of(&set)?,
+    };
+    let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0)?;
+    let (data, coverage) = dataset::from_picks(&set, &micrographs, &classes, &pipeline)?;
+    report_coverage(&coverage, &data);
+    Ok(data)
+}
+
+fn report_coverage(c: &Coverage, data: &Dataset) {
+    let counts: Vec<String> = data
+        .classes
+        .iter()
+        .zip(data.counts())
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    eprintln!(
+        "cut {} labelled particles from {} micrographs ({})",
+        data.len(),
+        c.micrographs,
+        counts.join(", ")
+    );
+    if c.skipped_edge + c.outside > 0 {
+        eprintln!(
+            "  {} picks too close to the edge and {} outside their micrograph were left out",
+            c.skipped_edge, c.outside
+        );
+    }
+    if !c.unmatched.is_empty() {
+        let shown: Vec<&str> = c.unmatched.iter().take(3).map(String::as_str).collect();
+        eprintln!(
+            "  labels of {} micrographs not among --micrographs were not used ({}{})",
+            c.unmatched.len(),
+            shown.join(", "),
+            if c.unmatched.len() > 3 { ", ..." } else { "" }
+        );
+    }
+}

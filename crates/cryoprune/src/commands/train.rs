@@ -1,0 +1,285 @@
+//! `cryoprune train`: fine-tune a network on a few labelled picks per class and write a model
+//! directory (weights, model.json with every preprocessing parameter, training curves, the
+//! validation picks with their probabilities, and a plain-words diagnosis).
+//!
+//! ```text
+//! cryoprune train --micrographs 'Micrographs/*.mrc' --labels labels.csv --box 180 --out model/
+//! cryoprune train --micrographs 'mics/*.jpg' --labels labels.csv --box 180 --shots 30 --arch efficientnet-lite0 --pretrained efficientnet-lite0.pth --input-size 96 --out model/
+//! cryoprune train --labels particles_by_class/ --val-fraction 0.3 --schedule onecycle --lr 0.05 --out model/
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_formats::PickFormat;
+use cryoprune_model::modeldir::{self, ModelSpec};
+use cryoprune_model::{load_backbone, ClassifierConfig, Pretrained};
+use cryoprune_train::diagnose::diagnose;
+use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
+use cryoprune_train::trainer::{argmax, predict};
+use cryoprune_train::{metrics, plot, Dataset};
+
+use super::learning::{self, NetArgs, PrepArgs};
+
+#[derive(clap::Args)]
+#[command(
+    about = "Fine-tune a classifier on labelled picks and write a model directory",
+    after_help = super::examples(include_str!("train.rs"))
+)]
+pub struct Args {
+    /// Micrographs (globs, quoted).
+    #[arg(long, num_args = 1..)]
+    micrographs: Vec<String>,
+    /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, or a folder with
+    /// one sub-folder of particle images per class.
+    #[arg(long, required = true, num_args = 1..)]
+    labels: Vec<PathBuf>,
+    /// Label file format when the extension does not tell.
+    #[arg(long, value_parser = super::convert::parse_format)]
+    format: Option<PickFormat>,
+    /// Train on K labelled picks per class (drawn with --seed); the rest validate.
+    #[arg(long, conflicts_with = "val_fraction")]
+    shots: Option<usize>,
+    /// Without --shots: the share of each class held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    /// Per-epoch validation uses at most this many held-out picks (all are scored at the end).
+    #[arg(long, default_value_t = 400)]
+    val_max: usize,
+    #[command(flatten)]
+    prep: PrepArgs,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Compute device: cpu, cuda[:N] or wgpu.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Threads for extraction and the CPU backend; 0 = all cores.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output model directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let threads = super::thread_count(args.threads);
+    // The CPU backend runs on rayon's global pool.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .ok();
+    let compute = learning::device(&args.device)?;
+    let arch = args.net.arch()?;
+    let pretrained = Pretrained::parse(&args.net.pretrained)?;
+    let pre = args
+        .prep
+        .preprocessing(learning::is_class_folder_input(&args.labels))?;
+    let data = learning::labelled_dataset(
+        &args.labels,
+        args.format,
+        &args.micrographs,
+        None,
+        &pre,
+        threads,
+    )?;
+    let all: Vec<usize> = (0..data.len()).collect();
+    let split = match args.shots {
+        Some(k) => draw_shots(&data.labels, &data.classes, &all, k, args.seed)?,
+        None => split_fraction(
+            &data.labels,
+            &data.classes,
+            &all,
+            args.val_fraction,
+            args.seed,
+        ),
+    };
+    if split.train.is_empty() {
+        bail!("no labelled picks left for training");
+    }
+    let train_set = data.subset(&split.train);
+    let val_all = data.subset(&split.rest);
+    let val_epoch = val_all.subset(&subsample(
+        &val_all.labels,
+        data.classes.len(),
+        &(0..val_all.len()).collect::<Vec<_>>(),
+        args.val_max,
+        args.seed,
+    ));
+    eprintln!(
+        "training on {} picks ({}), validating on {} held out",
+        train_set.len(),
+        counts_text(&train_set),
+        val_all.len()
+    );
+
+    let cfg = args
+        .net
+        .train_config(&data.classes, &train_set.counts(), args.seed)?;
+    let net = ClassifierConfig {
+        arch,
+        classes: data.classes.len(),
+        head: cfg.head.clone(),
+    };
+    let device = compute.device.clone().autodiff();
+    let model = match &pretrained {
+        Pretrained::None => net.init(&device),
+        Pretrained::File(path) => {
+            let (backbone, report) = load_backbone(arch, path, &device)?;
+            eprintln!(
+                "loaded {} pretrained tensors from {}",
+                report.applied,
+                path.display()
+            );
+            net.init_with(backbone, &device)
+        }
+    };
+    eprintln!("epoch      lr  train loss  train acc  val loss  val acc  val F1   time");
+    let trained =
+        cryoprune_train::train(model, &train_set, Some(&val_epoch), &cfg, &device, |s| {
+            eprintln!(
+                "{:5}  {:.0e}  {:10.4}  {:9.3}  {:8}  {:7}  {:6}  {:4.1}s",
+                s.epoch,
+                s.lr,
+                s.train_loss,
+                s.train_accuracy,
+                s.val_loss.map_or("-".into(), |v| format!("{v:.4}")),
+                s.val_accuracy.map_or("-".into(), |v| format!("{v:.3}")),
+                s.val_macro_f1.map_or("-".into(), |v| format!("{v:.3}")),
+                s.seconds
+            );
+        })?;
+    eprintln!(
+        "trained in {:.1} s; best epoch {} kept",
+        trained.seconds, trained.best_epoch
+    );
+
+    let infer = compute.device.clone();
+    let probs = predict(
+        &trained.model,
+        &val_all,
+        64,
+        cfg.head.mean_of_branches,
+        &infer,
+    );
+    let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+    let report = metrics::evaluate(&val_all.labels, &pred, &val_all.classes);
+    if !val_all.is_empty() {
+        println!(
+            "validation ({} held-out picks):\n{}",
+            val_all.len(),
+            report.to_text()
+        );
+    }
+    let mut counts = vec![0; data.classes.len()];
+    for &p in &pred {
+        counts[p] += 1;
+    }
+    let findings = diagnose(
+        &trained.history,
+        (!val_all.is_empty()).then_some(counts.as_slice()),
+        &data.classes,
+    );
+    if findings.is_empty() {
+        println!("diagnosis: the curves look healthy.");
+    }
+    for f in &findings {
+        println!("diagnosis: {f}");
+    }
+
+    std::fs::create_dir_all(&args.out)?;
+    write_history(&args.out.join("history.csv"), &trained.history)?;
+    plot::training_curves(
+        &trained.history,
+        trained.best_epoch,
+        &args.out.join("curves.png"),
+    )?;
+    write_validation(&args.out.join("validation.csv"), &val_all, &probs)?;
+    let mut spec = ModelSpec {
+        format_version: modeldir::FORMAT_VERSION,
+        software: format!("cryoprune {}", env!("CARGO_PKG_VERSION")),
+        classes: data.classes.clone(),
+        network: net,
+        preprocessing: pre,
+        pretrained: pretrained.describe(),
+        training: serde_json::json!({
+            "config": cfg,
+            "shots": args.shots,
+            "train_picks": train_set.len(),
+            "validation_picks": val_all.len(),
+            "best_epoch": trained.best_epoch,
+            "seconds": trained.seconds,
+            "device": compute.description,
+            "validation": report,
+            "diagnosis": findings,
+            "labels": args.labels,
+        }),
+        weights_file: String::new(),
+        weights_sha256: String::new(),
+    };
+    modeldir::save(&args.out, &trained.model, &mut spec)?;
+    eprintln!("model written to {}", args.out.display());
+    Ok(())
+}
+
+fn counts_text(d: &Dataset) -> String {
+    d.classes
+        .iter()
+        .zip(d.counts())
+        .map(|(c, n)| format!("{n} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn write_history(path: &std::path::Path, history: &[cryoprune_train::EpochStats]) -> Result<()> {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    write_atomic(path, |w| {
+        writeln!(
+            w,
+            "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,seconds"
+        )?;
+        for h in history {
+            writeln!(
+                w,
+                "{},{:.3e},{:.6},{:.6},{},{},{},{:.3}",
+                h.epoch,
+                h.lr,
+                h.train_loss,
+                h.train_accuracy,
+                opt(h.val_loss),
+                opt(h.val_accuracy),
+                opt(h.val_macro_f1),
+                h.seconds
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The held-out picks with their probabilities: what `prune`'s threshold advisor reads.
+fn write_validation(path: &std::path::Path, data: &Dataset, probs: &[Vec<f32>]) -> Result<()> {
+    write_atomic(path, |w| {
+        write!(w, "micrograph,x,y,label")?;
+        for c in &data.classes {
+            write!(w, ",p_{c}")?;
+        }
+        writeln!(w)?;
+        for (i, p) in probs.iter().enumerate() {
+            let o = &data.origins[i];
+            write!(
+                w,
+                "{},{},{},{}",
+                o.micrograph, o.x, o.y, data.classes[data.labels[i]]
+            )?;
+            for v in p {
+                write!(w, ",{v:.5}")?;
+            }
+            writeln!(w)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
