@@ -88,6 +88,8 @@ impl FromStr for Arch {
 }
 
 /// The feature extractor, one of the supported architectures.
+// One backbone exists per run, so the size gap between variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Backbone {
     ResNet(ResNet),

@@ -93,7 +93,7 @@ fn probe(compute: &Compute, spec: &str) -> Result<(), DeviceError> {
         Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>()
     }));
     match outcome {
-        Ok(v) if v == 4.0 => Ok(()),
+        Ok(4.0) => Ok(()),
         Ok(v) => Err(DeviceError::Failed(
             spec.into(),
             format!("a test sum gave {v}, not 4"),

@@ -58,7 +58,7 @@ fn load_fc(path: &Path, prefix: &str, device: &Device, inputs: usize) -> Linear 
     let mut fc = LinearConfig::new(inputs, 1000).init(device);
     let mut store = PytorchStore::from_file(path)
         .with_regex("^(weight|bias)$")
-        .with_key_remapping(&format!("^{prefix}\\."), "")
+        .with_key_remapping(format!("^{prefix}\\."), "")
         .allow_partial(true);
     let r = fc.load_from(&mut store).unwrap();
     assert_eq!(r.applied.len(), 2, "{:?}", r);

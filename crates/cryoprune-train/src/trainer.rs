@@ -240,7 +240,7 @@ pub fn train(
             dampening: 0.0,
             nesterov: false,
         }))
-        .with_weight_decay((cfg.weight_decay > 0.0).then(|| WeightDecayConfig {
+        .with_weight_decay((cfg.weight_decay > 0.0).then_some(WeightDecayConfig {
             penalty: cfg.weight_decay as f32,
         }))
         .init();
