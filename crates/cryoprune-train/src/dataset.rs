@@ -95,10 +95,12 @@ pub fn classes_of(labels: &PickSet) -> Result<Vec<String>, Error> {
             Some(l) if !l.trim().is_empty() => {
                 names.insert(l.trim().to_string());
             }
-            _ => return Err(Error::Labels(format!(
+            _ => {
+                return Err(Error::Labels(format!(
                 "the pick at ({}, {}) in {mic} has no label; every row of a label file needs one",
                 p.x, p.y
-            ))),
+            )))
+            }
         }
     }
     if names.len() < 2 {
