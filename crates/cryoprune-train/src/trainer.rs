@@ -196,6 +196,30 @@ pub fn predict(
     out
 }
 
+/// A model's probabilities on labelled data, its predicted classes and their scores.
+pub struct Scored {
+    pub probs: Vec<Vec<f32>>,
+    pub predicted: Vec<usize>,
+    pub report: metrics::Report,
+}
+
+/// Runs `model` over labelled `data` and scores the predictions against the labels.
+pub fn score(
+    model: &Classifier,
+    data: &Dataset,
+    mean_of_branches: bool,
+    device: &Device,
+) -> Scored {
+    let probs = predict(model, data, 64, mean_of_branches, device);
+    let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+    let report = metrics::evaluate(&data.labels, &predicted, &data.classes);
+    Scored {
+        probs,
+        predicted,
+        report,
+    }
+}
+
 pub fn argmax(p: &[f32]) -> usize {
     p.iter()
         .enumerate()
@@ -323,15 +347,12 @@ pub fn train(
         let score = match val.filter(|v| !v.is_empty()) {
             Some(v) => {
                 let inference = model.valid();
-                let probs = predict(
+                let Scored { probs, report, .. } = score(
                     &inference,
                     v,
-                    64,
                     cfg.head.mean_of_branches,
                     &device.clone().without_autodiff(),
                 );
-                let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-                let report = metrics::evaluate(&v.labels, &pred, &v.classes);
                 let nll = probs
                     .iter()
                     .zip(&v.labels)

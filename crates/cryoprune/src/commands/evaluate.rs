@@ -14,10 +14,9 @@ use anyhow::Result;
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::PickFormat;
 use cryoprune_model::modeldir;
-use cryoprune_train::metrics;
-use cryoprune_train::trainer::{argmax, predict};
+use cryoprune_train::trainer::score;
 
-use super::learning;
+use super::learning::{self, ComputeArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -25,6 +24,8 @@ use super::learning;
     after_help = super::examples(include_str!("evaluate.rs"))
 )]
 pub struct Args {
+    #[command(flatten)]
+    compute: ComputeArgs,
     /// Model directory written by `cryoprune train`.
     #[arg(long)]
     model: PathBuf,
@@ -39,19 +40,10 @@ pub struct Args {
     /// Write the scores as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let threads = super::thread_count(args.threads);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .ok();
-    let compute = learning::device(&args.device)?;
+    let (compute, threads) = args.compute.start()?;
     let (model, spec) = modeldir::load(&args.model, &compute.device)?;
     let data = learning::labelled_dataset(
         &args.labels,
@@ -61,15 +53,13 @@ pub fn run(args: Args) -> Result<()> {
         &spec.preprocessing,
         threads,
     )?;
-    let probs = predict(
+    let report = score(
         &model,
         &data,
-        64,
         spec.network.head.mean_of_branches,
         &compute.device,
-    );
-    let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-    let report = metrics::evaluate(&data.labels, &pred, &data.classes);
+    )
+    .report;
     println!("{}", report.to_text());
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report)?;

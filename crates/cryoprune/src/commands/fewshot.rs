@@ -18,11 +18,11 @@ use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::PickFormat;
 use cryoprune_model::{load_backbone, Arch, ClassifierConfig};
 use cryoprune_train::sampling::{draw_shots, subsample};
-use cryoprune_train::trainer::{argmax, predict};
-use cryoprune_train::{metrics, Dataset};
+use cryoprune_train::trainer::score;
+use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
-use super::learning::{self, NetArgs, PrepArgs};
+use super::learning::{self, ComputeArgs, NetArgs, PrepArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -30,6 +30,8 @@ use super::learning::{self, NetArgs, PrepArgs};
     after_help = super::examples(include_str!("fewshot.rs"))
 )]
 pub struct Args {
+    #[command(flatten)]
+    compute: ComputeArgs,
     /// Micrographs the training labels come from (globs, quoted).
     #[arg(long, num_args = 1..)]
     micrographs: Vec<String>,
@@ -70,10 +72,6 @@ pub struct Args {
     /// Per-epoch validation uses at most this many held-out picks.
     #[arg(long, default_value_t = 200)]
     val_max: usize,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
     /// Base seed; trial t uses seed + t, so every variant of a trial sees the same draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -129,12 +127,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let threads = super::thread_count(args.threads);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .ok();
-    let compute = learning::device(&args.device)?;
+    let (compute, threads) = args.compute.start()?;
     let default_arch = args.net.arch()?;
     let archs: Vec<Arch> = if args.archs.is_empty() {
         vec![default_arch]
@@ -261,15 +254,13 @@ pub fn run(args: Args) -> Result<()> {
                         |_| {},
                     )?;
                     let train_seconds = started.elapsed().as_secs_f64();
-                    let probs = predict(
+                    let report = score(
                         &trained.model,
                         test_set,
-                        64,
                         cfg.head.mean_of_branches,
                         &compute.device,
-                    );
-                    let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-                    let report = metrics::evaluate(&test_set.labels, &pred, &test_set.classes);
+                    )
+                    .report;
                     eprintln!(
                         "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}, accuracy {:.3}, {train_seconds:.1} s (best epoch {})",
                         report.macro_f1, report.accuracy, trained.best_epoch

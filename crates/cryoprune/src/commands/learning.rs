@@ -212,11 +212,31 @@ pub fn parse_augment(s: &str) -> Result<Augment> {
     Ok(a)
 }
 
-/// Selects and announces the device: every command says which one it really uses.
-pub fn device(spec: &str) -> Result<Compute> {
-    let compute = cryoprune_model::select_device(spec)?;
-    eprintln!("device: {}", compute.description);
-    Ok(compute)
+/// `--device` and `--threads`, the same for every command that runs a network.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ComputeArgs {
+    /// Compute device: cpu, cuda[:N] or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Threads for extraction and the CPU backend; 0 = all cores.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl ComputeArgs {
+    /// Sizes the thread pool, then selects and announces the device (every command says which one
+    /// it really uses). Returns the device and the thread count.
+    pub fn start(&self) -> Result<(Compute, usize)> {
+        let threads = super::thread_count(self.threads);
+        // The CPU backend runs on rayon's global pool.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .ok();
+        let compute = cryoprune_model::select_device(&self.device)?;
+        eprintln!("device: {}", compute.description);
+        Ok((compute, threads))
+    }
 }
 
 /// A folder of class sub-folders (particle images), as opposed to a folder of pick files.

@@ -17,10 +17,10 @@ use cryoprune_model::modeldir::{self, ModelSpec};
 use cryoprune_model::{load_backbone, ClassifierConfig, Pretrained};
 use cryoprune_train::diagnose::diagnose;
 use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
-use cryoprune_train::trainer::{argmax, predict};
-use cryoprune_train::{metrics, plot, Dataset};
+use cryoprune_train::trainer::{score, Scored};
+use cryoprune_train::{plot, Dataset};
 
-use super::learning::{self, NetArgs, PrepArgs};
+use super::learning::{self, ComputeArgs, NetArgs, PrepArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -28,6 +28,8 @@ use super::learning::{self, NetArgs, PrepArgs};
     after_help = super::examples(include_str!("train.rs"))
 )]
 pub struct Args {
+    #[command(flatten)]
+    compute: ComputeArgs,
     /// Micrographs (globs, quoted).
     #[arg(long, num_args = 1..)]
     micrographs: Vec<String>,
@@ -51,12 +53,6 @@ pub struct Args {
     prep: PrepArgs,
     #[command(flatten)]
     net: NetArgs,
-    /// Compute device: cpu, cuda[:N] or wgpu.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Threads for extraction and the CPU backend; 0 = all cores.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Output model directory.
@@ -65,13 +61,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let threads = super::thread_count(args.threads);
-    // The CPU backend runs on rayon's global pool.
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .ok();
-    let compute = learning::device(&args.device)?;
+    let (compute, threads) = args.compute.start()?;
     let arch = args.net.arch()?;
     let pretrained = Pretrained::parse(&args.net.pretrained)?;
     let pre = args
@@ -157,15 +147,11 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let infer = compute.device.clone();
-    let probs = predict(
-        &trained.model,
-        &val_all,
-        64,
-        cfg.head.mean_of_branches,
-        &infer,
-    );
-    let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-    let report = metrics::evaluate(&val_all.labels, &pred, &val_all.classes);
+    let Scored {
+        probs,
+        predicted: pred,
+        report,
+    } = score(&trained.model, &val_all, cfg.head.mean_of_branches, &infer);
     if !val_all.is_empty() {
         println!(
             "validation ({} held-out picks):\n{}",
