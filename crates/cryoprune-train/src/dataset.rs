@@ -42,6 +42,16 @@ pub struct Coverage {
 }
 
 impl Dataset {
+    pub fn empty(size: usize, classes: Vec<String>) -> Dataset {
+        Dataset {
+            size,
+            images: Vec::new(),
+            labels: Vec::new(),
+            origins: Vec::new(),
+            classes,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -89,12 +99,10 @@ impl Dataset {
 
 /// The class names of labelled picks, sorted, so that a class keeps its index across runs.
 pub fn classes_of(labels: &PickSet) -> Result<Vec<String>, Error> {
-    let mut names = BTreeSet::new();
+    let mut names = Vec::new();
     for (mic, p) in labels.iter() {
-        match &p.label {
-            Some(l) if !l.trim().is_empty() => {
-                names.insert(l.trim().to_string());
-            }
+        match p.label.as_deref().map(str::trim) {
+            Some(l) if !l.is_empty() => names.push(l),
             _ => {
                 return Err(Error::Labels(format!(
                 "the pick at ({}, {}) in {mic} has no label; every row of a label file needs one",
@@ -103,15 +111,23 @@ pub fn classes_of(labels: &PickSet) -> Result<Vec<String>, Error> {
             }
         }
     }
+    class_names(names)
+}
+
+/// Sorted, distinct class names from one label per example; at least 2.
+pub(crate) fn class_names<'a>(
+    labels: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, Error> {
+    let names: BTreeSet<&str> = labels.into_iter().collect();
     if names.len() < 2 {
         return Err(Error::Labels(format!(
             "found {} class{} ({}); training needs at least 2",
             names.len(),
             if names.len() == 1 { "" } else { "es" },
-            names.iter().cloned().collect::<Vec<_>>().join(", ")
+            names.iter().copied().collect::<Vec<_>>().join(", ")
         )));
     }
-    Ok(names.into_iter().collect())
+    Ok(names.into_iter().map(str::to_string).collect())
 }
 
 /// Cuts every labelled pick from its micrograph with `pipeline`. `classes` fixes the class order
@@ -167,13 +183,7 @@ pub fn from_picks(
         )));
     }
     let size = pipeline.extract.out_size;
-    let mut data = Dataset {
-        size,
-        images: Vec::new(),
-        labels: Vec::new(),
-        origins: Vec::new(),
-        classes: classes.to_vec(),
-    };
+    let mut data = Dataset::empty(size, classes.to_vec());
     pipeline
         .run(&jobs, |out| {
             let job = &jobs[out.index];
@@ -199,8 +209,8 @@ pub fn from_picks(
 }
 
 /// Reads a folder with one sub-folder of particle images per class (MRC/MRCS stacks, TIFF, PNG
-/// or JPEG); class names are the sub-folder names. Images are resampled to `size` and given
-/// zero mean and unit variance of the background, like extracted particles.
-pub fn from_folder(root: &Path, size: usize) -> Result<Dataset, Error> {
-    crate::folder::read(root, size)
+/// or JPEG); class names are the sub-folder names. Images are resampled to `size`, given zero
+/// mean and unit variance of the background and inverted if asked, like extracted particles.
+pub fn from_folder(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
+    crate::folder::read(root, size, invert)
 }

@@ -1,15 +1,14 @@
 //! Particle images sorted into one sub-folder per class: `root/particle/*.png`,
-//! `root/carbon/stack.mrcs`, ... Each image (or stack section) is treated as a micrograph with
-//! one pick at its centre, so it is resampled and normalised exactly as extracted boxes are.
+//! `root/carbon/stack.mrcs`, ...
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::micrograph::ImageFormat;
 use cryoprune_formats::{read_micrograph, MrcFile};
-use cryoprune_image::extract::{ExtractConfig, Extractor, ParticleNorm};
 use cryoprune_image::image::Image;
 
+use crate::boxes::BoxCutter;
 use crate::dataset::{Dataset, Origin};
 use crate::Error;
 
@@ -55,7 +54,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(v)
 }
 
-pub fn read(root: &Path, size: usize) -> Result<Dataset, Error> {
+pub fn read(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
     let class_dirs: Vec<PathBuf> = sorted_entries(root)?
         .into_iter()
         .filter(|p| p.is_dir())
@@ -76,14 +75,8 @@ pub fn read(root: &Path, size: usize) -> Result<Dataset, Error> {
                 .into_owned()
         })
         .collect();
-    let mut data = Dataset {
-        size,
-        images: Vec::new(),
-        labels: Vec::new(),
-        origins: Vec::new(),
-        classes,
-    };
-    let mut extractors: Vec<(usize, Extractor)> = Vec::new();
+    let mut data = Dataset::empty(size, classes);
+    let mut cutter = BoxCutter::new(size, invert);
     for (c, dir) in class_dirs.iter().enumerate() {
         let files: Vec<PathBuf> = sorted_entries(dir)?
             .into_iter()
@@ -97,35 +90,12 @@ pub fn read(root: &Path, size: usize) -> Result<Dataset, Error> {
         }
         for file in files {
             for (k, img) in images_in(&file)?.into_iter().enumerate() {
-                let side = img.nx.min(img.ny);
-                if side < 2 {
-                    return Err(io(
-                        &file,
-                        format!("image {k} is {}×{} pixels", img.nx, img.ny),
-                    ));
-                }
-                let pos = match extractors.iter().position(|(s, _)| *s == side) {
-                    Some(p) => p,
-                    None => {
-                        let cfg = ExtractConfig {
-                            out_size: size,
-                            norm: ParticleNorm::relion_default(size),
-                            ..ExtractConfig::new(side)
-                        };
-                        let e = Extractor::new(cfg).map_err(|e| Error::Config(e.to_string()))?;
-                        extractors.push((side, e));
-                        extractors.len() - 1
-                    }
-                };
-                let centre = ((img.nx / 2) as f64, (img.ny / 2) as f64);
-                let out = extractors[pos].1.extract(&img, &[centre], 0);
-                data.images.extend_from_slice(&out.data);
-                data.labels.push(c);
-                data.origins.push(Origin {
+                let origin = Origin {
                     micrograph: format!("{}#{k}", file.display()),
-                    x: centre.0,
-                    y: centre.1,
-                });
+                    x: (img.nx / 2) as f64,
+                    y: (img.ny / 2) as f64,
+                };
+                cutter.push(&mut data, &img, &file, k, c, origin)?;
             }
         }
     }

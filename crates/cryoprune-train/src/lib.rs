@@ -1,6 +1,7 @@
 //! Training cryoprune's classifiers: labelled particle datasets, few-shot sampling, the training
 //! loop with its schedules, metrics, plain-words diagnostics and the few-shot protocol.
 
+mod boxes;
 pub mod dataset;
 pub mod diagnose;
 mod folder;
@@ -9,6 +10,7 @@ pub mod plot;
 pub mod prep;
 pub mod sampling;
 pub mod schedule;
+pub mod stack;
 pub mod trainer;
 
 pub use dataset::{Dataset, Origin};

@@ -572,10 +572,11 @@ fn train_then_evaluate_on_real_topaz_labels() {
     assert_eq!(history.lines().count(), 4, "header and three epochs");
     // 789 picks on this micrograph, less the 16 drawn, less those too close to the edge.
     let validation = std::fs::read_to_string(model.join("validation.csv")).unwrap();
-    assert!(validation.starts_with("micrograph,x,y,label,p_junk,p_particle\n"));
+    assert!(validation.starts_with("micrograph,x,y,label,predicted,p_junk,p_particle\n"));
     assert!(validation.lines().count() > 700);
 
     let json = dir.path().join("eval.json");
+    let predictions = dir.path().join("pred.csv");
     let o = cryoprune(&[
         "evaluate",
         "--model",
@@ -586,6 +587,8 @@ fn train_then_evaluate_on_real_topaz_labels() {
         s(&labels),
         "--json",
         s(&json),
+        "--predictions",
+        s(&predictions),
     ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
@@ -605,6 +608,23 @@ fn train_then_evaluate_on_real_topaz_labels() {
         total > 700 && total <= 738,
         "{total} of the 738 picks of 15_30_21"
     );
+    // One row per scored pick; the wrong rows are the confusion matrix's off-diagonal.
+    let rows = std::fs::read_to_string(&predictions).unwrap();
+    let rows: Vec<Vec<&str>> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len() as u64, total);
+    let wrong = rows.iter().filter(|r| r[3] != r[4]).count() as u64;
+    assert_eq!(
+        wrong,
+        confusion[0][1].as_u64().unwrap() + confusion[1][0].as_u64().unwrap()
+    );
+    assert!(rows.iter().all(|r| {
+        let p: f32 = r[5].parse::<f32>().unwrap() + r[6].parse::<f32>().unwrap();
+        (p - 1.0).abs() < 1e-3
+    }));
 
     // A damaged weights file is refused with the reason.
     std::fs::write(model.join("weights.safetensors"), b"not weights").unwrap();
@@ -619,6 +639,68 @@ fn train_then_evaluate_on_real_topaz_labels() {
     ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("SHA-256"), "{}", text(&o));
+}
+
+/// `extract` carries the labels into its particle STAR; `train` and `evaluate` then read the
+/// labelled stack without micrographs, as a RELION user's selected particles would be read.
+#[test]
+fn trains_and_evaluates_from_a_labelled_particle_star() {
+    let Some(d) = data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("Extract/particles.mrcs");
+    std::fs::create_dir_all(stack.parent().unwrap()).unwrap();
+    let labels = d.join("empiar-10017/labels/topaz.csv");
+    let mic = PathBuf::from(empiar_mic(&d, "15_17_31"));
+    let o = extract(&mic, &labels, &stack, &["--box", "180", "--size", "48"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let star = stack.with_extension("star");
+    let written = std::fs::read_to_string(&star).unwrap();
+    assert!(written.contains("_rlnImageName") && written.contains("particle"));
+
+    let model = dir.path().join("model");
+    let o = cryoprune(&[
+        "train",
+        "--labels",
+        s(&star),
+        "--input-size",
+        "24",
+        "--shots",
+        "8",
+        "--epochs",
+        "2",
+        "--val-max",
+        "30",
+        "--out",
+        s(&model),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("particle images in 2 classes"), "{t}");
+    assert!(
+        t.contains("training on 16 picks (8 junk, 8 particle)"),
+        "{t}"
+    );
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["preprocessing"]["box_size"], 24);
+
+    let json = dir.path().join("eval.json");
+    let o = cryoprune(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--labels",
+        s(&star),
+        "--json",
+        s(&json),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let images = written
+        .lines()
+        .filter(|l| l.contains("@") && !l.starts_with('_'))
+        .count() as u64;
+    assert_eq!(report["n"].as_u64().unwrap(), images);
 }
 
 #[test]

@@ -460,4 +460,4 @@ pub(crate) fn parse_num(path: &Path, loc: Location, what: &str, s: &str) -> Resu
 }
 
 /// Column names accepted as a class label in pick files.
-pub(crate) const LABEL_COLUMNS: &[&str] = &["label", "class", "cryopruneLabel", "rlnClassName"];
+pub const LABEL_COLUMNS: &[&str] = &["label", "class", "cryopruneLabel", "rlnClassName"];

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cryoprune evaluate --model model/ --micrographs 'Micrographs/*.mrc' --labels test_labels.csv
-//! cryoprune evaluate --model model/ --micrographs 'mics/*.jpg' --labels labels/topaz.csv --json eval.json
+//! cryoprune evaluate --model model/ --micrographs 'mics/*.jpg' --labels labels/topaz.csv --json eval.json --predictions errors.csv
 //! cryoprune evaluate --model model/ --labels held_out_by_class/ --device cuda
 //! ```
 
@@ -32,11 +32,19 @@ pub struct Args {
     /// Micrographs (globs, quoted).
     #[arg(long, num_args = 1..)]
     micrographs: Vec<String>,
-    /// Labelled picks (CSV micrograph,x,y,label or any pick file with labels), or a class folder.
+    /// Labelled picks (CSV micrograph,x,y,label or any pick file with labels), a particle STAR
+    /// with labels, or a class folder.
     #[arg(long, required = true, num_args = 1..)]
     labels: Vec<PathBuf>,
     #[arg(long, value_parser = super::convert::parse_format)]
     format: Option<PickFormat>,
+    /// Particle images given as --labels (class folder or particle STAR) have the opposite
+    /// contrast to the micrographs, as RELION's Extract writes them by default.
+    #[arg(long)]
+    images_inverted: bool,
+    /// Write every labelled particle with its prediction and class probabilities as CSV here.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
     /// Write the scores as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -51,18 +59,23 @@ pub fn run(args: Args) -> Result<()> {
         &args.micrographs,
         Some(&spec.classes),
         &spec.preprocessing,
+        args.images_inverted,
         threads,
     )?;
-    let report = score(
+    let scored = score(
         &model,
         &data,
         spec.network.head.mean_of_branches,
         &compute.device,
-    )
-    .report;
+    );
+    let report = &scored.report;
     println!("{}", report.to_text());
+    if let Some(path) = &args.predictions {
+        learning::write_predictions(path, &data, &scored)?;
+        eprintln!("per-particle predictions written to {}", path.display());
+    }
     if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report)?;
+        let json = serde_json::to_vec_pretty(report)?;
         write_atomic(path, |w| w.write_all(&json))?;
         eprintln!("scores written to {}", path.display());
     }

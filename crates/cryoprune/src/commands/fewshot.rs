@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cryoprune fewshot --micrographs 'mics/*.jpg' --labels labels.csv --box 180 --shots 10,20,30 --trials 5 --out fewshot/
-//! cryoprune fewshot --micrographs mics/14_33_35.jpg mics/15_17_31.jpg --labels topaz.csv --test-micrographs mics/15_30_21.jpg mics/15_33_42.jpg --test-labels topaz.csv --box 180 --arch efficientnet-lite0,resnet18 --variants scratch,pretrained,pretrained-single-loss --pretrained efficientnet-lite0=efficientnet-lite0.pth --out bench/
+//! cryoprune fewshot --micrographs mics/14_33_35.jpg mics/15_17_31.jpg --labels topaz.csv --test-micrographs mics/15_30_21.jpg mics/15_33_42.jpg --test-labels topaz.csv --box 180 --archs efficientnet-lite0,resnet18 --variants scratch,pretrained,pretrained-single-loss --weights efficientnet-lite0=efficientnet-lite0.pth --out bench/
 //! ```
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::PickFormat;
-use cryoprune_model::{load_backbone, Arch, ClassifierConfig};
+use cryoprune_model::{load_backbone, Arch, ClassifierConfig, Pretrained};
 use cryoprune_train::sampling::{draw_shots, subsample};
 use cryoprune_train::trainer::score;
 use cryoprune_train::Dataset;
@@ -35,7 +35,7 @@ pub struct Args {
     /// Micrographs the training labels come from (globs, quoted).
     #[arg(long, num_args = 1..)]
     micrographs: Vec<String>,
-    /// Labelled picks to draw from.
+    /// Labelled picks to draw from (as `train --labels`).
     #[arg(long, required = true, num_args = 1..)]
     labels: Vec<PathBuf>,
     #[arg(long, value_parser = super::convert::parse_format)]
@@ -62,7 +62,8 @@ pub struct Args {
     /// Networks to compare, comma-separated (overrides --arch).
     #[arg(long, value_delimiter = ',')]
     archs: Vec<String>,
-    /// Pretrained weights per network: ARCH=PATH (repeatable), or one PATH for --arch.
+    /// Pretrained weights per network: ARCH=PATH or ARCH=HUB-NAME (repeatable), or one for --arch;
+    /// a network without any gets its ImageNet weights (downloaded once, then cached).
     #[arg(long = "weights", num_args = 1..)]
     weights: Vec<String>,
     #[command(flatten)]
@@ -101,18 +102,33 @@ struct Results {
     trials: Vec<Trial>,
 }
 
-fn weights_for(weights: &[String], arch: Arch, default_arch: Arch) -> Result<Option<PathBuf>> {
+/// The pretrained checkpoint for `arch`: from `--weights` (ARCH=SOURCE, or one SOURCE for the
+/// default network), else its ImageNet weights. `Err` carries why there are none.
+fn weights_for(
+    weights: &[String],
+    arch: Arch,
+    default_arch: Arch,
+) -> Result<Result<PathBuf, String>> {
+    let mut source = Pretrained::ImageNet;
     for w in weights {
         match w.split_once('=') {
             Some((a, p)) if a.parse::<Arch>().map_err(anyhow::Error::msg)? == arch => {
-                return Ok(Some(p.into()))
+                source = Pretrained::parse(p)?;
+                break;
             }
             Some(_) => {}
-            None if arch == default_arch => return Ok(Some(w.into())),
+            None if arch == default_arch => {
+                source = Pretrained::parse(w)?;
+                break;
+            }
             None => {}
         }
     }
-    Ok(None)
+    Ok(match source.path(arch) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(format!("{arch} has no pretrained weights")),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -147,13 +163,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     let pre = args
         .prep
-        .preprocessing(learning::is_class_folder_input(&args.labels))?;
+        .preprocessing(&learning::LabelSource::of(&args.labels, &args.micrographs))?;
     let data = learning::labelled_dataset(
         &args.labels,
         args.format,
         &args.micrographs,
         None,
         &pre,
+        args.prep.images_inverted,
         threads,
     )?;
     let test: Option<Dataset> = if args.test_labels.is_empty() {
@@ -170,6 +187,7 @@ pub fn run(args: Args) -> Result<()> {
             mics,
             Some(&data.classes),
             &pre,
+            args.prep.images_inverted,
             threads,
         )?)
     };
@@ -196,11 +214,16 @@ pub fn run(args: Args) -> Result<()> {
 
     let all: Vec<usize> = (0..data.len()).collect();
     for &arch in &archs {
-        let weights = weights_for(&args.weights, arch, default_arch)?;
+        let needs_weights = args.variants.iter().any(|v| v.starts_with("pretrained"));
+        let weights = if needs_weights {
+            weights_for(&args.weights, arch, default_arch)?
+        } else {
+            Err(String::new())
+        };
         for variant in &args.variants {
             let pretrained = variant.starts_with("pretrained");
-            if pretrained && weights.is_none() {
-                eprintln!("{arch} {variant}: no --weights for {arch}, cell skipped");
+            if let (true, Err(why)) = (pretrained, &weights) {
+                eprintln!("{arch} {variant}: cell skipped: {why}");
                 continue;
             }
             for &shots in &args.shots {
@@ -239,7 +262,7 @@ pub fn run(args: Args) -> Result<()> {
                     };
                     let device = compute.device.clone().autodiff();
                     let model = match (&weights, pretrained) {
-                        (Some(path), true) => {
+                        (Ok(path), true) => {
                             net.init_with(load_backbone(arch, path, &device)?.0, &device)
                         }
                         _ => net.init(&device),

@@ -4,11 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::{PickFormat, PickSet};
 use cryoprune_image::augment::Augment;
 use cryoprune_model::{Arch, Compute, HeadConfig, Preprocessing};
 use cryoprune_train::dataset::{self, Coverage};
 use cryoprune_train::schedule::Schedule;
+use cryoprune_train::stack;
+use cryoprune_train::trainer::Scored;
 use cryoprune_train::{Dataset, TrainConfig};
 
 /// How particles are cut for the network (recorded in model.json).
@@ -32,16 +35,20 @@ pub struct PrepArgs {
     /// Invert contrast before the network.
     #[arg(long)]
     pub invert: bool,
+    /// Particle images given as --labels (class folder or particle STAR) have the opposite
+    /// contrast to the micrographs, as RELION's Extract writes them by default.
+    #[arg(long)]
+    pub images_inverted: bool,
     /// Boxes past the micrograph edge: skip, pad-mean or pad-noise.
     #[arg(long, default_value = "pad-noise")]
     pub edge: String,
 }
 
 impl PrepArgs {
-    /// The preprocessing to record. Particle images from a class folder are already boxes, so
-    /// they need no --box.
-    pub fn preprocessing(&self, class_folder: bool) -> Result<Preprocessing> {
-        let box_size = match (self.box_size, class_folder) {
+    /// The preprocessing to record. Particle images (a class folder or a particle STAR) are
+    /// already boxes, so they need no --box.
+    pub fn preprocessing(&self, source: &LabelSource) -> Result<Preprocessing> {
+        let box_size = match (self.box_size, source.is_images()) {
             (Some(b), _) => b,
             (None, true) => self.input_size,
             (None, false) => bail!(
@@ -64,13 +71,43 @@ impl PrepArgs {
     }
 }
 
+/// How many augmented passes over the training picks make an epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Repeats {
+    Fixed(usize),
+    /// Enough passes for [`Repeats::AUTO_BATCHES`] batches.
+    Auto,
+}
+
+impl Repeats {
+    pub const AUTO_BATCHES: usize = 5;
+
+    pub fn passes(self, picks: usize, batch: usize) -> usize {
+        match self {
+            Repeats::Fixed(n) => n.max(1),
+            Repeats::Auto => (Self::AUTO_BATCHES * batch).div_ceil(picks.max(1)).max(1),
+        }
+    }
+}
+
+fn parse_repeats(s: &str) -> Result<Repeats, String> {
+    if s == "auto" {
+        return Ok(Repeats::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(Repeats::Fixed(n)),
+        _ => Err(format!("`{s}`: expected a count of at least 1, or auto")),
+    }
+}
+
 /// The network and training knobs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetArgs {
     /// Network: small, efficientnet-lite0, resnet18, resnet34 or resnet50.
     #[arg(long, default_value = "small")]
     pub arch: String,
-    /// Starting weights: a .pth/.pt/.safetensors checkpoint, or none.
+    /// Starting weights: a .pth/.pt/.safetensors checkpoint, a Hugging Face hub name
+    /// (resnet18.tv_in1k or timm/...; downloaded once, cached in ~/.cache/cryoprune), or none.
     #[arg(long, default_value = "none")]
     pub pretrained: String,
     /// Branches of the multi-loss head (1-3).
@@ -86,9 +123,10 @@ pub struct NetArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 24)]
     pub batch: usize,
-    /// Passes over the labelled picks per epoch, each freshly augmented.
-    #[arg(long, default_value_t = 1)]
-    pub repeats: usize,
+    /// Passes over the labelled picks per epoch, each freshly augmented; `auto` repeats them
+    /// until an epoch has at least 5 batches, so few shots still get optimiser steps.
+    #[arg(long, default_value = "1", value_parser = parse_repeats)]
+    pub repeats: Repeats,
     /// Learning-rate schedule: step (×gamma every --step-every epochs), onecycle or exp.
     #[arg(long, default_value = "step", value_parser = ["step", "onecycle", "exp"])]
     pub schedule: String,
@@ -185,7 +223,7 @@ impl NetArgs {
         Ok(TrainConfig {
             epochs: self.epochs,
             batch: self.batch,
-            repeats: self.repeats,
+            repeats: self.repeats.passes(counts.iter().sum(), self.batch),
             schedule,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
@@ -257,70 +295,142 @@ fn is_class_folder(path: &Path) -> bool {
         })
 }
 
-/// Whether `--labels` names one class folder rather than label files.
-pub fn is_class_folder_input(labels: &[PathBuf]) -> bool {
-    matches!(labels, [single] if is_class_folder(single))
+/// What `--labels` names.
+pub enum LabelSource {
+    /// One sub-folder of particle images per class.
+    ClassFolder(PathBuf),
+    /// A particle STAR (`index@stack` images) with a label column.
+    Stack(PathBuf),
+    /// Labelled picks, cut from `--micrographs`.
+    Picks,
 }
 
-/// Labelled particles from label files (with micrographs) or a class folder. `classes` fixes the
-/// class order (a trained model's); otherwise it comes from the labels.
+impl LabelSource {
+    /// A particle STAR is read from its stacks when it has no coordinates or no micrographs
+    /// are given; with both, the picks are cut from the micrographs like any other label file.
+    pub fn of(labels: &[PathBuf], micrographs: &[String]) -> LabelSource {
+        match labels {
+            [single] if is_class_folder(single) => LabelSource::ClassFolder(single.clone()),
+            [single]
+                if PickFormat::from_path(single) == Some(PickFormat::Star)
+                    && stack::lists_images(single)
+                        .is_some_and(|coords| !coords || micrographs.is_empty()) =>
+            {
+                LabelSource::Stack(single.clone())
+            }
+            _ => LabelSource::Picks,
+        }
+    }
+
+    /// Particle images are already boxes, so they need no `--box`.
+    pub fn is_images(&self) -> bool {
+        !matches!(self, LabelSource::Picks)
+    }
+}
+
+/// Labelled particles from label files (with micrographs), a class folder or a particle STAR.
+/// `classes` fixes the class order (a trained model's); otherwise it comes from the labels.
+/// `images_inverted`: particle images have the opposite contrast to the micrographs.
 pub fn labelled_dataset(
     labels: &[PathBuf],
     format: Option<PickFormat>,
     micrograph_globs: &[String],
     classes: Option<&[String]>,
     pre: &Preprocessing,
+    images_inverted: bool,
     threads: usize,
 ) -> Result<Dataset> {
-    if let [single] = labels {
-        if is_class_folder_input(labels) {
-            let data = dataset::from_folder(single, pre.input_size)?;
+    let invert = pre.invert != images_inverted;
+    let (data, what) = match LabelSource::of(labels, micrograph_globs) {
+        LabelSource::ClassFolder(dir) => {
+            let data = dataset::from_folder(&dir, pre.input_size, invert)?;
             if let Some(c) = classes {
                 if c != data.classes.as_slice() {
                     bail!(
                         "{}: class folders ({}) differ from the model's classes ({})",
-                        single.display(),
+                        dir.display(),
                         data.classes.join(", "),
                         c.join(", ")
                     );
                 }
             }
-            eprintln!(
-                "{}: {} particle images in {} classes",
-                single.display(),
-                data.len(),
-                data.classes.len()
-            );
+            (data, dir)
+        }
+        LabelSource::Stack(star) => (stack::read(&star, pre.input_size, invert, classes)?, star),
+        LabelSource::Picks => {
+            if micrograph_globs.is_empty() {
+                bail!(
+                    "--micrographs is needed to cut labelled picks (or give --labels a folder \
+                     with one sub-folder of particle images per class, or a particle STAR file)"
+                );
+            }
+            let micrographs = super::expand_globs(micrograph_globs)?;
+            let set = PickSet::read(labels, format)?;
+            let classes = match classes {
+                Some(c) => c.to_vec(),
+                None => dataset::classes_of(&set)?,
+            };
+            let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0)?;
+            let (data, coverage) = dataset::from_picks(&set, &micrographs, &classes, &pipeline)?;
+            report_coverage(&coverage, &data);
             return Ok(data);
         }
-    }
-    if micrograph_globs.is_empty() {
-        bail!("--micrographs is needed to cut labelled picks (or give --labels a folder with one sub-folder of particle images per class)");
-    }
-    let micrographs = super::expand_globs(micrograph_globs)?;
-    let set = PickSet::read(labels, format)?;
-    let classes = match classes {
-        Some(c) => c.to_vec(),
-        None => dataset::classes_of(&set)?,
     };
-    let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0)?;
-    let (data, coverage) = dataset::from_picks(&set, &micrographs, &classes, &pipeline)?;
-    report_coverage(&coverage, &data);
+    eprintln!(
+        "{}: {} particle images in {} classes ({})",
+        what.display(),
+        data.len(),
+        data.classes.len(),
+        class_counts(&data).join(", ")
+    );
     Ok(data)
 }
 
-fn report_coverage(c: &Coverage, data: &Dataset) {
-    let counts: Vec<String> = data
-        .classes
+/// One row per labelled particle: where it is, its label, the prediction and each class's
+/// probability (`micrograph,x,y,label,predicted,p_<class>...`). Written as `validation.csv` by
+/// `train`, it is what `prune`'s threshold advisor reads.
+pub fn write_predictions(path: &Path, data: &Dataset, scored: &Scored) -> Result<()> {
+    write_atomic(path, |w| {
+        write!(w, "micrograph,x,y,label,predicted")?;
+        for c in &data.classes {
+            write!(w, ",p_{c}")?;
+        }
+        writeln!(w)?;
+        for (i, p) in scored.probs.iter().enumerate() {
+            let o = &data.origins[i];
+            write!(
+                w,
+                "{},{},{},{},{}",
+                o.micrograph,
+                o.x,
+                o.y,
+                data.classes[data.labels[i]],
+                data.classes[scored.predicted[i]]
+            )?;
+            for v in p {
+                write!(w, ",{v:.5}")?;
+            }
+            writeln!(w)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn class_counts(data: &Dataset) -> Vec<String> {
+    data.classes
         .iter()
         .zip(data.counts())
         .map(|(name, n)| format!("{n} {name}"))
-        .collect();
+        .collect()
+}
+
+fn report_coverage(c: &Coverage, data: &Dataset) {
     eprintln!(
         "cut {} labelled particles from {} micrographs ({})",
         data.len(),
         c.micrographs,
-        counts.join(", ")
+        class_counts(data).join(", ")
     );
     if c.skipped_edge + c.outside > 0 {
         eprintln!(
@@ -336,5 +446,22 @@ fn report_coverage(c: &Coverage, data: &Dataset) {
             shown.join(", "),
             if c.unmatched.len() > 3 { ", ..." } else { "" }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_repeats, Repeats};
+
+    #[test]
+    fn auto_repeats_give_five_batches() {
+        assert_eq!(parse_repeats("auto"), Ok(Repeats::Auto));
+        assert_eq!(parse_repeats("3"), Ok(Repeats::Fixed(3)));
+        assert!(parse_repeats("0").is_err());
+        // 10 shots × 2 classes: 6 passes = 120 picks = 5 batches of 24.
+        assert_eq!(Repeats::Auto.passes(20, 24), 6);
+        assert_eq!(Repeats::Auto.passes(60, 24), 2);
+        assert_eq!(Repeats::Auto.passes(1000, 24), 1);
+        assert_eq!(Repeats::Fixed(4).passes(1000, 24), 4);
     }
 }

@@ -5,7 +5,7 @@
 //! ```text
 //! cryoprune train --micrographs 'Micrographs/*.mrc' --labels labels.csv --box 180 --out model/
 //! cryoprune train --micrographs 'mics/*.jpg' --labels labels.csv --box 180 --shots 30 --arch efficientnet-lite0 --pretrained efficientnet-lite0.pth --input-size 96 --out model/
-//! cryoprune train --labels particles_by_class/ --val-fraction 0.3 --schedule onecycle --lr 0.05 --out model/
+//! cryoprune train --labels Select/job012/particles.star --images-inverted --val-fraction 0.3 --out model/
 //! ```
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use cryoprune_model::modeldir::{self, ModelSpec};
 use cryoprune_model::{load_backbone, ClassifierConfig, Pretrained};
 use cryoprune_train::diagnose::diagnose;
 use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
-use cryoprune_train::trainer::{score, Scored};
+use cryoprune_train::trainer::score;
 use cryoprune_train::{plot, Dataset};
 
 use super::learning::{self, ComputeArgs, NetArgs, PrepArgs};
@@ -33,8 +33,9 @@ pub struct Args {
     /// Micrographs (globs, quoted).
     #[arg(long, num_args = 1..)]
     micrographs: Vec<String>,
-    /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, or a folder with
-    /// one sub-folder of particle images per class.
+    /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR
+    /// (index@stack images, label column; no micrographs needed), or a folder with one
+    /// sub-folder of particle images per class.
     #[arg(long, required = true, num_args = 1..)]
     labels: Vec<PathBuf>,
     /// Label file format when the extension does not tell.
@@ -63,16 +64,22 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let (compute, threads) = args.compute.start()?;
     let arch = args.net.arch()?;
+    // Fetched before the particles are cut, so a failed download fails fast.
     let pretrained = Pretrained::parse(&args.net.pretrained)?;
+    let weights = pretrained.path(arch)?;
+    if weights.is_none() && pretrained == Pretrained::ImageNet {
+        eprintln!("{arch} has no ImageNet weights; training from scratch");
+    }
     let pre = args
         .prep
-        .preprocessing(learning::is_class_folder_input(&args.labels))?;
+        .preprocessing(&learning::LabelSource::of(&args.labels, &args.micrographs))?;
     let data = learning::labelled_dataset(
         &args.labels,
         args.format,
         &args.micrographs,
         None,
         &pre,
+        args.prep.images_inverted,
         threads,
     )?;
     let all: Vec<usize> = (0..data.len()).collect();
@@ -114,9 +121,9 @@ pub fn run(args: Args) -> Result<()> {
         head: cfg.head.clone(),
     };
     let device = compute.device.clone().autodiff();
-    let model = match &pretrained {
-        Pretrained::None => net.init(&device),
-        Pretrained::File(path) => {
+    let model = match &weights {
+        None => net.init(&device),
+        Some(path) => {
             let (backbone, report) = load_backbone(arch, path, &device)?;
             eprintln!(
                 "loaded {} pretrained tensors from {}",
@@ -147,11 +154,8 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let infer = compute.device.clone();
-    let Scored {
-        probs,
-        predicted: pred,
-        report,
-    } = score(&trained.model, &val_all, cfg.head.mean_of_branches, &infer);
+    let scored = score(&trained.model, &val_all, cfg.head.mean_of_branches, &infer);
+    let report = scored.report.clone();
     if !val_all.is_empty() {
         println!(
             "validation ({} held-out picks):\n{}",
@@ -160,7 +164,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let mut counts = vec![0; data.classes.len()];
-    for &p in &pred {
+    for &p in &scored.predicted {
         counts[p] += 1;
     }
     let findings = diagnose(
@@ -182,14 +186,14 @@ pub fn run(args: Args) -> Result<()> {
         trained.best_epoch,
         &args.out.join("curves.png"),
     )?;
-    write_validation(&args.out.join("validation.csv"), &val_all, &probs)?;
+    learning::write_predictions(&args.out.join("validation.csv"), &val_all, &scored)?;
     let mut spec = ModelSpec {
         format_version: modeldir::FORMAT_VERSION,
         software: format!("cryoprune {}", env!("CARGO_PKG_VERSION")),
         classes: data.classes.clone(),
         network: net,
         preprocessing: pre,
-        pretrained: pretrained.describe(),
+        pretrained: pretrained.describe(weights.as_deref()),
         training: serde_json::json!({
             "config": cfg,
             "shots": args.shots,
@@ -239,31 +243,6 @@ fn write_history(path: &std::path::Path, history: &[cryoprune_train::EpochStats]
                 opt(h.val_macro_f1),
                 h.seconds
             )?;
-        }
-        Ok(())
-    })?;
-    Ok(())
-}
-
-/// The held-out picks with their probabilities: what `prune`'s threshold advisor reads.
-fn write_validation(path: &std::path::Path, data: &Dataset, probs: &[Vec<f32>]) -> Result<()> {
-    write_atomic(path, |w| {
-        write!(w, "micrograph,x,y,label")?;
-        for c in &data.classes {
-            write!(w, ",p_{c}")?;
-        }
-        writeln!(w)?;
-        for (i, p) in probs.iter().enumerate() {
-            let o = &data.origins[i];
-            write!(
-                w,
-                "{},{},{},{}",
-                o.micrograph, o.x, o.y, data.classes[data.labels[i]]
-            )?;
-            for v in p {
-                write!(w, ",{v:.5}")?;
-            }
-            writeln!(w)?;
         }
         Ok(())
     })?;

@@ -1,0 +1,69 @@
+//! Particle images that are already boxes (class folders, particle stacks): each is treated as a
+//! micrograph with one pick at its centre, so it is resampled, normalised and inverted exactly as
+//! boxes cut from micrographs are.
+
+use std::path::Path;
+
+use cryoprune_image::extract::{ExtractConfig, Extractor, ParticleNorm};
+use cryoprune_image::image::Image;
+
+use crate::dataset::{Dataset, Origin};
+use crate::Error;
+
+/// Resamples boxes of any size to the network's input size; one extractor per box size seen.
+pub(crate) struct BoxCutter {
+    size: usize,
+    invert: bool,
+    extractors: Vec<(usize, Extractor)>,
+}
+
+impl BoxCutter {
+    pub fn new(size: usize, invert: bool) -> BoxCutter {
+        BoxCutter {
+            size,
+            invert,
+            extractors: Vec::new(),
+        }
+    }
+
+    /// Cuts `img` (image `index` of `file`) into `data` with class `label`.
+    pub fn push(
+        &mut self,
+        data: &mut Dataset,
+        img: &Image,
+        file: &Path,
+        index: usize,
+        label: usize,
+        origin: Origin,
+    ) -> Result<(), Error> {
+        let side = img.nx.min(img.ny);
+        if side < 2 {
+            return Err(Error::Labels(format!(
+                "{}: image {index} is {}×{} pixels",
+                file.display(),
+                img.nx,
+                img.ny
+            )));
+        }
+        let pos = match self.extractors.iter().position(|(s, _)| *s == side) {
+            Some(p) => p,
+            None => {
+                let cfg = ExtractConfig {
+                    out_size: self.size,
+                    norm: ParticleNorm::relion_default(self.size),
+                    invert: self.invert,
+                    ..ExtractConfig::new(side)
+                };
+                let e = Extractor::new(cfg).map_err(|e| Error::Config(e.to_string()))?;
+                self.extractors.push((side, e));
+                self.extractors.len() - 1
+            }
+        };
+        let centre = ((img.nx / 2) as f64, (img.ny / 2) as f64);
+        let out = self.extractors[pos].1.extract(img, &[centre], 0);
+        data.images.extend_from_slice(&out.data);
+        data.labels.push(label);
+        data.origins.push(origin);
+        Ok(())
+    }
+}
