@@ -123,8 +123,14 @@ fn download(name: &str, url: &str, out: &mut impl Write) -> Result<u64, HubError
         url: url.to_string(),
         reason,
     };
+    // The system's trusted certificates, not a bundled list: sites that inspect HTTPS
+    // through a proxy install their own authority there.
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(15)))
+        .tls_config(tls)
         .build()
         .into();
     let response = agent.get(url).call().map_err(|e| match e {

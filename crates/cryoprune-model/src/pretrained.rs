@@ -60,7 +60,7 @@ impl Pretrained {
     /// The checkpoint to load for `arch`, fetching it into the cache first where needed;
     /// `None` for scratch (and for `imagenet` with the small network, which has no such weights).
     pub fn path(&self, arch: Arch) -> Result<Option<PathBuf>, LoadError> {
-        let cfg = || hub::HubConfig::from_env();
+        let cfg = hub::HubConfig::from_env;
         Ok(match self {
             Pretrained::None => None,
             Pretrained::File(p) => Some(p.clone()),

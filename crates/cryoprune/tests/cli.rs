@@ -39,7 +39,9 @@ fn s(p: &Path) -> &str {
 fn help_lists_subcommands_with_examples() {
     let o = cryoprune(&["--help"]);
     assert!(o.status.success());
-    for sub in ["info", "convert", "extract", "simulate", "demo"] {
+    for sub in [
+        "info", "convert", "extract", "simulate", "train", "evaluate", "fewshot", "demo",
+    ] {
         assert!(text(&o).contains(sub), "{sub} missing from --help");
         let h = cryoprune(&[sub, "--help"]);
         let t = text(&h);
@@ -525,6 +527,10 @@ fn train_then_evaluate_on_real_topaz_labels() {
     let labels = d.join("empiar-10017/labels/topaz.csv");
     let o = cryoprune(&[
         "train",
+        "--arch",
+        "small",
+        "--pretrained",
+        "none",
         "--micrographs",
         &empiar_mic(&d, "14_33_35"),
         "--labels",
@@ -660,6 +666,10 @@ fn trains_and_evaluates_from_a_labelled_particle_star() {
     let model = dir.path().join("model");
     let o = cryoprune(&[
         "train",
+        "--arch",
+        "small",
+        "--pretrained",
+        "none",
         "--labels",
         s(&star),
         "--input-size",
@@ -712,6 +722,8 @@ fn fewshot_writes_the_table_and_resumes() {
     let mic = empiar_mic(&d, "15_17_31");
     let args = [
         "fewshot",
+        "--archs",
+        "small",
         "--micrographs",
         &mic,
         "--labels",

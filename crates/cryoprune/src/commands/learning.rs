@@ -100,15 +100,18 @@ fn parse_repeats(s: &str) -> Result<Repeats, String> {
     }
 }
 
-/// The network and training knobs.
+/// The network and training knobs. The defaults of --arch, --input-size, --epochs and --repeats
+/// are the best found within about a minute of training on 2 CPU cores on the EMPIAR-10017
+/// benchmark (BENCHMARKS.md); the optimiser, schedule, batch and augmentation are the paper's.
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetArgs {
     /// Network: small, efficientnet-lite0, resnet18, resnet34 or resnet50.
     #[arg(long, default_value = "small")]
     pub arch: String,
-    /// Starting weights: a .pth/.pt/.safetensors checkpoint, a Hugging Face hub name
-    /// (resnet18.tv_in1k or timm/...; downloaded once, cached in ~/.cache/cryoprune), or none.
-    #[arg(long, default_value = "none")]
+    /// Starting weights: imagenet (the network's ImageNet weights; the small network has none),
+    /// a .pth/.pt/.safetensors checkpoint, a Hugging Face hub name (resnet18.tv_in1k or timm/...),
+    /// or none. Downloads happen once, into ~/.cache/cryoprune.
+    #[arg(long, default_value = "imagenet")]
     pub pretrained: String,
     /// Branches of the multi-loss head (1-3).
     #[arg(long, default_value_t = 2)]
@@ -119,13 +122,14 @@ pub struct NetArgs {
     /// Predict with the mean of the branches instead of the main branch.
     #[arg(long)]
     pub mean_of_branches: bool,
-    #[arg(long, default_value_t = 30)]
+    /// Epochs (the paper's recipe: 30 with --repeats 1).
+    #[arg(long, default_value_t = 15)]
     pub epochs: usize,
     #[arg(long, default_value_t = 24)]
     pub batch: usize,
     /// Passes over the labelled picks per epoch, each freshly augmented; `auto` repeats them
     /// until an epoch has at least 5 batches, so few shots still get optimiser steps.
-    #[arg(long, default_value = "1", value_parser = parse_repeats)]
+    #[arg(long, default_value = "auto", value_parser = parse_repeats)]
     pub repeats: Repeats,
     /// Learning-rate schedule: step (×gamma every --step-every epochs), onecycle or exp.
     #[arg(long, default_value = "step", value_parser = ["step", "onecycle", "exp"])]

@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     let pretrained = Pretrained::parse(&args.net.pretrained)?;
     let weights = pretrained.path(arch)?;
     if weights.is_none() && pretrained == Pretrained::ImageNet {
-        eprintln!("{arch} has no ImageNet weights; training from scratch");
+        eprintln!("starting weights: none ({arch} has no ImageNet weights)");
     }
     let pre = args
         .prep
