@@ -12,11 +12,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_formats::PickFormat;
 use cryoprune_model::modeldir;
 use cryoprune_train::trainer::score;
 
-use super::learning::{self, ComputeArgs};
+use super::learning::{self, ComputeArgs, LabelArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -29,19 +28,8 @@ pub struct Args {
     /// Model directory written by `cryoprune train`.
     #[arg(long)]
     model: PathBuf,
-    /// Micrographs (globs, quoted).
-    #[arg(long, num_args = 1..)]
-    micrographs: Vec<String>,
-    /// Labelled picks (CSV micrograph,x,y,label or any pick file with labels), a particle STAR
-    /// with labels, or a class folder.
-    #[arg(long, required = true, num_args = 1..)]
-    labels: Vec<PathBuf>,
-    #[arg(long, value_parser = super::convert::parse_format)]
-    format: Option<PickFormat>,
-    /// Particle images given as --labels (class folder or particle STAR) have the opposite
-    /// contrast to the micrographs, as RELION's Extract writes them by default.
-    #[arg(long)]
-    images_inverted: bool,
+    #[command(flatten)]
+    labels: LabelArgs,
     /// Write every labelled particle with its prediction and class probabilities as CSV here.
     #[arg(long)]
     predictions: Option<PathBuf>,
@@ -53,13 +41,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let (compute, threads) = args.compute.start()?;
     let (model, spec) = modeldir::load(&args.model, &compute.device)?;
-    let data = learning::labelled_dataset(
-        &args.labels,
-        args.format,
-        &args.micrographs,
+    let data = args.labels.dataset(
+        &args.labels.source(),
         Some(&spec.classes),
         &spec.preprocessing,
-        args.images_inverted,
         threads,
     )?;
     let scored = score(

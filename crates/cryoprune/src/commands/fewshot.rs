@@ -15,14 +15,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_formats::PickFormat;
 use cryoprune_model::{load_backbone, Arch, ClassifierConfig, Pretrained};
 use cryoprune_train::sampling::{draw_shots, subsample};
 use cryoprune_train::trainer::score;
 use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
-use super::learning::{self, ComputeArgs, NetArgs, PrepArgs};
+use super::learning::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -32,14 +31,8 @@ use super::learning::{self, ComputeArgs, NetArgs, PrepArgs};
 pub struct Args {
     #[command(flatten)]
     compute: ComputeArgs,
-    /// Micrographs the training labels come from (globs, quoted).
-    #[arg(long, num_args = 1..)]
-    micrographs: Vec<String>,
-    /// Labelled picks to draw from (as `train --labels`).
-    #[arg(long, required = true, num_args = 1..)]
-    labels: Vec<PathBuf>,
-    #[arg(long, value_parser = super::convert::parse_format)]
-    format: Option<PickFormat>,
+    #[command(flatten)]
+    labels: LabelArgs,
     /// Separate test labels; default: the labelled picks not drawn.
     #[arg(long, num_args = 1..)]
     test_labels: Vec<PathBuf>,
@@ -161,41 +154,28 @@ pub fn run(args: Args) -> Result<()> {
             bail!("--variants `{v}`: expected scratch, scratch-single-loss, pretrained or pretrained-single-loss");
         }
     }
-    let pre = args
-        .prep
-        .preprocessing(&learning::LabelSource::of(&args.labels, &args.micrographs))?;
-    let data = learning::labelled_dataset(
-        &args.labels,
-        args.format,
-        &args.micrographs,
-        None,
-        &pre,
-        args.prep.images_inverted,
-        threads,
-    )?;
+    let source = args.labels.source();
+    let pre = args.prep.preprocessing(&source)?;
+    let data = args.labels.dataset(&source, None, &pre, threads)?;
     let test: Option<Dataset> = if args.test_labels.is_empty() {
         None
     } else {
-        let mics = if args.test_micrographs.is_empty() {
-            &args.micrographs
-        } else {
-            &args.test_micrographs
+        let test = LabelArgs {
+            labels: args.test_labels.clone(),
+            micrographs: if args.test_micrographs.is_empty() {
+                args.labels.micrographs.clone()
+            } else {
+                args.test_micrographs.clone()
+            },
+            ..args.labels.clone()
         };
-        Some(learning::labelled_dataset(
-            &args.test_labels,
-            args.format,
-            mics,
-            Some(&data.classes),
-            &pre,
-            args.prep.images_inverted,
-            threads,
-        )?)
+        Some(test.dataset(&test.source(), Some(&data.classes), &pre, threads)?)
     };
 
     std::fs::create_dir_all(&args.out)?;
     let json_path = args.out.join("results.json");
     let settings = serde_json::json!({
-        "labels": args.labels, "test_labels": args.test_labels, "preprocessing": pre,
+        "labels": args.labels.labels, "test_labels": args.test_labels, "preprocessing": pre,
         "net": format!("{:?}", args.net), "val_max": args.val_max, "seed": args.seed,
     });
     let mut results: Results = match std::fs::read(&json_path) {

@@ -35,10 +35,6 @@ pub struct PrepArgs {
     /// Invert contrast before the network.
     #[arg(long)]
     pub invert: bool,
-    /// Particle images given as --labels (class folder or particle STAR) have the opposite
-    /// contrast to the micrographs, as RELION's Extract writes them by default.
-    #[arg(long)]
-    pub images_inverted: bool,
     /// Boxes past the micrograph edge: skip, pad-mean or pad-noise.
     #[arg(long, default_value = "pad-noise")]
     pub edge: String,
@@ -332,62 +328,91 @@ impl LabelSource {
     }
 }
 
-/// Labelled particles from label files (with micrographs), a class folder or a particle STAR.
-/// `classes` fixes the class order (a trained model's); otherwise it comes from the labels.
-/// `images_inverted`: particle images have the opposite contrast to the micrographs.
-pub fn labelled_dataset(
-    labels: &[PathBuf],
-    format: Option<PickFormat>,
-    micrograph_globs: &[String],
-    classes: Option<&[String]>,
-    pre: &Preprocessing,
-    images_inverted: bool,
-    threads: usize,
-) -> Result<Dataset> {
-    let invert = pre.invert != images_inverted;
-    let (data, what) = match LabelSource::of(labels, micrograph_globs) {
-        LabelSource::ClassFolder(dir) => {
-            let data = dataset::from_folder(&dir, pre.input_size, invert)?;
-            if let Some(c) = classes {
-                if c != data.classes.as_slice() {
+/// Where a command's labelled particles come from.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LabelArgs {
+    /// Micrographs the labels were picked on (globs, quoted).
+    #[arg(long, num_args = 1..)]
+    pub micrographs: Vec<String>,
+    /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR
+    /// (index@stack images, label column; no micrographs needed), or a folder with one
+    /// sub-folder of particle images per class.
+    #[arg(long, required = true, num_args = 1..)]
+    pub labels: Vec<PathBuf>,
+    /// Label file format when the extension does not tell.
+    #[arg(long, value_parser = super::convert::parse_format)]
+    pub format: Option<PickFormat>,
+    /// Particle images given as --labels (class folder or particle STAR) have the opposite
+    /// contrast to the micrographs, as RELION's Extract writes them by default.
+    #[arg(long)]
+    pub images_inverted: bool,
+}
+
+impl LabelArgs {
+    pub fn source(&self) -> LabelSource {
+        LabelSource::of(&self.labels, &self.micrographs)
+    }
+
+    /// Labelled particles from label files (with micrographs), a class folder or a particle
+    /// STAR, as `source` (from [`LabelArgs::source`]) says. `classes` fixes the class order (a
+    /// trained model's); otherwise it comes from the labels.
+    pub fn dataset(
+        &self,
+        source: &LabelSource,
+        classes: Option<&[String]>,
+        pre: &Preprocessing,
+        threads: usize,
+    ) -> Result<Dataset> {
+        let (labels, format, micrograph_globs) = (&self.labels, self.format, &self.micrographs);
+        let invert = pre.invert != self.images_inverted;
+        let (data, what) = match source {
+            LabelSource::ClassFolder(dir) => {
+                let data = dataset::from_folder(dir, pre.input_size, invert)?;
+                if let Some(c) = classes {
+                    if c != data.classes.as_slice() {
+                        bail!(
+                            "{}: class folders ({}) differ from the model's classes ({})",
+                            dir.display(),
+                            data.classes.join(", "),
+                            c.join(", ")
+                        );
+                    }
+                }
+                (data, dir.clone())
+            }
+            LabelSource::Stack(star) => (
+                stack::read(star, pre.input_size, invert, classes)?,
+                star.clone(),
+            ),
+            LabelSource::Picks => {
+                if micrograph_globs.is_empty() {
                     bail!(
-                        "{}: class folders ({}) differ from the model's classes ({})",
-                        dir.display(),
-                        data.classes.join(", "),
-                        c.join(", ")
+                        "--micrographs is needed to cut labelled picks (or give --labels a folder \
+                         with one sub-folder of particle images per class, or a particle STAR file)"
                     );
                 }
+                let micrographs = super::expand_globs(micrograph_globs)?;
+                let set = PickSet::read(labels, format)?;
+                let classes = match classes {
+                    Some(c) => c.to_vec(),
+                    None => dataset::classes_of(&set)?,
+                };
+                let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0)?;
+                let (data, coverage) =
+                    dataset::from_picks(&set, &micrographs, &classes, &pipeline)?;
+                report_coverage(&coverage, &data);
+                return Ok(data);
             }
-            (data, dir)
-        }
-        LabelSource::Stack(star) => (stack::read(&star, pre.input_size, invert, classes)?, star),
-        LabelSource::Picks => {
-            if micrograph_globs.is_empty() {
-                bail!(
-                    "--micrographs is needed to cut labelled picks (or give --labels a folder \
-                     with one sub-folder of particle images per class, or a particle STAR file)"
-                );
-            }
-            let micrographs = super::expand_globs(micrograph_globs)?;
-            let set = PickSet::read(labels, format)?;
-            let classes = match classes {
-                Some(c) => c.to_vec(),
-                None => dataset::classes_of(&set)?,
-            };
-            let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0)?;
-            let (data, coverage) = dataset::from_picks(&set, &micrographs, &classes, &pipeline)?;
-            report_coverage(&coverage, &data);
-            return Ok(data);
-        }
-    };
-    eprintln!(
-        "{}: {} particle images in {} classes ({})",
-        what.display(),
-        data.len(),
-        data.classes.len(),
-        class_counts(&data).join(", ")
-    );
-    Ok(data)
+        };
+        eprintln!(
+            "{}: {} particle images in {} classes ({})",
+            what.display(),
+            data.len(),
+            data.classes.len(),
+            class_counts(&data).join(", ")
+        );
+        Ok(data)
+    }
 }
 
 /// One row per labelled particle: where it is, its label, the prediction and each class's

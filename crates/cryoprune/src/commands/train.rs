@@ -12,7 +12,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_formats::PickFormat;
 use cryoprune_model::modeldir::{self, ModelSpec};
 use cryoprune_model::{load_backbone, ClassifierConfig, Pretrained};
 use cryoprune_train::diagnose::diagnose;
@@ -20,7 +19,7 @@ use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
 use cryoprune_train::trainer::score;
 use cryoprune_train::{plot, Dataset};
 
-use super::learning::{self, ComputeArgs, NetArgs, PrepArgs};
+use super::learning::{self, ComputeArgs, LabelArgs, NetArgs, PrepArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -30,17 +29,8 @@ use super::learning::{self, ComputeArgs, NetArgs, PrepArgs};
 pub struct Args {
     #[command(flatten)]
     compute: ComputeArgs,
-    /// Micrographs (globs, quoted).
-    #[arg(long, num_args = 1..)]
-    micrographs: Vec<String>,
-    /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR
-    /// (index@stack images, label column; no micrographs needed), or a folder with one
-    /// sub-folder of particle images per class.
-    #[arg(long, required = true, num_args = 1..)]
-    labels: Vec<PathBuf>,
-    /// Label file format when the extension does not tell.
-    #[arg(long, value_parser = super::convert::parse_format)]
-    format: Option<PickFormat>,
+    #[command(flatten)]
+    labels: LabelArgs,
     /// Train on K labelled picks per class (drawn with --seed); the rest validate.
     #[arg(long, conflicts_with = "val_fraction")]
     shots: Option<usize>,
@@ -70,18 +60,9 @@ pub fn run(args: Args) -> Result<()> {
     if weights.is_none() && pretrained == Pretrained::ImageNet {
         eprintln!("starting weights: none ({arch} has no ImageNet weights)");
     }
-    let pre = args
-        .prep
-        .preprocessing(&learning::LabelSource::of(&args.labels, &args.micrographs))?;
-    let data = learning::labelled_dataset(
-        &args.labels,
-        args.format,
-        &args.micrographs,
-        None,
-        &pre,
-        args.prep.images_inverted,
-        threads,
-    )?;
+    let source = args.labels.source();
+    let pre = args.prep.preprocessing(&source)?;
+    let data = args.labels.dataset(&source, None, &pre, threads)?;
     let all: Vec<usize> = (0..data.len()).collect();
     let split = match args.shots {
         Some(k) => draw_shots(&data.labels, &data.classes, &all, k, args.seed)?,
@@ -204,7 +185,7 @@ pub fn run(args: Args) -> Result<()> {
             "device": compute.description,
             "validation": report,
             "diagnosis": findings,
-            "labels": args.labels,
+            "labels": args.labels.labels,
         }),
         weights_file: String::new(),
         weights_sha256: String::new(),
