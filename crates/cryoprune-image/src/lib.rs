@@ -4,6 +4,7 @@
 //! NumPy.
 
 pub mod augment;
+pub mod display;
 pub mod extract;
 pub mod fourier;
 pub mod image;

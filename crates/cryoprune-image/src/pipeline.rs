@@ -165,7 +165,7 @@ impl Pipeline {
             Some(ex) => ex,
             None => worker.extractor.insert(Extractor::new(self.extract)?),
         };
-        let particles = ex.extract(&image, &job.picks, index as u64);
+        let particles = ex.extract(&image, &job.picks, noise_stream(&job.path));
         let shape = (image.nx, image.ny);
         worker.buffer = image.data;
         Ok(Output {
@@ -175,6 +175,18 @@ impl Pipeline {
             particles,
         })
     }
+}
+
+/// The padding-noise stream of a micrograph, from its file name (FNV-1a): the same micrograph
+/// gets the same padding in any run, whichever other micrographs the run holds and in whatever
+/// order, so a rerun of part of a dataset reproduces the full run's results.
+fn noise_stream(path: &Path) -> u64 {
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    name.as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// What a worker keeps between micrographs: its FFT plans and a micrograph-sized buffer, so a

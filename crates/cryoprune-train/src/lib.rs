@@ -2,6 +2,7 @@
 //! loop with its schedules, metrics, plain-words diagnostics and the few-shot protocol.
 
 mod boxes;
+pub mod classify;
 pub mod dataset;
 pub mod diagnose;
 mod folder;
@@ -11,6 +12,7 @@ pub mod prep;
 pub mod sampling;
 pub mod schedule;
 pub mod stack;
+pub mod threshold;
 pub mod trainer;
 
 pub use dataset::{Dataset, Origin};

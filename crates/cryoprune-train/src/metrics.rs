@@ -1,10 +1,10 @@
 //! Classification metrics: confusion matrix, accuracy, per-class precision/recall/F1 and
 //! macro-F1 (the headline number: with 70% particles, accuracy rewards keeping everything).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Scores of one class.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClassScores {
     pub class: String,
     pub precision: f64,
@@ -14,7 +14,7 @@ pub struct ClassScores {
     pub support: usize,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     pub n: usize,
     pub accuracy: f64,

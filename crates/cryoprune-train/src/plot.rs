@@ -151,3 +151,69 @@ pub fn training_curves(
     cryoprune_formats::atomic::write_atomic(path, |w| w.write_all(&png))
         .map_err(|e| Error::Config(e.to_string()))
 }
+
+/// Histograms of each class's probability over all picks, one panel per class, with the
+/// threshold marked when one is given. Counts are linear: a log scale would fill in the empty
+/// middle that shows a confident model. Returns PNG bytes.
+pub fn probability_histograms(
+    classes: &[String],
+    probs: &[Vec<f64>],
+    threshold: Option<f64>,
+) -> Result<Vec<u8>, Error> {
+    fonts();
+    const BINS: usize = 20;
+    let panel_w = 360u32;
+    let (w, h) = (panel_w * classes.len().max(1) as u32, 300u32);
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let panels = root.split_evenly((1, classes.len().max(1)));
+        for (c, area) in panels.iter().enumerate().take(classes.len()) {
+            let mut counts = [0usize; BINS];
+            for v in probs.get(c).into_iter().flatten() {
+                counts[((v * BINS as f64) as usize).min(BINS - 1)] += 1;
+            }
+            let top = (*counts.iter().max().unwrap_or(&1)).max(1) as f64 * 1.1;
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("p({})", classes[c]), ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(52)
+                .build_cartesian_2d(0f64..1f64, 0f64..top)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            chart
+                .configure_mesh()
+                .y_desc("picks")
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(|e| Error::Config(e.to_string()))?;
+            let blue = RGBColor(31, 119, 180);
+            chart
+                .draw_series(counts.iter().enumerate().map(|(i, &n)| {
+                    let x0 = i as f64 / BINS as f64;
+                    Rectangle::new(
+                        [(x0, 0.0), (x0 + 1.0 / BINS as f64, n as f64)],
+                        blue.filled(),
+                    )
+                }))
+                .map_err(|e| Error::Config(e.to_string()))?;
+            if let Some(t) = threshold {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(t, 0.0), (t, top)],
+                        RGBColor(200, 30, 30).stroke_width(2),
+                    ))
+                    .map_err(|e| Error::Config(e.to_string()))?;
+            }
+        }
+        root.present().map_err(|e| Error::Config(e.to_string()))?;
+    }
+    let img = image::RgbImage::from_raw(w, h, rgb).expect("buffer has w×h×3 bytes");
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::Config(format!("histogram PNG: {e}")))?;
+    Ok(png)
+}

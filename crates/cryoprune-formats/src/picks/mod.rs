@@ -6,6 +6,7 @@
 //! rows (every column kept, optics and header blocks unchanged) with any new columns appended.
 //! Writing to another format builds fresh rows from the centres.
 
+pub mod check;
 mod cs;
 mod star;
 mod text;
@@ -209,6 +210,32 @@ impl PickSet {
         }
     }
 
+    /// Sets every pick's score. EMAN `.box` readers take at most five columns, so there a new
+    /// column cannot be added: the score replaces the 5th column of the original rows (added
+    /// where a row had four), and a preserving write carries it.
+    pub fn set_scores(&mut self, mut value: impl FnMut(&str, &Pick) -> f64) {
+        let is_box = self.format == PickFormat::Box;
+        for m in &mut self.micrographs {
+            for p in &mut m.picks {
+                let v = value(&m.micrograph, p);
+                p.score = Some(v);
+                let Some(src) = p.source.filter(|_| is_box) else {
+                    continue;
+                };
+                if let Some(SourceFile {
+                    content: Content::Table { rows, .. },
+                    ..
+                }) = self.files.get_mut(src.file)
+                {
+                    if let Some(row) = rows.get_mut(src.row) {
+                        row.truncate(4);
+                        row.push(num(v));
+                    }
+                }
+            }
+        }
+    }
+
     /// Multiplies every centre by `factor` (picks made on binned micrographs).
     pub fn scale(&mut self, factor: f64) {
         for m in &mut self.micrographs {
@@ -353,6 +380,14 @@ impl PickSet {
             written.push(dest);
         }
         Ok(written)
+    }
+
+    /// Writes the picks of this set that came from source file `fi` to `dest`, in that file's
+    /// own format with every original column, and the added columns after them.
+    pub fn write_source(&self, fi: usize, dest: &Path) -> Result<()> {
+        let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
+        crate::atomic::ensure_not_input(dest, &inputs)?;
+        self.write_preserving(fi, dest)
     }
 
     /// Picks of this set that came from source file `fi`, in the file's row order.

@@ -1,0 +1,226 @@
+//! The threshold advisor: how precise and how complete the kept set is at each threshold on the
+//! probability of the kept classes, and which threshold reaches a target precision.
+//!
+//! The rates come from labelled picks the model did not train on (the validation picks of the
+//! model directory, or labels given to `prune`). Recall depends on those rates alone; precision
+//! also depends on how common the kept classes are, and labelled picks rarely have the class
+//! mix of a whole dataset (a user labels 30 of each). So precision is worked out for the
+//! prevalence of the dataset being pruned, estimated from the network's own output there and
+//! corrected for its error rates (adjusted classify-and-count).
+
+use serde::Serialize;
+
+/// One row of the advisor's table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Row {
+    pub threshold: f64,
+    /// Share of kept-class picks above the threshold (recall).
+    pub true_positive_rate: f64,
+    /// Share of other picks above the threshold.
+    pub false_positive_rate: f64,
+    /// Expected precision of the kept set at `prevalence`.
+    pub precision: f64,
+    /// Expected share of all picks kept.
+    pub kept_fraction: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Advice {
+    pub rows: Vec<Row>,
+    /// Share of picks of the kept classes assumed in the dataset.
+    pub prevalence: f64,
+    /// Where `prevalence` came from, in words.
+    pub prevalence_source: String,
+    /// Labelled picks of the kept classes and of the others behind the rates.
+    pub positives: usize,
+    pub negatives: usize,
+    pub target_precision: f64,
+    /// The lowest threshold (most picks kept) whose precision reaches the target.
+    pub recommended: Option<Row>,
+}
+
+/// The thresholds of the table.
+pub fn grid() -> Vec<f64> {
+    // Written as hundredths so that 0.65 is the double nearest 0.65, as a user types it.
+    let mut t: Vec<f64> = (1..20).map(|i| f64::from(5 * i) / 100.0).collect();
+    t.extend([0.97, 0.99]);
+    t
+}
+
+/// Recall and false-positive rate at threshold `t` from labelled picks: `p_keep` is the probability of the
+/// kept classes, `is_kept` whether the label is one of them.
+fn rates(p_keep: &[f64], is_kept: &[bool], t: f64) -> (f64, f64) {
+    let (mut tp, mut fp, mut pos, mut neg) = (0usize, 0usize, 0usize, 0usize);
+    for (&p, &k) in p_keep.iter().zip(is_kept) {
+        if k {
+            pos += 1;
+            tp += usize::from(p >= t);
+        } else {
+            neg += 1;
+            fp += usize::from(p >= t);
+        }
+    }
+    (tp as f64 / pos.max(1) as f64, fp as f64 / neg.max(1) as f64)
+}
+
+/// The prevalence of the kept classes in a dataset whose picks have kept-class probabilities
+/// `dataset_p`, corrected with the labelled rates at 0.5: the raw share above 0.5 counts false
+/// positives in and misses out.
+pub fn estimate_prevalence(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> f64 {
+    if dataset_p.is_empty() {
+        return 0.5;
+    }
+    let raw = dataset_p.iter().filter(|&&p| p >= 0.5).count() as f64 / dataset_p.len() as f64;
+    let (tpr, fpr) = rates(p_keep, is_kept, 0.5);
+    if tpr - fpr < 0.2 {
+        // A model this weak cannot correct its own count.
+        return raw;
+    }
+    ((raw - fpr) / (tpr - fpr)).clamp(0.0, 1.0)
+}
+
+/// The table and recommendation for `target_precision` at `prevalence`.
+pub fn advise(
+    p_keep: &[f64],
+    is_kept: &[bool],
+    prevalence: f64,
+    prevalence_source: String,
+    target_precision: f64,
+) -> Advice {
+    let positives = is_kept.iter().filter(|&&k| k).count();
+    let rows: Vec<Row> = grid()
+        .into_iter()
+        .map(|t| {
+            let (tpr, fpr) = rates(p_keep, is_kept, t);
+            let kept = prevalence * tpr + (1.0 - prevalence) * fpr;
+            Row {
+                threshold: t,
+                true_positive_rate: tpr,
+                false_positive_rate: fpr,
+                precision: if kept > 0.0 {
+                    prevalence * tpr / kept
+                } else {
+                    1.0
+                },
+                kept_fraction: kept,
+            }
+        })
+        .collect();
+    let recommended = rows
+        .iter()
+        .find(|r| r.precision >= target_precision && r.kept_fraction > 0.0)
+        .copied();
+    Advice {
+        rows,
+        prevalence,
+        prevalence_source,
+        positives,
+        negatives: is_kept.len() - positives,
+        target_precision,
+        recommended,
+    }
+}
+
+impl Advice {
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "threshold advisor ({} labelled picks of the kept classes, {} others; {:.0}% of \
+             picks assumed kept-class, {}):\n",
+            self.positives,
+            self.negatives,
+            100.0 * self.prevalence,
+            self.prevalence_source
+        );
+        s.push_str("  threshold  precision  recall  kept\n");
+        for r in &self.rows {
+            let mark = if self.recommended.is_some_and(|x| x.threshold == r.threshold) {
+                "  <- recommended"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "  {:9.2}  {:9.3}  {:6.3}  {:4.0}%{mark}\n",
+                r.threshold,
+                r.precision,
+                r.true_positive_rate,
+                100.0 * r.kept_fraction
+            ));
+        }
+        match &self.recommended {
+            Some(r) => s.push_str(&format!(
+                "  for precision >= {:.2}: --threshold {:.2} (estimated recall {:.2})\n",
+                self.target_precision, r.threshold, r.true_positive_rate
+            )),
+            None => s.push_str(&format!(
+                "  no threshold reaches precision {:.2} on these labels\n",
+                self.target_precision
+            )),
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_perfect_separation_recommends_the_lowest_threshold_that_reaches_the_target() {
+        // Positives at 0.8-0.95, negatives at 0.05-0.3.
+        let mut p = Vec::new();
+        let mut k = Vec::new();
+        for i in 0..20 {
+            p.push(0.8 + 0.0075 * i as f64);
+            k.push(true);
+            p.push(0.05 + 0.0125 * i as f64);
+            k.push(false);
+        }
+        let a = advise(&p, &k, 0.7, "given".into(), 0.95);
+        let r = a.recommended.unwrap();
+        assert_eq!(r.threshold, 0.30, "{r:?}");
+        assert_eq!(r.true_positive_rate, 1.0);
+        assert_eq!(r.precision, 1.0);
+        assert!((r.kept_fraction - 0.7).abs() < 1e-9);
+        assert!(a.to_text().contains("--threshold 0.30"));
+    }
+
+    #[test]
+    fn precision_follows_the_prevalence_not_the_labelling_mix() {
+        // Half the negatives score 0.6: at 0.5, TPR 1 and FPR 0.5.
+        let p = [0.9, 0.9, 0.6, 0.1];
+        let k = [true, true, false, false];
+        let rare = advise(&p, &k, 0.2, "given".into(), 0.9);
+        let at_half = rare.rows.iter().find(|r| r.threshold == 0.5).unwrap();
+        // 0.2 true / (0.2 + 0.8 * 0.5) = 1/3.
+        assert!((at_half.precision - 1.0 / 3.0).abs() < 1e-9);
+        let common = advise(&p, &k, 0.8, "given".into(), 0.9);
+        let at_half = common.rows.iter().find(|r| r.threshold == 0.5).unwrap();
+        assert!((at_half.precision - 0.8 / 0.9).abs() < 1e-9);
+        // Above 0.6 the negatives are gone.
+        assert_eq!(rare.recommended.unwrap().threshold, 0.65);
+    }
+
+    #[test]
+    fn prevalence_is_corrected_for_the_models_errors() {
+        // Labelled: TPR 0.8, FPR 0.1 at 0.5.
+        let mut p = vec![0.9; 8];
+        p.extend([0.2; 2]);
+        p.extend([0.7]);
+        p.extend([0.1; 9]);
+        let k: Vec<bool> = (0..20).map(|i| i < 10).collect();
+        // Dataset: 45% above 0.5 → (0.45 - 0.1) / 0.7 = 0.5.
+        let mut d = vec![0.9; 45];
+        d.extend([0.1; 55]);
+        let prev = estimate_prevalence(&p, &k, &d);
+        assert!((prev - 0.5).abs() < 1e-9, "{prev}");
+    }
+
+    #[test]
+    fn an_unreachable_target_says_so() {
+        let p = [0.9, 0.9, 0.9, 0.9];
+        let k = [true, false, true, false];
+        let a = advise(&p, &k, 0.5, "given".into(), 0.99);
+        assert!(a.recommended.is_none());
+        assert!(a.to_text().contains("no threshold reaches"));
+    }
+}
