@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod report;
 
 /// Remove false-positive particle picks (carbon, ice, aggregates) from cryo-EM micrographs with
 /// a pretrained CNN fine-tuned on a few labelled picks, and write the kept picks back in the
@@ -28,6 +29,7 @@ enum Command {
     Demo(commands::demo::Args),
     Train(commands::train::Args),
     Evaluate(commands::evaluate::Args),
+    Prune(commands::prune::Args),
     Fewshot(commands::fewshot::Args),
 }
 
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => commands::demo::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Evaluate(a) => commands::evaluate::run(a),
+        Command::Prune(a) => commands::prune::run(a),
         Command::Fewshot(a) => commands::fewshot::run(a),
     };
     match result {

@@ -1,39 +1,10 @@
 //! End-to-end tests of the `cryoprune` binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn cryoprune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cryoprune"))
-        .args(args)
-        .output()
-        .expect("run cryoprune")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn data() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} not found (shared test data is not beside this checkout)",
-            p.display()
-        );
-        None
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{cryoprune, data, s, text};
 
 #[test]
 fn help_lists_subcommands_with_examples() {
@@ -188,11 +159,20 @@ fn convert_never_overwrites_its_input() {
 fn demo_runs_offline() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
-    let o = cryoprune(&["demo", "--out", s(&out)]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("demo complete"));
-    for ext in ["star", "cs", "box", "cbox", "txt", "csv"] {
-        assert!(out.join(format!("picks.{ext}")).exists(), "{ext}");
+    let o = cryoprune(&["demo", "--fast", "--out", s(&out)]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("demo complete"), "{t}");
+    assert!(t.contains("$ cryoprune prune --model"), "{t}");
+    assert!(t.contains("against the simulated truth"), "{t}");
+    for f in [
+        "labels.csv",
+        "model/model.json",
+        "pruned/picks.star",
+        "scores.csv",
+        "report.html",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
     }
 }
 

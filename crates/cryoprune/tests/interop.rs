@@ -7,57 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
-use cryoprune_formats::npy::StructArray;
-use cryoprune_formats::{Pick, PickFormat, PickSet, StarFile, WriteOptions};
-use serde_json::{json, Value};
+use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
+use serde_json::json;
 
-fn python_ready() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import mrcfile, starfile, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        let msg = "python3 with mrcfile, starfile and numpy is not available";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{msg} (CI must install them: see .ci/run)"
-        );
-        eprintln!("skipping: {msg} (pip install mrcfile starfile numpy)");
-    }
-    ok
-}
-
-fn star_entry(path: &Path) -> Value {
-    let star = StarFile::read(path).unwrap();
-    let mut blocks = serde_json::Map::new();
-    for b in &star.blocks {
-        if let Some(l) = b.first_loop() {
-            blocks.insert(
-                b.name.clone(),
-                json!({ "columns": l.columns, "rows": l.rows }),
-            );
-        }
-    }
-    json!({ "path": path, "blocks": blocks })
-}
-
-fn cs_entry(path: &Path, value_fields: &[&str]) -> Value {
-    let a = StructArray::read(path).unwrap();
-    let mut values = serde_json::Map::new();
-    for name in value_fields {
-        let f = a.field(name).unwrap();
-        let v: Vec<Value> = (0..a.nrows.min(50))
-            .map(|r| {
-                a.text(r, f)
-                    .map(Value::from)
-                    .unwrap_or_else(|| json!(a.number(r, f, 0).unwrap()))
-            })
-            .collect();
-        values.insert(name.to_string(), Value::Array(v));
-    }
-    let fields: Vec<&str> = a.fields.iter().map(|f| f.name.as_str()).collect();
-    json!({ "path": path, "fields": fields, "nrows": a.nrows, "values": values })
-}
+mod common;
+use common::{cs_entry, python_ready, run_python_check, star_entry};
 
 fn synthetic_picks() -> PickSet {
     let mut set = PickSet::empty(PickFormat::Csv);
@@ -248,17 +202,5 @@ fn community_readers_accept_our_files() {
         .unwrap(),
     )
     .unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check.py");
-    let o = Command::new("python3")
-        .arg(&script)
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{out}");
-    println!("{out}");
+    run_python_check(&manifest);
 }

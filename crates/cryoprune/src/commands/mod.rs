@@ -7,6 +7,7 @@ pub mod extract;
 pub mod fewshot;
 pub mod info;
 pub mod learning;
+pub mod prune;
 pub mod simulate;
 pub mod train;
 
@@ -112,6 +113,10 @@ mod tests {
             include_str!("demo.rs"),
             include_str!("extract.rs"),
             include_str!("simulate.rs"),
+            include_str!("prune.rs"),
+            include_str!("train.rs"),
+            include_str!("evaluate.rs"),
+            include_str!("fewshot.rs"),
         ] {
             let ex = super::examples(src);
             let n = ex

@@ -3,7 +3,9 @@
 Usage: python3 check.py MANIFEST.json
 The manifest lists MRC files (mrcfile.validate must pass), STAR files with the tables our reader
 saw (starfile.read must give the same), and .cs files with the fields and values we wrote
-(numpy.load must read them). "particles" lists RELION particle STARs whose _rlnImageName entries
+(numpy.load must read them). "tables" lists text tables (EMAN .box, Topaz .txt, CSV) with the
+rows our reader saw, header first where the format has one; numpy must read the same cells.
+"particles" lists RELION particle STARs whose _rlnImageName entries
 (index@stack, 1-based) must each name an image that mrcfile reads, with the optics block's pixel
 size and image size equal to the stack's."""
 import io
@@ -62,17 +64,34 @@ def check_particles(star_path):
     return out
 
 
+def check_table(table):
+    path, kind, rows = table["path"], table["kind"], table["rows"]
+    if kind == "box":
+        # EMAN's own reader is a whitespace split of numbers; numpy.loadtxt is the same.
+        got = np.loadtxt(path, ndmin=2).tolist()
+    else:
+        delimiter = "\t" if kind == "topaz" else ","
+        got = np.genfromtxt(path, delimiter=delimiter, dtype=str, comments=None,
+                            ndmin=2).tolist()
+    if len(got) != len(rows):
+        return [f"{path}: numpy read {len(got)} rows, we wrote {len(rows)}"]
+    for i, (g, r) in enumerate(zip(got, rows)):
+        if len(g) != len(r) or not all(same(a, b) for a, b in zip(r, g)):
+            return [f"{path} row {i}: numpy read {g}, we wrote {r}"]
+    return []
+
+
 def main(path):
     with open(path) as f:
         manifest = json.load(f)
     failures = []
-    for mrc in manifest["mrc"]:
+    for mrc in manifest.get("mrc", []):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             ok = mrcfile.validate(mrc)
         if not ok:
             failures.append(f"mrcfile.validate failed for {mrc}: {out.getvalue().strip()}")
-    for star in manifest["star"]:
+    for star in manifest.get("star", []):
         tables = starfile.read(star["path"], always_dict=True)
         for name, block in star["blocks"].items():
             df = tables.get(name)
@@ -90,7 +109,7 @@ def main(path):
                     if not same(v, df[c].iloc[i]):
                         failures.append(f"{star['path']} {name} row {i} {c}: {df[c].iloc[i]!r} != {v!r}")
                         break
-    for cs in manifest["cs"]:
+    for cs in manifest.get("cs", []):
         arr = np.load(cs["path"])
         names = list(arr.dtype.names)
         if names != cs["fields"]:
@@ -105,10 +124,12 @@ def main(path):
                 if not same(v, got):
                     failures.append(f"{cs['path']} {field}[{i}]: {got!r} != {v!r}")
                     break
+    for table in manifest.get("tables", []):
+        failures.extend(check_table(table))
     for star_path in manifest.get("particles", []):
         failures.extend(check_particles(star_path))
-    checked = (len(manifest["mrc"]) + len(manifest["star"]) + len(manifest["cs"])
-               + len(manifest.get("particles", [])))
+    checked = (len(manifest.get("mrc", [])) + len(manifest.get("star", [])) + len(manifest.get("cs", []))
+               + len(manifest.get("tables", [])) + len(manifest.get("particles", [])))
     if failures:
         print("\n".join(failures))
         sys.exit(1)

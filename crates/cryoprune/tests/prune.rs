@@ -1,0 +1,651 @@
+//! `cryoprune prune` end to end on simulated micrographs and a small trained model: every input
+//! format is pruned, read back by our reader (and, under CI, by starfile / numpy) with its unknown
+//! columns intact; inputs are never written over; a run killed with SIGKILL leaves whole files or
+//! none; `--skip-existing` redoes only what is missing; coordinate mistakes are warned about.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use cryoprune_formats::npy::{StructArray, Value as NpyValue};
+use cryoprune_formats::picks::Content;
+use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
+use serde_json::json;
+
+mod common;
+use common::{cryoprune, cs_entry, python_ready, run_python_check, s, star_entry, text};
+
+/// A simulated dataset and a model trained on it, built once per test run.
+struct Fixture {
+    dir: PathBuf,
+    model: PathBuf,
+    mics: String,
+    /// The simulated picks: micrograph, x, y, score.
+    picks: Vec<(String, f64, f64, f64)>,
+    /// The median p(particle) of a first run: a threshold that keeps about half the picks
+    /// whatever a two-epoch model learned.
+    threshold: String,
+}
+
+const BOX: f64 = 48.0;
+const SIZE: usize = 384;
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("prune_fixture");
+        let _ = std::fs::remove_dir_all(&dir);
+        let sim = dir.join("sim");
+        let o = cryoprune(&[
+            "simulate",
+            "--out",
+            s(&sim),
+            "--count",
+            "4",
+            "--size",
+            &SIZE.to_string(),
+            "--seed",
+            "5",
+            "--format",
+            "csv",
+            "--no-previews",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let model = dir.join("model");
+        let mics = s(&sim.join("micrographs/*.mrc")).to_string();
+        let o = cryoprune(&[
+            "train",
+            "--micrographs",
+            &mics,
+            "--labels",
+            s(&sim.join("truth.csv")),
+            "--box",
+            "48",
+            "--input-size",
+            "32",
+            "--arch",
+            "small",
+            "--pretrained",
+            "none",
+            "--epochs",
+            "2",
+            "--val-fraction",
+            "0.3",
+            "--out",
+            s(&model),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let set = PickSet::read(&[sim.join("picks.csv")], None).unwrap();
+        let picks = set
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.x, p.y, p.score.unwrap()))
+            .collect();
+        let probe = dir.join("probe");
+        let o = cryoprune(&[
+            "prune",
+            "--model",
+            s(&model),
+            "--micrographs",
+            &mics,
+            "--picks",
+            s(&sim.join("picks.csv")),
+            "--out",
+            s(&probe),
+            "--scores",
+            s(&probe.join("scores.csv")),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let mut p: Vec<f64> = read_scores(&probe.join("scores.csv"))
+            .values()
+            .map(|v| v.1.parse().unwrap())
+            .collect();
+        p.sort_by(f64::total_cmp);
+        let threshold = format!("{:.4}", p[p.len() / 2]);
+        Fixture {
+            dir,
+            model,
+            mics,
+            picks,
+            threshold,
+        }
+    })
+}
+
+/// A note per pick that names its centre, so a row carrying the wrong note is caught.
+fn note(x: f64, y: f64) -> String {
+    format!("n{x:.2}_{y:.2}")
+}
+
+/// Writes the fixture's picks as `format` under `dir`, each with an unknown `note` column (the
+/// 5th column of `.box` instead, which prune replaces). Returns the files.
+fn write_input(f: &Fixture, format: &str, dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let by_mic: BTreeMap<&str, Vec<&(String, f64, f64, f64)>> =
+        f.picks.iter().fold(BTreeMap::new(), |mut m, p| {
+            m.entry(p.0.as_str()).or_default().push(p);
+            m
+        });
+    let mut files = Vec::new();
+    let mut put = |name: String, body: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        files.push(p);
+    };
+    match format {
+        "star30" => {
+            for (mic, picks) in &by_mic {
+                let mut b = String::from(
+                    "\ndata_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n\
+                     _rlnAutopickFigureOfMerit #3\n_rlnNote #4\n",
+                );
+                for (_, x, y, sc) in picks {
+                    b.push_str(&format!("{x:.2} {y:.2} {sc} {}\n", note(*x, *y)));
+                }
+                put(format!("{mic}.star"), b);
+            }
+        }
+        "star31" => {
+            let mut b = String::from(
+                "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n\
+                 _rlnOpticsGroup #2\n_rlnMicrographPixelSize #3\n_rlnVoltage #4\n\
+                 opticsGroup1 1 2.500000 300.000000\n\n# version 30001\n\ndata_particles\n\n\
+                 loop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnMicrographName #3\n\
+                 _rlnOpticsGroup #4\n_rlnNote #5\n",
+            );
+            for (mic, picks) in &by_mic {
+                for (_, x, y, _) in picks {
+                    b.push_str(&format!(
+                        "{x:.2} {y:.2} MotionCorr/job002/{mic}.mrc 1 {}\n",
+                        note(*x, *y)
+                    ));
+                }
+            }
+            put("particles.star".into(), b);
+        }
+        "box" => {
+            for (mic, picks) in &by_mic {
+                let b: String = picks
+                    .iter()
+                    .map(|(_, x, y, sc)| {
+                        format!("{:.2}\t{:.2}\t48\t48\t{sc}\n", x - BOX / 2.0, y - BOX / 2.0)
+                    })
+                    .collect();
+                put(format!("{mic}.box"), b);
+            }
+        }
+        "topaz" => {
+            let mut b = String::from("image_name\tx_coord\ty_coord\tscore\tnote\n");
+            for (mic, x, y, sc) in &f.picks {
+                b.push_str(&format!("{mic}\t{x:.2}\t{y:.2}\t{sc}\t{}\n", note(*x, *y)));
+            }
+            put("picks.txt".into(), b);
+        }
+        "csv" => {
+            let mut b = String::from("micrograph,x,y,score,note\n");
+            for (mic, x, y, sc) in &f.picks {
+                b.push_str(&format!("{mic},{x:.2},{y:.2},{sc},{}\n", note(*x, *y)));
+            }
+            put("picks.csv".into(), b);
+        }
+        "cbox" | "cs" => {
+            // Written by our own writer (crYOLO's STAR dialect, cryoSPARC's fields), with the
+            // note as a column crYOLO / cryoSPARC do not know.
+            let mut set = PickSet::empty(PickFormat::Csv);
+            let mut index = HashMap::new();
+            for (mic, x, y, sc) in &f.picks {
+                let mut p = Pick::new((x * 100.0).round() / 100.0, (y * 100.0).round() / 100.0);
+                p.score = Some(*sc);
+                set.push(mic, p, &mut index);
+            }
+            let opts = WriteOptions {
+                box_size: Some(BOX),
+                micrograph_shapes: by_mic
+                    .keys()
+                    .map(|m| (m.to_string(), (SIZE, SIZE)))
+                    .collect(),
+            };
+            if format == "cbox" {
+                set.add_column("Note", |_, p| note(p.x, p.y));
+                files.extend(set.write(PickFormat::Cbox, dir, &opts).unwrap());
+            } else {
+                let path = dir.join("picks.cs");
+                set.write(PickFormat::Cs, &path, &opts).unwrap();
+                let mut arr = StructArray::read(&path).unwrap();
+                let values: Vec<NpyValue> =
+                    (0..arr.nrows).map(|i| NpyValue::F32(i as f32)).collect();
+                arr.push_field("blob/idx", "<f4", &values);
+                arr.write(&path).unwrap();
+                files.push(path);
+            }
+        }
+        _ => unreachable!(),
+    }
+    files
+}
+
+/// Kept picks and p(particle) by centre (two decimals), from `--scores`.
+fn read_scores(path: &Path) -> HashMap<(String, String, String), (bool, String)> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (kept, p) = (col("kept"), col("p_particle"));
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            let c = |j: usize| format!("{:.2}", rec[j].parse::<f64>().unwrap());
+            (
+                (
+                    cryoprune_formats::names::micrograph_key(&rec[0]),
+                    c(1),
+                    c(2),
+                ),
+                (&rec[kept] == "1", rec[p].to_string()),
+            )
+        })
+        .collect()
+}
+
+fn key(mic: &str, x: f64, y: f64) -> (String, String, String) {
+    let stem = cryoprune_formats::names::micrograph_key(mic);
+    (stem, format!("{x:.2}"), format!("{y:.2}"))
+}
+
+#[test]
+fn every_format_is_pruned_in_its_own_format_with_its_columns_kept() {
+    let f = fixture();
+    let python = python_ready();
+    let (mut stars, mut css, mut tables) = (Vec::new(), Vec::new(), Vec::new());
+    for format in ["star30", "star31", "box", "cbox", "topaz", "csv", "cs"] {
+        let root = f.dir.join(format);
+        let _ = std::fs::remove_dir_all(&root);
+        let inputs = write_input(f, format, &root.join("in"));
+        let before: Vec<Vec<u8>> = inputs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let out = root.join("out");
+        let scores = root.join("scores.csv");
+        let mut args = vec![
+            "prune",
+            "--model",
+            s(&f.model),
+            "--micrographs",
+            &f.mics,
+            "--picks",
+        ];
+        args.extend(inputs.iter().map(|p| s(p)));
+        args.extend([
+            "--out",
+            s(&out),
+            "--scores",
+            s(&scores),
+            "--write-rejected",
+            "--threshold",
+            &f.threshold,
+        ]);
+        let o = cryoprune(&args);
+        let t = text(&o);
+        assert!(o.status.success(), "{format}: {t}");
+        for (p, b) in inputs.iter().zip(&before) {
+            assert_eq!(&std::fs::read(p).unwrap(), b, "{format}: input changed");
+        }
+        let scored = read_scores(&scores);
+        assert_eq!(scored.len(), f.picks.len(), "{format}");
+        let n_kept = scored.values().filter(|v| v.0).count();
+        assert!(
+            n_kept > 0 && n_kept < scored.len(),
+            "{format}: the model kept {n_kept} of {}",
+            scored.len()
+        );
+
+        for (sub, want_kept) in [("", true), ("rejected", false)] {
+            let outs: Vec<PathBuf> = inputs
+                .iter()
+                .map(|p| out.join(sub).join(p.file_name().unwrap()))
+                .collect();
+            let fmt = PickFormat::from_path(&outs[0]);
+            let back = PickSet::read(&outs, fmt).unwrap();
+            let expected = scored.values().filter(|v| v.0 == want_kept).count();
+            assert_eq!(back.len(), expected, "{format} {sub}");
+            for (mic, p) in back.iter() {
+                let k = key(mic, p.x, p.y);
+                let (kept, prob) = scored
+                    .get(&k)
+                    .unwrap_or_else(|| panic!("{format}: {k:?} not among the scores"));
+                assert_eq!(*kept, want_kept, "{format}: {k:?}");
+                if format == "box" {
+                    let diff = p.score.unwrap() - prob.parse::<f64>().unwrap();
+                    assert!(
+                        diff.abs() < 2e-4,
+                        "{format}: 5th column {:?} for {prob}",
+                        p.score
+                    );
+                }
+            }
+            check_columns(format, &back, python, &mut stars, &mut css, &mut tables);
+        }
+    }
+    if python {
+        let manifest = f.dir.join("prune_manifest.json");
+        std::fs::write(
+            &manifest,
+            json!({ "star": stars, "cs": css, "tables": tables }).to_string(),
+        )
+        .unwrap();
+        run_python_check(&manifest);
+    }
+}
+
+/// The unknown column survives row by row, the added ones are there, and the files go into the
+/// manifest for the Python readers.
+fn check_columns(
+    format: &str,
+    back: &PickSet,
+    python: bool,
+    stars: &mut Vec<serde_json::Value>,
+    css: &mut Vec<serde_json::Value>,
+    tables: &mut Vec<serde_json::Value>,
+) {
+    for file in &back.files {
+        match &file.content {
+            Content::Star { star, block } => {
+                let l = star.blocks[*block].first_loop().unwrap();
+                let col = |n: &str| {
+                    l.column(n)
+                        .unwrap_or_else(|| panic!("{format}: no {n} in {:?}", l.columns))
+                };
+                let (x, y, n) = if format == "cbox" {
+                    (col("CoordinateX"), col("CoordinateY"), col("Note"))
+                } else {
+                    (col("rlnCoordinateX"), col("rlnCoordinateY"), col("rlnNote"))
+                };
+                col("cryopruneClass");
+                col("cryopruneP_particle");
+                for r in &l.rows {
+                    let (mut cx, mut cy) =
+                        (r[x].parse::<f64>().unwrap(), r[y].parse::<f64>().unwrap());
+                    if format == "cbox" {
+                        cx += BOX / 2.0;
+                        cy += BOX / 2.0;
+                    }
+                    assert_eq!(r[n], note(cx, cy), "{format}");
+                }
+                if format == "star31" {
+                    assert!(
+                        star.block("optics").is_some(),
+                        "{format}: optics block lost"
+                    );
+                }
+                if python {
+                    stars.push(star_entry(&file.path));
+                }
+            }
+            Content::Cs(arr) => {
+                for field in ["blob/idx", "cryoprune/class", "cryoprune/p_particle"] {
+                    assert!(arr.field(field).is_some(), "{format}: no {field}");
+                }
+                if python {
+                    css.push(cs_entry(&file.path, &["blob/idx", "cryoprune/class"]));
+                }
+            }
+            Content::Table { header, rows } => {
+                if let Some(h) = header {
+                    let n = h.iter().position(|c| c == "note").unwrap();
+                    assert!(h.iter().any(|c| c == "cryoprune_class"), "{format}: {h:?}");
+                    let (x, y) = (
+                        h.iter().position(|c| c == "x" || c == "x_coord").unwrap(),
+                        h.iter().position(|c| c == "y" || c == "y_coord").unwrap(),
+                    );
+                    for r in rows {
+                        let (cx, cy) = (r[x].parse::<f64>().unwrap(), r[y].parse::<f64>().unwrap());
+                        assert_eq!(r[n], note(cx, cy), "{format}");
+                    }
+                } else {
+                    assert!(
+                        rows.iter().all(|r| r.len() == 5 && r[2] == "48"),
+                        "{format}"
+                    );
+                }
+                if python {
+                    let kind = match format {
+                        "box" => "box",
+                        "topaz" => "topaz",
+                        _ => "csv",
+                    };
+                    let all: Vec<&Vec<String>> = header.iter().chain(rows).collect();
+                    tables.push(json!({ "path": file.path, "kind": kind, "rows": all }));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn refuses_to_write_into_the_input_folder() {
+    let f = fixture();
+    let root = f.dir.join("refuse");
+    let _ = std::fs::remove_dir_all(&root);
+    let inputs = write_input(f, "box", &root);
+    let before: Vec<Vec<u8>> = inputs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let o = cryoprune(&[
+        "prune",
+        "--model",
+        s(&f.model),
+        "--micrographs",
+        &f.mics,
+        "--picks",
+        s(&root),
+        "--out",
+        s(&root),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("where the input picks are"),
+        "{}",
+        text(&o)
+    );
+    for (p, b) in inputs.iter().zip(&before) {
+        assert_eq!(&std::fs::read(p).unwrap(), b);
+    }
+}
+
+/// Many micrographs, one box file each, so the kill lands between and during file writes.
+fn many_micrographs(f: &Fixture, root: &Path, copies: usize) -> (String, PathBuf) {
+    let mics = root.join("mics");
+    let picks = root.join("picks");
+    std::fs::create_dir_all(&mics).unwrap();
+    let boxes = write_input(f, "box", &root.join("one"));
+    std::fs::create_dir_all(&picks).unwrap();
+    let originals: Vec<PathBuf> = glob::glob(&f.mics).unwrap().map(|p| p.unwrap()).collect();
+    for c in 0..copies {
+        for (m, b) in originals.iter().zip(&boxes) {
+            let name = format!("c{c:03}_{}", m.file_stem().unwrap().to_string_lossy());
+            std::fs::copy(m, mics.join(format!("{name}.mrc"))).unwrap();
+            std::fs::copy(b, picks.join(format!("{name}.box"))).unwrap();
+        }
+    }
+    (s(&mics.join("*.mrc")).to_string(), picks)
+}
+
+fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_file())
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_killed_run_leaves_whole_files_and_a_rerun_finishes_the_rest() {
+    let f = fixture();
+    let root = f.dir.join("kill");
+    let _ = std::fs::remove_dir_all(&root);
+    let (mics, picks) = many_micrographs(f, &root, 15);
+    let full = root.join("full");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "prune",
+            "--model",
+            s(&f.model),
+            "--micrographs",
+            &mics,
+            "--picks",
+            s(&picks),
+            "--threads",
+            "1",
+            "--out",
+            s(out),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let a: Vec<String> = args(&full);
+    let o = cryoprune(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let reference = files_in(&full);
+    assert_eq!(reference.keys().filter(|k| k.ends_with(".box")).count(), 60);
+
+    let killed = root.join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cryoprune"))
+        .args(args(&killed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill as soon as some files are written, while others are still to come.
+    let started = std::time::Instant::now();
+    loop {
+        let n = files_in(&killed).len();
+        if n >= 3 || started.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let left = files_in(&killed);
+    let whole: Vec<&String> = left.keys().filter(|k| !k.starts_with('.')).collect();
+    assert!(
+        !whole.is_empty() && whole.len() < 60,
+        "killed after {} of 60 files",
+        whole.len()
+    );
+    for name in &whole {
+        assert_eq!(
+            left[*name], reference[*name],
+            "{name} differs from a complete run's"
+        );
+    }
+    for name in left.keys().filter(|k| k.starts_with('.')) {
+        assert!(name.ends_with(".partial"), "unexpected {name}");
+    }
+
+    let mut again = args(&killed);
+    again.push("--skip-existing".into());
+    let o = cryoprune(&again.iter().map(String::as_str).collect::<Vec<_>>());
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("{} of 60 output files exist", whole.len())),
+        "{t}"
+    );
+    let finished = files_in(&killed);
+    for (name, bytes) in &reference {
+        if name.ends_with(".box") {
+            assert_eq!(finished.get(name), Some(bytes), "{name}");
+        }
+    }
+    assert!(
+        finished.keys().all(|k| !k.ends_with(".partial")),
+        "a rerun clears what a killed run left: {:?}",
+        finished.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn warns_when_picks_look_binned() {
+    let f = fixture();
+    let root = f.dir.join("binned");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let mut b = String::from("micrograph,x,y\n");
+    for (mic, x, y, _) in &f.picks {
+        b.push_str(&format!("{mic},{},{}\n", x / 2.0, y / 2.0));
+    }
+    let picks = root.join("half.csv");
+    std::fs::write(&picks, b).unwrap();
+    let o = cryoprune(&[
+        "prune",
+        "--model",
+        s(&f.model),
+        "--micrographs",
+        &f.mics,
+        "--picks",
+        s(&picks),
+        "--out",
+        s(&root.join("out")),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("try --scale 2"), "{}", text(&o));
+}
+
+#[test]
+fn the_report_holds_every_section_and_overlays_beside_it() {
+    let f = fixture();
+    let root = f.dir.join("report");
+    let _ = std::fs::remove_dir_all(&root);
+    let inputs = write_input(f, "csv", &root.join("in"));
+    let report = root.join("qc.html");
+    let o = cryoprune(&[
+        "prune",
+        "--model",
+        s(&f.model),
+        "--micrographs",
+        &f.mics,
+        "--picks",
+        s(&inputs[0]),
+        "--out",
+        s(&root.join("out")),
+        "--threshold",
+        "0.5",
+        "--report",
+        s(&report),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(&report).unwrap();
+    for section in [
+        "Training",
+        "Probabilities",
+        "Particles by predicted class",
+        "Micrographs",
+        "Threshold advisor",
+        "Per micrograph",
+        "truth \\ predicted",
+    ] {
+        assert!(html.contains(section), "no {section}");
+    }
+    assert!(
+        !html.contains("src=\"http"),
+        "the report must not load anything"
+    );
+    // Curves, histograms, galleries and 4 overlays, all inline.
+    assert!(html.matches("src=\"data:image/").count() > 8);
+    let overlays = files_in(&root.join("qc_overlays"));
+    assert_eq!(overlays.len(), 4, "{:?}", overlays.keys());
+    assert!(overlays.values().all(|b| b.starts_with(b"\x89PNG")));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("out/prune_summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["picks"], f.picks.len());
+    assert_eq!(
+        summary["kept"].as_u64().unwrap() + summary["rejected"].as_u64().unwrap(),
+        f.picks.len() as u64
+    );
+}
