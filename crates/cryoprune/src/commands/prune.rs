@@ -28,6 +28,7 @@ use cryoprune_formats::picks::Content;
 use cryoprune_formats::{micrograph_shape, Pick, PickFormat, PickSet};
 use cryoprune_image::pipeline::Job;
 use cryoprune_model::modeldir::{self, ModelSpec};
+use cryoprune_model::Classifier;
 use cryoprune_train::classify::{classify_jobs, Unscored};
 use cryoprune_train::threshold::{self, Advice};
 use cryoprune_train::trainer::{argmax, score};
@@ -296,10 +297,14 @@ pub fn run(args: Args) -> Result<()> {
         })
         .collect();
     let job_group: Vec<usize> = active_pairs.iter().map(|&(g, _)| g).collect();
+    let mut has_job = vec![false; set.micrographs.len()];
+    for &g in &job_group {
+        has_job[g] = true;
+    }
     // Files wait for their groups; unmatched and empty groups are done from the start.
     let mut waiting_on: Vec<usize> = file_groups
         .iter()
-        .map(|gs| gs.iter().filter(|g| job_group.contains(g)).count())
+        .map(|gs| gs.iter().filter(|&&g| has_job[g]).count())
         .collect();
     let writer = Writer {
         set: &set,
@@ -382,7 +387,7 @@ pub fn run(args: Args) -> Result<()> {
             Outcome::Unscored(_) => None,
         })
         .collect();
-    summary.threshold_advice = advise(&args, &spec, &rule, &dataset_p, threads, &compute)?;
+    summary.threshold_advice = advise(&args, &model, &spec, &rule, &dataset_p, threads, &compute)?;
 
     println!("{}", summary_text(&summary));
     if let Some(a) = &summary.threshold_advice {
@@ -402,7 +407,7 @@ pub fn run(args: Args) -> Result<()> {
             model_dir: &args.model,
             spec: &spec,
             summary: &summary,
-            picks: collect_report_picks(&set, &outcomes, &rule, &report_pairs.pairs, &micrographs),
+            picks: collect_report_picks(&set, &outcomes, &rule, &active_pairs, &micrographs),
             keep: &rule.keep,
         };
         report::write(path, &input, &pipeline)?;
@@ -771,6 +776,7 @@ fn write_scores(
 /// micrographs, else the validation picks the model directory keeps.
 fn advise(
     args: &Args,
+    model: &Classifier,
     spec: &ModelSpec,
     rule: &Rule,
     dataset_p: &[f64],
@@ -784,7 +790,6 @@ fn advise(
             format: None,
             images_inverted: false,
         };
-        let (model, _) = modeldir::load(&args.model, &compute.device)?;
         let data = labels.dataset(
             &labels.source(),
             Some(&spec.classes),
@@ -792,7 +797,7 @@ fn advise(
             threads,
         )?;
         let scored = score(
-            &model,
+            model,
             &data,
             spec.network.head.mean_of_branches,
             &compute.device,
