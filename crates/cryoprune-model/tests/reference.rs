@@ -1,6 +1,7 @@
 //! Our forward passes against PyTorch's on the same weights (`../shared/data/reference`): the real
 //! ImageNet EfficientNet-Lite0 from a legacy `.pth`, and a seeded ResNet-18 from a zip `.pth`
-//! stored in fp16. Both must agree to 1e-4 relative error (float32 gets near 1e-5).
+//! stored in fp16. Both must agree to 1e-4 relative error (float32 gets near 1e-5), through burn's
+//! layers and through the fused CPU path that cryoprune's commands run.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +10,11 @@ use burn::nn::{Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, PytorchStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_model::efficientnet::EfficientNetLite0;
+use cryoprune_model::head::Head;
 use cryoprune_model::layers::global_pool;
 use cryoprune_model::pretrained::{cast_to_f32, load_into};
 use cryoprune_model::resnet::{ResNet, ResNetDepth};
-use cryoprune_model::Arch;
+use cryoprune_model::{Arch, Backbone, Classifier, FusedNet};
 
 fn shared(rel: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,6 +68,31 @@ fn load_fc(path: &Path, prefix: &str, device: &Device, inputs: usize) -> Linear 
     fc
 }
 
+/// The fused CPU path ([`FusedNet`]) on the same backbone and ImageNet classifier: its logits
+/// against the reference's.
+fn fused_error(backbone: Backbone, fc: Linear, reference: &Reference, device: &Device) -> f64 {
+    let model = Classifier {
+        backbone,
+        head: Head {
+            fc,
+            reduce2: None,
+            fc2: None,
+            reduce3a: None,
+            reduce3b: None,
+            fc3: None,
+        },
+    };
+    let input: Vec<f32> = reference
+        .tensor::<4>("input", device)
+        .into_data()
+        .try_into_vec()
+        .unwrap();
+    let images: Vec<&[f32]> = input.chunks_exact(3 * 224 * 224).collect();
+    let logits = FusedNet::new(&model).logits(&images, 3, 224).remove(0);
+    let ours = Tensor::<2>::from_data(TensorData::new(logits, [2, 1000]), device);
+    relative_error(ours, reference.tensor("logits", device))
+}
+
 fn argmax_rows(t: Tensor<2>) -> Vec<i64> {
     t.argmax(1)
         .into_data()
@@ -111,6 +138,9 @@ fn efficientnet_lite0_matches_pytorch() {
         vec![285, 967],
         "Egyptian cat and espresso"
     );
+    let e_fused = fused_error(Backbone::EfficientNet(net), fc, &reference, &device);
+    eprintln!("EfficientNet-Lite0 fused CPU path: logits relative error {e_fused:.2e}");
+    assert!(e_fused < 1e-4);
 }
 
 #[test]
@@ -135,10 +165,13 @@ fn resnet18_fp16_zip_matches_pytorch() {
     let fc = load_fc(&weights, "fc", &device, 512);
 
     let logits = fc.forward(global_pool(
-        net.forward(reference.tensor::<4>("input", &device)),
+        net.clone().forward(reference.tensor::<4>("input", &device)),
     ));
     let e = relative_error(logits.clone(), reference.tensor("logits", &device));
     eprintln!("ResNet-18 (fp16 checkpoint) logits relative error {e:.2e}");
     assert!(e < 1e-4);
     assert_eq!(logits.dims(), [2, 1000]);
+    let e_fused = fused_error(Backbone::ResNet(net), fc, &reference, &device);
+    eprintln!("ResNet-18 fused CPU path: logits relative error {e_fused:.2e}");
+    assert!(e_fused < 1e-4);
 }

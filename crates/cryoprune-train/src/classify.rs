@@ -9,9 +9,8 @@
 
 use burn::tensor::Device;
 use cryoprune_image::pipeline::{Job, Pipeline};
-use cryoprune_model::Classifier;
+use cryoprune_model::{Classifier, Predictor};
 
-use crate::trainer::batch_tensor;
 use crate::Error;
 
 /// Why a pick has no probabilities.
@@ -60,6 +59,7 @@ pub fn classify_jobs(
 ) -> Result<(), Error> {
     let size = pipeline.extract.out_size;
     let pixels = size * size;
+    let predictor = Predictor::new(model, device);
     let batch = batch.max(1);
     let mut images: Vec<f32> = Vec::with_capacity(2 * batch * pixels);
     let mut waiting: Vec<Waiting> = Vec::with_capacity(2 * batch);
@@ -74,12 +74,7 @@ pub fn classify_jobs(
      -> Result<(), Error> {
         if n > 0 {
             let views: Vec<&[f32]> = images[..n * pixels].chunks_exact(pixels).collect();
-            let p = model.probabilities(batch_tensor(&views, size, device), mean_of_branches);
-            let values: Vec<f32> = p
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::Extract(format!("reading the network's output: {e:?}")))?;
+            let values = predictor.probabilities(&views, size, mean_of_branches);
             let first = open.front().map_or(0, |o| o.index);
             for (w, row) in waiting.drain(..n).zip(values.chunks_exact(classes)) {
                 let o = &mut open[w.job - first];

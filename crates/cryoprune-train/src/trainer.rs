@@ -13,7 +13,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
 use cryoprune_image::image::Image;
-use cryoprune_model::{Classifier, HeadConfig};
+use cryoprune_model::{Classifier, HeadConfig, Predictor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -131,7 +131,7 @@ pub struct Trained {
 }
 
 /// Stacks images into a [N, 1, S, S] tensor.
-pub fn batch_tensor(images: &[&[f32]], size: usize, device: &Device) -> Tensor<4> {
+fn batch_tensor(images: &[&[f32]], size: usize, device: &Device) -> Tensor<4> {
     let mut flat = Vec::with_capacity(images.len() * size * size);
     for img in images {
         flat.extend_from_slice(img);
@@ -181,16 +181,12 @@ pub fn predict(
     device: &Device,
 ) -> Vec<Vec<f32>> {
     let k = data.classes.len();
+    let predictor = Predictor::new(model, device);
     let mut out = Vec::with_capacity(data.len());
     for start in (0..data.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(data.len());
         let imgs: Vec<&[f32]> = (start..end).map(|i| data.image(i)).collect();
-        let p = model.probabilities(batch_tensor(&imgs, data.size, device), mean_of_branches);
-        let v: Vec<f32> = p
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32 data");
+        let v = predictor.probabilities(&imgs, data.size, mean_of_branches);
         out.extend(v.chunks_exact(k).map(|c| c.to_vec()));
     }
     out

@@ -1,0 +1,70 @@
+"""The PyTorch side of `cargo bench -p cryoprune-model --bench forward`.
+
+Usage: forward_torch.py CASES_JSON WARMUP TIMED. CASES_JSON is a list of
+{"arch", "channels", "size", "batch"}; prints {"torch", "threads", "results": [{"images_per_s"}]}
+on stdout. Networks: torchvision's ResNet-18, EfficientNet-Lite0 from the package
+efficientnet_lite_pytorch (the implementation our reference fixture came from), and the small
+network written out below layer for layer as crates/cryoprune-model/src/small.rs builds it.
+Eval mode, torch.inference_mode(), fresh random weights, every core, median of TIMED batches.
+"""
+
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torchvision
+
+
+def small(channels, classes):
+    layers, c_in = [], channels
+    widths = [16, 32, 64, 128]
+    for i, w in enumerate(widths):
+        for a, b in ((c_in, w), (w, w)):
+            layers += [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+        if i < len(widths) - 1:
+            layers.append(nn.MaxPool2d(2))
+        c_in = w
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, classes)]
+    return nn.Sequential(*layers)
+
+
+def build(arch, channels):
+    if arch == "resnet18":
+        m = torchvision.models.resnet18(num_classes=2)
+        if channels != 3:
+            m.conv1 = nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
+        return m
+    if arch == "efficientnet-lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name("efficientnet-lite0", in_channels=channels, num_classes=2)
+    if arch == "small":
+        return small(channels, 2)
+    raise SystemExit(f"unknown network {arch}")
+
+
+def main():
+    cases, warmup, timed = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    results = []
+    for case in cases:
+        model = build(case["arch"], case["channels"]).eval()
+        x = torch.randn(case["batch"], case["channels"], case["size"], case["size"])
+        times = []
+        with torch.inference_mode():
+            for i in range(warmup + timed):
+                start = time.perf_counter()
+                torch.softmax(model(x), 1).numpy()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+        times.sort()
+        results.append({"images_per_s": case["batch"] / times[len(times) // 2]})
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,474 @@
+//! A convolution with its batch norm folded in and its activation (and an optional residual
+//! sum) applied as the output is written: one pass over memory where burn's layer-by-layer
+//! inference makes four (convolution, normalisation, residual add, activation).
+//!
+//! Dense convolutions cut the batch's output pixels into tiles, gather each tile's input patches
+//! (im2col) into a buffer that stays in the core's cache, and multiply it by the weights with the
+//! `gemm` crate,
+//! whose kernels are chosen at run time for the CPU (AVX2/FMA, AVX-512, NEON). Depthwise
+//! convolutions (EfficientNet) have too little work per output for a matrix product and run as
+//! direct loops instead.
+
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
+use gemm::Parallelism;
+
+use rayon::prelude::*;
+
+use super::Maps;
+
+/// Floats of im2col tile a convolution aims for: 128 Ki floats (512 KiB), about a core's L2.
+const TILE_FLOATS: usize = 128 * 1024;
+/// Fewest output pixels per tile: below this the matrix product spends more time packing the
+/// weights than multiplying them.
+const MIN_TILE: usize = 128;
+/// Output rows shorter than this are gathered pixel by pixel rather than copied row by row.
+const SHORT_ROW: usize = 16;
+
+/// What follows the (folded) convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu,
+    Relu6,
+}
+
+impl Act {
+    #[inline]
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::None => v,
+            Act::Relu => v.max(0.0),
+            Act::Relu6 => v.clamp(0.0, 6.0),
+        }
+    }
+}
+
+/// How the input is padded: fixed amounts, or TensorFlow's "same" worked out per input size
+/// exactly as burn's `PaddingConfig2d::Same` does.
+#[derive(Debug, Clone, Copy)]
+enum Pad {
+    /// (top, bottom, left, right)
+    Fixed([usize; 4]),
+    Same,
+}
+
+/// A 2-D convolution with batch norm folded into its weights and bias.
+#[derive(Debug, Clone)]
+pub struct FusedConv {
+    c_in: usize,
+    c_out: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+    pad: Pad,
+    /// [c_out, c_in / groups, kh, kw], BN scale applied.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    act: Act,
+}
+
+pub(crate) fn floats<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("converted to f32")
+}
+
+/// (before, after) padding of TensorFlow's "same" for one axis.
+fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = (out.saturating_sub(1) * stride + kernel).saturating_sub(size);
+    (total / 2, total - total / 2)
+}
+
+impl FusedConv {
+    /// Folds `bn` (inference statistics) into `conv`: y = gamma (conv(x) + b - mean) /
+    /// sqrt(var + eps) + beta is a convolution with weights scaled per output channel.
+    pub fn new(conv: &Conv2d, bn: Option<&BatchNorm>, act: Act) -> Self {
+        let weight = floats(conv.weight.val());
+        let [c_out, per_group, kh, kw] = conv.weight.val().dims();
+        let mut bias = conv
+            .bias
+            .as_ref()
+            .map_or_else(|| vec![0.0; c_out], |b| floats(b.val()));
+        let mut weight = weight;
+        if let Some(bn) = bn {
+            let gamma = floats(bn.gamma.val());
+            let beta = floats(bn.beta.val());
+            let mean = floats(bn.running_mean.value());
+            let var = floats(bn.running_var.value());
+            let per_out = per_group * kh * kw;
+            for o in 0..c_out {
+                let scale = gamma[o] / (var[o] as f64 + bn.epsilon).sqrt() as f32;
+                weight[o * per_out..(o + 1) * per_out]
+                    .iter_mut()
+                    .for_each(|w| *w *= scale);
+                bias[o] = (bias[o] - mean[o]) * scale + beta[o];
+            }
+        }
+        let pad = match conv.padding {
+            PaddingConfig2d::Same => Pad::Same,
+            PaddingConfig2d::Valid => Pad::Fixed([0; 4]),
+            PaddingConfig2d::Explicit(top, left, bottom, right) => {
+                Pad::Fixed([top, bottom, left, right])
+            }
+        };
+        Self {
+            c_in: per_group * conv.groups,
+            c_out,
+            kernel: [kh, kw],
+            stride: conv.stride,
+            dilation: conv.dilation,
+            groups: conv.groups,
+            pad,
+            weight,
+            bias,
+            act,
+        }
+    }
+
+    fn padding(&self, h: usize, w: usize) -> [usize; 4] {
+        match self.pad {
+            Pad::Fixed(p) => p,
+            Pad::Same => {
+                let (t, b) = same_padding(self.kernel[0], self.stride[0], h);
+                let (l, r) = same_padding(self.kernel[1], self.stride[1], w);
+                [t, b, l, r]
+            }
+        }
+    }
+
+    fn out_size(&self, h: usize, w: usize) -> (usize, usize, [usize; 4]) {
+        let p = self.padding(h, w);
+        let span = |k: usize, d: usize| d * (k - 1) + 1;
+        let oh = (h + p[0] + p[1] - span(self.kernel[0], self.dilation[0])) / self.stride[0] + 1;
+        let ow = (w + p[2] + p[3] - span(self.kernel[1], self.dilation[1])) / self.stride[1] + 1;
+        (oh, ow, p)
+    }
+
+    /// act(conv(x) + bias [+ residual]) for a batch.
+    pub fn forward(&self, x: &Maps, residual: Option<&Maps>) -> Maps {
+        assert_eq!(x.c, self.c_in, "input channels");
+        let (oh, ow, pad) = self.out_size(x.h, x.w);
+        let mut out = Maps::zeros(self.c_out, x.n, oh, ow);
+        if let Some(r) = residual {
+            assert_eq!(
+                (r.c, r.n, r.h, r.w),
+                (out.c, out.n, oh, ow),
+                "residual shape"
+            );
+        }
+        if self.groups == self.c_in && self.groups == self.c_out && self.groups > 1 {
+            self.depthwise(x, &mut out, pad, residual);
+        } else {
+            self.dense(x, &mut out, pad, residual);
+        }
+        out
+    }
+
+    /// Adds the bias (and residual) of output channel `o` to `values` and applies the activation.
+    #[inline]
+    fn finish(&self, o: usize, values: &mut [f32], residual: Option<&[f32]>) {
+        let b = self.bias[o];
+        let act = self.act;
+        match residual {
+            Some(r) => values
+                .iter_mut()
+                .zip(r)
+                .for_each(|(v, &add)| *v = act.apply(*v + b + add)),
+            None => values.iter_mut().for_each(|v| *v = act.apply(*v + b)),
+        }
+    }
+
+    fn is_pointwise(&self, pad: [usize; 4]) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && pad == [0; 4]
+    }
+
+    /// Grouped (usually one group) convolution: the batch's output pixels, all images in a row,
+    /// are cut into tiles; each tile's input patches (im2col) are multiplied by the weights, so
+    /// that weights are read once per tile, not once per image, and each tile is finished
+    /// (bias, residual, activation) while it is still in cache.
+    fn dense(&self, x: &Maps, out: &mut Maps, pad: [usize; 4], residual: Option<&Maps>) {
+        let in_g = self.c_in / self.groups;
+        let out_g = self.c_out / self.groups;
+        let k = in_g * self.kernel[0] * self.kernel[1];
+        let total = out.n * out.h * out.w;
+        let tile = (TILE_FLOATS / k).max(MIN_TILE).min(total.max(1));
+        let tiles = total.div_ceil(tile);
+        let par = if tiles < rayon::current_num_threads() {
+            Parallelism::Rayon(0)
+        } else {
+            Parallelism::None
+        };
+        let pointwise = self.is_pointwise(pad);
+        let dst = SharedOut(out.data.as_mut_ptr());
+        let geometry = (out.h, out.w);
+        (0..tiles)
+            .into_par_iter()
+            .for_each_init(Vec::new, |col, t| {
+                let q0 = t * tile;
+                let pixels = tile.min(total - q0);
+                for g in 0..self.groups {
+                    let input = &x.data[g * in_g * x.plane_all()..(g + 1) * in_g * x.plane_all()];
+                    let w = &self.weight[g * out_g * k..(g + 1) * out_g * k];
+                    let (cols, cols_row): (&[f32], usize) = if pointwise {
+                        // The input rows already are the columns: [k, total], pixels contiguous.
+                        (&input[q0..], total)
+                    } else {
+                        col.resize(k * pixels, 0.0);
+                        self.im2col(input, in_g, x, pad, geometry, q0, pixels, col);
+                        (col, pixels)
+                    };
+                    // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of every output
+                    // channel, so no two threads write the same element; `dst` outlives the loop.
+                    unsafe {
+                        let base = dst.get().add(g * out_g * total);
+                        matmul(base, total, q0, pixels, out_g, k, cols, cols_row, w, par);
+                        for o in 0..out_g {
+                            let oc = g * out_g + o;
+                            let values =
+                                std::slice::from_raw_parts_mut(base.add(o * total + q0), pixels);
+                            let r = residual.map(|r| &r.data[oc * total + q0..][..pixels]);
+                            self.finish(oc, values, r);
+                        }
+                    }
+                }
+            });
+    }
+
+    /// Fills `col` ([k, pixels], row-major) with the input patches of the batch's output pixels
+    /// `q0..q0 + pixels` (numbered image by image, row by row); padding reads as zero.
+    #[allow(clippy::too_many_arguments)]
+    fn im2col(
+        &self,
+        input: &[f32],
+        channels: usize,
+        x: &Maps,
+        pad: [usize; 4],
+        (oh, ow): (usize, usize),
+        q0: usize,
+        pixels: usize,
+        col: &mut [f32],
+    ) {
+        if ow < SHORT_ROW {
+            return self.im2col_gather(input, channels, x, pad, (oh, ow), q0, pixels, col);
+        }
+        let [kh, kw] = self.kernel;
+        let [sy, sx] = self.stride;
+        let [dy, dx] = self.dilation;
+        let (h, w) = (x.h, x.w);
+        // The tile as runs of one output row: (image, output row, first column, end column).
+        let mut runs = Vec::new();
+        let mut q = q0;
+        while q < q0 + pixels {
+            let (row, ox0) = (q / ow, q % ow);
+            let ox1 = ow.min(ox0 + q0 + pixels - q);
+            runs.push((row / oh, row % oh, ox0, ox1));
+            q += ox1 - ox0;
+        }
+        for c in 0..channels {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let r = (c * kh + ky) * kw + kx;
+                    let mut dst = &mut col[r * pixels..(r + 1) * pixels];
+                    let offset_x = (kx * dx) as isize - pad[2] as isize;
+                    let (lo, hi) = valid_range(ow, sx, offset_x, w);
+                    for &(b, oy, ox0, ox1) in &runs {
+                        let (seg, rest) = dst.split_at_mut(ox1 - ox0);
+                        dst = rest;
+                        let iy = (oy * sy + ky * dy) as isize - pad[0] as isize;
+                        let (lo, hi) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+                        if iy < 0 || iy >= h as isize || lo >= hi {
+                            seg.fill(0.0);
+                            continue;
+                        }
+                        let src = &input[((c * x.n + b) * h + iy as usize) * w..][..w];
+                        seg[..lo - ox0].fill(0.0);
+                        seg[hi - ox0..].fill(0.0);
+                        let start = ((lo * sx) as isize + offset_x) as usize;
+                        let seg = &mut seg[lo - ox0..hi - ox0];
+                        if sx == 1 {
+                            seg.copy_from_slice(&src[start..start + seg.len()]);
+                        } else {
+                            for (j, d) in seg.iter_mut().enumerate() {
+                                *d = src[start + j * sx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Self::im2col`] for maps whose rows are too short for a copy per row to pay: the source
+    /// of every (kernel position, pixel) is worked out once per tile, then gathered per channel.
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_gather(
+        &self,
+        input: &[f32],
+        channels: usize,
+        x: &Maps,
+        pad: [usize; 4],
+        (oh, ow): (usize, usize),
+        q0: usize,
+        pixels: usize,
+        col: &mut [f32],
+    ) {
+        let [kh, kw] = self.kernel;
+        let [sy, sx] = self.stride;
+        let [dy, dx] = self.dilation;
+        let (h, w) = (x.h, x.w);
+        // Offsets within one channel's [n, h, w] block; padding points past its end.
+        let block = x.plane_all();
+        let mut sources = Vec::with_capacity(kh * kw * pixels);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                sources.extend((q0..q0 + pixels).map(|q| {
+                    let (b, oy, ox) = (q / (oh * ow), q / ow % oh, q % ow);
+                    let iy = (oy * sy + ky * dy) as isize - pad[0] as isize;
+                    let ix = (ox * sx + kx * dx) as isize - pad[2] as isize;
+                    if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
+                        block
+                    } else {
+                        (b * h + iy as usize) * w + ix as usize
+                    }
+                }));
+            }
+        }
+        for (c, rows) in col
+            .chunks_exact_mut(kh * kw * pixels)
+            .take(channels)
+            .enumerate()
+        {
+            let src = &input[c * block..(c + 1) * block];
+            for (d, &i) in rows.iter_mut().zip(&sources) {
+                *d = src.get(i).copied().unwrap_or(0.0);
+            }
+        }
+    }
+
+    /// One k×k filter per channel, accumulated row by row, each (channel, image) plane on its own.
+    fn depthwise(&self, x: &Maps, out: &mut Maps, pad: [usize; 4], residual: Option<&Maps>) {
+        let [kh, kw] = self.kernel;
+        let [sy, sx] = self.stride;
+        let [dy, dx] = self.dilation;
+        let (h, w, oh, ow) = (x.h, x.w, out.h, out.w);
+        let n = x.n;
+        out.data
+            .par_chunks_exact_mut(oh * ow)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let c = i / n;
+                let plane = &x.data[i * h * w..(i + 1) * h * w];
+                let filter = &self.weight[c * kh * kw..(c + 1) * kh * kw];
+                for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
+                    for ky in 0..kh {
+                        let iy = (oy * sy + ky * dy) as isize - pad[0] as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                        for kx in 0..kw {
+                            let wgt = filter[ky * kw + kx];
+                            let offset_x = (kx * dx) as isize - pad[2] as isize;
+                            let (lo, hi) = valid_range(ow, sx, offset_x, w);
+                            if lo >= hi {
+                                continue;
+                            }
+                            let start = ((lo * sx) as isize + offset_x) as usize;
+                            if sx == 1 {
+                                for (d, &s) in row[lo..hi].iter_mut().zip(&src[start..]) {
+                                    *d += wgt * s;
+                                }
+                            } else {
+                                for (j, d) in row[lo..hi].iter_mut().enumerate() {
+                                    *d += wgt * src[start + j * sx];
+                                }
+                            }
+                        }
+                    }
+                }
+                let r = residual.map(|r| &r.data[i * oh * ow..(i + 1) * oh * ow]);
+                self.finish(c, dst, r);
+            });
+    }
+}
+
+/// The output's base pointer, shared by the threads that write disjoint tiles of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: see `dense`: every thread writes only its own tile's elements.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    // A method, not `.0`: closures capture the field alone, and a bare pointer is not Sync.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The output columns `[lo, hi)` whose input column `o * stride + offset` lies in `[0, size)`.
+fn valid_range(out: usize, stride: usize, offset: isize, size: usize) -> (usize, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        ((-offset) as usize).div_ceil(stride)
+    };
+    let limit = size as isize - offset;
+    let hi = if limit <= 0 {
+        0
+    } else {
+        (limit as usize).div_ceil(stride).min(out)
+    };
+    (lo.min(hi), hi)
+}
+
+/// dst[o * dst_plane + p0 + p] = sum_k w[o, k] * cols[k * cols_row + p] for p < pixels: every
+/// operand is stored with pixels (or k) contiguous, the column-major layout gemm's kernels
+/// prefer.
+///
+/// # Safety
+/// `dst` must be valid for writes at every `o * dst_plane + p0 + p`, o < outs, p < pixels.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    dst: *mut f32,
+    dst_plane: usize,
+    p0: usize,
+    pixels: usize,
+    outs: usize,
+    k: usize,
+    cols: &[f32],
+    cols_row: usize,
+    w: &[f32],
+    par: Parallelism,
+) {
+    assert!(p0 + pixels <= dst_plane);
+    assert!(cols.len() >= (k - 1) * cols_row + pixels && w.len() >= outs * k);
+    // SAFETY: the asserts keep the reads inside `cols` and `w`; the caller vouches for `dst`.
+    unsafe {
+        gemm::gemm(
+            pixels,
+            outs,
+            k,
+            dst.add(p0),
+            dst_plane as isize,
+            1,
+            false,
+            cols.as_ptr(),
+            cols_row as isize,
+            1,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}

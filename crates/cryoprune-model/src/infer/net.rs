@@ -1,0 +1,388 @@
+//! A trained [`Classifier`] rebuilt from fused layers, mirroring each architecture's forward pass
+//! in `resnet.rs`, `efficientnet.rs`, `small.rs` and `head.rs` step for step.
+
+use burn::nn::Linear;
+
+use super::conv::{floats, Act, FusedConv};
+use super::pool::{global_average, MaxPool};
+use super::Maps;
+use crate::classifier::{Backbone, Classifier};
+
+/// A fully connected layer (burn stores the weight as [inputs, outputs]).
+#[derive(Debug, Clone)]
+struct Dense {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    fn new(l: &Linear) -> Self {
+        let [_, outputs] = l.weight.val().dims();
+        Self {
+            weight: floats(l.weight.val()),
+            bias: l
+                .bias
+                .as_ref()
+                .map_or_else(|| vec![0.0; outputs], |b| floats(b.val())),
+        }
+    }
+
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut out = self.bias.clone();
+        let n = out.len();
+        for (&xi, row) in x.iter().zip(self.weight.chunks_exact(n)) {
+            out.iter_mut().zip(row).for_each(|(o, &w)| *o += xi * w);
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ResBlock {
+    conv1: FusedConv,
+    conv2: FusedConv,
+    conv3: Option<FusedConv>,
+    downsample: Option<FusedConv>,
+}
+
+#[derive(Debug, Clone)]
+struct MbBlock {
+    expand: Option<FusedConv>,
+    depthwise: FusedConv,
+    project: FusedConv,
+    skip: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    ResNet {
+        stem: FusedConv,
+        pool: MaxPool,
+        blocks: Vec<ResBlock>,
+    },
+    EfficientNet {
+        stem: FusedConv,
+        blocks: Vec<MbBlock>,
+        head: FusedConv,
+    },
+    Small {
+        stages: Vec<(FusedConv, FusedConv)>,
+        pool: MaxPool,
+    },
+}
+
+/// One head branch: optional 1×1 bottlenecks, global average, fully connected.
+#[derive(Debug, Clone)]
+struct Branch {
+    reduce: Vec<FusedConv>,
+    fc: Dense,
+}
+
+/// A classifier for CPU inference: batch norms folded into the convolutions, activations and
+/// residual sums applied as each convolution writes its output.
+#[derive(Debug, Clone)]
+pub struct FusedNet {
+    body: Body,
+    branches: Vec<Branch>,
+    classes: usize,
+}
+
+impl FusedNet {
+    pub fn new(model: &Classifier) -> Self {
+        let body = match &model.backbone {
+            Backbone::ResNet(r) => Body::ResNet {
+                stem: FusedConv::new(&r.conv1, Some(&r.bn1), Act::Relu),
+                pool: MaxPool::new(&r.maxpool),
+                blocks: r
+                    .layer1
+                    .iter()
+                    .chain(&r.layer2)
+                    .chain(&r.layer3)
+                    .chain(&r.layer4)
+                    // Every convolution but the downsample ends in a ReLU; the block's last one
+                    // adds the shortcut before its ReLU (see `features`).
+                    .map(|b| ResBlock {
+                        conv1: FusedConv::new(&b.conv1, Some(&b.bn1), Act::Relu),
+                        conv2: FusedConv::new(&b.conv2, Some(&b.bn2), Act::Relu),
+                        conv3: b
+                            .conv3
+                            .as_ref()
+                            .zip(b.bn3.as_ref())
+                            .map(|(c, n)| FusedConv::new(c, Some(n), Act::Relu)),
+                        downsample: b
+                            .downsample
+                            .as_ref()
+                            .map(|d| FusedConv::new(&d.conv, Some(&d.bn), Act::None)),
+                    })
+                    .collect(),
+            },
+            Backbone::EfficientNet(e) => Body::EfficientNet {
+                stem: FusedConv::new(&e.conv_stem, Some(&e.bn0), Act::Relu6),
+                blocks: e
+                    .blocks
+                    .iter()
+                    .map(|b| MbBlock {
+                        expand: b
+                            .expand_conv
+                            .as_ref()
+                            .zip(b.bn0.as_ref())
+                            .map(|(c, n)| FusedConv::new(c, Some(n), Act::Relu6)),
+                        depthwise: FusedConv::new(&b.depthwise_conv, Some(&b.bn1), Act::Relu6),
+                        project: FusedConv::new(&b.project_conv, Some(&b.bn2), Act::None),
+                        skip: b.skip,
+                    })
+                    .collect(),
+                head: FusedConv::new(&e.conv_head, Some(&e.bn1), Act::Relu6),
+            },
+            Backbone::Small(s) => Body::Small {
+                stages: s
+                    .stages
+                    .iter()
+                    .map(|st| {
+                        (
+                            FusedConv::new(&st.a.conv, Some(&st.a.bn), Act::Relu),
+                            FusedConv::new(&st.b.conv, Some(&st.b.bn), Act::Relu),
+                        )
+                    })
+                    .collect(),
+                pool: MaxPool::new(&s.pool),
+            },
+        };
+        let h = &model.head;
+        let fused = |c: &crate::layers::ConvBn| FusedConv::new(&c.conv, Some(&c.bn), Act::Relu);
+        let mut branches = vec![Branch {
+            reduce: Vec::new(),
+            fc: Dense::new(&h.fc),
+        }];
+        if let (Some(r), Some(fc)) = (&h.reduce2, &h.fc2) {
+            branches.push(Branch {
+                reduce: vec![fused(r)],
+                fc: Dense::new(fc),
+            });
+        }
+        if let (Some(a), Some(b), Some(fc)) = (&h.reduce3a, &h.reduce3b, &h.fc3) {
+            branches.push(Branch {
+                reduce: vec![fused(a), fused(b)],
+                fc: Dense::new(fc),
+            });
+        }
+        let classes = branches[0].fc.bias.len();
+        Self {
+            body,
+            branches,
+            classes,
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Class probabilities [n, classes] for `images` (each `channels` × `size` × `size`,
+    /// row-major): branch 1's softmax, or the mean of every branch's.
+    pub fn probabilities(
+        &self,
+        images: &[&[f32]],
+        channels: usize,
+        size: usize,
+        mean_of_branches: bool,
+    ) -> Vec<f32> {
+        let logits = self.logits(images, channels, size);
+        let used = if mean_of_branches { logits.len() } else { 1 };
+        let mut probs = vec![0.0; images.len() * self.classes];
+        for branch in &logits[..used] {
+            for (p, l) in probs
+                .chunks_exact_mut(self.classes)
+                .zip(branch.chunks_exact(self.classes))
+            {
+                for (p, s) in p.iter_mut().zip(softmax(l)) {
+                    *p += s / used as f32;
+                }
+            }
+        }
+        probs
+    }
+
+    /// Every head branch's logits ([n, classes] flattened), main branch first.
+    pub fn logits(&self, images: &[&[f32]], channels: usize, size: usize) -> Vec<Vec<f32>> {
+        let plane = size * size;
+        let mut x = Maps::zeros(channels, images.len(), size, size);
+        for (b, img) in images.iter().enumerate() {
+            assert_eq!(img.len(), channels * plane, "image size");
+            for c in 0..channels {
+                let dst = (c * images.len() + b) * plane;
+                x.data[dst..dst + plane].copy_from_slice(&img[c * plane..(c + 1) * plane]);
+            }
+        }
+        let features = self.features(x);
+        self.branches
+            .iter()
+            .map(|branch| {
+                let mut m = None;
+                for r in &branch.reduce {
+                    m = Some(r.forward(m.as_ref().unwrap_or(&features), None));
+                }
+                let pooled = global_average(m.as_ref().unwrap_or(&features));
+                let width = pooled.len() / images.len().max(1);
+                pooled
+                    .chunks_exact(width)
+                    .flat_map(|row| branch.fc.forward(row))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn features(&self, mut x: Maps) -> Maps {
+        match &self.body {
+            Body::ResNet { stem, pool, blocks } => {
+                x = pool.forward(&stem.forward(&x, None));
+                for b in blocks {
+                    let identity = b.downsample.as_ref().map(|d| d.forward(&x, None));
+                    let shortcut = identity.as_ref().unwrap_or(&x);
+                    let y = b.conv1.forward(&x, None);
+                    x = match &b.conv3 {
+                        Some(c3) => c3.forward(&b.conv2.forward(&y, None), Some(shortcut)),
+                        None => b.conv2.forward(&y, Some(shortcut)),
+                    };
+                }
+                x
+            }
+            Body::EfficientNet { stem, blocks, head } => {
+                x = stem.forward(&x, None);
+                for b in blocks {
+                    let y = match &b.expand {
+                        Some(e) => e.forward(&x, None),
+                        None => x.clone(),
+                    };
+                    let y = b.depthwise.forward(&y, None);
+                    x = b.project.forward(&y, b.skip.then_some(&x));
+                }
+                head.forward(&x, None)
+            }
+            Body::Small { stages, pool } => {
+                let last = stages.len() - 1;
+                for (i, (a, b)) in stages.iter().enumerate() {
+                    x = b.forward(&a.forward(&x, None), None);
+                    if i < last {
+                        x = pool.forward(&x);
+                    }
+                }
+                x
+            }
+        }
+    }
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::{Module, ModuleMapper, Param};
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::*;
+    use crate::classifier::{Arch, ClassifierConfig};
+    use crate::head::HeadConfig;
+
+    /// Gives every vector (biases, batch-norm scales, shifts, running means and variances)
+    /// values in [0.5, 1.5], so that folding the batch norms is really exercised.
+    struct Perturb;
+
+    impl ModuleMapper for Perturb {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if D != 1 {
+                return p;
+            }
+            p.map(|t| {
+                let device = t.device();
+                Tensor::random(t.shape(), Distribution::Uniform(0.5, 1.5), &device)
+            })
+        }
+    }
+
+    fn relative_error(ours: &[f32], reference: &[f32]) -> f64 {
+        assert_eq!(ours.len(), reference.len());
+        let diff: f64 = ours
+            .iter()
+            .zip(reference)
+            .map(|(&a, &b)| ((a - b) as f64).powi(2))
+            .sum();
+        let norm: f64 = reference.iter().map(|&b| (b as f64).powi(2)).sum();
+        (diff / norm).sqrt()
+    }
+
+    fn check(arch: Arch, channels: usize, size: usize) {
+        let device = Device::flex();
+        let config = ClassifierConfig {
+            arch,
+            classes: 3,
+            head: HeadConfig::new(3),
+        };
+        let model = config
+            .init_with(Backbone::new(arch, channels, &device), &device)
+            .map(&mut Perturb);
+        let n = 3;
+        let x = Tensor::<4>::random(
+            [n, channels, size, size],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let pixels: Vec<f32> = x.clone().into_data().try_into_vec().unwrap();
+        let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
+        let net = FusedNet::new(&model);
+
+        let reference: Vec<Vec<f32>> = model
+            .forward(x.clone())
+            .into_iter()
+            .map(|l| l.into_data().try_into_vec().unwrap())
+            .collect();
+        for (b, logits) in net.logits(&images, channels, size).iter().enumerate() {
+            let e = relative_error(logits, &reference[b]);
+            assert!(
+                e < 1e-5,
+                "{arch} branch {b}: {logits:?} vs {:?}",
+                reference[b]
+            );
+        }
+        for mean in [false, true] {
+            let want: Vec<f32> = model
+                .probabilities(x.clone(), mean)
+                .into_data()
+                .try_into_vec()
+                .unwrap();
+            let got = net.probabilities(&images, channels, size, mean);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-5, "{arch} mean_of_branches {mean}: {worst}");
+        }
+    }
+
+    #[test]
+    fn small_net_matches_burn() {
+        check(Arch::Small, 1, 40);
+    }
+
+    #[test]
+    fn resnet18_matches_burn() {
+        check(Arch::ResNet18, 3, 48);
+    }
+
+    #[test]
+    fn resnet50_matches_burn() {
+        check(Arch::ResNet50, 1, 33);
+    }
+
+    #[test]
+    fn efficientnet_lite0_matches_burn() {
+        // An odd size makes the strided "same" paddings asymmetric.
+        check(Arch::EfficientNetLite0, 1, 45);
+    }
+}
