@@ -132,7 +132,7 @@ fn main() {
     }
     let report = json!({
         "threads": threads,
-        "backend": "burn flex (pure Rust)",
+        "backend": "pure Rust: cryoprune's fused CPU inference on the gemm crate (burn layers: burn flex)",
         "torch": peer.get("torch"),
         "torch_threads": peer.get("threads"),
         "cases": rows,

@@ -8,6 +8,13 @@ use super::pool::{global_average, MaxPool};
 use super::Maps;
 use crate::classifier::{Backbone, Classifier};
 
+/// Input pixels per pass through the network. Our networks' largest feature map holds at most 24
+/// values per input pixel (EfficientNet's first expanded stage), so a pass's maps stay within a
+/// few hundred MB however large the batch the caller hands over (ResNet-18 at 224 px on a
+/// 256-image batch reached 3.9 GB before this), while a pass still spans enough images for the
+/// deep layers' weights to be reused across them.
+const CHUNK_PIXELS: usize = 1 << 20;
+
 /// A fully connected layer (burn stores the weight as [inputs, outputs]).
 #[derive(Debug, Clone)]
 struct Dense {
@@ -205,6 +212,17 @@ impl FusedNet {
 
     /// Every head branch's logits ([n, classes] flattened), main branch first.
     pub fn logits(&self, images: &[&[f32]], channels: usize, size: usize) -> Vec<Vec<f32>> {
+        let mut out = vec![Vec::with_capacity(images.len() * self.classes); self.branches.len()];
+        let chunk = (CHUNK_PIXELS / (size * size).max(1)).max(1);
+        for part in images.chunks(chunk) {
+            for (all, branch) in out.iter_mut().zip(self.chunk_logits(part, channels, size)) {
+                all.extend(branch);
+            }
+        }
+        out
+    }
+
+    fn chunk_logits(&self, images: &[&[f32]], channels: usize, size: usize) -> Vec<Vec<f32>> {
         let plane = size * size;
         let mut x = Maps::zeros(channels, images.len(), size, size);
         for (b, img) in images.iter().enumerate() {
@@ -362,6 +380,38 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f32::max);
             assert!(worst < 1e-5, "{arch} mean_of_branches {mean}: {worst}");
+        }
+    }
+
+    #[test]
+    fn a_batch_larger_than_one_pass_gives_each_image_its_own_result() {
+        let device = Device::flex();
+        let model = ClassifierConfig {
+            arch: Arch::Small,
+            classes: 2,
+            head: HeadConfig::new(2),
+        }
+        .init(&device)
+        .map(&mut Perturb);
+        let net = FusedNet::new(&model);
+        let size = 64;
+        let n = CHUNK_PIXELS / (size * size) + 7;
+        let pixels: Vec<f32> = (0..n * size * size)
+            .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+            .collect();
+        let images: Vec<&[f32]> = pixels.chunks_exact(size * size).collect();
+        let together = net.probabilities(&images, 1, size, true);
+        assert_eq!(together.len(), n * 2);
+        for i in [0, n / 2, n - 1] {
+            let alone = net.probabilities(&images[i..i + 1], 1, size, true);
+            let diff = (alone[0] - together[2 * i])
+                .abs()
+                .max((alone[1] - together[2 * i + 1]).abs());
+            assert!(
+                diff < 1e-5,
+                "image {i}: {alone:?} vs {:?}",
+                &together[2 * i..2 * i + 2]
+            );
         }
     }
 
