@@ -4,15 +4,13 @@
 //!
 //! Dense convolutions cut the batch's output pixels into tiles, gather each tile's input patches
 //! (im2col) into a buffer that stays in the core's cache, and multiply it by the weights with the
-//! `gemm` crate,
-//! whose kernels are chosen at run time for the CPU (AVX2/FMA, AVX-512, NEON). Depthwise
-//! convolutions (EfficientNet) have too little work per output for a matrix product and run as
-//! direct loops instead.
+//! `gemm` crate, whose kernels are chosen at run time for the CPU (AVX2/FMA, AVX-512, NEON).
+//! Depthwise convolutions (EfficientNet) have too little work per output for a matrix product
+//! and run as direct loops instead.
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use gemm::Parallelism;
-
 use rayon::prelude::*;
 
 use super::Maps;

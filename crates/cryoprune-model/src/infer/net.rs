@@ -181,10 +181,6 @@ impl FusedNet {
         }
     }
 
-    pub fn classes(&self) -> usize {
-        self.classes
-    }
-
     /// Class probabilities [n, classes] for `images` (each `channels` × `size` × `size`,
     /// row-major): branch 1's softmax, or the mean of every branch's.
     pub fn probabilities(
