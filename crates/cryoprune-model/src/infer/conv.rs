@@ -216,7 +216,16 @@ impl FusedConv {
                         (&input[q0..], total)
                     } else {
                         col.resize(k * pixels, 0.0);
-                        self.im2col(input, in_g, x, pad, geometry, q0, pixels, col);
+                        let tile = Tile {
+                            input,
+                            channels: in_g,
+                            x,
+                            pad,
+                            out: geometry,
+                            q0,
+                            pixels,
+                        };
+                        self.im2col(&tile, col);
                         (col, pixels)
                     };
                     // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of every output
@@ -236,22 +245,20 @@ impl FusedConv {
             });
     }
 
-    /// Fills `col` ([k, pixels], row-major) with the input patches of the batch's output pixels
-    /// `q0..q0 + pixels` (numbered image by image, row by row); padding reads as zero.
-    #[allow(clippy::too_many_arguments)]
-    fn im2col(
-        &self,
-        input: &[f32],
-        channels: usize,
-        x: &Maps,
-        pad: [usize; 4],
-        (oh, ow): (usize, usize),
-        q0: usize,
-        pixels: usize,
-        col: &mut [f32],
-    ) {
+    /// Fills `col` ([k, pixels], row-major) with the input patches of the tile's output pixels;
+    /// padding reads as zero.
+    fn im2col(&self, tile: &Tile, col: &mut [f32]) {
+        let Tile {
+            input,
+            channels,
+            x,
+            pad,
+            out: (oh, ow),
+            q0,
+            pixels,
+        } = *tile;
         if ow < SHORT_ROW {
-            return self.im2col_gather(input, channels, x, pad, (oh, ow), q0, pixels, col);
+            return self.im2col_gather(tile, col);
         }
         let [kh, kw] = self.kernel;
         let [sy, sx] = self.stride;
@@ -302,28 +309,18 @@ impl FusedConv {
 
     /// [`Self::im2col`] for maps whose rows are too short for a copy per row to pay: the source
     /// of every (kernel position, pixel) is worked out once per tile, then gathered per channel.
-    #[allow(clippy::too_many_arguments)]
-    fn im2col_gather(
-        &self,
-        input: &[f32],
-        channels: usize,
-        x: &Maps,
-        pad: [usize; 4],
-        (oh, ow): (usize, usize),
-        q0: usize,
-        pixels: usize,
-        col: &mut [f32],
-    ) {
+    fn im2col_gather(&self, tile: &Tile, col: &mut [f32]) {
         let [kh, kw] = self.kernel;
         let [sy, sx] = self.stride;
         let [dy, dx] = self.dilation;
-        let (h, w) = (x.h, x.w);
+        let ((oh, ow), (h, w), pad) = (tile.out, (tile.x.h, tile.x.w), tile.pad);
+        let span = tile.q0..tile.q0 + tile.pixels;
         // Offsets within one channel's [n, h, w] block; padding points past its end.
-        let block = x.plane_all();
-        let mut sources = Vec::with_capacity(kh * kw * pixels);
+        let block = tile.x.plane_all();
+        let mut sources = Vec::with_capacity(kh * kw * tile.pixels);
         for ky in 0..kh {
             for kx in 0..kw {
-                sources.extend((q0..q0 + pixels).map(|q| {
+                sources.extend(span.clone().map(|q| {
                     let (b, oy, ox) = (q / (oh * ow), q / ow % oh, q % ow);
                     let iy = (oy * sy + ky * dy) as isize - pad[0] as isize;
                     let ix = (ox * sx + kx * dx) as isize - pad[2] as isize;
@@ -335,12 +332,9 @@ impl FusedConv {
                 }));
             }
         }
-        for (c, rows) in col
-            .chunks_exact_mut(kh * kw * pixels)
-            .take(channels)
-            .enumerate()
-        {
-            let src = &input[c * block..(c + 1) * block];
+        let rows = col.chunks_exact_mut(kh * kw * tile.pixels);
+        for (c, rows) in rows.take(tile.channels).enumerate() {
+            let src = &tile.input[c * block..(c + 1) * block];
             for (d, &i) in rows.iter_mut().zip(&sources) {
                 *d = src.get(i).copied().unwrap_or(0.0);
             }
@@ -392,6 +386,20 @@ impl FusedConv {
                 self.finish(c, dst, r);
             });
     }
+}
+
+/// One tile of a dense convolution: output pixels `q0..q0 + pixels` of the batch (numbered image
+/// by image, row by row) on an `out` = (rows, columns) grid, read from one group's `channels`
+/// input channels (`input`, laid out as `x`) padded by `pad` = (top, bottom, left, right).
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    input: &'a [f32],
+    channels: usize,
+    x: &'a Maps,
+    pad: [usize; 4],
+    out: (usize, usize),
+    q0: usize,
+    pixels: usize,
 }
 
 /// The output's base pointer, shared by the threads that write disjoint tiles of it.
