@@ -13,6 +13,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
 use cryoprune_image::image::Image;
+use cryoprune_model::infer::batch_tensor;
 use cryoprune_model::{Classifier, HeadConfig, Predictor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -128,15 +129,6 @@ pub struct Trained {
     /// 1-based.
     pub best_epoch: usize,
     pub seconds: f64,
-}
-
-/// Stacks images into a [N, 1, S, S] tensor.
-fn batch_tensor(images: &[&[f32]], size: usize, device: &Device) -> Tensor<4> {
-    let mut flat = Vec::with_capacity(images.len() * size * size);
-    for img in images {
-        flat.extend_from_slice(img);
-    }
-    Tensor::from_data(TensorData::new(flat, [images.len(), 1, size, size]), device)
 }
 
 /// Weighted cross-entropy as PyTorch computes it: Σ w_y·(−log p_y) / Σ w_y.

@@ -14,6 +14,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::Maps;
+use crate::layers::ConvBn;
 
 /// Floats of im2col tile a convolution aims for: 128 Ki floats (512 KiB), about a core's L2.
 const TILE_FLOATS: usize = 128 * 1024;
@@ -125,6 +126,11 @@ impl FusedConv {
             bias,
             act,
         }
+    }
+
+    /// [`Self::new`] for a convolution and batch norm paired in a [`ConvBn`].
+    pub fn from_conv_bn(c: &ConvBn, act: Act) -> Self {
+        Self::new(&c.conv, Some(&c.bn), act)
     }
 
     fn padding(&self, h: usize, w: usize) -> [usize; 4] {

@@ -44,6 +44,12 @@ impl Maps {
     }
 }
 
+/// Stacks grayscale `size` × `size` images into a [N, 1, size, size] tensor on `device`.
+pub fn batch_tensor(images: &[&[f32]], size: usize, device: &Device) -> Tensor<4> {
+    let flat: Vec<f32> = images.concat();
+    Tensor::from_data(TensorData::new(flat, [images.len(), 1, size, size]), device)
+}
+
 /// A classifier ready to score batches of grayscale images on its device.
 // One predictor exists per run, so the size gap between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -78,17 +84,12 @@ impl<'a> Predictor<'a> {
     ) -> Vec<f32> {
         match self {
             Self::Fused(net) => net.probabilities(images, 1, size, mean_of_branches),
-            Self::Burn { model, device } => {
-                let flat: Vec<f32> = images.concat();
-                let x =
-                    Tensor::from_data(TensorData::new(flat, [images.len(), 1, size, size]), device);
-                model
-                    .probabilities(x, mean_of_branches)
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .expect("converted to f32")
-            }
+            Self::Burn { model, device } => model
+                .probabilities(batch_tensor(images, size, device), mean_of_branches)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("converted to f32"),
         }
     }
 }

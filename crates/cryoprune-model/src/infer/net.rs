@@ -147,8 +147,8 @@ impl FusedNet {
                     .iter()
                     .map(|st| {
                         (
-                            FusedConv::new(&st.a.conv, Some(&st.a.bn), Act::Relu),
-                            FusedConv::new(&st.b.conv, Some(&st.b.bn), Act::Relu),
+                            FusedConv::from_conv_bn(&st.a, Act::Relu),
+                            FusedConv::from_conv_bn(&st.b, Act::Relu),
                         )
                     })
                     .collect(),
@@ -156,7 +156,7 @@ impl FusedNet {
             },
         };
         let h = &model.head;
-        let fused = |c: &crate::layers::ConvBn| FusedConv::new(&c.conv, Some(&c.bn), Act::Relu);
+        let fused = |c| FusedConv::from_conv_bn(c, Act::Relu);
         let mut branches = vec![Branch {
             reduce: Vec::new(),
             fc: Dense::new(&h.fc),
