@@ -208,6 +208,7 @@ mod tests {
                         micrograph: out.index.to_string(),
                         x: k as f64,
                         y: 0.0,
+                        score: None,
                     }));
                 Ok(())
             })

@@ -16,6 +16,8 @@ pub struct Origin {
     pub micrograph: String,
     pub x: f64,
     pub y: f64,
+    /// The picker's score of the pick, when the label file has one.
+    pub score: Option<f64>,
 }
 
 /// Square single-channel images with class indices.
@@ -87,6 +89,11 @@ impl Dataset {
             c[l] += 1;
         }
         c
+    }
+
+    /// Every example's picker score, when each has one.
+    pub fn scores(&self) -> Option<Vec<f64>> {
+        self.origins.iter().map(|o| o.score).collect()
     }
 
     /// Indices of the examples whose micrograph name satisfies `keep`.
@@ -173,7 +180,8 @@ pub fn from_picks(
             path: micrographs[m].clone(),
             picks: group.picks.iter().map(|k| (k.x, k.y)).collect(),
         });
-        job_labels.push((group.micrograph.clone(), ls));
+        let scores: Vec<Option<f64>> = group.picks.iter().map(|k| k.score).collect();
+        job_labels.push((group.micrograph.clone(), ls, scores));
     }
     if jobs.is_empty() {
         return Err(Error::Labels(format!(
@@ -187,7 +195,7 @@ pub fn from_picks(
     pipeline
         .run(&jobs, |out| {
             let job = &jobs[out.index];
-            let (name, ls) = &job_labels[out.index];
+            let (name, ls, scores) = &job_labels[out.index];
             coverage.micrographs += 1;
             coverage.picks += job.picks.len();
             coverage.kept += out.particles.kept.len();
@@ -200,6 +208,7 @@ pub fn from_picks(
                     micrograph: name.clone(),
                     x: job.picks[k].0,
                     y: job.picks[k].1,
+                    score: scores[k],
                 });
             }
             Ok(())

@@ -94,6 +94,7 @@ pub fn read(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
                     micrograph: format!("{}#{k}", file.display()),
                     x: (img.nx / 2) as f64,
                     y: (img.ny / 2) as f64,
+                    score: None,
                 };
                 cutter.push(&mut data, &img, &file, k, c, origin)?;
             }

@@ -158,6 +158,7 @@ pub fn read(
             micrograph: name.to_string(),
             x: (h.nx / 2) as f64,
             y: (h.ny / 2) as f64,
+            score: None,
         };
         cutter.push(&mut data, &img, file, index, label, origin)?;
     }

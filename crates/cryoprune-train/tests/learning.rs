@@ -102,6 +102,7 @@ fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
                 micrograph: "synthetic".into(),
                 x: 0.0,
                 y: 0.0,
+                score: None,
             })
             .collect(),
         labels,

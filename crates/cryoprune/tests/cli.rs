@@ -554,6 +554,9 @@ fn train_then_evaluate_on_real_topaz_labels() {
     assert_eq!(spec["preprocessing"]["input_size"], 32);
     assert_eq!(spec["network"]["arch"], "small");
     assert_eq!(spec["training"]["train_picks"], 16);
+    // Topaz's scores are in the labels, so the model combines them with the image.
+    assert!(spec["picker_score"]["sd"].as_f64().unwrap() > 0.0, "{spec}");
+    assert!(t.contains("picker score: combined with the image"), "{t}");
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "header and three epochs");
     // 789 picks on this micrograph, less the 16 drawn, less those too close to the edge.
@@ -611,6 +614,49 @@ fn train_then_evaluate_on_real_topaz_labels() {
         let p: f32 = r[5].parse::<f32>().unwrap() + r[6].parse::<f32>().unwrap();
         (p - 1.0).abs() < 1e-3
     }));
+
+    // Both macro-F1s are printed; labels without scores need --no-picker-score, which then
+    // gives the image-alone figure.
+    let both = t
+        .lines()
+        .find(|l| l.contains("on the image alone"))
+        .unwrap_or_else(|| panic!("{t}"));
+    let image_alone: String = both.split(": ").nth(1).unwrap().chars().take(5).collect();
+    let bare = dir.path().join("bare.csv");
+    let mut b = String::from("micrograph,x,y,label\n");
+    for line in std::fs::read_to_string(&labels).unwrap().lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        b.push_str(&format!("{},{},{},{}\n", f[0], f[1], f[2], f[4]));
+    }
+    std::fs::write(&bare, b).unwrap();
+    let mic = empiar_mic(&d, "15_30_21");
+    let eval_bare = |more: &[&str]| {
+        let mut a = vec![
+            "evaluate",
+            "--model",
+            s(&model),
+            "--micrographs",
+            &mic,
+            "--labels",
+            s(&bare),
+        ];
+        a.extend(more);
+        cryoprune(&a)
+    };
+    let o = eval_bare(&[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("has no score") && text(&o).contains("--no-picker-score"),
+        "{}",
+        text(&o)
+    );
+    let o = eval_bare(&["--no-picker-score"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("macro-F1 {image_alone}")),
+        "{image_alone}: {}",
+        text(&o)
+    );
 
     // A damaged weights file is refused with the reason.
     std::fs::write(model.join("weights.safetensors"), b"not weights").unwrap();
@@ -737,6 +783,12 @@ fn fewshot_writes_the_table_and_resumes() {
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["trials"].as_array().unwrap().len(), 8);
+    // Topaz's scores are in the labels: each model is also scored with them combined.
+    assert!(table.contains("| + picker score |"), "{table}");
+    assert!(results["trials"].as_array().unwrap().iter().all(|t| {
+        let f = t["with_picker_score"]["macro_f1"].as_f64().unwrap();
+        (0.0..=1.0).contains(&f)
+    }));
     // Nothing is redone on a rerun with the same settings.
     let o = cryoprune(&args);
     assert!(o.status.success());

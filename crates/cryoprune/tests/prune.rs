@@ -71,6 +71,8 @@ fn fixture() -> &'static Fixture {
             "2",
             "--val-fraction",
             "0.3",
+            // Some formats below carry no score column, and every format must prune alike.
+            "--no-picker-score",
             "--out",
             s(&model),
         ]);
@@ -240,6 +242,22 @@ fn read_scores(path: &Path) -> HashMap<(String, String, String), (bool, String)>
                     c(2),
                 ),
                 (&rec[kept] == "1", rec[p].to_string()),
+            )
+        })
+        .collect()
+}
+
+/// Every class's probability by centre (two decimals), from `--scores`.
+fn class_probabilities(path: &Path) -> HashMap<(String, String, String), Vec<f32>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let h = r.headers().unwrap().clone();
+    let cols: Vec<usize> = (0..h.len()).filter(|&j| h[j].starts_with("p_")).collect();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            (
+                key(&rec[0], rec[1].parse().unwrap(), rec[2].parse().unwrap()),
+                cols.iter().map(|&j| rec[j].parse().unwrap()).collect(),
             )
         })
         .collect()
@@ -593,6 +611,123 @@ fn warns_when_picks_look_binned() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("try --scale 2"), "{}", text(&o));
+}
+
+/// A model trained on scored labels combines each pick's score with the image: prune's
+/// probabilities are the image-only ones times the score's likelihood ratio, picks without a
+/// score are refused (naming file and record) unless --no-picker-score, and scores from
+/// elsewhere are warned about.
+#[test]
+fn the_picker_score_is_combined_with_the_image() {
+    let f = fixture();
+    let root = f.dir.join("picker_score");
+    let _ = std::fs::remove_dir_all(&root);
+    let model = root.join("model");
+    let sim = f.dir.join("sim");
+    let o = cryoprune(&[
+        "train",
+        "--micrographs",
+        &f.mics,
+        "--labels",
+        s(&sim.join("truth.csv")),
+        "--box",
+        "48",
+        "--input-size",
+        "32",
+        "--epochs",
+        "2",
+        "--val-fraction",
+        "0.3",
+        "--out",
+        s(&model),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("picker score: combined with the image"), "{t}");
+    assert!(t.contains("with the picker's score"), "{t}");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let ps: cryoprune_model::PickerScore =
+        serde_json::from_value(spec["picker_score"].clone()).unwrap();
+
+    let prune = |picks: &Path, out: &str, more: &[&str]| {
+        let scores = root.join(format!("{out}.csv"));
+        let mut a = vec![
+            "prune",
+            "--model",
+            s(&model),
+            "--micrographs",
+            &f.mics,
+            "--picks",
+            s(picks),
+            "--out",
+        ];
+        let out = root.join(out);
+        a.push(s(&out));
+        a.extend(["--scores", s(&scores)]);
+        a.extend(more);
+        (cryoprune(&a), scores, out)
+    };
+    let picks = sim.join("picks.csv");
+    let (o, combined, _) = prune(&picks, "combined", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("evidence: the image and the picker's score"),
+        "{}",
+        text(&o)
+    );
+    let (o, image, _) = prune(&picks, "image", &["--no-picker-score"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("evidence:"), "{}", text(&o));
+    let (combined, image) = (class_probabilities(&combined), class_probabilities(&image));
+    let mut moved = 0;
+    for (mic, x, y, sc) in &f.picks {
+        let k = key(mic, *x, *y);
+        let mut expected = image[&k].clone();
+        ps.combine(&mut expected, *sc);
+        let got = &combined[&k];
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 2e-4, "{k:?}: {got:?} against {expected:?}");
+        }
+        moved += usize::from((got[0] - image[&k][0]).abs() > 0.01);
+    }
+    assert!(
+        moved > f.picks.len() / 4,
+        "the score moved only {moved} picks"
+    );
+
+    // Picks without a score: refused, with the file and record named, and nothing written.
+    let bare = root.join("bare.csv");
+    let mut b = String::from("micrograph,x,y\n");
+    for (mic, x, y, _) in &f.picks {
+        b.push_str(&format!("{mic},{x},{y}\n"));
+    }
+    std::fs::write(&bare, b).unwrap();
+    let (o, _, out) = prune(&bare, "bare", &[]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("bare.csv, record 1") && t.contains("--no-picker-score"),
+        "{t}"
+    );
+    assert!(!out.join("bare.csv").exists());
+    let (o, _, _) = prune(&bare, "bare_image", &["--no-picker-score"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Scores on another scale (another picker): pruned, with a warning.
+    let shifted = root.join("shifted.csv");
+    let mut b = String::from("micrograph,x,y,score\n");
+    for (mic, x, y, sc) in &f.picks {
+        b.push_str(&format!("{mic},{x},{y},{}\n", 100.0 * sc + 50.0));
+    }
+    std::fs::write(&shifted, b).unwrap();
+    let (o, _, _) = prune(&shifted, "shifted", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("same picker as the training labels"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

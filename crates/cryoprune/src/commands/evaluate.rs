@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use anyhow::Result;
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_model::modeldir;
-use cryoprune_train::trainer::score;
 
 use super::learning::{self, ComputeArgs, LabelArgs};
 
@@ -36,6 +35,9 @@ pub struct Args {
     /// Write the scores as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Classify on the image alone, ignoring the picker's score the model was trained to use.
+    #[arg(long)]
+    no_picker_score: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -47,12 +49,13 @@ pub fn run(args: Args) -> Result<()> {
         &spec.preprocessing,
         threads,
     )?;
-    let scored = score(
+    let scored = learning::score_labelled(
         &model,
         &data,
         spec.network.head.mean_of_branches,
-        &compute.device,
-    );
+        spec.picker_score.as_ref().filter(|_| !args.no_picker_score),
+        &compute,
+    )?;
     let report = &scored.report;
     println!("{}", report.to_text());
     if let Some(path) = &args.predictions {

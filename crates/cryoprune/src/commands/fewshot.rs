@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_model::{load_backbone, Arch, ClassifierConfig, Pretrained};
+use cryoprune_model::{load_backbone, Arch, ClassifierConfig, PickerScore, Pretrained};
 use cryoprune_train::sampling::{draw_shots, subsample};
 use cryoprune_train::trainer::score;
 use cryoprune_train::Dataset;
@@ -86,6 +86,15 @@ struct Trial {
     train_seconds: f64,
     best_epoch: usize,
     test_picks: usize,
+    /// The same model with the picker's score combined (when the labels carry scores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    with_picker_score: Option<Metrics>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Metrics {
+    macro_f1: f64,
+    accuracy: f64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -257,16 +266,37 @@ pub fn run(args: Args) -> Result<()> {
                         |_| {},
                     )?;
                     let train_seconds = started.elapsed().as_secs_f64();
-                    let report = score(
+                    let scored = score(
                         &trained.model,
                         test_set,
                         cfg.head.mean_of_branches,
                         &compute.device,
-                    )
-                    .report;
+                    );
+                    let with_picker_score = match (train_set.scores(), test_set.scores()) {
+                        (Some(s), Some(_)) => {
+                            match PickerScore::fit(&s, &train_set.labels, data.classes.len()) {
+                                Ok(ps) => {
+                                    let r = scored.with_picker_score(test_set, &ps)?.report;
+                                    Some(Metrics {
+                                        macro_f1: r.macro_f1,
+                                        accuracy: r.accuracy,
+                                    })
+                                }
+                                Err(_) => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    let report = scored.report;
                     eprintln!(
-                        "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}, accuracy {:.3}, {train_seconds:.1} s (best epoch {})",
-                        report.macro_f1, report.accuracy, trained.best_epoch
+                        "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}{}, accuracy {:.3}, {train_seconds:.1} s (best epoch {})",
+                        report.macro_f1,
+                        with_picker_score.map_or(String::new(), |m| format!(
+                            " ({:.3} with the picker's score)",
+                            m.macro_f1
+                        )),
+                        report.accuracy,
+                        trained.best_epoch
                     );
                     results.trials.push(Trial {
                         arch: arch.name().into(),
@@ -279,6 +309,7 @@ pub fn run(args: Args) -> Result<()> {
                         train_seconds,
                         best_epoch: trained.best_epoch,
                         test_picks: test_set.len(),
+                        with_picker_score,
                     });
                     let json = serde_json::to_vec_pretty(&results)?;
                     write_atomic(&json_path, |w| w.write_all(&json))?;
@@ -294,8 +325,8 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (accuracy), training
-/// seconds per run.
+/// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (with the picker's
+/// score too, when the labels had scores), accuracy, training seconds per run.
 fn markdown(trials: &[Trial], shots: &[usize]) -> String {
     let mut cells: BTreeMap<(String, String), BTreeMap<usize, Vec<&Trial>>> = BTreeMap::new();
     for t in trials {
@@ -306,30 +337,55 @@ fn markdown(trials: &[Trial], shots: &[usize]) -> String {
             .or_default()
             .push(t);
     }
+    let scored = trials.iter().any(|t| t.with_picker_score.is_some());
     let mut s = String::from("| network | variant |");
     for k in shots {
-        s += &format!(" K = {k}: macro-F1 | accuracy | s/run |");
+        s += &format!(" K = {k}: macro-F1 |");
+        if scored {
+            s += " + picker score |";
+        }
+        s += " accuracy | s/run |";
     }
     s += "\n|---|---|";
     for _ in shots {
-        s += "---|---|---|";
+        s += if scored {
+            "---|---|---|---|"
+        } else {
+            "---|---|---|"
+        };
     }
     s.push('\n');
+    let cell = |v: &[f64]| {
+        let (m, sd) = mean_sd(v);
+        format!("{m:.3} ± {sd:.3}")
+    };
     for ((arch, variant), by_k) in &cells {
         s += &format!("| {arch} | {variant} |");
         for k in shots {
-            match by_k.get(k) {
-                Some(ts) => {
-                    let (f, fs) = mean_sd(&ts.iter().map(|t| t.macro_f1).collect::<Vec<_>>());
-                    let (a, as_) = mean_sd(&ts.iter().map(|t| t.accuracy).collect::<Vec<_>>());
-                    let (sec, _) = mean_sd(&ts.iter().map(|t| t.train_seconds).collect::<Vec<_>>());
-                    s += &format!(
-                        " {f:.3} ± {fs:.3} (n={}) | {a:.3} ± {as_:.3} | {sec:.0} |",
-                        ts.len()
-                    );
-                }
-                None => s += " – | – | – |",
+            let Some(ts) = by_k.get(k) else {
+                s += if scored {
+                    " – | – | – | – |"
+                } else {
+                    " – | – | – |"
+                };
+                continue;
+            };
+            let f: Vec<f64> = ts.iter().map(|t| t.macro_f1).collect();
+            s += &format!(" {} (n={}) |", cell(&f), ts.len());
+            if scored {
+                let with: Vec<f64> = ts
+                    .iter()
+                    .filter_map(|t| t.with_picker_score.map(|m| m.macro_f1))
+                    .collect();
+                s += &if with.is_empty() {
+                    " – |".to_string()
+                } else {
+                    format!(" {} |", cell(&with))
+                };
             }
+            let a: Vec<f64> = ts.iter().map(|t| t.accuracy).collect();
+            let (sec, _) = mean_sd(&ts.iter().map(|t| t.train_seconds).collect::<Vec<_>>());
+            s += &format!(" {} | {sec:.0} |", cell(&a));
         }
         s.push('\n');
     }

@@ -7,11 +7,11 @@ use anyhow::{bail, Context, Result};
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::{PickFormat, PickSet};
 use cryoprune_image::augment::Augment;
-use cryoprune_model::{Arch, Compute, HeadConfig, Preprocessing};
+use cryoprune_model::{Arch, Classifier, Compute, HeadConfig, PickerScore, Preprocessing};
 use cryoprune_train::dataset::{self, Coverage};
 use cryoprune_train::schedule::Schedule;
 use cryoprune_train::stack;
-use cryoprune_train::trainer::Scored;
+use cryoprune_train::trainer::{score, Scored};
 use cryoprune_train::{Dataset, TrainConfig};
 
 /// How particles are cut for the network (recorded in model.json).
@@ -444,6 +444,63 @@ pub fn write_predictions(path: &Path, data: &Dataset, scored: &Scored) -> Result
         Ok(())
     })?;
     Ok(())
+}
+
+/// The picker-score calibration from the training picks, or `None` (saying why on stderr when
+/// some picks do have scores) when it cannot be fitted.
+pub fn fit_picker_score(train: &Dataset) -> Option<PickerScore> {
+    let with = train.origins.iter().filter(|o| o.score.is_some()).count();
+    let Some(scores) = train.scores() else {
+        if with > 0 {
+            eprintln!(
+                "picker score not used: {} of {} training picks have none; classifying on the image alone",
+                train.len() - with,
+                train.len()
+            );
+        }
+        return None;
+    };
+    match PickerScore::fit(&scores, &train.labels, train.classes.len()) {
+        Ok(ps) => {
+            eprintln!(
+                "picker score: combined with the image, calibrated on {} training picks (mean {:.4}, sd {:.4})",
+                train.len(),
+                ps.mean,
+                ps.sd
+            );
+            Some(ps)
+        }
+        Err(why) => {
+            eprintln!("picker score not used: {why}; classifying on the image alone");
+            None
+        }
+    }
+}
+
+/// A model's scores on labelled `data`: the network's probabilities, with each pick's picker
+/// score combined into them when `picker` is given (then both macro-F1s are printed, so the
+/// score's share of the result is plain).
+pub fn score_labelled(
+    model: &Classifier,
+    data: &Dataset,
+    mean_of_branches: bool,
+    picker: Option<&PickerScore>,
+    compute: &Compute,
+) -> Result<Scored> {
+    let image_only = score(model, data, mean_of_branches, &compute.device);
+    let Some(ps) = picker else {
+        return Ok(image_only);
+    };
+    let combined = image_only.with_picker_score(data, ps)?;
+    if !data.is_empty() {
+        eprintln!(
+            "macro-F1 on {} labelled picks: {:.3} on the image alone, {:.3} with the picker's score",
+            data.len(),
+            image_only.report.macro_f1,
+            combined.report.macro_f1
+        );
+    }
+    Ok(combined)
 }
 
 fn class_counts(data: &Dataset) -> Vec<String> {

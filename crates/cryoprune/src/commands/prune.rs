@@ -28,13 +28,13 @@ use cryoprune_formats::picks::Content;
 use cryoprune_formats::{micrograph_shape, Pick, PickFormat, PickSet};
 use cryoprune_image::pipeline::Job;
 use cryoprune_model::modeldir::{self, ModelSpec};
-use cryoprune_model::Classifier;
+use cryoprune_model::{Classifier, PickerScore};
 use cryoprune_train::classify::{classify_jobs, Unscored};
 use cryoprune_train::threshold::{self, Advice};
-use cryoprune_train::trainer::{argmax, score};
+use cryoprune_train::trainer::argmax;
 use serde::Serialize;
 
-use super::learning::{ComputeArgs, LabelArgs};
+use super::learning::{self, ComputeArgs, LabelArgs};
 use crate::report;
 
 #[derive(clap::Args)]
@@ -92,6 +92,10 @@ pub struct Args {
     /// Particles per network batch.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Classify on the image alone, ignoring the picker's score the model was trained to use
+    /// (for picks from another picker, or with no scores).
+    #[arg(long)]
+    no_picker_score: bool,
 }
 
 /// What became of one pick.
@@ -152,6 +156,8 @@ pub struct Summary {
     pub seconds: f64,
     pub particles_per_second: f64,
     pub threshold_advice: Option<Advice>,
+    /// Whether the picker's score was combined with the image.
+    pub picker_score: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -279,6 +285,10 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(c, &shape)| Placed { picks: c, shape })
         .collect();
     warnings.extend(coordinate_warnings(&placed));
+    let picker = spec.picker_score.as_ref().filter(|_| !args.no_picker_score);
+    if let Some(ps) = picker {
+        warnings.extend(check_picker_scores(&set, &active_pairs, ps, &args.model)?);
+    }
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -342,9 +352,18 @@ pub fn run(args: Args) -> Result<()> {
         &compute.device,
         |result| {
             let g = job_group[result.index];
-            for (o, r) in outcomes[g].iter_mut().zip(result.probs) {
+            for ((o, r), pick) in outcomes[g]
+                .iter_mut()
+                .zip(result.probs)
+                .zip(&set.micrographs[g].picks)
+            {
                 *o = match r {
-                    Ok(p) => Outcome::Scored(p.into_boxed_slice()),
+                    Ok(mut p) => {
+                        if let (Some(ps), Some(s)) = (picker, pick.score) {
+                            ps.combine(&mut p, s);
+                        }
+                        Outcome::Scored(p.into_boxed_slice())
+                    }
                     Err(Unscored::Outside) => Outcome::Unscored("outside the micrograph"),
                     Err(Unscored::Edge) => Outcome::Unscored("box past the edge"),
                 };
@@ -374,6 +393,7 @@ pub fn run(args: Args) -> Result<()> {
     summary.device = compute.description.clone();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.particles_per_second = summary.scored as f64 / network_seconds.max(1e-9);
+    summary.picker_score = picker.is_some();
 
     if let Some(path) = &args.scores {
         write_scores(path, &set, &spec.classes, &rule, &outcomes, &active)?;
@@ -387,7 +407,9 @@ pub fn run(args: Args) -> Result<()> {
             Outcome::Unscored(_) => None,
         })
         .collect();
-    summary.threshold_advice = advise(&args, &model, &spec, &rule, &dataset_p, threads, &compute)?;
+    summary.threshold_advice = advise(
+        &args, &model, &spec, picker, &rule, &dataset_p, threads, &compute,
+    )?;
 
     println!("{}", summary_text(&summary));
     if let Some(a) = &summary.threshold_advice {
@@ -414,6 +436,49 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("report written to {}", path.display());
     }
     Ok(())
+}
+
+/// Every pick to classify must carry a score when the model combines it with the image: one
+/// without is an error naming its file and row. A warning comes back when the scores sit far
+/// from those the model was calibrated on, the sign of another picker or another run.
+fn check_picker_scores(
+    set: &PickSet,
+    pairs: &[(usize, usize)],
+    ps: &PickerScore,
+    model: &Path,
+) -> Result<Option<String>> {
+    let mut scores = Vec::new();
+    for &(g, _) in pairs {
+        for p in &set.micrographs[g].picks {
+            match p.score {
+                Some(s) if s.is_finite() => scores.push(s),
+                _ => {
+                    let at = p.source.map_or_else(
+                        || set.micrographs[g].micrograph.clone(),
+                        |r| format!("{}, record {}", set.files[r.file].path.display(), r.row + 1),
+                    );
+                    bail!(
+                        "{at}: the pick at ({}, {}) has no score, and the model in {} combines the \
+                         picker's score with the image; pass --no-picker-score to classify on the \
+                         image alone",
+                        p.x,
+                        p.y,
+                        model.display()
+                    );
+                }
+            }
+        }
+    }
+    let shift = ps.shift(&scores);
+    Ok((shift > 3.0).then(|| {
+        format!(
+            "the picks' scores average {:.4}, {shift:.1} standard deviations from the mean the model \
+             was calibrated on ({:.4}): were they made by the same picker as the training labels? \
+             (--no-picker-score classifies on the image alone)",
+            scores.iter().sum::<f64>() / scores.len().max(1) as f64,
+            ps.mean
+        )
+    }))
 }
 
 /// The classes kept: those named, or the one that is plainly the particle class.
@@ -643,6 +708,7 @@ fn summarise(
         seconds: 0.0,
         particles_per_second: 0.0,
         threshold_advice: None,
+        picker_score: false,
     };
     for (g, m) in set.micrographs.iter().enumerate() {
         if !active[g] {
@@ -690,6 +756,9 @@ fn summary_text(s: &Summary) -> String {
         s.rejected,
         pct(s.rejected)
     );
+    if s.picker_score {
+        t.push_str("  evidence: the image and the picker's score\n");
+    }
     t.push_str(&format!(
         "  kept: {} by {}\n",
         s.keep.join(", "),
@@ -774,10 +843,12 @@ fn write_scores(
 
 /// The threshold table from labelled picks the model did not train on: `--labels` cut from the
 /// micrographs, else the validation picks the model directory keeps.
+#[allow(clippy::too_many_arguments)]
 fn advise(
     args: &Args,
     model: &Classifier,
     spec: &ModelSpec,
+    picker: Option<&PickerScore>,
     rule: &Rule,
     dataset_p: &[f64],
     threads: usize,
@@ -796,12 +867,13 @@ fn advise(
             &spec.preprocessing,
             threads,
         )?;
-        let scored = score(
+        let scored = learning::score_labelled(
             model,
             &data,
             spec.network.head.mean_of_branches,
-            &compute.device,
-        );
+            picker,
+            compute,
+        )?;
         (
             scored.probs.iter().map(|p| rule.p_keep(p)).collect(),
             data.labels.iter().map(|l| rule.keep.contains(l)).collect(),

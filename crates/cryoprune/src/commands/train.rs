@@ -16,7 +16,6 @@ use cryoprune_model::modeldir::{self, ModelSpec};
 use cryoprune_model::{load_backbone, ClassifierConfig, Pretrained};
 use cryoprune_train::diagnose::diagnose;
 use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
-use cryoprune_train::trainer::score;
 use cryoprune_train::{plot, Dataset};
 
 use super::learning::{self, ComputeArgs, LabelArgs, NetArgs, PrepArgs};
@@ -44,6 +43,10 @@ pub struct Args {
     prep: PrepArgs,
     #[command(flatten)]
     net: NetArgs,
+    /// Classify on the image alone, even when the labelled picks carry the picker's score (by
+    /// default the score's evidence is combined with the network's).
+    #[arg(long)]
+    no_picker_score: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Output model directory.
@@ -134,8 +137,18 @@ pub fn run(args: Args) -> Result<()> {
         trained.seconds, trained.best_epoch
     );
 
-    let infer = compute.device.clone();
-    let scored = score(&trained.model, &val_all, cfg.head.mean_of_branches, &infer);
+    let picker_score = if args.no_picker_score {
+        None
+    } else {
+        learning::fit_picker_score(&train_set)
+    };
+    let scored = learning::score_labelled(
+        &trained.model,
+        &val_all,
+        cfg.head.mean_of_branches,
+        picker_score.as_ref(),
+        &compute,
+    )?;
     let report = scored.report.clone();
     if !val_all.is_empty() {
         println!(
@@ -187,6 +200,7 @@ pub fn run(args: Args) -> Result<()> {
             "diagnosis": findings,
             "labels": args.labels.labels,
         }),
+        picker_score,
         weights_file: String::new(),
         weights_sha256: String::new(),
     };
