@@ -198,17 +198,21 @@ pub fn score(
     mean_of_branches: bool,
     device: &Device,
 ) -> Scored {
-    let probs = predict(model, data, 64, mean_of_branches, device);
-    let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-    let report = metrics::evaluate(&data.labels, &predicted, &data.classes);
-    Scored {
-        probs,
-        predicted,
-        report,
-    }
+    Scored::of(predict(model, data, 64, mean_of_branches, device), data)
 }
 
 impl Scored {
+    /// Class probabilities of `data`'s examples, scored against its labels.
+    pub fn of(probs: Vec<Vec<f32>>, data: &Dataset) -> Scored {
+        let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+        let report = metrics::evaluate(&data.labels, &predicted, &data.classes);
+        Scored {
+            probs,
+            predicted,
+            report,
+        }
+    }
+
     /// These scores with the picker's score of each pick combined into the probabilities.
     pub fn with_picker_score(&self, data: &Dataset, picker: &PickerScore) -> Result<Scored, Error> {
         let mut probs = self.probs.clone();
@@ -222,13 +226,7 @@ impl Scored {
             })?;
             picker.combine(p, s);
         }
-        let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-        let report = metrics::evaluate(&data.labels, &predicted, &data.classes);
-        Ok(Scored {
-            probs,
-            predicted,
-            report,
-        })
+        Ok(Scored::of(probs, data))
     }
 }
 

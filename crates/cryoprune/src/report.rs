@@ -64,9 +64,14 @@ pub fn write(path: &Path, input: &Input, pipeline: &Pipeline) -> Result<()> {
     );
     let _ = write!(
         html,
-        "<p>Model <code>{}</code> ({}, classes {}). Kept: <b>{}</b> by {}.</p>",
+        "<p>Model <code>{}</code> ({}{}, classes {}). Kept: <b>{}</b> by {}.</p>",
         esc(&input.model_dir.display().to_string()),
         esc(&input.spec.network.arch.to_string()),
+        if s.picker_score {
+            " with the picker's score"
+        } else {
+            ""
+        },
         esc(&classes.join(", ")),
         esc(&s.keep.join(", ")),
         match s.threshold {

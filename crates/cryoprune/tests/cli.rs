@@ -784,10 +784,15 @@ fn fewshot_writes_the_table_and_resumes() {
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["trials"].as_array().unwrap().len(), 8);
     // Topaz's scores are in the labels: each model is also scored with them combined.
-    assert!(table.contains("| + picker score |"), "{table}");
+    assert!(
+        table.contains("| + picker score | picker score alone |"),
+        "{table}"
+    );
     assert!(results["trials"].as_array().unwrap().iter().all(|t| {
-        let f = t["with_picker_score"]["macro_f1"].as_f64().unwrap();
-        (0.0..=1.0).contains(&f)
+        ["with_picker_score", "picker_score_alone"].iter().all(|c| {
+            let f = t[c]["macro_f1"].as_f64().unwrap();
+            (0.0..=1.0).contains(&f)
+        })
     }));
     // Nothing is redone on a rerun with the same settings.
     let o = cryoprune(&args);

@@ -669,12 +669,18 @@ fn the_picker_score_is_combined_with_the_image() {
         (cryoprune(&a), scores, out)
     };
     let picks = sim.join("picks.csv");
-    let (o, combined, _) = prune(&picks, "combined", &[]);
+    let report = root.join("report.html");
+    let (o, combined, _) = prune(&picks, "combined", &["--report", s(&report)]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("evidence: the image and the picker's score"),
         "{}",
         text(&o)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("small with the picker's score"),
+        "report says nothing of the score"
     );
     let (o, image, _) = prune(&picks, "image", &["--no-picker-score"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -17,11 +17,11 @@ use anyhow::{bail, Context, Result};
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_model::{load_backbone, Arch, ClassifierConfig, PickerScore, Pretrained};
 use cryoprune_train::sampling::{draw_shots, subsample};
-use cryoprune_train::trainer::score;
+use cryoprune_train::trainer::{score, Scored};
 use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
-use super::learning::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
+use super::learning::{self, ComputeArgs, LabelArgs, NetArgs, PrepArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -89,12 +89,25 @@ struct Trial {
     /// The same model with the picker's score combined (when the labels carry scores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     with_picker_score: Option<Metrics>,
+    /// The picker's score alone, calibrated on the same training picks: the picker as a user
+    /// with these labels could threshold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    picker_score_alone: Option<Metrics>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Metrics {
     macro_f1: f64,
     accuracy: f64,
+}
+
+impl Metrics {
+    fn of(s: &Scored) -> Metrics {
+        Metrics {
+            macro_f1: s.report.macro_f1,
+            accuracy: s.report.accuracy,
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -272,29 +285,48 @@ pub fn run(args: Args) -> Result<()> {
                         cfg.head.mean_of_branches,
                         &compute.device,
                     );
-                    let with_picker_score = match (train_set.scores(), test_set.scores()) {
+                    let calibration = match (train_set.scores(), test_set.scores()) {
                         (Some(s), Some(_)) => {
-                            match PickerScore::fit(&s, &train_set.labels, data.classes.len()) {
-                                Ok(ps) => {
-                                    let r = scored.with_picker_score(test_set, &ps)?.report;
-                                    Some(Metrics {
-                                        macro_f1: r.macro_f1,
-                                        accuracy: r.accuracy,
-                                    })
-                                }
-                                Err(_) => None,
-                            }
+                            PickerScore::fit(&s, &train_set.labels, data.classes.len())
+                                .ok()
+                                .map(|mut ps| {
+                                    learning::weigh_image(
+                                        &mut ps,
+                                        &trained.model,
+                                        &val,
+                                        cfg.head.mean_of_branches,
+                                        &compute,
+                                    );
+                                    ps
+                                })
                         }
                         _ => None,
+                    };
+                    let (with_picker_score, picker_score_alone) = match &calibration {
+                        Some(ps) => {
+                            let k = data.classes.len();
+                            let uniform = vec![vec![1.0 / k as f32; k]; test_set.len()];
+                            (
+                                Some(Metrics::of(&scored.with_picker_score(test_set, ps)?)),
+                                Some(Metrics::of(
+                                    &Scored::of(uniform, test_set)
+                                        .with_picker_score(test_set, ps)?,
+                                )),
+                            )
+                        }
+                        None => (None, None),
                     };
                     let report = scored.report;
                     eprintln!(
                         "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}{}, accuracy {:.3}, {train_seconds:.1} s (best epoch {})",
                         report.macro_f1,
-                        with_picker_score.map_or(String::new(), |m| format!(
-                            " ({:.3} with the picker's score)",
-                            m.macro_f1
-                        )),
+                        with_picker_score.zip(picker_score_alone).map_or(
+                            String::new(),
+                            |(with, alone)| format!(
+                                " ({:.3} with the picker's score, {:.3} for the score alone)",
+                                with.macro_f1, alone.macro_f1
+                            )
+                        ),
                         report.accuracy,
                         trained.best_epoch
                     );
@@ -310,6 +342,7 @@ pub fn run(args: Args) -> Result<()> {
                         best_epoch: trained.best_epoch,
                         test_picks: test_set.len(),
                         with_picker_score,
+                        picker_score_alone,
                     });
                     let json = serde_json::to_vec_pretty(&results)?;
                     write_atomic(&json_path, |w| w.write_all(&json))?;
@@ -325,8 +358,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (with the picker's
-/// score too, when the labels had scores), accuracy, training seconds per run.
+/// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (and, when the labels
+/// had the picker's score, of macro-F1 with it combined and of the score alone), accuracy,
+/// training seconds per run.
 fn markdown(trials: &[Trial], shots: &[usize]) -> String {
     let mut cells: BTreeMap<(String, String), BTreeMap<usize, Vec<&Trial>>> = BTreeMap::new();
     for t in trials {
@@ -337,25 +371,32 @@ fn markdown(trials: &[Trial], shots: &[usize]) -> String {
             .or_default()
             .push(t);
     }
-    let scored = trials.iter().any(|t| t.with_picker_score.is_some());
+    type Column = (&'static str, fn(&Trial) -> Option<Metrics>);
+    let optional: [Column; 2] = [
+        ("+ picker score", |t| t.with_picker_score),
+        ("picker score alone", |t| t.picker_score_alone),
+    ];
+    let columns: Vec<&Column> = optional
+        .iter()
+        .filter(|(_, get)| trials.iter().any(|t| get(t).is_some()))
+        .collect();
     let mut s = String::from("| network | variant |");
     for k in shots {
         s += &format!(" K = {k}: macro-F1 |");
-        if scored {
-            s += " + picker score |";
+        for (name, _) in &columns {
+            s += &format!(" {name} |");
         }
         s += " accuracy | s/run |";
     }
     s += "\n|---|---|";
     for _ in shots {
-        s += if scored {
-            "---|---|---|---|"
-        } else {
-            "---|---|---|"
-        };
+        s += &"---|".repeat(3 + columns.len());
     }
     s.push('\n');
     let cell = |v: &[f64]| {
+        if v.is_empty() {
+            return "–".to_string();
+        }
         let (m, sd) = mean_sd(v);
         format!("{m:.3} ± {sd:.3}")
     };
@@ -363,25 +404,17 @@ fn markdown(trials: &[Trial], shots: &[usize]) -> String {
         s += &format!("| {arch} | {variant} |");
         for k in shots {
             let Some(ts) = by_k.get(k) else {
-                s += if scored {
-                    " – | – | – | – |"
-                } else {
-                    " – | – | – |"
-                };
+                s += &" – |".repeat(3 + columns.len());
                 continue;
             };
             let f: Vec<f64> = ts.iter().map(|t| t.macro_f1).collect();
             s += &format!(" {} (n={}) |", cell(&f), ts.len());
-            if scored {
-                let with: Vec<f64> = ts
+            for (_, get) in &columns {
+                let v: Vec<f64> = ts
                     .iter()
-                    .filter_map(|t| t.with_picker_score.map(|m| m.macro_f1))
+                    .filter_map(|t| get(t).map(|m| m.macro_f1))
                     .collect();
-                s += &if with.is_empty() {
-                    " – |".to_string()
-                } else {
-                    format!(" {} |", cell(&with))
-                };
+                s += &format!(" {} |", cell(&v));
             }
             let a: Vec<f64> = ts.iter().map(|t| t.accuracy).collect();
             let (sec, _) = mean_sd(&ts.iter().map(|t| t.train_seconds).collect::<Vec<_>>());

@@ -477,6 +477,24 @@ pub fn fit_picker_score(train: &Dataset) -> Option<PickerScore> {
     }
 }
 
+/// Weighs the network against the picker's score by the validation picks `val` (see
+/// [`PickerScore::fit_image_weight`]); returns how many picks decided it (0: the weight stays 1).
+pub fn weigh_image(
+    ps: &mut PickerScore,
+    model: &Classifier,
+    val: &Dataset,
+    mean_of_branches: bool,
+    compute: &Compute,
+) -> usize {
+    match val.scores() {
+        Some(scores) => {
+            let probs = score(model, val, mean_of_branches, &compute.device).probs;
+            ps.fit_image_weight(&probs, &scores, &val.labels)
+        }
+        None => 0,
+    }
+}
+
 /// A model's scores on labelled `data`: the network's probabilities, with each pick's picker
 /// score combined into them when `picker` is given (then both macro-F1s are printed, so the
 /// score's share of the result is plain).

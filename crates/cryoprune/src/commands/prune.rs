@@ -439,7 +439,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Every pick to classify must carry a score when the model combines it with the image: one
-/// without is an error naming its file and row. A warning comes back when the scores sit far
+/// without is an error naming its file and record. A warning comes back when the scores sit far
 /// from those the model was calibrated on, the sign of another picker or another run.
 fn check_picker_scores(
     set: &PickSet,

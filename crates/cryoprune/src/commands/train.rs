@@ -137,11 +137,26 @@ pub fn run(args: Args) -> Result<()> {
         trained.seconds, trained.best_epoch
     );
 
-    let picker_score = if args.no_picker_score {
+    let mut picker_score = if args.no_picker_score {
         None
     } else {
         learning::fit_picker_score(&train_set)
     };
+    if let Some(ps) = &mut picker_score {
+        let n = learning::weigh_image(
+            ps,
+            &trained.model,
+            &val_epoch,
+            cfg.head.mean_of_branches,
+            &compute,
+        );
+        if n > 0 {
+            eprintln!(
+                "picker score: the network's log-probabilities weighted {:.2} against it (best fit to {n} validation picks)",
+                ps.image_weight
+            );
+        }
+    }
     let scored = learning::score_labelled(
         &trained.model,
         &val_all,
