@@ -283,20 +283,16 @@ fn galleries(html: &mut String, input: &Input, pipeline: &Pipeline) -> Result<()
                 scored.push((pr[c], margin, m, k));
             }
         }
+        let first = |s: &[(f32, f32, usize, usize)]| -> Chosen {
+            s.iter()
+                .take(GALLERY)
+                .map(|&(p, _, m, k)| (m, k, format!("{p:.3}")))
+                .collect()
+        };
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let confident = scored
-            .iter()
-            .take(GALLERY)
-            .map(|&(p, _, m, k)| (m, k, format!("{p:.3}")))
-            .collect();
+        rows.push((format!("{class}: most confident"), first(&scored)));
         scored.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let borderline = scored
-            .iter()
-            .take(GALLERY)
-            .map(|&(p, _, m, k)| (m, k, format!("{p:.3}")))
-            .collect();
-        rows.push((format!("{class}: most confident"), confident));
-        rows.push((format!("{class}: borderline"), borderline));
+        rows.push((format!("{class}: borderline"), first(&scored)));
     }
     let images = cut(input, pipeline, &rows)?;
     for ((title, chosen), imgs) in rows.iter().zip(images) {
