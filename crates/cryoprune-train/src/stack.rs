@@ -92,6 +92,8 @@ pub fn read(
             .map_err(|e| err(path, e.to_string().trim_start_matches("labels: ")))?,
     };
     let mut data = Dataset::empty(size, classes);
+    // The picker's score, as `extract` and RELION's Extract carry it into particle STARs.
+    let score_col = l.column("rlnAutopickFigureOfMerit");
     let mut cutter = BoxCutter::new(size, invert);
     let mut stacks: HashMap<&str, (PathBuf, MrcFile)> = HashMap::new();
     for (r, row) in l.rows.iter().enumerate() {
@@ -154,11 +156,24 @@ pub fn read(
             .read_section(index - 1)
             .map_err(|e| Error::Labels(e.to_string()))?;
         let img = Image::new(h.nx, h.ny, pixels);
+        let score = match score_col {
+            Some(c) => Some(row[c].trim().parse::<f64>().map_err(|_| {
+                err(
+                    path,
+                    format!(
+                        "{}_rlnAutopickFigureOfMerit `{}` is not a number",
+                        at(),
+                        row[c]
+                    ),
+                )
+            })?),
+            None => None,
+        };
         let origin = Origin {
             micrograph: name.to_string(),
             x: (h.nx / 2) as f64,
             y: (h.ny / 2) as f64,
-            score: None,
+            score,
         };
         cutter.push(&mut data, &img, file, index, label, origin)?;
     }
@@ -259,5 +274,17 @@ mod tests {
         .unwrap();
         let e = read(&star, 16, false, None).unwrap_err().to_string();
         assert!(e.contains("no label column"), "{e}");
+
+        // The figure of merit becomes each particle's picker score; a bad one names its line.
+        let head = "data_particles\nloop_\n_rlnImageName\n_label\n_rlnAutopickFigureOfMerit\n";
+        std::fs::write(&star, format!("{head}1@{s} a 0.25\n2@{s} b -1.5\n")).unwrap();
+        let data = read(&star, 16, false, None).unwrap();
+        assert_eq!(data.scores(), Some(vec![0.25, -1.5]));
+        std::fs::write(&star, format!("{head}1@{s} a 0.25\n2@{s} b high\n")).unwrap();
+        let e = read(&star, 16, false, None).unwrap_err().to_string();
+        assert!(
+            e.contains("line 7") && e.contains("`high` is not a number"),
+            "{e}"
+        );
     }
 }

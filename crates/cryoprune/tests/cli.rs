@@ -719,6 +719,9 @@ fn trains_and_evaluates_from_a_labelled_particle_star() {
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
     assert_eq!(spec["preprocessing"]["box_size"], 24);
+    // The STAR carries Topaz's score as the figure of merit, and training uses it.
+    assert!(written.contains("_rlnAutopickFigureOfMerit"), "{written}");
+    assert!(spec["picker_score"]["sd"].as_f64().unwrap() > 0.0, "{spec}");
 
     let json = dir.path().join("eval.json");
     let o = cryoprune(&[
