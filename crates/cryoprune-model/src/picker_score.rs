@@ -108,19 +108,14 @@ impl PickerScore {
             (0..n)
                 .map(|i| {
                     let logits = self.logits(&probs[i], scores[i], w);
-                    let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let total: f64 = logits.iter().map(|l| (l - top).exp()).sum();
-                    top + total.ln() - logits[labels[i]]
+                    log_sum_exp(&logits) - logits[labels[i]]
                 })
                 .sum()
         };
         self.image_weight = weight_grid()
             .map(|w| (nll(w), w))
-            .fold(
-                (f64::INFINITY, 1.0),
-                |best, c| if c.0 < best.0 { c } else { best },
-            )
-            .1;
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(1.0, |(_, w)| w);
         n
     }
 
@@ -141,19 +136,23 @@ impl PickerScore {
     /// Combines a network's class probabilities with the pick's score, in place.
     pub fn combine(&self, probs: &mut [f32], score: f64) {
         let logits = self.logits(probs, score, self.image_weight);
-        let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let total: f64 = logits.iter().map(|l| (l - top).exp()).sum();
+        let lse = log_sum_exp(&logits);
         for (p, l) in probs.iter_mut().zip(&logits) {
-            *p = ((l - top).exp() / total) as f32;
+            *p = (l - lse).exp() as f32;
         }
     }
 
-    /// How far, in training standard deviations, the mean of `scores` lies from the training
-    /// mean: a large shift means the picks were scored by another picker or another run.
-    pub fn shift(&self, scores: &[f64]) -> f64 {
-        let m = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
-        (m - self.mean).abs() / self.sd
+    /// How far, in training standard deviations, a mean score lies from the training mean: a
+    /// large shift means the picks were scored by another picker or another run.
+    pub fn shift(&self, mean: f64) -> f64 {
+        (mean - self.mean).abs() / self.sd
     }
+}
+
+/// ln Σ exp(v), without overflow: the normaliser of a softmax over `v`.
+fn log_sum_exp(v: &[f64]) -> f64 {
+    let top = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    top + v.iter().map(|x| (x - top).exp()).sum::<f64>().ln()
 }
 
 /// Multinomial logistic regression of `labels` on one standardised feature, with the ridge on
@@ -172,10 +171,9 @@ fn fit_softmax(z: &[f64], labels: &[usize], classes: usize) -> (Vec<f64>, Vec<f6
             for c in 0..classes {
                 p[c] = a[c] + b[c] * zi;
             }
-            let top = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let total: f64 = p.iter().map(|v| (v - top).exp()).sum();
+            let lse = log_sum_exp(&p);
             for c in 0..classes {
-                let r = (p[c] - top).exp() / total - f64::from(u8::from(c == yi));
+                let r = (p[c] - lse).exp() - f64::from(u8::from(c == yi));
                 ga[c] += r / n;
                 gb[c] += r * zi / n;
             }
@@ -319,7 +317,7 @@ mod tests {
     #[test]
     fn shift_is_in_training_standard_deviations() {
         let fit = PickerScore::fit(&[0.0, 2.0, 0.0, 2.0], &[0, 1, 0, 1], 2).unwrap();
-        assert!((fit.shift(&[4.0, 6.0]) - 4.0).abs() < 1e-12);
-        assert!(fit.shift(&[1.0]) < 1e-12);
+        assert!((fit.shift(5.0) - 4.0).abs() < 1e-12);
+        assert!(fit.shift(1.0) < 1e-12);
     }
 }

@@ -447,11 +447,14 @@ fn check_picker_scores(
     ps: &PickerScore,
     model: &Path,
 ) -> Result<Option<String>> {
-    let mut scores = Vec::new();
+    let (mut sum, mut count) = (0.0, 0usize);
     for &(g, _) in pairs {
         for p in &set.micrographs[g].picks {
             match p.score {
-                Some(s) if s.is_finite() => scores.push(s),
+                Some(s) if s.is_finite() => {
+                    sum += s;
+                    count += 1;
+                }
                 _ => {
                     let at = p.source.map_or_else(
                         || set.micrographs[g].micrograph.clone(),
@@ -469,13 +472,13 @@ fn check_picker_scores(
             }
         }
     }
-    let shift = ps.shift(&scores);
+    let mean = sum / count.max(1) as f64;
+    let shift = ps.shift(mean);
     Ok((shift > 3.0).then(|| {
         format!(
-            "the picks' scores average {:.4}, {shift:.1} standard deviations from the mean the model \
-             was calibrated on ({:.4}): were they made by the same picker as the training labels? \
-             (--no-picker-score classifies on the image alone)",
-            scores.iter().sum::<f64>() / scores.len().max(1) as f64,
+            "the picks' scores average {mean:.4}, {shift:.1} standard deviations from the mean the \
+             model was calibrated on ({:.4}): were they made by the same picker as the training \
+             labels? (--no-picker-score classifies on the image alone)",
             ps.mean
         )
     }))
