@@ -53,29 +53,8 @@ fn fixture() -> &'static Fixture {
         assert!(o.status.success(), "{}", text(&o));
         let model = dir.join("model");
         let mics = s(&sim.join("micrographs/*.mrc")).to_string();
-        let o = cryoprune(&[
-            "train",
-            "--micrographs",
-            &mics,
-            "--labels",
-            s(&sim.join("truth.csv")),
-            "--box",
-            "48",
-            "--input-size",
-            "32",
-            "--arch",
-            "small",
-            "--pretrained",
-            "none",
-            "--epochs",
-            "2",
-            "--val-fraction",
-            "0.3",
-            // Some formats below carry no score column, and every format must prune alike.
-            "--no-picker-score",
-            "--out",
-            s(&model),
-        ]);
+        // Some formats below carry no score column, and every format must prune alike.
+        let o = train_on_truth(&sim, &mics, &model, &["--no-picker-score"]);
         assert!(o.status.success(), "{}", text(&o));
         let set = PickSet::read(&[sim.join("picks.csv")], None).unwrap();
         let picks = set
@@ -111,6 +90,35 @@ fn fixture() -> &'static Fixture {
             threshold,
         }
     })
+}
+
+/// Trains the small two-epoch model on the simulation's truth (its labels carry the simulated
+/// picker's score), with further arguments.
+fn train_on_truth(sim: &Path, mics: &str, out: &Path, more: &[&str]) -> std::process::Output {
+    let truth = sim.join("truth.csv");
+    let mut a = vec![
+        "train",
+        "--micrographs",
+        mics,
+        "--labels",
+        s(&truth),
+        "--box",
+        "48",
+        "--input-size",
+        "32",
+        "--arch",
+        "small",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "2",
+        "--val-fraction",
+        "0.3",
+        "--out",
+        s(out),
+    ];
+    a.extend(more);
+    cryoprune(&a)
 }
 
 /// A note per pick that names its centre, so a row carrying the wrong note is caught.
@@ -624,23 +632,7 @@ fn the_picker_score_is_combined_with_the_image() {
     let _ = std::fs::remove_dir_all(&root);
     let model = root.join("model");
     let sim = f.dir.join("sim");
-    let o = cryoprune(&[
-        "train",
-        "--micrographs",
-        &f.mics,
-        "--labels",
-        s(&sim.join("truth.csv")),
-        "--box",
-        "48",
-        "--input-size",
-        "32",
-        "--epochs",
-        "2",
-        "--val-fraction",
-        "0.3",
-        "--out",
-        s(&model),
-    ]);
+    let o = train_on_truth(&sim, &f.mics, &model, &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("picker score: combined with the image"), "{t}");
