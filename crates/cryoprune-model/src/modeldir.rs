@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::classifier::{Classifier, ClassifierConfig};
-use crate::picker_score::PickerScore;
+use crate::pick_context::PickContext;
 
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 pub const SPEC_FILE: &str = "model.json";
@@ -54,10 +54,11 @@ pub struct ModelSpec {
     pub pretrained: String,
     /// Training settings and results, as the trainer recorded them.
     pub training: serde_json::Value,
-    /// The picker's score combined with the network's probabilities; absent when the labelled
-    /// picks had no scores or training was told not to use them.
+    /// What the box does not show (the picker's score, the distance from the edge), combined
+    /// with the network's probabilities; absent when training was told to use the image alone or
+    /// the labelled picks had neither.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub picker_score: Option<PickerScore>,
+    pub pick_context: Option<PickContext>,
     pub weights_file: String,
     pub weights_sha256: String,
 }
@@ -184,7 +185,7 @@ mod tests {
             },
             pretrained: "none".into(),
             training: serde_json::json!({"epochs": 1}),
-            picker_score: None,
+            pick_context: None,
             weights_file: String::new(),
             weights_sha256: String::new(),
         }

@@ -209,6 +209,7 @@ mod tests {
                         x: k as f64,
                         y: 0.0,
                         score: None,
+                        edge: None,
                     }));
                 Ok(())
             })

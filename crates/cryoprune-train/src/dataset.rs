@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use cryoprune_formats::names::match_micrographs;
 use cryoprune_formats::PickSet;
 use cryoprune_image::pipeline::{Job, Pipeline};
+use cryoprune_model::pick_context::{edge_distance, PickFacts};
 
 use crate::Error;
 
@@ -18,6 +19,18 @@ pub struct Origin {
     pub y: f64,
     /// The picker's score of the pick, when the label file has one.
     pub score: Option<f64>,
+    /// Distance to the micrograph's nearest edge in box sizes, capped at 1, when the particle
+    /// was cut from a micrograph here.
+    pub edge: Option<f64>,
+}
+
+impl Origin {
+    pub fn facts(&self) -> PickFacts {
+        PickFacts {
+            score: self.score,
+            edge: self.edge,
+        }
+    }
 }
 
 /// Square single-channel images with class indices.
@@ -91,9 +104,9 @@ impl Dataset {
         c
     }
 
-    /// Every example's picker score, when each has one.
-    pub fn scores(&self) -> Option<Vec<f64>> {
-        self.origins.iter().map(|o| o.score).collect()
+    /// What is known of each example besides its image.
+    pub fn facts(&self) -> Vec<PickFacts> {
+        self.origins.iter().map(Origin::facts).collect()
     }
 
     /// Indices of the examples whose micrograph name satisfies `keep`.
@@ -209,6 +222,12 @@ pub fn from_picks(
                     x: job.picks[k].0,
                     y: job.picks[k].1,
                     score: scores[k],
+                    edge: Some(edge_distance(
+                        job.picks[k].0,
+                        job.picks[k].1,
+                        out.shape,
+                        pipeline.extract.box_size,
+                    )),
                 });
             }
             Ok(())

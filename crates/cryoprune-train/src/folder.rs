@@ -95,6 +95,7 @@ pub fn read(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
                     x: (img.nx / 2) as f64,
                     y: (img.ny / 2) as f64,
                     score: None,
+                    edge: None,
                 };
                 cutter.push(&mut data, &img, &file, k, c, origin)?;
             }

@@ -174,6 +174,7 @@ pub fn read(
             x: (h.nx / 2) as f64,
             y: (h.ny / 2) as f64,
             score,
+            edge: None,
         };
         cutter.push(&mut data, &img, file, index, label, origin)?;
     }
@@ -279,7 +280,8 @@ mod tests {
         let head = "data_particles\nloop_\n_rlnImageName\n_label\n_rlnAutopickFigureOfMerit\n";
         std::fs::write(&star, format!("{head}1@{s} a 0.25\n2@{s} b -1.5\n")).unwrap();
         let data = read(&star, 16, false, None).unwrap();
-        assert_eq!(data.scores(), Some(vec![0.25, -1.5]));
+        let scores: Vec<_> = data.facts().iter().map(|f| f.score).collect();
+        assert_eq!(scores, [Some(0.25), Some(-1.5)]);
         std::fs::write(&star, format!("{head}1@{s} a 0.25\n2@{s} b high\n")).unwrap();
         let e = read(&star, 16, false, None).unwrap_err().to_string();
         assert!(

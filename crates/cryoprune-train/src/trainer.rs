@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
 use cryoprune_image::image::Image;
 use cryoprune_model::infer::batch_tensor;
-use cryoprune_model::{Classifier, HeadConfig, PickerScore, Predictor};
+use cryoprune_model::{Classifier, HeadConfig, PickContext, Predictor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -213,18 +213,23 @@ impl Scored {
         }
     }
 
-    /// These scores with the picker's score of each pick combined into the probabilities.
-    pub fn with_picker_score(&self, data: &Dataset, picker: &PickerScore) -> Result<Scored, Error> {
+    /// These scores with each pick's context (its picker score, its distance from the edge)
+    /// combined into the probabilities.
+    pub fn with_context(&self, data: &Dataset, context: &PickContext) -> Result<Scored, Error> {
         let mut probs = self.probs.clone();
         for (p, o) in probs.iter_mut().zip(&data.origins) {
-            let s = o.score.ok_or_else(|| {
-                Error::Labels(format!(
-                    "{}: the pick at ({}, {}) has no score, and the model combines the picker's \
-                     score with the image (--no-picker-score classifies on the image alone)",
-                    o.micrograph, o.x, o.y
-                ))
-            })?;
-            picker.combine(p, s);
+            let facts = o.facts();
+            if let Some(fact) = context.missing(&facts) {
+                return Err(Error::Labels(format!(
+                    "{}: the pick at ({}, {}) lacks {}, which the model combines with the image \
+                     (--image-only classifies on the image alone)",
+                    o.micrograph,
+                    o.x,
+                    o.y,
+                    fact.describe()
+                )));
+            }
+            context.combine(p, &facts);
         }
         Ok(Scored::of(probs, data))
     }

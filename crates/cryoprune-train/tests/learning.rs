@@ -103,6 +103,7 @@ fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
                 x: 0.0,
                 y: 0.0,
                 score: None,
+                edge: None,
             })
             .collect(),
         labels,

@@ -67,10 +67,10 @@ pub fn write(path: &Path, input: &Input, pipeline: &Pipeline) -> Result<()> {
         "<p>Model <code>{}</code> ({}{}, classes {}). Kept: <b>{}</b> by {}.</p>",
         esc(&input.model_dir.display().to_string()),
         esc(&input.spec.network.arch.to_string()),
-        if s.picker_score {
-            " with the picker's score"
+        if s.context.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(" with {}", esc(&s.context.join(" and ")))
         },
         esc(&classes.join(", ")),
         esc(&s.keep.join(", ")),

@@ -555,8 +555,12 @@ fn train_then_evaluate_on_real_topaz_labels() {
     assert_eq!(spec["network"]["arch"], "small");
     assert_eq!(spec["training"]["train_picks"], 16);
     // Topaz's scores are in the labels, so the model combines them with the image.
-    assert!(spec["picker_score"]["sd"].as_f64().unwrap() > 0.0, "{spec}");
-    assert!(t.contains("picker score: combined with the image"), "{t}");
+    assert_eq!(spec["pick_context"]["terms"][0]["fact"], "score", "{spec}");
+    assert!(
+        spec["pick_context"]["terms"][0]["sd"].as_f64().unwrap() > 0.0,
+        "{spec}"
+    );
+    assert!(t.contains("pick context: the picker's score"), "{t}");
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "header and three epochs");
     // 789 picks on this micrograph, less the 16 drawn, less those too close to the edge.
@@ -615,7 +619,7 @@ fn train_then_evaluate_on_real_topaz_labels() {
         (p - 1.0).abs() < 1e-3
     }));
 
-    // Both macro-F1s are printed; labels without scores need --no-picker-score, which then
+    // Both macro-F1s are printed; labels without scores need --image-only, which then
     // gives the image-alone figure.
     let both = t
         .lines()
@@ -646,11 +650,11 @@ fn train_then_evaluate_on_real_topaz_labels() {
     let o = eval_bare(&[]);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("has no score") && text(&o).contains("--no-picker-score"),
+        text(&o).contains("lacks the picker's score") && text(&o).contains("--image-only"),
         "{}",
         text(&o)
     );
-    let o = eval_bare(&["--no-picker-score"]);
+    let o = eval_bare(&["--image-only"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains(&format!("macro-F1 {image_alone}")),
@@ -719,9 +723,12 @@ fn trains_and_evaluates_from_a_labelled_particle_star() {
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
     assert_eq!(spec["preprocessing"]["box_size"], 24);
-    // The STAR carries Topaz's score as the figure of merit, and training uses it.
+    // The STAR carries Topaz's score as the figure of merit, and training uses it; particle
+    // images carry no micrograph, so no distance from its edge.
     assert!(written.contains("_rlnAutopickFigureOfMerit"), "{written}");
-    assert!(spec["picker_score"]["sd"].as_f64().unwrap() > 0.0, "{spec}");
+    let terms = spec["pick_context"]["terms"].as_array().unwrap();
+    assert_eq!(terms.len(), 1, "{spec}");
+    assert_eq!(terms[0]["fact"], "score", "{spec}");
 
     let json = dir.path().join("eval.json");
     let o = cryoprune(&[
@@ -786,16 +793,18 @@ fn fewshot_writes_the_table_and_resumes() {
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["trials"].as_array().unwrap().len(), 8);
-    // Topaz's scores are in the labels: each model is also scored with them combined.
+    // Picks on micrographs with Topaz's scores: each model is also scored with the context.
     assert!(
-        table.contains("| + picker score | picker score alone |"),
+        table.contains("| + pick context | pick context alone | picker score alone |"),
         "{table}"
     );
     assert!(results["trials"].as_array().unwrap().iter().all(|t| {
-        ["with_picker_score", "picker_score_alone"].iter().all(|c| {
-            let f = t[c]["macro_f1"].as_f64().unwrap();
-            (0.0..=1.0).contains(&f)
-        })
+        ["with_context", "context_alone", "picker_score_alone"]
+            .iter()
+            .all(|c| {
+                let f = t[c]["macro_f1"].as_f64().unwrap();
+                (0.0..=1.0).contains(&f)
+            })
     }));
     // Nothing is redone on a rerun with the same settings.
     let o = cryoprune(&args);

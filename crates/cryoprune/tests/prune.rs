@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use cryoprune_formats::npy::{StructArray, Value as NpyValue};
 use cryoprune_formats::picks::Content;
 use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
+use cryoprune_model::pick_context::edge_distance;
+use cryoprune_model::{PickContext, PickFacts};
 use serde_json::json;
 
 mod common;
@@ -54,7 +56,7 @@ fn fixture() -> &'static Fixture {
         let model = dir.join("model");
         let mics = s(&sim.join("micrographs/*.mrc")).to_string();
         // Some formats below carry no score column, and every format must prune alike.
-        let o = train_on_truth(&sim, &mics, &model, &["--no-picker-score"]);
+        let o = train_on_truth(&sim, &mics, &model, &["--image-only"]);
         assert!(o.status.success(), "{}", text(&o));
         let set = PickSet::read(&[sim.join("picks.csv")], None).unwrap();
         let picks = set
@@ -621,26 +623,25 @@ fn warns_when_picks_look_binned() {
     assert!(text(&o).contains("try --scale 2"), "{}", text(&o));
 }
 
-/// A model trained on scored labels combines each pick's score with the image: prune's
-/// probabilities are the image-only ones times the score's likelihood ratio, picks without a
-/// score are refused (naming file and record) unless --no-picker-score, and scores from
-/// elsewhere are warned about.
+/// A model trained on scored labels combines each pick's score and distance from the edge with
+/// the image: prune's probabilities are the image-only ones times the context's likelihood
+/// ratio, picks without a score are refused (naming file and record) unless --image-only, and
+/// scores from elsewhere are warned about.
 #[test]
-fn the_picker_score_is_combined_with_the_image() {
+fn the_pick_context_is_combined_with_the_image() {
     let f = fixture();
-    let root = f.dir.join("picker_score");
+    let root = f.dir.join("pick_context");
     let _ = std::fs::remove_dir_all(&root);
     let model = root.join("model");
     let sim = f.dir.join("sim");
     let o = train_on_truth(&sim, &f.mics, &model, &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(t.contains("picker score: combined with the image"), "{t}");
-    assert!(t.contains("with the picker's score"), "{t}");
+    assert!(t.contains("pick context: the picker's score"), "{t}");
+    assert!(t.contains("with the pick context"), "{t}");
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
-    let ps: cryoprune_model::PickerScore =
-        serde_json::from_value(spec["picker_score"].clone()).unwrap();
+    let ctx: PickContext = serde_json::from_value(spec["pick_context"].clone()).unwrap();
 
     let prune = |picks: &Path, out: &str, more: &[&str]| {
         let scores = root.join(format!("{out}.csv"));
@@ -665,7 +666,7 @@ fn the_picker_score_is_combined_with_the_image() {
     let (o, combined, _) = prune(&picks, "combined", &["--report", s(&report)]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("evidence: the image and the picker's score"),
+        text(&o).contains("evidence: the image, the picker's score"),
         "{}",
         text(&o)
     );
@@ -674,7 +675,7 @@ fn the_picker_score_is_combined_with_the_image() {
         html.contains("small with the picker's score"),
         "report says nothing of the score"
     );
-    let (o, image, _) = prune(&picks, "image", &["--no-picker-score"]);
+    let (o, image, _) = prune(&picks, "image", &["--image-only"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("evidence:"), "{}", text(&o));
     let (combined, image) = (class_probabilities(&combined), class_probabilities(&image));
@@ -682,7 +683,11 @@ fn the_picker_score_is_combined_with_the_image() {
     for (mic, x, y, sc) in &f.picks {
         let k = key(mic, *x, *y);
         let mut expected = image[&k].clone();
-        ps.combine(&mut expected, *sc);
+        let facts = PickFacts {
+            score: Some(*sc),
+            edge: Some(edge_distance(*x, *y, (SIZE, SIZE), BOX as usize)),
+        };
+        ctx.combine(&mut expected, &facts);
         let got = &combined[&k];
         for (g, e) in got.iter().zip(&expected) {
             assert!((g - e).abs() < 2e-4, "{k:?}: {got:?} against {expected:?}");
@@ -691,7 +696,7 @@ fn the_picker_score_is_combined_with_the_image() {
     }
     assert!(
         moved > f.picks.len() / 4,
-        "the score moved only {moved} picks"
+        "the context moved only {moved} picks"
     );
 
     // Picks without a score: refused, with the file and record named, and nothing written.
@@ -705,11 +710,11 @@ fn the_picker_score_is_combined_with_the_image() {
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(
-        t.contains("bare.csv, record 1") && t.contains("--no-picker-score"),
+        t.contains("bare.csv, record 1") && t.contains("--image-only"),
         "{t}"
     );
     assert!(!out.join("bare.csv").exists());
-    let (o, _, _) = prune(&bare, "bare_image", &["--no-picker-score"]);
+    let (o, _, _) = prune(&bare, "bare_image", &["--image-only"]);
     assert!(o.status.success(), "{}", text(&o));
 
     // Scores on another scale (another picker): pruned, with a warning.

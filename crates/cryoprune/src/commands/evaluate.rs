@@ -35,9 +35,10 @@ pub struct Args {
     /// Write the scores as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Classify on the image alone, ignoring the picker's score the model was trained to use.
+    /// Classify on the image alone, ignoring the pick context (picker score, distance from the
+    /// edge) the model was trained to combine with it.
     #[arg(long)]
-    no_picker_score: bool,
+    image_only: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -53,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         &model,
         &data,
         spec.network.head.mean_of_branches,
-        spec.picker_score.as_ref().filter(|_| !args.no_picker_score),
+        spec.pick_context.as_ref().filter(|_| !args.image_only),
         &compute,
     )?;
     let report = &scored.report;

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_model::{load_backbone, Arch, ClassifierConfig, PickerScore, Pretrained};
+use cryoprune_model::{load_backbone, Arch, ClassifierConfig, PickContext, PickFacts, Pretrained};
 use cryoprune_train::sampling::{draw_shots, subsample};
 use cryoprune_train::trainer::{score, Scored};
 use cryoprune_train::Dataset;
@@ -86,9 +86,12 @@ struct Trial {
     train_seconds: f64,
     best_epoch: usize,
     test_picks: usize,
-    /// The same model with the picker's score combined (when the labels carry scores).
+    /// The same model with the pick context combined (picker score, distance from the edge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    with_picker_score: Option<Metrics>,
+    with_context: Option<Metrics>,
+    /// The pick context alone, fitted on the same training picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context_alone: Option<Metrics>,
     /// The picker's score alone, calibrated on the same training picks: the picker as a user
     /// with these labels could threshold it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,46 +288,38 @@ pub fn run(args: Args) -> Result<()> {
                         cfg.head.mean_of_branches,
                         &compute.device,
                     );
-                    let calibration = match (train_set.scores(), test_set.scores()) {
-                        (Some(s), Some(_)) => {
-                            PickerScore::fit(&s, &train_set.labels, data.classes.len())
-                                .ok()
-                                .map(|mut ps| {
-                                    learning::weigh_image(
-                                        &mut ps,
-                                        &trained.model,
-                                        &val,
-                                        cfg.head.mean_of_branches,
-                                        &compute,
-                                    );
-                                    ps
-                                })
-                        }
-                        _ => None,
+                    let context = fit_context(&train_set, test_set, |f| f).map(|mut ctx| {
+                        learning::weigh_image(
+                            &mut ctx,
+                            &trained.model,
+                            &val,
+                            cfg.head.mean_of_branches,
+                            &compute,
+                        );
+                        ctx
+                    });
+                    let with_context = match &context {
+                        Some(ctx) => Some(Metrics::of(&scored.with_context(test_set, ctx)?)),
+                        None => None,
                     };
-                    let (with_picker_score, picker_score_alone) = match &calibration {
-                        Some(ps) => {
-                            let k = data.classes.len();
-                            let uniform = vec![vec![1.0 / k as f32; k]; test_set.len()];
-                            (
-                                Some(Metrics::of(&scored.with_picker_score(test_set, ps)?)),
-                                Some(Metrics::of(
-                                    &Scored::of(uniform, test_set)
-                                        .with_picker_score(test_set, ps)?,
-                                )),
-                            )
-                        }
-                        None => (None, None),
-                    };
+                    let context_alone = context.as_ref().map(|c| alone(c, test_set, |f| f));
+                    let score_only = |f: PickFacts| PickFacts { edge: None, ..f };
+                    let picker_score_alone = fit_context(&train_set, test_set, score_only)
+                        .map(|c| alone(&c, test_set, score_only));
                     let report = scored.report;
                     eprintln!(
                         "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}{}, accuracy {:.3}, {train_seconds:.1} s (best epoch {})",
                         report.macro_f1,
-                        with_picker_score.zip(picker_score_alone).map_or(
+                        with_context.zip(context_alone).map_or(
                             String::new(),
                             |(with, alone)| format!(
-                                " ({:.3} with the picker's score, {:.3} for the score alone)",
-                                with.macro_f1, alone.macro_f1
+                                " ({:.3} with the pick context, {:.3} for the context alone{})",
+                                with.macro_f1,
+                                alone.macro_f1,
+                                picker_score_alone.map_or(String::new(), |m| format!(
+                                    ", {:.3} for the picker's score alone",
+                                    m.macro_f1
+                                ))
                             )
                         ),
                         report.accuracy,
@@ -341,7 +336,8 @@ pub fn run(args: Args) -> Result<()> {
                         train_seconds,
                         best_epoch: trained.best_epoch,
                         test_picks: test_set.len(),
-                        with_picker_score,
+                        with_context,
+                        context_alone,
                         picker_score_alone,
                     });
                     let json = serde_json::to_vec_pretty(&results)?;
@@ -372,8 +368,9 @@ fn markdown(trials: &[Trial], shots: &[usize]) -> String {
             .push(t);
     }
     type Column = (&'static str, fn(&Trial) -> Option<Metrics>);
-    let optional: [Column; 2] = [
-        ("+ picker score", |t| t.with_picker_score),
+    let optional: [Column; 3] = [
+        ("+ pick context", |t| t.with_context),
+        ("pick context alone", |t| t.context_alone),
         ("picker score alone", |t| t.picker_score_alone),
     ];
     let columns: Vec<&Column> = optional
@@ -423,4 +420,29 @@ fn markdown(trials: &[Trial], shots: &[usize]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The pick context fitted on the training picks' facts (as `view` sees them), when every test
+/// pick has the facts it uses.
+fn fit_context(
+    train: &Dataset,
+    test: &Dataset,
+    view: impl Fn(PickFacts) -> PickFacts,
+) -> Option<PickContext> {
+    let facts: Vec<PickFacts> = train.facts().into_iter().map(&view).collect();
+    let ctx = PickContext::fit(&facts, &train.labels, train.classes.len()).ok()?;
+    test.facts()
+        .into_iter()
+        .all(|f| ctx.missing(&view(f)).is_none())
+        .then_some(ctx)
+}
+
+/// The test picks scored by the context alone, as a user with only those facts could.
+fn alone(ctx: &PickContext, test: &Dataset, view: impl Fn(PickFacts) -> PickFacts) -> Metrics {
+    let probs = test
+        .facts()
+        .into_iter()
+        .map(|f| ctx.alone(&view(f)))
+        .collect();
+    Metrics::of(&Scored::of(probs, test))
 }

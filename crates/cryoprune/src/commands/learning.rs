@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::{PickFormat, PickSet};
 use cryoprune_image::augment::Augment;
-use cryoprune_model::{Arch, Classifier, Compute, HeadConfig, PickerScore, Preprocessing};
+use cryoprune_model::{Arch, Classifier, Compute, HeadConfig, PickContext, Preprocessing};
 use cryoprune_train::dataset::{self, Coverage};
 use cryoprune_train::schedule::Schedule;
 use cryoprune_train::stack;
@@ -446,73 +446,57 @@ pub fn write_predictions(path: &Path, data: &Dataset, scored: &Scored) -> Result
     Ok(())
 }
 
-/// The picker-score calibration from the training picks, or `None` (saying why on stderr when
-/// some picks do have scores) when it cannot be fitted.
-pub fn fit_picker_score(train: &Dataset) -> Option<PickerScore> {
-    let with = train.origins.iter().filter(|o| o.score.is_some()).count();
-    let Some(scores) = train.scores() else {
-        if with > 0 {
+/// The pick context fitted on the training picks, or `None` (saying why on stderr) when no fact
+/// can serve.
+pub fn fit_context(train: &Dataset) -> Option<PickContext> {
+    match PickContext::fit(&train.facts(), &train.labels, train.classes.len()) {
+        Ok(ctx) => {
+            let facts: Vec<&str> = ctx.facts().map(|f| f.describe()).collect();
             eprintln!(
-                "picker score not used: {} of {} training picks have none; classifying on the image alone",
-                train.len() - with,
+                "pick context: {} combined with the image, calibrated on {} training picks",
+                facts.join(" and "),
                 train.len()
             );
-        }
-        return None;
-    };
-    match PickerScore::fit(&scores, &train.labels, train.classes.len()) {
-        Ok(ps) => {
-            eprintln!(
-                "picker score: combined with the image, calibrated on {} training picks (mean {:.4}, sd {:.4})",
-                train.len(),
-                ps.mean,
-                ps.sd
-            );
-            Some(ps)
+            Some(ctx)
         }
         Err(why) => {
-            eprintln!("picker score not used: {why}; classifying on the image alone");
+            eprintln!("pick context not used ({why}); classifying on the image alone");
             None
         }
     }
 }
 
-/// Weighs the network against the picker's score by the validation picks `val` (see
-/// [`PickerScore::fit_image_weight`]); returns how many picks decided it (0: the weight stays 1).
+/// Weighs the network against the pick context by the validation picks `val` (see
+/// [`PickContext::fit_image_weight`]); returns how many picks decided it (0: the weight stays 1).
 pub fn weigh_image(
-    ps: &mut PickerScore,
+    ctx: &mut PickContext,
     model: &Classifier,
     val: &Dataset,
     mean_of_branches: bool,
     compute: &Compute,
 ) -> usize {
-    match val.scores() {
-        Some(scores) => {
-            let probs = score(model, val, mean_of_branches, &compute.device).probs;
-            ps.fit_image_weight(&probs, &scores, &val.labels)
-        }
-        None => 0,
-    }
+    let probs = score(model, val, mean_of_branches, &compute.device).probs;
+    ctx.fit_image_weight(&probs, &val.facts(), &val.labels)
 }
 
-/// A model's scores on labelled `data`: the network's probabilities, with each pick's picker
-/// score combined into them when `picker` is given (then both macro-F1s are printed, so the
-/// score's share of the result is plain).
+/// A model's scores on labelled `data`: the network's probabilities, with each pick's context
+/// combined into them when `context` is given (then both macro-F1s are printed, so the
+/// context's share of the result is plain).
 pub fn score_labelled(
     model: &Classifier,
     data: &Dataset,
     mean_of_branches: bool,
-    picker: Option<&PickerScore>,
+    context: Option<&PickContext>,
     compute: &Compute,
 ) -> Result<Scored> {
     let image_only = score(model, data, mean_of_branches, &compute.device);
-    let Some(ps) = picker else {
+    let Some(ctx) = context else {
         return Ok(image_only);
     };
-    let combined = image_only.with_picker_score(data, ps)?;
+    let combined = image_only.with_context(data, ctx)?;
     if !data.is_empty() {
         eprintln!(
-            "macro-F1 on {} labelled picks: {:.3} on the image alone, {:.3} with the picker's score",
+            "macro-F1 on {} labelled picks: {:.3} on the image alone, {:.3} with the pick context",
             data.len(),
             image_only.report.macro_f1,
             combined.report.macro_f1

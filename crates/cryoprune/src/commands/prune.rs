@@ -28,7 +28,8 @@ use cryoprune_formats::picks::Content;
 use cryoprune_formats::{micrograph_shape, Pick, PickFormat, PickSet};
 use cryoprune_image::pipeline::Job;
 use cryoprune_model::modeldir::{self, ModelSpec};
-use cryoprune_model::{Classifier, PickerScore};
+use cryoprune_model::pick_context::edge_distance;
+use cryoprune_model::{Classifier, PickContext, PickFacts};
 use cryoprune_train::classify::{classify_jobs, Unscored};
 use cryoprune_train::threshold::{self, Advice};
 use cryoprune_train::trainer::argmax;
@@ -92,10 +93,11 @@ pub struct Args {
     /// Particles per network batch.
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Classify on the image alone, ignoring the picker's score the model was trained to use
-    /// (for picks from another picker, or with no scores).
+    /// Classify on the image alone, ignoring the pick context (picker score, distance from the
+    /// edge) the model was trained to combine with it: for picks from another picker, or with
+    /// no scores.
     #[arg(long)]
-    no_picker_score: bool,
+    image_only: bool,
 }
 
 /// What became of one pick.
@@ -156,8 +158,8 @@ pub struct Summary {
     pub seconds: f64,
     pub particles_per_second: f64,
     pub threshold_advice: Option<Advice>,
-    /// Whether the picker's score was combined with the image.
-    pub picker_score: bool,
+    /// What was combined with the image besides it, in words (empty: the image alone).
+    pub context: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -285,9 +287,9 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(c, &shape)| Placed { picks: c, shape })
         .collect();
     warnings.extend(coordinate_warnings(&placed));
-    let picker = spec.picker_score.as_ref().filter(|_| !args.no_picker_score);
-    if let Some(ps) = picker {
-        warnings.extend(check_picker_scores(&set, &active_pairs, ps, &args.model)?);
+    let context = spec.pick_context.as_ref().filter(|_| !args.image_only);
+    if let Some(ctx) = context {
+        warnings.extend(check_picker_scores(&set, &active_pairs, ctx, &args.model)?);
     }
     for w in &warnings {
         tracing::warn!("{w}");
@@ -352,15 +354,25 @@ pub fn run(args: Args) -> Result<()> {
         &compute.device,
         |result| {
             let g = job_group[result.index];
-            for ((o, r), pick) in outcomes[g]
+            for (((o, r), pick), centre) in outcomes[g]
                 .iter_mut()
                 .zip(result.probs)
                 .zip(&set.micrographs[g].picks)
+                .zip(&jobs[result.index].picks)
             {
                 *o = match r {
                     Ok(mut p) => {
-                        if let (Some(ps), Some(s)) = (picker, pick.score) {
-                            ps.combine(&mut p, s);
+                        if let Some(ctx) = context {
+                            let facts = PickFacts {
+                                score: pick.score,
+                                edge: Some(edge_distance(
+                                    centre.0,
+                                    centre.1,
+                                    result.shape,
+                                    spec.preprocessing.box_size,
+                                )),
+                            };
+                            ctx.combine(&mut p, &facts);
                         }
                         Outcome::Scored(p.into_boxed_slice())
                     }
@@ -393,7 +405,9 @@ pub fn run(args: Args) -> Result<()> {
     summary.device = compute.description.clone();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.particles_per_second = summary.scored as f64 / network_seconds.max(1e-9);
-    summary.picker_score = picker.is_some();
+    summary.context = context
+        .map(|c| c.facts().map(|f| f.describe().to_string()).collect())
+        .unwrap_or_default();
 
     if let Some(path) = &args.scores {
         write_scores(path, &set, &spec.classes, &rule, &outcomes, &active)?;
@@ -408,7 +422,7 @@ pub fn run(args: Args) -> Result<()> {
         })
         .collect();
     summary.threshold_advice = advise(
-        &args, &model, &spec, picker, &rule, &dataset_p, threads, &compute,
+        &args, &model, &spec, context, &rule, &dataset_p, threads, &compute,
     )?;
 
     println!("{}", summary_text(&summary));
@@ -438,15 +452,18 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Every pick to classify must carry a score when the model combines it with the image: one
-/// without is an error naming its file and record. A warning comes back when the scores sit far
-/// from those the model was calibrated on, the sign of another picker or another run.
+/// Every pick to classify must carry a score when the model combines the score with the image:
+/// one without is an error naming its file and record. A warning comes back when the scores sit
+/// far from those the model was calibrated on, the sign of another picker or another run.
 fn check_picker_scores(
     set: &PickSet,
     pairs: &[(usize, usize)],
-    ps: &PickerScore,
+    ctx: &PickContext,
     model: &Path,
 ) -> Result<Option<String>> {
+    let Some(term) = ctx.score_term() else {
+        return Ok(None);
+    };
     let (mut sum, mut count) = (0.0, 0usize);
     for &(g, _) in pairs {
         for p in &set.micrographs[g].picks {
@@ -462,7 +479,7 @@ fn check_picker_scores(
                     );
                     bail!(
                         "{at}: the pick at ({}, {}) has no score, and the model in {} combines the \
-                         picker's score with the image; pass --no-picker-score to classify on the \
+                         picker's score with the image; pass --image-only to classify on the image \
                          image alone",
                         p.x,
                         p.y,
@@ -473,13 +490,13 @@ fn check_picker_scores(
         }
     }
     let mean = sum / count.max(1) as f64;
-    let shift = ps.shift(mean);
+    let shift = term.shift(mean);
     Ok((shift > 3.0).then(|| {
         format!(
             "the picks' scores average {mean:.4}, {shift:.1} standard deviations from the mean the \
              model was calibrated on ({:.4}): were they made by the same picker as the training \
-             labels? (--no-picker-score classifies on the image alone)",
-            ps.mean
+             labels? (--image-only classifies on the image alone)",
+            term.mean
         )
     }))
 }
@@ -711,7 +728,7 @@ fn summarise(
         seconds: 0.0,
         particles_per_second: 0.0,
         threshold_advice: None,
-        picker_score: false,
+        context: Vec::new(),
     };
     for (g, m) in set.micrographs.iter().enumerate() {
         if !active[g] {
@@ -759,8 +776,11 @@ fn summary_text(s: &Summary) -> String {
         s.rejected,
         pct(s.rejected)
     );
-    if s.picker_score {
-        t.push_str("  evidence: the image and the picker's score\n");
+    if !s.context.is_empty() {
+        t.push_str(&format!(
+            "  evidence: the image, {}\n",
+            s.context.join(" and ")
+        ));
     }
     t.push_str(&format!(
         "  kept: {} by {}\n",
@@ -851,7 +871,7 @@ fn advise(
     args: &Args,
     model: &Classifier,
     spec: &ModelSpec,
-    picker: Option<&PickerScore>,
+    context: Option<&PickContext>,
     rule: &Rule,
     dataset_p: &[f64],
     threads: usize,
@@ -874,7 +894,7 @@ fn advise(
             model,
             &data,
             spec.network.head.mean_of_branches,
-            picker,
+            context,
             compute,
         )?;
         (

@@ -43,10 +43,11 @@ pub struct Args {
     prep: PrepArgs,
     #[command(flatten)]
     net: NetArgs,
-    /// Classify on the image alone, even when the labelled picks carry the picker's score (by
-    /// default the score's evidence is combined with the network's).
+    /// Classify on the image alone. By default what the box does not show is combined with the
+    /// network's evidence: the picker's score, when the labelled picks carry one, and the pick's
+    /// distance from the micrograph edge.
     #[arg(long)]
-    no_picker_score: bool,
+    image_only: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Output model directory.
@@ -137,14 +138,14 @@ pub fn run(args: Args) -> Result<()> {
         trained.seconds, trained.best_epoch
     );
 
-    let mut picker_score = if args.no_picker_score {
+    let mut pick_context = if args.image_only {
         None
     } else {
-        learning::fit_picker_score(&train_set)
+        learning::fit_context(&train_set)
     };
-    if let Some(ps) = &mut picker_score {
+    if let Some(ctx) = &mut pick_context {
         let n = learning::weigh_image(
-            ps,
+            ctx,
             &trained.model,
             &val_epoch,
             cfg.head.mean_of_branches,
@@ -152,8 +153,8 @@ pub fn run(args: Args) -> Result<()> {
         );
         if n > 0 {
             eprintln!(
-                "picker score: the network's log-probabilities weighted {:.2} against it (best fit to {n} validation picks)",
-                ps.image_weight
+                "pick context: the network's log-probabilities weighted {:.2} against it (best fit to {n} validation picks)",
+                ctx.image_weight
             );
         }
     }
@@ -161,7 +162,7 @@ pub fn run(args: Args) -> Result<()> {
         &trained.model,
         &val_all,
         cfg.head.mean_of_branches,
-        picker_score.as_ref(),
+        pick_context.as_ref(),
         &compute,
     )?;
     let report = scored.report.clone();
@@ -215,7 +216,7 @@ pub fn run(args: Args) -> Result<()> {
             "diagnosis": findings,
             "labels": args.labels.labels,
         }),
-        picker_score,
+        pick_context,
         weights_file: String::new(),
         weights_sha256: String::new(),
     };
