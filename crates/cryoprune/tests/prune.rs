@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use cryoprune_formats::npy::{StructArray, Value as NpyValue};
 use cryoprune_formats::picks::Content;
 use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
-use cryoprune_model::pick_context::edge_distance;
+use cryoprune_model::pick_context::{edge_distance, Fact};
 use cryoprune_model::{PickContext, PickFacts};
 use serde_json::json;
 
@@ -642,6 +642,8 @@ fn the_pick_context_is_combined_with_the_image() {
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
     let ctx: PickContext = serde_json::from_value(spec["pick_context"].clone()).unwrap();
+    // The simulated picks reach the micrograph edges, so both facts have a term.
+    assert_eq!(ctx.facts().collect::<Vec<_>>(), [Fact::Score, Fact::Edge]);
 
     let prune = |picks: &Path, out: &str, more: &[&str]| {
         let scores = root.join(format!("{out}.csv"));
