@@ -457,6 +457,14 @@ pub fn fit_context(train: &Dataset) -> Option<PickContext> {
                 facts.join(" and "),
                 train.len()
             );
+            let scored = train.origins.iter().filter(|o| o.score.is_some()).count();
+            if scored > 0 && scored < train.len() {
+                eprintln!(
+                    "pick context: the picker's score not used, {} of {} training picks have none",
+                    train.len() - scored,
+                    train.len()
+                );
+            }
             Some(ctx)
         }
         Err(why) => {
