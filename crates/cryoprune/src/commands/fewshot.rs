@@ -354,9 +354,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (and, when the labels
-/// had the picker's score, of macro-F1 with it combined and of the score alone), accuracy,
-/// training seconds per run.
+/// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (and, when the picks
+/// had a pick context, of macro-F1 with it combined, of the context alone and of the picker's
+/// score alone), accuracy, training seconds per run.
 fn markdown(trials: &[Trial], shots: &[usize]) -> String {
     let mut cells: BTreeMap<(String, String), BTreeMap<usize, Vec<&Trial>>> = BTreeMap::new();
     for t in trials {

@@ -480,7 +480,7 @@ fn check_picker_scores(
                     bail!(
                         "{at}: the pick at ({}, {}) has no score, and the model in {} combines the \
                          picker's score with the image; pass --image-only to classify on the image \
-                         image alone",
+                         alone",
                         p.x,
                         p.y,
                         model.display()
