@@ -497,7 +497,20 @@ pub fn score_labelled(
     context: Option<&PickContext>,
     compute: &Compute,
 ) -> Result<Scored> {
-    let image_only = score(model, data, mean_of_branches, &compute.device);
+    with_context(
+        score(model, data, mean_of_branches, &compute.device),
+        data,
+        context,
+    )
+}
+
+/// The network's scores `image_only` of labelled `data`, with each pick's context combined into
+/// them when `context` is given (then both macro-F1s are printed).
+pub fn with_context(
+    image_only: Scored,
+    data: &Dataset,
+    context: Option<&PickContext>,
+) -> Result<Scored> {
     let Some(ctx) = context else {
         return Ok(image_only);
     };

@@ -16,6 +16,7 @@ use cryoprune_model::modeldir::{self, ModelSpec};
 use cryoprune_model::{load_backbone, ClassifierConfig, Pretrained};
 use cryoprune_train::diagnose::diagnose;
 use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
+use cryoprune_train::trainer::score;
 use cryoprune_train::{plot, Dataset};
 
 use super::learning::{self, ComputeArgs, LabelArgs, NetArgs, PrepArgs};
@@ -83,13 +84,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     let train_set = data.subset(&split.train);
     let val_all = data.subset(&split.rest);
-    let val_epoch = val_all.subset(&subsample(
+    let epoch_picks = subsample(
         &val_all.labels,
         data.classes.len(),
         &(0..val_all.len()).collect::<Vec<_>>(),
         args.val_max,
         args.seed,
-    ));
+    );
+    let val_epoch = val_all.subset(&epoch_picks);
     eprintln!(
         "training on {} picks ({}), validating on {} held out",
         train_set.len(),
@@ -143,14 +145,20 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         learning::fit_context(&train_set)
     };
+    // The network scores every held-out pick once; the weight is fitted on the epoch-validation
+    // picks among them.
+    let image_only = score(
+        &trained.model,
+        &val_all,
+        cfg.head.mean_of_branches,
+        &compute.device,
+    );
     if let Some(ctx) = &mut pick_context {
-        let n = learning::weigh_image(
-            ctx,
-            &trained.model,
-            &val_epoch,
-            cfg.head.mean_of_branches,
-            &compute,
-        );
+        let probs: Vec<Vec<f32>> = epoch_picks
+            .iter()
+            .map(|&i| image_only.probs[i].clone())
+            .collect();
+        let n = ctx.fit_image_weight(&probs, &val_epoch.facts(), &val_epoch.labels);
         if n > 0 {
             eprintln!(
                 "pick context: the network's log-probabilities weighted {:.2} against it (best fit to {n} validation picks)",
@@ -158,13 +166,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let scored = learning::score_labelled(
-        &trained.model,
-        &val_all,
-        cfg.head.mean_of_branches,
-        pick_context.as_ref(),
-        &compute,
-    )?;
+    let scored = learning::with_context(image_only, &val_all, pick_context.as_ref())?;
     let report = scored.report.clone();
     if !val_all.is_empty() {
         println!(
