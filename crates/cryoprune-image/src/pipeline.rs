@@ -68,7 +68,11 @@ impl Pipeline {
 
     /// Runs every job and hands the results to `sink` in job order. Stops at the first error
     /// (a micrograph that cannot be read, or one the sink refuses) and returns it.
-    pub fn run(&self, jobs: &[Job], mut sink: impl FnMut(Output) -> Result<()>) -> Result<()> {
+    pub fn run<E: From<Error>>(
+        &self,
+        jobs: &[Job],
+        mut sink: impl FnMut(Output) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         self.extract.validate()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
@@ -117,7 +121,7 @@ impl Pipeline {
             for (i, result) in rx {
                 pending.insert(i, result);
                 while let Some(result) = pending.remove(&wanted) {
-                    if let Err(e) = result.and_then(&mut sink) {
+                    if let Err(e) = result.map_err(E::from).and_then(&mut sink) {
                         failure = Some(e);
                         break;
                     }
@@ -262,7 +266,7 @@ mod tests {
         for threads in [1, 2, 3] {
             let mut seen = Vec::new();
             Pipeline::new(cfg, threads)
-                .run(&jobs, |out| {
+                .run(&jobs, |out| -> Result<()> {
                     assert_eq!(out.pixel_size, Some(1.5));
                     assert_eq!(out.particles.kept, vec![0, 1, 2]);
                     // The dot's height tells which micrograph the particle came from.
@@ -289,7 +293,7 @@ mod tests {
             .collect();
         let mut p = Pipeline::new(ExtractConfig::new(16), 2);
         p.window = 1;
-        let _ = p.run(&jobs, |_| panic!("sink gave up"));
+        let _ = p.run(&jobs, |_| -> Result<()> { panic!("sink gave up") });
     }
 
     #[test]
@@ -309,7 +313,7 @@ mod tests {
             },
         ];
         let err = Pipeline::new(ExtractConfig::new(16), 2)
-            .run(&jobs, |_| Ok(()))
+            .run(&jobs, |_| Ok::<(), Error>(()))
             .unwrap_err();
         assert!(err.to_string().contains("broken.mrc"), "{err}");
     }
@@ -333,9 +337,9 @@ mod tests {
             path,
             picks: vec![(16.0, 16.0)],
         }];
-        let err = p.run(&jobs, |_| Ok(())).unwrap_err();
+        let err = p.run(&jobs, |_| Ok::<(), Error>(())).unwrap_err();
         assert!(err.to_string().contains("nopix.mrc"), "{err}");
         p.angpix = Some(2.0);
-        p.run(&jobs, |_| Ok(())).unwrap();
+        p.run(&jobs, |_| Ok::<(), Error>(())).unwrap();
     }
 }

@@ -167,7 +167,7 @@ fn finish(mut tmp: tempfile::NamedTempFile, dest: &Path, name: &str) -> Result<(
     };
     tmp.flush().map_err(cache_err)?;
     tmp.persist(dest).map_err(|e| cache_err(e.error))?;
-    eprintln!("downloaded {name} to {}", dest.display());
+    tracing::info!("downloaded {name} to {}", dest.display());
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! cryoprune's networks, generic over burn's run-time device: ResNet-18/34/50 and
 //! EfficientNet-Lite0 that load ImageNet checkpoints, a small network for CPUs, the
-//! PickerOptimizer multi-loss head, and the model directory that carries a trained classifier
-//! with its preprocessing.
+//! PickerOptimizer multi-loss head, fused CPU inference, pretrained weights and the pick
+//! context.
 
 pub mod classifier;
 pub mod device;
@@ -10,7 +10,6 @@ pub mod head;
 pub mod hub;
 pub mod infer;
 pub mod layers;
-pub mod modeldir;
 pub mod pick_context;
 pub mod pretrained;
 pub mod resnet;
@@ -20,6 +19,5 @@ pub use classifier::{Arch, Backbone, Classifier, ClassifierConfig};
 pub use device::{select as select_device, Compute};
 pub use head::HeadConfig;
 pub use infer::{FusedNet, Predictor};
-pub use modeldir::{ModelSpec, Preprocessing};
 pub use pick_context::{PickContext, PickFacts};
 pub use pretrained::{load_backbone, LoadReport, Pretrained};

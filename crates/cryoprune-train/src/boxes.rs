@@ -54,7 +54,7 @@ impl BoxCutter {
                     invert: self.invert,
                     ..ExtractConfig::new(side)
                 };
-                let e = Extractor::new(cfg).map_err(|e| Error::Config(e.to_string()))?;
+                let e = Extractor::new(cfg)?;
                 self.extractors.push((side, e));
                 self.extractors.len() - 1
             }

@@ -45,9 +45,10 @@ struct Open {
 }
 
 /// Runs `model` over the picks of every job; `done` receives each micrograph's result in job
-/// order. `batch` is the network's batch size; `classes` the model's class count.
+/// order. `batch` is the network's batch size; `classes` the model's class count. `done`'s
+/// error type is the caller's, so a failed write comes back as itself.
 #[allow(clippy::too_many_arguments)]
-pub fn classify_jobs(
+pub fn classify_jobs<E: From<Error> + From<cryoprune_image::Error>>(
     model: &Classifier,
     classes: usize,
     mean_of_branches: bool,
@@ -55,8 +56,8 @@ pub fn classify_jobs(
     jobs: &[Job],
     batch: usize,
     device: &Device,
-    mut done: impl FnMut(MicrographResult) -> Result<(), Error>,
-) -> Result<(), Error> {
+    mut done: impl FnMut(MicrographResult) -> Result<(), E>,
+) -> Result<(), E> {
     let size = pipeline.extract.out_size;
     let pixels = size * size;
     let predictor = Predictor::new(model, device);
@@ -65,13 +66,11 @@ pub fn classify_jobs(
     let mut waiting: Vec<Waiting> = Vec::with_capacity(2 * batch);
     // Micrographs with particles still in `waiting`, oldest first.
     let mut open: std::collections::VecDeque<Open> = Default::default();
-    let mut failure: Option<Error> = None;
-
     let mut run_network = |images: &mut Vec<f32>,
                            waiting: &mut Vec<Waiting>,
                            open: &mut std::collections::VecDeque<Open>,
                            n: usize|
-     -> Result<(), Error> {
+     -> Result<(), E> {
         if n > 0 {
             let views: Vec<&[f32]> = images[..n * pixels].chunks_exact(pixels).collect();
             let values = predictor.probabilities(&views, size, mean_of_branches);
@@ -94,7 +93,7 @@ pub fn classify_jobs(
         Ok(())
     };
 
-    let extraction = pipeline.run(jobs, |out| {
+    pipeline.run(jobs, |out| -> Result<(), E> {
         let picks = jobs[out.index].picks.len();
         let mut probs = vec![Err(Unscored::Outside); picks];
         for &i in &out.particles.skipped_edge {
@@ -114,17 +113,8 @@ pub fn classify_jobs(
             remaining: out.particles.kept.len(),
         });
         let full = waiting.len() / batch * batch;
-        if let Err(e) = run_network(&mut images, &mut waiting, &mut open, full) {
-            let msg = e.to_string();
-            failure = Some(e);
-            return Err(cryoprune_image::Error::Parameter(msg));
-        }
-        Ok(())
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    extraction.map_err(|e| Error::Extract(e.to_string()))?;
+        run_network(&mut images, &mut waiting, &mut open, full)
+    })?;
     let rest = waiting.len();
     run_network(&mut images, &mut waiting, &mut open, rest)
 }
@@ -188,10 +178,19 @@ mod tests {
         let pipeline = Pipeline::new(cfg, 2);
         let mut results = Vec::new();
         // A batch of 4 splits micrographs across batches and leaves a remainder at the end.
-        classify_jobs(&model, 3, false, &pipeline, &jobs, 4, &device, |r| {
-            results.push(r);
-            Ok(())
-        })
+        classify_jobs(
+            &model,
+            3,
+            false,
+            &pipeline,
+            &jobs,
+            4,
+            &device,
+            |r| -> Result<(), Error> {
+                results.push(r);
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(
             results.iter().map(|r| r.index).collect::<Vec<_>>(),
@@ -200,7 +199,7 @@ mod tests {
         // The same particles cut one micrograph at a time and scored in one batch.
         let mut data = Dataset::empty(16, vec!["a".into(), "b".into(), "c".into()]);
         pipeline
-            .run(&jobs, |out| {
+            .run(&jobs, |out| -> Result<(), Error> {
                 data.images.extend_from_slice(&out.particles.data);
                 data.labels.extend(out.particles.kept.iter().map(|_| 0));
                 data.origins
@@ -246,13 +245,22 @@ mod tests {
         .init(&device);
         let pipeline = Pipeline::new(ExtractConfig::new(16), 1);
         let mut seen = 0;
-        let err = classify_jobs(&model, 2, false, &pipeline, &jobs, 2, &device, |_| {
-            seen += 1;
-            if seen == 2 {
-                return Err(Error::Config("disk full".into()));
-            }
-            Ok(())
-        })
+        let err = classify_jobs(
+            &model,
+            2,
+            false,
+            &pipeline,
+            &jobs,
+            2,
+            &device,
+            |_| -> Result<(), Error> {
+                seen += 1;
+                if seen == 2 {
+                    return Err(Error::Config("disk full".into()));
+                }
+                Ok(())
+            },
+        )
         .unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");
         assert_eq!(seen, 2);

@@ -205,34 +205,32 @@ pub fn from_picks(
     }
     let size = pipeline.extract.out_size;
     let mut data = Dataset::empty(size, classes.to_vec());
-    pipeline
-        .run(&jobs, |out| {
-            let job = &jobs[out.index];
-            let (name, ls, scores) = &job_labels[out.index];
-            coverage.micrographs += 1;
-            coverage.picks += job.picks.len();
-            coverage.kept += out.particles.kept.len();
-            coverage.skipped_edge += out.particles.skipped_edge.len();
-            coverage.outside += out.particles.outside.len();
-            data.images.extend_from_slice(&out.particles.data);
-            for &k in &out.particles.kept {
-                data.labels.push(ls[k]);
-                data.origins.push(Origin {
-                    micrograph: name.clone(),
-                    x: job.picks[k].0,
-                    y: job.picks[k].1,
-                    score: scores[k],
-                    edge: Some(edge_distance(
-                        job.picks[k].0,
-                        job.picks[k].1,
-                        out.shape,
-                        pipeline.extract.box_size,
-                    )),
-                });
-            }
-            Ok(())
-        })
-        .map_err(|e| Error::Extract(e.to_string()))?;
+    pipeline.run(&jobs, |out| -> Result<(), Error> {
+        let job = &jobs[out.index];
+        let (name, ls, scores) = &job_labels[out.index];
+        coverage.micrographs += 1;
+        coverage.picks += job.picks.len();
+        coverage.kept += out.particles.kept.len();
+        coverage.skipped_edge += out.particles.skipped_edge.len();
+        coverage.outside += out.particles.outside.len();
+        data.images.extend_from_slice(&out.particles.data);
+        for &k in &out.particles.kept {
+            data.labels.push(ls[k]);
+            data.origins.push(Origin {
+                micrograph: name.clone(),
+                x: job.picks[k].0,
+                y: job.picks[k].1,
+                score: scores[k],
+                edge: Some(edge_distance(
+                    job.picks[k].0,
+                    job.picks[k].1,
+                    out.shape,
+                    pipeline.extract.box_size,
+                )),
+            });
+        }
+        Ok(())
+    })?;
     Ok((data, coverage))
 }
 

@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod diagnose;
 mod folder;
 pub mod metrics;
+pub mod modeldir;
 pub mod plot;
 pub mod prep;
 pub mod sampling;
@@ -24,8 +25,12 @@ pub enum Error {
     Config(String),
     #[error("labels: {0}")]
     Labels(String),
-    #[error("extraction: {0}")]
-    Extract(String),
+    #[error("plot: {0}")]
+    Plot(String),
+    #[error(transparent)]
+    Image(#[from] cryoprune_image::Error),
+    #[error(transparent)]
+    Format(#[from] cryoprune_formats::FormatError),
     #[error(
         "training diverged in epoch {epoch} (loss NaN or infinite at learning rate {lr:.2e}); \
          lower the learning rate"

@@ -90,8 +90,7 @@ pub fn training_curves(
     let epochs = history.len();
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (W, H)).into_drawing_area();
-        root.fill(&WHITE)
-            .map_err(|e| Error::Config(e.to_string()))?;
+        root.fill(&WHITE).map_err(|e| Error::Plot(e.to_string()))?;
         let (left, right) = root.split_horizontally(W / 2);
         let train_loss = series(history, |h| Some(h.train_loss));
         let val_loss = series(history, |h| h.val_loss);
@@ -115,7 +114,7 @@ pub fn training_curves(
             ],
             best_epoch,
         )
-        .map_err(Error::Config)?;
+        .map_err(Error::Plot)?;
         let lines = vec![
             (
                 "train accuracy",
@@ -141,15 +140,15 @@ pub fn training_curves(
             lines,
             best_epoch,
         )
-        .map_err(Error::Config)?;
-        root.present().map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(Error::Plot)?;
+        root.present().map_err(|e| Error::Plot(e.to_string()))?;
     }
     let img = image::RgbImage::from_raw(W, H, rgb).expect("buffer has W×H×3 bytes");
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::Plot(format!("{}: {e}", path.display())))?;
     cryoprune_formats::atomic::write_atomic(path, |w| w.write_all(&png))
-        .map_err(|e| Error::Config(e.to_string()))
+        .map_err(|e| Error::Plot(e.to_string()))
 }
 
 /// Histograms of each class's probability over all picks, one panel per class, with the
@@ -167,8 +166,7 @@ pub fn probability_histograms(
     let mut rgb = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        root.fill(&WHITE)
-            .map_err(|e| Error::Config(e.to_string()))?;
+        root.fill(&WHITE).map_err(|e| Error::Plot(e.to_string()))?;
         let panels = root.split_evenly((1, classes.len().max(1)));
         for (c, area) in panels.iter().enumerate().take(classes.len()) {
             let mut counts = [0usize; BINS];
@@ -182,14 +180,14 @@ pub fn probability_histograms(
                 .x_label_area_size(30)
                 .y_label_area_size(52)
                 .build_cartesian_2d(0f64..1f64, 0f64..top)
-                .map_err(|e| Error::Config(e.to_string()))?;
+                .map_err(|e| Error::Plot(e.to_string()))?;
             chart
                 .configure_mesh()
                 .y_desc("picks")
                 .y_label_formatter(&|v| format!("{v:.0}"))
                 .label_style(("sans-serif", 13))
                 .draw()
-                .map_err(|e| Error::Config(e.to_string()))?;
+                .map_err(|e| Error::Plot(e.to_string()))?;
             let blue = RGBColor(31, 119, 180);
             chart
                 .draw_series(counts.iter().enumerate().map(|(i, &n)| {
@@ -199,21 +197,21 @@ pub fn probability_histograms(
                         blue.filled(),
                     )
                 }))
-                .map_err(|e| Error::Config(e.to_string()))?;
+                .map_err(|e| Error::Plot(e.to_string()))?;
             if let Some(t) = threshold {
                 chart
                     .draw_series(LineSeries::new(
                         [(t, 0.0), (t, top)],
                         RGBColor(200, 30, 30).stroke_width(2),
                     ))
-                    .map_err(|e| Error::Config(e.to_string()))?;
+                    .map_err(|e| Error::Plot(e.to_string()))?;
             }
         }
-        root.present().map_err(|e| Error::Config(e.to_string()))?;
+        root.present().map_err(|e| Error::Plot(e.to_string()))?;
     }
     let img = image::RgbImage::from_raw(w, h, rgb).expect("buffer has w×h×3 bytes");
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| Error::Config(format!("histogram PNG: {e}")))?;
+        .map_err(|e| Error::Plot(format!("histogram PNG: {e}")))?;
     Ok(png)
 }

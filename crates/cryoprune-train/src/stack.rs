@@ -60,7 +60,7 @@ pub fn read(
     invert: bool,
     classes: Option<&[String]>,
 ) -> Result<Dataset, Error> {
-    let star = StarFile::read(path).map_err(|e| Error::Labels(e.to_string()))?;
+    let star = StarFile::read(path)?;
     let l = particle_loop(&star)
         .ok_or_else(|| err(path, format!("no loop with an {IMAGE_NAME} column")))?;
     let image_col = l
@@ -137,7 +137,7 @@ pub fn read(
                     ),
                 )
             })?;
-            let mrc = MrcFile::open(&file).map_err(|e| Error::Labels(e.to_string()))?;
+            let mrc = MrcFile::open(&file)?;
             stacks.insert(stack, (file, mrc));
         }
         let (file, mrc) = &stacks[stack];
@@ -152,9 +152,7 @@ pub fn read(
                 ),
             ));
         }
-        let pixels = mrc
-            .read_section(index - 1)
-            .map_err(|e| Error::Labels(e.to_string()))?;
+        let pixels = mrc.read_section(index - 1)?;
         let img = Image::new(h.nx, h.ny, pixels);
         let score = match score_col {
             Some(c) => Some(row[c].trim().parse::<f64>().map_err(|_| {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
-mod report;
+mod printer;
 
 /// Remove false-positive particle picks (carbon, ice, aggregates) from cryo-EM micrographs with
 /// a pretrained CNN fine-tuned on a few labelled picks, and write the kept picks back in the

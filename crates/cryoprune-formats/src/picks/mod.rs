@@ -18,7 +18,7 @@ use crate::error::{FormatError, Location, Result};
 use crate::npy::StructArray;
 use crate::star::StarFile;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PickFormat {
     /// RELION STAR: per-micrograph coordinate files or one particle file with micrograph names.
     Star,
@@ -32,6 +32,28 @@ pub enum PickFormat {
     Topaz,
     /// CSV with a header: `micrograph,x,y[,score][,label]`, centres.
     Csv,
+}
+
+impl std::str::FromStr for PickFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        PickFormat::from_name(s).ok_or_else(|| {
+            format!("unknown format `{s}`; expected star, cs, box, cbox, topaz or csv")
+        })
+    }
+}
+
+impl std::fmt::Display for PickFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            PickFormat::Star => "star",
+            PickFormat::Cs => "cs",
+            PickFormat::Box => "box",
+            PickFormat::Cbox => "cbox",
+            PickFormat::Topaz => "topaz",
+            PickFormat::Csv => "csv",
+        })
+    }
 }
 
 impl PickFormat {

@@ -9,11 +9,13 @@
 //! cryoprune convert --in particles.star --to box --box 180 --out box_files/
 //! ```
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use cryoprune_formats::{micrograph_shape, PickFormat, PickSet, WriteOptions};
+use anyhow::Result;
+use cryoprune_formats::PickFormat;
+use cryoprune_jobs::convert::{self, ConvertConfig};
+
+use crate::printer::Printer;
 
 #[derive(clap::Args)]
 #[command(
@@ -25,7 +27,7 @@ pub struct Args {
     #[arg(long = "in", required = true, num_args = 1..)]
     input: Vec<PathBuf>,
     /// Target format: star, cs, box, cbox, topaz or csv.
-    #[arg(long, value_parser = parse_format)]
+    #[arg(long)]
     to: PickFormat,
     /// Output file (with the target's extension) or folder (one file per micrograph).
     #[arg(long)]
@@ -37,59 +39,23 @@ pub struct Args {
     #[arg(long, num_args = 1..)]
     micrographs: Vec<String>,
     /// Input format when the extension does not tell (e.g. `.txt` that is not Topaz).
-    #[arg(long, value_parser = parse_format)]
+    #[arg(long)]
     format: Option<PickFormat>,
     /// Multiply coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = ConvertConfig::default().scale)]
     scale: f64,
 }
 
-pub fn parse_format(s: &str) -> Result<PickFormat, String> {
-    PickFormat::from_name(s)
-        .ok_or_else(|| format!("unknown format `{s}`; expected star, cs, box, cbox, topaz or csv"))
-}
-
 pub fn run(args: Args) -> Result<()> {
-    let mut set = PickSet::read(&args.input, args.format)?;
-    if args.scale != 1.0 {
-        set.scale(args.scale);
-    }
-    let mut opts = WriteOptions {
+    let cfg = ConvertConfig {
+        input: args.input,
+        to: args.to,
+        out: args.out,
         box_size: args.box_size,
-        ..Default::default()
+        micrographs: args.micrographs,
+        format: args.format,
+        scale: args.scale,
     };
-    if !args.micrographs.is_empty() {
-        let mics = super::expand_globs(&args.micrographs)?;
-        let report = super::pair_with_micrographs(&set, &mics, "not checked against a micrograph");
-        let mut shapes = HashMap::new();
-        for (p, m) in report.pairs {
-            let (nx, ny) = micrograph_shape(&mics[m])
-                .with_context(|| format!("reading the size of {}", mics[m].display()))?;
-            let outside = set.micrographs[p]
-                .picks
-                .iter()
-                .filter(|k| k.x < 0.0 || k.y < 0.0 || k.x >= nx as f64 || k.y >= ny as f64)
-                .count();
-            if outside > 0 {
-                tracing::warn!(
-                    "{outside} of {} picks on `{}` lie outside its {nx}x{ny} pixels (wrong --scale, or picks from another micrograph?)",
-                    set.micrographs[p].picks.len(),
-                    set.micrographs[p].micrograph
-                );
-            }
-            shapes.insert(set.micrographs[p].micrograph.clone(), (nx, ny));
-        }
-        opts.micrograph_shapes = shapes;
-    }
-    let written = set.write(args.to, &args.out, &opts)?;
-    eprintln!(
-        "wrote {} picks on {} micrographs as {:?} to {} file{} under {}",
-        set.len(),
-        set.micrographs.len(),
-        args.to,
-        written.len(),
-        if written.len() == 1 { "" } else { "s" },
-        args.out.display()
-    );
+    convert::run(&cfg, &Printer::default())?;
     Ok(())
 }

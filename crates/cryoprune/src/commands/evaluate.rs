@@ -11,10 +11,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cryoprune_formats::atomic::write_atomic;
-use cryoprune_model::modeldir;
+use cryoprune_jobs::evaluate::{self, EvaluateConfig};
 
-use super::learning::{self, ComputeArgs, LabelArgs};
+use super::args::{ComputeArgs, LabelArgs};
+use crate::printer::Printer;
 
 #[derive(clap::Args)]
 #[command(
@@ -42,31 +42,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (compute, threads) = args.compute.start()?;
-    let (model, spec) = modeldir::load(&args.model, &compute.device)?;
-    let data = args.labels.dataset(
-        &args.labels.source(),
-        Some(&spec.classes),
-        &spec.preprocessing,
-        threads,
-    )?;
-    let scored = learning::score_labelled(
-        &model,
-        &data,
-        spec.network.head.mean_of_branches,
-        spec.pick_context.as_ref().filter(|_| !args.image_only),
-        &compute,
-    )?;
-    let report = &scored.report;
-    println!("{}", report.to_text());
-    if let Some(path) = &args.predictions {
-        learning::write_predictions(path, &data, &scored)?;
-        eprintln!("per-particle predictions written to {}", path.display());
-    }
-    if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(report)?;
-        write_atomic(path, |w| w.write_all(&json))?;
-        eprintln!("scores written to {}", path.display());
-    }
+    let cfg = EvaluateConfig {
+        compute: args.compute.into(),
+        model: args.model,
+        labels: args.labels.into(),
+        predictions: args.predictions,
+        json: args.json,
+        image_only: args.image_only,
+    };
+    evaluate::run(&cfg, &Printer::default())?;
     Ok(())
 }

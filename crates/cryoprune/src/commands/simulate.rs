@@ -10,13 +10,20 @@
 //! ```
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
-use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
-use cryoprune_sim::{preview, Builtin, Preset, Volume};
-use rayon::prelude::*;
+use anyhow::Result;
+use cryoprune_formats::PickFormat;
+use cryoprune_jobs::simulate::{self, parse_picker, parse_range, SimulateConfig};
+
+use crate::printer::Printer;
+
+fn defaults() -> SimulateConfig {
+    SimulateConfig::default()
+}
+
+fn check_picker(s: &str) -> Result<String, String> {
+    parse_picker(s).map(|_| s.to_string())
+}
 
 #[derive(clap::Args)]
 #[command(
@@ -28,16 +35,16 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Number of micrographs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults().count)]
     count: usize,
     /// Micrograph width and height in pixels.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults().size)]
     size: usize,
     /// Pixel size in Å.
-    #[arg(long, default_value_t = 2.5)]
+    #[arg(long, default_value_t = defaults().pixel)]
     pixel: f64,
     /// easy, realistic or hard: SNR, junk and how well the picker does.
-    #[arg(long, default_value = "realistic", value_parser = ["easy", "realistic", "hard"])]
+    #[arg(long, default_value_t = defaults().preset, value_parser = ["easy", "realistic", "hard"])]
     preset: String,
     /// A 3D map (MRC) to project.
     #[arg(long, conflicts_with_all = ["model", "builtin"])]
@@ -46,7 +53,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "builtin")]
     model: Option<PathBuf>,
     /// A built-in shape: globular, elongated or ring.
-    #[arg(long, default_value = "globular", value_parser = ["globular", "elongated", "ring"])]
+    #[arg(long, default_value_t = defaults().builtin, value_parser = ["globular", "elongated", "ring"])]
     builtin: String,
     /// Signal-to-noise ratio, instead of the preset's.
     #[arg(long)]
@@ -72,274 +79,58 @@ pub struct Args {
     /// missed particles), jitter (px), carbon, edge, empty (false picks per micrograph), ice (per
     /// blob), aggregate (probability an aggregate is picked), separation (of the scores, logits).
     /// Example: miss=0.2,jitter=3,empty=30
-    #[arg(long)]
+    #[arg(long, value_parser = check_picker)]
     picker: Option<String>,
     /// Pick file format: star, cs, box, cbox, topaz or csv.
-    #[arg(long, default_value = "star", value_parser = super::convert::parse_format)]
+    #[arg(long, default_value_t = defaults().format)]
     format: PickFormat,
     /// Box size written with corner formats; default 2.2 particle radii, rounded to even.
     #[arg(long = "box")]
     box_size: Option<f64>,
     /// Seed; the same seed gives byte-identical files.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
     /// Worker threads; 0 = all cores.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().threads)]
     threads: usize,
     /// Skip the PNG previews.
     #[arg(long)]
     no_previews: bool,
     /// Largest side of the previews in pixels.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults().preview_size)]
     preview_size: usize,
     /// Previews without the pick circles (the micrograph alone).
     #[arg(long)]
     clean_previews: bool,
 }
 
-fn parse_range(s: &str) -> Result<(f64, f64), String> {
-    let (a, b) = s
-        .split_once(',')
-        .ok_or_else(|| format!("`{s}`: expected MIN,MAX in µm, e.g. 0.8,2.5"))?;
-    let num = |t: &str| {
-        t.trim()
-            .parse::<f64>()
-            .map_err(|_| format!("`{t}` is not a number"))
-    };
-    let (a, b) = (num(a)?, num(b)?);
-    if a.is_nan() || b.is_nan() || a <= 0.0 || b < a {
-        return Err(format!("`{s}`: need 0 < MIN <= MAX"));
-    }
-    Ok((a, b))
-}
-
-fn parse_picker(s: &str) -> Result<Vec<(String, f64)>, String> {
-    const KEYS: [&str; 8] = [
-        "miss",
-        "jitter",
-        "carbon",
-        "edge",
-        "empty",
-        "ice",
-        "aggregate",
-        "separation",
-    ];
-    s.split(',')
-        .map(|kv| {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("`{kv}`: expected key=value"))?;
-            let k = k.trim();
-            if !KEYS.contains(&k) {
-                return Err(format!(
-                    "unknown picker key `{k}`; expected one of {}",
-                    KEYS.join(", ")
-                ));
-            }
-            let v: f64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{v}` is not a number"))?;
-            let probability = matches!(k, "miss" | "aggregate");
-            if v.is_nan() || v < 0.0 || (probability && v > 1.0) {
-                return Err(format!("{k}={v} is out of range"));
-            }
-            Ok((k.to_string(), v))
-        })
-        .collect()
-}
-
 pub fn run(args: Args) -> Result<()> {
-    let started = Instant::now();
-    if args.count == 0 || args.size < 64 {
-        bail!("--count must be at least 1 and --size at least 64 pixels");
-    }
-    if args.pixel.is_nan() || args.pixel <= 0.0 {
-        bail!("--pixel must be a positive size in Å");
-    }
-    let preset = Preset::from_name(&args.preset).expect("clap checked the preset");
-    let mut cfg = preset.config(args.size, args.size, args.pixel);
-    if let Some(snr) = args.snr {
-        if snr.is_nan() || snr <= 0.0 {
-            bail!("--snr must be positive");
-        }
-        cfg.snr = snr;
-    }
-    let non_negative = |v: Option<f64>, name: &str| -> Result<Option<f64>> {
-        match v {
-            Some(x) if x.is_nan() || x < 0.0 => bail!("--{name} must not be negative"),
-            other => Ok(other),
-        }
+    let cfg = SimulateConfig {
+        out: args.out,
+        count: args.count,
+        size: args.size,
+        pixel: args.pixel,
+        preset: args.preset,
+        map: args.map,
+        model: args.model,
+        builtin: args.builtin,
+        snr: args.snr,
+        voltage: args.voltage,
+        cs: args.cs,
+        amplitude_contrast: args.amplitude_contrast,
+        defocus: args.defocus,
+        astigmatism: args.astigmatism,
+        b_factor: args.b_factor,
+        ice_variation: args.ice_variation,
+        picker: args.picker,
+        format: args.format,
+        box_size: args.box_size,
+        seed: args.seed,
+        threads: args.threads,
+        no_previews: args.no_previews,
+        preview_size: args.preview_size,
+        clean_previews: args.clean_previews,
     };
-    if let Some(v) = non_negative(args.voltage, "voltage")? {
-        if v == 0.0 {
-            bail!("--voltage must be positive");
-        }
-        cfg.voltage = v;
-    }
-    if let Some(v) = non_negative(args.cs, "cs")? {
-        cfg.cs = v;
-    }
-    if let Some(v) = non_negative(args.amplitude_contrast, "amplitude-contrast")? {
-        if v >= 1.0 {
-            bail!("--amplitude-contrast is a fraction below 1");
-        }
-        cfg.amplitude_contrast = v;
-    }
-    if let Some((lo, hi)) = args.defocus {
-        cfg.defocus = (lo * 1e4, hi * 1e4);
-    }
-    if let Some(v) = non_negative(args.astigmatism, "astigmatism")? {
-        cfg.astigmatism = v;
-    }
-    if let Some(v) = non_negative(args.b_factor, "b-factor")? {
-        cfg.b_factor = v;
-    }
-    if let Some(v) = non_negative(args.ice_variation, "ice-variation")? {
-        cfg.ice_variation = v;
-    }
-    let overrides = match &args.picker {
-        Some(spec) => parse_picker(spec).map_err(|e| anyhow::anyhow!("--picker: {e}"))?,
-        None => Vec::new(),
-    };
-    for (k, v) in &overrides {
-        let p = &mut cfg.picker;
-        match k.as_str() {
-            "miss" => p.miss_rate = *v,
-            "jitter" => p.jitter = *v,
-            "carbon" => p.carbon = *v,
-            "edge" => p.carbon_edge = *v,
-            "empty" => p.empty = *v,
-            "ice" => p.ice_per_blob = *v,
-            "aggregate" => p.aggregate = *v,
-            _ => p.score_separation = *v,
-        }
-    }
-    let vol = match (&args.map, &args.model) {
-        (Some(map), _) => Volume::from_mrc(map)?,
-        // Rendered at the micrograph's own sampling: projections then need no resampling, and
-        // finer grids cost the cube of the ratio for detail the CTF and noise hide.
-        (_, Some(model)) => Volume::from_atoms(model, args.pixel)?,
-        _ => Builtin::from_name(&args.builtin)
-            .expect("clap checked the shape")
-            .volume(args.pixel),
-    };
-    let radius = vol.radius() * vol.voxel / args.pixel;
-    if radius < 3.0 || 4.0 * radius > args.size as f64 {
-        bail!(
-            "the particle is {:.1} px across at {} Å/px: too small or too large for {} px micrographs (change --pixel)",
-            2.0 * radius,
-            args.pixel,
-            args.size
-        );
-    }
-    let box_size = args
-        .box_size
-        .unwrap_or_else(|| (2.0 * (1.1 * radius).round()).max(16.0));
-
-    let mic_dir = args.out.join("micrographs");
-    let preview_dir = args.out.join("previews");
-    std::fs::create_dir_all(&mic_dir).with_context(|| format!("creating {}", mic_dir.display()))?;
-    if !args.no_previews {
-        std::fs::create_dir_all(&preview_dir)?;
-    }
-    let threads = super::thread_count(args.threads);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
-    let bar = super::progress_bar(args.count as u64, "micrographs");
-    let scenes: Vec<(String, Vec<cryoprune_sim::TruthPick>)> = pool.install(|| {
-        (0..args.count)
-            .into_par_iter()
-            .map(|i| -> Result<_> {
-                let name = format!("sim_{:04}", i + 1);
-                let seed = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64 + 1);
-                let scene = cryoprune_sim::scene::simulate(&cfg, &vol, seed);
-                let img = &scene.image;
-                write_mrc(
-                    mic_dir.join(format!("{name}.mrc")),
-                    (img.nx, img.ny, 1),
-                    &img.data,
-                    Mode::Float32,
-                    WriteKind::ImageOrStack,
-                    Some(args.pixel as f32),
-                )?;
-                if !args.no_previews {
-                    let shown = if args.clean_previews {
-                        &[][..]
-                    } else {
-                        &scene.picks[..]
-                    };
-                    let png = preview::render(img, shown, radius, args.preview_size.max(64));
-                    preview::write(&preview_dir.join(format!("{name}.png")), &png)?;
-                }
-                bar.inc(1);
-                Ok((name, scene.picks))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    bar.finish_and_clear();
-
-    let mut set = PickSet::empty(args.format);
-    let mut index = Default::default();
-    let mut truth = String::from("micrograph,x,y,label,score\n");
-    let mut counts = std::collections::BTreeMap::new();
-    for (name, picks) in &scenes {
-        for p in picks {
-            let mut pick = Pick::new(p.x, p.y);
-            pick.score = Some((p.score * 1e4).round() / 1e4);
-            set.push(name, pick, &mut index);
-            truth.push_str(&format!(
-                "{name},{:.2},{:.2},{},{:.4}\n",
-                p.x,
-                p.y,
-                p.label.name(),
-                p.score
-            ));
-            *counts.entry(p.label.name()).or_insert(0usize) += 1;
-        }
-    }
-    let shapes = scenes
-        .iter()
-        .map(|(n, _)| (n.clone(), (args.size, args.size)))
-        .collect();
-    let opts = WriteOptions {
-        box_size: Some(box_size),
-        micrograph_shapes: shapes,
-    };
-    let picks_out = if args.format.per_micrograph_only() {
-        args.out.join("picks")
-    } else {
-        args.out.join(format!("picks.{}", args.format.extension()))
-    };
-    set.write(args.format, &picks_out, &opts)?;
-    cryoprune_formats::atomic::write_atomic(&args.out.join("truth.csv"), |w| {
-        w.write_all(truth.as_bytes())
-    })?;
-
-    let total: usize = counts.values().sum();
-    eprintln!(
-        "simulated {} micrographs of {}x{} px at {} Å/px ({} preset, particle {:.0} px across) in {:.1} s",
-        args.count,
-        args.size,
-        args.size,
-        args.pixel,
-        args.preset,
-        2.0 * radius,
-        started.elapsed().as_secs_f64()
-    );
-    let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    eprintln!("  {total} picks: {}", parts.join(", "));
-    eprintln!(
-        "wrote {}, {}, {}{}",
-        mic_dir.display(),
-        picks_out.display(),
-        args.out.join("truth.csv").display(),
-        if args.no_previews {
-            String::new()
-        } else {
-            format!(", {}", preview_dir.display())
-        }
-    );
+    simulate::run(&cfg, &Printer::default())?;
     Ok(())
 }

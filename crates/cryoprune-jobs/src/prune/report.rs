@@ -9,18 +9,19 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use base64::Engine as _;
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::read_micrograph;
+use cryoprune_formats::PickSet;
 use cryoprune_image::display::{self, Mark};
 use cryoprune_image::pipeline::{Job, Pipeline};
 use cryoprune_image::Image;
-use cryoprune_model::modeldir::ModelSpec;
 use cryoprune_train::metrics::Report;
+use cryoprune_train::modeldir::{ModelDir, ModelSpec};
 use cryoprune_train::trainer::argmax;
 
-use crate::commands::prune::Summary;
+use super::decide::{Outcome, Rule, Summary};
+use crate::{Context, Result};
 
 /// Micrographs drawn with their picks.
 const OVERLAYS: usize = 6;
@@ -42,7 +43,7 @@ pub struct ReportMicrograph {
 }
 
 pub struct Input<'a> {
-    pub model_dir: &'a Path,
+    pub model_dir: &'a ModelDir,
     pub spec: &'a ModelSpec,
     pub summary: &'a Summary,
     pub picks: Vec<ReportMicrograph>,
@@ -65,7 +66,7 @@ pub fn write(path: &Path, input: &Input, pipeline: &Pipeline) -> Result<()> {
     let _ = write!(
         html,
         "<p>Model <code>{}</code> ({}{}, classes {}). Kept: <b>{}</b> by {}.</p>",
-        esc(&input.model_dir.display().to_string()),
+        esc(&input.model_dir.path.display().to_string()),
         esc(&input.spec.network.arch.to_string()),
         if s.context.is_empty() {
             String::new()
@@ -99,19 +100,12 @@ pub fn write(path: &Path, input: &Input, pipeline: &Pipeline) -> Result<()> {
     }
 
     html.push_str("<h2>Training</h2>");
-    let curves = input.model_dir.join("curves.png");
-    match std::fs::read(&curves) {
-        Ok(bytes) => push_png(&mut html, &bytes, "training curves", ""),
-        Err(_) => html.push_str("<p>The model directory has no curves.png.</p>"),
+    match input.model_dir.curves_png() {
+        Some(bytes) => push_png(&mut html, &bytes, "training curves", ""),
+        None => html.push_str("<p>The model directory has no curves.png.</p>"),
     }
-    match input
-        .spec
-        .training
-        .get("validation")
-        .and_then(|v| serde_json::from_value::<Report>(v.clone()).ok())
-        .filter(|r| r.n > 0)
-    {
-        Some(r) => confusion(&mut html, &r),
+    match input.spec.training.validation.as_ref().filter(|r| r.n > 0) {
+        Some(r) => confusion(&mut html, r),
         None => html.push_str("<p>No validation picks were kept with the model.</p>"),
     }
 
@@ -336,7 +330,7 @@ fn cut(input: &Input, pipeline: &Pipeline, rows: &[(String, Chosen)]) -> Result<
     let size = pipeline.extract.out_size;
     let mut out: Vec<Vec<Option<Vec<u8>>>> =
         rows.iter().map(|(_, c)| vec![None; c.len()]).collect();
-    pipeline.run(&jobs, |o| {
+    pipeline.run(&jobs, |o| -> Result<()> {
         let slots = &by_mic[&order[o.index]];
         for (n, &kept) in o.particles.kept.iter().enumerate() {
             let (r, j, _) = slots[kept];
@@ -365,7 +359,7 @@ fn overlays(html: &mut String, input: &Input, dir: &Path) -> Result<()> {
     for i in 0..n {
         let mic = with_picks[i * with_picks.len() / n];
         let image: Image = read_micrograph(&mic.path)
-            .with_context(|| format!("reading {} for the report", mic.path.display()))?
+            .context_with(|| format!("reading {} for the report", mic.path.display()))?
             .into();
         let marks: Vec<Mark> = mic
             .picks
@@ -401,4 +395,35 @@ fn overlays(html: &mut String, input: &Input, dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every scored pick with its micrograph file, for the galleries and overlays.
+pub fn picks(
+    set: &PickSet,
+    outcomes: &[Vec<Outcome>],
+    rule: &Rule,
+    pairs: &[(usize, usize)],
+    micrographs: &[PathBuf],
+) -> Vec<ReportMicrograph> {
+    pairs
+        .iter()
+        .map(|&(g, m)| ReportMicrograph {
+            name: set.micrographs[g].micrograph.clone(),
+            path: micrographs[m].clone(),
+            picks: set.micrographs[g]
+                .picks
+                .iter()
+                .zip(&outcomes[g])
+                .map(|(p, o)| ReportPick {
+                    x: p.x,
+                    y: p.y,
+                    probs: match o {
+                        Outcome::Scored(pr) => Some(pr.to_vec()),
+                        Outcome::Unscored(_) => None,
+                    },
+                    kept: rule.keeps(o),
+                })
+                .collect(),
+        })
+        .collect()
 }

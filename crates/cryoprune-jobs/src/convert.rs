@@ -1,0 +1,91 @@
+//! The convert job: picks between RELION, cryoSPARC, EMAN, crYOLO, Topaz and CSV. Centres are
+//! exact across formats (EMAN and crYOLO corners are converted with the box size; cryoSPARC
+//! fractions with the micrograph size).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use cryoprune_formats::{micrograph_shape, PickFormat, PickSet, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::events::Events;
+use crate::inputs::{expand_globs, pair_with_micrographs};
+use crate::{Context, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConvertConfig {
+    /// Pick files or folders of them (one format).
+    pub input: Vec<PathBuf>,
+    pub to: PickFormat,
+    /// Output file (with the target's extension) or folder (one file per micrograph).
+    pub out: PathBuf,
+    /// Box size for targets that store corners, when the input has none.
+    pub box_size: Option<f64>,
+    /// Micrograph globs: sizes for .cs and a check that picks lie inside them.
+    pub micrographs: Vec<String>,
+    /// Input format when the extension does not tell.
+    pub format: Option<PickFormat>,
+    /// Coordinate factor for picks made on binned micrographs.
+    pub scale: f64,
+}
+
+impl Default for ConvertConfig {
+    fn default() -> Self {
+        Self {
+            input: Vec::new(),
+            to: PickFormat::Star,
+            out: PathBuf::new(),
+            box_size: None,
+            micrographs: Vec::new(),
+            format: None,
+            scale: 1.0,
+        }
+    }
+}
+
+/// Converts; returns the files written.
+pub fn run(args: &ConvertConfig, events: &dyn Events) -> Result<Vec<PathBuf>> {
+    let mut set = PickSet::read(&args.input, args.format)?;
+    if args.scale != 1.0 {
+        set.scale(args.scale);
+    }
+    let mut opts = WriteOptions {
+        box_size: args.box_size,
+        ..Default::default()
+    };
+    if !args.micrographs.is_empty() {
+        let mics = expand_globs(&args.micrographs)?;
+        let report = pair_with_micrographs(&set, &mics, "not checked against a micrograph", events);
+        let mut shapes = HashMap::new();
+        for (p, m) in report.pairs {
+            let (nx, ny) = micrograph_shape(&mics[m])
+                .context_with(|| format!("reading the size of {}", mics[m].display()))?;
+            let outside = set.micrographs[p]
+                .picks
+                .iter()
+                .filter(|k| k.x < 0.0 || k.y < 0.0 || k.x >= nx as f64 || k.y >= ny as f64)
+                .count();
+            if outside > 0 {
+                events.warn(format!(
+                    "{outside} of {} picks on `{}` lie outside its {nx}x{ny} pixels (wrong --scale, or picks from another micrograph?)",
+                    set.micrographs[p].picks.len(),
+                    set.micrographs[p].micrograph
+                ));
+            }
+            shapes.insert(set.micrographs[p].micrograph.clone(), (nx, ny));
+        }
+        opts.micrograph_shapes = shapes;
+    }
+    let written = set.write(args.to, &args.out, &opts)?;
+    events.note(format!(
+        "wrote {} picks on {} micrographs as {:?} to {} file{} under {}",
+        set.len(),
+        set.micrographs.len(),
+        args.to,
+        written.len(),
+        if written.len() == 1 { "" } else { "s" },
+        args.out.display()
+    ));
+    Ok(written)
+}

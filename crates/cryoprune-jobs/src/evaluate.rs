@@ -1,0 +1,52 @@
+//! The evaluate job: a trained model's scores on labelled picks.
+
+use std::path::PathBuf;
+
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_train::metrics::Report;
+use cryoprune_train::modeldir::{write_predictions, ModelDir};
+use serde::{Deserialize, Serialize};
+
+use crate::compute::ComputeConfig;
+use crate::events::Events;
+use crate::labels::LabelsConfig;
+use crate::recipe::score_labels;
+use crate::Result;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EvaluateConfig {
+    pub compute: ComputeConfig,
+    /// Model directory written by `train`.
+    pub model: PathBuf,
+    pub labels: LabelsConfig,
+    /// Every labelled particle with its prediction and class probabilities, as CSV.
+    pub predictions: Option<PathBuf>,
+    /// The scores as JSON.
+    pub json: Option<PathBuf>,
+    /// Classify on the image alone, ignoring the pick context.
+    pub image_only: bool,
+}
+
+pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Report> {
+    let compute = cfg.compute.start(events)?;
+    compute.install(events, || {
+        let (model, spec) = ModelDir::new(&cfg.model).load(&compute.device.device)?;
+        let context = spec.pick_context.as_ref().filter(|_| !cfg.image_only);
+        let (data, scored) = score_labels(&cfg.labels, &model, &spec, context, &compute, events)?;
+        events.output(scored.report.to_text());
+        if let Some(path) = &cfg.predictions {
+            write_predictions(path, &data, &scored)?;
+            events.note(format!(
+                "per-particle predictions written to {}",
+                path.display()
+            ));
+        }
+        if let Some(path) = &cfg.json {
+            let json = serde_json::to_vec_pretty(&scored.report)?;
+            write_atomic(path, |w| w.write_all(&json))?;
+            events.note(format!("scores written to {}", path.display()));
+        }
+        Ok(scored.report)
+    })
+}

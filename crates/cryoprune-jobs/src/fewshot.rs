@@ -1,0 +1,530 @@
+//! The few-shot job: the PickerOptimizer evaluation protocol. For every cell (network × variant ×
+//! shots), models are trained on independent random draws of K labelled picks per class and
+//! scored on the labelled picks not drawn (or on separate test labels). Resumable: trials
+//! already in results.json are not redone.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Instant;
+
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_model::{Arch, PickContext, PickFacts, Pretrained};
+use cryoprune_train::sampling::{draw_shots, subsample};
+use cryoprune_train::trainer::Scored;
+use cryoprune_train::Dataset;
+use serde::{Deserialize, Serialize};
+
+use crate::compute::ComputeConfig;
+use crate::events::Events;
+use crate::labels::LabelsConfig;
+use crate::recipe::{fit, fit_context, NetConfig, PrepConfig};
+use crate::{Error, Result};
+
+/// A row of the table: how the network starts and which head it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub pretrained: bool,
+    pub single_loss: bool,
+}
+
+impl FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (start, single_loss) = match s.strip_suffix("-single-loss") {
+            Some(start) => (start, true),
+            None => (s, false),
+        };
+        let pretrained = match start {
+            "scratch" => false,
+            "pretrained" => true,
+            _ => {
+                return Err(format!(
+                    "variant `{s}`: expected scratch, scratch-single-loss, pretrained or pretrained-single-loss"
+                ))
+            }
+        };
+        Ok(Variant {
+            pretrained,
+            single_loss,
+        })
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(if self.pretrained {
+            "pretrained"
+        } else {
+            "scratch"
+        })?;
+        f.write_str(if self.single_loss { "-single-loss" } else { "" })
+    }
+}
+
+impl Serialize for Variant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Variant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FewshotConfig {
+    pub compute: ComputeConfig,
+    pub labels: LabelsConfig,
+    /// Separate test labels; empty: the labelled picks not drawn.
+    pub test_labels: Vec<PathBuf>,
+    /// Micrographs of the test labels; empty: the training labels' micrographs.
+    pub test_micrographs: Vec<String>,
+    /// Shots per class.
+    pub shots: Vec<usize>,
+    /// Draws per cell.
+    pub trials: usize,
+    pub variants: Vec<Variant>,
+    /// Networks to compare; empty: `net.arch`.
+    pub archs: Vec<Arch>,
+    /// Pretrained weights per network: ARCH=SOURCE, or one SOURCE for `net.arch`; a network
+    /// without any gets its ImageNet weights.
+    pub weights: Vec<String>,
+    pub prep: PrepConfig,
+    pub net: NetConfig,
+    /// Per-epoch validation uses at most this many held-out picks.
+    pub val_max: usize,
+    /// Base seed; trial t uses seed + t, so every variant of a trial sees the same draw.
+    pub seed: u64,
+    /// Output folder for results.json and results.md.
+    pub out: PathBuf,
+}
+
+impl Default for FewshotConfig {
+    fn default() -> Self {
+        let v = |s: &str| s.parse().expect("a variant");
+        Self {
+            compute: ComputeConfig::default(),
+            labels: LabelsConfig::default(),
+            test_labels: Vec::new(),
+            test_micrographs: Vec::new(),
+            shots: vec![10, 20, 30],
+            trials: 5,
+            variants: vec![v("scratch"), v("pretrained"), v("pretrained-single-loss")],
+            archs: Vec::new(),
+            weights: Vec::new(),
+            prep: PrepConfig::default(),
+            net: NetConfig::default(),
+            val_max: 200,
+            seed: 0,
+            out: PathBuf::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trial {
+    pub arch: String,
+    pub variant: String,
+    pub shots: usize,
+    pub trial: usize,
+    pub seed: u64,
+    pub macro_f1: f64,
+    pub accuracy: f64,
+    pub train_seconds: f64,
+    pub best_epoch: usize,
+    pub test_picks: usize,
+    /// The same model with the pick context combined (picker score, distance from the edge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_context: Option<Metrics>,
+    /// The pick context alone, fitted on the same training picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_alone: Option<Metrics>,
+    /// The picker's score alone, calibrated on the same training picks: the picker as a user
+    /// with these labels could threshold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picker_score_alone: Option<Metrics>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Metrics {
+    pub macro_f1: f64,
+    pub accuracy: f64,
+}
+
+impl Metrics {
+    fn of(s: &Scored) -> Metrics {
+        Metrics {
+            macro_f1: s.report.macro_f1,
+            accuracy: s.report.accuracy,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Results {
+    /// The settings the trials were run with; a rerun with other settings starts afresh.
+    pub settings: serde_json::Value,
+    pub trials: Vec<Trial>,
+}
+
+/// The pretrained checkpoint for `arch`: from `weights` (ARCH=SOURCE, or one SOURCE for the
+/// default network), else its ImageNet weights. `Err` carries why there are none.
+fn weights_for(
+    weights: &[String],
+    arch: Arch,
+    default_arch: Arch,
+) -> Result<Result<PathBuf, String>> {
+    let mut source = Pretrained::ImageNet;
+    for w in weights {
+        match w.split_once('=') {
+            Some((a, p)) if a.parse::<Arch>().map_err(Error::Invalid)? == arch => {
+                source = Pretrained::parse(p)?;
+                break;
+            }
+            Some(_) => {}
+            None if arch == default_arch => {
+                source = Pretrained::parse(w)?;
+                break;
+            }
+            None => {}
+        }
+    }
+    Ok(match source.path(arch) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(format!("{arch} has no pretrained weights")),
+        Err(e) => Err(e.to_string()),
+    })
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+/// Runs every trial not yet in `out/results.json`; returns all trials and writes results.md.
+pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
+    let compute = cfg.compute.start(events)?;
+    compute.install(events, || {
+        let default_arch = cfg.net.arch;
+        let archs = match cfg.archs.is_empty() {
+            true => vec![default_arch],
+            false => cfg.archs.clone(),
+        };
+        let pre = cfg.prep.preprocessing(&cfg.labels.source())?;
+        let data = cfg.labels.dataset(None, &pre, compute.threads, events)?;
+        let test: Option<Dataset> = if cfg.test_labels.is_empty() {
+            None
+        } else {
+            let test = LabelsConfig {
+                labels: cfg.test_labels.clone(),
+                micrographs: if cfg.test_micrographs.is_empty() {
+                    cfg.labels.micrographs.clone()
+                } else {
+                    cfg.test_micrographs.clone()
+                },
+                ..cfg.labels.clone()
+            };
+            Some(test.dataset(Some(&data.classes), &pre, compute.threads, events)?)
+        };
+
+        crate::create_dir(&cfg.out)?;
+        let json_path = cfg.out.join("results.json");
+        let settings = serde_json::json!({
+            "labels": cfg.labels.labels, "test_labels": cfg.test_labels, "preprocessing": pre,
+            "net": cfg.net, "val_max": cfg.val_max, "seed": cfg.seed,
+        });
+        let mut results: Results = match std::fs::read(&json_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: not a fewshot results file ({e})",
+                    json_path.display()
+                ))
+            })?,
+            Err(_) => Results::default(),
+        };
+        if results.settings != settings && !results.trials.is_empty() {
+            events.note(format!(
+                "{}: settings changed, starting the trials afresh",
+                json_path.display()
+            ));
+            results.trials.clear();
+        }
+        results.settings = settings;
+
+        let all: Vec<usize> = (0..data.len()).collect();
+        for &arch in &archs {
+            let needs_weights = cfg.variants.iter().any(|v| v.pretrained);
+            let weights = match needs_weights {
+                true => weights_for(&cfg.weights, arch, default_arch)?,
+                false => Err(String::new()),
+            };
+            for variant in &cfg.variants {
+                if let (true, Err(why)) = (variant.pretrained, &weights) {
+                    events.note(format!("{arch} {variant}: cell skipped: {why}"));
+                    continue;
+                }
+                let name = variant.to_string();
+                for &shots in &cfg.shots {
+                    for t in 0..cfg.trials {
+                        if results.trials.iter().any(|r| {
+                            r.arch == arch.name()
+                                && r.variant == name
+                                && r.shots == shots
+                                && r.trial == t
+                        }) {
+                            continue;
+                        }
+                        let seed = cfg.seed + t as u64;
+                        let split = draw_shots(&data.labels, &data.classes, &all, shots, seed)?;
+                        let train_set = data.subset(&split.train);
+                        let held_out = data.subset(&split.rest);
+                        let val_idx = subsample(
+                            &held_out.labels,
+                            data.classes.len(),
+                            &(0..held_out.len()).collect::<Vec<_>>(),
+                            cfg.val_max,
+                            seed,
+                        );
+                        let val = held_out.subset(&val_idx);
+                        let test_set = test.as_ref().unwrap_or(&held_out);
+                        let mut net = cfg.net.clone();
+                        net.arch = arch;
+                        if variant.single_loss {
+                            net.branches = 1;
+                            net.branch_weights = None;
+                        }
+                        let start = match (&weights, variant.pretrained) {
+                            (Ok(path), true) => Some(path.as_path()),
+                            _ => None,
+                        };
+                        let started = Instant::now();
+                        let fitted = fit(
+                            &net,
+                            start,
+                            &train_set,
+                            &val,
+                            seed,
+                            &compute,
+                            &crate::Silent,
+                        )?;
+                        let train_seconds = started.elapsed().as_secs_f64();
+                        let scored = fitted.score(test_set, &compute);
+                        let context = usable_context(&train_set, test_set, |f| f).map(|mut ctx| {
+                            let probs = fitted.score(&val, &compute).probs;
+                            ctx.fit_image_weight(&probs, &val.facts(), &val.labels);
+                            ctx
+                        });
+                        let with_context = match &context {
+                            Some(ctx) => Some(Metrics::of(&scored.with_context(test_set, ctx)?)),
+                            None => None,
+                        };
+                        let context_alone = context.as_ref().map(|c| alone(c, test_set, |f| f));
+                        let score_only = |f: PickFacts| PickFacts { edge: None, ..f };
+                        let picker_score_alone = usable_context(&train_set, test_set, score_only)
+                            .map(|c| alone(&c, test_set, score_only));
+                        let report = scored.report;
+                        events.note(format!(
+                            "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}{}, accuracy {:.3}, {train_seconds:.1} s (best epoch {})",
+                            report.macro_f1,
+                            with_context.zip(context_alone).map_or(
+                                String::new(),
+                                |(with, alone)| format!(
+                                    " ({:.3} with the pick context, {:.3} for the context alone{})",
+                                    with.macro_f1,
+                                    alone.macro_f1,
+                                    picker_score_alone.map_or(String::new(), |m| format!(
+                                        ", {:.3} for the picker's score alone",
+                                        m.macro_f1
+                                    ))
+                                )
+                            ),
+                            report.accuracy,
+                            fitted.best_epoch
+                        ));
+                        results.trials.push(Trial {
+                            arch: arch.name().into(),
+                            variant: name.clone(),
+                            shots,
+                            trial: t,
+                            seed,
+                            macro_f1: report.macro_f1,
+                            accuracy: report.accuracy,
+                            train_seconds,
+                            best_epoch: fitted.best_epoch,
+                            test_picks: test_set.len(),
+                            with_context,
+                            context_alone,
+                            picker_score_alone,
+                        });
+                        let json = serde_json::to_vec_pretty(&results)?;
+                        write_atomic(&json_path, |w| w.write_all(&json))?;
+                    }
+                }
+            }
+        }
+        let table = markdown(&results.trials, &cfg.shots);
+        write_atomic(&cfg.out.join("results.md"), |w| {
+            w.write_all(table.as_bytes())
+        })?;
+        events.output(table);
+        Ok(results)
+    })
+}
+
+/// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (and, when the picks
+/// had a pick context, of macro-F1 with it combined, of the context alone and of the picker's
+/// score alone), accuracy, training seconds per run.
+pub fn markdown(trials: &[Trial], shots: &[usize]) -> String {
+    let mut cells: BTreeMap<(String, String), BTreeMap<usize, Vec<&Trial>>> = BTreeMap::new();
+    for t in trials {
+        cells
+            .entry((t.arch.clone(), t.variant.clone()))
+            .or_default()
+            .entry(t.shots)
+            .or_default()
+            .push(t);
+    }
+    type Column = (&'static str, fn(&Trial) -> Option<Metrics>);
+    let optional: [Column; 3] = [
+        ("+ pick context", |t| t.with_context),
+        ("pick context alone", |t| t.context_alone),
+        ("picker score alone", |t| t.picker_score_alone),
+    ];
+    let columns: Vec<&Column> = optional
+        .iter()
+        .filter(|(_, get)| trials.iter().any(|t| get(t).is_some()))
+        .collect();
+    let mut s = String::from("| network | variant |");
+    for k in shots {
+        s += &format!(" K = {k}: macro-F1 |");
+        for (name, _) in &columns {
+            s += &format!(" {name} |");
+        }
+        s += " accuracy | s/run |";
+    }
+    s += "\n|---|---|";
+    for _ in shots {
+        s += &"---|".repeat(3 + columns.len());
+    }
+    s.push('\n');
+    let cell = |v: &[f64]| {
+        if v.is_empty() {
+            return "–".to_string();
+        }
+        let (m, sd) = mean_sd(v);
+        format!("{m:.3} ± {sd:.3}")
+    };
+    for ((arch, variant), by_k) in &cells {
+        s += &format!("| {arch} | {variant} |");
+        for k in shots {
+            let Some(ts) = by_k.get(k) else {
+                s += &" – |".repeat(3 + columns.len());
+                continue;
+            };
+            let f: Vec<f64> = ts.iter().map(|t| t.macro_f1).collect();
+            s += &format!(" {} (n={}) |", cell(&f), ts.len());
+            for (_, get) in &columns {
+                let v: Vec<f64> = ts
+                    .iter()
+                    .filter_map(|t| get(t).map(|m| m.macro_f1))
+                    .collect();
+                s += &format!(" {} |", cell(&v));
+            }
+            let a: Vec<f64> = ts.iter().map(|t| t.accuracy).collect();
+            let (sec, _) = mean_sd(&ts.iter().map(|t| t.train_seconds).collect::<Vec<_>>());
+            s += &format!(" {} | {sec:.0} |", cell(&a));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The pick context fitted on the training picks' facts (as `view` sees them), when every test
+/// pick has the facts it uses.
+fn usable_context(
+    train: &Dataset,
+    test: &Dataset,
+    view: impl Fn(PickFacts) -> PickFacts + Copy,
+) -> Option<PickContext> {
+    let ctx = fit_context(train, view).ok()?;
+    test.facts()
+        .into_iter()
+        .all(|f| ctx.missing(&view(f)).is_none())
+        .then_some(ctx)
+}
+
+/// The test picks scored by the context alone, as a user with only those facts could.
+fn alone(ctx: &PickContext, test: &Dataset, view: impl Fn(PickFacts) -> PickFacts) -> Metrics {
+    let probs = test
+        .facts()
+        .into_iter()
+        .map(|f| ctx.alone(&view(f)))
+        .collect();
+    Metrics::of(&Scored::of(probs, test))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_have_one_spelling() {
+        for s in [
+            "scratch",
+            "scratch-single-loss",
+            "pretrained",
+            "pretrained-single-loss",
+        ] {
+            assert_eq!(s.parse::<Variant>().unwrap().to_string(), s);
+        }
+        assert!("imagenet".parse::<Variant>().is_err());
+    }
+
+    #[test]
+    fn the_table_gives_mean_and_sd_per_cell() {
+        let trial = |variant: &str, shots, f1| Trial {
+            arch: "small".into(),
+            variant: variant.into(),
+            shots,
+            trial: 0,
+            seed: 0,
+            macro_f1: f1,
+            accuracy: f1,
+            train_seconds: 10.0,
+            best_epoch: 1,
+            test_picks: 100,
+            with_context: None,
+            context_alone: None,
+            picker_score_alone: None,
+        };
+        let t = markdown(
+            &[
+                trial("scratch", 10, 0.6),
+                trial("scratch", 10, 0.8),
+                trial("pretrained", 30, 0.9),
+            ],
+            &[10, 30],
+        );
+        assert!(
+            t.contains("| small | scratch | 0.700 ± 0.141 (n=2) |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| small | pretrained | – | – | – | 0.900 ± 0.000 (n=1) |"),
+            "{t}"
+        );
+    }
+}

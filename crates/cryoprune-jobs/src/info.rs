@@ -1,0 +1,182 @@
+//! The info job: what a file holds (MRC header, image size, STAR blocks, `.cs` fields, picks per
+//! micrograph) for any file cryoprune reads.
+
+use std::path::Path;
+
+use cryoprune_formats::micrograph::ImageFormat;
+use cryoprune_formats::npy::StructArray;
+use cryoprune_formats::star::Item;
+use cryoprune_formats::{read_micrograph, MrcFile, PickFormat, PickSet, StarFile};
+use serde_json::{json, Value};
+
+use crate::{invalid, Result};
+
+/// What `path` holds, as JSON.
+pub fn describe(path: &Path) -> Result<Value> {
+    let file = path.display().to_string();
+    if let Some(fmt) = ImageFormat::from_path(path) {
+        if fmt == ImageFormat::Mrc {
+            let m = MrcFile::open(path)?;
+            let h = m.header();
+            return Ok(json!({
+                "file": file, "type": "mrc",
+                "kind": format!("{:?}", h.kind(path)),
+                "nx": h.nx, "ny": h.ny, "nz": h.nz,
+                "mode": h.mode.describe(),
+                "voxel_size_A": h.voxel_size(),
+                "byte_order": format!("{:?}", h.byte_order),
+                "extended_header_bytes": h.nsymbt,
+                "extended_header_type": h.exttyp,
+                "space_group": h.ispg,
+                "axis_order": h.axis_order,
+                "min_max_mean_rms": [h.dmin, h.dmax, h.dmean, h.rms],
+                "map_id": h.has_map_id,
+                "labels": h.labels,
+            }));
+        }
+        let img = read_micrograph(path)?;
+        let (lo, hi) = img
+            .data
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        let mean = img.data.iter().map(|&v| v as f64).sum::<f64>() / img.data.len().max(1) as f64;
+        return Ok(json!({
+            "file": file, "type": format!("{fmt:?}").to_lowercase(),
+            "nx": img.nx, "ny": img.ny, "min": lo, "max": hi, "mean": mean,
+        }));
+    }
+    let Some(format) = PickFormat::from_path(path) else {
+        invalid!("{file}: unknown file type; expected an MRC, image or pick file");
+    };
+    let mut v = match format {
+        PickFormat::Star => star_summary(path)?,
+        PickFormat::Cs => cs_summary(path)?,
+        _ => json!({ "file": file, "type": format!("{format:?}").to_lowercase() }),
+    };
+    // Only files that hold coordinates get pick counts; model or optics STARs are still described.
+    let picks = PickSet::read(&[path.to_path_buf()], Some(format));
+    match picks {
+        Ok(set) => {
+            let per_mic: Vec<Value> = set
+                .micrographs
+                .iter()
+                .map(|m| json!({ "micrograph": m.micrograph, "picks": m.picks.len() }))
+                .collect();
+            let scores: Vec<f64> = set.iter().filter_map(|(_, p)| p.score).collect();
+            let labels: std::collections::BTreeMap<String, usize> = set
+                .iter()
+                .filter_map(|(_, p)| p.label.clone())
+                .fold(Default::default(), |mut m, l| {
+                    *m.entry(l).or_default() += 1;
+                    m
+                });
+            v["picks"] = json!(set.len());
+            v["micrographs"] = json!(per_mic);
+            if let Some(b) = set.box_size {
+                v["box_size"] = json!(b);
+            }
+            if !scores.is_empty() {
+                let lo = scores.iter().cloned().fold(f64::INFINITY, f64::min);
+                let hi = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                v["score_range"] = json!([lo, hi]);
+            }
+            if !labels.is_empty() {
+                v["labels"] = json!(labels);
+            }
+        }
+        Err(e) if matches!(format, PickFormat::Star | PickFormat::Cs) => {
+            v["picks_note"] = json!(e.to_string());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(v)
+}
+
+fn star_summary(path: &Path) -> Result<Value> {
+    let star = StarFile::read(path)?;
+    let blocks: Vec<Value> = star
+        .blocks
+        .iter()
+        .map(|b| {
+            let loops: Vec<Value> = b
+                .items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Loop(l) => Some(json!({ "rows": l.rows.len(), "columns": l.columns })),
+                    Item::Pair { .. } => None,
+                })
+                .collect();
+            json!({ "name": b.name, "key_values": b.pairs().count(), "loops": loops })
+        })
+        .collect();
+    let version = star
+        .blocks
+        .iter()
+        .flat_map(|b| &b.comments)
+        .find_map(|c| c.strip_prefix("# version ").map(str::trim));
+    Ok(
+        json!({ "file": path.display().to_string(), "type": "star", "version": version, "blocks": blocks }),
+    )
+}
+
+fn cs_summary(path: &Path) -> Result<Value> {
+    let arr = StructArray::read(path)?;
+    let fields: Vec<String> = arr
+        .fields
+        .iter()
+        .map(|f| format!("{} {}", f.name, f.dtype))
+        .collect();
+    Ok(
+        json!({ "file": path.display().to_string(), "type": "cs", "rows": arr.nrows, "record_bytes": arr.itemsize, "fields": fields }),
+    )
+}
+
+/// The description as lines of text.
+pub fn to_text(v: &Value) -> String {
+    let Value::Object(map) = v else {
+        return v.to_string();
+    };
+    let mut out = map["file"].as_str().unwrap_or("").to_string();
+    for (k, val) in map {
+        if k == "file" {
+            continue;
+        }
+        let shown = match (k.as_str(), val) {
+            ("micrographs", Value::Array(a)) if a.len() > 8 => {
+                let total: Vec<String> = a
+                    .iter()
+                    .take(8)
+                    .map(|m| {
+                        format!(
+                            "{} ({})",
+                            m["micrograph"].as_str().unwrap_or(""),
+                            m["picks"]
+                        )
+                    })
+                    .collect();
+                format!("{} micrographs: {}, ...", a.len(), total.join(", "))
+            }
+            ("micrographs", Value::Array(a)) => a
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} ({})",
+                        m["micrograph"].as_str().unwrap_or(""),
+                        m["picks"]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            ("fields", Value::Array(a)) if a.len() > 12 => {
+                let first: Vec<&str> = a.iter().take(12).filter_map(|f| f.as_str()).collect();
+                format!("{} fields: {}, ...", a.len(), first.join(", "))
+            }
+            (_, Value::String(s)) => s.clone(),
+            (_, other) => other.to_string(),
+        };
+        out.push_str(&format!("\n  {k:<22} {shown}"));
+    }
+    out
+}

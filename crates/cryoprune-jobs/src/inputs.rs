@@ -1,0 +1,81 @@
+//! Finding the inputs: micrograph globs, and pick groups paired with micrographs by name.
+
+use std::path::{Path, PathBuf};
+
+use cryoprune_formats::names::{match_micrographs, MatchReport};
+use cryoprune_formats::PickSet;
+
+use crate::events::Events;
+use crate::{invalid, Result};
+
+/// Expands shell-style globs (quoted so the shell leaves them to us, since a dataset can hold
+/// more micrographs than a command line may) and plain paths, in sorted order.
+pub fn expand_globs(patterns: &[String]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for pat in patterns {
+        let p = Path::new(pat);
+        if p.exists() {
+            out.push(p.to_path_buf());
+            continue;
+        }
+        let mut matched: Vec<_> = match glob::glob(pat) {
+            Ok(paths) => paths.filter_map(|r| r.ok()).collect(),
+            Err(e) => invalid!("bad pattern `{pat}`: {e}"),
+        };
+        if matched.is_empty() {
+            invalid!("`{pat}` matches no file");
+        }
+        matched.sort();
+        out.extend(matched);
+    }
+    Ok(out)
+}
+
+/// Pairs pick groups with micrographs by name. Groups that match none are reported: the first
+/// few by name, then a count, so a mismatched dataset does not flood the terminal.
+pub fn pair_with_micrographs(
+    set: &PickSet,
+    micrographs: &[PathBuf],
+    consequence: &str,
+    events: &dyn Events,
+) -> MatchReport {
+    const SHOWN: usize = 5;
+    let names: Vec<String> = set
+        .micrographs
+        .iter()
+        .map(|m| m.micrograph.clone())
+        .collect();
+    let report = match_micrographs(&names, micrographs);
+    let unmatched = &report.unmatched_picks;
+    for name in unmatched.iter().take(SHOWN) {
+        events.warn(format!(
+            "picks for `{name}` match no micrograph given with --micrographs; {consequence}"
+        ));
+    }
+    if unmatched.len() > SHOWN {
+        events.warn(format!(
+            "... and {} more pick groups match no micrograph",
+            unmatched.len() - SHOWN
+        ));
+    }
+    report
+}
+
+/// The picks of `set` on each paired micrograph, as extraction jobs.
+pub fn jobs(
+    set: &PickSet,
+    pairs: &[(usize, usize)],
+    micrographs: &[PathBuf],
+) -> Vec<cryoprune_image::pipeline::Job> {
+    pairs
+        .iter()
+        .map(|&(g, m)| cryoprune_image::pipeline::Job {
+            path: micrographs[m].clone(),
+            picks: set.micrographs[g]
+                .picks
+                .iter()
+                .map(|p| (p.x, p.y))
+                .collect(),
+        })
+        .collect()
+}

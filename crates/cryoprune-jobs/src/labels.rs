@@ -1,0 +1,176 @@
+//! Where labelled particles come from: label files cut from micrographs, a class folder, or a
+//! particle STAR, all cut once with the model's preprocessing.
+
+use std::path::{Path, PathBuf};
+
+use cryoprune_formats::{PickFormat, PickSet};
+use cryoprune_train::dataset::{self, Coverage};
+use cryoprune_train::prep::Preprocessing;
+use cryoprune_train::{stack, Dataset};
+use serde::{Deserialize, Serialize};
+
+use crate::events::Events;
+use crate::inputs::expand_globs;
+use crate::{invalid, Result};
+
+/// `--micrographs`, `--labels`, `--format`, `--images-inverted`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelsConfig {
+    /// Micrographs the labels were picked on (globs).
+    pub micrographs: Vec<String>,
+    /// A CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR, or a
+    /// folder with one sub-folder of particle images per class.
+    pub labels: Vec<PathBuf>,
+    /// Label file format when the extension does not tell.
+    pub format: Option<PickFormat>,
+    /// Particle images given as labels have the opposite contrast to the micrographs.
+    pub images_inverted: bool,
+}
+
+/// What `labels` names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelSource {
+    /// One sub-folder of particle images per class.
+    ClassFolder(PathBuf),
+    /// A particle STAR (`index@stack` images) with a label column.
+    Stack(PathBuf),
+    /// Labelled picks, cut from the micrographs.
+    Picks,
+}
+
+/// A folder of class sub-folders (particle images), as opposed to a folder of pick files.
+fn is_class_folder(path: &Path) -> bool {
+    path.is_dir()
+        && std::fs::read_dir(path).is_ok_and(|entries| {
+            let mut dirs = 0;
+            let mut picks = 0;
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs += 1;
+                } else if PickFormat::from_path(&p).is_some() {
+                    picks += 1;
+                }
+            }
+            dirs >= 2 && picks == 0
+        })
+}
+
+impl LabelSource {
+    /// Particle images are already boxes, so they need no box size.
+    pub fn is_images(&self) -> bool {
+        !matches!(self, LabelSource::Picks)
+    }
+}
+
+impl LabelsConfig {
+    /// A particle STAR is read from its stacks when it has no coordinates or no micrographs
+    /// are given; with both, the picks are cut from the micrographs like any other label file.
+    pub fn source(&self) -> LabelSource {
+        match self.labels.as_slice() {
+            [single] if is_class_folder(single) => LabelSource::ClassFolder(single.clone()),
+            [single]
+                if PickFormat::from_path(single) == Some(PickFormat::Star)
+                    && stack::lists_images(single)
+                        .is_some_and(|coords| !coords || self.micrographs.is_empty()) =>
+            {
+                LabelSource::Stack(single.clone())
+            }
+            _ => LabelSource::Picks,
+        }
+    }
+
+    /// Labelled particles, cut as `pre` says. `classes` fixes the class order (a trained
+    /// model's); otherwise it comes from the labels.
+    pub fn dataset(
+        &self,
+        classes: Option<&[String]>,
+        pre: &Preprocessing,
+        threads: usize,
+        events: &dyn Events,
+    ) -> Result<Dataset> {
+        let invert = pre.invert != self.images_inverted;
+        let (data, what) = match self.source() {
+            LabelSource::ClassFolder(dir) => {
+                let data = dataset::from_folder(&dir, pre.input_size, invert)?;
+                if let Some(c) = classes {
+                    if c != data.classes.as_slice() {
+                        invalid!(
+                            "{}: class folders ({}) differ from the model's classes ({})",
+                            dir.display(),
+                            data.classes.join(", "),
+                            c.join(", ")
+                        );
+                    }
+                }
+                (data, dir)
+            }
+            LabelSource::Stack(star) => (
+                stack::read(&star, pre.input_size, invert, classes)?,
+                star.clone(),
+            ),
+            LabelSource::Picks => {
+                if self.micrographs.is_empty() {
+                    invalid!(
+                        "--micrographs is needed to cut labelled picks (or give --labels a folder \
+                         with one sub-folder of particle images per class, or a particle STAR file)"
+                    );
+                }
+                let micrographs = expand_globs(&self.micrographs)?;
+                let set = PickSet::read(&self.labels, self.format)?;
+                let classes = match classes {
+                    Some(c) => c.to_vec(),
+                    None => dataset::classes_of(&set)?,
+                };
+                let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0);
+                let (data, coverage) =
+                    dataset::from_picks(&set, &micrographs, &classes, &pipeline)?;
+                report_coverage(&coverage, &data, events);
+                return Ok(data);
+            }
+        };
+        events.note(format!(
+            "{}: {} particle images in {} classes ({})",
+            what.display(),
+            data.len(),
+            data.classes.len(),
+            class_counts(&data)
+        ));
+        Ok(data)
+    }
+}
+
+/// "12 carbon, 30 particle".
+pub fn class_counts(data: &Dataset) -> String {
+    data.classes
+        .iter()
+        .zip(data.counts())
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn report_coverage(c: &Coverage, data: &Dataset, events: &dyn Events) {
+    events.note(format!(
+        "cut {} labelled particles from {} micrographs ({})",
+        data.len(),
+        c.micrographs,
+        class_counts(data)
+    ));
+    if c.skipped_edge + c.outside > 0 {
+        events.note(format!(
+            "  {} picks too close to the edge and {} outside their micrograph were left out",
+            c.skipped_edge, c.outside
+        ));
+    }
+    if !c.unmatched.is_empty() {
+        let shown: Vec<&str> = c.unmatched.iter().take(3).map(String::as_str).collect();
+        events.note(format!(
+            "  labels of {} micrographs not among --micrographs were not used ({}{})",
+            c.unmatched.len(),
+            shown.join(", "),
+            if c.unmatched.len() > 3 { ", ..." } else { "" }
+        ));
+    }
+}

@@ -1,0 +1,259 @@
+//! The prune job: classify every pick with a trained model and write the kept picks back in the
+//! picker's own format, each input file as soon as all its micrographs are done.
+
+mod advisor;
+pub mod decide;
+mod plan;
+pub mod report;
+mod write;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_formats::PickFormat;
+use cryoprune_model::pick_context::edge_distance;
+use cryoprune_model::PickFacts;
+use cryoprune_train::classify::{classify_jobs, Unscored};
+use cryoprune_train::modeldir::ModelDir;
+use serde::{Deserialize, Serialize};
+
+pub use decide::{Outcome, Rule, Summary};
+use plan::Plan;
+use write::{clear_stale_partials, write_scores, Writer};
+
+use crate::compute::ComputeConfig;
+use crate::events::{Event, Events};
+use crate::inputs::jobs;
+use crate::{invalid, Context, Result};
+
+/// Everything a prune run needs; see `cryoprune prune --help` for each setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PruneConfig {
+    pub compute: ComputeConfig,
+    /// Model directory written by `train`.
+    pub model: PathBuf,
+    /// Micrograph globs.
+    pub micrographs: Vec<String>,
+    /// Pick files or folders of them, in one format.
+    pub picks: Vec<PathBuf>,
+    pub format: Option<PickFormat>,
+    /// Coordinate factor for picks made on binned micrographs.
+    pub scale: f64,
+    /// Output folder (or a file, for a single input file).
+    pub out: PathBuf,
+    /// Classes to keep; empty: the class plainly named particle.
+    pub keep: Vec<String>,
+    /// Keep when the kept classes' probability reaches this; `None`: the most probable class.
+    pub threshold: Option<f64>,
+    pub write_rejected: bool,
+    /// Every pick's class and probabilities as CSV.
+    pub scores: Option<PathBuf>,
+    /// A self-contained HTML report.
+    pub report: Option<PathBuf>,
+    /// Labelled picks for the threshold advisor; empty: the model's validation picks.
+    pub labels: Vec<PathBuf>,
+    pub target_precision: f64,
+    pub skip_existing: bool,
+    /// Particles per network batch.
+    pub batch: usize,
+    /// Classify on the image alone, ignoring the pick context.
+    pub image_only: bool,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        Self {
+            compute: ComputeConfig::default(),
+            model: PathBuf::new(),
+            micrographs: Vec::new(),
+            picks: Vec::new(),
+            format: None,
+            scale: 1.0,
+            out: PathBuf::new(),
+            keep: Vec::new(),
+            threshold: None,
+            write_rejected: false,
+            scores: None,
+            report: None,
+            labels: Vec::new(),
+            target_precision: 0.95,
+            skip_existing: false,
+            batch: 64,
+            image_only: false,
+        }
+    }
+}
+
+/// Runs a prune job; the summary is also written beside the outputs and reported as output.
+pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
+    let started = Instant::now();
+    if !(cfg.target_precision > 0.0 && cfg.target_precision <= 1.0) {
+        invalid!("--target-precision must be in (0, 1]");
+    }
+    if !(cfg.scale.is_finite() && cfg.scale > 0.0) {
+        invalid!("--scale must be a positive number");
+    }
+    let compute = cfg.compute.start(events)?;
+    compute.install(events, || {
+        let (model, spec) = ModelDir::new(&cfg.model)
+            .load(&compute.device.device)
+            .context_with(|| format!("loading the model in {}", cfg.model.display()))?;
+        let rule = Rule::new(&spec.classes, &cfg.keep, cfg.threshold)?;
+        let context = spec.pick_context.as_ref().filter(|_| !cfg.image_only);
+        let plan = Plan::new(cfg, context, events)?;
+        for w in &plan.warnings {
+            events.warn(w.clone());
+        }
+        let set = &plan.set;
+        let mut outcomes: Vec<Vec<Outcome>> = set
+            .micrographs
+            .iter()
+            .map(|m| vec![Outcome::Unscored("no micrograph"); m.picks.len()])
+            .collect();
+        let jobs = jobs(set, &plan.pairs, &plan.micrographs);
+        let mut has_job = vec![false; set.micrographs.len()];
+        for &(g, _) in &plan.pairs {
+            has_job[g] = true;
+        }
+        // Files wait for their groups; unmatched and empty groups are done from the start.
+        let mut waiting_on: Vec<usize> = plan
+            .file_groups
+            .iter()
+            .map(|gs| gs.iter().filter(|&&g| has_job[g]).count())
+            .collect();
+        let writer = Writer {
+            set,
+            classes: &spec.classes,
+            rule: &rule,
+            dests: &plan.dests,
+            rejected_dir: cfg.write_rejected.then(|| plan.rejected_dir(&cfg.out)),
+        };
+        clear_stale_partials(&plan.dests, writer.rejected_dir.as_deref());
+        let mut files_written = Vec::new();
+        for (f, &n) in waiting_on.iter().enumerate() {
+            if n == 0 && !plan.skipped[f] {
+                files_written.extend(writer.write(f, &outcomes)?);
+            }
+        }
+
+        let total: usize = jobs.iter().map(|j| j.picks.len()).sum();
+        events.note(format!(
+            "classifying {total} picks on {} micrographs ({} per batch)",
+            jobs.len(),
+            cfg.batch
+        ));
+        events.emit(Event::Started {
+            total: total as u64,
+            unit: "picks",
+        });
+        let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
+        let classified = Instant::now();
+        classify_jobs(
+            &model,
+            spec.classes.len(),
+            spec.network.head.mean_of_branches,
+            &pipeline,
+            &jobs,
+            cfg.batch,
+            &compute.device.device,
+            |result| -> Result<()> {
+                let (g, _) = plan.pairs[result.index];
+                for (((o, r), pick), centre) in outcomes[g]
+                    .iter_mut()
+                    .zip(result.probs)
+                    .zip(&set.micrographs[g].picks)
+                    .zip(&jobs[result.index].picks)
+                {
+                    *o = match r {
+                        Ok(mut p) => {
+                            if let Some(ctx) = context {
+                                let facts = PickFacts {
+                                    score: pick.score,
+                                    edge: Some(edge_distance(
+                                        centre.0,
+                                        centre.1,
+                                        result.shape,
+                                        spec.preprocessing.box_size,
+                                    )),
+                                };
+                                ctx.combine(&mut p, &facts);
+                            }
+                            Outcome::Scored(p.into_boxed_slice())
+                        }
+                        Err(Unscored::Outside) => Outcome::Unscored("outside the micrograph"),
+                        Err(Unscored::Edge) => Outcome::Unscored("box past the edge"),
+                    };
+                }
+                events.emit(Event::Advanced(outcomes[g].len() as u64));
+                for &f in &plan.group_files[g] {
+                    waiting_on[f] -= 1;
+                    if waiting_on[f] == 0 && !plan.skipped[f] {
+                        files_written.extend(writer.write(f, &outcomes)?);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        events.emit(Event::Finished);
+        let network_seconds = classified.elapsed().as_secs_f64();
+
+        let mut summary = Summary::of(set, &spec.classes, &rule, &outcomes, &plan.active);
+        summary.model = cfg.model.clone();
+        summary.files_written = files_written;
+        summary.files_skipped = plan.files_skipped();
+        summary.warnings = plan.warnings.clone();
+        summary.device = compute.device.description.clone();
+        summary.particles_per_second = summary.scored as f64 / network_seconds.max(1e-9);
+        summary.context = context
+            .map(|c| c.facts().map(|f| f.describe().to_string()).collect())
+            .unwrap_or_default();
+
+        if let Some(path) = &cfg.scores {
+            write_scores(path, set, &spec.classes, &rule, &outcomes, &plan.active)?;
+            events.note(format!(
+                "scores of every pick written to {}",
+                path.display()
+            ));
+        }
+        let dataset_p: Vec<f64> = outcomes
+            .iter()
+            .flatten()
+            .filter_map(|o| match o {
+                Outcome::Scored(p) => Some(rule.p_keep(p)),
+                Outcome::Unscored(_) => None,
+            })
+            .collect();
+        let judged = advisor::Judged {
+            model: &model,
+            spec: &spec,
+            context,
+            rule: &rule,
+        };
+        summary.threshold_advice = advisor::advise(cfg, &judged, &dataset_p, &compute, events)?;
+        summary.seconds = started.elapsed().as_secs_f64();
+
+        events.output(summary.to_text());
+        if let Some(a) = &summary.threshold_advice {
+            events.output(a.to_text());
+        }
+        let summary_path = plan.summary_path(&cfg.out);
+        let json = serde_json::to_vec_pretty(&summary)?;
+        write_atomic(&summary_path, |w| w.write_all(&json))?;
+        events.note(format!("summary written to {}", summary_path.display()));
+
+        if let Some(path) = &cfg.report {
+            let input = report::Input {
+                model_dir: &ModelDir::new(&cfg.model),
+                spec: &spec,
+                summary: &summary,
+                picks: report::picks(set, &outcomes, &rule, &plan.pairs, &plan.micrographs),
+                keep: &rule.keep,
+            };
+            report::write(path, &input, &pipeline)?;
+            events.note(format!("report written to {}", path.display()));
+        }
+        Ok(summary)
+    })
+}

@@ -1,0 +1,253 @@
+//! Before anything is classified: which pick files go where, which micrographs their picks are
+//! on, which files a rerun leaves alone, and what about the coordinates looks wrong.
+
+use std::path::{Path, PathBuf};
+
+use cryoprune_formats::picks::check::{coordinate_warnings, Placed};
+use cryoprune_formats::{micrograph_shape, PickSet};
+use cryoprune_model::PickContext;
+
+use super::PruneConfig;
+use crate::events::Events;
+use crate::inputs::{expand_globs, pair_with_micrographs};
+use crate::{invalid, Context, Result};
+
+/// What a prune run will do, worked out from its inputs.
+pub struct Plan {
+    pub set: PickSet,
+    pub micrographs: Vec<PathBuf>,
+    /// OUT names a file (a single input pruned to a file path), not a folder.
+    pub out_is_file: bool,
+    /// Output path of each input file.
+    pub dests: Vec<PathBuf>,
+    /// Input files left alone by `skip_existing`.
+    pub skipped: Vec<bool>,
+    /// The files holding picks of each micrograph group, and the reverse.
+    pub group_files: Vec<Vec<usize>>,
+    pub file_groups: Vec<Vec<usize>>,
+    /// Groups with a file to write.
+    pub active: Vec<bool>,
+    /// (group, micrograph) of every group to classify.
+    pub pairs: Vec<(usize, usize)>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn new(
+        cfg: &PruneConfig,
+        context: Option<&PickContext>,
+        events: &dyn Events,
+    ) -> Result<Plan> {
+        let mut set = PickSet::read(&cfg.picks, cfg.format)?;
+        if cfg.scale != 1.0 {
+            set.scale(cfg.scale);
+        }
+        let micrographs = expand_globs(&cfg.micrographs)?;
+        let out_is_file = set.files.len() == 1
+            && cfg.out.extension().is_some_and(|e| {
+                set.files[0]
+                    .path
+                    .extension()
+                    .map(|x| x.to_ascii_lowercase())
+                    == Some(e.to_ascii_lowercase())
+            });
+        refuse_inputs_as_output(&set, &cfg.out, &micrographs)?;
+        let dests: Vec<PathBuf> = set
+            .files
+            .iter()
+            .map(|f| match out_is_file {
+                true => cfg.out.clone(),
+                false => cfg.out.join(f.path.file_name().unwrap_or_default()),
+            })
+            .collect();
+        let skipped: Vec<bool> = dests
+            .iter()
+            .map(|d| cfg.skip_existing && d.exists())
+            .collect();
+        let n_skipped = skipped.iter().filter(|&&s| s).count();
+        if n_skipped > 0 {
+            events.note(format!(
+                "--skip-existing: {n_skipped} of {} output files exist and are left alone",
+                dests.len()
+            ));
+        }
+        let mut group_files: Vec<Vec<usize>> = vec![Vec::new(); set.micrographs.len()];
+        let mut file_groups: Vec<Vec<usize>> = vec![Vec::new(); set.files.len()];
+        for (g, m) in set.micrographs.iter().enumerate() {
+            for src in m.picks.iter().filter_map(|p| p.source) {
+                if !group_files[g].contains(&src.file) {
+                    group_files[g].push(src.file);
+                    file_groups[src.file].push(g);
+                }
+            }
+        }
+        let active: Vec<bool> = group_files
+            .iter()
+            .map(|fs| fs.iter().any(|&f| !skipped[f]))
+            .collect();
+
+        let report = pair_with_micrographs(&set, &micrographs, "they are not kept", events);
+        let mut warnings = Vec::new();
+        let pairs: Vec<(usize, usize)> = report
+            .pairs
+            .iter()
+            .copied()
+            .filter(|&(g, _)| active[g] && !set.micrographs[g].picks.is_empty())
+            .collect();
+        if !report.unmatched_picks.is_empty() {
+            warnings.push(format!(
+                "picks of {} micrographs match none of the {} micrographs given; they are not kept",
+                report.unmatched_picks.len(),
+                micrographs.len()
+            ));
+        }
+        if pairs.is_empty() && active.iter().any(|&a| a) {
+            invalid!(
+                "no pick file matches any of the {} micrographs given (pick files name e.g. `{}`)",
+                micrographs.len(),
+                set.micrographs
+                    .first()
+                    .map_or("nothing", |m| m.micrograph.as_str())
+            );
+        }
+        let mut shapes = Vec::with_capacity(pairs.len());
+        for &(_, m) in &pairs {
+            shapes
+                .push(micrograph_shape(&micrographs[m]).context_with(|| {
+                    format!("reading the size of {}", micrographs[m].display())
+                })?);
+        }
+        let centres: Vec<Vec<(f64, f64)>> = pairs
+            .iter()
+            .map(|&(g, _)| {
+                set.micrographs[g]
+                    .picks
+                    .iter()
+                    .map(|p| (p.x, p.y))
+                    .collect()
+            })
+            .collect();
+        let placed: Vec<Placed> = centres
+            .iter()
+            .zip(&shapes)
+            .map(|(c, &shape)| Placed { picks: c, shape })
+            .collect();
+        warnings.extend(coordinate_warnings(&placed));
+        let mut plan = Plan {
+            set,
+            micrographs,
+            out_is_file,
+            dests,
+            skipped,
+            group_files,
+            file_groups,
+            active,
+            pairs,
+            warnings,
+        };
+        if let Some(ctx) = context {
+            let shifted = plan.check_picker_scores(ctx, &cfg.model)?;
+            plan.warnings.extend(shifted);
+        }
+        Ok(plan)
+    }
+
+    pub fn files_skipped(&self) -> Vec<PathBuf> {
+        self.dests
+            .iter()
+            .zip(&self.skipped)
+            .filter(|(_, &s)| s)
+            .map(|(d, _)| d.clone())
+            .collect()
+    }
+
+    /// Where `--write-rejected` puts the rejected picks.
+    pub fn rejected_dir(&self, out: &Path) -> PathBuf {
+        match (self.out_is_file, out.parent()) {
+            (true, Some(parent)) => parent.join("rejected"),
+            (true, None) => PathBuf::from("rejected"),
+            (false, _) => out.join("rejected"),
+        }
+    }
+
+    /// Where the summary JSON goes.
+    pub fn summary_path(&self, out: &Path) -> PathBuf {
+        match self.out_is_file {
+            true => out.with_extension("summary.json"),
+            false => out.join("prune_summary.json"),
+        }
+    }
+
+    /// Every pick to classify must carry a score when the model combines the score with the
+    /// image: one without is an error naming its file and record. A warning comes back when
+    /// the scores sit far from those the model was calibrated on, the sign of another picker
+    /// or another run.
+    fn check_picker_scores(&self, ctx: &PickContext, model: &Path) -> Result<Option<String>> {
+        let Some(term) = ctx.score_term() else {
+            return Ok(None);
+        };
+        let set = &self.set;
+        let (mut sum, mut count) = (0.0, 0usize);
+        for &(g, _) in &self.pairs {
+            for p in &set.micrographs[g].picks {
+                match p.score {
+                    Some(s) if s.is_finite() => {
+                        sum += s;
+                        count += 1;
+                    }
+                    _ => {
+                        let at = p.source.map_or_else(
+                            || set.micrographs[g].micrograph.clone(),
+                            |r| {
+                                format!(
+                                    "{}, record {}",
+                                    set.files[r.file].path.display(),
+                                    r.row + 1
+                                )
+                            },
+                        );
+                        invalid!(
+                            "{at}: the pick at ({}, {}) has no score, and the model in {} combines \
+                             the picker's score with the image; pass --image-only to classify on \
+                             the image alone",
+                            p.x,
+                            p.y,
+                            model.display()
+                        );
+                    }
+                }
+            }
+        }
+        let mean = sum / count.max(1) as f64;
+        let shift = term.shift(mean);
+        Ok((shift > 3.0).then(|| {
+            format!(
+                "the picks' scores average {mean:.4}, {shift:.1} standard deviations from the mean \
+                 the model was calibrated on ({:.4}): were they made by the same picker as the \
+                 training labels? (--image-only classifies on the image alone)",
+                term.mean
+            )
+        }))
+    }
+}
+
+/// Refuses an OUT that is an input: a pick file, the folder holding them, or a micrograph.
+fn refuse_inputs_as_output(set: &PickSet, out: &Path, micrographs: &[PathBuf]) -> Result<()> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let out_c = canon(out);
+    for f in &set.files {
+        let file = canon(&f.path);
+        if file == out_c || file.parent() == Some(out_c.as_path()) {
+            invalid!(
+                "--out {} is where the input picks are ({}); choose another folder so the \
+                 picker's files stay as they were",
+                out.display(),
+                f.path.display()
+            );
+        }
+    }
+    if micrographs.iter().any(|m| canon(m) == out_c) {
+        invalid!("--out {} is one of the micrographs", out.display());
+    }
+    Ok(())
+}

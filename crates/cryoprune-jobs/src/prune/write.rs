@@ -1,0 +1,216 @@
+//! Writing the pruned picks back: each source file's own rows (every column kept) with the class
+//! and probabilities added in the conventions of its format, and the scores of every pick.
+
+use std::path::{Path, PathBuf};
+
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_formats::picks::{Content, RowRef};
+use cryoprune_formats::{Pick, PickFormat, PickSet};
+use cryoprune_train::trainer::argmax;
+
+use super::decide::{Outcome, Rule};
+use crate::Result;
+
+/// Writes one input file's kept (and rejected) picks once all its micrographs are done.
+pub struct Writer<'a> {
+    pub set: &'a PickSet,
+    pub classes: &'a [String],
+    pub rule: &'a Rule,
+    pub dests: &'a [PathBuf],
+    pub rejected_dir: Option<PathBuf>,
+}
+
+impl Writer<'_> {
+    /// Writes file `file`'s outputs; returns the paths written.
+    pub fn write(&self, file: usize, outcomes: &[Vec<Outcome>]) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        let kept = self.subset(file, outcomes, true);
+        kept.write_source(0, &self.dests[file])?;
+        written.push(self.dests[file].clone());
+        if let Some(dir) = &self.rejected_dir {
+            let name = self.dests[file].file_name().unwrap_or_default();
+            let dest = dir.join(name);
+            self.subset(file, outcomes, false).write_source(0, &dest)?;
+            written.push(dest);
+        }
+        Ok(written)
+    }
+
+    /// The picks of source file `file` that are kept (or rejected), annotated, as a set of one
+    /// file.
+    fn subset(&self, file: usize, outcomes: &[Vec<Outcome>], kept: bool) -> PickSet {
+        let set = self.set;
+        let classes = self.classes;
+        let mut out = PickSet::empty(set.format);
+        out.box_size = set.box_size;
+        out.files.push(set.files[file].clone());
+        let is_box = set.format == PickFormat::Box;
+        if !is_box {
+            out.extra_columns = column_names(set, classes);
+        }
+        let mut index = Default::default();
+        for (g, m) in set.micrographs.iter().enumerate() {
+            for (pick, outcome) in m.picks.iter().zip(&outcomes[g]) {
+                let Some(src) = pick.source.filter(|s| s.file == file) else {
+                    continue;
+                };
+                let (values, p_keep) = match outcome {
+                    Outcome::Scored(p) => (
+                        std::iter::once(classes[argmax(p)].clone())
+                            .chain(p.iter().map(|v| format!("{v:.4}")))
+                            .collect(),
+                        self.rule.p_keep(p),
+                    ),
+                    Outcome::Unscored(_) => (
+                        std::iter::once("unscored".to_string())
+                            .chain(classes.iter().map(|_| String::new()))
+                            .collect(),
+                        0.0,
+                    ),
+                };
+                if self.rule.keeps(outcome) != kept {
+                    continue;
+                }
+                let mut p: Pick = pick.clone();
+                p.source = Some(RowRef {
+                    file: 0,
+                    row: src.row,
+                });
+                p.extra = if is_box { Vec::new() } else { values };
+                p.score = Some((p_keep * 1e4).round() / 1e4);
+                out.push(&m.micrograph, p, &mut index);
+            }
+        }
+        if is_box {
+            out.set_scores(|_, p| p.score.unwrap_or(0.0));
+        }
+        out
+    }
+}
+
+/// The added columns' names in the conventions of the input's format.
+fn column_names(set: &PickSet, classes: &[String]) -> Vec<String> {
+    let star_text = matches!(
+        set.files.first().map(|f| &f.content),
+        Some(Content::Star { .. })
+    );
+    let (class, prob): (&str, fn(&str) -> String) = match set.format {
+        _ if star_text => ("cryopruneClass", |c| format!("cryopruneP_{c}")),
+        PickFormat::Cs => ("class", |c| format!("p_{c}")),
+        _ => ("cryoprune_class", |c| format!("cryoprune_p_{c}")),
+    };
+    std::iter::once(class.to_string())
+        .chain(classes.iter().map(|c| prob(&column_safe(c))))
+        .collect()
+}
+
+/// Class names go into column names, which STAR and CSV readers split on whitespace or commas.
+fn column_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Every classified pick with its class, probabilities and whether it was kept, as CSV.
+pub fn write_scores(
+    path: &Path,
+    set: &PickSet,
+    classes: &[String],
+    rule: &Rule,
+    outcomes: &[Vec<Outcome>],
+    active: &[bool],
+) -> Result<()> {
+    write_atomic(path, |w| {
+        let mut c = csv::Writer::from_writer(w);
+        let header = ["micrograph", "x", "y", "class"]
+            .into_iter()
+            .map(String::from)
+            .chain(classes.iter().map(|c| format!("p_{}", column_safe(c))))
+            .chain(["kept".to_string()]);
+        c.write_record(header)?;
+        for (g, m) in set.micrographs.iter().enumerate() {
+            if !active[g] {
+                continue;
+            }
+            for (p, o) in m.picks.iter().zip(&outcomes[g]) {
+                let mut row = vec![m.micrograph.clone(), format!("{}", p.x), format!("{}", p.y)];
+                match o {
+                    Outcome::Scored(pr) => {
+                        row.push(classes[argmax(pr)].clone());
+                        row.extend(pr.iter().map(|v| format!("{v:.5}")));
+                        row.push(u8::from(rule.kept(pr)).to_string());
+                    }
+                    Outcome::Unscored(_) => {
+                        row.push("unscored".into());
+                        row.extend(classes.iter().map(|_| String::new()));
+                        row.push("0".into());
+                    }
+                }
+                c.write_record(&row)?;
+            }
+        }
+        c.flush()
+    })?;
+    Ok(())
+}
+
+/// Removes the temporary files a killed run left beside our outputs (`.<name>.<random>.partial`):
+/// they were never renamed into place, so nothing refers to them.
+pub fn clear_stale_partials(dests: &[PathBuf], rejected: Option<&Path>) {
+    let mut dirs: Vec<PathBuf> = dests
+        .iter()
+        .filter_map(|d| d.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.extend(rejected.map(Path::to_path_buf));
+    dirs.sort();
+    dirs.dedup();
+    let names: std::collections::HashSet<String> = dests
+        .iter()
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".partial"))
+                .and_then(|n| n.rsplit_once('.'))
+                .is_some_and(|(base, _)| names.contains(base));
+            if ours {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_become_safe_column_names() {
+        assert_eq!(column_safe("ice contamination"), "ice_contamination");
+        assert_eq!(column_safe("good,1"), "good_1");
+    }
+
+    #[test]
+    fn only_our_own_stale_partials_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("mic1.star");
+        let ours = dir.path().join(".mic1.star.a1b2c3.partial");
+        let theirs = dir.path().join(".other.star.a1b2c3.partial");
+        std::fs::write(&ours, "x").unwrap();
+        std::fs::write(&theirs, "x").unwrap();
+        clear_stale_partials(&[dest], None);
+        assert!(!ours.exists() && theirs.exists());
+    }
+}

@@ -1,0 +1,620 @@
+//! The training recipe, one for `train`, `fewshot` and the labelling page: the network and
+//! optimiser settings (defaults stated here once), building the network from its starting
+//! weights, training, and the pick context fitted beside it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use cryoprune_image::augment::Augment;
+use cryoprune_image::extract::EdgePolicy;
+use cryoprune_image::fourier::Cutoff;
+use cryoprune_image::normalize::MicrographNorm;
+use cryoprune_model::{load_backbone, Arch, ClassifierConfig, HeadConfig, PickContext, PickFacts};
+use cryoprune_model::{Classifier, Pretrained};
+use cryoprune_train::modeldir::ModelSpec;
+use cryoprune_train::prep::Preprocessing;
+use cryoprune_train::schedule::Schedule;
+use cryoprune_train::trainer::{score, Scored};
+use cryoprune_train::{Dataset, EpochStats, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::compute::Compute;
+use crate::events::{Event, Events};
+use crate::labels::{LabelSource, LabelsConfig};
+use crate::{invalid, Error, Result};
+
+/// Implements `Serialize`/`Deserialize` through `Display`/`FromStr`, so a setting has one
+/// spelling on the command line, in configs and in files.
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// How many augmented passes over the training picks make an epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Repeats {
+    Fixed(usize),
+    /// Enough passes for [`Repeats::AUTO_BATCHES`] batches.
+    Auto,
+}
+
+impl Repeats {
+    pub const AUTO_BATCHES: usize = 5;
+
+    pub fn passes(self, picks: usize, batch: usize) -> usize {
+        match self {
+            Repeats::Fixed(n) => n.max(1),
+            Repeats::Auto => (Self::AUTO_BATCHES * batch).div_ceil(picks.max(1)).max(1),
+        }
+    }
+}
+
+impl FromStr for Repeats {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Repeats::Auto);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Repeats::Fixed(n)),
+            _ => Err(format!("`{s}`: expected a count of at least 1, or auto")),
+        }
+    }
+}
+
+impl fmt::Display for Repeats {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Repeats::Fixed(n) => write!(f, "{n}"),
+            Repeats::Auto => f.write_str("auto"),
+        }
+    }
+}
+serde_as_text!(Repeats);
+
+/// The learning-rate schedule's shape; its rates come from [`NetConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// × gamma every `step_every` epochs (the paper's).
+    Step,
+    OneCycle,
+    Exp,
+}
+
+impl FromStr for ScheduleKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "step" => Ok(Self::Step),
+            "onecycle" => Ok(Self::OneCycle),
+            "exp" => Ok(Self::Exp),
+            _ => Err(format!("schedule `{s}`: expected step, onecycle or exp")),
+        }
+    }
+}
+
+impl fmt::Display for ScheduleKind {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Self::Step => "step",
+            Self::OneCycle => "onecycle",
+            Self::Exp => "exp",
+        })
+    }
+}
+serde_as_text!(ScheduleKind);
+
+/// Loss weight per class: given (in the sorted class order) or scikit-learn's "balanced".
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassWeights {
+    Balanced,
+    Given(Vec<f32>),
+}
+
+impl FromStr for ClassWeights {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "balanced" {
+            return Ok(Self::Balanced);
+        }
+        s.split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::Given)
+            .map_err(|_| format!("class weights `{s}`: expected numbers or `balanced`"))
+    }
+}
+
+impl fmt::Display for ClassWeights {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::Balanced => f.write_str("balanced"),
+            Self::Given(w) => {
+                let w: Vec<String> = w.iter().map(f32::to_string).collect();
+                f.write_str(&w.join(","))
+            }
+        }
+    }
+}
+serde_as_text!(ClassWeights);
+
+impl ClassWeights {
+    /// The weight of each class, given the training picks per class.
+    pub fn resolve(&self, classes: &[String], counts: &[usize]) -> Result<Vec<f32>> {
+        match self {
+            // n / (k · n_c), scikit-learn's "balanced".
+            Self::Balanced => {
+                let n: usize = counts.iter().sum();
+                Ok(counts
+                    .iter()
+                    .map(|&c| n as f32 / (classes.len() * c.max(1)) as f32)
+                    .collect())
+            }
+            Self::Given(w) if w.len() != classes.len() => invalid!(
+                "--class-weights has {} values for {} classes ({})",
+                w.len(),
+                classes.len(),
+                classes.join(", ")
+            ),
+            Self::Given(w) => Ok(w.clone()),
+        }
+    }
+}
+
+/// Training augmentations: any of flip, rot90, rotate, or none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Augmentations(pub Augment);
+
+impl FromStr for Augmentations {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut a = Augment::NONE;
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "none" => {}
+                "flip" => a.flip = true,
+                "rot90" => a.rot90 = true,
+                "rotate" => a.rotate = true,
+                _ => {
+                    return Err(format!(
+                        "augmentation `{part}`: expected flip, rot90, rotate or none"
+                    ))
+                }
+            }
+        }
+        Ok(Self(a))
+    }
+}
+
+impl fmt::Display for Augmentations {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let a = &self.0;
+        let names: Vec<&str> = [(a.flip, "flip"), (a.rot90, "rot90"), (a.rotate, "rotate")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        f.write_str(if names.is_empty() { "none" } else { "" })?;
+        f.write_str(&names.join(","))
+    }
+}
+serde_as_text!(Augmentations);
+
+/// The network and training knobs. The defaults of arch, epochs and repeats are the best found
+/// within about a minute of training on 2 CPU cores on the EMPIAR-10017 benchmark
+/// (BENCHMARKS.md); the optimiser, schedule, batch and augmentation are the paper's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetConfig {
+    pub arch: Arch,
+    /// imagenet, none, a checkpoint path or a hub name (see [`Pretrained::parse`]).
+    pub pretrained: String,
+    /// Branches of the multi-loss head (1-3).
+    pub branches: usize,
+    /// Loss weight per branch (default 1 for the main branch, 0.5 for the others).
+    pub branch_weights: Option<Vec<f32>>,
+    /// Predict with the mean of the branches instead of the main branch.
+    pub mean_of_branches: bool,
+    pub epochs: usize,
+    pub batch: usize,
+    pub repeats: Repeats,
+    pub schedule: ScheduleKind,
+    /// Initial (peak, for onecycle) learning rate.
+    pub lr: f64,
+    /// Final learning rate of onecycle and exp.
+    pub final_lr: f64,
+    pub step_every: usize,
+    pub gamma: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub class_weights: Option<ClassWeights>,
+    /// Epochs with the backbone frozen (head only); the rest train everything at lr/10.
+    pub freeze_epochs: usize,
+    pub augment: Augmentations,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            arch: Arch::Small,
+            pretrained: "imagenet".into(),
+            branches: 2,
+            branch_weights: None,
+            mean_of_branches: false,
+            epochs: 15,
+            batch: 24,
+            repeats: Repeats::Auto,
+            schedule: ScheduleKind::Step,
+            lr: 0.01,
+            final_lr: 1e-4,
+            step_every: 7,
+            gamma: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            class_weights: None,
+            freeze_epochs: 0,
+            augment: Augmentations(Augment {
+                flip: true,
+                rot90: true,
+                ..Augment::NONE
+            }),
+        }
+    }
+}
+
+impl NetConfig {
+    pub fn head(&self) -> Result<HeadConfig> {
+        let mut head = HeadConfig::new(self.branches);
+        if let Some(w) = &self.branch_weights {
+            head.branch_weights = w.clone();
+        }
+        head.mean_of_branches = self.mean_of_branches;
+        head.validate().map_err(Error::Invalid)?;
+        Ok(head)
+    }
+
+    /// The trainer's settings for training picks of `counts` per class.
+    pub fn train_config(
+        &self,
+        classes: &[String],
+        counts: &[usize],
+        seed: u64,
+    ) -> Result<TrainConfig> {
+        let schedule = match self.schedule {
+            ScheduleKind::Step => Schedule::Step {
+                initial: self.lr,
+                every: self.step_every,
+                gamma: self.gamma,
+            },
+            ScheduleKind::OneCycle => Schedule::OneCycle {
+                initial: self.lr,
+                final_lr: self.final_lr,
+            },
+            ScheduleKind::Exp => Schedule::Exp {
+                initial: self.lr,
+                final_lr: self.final_lr,
+            },
+        };
+        Ok(TrainConfig {
+            epochs: self.epochs,
+            batch: self.batch,
+            repeats: self.repeats.passes(counts.iter().sum(), self.batch),
+            schedule,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            class_weights: self
+                .class_weights
+                .as_ref()
+                .map(|w| w.resolve(classes, counts))
+                .transpose()?,
+            freeze_epochs: self.freeze_epochs,
+            head: self.head()?,
+            augment: self.augment.0,
+            seed,
+        })
+    }
+}
+
+/// How particles are cut for the network (recorded in model.json as [`Preprocessing`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrepConfig {
+    /// Box size in micrograph pixels; particle images (class folders, particle STARs) need none.
+    pub box_size: Option<usize>,
+    /// Network input size; boxes are Fourier-resampled to it.
+    pub input_size: usize,
+    pub normalize: MicrographNorm,
+    pub lowpass: Option<Cutoff>,
+    /// Pixel size in Å for an Å low-pass, instead of the micrographs' headers.
+    pub angpix: Option<f64>,
+    pub invert: bool,
+    pub edge: EdgePolicy,
+}
+
+impl Default for PrepConfig {
+    fn default() -> Self {
+        Self {
+            box_size: None,
+            input_size: 64,
+            normalize: MicrographNorm::ROBUST,
+            lowpass: None,
+            angpix: None,
+            invert: false,
+            edge: EdgePolicy::PadNoise,
+        }
+    }
+}
+
+impl PrepConfig {
+    /// The preprocessing to record for labels from `source`.
+    pub fn preprocessing(&self, source: &LabelSource) -> Result<Preprocessing> {
+        let box_size = match (self.box_size, source.is_images()) {
+            (Some(b), _) => b,
+            (None, true) => self.input_size,
+            (None, false) => invalid!(
+                "--box is required with micrographs and picks (the box size in micrograph pixels)"
+            ),
+        };
+        Ok(Preprocessing {
+            box_size,
+            input_size: self.input_size,
+            normalize: self.normalize,
+            lowpass: self.lowpass,
+            angpix: self.angpix,
+            particle_radius: Some(0.375 * self.input_size as f64),
+            invert: self.invert,
+            edge: self.edge,
+        })
+    }
+}
+
+/// Where the backbone starts: parsed, fetched when it is a download, and described.
+pub struct StartingWeights {
+    pub path: Option<PathBuf>,
+    /// What model.json records.
+    pub described: String,
+}
+
+impl StartingWeights {
+    /// Resolves `spec` for `arch` (downloading once into the cache), so a failed download
+    /// fails before any particle is cut.
+    pub fn resolve(spec: &str, arch: Arch, events: &dyn Events) -> Result<StartingWeights> {
+        let pretrained = Pretrained::parse(spec)?;
+        let path = pretrained.path(arch)?;
+        if path.is_none() && pretrained == Pretrained::ImageNet {
+            events.note(format!(
+                "starting weights: none ({arch} has no ImageNet weights)"
+            ));
+        }
+        Ok(StartingWeights {
+            described: pretrained.describe(path.as_deref()),
+            path,
+        })
+    }
+}
+
+/// A trained network with what training learnt beside it.
+pub struct Fitted {
+    pub model: Classifier,
+    pub network: ClassifierConfig,
+    pub config: TrainConfig,
+    pub history: Vec<EpochStats>,
+    /// 1-based.
+    pub best_epoch: usize,
+    pub seconds: f64,
+}
+
+/// Trains `net` from `weights` on `train`, choosing the best epoch on `val`; every epoch is
+/// reported as an [`Event::Epoch`].
+pub fn fit(
+    net: &NetConfig,
+    weights: Option<&std::path::Path>,
+    train: &Dataset,
+    val: &Dataset,
+    seed: u64,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<Fitted> {
+    let config = net.train_config(&train.classes, &train.counts(), seed)?;
+    let network = ClassifierConfig {
+        arch: net.arch,
+        classes: train.classes.len(),
+        head: config.head.clone(),
+    };
+    let device = compute.device.device.clone().autodiff();
+    let model = match weights {
+        None => network.init(&device),
+        Some(path) => {
+            let (backbone, report) = load_backbone(net.arch, path, &device)?;
+            events.note(format!(
+                "loaded {} pretrained tensors from {}",
+                report.applied,
+                path.display()
+            ));
+            network.init_with(backbone, &device)
+        }
+    };
+    let val = (!val.is_empty()).then_some(val);
+    let trained = cryoprune_train::train(model, train, val, &config, &device, |s| {
+        events.emit(Event::Epoch(s.clone()))
+    })?;
+    Ok(Fitted {
+        model: trained.model,
+        network,
+        config,
+        history: trained.history,
+        best_epoch: trained.best_epoch,
+        seconds: trained.seconds,
+    })
+}
+
+impl Fitted {
+    /// The network's probabilities on labelled `data`, on the image alone.
+    pub fn score(&self, data: &Dataset, compute: &Compute) -> Scored {
+        score(
+            &self.model,
+            data,
+            self.config.head.mean_of_branches,
+            &compute.device.device,
+        )
+    }
+}
+
+/// The pick context fitted on the training picks' facts as `view` sees them (all of them, or
+/// the picker's score alone), or why no fact can serve.
+pub fn fit_context(
+    train: &Dataset,
+    view: impl Fn(PickFacts) -> PickFacts,
+) -> Result<PickContext, String> {
+    let facts: Vec<PickFacts> = train.facts().into_iter().map(view).collect();
+    PickContext::fit(&facts, &train.labels, train.classes.len()).map_err(|e| e.to_string())
+}
+
+/// The pick context for a model trained on `train`, saying on `events` what it combines (or
+/// why nothing), for `train` and the labelling page.
+pub fn context_for(train: &Dataset, events: &dyn Events) -> Option<PickContext> {
+    match fit_context(train, |f| f) {
+        Ok(ctx) => {
+            let facts: Vec<&str> = ctx.facts().map(|f| f.describe()).collect();
+            events.note(format!(
+                "pick context: {} combined with the image, calibrated on {} training picks",
+                facts.join(" and "),
+                train.len()
+            ));
+            let scored = train.origins.iter().filter(|o| o.score.is_some()).count();
+            if scored > 0 && scored < train.len() {
+                events.note(format!(
+                    "pick context: the picker's score not used, {} of {} training picks have none",
+                    train.len() - scored,
+                    train.len()
+                ));
+            }
+            Some(ctx)
+        }
+        Err(why) => {
+            events.note(format!(
+                "pick context not used ({why}); classifying on the image alone"
+            ));
+            None
+        }
+    }
+}
+
+/// The network's scores `image_only` of labelled `data` with each pick's context combined
+/// (then both macro-F1s are reported, so the context's share of the result is plain).
+pub fn with_context(
+    image_only: Scored,
+    data: &Dataset,
+    context: Option<&PickContext>,
+    events: &dyn Events,
+) -> Result<Scored> {
+    let Some(ctx) = context else {
+        return Ok(image_only);
+    };
+    let combined = image_only.with_context(data, ctx)?;
+    if !data.is_empty() {
+        events.note(format!(
+            "macro-F1 on {} labelled picks: {:.3} on the image alone, {:.3} with the pick context",
+            data.len(),
+            image_only.report.macro_f1,
+            combined.report.macro_f1
+        ));
+    }
+    Ok(combined)
+}
+
+/// A trained model's scores on `labels`, cut as its model.json says, with `context` combined
+/// when given: evaluate's, and prune's threshold advisor's with `--labels`.
+pub fn score_labels(
+    labels: &LabelsConfig,
+    model: &Classifier,
+    spec: &ModelSpec,
+    context: Option<&PickContext>,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<(Dataset, Scored)> {
+    let data = labels.dataset(
+        Some(&spec.classes),
+        &spec.preprocessing,
+        compute.threads,
+        events,
+    )?;
+    let image_only = score(
+        model,
+        &data,
+        spec.network.head.mean_of_branches,
+        &compute.device.device,
+    );
+    let scored = with_context(image_only, &data, context, events)?;
+    Ok((data, scored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_repeats_give_five_batches() {
+        assert_eq!("auto".parse(), Ok(Repeats::Auto));
+        assert_eq!("3".parse(), Ok(Repeats::Fixed(3)));
+        assert!("0".parse::<Repeats>().is_err());
+        // 10 shots × 2 classes: 6 passes = 120 picks = 5 batches of 24.
+        assert_eq!(Repeats::Auto.passes(20, 24), 6);
+        assert_eq!(Repeats::Auto.passes(60, 24), 2);
+        assert_eq!(Repeats::Auto.passes(1000, 24), 1);
+        assert_eq!(Repeats::Fixed(4).passes(1000, 24), 4);
+    }
+
+    #[test]
+    fn settings_have_one_spelling_in_text_and_json() {
+        let net = NetConfig {
+            class_weights: Some("1,2.5".parse().unwrap()),
+            repeats: Repeats::Fixed(3),
+            schedule: ScheduleKind::OneCycle,
+            augment: "rotate,flip".parse().unwrap(),
+            ..NetConfig::default()
+        };
+        let json = serde_json::to_value(&net).unwrap();
+        assert_eq!(json["class_weights"], "1,2.5");
+        assert_eq!(json["repeats"], "3");
+        assert_eq!(json["schedule"], "onecycle");
+        assert_eq!(json["augment"], "flip,rotate");
+        assert_eq!(json["arch"], "small");
+        let back: NetConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, net);
+        // Missing fields take the defaults, stated once.
+        let partial: NetConfig = serde_json::from_str(r#"{"epochs": 3}"#).unwrap();
+        assert_eq!(partial.epochs, 3);
+        assert_eq!(partial.repeats, NetConfig::default().repeats);
+        assert_eq!("none".parse::<Augmentations>().unwrap().to_string(), "none");
+        assert!("mirror".parse::<Augmentations>().is_err());
+        assert!("a,b".parse::<ClassWeights>().is_err());
+    }
+
+    #[test]
+    fn class_weights_resolve_against_the_classes() {
+        let classes: Vec<String> = ["junk", "particle"].map(String::from).to_vec();
+        let w = ClassWeights::Balanced.resolve(&classes, &[10, 30]).unwrap();
+        assert_eq!(w, vec![2.0, 40.0 / 60.0]);
+        let err = ClassWeights::Given(vec![1.0])
+            .resolve(&classes, &[1, 1])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1 values for 2 classes"), "{err}");
+        let cfg = NetConfig::default()
+            .train_config(&classes, &[10, 10], 4)
+            .unwrap();
+        assert_eq!((cfg.epochs, cfg.repeats, cfg.seed), (15, 6, 4));
+    }
+}

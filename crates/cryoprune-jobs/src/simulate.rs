@@ -1,0 +1,357 @@
+//! The simulate job: realistic micrographs with the truth known. Particles are projections of
+//! a map, an atomic model or a built-in shape in random orientations, with carbon film, ice
+//! contamination, aggregates and empty ice, a CTF and noise at a set SNR; the picks are those a
+//! real picker would make (most particles, plus false picks on the junk), each with its truth.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
+use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
+use cryoprune_sim::{preview, Builtin, Preset, Volume};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::compute::thread_count;
+use crate::events::{Event, Events};
+use crate::{invalid, Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimulateConfig {
+    /// Output folder: micrographs/, picks, truth.csv, previews/.
+    pub out: PathBuf,
+    pub count: usize,
+    /// Micrograph width and height in pixels.
+    pub size: usize,
+    /// Pixel size in Å.
+    pub pixel: f64,
+    /// easy, realistic or hard.
+    pub preset: String,
+    /// A 3D map (MRC) to project.
+    pub map: Option<PathBuf>,
+    /// An atomic model (PDB or mmCIF) to render and project.
+    pub model: Option<PathBuf>,
+    /// globular, elongated or ring, when neither a map nor a model is given.
+    pub builtin: String,
+    /// Imaging, overriding the preset: SNR, voltage (kV), Cs (mm), amplitude contrast, defocus
+    /// range (µm, underfocus), astigmatism (Å), B-factor (Å²), relative ice thickness variation.
+    pub snr: Option<f64>,
+    pub voltage: Option<f64>,
+    pub cs: Option<f64>,
+    pub amplitude_contrast: Option<f64>,
+    pub defocus: Option<(f64, f64)>,
+    pub astigmatism: Option<f64>,
+    pub b_factor: Option<f64>,
+    pub ice_variation: Option<f64>,
+    /// Picker behaviour overrides as key=value (see [`parse_picker`]).
+    pub picker: Option<String>,
+    pub format: PickFormat,
+    /// Box size written with corner formats; `None`: 2.2 particle radii, rounded to even.
+    pub box_size: Option<f64>,
+    pub seed: u64,
+    /// Worker threads; 0 = all cores.
+    pub threads: usize,
+    pub no_previews: bool,
+    /// Largest side of the previews in pixels.
+    pub preview_size: usize,
+    /// Previews without the pick circles.
+    pub clean_previews: bool,
+}
+
+impl Default for SimulateConfig {
+    fn default() -> Self {
+        Self {
+            out: PathBuf::new(),
+            count: 10,
+            size: 1024,
+            pixel: 2.5,
+            preset: "realistic".into(),
+            map: None,
+            model: None,
+            builtin: "globular".into(),
+            snr: None,
+            voltage: None,
+            cs: None,
+            amplitude_contrast: None,
+            defocus: None,
+            astigmatism: None,
+            b_factor: None,
+            ice_variation: None,
+            picker: None,
+            format: PickFormat::Star,
+            box_size: None,
+            seed: 0,
+            threads: 0,
+            no_previews: false,
+            preview_size: 1024,
+            clean_previews: false,
+        }
+    }
+}
+
+/// `MIN,MAX` defocus in µm.
+pub fn parse_range(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("`{s}`: expected MIN,MAX in µm, e.g. 0.8,2.5"))?;
+    let num = |t: &str| {
+        t.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("`{t}` is not a number"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    if a.is_nan() || b.is_nan() || a <= 0.0 || b < a {
+        return Err(format!("`{s}`: need 0 < MIN <= MAX"));
+    }
+    Ok((a, b))
+}
+
+/// Comma-separated key=value with keys miss (rate of missed particles), jitter (px), carbon,
+/// edge, empty (false picks per micrograph), ice (per blob), aggregate (probability an
+/// aggregate is picked), separation (of the scores, logits).
+pub fn parse_picker(s: &str) -> Result<Vec<(String, f64)>, String> {
+    const KEYS: [&str; 8] = [
+        "miss",
+        "jitter",
+        "carbon",
+        "edge",
+        "empty",
+        "ice",
+        "aggregate",
+        "separation",
+    ];
+    s.split(',')
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("`{kv}`: expected key=value"))?;
+            let k = k.trim();
+            if !KEYS.contains(&k) {
+                return Err(format!(
+                    "unknown picker key `{k}`; expected one of {}",
+                    KEYS.join(", ")
+                ));
+            }
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{v}` is not a number"))?;
+            let probability = matches!(k, "miss" | "aggregate");
+            if v.is_nan() || v < 0.0 || (probability && v > 1.0) {
+                return Err(format!("{k}={v} is out of range"));
+            }
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
+/// Simulates the dataset; returns the number of picks per truth label.
+pub fn run(
+    args: &SimulateConfig,
+    events: &dyn Events,
+) -> Result<std::collections::BTreeMap<&'static str, usize>> {
+    let started = Instant::now();
+    if args.count == 0 || args.size < 64 {
+        invalid!("--count must be at least 1 and --size at least 64 pixels");
+    }
+    if args.pixel.is_nan() || args.pixel <= 0.0 {
+        invalid!("--pixel must be a positive size in Å");
+    }
+    let Some(preset) = Preset::from_name(&args.preset) else {
+        invalid!("preset `{}`: expected easy, realistic or hard", args.preset);
+    };
+    let mut cfg = preset.config(args.size, args.size, args.pixel);
+    if let Some(snr) = args.snr {
+        if snr.is_nan() || snr <= 0.0 {
+            invalid!("--snr must be positive");
+        }
+        cfg.snr = snr;
+    }
+    let non_negative = |v: Option<f64>, name: &str| -> Result<Option<f64>> {
+        match v {
+            Some(x) if x.is_nan() || x < 0.0 => invalid!("--{name} must not be negative"),
+            other => Ok(other),
+        }
+    };
+    if let Some(v) = non_negative(args.voltage, "voltage")? {
+        if v == 0.0 {
+            invalid!("--voltage must be positive");
+        }
+        cfg.voltage = v;
+    }
+    if let Some(v) = non_negative(args.cs, "cs")? {
+        cfg.cs = v;
+    }
+    if let Some(v) = non_negative(args.amplitude_contrast, "amplitude-contrast")? {
+        if v >= 1.0 {
+            invalid!("--amplitude-contrast is a fraction below 1");
+        }
+        cfg.amplitude_contrast = v;
+    }
+    if let Some((lo, hi)) = args.defocus {
+        cfg.defocus = (lo * 1e4, hi * 1e4);
+    }
+    if let Some(v) = non_negative(args.astigmatism, "astigmatism")? {
+        cfg.astigmatism = v;
+    }
+    if let Some(v) = non_negative(args.b_factor, "b-factor")? {
+        cfg.b_factor = v;
+    }
+    if let Some(v) = non_negative(args.ice_variation, "ice-variation")? {
+        cfg.ice_variation = v;
+    }
+    let overrides = match &args.picker {
+        Some(spec) => parse_picker(spec).map_err(|e| Error::Invalid(format!("--picker: {e}")))?,
+        None => Vec::new(),
+    };
+    for (k, v) in &overrides {
+        let p = &mut cfg.picker;
+        match k.as_str() {
+            "miss" => p.miss_rate = *v,
+            "jitter" => p.jitter = *v,
+            "carbon" => p.carbon = *v,
+            "edge" => p.carbon_edge = *v,
+            "empty" => p.empty = *v,
+            "ice" => p.ice_per_blob = *v,
+            "aggregate" => p.aggregate = *v,
+            _ => p.score_separation = *v,
+        }
+    }
+    let vol = match (&args.map, &args.model) {
+        (Some(map), _) => Volume::from_mrc(map)?,
+        // Rendered at the micrograph's own sampling: projections then need no resampling, and
+        // finer grids cost the cube of the ratio for detail the CTF and noise hide.
+        (_, Some(model)) => Volume::from_atoms(model, args.pixel)?,
+        _ => match Builtin::from_name(&args.builtin) {
+            Some(shape) => shape.volume(args.pixel),
+            None => invalid!(
+                "built-in shape `{}`: expected globular, elongated or ring",
+                args.builtin
+            ),
+        },
+    };
+    let radius = vol.radius() * vol.voxel / args.pixel;
+    if radius < 3.0 || 4.0 * radius > args.size as f64 {
+        invalid!(
+            "the particle is {:.1} px across at {} Å/px: too small or too large for {} px micrographs (change --pixel)",
+            2.0 * radius,
+            args.pixel,
+            args.size
+        );
+    }
+    let box_size = args
+        .box_size
+        .unwrap_or_else(|| (2.0 * (1.1 * radius).round()).max(16.0));
+
+    let mic_dir = args.out.join("micrographs");
+    let preview_dir = args.out.join("previews");
+    crate::create_dir(&mic_dir)?;
+    if !args.no_previews {
+        crate::create_dir(&preview_dir)?;
+    }
+    let threads = thread_count(args.threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
+    events.emit(Event::Threads(threads));
+    events.emit(Event::Started {
+        total: args.count as u64,
+        unit: "micrographs",
+    });
+    let scenes: Vec<(String, Vec<cryoprune_sim::TruthPick>)> = pool.install(|| {
+        (0..args.count)
+            .into_par_iter()
+            .map(|i| -> Result<_> {
+                let name = format!("sim_{:04}", i + 1);
+                let seed = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64 + 1);
+                let scene = cryoprune_sim::scene::simulate(&cfg, &vol, seed);
+                let img = &scene.image;
+                write_mrc(
+                    mic_dir.join(format!("{name}.mrc")),
+                    (img.nx, img.ny, 1),
+                    &img.data,
+                    Mode::Float32,
+                    WriteKind::ImageOrStack,
+                    Some(args.pixel as f32),
+                )?;
+                if !args.no_previews {
+                    let shown = if args.clean_previews {
+                        &[][..]
+                    } else {
+                        &scene.picks[..]
+                    };
+                    let png = preview::render(img, shown, radius, args.preview_size.max(64));
+                    preview::write(&preview_dir.join(format!("{name}.png")), &png)?;
+                }
+                events.emit(Event::Advanced(1));
+                Ok((name, scene.picks))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    events.emit(Event::Finished);
+
+    let mut set = PickSet::empty(args.format);
+    let mut index = Default::default();
+    let mut truth = String::from("micrograph,x,y,label,score\n");
+    let mut counts = std::collections::BTreeMap::new();
+    for (name, picks) in &scenes {
+        for p in picks {
+            let mut pick = Pick::new(p.x, p.y);
+            pick.score = Some((p.score * 1e4).round() / 1e4);
+            set.push(name, pick, &mut index);
+            truth.push_str(&format!(
+                "{name},{:.2},{:.2},{},{:.4}\n",
+                p.x,
+                p.y,
+                p.label.name(),
+                p.score
+            ));
+            *counts.entry(p.label.name()).or_insert(0usize) += 1;
+        }
+    }
+    let shapes = scenes
+        .iter()
+        .map(|(n, _)| (n.clone(), (args.size, args.size)))
+        .collect();
+    let opts = WriteOptions {
+        box_size: Some(box_size),
+        micrograph_shapes: shapes,
+    };
+    let picks_out = if args.format.per_micrograph_only() {
+        args.out.join("picks")
+    } else {
+        args.out.join(format!("picks.{}", args.format.extension()))
+    };
+    set.write(args.format, &picks_out, &opts)?;
+    cryoprune_formats::atomic::write_atomic(&args.out.join("truth.csv"), |w| {
+        w.write_all(truth.as_bytes())
+    })?;
+
+    let total: usize = counts.values().sum();
+    events.note(format!(
+        "simulated {} micrographs of {}x{} px at {} Å/px ({} preset, particle {:.0} px across) in {:.1} s",
+        args.count,
+        args.size,
+        args.size,
+        args.pixel,
+        args.preset,
+        2.0 * radius,
+        started.elapsed().as_secs_f64()
+    ));
+    let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    events.note(format!("  {total} picks: {}", parts.join(", ")));
+    events.note(format!(
+        "wrote {}, {}, {}{}",
+        mic_dir.display(),
+        picks_out.display(),
+        args.out.join("truth.csv").display(),
+        if args.no_previews {
+            String::new()
+        } else {
+            format!(", {}", preview_dir.display())
+        }
+    ));
+    Ok(counts)
+}

@@ -1,0 +1,178 @@
+//! The train job: fine-tune a network on labelled picks and write a model directory.
+
+use std::path::PathBuf;
+
+use cryoprune_train::diagnose::diagnose;
+use cryoprune_train::modeldir::{ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
+use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
+use serde::{Deserialize, Serialize};
+
+use crate::compute::ComputeConfig;
+use crate::events::Events;
+use crate::labels::{class_counts, LabelsConfig};
+use crate::recipe::{context_for, fit, with_context, NetConfig, PrepConfig, StartingWeights};
+use crate::{invalid, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainJobConfig {
+    pub compute: ComputeConfig,
+    pub labels: LabelsConfig,
+    /// Train on K labelled picks per class; the rest validate.
+    pub shots: Option<usize>,
+    /// Without `shots`: the share of each class held out for validation.
+    pub val_fraction: f64,
+    /// Per-epoch validation uses at most this many held-out picks (all are scored at the end).
+    pub val_max: usize,
+    pub prep: PrepConfig,
+    pub net: NetConfig,
+    /// Classify on the image alone (no pick context).
+    pub image_only: bool,
+    pub seed: u64,
+    /// The model directory to write.
+    pub out: PathBuf,
+}
+
+impl Default for TrainJobConfig {
+    fn default() -> Self {
+        Self {
+            compute: ComputeConfig::default(),
+            labels: LabelsConfig::default(),
+            shots: None,
+            val_fraction: 0.2,
+            val_max: 400,
+            prep: PrepConfig::default(),
+            net: NetConfig::default(),
+            image_only: false,
+            seed: 0,
+            out: PathBuf::new(),
+        }
+    }
+}
+
+/// Trains and writes the model directory; returns what model.json records.
+pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
+    let compute = cfg.compute.start(events)?;
+    compute.install(events, || {
+        // Fetched before the particles are cut, so a failed download fails fast.
+        let weights = StartingWeights::resolve(&cfg.net.pretrained, cfg.net.arch, events)?;
+        let pre = cfg.prep.preprocessing(&cfg.labels.source())?;
+        let data = cfg.labels.dataset(None, &pre, compute.threads, events)?;
+        let all: Vec<usize> = (0..data.len()).collect();
+        let split = match cfg.shots {
+            Some(k) => draw_shots(&data.labels, &data.classes, &all, k, cfg.seed)?,
+            None => split_fraction(
+                &data.labels,
+                &data.classes,
+                &all,
+                cfg.val_fraction,
+                cfg.seed,
+            ),
+        };
+        if split.train.is_empty() {
+            invalid!("no labelled picks left for training");
+        }
+        let train_set = data.subset(&split.train);
+        let held_out = data.subset(&split.rest);
+        let epoch_picks = subsample(
+            &held_out.labels,
+            data.classes.len(),
+            &(0..held_out.len()).collect::<Vec<_>>(),
+            cfg.val_max,
+            cfg.seed,
+        );
+        let val_epoch = held_out.subset(&epoch_picks);
+        events.note(format!(
+            "training on {} picks ({}), validating on {} held out",
+            train_set.len(),
+            class_counts(&train_set),
+            held_out.len()
+        ));
+        let fitted = fit(
+            &cfg.net,
+            weights.path.as_deref(),
+            &train_set,
+            &val_epoch,
+            cfg.seed,
+            &compute,
+            events,
+        )?;
+        events.note(format!(
+            "trained in {:.1} s; best epoch {} kept",
+            fitted.seconds, fitted.best_epoch
+        ));
+
+        let mut context = if cfg.image_only {
+            None
+        } else {
+            context_for(&train_set, events)
+        };
+        // The network scores every held-out pick once; the image weight is fitted on the
+        // epoch-validation picks among them.
+        let image_only = fitted.score(&held_out, &compute);
+        if let Some(ctx) = &mut context {
+            let probs: Vec<Vec<f32>> = epoch_picks
+                .iter()
+                .map(|&i| image_only.probs[i].clone())
+                .collect();
+            let n = ctx.fit_image_weight(&probs, &val_epoch.facts(), &val_epoch.labels);
+            if n > 0 {
+                events.note(format!(
+                    "pick context: the network's log-probabilities weighted {:.2} against it (best fit to {n} validation picks)",
+                    ctx.image_weight
+                ));
+            }
+        }
+        let scored = with_context(image_only, &held_out, context.as_ref(), events)?;
+        if !held_out.is_empty() {
+            events.output(format!(
+                "validation ({} held-out picks):\n{}",
+                held_out.len(),
+                scored.report.to_text()
+            ));
+        }
+        let mut counts = vec![0; data.classes.len()];
+        for &p in &scored.predicted {
+            counts[p] += 1;
+        }
+        let findings = diagnose(
+            &fitted.history,
+            (!held_out.is_empty()).then_some(counts.as_slice()),
+            &data.classes,
+        );
+        if findings.is_empty() {
+            events.output("diagnosis: the curves look healthy.".into());
+        }
+        for f in &findings {
+            events.output(format!("diagnosis: {f}"));
+        }
+
+        let training = TrainingRecord {
+            config: fitted.config.clone(),
+            shots: cfg.shots,
+            train_picks: train_set.len(),
+            validation_picks: held_out.len(),
+            best_epoch: fitted.best_epoch,
+            seconds: fitted.seconds,
+            device: compute.device.description.clone(),
+            validation: Some(scored.report.clone()),
+            diagnosis: findings,
+            labels: cfg.labels.labels.clone(),
+        };
+        let mut spec = ModelSpec::new(
+            data.classes.clone(),
+            fitted.network.clone(),
+            pre,
+            weights.described,
+            training,
+            context,
+        );
+        let files = TrainingFiles {
+            history: &fitted.history,
+            validation: (&held_out, &scored),
+        };
+        ModelDir::new(&cfg.out).save(&fitted.model, &mut spec, &files)?;
+        events.note(format!("model written to {}", cfg.out.display()));
+        Ok(spec)
+    })
+}

@@ -1,0 +1,465 @@
+//! A model directory, written and read only through [`ModelDir`]: `weights.safetensors`,
+//! `model.json` (everything a later command needs to cut particles exactly as training did,
+//! the typed training record, and the weights' SHA-256, so a swapped or truncated weights file
+//! is caught before it classifies anything), `history.csv`, `validation.csv` (the held-out picks
+//! with their probabilities, which prune's threshold advisor reads) and `curves.png`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_model::{Classifier, ClassifierConfig, PickContext};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::dataset::Dataset;
+use crate::metrics::Report;
+use crate::prep::Preprocessing;
+use crate::trainer::{EpochStats, Scored, TrainConfig};
+
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+pub const SPEC_FILE: &str = "model.json";
+const HISTORY_FILE: &str = "history.csv";
+const VALIDATION_FILE: &str = "validation.csv";
+const CURVES_FILE: &str = "curves.png";
+/// Bumped when model.json changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How the model was trained and how it did, as model.json's `training` records it. Every
+/// field has a default, so records of older versions load.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainingRecord {
+    pub config: TrainConfig,
+    /// Labelled picks per class drawn for training; `None` when a fraction was held out.
+    pub shots: Option<usize>,
+    pub train_picks: usize,
+    pub validation_picks: usize,
+    /// 1-based.
+    pub best_epoch: usize,
+    pub seconds: f64,
+    pub device: String,
+    /// The scores on every held-out pick, the pick context combined.
+    pub validation: Option<Report>,
+    /// The plain-words diagnosis of the curves.
+    pub diagnosis: Vec<String>,
+    /// The label files trained on.
+    pub labels: Vec<PathBuf>,
+}
+
+/// Everything in model.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub format_version: u32,
+    /// The software that wrote it ("cryoprune 0.1.0").
+    pub software: String,
+    /// Class names; output index i is `classes[i]`.
+    pub classes: Vec<String>,
+    pub network: ClassifierConfig,
+    pub preprocessing: Preprocessing,
+    /// Where the backbone started from.
+    pub pretrained: String,
+    pub training: TrainingRecord,
+    /// What the box does not show (the picker's score, the distance from the edge), combined
+    /// with the network's probabilities; absent when training was told to use the image alone or
+    /// the labelled picks had neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick_context: Option<PickContext>,
+    pub weights_file: String,
+    pub weights_sha256: String,
+}
+
+impl ModelSpec {
+    /// A spec for a network trained by this version; the weights' fields are filled on save.
+    pub fn new(
+        classes: Vec<String>,
+        network: ClassifierConfig,
+        preprocessing: Preprocessing,
+        pretrained: String,
+        training: TrainingRecord,
+        pick_context: Option<PickContext>,
+    ) -> ModelSpec {
+        ModelSpec {
+            format_version: FORMAT_VERSION,
+            software: format!("cryoprune {}", env!("CARGO_PKG_VERSION")),
+            classes,
+            network,
+            preprocessing,
+            pretrained,
+            training,
+            pick_context,
+            weights_file: WEIGHTS_FILE.into(),
+            weights_sha256: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelDirError {
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0}: not a cryoprune model.json: {1}")]
+    Spec(PathBuf, String),
+    #[error(
+        "{0}: written by format version {1}; this cryoprune reads version {FORMAT_VERSION}. Retrain or upgrade"
+    )]
+    Version(PathBuf, u32),
+    #[error("{path}: SHA-256 is {found}, model.json says {expected}: the weights file was changed or damaged")]
+    Hash {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error("{0}: {1}")]
+    Weights(PathBuf, String),
+    #[error("{path}: line {line}: {what}")]
+    Validation {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
+    #[error(transparent)]
+    Write(#[from] cryoprune_formats::FormatError),
+    #[error(transparent)]
+    Plot(#[from] crate::Error),
+}
+
+/// One held-out pick of validation.csv: its label and the model's probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationPick {
+    pub label: usize,
+    pub probs: Vec<f32>,
+}
+
+/// What training leaves beside the weights.
+pub struct TrainingFiles<'a> {
+    pub history: &'a [EpochStats],
+    /// The held-out picks and their scores (the pick context combined).
+    pub validation: (&'a Dataset, &'a Scored),
+}
+
+/// A model directory on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelDir {
+    pub path: PathBuf,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl ModelDir {
+    pub fn new(path: impl Into<PathBuf>) -> ModelDir {
+        ModelDir { path: path.into() }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes everything into the folder (created if needed). Each file appears complete or
+    /// not at all; model.json is written last, so a folder with a model.json is whole.
+    pub fn save(
+        &self,
+        model: &Classifier,
+        spec: &mut ModelSpec,
+        files: &TrainingFiles,
+    ) -> Result<(), ModelDirError> {
+        fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
+        write_history(&self.file(HISTORY_FILE), files.history)?;
+        crate::plot::training_curves(
+            files.history,
+            spec.training.best_epoch,
+            &self.file(CURVES_FILE),
+        )?;
+        let (data, scored) = files.validation;
+        write_predictions(&self.file(VALIDATION_FILE), data, scored)?;
+        self.save_weights(model, spec)
+    }
+
+    /// The weights and model.json alone.
+    pub fn save_weights(
+        &self,
+        model: &Classifier,
+        spec: &mut ModelSpec,
+    ) -> Result<(), ModelDirError> {
+        fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
+        let weights = self.file(WEIGHTS_FILE);
+        let mut store = SafetensorsStore::from_bytes(None);
+        model
+            .save_into(&mut store)
+            .map_err(|e| ModelDirError::Weights(weights.clone(), e.to_string()))?;
+        let bytes = store
+            .get_bytes()
+            .map_err(|e| ModelDirError::Weights(weights.clone(), e.to_string()))?;
+        spec.format_version = FORMAT_VERSION;
+        spec.weights_file = WEIGHTS_FILE.into();
+        spec.weights_sha256 = sha256_hex(&bytes);
+        write_atomic(&weights, |w| w.write_all(&bytes))?;
+        let json = serde_json::to_vec_pretty(spec)
+            .map_err(|e| ModelDirError::Spec(self.file(SPEC_FILE), e.to_string()))?;
+        write_atomic(&self.file(SPEC_FILE), |w| {
+            w.write_all(&json)?;
+            w.write_all(b"\n")
+        })?;
+        Ok(())
+    }
+
+    /// model.json alone (for what needs only the preprocessing or the classes).
+    pub fn spec(&self) -> Result<ModelSpec, ModelDirError> {
+        let path = self.file(SPEC_FILE);
+        let text = fs::read_to_string(&path).map_err(|e| ModelDirError::Io(path.clone(), e))?;
+        let version: Option<u32> = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()))
+            .map(|v| v as u32);
+        if let Some(v) = version.filter(|&v| v != FORMAT_VERSION) {
+            return Err(ModelDirError::Version(path, v));
+        }
+        serde_json::from_str(&text).map_err(|e| ModelDirError::Spec(path, e.to_string()))
+    }
+
+    /// The network with its weights (their hash checked) and model.json.
+    pub fn load(&self, device: &Device) -> Result<(Classifier, ModelSpec), ModelDirError> {
+        let spec = self.spec()?;
+        let path = self.file(&spec.weights_file);
+        let bytes = fs::read(&path).map_err(|e| ModelDirError::Io(path.clone(), e))?;
+        let found = sha256_hex(&bytes);
+        if found != spec.weights_sha256 {
+            return Err(ModelDirError::Hash {
+                path,
+                expected: spec.weights_sha256.clone(),
+                found,
+            });
+        }
+        let mut model = spec.network.init(device);
+        let mut store = SafetensorsStore::from_bytes(Some(bytes));
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| ModelDirError::Weights(path.clone(), e.to_string()))?;
+        if !result.errors.is_empty() || !result.missing.is_empty() {
+            return Err(ModelDirError::Weights(
+                path,
+                format!(
+                    "does not fit the network in model.json ({} missing, {} errors)",
+                    result.missing.len(),
+                    result.errors.len()
+                ),
+            ));
+        }
+        Ok((model, spec))
+    }
+
+    /// The training curves as PNG bytes, when the folder has them.
+    pub fn curves_png(&self) -> Option<Vec<u8>> {
+        fs::read(self.file(CURVES_FILE)).ok()
+    }
+
+    /// The held-out picks of validation.csv in `classes`' order; `None` when there is none.
+    pub fn validation(
+        &self,
+        classes: &[String],
+    ) -> Result<Option<Vec<ValidationPick>>, ModelDirError> {
+        let path = self.file(VALIDATION_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bad = |line: usize, what: String| ModelDirError::Validation {
+            path: path.clone(),
+            line,
+            what,
+        };
+        let mut r = csv::Reader::from_path(&path).map_err(|e| bad(1, e.to_string()))?;
+        let header = r.headers().map_err(|e| bad(1, e.to_string()))?.clone();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| bad(1, format!("no `{name}` column")))
+        };
+        let label = col("label")?;
+        let probs: Vec<usize> = classes
+            .iter()
+            .map(|c| col(&format!("p_{c}")))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for (i, rec) in r.records().enumerate() {
+            let line = i + 2;
+            let rec = rec.map_err(|e| bad(line, e.to_string()))?;
+            let p: Vec<f32> = probs
+                .iter()
+                .map(|&j| rec.get(j).and_then(|v| v.parse().ok()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad(line, "a probability is not a number".into()))?;
+            let l = rec.get(label).unwrap_or_default();
+            let li = classes
+                .iter()
+                .position(|c| c == l)
+                .ok_or_else(|| bad(line, format!("unknown class `{l}`")))?;
+            out.push(ValidationPick {
+                label: li,
+                probs: p,
+            });
+        }
+        Ok(Some(out))
+    }
+}
+
+fn write_history(path: &Path, history: &[EpochStats]) -> Result<(), ModelDirError> {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    write_atomic(path, |w| {
+        writeln!(
+            w,
+            "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,seconds"
+        )?;
+        for h in history {
+            writeln!(
+                w,
+                "{},{:.3e},{:.6},{:.6},{},{},{},{:.3}",
+                h.epoch,
+                h.lr,
+                h.train_loss,
+                h.train_accuracy,
+                opt(h.val_loss),
+                opt(h.val_accuracy),
+                opt(h.val_macro_f1),
+                h.seconds
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// One row per labelled particle: where it is, its label, the prediction and each class's
+/// probability (`micrograph,x,y,label,predicted,p_<class>...`): validation.csv, and
+/// `evaluate --predictions`.
+pub fn write_predictions(
+    path: &Path,
+    data: &Dataset,
+    scored: &Scored,
+) -> Result<(), cryoprune_formats::FormatError> {
+    write_atomic(path, |w| {
+        write!(w, "micrograph,x,y,label,predicted")?;
+        for c in &data.classes {
+            write!(w, ",p_{c}")?;
+        }
+        writeln!(w)?;
+        for (i, p) in scored.probs.iter().enumerate() {
+            let o = &data.origins[i];
+            write!(
+                w,
+                "{},{},{},{},{}",
+                o.micrograph,
+                o.x,
+                o.y,
+                data.classes[data.labels[i]],
+                data.classes[scored.predicted[i]]
+            )?;
+            for v in p {
+                write!(w, ",{v:.5}")?;
+            }
+            writeln!(w)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tensor};
+    use cryoprune_image::extract::EdgePolicy;
+    use cryoprune_image::fourier::Cutoff;
+    use cryoprune_image::normalize::MicrographNorm;
+    use cryoprune_model::{Arch, HeadConfig};
+
+    fn spec(network: ClassifierConfig) -> ModelSpec {
+        let pre = Preprocessing {
+            box_size: 180,
+            input_size: 32,
+            normalize: MicrographNorm::ROBUST,
+            lowpass: Some(Cutoff::Angstrom(20.0)),
+            angpix: Some(1.77),
+            particle_radius: Some(12.0),
+            invert: false,
+            edge: EdgePolicy::Skip,
+        };
+        let classes = vec!["junk".into(), "particle".into()];
+        let training = TrainingRecord {
+            best_epoch: 1,
+            ..TrainingRecord::default()
+        };
+        ModelSpec::new(classes, network, pre, "none".into(), training, None)
+    }
+
+    #[test]
+    fn saved_model_loads_back_identical_and_a_changed_file_is_refused() {
+        let device = Device::flex();
+        let network = ClassifierConfig {
+            arch: Arch::Small,
+            classes: 2,
+            head: HeadConfig::new(3),
+        };
+        let model = network.init(&device);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::new(tmp.path());
+        let mut s = spec(network);
+        dir.save_weights(&model, &mut s).unwrap();
+        assert_eq!(s.weights_sha256.len(), 64);
+        let (back, spec_back) = dir.load(&device).unwrap();
+        assert_eq!(spec_back.preprocessing, s.preprocessing);
+        assert_eq!(spec_back.network, s.network);
+        assert_eq!(spec_back.training.best_epoch, 1);
+        let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let a = model.probabilities(x.clone(), true).into_data();
+        let b = back.probabilities(x, true).into_data();
+        assert_eq!(a, b);
+        assert_eq!(dir.validation(&s.classes).unwrap(), None);
+        assert!(dir.curves_png().is_none());
+
+        let weights = tmp.path().join(WEIGHTS_FILE);
+        let mut bytes = fs::read(&weights).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&weights, bytes).unwrap();
+        assert!(matches!(dir.load(&device), Err(ModelDirError::Hash { .. })));
+        assert!(matches!(
+            ModelDir::new(tmp.path().join("nowhere")).spec(),
+            Err(ModelDirError::Io(..))
+        ));
+    }
+
+    #[test]
+    fn validation_picks_are_read_in_the_model_class_order_and_bad_rows_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::new(tmp.path());
+        let path = tmp.path().join(VALIDATION_FILE);
+        fs::write(
+            &path,
+            "micrograph,x,y,label,predicted,p_junk,p_particle\nm,1,2,particle,junk,0.60000,0.40000\n",
+        )
+        .unwrap();
+        let classes: Vec<String> = vec!["junk".into(), "particle".into()];
+        let picks = dir.validation(&classes).unwrap().unwrap();
+        assert_eq!(
+            picks,
+            vec![ValidationPick {
+                label: 1,
+                probs: vec![0.6, 0.4]
+            }]
+        );
+        fs::write(
+            &path,
+            "micrograph,x,y,label,predicted,p_junk,p_particle\nm,1,2,dirt,junk,0.6,0.4\n",
+        )
+        .unwrap();
+        let err = dir.validation(&classes).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("dirt"), "{err}");
+    }
+}
