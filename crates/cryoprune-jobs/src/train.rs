@@ -148,7 +148,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         }
 
         let training = TrainingRecord {
-            config: fitted.config.clone(),
+            config: Some(fitted.config.clone()),
             shots: cfg.shots,
             train_picks: train_set.len(),
             validation_picks: held_out.len(),

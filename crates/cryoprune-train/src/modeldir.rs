@@ -32,7 +32,8 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainingRecord {
-    pub config: TrainConfig,
+    /// The trainer's settings; `None` only for a record that never had them.
+    pub config: Option<TrainConfig>,
     /// Labelled picks per class drawn for training; `None` when a fraction was held out.
     pub shots: Option<usize>,
     pub train_picks: usize,

@@ -25,7 +25,8 @@ use crate::metrics;
 use crate::schedule::Schedule;
 use crate::Error;
 
-/// Every knob of a training run. Defaults: see [`TrainConfig::default`].
+/// Every knob of a training run, resolved for one training set. It has no defaults of its own:
+/// cryoprune's are `cryoprune_jobs::recipe::NetConfig`'s, stated there once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub epochs: usize,
@@ -44,35 +45,6 @@ pub struct TrainConfig {
     #[serde(with = "augment_serde")]
     pub augment: Augment,
     pub seed: u64,
-}
-
-impl Default for TrainConfig {
-    /// The PickerOptimizer recipe: SGD momentum 0.9, lr 0.01 decayed ×0.1 every 7 epochs,
-    /// 30 epochs, batch 24, random flips and rotations, the two-branch head.
-    fn default() -> Self {
-        Self {
-            epochs: 30,
-            batch: 24,
-            repeats: 1,
-            schedule: Schedule::Step {
-                initial: 0.01,
-                every: 7,
-                gamma: 0.1,
-            },
-            momentum: 0.9,
-            weight_decay: 0.0,
-            class_weights: None,
-            freeze_epochs: 0,
-            head: HeadConfig::default(),
-            augment: Augment {
-                flip: true,
-                rot90: true,
-                rotate: false,
-                mask_radius: None,
-            },
-            seed: 0,
-        }
-    }
 }
 
 mod augment_serde {

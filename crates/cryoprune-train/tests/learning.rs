@@ -129,7 +129,13 @@ fn small_network_fits_a_small_labelled_set() {
             rotate: false,
             mask_radius: None,
         },
-        ..TrainConfig::default()
+        repeats: 1,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        class_weights: None,
+        freeze_epochs: 0,
+        head: HeadConfig::new(2),
+        seed: 0,
     };
     let model = ClassifierConfig {
         arch: Arch::Small,
