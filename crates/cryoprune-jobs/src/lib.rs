@@ -13,6 +13,7 @@ pub mod fewshot;
 pub mod info;
 pub mod inputs;
 pub mod labels;
+pub mod pretrain;
 pub mod prune;
 pub mod recipe;
 pub mod simulate;

@@ -433,6 +433,9 @@ pub fn fit(
         head: config.head.clone(),
     };
     let device = compute.device.device.clone().autodiff();
+    // burn draws the fresh layers' weights from a process-wide generator: seeded, `seed`
+    // decides them too.
+    device.seed(seed);
     let model = match weights {
         None => network.init(&device),
         Some(path) => {

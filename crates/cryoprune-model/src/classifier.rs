@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::module::Module;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -182,4 +183,25 @@ impl Classifier {
             .expect("head has a branch")
             .div_scalar(n)
     }
+}
+
+/// A module's weights as safetensors bytes (every tensor, batch-norm statistics included).
+pub fn to_safetensors<M: ModuleSnapshot>(module: &M) -> Result<Vec<u8>, String> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    module.save_into(&mut store).map_err(|e| e.to_string())?;
+    store.get_bytes().map_err(|e| e.to_string())
+}
+
+/// Fills `module` from safetensors `bytes`; every tensor must be there and fit.
+pub fn load_safetensors<M: ModuleSnapshot>(module: &mut M, bytes: Vec<u8>) -> Result<(), String> {
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
+    let result = module.load_from(&mut store).map_err(|e| e.to_string())?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(format!(
+            "the weights do not fit the network ({} missing, {} errors)",
+            result.missing.len(),
+            result.errors.len()
+        ));
+    }
+    Ok(())
 }

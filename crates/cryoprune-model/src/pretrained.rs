@@ -143,15 +143,34 @@ fn remapper(arch: Arch) -> KeyRemapper {
     }
 }
 
-/// Builds a backbone for `arch` with RGB input, loads `path` into it, then makes it grayscale.
+/// Loads `path` into a grayscale backbone for `arch`. cryo-EM backbones (`cryoprune pretrain`)
+/// are grayscale already; an RGB checkpoint (ImageNet) does not fit one, so it is loaded into an
+/// RGB backbone that is then made grayscale.
 pub fn load_backbone(
     arch: Arch,
     path: &Path,
     device: &Device,
 ) -> Result<(Backbone, LoadReport), LoadError> {
+    let mut gray = Backbone::new(arch, 1, device);
+    match load_into(&mut gray, arch, path) {
+        Ok(report) => return Ok((gray, report)),
+        Err(LoadError::Shape { .. }) if arch != Arch::Small => {}
+        Err(e) => return Err(e),
+    }
     let mut backbone = Backbone::new(arch, 3, device);
     let report = load_into(&mut backbone, arch, path)?;
     Ok((backbone.to_grayscale(), report))
+}
+
+/// A backbone's weights as safetensors bytes under the names [`load_backbone`] reads: the
+/// module's own paths without the architecture's enum variant (`stages.0.a.conv.weight`).
+pub fn backbone_safetensors(backbone: &Backbone) -> Result<Vec<u8>, String> {
+    let remap = KeyRemapper::new()
+        .add_pattern(r"^(ResNet|EfficientNet|Small)\.", "")
+        .expect("valid regex");
+    let mut store = SafetensorsStore::from_bytes(None).remap(remap);
+    backbone.save_into(&mut store).map_err(|e| e.to_string())?;
+    store.get_bytes().map_err(|e| e.to_string())
 }
 
 /// PytorchStore keeps a checkpoint's dtypes (fp16 stays fp16); a round trip through safetensors
@@ -283,4 +302,30 @@ pub fn load_into<M: ModuleSnapshot>(
             .filter(|p| !p.ends_with("num_batches_tracked"))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tensor};
+
+    /// A grayscale backbone written by `backbone_safetensors` (what `cryoprune pretrain` ships)
+    /// loads back as itself: same features for the same input.
+    #[test]
+    fn our_own_grayscale_backbones_load_back_as_they_were() {
+        let device = Device::flex();
+        for arch in [Arch::Small, Arch::ResNet18] {
+            let backbone = Backbone::new(arch, 1, &device);
+            let bytes = backbone_safetensors(&backbone).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("backbone.safetensors");
+            std::fs::write(&path, bytes).unwrap();
+            let (back, report) = load_backbone(arch, &path, &device).unwrap();
+            assert!(report.applied > 10 && report.unused.is_empty(), "{arch}");
+            let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+            let a = backbone.forward(x.clone()).into_data();
+            let b = back.forward(x).into_data();
+            assert_eq!(a, b, "{arch}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod atoms;
 pub mod ctf;
+pub mod pretrain;
 pub mod preview;
 pub mod project;
 pub mod scene;

@@ -191,30 +191,9 @@ impl Builtin {
     /// shape is part of the program, not of a run.
     pub fn atoms(self) -> Vec<Atom> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self as u64 + 11);
-        let jitter = Normal::new(0.0, 2.0).expect("valid normal");
         let mut atoms = Vec::new();
-        // Each domain: a compact random walk of beads (3.8 Å steps, like Cα) around a centre.
         let mut domain = |centre: [f64; 3], radius: f64, beads: usize, atoms: &mut Vec<Atom>| {
-            let mut p = centre;
-            for _ in 0..beads {
-                let mut step = [0.0; 3];
-                for s in &mut step {
-                    *s = rng.random_range(-1.0..1.0);
-                }
-                let len = step.iter().map(|s| s * s).sum::<f64>().sqrt().max(1e-6);
-                for i in 0..3 {
-                    p[i] += 3.8 * step[i] / len;
-                    // Pull back towards the centre to stay compact.
-                    let d = p[i] - centre[i];
-                    if d.abs() > radius {
-                        p[i] = centre[i] + d.signum() * radius + jitter.sample(&mut rng) * 0.1;
-                    }
-                }
-                atoms.push(Atom {
-                    pos: p,
-                    weight: 7.0,
-                });
-            }
+            bead_domain(&mut rng, centre, radius, beads, atoms)
         };
         match self {
             Builtin::Globular => {
@@ -251,6 +230,38 @@ impl Builtin {
 
     pub fn volume(self, voxel: f64) -> Volume {
         render_atoms(&self.atoms(), voxel)
+    }
+}
+
+/// A compact random walk of `beads` beads (3.8 Å steps, like Cα) around `centre`, kept within
+/// `radius` of it: a protein domain with secondary-structure-like texture.
+pub fn bead_domain(
+    rng: &mut impl Rng,
+    centre: [f64; 3],
+    radius: f64,
+    beads: usize,
+    atoms: &mut Vec<Atom>,
+) {
+    let jitter = Normal::new(0.0, 2.0).expect("valid normal");
+    let mut p = centre;
+    for _ in 0..beads {
+        let mut step = [0.0; 3];
+        for s in &mut step {
+            *s = rng.random_range(-1.0..1.0);
+        }
+        let len = step.iter().map(|s| s * s).sum::<f64>().sqrt().max(1e-6);
+        for i in 0..3 {
+            p[i] += 3.8 * step[i] / len;
+            // Pull back towards the centre to stay compact.
+            let d = p[i] - centre[i];
+            if d.abs() > radius {
+                p[i] = centre[i] + d.signum() * radius + jitter.sample(rng) * 0.1;
+            }
+        }
+        atoms.push(Atom {
+            pos: p,
+            weight: 7.0,
+        });
     }
 }
 

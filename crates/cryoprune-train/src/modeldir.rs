@@ -7,9 +7,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use cryoprune_formats::atomic::write_atomic;
+use cryoprune_model::classifier::{load_safetensors, to_safetensors};
 use cryoprune_model::{Classifier, ClassifierConfig, PickContext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -191,13 +191,8 @@ impl ModelDir {
     ) -> Result<(), ModelDirError> {
         fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
         let weights = self.file(WEIGHTS_FILE);
-        let mut store = SafetensorsStore::from_bytes(None);
-        model
-            .save_into(&mut store)
-            .map_err(|e| ModelDirError::Weights(weights.clone(), e.to_string()))?;
-        let bytes = store
-            .get_bytes()
-            .map_err(|e| ModelDirError::Weights(weights.clone(), e.to_string()))?;
+        let bytes =
+            to_safetensors(model).map_err(|e| ModelDirError::Weights(weights.clone(), e))?;
         spec.format_version = FORMAT_VERSION;
         spec.weights_file = WEIGHTS_FILE.into();
         spec.weights_sha256 = sha256_hex(&bytes);
@@ -239,20 +234,7 @@ impl ModelDir {
             });
         }
         let mut model = spec.network.init(device);
-        let mut store = SafetensorsStore::from_bytes(Some(bytes));
-        let result = model
-            .load_from(&mut store)
-            .map_err(|e| ModelDirError::Weights(path.clone(), e.to_string()))?;
-        if !result.errors.is_empty() || !result.missing.is_empty() {
-            return Err(ModelDirError::Weights(
-                path,
-                format!(
-                    "does not fit the network in model.json ({} missing, {} errors)",
-                    result.missing.len(),
-                    result.errors.len()
-                ),
-            ));
-        }
+        load_safetensors(&mut model, bytes).map_err(|e| ModelDirError::Weights(path, e))?;
         Ok((model, spec))
     }
 

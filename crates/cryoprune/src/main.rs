@@ -31,6 +31,7 @@ enum Command {
     Evaluate(commands::evaluate::Args),
     Prune(commands::prune::Args),
     Fewshot(commands::fewshot::Args),
+    Pretrain(commands::pretrain::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => commands::evaluate::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Fewshot(a) => commands::fewshot::run(a),
+        Command::Pretrain(a) => commands::pretrain::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod extract;
 pub mod fewshot;
 pub mod info;
+pub mod pretrain;
 pub mod prune;
 pub mod simulate;
 pub mod train;
@@ -46,6 +47,7 @@ mod tests {
             include_str!("train.rs"),
             include_str!("evaluate.rs"),
             include_str!("fewshot.rs"),
+            include_str!("pretrain.rs"),
         ] {
             let ex = super::examples(src);
             let n = ex

@@ -1,0 +1,345 @@
+//! The pretrain job: a backbone pretrained on the cryo-EM pretraining set (simulated particles
+//! of many structure families and the junk pickers pick), as the paper pretrains on its cryo-EM
+//! image set, with the head's main branch only; the head is discarded at fine-tuning.
+//!
+//! Training runs in chunks: each chunk is fresh data (a few dozen simulated micrographs, cut)
+//! seen for a few augmented passes at the chunk's learning rate (a cosine over the run), with
+//! the optimiser's momentum starting afresh. Everything a chunk does depends only on the seed,
+//! the chunk's index and the weights it starts from, so a checkpoint between chunks is the whole
+//! state: `resume` continues a stopped run as if it had never stopped. (To rounding, not bit for
+//! bit: burn's autodiff sums gradients in an order that varies from run to run.)
+
+use std::f64::consts::PI;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_image::augment::Augment;
+use cryoprune_model::classifier::{load_safetensors, to_safetensors};
+use cryoprune_model::pretrained::backbone_safetensors;
+use cryoprune_model::{Arch, ClassifierConfig, HeadConfig};
+use cryoprune_sim::pretrain::{classes, PretrainSet};
+use cryoprune_train::schedule::Schedule;
+use cryoprune_train::{Dataset, Origin, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::compute::ComputeConfig;
+use crate::events::{Event, Events};
+use crate::{invalid, Error, Result};
+
+pub const STATE_FILE: &str = "pretrain.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const BACKBONE_FILE: &str = "backbone.safetensors";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PretrainConfig {
+    pub compute: ComputeConfig,
+    /// Output folder: the backbone, its record, and the checkpoint while the run goes on.
+    pub out: PathBuf,
+    pub arch: Arch,
+    /// Side of the particle images; fine-tuning uses the same.
+    pub input_size: usize,
+    /// Chunks of fresh data in the whole run.
+    pub chunks: usize,
+    /// Micrographs simulated per chunk.
+    pub micrographs_per_chunk: usize,
+    /// At most this many particles of each class per chunk.
+    pub per_class: usize,
+    /// Augmented passes over each chunk.
+    pub passes: usize,
+    pub batch: usize,
+    /// Peak learning rate (a cosine to a hundredth of it over the run).
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    /// Minutes between checkpoints.
+    pub checkpoint_minutes: f64,
+    /// Stop (after a checkpoint) once this many minutes have passed: a batch job's wall time.
+    pub time_limit_minutes: Option<f64>,
+    /// Continue the run in `out` from its checkpoint.
+    pub resume: bool,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            compute: ComputeConfig::default(),
+            out: PathBuf::new(),
+            arch: Arch::Small,
+            input_size: 64,
+            chunks: 400,
+            micrographs_per_chunk: 24,
+            per_class: 40,
+            passes: 2,
+            batch: 32,
+            lr: 0.05,
+            weight_decay: 5e-4,
+            seed: 0,
+            checkpoint_minutes: 5.0,
+            time_limit_minutes: None,
+            resume: false,
+        }
+    }
+}
+
+impl PretrainConfig {
+    /// What a resumed run must share with the run it continues.
+    fn recipe(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a config serialises");
+        let m = v.as_object_mut().expect("an object");
+        for k in [
+            "compute",
+            "out",
+            "checkpoint_minutes",
+            "time_limit_minutes",
+            "resume",
+        ] {
+            m.remove(k);
+        }
+        v
+    }
+
+    /// The learning rate of chunk `c`: a short warm-up, then a cosine to lr/100.
+    fn rate(&self, c: usize) -> f64 {
+        let warm = (self.chunks / 50).max(1);
+        if c < warm {
+            return self.lr * (c + 1) as f64 / warm as f64;
+        }
+        let t = (c - warm) as f64 / (self.chunks - warm).max(1) as f64;
+        self.lr * (0.01 + 0.99 * 0.5 * (1.0 + (PI * t).cos()))
+    }
+}
+
+/// One chunk's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkStats {
+    pub chunk: usize,
+    pub lr: f64,
+    pub particles: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub seconds: f64,
+}
+
+/// The run's record, `pretrain.json`: written with every checkpoint and at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainState {
+    pub recipe: serde_json::Value,
+    pub classes: Vec<String>,
+    pub chunks_done: usize,
+    pub seconds: f64,
+    pub history: Vec<ChunkStats>,
+    /// SHA-256 of the backbone file, once the run is complete.
+    pub backbone_sha256: Option<String>,
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value)?;
+    write_atomic(path, |w| w.write_all(&json))?;
+    Ok(())
+}
+
+fn read_state(dir: &Path) -> Result<Option<PretrainState>> {
+    let path = dir.join(STATE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::Invalid(format!(
+                "{}: not a pretraining record ({e})",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io(path, e)),
+    }
+}
+
+/// Runs (or resumes) the pretraining; returns its record.
+pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
+    if cfg.chunks == 0 || cfg.passes == 0 || cfg.batch == 0 || cfg.per_class == 0 {
+        invalid!("--chunks, --passes, --batch and --per-class must be at least 1");
+    }
+    if cfg.input_size < 16 {
+        invalid!("--input-size must be at least 16 pixels");
+    }
+    crate::create_dir(&cfg.out)?;
+    let classes = classes();
+    let previous = read_state(&cfg.out)?;
+    let mut state = match (previous, cfg.resume) {
+        (Some(s), true) if s.recipe != cfg.recipe() => invalid!(
+            "{}: the run there was started with other settings; resume it with the same ones",
+            cfg.out.join(STATE_FILE).display()
+        ),
+        (Some(s), true) => s,
+        (None, true) => invalid!(
+            "--resume: {} holds no pretraining run to continue",
+            cfg.out.display()
+        ),
+        (Some(_), false) => invalid!(
+            "{} holds a pretraining run already: --resume continues it, or choose another --out",
+            cfg.out.display()
+        ),
+        (None, false) => PretrainState {
+            recipe: cfg.recipe(),
+            classes: classes.clone(),
+            chunks_done: 0,
+            seconds: 0.0,
+            history: Vec::new(),
+            backbone_sha256: None,
+        },
+    };
+    let compute = cfg.compute.start(events)?;
+    compute.install(events, || {
+        let network = ClassifierConfig {
+            arch: cfg.arch,
+            classes: classes.len(),
+            head: HeadConfig::new(1),
+        };
+        let device = compute.device.device.clone().autodiff();
+        // burn draws initial weights from a process-wide generator; seeded, a run repeats.
+        device.seed(cfg.seed);
+        let mut model = network.init(&device);
+        if state.chunks_done > 0 {
+            let path = cfg.out.join(CHECKPOINT_FILE);
+            let bytes = std::fs::read(&path).map_err(|e| Error::Io(path.clone(), e))?;
+            load_safetensors(&mut model, bytes)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+            events.note(format!(
+                "resuming after chunk {} of {} ({:.0} s so far)",
+                state.chunks_done, cfg.chunks, state.seconds
+            ));
+        }
+        let set = PretrainSet {
+            input_size: cfg.input_size,
+            seed: cfg.seed,
+            micrographs: cfg.micrographs_per_chunk,
+        };
+        events.note(format!(
+            "pretraining {} on {} classes: {} chunks of {} simulated micrographs, at most {} particles per class each",
+            cfg.arch,
+            classes.len(),
+            cfg.chunks,
+            cfg.micrographs_per_chunk,
+            cfg.per_class
+        ));
+        events.emit(Event::Started {
+            total: cfg.chunks as u64,
+            unit: "chunks",
+        });
+        events.emit(Event::Advanced(state.chunks_done as u64));
+        let started = Instant::now();
+        let base_seconds = state.seconds;
+        let mut last_checkpoint = Instant::now();
+        for c in state.chunks_done..cfg.chunks {
+            let t0 = Instant::now();
+            let chunk = set.chunk(c as u64, cfg.per_class);
+            let data = Dataset {
+                size: chunk.size,
+                images: chunk.images,
+                origins: chunk
+                    .labels
+                    .iter()
+                    .map(|_| Origin {
+                        micrograph: String::new(),
+                        x: 0.0,
+                        y: 0.0,
+                        score: None,
+                        edge: None,
+                    })
+                    .collect(),
+                labels: chunk.labels,
+                classes: classes.clone(),
+            };
+            let lr = cfg.rate(c);
+            let train_cfg = TrainConfig {
+                epochs: 1,
+                batch: cfg.batch,
+                repeats: cfg.passes,
+                schedule: Schedule::Step {
+                    initial: lr,
+                    every: usize::MAX,
+                    gamma: 1.0,
+                },
+                momentum: 0.9,
+                weight_decay: cfg.weight_decay,
+                class_weights: None,
+                freeze_epochs: 0,
+                head: network.head.clone(),
+                augment: Augment {
+                    flip: true,
+                    rot90: true,
+                    ..Augment::NONE
+                },
+                seed: cfg.seed ^ (c as u64).wrapping_mul(0x9E37_79B9),
+            };
+            let trained = cryoprune_train::train(model, &data, None, &train_cfg, &device, |_| {})?;
+            let epoch = &trained.history[0];
+            state.history.push(ChunkStats {
+                chunk: c + 1,
+                lr,
+                particles: data.len(),
+                loss: epoch.train_loss,
+                accuracy: epoch.train_accuracy,
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+            // The trainer hands back an inference copy; training goes on from its weights.
+            let bytes = to_safetensors(&trained.model).map_err(Error::Invalid)?;
+            model = network.init(&device);
+            load_safetensors(&mut model, bytes.clone()).map_err(Error::Invalid)?;
+            state.chunks_done = c + 1;
+            state.seconds = base_seconds + started.elapsed().as_secs_f64();
+            events.emit(Event::Status(format!(
+                "loss {:.3}, accuracy {:.3}",
+                epoch.train_loss, epoch.train_accuracy
+            )));
+            events.emit(Event::Advanced(1));
+            let done = c + 1 == cfg.chunks;
+            let out_of_time = cfg
+                .time_limit_minutes
+                .is_some_and(|m| started.elapsed().as_secs_f64() >= 60.0 * m);
+            if done
+                || out_of_time
+                || last_checkpoint.elapsed().as_secs_f64() >= 60.0 * cfg.checkpoint_minutes
+            {
+                write_atomic(&cfg.out.join(CHECKPOINT_FILE), |w| w.write_all(&bytes))?;
+                write_json(&cfg.out.join(STATE_FILE), &state)?;
+                last_checkpoint = Instant::now();
+            }
+            if done {
+                let backbone =
+                    backbone_safetensors(&trained.model.backbone).map_err(Error::Invalid)?;
+                write_atomic(&cfg.out.join(BACKBONE_FILE), |w| w.write_all(&backbone))?;
+                state.backbone_sha256 = Some(sha256_hex(&backbone));
+                write_json(&cfg.out.join(STATE_FILE), &state)?;
+            } else if out_of_time {
+                events.emit(Event::Finished);
+                events.note(format!(
+                    "time limit reached after chunk {} of {}; checkpoint written, --resume continues",
+                    c + 1,
+                    cfg.chunks
+                ));
+                return Ok(state);
+            }
+        }
+        events.emit(Event::Finished);
+        let last = state.history.last();
+        events.output(format!(
+            "pretrained {} in {:.0} s over {} chunks; last chunk: loss {:.3}, accuracy {:.3}; backbone {}",
+            cfg.arch,
+            state.seconds,
+            cfg.chunks,
+            last.map_or(f64::NAN, |h| h.loss),
+            last.map_or(f64::NAN, |h| h.accuracy),
+            cfg.out.join(BACKBONE_FILE).display()
+        ));
+        Ok(state)
+    })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,419 @@
+//! The cryo-EM pretraining set: particles and junk cut from simulated micrographs that vary
+//! where real data vary, labelled with what they are. Pretraining a backbone to tell these
+//! classes apart gives it cryo-EM features (particle edges under CTF fringes, carbon, ice) that
+//! a few labels can then steer, as the paper's cryo-EM image set did.
+//!
+//! Each micrograph of the set draws everything from its own seed: a structure of one of the
+//! procedural families with random proportions, a particle size and a box-to-particle ratio,
+//! pixel size, defocus, SNR (0.01 to 0.5, log-uniform), ice thickness, carbon with straight or
+//! curved edges, ice contamination, aggregates, empty ice, off-centre picks, a raw or a
+//! denoised (low-passed) look and either contrast. Particles are cut with the extractor and
+//! settings `train` uses (robust micrograph normalisation, RELION background normalisation,
+//! Fourier resampling to the input size, noise padding at the edge), so the backbone sees what
+//! fine-tuning will show it. Nothing comes from files: no map a user might evaluate on is in it.
+
+use std::f64::consts::{PI, TAU};
+
+use cryoprune_image::extract::{
+    EdgePolicy, ExtractConfig, Extractor, MicrographPrep, ParticleNorm,
+};
+use cryoprune_image::fourier::LowPass;
+use cryoprune_image::normalize::MicrographNorm;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use crate::scene::{simulate, Label, PickerModel, SceneConfig};
+use crate::volume::{bead_domain, render_atoms, Atom};
+
+/// The structure families; each is a class of its own, so the backbone must learn shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A few domains packed together.
+    Globular,
+    /// A curved rod of domains.
+    Rod,
+    /// An n-fold ring of subunits around a channel.
+    Ring,
+    /// Two stacked rings (a barrel, a proteasome-like side view).
+    Barrel,
+    /// Two globules side by side.
+    Dimer,
+    /// Four globules at the corners of a tetrahedron.
+    Tetramer,
+    /// Two rods at an angle.
+    Bent,
+    /// A large irregular cluster of many small domains (ribosome-like).
+    Cluster,
+}
+
+impl Family {
+    pub const ALL: [Family; 8] = [
+        Family::Globular,
+        Family::Rod,
+        Family::Ring,
+        Family::Barrel,
+        Family::Dimer,
+        Family::Tetramer,
+        Family::Bent,
+        Family::Cluster,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Globular => "globular",
+            Family::Rod => "rod",
+            Family::Ring => "ring",
+            Family::Barrel => "barrel",
+            Family::Dimer => "dimer",
+            Family::Tetramer => "tetramer",
+            Family::Bent => "bent",
+            Family::Cluster => "cluster",
+        }
+    }
+
+    /// Pseudo-atoms (Å) of one member of the family, its proportions drawn from `rng`.
+    pub fn atoms(self, rng: &mut StdRng) -> Vec<Atom> {
+        let mut atoms = Vec::new();
+        // Domain radius and beads: bead count grows with volume (≈ 0.09 beads per Å³ of domain).
+        let beads = |r: f64| (0.09 * r.powi(3)).round().max(20.0) as usize;
+        let scale: f64 = rng.random_range(0.7..1.4);
+        match self {
+            Family::Globular => {
+                let n = rng.random_range(2..6);
+                for _ in 0..n {
+                    let r = scale * rng.random_range(12.0..18.0);
+                    let c = random_point(rng, scale * 18.0);
+                    bead_domain(rng, c, r, beads(r), &mut atoms);
+                }
+            }
+            Family::Rod => {
+                let n = rng.random_range(5..9);
+                let length = scale * rng.random_range(120.0..200.0);
+                let bend = rng.random_range(0.0..40.0);
+                for i in 0..n {
+                    let t = i as f64 / (n - 1) as f64 - 0.5;
+                    let c = [length * t, bend * (PI * t).cos() - bend / 2.0, 0.0];
+                    let r = scale * 11.0;
+                    bead_domain(rng, c, r, beads(r), &mut atoms);
+                }
+            }
+            Family::Ring | Family::Barrel => {
+                let n = rng.random_range(5..10);
+                let radius = scale * rng.random_range(40.0..60.0);
+                let layers: &[f64] = match self {
+                    Family::Ring => &[0.0],
+                    _ => &[-14.0, 14.0],
+                };
+                for &z in layers {
+                    for i in 0..n {
+                        let a = i as f64 * TAU / n as f64;
+                        let r = scale * 12.0;
+                        let c = [radius * a.cos(), radius * a.sin(), scale * z];
+                        bead_domain(rng, c, r, beads(r), &mut atoms);
+                    }
+                }
+            }
+            Family::Dimer => {
+                let r = scale * rng.random_range(16.0..22.0);
+                for s in [-1.0, 1.0] {
+                    bead_domain(rng, [s * 1.1 * r, 0.0, 0.0], r, beads(r), &mut atoms);
+                }
+            }
+            Family::Tetramer => {
+                let r = scale * rng.random_range(13.0..18.0);
+                for c in [
+                    [1.0, 1.0, 1.0],
+                    [1.0, -1.0, -1.0],
+                    [-1.0, 1.0, -1.0],
+                    [-1.0, -1.0, 1.0],
+                ] {
+                    let d = 1.3 * r;
+                    bead_domain(rng, [d * c[0], d * c[1], d * c[2]], r, beads(r), &mut atoms);
+                }
+            }
+            Family::Bent => {
+                let angle: f64 = rng.random_range(0.5..1.6);
+                let arm = scale * rng.random_range(60.0..100.0);
+                for (dx, dy) in [(1.0, 0.0), (angle.cos(), angle.sin())] {
+                    for i in 0..4 {
+                        let t = arm * (i as f64 + 0.5) / 4.0;
+                        let r = scale * 11.0;
+                        bead_domain(rng, [t * dx, t * dy, 0.0], r, beads(r), &mut atoms);
+                    }
+                }
+            }
+            Family::Cluster => {
+                let n = rng.random_range(12..24);
+                for _ in 0..n {
+                    let r = scale * rng.random_range(9.0..13.0);
+                    let c = random_point(rng, scale * 45.0);
+                    bead_domain(rng, c, r, beads(r), &mut atoms);
+                }
+            }
+        }
+        atoms
+    }
+}
+
+fn random_point(rng: &mut StdRng, radius: f64) -> [f64; 3] {
+    loop {
+        let p = [
+            rng.random_range(-1.0..1.0),
+            rng.random_range(-1.0..1.0),
+            rng.random_range(-1.0..1.0),
+        ];
+        if p.iter().map(|v: &f64| v * v).sum::<f64>() <= 1.0 {
+            return p.map(|v| v * radius);
+        }
+    }
+}
+
+/// The class names, in label order: one per structure family, then the junk the simulated
+/// picker picks.
+pub fn classes() -> Vec<String> {
+    Family::ALL
+        .iter()
+        .map(|f| format!("particle:{}", f.name()))
+        .chain(
+            [Label::Carbon, Label::Ice, Label::Aggregate, Label::Empty]
+                .iter()
+                .map(|l| l.name().to_string()),
+        )
+        .collect()
+}
+
+/// Particle images and their class labels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chunk {
+    pub size: usize,
+    /// `labels.len()` images of `size²` pixels.
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+}
+
+/// A deterministic, endless pretraining set: chunk `i` depends only on the seed and `i`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PretrainSet {
+    /// Side of the particle images (the network input).
+    pub input_size: usize,
+    pub seed: u64,
+    /// Micrographs simulated per chunk.
+    pub micrographs: usize,
+}
+
+impl PretrainSet {
+    /// Chunk `index`, at most `per_class` particles of each class, shuffled; micrographs are
+    /// simulated in parallel on the current rayon pool, the result is the same on any pool.
+    pub fn chunk(&self, index: u64, per_class: usize) -> Chunk {
+        let n_classes = classes().len();
+        let parts: Vec<(Vec<f32>, Vec<usize>)> = (0..self.micrographs as u64)
+            .into_par_iter()
+            .map(|m| self.micrograph(index * self.micrographs as u64 + m))
+            .collect();
+        let size = self.input_size;
+        let s2 = size * size;
+        let mut by_class: Vec<Vec<&[f32]>> = vec![Vec::new(); n_classes];
+        for (images, labels) in &parts {
+            for (k, &l) in labels.iter().enumerate() {
+                by_class[l].push(&images[k * s2..(k + 1) * s2]);
+            }
+        }
+        let mut rng = StdRng::seed_from_u64(mix(self.seed ^ 0x5EED, index));
+        let mut chosen: Vec<(usize, &[f32])> = Vec::new();
+        for (label, images) in by_class.iter_mut().enumerate() {
+            images.shuffle(&mut rng);
+            chosen.extend(images.iter().take(per_class).map(|&img| (label, img)));
+        }
+        chosen.shuffle(&mut rng);
+        Chunk {
+            size,
+            images: chosen
+                .iter()
+                .flat_map(|(_, img)| img.iter().copied())
+                .collect(),
+            labels: chosen.iter().map(|&(l, _)| l).collect(),
+        }
+    }
+
+    /// One micrograph of the set, cut: (images, labels).
+    fn micrograph(&self, global: u64) -> (Vec<f32>, Vec<usize>) {
+        let mut rng = StdRng::seed_from_u64(mix(self.seed, global));
+        let family = Family::ALL[rng.random_range(0..Family::ALL.len())];
+        let atoms = family.atoms(&mut rng);
+        // The particle spans 12 to 80 pixels, boxes 1.2 to 2.5 times that: sizes and samplings
+        // of real datasets after the binning users apply.
+        let extent = atoms_extent(&atoms);
+        let diameter_px: f64 = rng.random_range(12.0..80.0);
+        let pixel = (extent / diameter_px).clamp(0.8, 12.0);
+        let vol = render_atoms(&atoms, pixel);
+        let ratio: f64 = rng.random_range(1.2..2.5);
+        let box_size = ((ratio * extent / pixel).round() as usize).max(16);
+        let side = (6 * box_size).clamp(256, 768);
+        let log_snr = rng.random_range(0.01f64.ln()..0.5f64.ln());
+        let lo = rng.random_range(4_000.0..20_000.0);
+        let config = SceneConfig {
+            nx: side,
+            ny: side,
+            pixel,
+            particle_density: rng.random_range(0.1..0.35),
+            snr: log_snr.exp(),
+            voltage: if rng.random::<f64>() < 0.8 {
+                300.0
+            } else {
+                200.0
+            },
+            cs: rng.random_range(0.0..2.7),
+            amplitude_contrast: rng.random_range(0.07..0.15),
+            defocus: (lo, lo + rng.random_range(2_000.0..15_000.0)),
+            astigmatism: rng.random_range(0.0..1500.0),
+            b_factor: rng.random_range(20.0..200.0),
+            ice_variation: rng.random_range(0.0..0.8),
+            carbon_probability: 0.6,
+            ice_blobs: rng.random_range(0.5..2.5),
+            aggregates: rng.random_range(1.0..4.0),
+            picker: PickerModel {
+                miss_rate: 0.1,
+                // Off-centre picks: up to a sixth of the particle.
+                jitter: rng.random_range(0.0..diameter_px / 6.0),
+                carbon: 15.0,
+                carbon_edge: 10.0,
+                ice_per_blob: 6.0,
+                empty: 20.0,
+                aggregate: 0.9,
+                score_separation: 2.0,
+            },
+        };
+        let mut scene = simulate(&config, &vol, rng.random());
+        // Half the micrographs look denoised (Topaz-denoise-like low-pass).
+        let lowpass = (rng.random::<f64>() < 0.5).then(|| LowPass {
+            cutoff: rng.random_range(0.2..0.6),
+            width: LowPass::DEFAULT_WIDTH,
+        });
+        MicrographPrep {
+            norm: MicrographNorm::ROBUST,
+            lowpass,
+        }
+        .apply(&mut scene.image);
+        let cfg = ExtractConfig {
+            box_size,
+            out_size: self.input_size,
+            edge: EdgePolicy::PadNoise,
+            norm: ParticleNorm::relion_default(self.input_size),
+            invert: rng.random::<bool>(),
+            seed: rng.random(),
+        };
+        let Ok(mut extractor) = Extractor::new(cfg) else {
+            return (Vec::new(), Vec::new());
+        };
+        let picks: Vec<(f64, f64)> = scene.picks.iter().map(|p| (p.x, p.y)).collect();
+        let cut = extractor.extract(&scene.image, &picks, global);
+        let labels = cut
+            .kept
+            .iter()
+            .map(|&k| match scene.picks[k].label {
+                Label::Particle => family as usize,
+                Label::Carbon => Family::ALL.len(),
+                Label::Ice => Family::ALL.len() + 1,
+                Label::Aggregate => Family::ALL.len() + 2,
+                Label::Empty => Family::ALL.len() + 3,
+            })
+            .collect();
+        (cut.data, labels)
+    }
+}
+
+/// The largest distance between the structure's centre and a bead, doubled: its extent in Å.
+fn atoms_extent(atoms: &[Atom]) -> f64 {
+    let n = atoms.len().max(1) as f64;
+    let mut c = [0.0; 3];
+    for a in atoms {
+        for (c, p) in c.iter_mut().zip(a.pos) {
+            *c += p / n;
+        }
+    }
+    let r2 = atoms
+        .iter()
+        .map(|a| (0..3).map(|i| (a.pos[i] - c[i]).powi(2)).sum::<f64>())
+        .fold(0.0, f64::max);
+    2.0 * r2.sqrt() + 10.0
+}
+
+/// A seed for item `i` of stream `seed` (SplitMix64's finaliser), so neighbouring items share
+/// nothing.
+fn mix(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> PretrainSet {
+        PretrainSet {
+            input_size: 24,
+            seed: 3,
+            micrographs: 24,
+        }
+    }
+
+    #[test]
+    fn a_chunk_is_the_same_for_a_seed_on_any_pool() {
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| set().chunk(1, 20));
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+            .install(|| set().chunk(1, 20));
+        assert_eq!(one, three);
+        assert_ne!(one, set().chunk(2, 20), "chunks differ");
+        assert_eq!(one.images.len(), one.labels.len() * 24 * 24);
+        assert!(one.images.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn every_class_is_present_and_none_dominates() {
+        let chunk = set().chunk(0, 20);
+        let names = classes();
+        let mut counts = vec![0usize; names.len()];
+        for &l in &chunk.labels {
+            counts[l] += 1;
+        }
+        // Each micrograph holds one family, so 24 micrographs reach most of the 8; the junk
+        // classes come from every micrograph.
+        let particles = counts[..Family::ALL.len()]
+            .iter()
+            .filter(|&&c| c > 0)
+            .count();
+        assert!(particles >= 6, "{counts:?}");
+        for (name, &c) in names.iter().zip(&counts).skip(Family::ALL.len()) {
+            assert!(c > 0, "no {name}: {counts:?}");
+        }
+        assert!(counts.iter().all(|&c| c <= 20), "{counts:?}");
+        assert_eq!(names.len(), 12);
+    }
+
+    #[test]
+    fn families_differ_and_members_of_a_family_vary() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let extents: Vec<f64> = Family::ALL
+            .iter()
+            .map(|f| atoms_extent(&f.atoms(&mut rng)))
+            .collect();
+        assert!(
+            extents.iter().all(|&e| (30.0..400.0).contains(&e)),
+            "{extents:?}"
+        );
+        let a = atoms_extent(&Family::Rod.atoms(&mut rng));
+        let b = atoms_extent(&Family::Rod.atoms(&mut rng));
+        assert_ne!(a, b);
+    }
+}
