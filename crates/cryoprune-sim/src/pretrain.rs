@@ -76,18 +76,9 @@ impl Family {
     /// Pseudo-atoms (Å) of one member of the family, its proportions drawn from `rng`.
     pub fn atoms(self, rng: &mut StdRng) -> Vec<Atom> {
         let mut atoms = Vec::new();
-        // Domain radius and beads: bead count grows with volume (≈ 0.09 beads per Å³ of domain).
-        let beads = |r: f64| (0.09 * r.powi(3)).round().max(20.0) as usize;
         let scale: f64 = rng.random_range(0.7..1.4);
         match self {
-            Family::Globular => {
-                let n = rng.random_range(2..6);
-                for _ in 0..n {
-                    let r = scale * rng.random_range(12.0..18.0);
-                    let c = random_point(rng, scale * 18.0);
-                    bead_domain(rng, c, r, beads(r), &mut atoms);
-                }
-            }
+            Family::Globular => scattered(rng, 2..6, 12.0..18.0, scale * 18.0, scale, &mut atoms),
             Family::Rod => {
                 let n = rng.random_range(5..9);
                 let length = scale * rng.random_range(120.0..200.0);
@@ -144,16 +135,32 @@ impl Family {
                     }
                 }
             }
-            Family::Cluster => {
-                let n = rng.random_range(12..24);
-                for _ in 0..n {
-                    let r = scale * rng.random_range(9.0..13.0);
-                    let c = random_point(rng, scale * 45.0);
-                    bead_domain(rng, c, r, beads(r), &mut atoms);
-                }
-            }
+            Family::Cluster => scattered(rng, 12..24, 9.0..13.0, scale * 45.0, scale, &mut atoms),
         }
         atoms
+    }
+}
+
+/// Bead count of a domain of radius `r` Å: it grows with volume (≈ 0.09 beads per Å³).
+fn beads(r: f64) -> usize {
+    (0.09 * r.powi(3)).round().max(20.0) as usize
+}
+
+/// Some domains (their count and radius drawn from the ranges, the radius times `scale`) at
+/// random points within `spread` Å of the centre.
+fn scattered(
+    rng: &mut StdRng,
+    count: std::ops::Range<usize>,
+    radius: std::ops::Range<f64>,
+    spread: f64,
+    scale: f64,
+    atoms: &mut Vec<Atom>,
+) {
+    let n = rng.random_range(count);
+    for _ in 0..n {
+        let r = scale * rng.random_range(radius.clone());
+        let c = random_point(rng, spread);
+        bead_domain(rng, c, r, beads(r), atoms);
     }
 }
 
