@@ -4,24 +4,40 @@
 //! this also proves older model directories still load), and each output's SHA-256 is compared
 //! with `tests/fixtures/golden.sha256`.
 //!
-//! When a change is meant to alter an output, rerun with `CRYOPRUNE_BLESS=1` and say why in the
-//! commit.
+//! Every command runs in the test's folder with relative paths, so the outputs (which record the
+//! paths they were given) are the same wherever the checkout is. When a change is meant to
+//! alter an output, rerun with `CRYOPRUNE_BLESS=1` and say why in the commit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::process::Command;
+
 use sha2::{Digest, Sha256};
 
 mod common;
-use common::{cryoprune, s, text};
+use common::text;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn run(args: &[&str]) {
-    let o = cryoprune(args);
+/// Runs cryoprune in `dir`.
+fn run(dir: &Path, args: &[&str]) {
+    let o = Command::new(env!("CARGO_BIN_EXE_cryoprune"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run cryoprune");
     assert!(o.status.success(), "cryoprune {args:?}\n{}", text(&o));
+}
+
+/// Copies the files of folder `from` into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
 
 /// Every file under `dir` (relative path → SHA-256), with prune's summary stripped of what
@@ -68,11 +84,16 @@ fn outputs_are_byte_identical_for_a_fixed_seed_and_model() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("golden");
     let _ = std::fs::remove_dir_all(&root);
     let out = root.join("out");
-    let sim = out.join("sim");
+    std::fs::create_dir_all(&out).unwrap();
+    copy_dir(&fixtures().join("model-v0.1.0"), &root.join("model-v0.1.0"));
+    let model = "../model-v0.1.0";
+    let mics = "sim/micrographs/*.mrc";
+    let picks = "sim/picks.star";
+    let run = |args: &[&str]| run(&out, args);
     run(&[
         "simulate",
         "--out",
-        s(&sim),
+        "sim",
         "--count",
         "3",
         "--size",
@@ -84,20 +105,16 @@ fn outputs_are_byte_identical_for_a_fixed_seed_and_model() {
         "--threads",
         "2",
     ]);
-    let mics = s(&sim.join("micrographs/*.mrc")).to_string();
-    let picks = sim.join("picks.star");
 
     for (to, dest, more) in [
         ("csv", "convert/csv/", vec![]),
         ("box", "convert/box/", vec!["--box", "48"]),
         ("topaz", "convert/picks.txt", vec![]),
         ("cbox", "convert/cbox/", vec!["--box", "48"]),
-        ("cs", "convert/picks.cs", vec!["--micrographs", &mics]),
+        ("cs", "convert/picks.cs", vec!["--micrographs", mics]),
         ("star", "convert/scaled/", vec!["--scale", "0.5"]),
     ] {
-        let mut a = vec!["convert", "--in", s(&picks), "--to", to, "--out"];
-        let dest = out.join(dest);
-        a.push(s(&dest));
+        let mut a = vec!["convert", "--in", picks, "--to", to, "--out", dest];
         a.extend(more);
         run(&a);
     }
@@ -105,9 +122,9 @@ fn outputs_are_byte_identical_for_a_fixed_seed_and_model() {
     run(&[
         "extract",
         "--micrographs",
-        &mics,
+        mics,
         "--picks",
-        s(&picks),
+        picks,
         "--box",
         "48",
         "--size",
@@ -120,14 +137,14 @@ fn outputs_are_byte_identical_for_a_fixed_seed_and_model() {
         "--threads",
         "2",
         "--out",
-        s(&out.join("extract/particles.mrcs")),
+        "extract/particles.mrcs",
     ]);
     run(&[
         "extract",
         "--micrographs",
-        &mics,
+        mics,
         "--picks",
-        s(&out.join("convert/csv")),
+        "convert/csv",
         "--box",
         "48",
         "--lowpass-nyquist",
@@ -137,23 +154,21 @@ fn outputs_are_byte_identical_for_a_fixed_seed_and_model() {
         "--threads",
         "1",
         "--out",
-        s(&out.join("extract/lowpass.mrcs")),
+        "extract/lowpass.mrcs",
     ]);
 
-    let model = fixtures().join("model-v0.1.0");
-    let pruned = out.join("prune");
     run(&[
         "prune",
         "--model",
-        s(&model),
+        model,
         "--micrographs",
-        &mics,
+        mics,
         "--picks",
-        s(&picks),
+        picks,
         "--out",
-        s(&pruned.join("star")),
+        "prune/star",
         "--scores",
-        s(&pruned.join("scores.csv")),
+        "prune/scores.csv",
         "--write-rejected",
         "--threads",
         "2",
@@ -161,13 +176,13 @@ fn outputs_are_byte_identical_for_a_fixed_seed_and_model() {
     run(&[
         "prune",
         "--model",
-        s(&model),
+        model,
         "--micrographs",
-        &mics,
+        mics,
         "--picks",
-        s(&out.join("convert/box")),
+        "convert/box",
         "--out",
-        s(&pruned.join("box")),
+        "prune/box",
         "--image-only",
         "--threshold",
         "0.3",
