@@ -4,24 +4,26 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::extract::EdgePolicy;
 use crate::fourier::Cutoff;
 use crate::normalize::MicrographNorm;
 
+/// Implements serde's `Serialize`/`Deserialize` for a type through its `Display`/`FromStr`, so
+/// a setting has one spelling on the command line, in configs and in files. The crate using it
+/// needs `serde` among its dependencies.
+#[macro_export]
 macro_rules! serde_as_text {
     ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $t {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
             }
         }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?
+        impl<'de> ::serde::Deserialize<'de> for $t {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <String as ::serde::Deserialize>::deserialize(d)?
                     .parse()
-                    .map_err(serde::de::Error::custom)
+                    .map_err(::serde::de::Error::custom)
             }
         }
     };
@@ -69,7 +71,7 @@ impl fmt::Display for MicrographNorm {
         }
     }
 }
-serde_as_text!(MicrographNorm);
+crate::serde_as_text!(MicrographNorm);
 
 /// `20A` (a resolution in Å) or `0.5nyquist`; a bare number is Å.
 impl FromStr for Cutoff {
@@ -103,7 +105,7 @@ impl fmt::Display for Cutoff {
         }
     }
 }
-serde_as_text!(Cutoff);
+crate::serde_as_text!(Cutoff);
 
 /// `skip`, `pad-mean` or `pad-noise`; `mean` and `noise` are the older spellings of `extract`.
 impl FromStr for EdgePolicy {
@@ -129,11 +131,12 @@ impl fmt::Display for EdgePolicy {
         })
     }
 }
-serde_as_text!(EdgePolicy);
+crate::serde_as_text!(EdgePolicy);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::{Deserialize, Serialize};
 
     fn round_trip<T>(s: &str) -> String
     where

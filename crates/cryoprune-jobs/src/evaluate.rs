@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use cryoprune_formats::atomic::write_atomic;
 use cryoprune_train::metrics::Report;
 use cryoprune_train::modeldir::{write_predictions, ModelDir};
 use serde::{Deserialize, Serialize};
@@ -43,8 +42,7 @@ pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Report> {
             ));
         }
         if let Some(path) = &cfg.json {
-            let json = serde_json::to_vec_pretty(&scored.report)?;
-            write_atomic(path, |w| w.write_all(&json))?;
+            crate::write_json(path, &scored.report)?;
             events.note(format!("scores written to {}", path.display()));
         }
         Ok(scored.report)

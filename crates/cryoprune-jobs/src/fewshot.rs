@@ -63,19 +63,7 @@ impl fmt::Display for Variant {
     }
 }
 
-impl Serialize for Variant {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Variant {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
+cryoprune_image::serde_as_text!(Variant);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -369,8 +357,7 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             context_alone,
                             picker_score_alone,
                         });
-                        let json = serde_json::to_vec_pretty(&results)?;
-                        write_atomic(&json_path, |w| w.write_all(&json))?;
+                        crate::write_json(&json_path, &results)?;
                     }
                 }
             }

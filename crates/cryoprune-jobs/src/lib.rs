@@ -82,3 +82,10 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
 pub(crate) fn create_dir(path: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| Error::Io(path.to_path_buf(), e))
 }
+
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub(crate) fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value)?;
+    cryoprune_formats::atomic::write_atomic(path, |w| w.write_all(&json))?;
+    Ok(())
+}

@@ -19,6 +19,7 @@ use cryoprune_model::classifier::{load_safetensors, to_safetensors};
 use cryoprune_model::pretrained::backbone_safetensors;
 use cryoprune_model::{Arch, ClassifierConfig, HeadConfig};
 use cryoprune_sim::pretrain::{classes, PretrainSet};
+use cryoprune_train::modeldir::sha256_hex;
 use cryoprune_train::schedule::Schedule;
 use cryoprune_train::{Dataset, Origin, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -132,12 +133,6 @@ pub struct PretrainState {
     pub history: Vec<ChunkStats>,
     /// SHA-256 of the backbone file, once the run is complete.
     pub backbone_sha256: Option<String>,
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let json = serde_json::to_vec_pretty(value)?;
-    write_atomic(path, |w| w.write_all(&json))?;
-    Ok(())
 }
 
 fn read_state(dir: &Path) -> Result<Option<PretrainState>> {
@@ -302,7 +297,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                 || last_checkpoint.elapsed().as_secs_f64() >= 60.0 * cfg.checkpoint_minutes
             {
                 write_atomic(&cfg.out.join(CHECKPOINT_FILE), |w| w.write_all(&bytes))?;
-                write_json(&cfg.out.join(STATE_FILE), &state)?;
+                crate::write_json(&cfg.out.join(STATE_FILE), &state)?;
                 last_checkpoint = Instant::now();
             }
             if done {
@@ -310,7 +305,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                     backbone_safetensors(&trained.model.backbone).map_err(Error::Invalid)?;
                 write_atomic(&cfg.out.join(BACKBONE_FILE), |w| w.write_all(&backbone))?;
                 state.backbone_sha256 = Some(sha256_hex(&backbone));
-                write_json(&cfg.out.join(STATE_FILE), &state)?;
+                crate::write_json(&cfg.out.join(STATE_FILE), &state)?;
             } else if out_of_time {
                 events.emit(Event::Finished);
                 events.note(format!(
@@ -334,12 +329,4 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
         ));
         Ok(state)
     })
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

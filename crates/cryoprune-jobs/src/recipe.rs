@@ -24,24 +24,6 @@ use crate::events::{Event, Events};
 use crate::labels::{LabelSource, LabelsConfig};
 use crate::{invalid, Error, Result};
 
-/// Implements `Serialize`/`Deserialize` through `Display`/`FromStr`, so a setting has one
-/// spelling on the command line, in configs and in files.
-macro_rules! serde_as_text {
-    ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
 /// How many augmented passes over the training picks make an epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Repeats {
@@ -82,7 +64,7 @@ impl fmt::Display for Repeats {
         }
     }
 }
-serde_as_text!(Repeats);
+cryoprune_image::serde_as_text!(Repeats);
 
 /// The learning-rate schedule's shape; its rates come from [`NetConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +96,7 @@ impl fmt::Display for ScheduleKind {
         })
     }
 }
-serde_as_text!(ScheduleKind);
+cryoprune_image::serde_as_text!(ScheduleKind);
 
 /// Loss weight per class: given (in the sorted class order) or scikit-learn's "balanced".
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +130,7 @@ impl fmt::Display for ClassWeights {
         }
     }
 }
-serde_as_text!(ClassWeights);
+cryoprune_image::serde_as_text!(ClassWeights);
 
 impl ClassWeights {
     /// The weight of each class, given the training picks per class.
@@ -209,7 +191,7 @@ impl fmt::Display for Augmentations {
         f.write_str(&names.join(","))
     }
 }
-serde_as_text!(Augmentations);
+cryoprune_image::serde_as_text!(Augmentations);
 
 /// The network and training knobs. The defaults of arch, epochs and repeats are the best found
 /// within about a minute of training on 2 CPU cores on the EMPIAR-10017 benchmark

@@ -147,7 +147,8 @@ pub struct ModelDir {
     pub path: PathBuf,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes` in lower-case hex, as model.json records weights.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

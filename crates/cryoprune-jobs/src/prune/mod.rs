@@ -10,7 +10,6 @@ mod write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::PickFormat;
 use cryoprune_model::pick_context::edge_distance;
 use cryoprune_model::PickFacts;
@@ -24,7 +23,6 @@ use write::{clear_stale_partials, write_scores, Writer};
 
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
-use crate::inputs::jobs;
 use crate::{invalid, Context, Result};
 
 /// Everything a prune run needs; see `cryoprune prune --help` for each setting.
@@ -112,7 +110,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             .iter()
             .map(|m| vec![Outcome::Unscored("no micrograph"); m.picks.len()])
             .collect();
-        let jobs = jobs(set, &plan.pairs, &plan.micrographs);
+        let jobs = &plan.jobs;
         let mut has_job = vec![false; set.micrographs.len()];
         for &(g, _) in &plan.pairs {
             has_job[g] = true;
@@ -155,7 +153,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             spec.classes.len(),
             spec.network.head.mean_of_branches,
             &pipeline,
-            &jobs,
+            jobs,
             cfg.batch,
             &compute.device.device,
             |result| -> Result<()> {
@@ -239,8 +237,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             events.output(a.to_text());
         }
         let summary_path = plan.summary_path(&cfg.out);
-        let json = serde_json::to_vec_pretty(&summary)?;
-        write_atomic(&summary_path, |w| w.write_all(&json))?;
+        crate::write_json(&summary_path, &summary)?;
         events.note(format!("summary written to {}", summary_path.display()));
 
         if let Some(path) = &cfg.report {

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use cryoprune_formats::picks::check::{coordinate_warnings, Placed};
 use cryoprune_formats::{micrograph_shape, PickSet};
+use cryoprune_image::pipeline::Job;
 use cryoprune_model::PickContext;
 
 use super::PruneConfig;
 use crate::events::Events;
-use crate::inputs::{expand_globs, pair_with_micrographs};
+use crate::inputs::{expand_globs, jobs, pair_with_micrographs};
 use crate::{invalid, Context, Result};
 
 /// What a prune run will do, worked out from its inputs.
@@ -29,6 +30,8 @@ pub struct Plan {
     pub active: Vec<bool>,
     /// (group, micrograph) of every group to classify.
     pub pairs: Vec<(usize, usize)>,
+    /// The extraction job of each pair: its micrograph and pick centres.
+    pub jobs: Vec<Job>,
     pub warnings: Vec<String>,
 }
 
@@ -117,20 +120,14 @@ impl Plan {
                     format!("reading the size of {}", micrographs[m].display())
                 })?);
         }
-        let centres: Vec<Vec<(f64, f64)>> = pairs
-            .iter()
-            .map(|&(g, _)| {
-                set.micrographs[g]
-                    .picks
-                    .iter()
-                    .map(|p| (p.x, p.y))
-                    .collect()
-            })
-            .collect();
-        let placed: Vec<Placed> = centres
+        let jobs = jobs(&set, &pairs, &micrographs);
+        let placed: Vec<Placed> = jobs
             .iter()
             .zip(&shapes)
-            .map(|(c, &shape)| Placed { picks: c, shape })
+            .map(|(j, &shape)| Placed {
+                picks: &j.picks,
+                shape,
+            })
             .collect();
         warnings.extend(coordinate_warnings(&placed));
         let mut plan = Plan {
@@ -143,6 +140,7 @@ impl Plan {
             file_groups,
             active,
             pairs,
+            jobs,
             warnings,
         };
         if let Some(ctx) = context {
