@@ -12,7 +12,7 @@ use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_model::{load_backbone, Arch, ClassifierConfig, HeadConfig, PickContext, PickFacts};
 use cryoprune_model::{Classifier, Pretrained};
-use cryoprune_train::modeldir::ModelSpec;
+use cryoprune_train::modeldir::{sha256_hex, ModelSpec};
 use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::schedule::Schedule;
 use cryoprune_train::trainer::{score, Scored};
@@ -366,6 +366,8 @@ pub struct StartingWeights {
     pub path: Option<PathBuf>,
     /// What model.json records.
     pub described: String,
+    /// SHA-256 of the file at `path`.
+    pub sha256: Option<String>,
 }
 
 impl StartingWeights {
@@ -379,9 +381,16 @@ impl StartingWeights {
                 "starting weights: none ({arch} has no ImageNet weights)"
             ));
         }
+        let sha256 = match &path {
+            Some(p) => Some(sha256_hex(
+                &std::fs::read(p).map_err(|e| Error::Io(p.clone(), e))?,
+            )),
+            None => None,
+        };
         Ok(StartingWeights {
             described: pretrained.describe(path.as_deref()),
             path,
+            sha256,
         })
     }
 }

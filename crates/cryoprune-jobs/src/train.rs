@@ -151,6 +151,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             config: Some(fitted.config.clone()),
             shots: cfg.shots,
             train_picks: train_set.len(),
+            class_counts: train_set.counts(),
             validation_picks: held_out.len(),
             best_epoch: fitted.best_epoch,
             seconds: fitted.seconds,
@@ -167,6 +168,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             training,
             context,
         );
+        spec.pretrained_sha256 = weights.sha256.clone();
         let files = TrainingFiles {
             history: &fitted.history,
             validation: (&held_out, &scored),

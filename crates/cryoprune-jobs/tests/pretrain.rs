@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use cryoprune_jobs::pretrain::{self, PretrainConfig, BACKBONE_FILE, CHECKPOINT_FILE};
+use cryoprune_jobs::recipe::StartingWeights;
 use cryoprune_jobs::{ComputeConfig, Silent};
+use cryoprune_model::Arch;
 
 fn tiny(out: &Path) -> PretrainConfig {
     PretrainConfig {
@@ -37,6 +39,14 @@ fn a_resumed_run_goes_on_as_an_unbroken_one() {
         Some(64),
         "the record names the backbone's hash"
     );
+    // Training from it records the same hash in model.json.
+    let start = StartingWeights::resolve(
+        whole.join(BACKBONE_FILE).to_str().unwrap(),
+        Arch::Small,
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(start.sha256, state.backbone_sha256);
     let unbroken = state.history;
 
     // A zero time limit stops after the first chunk, with a checkpoint and no backbone.

@@ -37,6 +37,8 @@ pub struct TrainingRecord {
     /// Labelled picks per class drawn for training; `None` when a fraction was held out.
     pub shots: Option<usize>,
     pub train_picks: usize,
+    /// Training picks per class, in the order of the model's classes (empty in older records).
+    pub class_counts: Vec<usize>,
     pub validation_picks: usize,
     /// 1-based.
     pub best_epoch: usize,
@@ -48,6 +50,28 @@ pub struct TrainingRecord {
     pub diagnosis: Vec<String>,
     /// The label files trained on.
     pub labels: Vec<PathBuf>,
+}
+
+impl TrainingRecord {
+    /// The class shares the network learnt as its prior: the training picks per class, each
+    /// weighted by its class's loss weight. Older records without counts assumed balanced,
+    /// which is what `--shots` trains on.
+    pub fn prior(&self, classes: usize) -> Vec<f64> {
+        let weights = self.config.as_ref().and_then(|c| c.class_weights.as_ref());
+        let mass: Vec<f64> = (0..classes)
+            .map(|c| {
+                let n = self.class_counts.get(c).map_or(1.0, |&n| n as f64);
+                n * weights
+                    .and_then(|w| w.get(c))
+                    .map_or(1.0, |&w| f64::from(w))
+            })
+            .collect();
+        let total: f64 = mass.iter().sum();
+        if self.class_counts.len() != classes || total <= 0.0 || total.is_nan() {
+            return vec![1.0 / classes as f64; classes];
+        }
+        mass.iter().map(|m| m / total).collect()
+    }
 }
 
 /// Everything in model.json.
@@ -62,6 +86,10 @@ pub struct ModelSpec {
     pub preprocessing: Preprocessing,
     /// Where the backbone started from.
     pub pretrained: String,
+    /// SHA-256 of the starting weights' file, so a model names exactly which backbone it was
+    /// fine-tuned from; absent when it started from random weights (or in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained_sha256: Option<String>,
     pub training: TrainingRecord,
     /// What the box does not show (the picker's score, the distance from the edge), combined
     /// with the network's probabilities; absent when training was told to use the image alone or
@@ -89,6 +117,7 @@ impl ModelSpec {
             network,
             preprocessing,
             pretrained,
+            pretrained_sha256: None,
             training,
             pick_context,
             weights_file: WEIGHTS_FILE.into(),
@@ -380,6 +409,30 @@ mod tests {
             ..TrainingRecord::default()
         };
         ModelSpec::new(classes, network, pre, "none".into(), training, None)
+    }
+
+    #[test]
+    fn the_learnt_prior_is_the_training_mix_with_its_loss_weights() {
+        let mut r = TrainingRecord {
+            class_counts: vec![30, 90],
+            ..TrainingRecord::default()
+        };
+        assert_eq!(r.prior(2), vec![0.25, 0.75]);
+        // Weighting junk 3x makes the loss see the classes as balanced.
+        let mut config: TrainConfig = serde_json::from_str(
+            r#"{"epochs": 15, "batch": 24, "repeats": 2,
+                "schedule": {"kind": "step", "initial": 0.01, "every": 7, "gamma": 0.1},
+                "momentum": 0.9, "weight_decay": 0.0, "class_weights": null, "freeze_epochs": 0,
+                "head": {"branches": 2, "branch_weights": [1.0, 0.5], "mean_of_branches": false},
+                "augment": {"flip": true, "rot90": true, "rotate": false, "mask_radius": null},
+                "seed": 0}"#,
+        )
+        .unwrap();
+        config.class_weights = Some(vec![3.0, 1.0]);
+        r.config = Some(config);
+        assert_eq!(r.prior(2), vec![0.5, 0.5]);
+        // Records from before the counts were kept assume balanced shots.
+        assert_eq!(TrainingRecord::default().prior(3), vec![1.0 / 3.0; 3]);
     }
 
     #[test]

@@ -65,18 +65,30 @@ fn rates(p_keep: &[f64], is_kept: &[bool], t: f64) -> (f64, f64) {
 
 /// The prevalence of the kept classes in a dataset whose picks have kept-class probabilities
 /// `dataset_p`, corrected with the labelled rates at 0.5: the raw share above 0.5 counts false
-/// positives in and misses out.
+/// positives in and misses out. A model too weak to correct its own count gives the raw share.
 pub fn estimate_prevalence(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> f64 {
     if dataset_p.is_empty() {
         return 0.5;
     }
-    let raw = dataset_p.iter().filter(|&&p| p >= 0.5).count() as f64 / dataset_p.len() as f64;
+    adjusted_count(p_keep, is_kept, dataset_p).unwrap_or_else(|| raw_share(dataset_p))
+}
+
+fn raw_share(dataset_p: &[f64]) -> f64 {
+    dataset_p.iter().filter(|&&p| p >= 0.5).count() as f64 / dataset_p.len().max(1) as f64
+}
+
+/// Adjusted classify-and-count (Forman 2008): the share of `dataset_p` at or above 0.5, less the
+/// labelled false-positive rate, over the labelled true-positive rate less it. Unlike the
+/// network's mean probability it does not inherit the prior the network was trained with, and it
+/// needs no calibration, only class-conditional rates, which do not change with the class mix.
+/// `None` for no dataset picks or when recall and false-positive rate are within 0.2 of each
+/// other: a model that weak cannot correct its own count.
+pub fn adjusted_count(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> Option<f64> {
     let (tpr, fpr) = rates(p_keep, is_kept, 0.5);
-    if tpr - fpr < 0.2 {
-        // A model this weak cannot correct its own count.
-        return raw;
+    if dataset_p.is_empty() || tpr - fpr < 0.2 {
+        return None;
     }
-    ((raw - fpr) / (tpr - fpr)).clamp(0.0, 1.0)
+    Some(((raw_share(dataset_p) - fpr) / (tpr - fpr)).clamp(0.0, 1.0))
 }
 
 /// The table and recommendation for `target_precision` at `prevalence`.

@@ -170,6 +170,8 @@ fn outputs_are_byte_identical_for_a_fixed_seed_and_model() {
         "--scores",
         "prune/scores.csv",
         "--write-rejected",
+        "--prior",
+        "training",
         "--threads",
         "2",
     ]);
@@ -186,8 +188,25 @@ fn outputs_are_byte_identical_for_a_fixed_seed_and_model() {
         "--image-only",
         "--threshold",
         "0.3",
+        "--prior",
+        "training",
         "--threads",
         "1",
+    ]);
+    // The default decision: the probabilities moved to the kept-class share estimated on these
+    // picks.
+    run(&[
+        "prune",
+        "--model",
+        model,
+        "--micrographs",
+        mics,
+        "--picks",
+        picks,
+        "--out",
+        "prune/dataset",
+        "--threads",
+        "2",
     ]);
 
     let found = hashes(&out);

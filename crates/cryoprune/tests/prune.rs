@@ -659,7 +659,8 @@ fn the_pick_context_is_combined_with_the_image() {
         ];
         let out = root.join(out);
         a.push(s(&out));
-        a.extend(["--scores", s(&scores)]);
+        // The probabilities as the model gives them: the prior's shift has its own test.
+        a.extend(["--scores", s(&scores), "--prior", "training"]);
         a.extend(more);
         (cryoprune(&a), scores, out)
     };
@@ -788,4 +789,99 @@ fn the_report_holds_every_section_and_overlays_beside_it() {
         summary["kept"].as_u64().unwrap() + summary["rejected"].as_u64().unwrap(),
         f.picks.len() as u64
     );
+}
+
+#[test]
+fn each_pick_is_decided_at_the_share_of_particles_assumed() {
+    let f = fixture();
+    let root = f.dir.join("prior");
+    let _ = std::fs::remove_dir_all(&root);
+    let prune = |name: &str, prior: &str| {
+        let out = root.join(name);
+        let scores = root.join(format!("{name}.csv"));
+        let o = cryoprune(&[
+            "prune",
+            "--model",
+            s(&f.model),
+            "--micrographs",
+            &f.mics,
+            "--picks",
+            s(&f.dir.join("sim/picks.csv")),
+            "--out",
+            s(&out),
+            "--scores",
+            s(&scores),
+            "--prior",
+            prior,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("prune_summary.json")).unwrap())
+                .unwrap();
+        (text(&o), read_scores(&scores), summary)
+    };
+    let (_, trained, summary) = prune("training", "training");
+    assert!(summary["prior"].is_null());
+    let kept = |s: &HashMap<_, (bool, String)>| s.values().filter(|v| v.0).count();
+
+    // Bayes' rule on every pick: the odds of the particle class times the same factor.
+    let check = |shifted: &HashMap<_, (bool, String)>, summary: &serde_json::Value| {
+        let (from, to) = (
+            summary["prior"]["trained"].as_f64().unwrap(),
+            summary["prior"]["assumed"].as_f64().unwrap(),
+        );
+        let factor = to / (1.0 - to) * (1.0 - from) / from;
+        for (k, (_, p)) in &trained {
+            let p: f64 = p.parse().unwrap();
+            let expected = p * factor / (p * factor + 1.0 - p);
+            let got: f64 = shifted[k].1.parse().unwrap();
+            assert!(
+                (got - expected).abs() < 2e-4,
+                "{k:?}: {got} against {expected}"
+            );
+        }
+    };
+    let (t, given, summary) = prune("given", "0.9");
+    assert!(t.contains("prior: 90% of picks assumed kept-class"), "{t}");
+    assert_eq!(summary["prior"]["assumed"], json!(0.9));
+    check(&given, &summary);
+    assert!(kept(&given) >= kept(&trained));
+    let (_, rare, summary) = prune("rare", "0.05");
+    check(&rare, &summary);
+    assert!(kept(&rare) <= kept(&trained));
+    assert!(
+        kept(&rare) < kept(&given),
+        "the share assumed changed nothing"
+    );
+
+    // Estimated from the picks: either a share with its source, or a warning that the model is
+    // too weak to estimate one (this one trained for two epochs) and the probabilities as trained.
+    let (t, estimated, summary) = prune("dataset", "dataset");
+    if summary["prior"].is_null() {
+        assert!(t.contains("too poorly"), "{t}");
+        assert_eq!(estimated, trained);
+    } else {
+        let source = summary["prior"]["source"].as_str().unwrap();
+        assert!(
+            source.contains(&format!("estimated on {} picks", f.picks.len())),
+            "{source}"
+        );
+        check(&estimated, &summary);
+    }
+
+    let o = cryoprune(&[
+        "prune",
+        "--model",
+        s(&f.model),
+        "--micrographs",
+        &f.mics,
+        "--picks",
+        s(&f.dir.join("sim/picks.csv")),
+        "--out",
+        s(&root.join("bad")),
+        "--prior",
+        "1.5",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("between 0 and 1"), "{}", text(&o));
 }

@@ -6,6 +6,7 @@ use cryoprune_train::modeldir::{ModelDir, ModelSpec};
 use cryoprune_train::threshold::{self, Advice};
 
 use super::decide::Rule;
+use super::prior::Shift;
 use super::PruneConfig;
 use crate::compute::Compute;
 use crate::events::Events;
@@ -21,68 +22,95 @@ pub struct Judged<'a> {
     pub rule: &'a Rule,
 }
 
-/// The threshold table from `cfg.labels` cut from the micrographs, else the validation picks
-/// the model directory keeps; `dataset_p` are the pruned picks' probabilities of being kept.
-pub fn advise(
+/// Labelled picks the model did not train on, scored as the run scores picks: the rates of the
+/// threshold table and of the prior's estimate come from them.
+pub struct Labelled {
+    /// Probability of the kept classes, before any prior shift.
+    pub p_keep: Vec<f64>,
+    pub is_kept: Vec<bool>,
+    /// Where they came from, in words.
+    pub from: String,
+}
+
+/// The picks of `cfg.labels` cut from the micrographs, else the validation picks the model
+/// directory keeps; `None`, with a note saying why, when there are none or they lack a class.
+pub fn labelled(
     cfg: &PruneConfig,
     judged: &Judged,
-    dataset_p: &[f64],
     compute: &Compute,
     events: &dyn Events,
-) -> Result<Option<Advice>> {
+) -> Result<Option<Labelled>> {
     let Judged {
         model,
         spec,
         context,
         rule,
     } = *judged;
-    let (p_keep, is_kept, from): (Vec<f64>, Vec<bool>, String) = if !cfg.labels.is_empty() {
+    let found = if !cfg.labels.is_empty() {
         let labels = LabelsConfig {
             micrographs: cfg.micrographs.clone(),
             labels: cfg.labels.clone(),
             ..LabelsConfig::default()
         };
         let (data, scored) = score_labels(&labels, model, spec, context, compute, events)?;
-        (
-            scored.probs.iter().map(|p| rule.p_keep(p)).collect(),
-            data.labels.iter().map(|l| rule.keep.contains(l)).collect(),
-            "labels given with --labels".into(),
-        )
+        Labelled {
+            p_keep: scored.probs.iter().map(|p| rule.p_keep(p)).collect(),
+            is_kept: data.labels.iter().map(|l| rule.keep.contains(l)).collect(),
+            from: "labels given with --labels".into(),
+        }
     } else {
         let dir = ModelDir::new(&cfg.model);
         let Some(picks) = dir.validation(&spec.classes)? else {
             events.note(format!(
-                "threshold advisor: {} has no validation.csv; give --labels",
+                "{} has no validation.csv, so neither the threshold advisor nor the prior's \
+                 estimate has labelled picks to go on; give --labels",
                 cfg.model.display()
             ));
             return Ok(None);
         };
-        (
-            picks.iter().map(|v| rule.p_keep(&v.probs)).collect(),
-            picks.iter().map(|v| rule.keep.contains(&v.label)).collect(),
-            format!(
+        Labelled {
+            p_keep: picks.iter().map(|v| rule.p_keep(&v.probs)).collect(),
+            is_kept: picks.iter().map(|v| rule.keep.contains(&v.label)).collect(),
+            from: format!(
                 "validation picks in {}",
                 cfg.model.join("validation.csv").display()
             ),
-        )
+        }
     };
-    let positives = is_kept.iter().filter(|&&k| k).count();
-    if positives == 0 || positives == is_kept.len() {
+    let positives = found.is_kept.iter().filter(|&&k| k).count();
+    if positives == 0 || positives == found.is_kept.len() {
         events.note(format!(
-            "threshold advisor: the labelled picks ({from}) need both kept and other classes"
+            "the labelled picks ({}) need both kept and other classes to tell error rates",
+            found.from
         ));
         return Ok(None);
     }
-    let prevalence = threshold::estimate_prevalence(&p_keep, &is_kept, dataset_p);
-    Ok(Some(threshold::advise(
+    Ok(Some(found))
+}
+
+/// The threshold table from `labelled`, with the probabilities moved by `shift` as the pruned
+/// picks' were; `dataset_p` are the pruned picks' probabilities of being kept.
+pub fn advise(
+    cfg: &PruneConfig,
+    labelled: &Labelled,
+    shift: Option<&Shift>,
+    dataset_p: &[f64],
+) -> Advice {
+    let p_keep: Vec<f64> = match shift {
+        Some(s) => labelled.p_keep.iter().map(|&p| s.apply_keep(p)).collect(),
+        None => labelled.p_keep.clone(),
+    };
+    let prevalence = threshold::estimate_prevalence(&p_keep, &labelled.is_kept, dataset_p);
+    threshold::advise(
         &p_keep,
-        &is_kept,
+        &labelled.is_kept,
         prevalence,
         format!(
-            "estimated from these picks' probabilities, corrected with the rates of the {from}"
+            "estimated from these picks' probabilities, corrected with the rates of the {}",
+            labelled.from
         ),
         cfg.target_precision,
-    )))
+    )
 }
 
 #[cfg(test)]
@@ -150,9 +178,10 @@ mod tests {
         };
         // The pruned picks are three quarters particles by their probabilities.
         let dataset_p = [0.9, 0.8, 0.7, 0.2];
-        let advice = advise(&cfg, &judged, &dataset_p, &compute, &events)
+        let found = labelled(&cfg, &judged, &compute, &events)
             .unwrap()
             .expect("both classes are labelled");
+        let advice = advise(&cfg, &found, None, &dataset_p);
         assert_eq!((advice.positives, advice.negatives), (8, 8));
         assert!(
             (advice.prevalence - 0.75).abs() < 0.01,
@@ -169,7 +198,7 @@ mod tests {
 
         // A folder without validation picks gives no advice, and says why.
         std::fs::remove_file(tmp.path().join("validation.csv")).unwrap();
-        assert!(advise(&cfg, &judged, &dataset_p, &compute, &events)
+        assert!(labelled(&cfg, &judged, &compute, &events)
             .unwrap()
             .is_none());
     }

@@ -9,6 +9,7 @@ use cryoprune_train::threshold::Advice;
 use cryoprune_train::trainer::argmax;
 use serde::Serialize;
 
+use super::prior::Shift;
 use crate::{invalid, Result};
 
 /// What became of one pick.
@@ -120,6 +121,9 @@ pub struct Summary {
     pub seconds: f64,
     pub particles_per_second: f64,
     pub threshold_advice: Option<Advice>,
+    /// The move of the probabilities from the training picks' class mix to the one assumed
+    /// for these picks; `None`: as the model gives them.
+    pub prior: Option<Shift>,
     /// What was combined with the image besides it, in words (empty: the image alone).
     pub context: Vec<String>,
 }
@@ -191,6 +195,9 @@ impl Summary {
                 "  evidence: the image, {}\n",
                 s.context.join(" and ")
             ));
+        }
+        if let Some(shift) = &s.prior {
+            t.push_str(&format!("  prior: {}\n", shift.to_text()));
         }
         t.push_str(&format!(
             "  kept: {} by {}\n",

@@ -4,6 +4,7 @@
 mod advisor;
 pub mod decide;
 mod plan;
+pub mod prior;
 pub mod report;
 mod write;
 
@@ -11,14 +12,19 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cryoprune_formats::PickFormat;
+use cryoprune_image::pipeline::Job;
+use cryoprune_image::pipeline::Pipeline;
 use cryoprune_model::pick_context::edge_distance;
 use cryoprune_model::PickFacts;
-use cryoprune_train::classify::{classify_jobs, Unscored};
-use cryoprune_train::modeldir::ModelDir;
+use cryoprune_model::{Classifier, PickContext};
+use cryoprune_train::classify::{classify_jobs, MicrographResult, Unscored};
+use cryoprune_train::modeldir::{ModelDir, ModelSpec};
+use cryoprune_train::threshold::adjusted_count;
 use serde::{Deserialize, Serialize};
 
 pub use decide::{Outcome, Rule, Summary};
 use plan::Plan;
+pub use prior::{Prior, Shift};
 use write::{clear_stale_partials, write_scores, Writer};
 
 use crate::compute::ComputeConfig;
@@ -58,6 +64,8 @@ pub struct PruneConfig {
     pub batch: usize,
     /// Classify on the image alone, ignoring the pick context.
     pub image_only: bool,
+    /// The share of kept-class picks each decision assumes.
+    pub prior: Prior,
 }
 
 impl Default for PruneConfig {
@@ -80,6 +88,7 @@ impl Default for PruneConfig {
             skip_existing: false,
             batch: 64,
             image_only: false,
+            prior: Prior::Dataset,
         }
     }
 }
@@ -105,6 +114,30 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             events.warn(w.clone());
         }
         let set = &plan.set;
+        let judged = advisor::Judged {
+            model: &model,
+            spec: &spec,
+            context,
+            rule: &rule,
+        };
+        let labelled = advisor::labelled(cfg, &judged, &compute, events)?;
+        let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
+        let mut scorer = Scorer {
+            model: &model,
+            spec: &spec,
+            plan: &plan,
+            context,
+            pipeline: &pipeline,
+            batch: cfg.batch,
+            compute: &compute.device,
+            shift: None,
+            keep: &rule.keep,
+        };
+        scorer.shift = choose_shift(cfg, &scorer, labelled.as_ref(), events)?;
+        if let Some(s) = &scorer.shift {
+            events.note(s.to_text());
+        }
+
         let mut outcomes: Vec<Vec<Outcome>> = set
             .micrographs
             .iter()
@@ -146,54 +179,19 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             total: total as u64,
             unit: "picks",
         });
-        let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
         let classified = Instant::now();
-        classify_jobs(
-            &model,
-            spec.classes.len(),
-            spec.network.head.mean_of_branches,
-            &pipeline,
-            jobs,
-            cfg.batch,
-            &compute.device.device,
-            |result| -> Result<()> {
-                let (g, _) = plan.pairs[result.index];
-                for (((o, r), pick), centre) in outcomes[g]
-                    .iter_mut()
-                    .zip(result.probs)
-                    .zip(&set.micrographs[g].picks)
-                    .zip(&jobs[result.index].picks)
-                {
-                    *o = match r {
-                        Ok(mut p) => {
-                            if let Some(ctx) = context {
-                                let facts = PickFacts {
-                                    score: pick.score,
-                                    edge: Some(edge_distance(
-                                        centre.0,
-                                        centre.1,
-                                        result.shape,
-                                        spec.preprocessing.box_size,
-                                    )),
-                                };
-                                ctx.combine(&mut p, &facts);
-                            }
-                            Outcome::Scored(p.into_boxed_slice())
-                        }
-                        Err(Unscored::Outside) => Outcome::Unscored("outside the micrograph"),
-                        Err(Unscored::Edge) => Outcome::Unscored("box past the edge"),
-                    };
+        scorer.classify(None, |index, scored| {
+            let (g, _) = plan.pairs[index];
+            outcomes[g] = scored;
+            events.emit(Event::Advanced(outcomes[g].len() as u64));
+            for &f in &plan.group_files[g] {
+                waiting_on[f] -= 1;
+                if waiting_on[f] == 0 && !plan.skipped[f] {
+                    files_written.extend(writer.write(f, &outcomes)?);
                 }
-                events.emit(Event::Advanced(outcomes[g].len() as u64));
-                for &f in &plan.group_files[g] {
-                    waiting_on[f] -= 1;
-                    if waiting_on[f] == 0 && !plan.skipped[f] {
-                        files_written.extend(writer.write(f, &outcomes)?);
-                    }
-                }
-                Ok(())
-            },
-        )?;
+            }
+            Ok(())
+        })?;
         events.emit(Event::Finished);
         let network_seconds = classified.elapsed().as_secs_f64();
 
@@ -223,13 +221,10 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
                 Outcome::Unscored(_) => None,
             })
             .collect();
-        let judged = advisor::Judged {
-            model: &model,
-            spec: &spec,
-            context,
-            rule: &rule,
-        };
-        summary.threshold_advice = advisor::advise(cfg, &judged, &dataset_p, &compute, events)?;
+        summary.threshold_advice = labelled
+            .as_ref()
+            .map(|l| advisor::advise(cfg, l, scorer.shift.as_ref(), &dataset_p));
+        summary.prior = scorer.shift.clone();
         summary.seconds = started.elapsed().as_secs_f64();
 
         events.output(summary.to_text());
@@ -253,4 +248,147 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         }
         Ok(summary)
     })
+}
+
+/// Scores the picks of extraction jobs as the run decides them: the network, the pick context,
+/// then the prior's shift.
+struct Scorer<'a> {
+    model: &'a Classifier,
+    spec: &'a ModelSpec,
+    plan: &'a Plan,
+    context: Option<&'a PickContext>,
+    pipeline: &'a Pipeline,
+    batch: usize,
+    compute: &'a cryoprune_model::Compute,
+    shift: Option<Shift>,
+    keep: &'a [usize],
+}
+
+impl Scorer<'_> {
+    /// Classifies the plan's jobs, or those `chosen` (indices, ascending), handing each
+    /// micrograph's outcomes to `done` with the index of its job in the plan.
+    fn classify(
+        &self,
+        chosen: Option<&[usize]>,
+        mut done: impl FnMut(usize, Vec<Outcome>) -> Result<()>,
+    ) -> Result<()> {
+        let subset: Vec<Job>;
+        let jobs = match chosen {
+            Some(c) => {
+                subset = c.iter().map(|&i| self.plan.jobs[i].clone()).collect();
+                &subset
+            }
+            None => &self.plan.jobs,
+        };
+        classify_jobs(
+            self.model,
+            self.spec.classes.len(),
+            self.spec.network.head.mean_of_branches,
+            self.pipeline,
+            jobs,
+            self.batch,
+            &self.compute.device,
+            |result| -> Result<()> {
+                let index = chosen.map_or(result.index, |c| c[result.index]);
+                let scored = self.outcomes(index, result);
+                done(index, scored)
+            },
+        )
+    }
+
+    fn outcomes(&self, index: usize, result: MicrographResult) -> Vec<Outcome> {
+        let (g, _) = self.plan.pairs[index];
+        let set = &self.plan.set;
+        result
+            .probs
+            .into_iter()
+            .zip(&set.micrographs[g].picks)
+            .zip(&self.plan.jobs[index].picks)
+            .map(|((r, pick), centre)| match r {
+                Ok(mut p) => {
+                    if let Some(ctx) = self.context {
+                        let facts = PickFacts {
+                            score: pick.score,
+                            edge: Some(edge_distance(
+                                centre.0,
+                                centre.1,
+                                result.shape,
+                                self.spec.preprocessing.box_size,
+                            )),
+                        };
+                        ctx.combine(&mut p, &facts);
+                    }
+                    if let Some(s) = &self.shift {
+                        s.apply(&mut p, self.keep);
+                    }
+                    Outcome::Scored(p.into_boxed_slice())
+                }
+                Err(Unscored::Outside) => Outcome::Unscored("outside the micrograph"),
+                Err(Unscored::Edge) => Outcome::Unscored("box past the edge"),
+            })
+            .collect()
+    }
+}
+
+/// Picks for the estimate of the dataset's share: enough that its sampling error (about 1% at
+/// 3,000) is small beside the labelled rates' own.
+const PRIOR_SAMPLE: usize = 3000;
+
+/// The prior shift `cfg.prior` asks for; for `dataset`, estimated on a sample of the picks with
+/// the rates of the `labelled` picks. `None` leaves the probabilities as the model gives them.
+fn choose_shift(
+    cfg: &PruneConfig,
+    scorer: &Scorer,
+    labelled: Option<&advisor::Labelled>,
+    events: &dyn Events,
+) -> Result<Option<Shift>> {
+    let prior = scorer.spec.training.prior(scorer.spec.classes.len());
+    let trained: f64 = scorer.keep.iter().map(|&c| prior[c]).sum();
+    match cfg.prior {
+        Prior::Training => Ok(None),
+        Prior::Share(v) => Ok(Some(Shift::new(trained, v, "given with --prior".into()))),
+        Prior::Dataset => {
+            let Some(labelled) = labelled else {
+                events.warn(format!(
+                    "--prior dataset: no labelled picks to estimate how common the kept classes \
+                     are, so each pick is decided as if {:.0}% were, as in training; give \
+                     --labels or --prior SHARE",
+                    100.0 * trained
+                ));
+                return Ok(None);
+            };
+            let plan = scorer.plan;
+            let counts: Vec<usize> = plan.jobs.iter().map(|j| j.picks.len()).collect();
+            let chosen = prior::sample_jobs(&counts, PRIOR_SAMPLE);
+            let mut sample_p = Vec::new();
+            scorer.classify(Some(&chosen), |_, scored| {
+                sample_p.extend(scored.iter().filter_map(|o| match o {
+                    Outcome::Scored(p) => {
+                        Some(scorer.keep.iter().map(|&c| f64::from(p[c])).sum::<f64>())
+                    }
+                    Outcome::Unscored(_) => None,
+                }));
+                Ok(())
+            })?;
+            let source = format!(
+                "estimated on {} picks of {} micrographs, corrected with the rates of the {}",
+                sample_p.len(),
+                chosen.len(),
+                labelled.from
+            );
+            match adjusted_count(&labelled.p_keep, &labelled.is_kept, &sample_p) {
+                Some(share) => Ok(Some(Shift::new(trained, share, source))),
+                None => {
+                    events.warn(format!(
+                        "--prior dataset: the model tells the kept classes from the others too \
+                         poorly on the {} to estimate how common they are, so each pick is \
+                         decided as if {:.0}% were, as in training",
+                        labelled.from,
+                        100.0 * trained
+                    ));
+                    Ok(None)
+                }
+            }
+        }
+    }
 }

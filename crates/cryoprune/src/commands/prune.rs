@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use cryoprune_formats::PickFormat;
-use cryoprune_jobs::prune::{self, PruneConfig};
+use cryoprune_jobs::prune::{self, Prior, PruneConfig};
 
 use super::args::ComputeArgs;
 use crate::printer::Printer;
@@ -90,6 +90,13 @@ pub struct Args {
     /// no scores.
     #[arg(long)]
     image_only: bool,
+    /// How common the kept classes are assumed to be when each pick is decided: `dataset`
+    /// estimates it on a sample of these picks (with the error rates of the labelled picks the
+    /// advisor uses), `training` keeps the mix of the training picks (half and half after
+    /// `--shots`), or a share such as 0.85. A model trained on balanced labels otherwise assumes
+    /// half of a good picker's picks are junk and rejects real particles whenever unsure.
+    #[arg(long, default_value_t = defaults().prior)]
+    prior: Prior,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -111,6 +118,7 @@ pub fn run(args: Args) -> Result<()> {
         skip_existing: args.skip_existing,
         batch: args.batch,
         image_only: args.image_only,
+        prior: args.prior,
     };
     prune::run(&cfg, &Printer::default())?;
     Ok(())

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Does deciding at the dataset's share of particles (`prune --prior dataset`, the default) keep
+# the particles a balanced few-shot model would throw away? For each set, trains the default
+# network on K labels per class for three seeds, prunes the test picks with `--prior training`
+# and `--prior dataset`, and scores the kept picks against the labels:
+#   EMPIAR-10017 Topaz and crYOLO picks (K = 30; train on 14_33_35 and 15_17_31, test on
+#   15_30_21 and 15_33_42), and micrographs simulated from RELION's ref_model under the
+#   realistic and hard presets (K = 15; train on sim_0001-0005, test on sim_0006-0010).
+#
+#   crates/cryoprune/benches/prune_prior.sh [OUT_DIR]     # writes OUT_DIR/prune_prior.csv
+#
+# Needs a release build (cargo build --release) and ../shared/data beside the checkout.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../../.." && pwd)"
+out="${1:-prune_prior}"
+bin="${CRYOPRUNE:-$root/target/release/cryoprune}"
+data="$root/../shared/data"
+e="$data/empiar-10017"
+m="$e/micrographs/Falcon_2012_06_12"
+mkdir -p "$out"
+table="$out/prune_prior.csv"
+echo "set,seed,prior,assumed_share,macro_f1,particles_kept,junk_removed" > "$table"
+
+# Scores a `--scores` CSV against labels (micrograph,x,y,label), skipping the micrographs named.
+score() {
+    python3 - "$@" <<'PY'
+import csv, sys
+labels, scores, skip = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
+truth = {(r["micrograph"], round(float(r["x"])), round(float(r["y"]))): r["label"] == "particle"
+         for r in csv.DictReader(open(labels))}
+tp = fp = fn = tn = 0
+for r in csv.DictReader(open(scores)):
+    y = truth.get((r["micrograph"], round(float(r["x"])), round(float(r["y"]))))
+    if y is None or r["micrograph"] in skip:
+        continue
+    k = r["kept"] == "1"
+    tp += k and y; fp += k and not y; fn += (not k) and y; tn += (not k) and not y
+f1 = (2 * tp / max(1, 2 * tp + fp + fn) + 2 * tn / max(1, 2 * tn + fn + fp)) / 2
+print(f"{f1:.3f},{tp / max(1, tp + fn):.3f},{tn / max(1, tn + fp):.3f}")
+PY
+}
+
+# run NAME LABELS SHOTS BOX SKIP TRAIN_MICS TEST_MICS PICKS
+run() {
+    local name=$1 labels=$2 shots=$3 box=$4 skip=$5 train_mics=$6 test_mics=$7 picks=$8
+    for seed in 0 1 2; do
+        local model="$out/$name-$seed"
+        # shellcheck disable=SC2086
+        "$bin" train --micrographs $train_mics --labels "$labels" --box "$box" --shots "$shots" \
+            --seed "$seed" --pretrained none --out "$model" > "$model.log" 2>&1
+        for prior in training dataset; do
+            # shellcheck disable=SC2086
+            "$bin" prune --model "$model" --micrographs $test_mics --picks "$picks" \
+                --out "$model-$prior" --scores "$model-$prior.csv" --prior "$prior" \
+                > "$model-$prior.log" 2>&1
+            share=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['prior']; print('' if p is None else round(p['assumed'],3))" "$model-$prior/prune_summary.json")
+            echo "$name,$seed,$prior,$share,$(score "$labels" "$model-$prior.csv" "$skip")" >> "$table"
+        done
+    done
+}
+
+for picker in topaz crYOLO; do
+    picks="$out/picks_$picker"
+    mkdir -p "$picks"
+    cp "$e/picks/$picker/"*15_30_21* "$e/picks/$picker/"*15_33_42* "$picks/"
+    run "empiar_$picker" "$e/labels/$picker.csv" 30 180 "" \
+        "$m-14_33_35_0.jpg $m-15_17_31_0.jpg" "$m-15_30_21_0.jpg $m-15_33_42_0.jpg" "$picks"
+done
+
+map="$data/sources/relion/tests/ref_model.mrc"
+for preset in realistic hard; do
+    sim="$out/sim_$preset"
+    [ -d "$sim" ] || "$bin" simulate --out "$sim" --map "$map" --pixel 3.54 --count 10 \
+        --size 1024 --preset "$preset" --seed 101 --no-previews > /dev/null
+    python3 - "$sim/truth.csv" "$sim/labels.csv" <<'PY'
+import csv, sys
+with open(sys.argv[2], "w") as f:
+    f.write("micrograph,x,y,label,score\n")
+    for r in csv.DictReader(open(sys.argv[1])):
+        label = "particle" if r["label"] == "particle" else "junk"
+        f.write(f"{r['micrograph']},{r['x']},{r['y']},{label},{r['score']}\n")
+PY
+    run "sim_$preset" "$sim/labels.csv" 15 76 "sim_0001,sim_0002,sim_0003,sim_0004,sim_0005" \
+        "$sim/micrographs/sim_000[1-5].mrc" \
+        "$sim/micrographs/sim_000[6-9].mrc $sim/micrographs/sim_0010.mrc" "$sim/picks.star"
+done
+column -s, -t "$table"
