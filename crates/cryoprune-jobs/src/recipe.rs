@@ -221,7 +221,8 @@ pub struct NetConfig {
     pub momentum: f64,
     pub weight_decay: f64,
     pub class_weights: Option<ClassWeights>,
-    /// Epochs with the backbone frozen (head only); the rest train everything at lr/10.
+    /// Epochs with the backbone frozen (head only); the rest train everything at lr/10. As
+    /// many as `epochs`: a linear probe on the pretrained features, computed once.
     pub freeze_epochs: usize,
     pub augment: Augmentations,
 }
@@ -375,6 +376,12 @@ impl StartingWeights {
     /// fails before any particle is cut.
     pub fn resolve(spec: &str, arch: Arch, events: &dyn Events) -> Result<StartingWeights> {
         let pretrained = Pretrained::parse(spec)?;
+        if matches!(pretrained, Pretrained::Topaz(_)) && arch != Arch::TopazResNet16 {
+            invalid!(
+                "--pretrained {spec} is a Topaz model: train Topaz's network with --arch \
+                 topaz-resnet16 and an input of at least 91 px (--input-size 96)"
+            );
+        }
         let path = pretrained.path(arch)?;
         if path.is_none() && pretrained == Pretrained::ImageNet {
             events.note(format!(
@@ -418,6 +425,14 @@ pub fn fit(
     events: &dyn Events,
 ) -> Result<Fitted> {
     let config = net.train_config(&train.classes, &train.counts(), seed)?;
+    let least = net.arch.min_input();
+    if train.size < least {
+        invalid!(
+            "{} sees no less than {least} px: give --input-size {least} or more (not {})",
+            net.arch,
+            train.size
+        );
+    }
     let network = ClassifierConfig {
         arch: net.arch,
         classes: train.classes.len(),

@@ -5,7 +5,6 @@ use std::str::FromStr;
 
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +12,7 @@ use crate::efficientnet::{self, EfficientNetLite0};
 use crate::head::{Head, HeadConfig};
 use crate::resnet::{ResNet, ResNetDepth};
 use crate::small::{self, SmallNet};
+use crate::topaz::{self, TopazResNet16};
 
 /// The architectures cryoprune can build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,15 +27,19 @@ pub enum Arch {
     EfficientNetLite0,
     #[serde(rename = "small")]
     Small,
+    /// Topaz's ResNet16 (`units=64`), for starting from Topaz's general picking models.
+    #[serde(rename = "topaz-resnet16")]
+    TopazResNet16,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 6] = [
         Arch::ResNet18,
         Arch::ResNet34,
         Arch::ResNet50,
         Arch::EfficientNetLite0,
         Arch::Small,
+        Arch::TopazResNet16,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Arch {
             Arch::ResNet50 => "resnet50",
             Arch::EfficientNetLite0 => "efficientnet-lite0",
             Arch::Small => "small",
+            Arch::TopazResNet16 => "topaz-resnet16",
         }
     }
 
@@ -56,12 +61,21 @@ impl Arch {
             Arch::ResNet50 => ResNetDepth::R50.out_channels(),
             Arch::EfficientNetLite0 => efficientnet::OUT_CHANNELS,
             Arch::Small => small::OUT_CHANNELS,
+            Arch::TopazResNet16 => topaz::OUT_CHANNELS,
         }
     }
 
     /// Whether ImageNet-style pretrained weights exist for this architecture at all.
     pub fn has_pretrained(self) -> bool {
-        self != Arch::Small
+        !matches!(self, Arch::Small | Arch::TopazResNet16)
+    }
+
+    /// The smallest input the network takes (Topaz's ResNet16 pads nothing).
+    pub fn min_input(self) -> usize {
+        match self {
+            Arch::TopazResNet16 => topaz::RECEPTIVE_FIELD,
+            _ => 1,
+        }
     }
 }
 
@@ -96,6 +110,7 @@ pub enum Backbone {
     ResNet(ResNet),
     EfficientNet(EfficientNetLite0),
     Small(SmallNet),
+    Topaz(TopazResNet16),
 }
 
 impl Backbone {
@@ -108,6 +123,7 @@ impl Backbone {
                 Self::EfficientNet(EfficientNetLite0::new(in_channels, device))
             }
             Arch::Small => Self::Small(SmallNet::new(in_channels, device)),
+            Arch::TopazResNet16 => Self::Topaz(TopazResNet16::new(in_channels, device)),
         }
     }
 
@@ -116,6 +132,7 @@ impl Backbone {
             Self::ResNet(m) => m.forward(x),
             Self::EfficientNet(m) => m.forward(x),
             Self::Small(m) => m.forward(x),
+            Self::Topaz(m) => m.forward(x),
         }
     }
 
@@ -125,6 +142,7 @@ impl Backbone {
             Self::ResNet(m) => Self::ResNet(m.to_grayscale()),
             Self::EfficientNet(m) => Self::EfficientNet(m.to_grayscale()),
             Self::Small(m) => Self::Small(m),
+            Self::Topaz(m) => Self::Topaz(m),
         }
     }
 }
@@ -171,17 +189,8 @@ impl Classifier {
 
     /// Class probabilities [N, classes]: the main branch's softmax, or the mean of all branches'.
     pub fn probabilities(&self, x: Tensor<4>, mean_of_branches: bool) -> Tensor<2> {
-        let logits = self.forward(x);
-        if !mean_of_branches {
-            return softmax(logits.into_iter().next().expect("head has a branch"), 1);
-        }
-        let n = logits.len() as f64;
-        logits
-            .into_iter()
-            .map(|l| softmax(l, 1))
-            .reduce(|a, b| a + b)
-            .expect("head has a branch")
-            .div_scalar(n)
+        self.head
+            .probabilities(self.backbone.forward(x), mean_of_branches)
     }
 }
 

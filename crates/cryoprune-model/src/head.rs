@@ -6,7 +6,7 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -107,5 +107,20 @@ impl Head {
             out.push(fc.forward(global_pool(x)));
         }
         out
+    }
+
+    /// Class probabilities [N, classes]: the main branch's softmax, or the mean of all branches'.
+    pub fn probabilities(&self, features: Tensor<4>, mean_of_branches: bool) -> Tensor<2> {
+        let logits = self.forward(features);
+        if !mean_of_branches {
+            return softmax(logits.into_iter().next().expect("head has a branch"), 1);
+        }
+        let n = logits.len() as f64;
+        logits
+            .into_iter()
+            .map(|l| softmax(l, 1))
+            .reduce(|a, b| a + b)
+            .expect("head has a branch")
+            .div_scalar(n)
     }
 }

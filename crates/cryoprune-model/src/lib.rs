@@ -14,6 +14,7 @@ pub mod pick_context;
 pub mod pretrained;
 pub mod resnet;
 pub mod small;
+pub mod topaz;
 
 pub use classifier::{Arch, Backbone, Classifier, ClassifierConfig};
 pub use device::{select as select_device, Compute};

@@ -11,6 +11,7 @@ use burn::tensor::{DType, Device};
 
 use crate::classifier::{Arch, Backbone};
 use crate::hub;
+use crate::topaz;
 
 /// Where a backbone's starting weights come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,9 @@ pub enum Pretrained {
     File(PathBuf),
     /// A Hugging Face hub name, fetched into the cache on first use.
     Hub(String),
+    /// One of Topaz's general picking models (`resnet16_u64.sav`, from Topaz's package; GPL-3.0,
+    /// so never bundled), for the `topaz-resnet16` network.
+    Topaz(PathBuf),
 }
 
 impl Pretrained {
@@ -36,6 +40,14 @@ impl Pretrained {
         }
         if s.eq_ignore_ascii_case("imagenet") {
             return Ok(Self::ImageNet);
+        }
+        if let Some(rest) = s.strip_prefix("topaz:") {
+            let path = PathBuf::from(rest);
+            return if path.is_file() {
+                Ok(Self::Topaz(path))
+            } else {
+                Err(LoadError::NotFound(path))
+            };
         }
         let path = PathBuf::from(s);
         if path.is_file() {
@@ -53,6 +65,7 @@ impl Pretrained {
             (_, None) => "none (random initialisation)".into(),
             (Pretrained::Hub(name), Some(p)) => format!("hub:{name} ({})", p.display()),
             (Pretrained::ImageNet, Some(p)) => format!("imagenet ({})", p.display()),
+            (Pretrained::Topaz(_), Some(p)) => format!("topaz:{}", p.display()),
             (_, Some(p)) => p.display().to_string(),
         }
     }
@@ -63,7 +76,7 @@ impl Pretrained {
         let cfg = hub::HubConfig::from_env;
         Ok(match self {
             Pretrained::None => None,
-            Pretrained::File(p) => Some(p.clone()),
+            Pretrained::File(p) | Pretrained::Topaz(p) => Some(p.clone()),
             Pretrained::Hub(name) => Some(hub::fetch(name, &cfg())?),
             Pretrained::ImageNet => match arch {
                 Arch::EfficientNetLite0 => {
@@ -72,7 +85,7 @@ impl Pretrained {
                 Arch::ResNet18 => Some(hub::fetch("timm/resnet18.tv_in1k", &cfg())?),
                 Arch::ResNet34 => Some(hub::fetch("timm/resnet34.tv_in1k", &cfg())?),
                 Arch::ResNet50 => Some(hub::fetch("timm/resnet50.tv_in1k", &cfg())?),
-                Arch::Small => None,
+                Arch::Small | Arch::TopazResNet16 => None,
             },
         })
     }
@@ -83,7 +96,8 @@ pub enum LoadError {
     #[error(
         "pretrained weights '{0}' not found: give the path of a .pth, .pt or .safetensors file \
          (torchvision, timm or lukemelas EfficientNet naming), 'imagenet', a hub name such as \
-         resnet18.tv_in1k, or 'none' to train from scratch"
+         resnet18.tv_in1k, topaz:PATH (a Topaz model such as resnet16_u64.sav), or 'none' to \
+         train from scratch"
     )]
     NotFound(PathBuf),
     #[error(transparent)]
@@ -140,6 +154,9 @@ fn remapper(arch: Arch) -> KeyRemapper {
             .expect("valid regex"),
         Arch::EfficientNetLite0 => r.add_pattern(r"(^|\.)_", "$1").expect("valid regex"),
         Arch::Small => r,
+        Arch::TopazResNet16 => topaz::key_patterns().into_iter().fold(r, |r, (from, to)| {
+            r.add_pattern(&from, &to).expect("valid regex")
+        }),
     }
 }
 
@@ -154,7 +171,7 @@ pub fn load_backbone(
     let mut gray = Backbone::new(arch, 1, device);
     match load_into(&mut gray, arch, path) {
         Ok(report) => return Ok((gray, report)),
-        Err(LoadError::Shape { .. }) if arch != Arch::Small => {}
+        Err(LoadError::Shape { .. }) if arch.has_pretrained() => {}
         Err(e) => return Err(e),
     }
     let mut backbone = Backbone::new(arch, 3, device);

@@ -95,7 +95,9 @@ pub struct FusedNet {
 }
 
 impl FusedNet {
-    pub fn new(model: &Classifier) -> Self {
+    /// The fused form of `model`; `None` for a backbone it has no fused path for (Topaz's
+    /// ResNet16, an optional starting point), which runs on burn's layers instead.
+    pub fn new(model: &Classifier) -> Option<Self> {
         let body = match &model.backbone {
             Backbone::ResNet(r) => Body::ResNet {
                 stem: FusedConv::new(&r.conv1, Some(&r.bn1), Act::Relu),
@@ -154,6 +156,7 @@ impl FusedNet {
                     .collect(),
                 pool: MaxPool::new(&s.pool),
             },
+            Backbone::Topaz(_) => return None,
         };
         let h = &model.head;
         let fused = |c| FusedConv::from_conv_bn(c, Act::Relu);
@@ -174,11 +177,11 @@ impl FusedNet {
             });
         }
         let classes = branches[0].fc.bias.len();
-        Self {
+        Some(Self {
             body,
             branches,
             classes,
-        }
+        })
     }
 
     /// Class probabilities [n, classes] for `images` (each `channels` × `size` × `size`,
@@ -348,7 +351,7 @@ mod tests {
         );
         let pixels: Vec<f32> = x.clone().into_data().try_into_vec().unwrap();
         let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
-        let net = FusedNet::new(&model);
+        let net = FusedNet::new(&model).expect("a fused path");
 
         let reference: Vec<Vec<f32>> = model
             .forward(x.clone())
@@ -389,7 +392,7 @@ mod tests {
         }
         .init(&device)
         .map(&mut Perturb);
-        let net = FusedNet::new(&model);
+        let net = FusedNet::new(&model).expect("a fused path");
         let size = 64;
         let n = CHUNK_PIXELS / (size * size) + 7;
         let pixels: Vec<f32> = (0..n * size * size)
