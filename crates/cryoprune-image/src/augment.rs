@@ -124,6 +124,30 @@ impl Augment {
         out
     }
 
+    /// Every image `apply` can draw from `img`, each as likely as the others, mask applied: 1, 2,
+    /// 4 or 8 views of flips and quarter turns. `None` with arbitrary angles, which are endless.
+    pub fn views(&self, img: &Image) -> Option<Vec<Image>> {
+        if self.rotate {
+            return None;
+        }
+        let flips = if self.flip {
+            vec![img.clone(), flip_x(img)]
+        } else {
+            vec![img.clone()]
+        };
+        let turns = if self.rot90 { 4 } else { 1 };
+        Some(
+            flips
+                .iter()
+                .flat_map(|f| (0..turns).map(move |k| rot90(f, k)))
+                .map(|mut v| {
+                    self.mask(&mut v);
+                    v
+                })
+                .collect(),
+        )
+    }
+
     /// The deterministic part (the mask), for images that are not augmented.
     pub fn mask(&self, img: &mut Image) {
         if let Some(r) = self.mask_radius {
@@ -145,6 +169,28 @@ mod tests {
         let mut img = Image::zeros(n, n);
         img.set(x, y, 1.0);
         img
+    }
+
+    #[test]
+    fn the_views_are_every_image_apply_draws() {
+        let img = ramp(6);
+        let all = Augment {
+            flip: true,
+            rot90: true,
+            ..Augment::NONE
+        };
+        let views = all.views(&img).unwrap();
+        assert_eq!(views.len(), 8);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..20 {
+            assert!(views.contains(&all.apply(&img, &mut rng)));
+        }
+        assert_eq!(Augment::NONE.views(&img).unwrap(), vec![img.clone()]);
+        let turning = Augment {
+            rotate: true,
+            ..Augment::NONE
+        };
+        assert!(turning.views(&img).is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use cryoprune_model::infer::batch_tensor;
 use cryoprune_model::{Classifier, HeadConfig, PickContext, Predictor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,8 @@ pub struct TrainConfig {
     /// Loss weight per class; `None` = equal.
     pub class_weights: Option<Vec<f32>>,
     /// Epochs with the backbone frozen (head only); later epochs train everything at rate/10.
+    /// Frozen for every epoch, with flips and quarter turns only, it is a linear probe on
+    /// features computed once (see `Probe`).
     pub freeze_epochs: usize,
     pub head: HeadConfig,
     #[serde(with = "augment_serde")]
@@ -220,6 +223,76 @@ pub fn argmax(p: &[f32]) -> usize {
         .0
 }
 
+/// Backbone features computed once, for a run whose backbone stays frozen throughout and whose
+/// augmentation has finitely many views (flips and quarter turns): the head then trains on the
+/// stored features of a randomly drawn view, a linear probe, instead of running the backbone at
+/// every step. The backbone runs in inference mode here (batch norms use their running
+/// statistics), as a frozen feature extractor should.
+struct Probe {
+    /// Per training image, the features of each of its views, [c·h·w] each.
+    train: Vec<Vec<Vec<f32>>>,
+    /// Per validation image, its features.
+    val: Vec<Vec<f32>>,
+    dims: [usize; 3],
+}
+
+impl Probe {
+    fn new(
+        model: &Classifier,
+        train: &Dataset,
+        val: Option<&Dataset>,
+        cfg: &TrainConfig,
+        device: &Device,
+    ) -> Option<Probe> {
+        if cfg.freeze_epochs < cfg.epochs {
+            return None;
+        }
+        let views: Vec<Vec<Image>> = (0..train.len())
+            .map(|i| {
+                cfg.augment
+                    .views(&Image::new(train.size, train.size, train.image(i).to_vec()))
+            })
+            .collect::<Option<_>>()?;
+        let backbone = model.valid().backbone;
+        let device = device.clone().without_autodiff();
+        let mut dims = [0; 3];
+        let mut features = |images: Vec<&[f32]>| -> Vec<Vec<f32>> {
+            let mut out = Vec::with_capacity(images.len());
+            for chunk in images.chunks(32) {
+                let f = backbone.forward(batch_tensor(chunk, train.size, &device));
+                let [n, c, h, w] = f.dims();
+                dims = [c, h, w];
+                let flat: Vec<f32> = f
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("converted to f32");
+                out.extend(flat.chunks_exact(flat.len() / n).map(|v| v.to_vec()));
+            }
+            out
+        };
+        let per_image = views.first().map_or(1, |v| v.len());
+        let flat: Vec<&[f32]> = views.iter().flatten().map(|v| v.data.as_slice()).collect();
+        let all = features(flat);
+        let train_features = all.chunks(per_image).map(|c| c.to_vec()).collect();
+        let val_features = match val {
+            Some(v) => features((0..v.len()).map(|i| v.image(i)).collect()),
+            None => Vec::new(),
+        };
+        Some(Probe {
+            train: train_features,
+            val: val_features,
+            dims,
+        })
+    }
+
+    fn tensor(&self, rows: Vec<&[f32]>, device: &Device) -> Tensor<4> {
+        let [c, h, w] = self.dims;
+        let n = rows.len();
+        Tensor::from_data(TensorData::new(rows.concat(), [n, c, h, w]), device)
+    }
+}
+
 /// Trains `model` (built on `device`, which must have autodiff) on `train`, validating on `val`.
 pub fn train(
     mut model: Classifier,
@@ -266,6 +339,7 @@ pub fn train(
     if cfg.freeze_epochs > 0 {
         model.backbone = model.backbone.freeze();
     }
+    let probe = Probe::new(&model, train, val.filter(|v| !v.is_empty()), cfg, &device);
     for epoch in 0..cfg.epochs {
         let t0 = Instant::now();
         if cfg.freeze_epochs > 0 && epoch == cfg.freeze_epochs {
@@ -285,17 +359,30 @@ pub fn train(
         for chunk in order.chunks(batch) {
             lr = cfg.schedule.rate(epoch, it, total) * stage_scale;
             it += 1;
-            let augmented: Vec<Vec<f32>> = chunk
-                .iter()
-                .map(|&i| {
-                    let img = Image::new(train.size, train.size, train.image(i).to_vec());
-                    cfg.augment.apply(&img, &mut rng).data
-                })
-                .collect();
-            let refs: Vec<&[f32]> = augmented.iter().map(|v| v.as_slice()).collect();
             let labels: Vec<usize> = chunk.iter().map(|&i| train.labels[i]).collect();
-            let x = batch_tensor(&refs, train.size, &device);
-            let logits = model.forward(x);
+            let logits = match &probe {
+                Some(p) => {
+                    let rows: Vec<&[f32]> = chunk
+                        .iter()
+                        .map(|&i| {
+                            let views = &p.train[i];
+                            views[rng.random_range(0..views.len())].as_slice()
+                        })
+                        .collect();
+                    model.head.forward(p.tensor(rows, &device))
+                }
+                None => {
+                    let augmented: Vec<Vec<f32>> = chunk
+                        .iter()
+                        .map(|&i| {
+                            let img = Image::new(train.size, train.size, train.image(i).to_vec());
+                            cfg.augment.apply(&img, &mut rng).data
+                        })
+                        .collect();
+                    let refs: Vec<&[f32]> = augmented.iter().map(|v| v.as_slice()).collect();
+                    model.forward(batch_tensor(&refs, train.size, &device))
+                }
+            };
             let main = logits[0].clone();
             let l = multi_loss(logits, &labels, &weights, &cfg.head.branch_weights, &device);
             let l_value = l.clone().into_scalar::<f32>() as f64;
@@ -334,12 +421,23 @@ pub fn train(
         let score = match val.filter(|v| !v.is_empty()) {
             Some(v) => {
                 let inference = model.valid();
-                let Scored { probs, report, .. } = score(
-                    &inference,
-                    v,
-                    cfg.head.mean_of_branches,
-                    &device.clone().without_autodiff(),
-                );
+                let plain = device.clone().without_autodiff();
+                let Scored { probs, report, .. } = match &probe {
+                    Some(p) => {
+                        let rows = p.val.iter().map(|f| f.as_slice()).collect();
+                        let probs = inference
+                            .head
+                            .probabilities(p.tensor(rows, &plain), cfg.head.mean_of_branches);
+                        let k = v.classes.len();
+                        let flat = probs
+                            .into_data()
+                            .convert::<f32>()
+                            .try_into_vec::<f32>()
+                            .expect("converted to f32");
+                        Scored::of(flat.chunks_exact(k).map(|c| c.to_vec()).collect(), v)
+                    }
+                    None => score(&inference, v, cfg.head.mean_of_branches, &plain),
+                };
                 let nll = probs
                     .iter()
                     .zip(&v.labels)
