@@ -50,7 +50,7 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (f64, f64) {
     );
     let pixels: Vec<f32> = x.clone().into_data().try_into_vec().expect("f32 input");
     let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
-    let fused = FusedNet::new(&model).expect("a fused path");
+    let fused = FusedNet::new(&model);
     let fused_rate = rate(batch, || {
         fused.probabilities(&images, channels, size, false)
     });

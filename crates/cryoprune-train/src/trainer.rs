@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
 use cryoprune_image::image::Image;
 use cryoprune_model::infer::batch_tensor;
-use cryoprune_model::{Classifier, HeadConfig, PickContext, Predictor};
+use cryoprune_model::{Classifier, FusedNet, HeadConfig, PickContext, Predictor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -253,13 +253,21 @@ impl Probe {
                     .views(&Image::new(train.size, train.size, train.image(i).to_vec()))
             })
             .collect::<Option<_>>()?;
-        let backbone = model.valid().backbone;
+        let inference = model.valid();
         let device = device.clone().without_autodiff();
+        let fused = (device == Device::flex()).then(|| FusedNet::new(&inference));
         let mut dims = [0; 3];
         let mut features = |images: Vec<&[f32]>| -> Vec<Vec<f32>> {
+            if let Some(net) = &fused {
+                let (out, d) = net.backbone_features(&images, 1, train.size);
+                dims = d;
+                return out;
+            }
             let mut out = Vec::with_capacity(images.len());
             for chunk in images.chunks(32) {
-                let f = backbone.forward(batch_tensor(chunk, train.size, &device));
+                let f = inference
+                    .backbone
+                    .forward(batch_tensor(chunk, train.size, &device));
                 let [n, c, h, w] = f.dims();
                 dims = [c, h, w];
                 let flat: Vec<f32> = f

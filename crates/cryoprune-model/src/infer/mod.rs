@@ -3,8 +3,7 @@
 //! by converting layouts, allocating per tile and making a separate pass over memory for every
 //! batch norm, activation and residual sum (measured: 0.3-0.5× PyTorch's speed). [`FusedNet`]
 //! folds each batch norm into its convolution, applies activations as outputs are written, and
-//! runs whole images per core. On a GPU burn's own kernels run, through [`Predictor::Burn`], as
-//! they do on the CPU for Topaz's ResNet16, which has no fused path.
+//! runs whole images per core. On a GPU burn's own kernels run, through [`Predictor::Burn`].
 //! Both give the same probabilities (the tests compare them on every architecture).
 
 mod conv;
@@ -66,15 +65,13 @@ pub enum Predictor<'a> {
 
 impl<'a> Predictor<'a> {
     pub fn new(model: &'a Classifier, device: &Device) -> Self {
-        let fused = (*device == Device::flex())
-            .then(|| FusedNet::new(model))
-            .flatten();
-        match fused {
-            Some(net) => Self::Fused(net),
-            None => Self::Burn {
+        if *device == Device::flex() {
+            Self::Fused(FusedNet::new(model))
+        } else {
+            Self::Burn {
                 model,
                 device: device.clone(),
-            },
+            }
         }
     }
 

@@ -76,6 +76,41 @@ enum Body {
         stages: Vec<(FusedConv, FusedConv)>,
         pool: MaxPool,
     },
+    Topaz {
+        conv_in: FusedConv,
+        blocks: Vec<TopazBlock>,
+        conv_out: FusedConv,
+    },
+}
+
+/// Topaz's residual block: the shortcut is the input cropped by the two unpadded 3×3s, then
+/// projected or subsampled to the output's grid (see `topaz.rs`).
+#[derive(Debug, Clone)]
+struct TopazBlock {
+    conv0: FusedConv,
+    conv1: FusedConv,
+    proj: Option<FusedConv>,
+    stride: usize,
+}
+
+/// `x` less `edge` pixels on every side, every `stride`-th row and column of the rest.
+fn crop(x: &Maps, edge: usize, stride: usize) -> Maps {
+    let (h, w) = (x.h - 2 * edge, x.w - 2 * edge);
+    let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
+    let mut out = Maps::zeros(x.c, x.n, oh, ow);
+    for (plane, dst) in x
+        .data
+        .chunks_exact(x.h * x.w)
+        .zip(out.data.chunks_exact_mut(oh * ow))
+    {
+        for (i, row) in dst.chunks_exact_mut(ow).enumerate() {
+            let src = &plane[(edge + i * stride) * x.w + edge..];
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = src[j * stride];
+            }
+        }
+    }
+    out
 }
 
 /// One head branch: optional 1×1 bottlenecks, global average, fully connected.
@@ -95,9 +130,7 @@ pub struct FusedNet {
 }
 
 impl FusedNet {
-    /// The fused form of `model`; `None` for a backbone it has no fused path for (Topaz's
-    /// ResNet16, an optional starting point), which runs on burn's layers instead.
-    pub fn new(model: &Classifier) -> Option<Self> {
+    pub fn new(model: &Classifier) -> Self {
         let body = match &model.backbone {
             Backbone::ResNet(r) => Body::ResNet {
                 stem: FusedConv::new(&r.conv1, Some(&r.bn1), Act::Relu),
@@ -156,7 +189,20 @@ impl FusedNet {
                     .collect(),
                 pool: MaxPool::new(&s.pool),
             },
-            Backbone::Topaz(_) => return None,
+            Backbone::Topaz(t) => Body::Topaz {
+                conv_in: FusedConv::new(&t.conv_in, None, Act::Relu),
+                blocks: t
+                    .blocks
+                    .iter()
+                    .map(|b| TopazBlock {
+                        conv0: FusedConv::new(&b.conv0, None, Act::Relu),
+                        conv1: FusedConv::new(&b.conv1, None, Act::Relu),
+                        proj: b.proj.as_ref().map(|p| FusedConv::new(p, None, Act::None)),
+                        stride: b.stride,
+                    })
+                    .collect(),
+                conv_out: FusedConv::new(&t.conv_out, None, Act::Relu),
+            },
         };
         let h = &model.head;
         let fused = |c| FusedConv::from_conv_bn(c, Act::Relu);
@@ -177,11 +223,11 @@ impl FusedNet {
             });
         }
         let classes = branches[0].fc.bias.len();
-        Some(Self {
+        Self {
             body,
             branches,
             classes,
-        })
+        }
     }
 
     /// Class probabilities [n, classes] for `images` (each `channels` × `size` × `size`,
@@ -221,7 +267,34 @@ impl FusedNet {
         out
     }
 
-    fn chunk_logits(&self, images: &[&[f32]], channels: usize, size: usize) -> Vec<Vec<f32>> {
+    /// The backbone's feature map of each image, [c, h, w] row-major, and those dimensions.
+    pub fn backbone_features(
+        &self,
+        images: &[&[f32]],
+        channels: usize,
+        size: usize,
+    ) -> (Vec<Vec<f32>>, [usize; 3]) {
+        let mut out = Vec::with_capacity(images.len());
+        let mut dims = [0; 3];
+        let chunk = (CHUNK_PIXELS / (size * size).max(1)).max(1);
+        for part in images.chunks(chunk) {
+            let m = self.features(Self::stack(part, channels, size));
+            dims = [m.c, m.h, m.w];
+            let plane = m.h * m.w;
+            for b in 0..m.n {
+                let mut f = Vec::with_capacity(m.c * plane);
+                for c in 0..m.c {
+                    let at = (c * m.n + b) * plane;
+                    f.extend_from_slice(&m.data[at..at + plane]);
+                }
+                out.push(f);
+            }
+        }
+        (out, dims)
+    }
+
+    /// Images into channel-major maps.
+    fn stack(images: &[&[f32]], channels: usize, size: usize) -> Maps {
         let plane = size * size;
         let mut x = Maps::zeros(channels, images.len(), size, size);
         for (b, img) in images.iter().enumerate() {
@@ -231,7 +304,11 @@ impl FusedNet {
                 x.data[dst..dst + plane].copy_from_slice(&img[c * plane..(c + 1) * plane]);
             }
         }
-        let features = self.features(x);
+        x
+    }
+
+    fn chunk_logits(&self, images: &[&[f32]], channels: usize, size: usize) -> Vec<Vec<f32>> {
+        let features = self.features(Self::stack(images, channels, size));
         self.branches
             .iter()
             .map(|branch| {
@@ -285,6 +362,22 @@ impl FusedNet {
                     }
                 }
                 x
+            }
+            Body::Topaz {
+                conv_in,
+                blocks,
+                conv_out,
+            } => {
+                x = conv_in.forward(&x, None);
+                for b in blocks {
+                    let h = b.conv0.forward(&x, None);
+                    let shortcut = match &b.proj {
+                        Some(p) => p.forward(&crop(&x, 2, 1), None),
+                        None => crop(&x, 2, b.stride),
+                    };
+                    x = b.conv1.forward(&h, Some(&shortcut));
+                }
+                conv_out.forward(&x, None)
             }
         }
     }
@@ -351,7 +444,7 @@ mod tests {
         );
         let pixels: Vec<f32> = x.clone().into_data().try_into_vec().unwrap();
         let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
-        let net = FusedNet::new(&model).expect("a fused path");
+        let net = FusedNet::new(&model);
 
         let reference: Vec<Vec<f32>> = model
             .forward(x.clone())
@@ -392,7 +485,7 @@ mod tests {
         }
         .init(&device)
         .map(&mut Perturb);
-        let net = FusedNet::new(&model).expect("a fused path");
+        let net = FusedNet::new(&model);
         let size = 64;
         let n = CHUNK_PIXELS / (size * size) + 7;
         let pixels: Vec<f32> = (0..n * size * size)
@@ -433,5 +526,12 @@ mod tests {
     fn efficientnet_lite0_matches_burn() {
         // An odd size makes the strided "same" paddings asymmetric.
         check(Arch::EfficientNetLite0, 1, 45);
+    }
+
+    #[test]
+    fn topaz_resnet16_matches_burn() {
+        // 97 px: the stride-2 blocks meet odd sizes, where crop and subsample must agree with
+        // the strided convolution on the last row.
+        check(Arch::TopazResNet16, 1, 97);
     }
 }
