@@ -112,17 +112,15 @@ fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
     }
 }
 
-#[test]
-fn small_network_fits_a_small_labelled_set() {
-    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let device = Device::flex().autodiff();
-    let data = discs_and_rings(8, 16, 1);
-    let cfg = TrainConfig {
-        epochs: 25,
+/// Batches of 8 with flips and quarter turns, a two-branch head, one pass an epoch.
+fn flips_and_turns() -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
         batch: 8,
-        schedule: Schedule::OneCycle {
+        schedule: Schedule::Step {
             initial: 0.05,
-            final_lr: 1e-3,
+            every: 10,
+            gamma: 0.1,
         },
         augment: Augment {
             flip: true,
@@ -137,6 +135,21 @@ fn small_network_fits_a_small_labelled_set() {
         freeze_epochs: 0,
         head: HeadConfig::new(2),
         seed: 0,
+    }
+}
+
+#[test]
+fn small_network_fits_a_small_labelled_set() {
+    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    let data = discs_and_rings(8, 16, 1);
+    let cfg = TrainConfig {
+        epochs: 25,
+        schedule: Schedule::OneCycle {
+            initial: 0.05,
+            final_lr: 1e-3,
+        },
+        ..flips_and_turns()
     };
     let model = ClassifierConfig {
         arch: Arch::Small,
@@ -186,25 +199,9 @@ fn a_frozen_backbone_trains_its_head_on_stored_features() {
     let val = discs_and_rings(10, 91, 2);
     let cfg = TrainConfig {
         epochs: 6,
-        batch: 8,
-        schedule: Schedule::Step {
-            initial: 0.05,
-            every: 10,
-            gamma: 0.1,
-        },
-        augment: Augment {
-            flip: true,
-            rot90: true,
-            rotate: false,
-            mask_radius: None,
-        },
         repeats: 2,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        class_weights: None,
         freeze_epochs: 6,
-        head: HeadConfig::new(2),
-        seed: 0,
+        ..flips_and_turns()
     };
     let model = ClassifierConfig {
         arch: Arch::TopazResNet16,

@@ -796,7 +796,8 @@ fn each_pick_is_decided_at_the_share_of_particles_assumed() {
     let f = fixture();
     let root = f.dir.join("prior");
     let _ = std::fs::remove_dir_all(&root);
-    let prune = |name: &str, prior: &str| {
+    let picks = f.dir.join("sim/picks.csv");
+    let run = |name: &str, prior: &str| {
         let out = root.join(name);
         let scores = root.join(format!("{name}.csv"));
         let o = cryoprune(&[
@@ -806,7 +807,7 @@ fn each_pick_is_decided_at_the_share_of_particles_assumed() {
             "--micrographs",
             &f.mics,
             "--picks",
-            s(&f.dir.join("sim/picks.csv")),
+            s(&picks),
             "--out",
             s(&out),
             "--scores",
@@ -814,6 +815,10 @@ fn each_pick_is_decided_at_the_share_of_particles_assumed() {
             "--prior",
             prior,
         ]);
+        (o, out, scores)
+    };
+    let prune = |name: &str, prior: &str| {
+        let (o, out, scores) = run(name, prior);
         assert!(o.status.success(), "{}", text(&o));
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("prune_summary.json")).unwrap())
@@ -869,19 +874,7 @@ fn each_pick_is_decided_at_the_share_of_particles_assumed() {
         check(&estimated, &summary);
     }
 
-    let o = cryoprune(&[
-        "prune",
-        "--model",
-        s(&f.model),
-        "--micrographs",
-        &f.mics,
-        "--picks",
-        s(&f.dir.join("sim/picks.csv")),
-        "--out",
-        s(&root.join("bad")),
-        "--prior",
-        "1.5",
-    ]);
+    let (o, _, _) = run("bad", "1.5");
     assert!(!o.status.success());
     assert!(text(&o).contains("between 0 and 1"), "{}", text(&o));
 }
