@@ -21,23 +21,9 @@ mkdir -p "$out"
 table="$out/prune_prior.csv"
 echo "set,seed,prior,assumed_share,macro_f1,particles_kept,junk_removed" > "$table"
 
-# Scores a `--scores` CSV against labels (micrograph,x,y,label), skipping the micrographs named.
+# Scores a `--scores` CSV against labels, skipping the micrographs named.
 score() {
-    python3 - "$@" <<'PY'
-import csv, sys
-labels, scores, skip = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
-truth = {(r["micrograph"], round(float(r["x"])), round(float(r["y"]))): r["label"] == "particle"
-         for r in csv.DictReader(open(labels))}
-tp = fp = fn = tn = 0
-for r in csv.DictReader(open(scores)):
-    y = truth.get((r["micrograph"], round(float(r["x"])), round(float(r["y"]))))
-    if y is None or r["micrograph"] in skip:
-        continue
-    k = r["kept"] == "1"
-    tp += k and y; fp += k and not y; fn += (not k) and y; tn += (not k) and not y
-f1 = (2 * tp / max(1, 2 * tp + fp + fn) + 2 * tn / max(1, 2 * tn + fn + fp)) / 2
-print(f"{f1:.3f},{tp / max(1, tp + fn):.3f},{tn / max(1, tn + fp):.3f}")
-PY
+    python3 "$root/crates/cryoprune/benches/score_kept.py" "$@"
 }
 
 # run NAME LABELS SHOTS BOX SKIP TRAIN_MICS TEST_MICS PICKS
