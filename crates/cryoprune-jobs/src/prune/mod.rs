@@ -370,6 +370,10 @@ fn choose_shift(
                 }));
                 Ok(())
             })?;
+            if sample_p.is_empty() {
+                // Nothing to classify (or every pick past the edge): nothing to decide either.
+                return Ok(None);
+            }
             let source = format!(
                 "estimated on {} picks of {} micrographs, corrected with the rates of the {}",
                 sample_p.len(),
