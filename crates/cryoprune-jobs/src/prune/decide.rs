@@ -52,6 +52,17 @@ impl Rule {
         }
     }
 
+    /// The kept classes' probability of each scored pick among `outcomes`.
+    pub fn p_keeps<'a>(
+        &'a self,
+        outcomes: impl IntoIterator<Item = &'a Outcome> + 'a,
+    ) -> impl Iterator<Item = f64> + 'a {
+        outcomes.into_iter().filter_map(|o| match o {
+            Outcome::Scored(p) => Some(self.p_keep(p)),
+            Outcome::Unscored(_) => None,
+        })
+    }
+
     /// Whether `outcome` is kept: unscored picks never are.
     pub fn keeps(&self, outcome: &Outcome) -> bool {
         matches!(outcome, Outcome::Scored(p) if self.kept(p))

@@ -122,7 +122,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         };
         let labelled = advisor::labelled(cfg, &judged, &compute, events)?;
         let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
-        let mut scorer = Scorer {
+        let scorer = Scorer {
             model: &model,
             spec: &spec,
             plan: &plan,
@@ -130,11 +130,9 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             pipeline: &pipeline,
             batch: cfg.batch,
             compute: &compute.device,
-            shift: None,
-            keep: &rule.keep,
         };
-        scorer.shift = choose_shift(cfg, &scorer, labelled.as_ref(), events)?;
-        if let Some(s) = &scorer.shift {
+        let (shift, sample) = choose_shift(cfg, &scorer, &rule, labelled.as_ref(), events)?;
+        if let Some(s) = &shift {
             events.note(s.to_text());
         }
 
@@ -180,7 +178,10 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             unit: "picks",
         });
         let classified = Instant::now();
-        scorer.classify(None, |index, scored| {
+        let mut finish = |index: usize, mut scored: Vec<Outcome>| -> Result<()> {
+            if let Some(s) = &shift {
+                s.apply_all(&mut scored, &rule.keep);
+            }
             let (g, _) = plan.pairs[index];
             outcomes[g] = scored;
             events.emit(Event::Advanced(outcomes[g].len() as u64));
@@ -191,9 +192,21 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
                 }
             }
             Ok(())
-        })?;
+        };
+        // The micrographs the estimate classified are not classified again.
+        let mut done = vec![false; jobs.len()];
+        for (index, scored) in sample.outcomes {
+            done[index] = true;
+            finish(index, scored)?;
+        }
+        let rest: Vec<usize> = (0..jobs.len()).filter(|&i| !done[i]).collect();
+        match rest.len() {
+            0 => {}
+            n if n == jobs.len() => scorer.classify(None, &mut finish)?,
+            _ => scorer.classify(Some(&rest), &mut finish)?,
+        }
         events.emit(Event::Finished);
-        let network_seconds = classified.elapsed().as_secs_f64();
+        let network_seconds = classified.elapsed().as_secs_f64() + sample.seconds;
 
         let mut summary = Summary::of(set, &spec.classes, &rule, &outcomes, &plan.active);
         summary.model = cfg.model.clone();
@@ -213,18 +226,11 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
                 path.display()
             ));
         }
-        let dataset_p: Vec<f64> = outcomes
-            .iter()
-            .flatten()
-            .filter_map(|o| match o {
-                Outcome::Scored(p) => Some(rule.p_keep(p)),
-                Outcome::Unscored(_) => None,
-            })
-            .collect();
+        let dataset_p: Vec<f64> = rule.p_keeps(outcomes.iter().flatten()).collect();
         summary.threshold_advice = labelled
             .as_ref()
-            .map(|l| advisor::advise(cfg, l, scorer.shift.as_ref(), &dataset_p));
-        summary.prior = scorer.shift.clone();
+            .map(|l| advisor::advise(cfg, l, shift.as_ref(), &dataset_p));
+        summary.prior = shift;
         summary.seconds = started.elapsed().as_secs_f64();
 
         events.output(summary.to_text());
@@ -250,8 +256,8 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
     })
 }
 
-/// Scores the picks of extraction jobs as the run decides them: the network, the pick context,
-/// then the prior's shift.
+/// Scores the picks of extraction jobs: the network, then the pick context. The prior's shift
+/// comes after, once it is known.
 struct Scorer<'a> {
     model: &'a Classifier,
     spec: &'a ModelSpec,
@@ -260,8 +266,6 @@ struct Scorer<'a> {
     pipeline: &'a Pipeline,
     batch: usize,
     compute: &'a cryoprune_model::Compute,
-    shift: Option<Shift>,
-    keep: &'a [usize],
 }
 
 impl Scorer<'_> {
@@ -318,9 +322,6 @@ impl Scorer<'_> {
                         };
                         ctx.combine(&mut p, &facts);
                     }
-                    if let Some(s) = &self.shift {
-                        s.apply(&mut p, self.keep);
-                    }
                     Outcome::Scored(p.into_boxed_slice())
                 }
                 Err(Unscored::Outside) => Outcome::Unscored("outside the micrograph"),
@@ -334,65 +335,78 @@ impl Scorer<'_> {
 /// 3,000) is small beside the labelled rates' own.
 const PRIOR_SAMPLE: usize = 3000;
 
+/// The micrographs classified for the prior's estimate, as the run would have classified them
+/// (before the shift), so the run does not classify them again.
+#[derive(Default)]
+struct Sample {
+    /// (index of the job in the plan, its outcomes).
+    outcomes: Vec<(usize, Vec<Outcome>)>,
+    /// Time spent in the network.
+    seconds: f64,
+}
+
 /// The prior shift `cfg.prior` asks for; for `dataset`, estimated on a sample of the picks with
 /// the rates of the `labelled` picks. `None` leaves the probabilities as the model gives them.
 fn choose_shift(
     cfg: &PruneConfig,
     scorer: &Scorer,
+    rule: &Rule,
     labelled: Option<&advisor::Labelled>,
     events: &dyn Events,
-) -> Result<Option<Shift>> {
+) -> Result<(Option<Shift>, Sample)> {
     let prior = scorer.spec.training.prior(scorer.spec.classes.len());
-    let trained: f64 = scorer.keep.iter().map(|&c| prior[c]).sum();
-    match cfg.prior {
-        Prior::Training => Ok(None),
-        Prior::Share(v) => Ok(Some(Shift::new(trained, v, "given with --prior".into()))),
-        Prior::Dataset => {
-            let Some(labelled) = labelled else {
-                events.warn(format!(
-                    "--prior dataset: no labelled picks to estimate how common the kept classes \
-                     are, so each pick is decided as if {:.0}% were, as in training; give \
-                     --labels or --prior SHARE",
-                    100.0 * trained
-                ));
-                return Ok(None);
-            };
-            let plan = scorer.plan;
-            let counts: Vec<usize> = plan.jobs.iter().map(|j| j.picks.len()).collect();
-            let chosen = prior::sample_jobs(&counts, PRIOR_SAMPLE);
-            let mut sample_p = Vec::new();
-            scorer.classify(Some(&chosen), |_, scored| {
-                sample_p.extend(scored.iter().filter_map(|o| match o {
-                    Outcome::Scored(p) => {
-                        Some(scorer.keep.iter().map(|&c| f64::from(p[c])).sum::<f64>())
-                    }
-                    Outcome::Unscored(_) => None,
-                }));
-                Ok(())
-            })?;
-            if sample_p.is_empty() {
-                // Nothing to classify (or every pick past the edge): nothing to decide either.
-                return Ok(None);
-            }
-            let source = format!(
-                "estimated on {} picks of {} micrographs, corrected with the rates of the {}",
-                sample_p.len(),
-                chosen.len(),
-                labelled.from
-            );
-            match adjusted_count(&labelled.p_keep, &labelled.is_kept, &sample_p) {
-                Some(share) => Ok(Some(Shift::new(trained, share, source))),
-                None => {
-                    events.warn(format!(
-                        "--prior dataset: the model tells the kept classes from the others too \
-                         poorly on the {} to estimate how common they are, so each pick is \
-                         decided as if {:.0}% were, as in training",
-                        labelled.from,
-                        100.0 * trained
-                    ));
-                    Ok(None)
-                }
-            }
+    let trained: f64 = rule.keep.iter().map(|&c| prior[c]).sum();
+    let labelled = match (cfg.prior, labelled) {
+        (Prior::Training, _) => return Ok((None, Sample::default())),
+        (Prior::Share(v), _) => {
+            let shift = Shift::new(trained, v, "given with --prior".into());
+            return Ok((Some(shift), Sample::default()));
+        }
+        (Prior::Dataset, None) => {
+            events.warn(format!(
+                "--prior dataset: no labelled picks to estimate how common the kept classes \
+                 are, so each pick is decided as if {:.0}% were, as in training; give \
+                 --labels or --prior SHARE",
+                100.0 * trained
+            ));
+            return Ok((None, Sample::default()));
+        }
+        (Prior::Dataset, Some(l)) => l,
+    };
+    let plan = scorer.plan;
+    let counts: Vec<usize> = plan.jobs.iter().map(|j| j.picks.len()).collect();
+    let chosen = prior::sample_jobs(&counts, PRIOR_SAMPLE);
+    let started = Instant::now();
+    let mut sample = Sample::default();
+    scorer.classify(Some(&chosen), |index, scored| {
+        sample.outcomes.push((index, scored));
+        Ok(())
+    })?;
+    sample.seconds = started.elapsed().as_secs_f64();
+    let sample_p: Vec<f64> = rule
+        .p_keeps(sample.outcomes.iter().flat_map(|(_, o)| o))
+        .collect();
+    if sample_p.is_empty() {
+        // Nothing to classify (or every pick past the edge): nothing to decide either.
+        return Ok((None, sample));
+    }
+    let source = format!(
+        "estimated on {} picks of {} micrographs, corrected with the rates of the {}",
+        sample_p.len(),
+        chosen.len(),
+        labelled.from
+    );
+    match adjusted_count(&labelled.p_keep, &labelled.is_kept, &sample_p) {
+        Some(share) => Ok((Some(Shift::new(trained, share, source)), sample)),
+        None => {
+            events.warn(format!(
+                "--prior dataset: the model tells the kept classes from the others too \
+                 poorly on the {} to estimate how common they are, so each pick is \
+                 decided as if {:.0}% were, as in training",
+                labelled.from,
+                100.0 * trained
+            ));
+            Ok((None, sample))
         }
     }
 }

@@ -15,6 +15,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use super::decide::Outcome;
+
 /// The share of picks of the kept classes the decision assumes.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Prior {
@@ -102,6 +104,15 @@ impl Shift {
         if total > 0.0 {
             p.iter_mut()
                 .for_each(|v| *v = (f64::from(*v) / total) as f32);
+        }
+    }
+
+    /// [`Self::apply`] to every scored pick of `outcomes`.
+    pub fn apply_all(&self, outcomes: &mut [Outcome], keep: &[usize]) {
+        for o in outcomes {
+            if let Outcome::Scored(p) = o {
+                self.apply(p, keep);
+            }
         }
     }
 

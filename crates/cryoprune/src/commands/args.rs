@@ -119,14 +119,12 @@ impl From<PrepArgs> for PrepConfig {
 /// benchmark (BENCHMARKS.md); the optimiser, schedule, batch and augmentation are the paper's.
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetArgs {
-    /// Network: small, efficientnet-lite0, resnet18, resnet34, resnet50 or topaz-resnet16
-    /// (Topaz's picking network; inputs of 91 px or more).
+    /// Network: small, efficientnet-lite0, resnet18, resnet34, resnet50, topaz-resnet16 (≥ 91 px).
     #[arg(long, default_value_t = net().arch)]
     pub arch: Arch,
     /// Starting weights: imagenet (the network's ImageNet weights; the small network has none),
     /// a .pth/.pt/.safetensors checkpoint, a Hugging Face hub name (resnet18.tv_in1k or timm/...),
-    /// topaz:PATH (one of Topaz's general models, e.g. resnet16_u64.sav from its package, with
-    /// --arch topaz-resnet16), or none. Downloads happen once, into ~/.cache/cryoprune.
+    /// topaz:resnet16_u64.sav (Topaz's model, for topaz-resnet16) or none. Downloads happen once.
     #[arg(long, default_value_t = net().pretrained)]
     pub pretrained: String,
     /// Branches of the multi-loss head (1-3).
@@ -168,8 +166,7 @@ pub struct NetArgs {
     #[arg(long)]
     pub class_weights: Option<ClassWeights>,
     /// Epochs with the backbone frozen (head only); the rest train everything at lr/10. As many
-    /// as --epochs trains the head alone on features computed once (a linear probe on pretrained
-    /// weights; several times faster), unless --augment includes rotate.
+    /// as --epochs: a linear probe on features computed once (not with --augment rotate).
     #[arg(long, default_value_t = net().freeze_epochs)]
     pub freeze_epochs: usize,
     /// Augmentations: any of flip, rot90, rotate (comma-separated), or none.
