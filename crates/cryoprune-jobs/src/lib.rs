@@ -16,6 +16,7 @@ pub mod labels;
 pub mod pretrain;
 pub mod prune;
 pub mod recipe;
+pub mod selftrain;
 pub mod simulate;
 pub mod train;
 

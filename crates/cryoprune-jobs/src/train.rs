@@ -1,16 +1,27 @@
 //! The train job: fine-tune a network on labelled picks and write a model directory.
 
 use std::path::PathBuf;
+use std::time::Instant;
+
+use cryoprune_model::PickContext;
 
 use cryoprune_train::diagnose::diagnose;
-use cryoprune_train::modeldir::{ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
+use cryoprune_train::modeldir::{
+    ModelDir, ModelSpec, SelfTrainingRecord, TrainingFiles, TrainingRecord,
+};
+use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
+use cryoprune_train::trainer::Scored;
+use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
-use crate::compute::ComputeConfig;
+use crate::compute::{Compute, ComputeConfig};
 use crate::events::Events;
 use crate::labels::{class_counts, LabelsConfig};
-use crate::recipe::{context_for, fit, with_context, NetConfig, PrepConfig, StartingWeights};
+use crate::recipe::{
+    context_for, fit, with_context, Fitted, NetConfig, PrepConfig, Repeats, StartingWeights,
+};
+use crate::selftrain::UnlabelledConfig;
 use crate::{invalid, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +39,8 @@ pub struct TrainJobConfig {
     pub net: NetConfig,
     /// Classify on the image alone (no pick context).
     pub image_only: bool,
+    /// Unlabelled picks for one round of self-training.
+    pub unlabelled: UnlabelledConfig,
     pub seed: u64,
     /// The model directory to write.
     pub out: PathBuf,
@@ -44,6 +57,7 @@ impl Default for TrainJobConfig {
             prep: PrepConfig::default(),
             net: NetConfig::default(),
             image_only: false,
+            unlabelled: UnlabelledConfig::default(),
             seed: 0,
             out: PathBuf::new(),
         }
@@ -81,49 +95,54 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             cfg.val_max,
             cfg.seed,
         );
-        let val_epoch = held_out.subset(&epoch_picks);
+        let held = Held {
+            epoch: held_out.subset(&epoch_picks),
+            epoch_picks,
+            all: held_out,
+        };
+        if cfg.unlabelled.is_on() && held.all.is_empty() {
+            invalid!(
+                "--unlabelled needs held-out labelled picks to check the self-trained model \
+                 against: give --shots or a --val-fraction above 0"
+            );
+        }
         events.note(format!(
             "training on {} picks ({}), validating on {} held out",
             train_set.len(),
             class_counts(&train_set),
-            held_out.len()
+            held.all.len()
         ));
-        let fitted = fit(
-            &cfg.net,
-            weights.path.as_deref(),
-            &train_set,
-            &val_epoch,
-            cfg.seed,
-            &compute,
-            events,
-        )?;
-        events.note(format!(
-            "trained in {:.1} s; best epoch {} kept",
-            fitted.seconds, fitted.best_epoch
-        ));
-
-        let mut context = if cfg.image_only {
+        // Fitted on the true labels only, for both models of a self-training round.
+        let context = if cfg.image_only {
             None
         } else {
             context_for(&train_set, events)
         };
-        // The network scores every held-out pick once; the image weight is fitted on the
-        // epoch-validation picks among them.
-        let image_only = fitted.score(&held_out, &compute);
-        if let Some(ctx) = &mut context {
-            let probs: Vec<Vec<f32>> = epoch_picks
-                .iter()
-                .map(|&i| image_only.probs[i].clone())
-                .collect();
-            let n = ctx.fit_image_weight(&probs, &val_epoch.facts(), &val_epoch.labels);
-            if n > 0 {
-                events.note(format!(
-                    "pick context: the network's log-probabilities weighted {:.2} against it (best fit to {n} validation picks)",
-                    ctx.image_weight
-                ));
-            }
-        }
-        let scored = with_context(image_only, &held_out, context.as_ref(), events)?;
+        let first = candidate(
+            cfg,
+            &weights,
+            &train_set,
+            context.clone(),
+            &held,
+            &compute,
+            events,
+        )?;
+        let (kept, self_training, pseudo) = if cfg.unlabelled.is_on() {
+            let round = self_train(
+                cfg, &pre, &weights, &data, first, context, &held, &compute, events,
+            )?;
+            let pseudo = (!round.pseudo.is_empty()).then_some(round.pseudo);
+            (round.kept, Some(round.record), pseudo)
+        } else {
+            (first, None, None)
+        };
+        let Candidate {
+            fitted,
+            context,
+            scored,
+            trained_on,
+        } = kept;
+        let held_out = held.all;
         if !held_out.is_empty() {
             events.output(format!(
                 "validation ({} held-out picks):\n{}",
@@ -150,8 +169,8 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         let training = TrainingRecord {
             config: Some(fitted.config.clone()),
             shots: cfg.shots,
-            train_picks: train_set.len(),
-            class_counts: train_set.counts(),
+            train_picks: trained_on.len(),
+            class_counts: trained_on.counts(),
             validation_picks: held_out.len(),
             best_epoch: fitted.best_epoch,
             seconds: fitted.seconds,
@@ -159,6 +178,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             validation: Some(scored.report.clone()),
             diagnosis: findings,
             labels: cfg.labels.labels.clone(),
+            self_training,
         };
         let mut spec = ModelSpec::new(
             data.classes.clone(),
@@ -172,9 +192,191 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         let files = TrainingFiles {
             history: &fitted.history,
             validation: (&held_out, &scored),
+            pseudo_labels: pseudo.as_ref(),
         };
         ModelDir::new(&cfg.out).save(&fitted.model, &mut spec, &files)?;
         events.note(format!("model written to {}", cfg.out.display()));
         Ok(spec)
+    })
+}
+
+/// The held-out labelled picks: all are scored at the end, `epoch` (at `epoch_picks` of `all`)
+/// every epoch and to weigh the image against the pick context.
+struct Held {
+    all: Dataset,
+    epoch_picks: Vec<usize>,
+    epoch: Dataset,
+}
+
+/// A trained network, its pick context with the image weighted, and its held-out scores.
+struct Candidate {
+    fitted: Fitted,
+    context: Option<PickContext>,
+    scored: Scored,
+    trained_on: Dataset,
+}
+
+fn candidate(
+    cfg: &TrainJobConfig,
+    weights: &StartingWeights,
+    train_set: &Dataset,
+    mut context: Option<PickContext>,
+    held: &Held,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<Candidate> {
+    let fitted = fit(
+        &cfg.net,
+        weights.path.as_deref(),
+        train_set,
+        &held.epoch,
+        cfg.seed,
+        compute,
+        events,
+    )?;
+    events.note(format!(
+        "trained in {:.1} s; best epoch {} kept",
+        fitted.seconds, fitted.best_epoch
+    ));
+    // The network scores every held-out pick once; the image weight is fitted on the
+    // epoch-validation picks among them.
+    let image_only = fitted.score(&held.all, compute);
+    if let Some(ctx) = &mut context {
+        let probs: Vec<Vec<f32>> = held
+            .epoch_picks
+            .iter()
+            .map(|&i| image_only.probs[i].clone())
+            .collect();
+        let n = ctx.fit_image_weight(&probs, &held.epoch.facts(), &held.epoch.labels);
+        if n > 0 {
+            events.note(format!(
+                "pick context: the network's log-probabilities weighted {:.2} against it (best fit to {n} validation picks)",
+                ctx.image_weight
+            ));
+        }
+    }
+    let scored = with_context(image_only, &held.all, context.as_ref(), events)?;
+    Ok(Candidate {
+        fitted,
+        context,
+        scored,
+        trained_on: train_set.clone(),
+    })
+}
+
+/// What a self-training round kept, what it recorded, and the pseudo-labels it made.
+struct Round {
+    kept: Candidate,
+    record: SelfTrainingRecord,
+    pseudo: Dataset,
+}
+
+/// One round of self-training after `first`: pseudo-labels from the unlabelled picks, a second
+/// model on them and the true labels, kept only when the held-out picks score it higher.
+#[allow(clippy::too_many_arguments)]
+fn self_train(
+    cfg: &TrainJobConfig,
+    pre: &Preprocessing,
+    weights: &StartingWeights,
+    data: &Dataset,
+    first: Candidate,
+    base_context: Option<PickContext>,
+    held: &Held,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<Round> {
+    let start = Instant::now();
+    let u = &cfg.unlabelled;
+    let pool = u.pool(&cfg.labels.micrographs, pre, data, compute.threads, events)?;
+    // The pick context is the better judge when the unlabelled picks carry what it combines.
+    let probs = if pool.is_empty() {
+        Vec::new()
+    } else {
+        let image_only = first.fitted.score(&pool, compute);
+        match &first.context {
+            Some(ctx)
+                if pool
+                    .origins
+                    .iter()
+                    .all(|o| ctx.missing(&o.facts()).is_none()) =>
+            {
+                image_only.with_context(&pool, ctx)?.probs
+            }
+            Some(_) => {
+                events.note(
+                    "self-training: the unlabelled picks lack what the pick context combines; \
+                     they are judged on the image alone"
+                        .into(),
+                );
+                image_only.probs
+            }
+            None => image_only.probs,
+        }
+    };
+    let train_set = &first.trained_on;
+    let fill = Repeats::AUTO_BATCHES * cfg.net.batch;
+    let pseudo = u.pseudo_labelled(&pool, &probs, &train_set.counts(), fill);
+    let mut record = SelfTrainingRecord {
+        picks: u.picks.clone(),
+        classified: pool.len(),
+        pseudo_labels: pseudo.counts(),
+        first_macro_f1: first.scored.report.macro_f1,
+        ..SelfTrainingRecord::default()
+    };
+    if pseudo.is_empty() {
+        events.warn(if pool.is_empty() {
+            "self-training: no unlabelled pick lies on --micrographs away from the labelled \
+             ones; the model trained on the labels alone is kept"
+                .into()
+        } else {
+            format!(
+                "self-training: no unlabelled pick was classified with probability {} or more; \
+                 the model trained on the labels alone is kept",
+                u.confidence
+            )
+        });
+        record.seconds = start.elapsed().as_secs_f64();
+        return Ok(Round {
+            kept: first,
+            record,
+            pseudo,
+        });
+    }
+    events.note(format!(
+        "self-training: {} pseudo-labels ({}) join the {} labelled training picks",
+        pseudo.len(),
+        class_counts(&pseudo),
+        train_set.len()
+    ));
+    let second = candidate(
+        cfg,
+        weights,
+        &train_set.concat(&pseudo),
+        base_context,
+        held,
+        compute,
+        events,
+    )?;
+    let second_f1 = second.scored.report.macro_f1;
+    record.second_macro_f1 = Some(second_f1);
+    record.kept_second = second_f1 > record.first_macro_f1;
+    record.seconds = start.elapsed().as_secs_f64();
+    events.output(format!(
+        "self-training: held-out macro-F1 {:.3} from the labels alone, {:.3} with the \
+         pseudo-labels; {} kept ({:.1} s for the round)",
+        record.first_macro_f1,
+        second_f1,
+        if record.kept_second {
+            "the self-trained model"
+        } else {
+            "the first model"
+        },
+        record.seconds
+    ));
+    let kept = if record.kept_second { second } else { first };
+    Ok(Round {
+        kept,
+        record,
+        pseudo,
     })
 }

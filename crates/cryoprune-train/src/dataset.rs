@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::names::match_micrographs;
-use cryoprune_formats::PickSet;
+use cryoprune_formats::{Pick, PickSet};
 use cryoprune_image::pipeline::{Job, Pipeline};
 use cryoprune_model::pick_context::{edge_distance, PickFacts};
 
@@ -95,6 +95,19 @@ impl Dataset {
         }
     }
 
+    /// This set's examples followed by `other`'s, which must share the image size and classes.
+    pub fn concat(&self, other: &Dataset) -> Dataset {
+        assert!(
+            self.size == other.size && self.classes == other.classes,
+            "concatenated datasets differ in image size or classes"
+        );
+        let mut all = self.clone();
+        all.images.extend_from_slice(&other.images);
+        all.labels.extend_from_slice(&other.labels);
+        all.origins.extend(other.origins.iter().cloned());
+        all
+    }
+
     /// How many examples of each class.
     pub fn counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.classes.len()];
@@ -158,6 +171,43 @@ pub fn from_picks(
     classes: &[String],
     pipeline: &Pipeline,
 ) -> Result<(Dataset, Coverage), Error> {
+    cut(
+        labels,
+        micrographs,
+        classes,
+        pipeline,
+        |micrograph, pick| {
+            let name = pick.label.as_deref().unwrap_or("").trim();
+            classes.iter().position(|c| c == name).ok_or_else(|| {
+                Error::Labels(format!(
+                "{micrograph}: label `{name}` at ({}, {}) is not one of the model's classes ({})",
+                pick.x,
+                pick.y,
+                classes.join(", ")
+            ))
+            })
+        },
+    )
+}
+
+/// Cuts picks that carry no label, as [`from_picks`] cuts labelled ones, for a model to
+/// classify; every example's label is class 0, a placeholder.
+pub fn from_unlabelled_picks(
+    picks: &PickSet,
+    micrographs: &[PathBuf],
+    classes: &[String],
+    pipeline: &Pipeline,
+) -> Result<(Dataset, Coverage), Error> {
+    cut(picks, micrographs, classes, pipeline, |_, _| Ok(0))
+}
+
+fn cut(
+    labels: &PickSet,
+    micrographs: &[PathBuf],
+    classes: &[String],
+    pipeline: &Pipeline,
+    label_of: impl Fn(&str, &Pick) -> Result<usize, Error>,
+) -> Result<(Dataset, Coverage), Error> {
     let names: Vec<String> = labels
         .micrographs
         .iter()
@@ -175,20 +225,11 @@ pub fn from_picks(
         if group.picks.is_empty() {
             continue;
         }
-        let mut ls = Vec::with_capacity(group.picks.len());
-        for pick in &group.picks {
-            let name = pick.label.as_deref().unwrap_or("").trim();
-            let idx = classes.iter().position(|c| c == name).ok_or_else(|| {
-                Error::Labels(format!(
-                    "{}: label `{name}` at ({}, {}) is not one of the model's classes ({})",
-                    group.micrograph,
-                    pick.x,
-                    pick.y,
-                    classes.join(", ")
-                ))
-            })?;
-            ls.push(idx);
-        }
+        let ls = group
+            .picks
+            .iter()
+            .map(|pick| label_of(&group.micrograph, pick))
+            .collect::<Result<Vec<usize>, Error>>()?;
         jobs.push(Job {
             path: micrographs[m].clone(),
             picks: group.picks.iter().map(|k| (k.x, k.y)).collect(),
@@ -198,7 +239,7 @@ pub fn from_picks(
     }
     if jobs.is_empty() {
         return Err(Error::Labels(format!(
-            "no labelled micrograph ({}) matches any of the {} micrographs given",
+            "no micrograph of the picks ({}) matches any of the {} micrographs given",
             names.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
             micrographs.len()
         )));

@@ -677,6 +677,124 @@ fn train_then_evaluate_on_real_topaz_labels() {
     assert!(text(&o).contains("SHA-256"), "{}", text(&o));
 }
 
+/// `train --unlabelled`: the first model labels the unlabelled picks it is surest of, never at
+/// a labelled position; the held-out labels choose between it and the self-trained model, and
+/// model.json and pseudo_labels.csv say what happened.
+#[test]
+fn self_training_on_the_unlabelled_picks() {
+    let Some(d) = data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    let all = std::fs::read_to_string(d.join("empiar-10017/labels/topaz.csv")).unwrap();
+    let mut chosen = String::from("micrograph,x,y,score,label\n");
+    let mut labelled: Vec<(f64, f64)> = Vec::new();
+    for class in ["junk", "particle"] {
+        for f in all
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f[0].ends_with("14_33_35_0") && f[4] == class)
+            .take(12)
+        {
+            chosen.push_str(&format!("{},{},{},{},{}\n", f[0], f[1], f[2], f[3], f[4]));
+            labelled.push((f[1].parse().unwrap(), f[2].parse().unwrap()));
+        }
+    }
+    std::fs::write(&labels, chosen).unwrap();
+    let picks = d.join("empiar-10017/picks/topaz");
+    let mics = [empiar_mic(&d, "14_33_35"), empiar_mic(&d, "15_17_31")];
+    let train = |more: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--pretrained",
+            "none",
+            "--micrographs",
+            &mics[0],
+            &mics[1],
+            "--labels",
+            s(&labels),
+            "--box",
+            "180",
+            "--input-size",
+            "32",
+            "--epochs",
+            "3",
+            "--seed",
+            "1",
+            "--unlabelled",
+            s(&picks),
+        ];
+        a.extend(more);
+        cryoprune(&a)
+    };
+    let model = dir.path().join("model");
+    let o = train(&[
+        "--shots",
+        "8",
+        "--unlabelled-max",
+        "600",
+        "--out",
+        s(&model),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("pseudo-labels ("), "{t}");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let round = &spec["training"]["self_training"];
+    // The 600 are whole micrographs: 14_33_35's 789 picks, less the 24 labelled.
+    let classified = round["classified"].as_u64().unwrap();
+    assert!((700..789).contains(&classified), "{round}");
+    let per_class: Vec<u64> = round["pseudo_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    // They top the 16 training picks up to five batches of 24: at most 52 a class.
+    assert!(per_class.iter().all(|&n| n <= 52), "{round}");
+    let pseudo: u64 = per_class.iter().sum();
+    assert!(pseudo > 0, "{round}");
+    let (first, second) = (
+        round["first_macro_f1"].as_f64().unwrap(),
+        round["second_macro_f1"].as_f64().unwrap(),
+    );
+    let kept_second = round["kept_second"].as_bool().unwrap();
+    assert_eq!(kept_second, second > first, "{round}");
+    let trained = spec["training"]["train_picks"].as_u64().unwrap();
+    assert_eq!(trained, if kept_second { 16 + pseudo } else { 16 });
+    assert_eq!(
+        spec["training"]["validation"]["macro_f1"].as_f64().unwrap(),
+        if kept_second { second } else { first }
+    );
+    let rows = std::fs::read_to_string(model.join("pseudo_labels.csv")).unwrap();
+    assert!(rows.starts_with("micrograph,x,y,label,score\n"), "{rows}");
+    let rows: Vec<Vec<&str>> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len() as u64, pseudo);
+    for r in &rows {
+        assert_eq!(r[0], "Falcon_2012_06_12-14_33_35_0");
+        assert!(r[3] == "junk" || r[3] == "particle", "{r:?}");
+        let (x, y): (f64, f64) = (r[1].parse().unwrap(), r[2].parse().unwrap());
+        assert!(
+            labelled.iter().all(|&(a, b)| (x - a).hypot(y - b) >= 45.0),
+            "pseudo-label at a labelled pick: {r:?}"
+        );
+    }
+
+    // Without held-out labels nothing could check the second model.
+    let o = train(&["--val-fraction", "0", "--out", s(&dir.path().join("none"))]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--unlabelled needs held-out labelled picks"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.path().join("none").exists());
+}
+
 /// `extract` carries the labels into its particle STAR; `train` and `evaluate` then read the
 /// labelled stack without micrographs, as a RELION user's selected particles would be read.
 #[test]

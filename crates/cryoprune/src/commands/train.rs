@@ -6,11 +6,13 @@
 //! cryoprune train --micrographs 'Micrographs/*.mrc' --labels labels.csv --box 180 --out model/
 //! cryoprune train --micrographs 'mics/*.jpg' --labels labels.csv --box 180 --shots 30 --arch efficientnet-lite0 --pretrained efficientnet-lite0.pth --input-size 96 --out model/
 //! cryoprune train --labels Select/job012/particles.star --images-inverted --val-fraction 0.3 --out model/
+//! cryoprune train --micrographs 'Micrographs/*.mrc' --labels labels.csv --box 180 --unlabelled AutoPick/job006/Micrographs/ --out model/
 //! ```
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+use cryoprune_jobs::selftrain::UnlabelledConfig;
 use cryoprune_jobs::train::{self, TrainJobConfig};
 
 use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
@@ -48,6 +50,14 @@ pub struct Args {
     /// distance from the micrograph edge.
     #[arg(long)]
     image_only: bool,
+    /// Pick files or folders without labels from the same micrographs (any format prune
+    /// reads): the model labels those it is surest of, a second model trains on them
+    /// and the labels, and the held-out labelled picks decide which model is saved.
+    #[arg(long, num_args = 1..)]
+    unlabelled: Vec<PathBuf>,
+    /// With --unlabelled: classify about this many of them (whole micrographs, spread out).
+    #[arg(long, default_value_t = defaults().unlabelled.max_picks)]
+    unlabelled_max: usize,
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
     /// Output model directory.
@@ -65,6 +75,11 @@ pub fn run(args: Args) -> Result<()> {
         prep: args.prep.into(),
         net: args.net.into(),
         image_only: args.image_only,
+        unlabelled: UnlabelledConfig {
+            picks: args.unlabelled,
+            max_picks: args.unlabelled_max,
+            ..defaults().unlabelled
+        },
         seed: args.seed,
         out: args.out,
     };
