@@ -11,6 +11,7 @@
 
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use cryoprune_formats::atomic::write_atomic;
@@ -18,7 +19,7 @@ use cryoprune_image::augment::Augment;
 use cryoprune_model::classifier::{load_safetensors, to_safetensors};
 use cryoprune_model::pretrained::backbone_safetensors;
 use cryoprune_model::{Arch, ClassifierConfig, HeadConfig};
-use cryoprune_sim::pretrain::{classes, PretrainSet};
+use cryoprune_sim::pretrain::{PretrainSet, Structure};
 use cryoprune_train::modeldir::sha256_hex;
 use cryoprune_train::schedule::Schedule;
 use cryoprune_train::{Dataset, Origin, TrainConfig};
@@ -41,6 +42,8 @@ pub struct PretrainConfig {
     pub arch: Arch,
     /// Side of the particle images; fine-tuning uses the same.
     pub input_size: usize,
+    /// Real maps and atomic models, each a particle class beside the procedural families.
+    pub structures: Vec<PathBuf>,
     /// Chunks of fresh data in the whole run.
     pub chunks: usize,
     /// Micrographs simulated per chunk.
@@ -69,6 +72,7 @@ impl Default for PretrainConfig {
             out: PathBuf::new(),
             arch: Arch::Small,
             input_size: 64,
+            structures: Vec::new(),
             chunks: 400,
             micrographs_per_chunk: 24,
             per_class: 40,
@@ -85,10 +89,14 @@ impl Default for PretrainConfig {
 }
 
 impl PretrainConfig {
-    /// What a resumed run must share with the run it continues.
-    fn recipe(&self) -> serde_json::Value {
+    /// What a resumed run must share with the run it continues: the settings, and the
+    /// structure files' contents by SHA-256 (a file changed in between would change the set).
+    fn recipe(&self, structure_sha256: &[String]) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("a config serialises");
         let m = v.as_object_mut().expect("an object");
+        if !structure_sha256.is_empty() {
+            m.insert("structure_sha256".into(), structure_sha256.into());
+        }
         for k in [
             "compute",
             "out",
@@ -149,6 +157,30 @@ fn read_state(dir: &Path) -> Result<Option<PretrainState>> {
     }
 }
 
+/// The structures and their files' SHA-256; two with one name would be one class twice.
+fn read_structures(paths: &[PathBuf]) -> Result<(Vec<Structure>, Vec<String>)> {
+    let mut structures: Vec<Structure> = Vec::new();
+    let mut hashes = Vec::new();
+    for path in paths {
+        let s = Structure::read(path)?;
+        if structures.iter().any(|t| t.name == s.name)
+            || cryoprune_sim::pretrain::Family::ALL
+                .iter()
+                .any(|f| f.name() == s.name)
+        {
+            invalid!(
+                "{}: another structure is already named `{}` (its class); rename one file",
+                path.display(),
+                s.name
+            );
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::Io(path.clone(), e))?;
+        hashes.push(sha256_hex(&bytes));
+        structures.push(s);
+    }
+    Ok((structures, hashes))
+}
+
 /// Runs (or resumes) the pretraining; returns its record.
 pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
     if cfg.chunks == 0 || cfg.passes == 0 || cfg.batch == 0 || cfg.per_class == 0 {
@@ -157,11 +189,19 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
     if cfg.input_size < 16 {
         invalid!("--input-size must be at least 16 pixels");
     }
+    let (structures, hashes) = read_structures(&cfg.structures)?;
+    let set = PretrainSet {
+        input_size: cfg.input_size,
+        seed: cfg.seed,
+        micrographs: cfg.micrographs_per_chunk,
+        structures: Arc::new(structures),
+    };
+    let classes = set.classes();
+    let recipe = cfg.recipe(&hashes);
     crate::create_dir(&cfg.out)?;
-    let classes = classes();
     let previous = read_state(&cfg.out)?;
     let mut state = match (previous, cfg.resume) {
-        (Some(s), true) if s.recipe != cfg.recipe() => invalid!(
+        (Some(s), true) if s.recipe != recipe => invalid!(
             "{}: the run there was started with other settings; resume it with the same ones",
             cfg.out.join(STATE_FILE).display()
         ),
@@ -175,7 +215,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
             cfg.out.display()
         ),
         (None, false) => PretrainState {
-            recipe: cfg.recipe(),
+            recipe,
             classes: classes.clone(),
             chunks_done: 0,
             seconds: 0.0,
@@ -204,11 +244,6 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                 state.chunks_done, cfg.chunks, state.seconds
             ));
         }
-        let set = PretrainSet {
-            input_size: cfg.input_size,
-            seed: cfg.seed,
-            micrographs: cfg.micrographs_per_chunk,
-        };
         events.note(format!(
             "pretraining {} on {} classes: {} chunks of {} simulated micrographs, at most {} particles per class each",
             cfg.arch,

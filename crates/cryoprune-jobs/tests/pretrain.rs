@@ -2,11 +2,16 @@
 //! a run that never stopped, and runs refuse to mix settings or overwrite.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use cryoprune_jobs::pretrain::{self, PretrainConfig, BACKBONE_FILE, CHECKPOINT_FILE};
 use cryoprune_jobs::recipe::StartingWeights;
 use cryoprune_jobs::{ComputeConfig, Silent};
 use cryoprune_model::Arch;
+
+/// burn draws initial weights from one process-wide generator, which each run seeds: two runs
+/// at once in this binary's test threads would draw from each other's sequence.
+static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn tiny(out: &Path) -> PretrainConfig {
     PretrainConfig {
@@ -27,6 +32,7 @@ fn tiny(out: &Path) -> PretrainConfig {
 
 #[test]
 fn a_resumed_run_goes_on_as_an_unbroken_one() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let whole = tmp.path().join("whole");
     let state = pretrain::run(&tiny(&whole), &Silent).unwrap();
@@ -104,4 +110,51 @@ fn resume_needs_a_run_to_continue() {
     };
     let err = pretrain::run(&cfg, &Silent).unwrap_err().to_string();
     assert!(err.contains("no pretraining run"), "{err}");
+}
+
+#[test]
+fn real_structures_are_classes_and_part_of_the_recipe() {
+    let sources =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/sources/cryodrgn");
+    if !sources.is_dir() {
+        eprintln!("skipped: ../shared/data not present");
+        return;
+    }
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let spike = tmp.path().join("spike-vol.mrc");
+    let mut bytes = std::fs::read(sources.join("spike-vol.mrc")).unwrap();
+    std::fs::write(&spike, &bytes).unwrap();
+    let with_spike = |out: &Path| PretrainConfig {
+        structures: vec![spike.clone()],
+        ..tiny(out)
+    };
+    let first = PretrainConfig {
+        time_limit_minutes: Some(0.0),
+        ..with_spike(&out)
+    };
+    let state = pretrain::run(&first, &Silent).unwrap();
+    assert_eq!(state.classes.len(), 13);
+    assert_eq!(state.classes[8], "particle:spike-vol");
+    assert_eq!(
+        state.recipe["structure_sha256"][0].as_str().map(str::len),
+        Some(64)
+    );
+    // The file changed since: another set, so the run cannot go on.
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&spike, &bytes).unwrap();
+    let resumed = PretrainConfig {
+        resume: true,
+        ..with_spike(&out)
+    };
+    let err = pretrain::run(&resumed, &Silent).unwrap_err().to_string();
+    assert!(err.contains("other settings"), "{err}");
+    // Two structures of one name would be one class twice.
+    let twice = PretrainConfig {
+        structures: vec![spike.clone(), sources.join("spike-vol.mrc")],
+        ..tiny(&tmp.path().join("twice"))
+    };
+    let err = pretrain::run(&twice, &Silent).unwrap_err().to_string();
+    assert!(err.contains("already named `spike-vol`"), "{err}");
 }

@@ -10,9 +10,13 @@
 //! denoised (low-passed) look and either contrast. Particles are cut with the extractor and
 //! settings `train` uses (robust micrograph normalisation, RELION background normalisation,
 //! Fourier resampling to the input size, noise padding at the edge), so the backbone sees what
-//! fine-tuning will show it. Nothing comes from files: no map a user might evaluate on is in it.
+//! fine-tuning will show it. By default nothing comes from files; real maps and atomic models
+//! given as [`Structure`]s join the families, each a class of its own, so the backbone also sees
+//! the shapes of real proteins (keep out any structure you will evaluate on).
 
 use std::f64::consts::{PI, TAU};
+use std::path::Path;
+use std::sync::Arc;
 
 use cryoprune_image::extract::{
     EdgePolicy, ExtractConfig, Extractor, MicrographPrep, ParticleNorm,
@@ -25,7 +29,70 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use crate::scene::{simulate, Label, PickerModel, SceneConfig};
-use crate::volume::{bead_domain, render_atoms, Atom};
+use crate::volume::{bead_domain, render_atoms, Atom, Volume};
+use crate::{Error, Result};
+
+/// A real structure for the pretraining set: a map, projected at its own sampling, or an atomic
+/// model, rendered at each micrograph's pixel size.
+#[derive(Debug, Clone)]
+pub struct Structure {
+    /// The file's stem: its class is `particle:NAME`.
+    pub name: String,
+    density: Density,
+}
+
+#[derive(Debug, Clone)]
+enum Density {
+    Map(Volume),
+    Atoms(Vec<Atom>),
+}
+
+impl Structure {
+    /// Reads an MRC map (`.mrc`, `.map`) or an atomic model (`.pdb`, `.ent`, `.cif`).
+    pub fn read(path: &Path) -> Result<Structure> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let density = match ext.as_str() {
+            "mrc" | "map" => Density::Map(Volume::from_mrc(path)?),
+            "pdb" | "ent" | "cif" => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Input(format!("{}: cannot read the model: {e}", path.display()))
+                })?;
+                Density::Atoms(crate::atoms::parse(&text, path)?)
+            }
+            _ => {
+                return Err(Error::Input(format!(
+                    "{}: expected a map (.mrc, .map) or an atomic model (.pdb, .ent, .cif)",
+                    path.display()
+                )))
+            }
+        };
+        let name = path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        Ok(Structure { name, density })
+    }
+
+    /// The density for a micrograph of `pixel` Å: maps keep their own sampling (projection
+    /// resamples them), models are rendered at it.
+    fn volume(&self, pixel: f64) -> Volume {
+        match &self.density {
+            Density::Map(v) => v.clone(),
+            Density::Atoms(atoms) => render_atoms(atoms, pixel),
+        }
+    }
+
+    /// Its extent in Å, as [`atoms_extent`] measures a model.
+    fn extent(&self) -> f64 {
+        match &self.density {
+            Density::Map(v) => 2.0 * v.radius() * v.voxel + 10.0,
+            Density::Atoms(atoms) => atoms_extent(atoms),
+        }
+    }
+}
 
 /// The structure families; each is a class of its own, so the backbone must learn shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,20 +244,8 @@ fn random_point(rng: &mut StdRng, radius: f64) -> [f64; 3] {
     }
 }
 
-/// The class names, in label order: one per structure family, then the junk the simulated
-/// picker picks.
-pub fn classes() -> Vec<String> {
-    Family::ALL
-        .iter()
-        .map(|f| format!("particle:{}", f.name()))
-        .chain(
-            [Label::Carbon, Label::Ice, Label::Aggregate, Label::Empty]
-                .iter()
-                .map(|l| l.name().to_string()),
-        )
-        .collect()
-}
-
+/// The junk classes, after the particle kinds.
+const JUNK: [Label; 4] = [Label::Carbon, Label::Ice, Label::Aggregate, Label::Empty];
 /// Particle images and their class labels.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Chunk {
@@ -200,21 +255,43 @@ pub struct Chunk {
     pub labels: Vec<usize>,
 }
 
-/// A deterministic, endless pretraining set: chunk `i` depends only on the seed and `i`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A deterministic, endless pretraining set: chunk `i` depends only on the seed, the
+/// structures and `i`.
+#[derive(Debug, Clone)]
 pub struct PretrainSet {
     /// Side of the particle images (the network input).
     pub input_size: usize,
     pub seed: u64,
     /// Micrographs simulated per chunk.
     pub micrographs: usize,
+    /// Real structures beside the procedural families.
+    pub structures: Arc<Vec<Structure>>,
 }
 
 impl PretrainSet {
+    /// The class names, in label order: one per structure family, one per real structure, then
+    /// the junk the simulated picker picks.
+    pub fn classes(&self) -> Vec<String> {
+        Family::ALL
+            .iter()
+            .map(|f| format!("particle:{}", f.name()))
+            .chain(
+                self.structures
+                    .iter()
+                    .map(|s| format!("particle:{}", s.name)),
+            )
+            .chain(JUNK.iter().map(|l| l.name().to_string()))
+            .collect()
+    }
+
+    fn particle_kinds(&self) -> usize {
+        Family::ALL.len() + self.structures.len()
+    }
+
     /// Chunk `index`, at most `per_class` particles of each class, shuffled; micrographs are
     /// simulated in parallel on the current rayon pool, the result is the same on any pool.
     pub fn chunk(&self, index: u64, per_class: usize) -> Chunk {
-        let n_classes = classes().len();
+        let n_classes = self.classes().len();
         let parts: Vec<(Vec<f32>, Vec<usize>)> = (0..self.micrographs as u64)
             .into_par_iter()
             .map(|m| self.micrograph(index * self.micrographs as u64 + m))
@@ -247,14 +324,23 @@ impl PretrainSet {
     /// One micrograph of the set, cut: (images, labels).
     fn micrograph(&self, global: u64) -> (Vec<f32>, Vec<usize>) {
         let mut rng = StdRng::seed_from_u64(mix(self.seed, global));
-        let family = Family::ALL[rng.random_range(0..Family::ALL.len())];
-        let atoms = family.atoms(&mut rng);
+        let kind = rng.random_range(0..self.particle_kinds());
         // The particle spans 12 to 80 pixels, boxes 1.2 to 2.5 times that: sizes and samplings
         // of real datasets after the binning users apply.
-        let extent = atoms_extent(&atoms);
-        let diameter_px: f64 = rng.random_range(12.0..80.0);
-        let pixel = (extent / diameter_px).clamp(0.8, 12.0);
-        let vol = render_atoms(&atoms, pixel);
+        let (vol, extent, pixel, diameter_px) = match Family::ALL.get(kind) {
+            Some(family) => {
+                let atoms = family.atoms(&mut rng);
+                let extent = atoms_extent(&atoms);
+                let (diameter_px, pixel) = sampling(&mut rng, extent);
+                (render_atoms(&atoms, pixel), extent, pixel, diameter_px)
+            }
+            None => {
+                let structure = &self.structures[kind - Family::ALL.len()];
+                let extent = structure.extent();
+                let (diameter_px, pixel) = sampling(&mut rng, extent);
+                (structure.volume(pixel), extent, pixel, diameter_px)
+            }
+        };
         let ratio: f64 = rng.random_range(1.2..2.5);
         let box_size = ((ratio * extent / pixel).round() as usize).max(16);
         let side = (6 * box_size).clamp(256, 768);
@@ -320,15 +406,22 @@ impl PretrainSet {
             .kept
             .iter()
             .map(|&k| match scene.picks[k].label {
-                Label::Particle => family as usize,
-                Label::Carbon => Family::ALL.len(),
-                Label::Ice => Family::ALL.len() + 1,
-                Label::Aggregate => Family::ALL.len() + 2,
-                Label::Empty => Family::ALL.len() + 3,
+                Label::Particle => kind,
+                junk => {
+                    let j = JUNK.iter().position(|&l| l == junk).expect("a junk label");
+                    self.particle_kinds() + j
+                }
             })
             .collect();
         (cut.data, labels)
     }
+}
+
+/// A particle diameter in pixels (12 to 80) for a structure of `extent` Å, and the pixel size
+/// that gives it (0.8 to 12 Å).
+fn sampling(rng: &mut StdRng, extent: f64) -> (f64, f64) {
+    let diameter_px: f64 = rng.random_range(12.0..80.0);
+    (diameter_px, (extent / diameter_px).clamp(0.8, 12.0))
 }
 
 /// The largest distance between the structure's centre and a bead, doubled: its extent in Å.
@@ -365,6 +458,7 @@ mod tests {
             input_size: 24,
             seed: 3,
             micrographs: 24,
+            structures: Arc::new(Vec::new()),
         }
     }
 
@@ -389,7 +483,7 @@ mod tests {
     #[test]
     fn every_class_is_present_and_none_dominates() {
         let chunk = set().chunk(0, 20);
-        let names = classes();
+        let names = set().classes();
         let mut counts = vec![0usize; names.len()];
         for &l in &chunk.labels {
             counts[l] += 1;
@@ -422,5 +516,51 @@ mod tests {
         let a = atoms_extent(&Family::Rod.atoms(&mut rng));
         let b = atoms_extent(&Family::Rod.atoms(&mut rng));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn real_maps_and_models_join_as_classes_of_their_own() {
+        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/sources");
+        if !sources.is_dir() {
+            eprintln!("skipped: ../shared/data not present");
+            return;
+        }
+        let structures: Vec<Structure> = ["cryodrgn/spike-vol.mrc", "biopython/Tests/PDB/1A8O.pdb"]
+            .iter()
+            .map(|f| Structure::read(&sources.join(f)).unwrap())
+            .collect();
+        let with = PretrainSet {
+            structures: Arc::new(structures),
+            micrographs: 30,
+            ..set()
+        };
+        let names = with.classes();
+        assert_eq!(names.len(), 14);
+        assert_eq!(names[8..10], ["particle:spike-vol", "particle:1A8O"]);
+        assert_eq!(names[10], "carbon");
+        let chunk = with.chunk(0, 20);
+        let mut counts = vec![0usize; names.len()];
+        for &l in &chunk.labels {
+            counts[l] += 1;
+        }
+        // 30 micrographs of 10 kinds: both real structures are drawn, and junk follows them.
+        assert!(counts[8] > 0 && counts[9] > 0, "{counts:?}");
+        assert!(counts[10..].iter().all(|&c| c > 0), "{counts:?}");
+        assert!(chunk.images.iter().all(|v| v.is_finite()));
+        // The same seed and structures give the same chunk.
+        let again = PretrainSet {
+            structures: with.structures.clone(),
+            ..with.clone()
+        };
+        assert_eq!(again.chunk(0, 20), chunk);
+
+        let err = Structure::read(&sources.join("relion/tests/ref_shifted_image.mrc"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3D map"), "{err}");
+        let err = Structure::read(Path::new("notes.txt"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected a map"), "{err}");
     }
 }

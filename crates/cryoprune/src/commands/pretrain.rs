@@ -1,5 +1,5 @@
 //! `cryoprune pretrain`: pretrain a backbone on simulated cryo-EM particles and junk (many
-//! structure families, carbon, ice, aggregates, empty ice; sizes, samplings, defocus, SNR and
+//! structure families and any real maps or models given, carbon, ice, aggregates, empty ice; sizes, samplings, defocus, SNR and
 //! looks as varied as real data), for `train --pretrained PATH/backbone.safetensors`. Long runs
 //! checkpoint every few minutes; `--resume` continues a stopped one where it stopped, and
 //! `--time-limit` stops cleanly before a batch job's wall time.
@@ -8,6 +8,7 @@
 //! cryoprune pretrain --out backbone/
 //! cryoprune pretrain --out backbone/ --chunks 1000 --time-limit 230 --threads 8
 //! cryoprune pretrain --out backbone/ --chunks 1000 --resume
+//! cryoprune pretrain --out backbone/ --structures maps/*.mrc models/*.cif --threads 8
 //! ```
 
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ pub struct Args {
     /// Particle image size (the network input); fine-tune with the same --input-size.
     #[arg(long, default_value_t = defaults().input_size)]
     input_size: usize,
+    /// Real maps (.mrc, .map) and atomic models (.pdb, .cif): each becomes a particle class of
+    /// its own beside the procedural families. Leave out what you will evaluate on.
+    #[arg(long, num_args = 1..)]
+    structures: Vec<PathBuf>,
     /// Chunks of fresh simulated data in the whole run.
     #[arg(long, default_value_t = defaults().chunks)]
     chunks: usize,
@@ -78,6 +83,7 @@ pub fn run(args: Args) -> Result<()> {
         out: args.out,
         arch: args.arch,
         input_size: args.input_size,
+        structures: args.structures,
         chunks: args.chunks,
         micrographs_per_chunk: args.micrographs_per_chunk,
         per_class: args.per_class,
