@@ -25,21 +25,10 @@ case "$backbone" in
     topaz:*) net=(--archs topaz-resnet16 --input-size 96 --weights "topaz-resnet16=$backbone") ;;
 esac
 bin="${CRYOPRUNE:-$root/target/release/cryoprune}"
-map="$root/../shared/data/sources/relion/tests/ref_model.mrc"
 mkdir -p "$out"
 for preset in realistic hard; do
     sim="$out/sim_$preset"
-    [ -d "$sim" ] || "$bin" simulate --out "$sim" --map "$map" --pixel 3.54 --count 10 \
-        --size 1024 --preset "$preset" --seed 101 --no-previews
-    python3 - "$sim/truth.csv" "$sim/labels.csv" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-with open(sys.argv[2], "w") as f:
-    f.write("micrograph,x,y,label,score\n")
-    for r in rows:
-        label = "particle" if r["label"] == "particle" else "junk"
-        f.write(f"{r['micrograph']},{r['x']},{r['y']},{label},{r['score']}\n")
-PY
+    "$root/crates/cryoprune/benches/sim_ref_model.sh" "$preset" "$sim"
     # The particle is 50 px across at 3.54 Å/px: a 76 px box, 1.5 diameters.
     "$bin" fewshot --micrographs "$sim/micrographs/*.mrc" --labels "$sim/labels.csv" \
         --box 76 --shots "$shots" --trials "${TRIALS:-5}" --variants "${VARIANTS:-scratch,pretrained}" \

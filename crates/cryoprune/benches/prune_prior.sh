@@ -53,19 +53,9 @@ for picker in topaz crYOLO; do
         "$m-14_33_35_0.jpg $m-15_17_31_0.jpg" "$m-15_30_21_0.jpg $m-15_33_42_0.jpg" "$picks"
 done
 
-map="$data/sources/relion/tests/ref_model.mrc"
 for preset in realistic hard; do
     sim="$out/sim_$preset"
-    [ -d "$sim" ] || "$bin" simulate --out "$sim" --map "$map" --pixel 3.54 --count 10 \
-        --size 1024 --preset "$preset" --seed 101 --no-previews > /dev/null
-    python3 - "$sim/truth.csv" "$sim/labels.csv" <<'PY'
-import csv, sys
-with open(sys.argv[2], "w") as f:
-    f.write("micrograph,x,y,label,score\n")
-    for r in csv.DictReader(open(sys.argv[1])):
-        label = "particle" if r["label"] == "particle" else "junk"
-        f.write(f"{r['micrograph']},{r['x']},{r['y']},{label},{r['score']}\n")
-PY
+    "$root/crates/cryoprune/benches/sim_ref_model.sh" "$preset" "$sim"
     run "sim_$preset" "$sim/labels.csv" 15 76 "sim_0001,sim_0002,sim_0003,sim_0004,sim_0005" \
         "$sim/micrographs/sim_000[1-5].mrc" \
         "$sim/micrographs/sim_000[6-9].mrc $sim/micrographs/sim_0010.mrc" "$sim/picks.star"

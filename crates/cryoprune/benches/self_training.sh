@@ -18,7 +18,6 @@ out="${1:-self_training}"
 bin="${CRYOPRUNE:-$root/target/release/cryoprune}"
 data="$root/../shared/data"
 e="$data/empiar-10017"
-m="$e/micrographs/Falcon_2012_06_12"
 mkdir -p "$out"
 table="$out/self_training.csv"
 echo "set,seed,model,macro_f1,particles_kept,junk_removed,train_seconds" > "$table"
@@ -65,28 +64,16 @@ for picker in topaz crYOLO; do
         "$e/picks/$picker" "$e/micrographs/*.jpg"
 done
 
-map="$data/sources/relion/tests/ref_model.mrc"
 for preset in realistic hard; do
     sim="$out/sim_$preset"
-    if [ ! -d "$sim" ]; then
-        "$bin" simulate --out "$sim" --map "$map" --pixel 3.54 --count 10 --size 1024 \
-            --preset "$preset" --seed 101 --no-previews > /dev/null
-        python3 - "$sim/truth.csv" "$sim/labels.csv" <<'PY'
-import csv, sys
-with open(sys.argv[2], "w") as f:
-    f.write("micrograph,x,y,label,score\n")
-    for r in csv.DictReader(open(sys.argv[1])):
-        label = "particle" if r["label"] == "particle" else "junk"
-        f.write(f"{r['micrograph']},{r['x']},{r['y']},{label},{r['score']}\n")
-PY
-        # The test picks: those of sim_0006-0010, in the picker's STAR.
-        python3 - "$sim/picks.star" "$sim/test_picks.star" <<'PY'
+    "$root/crates/cryoprune/benches/sim_ref_model.sh" "$preset" "$sim"
+    # The test picks: those of sim_0006-0010, in the picker's STAR.
+    python3 - "$sim/picks.star" "$sim/test_picks.star" <<'PY'
 import re, sys
 lines = open(sys.argv[1]).read().splitlines()
 keep = [l for l in lines if not re.search(r"sim_000[1-5]\b", l)]
 open(sys.argv[2], "w").write("\n".join(keep) + "\n")
 PY
-    fi
     run "sim_$preset" "$sim/labels.csv" 15 76 'sim_000[1-5]$' "$sim/test_picks.star" \
         "$sim/picks.star" "$sim/micrographs/*.mrc"
 done
