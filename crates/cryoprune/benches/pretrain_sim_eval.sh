@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Does cryo-EM pretraining help a few labels? Simulates micrographs of a structure pretraining
-# never saw (RELION's tests/ref_model.mrc; pretraining uses procedural shapes only) under two
+# never saw (RELION's tests/ref_model.mrc, never among pretraining's structures) under two
 # junk settings (the realistic and hard presets), labels every pick particle or junk from the
 # truth, and runs the few-shot protocol: K labels per class, 5 draws, the network from scratch
 # against the network started from BACKBONE, scored on the image alone and with the pick
