@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use cryoprune_formats::names::{match_micrographs, micrograph_key};
+use cryoprune_formats::names::micrograph_key;
 use cryoprune_formats::{PickFormat, PickSet};
 use cryoprune_train::dataset;
 use cryoprune_train::prep::Preprocessing;
@@ -17,7 +17,7 @@ use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
 use crate::events::Events;
-use crate::inputs::expand_globs;
+use crate::inputs::{expand_globs, pair_with_micrographs};
 use crate::prune::prior::sample_jobs;
 use crate::Result;
 
@@ -55,7 +55,8 @@ impl UnlabelledConfig {
 
     /// The unlabelled picks to classify, cut as `pre` says from `micrographs` (globs), with
     /// every pick within a quarter box of a `labelled` one left out. Labels are placeholders.
-    /// Picks on micrographs not among `micrographs` are not used.
+    /// Picks on micrographs not among `micrographs` are not used, and their groups are named
+    /// as `prune` names them.
     pub fn pool(
         &self,
         micrographs: &[String],
@@ -67,21 +68,18 @@ impl UnlabelledConfig {
         let mut set = PickSet::read(&self.picks, self.format)?;
         // Only picks on the given micrographs can be cut, so only they are sampled.
         let micrographs = expand_globs(micrographs)?;
-        let names: Vec<String> = set
-            .micrographs
-            .iter()
-            .map(|g| g.micrograph.clone())
+        let report = pair_with_micrographs(
+            &set,
+            &micrographs,
+            "they are not used for self-training",
+            events,
+        );
+        let matched: HashSet<usize> = report.pairs.iter().map(|&(g, _)| g).collect();
+        set.micrographs = std::mem::take(&mut set.micrographs)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(g, group)| matched.contains(&g).then_some(group))
             .collect();
-        let matched: HashSet<usize> = match_micrographs(&names, &micrographs)
-            .pairs
-            .iter()
-            .map(|&(p, _)| p)
-            .collect();
-        let mut index = 0;
-        set.micrographs.retain(|_| {
-            index += 1;
-            matched.contains(&(index - 1))
-        });
         let mut taken: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
         for o in &labelled.origins {
             taken

@@ -121,7 +121,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         let first = candidate(
             cfg,
             &weights,
-            &train_set,
+            train_set,
             context.clone(),
             &held,
             &compute,
@@ -219,7 +219,7 @@ struct Candidate {
 fn candidate(
     cfg: &TrainJobConfig,
     weights: &StartingWeights,
-    train_set: &Dataset,
+    train_set: Dataset,
     mut context: Option<PickContext>,
     held: &Held,
     compute: &Compute,
@@ -228,7 +228,7 @@ fn candidate(
     let fitted = fit(
         &cfg.net,
         weights.path.as_deref(),
-        train_set,
+        &train_set,
         &held.epoch,
         cfg.seed,
         compute,
@@ -260,7 +260,7 @@ fn candidate(
         fitted,
         context,
         scored,
-        trained_on: train_set.clone(),
+        trained_on: train_set,
     })
 }
 
@@ -351,7 +351,7 @@ fn self_train(
     let second = candidate(
         cfg,
         weights,
-        &train_set.concat(&pseudo),
+        train_set.concat(&pseudo),
         base_context,
         held,
         compute,
