@@ -3,6 +3,7 @@
 //! PickerOptimizer multi-loss head, fused CPU inference, pretrained weights and the pick
 //! context.
 
+pub mod backprop;
 pub mod classifier;
 pub mod device;
 pub mod efficientnet;

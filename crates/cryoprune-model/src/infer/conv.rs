@@ -66,6 +66,10 @@ pub struct FusedConv {
     weight: Vec<f32>,
     bias: Vec<f32>,
     act: Act,
+    /// Whether a matrix product may split its own work among threads when there are fewer
+    /// tiles than threads. The training path says no: gemm's split changes the order of the
+    /// sums, and its weights must not depend on the thread count.
+    split_products: bool,
 }
 
 pub(crate) fn floats<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
@@ -125,6 +129,28 @@ impl FusedConv {
             weight,
             bias,
             act,
+            split_products: true,
+        }
+    }
+
+    /// A bias-free `kernel`×`kernel` convolution of stride 1 padded by `kernel / 2` on every side,
+    /// from its weights ([c_out, c_in, kernel, kernel]): the shape of every convolution the CPU
+    /// training path runs, forward and (with the weights flipped) backward.
+    pub(crate) fn plain(c_in: usize, c_out: usize, kernel: usize, weight: Vec<f32>) -> Self {
+        assert_eq!(weight.len(), c_out * c_in * kernel * kernel, "weight shape");
+        let p = kernel / 2;
+        Self {
+            c_in,
+            c_out,
+            kernel: [kernel, kernel],
+            stride: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            pad: Pad::Fixed([p; 4]),
+            weight,
+            bias: vec![0.0; c_out],
+            act: Act::None,
+            split_products: false,
         }
     }
 
@@ -201,7 +227,7 @@ impl FusedConv {
         let total = out.n * out.h * out.w;
         let tile = (TILE_FLOATS / k).max(MIN_TILE).min(total.max(1));
         let tiles = total.div_ceil(tile);
-        let par = if tiles < rayon::current_num_threads() {
+        let par = if self.split_products && tiles < rayon::current_num_threads() {
             Parallelism::Rayon(0)
         } else {
             Parallelism::None
@@ -249,6 +275,80 @@ impl FusedConv {
                     }
                 }
             });
+    }
+
+    /// The gradient of the loss with respect to this (one-group) convolution's weights, given its
+    /// input `x` and the gradient `dy` at its output: Σ over pixels of dy ⊗ input patch. Each tile
+    /// of pixels makes its own partial sum and the partials are added in tile order, and tiles do
+    /// not depend on the thread count, so the result is the same bit for bit on any pool.
+    pub(crate) fn weight_grad(&self, x: &Maps, dy: &Maps) -> Vec<f32> {
+        assert_eq!(self.groups, 1, "grouped convolution");
+        let (oh, ow, pad) = self.out_size(x.h, x.w);
+        assert_eq!(
+            (dy.c, dy.n, dy.h, dy.w),
+            (self.c_out, x.n, oh, ow),
+            "gradient shape"
+        );
+        let k = self.c_in * self.kernel[0] * self.kernel[1];
+        let total = dy.plane_all();
+        let tile = (TILE_FLOATS / k).max(MIN_TILE).min(total.max(1));
+        let pointwise = self.is_pointwise(pad);
+        let partials: Vec<Vec<f32>> = (0..total.div_ceil(tile))
+            .into_par_iter()
+            .map_init(Vec::new, |col, t| {
+                let q0 = t * tile;
+                let pixels = tile.min(total - q0);
+                let (cols, cols_row): (&[f32], usize) = if pointwise {
+                    (&x.data[q0..], total)
+                } else {
+                    col.resize(k * pixels, 0.0);
+                    let tile = Tile {
+                        input: &x.data,
+                        channels: self.c_in,
+                        x,
+                        pad,
+                        out: (oh, ow),
+                        q0,
+                        pixels,
+                    };
+                    self.im2col(&tile, col);
+                    (col, pixels)
+                };
+                let mut part = vec![0.0f32; self.c_out * k];
+                // SAFETY: dst is part ([c_out, k] row-major); lhs reads dy's rows
+                // [q0, q0 + pixels) of every channel, rhs the tile's k columns of `pixels`.
+                unsafe {
+                    gemm::gemm(
+                        self.c_out,
+                        k,
+                        pixels,
+                        part.as_mut_ptr(),
+                        1,
+                        k as isize,
+                        false,
+                        dy.data.as_ptr().add(q0),
+                        1,
+                        total as isize,
+                        cols.as_ptr(),
+                        cols_row as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+                part
+            })
+            .collect();
+        let mut parts = partials.into_iter();
+        let mut sum = parts.next().unwrap_or_else(|| vec![0.0; self.c_out * k]);
+        for part in parts {
+            sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
+        }
+        sum
     }
 
     /// Fills `col` ([k, pixels], row-major) with the input patches of the tile's output pixels;

@@ -6,9 +6,9 @@
 //! runs whole images per core. On a GPU burn's own kernels run, through [`Predictor::Burn`].
 //! Both give the same probabilities (the tests compare them on every architecture).
 
-mod conv;
+pub(crate) mod conv;
 mod net;
-mod pool;
+pub(crate) mod pool;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
