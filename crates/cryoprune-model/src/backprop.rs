@@ -278,14 +278,18 @@ impl ConvBnRelu {
         bn.gamma = self.gamma.write(bn.gamma);
         bn.beta = self.beta.write(bn.beta);
         let device = bn.running_mean.value().device();
-        bn.running_mean.update(Tensor::from_data(
-            TensorData::new(self.running_mean.clone(), [self.c_out]),
-            &device,
-        ));
-        bn.running_var.update(Tensor::from_data(
-            TensorData::new(self.running_var.clone(), [self.c_out]),
-            &device,
-        ));
+        for (state, values) in [
+            (&bn.running_mean, &self.running_mean),
+            (&bn.running_var, &self.running_var),
+        ] {
+            state.update(Tensor::from_data(
+                TensorData::new(values.clone(), [self.c_out]),
+                &device,
+            ));
+            // burn keeps an update pending until the state is read in sync; saving and the
+            // inference path read the stored value, which this makes current.
+            state.value_sync();
+        }
         ConvBn { conv, bn }
     }
 }

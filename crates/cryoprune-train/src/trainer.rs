@@ -25,6 +25,7 @@ use crate::dataset::Dataset;
 use crate::metrics;
 use crate::schedule::Schedule;
 use crate::Error;
+use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
 
 /// Every knob of a training run, resolved for one training set. It has no defaults of its own:
 /// cryoprune's are `cryoprune_jobs::recipe::NetConfig`'s, stated there once.
@@ -301,6 +302,14 @@ impl Probe {
     }
 }
 
+/// The network as trained so far, for inference.
+fn current(model: &Classifier, fast: &Option<CpuTrainer>) -> Classifier {
+    match fast {
+        Some(f) => f.write(model.valid()),
+        None => model.valid(),
+    }
+}
+
 /// Trains `model` (built on `device`, which must have autodiff) on `train`, validating on `val`.
 pub fn train(
     mut model: Classifier,
@@ -348,12 +357,19 @@ pub fn train(
         model.backbone = model.backbone.freeze();
     }
     let probe = Probe::new(&model, train, val.filter(|v| !v.is_empty()), cfg, &device);
+    // The small network trains on the CPU through its own backward pass, 2-3x faster than
+    // burn's autodiff (BENCHMARKS.md); burn trains every other network and device.
+    let mut fast = match &probe {
+        None if device.clone().without_autodiff() == Device::flex() => CpuTrainer::new(&model),
+        _ => None,
+    };
     for epoch in 0..cfg.epochs {
         let t0 = Instant::now();
         if cfg.freeze_epochs > 0 && epoch == cfg.freeze_epochs {
             model.backbone = model.backbone.unfreeze();
         }
-        let stage_scale = if cfg.freeze_epochs > 0 && epoch >= cfg.freeze_epochs {
+        let frozen = cfg.freeze_epochs > 0 && epoch < cfg.freeze_epochs;
+        let stage_scale = if cfg.freeze_epochs > 0 && !frozen {
             0.1
         } else {
             1.0
@@ -368,53 +384,75 @@ pub fn train(
             lr = cfg.schedule.rate(epoch, it, total) * stage_scale;
             it += 1;
             let labels: Vec<usize> = chunk.iter().map(|&i| train.labels[i]).collect();
-            let logits = match &probe {
-                Some(p) => {
-                    let rows: Vec<&[f32]> = chunk
-                        .iter()
-                        .map(|&i| {
-                            let views = &p.train[i];
-                            views[rng.random_range(0..views.len())].as_slice()
-                        })
-                        .collect();
-                    model.head.forward(p.tensor(rows, &device))
-                }
-                None => {
-                    let augmented: Vec<Vec<f32>> = chunk
-                        .iter()
-                        .map(|&i| {
-                            let img = Image::new(train.size, train.size, train.image(i).to_vec());
-                            cfg.augment.apply(&img, &mut rng).data
-                        })
-                        .collect();
-                    let refs: Vec<&[f32]> = augmented.iter().map(|v| v.as_slice()).collect();
-                    model.forward(batch_tensor(&refs, train.size, &device))
-                }
+            let mut augmented = || -> Vec<Vec<f32>> {
+                chunk
+                    .iter()
+                    .map(|&i| {
+                        let img = Image::new(train.size, train.size, train.image(i).to_vec());
+                        cfg.augment.apply(&img, &mut rng).data
+                    })
+                    .collect()
             };
-            let main = logits[0].clone();
-            let l = multi_loss(logits, &labels, &weights, &cfg.head.branch_weights, &device);
-            let l_value = l.clone().into_scalar::<f32>() as f64;
+            let (l_value, pred) = if let Some(fast) = &mut fast {
+                let batch = augmented();
+                let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
+                let loss = Loss {
+                    class_weights: &weights,
+                    branch_weights: &cfg.head.branch_weights,
+                };
+                let sgd = SgdStep {
+                    lr,
+                    momentum: cfg.momentum,
+                    weight_decay: cfg.weight_decay,
+                };
+                let out = fast.step(&refs, train.size, &labels, loss, &sgd, !frozen);
+                let pred = out.logits.chunks_exact(k).map(argmax).collect();
+                (out.loss as f64, pred)
+            } else {
+                let logits = match &probe {
+                    Some(p) => {
+                        let rows: Vec<&[f32]> = chunk
+                            .iter()
+                            .map(|&i| {
+                                let views = &p.train[i];
+                                views[rng.random_range(0..views.len())].as_slice()
+                            })
+                            .collect();
+                        model.head.forward(p.tensor(rows, &device))
+                    }
+                    None => {
+                        let batch = augmented();
+                        let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
+                        model.forward(batch_tensor(&refs, train.size, &device))
+                    }
+                };
+                let main = logits[0].clone();
+                let l = multi_loss(logits, &labels, &weights, &cfg.head.branch_weights, &device);
+                let l_value = l.clone().into_scalar::<f32>() as f64;
+                if l_value.is_finite() {
+                    let grads = GradientsParams::from_grads(l.backward(), &model);
+                    model = optim.step(lr, model, grads);
+                }
+                let pred: Vec<usize> = main
+                    .argmax(1)
+                    .into_data()
+                    .convert::<i64>()
+                    .try_to_vec::<i64>()
+                    .expect("int data")
+                    .into_iter()
+                    .map(|p| p as usize)
+                    .collect();
+                (l_value, pred)
+            };
             if !l_value.is_finite() {
                 return Err(Error::Diverged {
                     epoch: epoch + 1,
                     lr,
                 });
             }
-            let pred: Vec<i64> = main
-                .argmax(1)
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .expect("int data");
-            correct += pred
-                .iter()
-                .zip(&labels)
-                .filter(|(p, l)| **p as usize == **l)
-                .count();
+            correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
             loss_sum += l_value * chunk.len() as f64;
             seen += chunk.len();
-            let grads = GradientsParams::from_grads(l.backward(), &model);
-            model = optim.step(lr, model, grads);
         }
         let mut stats = EpochStats {
             epoch: epoch + 1,
@@ -428,7 +466,7 @@ pub fn train(
         };
         let score = match val.filter(|v| !v.is_empty()) {
             Some(v) => {
-                let inference = model.valid();
+                let inference = current(&model, &fast);
                 let plain = device.clone().without_autodiff();
                 let Scored { probs, report, .. } = match &probe {
                     Some(p) => {
@@ -464,7 +502,7 @@ pub fn train(
         history.push(stats);
         // Ties go to the later epoch: more training at equal validation is the better bet.
         if best.as_ref().is_none_or(|(s, _, _)| score >= *s) {
-            best = Some((score, epoch + 1, model.valid()));
+            best = Some((score, epoch + 1, current(&model, &fast)));
         }
     }
     let (_, best_epoch, best_model) = best.expect("at least one epoch");
