@@ -173,58 +173,60 @@ impl ConvBnRelu {
     fn forward(&mut self, x: &Maps, training: bool) -> Saved {
         let mut xhat = self.conv().forward(x, None);
         let m = xhat.plane_all();
-        if !training {
-            let inv_std: Vec<f32> = self
+        let (mean, inv_std): (Vec<f32>, Vec<f32>) = if training {
+            // One pass in f64 (Σv, Σv²): the variance loses nothing a float would keep, and the
+            // map is read once instead of twice.
+            let stats: Vec<(f32, f32)> = xhat
+                .data
+                .par_chunks_exact(m)
+                .map(|row| {
+                    let (mut sum, mut squares) = (0f64, 0f64);
+                    for &v in row {
+                        let v = v as f64;
+                        sum += v;
+                        squares += v * v;
+                    }
+                    let mean = sum / m as f64;
+                    (
+                        (mean) as f32,
+                        (squares / m as f64 - mean * mean).max(0.0) as f32,
+                    )
+                })
+                .collect();
+            let keep = (1.0 - self.momentum) as f32;
+            let take = self.momentum as f32;
+            for (c, &(mean, var)) in stats.iter().enumerate() {
+                self.running_mean[c] = self.running_mean[c] * keep + mean * take;
+                self.running_var[c] = self.running_var[c] * keep + var * take;
+            }
+            stats
+                .iter()
+                .map(|&(mean, var)| (mean, (1.0 / (var as f64 + self.eps).sqrt()) as f32))
+                .unzip()
+        } else {
+            let inv_std = self
                 .running_var
                 .iter()
                 .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
                 .collect();
-            xhat.data
-                .par_chunks_exact_mut(m)
-                .enumerate()
-                .for_each(|(c, row)| {
-                    let (mean, inv) = (self.running_mean[c], inv_std[c]);
-                    row.iter_mut().for_each(|v| *v = (*v - mean) * inv);
-                });
-            return self.finish(xhat, inv_std);
-        }
-        let stats: Vec<(f32, f32, f32)> = xhat
-            .data
+            (self.running_mean.clone(), inv_std)
+        };
+        // Normalise in place and write γx̂ + β through ReLU beside it, in one pass.
+        let mut out = Maps {
+            data: vec![0.0; xhat.data.len()],
+            ..xhat
+        };
+        xhat.data
             .par_chunks_exact_mut(m)
-            .map(|row| {
-                // Two passes, as burn: the mean, then the mean squared deviation (biased).
-                let mean = (row.iter().map(|&v| v as f64).sum::<f64>() / m as f64) as f32;
-                let var = (row
-                    .iter()
-                    .map(|&v| ((v - mean) as f64).powi(2))
-                    .sum::<f64>()
-                    / m as f64) as f32;
-                let inv = (1.0 / (var as f64 + self.eps).sqrt()) as f32;
-                row.iter_mut().for_each(|v| *v = (*v - mean) * inv);
-                (mean, var, inv)
-            })
-            .collect();
-        let keep = (1.0 - self.momentum) as f32;
-        let take = self.momentum as f32;
-        let mut inv_std = Vec::with_capacity(self.c_out);
-        for (c, &(mean, var, inv)) in stats.iter().enumerate() {
-            self.running_mean[c] = self.running_mean[c] * keep + mean * take;
-            self.running_var[c] = self.running_var[c] * keep + var * take;
-            inv_std.push(inv);
-        }
-        self.finish(xhat, inv_std)
-    }
-
-    /// γ·x̂ + β, then ReLU.
-    fn finish(&self, xhat: Maps, inv_std: Vec<f32>) -> Saved {
-        let m = xhat.plane_all();
-        let mut out = xhat.clone();
-        out.data
-            .par_chunks_exact_mut(m)
+            .zip(out.data.par_chunks_exact_mut(m))
             .enumerate()
-            .for_each(|(c, row)| {
+            .for_each(|(c, (row, dst))| {
+                let (mean, inv) = (mean[c], inv_std[c]);
                 let (g, b) = (self.gamma.value[c], self.beta.value[c]);
-                row.iter_mut().for_each(|v| *v = (*v * g + b).max(0.0));
+                for (v, o) in row.iter_mut().zip(dst) {
+                    *v = (*v - mean) * inv;
+                    *o = (*v * g + b).max(0.0);
+                }
             });
         Saved { xhat, inv_std, out }
     }
@@ -425,6 +427,19 @@ fn max_pool_backward(dy: &Maps, arg: &[u32], like: &Maps) -> Maps {
     dx
 }
 
+/// The input of backbone layer `i`: see [`CpuTrainer::step`].
+fn layer_input<'a>(
+    i: usize,
+    images: &'a Maps,
+    saved: &'a [Saved],
+    pooled: &'a [Option<(Maps, Vec<u32>)>],
+) -> &'a Maps {
+    match i.checked_sub(1) {
+        None => images,
+        Some(p) => pooled[p].as_ref().map_or(&saved[p].out, |(maps, _)| maps),
+    }
+}
+
 /// One head branch: 1×1 bottlenecks (none for branch 1), global average, fully connected.
 struct Branch {
     reduce: Vec<ConvBnRelu>,
@@ -500,31 +515,24 @@ impl CpuTrainer {
     ) -> StepOutput {
         let n = images.len();
         assert_eq!(labels.len(), n, "one label per image");
-        let mut input = Maps {
+        let images = Maps {
             c: 1,
             n,
             h: size,
             w: size,
             data: images.concat(),
         };
-        // Forward, keeping each convolution's input and what its backward needs.
-        let mut inputs = Vec::with_capacity(self.convs.len());
-        let mut saved = Vec::with_capacity(self.convs.len());
-        let mut pools = Vec::new();
+        // Forward. A layer's input is the images, the pooled output before it, or the output
+        // of the layer before it, which its saved state already holds.
+        let mut saved: Vec<Saved> = Vec::with_capacity(self.convs.len());
+        let mut pooled: Vec<Option<(Maps, Vec<u32>)>> = Vec::with_capacity(self.convs.len());
         let last = self.convs.len() - 1;
         for (i, conv) in self.convs.iter_mut().enumerate() {
-            let s = conv.forward(&input, train_backbone);
-            let mut next = s.out.clone();
-            if i % 2 == 1 && i < last {
-                let (pooled, arg) = max_pool(&s.out);
-                pools.push(arg);
-                next = pooled;
-            }
-            inputs.push(input);
+            let s = conv.forward(layer_input(i, &images, &saved, &pooled), train_backbone);
+            pooled.push((i % 2 == 1 && i < last).then(|| max_pool(&s.out)));
             saved.push(s);
-            input = next;
         }
-        let features = input;
+        let features = &saved[last].out;
 
         // The head: every branch's logits, the loss, and the gradient at the features.
         let total_weight: f32 = labels.iter().map(|&l| loss.class_weights[l]).sum();
@@ -583,10 +591,11 @@ impl CpuTrainer {
         if train_backbone {
             let mut d = d_features;
             for i in (0..self.convs.len()).rev() {
-                if i % 2 == 1 && i < last {
-                    d = max_pool_backward(&d, &pools[i / 2], &saved[i].out);
+                if let Some((_, arg)) = &pooled[i] {
+                    d = max_pool_backward(&d, arg, &saved[i].out);
                 }
-                match self.convs[i].backward(&inputs[i], &saved[i], d, i > 0) {
+                let x = layer_input(i, &images, &saved, &pooled);
+                match self.convs[i].backward(x, &saved[i], d, i > 0) {
                     Some(dx) => d = dx,
                     None => break,
                 }
