@@ -24,6 +24,13 @@ const MIN_TILE: usize = 128;
 /// Output rows shorter than this are gathered pixel by pixel rather than copied row by row.
 const SHORT_ROW: usize = 16;
 
+thread_local! {
+    /// Each worker's im2col tile, kept from one convolution to the next: a fresh 512 KiB buffer
+    /// per tile is memory the allocator maps and the kernel faults in again every time. Taken
+    /// out while in use, so a worker that picks up another tile meanwhile gets its own.
+    static COLUMNS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// What follows the (folded) convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -235,46 +242,46 @@ impl FusedConv {
         let pointwise = self.is_pointwise(pad);
         let dst = SharedOut(out.data.as_mut_ptr());
         let geometry = (out.h, out.w);
-        (0..tiles)
-            .into_par_iter()
-            .for_each_init(Vec::new, |col, t| {
-                let q0 = t * tile;
-                let pixels = tile.min(total - q0);
-                for g in 0..self.groups {
-                    let input = &x.data[g * in_g * x.plane_all()..(g + 1) * in_g * x.plane_all()];
-                    let w = &self.weight[g * out_g * k..(g + 1) * out_g * k];
-                    let (cols, cols_row): (&[f32], usize) = if pointwise {
-                        // The input rows already are the columns: [k, total], pixels contiguous.
-                        (&input[q0..], total)
-                    } else {
-                        col.resize(k * pixels, 0.0);
-                        let tile = Tile {
-                            input,
-                            channels: in_g,
-                            x,
-                            pad,
-                            out: geometry,
-                            q0,
-                            pixels,
-                        };
-                        self.im2col(&tile, col);
-                        (col, pixels)
+        (0..tiles).into_par_iter().for_each(|t| {
+            let mut col = COLUMNS.take();
+            let q0 = t * tile;
+            let pixels = tile.min(total - q0);
+            for g in 0..self.groups {
+                let input = &x.data[g * in_g * x.plane_all()..(g + 1) * in_g * x.plane_all()];
+                let w = &self.weight[g * out_g * k..(g + 1) * out_g * k];
+                let (cols, cols_row): (&[f32], usize) = if pointwise {
+                    // The input rows already are the columns: [k, total], pixels contiguous.
+                    (&input[q0..], total)
+                } else {
+                    col.resize(k * pixels, 0.0);
+                    let tile = Tile {
+                        input,
+                        channels: in_g,
+                        x,
+                        pad,
+                        out: geometry,
+                        q0,
+                        pixels,
                     };
-                    // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of every output
-                    // channel, so no two threads write the same element; `dst` outlives the loop.
-                    unsafe {
-                        let base = dst.get().add(g * out_g * total);
-                        matmul(base, total, q0, pixels, out_g, k, cols, cols_row, w, par);
-                        for o in 0..out_g {
-                            let oc = g * out_g + o;
-                            let values =
-                                std::slice::from_raw_parts_mut(base.add(o * total + q0), pixels);
-                            let r = residual.map(|r| &r.data[oc * total + q0..][..pixels]);
-                            self.finish(oc, values, r);
-                        }
+                    self.im2col(&tile, &mut col);
+                    (&col, pixels)
+                };
+                // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of every output
+                // channel, so no two threads write the same element; `dst` outlives the loop.
+                unsafe {
+                    let base = dst.get().add(g * out_g * total);
+                    matmul(base, total, q0, pixels, out_g, k, cols, cols_row, w, par);
+                    for o in 0..out_g {
+                        let oc = g * out_g + o;
+                        let values =
+                            std::slice::from_raw_parts_mut(base.add(o * total + q0), pixels);
+                        let r = residual.map(|r| &r.data[oc * total + q0..][..pixels]);
+                        self.finish(oc, values, r);
                     }
                 }
-            });
+            }
+            COLUMNS.set(col);
+        });
     }
 
     /// The gradient of the loss with respect to this (one-group) convolution's weights, given its
@@ -295,7 +302,8 @@ impl FusedConv {
         let pointwise = self.is_pointwise(pad);
         let partials: Vec<Vec<f32>> = (0..total.div_ceil(tile))
             .into_par_iter()
-            .map_init(Vec::new, |col, t| {
+            .map(|t| {
+                let mut col = COLUMNS.take();
                 let q0 = t * tile;
                 let pixels = tile.min(total - q0);
                 let (cols, cols_row): (&[f32], usize) = if pointwise {
@@ -311,8 +319,8 @@ impl FusedConv {
                         q0,
                         pixels,
                     };
-                    self.im2col(&tile, col);
-                    (col, pixels)
+                    self.im2col(&tile, &mut col);
+                    (&col, pixels)
                 };
                 let mut part = vec![0.0f32; self.c_out * k];
                 // SAFETY: dst is part ([c_out, k] row-major); lhs reads dy's rows
@@ -340,6 +348,7 @@ impl FusedConv {
                         Parallelism::None,
                     );
                 }
+                COLUMNS.set(col);
                 part
             })
             .collect();
