@@ -1,0 +1,202 @@
+//! Training step time of our networks against PyTorch on the same networks, batches and input
+//! sizes, in one run (`benches/train_step_torch.py` is the PyTorch side). One step is what
+//! `train` does per batch: forward in training mode (batch norms on the batch's statistics),
+//! softmax cross-entropy, backward, SGD with momentum 0.9 and weight decay. "cryoprune" is the
+//! path `train` takes on the CPU: [`CpuTrainer`] where it builds the network, burn's autodiff on
+//! the flex backend otherwise ("burn autodiff", also measured for every row for comparison).
+//!
+//! `cargo bench -p cryoprune-model --bench train_step` writes `target/bench/train_step.json`.
+//! `CRYOPRUNE_TORCH_PYTHON` names a Python with torch and torchvision (BENCHMARKS.md shows how to
+//! make one); without it the PyTorch side is not measured. Both sides use every core, warm up,
+//! and report the median of several timed steps. Arguments after `--` pick networks by name.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
+use cryoprune_model::{Arch, Backbone, Classifier, ClassifierConfig, HeadConfig};
+use serde_json::{json, Value};
+
+/// (network, input channels, input size, batch): the rows. The first is `train`'s
+/// default; 3 × 224² is what PickerOptimizer feeds ResNet-18.
+const CASES: [(Arch, usize, usize, usize); 8] = [
+    (Arch::Small, 1, 64, 24),
+    (Arch::Small, 1, 64, 64),
+    (Arch::Small, 1, 128, 24),
+    (Arch::ResNet18, 1, 64, 24),
+    (Arch::ResNet18, 1, 64, 64),
+    (Arch::ResNet18, 1, 128, 24),
+    (Arch::ResNet18, 3, 224, 24),
+    (Arch::EfficientNetLite0, 1, 64, 24),
+];
+const WARMUP: usize = 2;
+const TIMED: usize = 5;
+const CLASSES: usize = 2;
+const SGD: SgdStep = SgdStep {
+    lr: 0.01,
+    momentum: 0.9,
+    weight_decay: 1e-4,
+};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds of `step` after warm-up.
+fn time(mut step: impl FnMut()) -> f64 {
+    let mut times = Vec::new();
+    for i in 0..WARMUP + TIMED {
+        let start = Instant::now();
+        step();
+        if i >= WARMUP {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    median(times)
+}
+
+fn model(arch: Arch, channels: usize, device: &Device) -> Classifier {
+    let config = ClassifierConfig {
+        arch,
+        classes: CLASSES,
+        head: HeadConfig::new(1),
+    };
+    config.init_with(Backbone::new(arch, channels, device), device)
+}
+
+/// Seconds per step of cryoprune's CPU path (None where it does not build the network) and of
+/// burn's autodiff.
+fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>, f64) {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<4>::random(
+        [batch, channels, size, size],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let pixels: Vec<f32> = x.clone().into_data().try_into_vec().expect("f32 input");
+    let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
+    let labels: Vec<usize> = (0..batch).map(|i| i % CLASSES).collect();
+    let mut net = model(arch, channels, &device);
+    let fast = (channels == 1)
+        .then(|| CpuTrainer::new(&net.valid()))
+        .flatten()
+        .map(|mut trainer| {
+            let loss = Loss {
+                class_weights: &[1.0; CLASSES],
+                branch_weights: &[1.0],
+            };
+            time(|| {
+                trainer.step(&images, size, &labels, loss, &SGD, true);
+            })
+        });
+    let mut target = vec![0f32; batch * CLASSES];
+    for (i, &l) in labels.iter().enumerate() {
+        target[i * CLASSES + l] = 1.0 / batch as f32;
+    }
+    let target = Tensor::<2>::from_data(TensorData::new(target, [batch, CLASSES]), &device);
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: SGD.momentum,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .with_weight_decay(Some(WeightDecayConfig {
+            penalty: SGD.weight_decay as f32,
+        }))
+        .init();
+    let burn = time(|| {
+        let logits = net.forward(x.clone()).remove(0);
+        let loss = (log_softmax(logits, 1) * target.clone()).sum().neg();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        net = optim.step(SGD.lr, net.clone(), grads);
+    });
+    (fast, burn)
+}
+
+fn torch(cases: &Value) -> Value {
+    let Ok(python) = std::env::var("CRYOPRUNE_TORCH_PYTHON") else {
+        return json!({"error": "CRYOPRUNE_TORCH_PYTHON not set"});
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/train_step_torch.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(cases.to_string())
+        .arg(WARMUP.to_string())
+        .arg(TIMED.to_string())
+        .output()
+        .expect("start the PyTorch side");
+    if !out.status.success() {
+        return json!({"error": String::from_utf8_lossy(&out.stderr).trim().to_string()});
+    }
+    serde_json::from_slice(&out.stdout).expect("the PyTorch side prints JSON")
+}
+
+fn ms(s: Option<f64>) -> String {
+    s.map_or("-".into(), |s| format!("{:.0} ms", s * 1e3))
+}
+
+fn main() {
+    let threads = rayon::current_num_threads();
+    // `cargo bench ... -- small` runs only the networks named (cargo adds `--bench` itself).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let selected: Vec<_> = CASES
+        .into_iter()
+        .filter(|(arch, ..)| only.is_empty() || only.iter().any(|o| o == arch.name()))
+        .collect();
+    let cases: Vec<Value> = selected
+        .iter()
+        .map(|&(arch, c, s, b)| json!({"arch": arch.name(), "channels": c, "size": s, "batch": b}))
+        .collect();
+    let peer = torch(&json!(cases));
+    let mut rows = Vec::new();
+    println!(
+        "| network | input | batch | PyTorch | cryoprune | burn autodiff | PyTorch / cryoprune |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (i, &(arch, c, s, b)) in selected.iter().enumerate() {
+        let (fast, burn) = ours(arch, c, s, b);
+        let cryoprune = fast.unwrap_or(burn);
+        let theirs = peer["results"][i]["seconds"].as_f64();
+        // Above 1 cryoprune is faster.
+        let ratio = theirs.map(|t| t / cryoprune);
+        println!(
+            "| {} | {c} × {s}² | {b} | {} | {}{} | {} | {} |",
+            arch.name(),
+            ms(theirs),
+            ms(Some(cryoprune)),
+            if fast.is_some() { "" } else { " (burn)" },
+            ms(Some(burn)),
+            ratio.map_or("-".into(), |r| format!("{r:.2}")),
+        );
+        rows.push(json!({
+            "arch": arch.name(), "channels": c, "size": s, "batch": b,
+            "cryoprune_s": cryoprune, "cpu_path": fast.is_some(), "burn_autodiff_s": burn,
+            "torch_s": theirs, "torch_over_cryoprune": ratio,
+        }));
+    }
+    if let Some(e) = peer.get("error") {
+        println!("PyTorch side not measured: {e}");
+    }
+    let report = json!({
+        "threads": threads,
+        "torch": peer.get("torch"),
+        "torch_threads": peer.get("threads"),
+        "cases": rows,
+    });
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join("train_step.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("write report");
+    println!("wrote {}", path.display());
+}
