@@ -797,6 +797,16 @@ fn self_training_on_the_unlabelled_picks() {
 
 /// `extract` carries the labels into its particle STAR; `train` and `evaluate` then read the
 /// labelled stack without micrographs, as a RELION user's selected particles would be read.
+/// A model directory's tensors by name (the file's header order is not fixed).
+fn weights(model: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(model.join("weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
 #[test]
 fn trains_and_evaluates_from_a_labelled_particle_star() {
     let Some(d) = data() else { return };
@@ -812,28 +822,41 @@ fn trains_and_evaluates_from_a_labelled_particle_star() {
     assert!(written.contains("_rlnImageName") && written.contains("particle"));
 
     let model = dir.path().join("model");
-    let o = cryoprune(&[
-        "train",
-        "--arch",
-        "small",
-        "--pretrained",
-        "none",
-        "--labels",
-        s(&star),
-        "--input-size",
-        "24",
-        "--shots",
-        "8",
-        "--epochs",
-        "2",
-        "--val-max",
-        "30",
-        "--out",
-        s(&model),
-    ]);
+    let train = |threads: &str, out: &Path| {
+        cryoprune(&[
+            "train",
+            "--arch",
+            "small",
+            "--pretrained",
+            "none",
+            "--labels",
+            s(&star),
+            "--input-size",
+            "24",
+            "--shots",
+            "8",
+            "--epochs",
+            "2",
+            "--val-max",
+            "30",
+            "--threads",
+            threads,
+            "--out",
+            s(out),
+        ])
+    };
+    let o = train("2", &model);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("particle images in 2 classes"), "{t}");
+    // The CPU training path sums in a fixed order: one thread trains the same weights.
+    let single = dir.path().join("model-1-thread");
+    let o = train("1", &single);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        weights(&model) == weights(&single),
+        "two threads and one trained different weights"
+    );
     assert!(
         t.contains("training on 16 picks (8 junk, 8 particle)"),
         "{t}"
