@@ -1,6 +1,7 @@
 //! Training the default network on the CPU without burn's autodiff. burn's CPU backend records
 //! every tensor operation of a step and replays it backwards, converting layouts and making a
-//! pass over memory per operation (measured: 2.8× PyTorch's step time on the small network).
+//! pass over memory per operation (measured: 3.3× PyTorch's step time on the small network;
+//! BENCHMARKS.md).
 //! [`CpuTrainer`] runs the small network and the multi-loss head as a fixed sequence of layers
 //! that keep what their backward needs: convolutions as im2col and matrix products (the
 //! inference path's, in [`FusedConv`]), the input gradient as the convolution of the output
