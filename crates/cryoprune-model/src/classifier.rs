@@ -1,5 +1,6 @@
 //! A backbone plus the multi-loss head: the network every cryoprune command trains or runs.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -194,11 +195,42 @@ impl Classifier {
     }
 }
 
-/// A module's weights as safetensors bytes (every tensor, batch-norm statistics included).
+/// A module's weights as safetensors bytes (every tensor, batch-norm statistics included). The
+/// same weights give the same bytes, so the SHA-256 a model directory records means the weights.
 pub fn to_safetensors<M: ModuleSnapshot>(module: &M) -> Result<Vec<u8>, String> {
     let mut store = SafetensorsStore::from_bytes(None);
     module.save_into(&mut store).map_err(|e| e.to_string())?;
-    store.get_bytes().map_err(|e| e.to_string())
+    sorted_header(store.get_bytes().map_err(|e| e.to_string())?)
+}
+
+/// `bytes` with the safetensors header's keys in sorted order. burn writes its metadata from a
+/// hash map, in an order that changes from run to run; the tensors' data (and their offsets,
+/// which the header states explicitly) stay as they are.
+fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let bad = || "safetensors bytes without a valid header".to_string();
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let end = usize::try_from(u64::from_le_bytes(len))
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(bad)?;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..end]).map_err(|e| e.to_string())?;
+    let header: BTreeMap<String, BTreeMap<String, serde_json::Value>> = header
+        .into_iter()
+        .map(|(k, v)| Ok((k, serde_json::from_value(v).map_err(|e| e.to_string())?)))
+        .collect::<Result<_, String>>()?;
+    let mut json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // The format pads the header with spaces so the data starts 8-byte aligned.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - end);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
 }
 
 /// Fills `module` from safetensors `bytes`; every tensor must be there and fit.
@@ -213,4 +245,34 @@ pub fn load_safetensors<M: ModuleSnapshot>(module: &mut M, bytes: Vec<u8>) -> Re
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_weights_give_the_same_bytes_and_load_back() {
+        let device = Device::flex();
+        let config = ClassifierConfig {
+            arch: Arch::Small,
+            classes: 2,
+            head: HeadConfig::new(2),
+        };
+        let model = config.init(&device);
+        let first = to_safetensors(&model).unwrap();
+        for _ in 0..5 {
+            assert!(to_safetensors(&model).unwrap() == first, "bytes changed");
+        }
+        let (_, header) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(header.metadata().as_ref().unwrap()["producer"], "burn");
+        assert!(safetensors::SafeTensors::deserialize(&first).is_ok());
+        let mut copy = config.init(&device);
+        load_safetensors(&mut copy, first.clone()).unwrap();
+        assert!(
+            to_safetensors(&copy).unwrap() == first,
+            "a loaded copy differs"
+        );
+        assert!(sorted_header(vec![1, 2, 3]).is_err());
+    }
 }

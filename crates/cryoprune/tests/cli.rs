@@ -797,16 +797,6 @@ fn self_training_on_the_unlabelled_picks() {
 
 /// `extract` carries the labels into its particle STAR; `train` and `evaluate` then read the
 /// labelled stack without micrographs, as a RELION user's selected particles would be read.
-/// A model directory's tensors by name (the file's header order is not fixed).
-fn weights(model: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(model.join("weights.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect()
-}
-
 #[test]
 fn trains_and_evaluates_from_a_labelled_particle_star() {
     let Some(d) = data() else { return };
@@ -853,6 +843,7 @@ fn trains_and_evaluates_from_a_labelled_particle_star() {
     let single = dir.path().join("model-1-thread");
     let o = train("1", &single);
     assert!(o.status.success(), "{}", text(&o));
+    let weights = |m: &Path| std::fs::read(m.join("weights.safetensors")).unwrap();
     assert!(
         weights(&model) == weights(&single),
         "two threads and one trained different weights"
