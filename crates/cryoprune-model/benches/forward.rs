@@ -9,13 +9,13 @@
 //! on fresh random weights (speed does not depend on the values), use every core, warm up, and
 //! report the median of several timed batches. Arguments after `--` pick networks by name.
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
+mod common;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use cryoprune_model::{Arch, Backbone, ClassifierConfig, FusedNet, HeadConfig};
-use serde_json::{json, Value};
+use serde_json::json;
+
+use common::{finish, seconds, selected, torch};
 
 /// (network, input channels, input size, batch). The first is what PickerOptimizer runs
 /// (ResNet-18 on a 224 px RGB copy of each particle); the last is cryoprune's default.
@@ -25,14 +25,6 @@ const CASES: [(Arch, usize, usize, usize); 4] = [
     (Arch::ResNet18, 1, 64, 128),
     (Arch::Small, 1, 64, 128),
 ];
-const WARMUP: usize = 2;
-const TIMED: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Images per second of cryoprune's CPU inference ([`FusedNet`]) and of the same model run
 /// through burn's layers on the flex backend.
 fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (f64, f64) {
@@ -64,52 +56,13 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (f64, f64) {
 
 /// Images per second of `run` on a batch, the median of the timed repeats after warm-up.
 fn rate(batch: usize, mut run: impl FnMut() -> Vec<f32>) -> f64 {
-    let mut times = Vec::new();
-    for i in 0..WARMUP + TIMED {
-        let start = Instant::now();
-        let values = run();
-        assert_eq!(values.len(), batch * 2);
-        if i >= WARMUP {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
-    batch as f64 / median(times)
-}
-
-fn torch(cases: &Value) -> Value {
-    let Ok(python) = std::env::var("CRYOPRUNE_TORCH_PYTHON") else {
-        return json!({"error": "CRYOPRUNE_TORCH_PYTHON not set"});
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/forward_torch.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(cases.to_string())
-        .arg(WARMUP.to_string())
-        .arg(TIMED.to_string())
-        .output()
-        .expect("start the PyTorch side");
-    if !out.status.success() {
-        return json!({"error": String::from_utf8_lossy(&out.stderr).trim().to_string()});
-    }
-    serde_json::from_slice(&out.stdout).expect("the PyTorch side prints JSON")
+    batch as f64 / seconds(|| assert_eq!(run().len(), batch * 2))
 }
 
 fn main() {
     let threads = rayon::current_num_threads();
-    // `cargo bench ... -- small` runs only the networks named (cargo adds `--bench` itself).
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let selected: Vec<_> = CASES
-        .into_iter()
-        .filter(|(arch, ..)| only.is_empty() || only.iter().any(|o| o == arch.name()))
-        .collect();
-    let cases: Vec<Value> = selected
-        .iter()
-        .map(|&(arch, c, s, b)| json!({"arch": arch.name(), "channels": c, "size": s, "batch": b}))
-        .collect();
-    let peer = torch(&json!(cases));
+    let (selected, cases) = selected(CASES);
+    let peer = torch("forward_torch.py", &cases);
     let mut rows = Vec::new();
     for (i, &(arch, c, s, b)) in selected.iter().enumerate() {
         let (ours, layers) = ours(arch, c, s, b);
@@ -127,9 +80,6 @@ fn main() {
             "torch_images_per_s": theirs, "ratio": ratio,
         }));
     }
-    if let Some(e) = peer.get("error") {
-        println!("PyTorch side not measured: {e}");
-    }
     let report = json!({
         "threads": threads,
         "backend": "pure Rust: cryoprune's fused CPU inference on the gemm crate (burn layers: burn flex)",
@@ -137,9 +87,5 @@ fn main() {
         "torch_threads": peer.get("threads"),
         "cases": rows,
     });
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("forward.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("write report");
-    println!("wrote {}", path.display());
+    finish(&peer, report, "forward.json");
 }

@@ -10,9 +10,7 @@
 //! make one); without it the PyTorch side is not measured. Both sides use every core, warm up,
 //! and report the median of several timed steps. Arguments after `--` pick networks by name.
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
+mod common;
 
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
@@ -22,7 +20,9 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
 use cryoprune_model::{Arch, Backbone, Classifier, ClassifierConfig, HeadConfig};
-use serde_json::{json, Value};
+use serde_json::json;
+
+use common::{finish, seconds, selected, torch};
 
 /// (network, input channels, input size, batch): the rows. The first is `train`'s
 /// default; 3 × 224² is what PickerOptimizer feeds ResNet-18.
@@ -36,32 +36,12 @@ const CASES: [(Arch, usize, usize, usize); 8] = [
     (Arch::ResNet18, 3, 224, 24),
     (Arch::EfficientNetLite0, 1, 64, 24),
 ];
-const WARMUP: usize = 2;
-const TIMED: usize = 5;
 const CLASSES: usize = 2;
 const SGD: SgdStep = SgdStep {
     lr: 0.01,
     momentum: 0.9,
     weight_decay: 1e-4,
 };
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Median seconds of `step` after warm-up.
-fn time(mut step: impl FnMut()) -> f64 {
-    let mut times = Vec::new();
-    for i in 0..WARMUP + TIMED {
-        let start = Instant::now();
-        step();
-        if i >= WARMUP {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
-    median(times)
-}
 
 fn model(arch: Arch, channels: usize, device: &Device) -> Classifier {
     let config = ClassifierConfig {
@@ -93,7 +73,7 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>,
                 class_weights: &[1.0; CLASSES],
                 branch_weights: &[1.0],
             };
-            time(|| {
+            seconds(|| {
                 trainer.step(&images, size, &labels, loss, &SGD, true);
             })
         });
@@ -112,7 +92,7 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>,
             penalty: SGD.weight_decay as f32,
         }))
         .init();
-    let burn = time(|| {
+    let burn = seconds(|| {
         let logits = net.forward(x.clone()).remove(0);
         let loss = (log_softmax(logits, 1) * target.clone()).sum().neg();
         let grads = GradientsParams::from_grads(loss.backward(), &net);
@@ -121,44 +101,14 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>,
     (fast, burn)
 }
 
-fn torch(cases: &Value) -> Value {
-    let Ok(python) = std::env::var("CRYOPRUNE_TORCH_PYTHON") else {
-        return json!({"error": "CRYOPRUNE_TORCH_PYTHON not set"});
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/train_step_torch.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(cases.to_string())
-        .arg(WARMUP.to_string())
-        .arg(TIMED.to_string())
-        .output()
-        .expect("start the PyTorch side");
-    if !out.status.success() {
-        return json!({"error": String::from_utf8_lossy(&out.stderr).trim().to_string()});
-    }
-    serde_json::from_slice(&out.stdout).expect("the PyTorch side prints JSON")
-}
-
 fn ms(s: Option<f64>) -> String {
     s.map_or("-".into(), |s| format!("{:.0} ms", s * 1e3))
 }
 
 fn main() {
     let threads = rayon::current_num_threads();
-    // `cargo bench ... -- small` runs only the networks named (cargo adds `--bench` itself).
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let selected: Vec<_> = CASES
-        .into_iter()
-        .filter(|(arch, ..)| only.is_empty() || only.iter().any(|o| o == arch.name()))
-        .collect();
-    let cases: Vec<Value> = selected
-        .iter()
-        .map(|&(arch, c, s, b)| json!({"arch": arch.name(), "channels": c, "size": s, "batch": b}))
-        .collect();
-    let peer = torch(&json!(cases));
+    let (selected, cases) = selected(CASES);
+    let peer = torch("train_step_torch.py", &cases);
     let mut rows = Vec::new();
     println!(
         "| network | input | batch | PyTorch | cryoprune | burn autodiff | PyTorch / cryoprune |"
@@ -185,18 +135,11 @@ fn main() {
             "torch_s": theirs, "torch_over_cryoprune": ratio,
         }));
     }
-    if let Some(e) = peer.get("error") {
-        println!("PyTorch side not measured: {e}");
-    }
     let report = json!({
         "threads": threads,
         "torch": peer.get("torch"),
         "torch_threads": peer.get("threads"),
         "cases": rows,
     });
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("train_step.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("write report");
-    println!("wrote {}", path.display());
+    finish(&peer, report, "train_step.json");
 }

@@ -1,0 +1,81 @@
+//! What the network benchmarks share: picking cases from the command line, running the PyTorch
+//! side of a benchmark, and writing the report.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use cryoprune_model::Arch;
+use serde_json::{json, Value};
+
+const WARMUP: usize = 2;
+const TIMED: usize = 5;
+
+/// Median seconds of `run` over the timed repeats after warm-up.
+pub fn seconds(mut run: impl FnMut()) -> f64 {
+    let mut times = Vec::new();
+    for i in 0..WARMUP + TIMED {
+        let start = Instant::now();
+        run();
+        if i >= WARMUP {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// The cases whose network is named after `--` (`cargo bench ... -- small`; cargo adds
+/// `--bench` itself), or all of them, with their JSON form for the PyTorch side.
+pub fn selected<const N: usize>(
+    cases: [(Arch, usize, usize, usize); N],
+) -> (Vec<(Arch, usize, usize, usize)>, Value) {
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let selected: Vec<_> = cases
+        .into_iter()
+        .filter(|(arch, ..)| only.is_empty() || only.iter().any(|o| o == arch.name()))
+        .collect();
+    let json = selected
+        .iter()
+        .map(|&(arch, c, s, b)| json!({"arch": arch.name(), "channels": c, "size": s, "batch": b}))
+        .collect();
+    (selected, Value::Array(json))
+}
+
+/// Runs `benches/<script>` with the Python named by `CRYOPRUNE_TORCH_PYTHON` on `cases`; its
+/// JSON answer, or {"error"} saying why there is none.
+pub fn torch(script: &str, cases: &Value) -> Value {
+    let Ok(python) = std::env::var("CRYOPRUNE_TORCH_PYTHON") else {
+        return json!({"error": "CRYOPRUNE_TORCH_PYTHON not set"});
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join(script);
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(cases.to_string())
+        .arg(WARMUP.to_string())
+        .arg(TIMED.to_string())
+        .output()
+        .expect("start the PyTorch side");
+    if !out.status.success() {
+        return json!({"error": String::from_utf8_lossy(&out.stderr).trim().to_string()});
+    }
+    serde_json::from_slice(&out.stdout).expect("the PyTorch side prints JSON")
+}
+
+/// Says why the PyTorch side was not measured, if it was not, and writes `report` to
+/// `target/bench/<file>`.
+pub fn finish(peer: &Value, report: Value, file: &str) {
+    if let Some(e) = peer.get("error") {
+        println!("PyTorch side not measured: {e}");
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join(file);
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("write report");
+    println!("wrote {}", path.display());
+}
