@@ -31,6 +31,11 @@ thread_local! {
     static COLUMNS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// Output pixels per im2col tile of `k` rows, out of `total`.
+fn tile_pixels(k: usize, total: usize) -> usize {
+    (TILE_FLOATS / k).max(MIN_TILE).min(total.max(1))
+}
+
 /// What follows the (folded) convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -232,14 +237,13 @@ impl FusedConv {
         let out_g = self.c_out / self.groups;
         let k = in_g * self.kernel[0] * self.kernel[1];
         let total = out.n * out.h * out.w;
-        let tile = (TILE_FLOATS / k).max(MIN_TILE).min(total.max(1));
+        let tile = tile_pixels(k, total);
         let tiles = total.div_ceil(tile);
         let par = if self.split_products && tiles < rayon::current_num_threads() {
             Parallelism::Rayon(0)
         } else {
             Parallelism::None
         };
-        let pointwise = self.is_pointwise(pad);
         let dst = SharedOut(out.data.as_mut_ptr());
         let geometry = (out.h, out.w);
         (0..tiles).into_par_iter().for_each(|t| {
@@ -249,23 +253,16 @@ impl FusedConv {
             for g in 0..self.groups {
                 let input = &x.data[g * in_g * x.plane_all()..(g + 1) * in_g * x.plane_all()];
                 let w = &self.weight[g * out_g * k..(g + 1) * out_g * k];
-                let (cols, cols_row): (&[f32], usize) = if pointwise {
-                    // The input rows already are the columns: [k, total], pixels contiguous.
-                    (&input[q0..], total)
-                } else {
-                    col.resize(k * pixels, 0.0);
-                    let tile = Tile {
-                        input,
-                        channels: in_g,
-                        x,
-                        pad,
-                        out: geometry,
-                        q0,
-                        pixels,
-                    };
-                    self.im2col(&tile, &mut col);
-                    (&col, pixels)
+                let tile = Tile {
+                    input,
+                    channels: in_g,
+                    x,
+                    pad,
+                    out: geometry,
+                    q0,
+                    pixels,
                 };
+                let (cols, cols_row) = self.columns(&tile, &mut col);
                 // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of every output
                 // channel, so no two threads write the same element; `dst` outlives the loop.
                 unsafe {
@@ -298,30 +295,23 @@ impl FusedConv {
         );
         let k = self.c_in * self.kernel[0] * self.kernel[1];
         let total = dy.plane_all();
-        let tile = (TILE_FLOATS / k).max(MIN_TILE).min(total.max(1));
-        let pointwise = self.is_pointwise(pad);
+        let tile = tile_pixels(k, total);
         let partials: Vec<Vec<f32>> = (0..total.div_ceil(tile))
             .into_par_iter()
             .map(|t| {
                 let mut col = COLUMNS.take();
                 let q0 = t * tile;
                 let pixels = tile.min(total - q0);
-                let (cols, cols_row): (&[f32], usize) = if pointwise {
-                    (&x.data[q0..], total)
-                } else {
-                    col.resize(k * pixels, 0.0);
-                    let tile = Tile {
-                        input: &x.data,
-                        channels: self.c_in,
-                        x,
-                        pad,
-                        out: (oh, ow),
-                        q0,
-                        pixels,
-                    };
-                    self.im2col(&tile, &mut col);
-                    (&col, pixels)
+                let tile = Tile {
+                    input: &x.data,
+                    channels: self.c_in,
+                    x,
+                    pad,
+                    out: (oh, ow),
+                    q0,
+                    pixels,
                 };
+                let (cols, cols_row) = self.columns(&tile, &mut col);
                 let mut part = vec![0.0f32; self.c_out * k];
                 // SAFETY: dst is part ([c_out, k] row-major); lhs reads dy's rows
                 // [q0, q0 + pixels) of every channel, rhs the tile's k columns of `pixels`.
@@ -358,6 +348,21 @@ impl FusedConv {
             sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
         }
         sum
+    }
+
+    /// The tile's input patches as a matrix product's columns, [k, pixels] with the row stride
+    /// returned: a pointwise convolution's input rows as they are (pixels contiguous over the
+    /// whole batch), otherwise gathered into `col`.
+    fn columns<'a>(&self, tile: &Tile<'a>, col: &'a mut Vec<f32>) -> (&'a [f32], usize) {
+        if self.is_pointwise(tile.pad) {
+            return (&tile.input[tile.q0..], tile.x.plane_all());
+        }
+        col.resize(
+            tile.channels * self.kernel[0] * self.kernel[1] * tile.pixels,
+            0.0,
+        );
+        self.im2col(tile, col);
+        (col, tile.pixels)
     }
 
     /// Fills `col` ([k, pixels], row-major) with the input patches of the tile's output pixels;
