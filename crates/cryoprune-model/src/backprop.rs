@@ -20,6 +20,8 @@ use rayon::prelude::*;
 
 use crate::classifier::{Backbone, Classifier};
 use crate::infer::conv::{floats, FusedConv};
+use crate::infer::net::linear;
+use crate::infer::pool::global_average;
 use crate::infer::Maps;
 use crate::layers::ConvBn;
 
@@ -318,15 +320,9 @@ impl Dense {
 
     /// x [n, inputs] -> [n, outputs].
     fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(x.len() / self.inputs * self.outputs);
-        for row in x.chunks_exact(self.inputs) {
-            let mut o = self.bias.value.clone();
-            for (&xi, w) in row.iter().zip(self.weight.value.chunks_exact(self.outputs)) {
-                o.iter_mut().zip(w).for_each(|(o, &w)| *o += xi * w);
-            }
-            out.extend(o);
-        }
-        out
+        x.chunks_exact(self.inputs)
+            .flat_map(|row| linear(&self.weight.value, &self.bias.value, row))
+            .collect()
     }
 
     /// Sets the gradients from dy [n, outputs] at input x; returns dx [n, inputs].
@@ -364,16 +360,6 @@ impl Dense {
             bias: bias.map(|b| self.bias.write(b)),
         }
     }
-}
-
-/// The mean of each map: [c, n, h, w] -> [n, c].
-fn global_average(x: &Maps) -> Vec<f32> {
-    let pixels = (x.h * x.w) as f32;
-    let mut out = vec![0.0; x.n * x.c];
-    for (i, plane) in x.data.chunks_exact(x.h * x.w).enumerate() {
-        out[(i % x.n) * x.c + i / x.n] = plane.iter().sum::<f32>() / pixels;
-    }
-    out
 }
 
 /// The gradient of [`global_average`]: each map's share of dy [n, c], spread over its pixels.

@@ -7,7 +7,7 @@
 //! Both give the same probabilities (the tests compare them on every architecture).
 
 pub(crate) mod conv;
-mod net;
+pub(crate) mod net;
 pub(crate) mod pool;
 
 use burn::tensor::{Device, Tensor, TensorData};

@@ -35,13 +35,17 @@ impl Dense {
     }
 
     fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let mut out = self.bias.clone();
-        let n = out.len();
-        for (&xi, row) in x.iter().zip(self.weight.chunks_exact(n)) {
-            out.iter_mut().zip(row).for_each(|(o, &w)| *o += xi * w);
-        }
-        out
+        linear(&self.weight, &self.bias, x)
     }
+}
+
+/// bias + x·weight for one input row `x`, with the weight [inputs, outputs] as burn stores it.
+pub(crate) fn linear(weight: &[f32], bias: &[f32], x: &[f32]) -> Vec<f32> {
+    let mut out = bias.to_vec();
+    for (&xi, row) in x.iter().zip(weight.chunks_exact(bias.len())) {
+        out.iter_mut().zip(row).for_each(|(o, &w)| *o += xi * w);
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
