@@ -15,6 +15,9 @@
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::SgdConfig;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -32,6 +35,22 @@ pub struct SgdStep {
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+}
+
+impl SgdStep {
+    /// burn's SGD with the same momentum and weight decay (the rate is given at each step): the
+    /// optimiser of every network the CPU path does not train, and its reference.
+    pub fn burn(&self) -> SgdConfig {
+        SgdConfig::new()
+            .with_momentum(Some(MomentumConfig {
+                momentum: self.momentum,
+                dampening: 0.0,
+                nesterov: false,
+            }))
+            .with_weight_decay((self.weight_decay > 0.0).then_some(WeightDecayConfig {
+                penalty: self.weight_decay as f32,
+            }))
+    }
 }
 
 /// The weighted multi-branch cross-entropy a step minimises.

@@ -6,9 +6,7 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
@@ -302,14 +300,6 @@ impl Probe {
     }
 }
 
-/// The network as trained so far, for inference.
-fn current(model: &Classifier, fast: &Option<CpuTrainer>) -> Classifier {
-    match fast {
-        Some(f) => f.write(model.valid()),
-        None => model.valid(),
-    }
-}
-
 /// Trains `model` (built on `device`, which must have autodiff) on `train`, validating on `val`.
 pub fn train(
     mut model: Classifier,
@@ -335,16 +325,13 @@ pub fn train(
         None => vec![1.0; k],
     };
     let device = device.clone().autodiff();
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: cfg.momentum,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .with_weight_decay((cfg.weight_decay > 0.0).then_some(WeightDecayConfig {
-            penalty: cfg.weight_decay as f32,
-        }))
-        .init();
+    // The rate is the schedule's, set at each step.
+    let sgd = SgdStep {
+        lr: 0.0,
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+    };
+    let mut optim = sgd.burn().init();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let batch = cfg.batch.max(1);
     let per_epoch = (train.len() * cfg.repeats.max(1)).div_ceil(batch);
@@ -400,11 +387,7 @@ pub fn train(
                     class_weights: &weights,
                     branch_weights: &cfg.head.branch_weights,
                 };
-                let sgd = SgdStep {
-                    lr,
-                    momentum: cfg.momentum,
-                    weight_decay: cfg.weight_decay,
-                };
+                let sgd = SgdStep { lr, ..sgd };
                 let out = fast.step(&refs, train.size, &labels, loss, &sgd, !frozen);
                 let pred = out.logits.chunks_exact(k).map(argmax).collect();
                 (out.loss as f64, pred)
@@ -464,9 +447,13 @@ pub fn train(
             val_macro_f1: None,
             seconds: 0.0,
         };
+        // The network as trained so far, for validation and as the best epoch's candidate.
+        let inference = match &fast {
+            Some(f) => f.write(model.valid()),
+            None => model.valid(),
+        };
         let score = match val.filter(|v| !v.is_empty()) {
             Some(v) => {
-                let inference = current(&model, &fast);
                 let plain = device.clone().without_autodiff();
                 let Scored { probs, report, .. } = match &probe {
                     Some(p) => {
@@ -502,7 +489,7 @@ pub fn train(
         history.push(stats);
         // Ties go to the later epoch: more training at equal validation is the better bet.
         if best.as_ref().is_none_or(|(s, _, _)| score >= *s) {
-            best = Some((score, epoch + 1, current(&model, &fast)));
+            best = Some((score, epoch + 1, inference));
         }
     }
     let (_, best_epoch, best_model) = best.expect("at least one epoch");

@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
 use cryoprune_model::classifier::to_safetensors;
@@ -84,16 +82,7 @@ fn compare(branches: usize, train_backbone: bool) {
     let before = tensors(&reference);
     let mut ours = CpuTrainer::new(&reference).expect("the small network trains on the CPU");
     let head = HeadConfig::new(branches);
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: SGD.momentum,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .with_weight_decay(Some(WeightDecayConfig {
-            penalty: SGD.weight_decay as f32,
-        }))
-        .init();
+    let mut optim = SGD.burn().init();
     for step in 0..2 {
         let batch = images(step);
         let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
