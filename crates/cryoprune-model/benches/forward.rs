@@ -11,11 +11,11 @@
 
 mod common;
 
-use burn::tensor::{Device, Distribution, Tensor};
-use cryoprune_model::{Arch, Backbone, ClassifierConfig, FusedNet, HeadConfig};
+use burn::tensor::Device;
+use cryoprune_model::{Arch, FusedNet};
 use serde_json::json;
 
-use common::{finish, seconds, selected, torch};
+use common::{finish, network, noise, seconds, selected, torch, CLASSES};
 
 /// (network, input channels, input size, batch). The first is what PickerOptimizer runs
 /// (ResNet-18 on a 224 px RGB copy of each particle); the last is cryoprune's default.
@@ -29,18 +29,8 @@ const CASES: [(Arch, usize, usize, usize); 4] = [
 /// through burn's layers on the flex backend.
 fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (f64, f64) {
     let device = Device::flex();
-    let config = ClassifierConfig {
-        arch,
-        classes: 2,
-        head: HeadConfig::new(1),
-    };
-    let model = config.init_with(Backbone::new(arch, channels, &device), &device);
-    let x = Tensor::<4>::random(
-        [batch, channels, size, size],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let pixels: Vec<f32> = x.clone().into_data().try_into_vec().expect("f32 input");
+    let model = network(arch, channels, &device);
+    let (x, pixels) = noise(batch, channels, size, &device);
     let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
     let fused = FusedNet::new(&model);
     let fused_rate = rate(batch, || {
@@ -56,7 +46,7 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (f64, f64) {
 
 /// Images per second of `run` on a batch, the median of the timed repeats after warm-up.
 fn rate(batch: usize, mut run: impl FnMut() -> Vec<f32>) -> f64 {
-    batch as f64 / seconds(|| assert_eq!(run().len(), batch * 2))
+    batch as f64 / seconds(|| assert_eq!(run().len(), batch * CLASSES))
 }
 
 fn main() {

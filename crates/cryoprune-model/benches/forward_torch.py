@@ -46,25 +46,37 @@ def build(arch, channels):
     raise SystemExit(f"unknown network {arch}")
 
 
-def main():
+def run(prepare, report):
+    """Times every case of argv (CASES_JSON WARMUP TIMED) on every core and prints the JSON
+    answer: `prepare(case)` builds the case and returns one repetition to time, `report(case,
+    seconds)` turns the median into the case's result."""
     cases, warmup, timed = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
     results = []
     for case in cases:
-        model = build(case["arch"], case["channels"]).eval()
-        x = torch.randn(case["batch"], case["channels"], case["size"], case["size"])
+        once = prepare(case)
         times = []
-        with torch.inference_mode():
-            for i in range(warmup + timed):
-                start = time.perf_counter()
-                torch.softmax(model(x), 1).numpy()
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
+        for i in range(warmup + timed):
+            start = time.perf_counter()
+            once()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
         times.sort()
-        results.append({"images_per_s": case["batch"] / times[len(times) // 2]})
+        results.append(report(case, times[len(times) // 2]))
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}))
 
 
+def forward(case):
+    model = build(case["arch"], case["channels"]).eval()
+    x = torch.randn(case["batch"], case["channels"], case["size"], case["size"])
+
+    def once():
+        with torch.inference_mode():
+            torch.softmax(model(x), 1).numpy()
+
+    return once
+
+
 if __name__ == "__main__":
-    main()
+    run(forward, lambda case, seconds: {"images_per_s": case["batch"] / seconds})

@@ -13,16 +13,14 @@
 mod common;
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
-use cryoprune_model::{Arch, Backbone, Classifier, ClassifierConfig, HeadConfig};
+use cryoprune_model::Arch;
 use serde_json::json;
 
-use common::{finish, seconds, selected, torch};
+use common::{finish, network, noise, seconds, selected, torch, CLASSES};
 
 /// (network, input channels, input size, batch): the rows. The first is `train`'s
 /// default; 3 × 224² is what PickerOptimizer feeds ResNet-18.
@@ -36,35 +34,20 @@ const CASES: [(Arch, usize, usize, usize); 8] = [
     (Arch::ResNet18, 3, 224, 24),
     (Arch::EfficientNetLite0, 1, 64, 24),
 ];
-const CLASSES: usize = 2;
 const SGD: SgdStep = SgdStep {
     lr: 0.01,
     momentum: 0.9,
     weight_decay: 1e-4,
 };
 
-fn model(arch: Arch, channels: usize, device: &Device) -> Classifier {
-    let config = ClassifierConfig {
-        arch,
-        classes: CLASSES,
-        head: HeadConfig::new(1),
-    };
-    config.init_with(Backbone::new(arch, channels, device), device)
-}
-
 /// Seconds per step of cryoprune's CPU path (None where it does not build the network) and of
 /// burn's autodiff.
 fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>, f64) {
     let device = Device::flex().autodiff();
-    let x = Tensor::<4>::random(
-        [batch, channels, size, size],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let pixels: Vec<f32> = x.clone().into_data().try_into_vec().expect("f32 input");
+    let (x, pixels) = noise(batch, channels, size, &device);
     let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
     let labels: Vec<usize> = (0..batch).map(|i| i % CLASSES).collect();
-    let mut net = model(arch, channels, &device);
+    let mut net = network(arch, channels, &device);
     let fast = (channels == 1)
         .then(|| CpuTrainer::new(&net.valid()))
         .flatten()
@@ -82,16 +65,7 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>,
         target[i * CLASSES + l] = 1.0 / batch as f32;
     }
     let target = Tensor::<2>::from_data(TensorData::new(target, [batch, CLASSES]), &device);
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: SGD.momentum,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .with_weight_decay(Some(WeightDecayConfig {
-            penalty: SGD.weight_decay as f32,
-        }))
-        .init();
+    let mut optim = SGD.burn().init();
     let burn = seconds(|| {
         let logits = net.forward(x.clone()).remove(0);
         let loss = (log_softmax(logits, 1) * target.clone()).sum().neg();

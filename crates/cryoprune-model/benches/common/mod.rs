@@ -5,11 +5,37 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use cryoprune_model::Arch;
+use burn::tensor::{Device, Distribution, Tensor};
+use cryoprune_model::{Arch, Backbone, Classifier, ClassifierConfig, HeadConfig};
 use serde_json::{json, Value};
 
 const WARMUP: usize = 2;
 const TIMED: usize = 5;
+
+/// Classes of every benchmarked network; the PyTorch side builds the same.
+pub const CLASSES: usize = 2;
+
+/// `arch` on `channels`-channel input with a one-branch head, fresh random weights (speed does
+/// not depend on the values).
+pub fn network(arch: Arch, channels: usize, device: &Device) -> Classifier {
+    let config = ClassifierConfig {
+        arch,
+        classes: CLASSES,
+        head: HeadConfig::new(1),
+    };
+    config.init_with(Backbone::new(arch, channels, device), device)
+}
+
+/// A batch of normal noise, as a tensor and as its pixels.
+pub fn noise(batch: usize, channels: usize, size: usize, device: &Device) -> (Tensor<4>, Vec<f32>) {
+    let x = Tensor::<4>::random(
+        [batch, channels, size, size],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let pixels = x.clone().into_data().try_into_vec().expect("f32 input");
+    (x, pixels)
+}
 
 /// Median seconds of `run` over the timed repeats after warm-up.
 pub fn seconds(mut run: impl FnMut()) -> f64 {
