@@ -48,18 +48,15 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>,
     let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
     let labels: Vec<usize> = (0..batch).map(|i| i % CLASSES).collect();
     let mut net = network(arch, channels, &device);
-    let fast = (channels == 1)
-        .then(|| CpuTrainer::new(&net.valid()))
-        .flatten()
-        .map(|mut trainer| {
-            let loss = Loss {
-                class_weights: &[1.0; CLASSES],
-                branch_weights: &[1.0],
-            };
-            seconds(|| {
-                trainer.step(&images, size, &labels, loss, &SGD, true);
-            })
-        });
+    let fast = CpuTrainer::new(&net.valid()).map(|mut trainer| {
+        let loss = Loss {
+            class_weights: &[1.0; CLASSES],
+            branch_weights: &[1.0],
+        };
+        seconds(|| {
+            trainer.step(&images, size, &labels, loss, &SGD, true);
+        })
+    });
     let mut target = vec![0f32; batch * CLASSES];
     for (i, &l) in labels.iter().enumerate() {
         target[i * CLASSES + l] = 1.0 / batch as f32;

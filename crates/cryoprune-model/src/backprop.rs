@@ -1,13 +1,15 @@
-//! Training the default network on the CPU without burn's autodiff. burn's CPU backend records
-//! every tensor operation of a step and replays it backwards, converting layouts and making a
-//! pass over memory per operation (measured: 3.3× PyTorch's step time on the small network;
+//! Training on the CPU without burn's autodiff. burn's CPU backend records every tensor
+//! operation of a step and replays it backwards, converting layouts and making a pass over
+//! memory per operation (measured: 3.3× PyTorch's step time on the small network;
 //! BENCHMARKS.md).
-//! [`CpuTrainer`] runs the small network and the multi-loss head as a fixed sequence of layers
-//! that keep what their backward needs: convolutions as im2col and matrix products (the
-//! inference path's, in [`FusedConv`]), the input gradient as the convolution of the output
-//! gradient with the flipped weights, batch norm with batch statistics, and SGD fused into one
-//! pass per parameter. burn stays the reference (the tests compare every parameter after a step)
-//! and the path for every other network and device.
+//! [`CpuTrainer`] runs the small network or a ResNet (18/34/50) and the multi-loss head as a
+//! graph of layers that keep what their backward needs: convolutions as im2col and matrix
+//! products (the inference path's, in [`FusedConv`]); the input gradient as convolutions of the
+//! output gradient with the flipped weights, one per stride phase so that strided layers waste
+//! nothing on zeros; batch norm with batch statistics; residual sums; max pools that remember
+//! their winners; SGD fused into one pass per parameter. burn stays the reference (the tests
+//! compare every parameter after two steps) and the path for EfficientNet, Topaz's ResNet16 and
+//! every other device.
 //!
 //! Every reduction runs in an order fixed by the data, never by the thread pool, so a seeded run
 //! gives the same weights bit for bit on any number of threads.
@@ -24,9 +26,11 @@ use rayon::prelude::*;
 use crate::classifier::{Backbone, Classifier};
 use crate::infer::conv::{floats, FusedConv};
 use crate::infer::net::linear;
-use crate::infer::pool::global_average;
+use crate::infer::pool::{global_average, max_pool_backward, MaxPool};
 use crate::infer::Maps;
 use crate::layers::ConvBn;
+use crate::resnet::{Block, Downsample, ResNet};
+use crate::small::SmallNet;
 
 /// One SGD step's settings: momentum with dampening 0, weight decay added to the gradient (as
 /// burn's and PyTorch's SGD).
@@ -109,12 +113,18 @@ impl Weights {
     }
 }
 
-/// Convolution (stride 1, padded to keep the size), batch norm on the batch's statistics, ReLU:
-/// the only layer the small network and the head are made of.
-struct ConvBnRelu {
+/// Convolution, batch norm on the batch's statistics, an optional residual sum and an optional
+/// ReLU: the layer every network the CPU path trains is made of.
+struct ConvBnAct {
+    /// The convolution's geometry; the current weights are lent to it for each pass.
+    conv: FusedConv,
     c_in: usize,
     c_out: usize,
-    kernel: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// (top, bottom, left, right)
+    pad: [usize; 4],
+    relu: bool,
     weight: Weights,
     gamma: Weights,
     beta: Weights,
@@ -124,33 +134,93 @@ struct ConvBnRelu {
     momentum: f64,
 }
 
-/// What a [`ConvBnRelu`]'s backward needs from its forward.
+/// What a [`ConvBnAct`]'s backward needs from its forward.
 struct Saved {
     /// The normalised convolution output.
     xhat: Maps,
     /// 1/√(var + eps) per channel.
     inv_std: Vec<f32>,
-    /// The layer's output (after ReLU).
+    /// The layer's output (after the residual sum and the activation).
     out: Maps,
 }
 
-impl ConvBnRelu {
-    /// None for a layer the CPU path does not train (strided, grouped, biased, unpadded).
-    fn new(conv: &Conv2d, bn: &BatchNorm) -> Option<Self> {
+/// One axis of one phase of a strided convolution's input gradient (see
+/// [`ConvBnAct::input_grad`]): the kernel taps that reach inputs at `r + stride·i`, in the order
+/// of the output gradient rows they read, and the padding that makes a stride-1 correlation read
+/// them.
+struct Phase {
+    taps: Vec<usize>,
+    before: usize,
+    after: usize,
+    /// Inputs of this phase along the axis.
+    count: usize,
+}
+
+/// The phases of one axis for a convolution of `kernel` taps, `stride` and `before` padding from
+/// `size` inputs to `outputs`; None when a phase would need negative padding.
+fn phases(
+    kernel: usize,
+    stride: usize,
+    before: usize,
+    size: usize,
+    outputs: usize,
+) -> Option<Vec<Phase>> {
+    (0..stride)
+        .map(|r| {
+            // Output o reads input o·stride + k − before, so input r + stride·i gets tap k from
+            // output i + (r + before − k)/stride whenever that divides.
+            let taps: Vec<usize> = (0..kernel)
+                .rev()
+                .filter(|&k| (r + before).abs_diff(k) % stride == 0)
+                .collect();
+            let count = size.saturating_sub(r).div_ceil(stride);
+            let Some(&first) = taps.first() else {
+                return Some(Phase {
+                    taps,
+                    before: 0,
+                    after: 0,
+                    count,
+                });
+            };
+            // The first tap reads output i − lead.
+            let lead = first.checked_sub(r + before)? / stride;
+            let after = (count + taps.len() - 1).saturating_sub(outputs + lead);
+            Some(Phase {
+                taps,
+                before: lead,
+                after,
+                count,
+            })
+        })
+        .collect()
+}
+
+impl ConvBnAct {
+    /// None for a convolution the CPU path does not train (grouped, dilated, biased, "same"
+    /// padding, or strided in a way whose input gradient needs cropping).
+    fn new(conv: &Conv2d, bn: &BatchNorm, relu: bool) -> Option<Self> {
         let [c_out, c_in, kh, kw] = conv.weight.val().dims();
-        let p = kh / 2;
-        let plain = kh == kw
-            && kh % 2 == 1
-            && conv.stride == [1, 1]
-            && conv.dilation == [1, 1]
-            && conv.groups == 1
-            && conv.bias.is_none()
-            && conv.padding == burn::nn::PaddingConfig2d::Explicit(p, p, p, p);
-        plain.then(|| Self {
+        let pad = match conv.padding {
+            burn::nn::PaddingConfig2d::Explicit(top, left, bottom, right) => {
+                [top, bottom, left, right]
+            }
+            burn::nn::PaddingConfig2d::Valid => [0; 4],
+            burn::nn::PaddingConfig2d::Same => return None,
+        };
+        let plain = conv.dilation == [1, 1] && conv.groups == 1 && conv.bias.is_none();
+        let [sy, sx] = conv.stride;
+        let transposable =
+            phases(kh, sy, pad[0], sy, 1).is_some() && phases(kw, sx, pad[2], sx, 1).is_some();
+        let weight = floats(conv.weight.val());
+        (plain && transposable).then(|| Self {
+            conv: FusedConv::training([c_in, c_out], [kh, kw], conv.stride, pad, weight.clone()),
             c_in,
             c_out,
-            kernel: kh,
-            weight: Weights::new(floats(conv.weight.val())),
+            kernel: [kh, kw],
+            stride: conv.stride,
+            pad,
+            relu,
+            weight: Weights::new(weight),
             gamma: Weights::new(floats(bn.gamma.val())),
             beta: Weights::new(floats(bn.beta.val())),
             running_mean: floats(bn.running_mean.value()),
@@ -160,40 +230,77 @@ impl ConvBnRelu {
         })
     }
 
-    fn from_conv_bn(c: &ConvBn) -> Option<Self> {
-        Self::new(&c.conv, &c.bn)
+    fn from_conv_bn(c: &ConvBn, relu: bool) -> Option<Self> {
+        Self::new(&c.conv, &c.bn, relu)
     }
 
-    fn conv(&self) -> FusedConv {
-        FusedConv::plain(
-            self.c_in,
-            self.c_out,
-            self.kernel,
-            self.weight.value.clone(),
-        )
+    /// `f` of the convolution holding the current weights.
+    fn with_conv<R>(&mut self, f: impl FnOnce(&FusedConv) -> R) -> R {
+        self.conv.swap_weight(&mut self.weight.value);
+        let r = f(&self.conv);
+        self.conv.swap_weight(&mut self.weight.value);
+        r
     }
 
-    /// The convolution that maps an output gradient to the input gradient: weights transposed
-    /// between input and output channels and turned by 180°.
-    fn conv_transposed(&self) -> FusedConv {
-        let kk = self.kernel * self.kernel;
-        let mut flipped = vec![0.0; self.weight.value.len()];
-        for o in 0..self.c_out {
-            for i in 0..self.c_in {
-                let src = &self.weight.value[(o * self.c_in + i) * kk..][..kk];
-                let dst = &mut flipped[(i * self.c_out + o) * kk..][..kk];
-                dst.iter_mut()
-                    .zip(src.iter().rev())
-                    .for_each(|(d, &s)| *d = s);
+    /// The gradient at the input (`h` × `w` maps) from `dy` at the convolution's output. Input
+    /// pixels of one phase (row r + stride·i, column q + stride·j) are reached by a fixed subset
+    /// of the kernel's taps, so each phase's gradient is a stride-1 convolution of `dy` with
+    /// those taps turned by 180° and channels transposed; the phases are interleaved. No work is
+    /// spent on the zeros a dilated output gradient would hold; with stride 1 there is one phase
+    /// and it is the whole gradient.
+    fn input_grad(&self, dy: &Maps, h: usize, w: usize) -> Maps {
+        let [kh, kw] = self.kernel;
+        let [sy, sx] = self.stride;
+        let rows = phases(kh, sy, self.pad[0], h, dy.h).expect("checked when built");
+        let cols = phases(kw, sx, self.pad[2], w, dy.w).expect("checked when built");
+        let mut dx: Option<Maps> = None;
+        for (r, row) in rows.iter().enumerate() {
+            for (q, col) in cols.iter().enumerate() {
+                if row.taps.is_empty() || col.taps.is_empty() || row.count * col.count == 0 {
+                    continue;
+                }
+                let (th, tw) = (row.taps.len(), col.taps.len());
+                let mut weight = vec![0.0; self.c_in * self.c_out * th * tw];
+                for (i, block) in weight.chunks_exact_mut(self.c_out * th * tw).enumerate() {
+                    for (o, taps) in block.chunks_exact_mut(th * tw).enumerate() {
+                        let src = &self.weight.value[(o * self.c_in + i) * kh * kw..];
+                        for (j, &ky) in row.taps.iter().enumerate() {
+                            for (l, &kx) in col.taps.iter().enumerate() {
+                                taps[j * tw + l] = src[ky * kw + kx];
+                            }
+                        }
+                    }
+                }
+                let pad = [row.before, row.after, col.before, col.after];
+                let conv =
+                    FusedConv::training([self.c_out, self.c_in], [th, tw], [1, 1], pad, weight);
+                let part = conv.forward(dy, None);
+                if (sy, sx, part.h, part.w) == (1, 1, h, w) {
+                    return part;
+                }
+                dx.get_or_insert_with(|| Maps::zeros(self.c_in, dy.n, h, w))
+                    .data
+                    .par_chunks_exact_mut(h * w)
+                    .zip(part.data.par_chunks_exact(part.h * part.w))
+                    .for_each(|(dst, src)| {
+                        for i in 0..row.count {
+                            let src = &src[i * part.w..][..col.count];
+                            let dst = &mut dst[(r + sy * i) * w..][..w];
+                            for (j, &v) in src.iter().enumerate() {
+                                dst[q + sx * j] = v;
+                            }
+                        }
+                    });
             }
         }
-        FusedConv::plain(self.c_out, self.c_in, self.kernel, flipped)
+        dx.unwrap_or_else(|| Maps::zeros(self.c_in, dy.n, h, w))
     }
 
     /// In training mode batch norm uses the batch's statistics and moves its running ones;
-    /// otherwise (a frozen layer, as burn runs one) it uses the running statistics.
-    fn forward(&mut self, x: &Maps, training: bool) -> Saved {
-        let mut xhat = self.conv().forward(x, None);
+    /// otherwise (a frozen layer, as burn runs one) it uses the running statistics. `residual`
+    /// is added before the activation.
+    fn forward(&mut self, x: &Maps, residual: Option<&Maps>, training: bool) -> Saved {
+        let mut xhat = self.with_conv(|c| c.forward(x, None));
         let m = xhat.plane_all();
         let (mean, inv_std): (Vec<f32>, Vec<f32>) = if training {
             // One pass in f64 (Σv, Σv²): the variance loses nothing a float would keep, and the
@@ -233,11 +340,12 @@ impl ConvBnRelu {
                 .collect();
             (self.running_mean.clone(), inv_std)
         };
-        // Normalise in place and write γx̂ + β through ReLU beside it, in one pass.
+        // Normalise in place and write act(γx̂ + β [+ residual]) beside it, in one pass.
         let mut out = Maps {
             data: vec![0.0; xhat.data.len()],
             ..xhat
         };
+        let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
         xhat.data
             .par_chunks_exact_mut(m)
             .zip(out.data.par_chunks_exact_mut(m))
@@ -245,31 +353,56 @@ impl ConvBnRelu {
             .for_each(|(c, (row, dst))| {
                 let (mean, inv) = (mean[c], inv_std[c]);
                 let (g, b) = (self.gamma.value[c], self.beta.value[c]);
-                for (v, o) in row.iter_mut().zip(dst) {
-                    *v = (*v - mean) * inv;
-                    *o = (*v * g + b).max(0.0);
+                match residual {
+                    Some(res) => {
+                        for ((v, o), &add) in row.iter_mut().zip(dst).zip(&res.data[c * m..]) {
+                            *v = (*v - mean) * inv;
+                            *o = (*v * g + b + add).max(floor);
+                        }
+                    }
+                    None => {
+                        for (v, o) in row.iter_mut().zip(dst) {
+                            *v = (*v - mean) * inv;
+                            *o = (*v * g + b).max(floor);
+                        }
+                    }
                 }
             });
         Saved { xhat, inv_std, out }
     }
 
     /// Sets this layer's gradients from the gradient at its output; returns the gradient at its
-    /// input `x` when asked.
-    fn backward(&mut self, x: &Maps, saved: &Saved, mut dy: Maps, want_dx: bool) -> Option<Maps> {
+    /// input `x` when asked, and at its residual when it had one.
+    fn backward(
+        &mut self,
+        x: &Maps,
+        saved: &Saved,
+        mut dy: Maps,
+        want_dx: bool,
+        residual: bool,
+    ) -> (Option<Maps>, Option<Maps>) {
         let m = dy.plane_all();
+        if self.relu {
+            dy.data
+                .par_chunks_exact_mut(m)
+                .zip(saved.out.data.par_chunks_exact(m))
+                .for_each(|(d, out)| {
+                    d.iter_mut()
+                        .zip(out)
+                        .filter(|(_, &o)| o <= 0.0)
+                        .for_each(|(d, _)| *d = 0.0)
+                });
+        }
+        let d_residual = residual.then(|| dy.clone());
         let sums: Vec<(f32, f32)> = dy
             .data
-            .par_chunks_exact_mut(m)
-            .zip(saved.out.data.par_chunks_exact(m))
+            .par_chunks_exact(m)
             .zip(saved.xhat.data.par_chunks_exact(m))
-            .map(|((d, out), xhat)| {
+            .map(|(d, xhat)| {
                 let (mut dgamma, mut dbeta) = (0f64, 0f64);
-                for ((d, &o), &xh) in d.iter_mut().zip(out).zip(xhat) {
-                    if o <= 0.0 {
-                        *d = 0.0;
-                    }
-                    dgamma += (*d * xh) as f64;
-                    dbeta += *d as f64;
+                for (&d, &xh) in d.iter().zip(xhat) {
+                    dgamma += (d * xh) as f64;
+                    dbeta += d as f64;
                 }
                 (dgamma as f32, dbeta as f32)
             })
@@ -288,16 +421,17 @@ impl ConvBnRelu {
             });
         self.gamma.grad = sums.iter().map(|s| s.0).collect();
         self.beta.grad = sums.iter().map(|s| s.1).collect();
-        self.weight.grad = self.conv().weight_grad(x, &dy);
-        want_dx.then(|| self.conv_transposed().forward(&dy, None))
+        self.weight.grad = self.with_conv(|c| c.weight_grad(x, &dy));
+        let dx = want_dx.then(|| self.input_grad(&dy, x.h, x.w));
+        (dx, d_residual)
     }
 
     fn weights(&mut self) -> [&mut Weights; 3] {
         [&mut self.weight, &mut self.gamma, &mut self.beta]
     }
 
-    fn write(&self, c: ConvBn) -> ConvBn {
-        let ConvBn { mut conv, mut bn } = c;
+    fn write(&self, conv: Conv2d, bn: BatchNorm) -> (Conv2d, BatchNorm) {
+        let (mut conv, mut bn) = (conv, bn);
         conv.weight = self.weight.write(conv.weight);
         bn.gamma = self.gamma.write(bn.gamma);
         bn.beta = self.beta.write(bn.beta);
@@ -314,6 +448,11 @@ impl ConvBnRelu {
             // inference path read the stored value, which this makes current.
             state.value_sync();
         }
+        (conv, bn)
+    }
+
+    fn write_conv_bn(&self, c: ConvBn) -> ConvBn {
+        let (conv, bn) = self.write(c.conv, c.bn);
         ConvBn { conv, bn }
     }
 }
@@ -391,95 +530,215 @@ fn global_average_backward(dy: &[f32], like: &Maps) -> Maps {
     dx
 }
 
-/// 2×2 max pool of stride 2 (odd trailing rows and columns dropped, as burn's), with the index of
-/// each window's winner within its plane; the first of equal values wins.
-fn max_pool(x: &Maps) -> (Maps, Vec<u32>) {
-    let (oh, ow) = (x.h / 2, x.w / 2);
-    let mut out = Maps::zeros(x.c, x.n, oh, ow);
-    let mut arg = vec![0u32; out.data.len()];
-    out.data
-        .par_chunks_exact_mut(oh * ow)
-        .zip(arg.par_chunks_exact_mut(oh * ow))
-        .zip(x.data.par_chunks_exact(x.h * x.w))
-        .for_each(|((dst, idx), src)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut best = (2 * oy) * x.w + 2 * ox;
-                    for i in [best + 1, best + x.w, best + x.w + 1] {
-                        if src[i] > src[best] {
-                            best = i;
-                        }
-                    }
-                    dst[oy * ow + ox] = src[best];
-                    idx[oy * ow + ox] = best as u32;
+/// One step of a backbone: a layer or the max pool, reading nodes of the graph (node 0 is the
+/// input images, node i + 1 the output of op i).
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// `layers[layer]` on node `input`, with node `residual` added before its activation.
+    Conv {
+        layer: usize,
+        input: usize,
+        residual: Option<usize>,
+    },
+    Pool {
+        input: usize,
+    },
+}
+
+/// What an op's forward kept: a layer's saved state, or the pooled maps with their winners.
+enum Record {
+    Conv(Saved),
+    Pool(Maps, Vec<u32>),
+}
+
+impl Record {
+    fn out(&self) -> &Maps {
+        match self {
+            Record::Conv(s) => &s.out,
+            Record::Pool(m, _) => m,
+        }
+    }
+}
+
+/// A backbone as a graph of [`ConvBnAct`] layers and one kind of max pool: a chain for the
+/// small network, blocks with shortcuts for ResNet.
+struct Body {
+    layers: Vec<ConvBnAct>,
+    ops: Vec<Op>,
+    pool: MaxPool,
+}
+
+fn node<'a>(i: usize, images: &'a Maps, records: &'a [Record]) -> &'a Maps {
+    i.checked_sub(1).map_or(images, |p| records[p].out())
+}
+
+/// Adds `g` into the gradient gathered at a node so far.
+fn accumulate(slot: &mut Option<Maps>, g: Maps) {
+    match slot {
+        Some(sum) => sum.data.iter_mut().zip(&g.data).for_each(|(a, &b)| *a += b),
+        None => *slot = Some(g),
+    }
+}
+
+impl Body {
+    fn small(net: &SmallNet) -> Option<Self> {
+        let mut body = Self {
+            layers: Vec::new(),
+            ops: Vec::new(),
+            pool: MaxPool::new(&net.pool),
+        };
+        let last = net.stages.len() - 1;
+        for (i, stage) in net.stages.iter().enumerate() {
+            body.conv(ConvBnAct::from_conv_bn(&stage.a, true)?, None);
+            body.conv(ConvBnAct::from_conv_bn(&stage.b, true)?, None);
+            if i < last {
+                body.ops.push(Op::Pool {
+                    input: body.ops.len(),
+                });
+            }
+        }
+        Some(body)
+    }
+
+    fn resnet(net: &ResNet) -> Option<Self> {
+        let mut body = Self {
+            layers: Vec::new(),
+            ops: Vec::new(),
+            pool: MaxPool::new(&net.maxpool),
+        };
+        body.conv(ConvBnAct::new(&net.conv1, &net.bn1, true)?, None);
+        body.ops.push(Op::Pool { input: 1 });
+        for block in resnet_blocks(net) {
+            let x = body.ops.len();
+            let identity = match &block.downsample {
+                Some(d) => body.conv(ConvBnAct::new(&d.conv, &d.bn, false)?, None),
+                None => x,
+            };
+            body.conv_on(ConvBnAct::new(&block.conv1, &block.bn1, true)?, x, None);
+            match (&block.conv3, &block.bn3) {
+                (Some(conv3), Some(bn3)) => {
+                    body.conv(ConvBnAct::new(&block.conv2, &block.bn2, true)?, None);
+                    body.conv(ConvBnAct::new(conv3, bn3, true)?, Some(identity));
+                }
+                _ => {
+                    body.conv(
+                        ConvBnAct::new(&block.conv2, &block.bn2, true)?,
+                        Some(identity),
+                    );
                 }
             }
-        });
-    (out, arg)
-}
-
-fn max_pool_backward(dy: &Maps, arg: &[u32], like: &Maps) -> Maps {
-    let mut dx = Maps::zeros(like.c, like.n, like.h, like.w);
-    let plane = dy.h * dy.w;
-    dx.data
-        .par_chunks_exact_mut(like.h * like.w)
-        .zip(dy.data.par_chunks_exact(plane))
-        .zip(arg.par_chunks_exact(plane))
-        .for_each(|((dst, d), idx)| {
-            for (&i, &v) in idx.iter().zip(d) {
-                dst[i as usize] += v;
-            }
-        });
-    dx
-}
-
-/// The input of backbone layer `i`: see [`CpuTrainer::step`].
-fn layer_input<'a>(
-    i: usize,
-    images: &'a Maps,
-    saved: &'a [Saved],
-    pooled: &'a [Option<(Maps, Vec<u32>)>],
-) -> &'a Maps {
-    match i.checked_sub(1) {
-        None => images,
-        Some(p) => pooled[p].as_ref().map_or(&saved[p].out, |(maps, _)| maps),
+        }
+        Some(body)
     }
+
+    /// Appends `layer` on the last node; returns its output's node.
+    fn conv(&mut self, layer: ConvBnAct, residual: Option<usize>) -> usize {
+        self.conv_on(layer, self.ops.len(), residual)
+    }
+
+    fn conv_on(&mut self, layer: ConvBnAct, input: usize, residual: Option<usize>) -> usize {
+        self.ops.push(Op::Conv {
+            layer: self.layers.len(),
+            input,
+            residual,
+        });
+        self.layers.push(layer);
+        self.ops.len()
+    }
+
+    fn forward(&mut self, images: &Maps, training: bool) -> Vec<Record> {
+        let mut records: Vec<Record> = Vec::with_capacity(self.ops.len());
+        for &op in &self.ops {
+            let record = match op {
+                Op::Conv {
+                    layer,
+                    input,
+                    residual,
+                } => {
+                    let x = node(input, images, &records);
+                    let r = residual.map(|r| node(r, images, &records));
+                    Record::Conv(self.layers[layer].forward(x, r, training))
+                }
+                Op::Pool { input } => {
+                    let (maps, arg) = self.pool.forward_with_argmax(node(input, images, &records));
+                    Record::Pool(maps, arg)
+                }
+            };
+            records.push(record);
+        }
+        records
+    }
+
+    /// Sets every layer's gradients from `d_features` at the last node, consuming the records.
+    fn backward(&mut self, images: &Maps, mut records: Vec<Record>, d_features: Maps) {
+        let mut grads: Vec<Option<Maps>> = (0..=self.ops.len()).map(|_| None).collect();
+        grads[self.ops.len()] = Some(d_features);
+        for i in (0..self.ops.len()).rev() {
+            let record = records.pop().expect("one record per op");
+            let Some(d) = grads[i + 1].take() else {
+                continue;
+            };
+            match (self.ops[i], record) {
+                (
+                    Op::Conv {
+                        layer,
+                        input,
+                        residual,
+                    },
+                    Record::Conv(saved),
+                ) => {
+                    let x = node(input, images, &records);
+                    let (dx, dr) =
+                        self.layers[layer].backward(x, &saved, d, input > 0, residual.is_some());
+                    if let (Some(r), Some(dr)) = (residual, dr) {
+                        accumulate(&mut grads[r], dr);
+                    }
+                    if let Some(dx) = dx {
+                        accumulate(&mut grads[input], dx);
+                    }
+                }
+                (Op::Pool { input }, Record::Pool(_, arg)) if input > 0 => {
+                    let x = node(input, images, &records);
+                    accumulate(&mut grads[input], max_pool_backward(&d, &arg, x));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A ResNet's residual blocks in order.
+fn resnet_blocks(net: &ResNet) -> impl Iterator<Item = &Block> {
+    net.layer1
+        .iter()
+        .chain(&net.layer2)
+        .chain(&net.layer3)
+        .chain(&net.layer4)
 }
 
 /// One head branch: 1×1 bottlenecks (none for branch 1), global average, fully connected.
 struct Branch {
-    reduce: Vec<ConvBnRelu>,
+    reduce: Vec<ConvBnAct>,
     fc: Dense,
 }
 
-/// The small network and the multi-loss head, ready to train on the CPU.
+/// A backbone (the small network or a ResNet) and the multi-loss head, ready to train on the
+/// CPU.
 pub struct CpuTrainer {
-    /// The backbone's convolutions in order; a 2×2 max pool follows every second one but the last.
-    convs: Vec<ConvBnRelu>,
+    body: Body,
     branches: Vec<Branch>,
     classes: usize,
 }
 
 impl CpuTrainer {
-    /// None when the CPU path cannot train `model` (only the small network is built here; every
-    /// other architecture trains through burn).
+    /// None when the CPU path cannot train `model`: EfficientNet and Topaz's ResNet16 train
+    /// through burn.
     pub fn new(model: &Classifier) -> Option<Self> {
-        let Backbone::Small(small) = &model.backbone else {
-            return None;
+        let body = match &model.backbone {
+            Backbone::Small(small) => Body::small(small)?,
+            Backbone::ResNet(resnet) => Body::resnet(resnet)?,
+            _ => return None,
         };
-        let pool = &small.pool;
-        if pool.kernel_size != [2, 2] || pool.stride != [2, 2] || pool.dilation != [1, 1] {
-            return None;
-        }
-        if pool.padding != burn::nn::PaddingConfig2d::Valid || pool.ceil_mode {
-            return None;
-        }
-        let convs = small
-            .stages
-            .iter()
-            .flat_map(|s| [&s.a, &s.b])
-            .map(ConvBnRelu::from_conv_bn)
-            .collect::<Option<Vec<_>>>()?;
         let h = &model.head;
         let mut branches = vec![Branch {
             reduce: Vec::new(),
@@ -487,29 +746,32 @@ impl CpuTrainer {
         }];
         if let (Some(r), Some(fc)) = (&h.reduce2, &h.fc2) {
             branches.push(Branch {
-                reduce: vec![ConvBnRelu::from_conv_bn(r)?],
+                reduce: vec![ConvBnAct::from_conv_bn(r, true)?],
                 fc: Dense::new(fc)?,
             });
         }
         if let (Some(a), Some(b), Some(fc)) = (&h.reduce3a, &h.reduce3b, &h.fc3) {
             branches.push(Branch {
-                reduce: vec![ConvBnRelu::from_conv_bn(a)?, ConvBnRelu::from_conv_bn(b)?],
+                reduce: vec![
+                    ConvBnAct::from_conv_bn(a, true)?,
+                    ConvBnAct::from_conv_bn(b, true)?,
+                ],
                 fc: Dense::new(fc)?,
             });
         }
         let classes = branches[0].fc.outputs;
         Some(Self {
-            convs,
+            body,
             branches,
             classes,
         })
     }
 
-    /// One SGD step on a batch of grayscale `size` × `size` images: forward in training mode
-    /// (batch norms on the batch's statistics, which also move their running statistics), the
-    /// multi-loss, backward, update. With `train_backbone` false the backbone is frozen as burn
-    /// freezes a module: its batch norms use their running statistics and only the head learns
-    /// (the first stage of two-stage transfer).
+    /// One SGD step on a batch of `size` × `size` images (each [channels, size, size]): forward
+    /// in training mode (batch norms on the batch's statistics, which also move their running
+    /// statistics), the multi-loss, backward, update. With `train_backbone` false the backbone
+    /// is frozen as burn freezes a module: its batch norms use their running statistics and
+    /// only the head learns (the first stage of two-stage transfer).
     pub fn step(
         &mut self,
         images: &[&[f32]],
@@ -521,24 +783,10 @@ impl CpuTrainer {
     ) -> StepOutput {
         let n = images.len();
         assert_eq!(labels.len(), n, "one label per image");
-        let images = Maps {
-            c: 1,
-            n,
-            h: size,
-            w: size,
-            data: images.concat(),
-        };
-        // Forward. A layer's input is the images, the pooled output before it, or the output
-        // of the layer before it, which its saved state already holds.
-        let mut saved: Vec<Saved> = Vec::with_capacity(self.convs.len());
-        let mut pooled: Vec<Option<(Maps, Vec<u32>)>> = Vec::with_capacity(self.convs.len());
-        let last = self.convs.len() - 1;
-        for (i, conv) in self.convs.iter_mut().enumerate() {
-            let s = conv.forward(layer_input(i, &images, &saved, &pooled), train_backbone);
-            pooled.push((i % 2 == 1 && i < last).then(|| max_pool(&s.out)));
-            saved.push(s);
-        }
-        let features = &saved[last].out;
+        let channels = images.first().map_or(1, |i| i.len() / (size * size).max(1));
+        let images = Maps::stack(images, channels, size);
+        let records = self.body.forward(&images, train_backbone);
+        let features = records.last().expect("a backbone has layers").out();
 
         // The head: every branch's logits, the loss, and the gradient at the features.
         let total_weight: f32 = labels.iter().map(|&l| loss.class_weights[l]).sum();
@@ -550,7 +798,7 @@ impl CpuTrainer {
             let mut branch_saved = Vec::new();
             let mut x = features.clone();
             for layer in &mut branch.reduce {
-                let s = layer.forward(&x, true);
+                let s = layer.forward(&x, None, true);
                 branch_inputs.push(std::mem::replace(&mut x, s.out.clone()));
                 branch_saved.push(s);
             }
@@ -582,7 +830,10 @@ impl CpuTrainer {
                 .zip(&branch_saved)
                 .rev()
             {
-                d = layer.backward(x, s, d, true).expect("asked for dx");
+                d = layer
+                    .backward(x, s, d, true, false)
+                    .0
+                    .expect("asked for dx");
             }
             d_features
                 .data
@@ -595,17 +846,7 @@ impl CpuTrainer {
         }
 
         if train_backbone {
-            let mut d = d_features;
-            for i in (0..self.convs.len()).rev() {
-                if let Some((_, arg)) = &pooled[i] {
-                    d = max_pool_backward(&d, arg, &saved[i].out);
-                }
-                let x = layer_input(i, &images, &saved, &pooled);
-                match self.convs[i].backward(x, &saved[i], d, i > 0) {
-                    Some(dx) => d = dx,
-                    None => break,
-                }
-            }
+            self.body.backward(&images, records, d_features);
         }
         let mut params: Vec<&mut Weights> = Vec::new();
         for branch in &mut self.branches {
@@ -615,7 +856,7 @@ impl CpuTrainer {
             params.extend([&mut branch.fc.weight, &mut branch.fc.bias]);
         }
         if train_backbone {
-            for layer in &mut self.convs {
+            for layer in &mut self.body.layers {
                 params.extend(layer.weights());
             }
         }
@@ -630,35 +871,70 @@ impl CpuTrainer {
     /// and batch-norm statistics.
     pub fn write(&self, model: Classifier) -> Classifier {
         let Classifier { backbone, head } = model;
-        let Backbone::Small(mut small) = backbone else {
-            panic!("CpuTrainer::write needs the small network it was built from");
+        let mut layers = self.body.layers.iter();
+        let backbone = match backbone {
+            Backbone::Small(mut small) => {
+                small.stages = small
+                    .stages
+                    .into_iter()
+                    .map(|mut s| {
+                        s.a = next_layer(&mut layers).write_conv_bn(s.a);
+                        s.b = next_layer(&mut layers).write_conv_bn(s.b);
+                        s
+                    })
+                    .collect();
+                Backbone::Small(small)
+            }
+            Backbone::ResNet(mut net) => {
+                (net.conv1, net.bn1) = next_layer(&mut layers).write(net.conv1, net.bn1);
+                for stage in [
+                    &mut net.layer1,
+                    &mut net.layer2,
+                    &mut net.layer3,
+                    &mut net.layer4,
+                ] {
+                    *stage = std::mem::take(stage)
+                        .into_iter()
+                        .map(|b| write_block(b, &mut layers))
+                        .collect();
+                }
+                Backbone::ResNet(net)
+            }
+            _ => panic!("CpuTrainer::write needs the network it was built from"),
         };
-        let mut convs = self.convs.iter();
-        small.stages = small
-            .stages
-            .into_iter()
-            .map(|mut s| {
-                s.a = convs.next().expect("one layer per conv").write(s.a);
-                s.b = convs.next().expect("one layer per conv").write(s.b);
-                s
-            })
-            .collect();
         let mut head = head;
         let mut branches = self.branches.iter();
         let main = branches.next().expect("branch 1");
         head.fc = main.fc.write(head.fc);
         if let Some(b) = branches.next() {
-            head.reduce2 = head.reduce2.map(|r| b.reduce[0].write(r));
+            head.reduce2 = head.reduce2.map(|r| b.reduce[0].write_conv_bn(r));
             head.fc2 = head.fc2.map(|f| b.fc.write(f));
         }
         if let Some(b) = branches.next() {
-            head.reduce3a = head.reduce3a.map(|r| b.reduce[0].write(r));
-            head.reduce3b = head.reduce3b.map(|r| b.reduce[1].write(r));
+            head.reduce3a = head.reduce3a.map(|r| b.reduce[0].write_conv_bn(r));
+            head.reduce3b = head.reduce3b.map(|r| b.reduce[1].write_conv_bn(r));
             head.fc3 = head.fc3.map(|f| b.fc.write(f));
         }
-        Classifier {
-            backbone: Backbone::Small(small),
-            head,
-        }
+        Classifier { backbone, head }
     }
+}
+
+fn next_layer<'a>(layers: &mut std::slice::Iter<'a, ConvBnAct>) -> &'a ConvBnAct {
+    layers.next().expect("one trained layer per convolution")
+}
+
+/// `block` with the trained weights of its layers, taken from `layers` in the order
+/// [`Body::resnet`] built them.
+fn write_block(mut block: Block, layers: &mut std::slice::Iter<ConvBnAct>) -> Block {
+    if let Some(d) = block.downsample.take() {
+        let (conv, bn) = next_layer(layers).write(d.conv, d.bn);
+        block.downsample = Some(Downsample { conv, bn });
+    }
+    (block.conv1, block.bn1) = next_layer(layers).write(block.conv1, block.bn1);
+    (block.conv2, block.bn2) = next_layer(layers).write(block.conv2, block.bn2);
+    if let (Some(conv), Some(bn)) = (block.conv3.take(), block.bn3.take()) {
+        let (conv, bn) = next_layer(layers).write(conv, bn);
+        (block.conv3, block.bn3) = (Some(conv), Some(bn));
+    }
+    block
 }

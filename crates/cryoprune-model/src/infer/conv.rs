@@ -145,25 +145,41 @@ impl FusedConv {
         }
     }
 
-    /// A bias-free `kernel`×`kernel` convolution of stride 1 padded by `kernel / 2` on every side,
-    /// from its weights ([c_out, c_in, kernel, kernel]): the shape of every convolution the CPU
-    /// training path runs, forward and (with the weights flipped) backward.
-    pub(crate) fn plain(c_in: usize, c_out: usize, kernel: usize, weight: Vec<f32>) -> Self {
-        assert_eq!(weight.len(), c_out * c_in * kernel * kernel, "weight shape");
-        let p = kernel / 2;
+    /// A bias-free, ungrouped convolution from its weights ([c_out, c_in, kh, kw]) whose matrix
+    /// products never split among threads: the shape of every convolution the CPU training
+    /// path runs, forward and (as convolutions of the output gradient) backward.
+    pub(crate) fn training(
+        [c_in, c_out]: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 4],
+        weight: Vec<f32>,
+    ) -> Self {
+        assert_eq!(
+            weight.len(),
+            c_out * c_in * kernel[0] * kernel[1],
+            "weight shape"
+        );
         Self {
             c_in,
             c_out,
-            kernel: [kernel, kernel],
-            stride: [1, 1],
+            kernel,
+            stride,
             dilation: [1, 1],
             groups: 1,
-            pad: Pad::Fixed([p; 4]),
+            pad: Pad::Fixed(pad),
             weight,
             bias: vec![0.0; c_out],
             act: Act::None,
             split_products: false,
         }
+    }
+
+    /// Exchanges the weights with `weight` (same length): the training path lends its current
+    /// weights to the convolution for a pass instead of copying them.
+    pub(crate) fn swap_weight(&mut self, weight: &mut Vec<f32>) {
+        assert_eq!(weight.len(), self.weight.len(), "weight shape");
+        std::mem::swap(&mut self.weight, weight);
     }
 
     /// [`Self::new`] for a convolution and batch norm paired in a [`ConvBn`].

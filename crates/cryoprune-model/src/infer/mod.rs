@@ -38,6 +38,20 @@ impl Maps {
         }
     }
 
+    /// Images, each [channels, size, size], into channel-major maps.
+    pub fn stack(images: &[&[f32]], channels: usize, size: usize) -> Self {
+        let plane = size * size;
+        let mut x = Self::zeros(channels, images.len(), size, size);
+        for (b, img) in images.iter().enumerate() {
+            assert_eq!(img.len(), channels * plane, "image size");
+            for c in 0..channels {
+                let dst = (c * images.len() + b) * plane;
+                x.data[dst..dst + plane].copy_from_slice(&img[c * plane..(c + 1) * plane]);
+            }
+        }
+        x
+    }
+
     /// Elements of one channel over the whole batch.
     pub fn plane_all(&self) -> usize {
         self.n * self.h * self.w

@@ -282,7 +282,7 @@ impl FusedNet {
         let mut dims = [0; 3];
         let chunk = (CHUNK_PIXELS / (size * size).max(1)).max(1);
         for part in images.chunks(chunk) {
-            let m = self.features(Self::stack(part, channels, size));
+            let m = self.features(Maps::stack(part, channels, size));
             dims = [m.c, m.h, m.w];
             let plane = m.h * m.w;
             for b in 0..m.n {
@@ -297,22 +297,8 @@ impl FusedNet {
         (out, dims)
     }
 
-    /// Images into channel-major maps.
-    fn stack(images: &[&[f32]], channels: usize, size: usize) -> Maps {
-        let plane = size * size;
-        let mut x = Maps::zeros(channels, images.len(), size, size);
-        for (b, img) in images.iter().enumerate() {
-            assert_eq!(img.len(), channels * plane, "image size");
-            for c in 0..channels {
-                let dst = (c * images.len() + b) * plane;
-                x.data[dst..dst + plane].copy_from_slice(&img[c * plane..(c + 1) * plane]);
-            }
-        }
-        x
-    }
-
     fn chunk_logits(&self, images: &[&[f32]], channels: usize, size: usize) -> Vec<Vec<f32>> {
-        let features = self.features(Self::stack(images, channels, size));
+        let features = self.features(Maps::stack(images, channels, size));
         self.branches
             .iter()
             .map(|branch| {

@@ -33,34 +33,66 @@ impl MaxPool {
     }
 
     pub fn forward(&self, x: &Maps) -> Maps {
+        self.forward_with_argmax(x).0
+    }
+
+    /// The pooled maps and, for each output, the index of its window's winner within its plane
+    /// (the first of equal values), which training needs to send the gradient back.
+    pub(crate) fn forward_with_argmax(&self, x: &Maps) -> (Maps, Vec<u32>) {
         let [kh, kw] = self.kernel;
         let [sy, sx] = self.stride;
         let [pt, pb, pl, pr] = self.pad;
         let oh = (x.h + pt + pb - kh) / sy + 1;
         let ow = (x.w + pl + pr - kw) / sx + 1;
         let mut out = Maps::zeros(x.c, x.n, oh, ow);
+        let mut arg = vec![0u32; out.data.len()];
         out.data
             .par_chunks_exact_mut(oh * ow)
+            .zip(arg.par_chunks_exact_mut(oh * ow))
             .zip(x.data.par_chunks_exact(x.h * x.w))
-            .for_each(|(dst, src)| {
-                for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
+            .for_each(|((dst, idx), src)| {
+                for (oy, (row, idx)) in dst
+                    .chunks_exact_mut(ow)
+                    .zip(idx.chunks_exact_mut(ow))
+                    .enumerate()
+                {
                     let y0 = (oy * sy).saturating_sub(pt);
                     let y1 = (oy * sy + kh).saturating_sub(pt).min(x.h);
-                    for (ox, d) in row.iter_mut().enumerate() {
+                    for (ox, (d, i)) in row.iter_mut().zip(idx).enumerate() {
                         let x0 = (ox * sx).saturating_sub(pl);
                         let x1 = (ox * sx + kw).saturating_sub(pl).min(x.w);
-                        let mut m = f32::NEG_INFINITY;
+                        let (mut m, mut best) = (f32::NEG_INFINITY, y0 * x.w + x0);
                         for y in y0..y1 {
-                            for &v in &src[y * x.w + x0..y * x.w + x1] {
-                                m = m.max(v);
+                            for (j, &v) in src[y * x.w + x0..y * x.w + x1].iter().enumerate() {
+                                if v > m {
+                                    (m, best) = (v, y * x.w + x0 + j);
+                                }
                             }
                         }
                         *d = m;
+                        *i = best as u32;
                     }
                 }
             });
-        out
+        (out, arg)
     }
+}
+
+/// The gradient of a max pool at its input (shaped `like`) from `dy` at its output: each
+/// output's gradient goes to its window's winner.
+pub(crate) fn max_pool_backward(dy: &Maps, arg: &[u32], like: &Maps) -> Maps {
+    let mut dx = Maps::zeros(like.c, like.n, like.h, like.w);
+    let plane = dy.h * dy.w;
+    dx.data
+        .par_chunks_exact_mut(like.h * like.w)
+        .zip(dy.data.par_chunks_exact(plane))
+        .zip(arg.par_chunks_exact(plane))
+        .for_each(|((dst, d), idx)| {
+            for (&i, &v) in idx.iter().zip(d) {
+                dst[i as usize] += v;
+            }
+        });
+    dx
 }
 
 /// The mean of each map: [c, n, h, w] -> [n, c].
