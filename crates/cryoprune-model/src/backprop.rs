@@ -2,14 +2,14 @@
 //! operation of a step and replays it backwards, converting layouts and making a pass over
 //! memory per operation (measured: 3.3× PyTorch's step time on the small network;
 //! BENCHMARKS.md).
-//! [`CpuTrainer`] runs the small network or a ResNet (18/34/50) and the multi-loss head as a
-//! graph of layers that keep what their backward needs: convolutions as im2col and matrix
-//! products (the inference path's, in [`FusedConv`]); the input gradient as convolutions of the
-//! output gradient with the flipped weights, one per stride phase so that strided layers waste
-//! nothing on zeros; batch norm with batch statistics; residual sums; max pools that remember
-//! their winners; SGD fused into one pass per parameter. burn stays the reference (the tests
-//! compare every parameter after two steps) and the path for EfficientNet, Topaz's ResNet16 and
-//! every other device.
+//! [`CpuTrainer`] runs the small network, ResNet-18/34/50 or EfficientNet-Lite0 and the
+//! multi-loss head as a graph of layers that keep what their backward needs: convolutions as
+//! im2col and matrix products (the inference path's, in [`FusedConv`]) or, depthwise, as direct
+//! loops; the input gradient as convolutions of the output gradient with the flipped weights,
+//! one per stride phase so that strided layers spend nothing on zeros; batch norm with batch
+//! statistics; residual sums; max pools that remember their winners; SGD fused into one pass per
+//! parameter. burn stays the reference (the tests compare every parameter after two steps) and
+//! the path for Topaz's ResNet16 and every other device.
 //!
 //! Every reduction runs in an order fixed by the data, never by the thread pool, so a seeded run
 //! gives the same weights bit for bit on any number of threads.
@@ -24,7 +24,8 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::classifier::{Backbone, Classifier};
-use crate::infer::conv::{floats, FusedConv};
+use crate::efficientnet::{EfficientNetLite0, MbConv};
+use crate::infer::conv::{floats, Act, FusedConv, Pad};
 use crate::infer::net::linear;
 use crate::infer::pool::{global_average, max_pool_backward, MaxPool};
 use crate::infer::Maps;
@@ -113,8 +114,8 @@ impl Weights {
     }
 }
 
-/// Convolution, batch norm on the batch's statistics, an optional residual sum and an optional
-/// ReLU: the layer every network the CPU path trains is made of.
+/// Convolution (dense or depthwise), batch norm on the batch's statistics, an optional residual
+/// sum and an activation: the layer every network the CPU path trains is made of.
 struct ConvBnAct {
     /// The convolution's geometry; the current weights are lent to it for each pass.
     conv: FusedConv,
@@ -122,9 +123,8 @@ struct ConvBnAct {
     c_out: usize,
     kernel: [usize; 2],
     stride: [usize; 2],
-    /// (top, bottom, left, right)
-    pad: [usize; 4],
-    relu: bool,
+    groups: usize,
+    act: Act,
     weight: Weights,
     gamma: Weights,
     beta: Weights,
@@ -196,30 +196,37 @@ fn phases(
 }
 
 impl ConvBnAct {
-    /// None for a convolution the CPU path does not train (grouped, dilated, biased, "same"
-    /// padding, or strided in a way whose input gradient needs cropping).
-    fn new(conv: &Conv2d, bn: &BatchNorm, relu: bool) -> Option<Self> {
-        let [c_out, c_in, kh, kw] = conv.weight.val().dims();
+    /// None for a convolution the CPU path does not train (grouped but not depthwise, dilated,
+    /// biased, or strided in a way whose input gradient needs cropping).
+    fn new(conv: &Conv2d, bn: &BatchNorm, act: Act) -> Option<Self> {
+        let [c_out, per_group, kh, kw] = conv.weight.val().dims();
+        let groups = conv.groups;
+        let c_in = per_group * groups;
         let pad = match conv.padding {
             burn::nn::PaddingConfig2d::Explicit(top, left, bottom, right) => {
-                [top, bottom, left, right]
+                Pad::Fixed([top, bottom, left, right])
             }
-            burn::nn::PaddingConfig2d::Valid => [0; 4],
-            burn::nn::PaddingConfig2d::Same => return None,
+            burn::nn::PaddingConfig2d::Valid => Pad::Fixed([0; 4]),
+            burn::nn::PaddingConfig2d::Same => Pad::Same,
         };
-        let plain = conv.dilation == [1, 1] && conv.groups == 1 && conv.bias.is_none();
-        let [sy, sx] = conv.stride;
-        let transposable =
-            phases(kh, sy, pad[0], sy, 1).is_some() && phases(kw, sx, pad[2], sx, 1).is_some();
+        let shape = groups == 1 || (groups == c_in && groups == c_out);
+        let plain = shape && conv.dilation == [1, 1] && conv.bias.is_none();
         let weight = floats(conv.weight.val());
-        (plain && transposable).then(|| Self {
-            conv: FusedConv::training([c_in, c_out], [kh, kw], conv.stride, pad, weight.clone()),
+        let layer = Self {
+            conv: FusedConv::training(
+                [c_in, c_out],
+                [kh, kw],
+                conv.stride,
+                pad,
+                groups,
+                weight.clone(),
+            ),
             c_in,
             c_out,
             kernel: [kh, kw],
             stride: conv.stride,
-            pad,
-            relu,
+            groups,
+            act,
             weight: Weights::new(weight),
             gamma: Weights::new(floats(bn.gamma.val())),
             beta: Weights::new(floats(bn.beta.val())),
@@ -227,11 +234,23 @@ impl ConvBnAct {
             running_var: floats(bn.running_var.value()),
             eps: bn.epsilon,
             momentum: bn.momentum,
-        })
+        };
+        (plain && layer.transposable()).then_some(layer)
     }
 
-    fn from_conv_bn(c: &ConvBn, relu: bool) -> Option<Self> {
-        Self::new(&c.conv, &c.bn, relu)
+    fn from_conv_bn(c: &ConvBn, act: Act) -> Option<Self> {
+        Self::new(&c.conv, &c.bn, act)
+    }
+
+    /// Whether every phase of the input gradient is a convolution with non-negative padding,
+    /// for inputs of any size ("same" padding depends on the size's remainder by the stride).
+    fn transposable(&self) -> bool {
+        let [sy, sx] = self.stride;
+        (sy.max(sx)..3 * sy.max(sx)).all(|size| {
+            let pad = self.conv.padding(size, size);
+            phases(self.kernel[0], sy, pad[0], size, 1).is_some()
+                && phases(self.kernel[1], sx, pad[2], size, 1).is_some()
+        })
     }
 
     /// `f` of the convolution holding the current weights.
@@ -251,8 +270,15 @@ impl ConvBnAct {
     fn input_grad(&self, dy: &Maps, h: usize, w: usize) -> Maps {
         let [kh, kw] = self.kernel;
         let [sy, sx] = self.stride;
-        let rows = phases(kh, sy, self.pad[0], h, dy.h).expect("checked when built");
-        let cols = phases(kw, sx, self.pad[2], w, dy.w).expect("checked when built");
+        let pad = self.conv.padding(h, w);
+        let rows = phases(kh, sy, pad[0], h, dy.h).expect("checked when built");
+        let cols = phases(kw, sx, pad[2], w, dy.w).expect("checked when built");
+        // A depthwise layer's input gradient is depthwise too: channel c from channel c alone.
+        let (per_out, per_in) = if self.groups > 1 {
+            (1, 1)
+        } else {
+            (self.c_out, self.c_in)
+        };
         let mut dx: Option<Maps> = None;
         for (r, row) in rows.iter().enumerate() {
             for (q, col) in cols.iter().enumerate() {
@@ -260,10 +286,11 @@ impl ConvBnAct {
                     continue;
                 }
                 let (th, tw) = (row.taps.len(), col.taps.len());
-                let mut weight = vec![0.0; self.c_in * self.c_out * th * tw];
-                for (i, block) in weight.chunks_exact_mut(self.c_out * th * tw).enumerate() {
+                let mut weight = vec![0.0; self.c_in * per_out * th * tw];
+                for (i, block) in weight.chunks_exact_mut(per_out * th * tw).enumerate() {
                     for (o, taps) in block.chunks_exact_mut(th * tw).enumerate() {
-                        let src = &self.weight.value[(o * self.c_in + i) * kh * kw..];
+                        let o = if self.groups > 1 { i } else { o };
+                        let src = &self.weight.value[(o * per_in + i % per_in) * kh * kw..];
                         for (j, &ky) in row.taps.iter().enumerate() {
                             for (l, &kx) in col.taps.iter().enumerate() {
                                 taps[j * tw + l] = src[ky * kw + kx];
@@ -272,8 +299,15 @@ impl ConvBnAct {
                     }
                 }
                 let pad = [row.before, row.after, col.before, col.after];
-                let conv =
-                    FusedConv::training([self.c_out, self.c_in], [th, tw], [1, 1], pad, weight);
+
+                let conv = FusedConv::training(
+                    [self.c_out, self.c_in],
+                    [th, tw],
+                    [1, 1],
+                    Pad::Fixed(pad),
+                    self.groups,
+                    weight,
+                );
                 let part = conv.forward(dy, None);
                 if (sy, sx, part.h, part.w) == (1, 1, h, w) {
                     return part;
@@ -345,7 +379,7 @@ impl ConvBnAct {
             data: vec![0.0; xhat.data.len()],
             ..xhat
         };
-        let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
+        let act = self.act;
         xhat.data
             .par_chunks_exact_mut(m)
             .zip(out.data.par_chunks_exact_mut(m))
@@ -357,13 +391,13 @@ impl ConvBnAct {
                     Some(res) => {
                         for ((v, o), &add) in row.iter_mut().zip(dst).zip(&res.data[c * m..]) {
                             *v = (*v - mean) * inv;
-                            *o = (*v * g + b + add).max(floor);
+                            *o = act.apply(*v * g + b + add);
                         }
                     }
                     None => {
                         for (v, o) in row.iter_mut().zip(dst) {
                             *v = (*v - mean) * inv;
-                            *o = (*v * g + b).max(floor);
+                            *o = act.apply(*v * g + b);
                         }
                     }
                 }
@@ -382,14 +416,20 @@ impl ConvBnAct {
         residual: bool,
     ) -> (Option<Maps>, Option<Maps>) {
         let m = dy.plane_all();
-        if self.relu {
+        // The activation passes the gradient where its output is not clamped.
+        let clamped: Option<fn(f32) -> bool> = match self.act {
+            Act::None => None,
+            Act::Relu => Some(|o| o <= 0.0),
+            Act::Relu6 => Some(|o| o <= 0.0 || o >= 6.0),
+        };
+        if let Some(clamped) = clamped {
             dy.data
                 .par_chunks_exact_mut(m)
                 .zip(saved.out.data.par_chunks_exact(m))
                 .for_each(|(d, out)| {
                     d.iter_mut()
                         .zip(out)
-                        .filter(|(_, &o)| o <= 0.0)
+                        .filter(|(_, &o)| clamped(o))
                         .for_each(|(d, _)| *d = 0.0)
                 });
         }
@@ -560,12 +600,12 @@ impl Record {
     }
 }
 
-/// A backbone as a graph of [`ConvBnAct`] layers and one kind of max pool: a chain for the
-/// small network, blocks with shortcuts for ResNet.
+/// A backbone as a graph of [`ConvBnAct`] layers and at most one kind of max pool: a chain for
+/// the small network, blocks with shortcuts for ResNet and EfficientNet.
 struct Body {
     layers: Vec<ConvBnAct>,
     ops: Vec<Op>,
-    pool: MaxPool,
+    pool: Option<MaxPool>,
 }
 
 fn node<'a>(i: usize, images: &'a Maps, records: &'a [Record]) -> &'a Maps {
@@ -585,12 +625,12 @@ impl Body {
         let mut body = Self {
             layers: Vec::new(),
             ops: Vec::new(),
-            pool: MaxPool::new(&net.pool),
+            pool: Some(MaxPool::new(&net.pool)),
         };
         let last = net.stages.len() - 1;
         for (i, stage) in net.stages.iter().enumerate() {
-            body.conv(ConvBnAct::from_conv_bn(&stage.a, true)?, None);
-            body.conv(ConvBnAct::from_conv_bn(&stage.b, true)?, None);
+            body.conv(ConvBnAct::from_conv_bn(&stage.a, Act::Relu)?, None);
+            body.conv(ConvBnAct::from_conv_bn(&stage.b, Act::Relu)?, None);
             if i < last {
                 body.ops.push(Op::Pool {
                     input: body.ops.len(),
@@ -604,30 +644,57 @@ impl Body {
         let mut body = Self {
             layers: Vec::new(),
             ops: Vec::new(),
-            pool: MaxPool::new(&net.maxpool),
+            pool: Some(MaxPool::new(&net.maxpool)),
         };
-        body.conv(ConvBnAct::new(&net.conv1, &net.bn1, true)?, None);
+        body.conv(ConvBnAct::new(&net.conv1, &net.bn1, Act::Relu)?, None);
         body.ops.push(Op::Pool { input: 1 });
         for block in resnet_blocks(net) {
             let x = body.ops.len();
             let identity = match &block.downsample {
-                Some(d) => body.conv(ConvBnAct::new(&d.conv, &d.bn, false)?, None),
+                Some(d) => body.conv(ConvBnAct::new(&d.conv, &d.bn, Act::None)?, None),
                 None => x,
             };
-            body.conv_on(ConvBnAct::new(&block.conv1, &block.bn1, true)?, x, None);
+            body.conv_on(
+                ConvBnAct::new(&block.conv1, &block.bn1, Act::Relu)?,
+                x,
+                None,
+            );
             match (&block.conv3, &block.bn3) {
                 (Some(conv3), Some(bn3)) => {
-                    body.conv(ConvBnAct::new(&block.conv2, &block.bn2, true)?, None);
-                    body.conv(ConvBnAct::new(conv3, bn3, true)?, Some(identity));
+                    body.conv(ConvBnAct::new(&block.conv2, &block.bn2, Act::Relu)?, None);
+                    body.conv(ConvBnAct::new(conv3, bn3, Act::Relu)?, Some(identity));
                 }
                 _ => {
                     body.conv(
-                        ConvBnAct::new(&block.conv2, &block.bn2, true)?,
+                        ConvBnAct::new(&block.conv2, &block.bn2, Act::Relu)?,
                         Some(identity),
                     );
                 }
             }
         }
+        Some(body)
+    }
+
+    fn efficientnet(net: &EfficientNetLite0) -> Option<Self> {
+        let mut body = Self {
+            layers: Vec::new(),
+            ops: Vec::new(),
+            pool: None,
+        };
+        body.conv(ConvBnAct::new(&net.conv_stem, &net.bn0, Act::Relu6)?, None);
+        for block in &net.blocks {
+            let x = body.ops.len();
+            if let (Some(conv), Some(bn)) = (&block.expand_conv, &block.bn0) {
+                body.conv(ConvBnAct::new(conv, bn, Act::Relu6)?, None);
+            }
+            body.conv(
+                ConvBnAct::new(&block.depthwise_conv, &block.bn1, Act::Relu6)?,
+                None,
+            );
+            let project = ConvBnAct::new(&block.project_conv, &block.bn2, Act::None)?;
+            body.conv(project, block.skip.then_some(x));
+        }
+        body.conv(ConvBnAct::new(&net.conv_head, &net.bn1, Act::Relu6)?, None);
         Some(body)
     }
 
@@ -660,7 +727,8 @@ impl Body {
                     Record::Conv(self.layers[layer].forward(x, r, training))
                 }
                 Op::Pool { input } => {
-                    let (maps, arg) = self.pool.forward_with_argmax(node(input, images, &records));
+                    let pool = self.pool.as_ref().expect("a pool op has its pool");
+                    let (maps, arg) = pool.forward_with_argmax(node(input, images, &records));
                     Record::Pool(maps, arg)
                 }
             };
@@ -722,8 +790,8 @@ struct Branch {
     fc: Dense,
 }
 
-/// A backbone (the small network or a ResNet) and the multi-loss head, ready to train on the
-/// CPU.
+/// A backbone (the small network, a ResNet or EfficientNet-Lite0) and the multi-loss head,
+/// ready to train on the CPU.
 pub struct CpuTrainer {
     body: Body,
     branches: Vec<Branch>,
@@ -731,13 +799,14 @@ pub struct CpuTrainer {
 }
 
 impl CpuTrainer {
-    /// None when the CPU path cannot train `model`: EfficientNet and Topaz's ResNet16 train
-    /// through burn.
+    /// None when the CPU path cannot train `model`: Topaz's ResNet16 (biased convolutions, no
+    /// batch norm, cropped shortcuts) trains through burn.
     pub fn new(model: &Classifier) -> Option<Self> {
         let body = match &model.backbone {
             Backbone::Small(small) => Body::small(small)?,
             Backbone::ResNet(resnet) => Body::resnet(resnet)?,
-            _ => return None,
+            Backbone::EfficientNet(net) => Body::efficientnet(net)?,
+            Backbone::Topaz(_) => return None,
         };
         let h = &model.head;
         let mut branches = vec![Branch {
@@ -746,15 +815,15 @@ impl CpuTrainer {
         }];
         if let (Some(r), Some(fc)) = (&h.reduce2, &h.fc2) {
             branches.push(Branch {
-                reduce: vec![ConvBnAct::from_conv_bn(r, true)?],
+                reduce: vec![ConvBnAct::from_conv_bn(r, Act::Relu)?],
                 fc: Dense::new(fc)?,
             });
         }
         if let (Some(a), Some(b), Some(fc)) = (&h.reduce3a, &h.reduce3b, &h.fc3) {
             branches.push(Branch {
                 reduce: vec![
-                    ConvBnAct::from_conv_bn(a, true)?,
-                    ConvBnAct::from_conv_bn(b, true)?,
+                    ConvBnAct::from_conv_bn(a, Act::Relu)?,
+                    ConvBnAct::from_conv_bn(b, Act::Relu)?,
                 ],
                 fc: Dense::new(fc)?,
             });
@@ -900,7 +969,16 @@ impl CpuTrainer {
                 }
                 Backbone::ResNet(net)
             }
-            _ => panic!("CpuTrainer::write needs the network it was built from"),
+            Backbone::EfficientNet(mut net) => {
+                (net.conv_stem, net.bn0) = next_layer(&mut layers).write(net.conv_stem, net.bn0);
+                net.blocks = std::mem::take(&mut net.blocks)
+                    .into_iter()
+                    .map(|b| write_mbconv(b, &mut layers))
+                    .collect();
+                (net.conv_head, net.bn1) = next_layer(&mut layers).write(net.conv_head, net.bn1);
+                Backbone::EfficientNet(net)
+            }
+            Backbone::Topaz(_) => panic!("CpuTrainer::write needs the network it was built from"),
         };
         let mut head = head;
         let mut branches = self.branches.iter();
@@ -936,5 +1014,16 @@ fn write_block(mut block: Block, layers: &mut std::slice::Iter<ConvBnAct>) -> Bl
         let (conv, bn) = next_layer(layers).write(conv, bn);
         (block.conv3, block.bn3) = (Some(conv), Some(bn));
     }
+    block
+}
+
+/// `block` with the trained weights of its layers, in the order [`Body::efficientnet`] built them.
+fn write_mbconv(mut block: MbConv, layers: &mut std::slice::Iter<ConvBnAct>) -> MbConv {
+    if let (Some(conv), Some(bn)) = (block.expand_conv.take(), block.bn0.take()) {
+        let (conv, bn) = next_layer(layers).write(conv, bn);
+        (block.expand_conv, block.bn0) = (Some(conv), Some(bn));
+    }
+    (block.depthwise_conv, block.bn1) = next_layer(layers).write(block.depthwise_conv, block.bn1);
+    (block.project_conv, block.bn2) = next_layer(layers).write(block.project_conv, block.bn2);
     block
 }

@@ -46,7 +46,7 @@ pub enum Act {
 
 impl Act {
     #[inline]
-    fn apply(self, v: f32) -> f32 {
+    pub(crate) fn apply(self, v: f32) -> f32 {
         match self {
             Act::None => v,
             Act::Relu => v.max(0.0),
@@ -58,7 +58,7 @@ impl Act {
 /// How the input is padded: fixed amounts, or TensorFlow's "same" worked out per input size
 /// exactly as burn's `PaddingConfig2d::Same` does.
 #[derive(Debug, Clone, Copy)]
-enum Pad {
+pub(crate) enum Pad {
     /// (top, bottom, left, right)
     Fixed([usize; 4]),
     Same,
@@ -145,19 +145,25 @@ impl FusedConv {
         }
     }
 
-    /// A bias-free, ungrouped convolution from its weights ([c_out, c_in, kh, kw]) whose matrix
-    /// products never split among threads: the shape of every convolution the CPU training
-    /// path runs, forward and (as convolutions of the output gradient) backward.
+    /// A bias-free convolution, dense (one group) or depthwise, from its weights ([c_out,
+    /// c_in / groups, kh, kw]) whose matrix products never split among threads: the shape of
+    /// every convolution the CPU training path runs, forward and (as convolutions of the output
+    /// gradient) backward.
     pub(crate) fn training(
         [c_in, c_out]: [usize; 2],
         kernel: [usize; 2],
         stride: [usize; 2],
-        pad: [usize; 4],
+        pad: Pad,
+        groups: usize,
         weight: Vec<f32>,
     ) -> Self {
+        assert!(
+            groups == 1 || (groups == c_in && groups == c_out),
+            "dense or depthwise"
+        );
         assert_eq!(
             weight.len(),
-            c_out * c_in * kernel[0] * kernel[1],
+            c_out * c_in / groups * kernel[0] * kernel[1],
             "weight shape"
         );
         Self {
@@ -166,8 +172,8 @@ impl FusedConv {
             kernel,
             stride,
             dilation: [1, 1],
-            groups: 1,
-            pad: Pad::Fixed(pad),
+            groups,
+            pad,
             weight,
             bias: vec![0.0; c_out],
             act: Act::None,
@@ -187,7 +193,8 @@ impl FusedConv {
         Self::new(&c.conv, Some(&c.bn), act)
     }
 
-    fn padding(&self, h: usize, w: usize) -> [usize; 4] {
+    /// (top, bottom, left, right) padding of an `h` × `w` input.
+    pub(crate) fn padding(&self, h: usize, w: usize) -> [usize; 4] {
         match self.pad {
             Pad::Fixed(p) => p,
             Pad::Same => {
@@ -302,13 +309,15 @@ impl FusedConv {
     /// of pixels makes its own partial sum and the partials are added in tile order, and tiles do
     /// not depend on the thread count, so the result is the same bit for bit on any pool.
     pub(crate) fn weight_grad(&self, x: &Maps, dy: &Maps) -> Vec<f32> {
-        assert_eq!(self.groups, 1, "grouped convolution");
         let (oh, ow, pad) = self.out_size(x.h, x.w);
         assert_eq!(
             (dy.c, dy.n, dy.h, dy.w),
             (self.c_out, x.n, oh, ow),
             "gradient shape"
         );
+        if self.groups > 1 {
+            return self.depthwise_weight_grad(x, dy, pad);
+        }
         let k = self.c_in * self.kernel[0] * self.kernel[1];
         let total = dy.plane_all();
         let tile = tile_pixels(k, total);
@@ -364,6 +373,58 @@ impl FusedConv {
             sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
         }
         sum
+    }
+
+    /// [`Self::weight_grad`] of a depthwise convolution: each channel's filter on its own, the
+    /// sums over images and rows in order.
+    fn depthwise_weight_grad(&self, x: &Maps, dy: &Maps, pad: [usize; 4]) -> Vec<f32> {
+        assert_eq!(self.groups, self.c_in, "depthwise");
+        let [kh, kw] = self.kernel;
+        let [sy, sx] = self.stride;
+        let (h, w, oh, ow) = (x.h, x.w, dy.h, dy.w);
+        let per_channel: Vec<Vec<f32>> = (0..self.c_out)
+            .into_par_iter()
+            .map(|c| {
+                let mut g = vec![0f32; kh * kw];
+                for b in 0..x.n {
+                    let plane = &x.data[(c * x.n + b) * h * w..][..h * w];
+                    let d = &dy.data[(c * dy.n + b) * oh * ow..][..oh * ow];
+                    for (oy, drow) in d.chunks_exact(ow).enumerate() {
+                        for ky in 0..kh {
+                            let iy = (oy * sy + ky) as isize - pad[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            let src = &plane[iy as usize * w..][..w];
+                            for kx in 0..kw {
+                                let offset_x = kx as isize - pad[2] as isize;
+                                let (lo, hi) = valid_range(ow, sx, offset_x, w);
+                                if lo >= hi {
+                                    continue;
+                                }
+                                let start = ((lo * sx) as isize + offset_x) as usize;
+                                let acc: f32 = if sx == 1 {
+                                    drow[lo..hi]
+                                        .iter()
+                                        .zip(&src[start..])
+                                        .map(|(a, b)| a * b)
+                                        .sum()
+                                } else {
+                                    drow[lo..hi]
+                                        .iter()
+                                        .enumerate()
+                                        .map(|(j, a)| a * src[start + j * sx])
+                                        .sum()
+                                };
+                                g[ky * kw + kx] += acc;
+                            }
+                        }
+                    }
+                }
+                g
+            })
+            .collect();
+        per_channel.concat()
     }
 
     /// The tile's input patches as a matrix product's columns, [k, pixels] with the row stride
