@@ -156,6 +156,46 @@ struct Phase {
     count: usize,
 }
 
+/// LANES running sums of two series: independent lanes break the chain of dependent additions
+/// (f64 adds would otherwise run one per few cycles), and combine in a fixed order.
+const LANES: usize = 8;
+
+/// (Σa, Σb) over `term(i)` = (a, b) for i < n, with [`LANES`] lanes.
+#[inline(always)]
+fn lane_sums(n: usize, term: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
+    let (mut a, mut b) = ([0f64; LANES], [0f64; LANES]);
+    let whole = n - n % LANES;
+    for base in (0..whole).step_by(LANES) {
+        for l in 0..LANES {
+            let (x, y) = term(base + l);
+            a[l] += x;
+            b[l] += y;
+        }
+    }
+    for (l, i) in (whole..n).enumerate() {
+        let (x, y) = term(i);
+        a[l] += x;
+        b[l] += y;
+    }
+    (a.iter().sum(), b.iter().sum())
+}
+
+/// Zeroes the gradient `d` where the activation's output was clamped, and returns (Σd·x̂, Σd).
+#[inline(always)]
+fn mask_and_sum(
+    d: &mut [f32],
+    out: &[f32],
+    xhat: &[f32],
+    clamped: impl Fn(f32) -> bool,
+) -> (f64, f64) {
+    for (d, &o) in d.iter_mut().zip(out) {
+        if clamped(o) {
+            *d = 0.0;
+        }
+    }
+    lane_sums(d.len(), |i| (d[i] as f64 * xhat[i] as f64, d[i] as f64))
+}
+
 /// The phases of one axis for a convolution of `kernel` taps, `stride` and `before` padding from
 /// `size` inputs to `outputs`; None when a phase would need negative padding.
 fn phases(
@@ -343,12 +383,10 @@ impl ConvBnAct {
                 .data
                 .par_chunks_exact(m)
                 .map(|row| {
-                    let (mut sum, mut squares) = (0f64, 0f64);
-                    for &v in row {
-                        let v = v as f64;
-                        sum += v;
-                        squares += v * v;
-                    }
+                    let (sum, squares) = lane_sums(row.len(), |i| {
+                        let v = row[i] as f64;
+                        (v, v * v)
+                    });
                     let mean = sum / m as f64;
                     (
                         (mean) as f32,
@@ -416,37 +454,23 @@ impl ConvBnAct {
         residual: bool,
     ) -> (Option<Maps>, Option<Maps>) {
         let m = dy.plane_all();
-        // The activation passes the gradient where its output is not clamped.
-        let clamped: Option<fn(f32) -> bool> = match self.act {
-            Act::None => None,
-            Act::Relu => Some(|o| o <= 0.0),
-            Act::Relu6 => Some(|o| o <= 0.0 || o >= 6.0),
-        };
-        if let Some(clamped) = clamped {
-            dy.data
-                .par_chunks_exact_mut(m)
-                .zip(saved.out.data.par_chunks_exact(m))
-                .for_each(|(d, out)| {
-                    d.iter_mut()
-                        .zip(out)
-                        .filter(|(_, &o)| clamped(o))
-                        .for_each(|(d, _)| *d = 0.0)
-                });
-        }
-        let d_residual = residual.then(|| dy.clone());
+        // The activation passes the gradient where its output is not clamped; the same pass
+        // sums what γ's and β's gradients need.
         let sums: Vec<(f32, f32)> = dy
             .data
-            .par_chunks_exact(m)
+            .par_chunks_exact_mut(m)
+            .zip(saved.out.data.par_chunks_exact(m))
             .zip(saved.xhat.data.par_chunks_exact(m))
-            .map(|(d, xhat)| {
-                let (mut dgamma, mut dbeta) = (0f64, 0f64);
-                for (&d, &xh) in d.iter().zip(xhat) {
-                    dgamma += (d * xh) as f64;
-                    dbeta += d as f64;
-                }
+            .map(|((d, out), xhat)| {
+                let (dgamma, dbeta) = match self.act {
+                    Act::None => mask_and_sum(d, out, xhat, |_| false),
+                    Act::Relu => mask_and_sum(d, out, xhat, |o| o <= 0.0),
+                    Act::Relu6 => mask_and_sum(d, out, xhat, |o| o <= 0.0 || o >= 6.0),
+                };
                 (dgamma as f32, dbeta as f32)
             })
             .collect();
+        let d_residual = residual.then(|| dy.clone());
         // dz = γ/(σ·m) · (m·dy − Σdy − x̂·Σ(dy·x̂)), the batch-norm input gradient.
         dy.data
             .par_chunks_exact_mut(m)
@@ -863,15 +887,15 @@ impl CpuTrainer {
         let mut main_logits = Vec::new();
         let mut d_features = Maps::zeros(features.c, features.n, features.h, features.w);
         for (b, branch) in self.branches.iter_mut().enumerate() {
-            let mut branch_inputs = Vec::new();
-            let mut branch_saved = Vec::new();
-            let mut x = features.clone();
+            // Each bottleneck's input is the features or the bottleneck before it.
+            let mut branch_saved: Vec<Saved> = Vec::new();
             for layer in &mut branch.reduce {
-                let s = layer.forward(&x, None, true);
-                branch_inputs.push(std::mem::replace(&mut x, s.out.clone()));
+                let x = branch_saved.last().map_or(features, |s| &s.out);
+                let s = layer.forward(x, None, true);
                 branch_saved.push(s);
             }
-            let pooled = global_average(&x);
+            let x = branch_saved.last().map_or(features, |s| &s.out);
+            let pooled = global_average(x);
             let logits = branch.fc.forward(&pooled);
             let w_b = loss.branch_weights[b];
             let mut d_logits = vec![0.0; logits.len()];
@@ -891,16 +915,11 @@ impl CpuTrainer {
                 }
             }
             let d_pooled = branch.fc.backward(&pooled, &d_logits);
-            let mut d = global_average_backward(&d_pooled, &x);
-            for ((layer, x), s) in branch
-                .reduce
-                .iter_mut()
-                .zip(&branch_inputs)
-                .zip(&branch_saved)
-                .rev()
-            {
+            let mut d = global_average_backward(&d_pooled, x);
+            for (i, layer) in branch.reduce.iter_mut().enumerate().rev() {
+                let x = i.checked_sub(1).map_or(features, |p| &branch_saved[p].out);
                 d = layer
-                    .backward(x, s, d, true, false)
+                    .backward(x, &branch_saved[i], d, true, false)
                     .0
                     .expect("asked for dx");
             }

@@ -21,6 +21,8 @@ const TILE_FLOATS: usize = 128 * 1024;
 /// Fewest output pixels per tile: below this the matrix product spends more time packing the
 /// weights than multiplying them.
 const MIN_TILE: usize = 128;
+/// Most partial sums a weight gradient keeps: enough to share the tiles among many cores.
+const PARTIALS: usize = 32;
 /// Output rows shorter than this are gathered pixel by pixel rather than copied row by row.
 const SHORT_ROW: usize = 16;
 
@@ -320,48 +322,58 @@ impl FusedConv {
         }
         let k = self.c_in * self.kernel[0] * self.kernel[1];
         let total = dy.plane_all();
-        let tile = tile_pixels(k, total);
-        let partials: Vec<Vec<f32>> = (0..total.div_ceil(tile))
+        // Tiles of at least as many pixels as output channels: each partial sum (c_out × k) is
+        // then no larger than the tile's columns, where deep layers' wide kernels would
+        // otherwise make them the bigger traffic.
+        let tile = tile_pixels(k, total).max(self.c_out.min(total));
+        let tiles = total.div_ceil(tile);
+        // Consecutive tiles share a partial, so there are at most PARTIALS of them however
+        // large the batch; the grouping depends on the sizes alone, never on the threads.
+        let per_partial = tiles.div_ceil(PARTIALS);
+        let partials: Vec<Vec<f32>> = (0..tiles.div_ceil(per_partial))
             .into_par_iter()
-            .map(|t| {
+            .map(|p| {
                 let mut col = COLUMNS.take();
-                let q0 = t * tile;
-                let pixels = tile.min(total - q0);
-                let tile = Tile {
-                    input: &x.data,
-                    channels: self.c_in,
-                    x,
-                    pad,
-                    out: (oh, ow),
-                    q0,
-                    pixels,
-                };
-                let (cols, cols_row) = self.columns(&tile, &mut col);
                 let mut part = vec![0.0f32; self.c_out * k];
-                // SAFETY: dst is part ([c_out, k] row-major); lhs reads dy's rows
-                // [q0, q0 + pixels) of every channel, rhs the tile's k columns of `pixels`.
-                unsafe {
-                    gemm::gemm(
-                        self.c_out,
-                        k,
+                for t in p * per_partial..((p + 1) * per_partial).min(tiles) {
+                    let q0 = t * tile;
+                    let pixels = tile.min(total - q0);
+                    let tile = Tile {
+                        input: &x.data,
+                        channels: self.c_in,
+                        x,
+                        pad,
+                        out: (oh, ow),
+                        q0,
                         pixels,
-                        part.as_mut_ptr(),
-                        1,
-                        k as isize,
-                        false,
-                        dy.data.as_ptr().add(q0),
-                        1,
-                        total as isize,
-                        cols.as_ptr(),
-                        cols_row as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
+                    };
+                    let (cols, cols_row) = self.columns(&tile, &mut col);
+                    // SAFETY: dst is part ([c_out, k] row-major), accumulated into; lhs reads
+                    // dy's rows [q0, q0 + pixels) of every channel, rhs the tile's k columns
+                    // of `pixels`.
+                    unsafe {
+                        gemm::gemm(
+                            self.c_out,
+                            k,
+                            pixels,
+                            part.as_mut_ptr(),
+                            1,
+                            k as isize,
+                            true,
+                            dy.data.as_ptr().add(q0),
+                            1,
+                            total as isize,
+                            cols.as_ptr(),
+                            cols_row as isize,
+                            1,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        );
+                    }
                 }
                 COLUMNS.set(col);
                 part
