@@ -2,9 +2,10 @@
 
 Usage: forward_torch.py CASES_JSON WARMUP TIMED. CASES_JSON is a list of
 {"arch", "channels", "size", "batch"}; prints {"torch", "threads", "results": [{"images_per_s"}]}
-on stdout. Networks: torchvision's ResNet-18, EfficientNet-Lite0 from the package
+on stdout. Networks: torchvision's ResNet-18 and ResNet-50, EfficientNet-Lite0 from the package
 efficientnet_lite_pytorch (the implementation our reference fixture came from), and the small
-network written out below layer for layer as crates/cryoprune-model/src/small.rs builds it.
+network and Topaz's ResNet16 written out below layer for layer as
+crates/cryoprune-model/src/small.rs and topaz.rs build them.
 Eval mode, torch.inference_mode(), fresh random weights, every core, median of TIMED batches.
 """
 
@@ -31,12 +32,37 @@ def small(channels, classes):
     return nn.Sequential(*layers)
 
 
+class TopazResid(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv0 = nn.Conv2d(c_in, c_in, 3)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride)
+        self.proj = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if c_in != c_out else None
+        self.stride = stride
+
+    def forward(self, x):
+        y = self.conv1(torch.relu(self.conv0(x)))
+        x = x[:, :, 2:-2, 2:-2]
+        x = self.proj(x) if self.proj is not None else x[:, :, :: self.stride, :: self.stride]
+        return torch.relu(y + x)
+
+
+def topaz(channels, classes):
+    u = 64
+    shapes = [(u, u, 2), (u, u, 1), (u, u, 1), (u, u, 1), (u, 2 * u, 2), (2 * u, 2 * u, 1), (2 * u, 2 * u, 1)]
+    blocks = [TopazResid(i, o, s) for i, o, s in shapes]
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, classes)]
+    return nn.Sequential(nn.Conv2d(channels, u, 7), nn.ReLU(), *blocks, nn.Conv2d(2 * u, 256, 5), nn.ReLU(), *head)
+
+
 def build(arch, channels):
-    if arch == "resnet18":
-        m = torchvision.models.resnet18(num_classes=2)
+    if arch in ("resnet18", "resnet50"):
+        m = getattr(torchvision.models, arch)(num_classes=2)
         if channels != 3:
             m.conv1 = nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
         return m
+    if arch == "topaz-resnet16":
+        return topaz(channels, 2)
     if arch == "efficientnet-lite0":
         from efficientnet_lite_pytorch import EfficientNet
 

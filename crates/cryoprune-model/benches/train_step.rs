@@ -2,8 +2,8 @@
 //! sizes, in one run (`benches/train_step_torch.py` is the PyTorch side). One step is what
 //! `train` does per batch: forward in training mode (batch norms on the batch's statistics),
 //! softmax cross-entropy, backward, SGD with momentum 0.9 and weight decay. "cryoprune" is the
-//! path `train` takes on the CPU: [`CpuTrainer`] where it builds the network, burn's autodiff on
-//! the flex backend otherwise ("burn autodiff", also measured for every row for comparison).
+//! path `train` takes on the CPU, [`CpuTrainer`] (every network); "burn autodiff" is the same
+//! step through burn's autodiff on the flex backend, the path before it, for comparison.
 //!
 //! `cargo bench -p cryoprune-model --bench train_step` writes `target/bench/train_step.json`.
 //! `CRYOPRUNE_TORCH_PYTHON` names a Python with torch and torchvision (BENCHMARKS.md shows how to
@@ -24,7 +24,7 @@ use common::{finish, network, noise, seconds, selected, torch, CLASSES};
 
 /// (network, input channels, input size, batch): the rows. The first is `train`'s
 /// default; 3 × 224² is what PickerOptimizer feeds ResNet-18.
-const CASES: [(Arch, usize, usize, usize); 8] = [
+const CASES: [(Arch, usize, usize, usize); 10] = [
     (Arch::Small, 1, 64, 24),
     (Arch::Small, 1, 64, 64),
     (Arch::Small, 1, 128, 24),
@@ -32,7 +32,9 @@ const CASES: [(Arch, usize, usize, usize); 8] = [
     (Arch::ResNet18, 1, 64, 64),
     (Arch::ResNet18, 1, 128, 24),
     (Arch::ResNet18, 3, 224, 24),
+    (Arch::ResNet50, 1, 64, 24),
     (Arch::EfficientNetLite0, 1, 64, 24),
+    (Arch::TopazResNet16, 1, 96, 24),
 ];
 const SGD: SgdStep = SgdStep {
     lr: 0.01,

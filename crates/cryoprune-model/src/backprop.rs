@@ -2,14 +2,15 @@
 //! operation of a step and replays it backwards, converting layouts and making a pass over
 //! memory per operation (measured: 3.3× PyTorch's step time on the small network;
 //! BENCHMARKS.md).
-//! [`CpuTrainer`] runs the small network, ResNet-18/34/50 or EfficientNet-Lite0 and the
-//! multi-loss head as a graph of layers that keep what their backward needs: convolutions as
-//! im2col and matrix products (the inference path's, in [`FusedConv`]) or, depthwise, as direct
-//! loops; the input gradient as convolutions of the output gradient with the flipped weights,
-//! one per stride phase so that strided layers spend nothing on zeros; batch norm with batch
-//! statistics; residual sums; max pools that remember their winners; SGD fused into one pass per
-//! parameter. burn stays the reference (the tests compare every parameter after two steps) and
-//! the path for Topaz's ResNet16 and every other device.
+//! [`CpuTrainer`] runs every backbone cryoprune builds (the small network, ResNet-18/34/50,
+//! EfficientNet-Lite0, Topaz's ResNet16) and the multi-loss head as a graph of layers that keep
+//! what their backward needs: convolutions as im2col and matrix products (the inference path's,
+//! in [`FusedConv`]) or, depthwise, as direct loops; the input gradient as convolutions of the
+//! output gradient with the flipped weights, one per stride phase so that strided layers spend
+//! nothing on zeros; batch norm with batch statistics, or a bias; residual sums, cropped
+//! shortcuts and max pools that remember their winners; SGD fused into one pass per parameter.
+//! burn stays the reference (the tests compare every parameter after two steps) and the path
+//! for every other device.
 //!
 //! Every reduction runs in an order fixed by the data, never by the thread pool, so a seeded run
 //! gives the same weights bit for bit on any number of threads.
@@ -26,12 +27,14 @@ use rayon::prelude::*;
 use crate::classifier::{Backbone, Classifier};
 use crate::efficientnet::{EfficientNetLite0, MbConv};
 use crate::infer::conv::{floats, Act, FusedConv, Pad};
+use crate::infer::net::crop;
 use crate::infer::net::linear;
 use crate::infer::pool::{global_average, max_pool_backward, MaxPool};
 use crate::infer::Maps;
 use crate::layers::ConvBn;
 use crate::resnet::{Block, Downsample, ResNet};
 use crate::small::SmallNet;
+use crate::topaz::TopazResNet16;
 
 /// One SGD step's settings: momentum with dampening 0, weight decay added to the gradient (as
 /// burn's and PyTorch's SGD).
@@ -114,9 +117,10 @@ impl Weights {
     }
 }
 
-/// Convolution (dense or depthwise), batch norm on the batch's statistics, an optional residual
-/// sum and an activation: the layer every network the CPU path trains is made of.
-struct ConvBnAct {
+/// A convolution (dense or depthwise), batch norm on the batch's statistics or a bias, an
+/// optional residual sum and an activation: the layer every network the CPU path trains is made
+/// of.
+struct ConvLayer {
     /// The convolution's geometry; the current weights are lent to it for each pass.
     conv: FusedConv,
     c_in: usize,
@@ -126,6 +130,18 @@ struct ConvBnAct {
     groups: usize,
     act: Act,
     weight: Weights,
+    norm: Norm,
+}
+
+/// What follows a layer's convolution, before the residual sum and the activation.
+enum Norm {
+    Batch(BatchNormState),
+    /// A bias per output channel (Topaz's convolutions), or nothing (a projection).
+    Bias(Option<Weights>),
+}
+
+/// Batch norm's parameters and running statistics.
+struct BatchNormState {
     gamma: Weights,
     beta: Weights,
     running_mean: Vec<f32>,
@@ -134,10 +150,10 @@ struct ConvBnAct {
     momentum: f64,
 }
 
-/// What a [`ConvBnAct`]'s backward needs from its forward.
+/// What a [`ConvLayer`]'s backward needs from its forward.
 struct Saved {
-    /// The normalised convolution output.
-    xhat: Maps,
+    /// The normalised convolution output (with batch norm).
+    xhat: Option<Maps>,
     /// 1/√(var + eps) per channel.
     inv_std: Vec<f32>,
     /// The layer's output (after the residual sum and the activation).
@@ -145,7 +161,7 @@ struct Saved {
 }
 
 /// One axis of one phase of a strided convolution's input gradient (see
-/// [`ConvBnAct::input_grad`]): the kernel taps that reach inputs at `r + stride·i`, in the order
+/// [`ConvLayer::input_grad`]): the kernel taps that reach inputs at `r + stride·i`, in the order
 /// of the output gradient rows they read, and the padding that makes a stride-1 correlation read
 /// them.
 struct Phase {
@@ -180,20 +196,14 @@ fn lane_sums(n: usize, term: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
     (a.iter().sum(), b.iter().sum())
 }
 
-/// Zeroes the gradient `d` where the activation's output was clamped, and returns (Σd·x̂, Σd).
+/// Zeroes the gradient `d` where the activation's output was clamped.
 #[inline(always)]
-fn mask_and_sum(
-    d: &mut [f32],
-    out: &[f32],
-    xhat: &[f32],
-    clamped: impl Fn(f32) -> bool,
-) -> (f64, f64) {
+fn mask(d: &mut [f32], out: &[f32], clamped: impl Fn(f32) -> bool) {
     for (d, &o) in d.iter_mut().zip(out) {
         if clamped(o) {
             *d = 0.0;
         }
     }
-    lane_sums(d.len(), |i| (d[i] as f64 * xhat[i] as f64, d[i] as f64))
 }
 
 /// The phases of one axis for a convolution of `kernel` taps, `stride` and `before` padding from
@@ -235,10 +245,10 @@ fn phases(
         .collect()
 }
 
-impl ConvBnAct {
+impl ConvLayer {
     /// None for a convolution the CPU path does not train (grouped but not depthwise, dilated,
-    /// biased, or strided in a way whose input gradient needs cropping).
-    fn new(conv: &Conv2d, bn: &BatchNorm, act: Act) -> Option<Self> {
+    /// biased before a batch norm, or strided in a way whose input gradient needs cropping).
+    fn new(conv: &Conv2d, bn: Option<&BatchNorm>, act: Act) -> Option<Self> {
         let [c_out, per_group, kh, kw] = conv.weight.val().dims();
         let groups = conv.groups;
         let c_in = per_group * groups;
@@ -250,8 +260,19 @@ impl ConvBnAct {
             burn::nn::PaddingConfig2d::Same => Pad::Same,
         };
         let shape = groups == 1 || (groups == c_in && groups == c_out);
-        let plain = shape && conv.dilation == [1, 1] && conv.bias.is_none();
+        let plain = shape && conv.dilation == [1, 1] && !(bn.is_some() && conv.bias.is_some());
         let weight = floats(conv.weight.val());
+        let norm = match bn {
+            Some(bn) => Norm::Batch(BatchNormState {
+                gamma: Weights::new(floats(bn.gamma.val())),
+                beta: Weights::new(floats(bn.beta.val())),
+                running_mean: floats(bn.running_mean.value()),
+                running_var: floats(bn.running_var.value()),
+                eps: bn.epsilon,
+                momentum: bn.momentum,
+            }),
+            None => Norm::Bias(conv.bias.as_ref().map(|b| Weights::new(floats(b.val())))),
+        };
         let layer = Self {
             conv: FusedConv::training(
                 [c_in, c_out],
@@ -268,18 +289,13 @@ impl ConvBnAct {
             groups,
             act,
             weight: Weights::new(weight),
-            gamma: Weights::new(floats(bn.gamma.val())),
-            beta: Weights::new(floats(bn.beta.val())),
-            running_mean: floats(bn.running_mean.value()),
-            running_var: floats(bn.running_var.value()),
-            eps: bn.epsilon,
-            momentum: bn.momentum,
+            norm,
         };
         (plain && layer.transposable()).then_some(layer)
     }
 
     fn from_conv_bn(c: &ConvBn, act: Act) -> Option<Self> {
-        Self::new(&c.conv, &c.bn, act)
+        Self::new(&c.conv, Some(&c.bn), act)
     }
 
     /// Whether every phase of the input gradient is a convolution with non-negative padding,
@@ -374,12 +390,34 @@ impl ConvBnAct {
     /// otherwise (a frozen layer, as burn runs one) it uses the running statistics. `residual`
     /// is added before the activation.
     fn forward(&mut self, x: &Maps, residual: Option<&Maps>, training: bool) -> Saved {
-        let mut xhat = self.with_conv(|c| c.forward(x, None));
-        let m = xhat.plane_all();
+        let mut z = self.with_conv(|c| c.forward(x, None));
+        let m = z.plane_all();
+        let act = self.act;
+        let bn = match &mut self.norm {
+            Norm::Batch(bn) => bn,
+            Norm::Bias(bias) => {
+                // act(z + b [+ residual]) in place: backward needs only the output.
+                z.data
+                    .par_chunks_exact_mut(m)
+                    .enumerate()
+                    .for_each(|(c, row)| {
+                        let b = bias.as_ref().map_or(0.0, |b| b.value[c]);
+                        let res = residual.map(|r| &r.data[c * m..(c + 1) * m]);
+                        for (i, v) in row.iter_mut().enumerate() {
+                            *v = act.apply(*v + b + res.map_or(0.0, |r| r[i]));
+                        }
+                    });
+                return Saved {
+                    xhat: None,
+                    inv_std: Vec::new(),
+                    out: z,
+                };
+            }
+        };
         let (mean, inv_std): (Vec<f32>, Vec<f32>) = if training {
             // One pass in f64 (Σv, Σv²): the variance loses nothing a float would keep, and the
             // map is read once instead of twice.
-            let stats: Vec<(f32, f32)> = xhat
+            let stats: Vec<(f32, f32)> = z
                 .data
                 .par_chunks_exact(m)
                 .map(|row| {
@@ -394,37 +432,37 @@ impl ConvBnAct {
                     )
                 })
                 .collect();
-            let keep = (1.0 - self.momentum) as f32;
-            let take = self.momentum as f32;
+            let keep = (1.0 - bn.momentum) as f32;
+            let take = bn.momentum as f32;
             for (c, &(mean, var)) in stats.iter().enumerate() {
-                self.running_mean[c] = self.running_mean[c] * keep + mean * take;
-                self.running_var[c] = self.running_var[c] * keep + var * take;
+                bn.running_mean[c] = bn.running_mean[c] * keep + mean * take;
+                bn.running_var[c] = bn.running_var[c] * keep + var * take;
             }
             stats
                 .iter()
-                .map(|&(mean, var)| (mean, (1.0 / (var as f64 + self.eps).sqrt()) as f32))
+                .map(|&(mean, var)| (mean, (1.0 / (var as f64 + bn.eps).sqrt()) as f32))
                 .unzip()
         } else {
-            let inv_std = self
+            let inv_std = bn
                 .running_var
                 .iter()
-                .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
+                .map(|&v| (1.0 / (v as f64 + bn.eps).sqrt()) as f32)
                 .collect();
-            (self.running_mean.clone(), inv_std)
+            (bn.running_mean.clone(), inv_std)
         };
         // Normalise in place and write act(γx̂ + β [+ residual]) beside it, in one pass.
         let mut out = Maps {
-            data: vec![0.0; xhat.data.len()],
-            ..xhat
+            data: vec![0.0; z.data.len()],
+            ..z
         };
-        let act = self.act;
-        xhat.data
+        let bn = &*bn;
+        z.data
             .par_chunks_exact_mut(m)
             .zip(out.data.par_chunks_exact_mut(m))
             .enumerate()
             .for_each(|(c, (row, dst))| {
                 let (mean, inv) = (mean[c], inv_std[c]);
-                let (g, b) = (self.gamma.value[c], self.beta.value[c]);
+                let (g, b) = (bn.gamma.value[c], bn.beta.value[c]);
                 match residual {
                     Some(res) => {
                         for ((v, o), &add) in row.iter_mut().zip(dst).zip(&res.data[c * m..]) {
@@ -440,7 +478,11 @@ impl ConvBnAct {
                     }
                 }
             });
-        Saved { xhat, inv_std, out }
+        Saved {
+            xhat: Some(z),
+            inv_std,
+            out,
+        }
     }
 
     /// Sets this layer's gradients from the gradient at its output; returns the gradient at its
@@ -454,65 +496,95 @@ impl ConvBnAct {
         residual: bool,
     ) -> (Option<Maps>, Option<Maps>) {
         let m = dy.plane_all();
+        let act = self.act;
         // The activation passes the gradient where its output is not clamped; the same pass
-        // sums what γ's and β's gradients need.
+        // sums what the norm's gradients need: (Σd·x̂, Σd) with batch norm, (0, Σd) without.
         let sums: Vec<(f32, f32)> = dy
             .data
             .par_chunks_exact_mut(m)
             .zip(saved.out.data.par_chunks_exact(m))
-            .zip(saved.xhat.data.par_chunks_exact(m))
-            .map(|((d, out), xhat)| {
-                let (dgamma, dbeta) = match self.act {
-                    Act::None => mask_and_sum(d, out, xhat, |_| false),
-                    Act::Relu => mask_and_sum(d, out, xhat, |o| o <= 0.0),
-                    Act::Relu6 => mask_and_sum(d, out, xhat, |o| o <= 0.0 || o >= 6.0),
+            .enumerate()
+            .map(|(c, (d, out))| {
+                match act {
+                    Act::None => {}
+                    Act::Relu => mask(d, out, |o| o <= 0.0),
+                    Act::Relu6 => mask(d, out, |o| o <= 0.0 || o >= 6.0),
+                }
+                let (dgamma, dbeta) = match &saved.xhat {
+                    Some(xhat) => {
+                        let xhat = &xhat.data[c * m..(c + 1) * m];
+                        lane_sums(m, |i| (d[i] as f64 * xhat[i] as f64, d[i] as f64))
+                    }
+                    None => lane_sums(m, |i| (0.0, d[i] as f64)),
                 };
                 (dgamma as f32, dbeta as f32)
             })
             .collect();
         let d_residual = residual.then(|| dy.clone());
-        // dz = γ/(σ·m) · (m·dy − Σdy − x̂·Σ(dy·x̂)), the batch-norm input gradient.
-        dy.data
-            .par_chunks_exact_mut(m)
-            .zip(saved.xhat.data.par_chunks_exact(m))
-            .enumerate()
-            .for_each(|(c, (d, xhat))| {
-                let (dgamma, dbeta) = sums[c];
-                let scale = self.gamma.value[c] * saved.inv_std[c] / m as f32;
-                for (d, &xh) in d.iter_mut().zip(xhat) {
-                    *d = scale * (m as f32 * *d - dbeta - xh * dgamma);
-                }
-            });
-        self.gamma.grad = sums.iter().map(|s| s.0).collect();
-        self.beta.grad = sums.iter().map(|s| s.1).collect();
+        match (&mut self.norm, &saved.xhat) {
+            (Norm::Batch(bn), Some(xhat)) => {
+                // dz = γ/(σ·m) · (m·dy − Σdy − x̂·Σ(dy·x̂)), the batch-norm input gradient.
+                dy.data
+                    .par_chunks_exact_mut(m)
+                    .zip(xhat.data.par_chunks_exact(m))
+                    .enumerate()
+                    .for_each(|(c, (d, xhat))| {
+                        let (dgamma, dbeta) = sums[c];
+                        let scale = bn.gamma.value[c] * saved.inv_std[c] / m as f32;
+                        for (d, &xh) in d.iter_mut().zip(xhat) {
+                            *d = scale * (m as f32 * *d - dbeta - xh * dgamma);
+                        }
+                    });
+                bn.gamma.grad = sums.iter().map(|s| s.0).collect();
+                bn.beta.grad = sums.iter().map(|s| s.1).collect();
+            }
+            (Norm::Bias(Some(bias)), _) => bias.grad = sums.iter().map(|s| s.1).collect(),
+            _ => {}
+        }
         self.weight.grad = self.with_conv(|c| c.weight_grad(x, &dy));
         let dx = want_dx.then(|| self.input_grad(&dy, x.h, x.w));
         (dx, d_residual)
     }
 
-    fn weights(&mut self) -> [&mut Weights; 3] {
-        [&mut self.weight, &mut self.gamma, &mut self.beta]
+    fn weights(&mut self) -> Vec<&mut Weights> {
+        let mut all = vec![&mut self.weight];
+        match &mut self.norm {
+            Norm::Batch(bn) => all.extend([&mut bn.gamma, &mut bn.beta]),
+            Norm::Bias(bias) => all.extend(bias.as_mut()),
+        }
+        all
+    }
+
+    /// `conv` with the trained weights (and bias, where the layer has one).
+    fn write_conv(&self, mut conv: Conv2d) -> Conv2d {
+        conv.weight = self.weight.write(conv.weight);
+        if let Norm::Bias(Some(b)) = &self.norm {
+            conv.bias = conv.bias.map(|p| b.write(p));
+        }
+        conv
     }
 
     fn write(&self, conv: Conv2d, bn: BatchNorm) -> (Conv2d, BatchNorm) {
-        let (mut conv, mut bn) = (conv, bn);
-        conv.weight = self.weight.write(conv.weight);
-        bn.gamma = self.gamma.write(bn.gamma);
-        bn.beta = self.beta.write(bn.beta);
+        let Norm::Batch(state) = &self.norm else {
+            panic!("a layer built without its batch norm written with one");
+        };
+        let mut bn = bn;
+        bn.gamma = state.gamma.write(bn.gamma);
+        bn.beta = state.beta.write(bn.beta);
         let device = bn.running_mean.value().device();
-        for (state, values) in [
-            (&bn.running_mean, &self.running_mean),
-            (&bn.running_var, &self.running_var),
+        for (running, values) in [
+            (&bn.running_mean, &state.running_mean),
+            (&bn.running_var, &state.running_var),
         ] {
-            state.update(Tensor::from_data(
+            running.update(Tensor::from_data(
                 TensorData::new(values.clone(), [self.c_out]),
                 &device,
             ));
             // burn keeps an update pending until the state is read in sync; saving and the
             // inference path read the stored value, which this makes current.
-            state.value_sync();
+            running.value_sync();
         }
-        (conv, bn)
+        (self.write_conv(conv), bn)
     }
 
     fn write_conv_bn(&self, c: ConvBn) -> ConvBn {
@@ -607,27 +679,54 @@ enum Op {
     Pool {
         input: usize,
     },
+    /// Node `input` less `edge` pixels on every side, every `stride`-th row and column of the
+    /// rest: the shortcut of Topaz's unpadded blocks.
+    Crop {
+        input: usize,
+        edge: usize,
+        stride: usize,
+    },
 }
 
-/// What an op's forward kept: a layer's saved state, or the pooled maps with their winners.
+/// What an op's forward kept: a layer's saved state, the pooled maps with their winners, or the
+/// cropped maps.
 enum Record {
     Conv(Saved),
     Pool(Maps, Vec<u32>),
+    Crop(Maps),
 }
 
 impl Record {
     fn out(&self) -> &Maps {
         match self {
             Record::Conv(s) => &s.out,
-            Record::Pool(m, _) => m,
+            Record::Pool(m, _) | Record::Crop(m) => m,
         }
     }
 }
 
-/// A backbone as a graph of [`ConvBnAct`] layers and at most one kind of max pool: a chain for
-/// the small network, blocks with shortcuts for ResNet and EfficientNet.
+/// The gradient of [`crop`] at its input (shaped `like`): each kept pixel's gradient goes back
+/// to where it was taken from, the rest is zero.
+fn crop_backward(dy: &Maps, like: &Maps, edge: usize, stride: usize) -> Maps {
+    let mut dx = Maps::zeros(like.c, like.n, like.h, like.w);
+    dx.data
+        .par_chunks_exact_mut(like.h * like.w)
+        .zip(dy.data.par_chunks_exact(dy.h * dy.w))
+        .for_each(|(plane, d)| {
+            for (i, row) in d.chunks_exact(dy.w).enumerate() {
+                let dst = &mut plane[(edge + i * stride) * like.w + edge..];
+                for (j, &v) in row.iter().enumerate() {
+                    dst[j * stride] = v;
+                }
+            }
+        });
+    dx
+}
+
+/// A backbone as a graph of [`ConvLayer`] layers, crops and at most one kind of max pool: a
+/// chain for the small network, blocks with shortcuts for the others.
 struct Body {
-    layers: Vec<ConvBnAct>,
+    layers: Vec<ConvLayer>,
     ops: Vec<Op>,
     pool: Option<MaxPool>,
 }
@@ -653,8 +752,8 @@ impl Body {
         };
         let last = net.stages.len() - 1;
         for (i, stage) in net.stages.iter().enumerate() {
-            body.conv(ConvBnAct::from_conv_bn(&stage.a, Act::Relu)?, None);
-            body.conv(ConvBnAct::from_conv_bn(&stage.b, Act::Relu)?, None);
+            body.conv(ConvLayer::from_conv_bn(&stage.a, Act::Relu)?, None);
+            body.conv(ConvLayer::from_conv_bn(&stage.b, Act::Relu)?, None);
             if i < last {
                 body.ops.push(Op::Pool {
                     input: body.ops.len(),
@@ -670,27 +769,30 @@ impl Body {
             ops: Vec::new(),
             pool: Some(MaxPool::new(&net.maxpool)),
         };
-        body.conv(ConvBnAct::new(&net.conv1, &net.bn1, Act::Relu)?, None);
+        body.conv(ConvLayer::new(&net.conv1, Some(&net.bn1), Act::Relu)?, None);
         body.ops.push(Op::Pool { input: 1 });
         for block in resnet_blocks(net) {
             let x = body.ops.len();
             let identity = match &block.downsample {
-                Some(d) => body.conv(ConvBnAct::new(&d.conv, &d.bn, Act::None)?, None),
+                Some(d) => body.conv(ConvLayer::new(&d.conv, Some(&d.bn), Act::None)?, None),
                 None => x,
             };
             body.conv_on(
-                ConvBnAct::new(&block.conv1, &block.bn1, Act::Relu)?,
+                ConvLayer::new(&block.conv1, Some(&block.bn1), Act::Relu)?,
                 x,
                 None,
             );
             match (&block.conv3, &block.bn3) {
                 (Some(conv3), Some(bn3)) => {
-                    body.conv(ConvBnAct::new(&block.conv2, &block.bn2, Act::Relu)?, None);
-                    body.conv(ConvBnAct::new(conv3, bn3, Act::Relu)?, Some(identity));
+                    body.conv(
+                        ConvLayer::new(&block.conv2, Some(&block.bn2), Act::Relu)?,
+                        None,
+                    );
+                    body.conv(ConvLayer::new(conv3, Some(bn3), Act::Relu)?, Some(identity));
                 }
                 _ => {
                     body.conv(
-                        ConvBnAct::new(&block.conv2, &block.bn2, Act::Relu)?,
+                        ConvLayer::new(&block.conv2, Some(&block.bn2), Act::Relu)?,
                         Some(identity),
                     );
                 }
@@ -705,29 +807,76 @@ impl Body {
             ops: Vec::new(),
             pool: None,
         };
-        body.conv(ConvBnAct::new(&net.conv_stem, &net.bn0, Act::Relu6)?, None);
+        body.conv(
+            ConvLayer::new(&net.conv_stem, Some(&net.bn0), Act::Relu6)?,
+            None,
+        );
         for block in &net.blocks {
             let x = body.ops.len();
             if let (Some(conv), Some(bn)) = (&block.expand_conv, &block.bn0) {
-                body.conv(ConvBnAct::new(conv, bn, Act::Relu6)?, None);
+                body.conv(ConvLayer::new(conv, Some(bn), Act::Relu6)?, None);
             }
             body.conv(
-                ConvBnAct::new(&block.depthwise_conv, &block.bn1, Act::Relu6)?,
+                ConvLayer::new(&block.depthwise_conv, Some(&block.bn1), Act::Relu6)?,
                 None,
             );
-            let project = ConvBnAct::new(&block.project_conv, &block.bn2, Act::None)?;
+            let project = ConvLayer::new(&block.project_conv, Some(&block.bn2), Act::None)?;
             body.conv(project, block.skip.then_some(x));
         }
-        body.conv(ConvBnAct::new(&net.conv_head, &net.bn1, Act::Relu6)?, None);
+        body.conv(
+            ConvLayer::new(&net.conv_head, Some(&net.bn1), Act::Relu6)?,
+            None,
+        );
         Some(body)
     }
 
+    fn topaz(net: &TopazResNet16) -> Option<Self> {
+        let mut body = Self {
+            layers: Vec::new(),
+            ops: Vec::new(),
+            pool: None,
+        };
+        body.conv(ConvLayer::new(&net.conv_in, None, Act::Relu)?, None);
+        for block in &net.blocks {
+            let x = body.ops.len();
+            // Each unpadded 3×3 trims one pixel per side: the shortcut is cropped by two.
+            let shortcut = match &block.proj {
+                Some(proj) => {
+                    body.push(Op::Crop {
+                        input: x,
+                        edge: 2,
+                        stride: 1,
+                    });
+                    body.conv(ConvLayer::new(proj, None, Act::None)?, None)
+                }
+                None => body.push(Op::Crop {
+                    input: x,
+                    edge: 2,
+                    stride: block.stride,
+                }),
+            };
+            body.conv_on(ConvLayer::new(&block.conv0, None, Act::Relu)?, x, None);
+            body.conv(
+                ConvLayer::new(&block.conv1, None, Act::Relu)?,
+                Some(shortcut),
+            );
+        }
+        body.conv(ConvLayer::new(&net.conv_out, None, Act::Relu)?, None);
+        Some(body)
+    }
+
+    /// Appends `op`; returns its output's node.
+    fn push(&mut self, op: Op) -> usize {
+        self.ops.push(op);
+        self.ops.len()
+    }
+
     /// Appends `layer` on the last node; returns its output's node.
-    fn conv(&mut self, layer: ConvBnAct, residual: Option<usize>) -> usize {
+    fn conv(&mut self, layer: ConvLayer, residual: Option<usize>) -> usize {
         self.conv_on(layer, self.ops.len(), residual)
     }
 
-    fn conv_on(&mut self, layer: ConvBnAct, input: usize, residual: Option<usize>) -> usize {
+    fn conv_on(&mut self, layer: ConvLayer, input: usize, residual: Option<usize>) -> usize {
         self.ops.push(Op::Conv {
             layer: self.layers.len(),
             input,
@@ -750,6 +899,11 @@ impl Body {
                     let r = residual.map(|r| node(r, images, &records));
                     Record::Conv(self.layers[layer].forward(x, r, training))
                 }
+                Op::Crop {
+                    input,
+                    edge,
+                    stride,
+                } => Record::Crop(crop(node(input, images, &records), edge, stride)),
                 Op::Pool { input } => {
                     let pool = self.pool.as_ref().expect("a pool op has its pool");
                     let (maps, arg) = pool.forward_with_argmax(node(input, images, &records));
@@ -793,6 +947,17 @@ impl Body {
                     let x = node(input, images, &records);
                     accumulate(&mut grads[input], max_pool_backward(&d, &arg, x));
                 }
+                (
+                    Op::Crop {
+                        input,
+                        edge,
+                        stride,
+                    },
+                    Record::Crop(_),
+                ) if input > 0 => {
+                    let x = node(input, images, &records);
+                    accumulate(&mut grads[input], crop_backward(&d, x, edge, stride));
+                }
                 _ => {}
             }
         }
@@ -810,12 +975,11 @@ fn resnet_blocks(net: &ResNet) -> impl Iterator<Item = &Block> {
 
 /// One head branch: 1×1 bottlenecks (none for branch 1), global average, fully connected.
 struct Branch {
-    reduce: Vec<ConvBnAct>,
+    reduce: Vec<ConvLayer>,
     fc: Dense,
 }
 
-/// A backbone (the small network, a ResNet or EfficientNet-Lite0) and the multi-loss head,
-/// ready to train on the CPU.
+/// A backbone and the multi-loss head, ready to train on the CPU.
 pub struct CpuTrainer {
     body: Body,
     branches: Vec<Branch>,
@@ -823,14 +987,14 @@ pub struct CpuTrainer {
 }
 
 impl CpuTrainer {
-    /// None when the CPU path cannot train `model`: Topaz's ResNet16 (biased convolutions, no
-    /// batch norm, cropped shortcuts) trains through burn.
+    /// None when the CPU path cannot train `model` (a layer of a kind none of cryoprune's
+    /// networks has, such as a dilated convolution); burn trains it then.
     pub fn new(model: &Classifier) -> Option<Self> {
         let body = match &model.backbone {
             Backbone::Small(small) => Body::small(small)?,
             Backbone::ResNet(resnet) => Body::resnet(resnet)?,
             Backbone::EfficientNet(net) => Body::efficientnet(net)?,
-            Backbone::Topaz(_) => return None,
+            Backbone::Topaz(net) => Body::topaz(net)?,
         };
         let h = &model.head;
         let mut branches = vec![Branch {
@@ -839,15 +1003,15 @@ impl CpuTrainer {
         }];
         if let (Some(r), Some(fc)) = (&h.reduce2, &h.fc2) {
             branches.push(Branch {
-                reduce: vec![ConvBnAct::from_conv_bn(r, Act::Relu)?],
+                reduce: vec![ConvLayer::from_conv_bn(r, Act::Relu)?],
                 fc: Dense::new(fc)?,
             });
         }
         if let (Some(a), Some(b), Some(fc)) = (&h.reduce3a, &h.reduce3b, &h.fc3) {
             branches.push(Branch {
                 reduce: vec![
-                    ConvBnAct::from_conv_bn(a, Act::Relu)?,
-                    ConvBnAct::from_conv_bn(b, Act::Relu)?,
+                    ConvLayer::from_conv_bn(a, Act::Relu)?,
+                    ConvLayer::from_conv_bn(b, Act::Relu)?,
                 ],
                 fc: Dense::new(fc)?,
             });
@@ -997,7 +1161,20 @@ impl CpuTrainer {
                 (net.conv_head, net.bn1) = next_layer(&mut layers).write(net.conv_head, net.bn1);
                 Backbone::EfficientNet(net)
             }
-            Backbone::Topaz(_) => panic!("CpuTrainer::write needs the network it was built from"),
+            Backbone::Topaz(mut net) => {
+                net.conv_in = next_layer(&mut layers).write_conv(net.conv_in);
+                net.blocks = std::mem::take(&mut net.blocks)
+                    .into_iter()
+                    .map(|mut b| {
+                        b.proj = b.proj.map(|p| next_layer(&mut layers).write_conv(p));
+                        b.conv0 = next_layer(&mut layers).write_conv(b.conv0);
+                        b.conv1 = next_layer(&mut layers).write_conv(b.conv1);
+                        b
+                    })
+                    .collect();
+                net.conv_out = next_layer(&mut layers).write_conv(net.conv_out);
+                Backbone::Topaz(net)
+            }
         };
         let mut head = head;
         let mut branches = self.branches.iter();
@@ -1016,13 +1193,13 @@ impl CpuTrainer {
     }
 }
 
-fn next_layer<'a>(layers: &mut std::slice::Iter<'a, ConvBnAct>) -> &'a ConvBnAct {
+fn next_layer<'a>(layers: &mut std::slice::Iter<'a, ConvLayer>) -> &'a ConvLayer {
     layers.next().expect("one trained layer per convolution")
 }
 
 /// `block` with the trained weights of its layers, taken from `layers` in the order
 /// [`Body::resnet`] built them.
-fn write_block(mut block: Block, layers: &mut std::slice::Iter<ConvBnAct>) -> Block {
+fn write_block(mut block: Block, layers: &mut std::slice::Iter<ConvLayer>) -> Block {
     if let Some(d) = block.downsample.take() {
         let (conv, bn) = next_layer(layers).write(d.conv, d.bn);
         block.downsample = Some(Downsample { conv, bn });
@@ -1037,7 +1214,7 @@ fn write_block(mut block: Block, layers: &mut std::slice::Iter<ConvBnAct>) -> Bl
 }
 
 /// `block` with the trained weights of its layers, in the order [`Body::efficientnet`] built them.
-fn write_mbconv(mut block: MbConv, layers: &mut std::slice::Iter<ConvBnAct>) -> MbConv {
+fn write_mbconv(mut block: MbConv, layers: &mut std::slice::Iter<ConvLayer>) -> MbConv {
     if let (Some(conv), Some(bn)) = (block.expand_conv.take(), block.bn0.take()) {
         let (conv, bn) = next_layer(layers).write(conv, bn);
         (block.expand_conv, block.bn0) = (Some(conv), Some(bn));

@@ -344,9 +344,8 @@ pub fn train(
         model.backbone = model.backbone.freeze();
     }
     let probe = Probe::new(&model, train, val.filter(|v| !v.is_empty()), cfg, &device);
-    // On the CPU every network but Topaz's ResNet16 trains through cryoprune's own backward
-    // pass, 2-3x faster than burn's autodiff (BENCHMARKS.md); burn trains the rest and every
-    // network on other devices.
+    // On the CPU every network trains through cryoprune's own backward pass, 2-3x faster than
+    // burn's autodiff (BENCHMARKS.md); burn trains on other devices and for the probe.
     let mut fast = match &probe {
         None if device.clone().without_autodiff() == Device::flex() => CpuTrainer::new(&model),
         _ => None,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
+use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::PaddingConfig2d;
 use burn::optim::GradientsParams;
@@ -16,6 +17,7 @@ use cryoprune_model::head::Head;
 use cryoprune_model::infer::batch_tensor;
 use cryoprune_model::layers::ConvBnConfig;
 use cryoprune_model::resnet::{Block, Downsample, ResNet};
+use cryoprune_model::topaz::{Resid, TopazResNet16};
 use cryoprune_model::Backbone;
 use cryoprune_model::{Arch, Classifier, ClassifierConfig, HeadConfig};
 use cryoprune_train::trainer::multi_loss;
@@ -57,6 +59,9 @@ enum Network {
     /// EfficientNet's layers ("same" padding, depthwise 3×3 and strided 5×5, ReLU6, an
     /// expansion, a skip), a few channels wide.
     MiniEfficientNet,
+    /// Topaz's ResNet16 layers (unpadded biased convolutions without batch norm, cropped and
+    /// subsampled or projected shortcuts), a few channels wide.
+    MiniTopaz,
 }
 
 fn model(net: Network, branches: usize, seed: u64) -> Classifier {
@@ -66,6 +71,7 @@ fn model(net: Network, branches: usize, seed: u64) -> Classifier {
         Network::Arch(arch) => arch,
         Network::MiniResNet { bottleneck } => return mini_resnet(bottleneck, branches, &device),
         Network::MiniEfficientNet => return mini_efficientnet(branches, &device),
+        Network::MiniTopaz => return mini_topaz(branches, &device),
     };
     ClassifierConfig {
         arch,
@@ -201,14 +207,49 @@ fn mini_efficientnet(branches: usize, device: &Device) -> Classifier {
     }
 }
 
-fn compare(net: Network, branches: usize, train_backbone: bool) {
-    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let size = match net {
+fn mini_topaz(branches: usize, device: &Device) -> Classifier {
+    let conv = |c_in, c_out, kernel, stride| {
+        Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+            .with_stride([stride, stride])
+            .init(device)
+    };
+    let block = |c_in, c_out, stride| Resid {
+        conv0: conv(c_in, c_in, 3, 1),
+        conv1: conv(c_in, c_out, 3, stride),
+        proj: (c_in != c_out).then(|| {
+            Conv2dConfig::new([c_in, c_out], [1, 1])
+                .with_stride([stride, stride])
+                .with_bias(false)
+                .init(device)
+        }),
+        stride,
+    };
+    let backbone = TopazResNet16 {
+        conv_in: conv(1, 4, 7, 1),
+        blocks: vec![block(4, 4, 2), block(4, 8, 2)],
+        conv_out: conv(8, 6, 5, 1),
+    };
+    Classifier {
+        backbone: Backbone::Topaz(backbone),
+        head: Head::new(6, 3, branches, device),
+    }
+}
+
+/// The images a test network is trained on: 20 px, more where the network needs it.
+fn input_size(net: Network) -> usize {
+    match net {
         Network::Arch(Arch::ResNet18) => RESNET_SIZE,
         // Odd maps after the stem, for "same" padding's uneven split.
         Network::MiniEfficientNet => 22,
+        // 34 after the 7×7, 15 and 6 after the strided blocks, 2 after the 5×5.
+        Network::MiniTopaz => 40,
         _ => SIZE,
-    };
+    }
+}
+
+fn compare(net: Network, branches: usize, train_backbone: bool) {
+    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let size = input_size(net);
     let device = Device::flex().autodiff();
     let mut reference = model(net, branches, 3 + branches as u64);
     if !train_backbone {
@@ -322,6 +363,11 @@ fn efficientnet_depthwise_and_same_padded_layers_move_as_burn_moves_them() {
 }
 
 #[test]
+fn topaz_unpadded_biased_layers_and_cropped_shortcuts_move_as_burn_moves_them() {
+    compare(Network::MiniTopaz, 2, true);
+}
+
+#[test]
 fn the_same_steps_give_the_same_weights_on_any_number_of_threads() {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
     let head = HeadConfig::new(2);
@@ -329,6 +375,7 @@ fn the_same_steps_give_the_same_weights_on_any_number_of_threads() {
         Network::Arch(Arch::Small),
         Network::MiniResNet { bottleneck: true },
         Network::MiniEfficientNet,
+        Network::MiniTopaz,
     ] {
         let start = model(net, 2, 5);
         let run = |threads: usize| {
@@ -339,13 +386,13 @@ fn the_same_steps_give_the_same_weights_on_any_number_of_threads() {
             pool.install(|| {
                 let mut ours = CpuTrainer::new(&start).unwrap();
                 for step in 0..3 {
-                    let batch = images(10 + step, SIZE);
+                    let batch = images(10 + step, input_size(net));
                     let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
                     let loss = Loss {
                         class_weights: &CLASS_WEIGHTS,
                         branch_weights: &head.branch_weights,
                     };
-                    ours.step(&refs, SIZE, &LABELS, loss, &SGD, true);
+                    ours.step(&refs, input_size(net), &LABELS, loss, &SGD, true);
                 }
                 ours.write(start.valid())
             })
@@ -363,16 +410,17 @@ fn the_same_steps_give_the_same_weights_on_any_number_of_threads() {
 /// moved (so each layer trained and went back to its place).
 fn full_size(arch: Arch) {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
-    // 2 × 2 maps in the last stage: batch norms over 20 values, not 5 (see `mini_resnet`).
-    const SIZE_50: usize = 64;
+    // 2 × 2 maps in the last stage: batch norms over 20 values, not 5 (see `mini_resnet`);
+    // Topaz's network sees 91 px.
+    let size = if arch == Arch::TopazResNet16 { 95 } else { 64 };
     let device = Device::flex().autodiff();
     let start = model(Network::Arch(arch), 1, 8);
     let before = tensors(&start);
     let head = HeadConfig::new(1);
-    let batch = images(0, SIZE_50);
+    let batch = images(0, size);
     let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
     let burn_loss = multi_loss(
-        start.forward(batch_tensor(&refs, SIZE_50, &device)),
+        start.forward(batch_tensor(&refs, size, &device)),
         &LABELS,
         &CLASS_WEIGHTS,
         &head.branch_weights,
@@ -384,7 +432,7 @@ fn full_size(arch: Arch) {
         class_weights: &CLASS_WEIGHTS,
         branch_weights: &head.branch_weights,
     };
-    let out = ours.step(&refs, SIZE_50, &LABELS, loss, &SGD, true);
+    let out = ours.step(&refs, size, &LABELS, loss, &SGD, true);
     assert!(
         (out.loss - burn_loss).abs() <= 1e-4 * burn_loss.abs(),
         "{arch}: loss {} against burn's {burn_loss}",
@@ -399,7 +447,8 @@ fn full_size(arch: Arch) {
 }
 
 #[test]
-fn full_size_resnet50_and_efficientnet_train_every_layer_from_burns_loss() {
+fn full_size_resnet50_efficientnet_and_topaz_train_every_layer_from_burns_loss() {
     full_size(Arch::ResNet50);
     full_size(Arch::EfficientNetLite0);
+    full_size(Arch::TopazResNet16);
 }

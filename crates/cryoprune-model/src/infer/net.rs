@@ -98,7 +98,7 @@ struct TopazBlock {
 }
 
 /// `x` less `edge` pixels on every side, every `stride`-th row and column of the rest.
-fn crop(x: &Maps, edge: usize, stride: usize) -> Maps {
+pub(crate) fn crop(x: &Maps, edge: usize, stride: usize) -> Maps {
     let (h, w) = (x.h - 2 * edge, x.w - 2 * edge);
     let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
     let mut out = Maps::zeros(x.c, x.n, oh, ow);
