@@ -81,16 +81,19 @@ fn ms(s: Option<f64>) -> String {
 fn main() {
     let threads = rayon::current_num_threads();
     let (selected, cases) = selected(CASES);
-    let peer = torch("train_step_torch.py", &cases);
+    let mut peer = json!({});
     let mut rows = Vec::new();
     println!(
         "| network | input | batch | PyTorch | cryoprune | burn autodiff | PyTorch / cryoprune |"
     );
     println!("|---|---|---|---|---|---|---|");
     for (i, &(arch, c, s, b)) in selected.iter().enumerate() {
+        // Each case's two sides run one right after the other: this machine's speed drifts by
+        // a third over minutes, and a ratio of measurements taken far apart carries the drift.
+        peer = torch("train_step_torch.py", &json!([cases[i]]));
+        let theirs = peer["results"][0]["seconds"].as_f64();
         let (fast, burn) = ours(arch, c, s, b);
         let cryoprune = fast.unwrap_or(burn);
-        let theirs = peer["results"][i]["seconds"].as_f64();
         // Above 1 cryoprune is faster.
         let ratio = theirs.map(|t| t / cryoprune);
         println!(
