@@ -30,7 +30,7 @@ use crate::infer::conv::{floats, Act, FusedConv, Pad};
 use crate::infer::net::crop;
 use crate::infer::net::linear;
 use crate::infer::pool::{global_average, max_pool_backward, MaxPool};
-use crate::infer::Maps;
+use crate::infer::{vectorized, Maps};
 use crate::layers::ConvBn;
 use crate::resnet::{Block, Downsample, ResNet};
 use crate::small::SmallNet;
@@ -176,33 +176,100 @@ struct Phase {
 /// (f64 adds would otherwise run one per few cycles), and combine in a fixed order.
 const LANES: usize = 8;
 
-/// (Σa, Σb) over `term(i)` = (a, b) for i < n, with [`LANES`] lanes.
+/// (Σa, Σb) over `term(x, y)` for the pairs of `xs` and `ys` (equal lengths), with [`LANES`]
+/// lanes: each chunk is widened to f64 as a whole and summed lane by lane, which the compiler
+/// turns into vector instructions.
 #[inline(always)]
-fn lane_sums(n: usize, term: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
+fn lane_sums(
+    xs: &[f32],
+    ys: &[f32],
+    term: impl Fn([f64; LANES], [f64; LANES]) -> ([f64; LANES], [f64; LANES]),
+) -> (f64, f64) {
+    assert_eq!(xs.len(), ys.len());
+    let (xc, x_rest) = xs.as_chunks::<LANES>();
+    let (yc, y_rest) = ys.as_chunks::<LANES>();
     let (mut a, mut b) = ([0f64; LANES], [0f64; LANES]);
-    let whole = n - n % LANES;
-    for base in (0..whole).step_by(LANES) {
+    let mut add = |x: [f64; LANES], y: [f64; LANES]| {
+        let (p, q) = term(x, y);
         for l in 0..LANES {
-            let (x, y) = term(base + l);
-            a[l] += x;
-            b[l] += y;
+            a[l] += p[l];
+            b[l] += q[l];
         }
+    };
+    for (x, y) in xc.iter().zip(yc) {
+        add(x.map(f64::from), y.map(f64::from));
     }
-    for (l, i) in (whole..n).enumerate() {
-        let (x, y) = term(i);
-        a[l] += x;
-        b[l] += y;
+    // The remainder, zero-padded to a chunk: every term here is 0 at 0.
+    let (mut x, mut y) = ([0f64; LANES], [0f64; LANES]);
+    for (l, (&xv, &yv)) in x_rest.iter().zip(y_rest).enumerate() {
+        (x[l], y[l]) = (xv as f64, yv as f64);
     }
+    add(x, y);
     (a.iter().sum(), b.iter().sum())
 }
 
-/// Zeroes the gradient `d` where the activation's output was clamped.
+/// (Σv, Σv²) of a row.
 #[inline(always)]
-fn mask(d: &mut [f32], out: &[f32], clamped: impl Fn(f32) -> bool) {
-    for (d, &o) in d.iter_mut().zip(out) {
-        if clamped(o) {
-            *d = 0.0;
+fn moments(row: &[f32]) -> (f64, f64) {
+    lane_sums(row, row, |v, _| (v, v.map(|v| v * v)))
+}
+
+/// (Σd·x, Σd).
+#[inline(always)]
+fn dot_and_sum(d: &[f32], x: &[f32]) -> (f64, f64) {
+    lane_sums(d, x, |d, x| (std::array::from_fn(|l| d[l] * x[l]), d))
+}
+
+/// Zeroes the gradient `d` where `clamped(v)` is true of the matching `v` (the activation's
+/// output, or its input recomputed), as selects, not branches: the mask is as good as random,
+/// and a mispredicted branch per element costs more than the pass.
+#[inline(always)]
+fn mask(d: &mut [f32], v: &[f32], clamped: impl Fn(f32) -> bool) {
+    for (d, &v) in d.iter_mut().zip(v) {
+        *d = if clamped(v) { 0.0 } else { *d };
+    }
+}
+
+/// `row` normalised in place, (x − mean)·inv, and act(γx̂ + β [+ residual]) written to `dst`;
+/// one loop per activation so that none decides per element.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn normalize(
+    row: &mut [f32],
+    dst: &mut [f32],
+    residual: Option<&[f32]>,
+    (mean, inv): (f32, f32),
+    (g, b): (f32, f32),
+    act: Act,
+) {
+    #[inline(always)]
+    fn with(
+        row: &mut [f32],
+        dst: &mut [f32],
+        residual: Option<&[f32]>,
+        (mean, inv, g, b): (f32, f32, f32, f32),
+        f: impl Fn(f32) -> f32,
+    ) {
+        match residual {
+            Some(res) => {
+                for ((v, o), &add) in row.iter_mut().zip(dst).zip(res) {
+                    *v = (*v - mean) * inv;
+                    *o = f(*v * g + b + add);
+                }
+            }
+            None => {
+                for (v, o) in row.iter_mut().zip(dst) {
+                    *v = (*v - mean) * inv;
+                    *o = f(*v * g + b);
+                }
+            }
         }
+    }
+    let k = (mean, inv, g, b);
+    match act {
+        Act::None => with(row, dst, residual, k, |v| v),
+        Act::Relu => with(row, dst, residual, k, |v| Act::Relu.apply(v)),
+        Act::Relu6 => with(row, dst, residual, k, |v| Act::Relu6.apply(v)),
     }
 }
 
@@ -421,10 +488,10 @@ impl ConvLayer {
                 .data
                 .par_chunks_exact(m)
                 .map(|row| {
-                    let (sum, squares) = lane_sums(row.len(), |i| {
-                        let v = row[i] as f64;
-                        (v, v * v)
-                    });
+                    let (sum, squares) = vectorized(
+                        #[inline(always)]
+                        || moments(row),
+                    );
                     let mean = sum / m as f64;
                     (
                         (mean) as f32,
@@ -461,22 +528,13 @@ impl ConvLayer {
             .zip(out.data.par_chunks_exact_mut(m))
             .enumerate()
             .for_each(|(c, (row, dst))| {
-                let (mean, inv) = (mean[c], inv_std[c]);
-                let (g, b) = (bn.gamma.value[c], bn.beta.value[c]);
-                match residual {
-                    Some(res) => {
-                        for ((v, o), &add) in row.iter_mut().zip(dst).zip(&res.data[c * m..]) {
-                            *v = (*v - mean) * inv;
-                            *o = act.apply(*v * g + b + add);
-                        }
-                    }
-                    None => {
-                        for (v, o) in row.iter_mut().zip(dst) {
-                            *v = (*v - mean) * inv;
-                            *o = act.apply(*v * g + b);
-                        }
-                    }
-                }
+                let res = residual.map(|r| &r.data[c * m..(c + 1) * m]);
+                let stats = (mean[c], inv_std[c]);
+                let affine = (bn.gamma.value[c], bn.beta.value[c]);
+                vectorized(
+                    #[inline(always)]
+                    || normalize(row, dst, res, stats, affine, act),
+                )
             });
         Saved {
             xhat: Some(z),
@@ -502,21 +560,37 @@ impl ConvLayer {
         let sums: Vec<(f32, f32)> = dy
             .data
             .par_chunks_exact_mut(m)
-            .zip(saved.out.data.par_chunks_exact(m))
             .enumerate()
-            .map(|(c, (d, out))| {
-                match act {
-                    Act::None => {}
-                    Act::Relu => mask(d, out, |o| o <= 0.0),
-                    Act::Relu6 => mask(d, out, |o| o <= 0.0 || o >= 6.0),
-                }
-                let (dgamma, dbeta) = match &saved.xhat {
-                    Some(xhat) => {
-                        let xhat = &xhat.data[c * m..(c + 1) * m];
-                        lane_sums(m, |i| (d[i] as f64 * xhat[i] as f64, d[i] as f64))
+            .map(|(c, d)| {
+                let out = &saved.out.data[c * m..(c + 1) * m];
+                let xhat = saved.xhat.as_ref().map(|x| &x.data[c * m..(c + 1) * m]);
+                // Without a residual the activation's input is γx̂ + β, recomputed bit for bit
+                // from x̂, so the mask needs no pass over the output.
+                let affine = match (&self.norm, xhat) {
+                    (Norm::Batch(bn), Some(xhat)) if !residual => {
+                        Some((bn.gamma.value[c], bn.beta.value[c], xhat))
                     }
-                    None => lane_sums(m, |i| (0.0, d[i] as f64)),
+                    _ => None,
                 };
+                let (dgamma, dbeta) = vectorized(
+                    #[inline(always)]
+                    || {
+                        match (act, affine) {
+                            (Act::None, _) => {}
+                            (Act::Relu, Some((g, b, x))) => mask(d, x, |x| x * g + b <= 0.0),
+                            (Act::Relu6, Some((g, b, x))) => mask(d, x, |x| {
+                                let v = x * g + b;
+                                v <= 0.0 || v >= 6.0
+                            }),
+                            (Act::Relu, None) => mask(d, out, |o| o <= 0.0),
+                            (Act::Relu6, None) => mask(d, out, |o| o <= 0.0 || o >= 6.0),
+                        }
+                        match xhat {
+                            Some(xhat) => dot_and_sum(d, xhat),
+                            None => (0.0, dot_and_sum(d, d).1),
+                        }
+                    },
+                );
                 (dgamma as f32, dbeta as f32)
             })
             .collect();
@@ -531,9 +605,14 @@ impl ConvLayer {
                     .for_each(|(c, (d, xhat))| {
                         let (dgamma, dbeta) = sums[c];
                         let scale = bn.gamma.value[c] * saved.inv_std[c] / m as f32;
-                        for (d, &xh) in d.iter_mut().zip(xhat) {
-                            *d = scale * (m as f32 * *d - dbeta - xh * dgamma);
-                        }
+                        vectorized(
+                            #[inline(always)]
+                            || {
+                                for (d, &xh) in d.iter_mut().zip(xhat) {
+                                    *d = scale * (m as f32 * *d - dbeta - xh * dgamma);
+                                }
+                            },
+                        )
                     });
                 bn.gamma.grad = sums.iter().map(|s| s.0).collect();
                 bn.beta.grad = sums.iter().map(|s| s.1).collect();

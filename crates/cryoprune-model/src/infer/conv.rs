@@ -13,7 +13,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::Maps;
+use super::{vectorized, Maps};
 use crate::layers::ConvBn;
 
 /// Floats of im2col tile a convolution aims for: 128 Ki floats (512 KiB), about a core's L2.
@@ -236,7 +236,7 @@ impl FusedConv {
     }
 
     /// Adds the bias (and residual) of output channel `o` to `values` and applies the activation.
-    #[inline]
+    #[inline(always)]
     fn finish(&self, o: usize, values: &mut [f32], residual: Option<&[f32]>) {
         let b = self.bias[o];
         let act = self.act;
@@ -271,38 +271,47 @@ impl FusedConv {
         };
         let dst = SharedOut(out.data.as_mut_ptr());
         let geometry = (out.h, out.w);
+        // Compiled for this CPU's vector width: im2col and the finishing pass run inside.
         (0..tiles).into_par_iter().for_each(|t| {
-            let mut col = COLUMNS.take();
-            let q0 = t * tile;
-            let pixels = tile.min(total - q0);
-            for g in 0..self.groups {
-                let input = &x.data[g * in_g * x.plane_all()..(g + 1) * in_g * x.plane_all()];
-                let w = &self.weight[g * out_g * k..(g + 1) * out_g * k];
-                let tile = Tile {
-                    input,
-                    channels: in_g,
-                    x,
-                    pad,
-                    out: geometry,
-                    q0,
-                    pixels,
-                };
-                let (cols, cols_row) = self.columns(&tile, &mut col);
-                // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of every output
-                // channel, so no two threads write the same element; `dst` outlives the loop.
-                unsafe {
-                    let base = dst.get().add(g * out_g * total);
-                    matmul(base, total, q0, pixels, out_g, k, cols, cols_row, w, par);
-                    for o in 0..out_g {
-                        let oc = g * out_g + o;
-                        let values =
-                            std::slice::from_raw_parts_mut(base.add(o * total + q0), pixels);
-                        let r = residual.map(|r| &r.data[oc * total + q0..][..pixels]);
-                        self.finish(oc, values, r);
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mut col = COLUMNS.take();
+                    let q0 = t * tile;
+                    let pixels = tile.min(total - q0);
+                    for g in 0..self.groups {
+                        let input =
+                            &x.data[g * in_g * x.plane_all()..(g + 1) * in_g * x.plane_all()];
+                        let w = &self.weight[g * out_g * k..(g + 1) * out_g * k];
+                        let tile = Tile {
+                            input,
+                            channels: in_g,
+                            x,
+                            pad,
+                            out: geometry,
+                            q0,
+                            pixels,
+                        };
+                        let (cols, cols_row) = self.columns(&tile, &mut col);
+                        // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of every output
+                        // channel, so no two threads write the same element; `dst` outlives the loop.
+                        unsafe {
+                            let base = dst.get().add(g * out_g * total);
+                            matmul(base, total, q0, pixels, out_g, k, cols, cols_row, w, par);
+                            for o in 0..out_g {
+                                let oc = g * out_g + o;
+                                let values = std::slice::from_raw_parts_mut(
+                                    base.add(o * total + q0),
+                                    pixels,
+                                );
+                                let r = residual.map(|r| &r.data[oc * total + q0..][..pixels]);
+                                self.finish(oc, values, r);
+                            }
+                        }
                     }
-                }
-            }
-            COLUMNS.set(col);
+                    COLUMNS.set(col);
+                },
+            )
         });
     }
 
@@ -333,50 +342,55 @@ impl FusedConv {
         let partials: Vec<Vec<f32>> = (0..tiles.div_ceil(per_partial))
             .into_par_iter()
             .map(|p| {
-                let mut col = COLUMNS.take();
-                let mut part = vec![0.0f32; self.c_out * k];
-                for t in p * per_partial..((p + 1) * per_partial).min(tiles) {
-                    let q0 = t * tile;
-                    let pixels = tile.min(total - q0);
-                    let tile = Tile {
-                        input: &x.data,
-                        channels: self.c_in,
-                        x,
-                        pad,
-                        out: (oh, ow),
-                        q0,
-                        pixels,
-                    };
-                    let (cols, cols_row) = self.columns(&tile, &mut col);
-                    // SAFETY: dst is part ([c_out, k] row-major), accumulated into; lhs reads
-                    // dy's rows [q0, q0 + pixels) of every channel, rhs the tile's k columns
-                    // of `pixels`.
-                    unsafe {
-                        gemm::gemm(
-                            self.c_out,
-                            k,
-                            pixels,
-                            part.as_mut_ptr(),
-                            1,
-                            k as isize,
-                            true,
-                            dy.data.as_ptr().add(q0),
-                            1,
-                            total as isize,
-                            cols.as_ptr(),
-                            cols_row as isize,
-                            1,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
-                }
-                COLUMNS.set(col);
-                part
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let mut col = COLUMNS.take();
+                        let mut part = vec![0.0f32; self.c_out * k];
+                        for t in p * per_partial..((p + 1) * per_partial).min(tiles) {
+                            let q0 = t * tile;
+                            let pixels = tile.min(total - q0);
+                            let tile = Tile {
+                                input: &x.data,
+                                channels: self.c_in,
+                                x,
+                                pad,
+                                out: (oh, ow),
+                                q0,
+                                pixels,
+                            };
+                            let (cols, cols_row) = self.columns(&tile, &mut col);
+                            // SAFETY: dst is part ([c_out, k] row-major), accumulated into; lhs reads
+                            // dy's rows [q0, q0 + pixels) of every channel, rhs the tile's k columns
+                            // of `pixels`.
+                            unsafe {
+                                gemm::gemm(
+                                    self.c_out,
+                                    k,
+                                    pixels,
+                                    part.as_mut_ptr(),
+                                    1,
+                                    k as isize,
+                                    true,
+                                    dy.data.as_ptr().add(q0),
+                                    1,
+                                    total as isize,
+                                    cols.as_ptr(),
+                                    cols_row as isize,
+                                    1,
+                                    1.0,
+                                    1.0,
+                                    false,
+                                    false,
+                                    false,
+                                    Parallelism::None,
+                                );
+                            }
+                        }
+                        COLUMNS.set(col);
+                        part
+                    },
+                )
             })
             .collect();
         let mut parts = partials.into_iter();
@@ -397,43 +411,48 @@ impl FusedConv {
         let per_channel: Vec<Vec<f32>> = (0..self.c_out)
             .into_par_iter()
             .map(|c| {
-                let mut g = vec![0f32; kh * kw];
-                for b in 0..x.n {
-                    let plane = &x.data[(c * x.n + b) * h * w..][..h * w];
-                    let d = &dy.data[(c * dy.n + b) * oh * ow..][..oh * ow];
-                    for (oy, drow) in d.chunks_exact(ow).enumerate() {
-                        for ky in 0..kh {
-                            let iy = (oy * sy + ky) as isize - pad[0] as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            let src = &plane[iy as usize * w..][..w];
-                            for kx in 0..kw {
-                                let offset_x = kx as isize - pad[2] as isize;
-                                let (lo, hi) = valid_range(ow, sx, offset_x, w);
-                                if lo >= hi {
-                                    continue;
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let mut g = vec![0f32; kh * kw];
+                        for b in 0..x.n {
+                            let plane = &x.data[(c * x.n + b) * h * w..][..h * w];
+                            let d = &dy.data[(c * dy.n + b) * oh * ow..][..oh * ow];
+                            for (oy, drow) in d.chunks_exact(ow).enumerate() {
+                                for ky in 0..kh {
+                                    let iy = (oy * sy + ky) as isize - pad[0] as isize;
+                                    if iy < 0 || iy >= h as isize {
+                                        continue;
+                                    }
+                                    let src = &plane[iy as usize * w..][..w];
+                                    for kx in 0..kw {
+                                        let offset_x = kx as isize - pad[2] as isize;
+                                        let (lo, hi) = valid_range(ow, sx, offset_x, w);
+                                        if lo >= hi {
+                                            continue;
+                                        }
+                                        let start = ((lo * sx) as isize + offset_x) as usize;
+                                        let acc: f32 = if sx == 1 {
+                                            drow[lo..hi]
+                                                .iter()
+                                                .zip(&src[start..])
+                                                .map(|(a, b)| a * b)
+                                                .sum()
+                                        } else {
+                                            drow[lo..hi]
+                                                .iter()
+                                                .enumerate()
+                                                .map(|(j, a)| a * src[start + j * sx])
+                                                .sum()
+                                        };
+                                        g[ky * kw + kx] += acc;
+                                    }
                                 }
-                                let start = ((lo * sx) as isize + offset_x) as usize;
-                                let acc: f32 = if sx == 1 {
-                                    drow[lo..hi]
-                                        .iter()
-                                        .zip(&src[start..])
-                                        .map(|(a, b)| a * b)
-                                        .sum()
-                                } else {
-                                    drow[lo..hi]
-                                        .iter()
-                                        .enumerate()
-                                        .map(|(j, a)| a * src[start + j * sx])
-                                        .sum()
-                                };
-                                g[ky * kw + kx] += acc;
                             }
                         }
-                    }
-                }
-                g
+                        g
+                    },
+                )
             })
             .collect();
         per_channel.concat()
@@ -442,6 +461,7 @@ impl FusedConv {
     /// The tile's input patches as a matrix product's columns, [k, pixels] with the row stride
     /// returned: a pointwise convolution's input rows as they are (pixels contiguous over the
     /// whole batch), otherwise gathered into `col`.
+    #[inline(always)]
     fn columns<'a>(&self, tile: &Tile<'a>, col: &'a mut Vec<f32>) -> (&'a [f32], usize) {
         if self.is_pointwise(tile.pad) {
             return (&tile.input[tile.q0..], tile.x.plane_all());
@@ -456,6 +476,7 @@ impl FusedConv {
 
     /// Fills `col` ([k, pixels], row-major) with the input patches of the tile's output pixels;
     /// padding reads as zero.
+    #[inline(always)]
     fn im2col(&self, tile: &Tile, col: &mut [f32]) {
         let Tile {
             input,
@@ -518,6 +539,7 @@ impl FusedConv {
 
     /// [`Self::im2col`] for maps whose rows are too short for a copy per row to pay: the source
     /// of every (kernel position, pixel) is worked out once per tile, then gathered per channel.
+    #[inline(always)]
     fn im2col_gather(&self, tile: &Tile, col: &mut [f32]) {
         let [kh, kw] = self.kernel;
         let [sy, sx] = self.stride;
@@ -561,38 +583,43 @@ impl FusedConv {
             .par_chunks_exact_mut(oh * ow)
             .enumerate()
             .for_each(|(i, dst)| {
-                let c = i / n;
-                let plane = &x.data[i * h * w..(i + 1) * h * w];
-                let filter = &self.weight[c * kh * kw..(c + 1) * kh * kw];
-                for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
-                    for ky in 0..kh {
-                        let iy = (oy * sy + ky * dy) as isize - pad[0] as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        for kx in 0..kw {
-                            let wgt = filter[ky * kw + kx];
-                            let offset_x = (kx * dx) as isize - pad[2] as isize;
-                            let (lo, hi) = valid_range(ow, sx, offset_x, w);
-                            if lo >= hi {
-                                continue;
-                            }
-                            let start = ((lo * sx) as isize + offset_x) as usize;
-                            if sx == 1 {
-                                for (d, &s) in row[lo..hi].iter_mut().zip(&src[start..]) {
-                                    *d += wgt * s;
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let c = i / n;
+                        let plane = &x.data[i * h * w..(i + 1) * h * w];
+                        let filter = &self.weight[c * kh * kw..(c + 1) * kh * kw];
+                        for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
+                            for ky in 0..kh {
+                                let iy = (oy * sy + ky * dy) as isize - pad[0] as isize;
+                                if iy < 0 || iy >= h as isize {
+                                    continue;
                                 }
-                            } else {
-                                for (j, d) in row[lo..hi].iter_mut().enumerate() {
-                                    *d += wgt * src[start + j * sx];
+                                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                                for kx in 0..kw {
+                                    let wgt = filter[ky * kw + kx];
+                                    let offset_x = (kx * dx) as isize - pad[2] as isize;
+                                    let (lo, hi) = valid_range(ow, sx, offset_x, w);
+                                    if lo >= hi {
+                                        continue;
+                                    }
+                                    let start = ((lo * sx) as isize + offset_x) as usize;
+                                    if sx == 1 {
+                                        for (d, &s) in row[lo..hi].iter_mut().zip(&src[start..]) {
+                                            *d += wgt * s;
+                                        }
+                                    } else {
+                                        for (j, d) in row[lo..hi].iter_mut().enumerate() {
+                                            *d += wgt * src[start + j * sx];
+                                        }
+                                    }
                                 }
                             }
                         }
-                    }
-                }
-                let r = residual.map(|r| &r.data[i * oh * ow..(i + 1) * oh * ow]);
-                self.finish(c, dst, r);
+                        let r = residual.map(|r| &r.data[i * oh * ow..(i + 1) * oh * ow]);
+                        self.finish(c, dst, r);
+                    },
+                )
             });
     }
 }

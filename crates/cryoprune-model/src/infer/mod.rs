@@ -15,6 +15,39 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::classifier::Classifier;
 pub use net::FusedNet;
 
+/// Runs `f` compiled for the widest vector instructions this CPU has (AVX-512, else AVX2 with
+/// FMA): the crates are built for baseline x86-64, whose SSE2 leaves the element-wise passes
+/// (batch norm, masks, sums) four floats wide and converts to f64 one value at a time. `f` is
+/// inlined into a copy of this function compiled with those features, chosen at run time;
+/// results are the same bit for bit on any of them (no sum changes its order).
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the CPU has the features the copy is compiled for.
+            return unsafe { avx512(f) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// A batch's feature maps, channel-major: [c, n, h, w] row-major. Keeping all images of a channel
 /// together lets one matrix product cover the whole batch, so each weight is read once per tile
 /// of pixels rather than once per image (which dominated deep layers with small maps).

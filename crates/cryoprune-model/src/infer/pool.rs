@@ -64,9 +64,10 @@ impl MaxPool {
                         let (mut m, mut best) = (f32::NEG_INFINITY, y0 * x.w + x0);
                         for y in y0..y1 {
                             for (j, &v) in src[y * x.w + x0..y * x.w + x1].iter().enumerate() {
-                                if v > m {
-                                    (m, best) = (v, y * x.w + x0 + j);
-                                }
+                                // Selects, not a branch: which pixel wins is as good as random.
+                                let better = v > m;
+                                m = if better { v } else { m };
+                                best = if better { y * x.w + x0 + j } else { best };
                             }
                         }
                         *d = m;
