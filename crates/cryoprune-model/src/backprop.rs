@@ -824,11 +824,7 @@ fn accumulate(slot: &mut Option<Maps>, g: Maps) {
 
 impl Body {
     fn small(net: &SmallNet) -> Option<Self> {
-        let mut body = Self {
-            layers: Vec::new(),
-            ops: Vec::new(),
-            pool: Some(MaxPool::new(&net.pool)),
-        };
+        let mut body = Self::empty(Some(MaxPool::new(&net.pool)));
         let last = net.stages.len() - 1;
         for (i, stage) in net.stages.iter().enumerate() {
             body.conv(ConvLayer::from_conv_bn(&stage.a, Act::Relu)?, None);
@@ -843,11 +839,7 @@ impl Body {
     }
 
     fn resnet(net: &ResNet) -> Option<Self> {
-        let mut body = Self {
-            layers: Vec::new(),
-            ops: Vec::new(),
-            pool: Some(MaxPool::new(&net.maxpool)),
-        };
+        let mut body = Self::empty(Some(MaxPool::new(&net.maxpool)));
         body.conv(ConvLayer::new(&net.conv1, Some(&net.bn1), Act::Relu)?, None);
         body.ops.push(Op::Pool { input: 1 });
         for block in resnet_blocks(net) {
@@ -881,11 +873,7 @@ impl Body {
     }
 
     fn efficientnet(net: &EfficientNetLite0) -> Option<Self> {
-        let mut body = Self {
-            layers: Vec::new(),
-            ops: Vec::new(),
-            pool: None,
-        };
+        let mut body = Self::empty(None);
         body.conv(
             ConvLayer::new(&net.conv_stem, Some(&net.bn0), Act::Relu6)?,
             None,
@@ -910,11 +898,7 @@ impl Body {
     }
 
     fn topaz(net: &TopazResNet16) -> Option<Self> {
-        let mut body = Self {
-            layers: Vec::new(),
-            ops: Vec::new(),
-            pool: None,
-        };
+        let mut body = Self::empty(None);
         body.conv(ConvLayer::new(&net.conv_in, None, Act::Relu)?, None);
         for block in &net.blocks {
             let x = body.ops.len();
@@ -942,6 +926,14 @@ impl Body {
         }
         body.conv(ConvLayer::new(&net.conv_out, None, Act::Relu)?, None);
         Some(body)
+    }
+
+    fn empty(pool: Option<MaxPool>) -> Self {
+        Self {
+            layers: Vec::new(),
+            ops: Vec::new(),
+            pool,
+        }
     }
 
     /// Appends `op`; returns its output's node.

@@ -31,7 +31,7 @@ pub struct Resid {
 }
 
 impl Resid {
-    fn new(c_in: usize, c_out: usize, stride: usize, device: &Device) -> Self {
+    pub fn new(c_in: usize, c_out: usize, stride: usize, device: &Device) -> Self {
         Self {
             conv0: Conv2dConfig::new([c_in, c_in], [3, 3]).init(device),
             conv1: Conv2dConfig::new([c_in, c_out], [3, 3])

@@ -9,7 +9,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::PaddingConfig2d;
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
 use cryoprune_model::classifier::to_safetensors;
 use cryoprune_model::efficientnet::{EfficientNetLite0, MbConv};
@@ -155,6 +155,18 @@ fn tensors(model: &Classifier) -> BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
+/// The multi-loss of `model` on a batch, through burn's autodiff.
+fn burn_loss(model: &Classifier, refs: &[&[f32]], size: usize, head: &HeadConfig) -> Tensor<1> {
+    let device = Device::flex().autodiff();
+    multi_loss(
+        model.forward(batch_tensor(refs, size, &device)),
+        &LABELS,
+        &CLASS_WEIGHTS,
+        &head.branch_weights,
+        &device,
+    )
+}
+
 fn max_abs(v: impl Iterator<Item = f32>) -> f32 {
     v.fold(0.0, |m, x| m.max(x.abs()))
 }
@@ -208,26 +220,12 @@ fn mini_efficientnet(branches: usize, device: &Device) -> Classifier {
 }
 
 fn mini_topaz(branches: usize, device: &Device) -> Classifier {
-    let conv = |c_in, c_out, kernel, stride| {
-        Conv2dConfig::new([c_in, c_out], [kernel, kernel])
-            .with_stride([stride, stride])
-            .init(device)
-    };
-    let block = |c_in, c_out, stride| Resid {
-        conv0: conv(c_in, c_in, 3, 1),
-        conv1: conv(c_in, c_out, 3, stride),
-        proj: (c_in != c_out).then(|| {
-            Conv2dConfig::new([c_in, c_out], [1, 1])
-                .with_stride([stride, stride])
-                .with_bias(false)
-                .init(device)
-        }),
-        stride,
-    };
+    let conv =
+        |c_in, c_out, kernel| Conv2dConfig::new([c_in, c_out], [kernel, kernel]).init(device);
     let backbone = TopazResNet16 {
-        conv_in: conv(1, 4, 7, 1),
-        blocks: vec![block(4, 4, 2), block(4, 8, 2)],
-        conv_out: conv(8, 6, 5, 1),
+        conv_in: conv(1, 4, 7),
+        blocks: vec![Resid::new(4, 4, 2, device), Resid::new(4, 8, 2, device)],
+        conv_out: conv(8, 6, 5),
     };
     Classifier {
         backbone: Backbone::Topaz(backbone),
@@ -250,7 +248,6 @@ fn input_size(net: Network) -> usize {
 fn compare(net: Network, branches: usize, train_backbone: bool) {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
     let size = input_size(net);
-    let device = Device::flex().autodiff();
     let mut reference = model(net, branches, 3 + branches as u64);
     if !train_backbone {
         reference.backbone = reference.backbone.freeze();
@@ -262,13 +259,7 @@ fn compare(net: Network, branches: usize, train_backbone: bool) {
     for step in 0..2 {
         let batch = images(step, size);
         let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
-        let loss = multi_loss(
-            reference.forward(batch_tensor(&refs, size, &device)),
-            &LABELS,
-            &CLASS_WEIGHTS,
-            &head.branch_weights,
-            &device,
-        );
+        let loss = burn_loss(&reference, &refs, size, &head);
         let burn_loss = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), &reference);
         reference = optim.step(SGD.lr, reference, grads);
@@ -413,20 +404,12 @@ fn full_size(arch: Arch) {
     // 2 × 2 maps in the last stage: batch norms over 20 values, not 5 (see `mini_resnet`);
     // Topaz's network sees 91 px.
     let size = if arch == Arch::TopazResNet16 { 95 } else { 64 };
-    let device = Device::flex().autodiff();
     let start = model(Network::Arch(arch), 1, 8);
     let before = tensors(&start);
     let head = HeadConfig::new(1);
     let batch = images(0, size);
     let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
-    let burn_loss = multi_loss(
-        start.forward(batch_tensor(&refs, size, &device)),
-        &LABELS,
-        &CLASS_WEIGHTS,
-        &head.branch_weights,
-        &device,
-    )
-    .into_scalar::<f32>();
+    let burn_loss = burn_loss(&start, &refs, size, &head).into_scalar::<f32>();
     let mut ours = CpuTrainer::new(&start).expect("the network trains on the CPU");
     let loss = Loss {
         class_weights: &CLASS_WEIGHTS,
