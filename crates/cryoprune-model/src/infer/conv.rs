@@ -293,8 +293,9 @@ impl FusedConv {
                             pixels,
                         };
                         let (cols, cols_row) = self.columns(&tile, &mut col);
-                        // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of every output
-                        // channel, so no two threads write the same element; `dst` outlives the loop.
+                        // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of
+                        // every output channel, so no two threads write the same element;
+                        // `dst` outlives the loop.
                         unsafe {
                             let base = dst.get().add(g * out_g * total);
                             matmul(base, total, q0, pixels, out_g, k, cols, cols_row, w, par);
@@ -360,9 +361,9 @@ impl FusedConv {
                                 pixels,
                             };
                             let (cols, cols_row) = self.columns(&tile, &mut col);
-                            // SAFETY: dst is part ([c_out, k] row-major), accumulated into; lhs reads
-                            // dy's rows [q0, q0 + pixels) of every channel, rhs the tile's k columns
-                            // of `pixels`.
+                            // SAFETY: dst is part ([c_out, k] row-major), accumulated
+                            // into; lhs reads dy's rows [q0, q0 + pixels) of every channel,
+                            // rhs the tile's k columns of `pixels`.
                             unsafe {
                                 gemm::gemm(
                                     self.c_out,
