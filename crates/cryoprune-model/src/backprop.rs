@@ -1294,3 +1294,102 @@ fn write_mbconv(mut block: MbConv, layers: &mut std::slice::Iter<ConvLayer>) -> 
     (block.project_conv, block.bn2) = next_layer(layers).write(block.project_conv, block.bn2);
     block
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::PaddingConfig2d;
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::layers::ConvBnConfig;
+
+    /// The input gradient by its definition: every output pixel's gradient, times each tap's
+    /// weight, added at the input pixel that tap read.
+    fn naive_input_grad(layer: &ConvLayer, dy: &Maps, h: usize, w: usize) -> Maps {
+        let [kh, kw] = layer.kernel;
+        let [sy, sx] = layer.stride;
+        let pad = layer.conv.padding(h, w);
+        let per_group = layer.c_in / layer.groups;
+        let out_per_group = layer.c_out / layer.groups;
+        let mut dx = Maps::zeros(layer.c_in, dy.n, h, w);
+        for o in 0..layer.c_out {
+            for j in 0..per_group {
+                let i = o / out_per_group * per_group + j;
+                for b in 0..dy.n {
+                    for oy in 0..dy.h {
+                        for ox in 0..dy.w {
+                            let d = dy.data[((o * dy.n + b) * dy.h + oy) * dy.w + ox];
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * sy + ky) as isize - pad[0] as isize;
+                                    let ix = (ox * sx + kx) as isize - pad[2] as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let wgt = layer.weight.value
+                                        [((o * per_group + j) * kh + ky) * kw + kx];
+                                    dx.data
+                                        [((i * dy.n + b) * h + iy as usize) * w + ix as usize] +=
+                                        wgt * d;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+
+    #[test]
+    fn strided_input_gradients_by_phases_equal_the_definition() {
+        let device = Device::flex();
+        // (kernel, stride, same padding, depthwise, input size): odd and even sizes, strides
+        // that leave phases without taps (1×1 of stride 2) and uneven "same" padding.
+        let cases = [
+            (3, 1, false, false, 9),
+            (3, 2, false, false, 9),
+            (3, 2, false, false, 10),
+            (1, 2, false, false, 7),
+            (7, 2, false, false, 12),
+            (5, 3, false, false, 13),
+            (3, 2, true, false, 10),
+            (5, 2, true, false, 11),
+            (5, 2, true, true, 11),
+            (3, 1, true, true, 8),
+        ];
+        for (kernel, stride, same, depthwise, size) in cases {
+            let (c_in, c_out) = if depthwise { (4, 4) } else { (3, 5) };
+            let mut config = ConvBnConfig::new(c_in, c_out, kernel, stride);
+            if same {
+                config = config.padding(PaddingConfig2d::Same);
+            }
+            if depthwise {
+                config = config.groups(c_in);
+            }
+            let c = config.init(&device);
+            let layer = ConvLayer::new(&c.conv, Some(&c.bn), Act::None).expect("trainable");
+            let x = Maps::zeros(c_in, 2, size, size);
+            let (oh, ow, _) = layer.conv.out_size(size, size);
+            let dy = Maps {
+                c: c_out,
+                n: 2,
+                h: oh,
+                w: ow,
+                data: (0..c_out * 2 * oh * ow)
+                    .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                    .collect(),
+            };
+            let ours = layer.input_grad(&dy, x.h, x.w);
+            let reference = naive_input_grad(&layer, &dy, size, size);
+            let scale = reference.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (a, b) in ours.data.iter().zip(&reference.data) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "kernel {kernel}, stride {stride}, same {same}, depthwise {depthwise}, size \
+                     {size}: {a} against {b}"
+                );
+            }
+        }
+    }
+}

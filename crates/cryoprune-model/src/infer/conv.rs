@@ -207,7 +207,8 @@ impl FusedConv {
         }
     }
 
-    fn out_size(&self, h: usize, w: usize) -> (usize, usize, [usize; 4]) {
+    /// (output rows, output columns, padding) for an `h` × `w` input.
+    pub(crate) fn out_size(&self, h: usize, w: usize) -> (usize, usize, [usize; 4]) {
         let p = self.padding(h, w);
         let span = |k: usize, d: usize| d * (k - 1) + 1;
         let oh = (h + p[0] + p[1] - span(self.kernel[0], self.dilation[0])) / self.stride[0] + 1;
