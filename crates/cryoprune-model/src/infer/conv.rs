@@ -23,6 +23,8 @@ const TILE_FLOATS: usize = 128 * 1024;
 const MIN_TILE: usize = 128;
 /// Most partial sums a weight gradient keeps: enough to share the tiles among many cores.
 const PARTIALS: usize = 32;
+/// Floats per vector of the widest kernels gemm picks (AVX-512).
+const SIMD_ROWS: usize = 16;
 /// Output rows shorter than this are gathered pixel by pixel rather than copied row by row.
 const SHORT_ROW: usize = 16;
 
@@ -35,7 +37,11 @@ thread_local! {
 
 /// Output pixels per im2col tile of `k` rows, out of `total`.
 fn tile_pixels(k: usize, total: usize) -> usize {
-    (TILE_FLOATS / k).max(MIN_TILE).min(total.max(1))
+    let pixels = (TILE_FLOATS / k).max(MIN_TILE);
+    // gemm copies ("packs") a column-major operand whose row count is not a whole number of
+    // vectors; tiles of whole vectors (16 floats for AVX-512, two for AVX2) are multiplied
+    // where im2col wrote them.
+    (pixels - pixels % SIMD_ROWS).min(total.max(1))
 }
 
 /// What follows the (folded) convolution.
