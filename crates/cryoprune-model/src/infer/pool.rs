@@ -1,8 +1,9 @@
 //! Max pooling and the global average, on a batch's feature maps.
 
+use std::ops::Range;
+
 use burn::nn::pool::MaxPool2d;
 use burn::nn::PaddingConfig2d;
-
 use rayon::prelude::*;
 
 use super::Maps;
@@ -32,47 +33,59 @@ impl MaxPool {
         }
     }
 
-    pub fn forward(&self, x: &Maps) -> Maps {
-        self.forward_with_argmax(x).0
+    fn out_size(&self, x: &Maps) -> (usize, usize) {
+        let ([kh, kw], [sy, sx], [pt, pb, pl, pr]) = (self.kernel, self.stride, self.pad);
+        ((x.h + pt + pb - kh) / sy + 1, (x.w + pl + pr - kw) / sx + 1)
     }
 
-    /// The pooled maps and, for each output, the index of its window's winner within its plane
-    /// (the first of equal values), which training needs to send the gradient back.
-    pub(crate) fn forward_with_argmax(&self, x: &Maps) -> (Maps, Vec<u32>) {
-        let [kh, kw] = self.kernel;
-        let [sy, sx] = self.stride;
-        let [pt, pb, pl, pr] = self.pad;
-        let oh = (x.h + pt + pb - kh) / sy + 1;
-        let ow = (x.w + pl + pr - kw) / sx + 1;
+    /// The input rows and columns output (oy, ox) pools over; padding is left out.
+    #[inline(always)]
+    fn window(&self, x: &Maps, oy: usize, ox: usize) -> (Range<usize>, Range<usize>) {
+        let ([kh, kw], [sy, sx], [pt, _, pl, _]) = (self.kernel, self.stride, self.pad);
+        let rows = (oy * sy).saturating_sub(pt)..(oy * sy + kh).saturating_sub(pt).min(x.h);
+        let cols = (ox * sx).saturating_sub(pl)..(ox * sx + kw).saturating_sub(pl).min(x.w);
+        (rows, cols)
+    }
+
+    pub fn forward(&self, x: &Maps) -> Maps {
+        let (oh, ow) = self.out_size(x);
         let mut out = Maps::zeros(x.c, x.n, oh, ow);
-        let mut arg = vec![0u32; out.data.len()];
         out.data
             .par_chunks_exact_mut(oh * ow)
-            .zip(arg.par_chunks_exact_mut(oh * ow))
             .zip(x.data.par_chunks_exact(x.h * x.w))
-            .for_each(|((dst, idx), src)| {
-                for (oy, (row, idx)) in dst
-                    .chunks_exact_mut(ow)
-                    .zip(idx.chunks_exact_mut(ow))
-                    .enumerate()
-                {
-                    let y0 = (oy * sy).saturating_sub(pt);
-                    let y1 = (oy * sy + kh).saturating_sub(pt).min(x.h);
-                    for (ox, (d, i)) in row.iter_mut().zip(idx).enumerate() {
-                        let x0 = (ox * sx).saturating_sub(pl);
-                        let x1 = (ox * sx + kw).saturating_sub(pl).min(x.w);
-                        let (mut m, mut best) = (f32::NEG_INFINITY, y0 * x.w + x0);
-                        for y in y0..y1 {
-                            for (j, &v) in src[y * x.w + x0..y * x.w + x1].iter().enumerate() {
-                                // Selects, not a branch: which pixel wins is as good as random.
-                                let better = v > m;
-                                m = if better { v } else { m };
-                                best = if better { y * x.w + x0 + j } else { best };
+            .for_each(|(dst, src)| {
+                for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
+                    for (ox, d) in row.iter_mut().enumerate() {
+                        let (rows, cols) = self.window(x, oy, ox);
+                        let mut m = f32::NEG_INFINITY;
+                        for y in rows {
+                            for &v in &src[y * x.w + cols.start..y * x.w + cols.end] {
+                                m = m.max(v);
                             }
                         }
                         *d = m;
-                        *i = best as u32;
                     }
+                }
+            });
+        out
+    }
+
+    /// The pooled maps and, for each output, the index of its window's winner within its plane
+    /// (the first pixel equal to the maximum), which training needs to send the gradient back.
+    /// Inference pools without them, so the search runs as a second pass here only.
+    pub(crate) fn forward_with_argmax(&self, x: &Maps) -> (Maps, Vec<u32>) {
+        let out = self.forward(x);
+        let (oh, ow) = (out.h, out.w);
+        let mut arg = vec![0u32; out.data.len()];
+        arg.par_chunks_exact_mut(oh * ow)
+            .zip(out.data.par_chunks_exact(oh * ow))
+            .zip(x.data.par_chunks_exact(x.h * x.w))
+            .for_each(|((idx, maxima), src)| {
+                for (q, (i, &m)) in idx.iter_mut().zip(maxima).enumerate() {
+                    let (rows, cols) = self.window(x, q / ow, q % ow);
+                    let mut pixels = rows.flat_map(|y| cols.clone().map(move |c| y * x.w + c));
+                    let first = pixels.clone().next().unwrap_or(0);
+                    *i = pixels.find(|&p| src[p] == m).unwrap_or(first) as u32;
                 }
             });
         (out, arg)
