@@ -121,13 +121,9 @@ impl Weights {
 /// optional residual sum and an activation: the layer every network the CPU path trains is made
 /// of.
 struct ConvLayer {
-    /// The convolution's geometry; the current weights are lent to it for each pass.
+    /// The convolution's geometry (channels, kernel, stride, groups, padding); the current
+    /// weights are lent to it for each pass.
     conv: FusedConv,
-    c_in: usize,
-    c_out: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    groups: usize,
     act: Act,
     weight: Weights,
     norm: Norm,
@@ -218,6 +214,12 @@ fn moments(row: &[f32]) -> (f64, f64) {
 #[inline(always)]
 fn dot_and_sum(d: &[f32], x: &[f32]) -> (f64, f64) {
     lane_sums(d, x, |d, x| (std::array::from_fn(|l| d[l] * x[l]), d))
+}
+
+/// Σd.
+#[inline(always)]
+fn sum(d: &[f32]) -> f64 {
+    lane_sums(d, d, |d, _| (d, [0.0; LANES])).0
 }
 
 /// Zeroes the gradient `d` where `clamped(v)` is true of the matching `v` (the activation's
@@ -349,11 +351,6 @@ impl ConvLayer {
                 groups,
                 weight.clone(),
             ),
-            c_in,
-            c_out,
-            kernel: [kh, kw],
-            stride: conv.stride,
-            groups,
             act,
             weight: Weights::new(weight),
             norm,
@@ -368,11 +365,11 @@ impl ConvLayer {
     /// Whether every phase of the input gradient is a convolution with non-negative padding,
     /// for inputs of any size ("same" padding depends on the size's remainder by the stride).
     fn transposable(&self) -> bool {
-        let [sy, sx] = self.stride;
+        let [sy, sx] = self.conv.stride;
         (sy.max(sx)..3 * sy.max(sx)).all(|size| {
             let pad = self.conv.padding(size, size);
-            phases(self.kernel[0], sy, pad[0], size, 1).is_some()
-                && phases(self.kernel[1], sx, pad[2], size, 1).is_some()
+            phases(self.conv.kernel[0], sy, pad[0], size, 1).is_some()
+                && phases(self.conv.kernel[1], sx, pad[2], size, 1).is_some()
         })
     }
 
@@ -391,16 +388,16 @@ impl ConvLayer {
     /// spent on the zeros a dilated output gradient would hold; with stride 1 there is one phase
     /// and it is the whole gradient.
     fn input_grad(&self, dy: &Maps, h: usize, w: usize) -> Maps {
-        let [kh, kw] = self.kernel;
-        let [sy, sx] = self.stride;
+        let [kh, kw] = self.conv.kernel;
+        let [sy, sx] = self.conv.stride;
         let pad = self.conv.padding(h, w);
         let rows = phases(kh, sy, pad[0], h, dy.h).expect("checked when built");
         let cols = phases(kw, sx, pad[2], w, dy.w).expect("checked when built");
         // A depthwise layer's input gradient is depthwise too: channel c from channel c alone.
-        let (per_out, per_in) = if self.groups > 1 {
+        let (per_out, per_in) = if self.conv.groups > 1 {
             (1, 1)
         } else {
-            (self.c_out, self.c_in)
+            (self.conv.c_out, self.conv.c_in)
         };
         let mut dx: Option<Maps> = None;
         for (r, row) in rows.iter().enumerate() {
@@ -409,10 +406,10 @@ impl ConvLayer {
                     continue;
                 }
                 let (th, tw) = (row.taps.len(), col.taps.len());
-                let mut weight = vec![0.0; self.c_in * per_out * th * tw];
+                let mut weight = vec![0.0; self.conv.c_in * per_out * th * tw];
                 for (i, block) in weight.chunks_exact_mut(per_out * th * tw).enumerate() {
                     for (o, taps) in block.chunks_exact_mut(th * tw).enumerate() {
-                        let o = if self.groups > 1 { i } else { o };
+                        let o = if self.conv.groups > 1 { i } else { o };
                         let src = &self.weight.value[(o * per_in + i % per_in) * kh * kw..];
                         for (j, &ky) in row.taps.iter().enumerate() {
                             for (l, &kx) in col.taps.iter().enumerate() {
@@ -422,20 +419,19 @@ impl ConvLayer {
                     }
                 }
                 let pad = [row.before, row.after, col.before, col.after];
-
                 let conv = FusedConv::training(
-                    [self.c_out, self.c_in],
+                    [self.conv.c_out, self.conv.c_in],
                     [th, tw],
                     [1, 1],
                     Pad::Fixed(pad),
-                    self.groups,
+                    self.conv.groups,
                     weight,
                 );
                 let part = conv.forward(dy, None);
                 if (sy, sx, part.h, part.w) == (1, 1, h, w) {
                     return part;
                 }
-                dx.get_or_insert_with(|| Maps::zeros(self.c_in, dy.n, h, w))
+                dx.get_or_insert_with(|| Maps::zeros(self.conv.c_in, dy.n, h, w))
                     .data
                     .par_chunks_exact_mut(h * w)
                     .zip(part.data.par_chunks_exact(part.h * part.w))
@@ -450,7 +446,7 @@ impl ConvLayer {
                     });
             }
         }
-        dx.unwrap_or_else(|| Maps::zeros(self.c_in, dy.n, h, w))
+        dx.unwrap_or_else(|| Maps::zeros(self.conv.c_in, dy.n, h, w))
     }
 
     /// In training mode batch norm uses the batch's statistics and moves its running ones;
@@ -587,7 +583,7 @@ impl ConvLayer {
                         }
                         match xhat {
                             Some(xhat) => dot_and_sum(d, xhat),
-                            None => (0.0, dot_and_sum(d, d).1),
+                            None => (0.0, sum(d)),
                         }
                     },
                 );
@@ -656,7 +652,7 @@ impl ConvLayer {
             (&bn.running_var, &state.running_var),
         ] {
             running.update(Tensor::from_data(
-                TensorData::new(values.clone(), [self.c_out]),
+                TensorData::new(values.clone(), [self.conv.c_out]),
                 &device,
             ));
             // burn keeps an update pending until the state is read in sync; saving and the
@@ -830,7 +826,7 @@ impl Body {
             body.conv(ConvLayer::from_conv_bn(&stage.a, Act::Relu)?, None);
             body.conv(ConvLayer::from_conv_bn(&stage.b, Act::Relu)?, None);
             if i < last {
-                body.ops.push(Op::Pool {
+                body.push(Op::Pool {
                     input: body.ops.len(),
                 });
             }
@@ -841,7 +837,9 @@ impl Body {
     fn resnet(net: &ResNet) -> Option<Self> {
         let mut body = Self::empty(Some(MaxPool::new(&net.maxpool)));
         body.conv(ConvLayer::new(&net.conv1, Some(&net.bn1), Act::Relu)?, None);
-        body.ops.push(Op::Pool { input: 1 });
+        body.push(Op::Pool {
+            input: body.ops.len(),
+        });
         for block in resnet_blocks(net) {
             let x = body.ops.len();
             let identity = match &block.downsample {
@@ -1306,13 +1304,13 @@ mod tests {
     /// The input gradient by its definition: every output pixel's gradient, times each tap's
     /// weight, added at the input pixel that tap read.
     fn naive_input_grad(layer: &ConvLayer, dy: &Maps, h: usize, w: usize) -> Maps {
-        let [kh, kw] = layer.kernel;
-        let [sy, sx] = layer.stride;
+        let [kh, kw] = layer.conv.kernel;
+        let [sy, sx] = layer.conv.stride;
         let pad = layer.conv.padding(h, w);
-        let per_group = layer.c_in / layer.groups;
-        let out_per_group = layer.c_out / layer.groups;
-        let mut dx = Maps::zeros(layer.c_in, dy.n, h, w);
-        for o in 0..layer.c_out {
+        let per_group = layer.conv.c_in / layer.conv.groups;
+        let out_per_group = layer.conv.c_out / layer.conv.groups;
+        let mut dx = Maps::zeros(layer.conv.c_in, dy.n, h, w);
+        for o in 0..layer.conv.c_out {
             for j in 0..per_group {
                 let i = o / out_per_group * per_group + j;
                 for b in 0..dy.n {

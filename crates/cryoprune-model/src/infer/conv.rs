@@ -75,12 +75,12 @@ pub(crate) enum Pad {
 /// A 2-D convolution with batch norm folded into its weights and bias.
 #[derive(Debug, Clone)]
 pub struct FusedConv {
-    c_in: usize,
-    c_out: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
+    pub(crate) c_in: usize,
+    pub(crate) c_out: usize,
+    pub(crate) kernel: [usize; 2],
+    pub(crate) stride: [usize; 2],
     dilation: [usize; 2],
-    groups: usize,
+    pub(crate) groups: usize,
     pad: Pad,
     /// [c_out, c_in / groups, kh, kw], BN scale applied.
     weight: Vec<f32>,
