@@ -25,6 +25,8 @@ const MIN_TILE: usize = 128;
 const PARTIALS: usize = 32;
 /// Floats per vector of the widest kernels gemm picks (AVX-512).
 const SIMD_ROWS: usize = 16;
+/// The longest block of k gemm multiplies without cutting it, whatever the matrix shape.
+const GEMM_MAX_KC: usize = 512;
 /// Output rows shorter than this are gathered pixel by pixel rather than copied row by row.
 const SHORT_ROW: usize = 16;
 
@@ -680,6 +682,14 @@ fn valid_range(out: usize, stride: usize, offset: isize, size: usize) -> (usize,
 /// operand is stored with pixels (or k) contiguous, the column-major layout gemm's kernels
 /// prefer.
 ///
+/// A pixel's sum must not depend on the tile it falls in, or a pick's probability would change
+/// with the other picks in its batch (and a resumed `prune` would write other numbers than an
+/// unbroken one). gemm's kernels add the products of one block of k in order, but the blocks
+/// depend on the matrix shape (k is cut at 512 below 65 pixels, elsewhere as the cache
+/// suggests), and a single pixel with contiguous columns takes a matrix-vector kernel that
+/// sums in another order. So k is cut here, by its size alone, into blocks gemm never cuts
+/// again, and a one-pixel tile is spread to a stride gemm multiplies like any other.
+///
 /// # Safety
 /// `dst` must be valid for writes at every `o * dst_plane + p0 + p`, o < outs, p < pixels.
 #[allow(clippy::too_many_arguments)]
@@ -697,28 +707,42 @@ unsafe fn matmul(
 ) {
     assert!(p0 + pixels <= dst_plane);
     assert!(cols.len() >= (k - 1) * cols_row + pixels && w.len() >= outs * k);
-    // SAFETY: the asserts keep the reads inside `cols` and `w`; the caller vouches for `dst`.
-    unsafe {
-        gemm::gemm(
-            pixels,
-            outs,
-            k,
-            dst.add(p0),
-            dst_plane as isize,
-            1,
-            false,
-            cols.as_ptr(),
-            cols_row as isize,
-            1,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+    let spread: Vec<f32>;
+    let (cols, cols_row) = if cols_row == 1 {
+        spread = cols[..k].iter().flat_map(|&v| [v, 0.0]).collect();
+        (&spread[..], 2)
+    } else {
+        (cols, cols_row)
+    };
+    let blocks = k.div_ceil(GEMM_MAX_KC);
+    let block = k.div_ceil(blocks);
+    for k0 in (0..k).step_by(block) {
+        let kb = block.min(k - k0);
+        let first = k0 == 0;
+        // SAFETY: the asserts keep the reads inside `cols` and `w`; the caller vouches for
+        // `dst`.
+        unsafe {
+            gemm::gemm(
+                pixels,
+                outs,
+                kb,
+                dst.add(p0),
+                dst_plane as isize,
+                1,
+                !first,
+                cols.as_ptr().add(k0 * cols_row),
+                cols_row as isize,
+                1,
+                w.as_ptr().add(k0),
+                k as isize,
+                1,
+                if first { 0.0 } else { 1.0 },
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
     }
 }

@@ -497,6 +497,45 @@ mod tests {
         }
     }
 
+    /// `prune --skip-existing` classifies what is left of a killed run, in other batches than
+    /// the unbroken run: the same pick must get the same bits whatever shares its batch.
+    #[test]
+    fn an_image_gets_the_same_bits_in_any_batch() {
+        let device = Device::flex();
+        // 32 px: the small network's last layers hold 16 and 4 pixels per image with k up to
+        // 1152, ResNet-18's last maps are 1 × 1 (one pixel per image through 1 × 1 shortcuts).
+        for (arch, size) in [(Arch::Small, 32), (Arch::Small, 40), (Arch::ResNet18, 32)] {
+            let model = ClassifierConfig {
+                arch,
+                classes: 3,
+                head: HeadConfig::new(3),
+            }
+            .init(&device)
+            .map(&mut Perturb);
+            let net = FusedNet::new(&model);
+            let n = 23;
+            let pixels: Vec<f32> = (0..n * size * size)
+                .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+                .collect();
+            let images: Vec<&[f32]> = pixels.chunks_exact(size * size).collect();
+            let together = net.probabilities(&images, 1, size, true);
+            for len in [1, 2, 3, 7, 10] {
+                for start in (0..n - len).step_by(len.max(2) - 1) {
+                    let part = net.probabilities(&images[start..start + len], 1, size, true);
+                    assert_eq!(
+                        part.iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
+                        together[3 * start..3 * (start + len)]
+                            .iter()
+                            .map(|p| p.to_bits())
+                            .collect::<Vec<_>>(),
+                        "{arch:?} {size} px, images {start}..{}",
+                        start + len
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn small_net_matches_burn() {
         check(Arch::Small, 1, 40);
