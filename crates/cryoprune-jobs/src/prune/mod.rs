@@ -143,7 +143,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             .collect();
         let jobs = &plan.jobs;
         let mut has_job = vec![false; set.micrographs.len()];
-        for &(g, _) in &plan.pairs {
+        for (&(g, _), _) in plan.pairs.iter().zip(&plan.todo).filter(|(_, &t)| t) {
             has_job[g] = true;
         }
         // Files wait for their groups; unmatched and empty groups are done from the start.
@@ -167,10 +167,11 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             }
         }
 
-        let total: usize = jobs.iter().map(|j| j.picks.len()).sum();
+        let todo: Vec<usize> = (0..jobs.len()).filter(|&i| plan.todo[i]).collect();
+        let total: usize = todo.iter().map(|&i| jobs[i].picks.len()).sum();
         events.note(format!(
             "classifying {total} picks on {} micrographs ({} per batch)",
-            jobs.len(),
+            todo.len(),
             cfg.batch
         ));
         events.emit(Event::Started {
@@ -197,9 +198,11 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         let mut done = vec![false; jobs.len()];
         for (index, scored) in sample.outcomes {
             done[index] = true;
-            finish(index, scored)?;
+            if plan.todo[index] {
+                finish(index, scored)?;
+            }
         }
-        let rest: Vec<usize> = (0..jobs.len()).filter(|&i| !done[i]).collect();
+        let rest: Vec<usize> = todo.iter().copied().filter(|&i| !done[i]).collect();
         match rest.len() {
             0 => {}
             n if n == jobs.len() => scorer.classify(None, &mut finish)?,
@@ -242,11 +245,12 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         events.note(format!("summary written to {}", summary_path.display()));
 
         if let Some(path) = &cfg.report {
+            let todo_pairs: Vec<(usize, usize)> = todo.iter().map(|&i| plan.pairs[i]).collect();
             let input = report::Input {
                 model_dir: &ModelDir::new(&cfg.model),
                 spec: &spec,
                 summary: &summary,
-                picks: report::picks(set, &outcomes, &rule, &plan.pairs, &plan.micrographs),
+                picks: report::picks(set, &outcomes, &rule, &todo_pairs, &plan.micrographs),
                 keep: &rule.keep,
             };
             report::write(path, &input, &pipeline)?;

@@ -28,10 +28,14 @@ pub struct Plan {
     pub file_groups: Vec<Vec<usize>>,
     /// Groups with a file to write.
     pub active: Vec<bool>,
-    /// (group, micrograph) of every group to classify.
+    /// (group, micrograph) of every group with picks on a micrograph given, including those
+    /// whose files a rerun leaves alone: the dataset prior is estimated on all of them, so a
+    /// rerun decides as the unbroken run did.
     pub pairs: Vec<(usize, usize)>,
     /// The extraction job of each pair: its micrograph and pick centres.
     pub jobs: Vec<Job>,
+    /// Whether each pair is classified for its outputs (its group is active).
+    pub todo: Vec<bool>,
     pub warnings: Vec<String>,
 }
 
@@ -95,8 +99,9 @@ impl Plan {
             .pairs
             .iter()
             .copied()
-            .filter(|&(g, _)| active[g] && !set.micrographs[g].picks.is_empty())
+            .filter(|&(g, _)| !set.micrographs[g].picks.is_empty())
             .collect();
+        let todo: Vec<bool> = pairs.iter().map(|&(g, _)| active[g]).collect();
         if !report.unmatched_picks.is_empty() {
             warnings.push(format!(
                 "picks of {} micrographs match none of the {} micrographs given; they are not kept",
@@ -104,7 +109,7 @@ impl Plan {
                 micrographs.len()
             ));
         }
-        if pairs.is_empty() && active.iter().any(|&a| a) {
+        if !todo.contains(&true) && active.iter().any(|&a| a) {
             invalid!(
                 "no pick file matches any of the {} micrographs given (pick files name e.g. `{}`)",
                 micrographs.len(),
@@ -141,6 +146,7 @@ impl Plan {
             active,
             pairs,
             jobs,
+            todo,
             warnings,
         };
         if let Some(ctx) = context {
