@@ -51,6 +51,32 @@ pub fn stem(name: &str) -> String {
     s
 }
 
+/// Where RELION looks for a micrograph's coordinate file, relative to its coordinate folder and
+/// without the suffix: the micrograph's path with a pipeline job prefix (`MotionCorr/job002/`)
+/// and the extension removed (`relion_preprocess`'s `getCoordinateFileName`). A path that would
+/// leave the folder (`..`) gives the bare stem instead.
+pub fn relion_coordinate_stem(micrograph: &str) -> PathBuf {
+    let parts: Vec<&str> = micrograph.split('/').filter(|p| !p.is_empty()).collect();
+    let is_job = |p: &str| {
+        p.len() >= 6 && p.starts_with("job") && p.as_bytes()[3..6].iter().all(u8::is_ascii_digit)
+    };
+    // RELION takes the first `job` folder that follows another folder.
+    let start = (1..parts.len().saturating_sub(1))
+        .find(|&i| is_job(parts[i]))
+        .map_or(0, |i| i + 1);
+    let rest = &parts[start..];
+    if rest.is_empty() || rest.iter().any(|p| *p == ".." || *p == ".") {
+        return PathBuf::from(stem(micrograph));
+    }
+    let mut path: PathBuf = rest.iter().collect();
+    let last = rest[rest.len() - 1];
+    match last.rsplit_once('.') {
+        Some((head, _)) if !head.is_empty() => path.set_file_name(head),
+        _ => {}
+    }
+    path
+}
+
 /// The matching key: the stem without picker and motion-correction suffixes.
 pub fn micrograph_key(name: &str) -> String {
     let mut s = stem(name);
@@ -113,6 +139,21 @@ pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> Matc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relion_coordinate_stems_follow_relion_preprocess() {
+        for (mic, want) in [
+            ("MotionCorr/job002/Movies/mic_001.mrc", "Movies/mic_001"),
+            ("Micrographs/mic.1.mrc", "Micrographs/mic.1"),
+            ("mic.mrc", "mic"),
+            ("/data/run/mic.mrc", "data/run/mic"),
+            ("a/job12/b.mrc", "a/job12/b"),
+            ("CtfFind/job004/job005/x.mrc", "job005/x"),
+            ("../elsewhere/mic.mrc", "mic"),
+        ] {
+            assert_eq!(relion_coordinate_stem(mic), PathBuf::from(want), "{mic}");
+        }
+    }
 
     #[test]
     fn keys_strip_folders_extensions_and_suffixes() {

@@ -338,7 +338,10 @@ impl PickSet {
     ///
     /// `out` ending in the target's extension is one file; anything else is a folder. Written in
     /// the input's own format, each input file gives one output file of the same name holding its
-    /// remaining rows; written in another format, a folder gets one file per micrograph.
+    /// remaining rows, except that STARs of several micrographs give coordinate files, one per
+    /// micrograph, as RELION reads them; written in another format, a folder gets one file per
+    /// micrograph. Per-micrograph STAR files follow RELION's coordinate layout
+    /// (`relion_coordinate_stem`), the others are named by the micrograph's stem.
     /// Returns the files written.
     pub fn write(
         &self,
@@ -361,7 +364,11 @@ impl PickSet {
             )
         };
         let mut written = Vec::new();
-        if format == self.format && !self.files.is_empty() {
+        // RELION reads one coordinate file per micrograph, and takes a file with optics groups
+        // or CTF columns for a re-extraction: a folder of STARs from a STAR of several
+        // micrographs gets fresh coordinate files.
+        let split = format == PickFormat::Star && !out_is_file && self.mixes_micrographs();
+        if format == self.format && !self.files.is_empty() && !split {
             if out_is_file {
                 if self.files.len() > 1 {
                     return Err(many(self.files.len(), "input files"));
@@ -392,11 +399,7 @@ impl PickSet {
             return Ok(vec![out.to_path_buf()]);
         }
         for m in &self.micrographs {
-            let dest = out.join(format!(
-                "{}.{}",
-                crate::names::stem(&m.micrograph),
-                format.extension()
-            ));
+            let dest = coordinate_file(out, &m.micrograph, format);
             crate::atomic::ensure_not_input(&dest, &inputs)?;
             self.write_fresh(format, &[m], &dest, opts)?;
             written.push(dest);
@@ -410,6 +413,15 @@ impl PickSet {
         let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
         crate::atomic::ensure_not_input(dest, &inputs)?;
         self.write_preserving(fi, dest)
+    }
+
+    /// Whether some source file holds picks of more than one micrograph.
+    fn mixes_micrographs(&self) -> bool {
+        let mut first: HashMap<usize, &str> = HashMap::new();
+        self.iter().any(|(m, p)| {
+            p.source
+                .is_some_and(|s| *first.entry(s.file).or_insert(m) != m)
+        })
     }
 
     /// Picks of this set that came from source file `fi`, in the file's row order.
@@ -469,6 +481,20 @@ impl PickSet {
             }
         }
     }
+}
+
+/// The file in folder `out` for the picks of one micrograph: RELION's coordinate layout for
+/// STAR (the micrograph's path less its job prefix), the micrograph's stem for the others.
+fn coordinate_file(out: &Path, micrograph: &str, format: PickFormat) -> PathBuf {
+    let stem = if format == PickFormat::Star {
+        crate::names::relion_coordinate_stem(micrograph)
+    } else {
+        PathBuf::from(crate::names::stem(micrograph))
+    };
+    let mut name = stem.into_os_string();
+    name.push(".");
+    name.push(format.extension());
+    out.join(name)
 }
 
 fn need_box(b: Option<f64>, format: PickFormat, dest: &Path) -> Result<f64> {
