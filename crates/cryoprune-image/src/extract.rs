@@ -1,12 +1,14 @@
 //! Cutting particles out of a micrograph, RELION's way.
 //!
-//! Centring: a pick at (x, y) is rounded to the nearest pixel, and that pixel becomes pixel
-//! (B/2, B/2) of the B x B box (integer division, so odd and even boxes agree with RELION and
-//! with `numpy.fft.fftshift`). Resampling to the output size S is done by Fourier cropping or
+//! Centring: a pick at (x, y) falls on pixel (trunc x, trunc y), as `relion_preprocess` casts
+//! its coordinates to integers, and that pixel becomes pixel (B/2, B/2) of the B x B box
+//! (integer division, so odd and even boxes agree with RELION and with `numpy.fft.fftshift`).
+//! A STAR that keeps fractional coordinates therefore gives RELION the very boxes we cut. Resampling to the output size S is done by Fourier cropping or
 //! padding about that centre, so the particle centre lands on (S/2, S/2) whatever B and S are.
 //!
-//! Order of operations, as in `relion_preprocess`: window, resample, normalise (background
-//! outside a circle), invert.
+//! Order of operations, as in `relion_preprocess`: window, resample, normalise (a plane fitted
+//! to the background outside a circle subtracted, then that background brought to zero mean and
+//! unit variance), invert.
 
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -26,6 +28,8 @@ pub enum EdgePolicy {
     /// Fill the missing pixels with Gaussian noise of the micrograph's mean and deviation, so the
     /// filled part looks like ice rather than a flat band a network could key on.
     PadNoise,
+    /// Repeat the nearest micrograph pixel, as `relion_preprocess` fills a box at the edge.
+    PadEdge,
 }
 
 /// Per-particle normalisation.
@@ -33,17 +37,48 @@ pub enum EdgePolicy {
 pub enum ParticleNorm {
     None,
     /// Zero mean and unit variance of the pixels farther than `radius` (output pixels) from the
-    /// centre, as `relion_preprocess --norm --bg_radius`.
+    /// centre, as `relion_preprocess --norm --bg_radius`; with `ramp`, a least-squares plane
+    /// through those pixels is subtracted first, as RELION does unless told `--no_ramp`.
     Relion {
         radius: f64,
+        ramp: bool,
     },
 }
 
 impl ParticleNorm {
-    /// RELION's default background radius: 75% of half the box.
-    pub fn relion_default(out_size: usize) -> ParticleNorm {
+    /// The background radius RELION's Extract job passes for a box of `box_size` micrograph
+    /// pixels written at `out_size`: 75% of half the box, rescaled, truncated to whole pixels.
+    pub fn relion_radius(box_size: usize, out_size: usize) -> f64 {
+        let radius = 0.75 * box_size as f64 / 2.0;
+        let rescaled = if out_size != box_size {
+            radius * out_size as f64 / box_size as f64
+        } else {
+            radius
+        };
+        rescaled.trunc()
+    }
+
+    /// RELION's default for particles of `out_size` cut from boxes of `box_size`: its radius,
+    /// ramp subtracted.
+    pub fn relion_default(box_size: usize, out_size: usize) -> ParticleNorm {
         ParticleNorm::Relion {
-            radius: 0.375 * out_size as f64,
+            radius: Self::relion_radius(box_size, out_size),
+            ramp: true,
+        }
+    }
+
+    /// The background radius a network's inputs are normalised with unless model.json says
+    /// otherwise: 75% of half the input side, not truncated.
+    pub fn input_radius(input_size: usize) -> f64 {
+        0.375 * input_size as f64
+    }
+
+    /// How a network's inputs of side `input_size` are normalised by default: the background
+    /// outside [`Self::input_radius`], no ramp (models record only the radius).
+    pub fn input_default(input_size: usize) -> ParticleNorm {
+        ParticleNorm::Relion {
+            radius: Self::input_radius(input_size),
+            ramp: false,
         }
     }
 }
@@ -80,14 +115,14 @@ pub struct ExtractConfig {
 }
 
 impl ExtractConfig {
-    /// A box of `box_size` pixels kept at that size, edge picks skipped, RELION normalisation with
-    /// the default background radius, no inversion.
+    /// A box of `box_size` pixels kept at that size, edge picks skipped, RELION's default
+    /// normalisation (its radius, ramp subtracted), no inversion.
     pub fn new(box_size: usize) -> ExtractConfig {
         ExtractConfig {
             box_size,
             out_size: box_size,
             edge: EdgePolicy::Skip,
-            norm: ParticleNorm::relion_default(box_size),
+            norm: ParticleNorm::relion_default(box_size, box_size),
             invert: false,
             seed: 0,
         }
@@ -100,7 +135,7 @@ impl ExtractConfig {
                 self.box_size, self.out_size
             )));
         }
-        if let ParticleNorm::Relion { radius } = self.norm {
+        if let ParticleNorm::Relion { radius, .. } = self.norm {
             let half = self.out_size as f64 / 2.0;
             // The farthest pixel from the centre is the corner at (-S/2, -S/2).
             if radius.is_nan() || radius < 0.0 || radius * radius >= 2.0 * half * half {
@@ -138,6 +173,10 @@ pub struct Extractor {
     shifted: Vec<f32>,
     small: Vec<f32>,
     background: Vec<usize>,
+    /// The inverse of the normal equations' matrix of a plane a·x + b·y + c fitted to the
+    /// background pixels (x, y from the box centre), when the ramp is subtracted: it depends
+    /// on the geometry alone.
+    ramp: Option<[[f64; 3]; 3]>,
 }
 
 impl Extractor {
@@ -152,17 +191,34 @@ impl Extractor {
             };
             (Fft2::new(b, b), Fft2::new(s, s), spec)
         });
-        let background = match cfg.norm {
-            ParticleNorm::None => Vec::new(),
-            ParticleNorm::Relion { radius } => {
-                let c = (s / 2) as f64;
-                (0..s * s)
-                    .filter(|i| {
-                        let dx = (i % s) as f64 - c;
-                        let dy = (i / s) as f64 - c;
+        let c = (s / 2) as f64;
+        let at = |i: usize| ((i % s) as f64 - c, (i / s) as f64 - c);
+        let (background, ramp): (Vec<usize>, _) = match cfg.norm {
+            ParticleNorm::None => (Vec::new(), None),
+            ParticleNorm::Relion { radius, ramp } => {
+                let bg: Vec<usize> = (0..s * s)
+                    .filter(|&i| {
+                        let (dx, dy) = at(i);
                         dx * dx + dy * dy > radius * radius
                     })
-                    .collect()
+                    .collect();
+                let mut m = [[0.0; 3]; 3];
+                for &i in &bg {
+                    let (x, y) = at(i);
+                    let v = [x, y, 1.0];
+                    for (r, &vr) in m.iter_mut().zip(&v) {
+                        for (e, &vc) in r.iter_mut().zip(&v) {
+                            *e += vr * vc;
+                        }
+                    }
+                }
+                let inverse = if ramp { invert3(m) } else { None };
+                if ramp && inverse.is_none() {
+                    return Err(Error::Parameter(format!(
+                        "background radius {radius} leaves too few background pixels in a {s} px box to fit a ramp"
+                    )));
+                }
+                (bg, inverse)
             }
         };
         Ok(Extractor {
@@ -172,6 +228,7 @@ impl Extractor {
             shifted: vec![0.0; b * b],
             small: vec![0.0; s * s],
             background,
+            ramp,
         })
     }
 
@@ -192,7 +249,7 @@ impl Extractor {
         // The micrograph's statistics cost a pass over every pixel; only padding needs them.
         let mut stats = None;
         for (i, &(x, y)) in picks.iter().enumerate() {
-            let (cx, cy) = (x.round(), y.round());
+            let (cx, cy) = (x.trunc(), y.trunc());
             if !(cx >= 0.0 && cy >= 0.0 && cx < mic.nx as f64 && cy < mic.ny as f64) {
                 out.outside.push(i);
                 continue;
@@ -204,8 +261,12 @@ impl Extractor {
                     out.skipped_edge.push(i);
                     continue;
                 }
-                let st = *stats.get_or_insert_with(|| normalize::stats(&mic.data));
-                self.pad(mic, cx, cy, st, stream, i as u64);
+                if self.cfg.edge == EdgePolicy::PadEdge {
+                    self.pad_edge(mic, cx, cy);
+                } else {
+                    let st = *stats.get_or_insert_with(|| normalize::stats(&mic.data));
+                    self.pad(mic, cx, cy, st, stream, i as u64);
+                }
                 out.padded.push(i);
             }
             let start = out.data.len();
@@ -259,6 +320,20 @@ impl Extractor {
         }
     }
 
+    /// Fills the box centred on (cx, cy) with the nearest micrograph pixel everywhere: what
+    /// `relion_preprocess` writes where a box reaches past the edge.
+    fn pad_edge(&mut self, mic: &Image, cx: i64, cy: i64) {
+        let b = self.cfg.box_size as i64;
+        let (x0, y0) = (cx - b / 2, cy - b / 2);
+        let (nx, ny) = (mic.nx as i64, mic.ny as i64);
+        for by in 0..b {
+            let row = mic.row((y0 + by).clamp(0, ny - 1) as usize);
+            for bx in 0..b {
+                self.centred[(by * b + bx) as usize] = row[(x0 + bx).clamp(0, nx - 1) as usize];
+            }
+        }
+    }
+
     /// Resamples, normalises and inverts the box in `centred` into `dst` (`out_size²`).
     fn finish(&mut self, dst: &mut [f32]) {
         let (b, s) = (self.cfg.box_size, self.cfg.out_size);
@@ -274,6 +349,9 @@ impl Extractor {
                 roll(&self.small, s, s / 2, dst);
             }
         }
+        if let Some(inverse) = &self.ramp {
+            subtract_plane(dst, s, &self.background, inverse);
+        }
         if let ParticleNorm::Relion { .. } = self.cfg.norm {
             let st = normalize::stats_of(self.background.iter().map(|&i| dst[i]));
             normalize::scale(dst, st);
@@ -284,6 +362,44 @@ impl Extractor {
             }
         }
     }
+}
+
+/// Subtracts from the `s` × `s` image the least-squares plane through its `background` pixels,
+/// given the inverse of the normal equations' matrix (RELION's `subtractBackgroundRamp`).
+fn subtract_plane(img: &mut [f32], s: usize, background: &[usize], inverse: &[[f64; 3]; 3]) {
+    let c = (s / 2) as f64;
+    let mut rhs = [0.0f64; 3];
+    for &i in background {
+        let z = img[i] as f64;
+        rhs[0] += ((i % s) as f64 - c) * z;
+        rhs[1] += ((i / s) as f64 - c) * z;
+        rhs[2] += z;
+    }
+    let [a, b, k] = inverse.map(|row| row.iter().zip(&rhs).map(|(m, r)| m * r).sum::<f64>());
+    for (y, row) in img.chunks_exact_mut(s).enumerate() {
+        let base = b * (y as f64 - c) + k;
+        for (x, v) in row.iter_mut().enumerate() {
+            *v = (*v as f64 - (a * (x as f64 - c) + base)) as f32;
+        }
+    }
+}
+
+/// The inverse of a 3 × 3 matrix, or None when it is singular.
+fn invert3(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+    let cof = |r: usize, c: usize| {
+        let (r1, r2) = ((r + 1) % 3, (r + 2) % 3);
+        let (c1, c2) = ((c + 1) % 3, (c + 2) % 3);
+        m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]
+    };
+    let det: f64 = (0..3).map(|c| m[0][c] * cof(0, c)).sum();
+    let scale = m.iter().flatten().fold(0.0f64, |a, v| a.max(v.abs()));
+    if det.abs() <= 1e-12 * scale.powi(3) {
+        return None;
+    }
+    // The inverse is the transposed cofactor matrix over the determinant.
+    Some(std::array::from_fn(|r| {
+        std::array::from_fn(|c| cof(c, r) / det)
+    }))
 }
 
 #[cfg(test)]
@@ -335,11 +451,89 @@ mod tests {
     }
 
     #[test]
-    fn fractional_picks_round_to_the_nearest_pixel() {
+    fn fractional_picks_fall_on_their_truncated_pixel_as_in_relion() {
         let mic = dots(64, 64, &[(20, 30)]);
         let mut ex = Extractor::new(no_norm(16, 16)).unwrap();
-        let got = ex.extract(&mic, &[(19.6, 30.4)], 0);
+        let got = ex.extract(&mic, &[(20.99, 30.5), (20.0, 30.0), (19.6, 30.4)], 0);
         assert_eq!(particle(&got, 0, 16).argmax(), (8, 8));
+        assert_eq!(particle(&got, 1, 16).argmax(), (8, 8));
+        // 19.6 is column 19: the dot sits one to the right of the centre.
+        assert_eq!(particle(&got, 2, 16).argmax(), (9, 8));
+    }
+
+    #[test]
+    fn pad_edge_repeats_the_nearest_micrograph_pixel() {
+        let mic = Image::from_fn(30, 20, |x, y| (x + 100 * y) as f32);
+        let cfg = ExtractConfig {
+            edge: EdgePolicy::PadEdge,
+            ..no_norm(8, 8)
+        };
+        let got = Extractor::new(cfg)
+            .unwrap()
+            .extract(&mic, &[(1.0, 18.0)], 0);
+        assert_eq!(got.padded, vec![0]);
+        let p = particle(&got, 0, 8);
+        // Box pixel (bx, by) is micrograph (bx - 3, by + 14), clamped into 30 x 20.
+        for by in 0..8 {
+            for bx in 0..8 {
+                let (x, y) = ((bx as i64 - 3).clamp(0, 29), (by as i64 + 14).clamp(0, 19));
+                assert_eq!(p.get(bx, by), (x + 100 * y) as f32, "({bx}, {by})");
+            }
+        }
+    }
+
+    #[test]
+    fn the_ramp_removes_a_background_plane_before_normalising() {
+        // A particle with a faint pattern, alone and on a tilted background (carbon, an ice
+        // gradient).
+        let mic = |tilt: f64| {
+            Image::from_fn(100, 100, move |x, y| {
+                let d = ((x as f64 - 50.0).powi(2) + (y as f64 - 50.0).powi(2)).sqrt();
+                let pattern = ((x * 13 + y * 7) % 5) as f64;
+                let plane = tilt * (0.8 * x as f64 - 0.5 * y as f64) + 40.0;
+                (if d < 10.0 { 50.0 } else { 0.0 } + plane + pattern) as f32
+            })
+        };
+        let cut = |tilt, ramp| {
+            let cfg = ExtractConfig {
+                norm: ParticleNorm::Relion { radius: 15.0, ramp },
+                ..ExtractConfig::new(40)
+            };
+            Extractor::new(cfg)
+                .unwrap()
+                .extract(&mic(tilt), &[(50.0, 50.0)], 0)
+                .data
+        };
+        let largest = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max)
+        };
+        // With the ramp, a plane added to the micrograph changes nothing...
+        let flat = cut(0.0, true);
+        assert!(largest(&flat, &cut(1.0, true)) < 1e-3);
+        // ...and what is left of the background has no slope in x or y.
+        let bg =
+            (0..1600).filter(|i| ((i % 40) as f64 - 20.0).hypot((i / 40) as f64 - 20.0) > 15.0);
+        let (sx, sy) = bg.fold((0.0, 0.0), |(sx, sy), i| {
+            let v = flat[i] as f64;
+            (
+                sx + v * ((i % 40) as f64 - 20.0),
+                sy + v * ((i / 40) as f64 - 20.0),
+            )
+        });
+        assert!(sx.abs() < 1e-2 && sy.abs() < 1e-2, "{sx} {sy}");
+        // Without it, the plane shows.
+        assert!(largest(&cut(0.0, false), &cut(1.0, false)) > 0.5);
+    }
+
+    #[test]
+    fn relion_radius_is_truncated_as_relion_passes_it() {
+        assert_eq!(ParticleNorm::relion_radius(180, 180), 67.0);
+        assert_eq!(ParticleNorm::relion_radius(64, 64), 24.0);
+        assert_eq!(ParticleNorm::relion_radius(180, 64), 24.0);
+        assert_eq!(ParticleNorm::relion_radius(250, 99), 37.0);
     }
 
     #[test]
@@ -415,7 +609,10 @@ mod tests {
             (if d < 10.0 { 50.0 } else { 0.0 }) + 3.0 * ((x * 13 + y * 7) % 5) as f64 + 100.0
         } as f32);
         let cfg = ExtractConfig {
-            norm: ParticleNorm::Relion { radius: 15.0 },
+            norm: ParticleNorm::Relion {
+                radius: 15.0,
+                ramp: false,
+            },
             ..ExtractConfig::new(40)
         };
         let mut ex = Extractor::new(cfg).unwrap();
@@ -467,7 +664,10 @@ mod tests {
     fn bad_parameters_are_errors() {
         assert!(Extractor::new(ExtractConfig::new(1)).is_err());
         let cfg = ExtractConfig {
-            norm: ParticleNorm::Relion { radius: 30.0 },
+            norm: ParticleNorm::Relion {
+                radius: 30.0,
+                ramp: true,
+            },
             ..ExtractConfig::new(40)
         };
         assert!(Extractor::new(cfg).is_err());

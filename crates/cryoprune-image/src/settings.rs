@@ -115,8 +115,9 @@ impl FromStr for EdgePolicy {
             "skip" => Ok(EdgePolicy::Skip),
             "pad-mean" | "mean" => Ok(EdgePolicy::PadMean),
             "pad-noise" | "noise" => Ok(EdgePolicy::PadNoise),
+            "pad-edge" => Ok(EdgePolicy::PadEdge),
             _ => Err(format!(
-                "edge policy `{s}`: expected skip, pad-mean or pad-noise"
+                "edge policy `{s}`: expected skip, pad-mean, pad-noise or pad-edge"
             )),
         }
     }
@@ -128,6 +129,7 @@ impl fmt::Display for EdgePolicy {
             EdgePolicy::Skip => "skip",
             EdgePolicy::PadMean => "pad-mean",
             EdgePolicy::PadNoise => "pad-noise",
+            EdgePolicy::PadEdge => "pad-edge",
         })
     }
 }
@@ -166,6 +168,7 @@ mod tests {
         assert_eq!(round_trip::<EdgePolicy>("noise"), "pad-noise");
         assert_eq!(round_trip::<EdgePolicy>("pad-mean"), "pad-mean");
         assert_eq!(round_trip::<EdgePolicy>("skip"), "skip");
+        assert_eq!(round_trip::<EdgePolicy>("pad-edge"), "pad-edge");
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn assert_centred(mic: &Image, picks: &[(f64, f64)], box_size: usize, out_size: 
     let cfg = ExtractConfig {
         out_size,
         edge: EdgePolicy::PadMean,
-        norm: ParticleNorm::relion_default(out_size),
+        norm: ParticleNorm::relion_default(box_size, out_size),
         ..ExtractConfig::new(box_size)
     };
     let got = Extractor::new(cfg).unwrap().extract(mic, picks, 0);

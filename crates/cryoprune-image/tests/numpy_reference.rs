@@ -149,6 +149,7 @@ fn extracted_particles_and_rotation_match_numpy_and_scipy() {
         out_size: size,
         norm: ParticleNorm::Relion {
             radius: r["bg_radius"].as_f64().unwrap(),
+            ramp: true,
         },
         ..ExtractConfig::new(r["box"].as_u64().unwrap() as usize)
     };

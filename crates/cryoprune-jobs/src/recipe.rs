@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use cryoprune_image::augment::Augment;
-use cryoprune_image::extract::EdgePolicy;
+use cryoprune_image::extract::{EdgePolicy, ParticleNorm};
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_model::{load_backbone, Arch, ClassifierConfig, HeadConfig, PickContext, PickFacts};
@@ -355,7 +355,7 @@ impl PrepConfig {
             normalize: self.normalize,
             lowpass: self.lowpass,
             angpix: self.angpix,
-            particle_radius: Some(0.375 * self.input_size as f64),
+            particle_radius: Some(ParticleNorm::input_radius(self.input_size)),
             invert: self.invert,
             edge: self.edge,
         })

@@ -393,7 +393,7 @@ impl PretrainSet {
             box_size,
             out_size: self.input_size,
             edge: EdgePolicy::PadNoise,
-            norm: ParticleNorm::relion_default(self.input_size),
+            norm: ParticleNorm::input_default(self.input_size),
             invert: rng.random::<bool>(),
             seed: rng.random(),
         };

@@ -50,7 +50,7 @@ impl BoxCutter {
             None => {
                 let cfg = ExtractConfig {
                     out_size: self.size,
-                    norm: ParticleNorm::relion_default(self.size),
+                    norm: ParticleNorm::input_default(self.size),
                     invert: self.invert,
                     ..ExtractConfig::new(side)
                 };

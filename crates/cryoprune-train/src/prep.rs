@@ -34,7 +34,10 @@ pub fn pipeline(pre: &Preprocessing, threads: usize, seed: u64) -> Pipeline {
         out_size: pre.input_size,
         edge: pre.edge,
         norm: match pre.particle_radius {
-            Some(radius) => ParticleNorm::Relion { radius },
+            Some(radius) => ParticleNorm::Relion {
+                radius,
+                ramp: false,
+            },
             None => ParticleNorm::None,
         },
         invert: pre.invert,

@@ -1,16 +1,17 @@
 //! The extract job: cut particles around picks into an MRCS stack with a RELION 3.1 particle
 //! STAR beside it (optics block, `_rlnImageName` as index@stack, coordinates, micrograph
-//! names). Boxes are centred on the pick's nearest pixel, resampled by Fourier cropping, and
-//! normalised RELION-style (zero mean, unit variance of the background outside a circle).
-//! Micrographs run in parallel; memory stays bounded.
+//! names, and every column and optics group of a particle STAR that went in). Boxes are cut as
+//! `relion_preprocess` cuts them: centred on the truncated coordinates, resampled by Fourier
+//! cropping, normalised with RELION's defaults (background plane subtracted, then zero mean and
+//! unit variance outside a circle). Micrographs run in parallel; memory stays bounded.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod star;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
-use cryoprune_formats::atomic::{ensure_not_input, temp_beside};
+use cryoprune_formats::atomic::ensure_not_input;
 use cryoprune_formats::mrc::{Mode, WriteKind};
-use cryoprune_formats::star::quote;
 use cryoprune_formats::{MrcWriter, PickFormat, PickSet};
 use cryoprune_image::extract::{EdgePolicy, ExtractConfig, ParticleNorm};
 use cryoprune_image::fourier::Cutoff;
@@ -22,6 +23,7 @@ use crate::compute::thread_count;
 use crate::events::{Event, Events};
 use crate::inputs::{expand_globs, jobs, pair_with_micrographs};
 use crate::{invalid, Result};
+use star::{Layout, Optics, StarStream};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -39,11 +41,16 @@ pub struct ExtractJobConfig {
     /// Pixel size in Å, instead of the micrographs' headers.
     pub angpix: Option<f64>,
     pub normalize: MicrographNorm,
-    /// Background radius of the per-particle normalisation in output pixels; `None`: 75% of
-    /// half the output size (RELION's).
-    pub bg_radius: Option<f64>,
+    /// Background radius of the per-particle normalisation in whole output pixels, as RELION
+    /// takes it; `None`: RELION's default (75% of half the box, rescaled, truncated).
+    pub bg_radius: Option<u32>,
     /// No per-particle normalisation.
     pub no_norm: bool,
+    /// Refuse what RELION would refuse (odd sizes) instead of warning.
+    pub relion_strict: bool,
+    /// Normalise without first subtracting a plane fitted to the background (RELION's
+    /// `--no_ramp`).
+    pub no_ramp: bool,
     pub invert: bool,
     pub edge: EdgePolicy,
     /// Coordinate factor for picks made on binned micrographs.
@@ -75,6 +82,8 @@ impl Default for ExtractJobConfig {
             normalize: MicrographNorm::None,
             bg_radius: None,
             no_norm: false,
+            no_ramp: false,
+            relion_strict: false,
             invert: false,
             edge: EdgePolicy::Skip,
             scale: 1.0,
@@ -142,14 +151,28 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
     let jobs = jobs(&set, &pairs, &mics);
 
     let out_size = cfg.size.unwrap_or(cfg.box_size);
+    for (what, size) in [("--box", cfg.box_size), ("--size", out_size)] {
+        if size % 2 == 1 {
+            let why = format!("{what} {size} is odd, and RELION extracts and rescales to even sizes only; its programs refuse such a stack");
+            if cfg.relion_strict {
+                invalid!("{why} (--relion-strict)");
+            }
+            events.warn(why);
+        }
+    }
     let extract = ExtractConfig {
         box_size: cfg.box_size,
         out_size,
         edge: cfg.edge,
         norm: match (cfg.no_norm, cfg.bg_radius) {
             (true, _) => ParticleNorm::None,
-            (false, Some(radius)) => ParticleNorm::Relion { radius },
-            (false, None) => ParticleNorm::relion_default(out_size),
+            (false, radius) => ParticleNorm::Relion {
+                radius: radius.map_or_else(
+                    || ParticleNorm::relion_radius(cfg.box_size, out_size),
+                    f64::from,
+                ),
+                ramp: !cfg.no_ramp,
+            },
         },
         invert: cfg.invert,
         seed: cfg.seed,
@@ -167,9 +190,8 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
         WriteKind::ImageOrStack,
         None,
     )?;
+    let layout = Layout::new(&set)?;
     let mut star = StarStream::create(&star_path)?;
-    let has_scores = set.iter().any(|(_, p)| p.score.is_some());
-    let has_labels = set.iter().any(|(_, p)| p.label.is_some());
     let image_name = cfg.out.to_string_lossy().into_owned();
     let mut tally = Tally::default();
     let mut mic_pixel: Option<f64> = None;
@@ -195,20 +217,8 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
         for (k, &i) in ex.kept.iter().enumerate() {
             stack.push_section(&ex.data[k * s2..(k + 1) * s2])?;
             tally.written += 1;
-            let pick = &picks[i];
-            let mut row = vec![
-                format!("{:.6}", pick.x),
-                format!("{:.6}", pick.y),
-                format!("{:06}@{}", tally.written, image_name),
-                mic_name.to_string(),
-                "1".to_string(),
-            ];
-            if has_scores {
-                row.push(pick.score.map_or("0".into(), |s| s.to_string()));
-            }
-            if has_labels {
-                row.push(pick.label.clone().unwrap_or_default());
-            }
+            let image = format!("{:06}@{}", tally.written, image_name);
+            let row = layout.row(&set, &picks[i], &image, &mic_name);
             star.row(&row)?;
         }
         events.emit(Event::Status(format!("{} particles", tally.written)));
@@ -246,7 +256,7 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
         cs: cfg.cs,
         amplitude_contrast: cfg.amplitude_contrast,
     };
-    star.finish(&optics, has_scores, has_labels)?;
+    star.finish(&layout, &optics)?;
 
     events.note(format!(
         "extracted {} particles from {} micrographs ({} picks): box {} px -> {} px, {:.4} Å/px, in {:.1} s",
@@ -324,95 +334,5 @@ impl Tally {
                 shape.1
             ));
         }
-    }
-}
-
-struct Optics {
-    mic_pixel: f64,
-    out_pixel: f64,
-    size: usize,
-    voltage: f64,
-    cs: f64,
-    amplitude_contrast: f64,
-}
-
-/// The particle STAR, written as the particles come: rows go to a temporary file, and the
-/// optics block (which needs the pixel size, known only once every micrograph is read) is
-/// written in front of them on `finish`, when the whole file is renamed into place.
-struct StarStream {
-    path: PathBuf,
-    rows: std::io::BufWriter<tempfile::NamedTempFile>,
-}
-
-impl StarStream {
-    fn create(path: &Path) -> cryoprune_formats::Result<StarStream> {
-        let rows = temp_beside(path)?;
-        Ok(StarStream {
-            path: path.to_path_buf(),
-            rows: std::io::BufWriter::with_capacity(1 << 20, rows),
-        })
-    }
-
-    fn row(&mut self, values: &[String]) -> cryoprune_formats::Result<()> {
-        let line: Vec<String> = values.iter().map(|v| quote(v)).collect();
-        writeln!(self.rows, "{}", line.join(" "))
-            .map_err(|e| cryoprune_formats::FormatError::io(&self.path, e))
-    }
-
-    fn finish(self, optics: &Optics, scores: bool, labels: bool) -> Result<()> {
-        let io = |e| cryoprune_formats::FormatError::io(&self.path, e);
-        let rows = self.rows.into_inner().map_err(|e| io(e.into_error()))?;
-        let mut out = std::io::BufWriter::new(temp_beside(&self.path)?);
-        let mut columns = vec![
-            "rlnCoordinateX",
-            "rlnCoordinateY",
-            "rlnImageName",
-            "rlnMicrographName",
-            "rlnOpticsGroup",
-        ];
-        if scores {
-            columns.push("rlnAutopickFigureOfMerit");
-        }
-        if labels {
-            columns.push("cryopruneLabel");
-        }
-        let mut head = String::from("\n# version 30001\n\ndata_optics\n\nloop_\n");
-        for (i, c) in [
-            "rlnOpticsGroupName",
-            "rlnOpticsGroup",
-            "rlnMicrographOriginalPixelSize",
-            "rlnVoltage",
-            "rlnSphericalAberration",
-            "rlnAmplitudeContrast",
-            "rlnImagePixelSize",
-            "rlnImageSize",
-            "rlnImageDimensionality",
-        ]
-        .iter()
-        .enumerate()
-        {
-            head.push_str(&format!("_{c} #{}\n", i + 1));
-        }
-        head.push_str(&format!(
-            "opticsGroup1 1 {:.6} {} {} {} {:.6} {} 2\n\n\n# version 30001\n\ndata_particles\n\nloop_\n",
-            optics.mic_pixel,
-            optics.voltage,
-            optics.cs,
-            optics.amplitude_contrast,
-            optics.out_pixel,
-            optics.size
-        ));
-        for (i, c) in columns.iter().enumerate() {
-            head.push_str(&format!("_{c} #{}\n", i + 1));
-        }
-        out.write_all(head.as_bytes()).map_err(io)?;
-        let mut reader = rows.reopen().map_err(io)?;
-        std::io::copy(&mut reader, &mut out).map_err(io)?;
-        out.write_all(b"\n").map_err(io)?;
-        let out = out.into_inner().map_err(|e| io(e.into_error()))?;
-        out.as_file().sync_all().map_err(io)?;
-        out.persist(&self.path)
-            .map_err(|e| cryoprune_formats::FormatError::io(&self.path, e.error))?;
-        Ok(())
     }
 }

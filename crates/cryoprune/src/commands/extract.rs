@@ -1,9 +1,10 @@
 //! `cryoprune extract`: cut particles around picks into an MRCS stack with a RELION 3.1
 //! particle STAR beside it (optics block, `_rlnImageName` as index@stack, coordinates,
-//! micrograph names). Boxes are centred on the pick's nearest pixel, resampled to `--size` by
-//! Fourier cropping, and normalised RELION-style (zero mean, unit variance of the background
-//! outside a circle). Micrographs run in parallel; memory stays bounded. The preprocessing flags
-//! are spelled as `train`'s.
+//! micrograph names; a particle STAR's own columns and optics groups are kept). Boxes are cut
+//! as `relion_preprocess` cuts them: centred on the truncated coordinates, resampled to `--size`
+//! by Fourier cropping, and normalised with RELION's defaults (background ramp subtracted, zero
+//! mean and unit variance outside a circle). Micrographs run in parallel; memory stays bounded.
+//! The preprocessing flags are spelled as `train`'s.
 //!
 //! ```text
 //! cryoprune extract --micrographs 'Micrographs/*.mrc' --picks autopick/ --box 180 --size 64 --out particles.mrcs
@@ -64,18 +65,26 @@ pub struct Args {
     /// Deprecated: use --normalize robust:LOW,HIGH.
     #[arg(long, value_parser = parse_clip)]
     clip: Option<MicrographNorm>,
-    /// Background radius of the per-particle normalisation, in output pixels; default 75% of
-    /// half the output size (RELION's).
+    /// Background radius of the per-particle normalisation, in whole output pixels; default
+    /// RELION's (75% of half the box, rescaled, truncated).
     #[arg(long)]
-    bg_radius: Option<f64>,
+    bg_radius: Option<u32>,
     /// Write particles without per-particle normalisation.
-    #[arg(long, conflicts_with = "bg_radius")]
+    #[arg(long, conflicts_with_all = ["bg_radius", "no_ramp"])]
     no_norm: bool,
+    /// Normalise without subtracting a plane fitted to the background first (RELION's
+    /// --no_ramp).
+    #[arg(long)]
+    no_ramp: bool,
+    /// Refuse what RELION would refuse (odd box sizes) instead of warning.
+    #[arg(long)]
+    relion_strict: bool,
     /// Invert contrast (white particles on black, as most networks are trained).
     #[arg(long)]
     invert: bool,
-    /// Boxes that reach past the micrograph edge: skip, pad-mean (the micrograph mean) or
-    /// pad-noise (matching Gaussian noise). The old spellings mean and noise still work.
+    /// Boxes that reach past the micrograph edge: skip, pad-mean (the micrograph mean),
+    /// pad-noise (matching Gaussian noise) or pad-edge (the nearest micrograph pixel repeated,
+    /// as relion_preprocess does). The old spellings mean and noise still work.
     #[arg(long, default_value_t = defaults().edge)]
     edge: EdgePolicy,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
@@ -130,6 +139,8 @@ pub fn run(args: Args) -> Result<()> {
         normalize,
         bg_radius: args.bg_radius,
         no_norm: args.no_norm,
+        no_ramp: args.no_ramp,
+        relion_strict: args.relion_strict,
         invert: args.invert,
         edge: args.edge,
         scale: args.scale,

@@ -1,0 +1,361 @@
+//! Against the real RELION 3.1 binaries (Debian's `relion`, installed by .ci/run): the particles
+//! `extract` cuts are the ones `relion_preprocess` cuts from the same fractional picks with its
+//! default normalisation; a particle STAR's CTF columns and optics group survive `extract` and
+//! RELION reads them back; a STAR of two micrographs converts to the two coordinate files RELION
+//! looks for.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::text;
+use cryoprune_formats::mrc::MrcFile;
+use cryoprune_formats::picks::PickSet;
+use cryoprune_formats::StarFile;
+
+const BOX: usize = 64;
+/// RELION's Extract job passes (int)(0.75 * box / 2) for the default background circle.
+const BG_RADIUS: &str = "24";
+
+fn relion_ready() -> bool {
+    let ok = Command::new("relion_preprocess")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ok {
+        let msg = "relion_preprocess (RELION 3.1) is not installed";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{msg} (CI must install it: see .ci/run)"
+        );
+        eprintln!("skipping: {msg} (apt-get install relion)");
+    }
+    ok
+}
+
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> Output {
+    let o = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(o.status.success(), "{program} {args:?}:\n{}", text(&o));
+    o
+}
+
+fn cryoprune_in(dir: &Path, args: &[&str]) -> Output {
+    run_in(dir, env!("CARGO_BIN_EXE_cryoprune"), args)
+}
+
+/// A STAR loop as one map per row, column name (no underscore) to value.
+fn rows(path: &Path, block: &str) -> Vec<HashMap<String, String>> {
+    let star = StarFile::read(path).unwrap();
+    let l = star
+        .block(block)
+        .and_then(|b| b.first_loop())
+        .unwrap_or_else(|| panic!("{}: no data_{block} loop", path.display()));
+    l.rows
+        .iter()
+        .map(|r| l.columns.iter().cloned().zip(r.iter().cloned()).collect())
+        .collect()
+}
+
+/// Each particle of a particle STAR (in `dir`) by micrograph stem and coordinates (to 0.01 px).
+fn images(dir: &Path, star: &Path) -> HashMap<(String, i64, i64), Vec<f32>> {
+    let mut stacks: HashMap<String, MrcFile> = HashMap::new();
+    rows(&dir.join(star), "particles")
+        .into_iter()
+        .map(|r| {
+            let (index, stack) = r["rlnImageName"].split_once('@').unwrap();
+            let file = stacks
+                .entry(stack.to_string())
+                .or_insert_with(|| MrcFile::open(dir.join(stack)).unwrap());
+            let image = file
+                .read_section(index.parse::<usize>().unwrap() - 1)
+                .unwrap();
+            let at = |c: &str| (r[c].parse::<f64>().unwrap() * 100.0).round() as i64;
+            let mic = cryoprune_formats::names::stem(&r["rlnMicrographName"]);
+            ((mic, at("rlnCoordinateX"), at("rlnCoordinateY")), image)
+        })
+        .collect()
+}
+
+fn pearson(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (
+        a.iter().map(|&v| v as f64).sum::<f64>() / n,
+        b.iter().map(|&v| v as f64).sum::<f64>() / n,
+    );
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64 - ma, y as f64 - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa * bb).sqrt()
+}
+
+/// Two simulated micrographs, a particle STAR of fractional picks on both (edge boxes
+/// included) with per-particle CTF values and a 200 kV optics group, and RELION's micrograph
+/// STAR for them.
+fn setup(dir: &Path) -> usize {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    cryoprune_in(
+        dir,
+        &[
+            "simulate",
+            "--out",
+            "sim",
+            "--count",
+            "2",
+            "--size",
+            "320",
+            "--seed",
+            "3",
+            "--format",
+            "csv",
+            "--no-previews",
+        ],
+    );
+    let set = PickSet::read(&[dir.join("sim/picks.csv")], None).unwrap();
+    // Fractional parts on both sides of one half: RELION truncates, rounding would move half
+    // of these boxes by a pixel.
+    let fractions = [0.0, 0.25, 0.5, 0.75, 0.99];
+    let mut lines = Vec::new();
+    for (m, mic) in set.micrographs.iter().enumerate() {
+        let name = format!("sim/micrographs/{}.mrc", mic.micrograph);
+        let mut at: Vec<(f64, f64)> = mic
+            .picks
+            .iter()
+            .take(14)
+            .enumerate()
+            .map(|(k, p)| {
+                let f = fractions[k % fractions.len()];
+                (
+                    p.x.floor() + f,
+                    p.y.floor() + fractions[(k + 2) % fractions.len()],
+                )
+            })
+            .collect();
+        // Boxes past the left, top, right and bottom edges.
+        at.extend([(3.6, 100.5), (150.25, 1.75), (318.5, 200.0), (40.0, 316.9)]);
+        for (k, (x, y)) in at.into_iter().enumerate() {
+            let d = 11000.0 + 250.0 * k as f64 + 5000.0 * m as f64;
+            lines.push(format!(
+                "{x:.2} {y:.2} {name} 1 {d:.1} {:.1} {:.2} {:.3} {:.1} 0.95 {:.1}",
+                d + 180.0,
+                12.5 + k as f64,
+                4.5 + 0.01 * k as f64,
+                -20.0 - k as f64,
+                3.0 * k as f64
+            ));
+        }
+    }
+    let optics = "data_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n\
+        _rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n_rlnSphericalAberration #5\n\
+        _rlnAmplitudeContrast #6\n_rlnImagePixelSize #7\n_rlnImageSize #8\n\
+        _rlnImageDimensionality #9\nopticsGroup1 1 2.5 200 2.0 0.07 2.5 64 2\n\n";
+    std::fs::write(
+        dir.join("input.star"),
+        format!(
+            "\n# version 30001\n\n{optics}\n# version 30001\n\ndata_particles\n\nloop_\n\
+             _rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnMicrographName #3\n_rlnOpticsGroup #4\n\
+             _rlnDefocusU #5\n_rlnDefocusV #6\n_rlnDefocusAngle #7\n_rlnCtfMaxResolution #8\n\
+             _rlnCtfBfactor #9\n_rlnCtfScalefactor #10\n_rlnPhaseShift #11\n{}\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    let mics: Vec<String> = set
+        .micrographs
+        .iter()
+        .map(|m| format!("sim/micrographs/{}.mrc 1", m.micrograph))
+        .collect();
+    std::fs::write(
+        dir.join("micrographs.star"),
+        format!(
+            "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n\
+             _rlnOpticsGroup #2\n_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n\
+             _rlnSphericalAberration #5\n_rlnAmplitudeContrast #6\n_rlnMicrographPixelSize #7\n\
+             opticsGroup1 1 2.5 200 2.0 0.07 2.5\n\n\n# version 30001\n\ndata_micrographs\n\n\
+             loop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n{}\n",
+            mics.join("\n")
+        ),
+    )
+    .unwrap();
+    lines.len()
+}
+
+#[test]
+fn extract_cuts_what_relion_preprocess_cuts_and_keeps_the_particle_metadata() {
+    if !relion_ready() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relion");
+    let n = setup(&dir);
+
+    // Our cut, RELION's defaults: truncated centres, ramp subtracted, edges repeated.
+    cryoprune_in(
+        &dir,
+        &[
+            "extract",
+            "--micrographs",
+            "sim/micrographs/*.mrc",
+            "--picks",
+            "input.star",
+            "--box",
+            "64",
+            "--edge",
+            "pad-edge",
+            "--out",
+            "ours/particles.mrcs",
+        ],
+    );
+    // A STAR of two micrographs becomes one coordinate file per micrograph where RELION looks.
+    let o = cryoprune_in(
+        &dir,
+        &[
+            "convert",
+            "--in",
+            "input.star",
+            "--to",
+            "star",
+            "--out",
+            "coords/",
+        ],
+    );
+    for m in ["sim_0001", "sim_0002"] {
+        let f = dir.join(format!("coords/sim/micrographs/{m}.star"));
+        assert!(f.is_file(), "{} missing:\n{}", f.display(), text(&o));
+    }
+    run_in(
+        &dir,
+        "relion_preprocess",
+        &[
+            "--i",
+            "micrographs.star",
+            "--coord_dir",
+            "coords/",
+            "--coord_suffix",
+            ".star",
+            "--part_dir",
+            "Relion/",
+            "--part_star",
+            "relion.star",
+            "--extract",
+            "--extract_size",
+            &BOX.to_string(),
+            "--norm",
+            "--bg_radius",
+            BG_RADIUS,
+        ],
+    );
+
+    let ours = images(&dir, Path::new("ours/particles.star"));
+    let theirs = images(&dir, Path::new("relion.star"));
+    assert_eq!(ours.len(), n, "every pick extracted by us");
+    assert_eq!(
+        theirs.len(),
+        n,
+        "every pick read from our coordinate files by RELION"
+    );
+    let mut worst = (f64::INFINITY, None);
+    for (key, theirs) in &theirs {
+        let ours = ours
+            .get(key)
+            .unwrap_or_else(|| panic!("{key:?} not in our STAR"));
+        let r = pearson(ours, theirs);
+        if r < worst.0 {
+            worst = (r, Some(key.clone()));
+        }
+        let diff = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-3, "{key:?}: largest pixel difference {diff}");
+    }
+    assert!(worst.0 > 0.99, "lowest correlation {worst:?}");
+
+    // The metadata went through: every CTF column, per particle, and the optics group.
+    let input = rows(&dir.join("input.star"), "particles");
+    let written = rows(&dir.join("ours/particles.star"), "particles");
+    let ctf = [
+        "rlnDefocusU",
+        "rlnDefocusV",
+        "rlnDefocusAngle",
+        "rlnCtfMaxResolution",
+        "rlnCtfBfactor",
+        "rlnCtfScalefactor",
+        "rlnPhaseShift",
+    ];
+    let key = |r: &HashMap<String, String>| {
+        let at = |c: &str| (r[c].parse::<f64>().unwrap() * 100.0).round() as i64;
+        (
+            at("rlnCoordinateX"),
+            at("rlnCoordinateY"),
+            cryoprune_formats::names::stem(&r["rlnMicrographName"]),
+        )
+    };
+    let by_key: HashMap<_, _> = input.iter().map(|r| (key(r), r)).collect();
+    for r in &written {
+        let i = by_key[&key(r)];
+        for c in ctf {
+            assert_eq!(r.get(c), i.get(c), "{c} of {:?}", key(r));
+        }
+        assert_eq!(r["rlnOpticsGroup"], "1");
+    }
+    let optics = rows(&dir.join("ours/particles.star"), "optics");
+    assert_eq!(optics.len(), 1);
+    for (c, v) in [
+        ("rlnVoltage", "200"),
+        ("rlnSphericalAberration", "2.0"),
+        ("rlnAmplitudeContrast", "0.07"),
+        ("rlnImageSize", "64"),
+    ] {
+        assert_eq!(optics[0][c], v, "{c}");
+    }
+    assert_eq!(optics[0]["rlnImagePixelSize"].parse::<f64>().unwrap(), 2.5);
+
+    // RELION re-extracts from our STAR and keeps its CTFs (it reads them per particle).
+    run_in(
+        &dir,
+        "relion_preprocess",
+        &[
+            "--i",
+            "micrographs.star",
+            "--reextract_data_star",
+            "ours/particles.star",
+            "--part_dir",
+            "Again/",
+            "--part_star",
+            "again.star",
+            "--extract",
+            "--extract_size",
+            &BOX.to_string(),
+            "--norm",
+            "--bg_radius",
+            BG_RADIUS,
+        ],
+    );
+    let again = rows(&dir.join("again.star"), "particles");
+    assert_eq!(again.len(), n);
+    for r in &again {
+        let i = by_key[&key(r)];
+        for c in [
+            "rlnDefocusU",
+            "rlnDefocusV",
+            "rlnDefocusAngle",
+            "rlnPhaseShift",
+        ] {
+            let (a, b) = (r[c].parse::<f64>().unwrap(), i[c].parse::<f64>().unwrap());
+            assert!((a - b).abs() < 1e-3 * b.abs().max(1.0), "{c}: {a} vs {b}");
+        }
+    }
+    let voltage = rows(&dir.join("again.star"), "optics")[0]["rlnVoltage"].clone();
+    assert_eq!(voltage.parse::<f64>().unwrap(), 200.0);
+}
