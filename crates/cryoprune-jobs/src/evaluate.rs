@@ -1,6 +1,6 @@
 //! The evaluate job: a trained model's scores on labelled picks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cryoprune_train::metrics::Report;
 use cryoprune_train::modeldir::{write_predictions, ModelDir};
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::ComputeConfig;
 use crate::events::Events;
+use crate::inputs::{expand_globs, refuse_outputs_over_inputs};
 use crate::labels::LabelsConfig;
 use crate::recipe::score_labels;
 use crate::Result;
@@ -28,6 +29,17 @@ pub struct EvaluateConfig {
 }
 
 pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Report> {
+    let mut inputs = expand_globs(&cfg.labels.micrographs)?;
+    inputs.extend(cfg.labels.labels.iter().cloned());
+    inputs.push(cfg.model.clone());
+    let outputs: Vec<(&str, &Path)> = [
+        ("--predictions", cfg.predictions.as_deref()),
+        ("--json", cfg.json.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| p.map(|p| (flag, p)))
+    .collect();
+    refuse_outputs_over_inputs(&outputs, &inputs)?;
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         let (model, spec) = ModelDir::new(&cfg.model).load(&compute.device.device)?;

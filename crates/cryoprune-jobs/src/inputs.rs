@@ -79,3 +79,34 @@ pub fn jobs(
         })
         .collect()
 }
+
+/// Refuses each `(flag, path)` output that names one of `inputs`, a file in one of the input
+/// folders, or an input folder itself (a model folder: its model.json and weights). Checked
+/// before any work, so a slip costs an error message, not the picker's files or the model.
+pub fn refuse_outputs_over_inputs(outputs: &[(&str, &Path)], inputs: &[PathBuf]) -> Result<()> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut taken: Vec<(PathBuf, &Path)> = Vec::new();
+    for input in inputs {
+        taken.push((canon(input), input));
+        if let Ok(entries) = std::fs::read_dir(input) {
+            for e in entries.flatten() {
+                taken.push((canon(&e.path()), input));
+            }
+        }
+    }
+    for &(flag, out) in outputs {
+        let c = canon(out);
+        if let Some((_, input)) = taken.iter().find(|(t, _)| *t == c) {
+            let what = if canon(input) == c {
+                String::new()
+            } else {
+                format!(" (in {})", input.display())
+            };
+            invalid!(
+                "{flag} {} would write over an input{what}; choose another path",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}

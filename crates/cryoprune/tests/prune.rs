@@ -474,6 +474,75 @@ fn refuses_to_write_into_the_input_folder() {
     }
 }
 
+/// --scores, --report and evaluate's --json and --predictions are outputs too: none may land
+/// on a pick file, a micrograph or the model, and the refusal comes before any work.
+#[test]
+fn no_output_flag_writes_over_an_input() {
+    let f = fixture();
+    let root = f.dir.join("refuse_outputs");
+    let _ = std::fs::remove_dir_all(&root);
+    let inputs = write_input(f, "box", &root.join("picks"));
+    let mic = glob::glob(&f.mics).unwrap().next().unwrap().unwrap();
+    let model_json = f.model.join("model.json");
+    let truth = f.dir.join("sim/truth.csv");
+    let guarded: Vec<PathBuf> = inputs
+        .iter()
+        .cloned()
+        .chain([mic.clone(), model_json.clone(), truth.clone()])
+        .collect();
+    let before: Vec<Vec<u8>> = guarded.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let out = root.join("out");
+    for (flag, target) in [
+        ("--scores", &inputs[0]),
+        ("--report", &mic),
+        ("--scores", &model_json),
+        ("--out", &f.model),
+    ] {
+        let mut args = vec![
+            "prune",
+            "--model",
+            s(&f.model),
+            "--micrographs",
+            &f.mics,
+            "--picks",
+            s(inputs[0].parent().unwrap()),
+            "--out",
+            s(&out),
+        ];
+        if flag == "--out" {
+            args.truncate(args.len() - 2);
+        }
+        args.extend([flag, s(target)]);
+        let o = cryoprune(&args);
+        let t = text(&o);
+        assert!(!o.status.success(), "{flag} {}: {t}", target.display());
+        assert!(t.contains("would write over an input"), "{t}");
+        assert!(
+            !t.contains("classifying"),
+            "refused only after the work: {t}"
+        );
+    }
+    for (flag, target) in [("--json", &model_json), ("--predictions", &truth)] {
+        let o = cryoprune(&[
+            "evaluate",
+            "--model",
+            s(&f.model),
+            "--micrographs",
+            &f.mics,
+            "--labels",
+            s(&truth),
+            flag,
+            s(target),
+        ]);
+        let t = text(&o);
+        assert!(!o.status.success(), "{flag}: {t}");
+        assert!(t.contains("would write over an input"), "{t}");
+    }
+    for (p, b) in guarded.iter().zip(&before) {
+        assert_eq!(&std::fs::read(p).unwrap(), b, "{} changed", p.display());
+    }
+}
+
 /// Many micrographs, one box file each, so the kill lands between and during file writes.
 fn many_micrographs(f: &Fixture, root: &Path, copies: usize) -> (String, PathBuf) {
     let mics = root.join("mics");

@@ -10,7 +10,7 @@ use cryoprune_model::PickContext;
 
 use super::PruneConfig;
 use crate::events::Events;
-use crate::inputs::{expand_globs, jobs, pair_with_micrographs};
+use crate::inputs::{expand_globs, jobs, pair_with_micrographs, refuse_outputs_over_inputs};
 use crate::{invalid, Context, Result};
 
 /// What a prune run will do, worked out from its inputs.
@@ -59,6 +59,19 @@ impl Plan {
                     == Some(e.to_ascii_lowercase())
             });
         refuse_inputs_as_output(&set, &cfg.out, &micrographs)?;
+        let mut inputs: Vec<PathBuf> = set.files.iter().map(|f| f.path.clone()).collect();
+        inputs.extend(micrographs.iter().cloned());
+        inputs.extend(cfg.labels.iter().cloned());
+        inputs.push(cfg.model.clone());
+        let outputs: Vec<(&str, &Path)> = [
+            ("--out", Some(cfg.out.as_path())),
+            ("--scores", cfg.scores.as_deref()),
+            ("--report", cfg.report.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, p)| p.map(|p| (flag, p)))
+        .collect();
+        refuse_outputs_over_inputs(&outputs, &inputs)?;
         let dests: Vec<PathBuf> = set
             .files
             .iter()
