@@ -715,7 +715,7 @@ fn the_pick_context_is_combined_with_the_image() {
     assert_eq!(ctx.facts().collect::<Vec<_>>(), [Fact::Score, Fact::Edge]);
 
     let prune = |picks: &Path, out: &str, more: &[&str]| {
-        let scores = root.join(format!("{out}.csv"));
+        let scores = root.join(format!("{out}_scores.csv"));
         let mut a = vec![
             "prune",
             "--model",
