@@ -51,7 +51,13 @@ pub type Result<T> = std::result::Result<T, FormatError>;
 /// Reads a whole text file; bytes that are not UTF-8 are an error at the line where they start,
 /// saying what kind of text was `expected`.
 pub fn read_utf8(path: &Path, expected: &str) -> Result<String> {
+    ensure_regular(path)?;
     let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is no part of the text.
+    let bytes = match bytes.strip_prefix("\u{feff}".as_bytes()) {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
     String::from_utf8(bytes).map_err(|e| {
         let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()
@@ -63,6 +69,31 @@ pub fn read_utf8(path: &Path, expected: &str) -> Result<String> {
             format!("not UTF-8 text; {expected}"),
         )
     })
+}
+
+/// Refuses anything but a regular file (after symlinks) as an input: reading a FIFO named
+/// `picks.star` would block forever, and `/dev/zero` would never end.
+pub fn ensure_regular(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| FormatError::io(path, e))?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    let what = if meta.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file (a pipe, socket or device)"
+    };
+    Err(FormatError::invalid(
+        path,
+        Location::Whole,
+        format!("{what}; expected a file to read"),
+    ))
+}
+
+/// Opens `path` for reading once [`ensure_regular`] agrees.
+pub fn open_regular(path: &Path) -> Result<std::fs::File> {
+    ensure_regular(path)?;
+    std::fs::File::open(path).map_err(|e| FormatError::io(path, e))
 }
 
 impl FormatError {

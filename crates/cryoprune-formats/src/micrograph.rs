@@ -86,7 +86,7 @@ pub fn micrograph_shape(path: impl AsRef<Path>) -> Result<(usize, usize)> {
             Ok((w as usize, h as usize))
         }
         Some(ImageFormat::Tiff) => {
-            let file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+            let file = crate::error::open_regular(path)?;
             let mut dec = tiff::decoder::Decoder::new(BufReader::new(file))
                 .map_err(|e| tiff_error(path, e))?;
             let (w, h) = dec.dimensions().map_err(|e| tiff_error(path, e))?;
@@ -121,7 +121,7 @@ fn tiff_error(path: &Path, e: tiff::TiffError) -> FormatError {
 }
 
 fn read_raster(path: &Path, format: ImageFormat) -> Result<Micrograph> {
-    let file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let file = crate::error::open_regular(path)?;
     let fmt = match format {
         ImageFormat::Png => image::ImageFormat::Png,
         _ => image::ImageFormat::Jpeg,
@@ -157,7 +157,7 @@ fn read_raster(path: &Path, format: ImageFormat) -> Result<Micrograph> {
 
 fn read_tiff(path: &Path) -> Result<Micrograph> {
     use tiff::decoder::DecodingResult as D;
-    let file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let file = crate::error::open_regular(path)?;
     let mut dec = tiff::decoder::Decoder::new(BufReader::new(file))
         .map_err(|e| tiff_error(path, e))?
         .with_limits(tiff::decoder::Limits::unlimited());

@@ -356,7 +356,7 @@ pub struct MrcFile {
 impl MrcFile {
     pub fn open(path: impl AsRef<Path>) -> Result<MrcFile> {
         let path = path.as_ref();
-        let mut file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+        let mut file = crate::error::open_regular(path)?;
         let mut magic = [0u8; 3];
         let n = file
             .read(&mut magic)

@@ -240,6 +240,7 @@ impl StructArray {
 
     pub fn read(path: impl AsRef<Path>) -> Result<StructArray> {
         let path = path.as_ref();
+        crate::error::ensure_regular(path)?;
         let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
         Self::parse(&bytes, path)
     }

@@ -187,6 +187,11 @@ impl StarFile {
                 if state == State::LoopHeader {
                     let name = line.split_whitespace().next().unwrap_or("");
                     if let Some(Item::Loop(l)) = block.items.last_mut() {
+                        if l.columns.iter().any(|c| c == &name[1..]) {
+                            return Err(err(format!(
+                                "column `{name}` appears twice in this loop; which one is meant is ambiguous"
+                            )));
+                        }
                         l.columns.push(name[1..].to_string());
                     }
                     continue;

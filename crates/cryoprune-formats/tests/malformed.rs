@@ -56,3 +56,65 @@ fn malformed_files_give_clear_errors() {
     }
     assert!(n >= 30, "the corpus must hold at least 30 files, has {n}");
 }
+
+/// A pipe, a device or a folder given as a pick file or micrograph is refused at once instead of
+/// blocking forever (a FIFO) or reading without end (`/dev/zero`).
+#[cfg(unix)]
+#[test]
+fn non_regular_files_are_refused_without_blocking() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("non_regular");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("picks.star");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let zero = dir.join("zero.mrc");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let folder = dir.join("folder.mrc");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (reader, path) in [
+        ("star_picks", &fifo),
+        ("star", &fifo),
+        ("mrc", &zero),
+        ("image", &zero),
+        ("mrc", &folder),
+    ] {
+        let msg = read_with(reader, path).unwrap_err();
+        assert!(
+            msg.contains("not a regular file") || msg.contains("a folder"),
+            "{reader} {}: {msg}",
+            path.display()
+        );
+    }
+}
+
+/// A UTF-8 byte-order mark (Windows editors) is accepted by every text format, as the CSV reader
+/// always did.
+#[test]
+fn a_byte_order_mark_is_accepted_everywhere() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bom");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, format, text) in [
+        (
+            "a.star",
+            PickFormat::Star,
+            "data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n10 20\n",
+        ),
+        ("a.csv", PickFormat::Csv, "micrograph,x,y\na,10,20\n"),
+        (
+            "a.txt",
+            PickFormat::Topaz,
+            "image_name\tx_coord\ty_coord\na\t10\t20\n",
+        ),
+        ("a.box", PickFormat::Box, "5\t15\t10\t10\n"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("\u{feff}{text}")).unwrap();
+        let set = PickSet::read(&[path], Some(format)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (_, p) = set.iter().next().unwrap();
+        assert_eq!((p.x, p.y), (10.0, 20.0), "{name}");
+    }
+}

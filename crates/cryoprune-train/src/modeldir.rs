@@ -275,6 +275,9 @@ impl ModelDir {
     /// model.json alone (for what needs only the preprocessing or the classes).
     pub fn spec(&self) -> Result<ModelSpec, ModelDirError> {
         let path = self.file(SPEC_FILE);
+        if path.exists() {
+            cryoprune_formats::error::ensure_regular(&path)?;
+        }
         let text = fs::read_to_string(&path).map_err(|e| ModelDirError::Io(path.clone(), e))?;
         let version: Option<u32> = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -290,6 +293,9 @@ impl ModelDir {
     pub fn load(&self, device: &Device) -> Result<(Classifier, ModelSpec), ModelDirError> {
         let spec = self.spec()?;
         let path = self.file(&spec.weights_file);
+        if path.exists() {
+            cryoprune_formats::error::ensure_regular(&path)?;
+        }
         let bytes = fs::read(&path).map_err(|e| ModelDirError::Io(path.clone(), e))?;
         let found = sha256_hex(&bytes);
         if found != spec.weights_sha256 {

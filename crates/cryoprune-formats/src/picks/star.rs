@@ -56,6 +56,16 @@ pub(super) fn read(
         };
         return Err(FormatError::invalid(path, Location::Whole, hint));
     };
+    let name = &star.blocks[block].name;
+    if star.blocks.iter().filter(|b| &b.name == name).count() > 1 {
+        return Err(FormatError::invalid(
+            path,
+            Location::Whole,
+            format!(
+                "a second `data_{name}` block; which one holds the picks is ambiguous (RELION reads the first, a pruned copy would keep the other whole)"
+            ),
+        ));
+    }
     let l = star.blocks[block].first_loop().expect("checked above");
     let (cx, cy) = (l.column(X).unwrap(), l.column(Y).unwrap());
     let mic = l.column(MIC);

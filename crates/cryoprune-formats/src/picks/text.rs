@@ -17,7 +17,7 @@ fn read_text(path: &Path) -> Result<String> {
 
 /// Whether a `.cbox` is the STAR dialect (crYOLO >= 1.8) rather than a whitespace table.
 pub(super) fn is_star_text(path: &Path) -> Result<bool> {
-    let f = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let f = crate::error::open_regular(path)?;
     let mut head = Vec::new();
     f.take(64 * 1024)
         .read_to_end(&mut head)
@@ -129,6 +129,17 @@ fn read_named_table(
     mic_names: &[&str],
     expected: &str,
 ) -> Result<()> {
+    for (i, h) in header.iter().enumerate() {
+        if !h.is_empty() && header[..i].iter().any(|g| g.eq_ignore_ascii_case(h)) {
+            return Err(FormatError::invalid(
+                path,
+                Location::Line(1),
+                format!(
+                    "column `{h}` appears twice in the header; which one is meant is ambiguous"
+                ),
+            ));
+        }
+    }
     let need = |names: &[&str]| {
         find(&header, names).ok_or_else(|| {
             FormatError::invalid(
