@@ -141,6 +141,20 @@ impl Pipeline {
 
     fn process(&self, index: usize, job: &Job, worker: &mut Worker) -> Result<Output> {
         let (mut image, file_pixel) = load(&job.path, std::mem::take(&mut worker.buffer))?;
+        let bad = replace_nonfinite(&mut image.data);
+        if bad == image.data.len() {
+            return Err(Error::Parameter(format!(
+                "{}: no pixel is a finite number",
+                job.path.display()
+            )));
+        }
+        if bad > 0 {
+            tracing::warn!(
+                "{}: {bad} of {} pixels are not finite numbers (NaN or infinite); they were replaced by the mean of the others",
+                job.path.display(),
+                image.data.len()
+            );
+        }
         let pixel_size = self
             .angpix
             .or(file_pixel.filter(|&p| p > 0.0).map(f64::from));
@@ -217,6 +231,21 @@ fn load(path: &Path, mut buffer: Vec<f32>) -> Result<(Image, Option<f32>)> {
     Ok((Image::from(m), px))
 }
 
+/// Replaces NaN and infinite pixels (a detector's dead pixels, a failed motion correction)
+/// with the mean of the finite ones, so no statistic, filter or particle is poisoned by them;
+/// returns how many there were.
+fn replace_nonfinite(data: &mut [f32]) -> usize {
+    let bad = data.iter().filter(|v| !v.is_finite()).count();
+    if bad == 0 || bad == data.len() {
+        return bad;
+    }
+    let mean = crate::normalize::stats_of(data.iter().copied().filter(|v| v.is_finite())).mean;
+    for v in data.iter_mut().filter(|v| !v.is_finite()) {
+        *v = mean as f32;
+    }
+    bad
+}
+
 struct StopOnDrop<'a>(&'a Mutex<(usize, bool)>, &'a Condvar);
 
 impl Drop for StopOnDrop<'_> {
@@ -279,6 +308,67 @@ mod tests {
                 .unwrap();
             assert_eq!(seen, (0..13).collect::<Vec<_>>());
         }
+    }
+
+    /// Dead pixels (NaN, ±inf) must neither panic the robust normalisation nor reach a
+    /// particle, whatever the normalisation; a micrograph of nothing but them is an error.
+    #[test]
+    fn non_finite_pixels_are_replaced_before_anything_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut img = Image::from_fn(96, 80, |x, y| ((x * 7 + y * 3) % 11) as f32);
+        for (i, v) in img.data.iter_mut().enumerate().filter(|(i, _)| i % 97 == 0) {
+            *v = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][i % 3];
+        }
+        let path = dir.path().join("dead.mrc");
+        write_mrc(
+            &path,
+            (96, 80, 1),
+            &img.data,
+            Mode::Float32,
+            WriteKind::ImageOrStack,
+            None,
+        )
+        .unwrap();
+        let jobs = [Job {
+            path: path.clone(),
+            picks: vec![(40.0, 40.0), (10.0, 10.0)],
+        }];
+        for norm in [
+            MicrographNorm::None,
+            MicrographNorm::MeanStd,
+            MicrographNorm::ROBUST,
+        ] {
+            let mut p = Pipeline::new(ExtractConfig::new(16), 1);
+            p.norm = norm;
+            p.run(&jobs, |out| -> Result<()> {
+                assert_eq!(out.particles.kept.len(), 2);
+                assert!(out.particles.data.iter().all(|v| v.is_finite()), "{norm:?}");
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(replace_nonfinite(&mut [1.0, f32::NAN, 3.0]), 1);
+        let dead = dir.path().join("all_dead.mrc");
+        write_mrc(
+            &dead,
+            (4, 4, 1),
+            &[f32::NAN; 16],
+            Mode::Float32,
+            WriteKind::ImageOrStack,
+            None,
+        )
+        .unwrap();
+        let jobs = [Job {
+            path: dead,
+            picks: vec![(2.0, 2.0)],
+        }];
+        let err = Pipeline::new(ExtractConfig::new(2), 1)
+            .run(&jobs, |_| -> Result<()> { Ok(()) })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no pixel is a finite number"),
+            "{err}"
+        );
     }
 
     #[test]

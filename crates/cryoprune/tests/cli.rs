@@ -276,6 +276,57 @@ fn extract_puts_every_pick_at_the_box_centre_for_even_odd_and_resampled_boxes() 
     }
 }
 
+/// What RELION would refuse is said (odd sizes) or refused (--relion-strict); dead pixels
+/// (NaN, infinities) are counted, named and kept out of every particle.
+#[test]
+fn extract_warns_about_odd_sizes_and_dead_pixels() {
+    use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (nx, ny) = (200usize, 160usize);
+    let mut img: Vec<f32> = (0..nx * ny).map(|i| ((i * 7919) % 101) as f32).collect();
+    for (i, v) in img.iter_mut().enumerate().filter(|(i, _)| i % 89 == 0) {
+        *v = if i % 2 == 0 { f32::NAN } else { f32::INFINITY };
+    }
+    let dead = img.iter().filter(|v| !v.is_finite()).count();
+    let mic = t.join("mic_001.mrc");
+    write_mrc(
+        &mic,
+        (nx, ny, 1),
+        &img,
+        Mode::Float32,
+        WriteKind::ImageOrStack,
+        Some(1.0),
+    )
+    .unwrap();
+    let picks = t.join("mic_001.csv");
+    std::fs::write(&picks, "micrograph,x,y\nmic_001,100,80\nmic_001,60,50\n").unwrap();
+    for norm in ["none", "meanstd", "robust"] {
+        let out = t.join(format!("{norm}.mrcs"));
+        let o = extract(&mic, &picks, &out, &["--box", "49", "--normalize", norm]);
+        let msg = text(&o);
+        assert!(o.status.success(), "{msg}");
+        assert!(msg.contains("--box 49 is odd"), "{msg}");
+        assert!(
+            msg.contains(&format!("{dead} of {} pixels are not finite", nx * ny)),
+            "{msg}"
+        );
+        let (_, imgs, _) = stack(&out);
+        assert_eq!(imgs.len(), 2);
+        assert!(imgs.iter().flatten().all(|v| v.is_finite()), "{norm}");
+    }
+    let out = t.join("strict.mrcs");
+    let o = extract(
+        &mic,
+        &picks,
+        &out,
+        &["--box", "48", "--size", "25", "--relion-strict"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--size 25 is odd"), "{}", text(&o));
+    assert!(!out.exists());
+}
+
 #[test]
 fn extract_on_real_topaz_picks_skips_or_pads_edge_boxes_and_says_so() {
     let Some(d) = data() else { return };
