@@ -114,6 +114,38 @@ fn weight_grid() -> impl Iterator<Item = f64> {
 }
 
 impl PickContext {
+    /// Checks that every per-class vector has one entry per class and every number is usable.
+    pub fn validate(&self, classes: usize) -> Result<(), String> {
+        let per_class = |what: &str, v: &[f64]| {
+            if v.len() != classes || v.iter().any(|x| !x.is_finite()) {
+                Err(format!(
+                    "pick_context.{what} needs {classes} finite numbers, one per class; has {:?}",
+                    v
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        per_class("intercept", &self.intercept)?;
+        per_class("log_prior", &self.log_prior)?;
+        for t in &self.terms {
+            per_class("terms.slope", &t.slope)?;
+            if !(t.mean.is_finite() && t.sd.is_finite() && t.sd > 0.0) {
+                return Err(format!(
+                    "pick_context term {:?}: mean {} and sd {} must be finite, sd above 0",
+                    t.fact, t.mean, t.sd
+                ));
+            }
+        }
+        if !(self.image_weight.is_finite() && self.image_weight >= 0.0) {
+            return Err(format!(
+                "pick_context.image_weight {} must be finite and not negative",
+                self.image_weight
+            ));
+        }
+        Ok(())
+    }
+
     /// Fits the context on labelled picks' facts, using each fact every pick has and the labels
     /// vary. `Err` says why none can serve (too few picks, a class missing, no fact known for
     /// every pick, or every value the same).

@@ -125,7 +125,84 @@ pub struct ModelSpec {
     pub weights_sha256: String,
 }
 
+/// The largest network input side a model may ask for: far above any particle box a network
+/// classifies, far below what would exhaust memory when a batch of them is allocated.
+const MAX_INPUT_SIZE: usize = 2048;
+
 impl ModelSpec {
+    /// Checks that the record agrees with itself, so a hand-edited or damaged model.json is one
+    /// clear error on load instead of an index out of bounds (or wrong probabilities) later.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.classes.len();
+        if n < 2 {
+            return Err(format!("{n} classes; a classifier needs at least 2"));
+        }
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.trim().is_empty() || self.classes[..i].contains(c) {
+                return Err(format!(
+                    "class names must be distinct and not empty: {:?}",
+                    self.classes
+                ));
+            }
+        }
+        if self.network.classes != n {
+            return Err(format!(
+                "network.classes is {} but {n} classes are named",
+                self.network.classes
+            ));
+        }
+        let head = &self.network.head;
+        if !(1..=3).contains(&head.branches) || head.branch_weights.len() != head.branches {
+            return Err(format!(
+                "the head has {} branches and {} branch weights; expected 1 to 3 branches, one weight each",
+                head.branches,
+                head.branch_weights.len()
+            ));
+        }
+        if head
+            .branch_weights
+            .iter()
+            .any(|w| !(w.is_finite() && *w >= 0.0))
+        {
+            return Err(format!(
+                "branch weights {:?} must be finite and not negative",
+                head.branch_weights
+            ));
+        }
+        let pre = &self.preprocessing;
+        if pre.box_size < 2 || !(2..=MAX_INPUT_SIZE).contains(&pre.input_size) {
+            return Err(format!(
+                "box {} px and input {} px; expected a box of at least 2 px and an input of 2 to {MAX_INPUT_SIZE} px",
+                pre.box_size, pre.input_size
+            ));
+        }
+        if let Some(r) = pre.particle_radius {
+            if !(r.is_finite() && r >= 0.0) {
+                return Err(format!(
+                    "particle_radius {r} must be a finite radius in pixels"
+                ));
+            }
+        }
+        let counts = &self.training.class_counts;
+        if !counts.is_empty() && counts.len() != n {
+            return Err(format!(
+                "training.class_counts has {} entries for {n} classes",
+                counts.len()
+            ));
+        }
+        if let Some(ctx) = &self.pick_context {
+            ctx.validate(n)?;
+        }
+        let weights = Path::new(&self.weights_file);
+        if weights.components().count() != 1 || weights.file_name().is_none() {
+            return Err(format!(
+                "weights_file `{}` must be a file name inside the model folder",
+                self.weights_file
+            ));
+        }
+        Ok(())
+    }
+
     /// A spec for a network trained by this version; the weights' fields are filled on save.
     pub fn new(
         classes: Vec<String>,
@@ -286,7 +363,10 @@ impl ModelDir {
         if let Some(v) = version.filter(|&v| v != FORMAT_VERSION) {
             return Err(ModelDirError::Version(path, v));
         }
-        serde_json::from_str(&text).map_err(|e| ModelDirError::Spec(path, e.to_string()))
+        let spec: ModelSpec = serde_json::from_str(&text)
+            .map_err(|e| ModelDirError::Spec(path.clone(), e.to_string()))?;
+        spec.validate().map_err(|e| ModelDirError::Spec(path, e))?;
+        Ok(spec)
     }
 
     /// The network with its weights (their hash checked) and model.json.
@@ -449,6 +529,7 @@ mod tests {
     use cryoprune_image::extract::EdgePolicy;
     use cryoprune_image::fourier::Cutoff;
     use cryoprune_image::normalize::MicrographNorm;
+    use cryoprune_model::pick_context::PickFacts;
     use cryoprune_model::{Arch, HeadConfig};
 
     fn spec(network: ClassifierConfig) -> ModelSpec {
@@ -529,6 +610,58 @@ mod tests {
             ModelDir::new(tmp.path().join("nowhere")).spec(),
             Err(ModelDirError::Io(..))
         ));
+    }
+
+    /// Each edit a hand or a damaged disk could make to model.json is one clear error on load
+    /// that names the file, never a panic later.
+    #[test]
+    fn a_model_json_that_disagrees_with_itself_is_refused_on_load() {
+        let network = ClassifierConfig {
+            arch: Arch::Small,
+            classes: 2,
+            head: HeadConfig::new(2),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::new(tmp.path());
+        let mut good = spec(network);
+        good.weights_file = WEIGHTS_FILE.into();
+        good.pick_context = Some(
+            PickContext::fit(
+                &(0..40)
+                    .map(|i| PickFacts {
+                        score: Some(f64::from(i % 7)),
+                        edge: Some(f64::from(i)),
+                    })
+                    .collect::<Vec<_>>(),
+                &(0..40).map(|i| usize::from(i % 7 > 2)).collect::<Vec<_>>(),
+                2,
+            )
+            .unwrap(),
+        );
+        let good = serde_json::to_value(&good).unwrap();
+        use serde_json::json;
+        let edits = [
+            ("/classes", json!(["a", "b", "c"])),
+            ("/classes", json!(["a", "a"])),
+            ("/network/head/branches", json!(0)),
+            ("/preprocessing/input_size", json!(65536)),
+            ("/pick_context/intercept", json!([0.1])),
+            ("/pick_context/terms/0/sd", json!(0)),
+            ("/pick_context/terms/0/slope", json!([1, 2, 3])),
+            ("/weights_file", json!("../../etc/passwd")),
+        ];
+        let path = tmp.path().join(SPEC_FILE);
+        fs::write(&path, good.to_string()).unwrap();
+        dir.spec().expect("the unedited record loads");
+        for (what, value) in edits {
+            let mut v = good.clone();
+            *v.pointer_mut(what).expect(what) = value;
+            fs::write(&path, v.to_string()).unwrap();
+            match dir.spec() {
+                Err(ModelDirError::Spec(p, msg)) => assert_eq!(p, path, "{what}: {msg}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
     }
 
     #[test]
