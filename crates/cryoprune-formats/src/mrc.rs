@@ -15,9 +15,14 @@ use crate::error::{FormatError, Location, Result};
 
 pub const HEADER_LEN: usize = 1024;
 
+/// "IMOD" read as a little-endian i32 at byte 152: IMOD's stamp.
+const IMOD_STAMP: i32 = 1_146_047_817;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Mode {
     Int8,
+    /// Mode 0 in a file whose IMOD stamp says its bytes are unsigned (IMOD's flags bit 0 clear).
+    Uint8,
     Int16,
     Float32,
     Uint16,
@@ -38,7 +43,7 @@ impl Mode {
 
     pub fn code(self) -> i32 {
         match self {
-            Mode::Int8 => 0,
+            Mode::Int8 | Mode::Uint8 => 0,
             Mode::Int16 => 1,
             Mode::Float32 => 2,
             Mode::Uint16 => 6,
@@ -48,7 +53,7 @@ impl Mode {
 
     pub fn bytes(self) -> usize {
         match self {
-            Mode::Int8 => 1,
+            Mode::Int8 | Mode::Uint8 => 1,
             Mode::Int16 | Mode::Uint16 | Mode::Float16 => 2,
             Mode::Float32 => 4,
         }
@@ -57,6 +62,7 @@ impl Mode {
     pub fn describe(self) -> &'static str {
         match self {
             Mode::Int8 => "0 (int8)",
+            Mode::Uint8 => "0 (uint8, by IMOD's flags)",
             Mode::Int16 => "1 (int16)",
             Mode::Float32 => "2 (float32)",
             Mode::Uint16 => "6 (uint16)",
@@ -215,6 +221,13 @@ impl MrcHeader {
                     format!("unknown MRC mode {mode_code}; expected 0, 1, 2, 6 or 12"),
                 ))
             }
+        };
+        // IMOD stamps its files ("IMOD" at byte 152) and says in bit 0 of the flags after it
+        // whether mode-0 bytes are signed; older IMOD files (and their copies) are unsigned.
+        let mode = if mode == Mode::Int8 && r.i32(152) == IMOD_STAMP && r.i32(156) & 1 == 0 {
+            Mode::Uint8
+        } else {
+            mode
         };
         let nsymbt = r.i32(92);
         if nsymbt < 0 {
@@ -478,6 +491,7 @@ fn decode(raw: &[u8], mode: Mode, order: ByteOrder, out: &mut [f32]) {
     let le = order == ByteOrder::Little;
     match mode {
         Mode::Int8 => conv!(1, |a: [u8; 1]| a[0] as i8 as f32),
+        Mode::Uint8 => conv!(1, |a: [u8; 1]| a[0] as f32),
         Mode::Int16 if le => conv!(2, |a| i16::from_le_bytes(a) as f32),
         Mode::Int16 => conv!(2, |a| i16::from_be_bytes(a) as f32),
         Mode::Uint16 if le => conv!(2, |a| u16::from_le_bytes(a) as f32),
@@ -613,6 +627,7 @@ impl MrcWriter {
                 .iter()
                 .map(|&v| v.round().clamp(i8::MIN as f32, i8::MAX as f32))
                 .collect(),
+            Mode::Uint8 => data.iter().map(|&v| v.round().clamp(0.0, 255.0)).collect(),
         };
         let mut buf = Vec::with_capacity(data.len() * self.mode.bytes());
         match self.mode {
@@ -629,6 +644,7 @@ impl MrcWriter {
                 .iter()
                 .for_each(|&v| buf.extend_from_slice(&(v as u16).to_le_bytes())),
             Mode::Int8 => stored.iter().for_each(|&v| buf.push(v as i8 as u8)),
+            Mode::Uint8 => stored.iter().for_each(|&v| buf.push(v as u8)),
         }
         self.stats.add(&stored);
         self.out
@@ -696,6 +712,11 @@ impl MrcWriter {
         put(80, (s.max as f32).to_le_bytes());
         put(84, (mean as f32).to_le_bytes());
         put(88, ispg.to_le_bytes());
+        if self.mode == Mode::Uint8 {
+            // Unsigned bytes are IMOD's convention; say so the way IMOD does (flags bit 0 clear).
+            put(152, IMOD_STAMP.to_le_bytes());
+            put(156, 0i32.to_le_bytes());
+        }
         put(108, 20140i32.to_le_bytes());
         put(208, *b"MAP ");
         put(212, [0x44, 0x44, 0, 0]);
@@ -772,6 +793,51 @@ mod tests {
             assert_eq!(f.read_all(), input);
             assert_eq!(f.read_section(2).unwrap(), input[48..72].to_vec());
         }
+    }
+
+    /// Mode 0 is signed (MRC2014) unless IMOD's stamp says otherwise: flags bit 0 clear means
+    /// unsigned bytes, as older IMOD wrote them.
+    #[test]
+    fn imod_unsigned_bytes_follow_imod_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bytes.mrc");
+        let values = [124.0, 125.0, 126.0, 127.0, -128.0, -127.0];
+        write_mrc(
+            &p,
+            (6, 1, 1),
+            &values,
+            Mode::Int8,
+            WriteKind::ImageOrStack,
+            None,
+        )
+        .unwrap();
+        assert_eq!(MrcFile::open(&p).unwrap().read_all(), values.to_vec());
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[152..156].copy_from_slice(&IMOD_STAMP.to_le_bytes());
+        for (flags, want) in [
+            (0i32, vec![124.0, 125.0, 126.0, 127.0, 128.0, 129.0]),
+            (1, values.to_vec()),
+        ] {
+            bytes[156..160].copy_from_slice(&flags.to_le_bytes());
+            std::fs::write(&p, &bytes).unwrap();
+            let f = MrcFile::open(&p).unwrap();
+            assert_eq!(f.read_all(), want, "flags {flags}");
+        }
+        // Written back as unsigned, the stamp goes with it.
+        let q = dir.path().join("unsigned.mrc");
+        let unsigned = [0.0, 128.0, 255.0];
+        write_mrc(
+            &q,
+            (3, 1, 1),
+            &unsigned,
+            Mode::Uint8,
+            WriteKind::ImageOrStack,
+            None,
+        )
+        .unwrap();
+        let f = MrcFile::open(&q).unwrap();
+        assert_eq!(f.header().mode, Mode::Uint8);
+        assert_eq!(f.read_all(), unsigned.to_vec());
     }
 
     #[test]
