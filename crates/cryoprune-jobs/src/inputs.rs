@@ -110,3 +110,32 @@ pub fn refuse_outputs_over_inputs(outputs: &[(&str, &Path)], inputs: &[PathBuf])
     }
     Ok(())
 }
+
+/// Refuses an output folder that cannot be made: the path, or the nearest part of it that
+/// exists, is a file. Checked before the work, so a long training run does not end in
+/// "Not a directory".
+pub fn ensure_folder_possible(flag: &str, folder: &Path) -> Result<()> {
+    if let Some(existing) = folder.ancestors().find(|a| a.exists()) {
+        if !existing.is_dir() {
+            let whose = if existing == folder {
+                String::new()
+            } else {
+                format!(" ({} is a file)", existing.display())
+            };
+            invalid!(
+                "{flag} {} must be a folder, and cannot be one{whose}; choose another path",
+                folder.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether a path was typed with a trailing separator, which says "a folder" whatever its
+/// extension (`--out pruned.star/`).
+pub fn names_a_folder(path: &Path) -> bool {
+    path.as_os_str()
+        .as_encoded_bytes()
+        .last()
+        .is_some_and(|&b| std::path::is_separator(b as char))
+}

@@ -66,6 +66,7 @@ impl Default for TrainJobConfig {
 
 /// Trains and writes the model directory; returns what model.json records.
 pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
+    crate::inputs::ensure_folder_possible("--out", &cfg.out)?;
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         // Fetched before the particles are cut, so a failed download fails fast.

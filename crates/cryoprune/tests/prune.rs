@@ -543,6 +543,50 @@ fn no_output_flag_writes_over_an_input() {
     }
 }
 
+/// An output folder that cannot be made is refused before the work (not after training or
+/// classifying everything), and a trailing slash makes `--out x.star/` a folder.
+#[test]
+fn output_folders_are_checked_before_the_work() {
+    let f = fixture();
+    let root = f.dir.join("out_checks");
+    let _ = std::fs::remove_dir_all(&root);
+    let inputs = write_input(f, "csv", &root.join("in"));
+    assert_eq!(inputs.len(), 1);
+    let a_file = root.join("a_file");
+    std::fs::write(&a_file, "not a folder").unwrap();
+    let prune = |out: &str| {
+        cryoprune(&[
+            "prune",
+            "--model",
+            s(&f.model),
+            "--micrographs",
+            &f.mics,
+            "--picks",
+            s(&inputs[0]),
+            "--out",
+            out,
+        ])
+    };
+    let o = prune(s(&a_file.join("sub")));
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("must be a folder"), "{t}");
+    assert!(!t.contains("classifying"), "{t}");
+
+    let folder = format!("{}/", root.join("pruned.csv").display());
+    let o = prune(&folder);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(root
+        .join("pruned.csv")
+        .join(inputs[0].file_name().unwrap())
+        .is_file());
+
+    let o = train_on_truth(&f.dir.join("sim"), &f.mics, &a_file, &[]);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("must be a folder"), "{t}");
+    assert!(!t.contains("training on"), "{t}");
+    assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "not a folder");
+}
+
 /// Many micrographs, one box file each, so the kill lands between and during file writes.
 fn many_micrographs(f: &Fixture, root: &Path, copies: usize) -> (String, PathBuf) {
     let mics = root.join("mics");

@@ -10,7 +10,10 @@ use cryoprune_model::PickContext;
 
 use super::PruneConfig;
 use crate::events::Events;
-use crate::inputs::{expand_globs, jobs, pair_with_micrographs, refuse_outputs_over_inputs};
+use crate::inputs::{
+    ensure_folder_possible, expand_globs, jobs, names_a_folder, pair_with_micrographs,
+    refuse_outputs_over_inputs,
+};
 use crate::{invalid, Context, Result};
 
 /// What a prune run will do, worked out from its inputs.
@@ -51,6 +54,7 @@ impl Plan {
         }
         let micrographs = expand_globs(&cfg.micrographs)?;
         let out_is_file = set.files.len() == 1
+            && !names_a_folder(&cfg.out)
             && cfg.out.extension().is_some_and(|e| {
                 set.files[0]
                     .path
@@ -59,6 +63,9 @@ impl Plan {
                     == Some(e.to_ascii_lowercase())
             });
         refuse_inputs_as_output(&set, &cfg.out, &micrographs)?;
+        if !out_is_file {
+            ensure_folder_possible("--out", &cfg.out)?;
+        }
         let mut inputs: Vec<PathBuf> = set.files.iter().map(|f| f.path.clone()).collect();
         inputs.extend(micrographs.iter().cloned());
         inputs.extend(cfg.labels.iter().cloned());
