@@ -277,7 +277,8 @@ fn extract_puts_every_pick_at_the_box_centre_for_even_odd_and_resampled_boxes() 
 }
 
 /// What RELION would refuse is said (odd sizes) or refused (--relion-strict); dead pixels
-/// (NaN, infinities) are counted, named and kept out of every particle.
+/// (NaN, infinities) are counted, named and kept out of every particle; a killed run's
+/// temporary files are cleared.
 #[test]
 fn extract_warns_about_odd_sizes_and_dead_pixels() {
     use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
@@ -301,6 +302,14 @@ fn extract_warns_about_odd_sizes_and_dead_pixels() {
     .unwrap();
     let picks = t.join("mic_001.csv");
     std::fs::write(&picks, "micrograph,x,y\nmic_001,100,80\nmic_001,60,50\n").unwrap();
+    // What a killed run leaves: the stack and STAR under their temporary names.
+    let stale = [
+        t.join(".none.mrcs.Xy12ab.partial"),
+        t.join(".none.star.Qz34cd.partial"),
+    ];
+    for p in &stale {
+        std::fs::write(p, "half a stack").unwrap();
+    }
     for norm in ["none", "meanstd", "robust"] {
         let out = t.join(format!("{norm}.mrcs"));
         let o = extract(&mic, &picks, &out, &["--box", "49", "--normalize", norm]);
@@ -315,6 +324,10 @@ fn extract_warns_about_odd_sizes_and_dead_pixels() {
         assert_eq!(imgs.len(), 2);
         assert!(imgs.iter().flatten().all(|v| v.is_finite()), "{norm}");
     }
+    assert!(
+        stale.iter().all(|p| !p.exists()),
+        "a rerun clears stale partials"
+    );
     let out = t.join("strict.mrcs");
     let o = extract(
         &mic,

@@ -10,7 +10,7 @@ mod star;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cryoprune_formats::atomic::ensure_not_input;
+use cryoprune_formats::atomic::{clear_stale_partials, ensure_not_input};
 use cryoprune_formats::mrc::{Mode, WriteKind};
 use cryoprune_formats::{MrcWriter, PickFormat, PickSet};
 use cryoprune_image::extract::{EdgePolicy, ExtractConfig, ParticleNorm};
@@ -182,6 +182,8 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
     pipeline.lowpass = cfg.lowpass;
     pipeline.norm = cfg.normalize;
 
+    // A killed run left its stack and STAR half-written under temporary names; they are ours.
+    clear_stale_partials(&[cfg.out.clone(), star_path.clone()], None);
     let mut stack = MrcWriter::create(
         &cfg.out,
         out_size,

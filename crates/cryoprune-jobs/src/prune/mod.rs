@@ -22,10 +22,11 @@ use cryoprune_train::modeldir::{ModelDir, ModelSpec};
 use cryoprune_train::threshold::adjusted_count;
 use serde::{Deserialize, Serialize};
 
+use cryoprune_formats::atomic::clear_stale_partials;
 pub use decide::{Outcome, Rule, Summary};
 use plan::Plan;
 pub use prior::{Prior, Shift};
-use write::{clear_stale_partials, write_scores, Writer};
+use write::{write_scores, Writer};
 
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};

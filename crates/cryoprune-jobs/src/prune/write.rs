@@ -160,41 +160,10 @@ pub fn write_scores(
     Ok(())
 }
 
-/// Removes the temporary files a killed run left beside our outputs (`.<name>.<random>.partial`):
-/// they were never renamed into place, so nothing refers to them.
-pub fn clear_stale_partials(dests: &[PathBuf], rejected: Option<&Path>) {
-    let mut dirs: Vec<PathBuf> = dests
-        .iter()
-        .filter_map(|d| d.parent().map(Path::to_path_buf))
-        .collect();
-    dirs.extend(rejected.map(Path::to_path_buf));
-    dirs.sort();
-    dirs.dedup();
-    let names: std::collections::HashSet<String> = dests
-        .iter()
-        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let ours = name
-                .strip_prefix('.')
-                .and_then(|n| n.strip_suffix(".partial"))
-                .and_then(|n| n.rsplit_once('.'))
-                .is_some_and(|(base, _)| names.contains(base));
-            if ours {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cryoprune_formats::atomic::clear_stale_partials;
 
     #[test]
     fn class_names_become_safe_column_names() {
