@@ -18,6 +18,10 @@ use crate::image::Image;
 use crate::normalize::{self, MicrographNorm, Stats};
 use crate::{Error, Result};
 
+/// The largest box or output side accepted: far above any particle (a 4096² micrograph is one
+/// box), far below a box whose buffers would exhaust memory (`--box 100000` asked for 40 GB).
+pub const MAX_BOX: usize = 8192;
+
 /// What to do with a pick whose box reaches past the micrograph edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgePolicy {
@@ -132,6 +136,12 @@ impl ExtractConfig {
         if self.box_size < 2 || self.out_size < 2 {
             return Err(Error::Parameter(format!(
                 "box size {} and output size {} must be at least 2 pixels",
+                self.box_size, self.out_size
+            )));
+        }
+        if self.box_size > MAX_BOX || self.out_size > MAX_BOX {
+            return Err(Error::Parameter(format!(
+                "box size {} and output size {} px: at most {MAX_BOX} px (a typo? each worker holds several boxes of this size)",
                 self.box_size, self.out_size
             )));
         }
@@ -663,6 +673,8 @@ mod tests {
     #[test]
     fn bad_parameters_are_errors() {
         assert!(Extractor::new(ExtractConfig::new(1)).is_err());
+        let huge = Extractor::new(ExtractConfig::new(100_000)).err().unwrap();
+        assert!(huge.to_string().contains("at most 8192 px"), "{huge}");
         let cfg = ExtractConfig {
             norm: ParticleNorm::Relion {
                 radius: 30.0,

@@ -177,6 +177,7 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
         invert: cfg.invert,
         seed: cfg.seed,
     };
+    extract.validate()?;
     let mut pipeline = Pipeline::new(extract, thread_count(cfg.threads));
     pipeline.angpix = cfg.angpix;
     pipeline.lowpass = cfg.lowpass;
