@@ -105,11 +105,43 @@ pub fn clear_stale_partials(dests: &[PathBuf], also: Option<&Path>) {
     }
 }
 
+/// Holds `dir` (created if missing) for this process alone until the returned handle drops:
+/// two runs writing into one folder would leave it mixing their files under one run's summary.
+/// The lock is the kernel's (flock on the folder itself), so a killed run never leaves it
+/// behind, and no file is added to the folder. `Ok(None)` where folders cannot be locked.
+pub fn lock_folder(dir: &Path) -> Result<Option<fs::File>> {
+    fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
+    let Ok(handle) = fs::File::open(dir) else {
+        return Ok(None);
+    };
+    match handle.try_lock() {
+        Ok(()) => Ok(Some(handle)),
+        Err(fs::TryLockError::WouldBlock) => Err(FormatError::invalid(
+            dir,
+            crate::Location::Whole,
+            "another run is writing into this folder; wait for it to finish or choose another output folder",
+        )),
+        Err(fs::TryLockError::Error(_)) => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[cfg(unix)]
+    #[test]
+    fn a_locked_folder_refuses_a_second_holder_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let first = lock_folder(&out).unwrap();
+        assert!(first.is_some(), "folders lock on this system");
+        let second = lock_folder(&out).unwrap_err().to_string();
+        assert!(second.contains("another run is writing"), "{second}");
+        drop(first);
+        assert!(lock_folder(&out).unwrap().is_some());
+    }
+
     #[test]
     fn outputs_are_readable_by_others_as_the_umask_allows() {
         use std::os::unix::fs::PermissionsExt;

@@ -111,6 +111,11 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         let rule = Rule::new(&spec.classes, &cfg.keep, cfg.threshold)?;
         let context = spec.pick_context.as_ref().filter(|_| !cfg.image_only);
         let plan = Plan::new(cfg, context, events)?;
+        let _lock = if plan.out_is_file {
+            None
+        } else {
+            cryoprune_formats::atomic::lock_folder(&cfg.out)?
+        };
         for w in &plan.warnings {
             events.warn(w.clone());
         }
