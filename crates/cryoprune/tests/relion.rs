@@ -359,3 +359,108 @@ fn extract_cuts_what_relion_preprocess_cuts_and_keeps_the_particle_metadata() {
     let voltage = rows(&dir.join("again.star"), "optics")[0]["rlnVoltage"].clone();
     assert_eq!(voltage.parse::<f64>().unwrap(), 200.0);
 }
+
+/// Pruned coordinate STARs read by RELION: the kept probability is RELION's figure of merit,
+/// and `--relion-columns` leaves out the columns RELION does not know, which it otherwise
+/// warns about once per column and file.
+#[test]
+fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
+    if !relion_ready() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relion_prune");
+    setup(&dir);
+    cryoprune_in(
+        &dir,
+        &[
+            "convert",
+            "--in",
+            "input.star",
+            "--to",
+            "star",
+            "--out",
+            "coords/",
+        ],
+    );
+    cryoprune_in(
+        &dir,
+        &[
+            "train",
+            "--micrographs",
+            "sim/micrographs/*.mrc",
+            "--labels",
+            "sim/truth.csv",
+            "--box",
+            "48",
+            "--input-size",
+            "32",
+            "--arch",
+            "small",
+            "--pretrained",
+            "none",
+            "--epochs",
+            "2",
+            "--val-fraction",
+            "0.3",
+            "--image-only",
+            "--out",
+            "model",
+        ],
+    );
+    for (columns, warned) in [(&[][..], true), (&["--relion-columns"][..], false)] {
+        let out = if warned { "pruned" } else { "relion_only" };
+        let mut args = vec![
+            "prune",
+            "--model",
+            "model",
+            "--micrographs",
+            "sim/micrographs/*.mrc",
+            "--picks",
+            "coords/sim/micrographs",
+            "--threshold",
+            "0.01",
+            "--out",
+            out,
+        ];
+        args.extend(columns);
+        cryoprune_in(&dir, &args);
+        // RELION looks for <coord_dir>/<micrograph path less extension><suffix>.
+        let layout = dir.join(format!("{out}_coords/sim/micrographs"));
+        std::fs::create_dir_all(&layout).unwrap();
+        for m in ["sim_0001", "sim_0002"] {
+            let written = dir.join(format!("{out}/{m}.star"));
+            let kept = rows(&written, "");
+            assert!(!kept.is_empty(), "{}", written.display());
+            for r in &kept {
+                let fom: f64 = r["rlnAutopickFigureOfMerit"].parse().unwrap();
+                assert!((0.0..=1.0).contains(&fom), "{fom}");
+                assert_eq!(r.contains_key("cryopruneClass"), warned);
+            }
+            std::fs::copy(&written, layout.join(format!("{m}.star"))).unwrap();
+        }
+        let o = run_in(
+            &dir,
+            "relion_preprocess",
+            &[
+                "--i",
+                "micrographs.star",
+                "--coord_dir",
+                &format!("{out}_coords/"),
+                "--coord_suffix",
+                ".star",
+                "--part_dir",
+                &format!("{out}_parts/"),
+                "--part_star",
+                &format!("{out}.star"),
+                "--extract",
+                "--extract_size",
+                "64",
+            ],
+        );
+        let warnings = text(&o).matches("unknown label").count();
+        assert_eq!(warnings > 0, warned, "{}", text(&o));
+        let extracted = rows(&dir.join(format!("{out}.star")), "particles");
+        assert!(!extracted.is_empty());
+        assert!(extracted[0].contains_key("rlnAutopickFigureOfMerit"));
+    }
+}

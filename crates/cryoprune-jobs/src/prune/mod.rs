@@ -53,6 +53,10 @@ pub struct PruneConfig {
     /// Keep when the kept classes' probability reaches this; `None`: the most probable class.
     pub threshold: Option<f64>,
     pub write_rejected: bool,
+    /// STAR outputs carry only columns RELION knows: the kept probability as
+    /// `_rlnAutopickFigureOfMerit`, no `_cryoprune*` columns (RELION warns once per unknown
+    /// column per file).
+    pub relion_columns: bool,
     /// Every pick's class and probabilities as CSV.
     pub scores: Option<PathBuf>,
     /// A self-contained HTML report.
@@ -82,6 +86,7 @@ impl Default for PruneConfig {
             keep: Vec::new(),
             threshold: None,
             write_rejected: false,
+            relion_columns: false,
             scores: None,
             report: None,
             labels: Vec::new(),
@@ -164,6 +169,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             rule: &rule,
             dests: &plan.dests,
             rejected_dir: cfg.write_rejected.then(|| plan.rejected_dir(&cfg.out)),
+            relion_columns: cfg.relion_columns,
         };
         clear_stale_partials(&plan.dests, writer.rejected_dir.as_deref());
         let mut files_written = Vec::new();

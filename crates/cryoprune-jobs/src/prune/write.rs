@@ -18,6 +18,8 @@ pub struct Writer<'a> {
     pub rule: &'a Rule,
     pub dests: &'a [PathBuf],
     pub rejected_dir: Option<PathBuf>,
+    /// STAR outputs without the `_cryoprune*` columns.
+    pub relion_columns: bool,
 }
 
 impl Writer<'_> {
@@ -45,8 +47,25 @@ impl Writer<'_> {
         out.box_size = set.box_size;
         out.files.push(set.files[file].clone());
         let is_box = set.format == PickFormat::Box;
-        if !is_box {
-            out.extra_columns = column_names(set, classes);
+        // A RELION STAR's figure of merit becomes the kept probability, so RELION's own
+        // --minimum_pick_fom thresholds on it; the picker's stays beside it.
+        let star = match &set.files[file].content {
+            Content::Star { star, block } if set.format == PickFormat::Star => Some(
+                star.blocks[*block]
+                    .first_loop()
+                    .is_some_and(|l| l.column(FOM).is_some()),
+            ),
+            _ => None,
+        };
+        let ours = !(is_box || star.is_some() && self.relion_columns);
+        if let Some(had_fom) = star {
+            out.extra_columns.push(FOM.into());
+            if had_fom && ours {
+                out.extra_columns.push(PICKER_FOM.into());
+            }
+        }
+        if ours {
+            out.extra_columns.extend(column_names(set, classes));
         }
         let mut index = Default::default();
         for (g, m) in set.micrographs.iter().enumerate() {
@@ -54,7 +73,7 @@ impl Writer<'_> {
                 let Some(src) = pick.source.filter(|s| s.file == file) else {
                     continue;
                 };
-                let (values, p_keep) = match outcome {
+                let (values, p_keep): (Vec<String>, f64) = match outcome {
                     Outcome::Scored(p) => (
                         std::iter::once(classes[argmax(p)].clone())
                             .chain(p.iter().map(|v| format!("{v:.4}")))
@@ -76,8 +95,19 @@ impl Writer<'_> {
                     file: 0,
                     row: src.row,
                 });
-                p.extra = if is_box { Vec::new() } else { values };
-                p.score = Some((p_keep * 1e4).round() / 1e4);
+                let p_keep = (p_keep * 1e4).round() / 1e4;
+                p.extra = Vec::new();
+                if let Some(had_fom) = star {
+                    p.extra.push(p_keep.to_string());
+                    if had_fom && ours {
+                        p.extra
+                            .push(pick.score.map_or(String::new(), |s| s.to_string()));
+                    }
+                }
+                if ours {
+                    p.extra.extend(values);
+                }
+                p.score = Some(p_keep);
                 out.push(&m.micrograph, p, &mut index);
             }
         }
@@ -87,6 +117,10 @@ impl Writer<'_> {
         out
     }
 }
+
+/// RELION's figure of merit, and where the picker's goes when the kept probability takes it.
+const FOM: &str = "rlnAutopickFigureOfMerit";
+const PICKER_FOM: &str = "cryopruneOriginalFom";
 
 /// The added columns' names in the conventions of the input's format.
 fn column_names(set: &PickSet, classes: &[String]) -> Vec<String> {

@@ -67,6 +67,10 @@ pub struct Args {
     /// Also write the rejected picks, in the same format, under OUT/rejected/.
     #[arg(long)]
     write_rejected: bool,
+    /// STAR outputs get only columns RELION knows (the kept probability as
+    /// _rlnAutopickFigureOfMerit), not the _cryoprune* class and probability columns.
+    #[arg(long)]
+    relion_columns: bool,
     /// Write every pick with its class and probabilities as CSV here.
     #[arg(long)]
     scores: Option<PathBuf>,
@@ -111,6 +115,7 @@ pub fn run(args: Args) -> Result<()> {
         keep: args.keep,
         threshold: args.threshold,
         write_rejected: args.write_rejected,
+        relion_columns: args.relion_columns,
         scores: args.scores,
         report: args.report,
         labels: args.labels,
