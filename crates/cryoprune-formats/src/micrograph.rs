@@ -120,7 +120,48 @@ fn tiff_error(path: &Path, e: tiff::TiffError) -> FormatError {
     }
 }
 
+/// The most pixels a micrograph may declare: above a super-resolution K3 frame or a 4x
+/// upsampled EER frame (16384², 0.27 G), below what would exhaust memory as floats.
+const MAX_PIXELS: u64 = 1 << 30;
+
+fn check_declared(path: &Path, w: u64, h: u64) -> Result<()> {
+    if w.saturating_mul(h) > MAX_PIXELS {
+        return Err(FormatError::invalid(
+            path,
+            Location::Whole,
+            format!("declares {w}x{h} pixels, more than any micrograph (at most {MAX_PIXELS}); a damaged file?"),
+        ));
+    }
+    Ok(())
+}
+
+/// A JPEG cut short decodes without complaint, the rows past the cut a flat grey that particles
+/// there would be cut from; a whole JPEG ends with its end-of-image marker (FF D9), give or take
+/// some trailing padding.
+fn check_jpeg_complete(path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = crate::error::open_regular(path)?;
+    let len = f.metadata().map_err(|e| FormatError::io(path, e))?.len();
+    let tail_len = len.min(4096);
+    f.seek(SeekFrom::Start(len - tail_len))
+        .map_err(|e| FormatError::io(path, e))?;
+    let mut tail = Vec::with_capacity(tail_len as usize);
+    f.read_to_end(&mut tail)
+        .map_err(|e| FormatError::io(path, e))?;
+    if tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        return Ok(());
+    }
+    Err(FormatError::invalid(
+        path,
+        Location::Whole,
+        "the JPEG ends without its end-of-image marker: the file is truncated (copy it again)",
+    ))
+}
+
 fn read_raster(path: &Path, format: ImageFormat) -> Result<Micrograph> {
+    if format == ImageFormat::Jpeg {
+        check_jpeg_complete(path)?;
+    }
     let file = crate::error::open_regular(path)?;
     let fmt = match format {
         ImageFormat::Png => image::ImageFormat::Png,
@@ -162,6 +203,7 @@ fn read_tiff(path: &Path) -> Result<Micrograph> {
         .map_err(|e| tiff_error(path, e))?
         .with_limits(tiff::decoder::Limits::unlimited());
     let (w, h) = dec.dimensions().map_err(|e| tiff_error(path, e))?;
+    check_declared(path, w.into(), h.into())?;
     let colour = dec.colortype().map_err(|e| tiff_error(path, e))?;
     let channels = match colour {
         tiff::ColorType::Gray(_) => 1,

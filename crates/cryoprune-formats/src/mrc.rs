@@ -366,6 +366,51 @@ pub struct MrcFile {
     backing: Backing,
 }
 
+/// The most a compressed MRC may decompress to in memory; larger files are better decompressed
+/// once on disk, where they are memory-mapped instead.
+const MAX_DECOMPRESSED: u64 = 8 << 30;
+
+/// Decompresses an MRC as far as its own header says it reaches (and no further: a small file
+/// that inflates to gigabytes of zeros is refused after 1 KiB, not after filling memory).
+fn decompress(path: &Path, mut dec: impl Read, what: &str) -> Result<Vec<u8>> {
+    let damaged = |e: std::io::Error| {
+        FormatError::invalid(
+            path,
+            Location::Whole,
+            format!("{what} data is damaged: {e}"),
+        )
+    };
+    let mut bytes = Vec::with_capacity(HEADER_LEN);
+    (&mut dec)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut bytes)
+        .map_err(damaged)?;
+    if bytes.len() < HEADER_LEN {
+        // Let the header parser say what is missing.
+        MrcHeader::parse(path, &bytes, bytes.len() as u64)?;
+    }
+    let header = MrcHeader::parse(path, &bytes, u64::MAX)?;
+    let need = (header.data_offset() as u64).saturating_add(header.data_len_bytes());
+    if need > MAX_DECOMPRESSED {
+        return Err(FormatError::invalid(
+            path,
+            Location::Whole,
+            format!(
+                "the header declares {}x{}x{} values ({need} bytes), more than the {} GiB cryoprune decompresses in memory; decompress the file first (it is then read from disk)",
+                header.nx,
+                header.ny,
+                header.nz,
+                MAX_DECOMPRESSED >> 30
+            ),
+        ));
+    }
+    bytes.reserve((need as usize).saturating_sub(HEADER_LEN));
+    dec.take(need - HEADER_LEN as u64)
+        .read_to_end(&mut bytes)
+        .map_err(damaged)?;
+    Ok(bytes)
+}
+
 impl MrcFile {
     pub fn open(path: impl AsRef<Path>) -> Result<MrcFile> {
         let path = path.as_ref();
@@ -377,29 +422,11 @@ impl MrcFile {
         file.seek(SeekFrom::Start(0))
             .map_err(|e| FormatError::io(path, e))?;
         let backing = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-            let mut v = Vec::new();
-            flate2::read::MultiGzDecoder::new(file)
-                .read_to_end(&mut v)
-                .map_err(|e| {
-                    FormatError::invalid(
-                        path,
-                        Location::Whole,
-                        format!("gzip data is damaged: {e}"),
-                    )
-                })?;
-            Backing::Owned(v)
+            let dec = flate2::read::MultiGzDecoder::new(file);
+            Backing::Owned(decompress(path, dec, "gzip")?)
         } else if n == 3 && &magic == b"BZh" {
-            let mut v = Vec::new();
-            bzip2::read::MultiBzDecoder::new(file)
-                .read_to_end(&mut v)
-                .map_err(|e| {
-                    FormatError::invalid(
-                        path,
-                        Location::Whole,
-                        format!("bzip2 data is damaged: {e}"),
-                    )
-                })?;
-            Backing::Owned(v)
+            let dec = bzip2::read::MultiBzDecoder::new(file);
+            Backing::Owned(decompress(path, dec, "bzip2")?)
         } else {
             let len = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
             if len == 0 {
@@ -793,6 +820,63 @@ mod tests {
             assert_eq!(f.read_all(), input);
             assert_eq!(f.read_section(2).unwrap(), input[48..72].to_vec());
         }
+    }
+
+    /// A compressed file is inflated only as far as its header says the data reach: 200 MB of
+    /// zeros is refused after the first KiB, a header declaring terabytes before any data.
+    #[test]
+    fn compressed_bombs_are_refused_before_they_fill_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let gz = |name: &str, chunks: &mut dyn FnMut(&mut dyn std::io::Write)| {
+            let p = dir.path().join(name);
+            let mut e = flate2::write::GzEncoder::new(
+                std::fs::File::create(&p).unwrap(),
+                flate2::Compression::fast(),
+            );
+            chunks(&mut e);
+            e.finish().unwrap();
+            p
+        };
+        let zeros = gz("zeros.mrc.gz", &mut |w| {
+            let block = vec![0u8; 1 << 20];
+            for _ in 0..200 {
+                w.write_all(&block).unwrap();
+            }
+        });
+        let started = std::time::Instant::now();
+        let err = MrcFile::open(&zeros).err().unwrap().to_string();
+        assert!(
+            err.contains("not an MRC file") || err.contains("expected a positive"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed().as_secs_f64() < 1.0,
+            "read the whole stream"
+        );
+
+        let src = dir.path().join("small.mrc");
+        write_mrc(
+            &src,
+            (4, 4, 1),
+            &[1.0; 16],
+            Mode::Float32,
+            WriteKind::ImageOrStack,
+            None,
+        )
+        .unwrap();
+        let mut header = std::fs::read(&src).unwrap()[..HEADER_LEN].to_vec();
+        for (off, v) in [(0, 100_000i32), (4, 100_000), (8, 1000)] {
+            header[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        let huge = gz("huge.mrc.gz", &mut |w| w.write_all(&header).unwrap());
+        let err = MrcFile::open(&huge).err().unwrap().to_string();
+        assert!(err.contains("decompress the file first"), "{err}");
+
+        // An honest compressed file still reads.
+        let ok = gz("ok.mrc.gz", &mut |w| {
+            w.write_all(&std::fs::read(&src).unwrap()).unwrap()
+        });
+        assert_eq!(MrcFile::open(&ok).unwrap().read_all(), vec![1.0; 16]);
     }
 
     /// Mode 0 is signed (MRC2014) unless IMOD's stamp says otherwise: flags bit 0 clear means

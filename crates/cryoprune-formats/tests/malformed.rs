@@ -118,3 +118,54 @@ fn a_byte_order_mark_is_accepted_everywhere() {
         assert_eq!((p.x, p.y), (10.0, 20.0), "{name}");
     }
 }
+
+/// A TIFF of 150 bytes declaring 200000 x 200000 pixels is refused before anything is
+/// allocated (it used to abort the process), and a JPEG cut short is refused instead of decoding
+/// its missing rows as flat grey.
+#[test]
+fn declared_sizes_and_truncated_jpegs_are_refused() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("declared");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Little-endian TIFF, one IFD of 8 entries (tag, type, count, value).
+    let mut t: Vec<u8> = b"II*\0".to_vec();
+    t.extend(8u32.to_le_bytes());
+    let entries: [(u16, u16, u32); 8] = [
+        (256, 4, 200_000), // width
+        (257, 4, 200_000), // height
+        (258, 3, 8),       // bits per sample
+        (259, 3, 1),       // no compression
+        (262, 3, 1),       // black is zero
+        (273, 4, 200),     // strip offset
+        (278, 4, 200_000), // rows per strip
+        (279, 4, 1 << 30), // strip byte count
+    ];
+    t.extend((entries.len() as u16).to_le_bytes());
+    for (tag, kind, value) in entries {
+        t.extend(tag.to_le_bytes());
+        t.extend(kind.to_le_bytes());
+        t.extend(1u32.to_le_bytes());
+        match kind {
+            3 => t.extend((value as u16).to_le_bytes().into_iter().chain([0, 0])),
+            _ => t.extend(value.to_le_bytes()),
+        }
+    }
+    t.extend(0u32.to_le_bytes());
+    let tif = dir.join("huge.tif");
+    std::fs::write(&tif, &t).unwrap();
+    let err = read_micrograph(&tif).err().unwrap().to_string();
+    assert!(err.contains("declares 200000x200000 pixels"), "{err}");
+
+    let img =
+        image::GrayImage::from_fn(64, 64, |x, y| image::Luma([((x * 3 + y * 5) % 256) as u8]));
+    let jpg = dir.join("whole.jpg");
+    img.save(&jpg).unwrap();
+    assert!(read_micrograph(&jpg).is_ok());
+    let bytes = std::fs::read(&jpg).unwrap();
+    let cut = dir.join("cut.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = read_micrograph(&cut).err().unwrap().to_string();
+    assert!(
+        err.contains("truncated") && err.contains("cut.jpg"),
+        "{err}"
+    );
+}
