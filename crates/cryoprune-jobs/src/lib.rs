@@ -53,6 +53,45 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Csv(#[from] csv::Error),
+    #[error("interrupted; partial outputs were removed")]
+    Interrupted,
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static LISTENING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Asks the running jobs to stop at their next micrograph (the CLI calls it on Ctrl-C): they
+/// return [`Error::Interrupted`], and the temporary files of their unfinished outputs are removed
+/// as the error unwinds. Returns false when no running job listens (or it was asked already):
+/// then the caller should end the process itself.
+pub fn interrupt() -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    let first = !INTERRUPTED.swap(true, SeqCst);
+    first && LISTENING.load(SeqCst) > 0
+}
+
+/// While held, the job checks [`check_interrupted`] often enough to stop on Ctrl-C by itself.
+pub(crate) struct Listening;
+
+impl Listening {
+    pub(crate) fn start() -> Listening {
+        LISTENING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Listening
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        LISTENING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `Err(Interrupted)` once [`interrupt`] was called.
+pub(crate) fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -50,6 +50,13 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
+    // Ctrl-C lets extract and prune stop at the next micrograph and remove their partial
+    // files; a second one, or one during any other job, ends the process at once.
+    let _ = ctrlc::set_handler(|| {
+        if !cryoprune_jobs::interrupt() {
+            std::process::exit(130);
+        }
+    });
     let result = match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Convert(a) => commands::convert::run(a),
@@ -66,7 +73,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<cryoprune_jobs::Error>() {
+                // What a shell reports for a process ended by SIGINT.
+                Some(cryoprune_jobs::Error::Interrupted) => ExitCode::from(130),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

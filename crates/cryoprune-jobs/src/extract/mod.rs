@@ -203,7 +203,9 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
         unit: "micrographs",
     });
 
+    let _listening = crate::Listening::start();
     pipeline.run(&jobs, |out| -> Result<()> {
+        crate::check_interrupted()?;
         let (p, m) = pairs[out.index];
         let mic_name = mics[m].to_string_lossy();
         let picks = &set.micrographs[p].picks;

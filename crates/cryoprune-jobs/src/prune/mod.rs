@@ -191,7 +191,9 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             unit: "picks",
         });
         let classified = Instant::now();
+        let _listening = crate::Listening::start();
         let mut finish = |index: usize, mut scored: Vec<Outcome>| -> Result<()> {
+            crate::check_interrupted()?;
             if let Some(s) = &shift {
                 s.apply_all(&mut scored, &rule.keep);
             }
