@@ -360,28 +360,17 @@ fn extract_cuts_what_relion_preprocess_cuts_and_keeps_the_particle_metadata() {
     assert_eq!(voltage.parse::<f64>().unwrap(), 200.0);
 }
 
-/// Pruned coordinate STARs read by RELION: the kept probability is RELION's figure of merit,
-/// and `--relion-columns` leaves out the columns RELION does not know, which it otherwise
-/// warns about once per column and file.
+/// A particle STAR of two micrographs pruned into RELION coordinate files (`--per-micrograph`,
+/// where `relion_preprocess --coord_dir` looks): the kept probability is RELION's figure of
+/// merit, and `--relion-columns` leaves out the columns RELION does not know, which it
+/// otherwise warns about once per column and file.
 #[test]
 fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
     if !relion_ready() {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relion_prune");
-    setup(&dir);
-    cryoprune_in(
-        &dir,
-        &[
-            "convert",
-            "--in",
-            "input.star",
-            "--to",
-            "star",
-            "--out",
-            "coords/",
-        ],
-    );
+    let n = setup(&dir);
     cryoprune_in(
         &dir,
         &[
@@ -407,8 +396,10 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
             "model",
         ],
     );
-    for (columns, warned) in [(&[][..], true), (&["--relion-columns"][..], false)] {
-        let out = if warned { "pruned" } else { "relion_only" };
+    for (out, columns, warned) in [
+        ("pruned", None, true),
+        ("relion_only", Some("--relion-columns"), false),
+    ] {
         let mut args = vec![
             "prune",
             "--model",
@@ -416,28 +407,42 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
             "--micrographs",
             "sim/micrographs/*.mrc",
             "--picks",
-            "coords/sim/micrographs",
+            "input.star",
+            "--image-only",
             "--threshold",
             "0.01",
+            "--per-micrograph",
+            "--write-rejected",
             "--out",
             out,
         ];
         args.extend(columns);
         cryoprune_in(&dir, &args);
-        // RELION looks for <coord_dir>/<micrograph path less extension><suffix>.
-        let layout = dir.join(format!("{out}_coords/sim/micrographs"));
-        std::fs::create_dir_all(&layout).unwrap();
+        let (mut total, mut kept) = (0, 0);
         for m in ["sim_0001", "sim_0002"] {
-            let written = dir.join(format!("{out}/{m}.star"));
-            let kept = rows(&written, "");
-            assert!(!kept.is_empty(), "{}", written.display());
-            for r in &kept {
-                let fom: f64 = r["rlnAutopickFigureOfMerit"].parse().unwrap();
-                assert!((0.0..=1.0).contains(&fom), "{fom}");
-                assert_eq!(r.contains_key("cryopruneClass"), warned);
+            for sub in ["", "rejected/"] {
+                let written = dir.join(format!("{out}/{sub}sim/micrographs/{m}.star"));
+                let picks = if written.exists() {
+                    rows(&written, "")
+                } else {
+                    Vec::new()
+                };
+                total += picks.len();
+                if sub.is_empty() {
+                    kept += picks.len();
+                }
+                for r in &picks {
+                    let fom: f64 = r["rlnAutopickFigureOfMerit"].parse().unwrap();
+                    assert!((0.0..=1.0).contains(&fom), "{fom}");
+                    assert_eq!(r.contains_key("cryopruneClass"), warned);
+                    assert!(
+                        !r.contains_key("rlnDefocusU"),
+                        "a coordinate file, not particles"
+                    );
+                }
             }
-            std::fs::copy(&written, layout.join(format!("{m}.star"))).unwrap();
         }
+        assert_eq!(total, n, "every pick kept or rejected, once");
         let o = run_in(
             &dir,
             "relion_preprocess",
@@ -445,7 +450,7 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
                 "--i",
                 "micrographs.star",
                 "--coord_dir",
-                &format!("{out}_coords/"),
+                &format!("{out}/"),
                 "--coord_suffix",
                 ".star",
                 "--part_dir",
@@ -460,7 +465,7 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
         let warnings = text(&o).matches("unknown label").count();
         assert_eq!(warnings > 0, warned, "{}", text(&o));
         let extracted = rows(&dir.join(format!("{out}.star")), "particles");
-        assert!(!extracted.is_empty());
+        assert_eq!(extracted.len(), kept, "RELION extracts every kept pick");
         assert!(extracted[0].contains_key("rlnAutopickFigureOfMerit"));
     }
 }

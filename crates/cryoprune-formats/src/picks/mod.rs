@@ -407,6 +407,20 @@ impl PickSet {
         Ok(written)
     }
 
+    /// Writes one RELION coordinate STAR per micrograph under `out`, where `relion_preprocess
+    /// --coord_dir OUT/ --coord_suffix .star` looks for it; returns the files written.
+    pub fn write_coordinate_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
+        let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
+        let mut written = Vec::new();
+        for m in &self.micrographs {
+            let dest = coordinate_file(out, &m.micrograph, PickFormat::Star);
+            crate::atomic::ensure_not_input(&dest, &inputs)?;
+            star::write_fresh(&[m], &self.extra_columns, &dest)?;
+            written.push(dest);
+        }
+        Ok(written)
+    }
+
     /// Writes the picks of this set that came from source file `fi` to `dest`, in that file's
     /// own format with every original column, and the added columns after them.
     pub fn write_source(&self, fi: usize, dest: &Path) -> Result<()> {

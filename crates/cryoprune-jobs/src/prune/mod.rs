@@ -57,6 +57,9 @@ pub struct PruneConfig {
     /// `_rlnAutopickFigureOfMerit`, no `_cryoprune*` columns (RELION warns once per unknown
     /// column per file).
     pub relion_columns: bool,
+    /// STAR picks: one coordinate file per micrograph under `out`, in RELION's layout, instead of
+    /// one output per input file.
+    pub per_micrograph: bool,
     /// Every pick's class and probabilities as CSV.
     pub scores: Option<PathBuf>,
     /// A self-contained HTML report.
@@ -87,6 +90,7 @@ impl Default for PruneConfig {
             threshold: None,
             write_rejected: false,
             relion_columns: false,
+            per_micrograph: false,
             scores: None,
             report: None,
             labels: Vec::new(),
@@ -170,6 +174,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             dests: &plan.dests,
             rejected_dir: cfg.write_rejected.then(|| plan.rejected_dir(&cfg.out)),
             relion_columns: cfg.relion_columns,
+            per_micrograph: cfg.per_micrograph.then(|| cfg.out.clone()),
         };
         clear_stale_partials(&plan.dests, writer.rejected_dir.as_deref());
         let mut files_written = Vec::new();

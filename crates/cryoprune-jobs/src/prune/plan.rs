@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::picks::check::{coordinate_warnings, Placed};
-use cryoprune_formats::{micrograph_shape, PickSet};
+use cryoprune_formats::{micrograph_shape, PickFormat, PickSet};
 use cryoprune_image::pipeline::Job;
 use cryoprune_model::PickContext;
 
@@ -63,6 +63,14 @@ impl Plan {
                     == Some(e.to_ascii_lowercase())
             });
         refuse_inputs_as_output(&set, &cfg.out, &micrographs)?;
+        if cfg.per_micrograph {
+            if set.format != PickFormat::Star || out_is_file {
+                invalid!("--per-micrograph writes RELION coordinate STARs into a folder: it needs STAR picks and an --out folder");
+            }
+            if cfg.skip_existing {
+                invalid!("--skip-existing goes by input file and --per-micrograph writes by micrograph; use one of them");
+            }
+        }
         if !out_is_file {
             ensure_folder_possible("--out", &cfg.out)?;
         }

@@ -20,6 +20,8 @@ pub struct Writer<'a> {
     pub rejected_dir: Option<PathBuf>,
     /// STAR outputs without the `_cryoprune*` columns.
     pub relion_columns: bool,
+    /// Coordinate files per micrograph under this folder (RELION's layout), not per input file.
+    pub per_micrograph: Option<PathBuf>,
 }
 
 impl Writer<'_> {
@@ -27,6 +29,14 @@ impl Writer<'_> {
     pub fn write(&self, file: usize, outcomes: &[Vec<Outcome>]) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         let kept = self.subset(file, outcomes, true);
+        if let Some(out) = &self.per_micrograph {
+            written.extend(kept.write_coordinate_files(out)?);
+            if let Some(dir) = &self.rejected_dir {
+                let rejected = self.subset(file, outcomes, false);
+                written.extend(rejected.write_coordinate_files(dir)?);
+            }
+            return Ok(written);
+        }
         kept.write_source(0, &self.dests[file])?;
         written.push(self.dests[file].clone());
         if let Some(dir) = &self.rejected_dir {

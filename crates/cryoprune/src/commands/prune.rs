@@ -71,6 +71,10 @@ pub struct Args {
     /// _rlnAutopickFigureOfMerit), not the _cryoprune* class and probability columns.
     #[arg(long)]
     relion_columns: bool,
+    /// STAR picks: write one coordinate STAR per micrograph under --out, where
+    /// relion_preprocess --coord_dir OUT/ --coord_suffix .star finds them.
+    #[arg(long)]
+    per_micrograph: bool,
     /// Write every pick with its class and probabilities as CSV here.
     #[arg(long)]
     scores: Option<PathBuf>,
@@ -116,6 +120,7 @@ pub fn run(args: Args) -> Result<()> {
         threshold: args.threshold,
         write_rejected: args.write_rejected,
         relion_columns: args.relion_columns,
+        per_micrograph: args.per_micrograph,
         scores: args.scores,
         report: args.report,
         labels: args.labels,
