@@ -587,6 +587,45 @@ fn output_folders_are_checked_before_the_work() {
     assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "not a folder");
 }
 
+/// A model whose validation.csv is damaged fails before anything is written, not after the
+/// outputs (the threshold advisor reads it first).
+#[test]
+fn a_damaged_validation_file_fails_before_any_output() {
+    let f = fixture();
+    let root = f.dir.join("bad_validation");
+    let _ = std::fs::remove_dir_all(&root);
+    let model = root.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for e in std::fs::read_dir(&f.model).unwrap().flatten() {
+        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+    }
+    let validation = model.join("validation.csv");
+    let mut csv = std::fs::read_to_string(&validation).unwrap();
+    csv.push_str("damaged,row\n");
+    std::fs::write(&validation, csv).unwrap();
+    let inputs = write_input(f, "csv", &root.join("in"));
+    let out = root.join("out");
+    let o = cryoprune(&[
+        "prune",
+        "--model",
+        s(&model),
+        "--micrographs",
+        &f.mics,
+        "--picks",
+        s(&inputs[0]),
+        "--out",
+        s(&out),
+    ]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("validation.csv"), "{t}");
+    assert!(
+        files_in(&out).is_empty(),
+        "written before failing: {:?}",
+        files_in(&out).keys()
+    );
+}
+
 /// Many micrographs, one box file each, so the kill lands between and during file writes.
 fn many_micrographs(f: &Fixture, root: &Path, copies: usize) -> (String, PathBuf) {
     let mics = root.join("mics");
