@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::ComputeConfig;
 use crate::events::Events;
-use crate::inputs::{expand_globs, refuse_outputs_over_inputs};
+use crate::inputs::{check_outputs, expand_globs};
 use crate::labels::LabelsConfig;
 use crate::recipe::score_labels;
 use crate::Result;
@@ -39,7 +39,7 @@ pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Report> {
     .into_iter()
     .filter_map(|(flag, p)| p.map(|p| (flag, p)))
     .collect();
-    refuse_outputs_over_inputs(&outputs, &inputs)?;
+    check_outputs(&outputs, &inputs)?;
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         let (model, spec) = ModelDir::new(&cfg.model).load(&compute.device.device)?;

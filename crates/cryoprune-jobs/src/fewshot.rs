@@ -204,6 +204,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 /// Runs every trial not yet in `out/results.json`; returns all trials and writes results.md.
 pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
+    crate::inputs::ensure_folder_possible("--out", &cfg.out)?;
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         let default_arch = cfg.net.arch;

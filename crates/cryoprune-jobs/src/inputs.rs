@@ -81,9 +81,10 @@ pub fn jobs(
 }
 
 /// Refuses each `(flag, path)` output that names one of `inputs`, a file in one of the input
-/// folders, or an input folder itself (a model folder: its model.json and weights). Checked
-/// before any work, so a slip costs an error message, not the picker's files or the model.
-pub fn refuse_outputs_over_inputs(outputs: &[(&str, &Path)], inputs: &[PathBuf]) -> Result<()> {
+/// folders, or an input folder itself (a model folder: its model.json and weights), and each
+/// output file (any flag but `--out`) that cannot be written. Checked before any work, so a slip
+/// costs an error message, not the picker's files, the model or a finished run.
+pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[PathBuf]) -> Result<()> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut taken: Vec<(PathBuf, &Path)> = Vec::new();
     for input in inputs {
@@ -95,6 +96,9 @@ pub fn refuse_outputs_over_inputs(outputs: &[(&str, &Path)], inputs: &[PathBuf])
         }
     }
     for &(flag, out) in outputs {
+        if flag != "--out" {
+            ensure_file_possible(flag, out)?;
+        }
         let c = canon(out);
         if let Some((_, input)) = taken.iter().find(|(t, _)| *t == c) {
             let what = if canon(input) == c {
@@ -129,6 +133,18 @@ pub fn ensure_folder_possible(flag: &str, folder: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses an output file that cannot be written: it names a folder, or its folder cannot be
+/// made. Checked before the work, like [`ensure_folder_possible`].
+pub fn ensure_file_possible(flag: &str, file: &Path) -> Result<()> {
+    if file.is_dir() || names_a_folder(file) {
+        invalid!("{flag} {} names a folder; give a file name", file.display());
+    }
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => ensure_folder_possible(flag, parent),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a path was typed with a trailing separator, which says "a folder" whatever its

@@ -152,6 +152,7 @@ pub fn run(
     events: &dyn Events,
 ) -> Result<std::collections::BTreeMap<&'static str, usize>> {
     let started = Instant::now();
+    crate::inputs::ensure_folder_possible("--out", &args.out)?;
     if args.count == 0 || args.size < 64 {
         invalid!("--count must be at least 1 and --size at least 64 pixels");
     }

@@ -584,6 +584,30 @@ fn output_folders_are_checked_before_the_work() {
     let t = text(&o);
     assert!(!o.status.success() && t.contains("must be a folder"), "{t}");
     assert!(!t.contains("training on"), "{t}");
+
+    // Output files whose folder cannot be made, and other jobs' output folders, likewise.
+    let json = a_file.join("eval.json");
+    for args in [
+        vec![
+            "evaluate",
+            "--model",
+            s(&f.model),
+            "--micrographs",
+            &f.mics,
+            "--labels",
+            s(&inputs[0]),
+            "--json",
+            s(&json),
+        ],
+        vec!["simulate", "--out", s(&a_file), "--count", "1"],
+    ] {
+        let o = cryoprune(&args);
+        let t = text(&o);
+        assert!(
+            !o.status.success() && t.contains("must be a folder"),
+            "{args:?}: {t}"
+        );
+    }
     assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "not a folder");
 }
 

@@ -11,8 +11,8 @@ use cryoprune_model::PickContext;
 use super::PruneConfig;
 use crate::events::Events;
 use crate::inputs::{
-    ensure_folder_possible, expand_globs, jobs, names_a_folder, pair_with_micrographs,
-    refuse_outputs_over_inputs,
+    check_outputs, ensure_folder_possible, expand_globs, jobs, names_a_folder,
+    pair_with_micrographs,
 };
 use crate::{invalid, Context, Result};
 
@@ -86,7 +86,7 @@ impl Plan {
         .into_iter()
         .filter_map(|(flag, p)| p.map(|p| (flag, p)))
         .collect();
-        refuse_outputs_over_inputs(&outputs, &inputs)?;
+        check_outputs(&outputs, &inputs)?;
         let dests: Vec<PathBuf> = set
             .files
             .iter()
