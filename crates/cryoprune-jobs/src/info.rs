@@ -35,16 +35,18 @@ pub fn describe(path: &Path) -> Result<Value> {
             }));
         }
         let img = read_micrograph(path)?;
-        let (lo, hi) = img
-            .data
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        let mean = img.data.iter().map(|&v| v as f64).sum::<f64>() / img.data.len().max(1) as f64;
+        // Statistics of the finite pixels; dead ones (NaN, infinities) are counted apart, as
+        // every other command replaces them.
+        let finite = || img.data.iter().copied().filter(|v| v.is_finite());
+        let (lo, hi) = finite().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        let n = finite().count();
+        let mean = finite().map(f64::from).sum::<f64>() / n.max(1) as f64;
         return Ok(json!({
             "file": file, "type": format!("{fmt:?}").to_lowercase(),
             "nx": img.nx, "ny": img.ny, "min": lo, "max": hi, "mean": mean,
+            "non_finite_pixels": img.data.len() - n,
         }));
     }
     let Some(format) = PickFormat::from_path(path) else {
@@ -179,4 +181,30 @@ pub fn to_text(v: &Value) -> String {
         out.push_str(&format!("\n  {k:<22} {shown}"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A float TIFF with dead pixels: its statistics are those of the finite pixels, and the
+    /// dead ones are counted (every other command replaces them).
+    #[test]
+    fn image_statistics_leave_out_and_count_non_finite_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.tif");
+        let vals = [1.0f32, f32::NAN, 3.0, f32::INFINITY, 5.0, 7.0];
+        let f = std::fs::File::create(&path).unwrap();
+        tiff::encoder::TiffEncoder::new(f)
+            .unwrap()
+            .write_image::<tiff::encoder::colortype::Gray32Float>(3, 2, &vals)
+            .unwrap();
+        let v = describe(&path).unwrap();
+        assert_eq!(v["non_finite_pixels"], 2);
+        assert_eq!(
+            (v["min"].as_f64(), v["max"].as_f64()),
+            (Some(1.0), Some(7.0))
+        );
+        assert_eq!(v["mean"].as_f64(), Some(4.0));
+    }
 }
