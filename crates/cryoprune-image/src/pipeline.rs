@@ -234,7 +234,7 @@ fn load(path: &Path, mut buffer: Vec<f32>) -> Result<(Image, Option<f32>)> {
 /// Replaces NaN and infinite pixels (a detector's dead pixels, a failed motion correction)
 /// with the mean of the finite ones, so no statistic, filter or particle is poisoned by them;
 /// returns how many there were.
-fn replace_nonfinite(data: &mut [f32]) -> usize {
+pub fn replace_nonfinite(data: &mut [f32]) -> usize {
     let bad = data.iter().filter(|v| !v.is_finite()).count();
     if bad == 0 || bad == data.len() {
         return bad;

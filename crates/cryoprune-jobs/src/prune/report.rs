@@ -358,9 +358,11 @@ fn overlays(html: &mut String, input: &Input, dir: &Path) -> Result<()> {
     let radius = input.spec.preprocessing.box_size as f64 / 3.0;
     for i in 0..n {
         let mic = with_picks[i * with_picks.len() / n];
-        let image: Image = read_micrograph(&mic.path)
+        let mut image: Image = read_micrograph(&mic.path)
             .context_with(|| format!("reading {} for the report", mic.path.display()))?
             .into();
+        // As the pipeline did when classifying (and warned about then).
+        cryoprune_image::pipeline::replace_nonfinite(&mut image.data);
         let marks: Vec<Mark> = mic
             .picks
             .iter()
