@@ -52,12 +52,12 @@ pub type Result<T> = std::result::Result<T, FormatError>;
 /// saying what kind of text was `expected`.
 pub fn read_utf8(path: &Path, expected: &str) -> Result<String> {
     ensure_regular(path)?;
-    let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
+    let mut bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
     // Editors on Windows start UTF-8 files with a byte-order mark; it is no part of the text.
-    let bytes = match bytes.strip_prefix("\u{feff}".as_bytes()) {
-        Some(rest) => rest.to_vec(),
-        None => bytes,
-    };
+    const BOM: &[u8] = "\u{feff}".as_bytes();
+    if bytes.starts_with(BOM) {
+        bytes.drain(..BOM.len());
+    }
     String::from_utf8(bytes).map_err(|e| {
         let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()

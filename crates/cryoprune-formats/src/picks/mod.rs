@@ -398,24 +398,28 @@ impl PickSet {
             )?;
             return Ok(vec![out.to_path_buf()]);
         }
-        for m in &self.micrographs {
-            let dest = coordinate_file(out, &m.micrograph, format);
-            crate::atomic::ensure_not_input(&dest, &inputs)?;
-            self.write_fresh(format, &[m], &dest, opts)?;
-            written.push(dest);
-        }
-        Ok(written)
+        self.write_per_micrograph(format, out, opts)
     }
 
     /// Writes one RELION coordinate STAR per micrograph under `out`, where `relion_preprocess
     /// --coord_dir OUT/ --coord_suffix .star` looks for it; returns the files written.
     pub fn write_coordinate_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
+        self.write_per_micrograph(PickFormat::Star, out, &WriteOptions::default())
+    }
+
+    /// One fresh file of `format` per micrograph in folder `out` (`coordinate_file` names it).
+    fn write_per_micrograph(
+        &self,
+        format: PickFormat,
+        out: &Path,
+        opts: &WriteOptions,
+    ) -> Result<Vec<PathBuf>> {
         let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
         let mut written = Vec::new();
         for m in &self.micrographs {
-            let dest = coordinate_file(out, &m.micrograph, PickFormat::Star);
+            let dest = coordinate_file(out, &m.micrograph, format);
             crate::atomic::ensure_not_input(&dest, &inputs)?;
-            star::write_fresh(&[m], &self.extra_columns, &dest)?;
+            self.write_fresh(format, &[m], &dest, opts)?;
             written.push(dest);
         }
         Ok(written)
