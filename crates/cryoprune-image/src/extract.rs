@@ -3,8 +3,9 @@
 //! Centring: a pick at (x, y) falls on pixel (trunc x, trunc y), as `relion_preprocess` casts
 //! its coordinates to integers, and that pixel becomes pixel (B/2, B/2) of the B x B box
 //! (integer division, so odd and even boxes agree with RELION and with `numpy.fft.fftshift`).
-//! A STAR that keeps fractional coordinates therefore gives RELION the very boxes we cut. Resampling to the output size S is done by Fourier cropping or
-//! padding about that centre, so the particle centre lands on (S/2, S/2) whatever B and S are.
+//! A STAR that keeps fractional coordinates therefore gives RELION the very boxes we cut.
+//! Resampling to the output size S is done by Fourier cropping or padding about that centre, so
+//! the particle centre lands on (S/2, S/2) whatever B and S are.
 //!
 //! Order of operations, as in `relion_preprocess`: window, resample, normalise (a plane fitted
 //! to the background outside a circle subtracted, then that background brought to zero mean and
@@ -212,22 +213,25 @@ impl Extractor {
                         dx * dx + dy * dy > radius * radius
                     })
                     .collect();
-                let mut m = [[0.0; 3]; 3];
-                for &i in &bg {
-                    let (x, y) = at(i);
-                    let v = [x, y, 1.0];
-                    for (r, &vr) in m.iter_mut().zip(&v) {
-                        for (e, &vc) in r.iter_mut().zip(&v) {
-                            *e += vr * vc;
+                let inverse = if ramp {
+                    let mut m = [[0.0; 3]; 3];
+                    for &i in &bg {
+                        let (x, y) = at(i);
+                        let v = [x, y, 1.0];
+                        for (r, &vr) in m.iter_mut().zip(&v) {
+                            for (e, &vc) in r.iter_mut().zip(&v) {
+                                *e += vr * vc;
+                            }
                         }
                     }
-                }
-                let inverse = if ramp { invert3(m) } else { None };
-                if ramp && inverse.is_none() {
-                    return Err(Error::Parameter(format!(
-                        "background radius {radius} leaves too few background pixels in a {s} px box to fit a ramp"
-                    )));
-                }
+                    Some(invert3(m).ok_or_else(|| {
+                        Error::Parameter(format!(
+                            "background radius {radius} leaves too few background pixels in a {s} px box to fit a ramp"
+                        ))
+                    })?)
+                } else {
+                    None
+                };
                 (bg, inverse)
             }
         };
