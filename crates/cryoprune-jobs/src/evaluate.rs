@@ -1,6 +1,6 @@
 //! The evaluate job: a trained model's scores on labelled picks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cryoprune_train::metrics::Report;
 use cryoprune_train::modeldir::{write_predictions, ModelDir};
@@ -32,14 +32,11 @@ pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Report> {
     let mut inputs = expand_globs(&cfg.labels.micrographs)?;
     inputs.extend(cfg.labels.labels.iter().cloned());
     inputs.push(cfg.model.clone());
-    let outputs: Vec<(&str, &Path)> = [
+    let files = [
         ("--predictions", cfg.predictions.as_deref()),
         ("--json", cfg.json.as_deref()),
-    ]
-    .into_iter()
-    .filter_map(|(flag, p)| p.map(|p| (flag, p)))
-    .collect();
-    check_outputs(&outputs, &inputs)?;
+    ];
+    check_outputs(&files, None, &inputs)?;
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         let (model, spec) = ModelDir::new(&cfg.model).load(&compute.device.device)?;

@@ -80,11 +80,16 @@ pub fn jobs(
         .collect()
 }
 
-/// Refuses each `(flag, path)` output that names one of `inputs`, a file in one of the input
-/// folders, or an input folder itself (a model folder: its model.json and weights), and each
-/// output file (any flag but `--out`) that cannot be written. Checked before any work, so a slip
-/// costs an error message, not the picker's files, the model or a finished run.
-pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[PathBuf]) -> Result<()> {
+/// Refuses output `files` (given or not, by flag) that cannot be written, an output `folder`
+/// that cannot be made, and any of them that names one of `inputs`, a file in one of the input
+/// folders, or an input folder itself (a model folder: its model.json and weights). Checked
+/// before any work, so a slip costs an error message, not the picker's files, the model or a
+/// finished run.
+pub fn check_outputs(
+    files: &[(&str, Option<&Path>)],
+    folder: Option<(&str, &Path)>,
+    inputs: &[PathBuf],
+) -> Result<()> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut taken: Vec<(PathBuf, &Path)> = Vec::new();
     for input in inputs {
@@ -95,10 +100,14 @@ pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[PathBuf]) -> Result<()
             }
         }
     }
-    for &(flag, out) in outputs {
-        if flag != "--out" {
-            ensure_file_possible(flag, out)?;
-        }
+    let files = files.iter().filter_map(|&(flag, p)| p.map(|p| (flag, p)));
+    for (flag, out) in files.clone() {
+        ensure_file_possible(flag, out)?;
+    }
+    if let Some((flag, out)) = folder {
+        ensure_folder_possible(flag, out)?;
+    }
+    for (flag, out) in files.chain(folder) {
         let c = canon(out);
         if let Some((_, input)) = taken.iter().find(|(t, _)| *t == c) {
             let what = if canon(input) == c {

@@ -157,9 +157,10 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             .map(|m| vec![Outcome::Unscored("no micrograph"); m.picks.len()])
             .collect();
         let jobs = &plan.jobs;
+        let todo = plan.todo();
         let mut has_job = vec![false; set.micrographs.len()];
-        for (&(g, _), _) in plan.pairs.iter().zip(&plan.todo).filter(|(_, &t)| t) {
-            has_job[g] = true;
+        for &i in &todo {
+            has_job[plan.pairs[i].0] = true;
         }
         // Files wait for their groups; unmatched and empty groups are done from the start.
         let mut waiting_on: Vec<usize> = plan
@@ -184,7 +185,6 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             }
         }
 
-        let todo: Vec<usize> = (0..jobs.len()).filter(|&i| plan.todo[i]).collect();
         let total: usize = todo.iter().map(|&i| jobs[i].picks.len()).sum();
         events.note(format!(
             "classifying {total} picks on {} micrographs ({} per batch)",
@@ -217,7 +217,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         let mut done = vec![false; jobs.len()];
         for (index, scored) in sample.outcomes {
             done[index] = true;
-            if plan.todo[index] {
+            if plan.active[plan.pairs[index].0] {
                 finish(index, scored)?;
             }
         }

@@ -10,10 +10,7 @@ use cryoprune_model::PickContext;
 
 use super::PruneConfig;
 use crate::events::Events;
-use crate::inputs::{
-    check_outputs, ensure_folder_possible, expand_globs, jobs, names_a_folder,
-    pair_with_micrographs,
-};
+use crate::inputs::{check_outputs, expand_globs, jobs, names_a_folder, pair_with_micrographs};
 use crate::{invalid, Context, Result};
 
 /// What a prune run will do, worked out from its inputs.
@@ -37,8 +34,6 @@ pub struct Plan {
     pub pairs: Vec<(usize, usize)>,
     /// The extraction job of each pair: its micrograph and pick centres.
     pub jobs: Vec<Job>,
-    /// Whether each pair is classified for its outputs (its group is active).
-    pub todo: Vec<bool>,
     pub warnings: Vec<String>,
 }
 
@@ -62,7 +57,7 @@ impl Plan {
                     .map(|x| x.to_ascii_lowercase())
                     == Some(e.to_ascii_lowercase())
             });
-        refuse_inputs_as_output(&set, &cfg.out, &micrographs)?;
+        refuse_inputs_as_output(&set, &cfg.out)?;
         if cfg.per_micrograph {
             if set.format != PickFormat::Star || out_is_file {
                 invalid!("--per-micrograph writes RELION coordinate STARs into a folder: it needs STAR picks and an --out folder");
@@ -71,22 +66,22 @@ impl Plan {
                 invalid!("--skip-existing goes by input file and --per-micrograph writes by micrograph; use one of them");
             }
         }
-        if !out_is_file {
-            ensure_folder_possible("--out", &cfg.out)?;
-        }
         let mut inputs: Vec<PathBuf> = set.files.iter().map(|f| f.path.clone()).collect();
         inputs.extend(micrographs.iter().cloned());
         inputs.extend(cfg.labels.iter().cloned());
         inputs.push(cfg.model.clone());
-        let outputs: Vec<(&str, &Path)> = [
-            ("--out", Some(cfg.out.as_path())),
+        let out = Some(cfg.out.as_path());
+        let (out_file, out_folder) = if out_is_file {
+            (out, None)
+        } else {
+            (None, out)
+        };
+        let files = [
+            ("--out", out_file),
             ("--scores", cfg.scores.as_deref()),
             ("--report", cfg.report.as_deref()),
-        ]
-        .into_iter()
-        .filter_map(|(flag, p)| p.map(|p| (flag, p)))
-        .collect();
-        check_outputs(&outputs, &inputs)?;
+        ];
+        check_outputs(&files, out_folder.map(|f| ("--out", f)), &inputs)?;
         let dests: Vec<PathBuf> = set
             .files
             .iter()
@@ -129,7 +124,6 @@ impl Plan {
             .copied()
             .filter(|&(g, _)| !set.micrographs[g].picks.is_empty())
             .collect();
-        let todo: Vec<bool> = pairs.iter().map(|&(g, _)| active[g]).collect();
         if !report.unmatched_picks.is_empty() {
             warnings.push(format!(
                 "picks of {} micrographs match none of the {} micrographs given; they are not kept",
@@ -137,7 +131,7 @@ impl Plan {
                 micrographs.len()
             ));
         }
-        if !todo.contains(&true) && active.iter().any(|&a| a) {
+        if !pairs.iter().any(|&(g, _)| active[g]) && active.iter().any(|&a| a) {
             invalid!(
                 "no pick file matches any of the {} micrographs given (pick files name e.g. `{}`)",
                 micrographs.len(),
@@ -174,7 +168,6 @@ impl Plan {
             active,
             pairs,
             jobs,
-            todo,
             warnings,
         };
         if let Some(ctx) = context {
@@ -182,6 +175,13 @@ impl Plan {
             plan.warnings.extend(shifted);
         }
         Ok(plan)
+    }
+
+    /// The jobs classified for their outputs (whose group is active), in job order.
+    pub fn todo(&self) -> Vec<usize> {
+        (0..self.jobs.len())
+            .filter(|&i| self.active[self.pairs[i].0])
+            .collect()
     }
 
     pub fn files_skipped(&self) -> Vec<PathBuf> {
@@ -263,8 +263,9 @@ impl Plan {
     }
 }
 
-/// Refuses an OUT that is an input: a pick file, the folder holding them, or a micrograph.
-fn refuse_inputs_as_output(set: &PickSet, out: &Path, micrographs: &[PathBuf]) -> Result<()> {
+/// Refuses an OUT that is a pick file or the folder holding them (with words for that case;
+/// `check_outputs` refuses the other inputs).
+fn refuse_inputs_as_output(set: &PickSet, out: &Path) -> Result<()> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let out_c = canon(out);
     for f in &set.files {
@@ -277,9 +278,6 @@ fn refuse_inputs_as_output(set: &PickSet, out: &Path, micrographs: &[PathBuf]) -
                 f.path.display()
             );
         }
-    }
-    if micrographs.iter().any(|m| canon(m) == out_c) {
-        invalid!("--out {} is one of the micrographs", out.display());
     }
     Ok(())
 }
