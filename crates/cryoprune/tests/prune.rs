@@ -15,7 +15,9 @@ use cryoprune_model::{PickContext, PickFacts};
 use serde_json::json;
 
 mod common;
-use common::{cryoprune, cs_entry, python_ready, run_python_check, s, star_entry, text};
+use common::{
+    cryoprune, cs_entry, python_ready, run_python_check, s, star_entry, text, tiny_train_args,
+};
 
 /// A simulated dataset and a model trained on it, built once per test run.
 struct Fixture {
@@ -64,19 +66,13 @@ fn fixture() -> &'static Fixture {
             .map(|(m, p)| (m.to_string(), p.x, p.y, p.score.unwrap()))
             .collect();
         let probe = dir.join("probe");
-        let o = cryoprune(&[
-            "prune",
-            "--model",
-            s(&model),
-            "--micrographs",
-            &mics,
-            "--picks",
-            s(&sim.join("picks.csv")),
-            "--out",
-            s(&probe),
-            "--scores",
-            s(&probe.join("scores.csv")),
-        ]);
+        let o = cryoprune(
+            &[
+                prune_args(s(&model), &mics, s(&sim.join("picks.csv")), s(&probe)),
+                vec!["--scores", s(&probe.join("scores.csv"))],
+            ]
+            .concat(),
+        );
         assert!(o.status.success(), "{}", text(&o));
         let mut p: Vec<f64> = read_scores(&probe.join("scores.csv"))
             .values()
@@ -98,29 +94,24 @@ fn fixture() -> &'static Fixture {
 /// picker's score), with further arguments.
 fn train_on_truth(sim: &Path, mics: &str, out: &Path, more: &[&str]) -> std::process::Output {
     let truth = sim.join("truth.csv");
-    let mut a = vec![
-        "train",
-        "--micrographs",
-        mics,
-        "--labels",
-        s(&truth),
-        "--box",
-        "48",
-        "--input-size",
-        "32",
-        "--arch",
-        "small",
-        "--pretrained",
-        "none",
-        "--epochs",
-        "2",
-        "--val-fraction",
-        "0.3",
-        "--out",
-        s(out),
-    ];
+    let mut a = tiny_train_args(mics, s(&truth), s(out));
     a.extend(more);
     cryoprune(&a)
+}
+
+/// `prune` with a model, micrographs, picks and `--out`; callers add the flags they test.
+fn prune_args<'a>(model: &'a str, mics: &'a str, picks: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "prune",
+        "--model",
+        model,
+        "--micrographs",
+        mics,
+        "--picks",
+        picks,
+        "--out",
+        out,
+    ]
 }
 
 /// A note per pick that names its centre, so a row carrying the wrong note is caught.
@@ -452,17 +443,7 @@ fn refuses_to_write_into_the_input_folder() {
     let _ = std::fs::remove_dir_all(&root);
     let inputs = write_input(f, "box", &root);
     let before: Vec<Vec<u8>> = inputs.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let o = cryoprune(&[
-        "prune",
-        "--model",
-        s(&f.model),
-        "--micrographs",
-        &f.mics,
-        "--picks",
-        s(&root),
-        "--out",
-        s(&root),
-    ]);
+    let o = cryoprune(&prune_args(s(&f.model), &f.mics, s(&root), s(&root)));
     assert!(!o.status.success());
     assert!(
         text(&o).contains("where the input picks are"),
@@ -498,17 +479,12 @@ fn no_output_flag_writes_over_an_input() {
         ("--scores", &model_json),
         ("--out", &f.model),
     ] {
-        let mut args = vec![
-            "prune",
-            "--model",
+        let mut args = prune_args(
             s(&f.model),
-            "--micrographs",
             &f.mics,
-            "--picks",
             s(inputs[0].parent().unwrap()),
-            "--out",
             s(&out),
-        ];
+        );
         if flag == "--out" {
             args.truncate(args.len() - 2);
         }
@@ -554,19 +530,7 @@ fn output_folders_are_checked_before_the_work() {
     assert_eq!(inputs.len(), 1);
     let a_file = root.join("a_file");
     std::fs::write(&a_file, "not a folder").unwrap();
-    let prune = |out: &str| {
-        cryoprune(&[
-            "prune",
-            "--model",
-            s(&f.model),
-            "--micrographs",
-            &f.mics,
-            "--picks",
-            s(&inputs[0]),
-            "--out",
-            out,
-        ])
-    };
+    let prune = |out: &str| cryoprune(&prune_args(s(&f.model), &f.mics, s(&inputs[0]), out));
     let o = prune(s(&a_file.join("sub")));
     let t = text(&o);
     assert!(!o.status.success() && t.contains("must be a folder"), "{t}");
@@ -629,17 +593,7 @@ fn a_damaged_validation_file_fails_before_any_output() {
     std::fs::write(&validation, csv).unwrap();
     let inputs = write_input(f, "csv", &root.join("in"));
     let out = root.join("out");
-    let o = cryoprune(&[
-        "prune",
-        "--model",
-        s(&model),
-        "--micrographs",
-        &f.mics,
-        "--picks",
-        s(&inputs[0]),
-        "--out",
-        s(&out),
-    ]);
+    let o = cryoprune(&prune_args(s(&model), &f.mics, s(&inputs[0]), s(&out)));
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(t.contains("validation.csv"), "{t}");
@@ -784,17 +738,12 @@ fn warns_when_picks_look_binned() {
     }
     let picks = root.join("half.csv");
     std::fs::write(&picks, b).unwrap();
-    let o = cryoprune(&[
-        "prune",
-        "--model",
+    let o = cryoprune(&prune_args(
         s(&f.model),
-        "--micrographs",
         &f.mics,
-        "--picks",
         s(&picks),
-        "--out",
         s(&root.join("out")),
-    ]);
+    ));
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("try --scale 2"), "{}", text(&o));
 }
@@ -919,21 +868,13 @@ fn the_report_holds_every_section_and_overlays_beside_it() {
     let _ = std::fs::remove_dir_all(&root);
     let inputs = write_input(f, "csv", &root.join("in"));
     let report = root.join("qc.html");
-    let o = cryoprune(&[
-        "prune",
-        "--model",
-        s(&f.model),
-        "--micrographs",
-        &f.mics,
-        "--picks",
-        s(&inputs[0]),
-        "--out",
-        s(&root.join("out")),
-        "--threshold",
-        "0.5",
-        "--report",
-        s(&report),
-    ]);
+    let o = cryoprune(
+        &[
+            prune_args(s(&f.model), &f.mics, s(&inputs[0]), s(&root.join("out"))),
+            vec!["--threshold", "0.5", "--report", s(&report)],
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let html = std::fs::read_to_string(&report).unwrap();
     for section in [
@@ -976,21 +917,13 @@ fn each_pick_is_decided_at_the_share_of_particles_assumed() {
     let run = |name: &str, prior: &str| {
         let out = root.join(name);
         let scores = root.join(format!("{name}.csv"));
-        let o = cryoprune(&[
-            "prune",
-            "--model",
-            s(&f.model),
-            "--micrographs",
-            &f.mics,
-            "--picks",
-            s(&picks),
-            "--out",
-            s(&out),
-            "--scores",
-            s(&scores),
-            "--prior",
-            prior,
-        ]);
+        let o = cryoprune(
+            &[
+                prune_args(s(&f.model), &f.mics, s(&picks), s(&out)),
+                vec!["--scores", s(&scores), "--prior", prior],
+            ]
+            .concat(),
+        );
         (o, out, scores)
     };
     let prune = |name: &str, prior: &str| {

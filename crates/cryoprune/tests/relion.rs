@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::text;
+use common::{text, tiny_train_args};
 use cryoprune_formats::mrc::MrcFile;
 use cryoprune_formats::picks::PickSet;
 use cryoprune_formats::StarFile;
@@ -43,6 +43,29 @@ fn run_in(dir: &Path, program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("run {program}: {e}"));
     assert!(o.status.success(), "{program} {args:?}:\n{}", text(&o));
     o
+}
+
+/// `relion_preprocess --extract` of 64 px boxes from `source` (coordinate files or a particle
+/// STAR to re-extract), into `<name>_parts/` and `<name>.star`; `norm` adds RELION's default
+/// normalisation with the Extract job's background radius.
+fn relion_extract(dir: &Path, name: &str, source: &[&str], norm: bool) -> Output {
+    let (parts, star) = (format!("{name}_parts/"), format!("{name}.star"));
+    let size = BOX.to_string();
+    let mut args = vec!["--i", "micrographs.star"];
+    args.extend(source);
+    args.extend([
+        "--part_dir",
+        &parts,
+        "--part_star",
+        &star,
+        "--extract",
+        "--extract_size",
+        &size,
+    ]);
+    if norm {
+        args.extend(["--norm", "--bg_radius", BG_RADIUS]);
+    }
+    run_in(dir, "relion_preprocess", &args)
 }
 
 fn cryoprune_in(dir: &Path, args: &[&str]) -> Output {
@@ -232,27 +255,11 @@ fn extract_cuts_what_relion_preprocess_cuts_and_keeps_the_particle_metadata() {
         let f = dir.join(format!("coords/sim/micrographs/{m}.star"));
         assert!(f.is_file(), "{} missing:\n{}", f.display(), text(&o));
     }
-    run_in(
+    relion_extract(
         &dir,
-        "relion_preprocess",
-        &[
-            "--i",
-            "micrographs.star",
-            "--coord_dir",
-            "coords/",
-            "--coord_suffix",
-            ".star",
-            "--part_dir",
-            "Relion/",
-            "--part_star",
-            "relion.star",
-            "--extract",
-            "--extract_size",
-            &BOX.to_string(),
-            "--norm",
-            "--bg_radius",
-            BG_RADIUS,
-        ],
+        "relion",
+        &["--coord_dir", "coords/", "--coord_suffix", ".star"],
+        true,
     );
 
     let ours = images(&dir, Path::new("ours/particles.star"));
@@ -322,25 +329,11 @@ fn extract_cuts_what_relion_preprocess_cuts_and_keeps_the_particle_metadata() {
     assert_eq!(optics[0]["rlnImagePixelSize"].parse::<f64>().unwrap(), 2.5);
 
     // RELION re-extracts from our STAR and keeps its CTFs (it reads them per particle).
-    run_in(
+    relion_extract(
         &dir,
-        "relion_preprocess",
-        &[
-            "--i",
-            "micrographs.star",
-            "--reextract_data_star",
-            "ours/particles.star",
-            "--part_dir",
-            "Again/",
-            "--part_star",
-            "again.star",
-            "--extract",
-            "--extract_size",
-            &BOX.to_string(),
-            "--norm",
-            "--bg_radius",
-            BG_RADIUS,
-        ],
+        "again",
+        &["--reextract_data_star", "ours/particles.star"],
+        true,
     );
     let again = rows(&dir.join("again.star"), "particles");
     assert_eq!(again.len(), n);
@@ -371,31 +364,9 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relion_prune");
     let n = setup(&dir);
-    cryoprune_in(
-        &dir,
-        &[
-            "train",
-            "--micrographs",
-            "sim/micrographs/*.mrc",
-            "--labels",
-            "sim/truth.csv",
-            "--box",
-            "48",
-            "--input-size",
-            "32",
-            "--arch",
-            "small",
-            "--pretrained",
-            "none",
-            "--epochs",
-            "2",
-            "--val-fraction",
-            "0.3",
-            "--image-only",
-            "--out",
-            "model",
-        ],
-    );
+    let mut train = tiny_train_args("sim/micrographs/*.mrc", "sim/truth.csv", "model");
+    train.push("--image-only");
+    cryoprune_in(&dir, &train);
     for (out, columns, warned) in [
         ("pruned", None, true),
         ("relion_only", Some("--relion-columns"), false),
@@ -443,24 +414,11 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
             }
         }
         assert_eq!(total, n, "every pick kept or rejected, once");
-        let o = run_in(
+        let o = relion_extract(
             &dir,
-            "relion_preprocess",
-            &[
-                "--i",
-                "micrographs.star",
-                "--coord_dir",
-                &format!("{out}/"),
-                "--coord_suffix",
-                ".star",
-                "--part_dir",
-                &format!("{out}_parts/"),
-                "--part_star",
-                &format!("{out}.star"),
-                "--extract",
-                "--extract_size",
-                "64",
-            ],
+            out,
+            &["--coord_dir", &format!("{out}/"), "--coord_suffix", ".star"],
+            false,
         );
         let warnings = text(&o).matches("unknown label").count();
         assert_eq!(warnings > 0, warned, "{}", text(&o));

@@ -16,6 +16,32 @@ pub fn cryoprune(args: &[&str]) -> Output {
         .expect("run cryoprune")
 }
 
+/// `train` of the smallest useful model (32 px inputs from 48 px boxes, 2 epochs, no
+/// pretrained weights) on `labels`: the model the prune and RELION tests prune with.
+pub fn tiny_train_args<'a>(mics: &'a str, labels: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--micrographs",
+        mics,
+        "--labels",
+        labels,
+        "--box",
+        "48",
+        "--input-size",
+        "32",
+        "--arch",
+        "small",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "2",
+        "--val-fraction",
+        "0.3",
+        "--out",
+        out,
+    ]
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
