@@ -11,7 +11,7 @@ use cryoprune_image::extract::{EdgePolicy, ParticleNorm};
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_model::{load_backbone, Arch, ClassifierConfig, HeadConfig, PickContext, PickFacts};
-use cryoprune_model::{Classifier, Pretrained};
+use cryoprune_model::{Backbone, Classifier, Pretrained};
 use cryoprune_train::modeldir::{sha256_hex, ModelSpec};
 use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::schedule::Schedule;
@@ -424,6 +424,49 @@ pub fn fit(
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<Fitted> {
+    // burn draws the fresh layers' weights from a process-wide generator: seeded, `seed`
+    // decides them too (loading a backbone draws before the head does).
+    let device = compute.device.device.clone().autodiff();
+    device.seed(seed);
+    let backbone = match weights {
+        None => None,
+        Some(path) => {
+            let (backbone, report) = load_backbone(net.arch, path, &device)?;
+            events.note(format!(
+                "loaded {} pretrained tensors from {}",
+                report.applied,
+                path.display()
+            ));
+            Some(backbone)
+        }
+    };
+    fit_seeded(net, backbone, train, val, seed, compute, events)
+}
+
+/// [`fit`] from a backbone in memory (another fit's, adapted to the dataset).
+pub fn fit_from(
+    net: &NetConfig,
+    backbone: Backbone,
+    train: &Dataset,
+    val: &Dataset,
+    seed: u64,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<Fitted> {
+    compute.device.device.clone().autodiff().seed(seed);
+    fit_seeded(net, Some(backbone), train, val, seed, compute, events)
+}
+
+/// The fit itself, once the generator is seeded.
+fn fit_seeded(
+    net: &NetConfig,
+    backbone: Option<Backbone>,
+    train: &Dataset,
+    val: &Dataset,
+    seed: u64,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<Fitted> {
     let config = net.train_config(&train.classes, &train.counts(), seed)?;
     let least = net.arch.min_input();
     if train.size < least {
@@ -439,20 +482,9 @@ pub fn fit(
         head: config.head.clone(),
     };
     let device = compute.device.device.clone().autodiff();
-    // burn draws the fresh layers' weights from a process-wide generator: seeded, `seed`
-    // decides them too.
-    device.seed(seed);
-    let model = match weights {
+    let model = match backbone {
         None => network.init(&device),
-        Some(path) => {
-            let (backbone, report) = load_backbone(net.arch, path, &device)?;
-            events.note(format!(
-                "loaded {} pretrained tensors from {}",
-                report.applied,
-                path.display()
-            ));
-            network.init_with(backbone, &device)
-        }
+        Some(backbone) => network.init_with(backbone, &device),
     };
     let val = (!val.is_empty()).then_some(val);
     let trained = cryoprune_train::train(model, train, val, &config, &device, |s| {
