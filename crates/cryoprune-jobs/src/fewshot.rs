@@ -10,43 +10,52 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_model::{Arch, PickContext, PickFacts, Pretrained};
+use cryoprune_model::{Arch, Backbone, PickContext, PickFacts, Pretrained};
 use cryoprune_train::sampling::{draw_shots, subsample};
 use cryoprune_train::trainer::Scored;
 use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
+use crate::adapt::{adapt, UnlabelledConfig};
 use crate::compute::ComputeConfig;
 use crate::events::Events;
 use crate::labels::LabelsConfig;
-use crate::recipe::{fit, fit_context, NetConfig, PrepConfig};
+use crate::recipe::{fit, fit_context, fit_from, NetConfig, PrepConfig};
 use crate::{Error, Result};
 
 /// A row of the table: how the network starts and which head it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
     pub pretrained: bool,
+    /// Adapted to the dataset on the unlabelled picks before the shots (see [`crate::adapt`]).
+    pub adapted: bool,
     pub single_loss: bool,
 }
 
 impl FromStr for Variant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (start, single_loss) = match s.strip_suffix("-single-loss") {
-            Some(start) => (start, true),
+        let (rest, single_loss) = match s.strip_suffix("-single-loss") {
+            Some(rest) => (rest, true),
             None => (s, false),
+        };
+        let (start, adapted) = match rest.strip_suffix("-adapted") {
+            Some(start) => (start, true),
+            None => (rest, false),
         };
         let pretrained = match start {
             "scratch" => false,
             "pretrained" => true,
             _ => {
                 return Err(format!(
-                    "variant `{s}`: expected scratch, scratch-single-loss, pretrained or pretrained-single-loss"
+                    "variant `{s}`: expected scratch or pretrained, then optionally -adapted \
+                     (adapted to --unlabelled first), then optionally -single-loss"
                 ))
             }
         };
         Ok(Variant {
             pretrained,
+            adapted,
             single_loss,
         })
     }
@@ -59,6 +68,7 @@ impl fmt::Display for Variant {
         } else {
             "scratch"
         })?;
+        f.write_str(if self.adapted { "-adapted" } else { "" })?;
         f.write_str(if self.single_loss { "-single-loss" } else { "" })
     }
 }
@@ -88,6 +98,9 @@ pub struct FewshotConfig {
     pub net: NetConfig,
     /// Per-epoch validation uses at most this many held-out picks.
     pub val_max: usize,
+    /// Unlabelled picks on the training labels' micrographs, for the `-adapted` variants: each
+    /// starting point is adapted once, and every draw starts from that.
+    pub unlabelled: UnlabelledConfig,
     /// Base seed; trial t uses seed + t, so every variant of a trial sees the same draw.
     pub seed: u64,
     /// Output folder for results.json and results.md.
@@ -110,6 +123,7 @@ impl Default for FewshotConfig {
             prep: PrepConfig::default(),
             net: NetConfig::default(),
             val_max: 200,
+            unlabelled: UnlabelledConfig::default(),
             seed: 0,
             out: PathBuf::new(),
         }
@@ -234,6 +248,7 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
         let settings = serde_json::json!({
             "labels": cfg.labels.labels, "test_labels": cfg.test_labels, "preprocessing": pre,
             "net": cfg.net, "val_max": cfg.val_max, "seed": cfg.seed,
+            "unlabelled": cfg.unlabelled,
         });
         let mut results: Results = match std::fs::read(&json_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -253,8 +268,15 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
         }
         results.settings = settings;
 
+        if cfg.variants.iter().any(|v| v.adapted) && !cfg.unlabelled.is_on() {
+            return Err(Error::Invalid(
+                "the -adapted variants need --unlabelled picks to adapt on".into(),
+            ));
+        }
         let all: Vec<usize> = (0..data.len()).collect();
         for &arch in &archs {
+            // Per starting point (scratch, pretrained), adapted once when a variant asks.
+            let mut adapted: [Option<Backbone>; 2] = [None, None];
             let needs_weights = cfg.variants.iter().any(|v| v.pretrained);
             let weights = match needs_weights {
                 true => weights_for(&cfg.weights, arch, default_arch)?,
@@ -299,16 +321,44 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             (Ok(path), true) => Some(path.as_path()),
                             _ => None,
                         };
+                        let slot = &mut adapted[usize::from(variant.pretrained)];
+                        if variant.adapted && slot.is_none() {
+                            let mut base = cfg.net.clone();
+                            base.arch = arch;
+                            let (backbone, _) = adapt(
+                                &cfg.unlabelled,
+                                &cfg.labels.micrographs,
+                                &pre,
+                                &base,
+                                start,
+                                cfg.seed,
+                                &compute,
+                                &crate::Silent,
+                            )?;
+                            *slot = Some(backbone);
+                        }
                         let started = Instant::now();
-                        let fitted = fit(
-                            &net,
-                            start,
-                            &train_set,
-                            &val,
-                            seed,
-                            &compute,
-                            &crate::Silent,
-                        )?;
+                        let fitted = match slot {
+                            Some(backbone) if variant.adapted => fit_from(
+                                &net,
+                                backbone.clone(),
+                                &train_set,
+                                &val,
+                                seed,
+                                &compute,
+                                &crate::Silent,
+                            )?,
+                            _ => fit(
+                                &net,
+                                start,
+                                &train_set,
+                                &val,
+                                seed,
+                                &compute,
+                                &crate::Silent,
+                            )?,
+                        };
+                        // Without the adaptation, which every draw of a cell shares.
                         let train_seconds = started.elapsed().as_secs_f64();
                         let scored = fitted.score(test_set, &compute);
                         let context = usable_context(&train_set, test_set, |f| f).map(|mut ctx| {
@@ -475,10 +525,13 @@ mod tests {
             "scratch-single-loss",
             "pretrained",
             "pretrained-single-loss",
+            "scratch-adapted",
+            "pretrained-adapted-single-loss",
         ] {
             assert_eq!(s.parse::<Variant>().unwrap().to_string(), s);
         }
         assert!("imagenet".parse::<Variant>().is_err());
+        assert!("scratch-single-loss-adapted".parse::<Variant>().is_err());
     }
 
     #[test]

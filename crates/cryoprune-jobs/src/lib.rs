@@ -3,6 +3,7 @@
 //! did. The command line, a web page or a RELION External job drive the same code; none of it
 //! prints.
 
+pub mod adapt;
 pub mod compute;
 pub mod convert;
 pub mod demo;
@@ -16,7 +17,6 @@ pub mod labels;
 pub mod pretrain;
 pub mod prune;
 pub mod recipe;
-pub mod selftrain;
 pub mod simulate;
 pub mod train;
 

@@ -1,27 +1,23 @@
 //! The train job: fine-tune a network on labelled picks and write a model directory.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use cryoprune_model::PickContext;
+use cryoprune_model::{Backbone, PickContext};
 
 use cryoprune_train::diagnose::diagnose;
-use cryoprune_train::modeldir::{
-    ModelDir, ModelSpec, SelfTrainingRecord, TrainingFiles, TrainingRecord,
-};
-use cryoprune_train::prep::Preprocessing;
+use cryoprune_train::modeldir::{ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
 use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
 use cryoprune_train::trainer::Scored;
 use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
+use crate::adapt::{adapt, UnlabelledConfig};
 use crate::compute::{Compute, ComputeConfig};
 use crate::events::Events;
 use crate::labels::{class_counts, LabelsConfig};
 use crate::recipe::{
-    context_for, fit, with_context, Fitted, NetConfig, PrepConfig, Repeats, StartingWeights,
+    context_for, fit, fit_from, with_context, Fitted, NetConfig, PrepConfig, StartingWeights,
 };
-use crate::selftrain::UnlabelledConfig;
 use crate::{invalid, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +35,7 @@ pub struct TrainJobConfig {
     pub net: NetConfig,
     /// Classify on the image alone (no pick context).
     pub image_only: bool,
-    /// Unlabelled picks for one round of self-training.
+    /// Unlabelled picks to adapt the backbone to the dataset on, before the labels.
     pub unlabelled: UnlabelledConfig,
     pub seed: u64,
     /// The model directory to write.
@@ -101,42 +97,35 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             epoch_picks,
             all: held_out,
         };
-        if cfg.unlabelled.is_on() && held.all.is_empty() {
-            invalid!(
-                "--unlabelled needs held-out labelled picks to check the self-trained model \
-                 against: give --shots or a --val-fraction above 0"
-            );
-        }
         events.note(format!(
             "training on {} picks ({}), validating on {} held out",
             train_set.len(),
             class_counts(&train_set),
             held.all.len()
         ));
-        // Fitted on the true labels only, for both models of a self-training round.
         let context = if cfg.image_only {
             None
         } else {
             context_for(&train_set, events)
         };
-        let first = candidate(
-            cfg,
-            &weights,
-            train_set,
-            context.clone(),
-            &held,
-            &compute,
-            events,
-        )?;
-        let (kept, self_training, pseudo) = if cfg.unlabelled.is_on() {
-            let round = self_train(
-                cfg, &pre, &weights, &data, first, context, &held, &compute, events,
+        let (adapted, adaptation) = if cfg.unlabelled.is_on() {
+            let (backbone, record) = adapt(
+                &cfg.unlabelled,
+                &cfg.labels.micrographs,
+                &pre,
+                &cfg.net,
+                weights.path.as_deref(),
+                cfg.seed,
+                &compute,
+                events,
             )?;
-            let pseudo = (!round.pseudo.is_empty()).then_some(round.pseudo);
-            (round.kept, Some(round.record), pseudo)
+            (Some(backbone), Some(record))
         } else {
-            (first, None, None)
+            (None, None)
         };
+        let kept = candidate(
+            cfg, &weights, adapted, train_set, context, &held, &compute, events,
+        )?;
         let Candidate {
             fitted,
             context,
@@ -179,7 +168,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             validation: Some(scored.report.clone()),
             diagnosis: findings,
             labels: cfg.labels.labels.clone(),
-            self_training,
+            adaptation,
         };
         let mut spec = ModelSpec::new(
             data.classes.clone(),
@@ -193,7 +182,6 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         let files = TrainingFiles {
             history: &fitted.history,
             validation: (&held_out, &scored),
-            pseudo_labels: pseudo.as_ref(),
         };
         ModelDir::new(&cfg.out).save(&fitted.model, &mut spec, &files)?;
         events.note(format!("model written to {}", cfg.out.display()));
@@ -217,24 +205,37 @@ struct Candidate {
     trained_on: Dataset,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn candidate(
     cfg: &TrainJobConfig,
     weights: &StartingWeights,
+    adapted: Option<Backbone>,
     train_set: Dataset,
     mut context: Option<PickContext>,
     held: &Held,
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<Candidate> {
-    let fitted = fit(
-        &cfg.net,
-        weights.path.as_deref(),
-        &train_set,
-        &held.epoch,
-        cfg.seed,
-        compute,
-        events,
-    )?;
+    let fitted = match adapted {
+        Some(backbone) => fit_from(
+            &cfg.net,
+            backbone,
+            &train_set,
+            &held.epoch,
+            cfg.seed,
+            compute,
+            events,
+        )?,
+        None => fit(
+            &cfg.net,
+            weights.path.as_deref(),
+            &train_set,
+            &held.epoch,
+            cfg.seed,
+            compute,
+            events,
+        )?,
+    };
     events.note(format!(
         "trained in {:.1} s; best epoch {} kept",
         fitted.seconds, fitted.best_epoch
@@ -262,122 +263,5 @@ fn candidate(
         context,
         scored,
         trained_on: train_set,
-    })
-}
-
-/// What a self-training round kept, what it recorded, and the pseudo-labels it made.
-struct Round {
-    kept: Candidate,
-    record: SelfTrainingRecord,
-    pseudo: Dataset,
-}
-
-/// One round of self-training after `first`: pseudo-labels from the unlabelled picks, a second
-/// model on them and the true labels, kept only when the held-out picks score it higher.
-#[allow(clippy::too_many_arguments)]
-fn self_train(
-    cfg: &TrainJobConfig,
-    pre: &Preprocessing,
-    weights: &StartingWeights,
-    data: &Dataset,
-    first: Candidate,
-    base_context: Option<PickContext>,
-    held: &Held,
-    compute: &Compute,
-    events: &dyn Events,
-) -> Result<Round> {
-    let start = Instant::now();
-    let u = &cfg.unlabelled;
-    let pool = u.pool(&cfg.labels.micrographs, pre, data, compute.threads, events)?;
-    // The pick context is the better judge when the unlabelled picks carry what it combines.
-    let probs = if pool.is_empty() {
-        Vec::new()
-    } else {
-        let image_only = first.fitted.score(&pool, compute);
-        match &first.context {
-            Some(ctx)
-                if pool
-                    .origins
-                    .iter()
-                    .all(|o| ctx.missing(&o.facts()).is_none()) =>
-            {
-                image_only.with_context(&pool, ctx)?.probs
-            }
-            Some(_) => {
-                events.note(
-                    "self-training: the unlabelled picks lack what the pick context combines; \
-                     they are judged on the image alone"
-                        .into(),
-                );
-                image_only.probs
-            }
-            None => image_only.probs,
-        }
-    };
-    let train_set = &first.trained_on;
-    let fill = Repeats::AUTO_BATCHES * cfg.net.batch;
-    let pseudo = u.pseudo_labelled(&pool, &probs, &train_set.counts(), fill);
-    let mut record = SelfTrainingRecord {
-        picks: u.picks.clone(),
-        classified: pool.len(),
-        pseudo_labels: pseudo.counts(),
-        first_macro_f1: first.scored.report.macro_f1,
-        ..SelfTrainingRecord::default()
-    };
-    if pseudo.is_empty() {
-        events.warn(if pool.is_empty() {
-            "self-training: no unlabelled pick lies on --micrographs away from the labelled \
-             ones; the model trained on the labels alone is kept"
-                .into()
-        } else {
-            format!(
-                "self-training: no unlabelled pick was classified with probability {} or more; \
-                 the model trained on the labels alone is kept",
-                u.confidence
-            )
-        });
-        record.seconds = start.elapsed().as_secs_f64();
-        return Ok(Round {
-            kept: first,
-            record,
-            pseudo,
-        });
-    }
-    events.note(format!(
-        "self-training: {} pseudo-labels ({}) join the {} labelled training picks",
-        pseudo.len(),
-        class_counts(&pseudo),
-        train_set.len()
-    ));
-    let second = candidate(
-        cfg,
-        weights,
-        train_set.concat(&pseudo),
-        base_context,
-        held,
-        compute,
-        events,
-    )?;
-    let second_f1 = second.scored.report.macro_f1;
-    record.second_macro_f1 = Some(second_f1);
-    record.kept_second = second_f1 > record.first_macro_f1;
-    record.seconds = start.elapsed().as_secs_f64();
-    events.output(format!(
-        "self-training: held-out macro-F1 {:.3} from the labels alone, {:.3} with the \
-         pseudo-labels; {} kept ({:.1} s for the round)",
-        record.first_macro_f1,
-        second_f1,
-        if record.kept_second {
-            "the self-trained model"
-        } else {
-            "the first model"
-        },
-        record.seconds
-    ));
-    let kept = if record.kept_second { second } else { first };
-    Ok(Round {
-        kept,
-        record,
-        pseudo,
     })
 }

@@ -2,8 +2,7 @@
 //! `model.json` (everything a later command needs to cut particles exactly as training did,
 //! the typed training record, and the weights' SHA-256, so a swapped or truncated weights file
 //! is caught before it classifies anything), `history.csv`, `validation.csv` (the held-out picks
-//! with their probabilities, which prune's threshold advisor reads), `curves.png`, and after
-//! self-training `pseudo_labels.csv`.
+//! with their probabilities, which prune's threshold advisor reads), and `curves.png`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,6 @@ pub const SPEC_FILE: &str = "model.json";
 const HISTORY_FILE: &str = "history.csv";
 const VALIDATION_FILE: &str = "validation.csv";
 const CURVES_FILE: &str = "curves.png";
-pub const PSEUDO_LABELS_FILE: &str = "pseudo_labels.csv";
 /// Bumped when model.json changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -52,28 +50,23 @@ pub struct TrainingRecord {
     pub diagnosis: Vec<String>,
     /// The label files trained on.
     pub labels: Vec<PathBuf>,
-    /// The round of self-training on unlabelled picks, when there was one.
-    pub self_training: Option<SelfTrainingRecord>,
+    /// The adaptation to the dataset on its unlabelled picks, when there was one.
+    pub adaptation: Option<AdaptationRecord>,
 }
 
-/// One round of self-training: the first model labelled the unlabelled picks it was surest of,
-/// a second model trained on those and the true labels, and the held-out true labels chose.
+/// The backbone's adaptation to the dataset before the labels: it learnt to tell the
+/// unlabelled picks from random places on the same micrographs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct SelfTrainingRecord {
+pub struct AdaptationRecord {
     /// The unlabelled pick files.
     pub picks: Vec<PathBuf>,
-    /// Unlabelled picks cut and classified (labelled picks among them left out).
-    pub classified: usize,
-    /// Pseudo-labels added to the training picks, per class.
-    pub pseudo_labels: Vec<usize>,
-    /// Held-out macro-F1 of the model trained on the true labels alone, and of the second
-    /// (none when no pick was confident enough to train one).
-    pub first_macro_f1: f64,
-    pub second_macro_f1: Option<f64>,
-    /// Whether the second model is the one saved: only when it scored higher.
-    pub kept_second: bool,
-    /// Seconds spent beyond the first model: cutting, classifying and the second training.
+    /// Picks and random places trained on (the validation ones not counted).
+    pub picked: usize,
+    pub elsewhere: usize,
+    pub epochs: usize,
+    /// Accuracy of telling picks from random places, held-out ones, at the epoch kept.
+    pub accuracy: f64,
     pub seconds: f64,
 }
 
@@ -270,8 +263,6 @@ pub struct TrainingFiles<'a> {
     pub history: &'a [EpochStats],
     /// The held-out picks and their scores (the pick context combined).
     pub validation: (&'a Dataset, &'a Scored),
-    /// The pseudo-labels of a self-training round, written as a label file.
-    pub pseudo_labels: Option<&'a Dataset>,
 }
 
 /// A model directory on disk.
@@ -314,15 +305,6 @@ impl ModelDir {
         )?;
         let (data, scored) = files.validation;
         write_predictions(&self.file(VALIDATION_FILE), data, scored)?;
-        let pseudo = self.file(PSEUDO_LABELS_FILE);
-        match files.pseudo_labels {
-            Some(data) => write_labels(&pseudo, data)?,
-            // A previous run's would pass for this one's.
-            None if pseudo.exists() => {
-                fs::remove_file(&pseudo).map_err(|e| ModelDirError::Io(pseudo.clone(), e))?
-            }
-            None => {}
-        }
         self.save_weights(model, spec)
     }
 
@@ -474,23 +456,6 @@ fn write_history(path: &Path, history: &[EpochStats]) -> Result<(), ModelDirErro
 /// One row per labelled particle: where it is, its label, the prediction and each class's
 /// probability (`micrograph,x,y,label,predicted,p_<class>...`): validation.csv, and
 /// `evaluate --predictions`.
-/// `data` as a label file `train` reads back: micrograph,x,y,label and the picker's score
-/// where it is known.
-fn write_labels(path: &Path, data: &Dataset) -> Result<(), cryoprune_formats::FormatError> {
-    write_atomic(path, |w| {
-        writeln!(w, "micrograph,x,y,label,score")?;
-        for (o, &l) in data.origins.iter().zip(&data.labels) {
-            let score = o.score.map(|v| v.to_string()).unwrap_or_default();
-            writeln!(
-                w,
-                "{},{},{},{},{score}",
-                o.micrograph, o.x, o.y, data.classes[l]
-            )?;
-        }
-        Ok(())
-    })
-}
-
 pub fn write_predictions(
     path: &Path,
     data: &Dataset,

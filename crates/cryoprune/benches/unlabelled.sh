@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
-# What `train --unlabelled` (one round of self-training) does, measured as a user would meet it:
-# a few labels per class and every other pick of the dataset unlabelled. For each set and seed,
-# draws K + 10 labels per class from the training micrographs (K train, 10 validate and decide
-# which model is kept), trains the default network without and with --unlabelled ALL_PICKS,
+# What `train --unlabelled` (adapting the network to the dataset on its unlabelled picks first)
+# does, measured as a user would meet it: a few labels per class and every pick of the dataset
+# unlabelled. For each set and seed, draws K + 10 labels per class from the training micrographs
+# (K train, 10 validate), trains the default network without and with --unlabelled ALL_PICKS,
 # prunes the test micrographs' picks (default prior) and scores the kept picks against the labels:
 #   EMPIAR-10017 Topaz and crYOLO picks (K = 30; labels from 14_33_35 and 15_17_31, test
 #   15_30_21 and 15_33_42), and RELION's ref_model simulated under the realistic and hard
 #   presets (K = 15; labels from sim_0001-0005, test sim_0006-0010).
 #
-#   crates/cryoprune/benches/self_training.sh [OUT_DIR]     # writes OUT_DIR/self_training.csv
+#   crates/cryoprune/benches/unlabelled.sh [OUT_DIR]     # writes OUT_DIR/unlabelled.csv
 #
 # SEEDS (default "0 1 2") chooses the draws. Needs a release build (cargo build --release) and
 # ../shared/data beside the checkout.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
-out="${1:-self_training}"
+out="${1:-unlabelled}"
 bin="${CRYOPRUNE:-$root/target/release/cryoprune}"
 data="$root/../shared/data"
 e="$data/empiar-10017"
 mkdir -p "$out"
-table="$out/self_training.csv"
+table="$out/unlabelled.csv"
 echo "set,seed,model,macro_f1,particles_kept,junk_removed,train_seconds" > "$table"
 
 # run NAME LABELS SHOTS BOX TRAIN_MICS(regex) TEST_PICKS ALL_PICKS MICS...
@@ -40,9 +40,9 @@ with open(dst, "w") as f:
         for r in rng.sample(of, min(n, len(of))):
             f.write(f"{r['micrograph']},{r['x']},{r['y']},{label},{r['score']}\n")
 PY
-        for model in labels-only self-trained; do
+        for model in labels-only adapted; do
             local extra=()
-            [ "$model" = self-trained ] && extra=(--unlabelled "$all_picks")
+            [ "$model" = adapted ] && extra=(--unlabelled "$all_picks")
             local start=$SECONDS
             "$bin" train --micrographs "$@" --labels "$base-labels.csv" --box "$box" \
                 --shots "$shots" --seed "$seed" --pretrained none --out "$base-$model" \

@@ -7,6 +7,7 @@
 //! ```text
 //! cryoprune fewshot --micrographs 'mics/*.jpg' --labels labels.csv --box 180 --shots 10,20,30 --trials 5 --out fewshot/
 //! cryoprune fewshot --micrographs mics/14_33_35.jpg mics/15_17_31.jpg --labels topaz.csv --test-micrographs mics/15_30_21.jpg mics/15_33_42.jpg --test-labels topaz.csv --box 180 --archs efficientnet-lite0,resnet18 --variants scratch,pretrained,pretrained-single-loss --weights efficientnet-lite0=efficientnet-lite0.pth --out bench/
+//! cryoprune fewshot --micrographs 'mics/*.jpg' --labels labels.csv --box 180 --variants scratch,scratch-adapted --unlabelled picks/ --out fewshot/
 //! ```
 
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use anyhow::Result;
 use cryoprune_jobs::fewshot::{self, FewshotConfig, Variant};
 use cryoprune_model::Arch;
 
-use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
+use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs, UnlabelledArgs};
 use crate::printer::Printer;
 
 fn defaults() -> FewshotConfig {
@@ -44,7 +45,8 @@ pub struct Args {
     /// Draws per cell.
     #[arg(long, default_value_t = defaults().trials)]
     trials: usize,
-    /// Variants: scratch, pretrained, and either with -single-loss (a one-branch head).
+    /// Variants: scratch or pretrained, then optionally -adapted (adapted to --unlabelled
+    /// first), then optionally -single-loss (a one-branch head).
     #[arg(long, value_delimiter = ',', default_values_t = defaults().variants)]
     variants: Vec<Variant>,
     /// Networks to compare, comma-separated (overrides --arch).
@@ -61,6 +63,8 @@ pub struct Args {
     /// Per-epoch validation uses at most this many held-out picks.
     #[arg(long, default_value_t = defaults().val_max)]
     val_max: usize,
+    #[command(flatten)]
+    unlabelled: UnlabelledArgs,
     /// Base seed; trial t uses seed + t, so every variant of a trial sees the same draw.
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
@@ -83,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
         prep: args.prep.into(),
         net: args.net.into(),
         val_max: args.val_max,
+        unlabelled: args.unlabelled.into(),
         seed: args.seed,
         out: args.out,
     };

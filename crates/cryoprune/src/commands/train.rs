@@ -12,10 +12,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cryoprune_jobs::selftrain::UnlabelledConfig;
 use cryoprune_jobs::train::{self, TrainJobConfig};
 
-use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
+use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs, UnlabelledArgs};
 use crate::printer::Printer;
 
 fn defaults() -> TrainJobConfig {
@@ -50,14 +49,8 @@ pub struct Args {
     /// distance from the micrograph edge.
     #[arg(long)]
     image_only: bool,
-    /// Pick files or folders without labels from the same micrographs (any format prune
-    /// reads): the model labels those it is surest of, a second model trains on them
-    /// and the labels, and the held-out labelled picks decide which model is saved.
-    #[arg(long, num_args = 1..)]
-    unlabelled: Vec<PathBuf>,
-    /// With --unlabelled: classify about this many of them (whole micrographs, spread out).
-    #[arg(long, default_value_t = defaults().unlabelled.max_picks)]
-    unlabelled_max: usize,
+    #[command(flatten)]
+    unlabelled: UnlabelledArgs,
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
     /// Output model directory.
@@ -75,11 +68,7 @@ pub fn run(args: Args) -> Result<()> {
         prep: args.prep.into(),
         net: args.net.into(),
         image_only: args.image_only,
-        unlabelled: UnlabelledConfig {
-            picks: args.unlabelled,
-            max_picks: args.unlabelled_max,
-            ..defaults().unlabelled
-        },
+        unlabelled: args.unlabelled.into(),
         seed: args.seed,
         out: args.out,
     };
