@@ -101,10 +101,14 @@ impl UnlabelledConfig {
         let counts: Vec<usize> = matched.iter().map(|g| g.picks.len()).collect();
         let chosen = sample_jobs(&counts, self.max_picks);
         matched = chosen.into_iter().map(|i| matched[i].clone()).collect();
+        // Random places keep clear of every pick, also of those the thinning leaves out.
+        let all_picks = matched.clone();
+        thin(&mut matched, self.max_picks);
+        let wanted: Vec<usize> = matched.iter().map(|g| g.picks.len()).collect();
         let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
         let pipeline = cryoprune_train::prep::pipeline(pre, threads, 1);
         let elsewhere = PickSet {
-            micrographs: elsewhere(&matched, 0.25 * pre.box_size as f64, seed),
+            micrographs: elsewhere(&all_picks, &wanted, 0.25 * pre.box_size as f64, seed),
             ..set.clone()
         };
         set.micrographs = matched;
@@ -179,22 +183,43 @@ pub fn adapt(
     Ok((fitted.model.backbone, record))
 }
 
-/// For each micrograph, as many random places as it has picks, within the rectangle its picks
-/// span (where the picker looked, without reading the micrograph) and at least `near` pixels
-/// from every pick, so a random place is never a pick. Fewer when the picks leave no room.
-pub fn elsewhere(groups: &[MicrographPicks], near: f64, seed: u64) -> Vec<MicrographPicks> {
+/// Whole micrographs can hold more picks than `max` together (a few micrographs of many
+/// picks): every micrograph then keeps an evenly spread share, so the adaptation's time stays
+/// what `max` promises.
+fn thin(groups: &mut [MicrographPicks], max: usize) {
+    let total: usize = groups.iter().map(|g| g.picks.len()).sum();
+    if total <= max {
+        return;
+    }
+    for g in groups {
+        let keep = (g.picks.len() * max).div_ceil(total);
+        let n = g.picks.len();
+        g.picks = (0..keep).map(|i| g.picks[i * n / keep].clone()).collect();
+    }
+}
+
+/// For each micrograph, `wanted` random places, within the rectangle its picks span (where the
+/// picker looked, without reading the micrograph) and at least `near` pixels from every pick,
+/// so a random place is never a pick. Fewer when the picks leave no room.
+pub fn elsewhere(
+    groups: &[MicrographPicks],
+    wanted: &[usize],
+    near: f64,
+    seed: u64,
+) -> Vec<MicrographPicks> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xE15E_3E7E);
     groups
         .iter()
-        .map(|g| {
+        .zip(wanted)
+        .map(|(g, &wanted)| {
             let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
             for p in &g.picks {
                 (x0, x1, y0, y1) = (x0.min(p.x), x1.max(p.x), y0.min(p.y), y1.max(p.y));
             }
-            let mut picks = Vec::with_capacity(g.picks.len());
+            let mut picks = Vec::with_capacity(wanted);
             // Bounded: a micrograph packed with picks may have little room left.
-            for _ in 0..20 * g.picks.len() {
-                if picks.len() == g.picks.len() || x1 <= x0 || y1 <= y0 {
+            for _ in 0..20 * wanted {
+                if picks.len() == wanted || x1 <= x0 || y1 <= y0 {
                     break;
                 }
                 let (x, y) = (rng.random_range(x0..x1), rng.random_range(y0..y1));
@@ -223,7 +248,7 @@ mod tests {
             micrograph: "a".into(),
             picks,
         }];
-        let out = elsewhere(&groups, 8.0, 1);
+        let out = elsewhere(&groups, &[40], 8.0, 1);
         assert_eq!(out[0].micrograph, "a");
         assert_eq!(out[0].picks.len(), 40);
         for r in &out[0].picks {
@@ -233,15 +258,38 @@ mod tests {
                 .iter()
                 .all(|p| (p.x - r.x).hypot(p.y - r.y) >= 8.0));
         }
-        assert_eq!(out, elsewhere(&groups, 8.0, 1), "a seed gives one set");
-        assert_ne!(out, elsewhere(&groups, 8.0, 2));
+        assert_eq!(
+            out,
+            elsewhere(&groups, &[40], 8.0, 1),
+            "a seed gives one set"
+        );
+        assert_ne!(out, elsewhere(&groups, &[40], 8.0, 2));
+        assert_eq!(elsewhere(&groups, &[7], 8.0, 1)[0].picks.len(), 7);
         // Picks packed so densely that no place is far enough: fewer places, no endless loop.
-        assert!(elsewhere(&groups, 60.0, 1)[0].picks.is_empty());
+        assert!(elsewhere(&groups, &[40], 60.0, 1)[0].picks.is_empty());
         // One pick spans no rectangle.
         let single = vec![MicrographPicks {
             micrograph: "b".into(),
             picks: vec![Pick::new(5.0, 5.0)],
         }];
-        assert!(elsewhere(&single, 1.0, 1)[0].picks.is_empty());
+        assert!(elsewhere(&single, &[1], 1.0, 1)[0].picks.is_empty());
+    }
+
+    #[test]
+    fn thinning_keeps_an_even_share_of_every_micrograph() {
+        let group = |name: &str, n: usize| MicrographPicks {
+            micrograph: name.into(),
+            picks: (0..n).map(|i| Pick::new(i as f64, 0.0)).collect(),
+        };
+        let mut groups = vec![group("a", 300), group("b", 100)];
+        thin(&mut groups, 200);
+        assert_eq!(groups[0].picks.len(), 150);
+        assert_eq!(groups[1].picks.len(), 50);
+        // Spread over each micrograph's list, not its head.
+        assert_eq!(groups[0].picks[1].x, 2.0);
+        assert_eq!(groups[0].picks[149].x, 298.0);
+        let mut few = vec![group("c", 10)];
+        thin(&mut few, 200);
+        assert_eq!(few[0].picks.len(), 10);
     }
 }
