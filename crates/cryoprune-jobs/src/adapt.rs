@@ -26,7 +26,7 @@ use crate::compute::Compute;
 use crate::events::Events;
 use crate::inputs::{expand_globs, pair_with_micrographs};
 use crate::prune::prior::sample_jobs;
-use crate::recipe::{fit, NetConfig};
+use crate::recipe::{fit, NetConfig, Start};
 use crate::{invalid, Result};
 
 /// The two classes of the adaptation task.
@@ -163,7 +163,15 @@ pub fn adapt(
         class_weights: None,
         ..net.clone()
     };
-    let fitted = fit(&net, weights, &train, &val, seed, compute, events)?;
+    let fitted = fit(
+        &net,
+        Start::Weights(weights),
+        &train,
+        &val,
+        seed,
+        compute,
+        events,
+    )?;
     let accuracy = fitted.history[fitted.best_epoch - 1]
         .val_accuracy
         .unwrap_or(f64::NAN);

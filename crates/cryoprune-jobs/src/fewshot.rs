@@ -20,7 +20,7 @@ use crate::adapt::{adapt, UnlabelledConfig};
 use crate::compute::ComputeConfig;
 use crate::events::Events;
 use crate::labels::LabelsConfig;
-use crate::recipe::{fit, fit_context, fit_from, NetConfig, PrepConfig};
+use crate::recipe::{fit, fit_context, NetConfig, PrepConfig, Start};
 use crate::{Error, Result};
 
 /// A row of the table: how the network starts and which head it has.
@@ -338,26 +338,12 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             *slot = Some(backbone);
                         }
                         let started = Instant::now();
-                        let fitted = match slot {
-                            Some(backbone) if variant.adapted => fit_from(
-                                &net,
-                                backbone.clone(),
-                                &train_set,
-                                &val,
-                                seed,
-                                &compute,
-                                &crate::Silent,
-                            )?,
-                            _ => fit(
-                                &net,
-                                start,
-                                &train_set,
-                                &val,
-                                seed,
-                                &compute,
-                                &crate::Silent,
-                            )?,
+                        let from = match slot {
+                            Some(backbone) if variant.adapted => Start::Backbone(Box::new(backbone.clone())),
+                            _ => Start::Weights(start),
                         };
+                        let fitted =
+                            fit(&net, from, &train_set, &val, seed, &compute, &crate::Silent)?;
                         // Without the adaptation, which every draw of a cell shares.
                         let train_seconds = started.elapsed().as_secs_f64();
                         let scored = fitted.score(test_set, &compute);

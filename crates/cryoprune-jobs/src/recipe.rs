@@ -413,11 +413,19 @@ pub struct Fitted {
     pub seconds: f64,
 }
 
-/// Trains `net` from `weights` on `train`, choosing the best epoch on `val`; every epoch is
+/// Where a fit's backbone starts.
+pub enum Start<'a> {
+    /// Fresh weights, or a checkpoint on disk (see [`StartingWeights`]).
+    Weights(Option<&'a std::path::Path>),
+    /// A backbone in memory: another fit's, adapted to the dataset.
+    Backbone(Box<Backbone>),
+}
+
+/// Trains `net` from `start` on `train`, choosing the best epoch on `val`; every epoch is
 /// reported as an [`Event::Epoch`].
 pub fn fit(
     net: &NetConfig,
-    weights: Option<&std::path::Path>,
+    start: Start,
     train: &Dataset,
     val: &Dataset,
     seed: u64,
@@ -428,9 +436,9 @@ pub fn fit(
     // decides them too (loading a backbone draws before the head does).
     let device = compute.device.device.clone().autodiff();
     device.seed(seed);
-    let backbone = match weights {
-        None => None,
-        Some(path) => {
+    let backbone = match start {
+        Start::Weights(None) => None,
+        Start::Weights(Some(path)) => {
             let (backbone, report) = load_backbone(net.arch, path, &device)?;
             events.note(format!(
                 "loaded {} pretrained tensors from {}",
@@ -439,34 +447,8 @@ pub fn fit(
             ));
             Some(backbone)
         }
+        Start::Backbone(backbone) => Some(*backbone),
     };
-    fit_seeded(net, backbone, train, val, seed, compute, events)
-}
-
-/// [`fit`] from a backbone in memory (another fit's, adapted to the dataset).
-pub fn fit_from(
-    net: &NetConfig,
-    backbone: Backbone,
-    train: &Dataset,
-    val: &Dataset,
-    seed: u64,
-    compute: &Compute,
-    events: &dyn Events,
-) -> Result<Fitted> {
-    compute.device.device.clone().autodiff().seed(seed);
-    fit_seeded(net, Some(backbone), train, val, seed, compute, events)
-}
-
-/// The fit itself, once the generator is seeded.
-fn fit_seeded(
-    net: &NetConfig,
-    backbone: Option<Backbone>,
-    train: &Dataset,
-    val: &Dataset,
-    seed: u64,
-    compute: &Compute,
-    events: &dyn Events,
-) -> Result<Fitted> {
     let config = net.train_config(&train.classes, &train.counts(), seed)?;
     let least = net.arch.min_input();
     if train.size < least {
@@ -481,7 +463,6 @@ fn fit_seeded(
         classes: train.classes.len(),
         head: config.head.clone(),
     };
-    let device = compute.device.device.clone().autodiff();
     let model = match backbone {
         None => network.init(&device),
         Some(backbone) => network.init_with(backbone, &device),

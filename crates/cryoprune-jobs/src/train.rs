@@ -16,7 +16,7 @@ use crate::compute::{Compute, ComputeConfig};
 use crate::events::Events;
 use crate::labels::{class_counts, LabelsConfig};
 use crate::recipe::{
-    context_for, fit, fit_from, with_context, Fitted, NetConfig, PrepConfig, StartingWeights,
+    context_for, fit, with_context, Fitted, NetConfig, PrepConfig, Start, StartingWeights,
 };
 use crate::{invalid, Result};
 
@@ -216,26 +216,19 @@ fn candidate(
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<Candidate> {
-    let fitted = match adapted {
-        Some(backbone) => fit_from(
-            &cfg.net,
-            backbone,
-            &train_set,
-            &held.epoch,
-            cfg.seed,
-            compute,
-            events,
-        )?,
-        None => fit(
-            &cfg.net,
-            weights.path.as_deref(),
-            &train_set,
-            &held.epoch,
-            cfg.seed,
-            compute,
-            events,
-        )?,
+    let start = match adapted {
+        Some(backbone) => Start::Backbone(Box::new(backbone)),
+        None => Start::Weights(weights.path.as_deref()),
     };
+    let fitted = fit(
+        &cfg.net,
+        start,
+        &train_set,
+        &held.epoch,
+        cfg.seed,
+        compute,
+        events,
+    )?;
     events.note(format!(
         "trained in {:.1} s; best epoch {} kept",
         fitted.seconds, fitted.best_epoch

@@ -3,7 +3,9 @@
 //! they asked for.
 
 use cryoprune_jobs::events::{Collect, Event};
-use cryoprune_jobs::recipe::{context_for, fit, with_context, NetConfig, Repeats, ScheduleKind};
+use cryoprune_jobs::recipe::{
+    context_for, fit, with_context, NetConfig, Repeats, ScheduleKind, Start,
+};
 use cryoprune_jobs::ComputeConfig;
 use cryoprune_train::{Dataset, Origin};
 use rand::{Rng, SeedableRng};
@@ -66,7 +68,15 @@ fn the_recipe_trains_as_configured_and_the_context_is_combined() {
     };
     let fitted = compute
         .install(&events, || {
-            fit(&net, None, &train, &val, 4, &compute, &events)
+            fit(
+                &net,
+                Start::Weights(None),
+                &train,
+                &val,
+                4,
+                &compute,
+                &events,
+            )
         })
         .unwrap();
     assert_eq!(fitted.history.len(), 3);
@@ -139,7 +149,16 @@ fn a_second_job_in_the_process_gets_its_own_thread_count() {
                 batch: 8,
                 ..NetConfig::default()
             };
-            fit(&net, None, &data, &data, 0, &compute, &events).unwrap();
+            fit(
+                &net,
+                Start::Weights(None),
+                &data,
+                &data,
+                0,
+                &compute,
+                &events,
+            )
+            .unwrap();
             rayon::current_num_threads()
         });
         assert_eq!(seen, threads);
