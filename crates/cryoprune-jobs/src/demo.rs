@@ -1,7 +1,7 @@
 //! The demo job: the main job end to end on built-in data, with nothing downloaded. It
 //! simulates a small dataset, labels 30 picks per class from the truth as a user would
-//! (particle or junk, from the first two thirds of the micrographs only), trains, prunes every
-//! pick, and scores the kept picks against the truth. Each step is the real job, announced with
+//! (particle or junk, from the first two thirds of the micrographs only), trains (adapting the
+//! network to every pick first), prunes every pick, and scores the kept picks against the truth. Each step is the real job, announced with
 //! the command line that runs it by hand.
 
 use std::collections::HashMap;
@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::adapt::UnlabelledConfig;
 use crate::events::{Event, Events};
 use crate::labels::LabelsConfig;
 use crate::prune::PruneConfig;
@@ -130,14 +131,26 @@ pub fn run(cfg: &DemoConfig, events: &dyn Events) -> Result<DemoResult> {
             epochs,
             ..NetConfig::default()
         },
+        // Every pick, unlabelled, adapts the network to these micrographs first.
+        unlabelled: UnlabelledConfig {
+            picks: vec![data.join("picks.star")],
+            epochs: if cfg.fast {
+                1
+            } else {
+                UnlabelledConfig::default().epochs
+            },
+            ..UnlabelledConfig::default()
+        },
         seed: cfg.seed,
         out: model.clone(),
         ..TrainJobConfig::default()
     };
     events.emit(Event::Step(format!(
-        "cryoprune train --micrographs '{}' --labels {} --box {box_size} --arch small --pretrained none --input-size {box_size} --lr 0.03 --epochs {epochs} --seed {} --out {}",
+        "cryoprune train --micrographs '{}' --labels {} --box {box_size} --arch small --pretrained none --input-size {box_size} --lr 0.03 --epochs {epochs} --unlabelled {} --unlabelled-epochs {} --seed {} --out {}",
         text(&mics)?,
         text(&labels)?,
+        text(&train.unlabelled.picks[0])?,
+        train.unlabelled.epochs,
         cfg.seed,
         text(&model)?
     )));

@@ -165,6 +165,11 @@ fn demo_runs_offline() {
     assert!(t.contains("demo complete"), "{t}");
     assert!(t.contains("$ cryoprune prune --model"), "{t}");
     assert!(t.contains("against the simulated truth"), "{t}");
+    // The network is adapted to the demo's own picks before the labels train it.
+    assert!(
+        t.contains("--unlabelled") && t.contains("adapted to these micrographs"),
+        "{t}"
+    );
     for f in [
         "labels.csv",
         "model/model.json",

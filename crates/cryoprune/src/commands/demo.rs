@@ -1,8 +1,8 @@
 //! `cryoprune demo`: the main job end to end on built-in data, with nothing downloaded. It
 //! simulates a small dataset (micrographs with particles, carbon, ice, aggregates and the picks a
 //! real picker would make, with the truth of each), labels 30 picks per class from the truth as
-//! a user would (particle or junk, from the first two thirds of the micrographs only), trains,
-//! prunes every pick, and scores the kept picks against the truth. Each step is the real job,
+//! a user would (particle or junk, from the first two thirds of the micrographs only), trains
+//! (adapting the network to all the picks first), prunes every pick, and scores the kept picks against the truth. Each step is the real job,
 //! and its command line is printed so it can be run by hand.
 //!
 //! ```text
