@@ -41,8 +41,8 @@ pub struct UnlabelledConfig {
     pub picks: Vec<PathBuf>,
     /// Their format when the extension does not tell.
     pub format: Option<PickFormat>,
-    /// At most about this many picks are used (whole micrographs spread over the files), and
-    /// as many random places beside them.
+    /// At most about this many picks are used (from micrographs spread over the files, each
+    /// thinned to an even share), and as many random places beside them.
     pub max_picks: usize,
     /// Epochs of the adaptation.
     pub epochs: usize,
