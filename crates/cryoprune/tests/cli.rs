@@ -926,6 +926,40 @@ fn trains_and_evaluates_from_a_labelled_particle_star() {
     assert_eq!(report["n"].as_u64().unwrap(), images);
 }
 
+/// A seconds-long `fewshot` on one micrograph: 2 draws of the given shots and variants, one
+/// epoch at 24 px.
+fn tiny_fewshot<'a>(
+    mic: &'a str,
+    labels: &'a Path,
+    shots: &'a str,
+    variants: &'a str,
+    out: &'a Path,
+) -> Vec<&'a str> {
+    vec![
+        "fewshot",
+        "--micrographs",
+        mic,
+        "--labels",
+        s(labels),
+        "--box",
+        "180",
+        "--input-size",
+        "24",
+        "--shots",
+        shots,
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--variants",
+        variants,
+        "--val-max",
+        "10",
+        "--out",
+        s(out),
+    ]
+}
+
 #[test]
 fn fewshot_writes_the_table_and_resumes() {
     let Some(d) = data() else { return };
@@ -933,31 +967,8 @@ fn fewshot_writes_the_table_and_resumes() {
     let out = dir.path().join("fs");
     let labels = d.join("empiar-10017/labels/topaz.csv");
     let mic = empiar_mic(&d, "15_17_31");
-    let args = [
-        "fewshot",
-        "--archs",
-        "small",
-        "--micrographs",
-        &mic,
-        "--labels",
-        s(&labels),
-        "--box",
-        "180",
-        "--input-size",
-        "24",
-        "--shots",
-        "4,6",
-        "--trials",
-        "2",
-        "--epochs",
-        "1",
-        "--variants",
-        "scratch,scratch-single-loss",
-        "--val-max",
-        "10",
-        "--out",
-        s(&out),
-    ];
+    let mut args = tiny_fewshot(&mic, &labels, "4,6", "scratch,scratch-single-loss", &out);
+    args.extend(["--archs", "small"]);
     let o = cryoprune(&args);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
@@ -1002,29 +1013,7 @@ fn fewshot_adapts_once_for_the_adapted_variants() {
     let picks = d.join("empiar-10017/picks/topaz/Falcon_2012_06_12-15_17_31_0.box");
     let mic = empiar_mic(&d, "15_17_31");
     let run = |out: &Path, unlabelled: &[&str]| {
-        let mut a = vec![
-            "fewshot",
-            "--micrographs",
-            &mic,
-            "--labels",
-            s(&labels),
-            "--box",
-            "180",
-            "--input-size",
-            "24",
-            "--shots",
-            "4",
-            "--trials",
-            "2",
-            "--epochs",
-            "1",
-            "--variants",
-            "scratch,scratch-adapted",
-            "--val-max",
-            "10",
-            "--out",
-            s(out),
-        ];
+        let mut a = tiny_fewshot(&mic, &labels, "4", "scratch,scratch-adapted", out);
         a.extend(unlabelled);
         cryoprune(&a)
     };
