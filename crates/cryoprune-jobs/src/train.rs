@@ -121,6 +121,13 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             )?;
             (Some(backbone), Some(record))
         } else {
+            if !cfg.labels.micrographs.is_empty() {
+                events.note(
+                    "the picks you did not label can help: --unlabelled PICKS adapts the network \
+                     to these micrographs before the labels (about 40 s on 2 cores)"
+                        .into(),
+                );
+            }
             (None, None)
         };
         let kept = candidate(
