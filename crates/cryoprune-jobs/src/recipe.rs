@@ -432,6 +432,15 @@ pub fn fit(
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<Fitted> {
+    let config = net.train_config(&train.classes, &train.counts(), seed)?;
+    let least = net.arch.min_input();
+    if train.size < least {
+        invalid!(
+            "{} sees no less than {least} px: give --input-size {least} or more (not {})",
+            net.arch,
+            train.size
+        );
+    }
     // burn draws the fresh layers' weights from a process-wide generator: seeded, `seed`
     // decides them too (loading a backbone draws before the head does).
     let device = compute.device.device.clone().autodiff();
@@ -449,15 +458,6 @@ pub fn fit(
         }
         Start::Backbone(backbone) => Some(*backbone),
     };
-    let config = net.train_config(&train.classes, &train.counts(), seed)?;
-    let least = net.arch.min_input();
-    if train.size < least {
-        invalid!(
-            "{} sees no less than {least} px: give --input-size {least} or more (not {})",
-            net.arch,
-            train.size
-        );
-    }
     let network = ClassifierConfig {
         arch: net.arch,
         classes: train.classes.len(),

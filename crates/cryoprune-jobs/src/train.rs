@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cryoprune_model::{Backbone, PickContext};
+use cryoprune_model::PickContext;
 
 use cryoprune_train::diagnose::diagnose;
 use cryoprune_train::modeldir::{ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
@@ -108,7 +108,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         } else {
             context_for(&train_set, events)
         };
-        let (adapted, adaptation) = if cfg.unlabelled.is_on() {
+        let (start, adaptation) = if cfg.unlabelled.is_on() {
             let (backbone, record) = adapt(
                 &cfg.unlabelled,
                 &cfg.labels.micrographs,
@@ -119,7 +119,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                 &compute,
                 events,
             )?;
-            (Some(backbone), Some(record))
+            (Start::Backbone(Box::new(backbone)), Some(record))
         } else {
             if !cfg.labels.micrographs.is_empty() {
                 events.note(
@@ -128,17 +128,13 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                         .into(),
                 );
             }
-            (None, None)
+            (Start::Weights(weights.path.as_deref()), None)
         };
-        let kept = candidate(
-            cfg, &weights, adapted, train_set, context, &held, &compute, events,
-        )?;
         let Candidate {
             fitted,
             context,
             scored,
-            trained_on,
-        } = kept;
+        } = candidate(cfg, start, &train_set, context, &held, &compute, events)?;
         let held_out = held.all;
         if !held_out.is_empty() {
             events.output(format!(
@@ -166,8 +162,8 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         let training = TrainingRecord {
             config: Some(fitted.config.clone()),
             shots: cfg.shots,
-            train_picks: trained_on.len(),
-            class_counts: trained_on.counts(),
+            train_picks: train_set.len(),
+            class_counts: train_set.counts(),
             validation_picks: held_out.len(),
             best_epoch: fitted.best_epoch,
             seconds: fitted.seconds,
@@ -209,28 +205,21 @@ struct Candidate {
     fitted: Fitted,
     context: Option<PickContext>,
     scored: Scored,
-    trained_on: Dataset,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn candidate(
     cfg: &TrainJobConfig,
-    weights: &StartingWeights,
-    adapted: Option<Backbone>,
-    train_set: Dataset,
+    start: Start,
+    train_set: &Dataset,
     mut context: Option<PickContext>,
     held: &Held,
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<Candidate> {
-    let start = match adapted {
-        Some(backbone) => Start::Backbone(Box::new(backbone)),
-        None => Start::Weights(weights.path.as_deref()),
-    };
     let fitted = fit(
         &cfg.net,
         start,
-        &train_set,
+        train_set,
         &held.epoch,
         cfg.seed,
         compute,
@@ -262,6 +251,5 @@ fn candidate(
         fitted,
         context,
         scored,
-        trained_on: train_set,
     })
 }
