@@ -107,9 +107,10 @@ impl UnlabelledConfig {
         let wanted: Vec<usize> = matched.iter().map(|g| g.picks.len()).collect();
         let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
         let pipeline = cryoprune_train::prep::pipeline(pre, threads, 1);
+        // Only the places are cut: the source files' content need not come along.
         let elsewhere = PickSet {
             micrographs: elsewhere(&all_picks, &wanted, 0.25 * pre.box_size as f64, seed),
-            ..set.clone()
+            ..PickSet::empty(set.format)
         };
         set.micrographs = matched;
         let (picked, coverage) =
