@@ -7,7 +7,6 @@ use cryoprune_formats::PickFormat;
 use cryoprune_image::extract::EdgePolicy;
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
-use cryoprune_jobs::adapt::UnlabelledConfig;
 use cryoprune_jobs::labels::LabelsConfig;
 use cryoprune_jobs::recipe::{
     Augmentations, ClassWeights, NetConfig, PrepConfig, Repeats, ScheduleKind,
@@ -39,33 +38,6 @@ impl From<ComputeArgs> for ComputeConfig {
         ComputeConfig {
             device: a.device,
             threads: a.threads,
-        }
-    }
-}
-
-/// `--unlabelled` and its limits, for train and fewshot.
-#[derive(clap::Args, Debug, Clone)]
-pub struct UnlabelledArgs {
-    /// Pick files or folders without labels on these micrographs (any format prune reads):
-    /// before the labels, the network learns to tell them from random places on the same
-    /// micrographs, which adapts it to this dataset's particles and noise.
-    #[arg(long, num_args = 1..)]
-    pub unlabelled: Vec<PathBuf>,
-    /// With --unlabelled: use about this many of them (whole micrographs, spread out).
-    #[arg(long, default_value_t = UnlabelledConfig::default().max_picks)]
-    pub unlabelled_max: usize,
-    /// With --unlabelled: epochs of the adaptation.
-    #[arg(long, default_value_t = UnlabelledConfig::default().epochs)]
-    pub unlabelled_epochs: usize,
-}
-
-impl From<UnlabelledArgs> for UnlabelledConfig {
-    fn from(a: UnlabelledArgs) -> Self {
-        UnlabelledConfig {
-            picks: a.unlabelled,
-            max_picks: a.unlabelled_max,
-            epochs: a.unlabelled_epochs,
-            ..UnlabelledConfig::default()
         }
     }
 }

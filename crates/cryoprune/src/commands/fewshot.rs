@@ -16,7 +16,8 @@ use anyhow::Result;
 use cryoprune_jobs::fewshot::{self, FewshotConfig, Variant};
 use cryoprune_model::Arch;
 
-use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs, UnlabelledArgs};
+use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
+use super::train::UnlabelledArgs;
 use crate::printer::Printer;
 
 fn defaults() -> FewshotConfig {

@@ -12,9 +12,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use cryoprune_jobs::adapt::UnlabelledConfig;
 use cryoprune_jobs::train::{self, TrainJobConfig};
 
-use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs, UnlabelledArgs};
+use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
 use crate::printer::Printer;
 
 fn defaults() -> TrainJobConfig {
@@ -74,4 +75,31 @@ pub fn run(args: Args) -> Result<()> {
     };
     train::run(&cfg, &Printer::default())?;
     Ok(())
+}
+
+/// `--unlabelled` and its limits, for train and fewshot (which takes them from here).
+#[derive(clap::Args, Debug, Clone)]
+pub struct UnlabelledArgs {
+    /// Pick files or folders without labels on these micrographs (any format prune reads):
+    /// before the labels, the network learns to tell them from random places on the same
+    /// micrographs, which adapts it to this dataset's particles and noise.
+    #[arg(long, num_args = 1..)]
+    pub unlabelled: Vec<PathBuf>,
+    /// With --unlabelled: use about this many of them (from micrographs spread over the set).
+    #[arg(long, default_value_t = UnlabelledConfig::default().max_picks)]
+    pub unlabelled_max: usize,
+    /// With --unlabelled: epochs of the adaptation.
+    #[arg(long, default_value_t = UnlabelledConfig::default().epochs)]
+    pub unlabelled_epochs: usize,
+}
+
+impl From<UnlabelledArgs> for UnlabelledConfig {
+    fn from(a: UnlabelledArgs) -> Self {
+        UnlabelledConfig {
+            picks: a.unlabelled,
+            max_picks: a.unlabelled_max,
+            epochs: a.unlabelled_epochs,
+            ..UnlabelledConfig::default()
+        }
+    }
 }
