@@ -228,20 +228,39 @@ impl FusedConv {
     pub fn forward(&self, x: &Maps, residual: Option<&Maps>) -> Maps {
         assert_eq!(x.c, self.c_in, "input channels");
         let (oh, ow, pad) = self.out_size(x.h, x.w);
-        let mut out = Maps::zeros(self.c_out, x.n, oh, ow);
         if let Some(r) = residual {
             assert_eq!(
                 (r.c, r.n, r.h, r.w),
-                (out.c, out.n, oh, ow),
+                (self.c_out, x.n, oh, ow),
                 "residual shape"
             );
         }
         if self.groups == self.c_in && self.groups == self.c_out && self.groups > 1 {
+            let mut out = Maps::zeros(self.c_out, x.n, oh, ow);
             self.depthwise(x, &mut out, pad, residual);
-        } else {
-            self.dense(x, &mut out, pad, residual);
+            return out;
         }
-        out
+        // The matrix products write every output element before anything reads it, so the
+        // maps are not zeroed first: that pass cost as much as the small network's pooling.
+        let len = self.c_out * x.n * oh * ow;
+        let mut data = Vec::with_capacity(len);
+        self.dense(
+            x,
+            SharedOut(data.as_mut_ptr()),
+            (x.n, oh, ow),
+            pad,
+            residual,
+        );
+        // SAFETY: `dense` wrote all `len` elements (its tiles cover every pixel of every
+        // output channel, the first block of each product with the destination unread).
+        unsafe { data.set_len(len) };
+        Maps {
+            c: self.c_out,
+            n: x.n,
+            h: oh,
+            w: ow,
+            data,
+        }
     }
 
     /// Adds the bias (and residual) of output channel `o` to `values` and applies the activation.
@@ -266,11 +285,18 @@ impl FusedConv {
     /// are cut into tiles; each tile's input patches (im2col) are multiplied by the weights, so
     /// that weights are read once per tile, not once per image, and each tile is finished
     /// (bias, residual, activation) while it is still in cache.
-    fn dense(&self, x: &Maps, out: &mut Maps, pad: [usize; 4], residual: Option<&Maps>) {
+    fn dense(
+        &self,
+        x: &Maps,
+        dst: SharedOut,
+        (n, oh, ow): (usize, usize, usize),
+        pad: [usize; 4],
+        residual: Option<&Maps>,
+    ) {
         let in_g = self.c_in / self.groups;
         let out_g = self.c_out / self.groups;
         let k = in_g * self.kernel[0] * self.kernel[1];
-        let total = out.n * out.h * out.w;
+        let total = n * oh * ow;
         let tile = tile_pixels(k, total);
         let tiles = total.div_ceil(tile);
         let par = if self.split_products && tiles < rayon::current_num_threads() {
@@ -278,8 +304,7 @@ impl FusedConv {
         } else {
             Parallelism::None
         };
-        let dst = SharedOut(out.data.as_mut_ptr());
-        let geometry = (out.h, out.w);
+        let geometry = (oh, ow);
         // Compiled for this CPU's vector width: im2col and the finishing pass run inside.
         (0..tiles).into_par_iter().for_each(|t| {
             vectorized(
