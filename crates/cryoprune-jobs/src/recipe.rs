@@ -15,7 +15,7 @@ use cryoprune_model::{Backbone, Classifier, Pretrained};
 use cryoprune_train::modeldir::{sha256_hex, ModelSpec};
 use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::schedule::Schedule;
-use cryoprune_train::trainer::{score, Scored};
+use cryoprune_train::trainer::{predict, score, Scored};
 use cryoprune_train::{Dataset, EpochStats, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -410,6 +410,8 @@ pub struct Fitted {
     pub history: Vec<EpochStats>,
     /// 1-based.
     pub best_epoch: usize,
+    /// The kept network's probabilities on the validation set (none without one).
+    pub val_probs: Option<Vec<Vec<f32>>>,
     pub seconds: f64,
 }
 
@@ -477,6 +479,7 @@ pub fn fit(
         config,
         history: trained.history,
         best_epoch: trained.best_epoch,
+        val_probs: trained.val_probs,
         seconds: trained.seconds,
     })
 }
@@ -489,6 +492,41 @@ impl Fitted {
             data,
             self.config.head.mean_of_branches,
             &compute.device.device,
+        )
+    }
+
+    /// [`Self::score`] on `data` whose examples at `val_at` are the validation set the fit
+    /// chose its epoch on, in that order: those are not run through the network again.
+    pub fn score_reusing_validation(
+        &self,
+        data: &Dataset,
+        val_at: &[usize],
+        compute: &Compute,
+    ) -> Scored {
+        let Some(known) = self.val_probs.as_ref().filter(|p| p.len() == val_at.len()) else {
+            return self.score(data, compute);
+        };
+        let mut probs: Vec<Option<Vec<f32>>> = vec![None; data.len()];
+        for (&i, p) in val_at.iter().zip(known) {
+            probs[i] = Some(p.clone());
+        }
+        let rest: Vec<usize> = (0..data.len()).filter(|&i| probs[i].is_none()).collect();
+        let fresh = predict(
+            &self.model,
+            &data.subset(&rest),
+            64,
+            self.config.head.mean_of_branches,
+            &compute.device.device,
+        );
+        for (i, p) in rest.into_iter().zip(fresh) {
+            probs[i] = Some(p);
+        }
+        Scored::of(
+            probs
+                .into_iter()
+                .map(|p| p.expect("every pick scored"))
+                .collect(),
+            data,
         )
     }
 }

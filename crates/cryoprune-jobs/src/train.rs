@@ -231,7 +231,7 @@ fn candidate(
     ));
     // The network scores every held-out pick once; the image weight is fitted on the
     // epoch-validation picks among them.
-    let image_only = fitted.score(&held.all, compute);
+    let image_only = fitted.score_reusing_validation(&held.all, &held.epoch_picks, compute);
     if let Some(ctx) = &mut context {
         let probs: Vec<Vec<f32>> = held
             .epoch_picks

@@ -94,6 +94,22 @@ fn the_recipe_trains_as_configured_and_the_context_is_combined() {
         context_for(&train, &events).expect("score and edge both vary with the class");
     assert_eq!(context.facts().count(), 2);
     let image_only = fitted.score(&val, &compute);
+    // The kept epoch's validation probabilities are what scoring the picks again gives; a set
+    // holding the validation picks among others reuses them where they are.
+    let kept = fitted.val_probs.as_ref().expect("validated every epoch");
+    assert_eq!(kept.len(), val.len());
+    for (a, b) in kept.iter().flatten().zip(image_only.probs.iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "{a} against {b}");
+    }
+    let mixed = train.concat(&val);
+    let at: Vec<usize> = (train.len()..mixed.len()).collect();
+    let reused = fitted.score_reusing_validation(&mixed, &at, &compute);
+    let fresh = fitted.score(&mixed, &compute);
+    assert_eq!(reused.probs.len(), mixed.len());
+    for (a, b) in reused.probs.iter().flatten().zip(fresh.probs.iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "{a} against {b}");
+    }
+    assert_eq!(reused.predicted, fresh.predicted);
     // As train does: the network is weighed against the context on the validation picks.
     let n = context.fit_image_weight(&image_only.probs, &val.facts(), &val.labels);
     assert_eq!(n, val.len());

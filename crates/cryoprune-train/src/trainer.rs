@@ -102,6 +102,9 @@ pub struct Trained {
     pub history: Vec<EpochStats>,
     /// 1-based.
     pub best_epoch: usize,
+    /// The best epoch's class probabilities on the validation set, in its order (none without
+    /// one): what scoring those picks again would give, already paid for.
+    pub val_probs: Option<Vec<Vec<f32>>>,
     pub seconds: f64,
 }
 
@@ -338,7 +341,9 @@ pub fn train(
     let total = per_epoch * cfg.epochs;
     let started = Instant::now();
     let mut history = Vec::with_capacity(cfg.epochs);
-    let mut best: Option<(f64, usize, Classifier)> = None;
+    // (validation score, 1-based epoch, network, its validation probabilities)
+    type Best = (f64, usize, Classifier, Option<Vec<Vec<f32>>>);
+    let mut best: Option<Best> = None;
     let mut it = 0;
     if cfg.freeze_epochs > 0 {
         model.backbone = model.backbone.freeze();
@@ -452,7 +457,7 @@ pub fn train(
             Some(f) => f.write(model.valid()),
             None => model.valid(),
         };
-        let score = match val.filter(|v| !v.is_empty()) {
+        let (score, val_probs) = match val.filter(|v| !v.is_empty()) {
             Some(v) => {
                 let plain = device.clone().without_autodiff();
                 let Scored { probs, report, .. } = match &probe {
@@ -480,23 +485,24 @@ pub fn train(
                 stats.val_loss = Some(nll);
                 stats.val_accuracy = Some(report.accuracy);
                 stats.val_macro_f1 = Some(report.macro_f1);
-                report.macro_f1
+                (report.macro_f1, Some(probs))
             }
-            None => epoch as f64,
+            None => (epoch as f64, None),
         };
         stats.seconds = t0.elapsed().as_secs_f64();
         on_epoch(&stats);
         history.push(stats);
         // Ties go to the later epoch: more training at equal validation is the better bet.
-        if best.as_ref().is_none_or(|(s, _, _)| score >= *s) {
-            best = Some((score, epoch + 1, inference));
+        if best.as_ref().is_none_or(|(s, ..)| score >= *s) {
+            best = Some((score, epoch + 1, inference, val_probs));
         }
     }
-    let (_, best_epoch, best_model) = best.expect("at least one epoch");
+    let (_, best_epoch, best_model, val_probs) = best.expect("at least one epoch");
     Ok(Trained {
         model: best_model,
         history,
         best_epoch,
+        val_probs,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
