@@ -106,23 +106,12 @@ impl MaxPool {
     /// (the first pixel equal to the maximum), which training needs to send the gradient back.
     /// Inference pools without them, so the search runs as a second pass here only.
     pub(crate) fn forward_with_argmax(&self, x: &Maps) -> (Maps, Vec<u32>) {
+        if self.is_pairs() {
+            return self.pairs_with_argmax(x);
+        }
         let out = self.forward(x);
         let (oh, ow) = (out.h, out.w);
         let mut arg = vec![0u32; out.data.len()];
-        if self.is_pairs() {
-            let w = x.w;
-            arg.par_chunks_exact_mut(oh * ow)
-                .zip(out.data.par_chunks_exact(oh * ow))
-                .zip(x.data.par_chunks_exact(x.h * w))
-                .for_each(|((idx, maxima), src)| {
-                    for (q, (i, &m)) in idx.iter_mut().zip(maxima).enumerate() {
-                        let p = 2 * (q / ow) * w + 2 * (q % ow);
-                        let window = [p, p + 1, p + w, p + w + 1];
-                        *i = window.into_iter().find(|&p| src[p] == m).unwrap_or(p) as u32;
-                    }
-                });
-            return (out, arg);
-        }
         arg.par_chunks_exact_mut(oh * ow)
             .zip(out.data.par_chunks_exact(oh * ow))
             .zip(x.data.par_chunks_exact(x.h * x.w))
@@ -133,6 +122,56 @@ impl MaxPool {
                     let first = pixels.clone().next().unwrap_or(0);
                     *i = pixels.find(|&p| src[p] == m).unwrap_or(first) as u32;
                 }
+            });
+        (out, arg)
+    }
+
+    /// [`Self::forward_with_argmax`] of 2 × 2 windows at stride 2, in one pass. The winner is
+    /// kept as the maximum is, by selects: which of four pixels wins is as good as random, and
+    /// searching for it afterwards branched wrongly so often that it took ten times the pooling.
+    /// A window of NaN and -inf alone sends its gradient to its first pixel.
+    fn pairs_with_argmax(&self, x: &Maps) -> (Maps, Vec<u32>) {
+        let (oh, ow) = self.out_size(x);
+        let mut out = Maps::zeros(x.c, x.n, oh, ow);
+        let mut arg = vec![0u32; out.data.len()];
+        let w = x.w;
+        out.data
+            .par_chunks_exact_mut(oh * ow)
+            .zip(arg.par_chunks_exact_mut(oh * ow))
+            .zip(x.data.par_chunks_exact(x.h * w))
+            .for_each(|((dst, idx), src)| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (oy, (row, irow)) in dst
+                            .chunks_exact_mut(ow)
+                            .zip(idx.chunks_exact_mut(ow))
+                            .enumerate()
+                        {
+                            let (top, bottom) = pair_rows(src, w, oy, ow);
+                            let p0 = 2 * oy * w;
+                            for (ox, ((d, i), (t, b))) in row
+                                .iter_mut()
+                                .zip(irow.iter_mut())
+                                .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+                                .enumerate()
+                            {
+                                let p = (p0 + 2 * ox) as u32;
+                                let (mut m, mut at) = (f32::NEG_INFINITY, p);
+                                for (v, q) in [(t[0], p), (t[1], p + 1), (b[0], p + w as u32)]
+                                    .into_iter()
+                                    .chain([(b[1], p + w as u32 + 1)])
+                                {
+                                    // Strictly greater: the first of equal maxima wins.
+                                    let wins = v > m;
+                                    m = if wins { v } else { m };
+                                    at = if wins { q } else { at };
+                                }
+                                (*d, *i) = (m, at);
+                            }
+                        }
+                    },
+                )
             });
         (out, arg)
     }
