@@ -351,9 +351,9 @@ impl FusedConv {
     }
 
     /// The gradient of the loss with respect to this (one-group) convolution's weights, given its
-    /// input `x` and the gradient `dy` at its output: Σ over pixels of dy ⊗ input patch. The work
-    /// is cut by the sizes alone, never by the thread count, so the result is the same bit for
-    /// bit on any pool.
+    /// input `x` and the gradient `dy` at its output: Σ over pixels of dy ⊗ input patch. Each tile
+    /// of pixels makes its own partial sum and the partials are added in tile order, and tiles do
+    /// not depend on the thread count, so the result is the same bit for bit on any pool.
     pub(crate) fn weight_grad(&self, x: &Maps, dy: &Maps) -> Vec<f32> {
         let (oh, ow, pad) = self.out_size(x.h, x.w);
         assert_eq!(
@@ -366,23 +366,6 @@ impl FusedConv {
         }
         let k = self.c_in * self.kernel[0] * self.kernel[1];
         let total = dy.plane_all();
-        let taps = self.kernel[0] * self.kernel[1];
-        // Where the partial sums of pixel tiles would outweigh the tiles themselves (more
-        // output channels than a tile has pixels) and the maps are small enough, cut by input
-        // channels instead.
-        if taps * total <= TILE_FLOATS && self.c_out > tile_pixels(k, total) {
-            self.weight_grad_by_channels(x, dy, pad)
-        } else {
-            self.weight_grad_by_pixels(x, dy, pad)
-        }
-    }
-
-    /// [`Self::weight_grad`] over tiles of pixels: each tile adds into one of a few partial sums
-    /// and the partials are added in tile order.
-    fn weight_grad_by_pixels(&self, x: &Maps, dy: &Maps, pad: [usize; 4]) -> Vec<f32> {
-        let k = self.c_in * self.kernel[0] * self.kernel[1];
-        let total = dy.plane_all();
-        let (oh, ow) = (dy.h, dy.w);
         // Tiles of at least as many pixels as output channels: each partial sum (c_out × k) is
         // then no larger than the tile's columns, where deep layers' wide kernels would
         // otherwise make them the bigger traffic.
@@ -451,81 +434,6 @@ impl FusedConv {
             sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
         }
         sum
-    }
-
-    /// [`Self::weight_grad`] where one input channel's patches over the whole batch fit a tile
-    /// (deep layers, whose maps are small): the gradient is cut by input channels instead of
-    /// pixels, each slice one matrix product over every pixel. Cut by pixels, the small
-    /// network's last layer (128 channels, 3 × 3, 8 × 8 maps) made partial sums of 147 k floats
-    /// from 128 pixels each, read and written back per tile: 5.4 ms at batch 24 against 1.4 ms
-    /// for its forward pass, and 2.6 ms cut by channels. Each slice's sum runs in an order
-    /// fixed by the sizes alone.
-    fn weight_grad_by_channels(&self, x: &Maps, dy: &Maps, pad: [usize; 4]) -> Vec<f32> {
-        let taps = self.kernel[0] * self.kernel[1];
-        let k = self.c_in * taps;
-        let total = dy.plane_all();
-        let per_slice = (TILE_FLOATS / (taps * total)).max(1);
-        let slices: Vec<Vec<f32>> = (0..self.c_in.div_ceil(per_slice))
-            .into_par_iter()
-            .map(|s| {
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        let c0 = s * per_slice;
-                        let channels = per_slice.min(self.c_in - c0);
-                        let rows = channels * taps;
-                        let mut col = COLUMNS.take();
-                        let tile = Tile {
-                            input: &x.data[c0 * x.plane_all()..],
-                            channels,
-                            x,
-                            pad,
-                            out: (dy.h, dy.w),
-                            q0: 0,
-                            pixels: total,
-                        };
-                        let (cols, cols_row) = self.columns(&tile, &mut col);
-                        let mut part = vec![0.0f32; self.c_out * rows];
-                        // SAFETY: dst is part ([c_out, rows] row-major); lhs reads all of dy,
-                        // rhs the slice's `rows` columns of `total` pixels.
-                        unsafe {
-                            gemm::gemm(
-                                self.c_out,
-                                rows,
-                                total,
-                                part.as_mut_ptr(),
-                                1,
-                                rows as isize,
-                                false,
-                                dy.data.as_ptr(),
-                                1,
-                                total as isize,
-                                cols.as_ptr(),
-                                cols_row as isize,
-                                1,
-                                0.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                Parallelism::None,
-                            );
-                        }
-                        COLUMNS.set(col);
-                        part
-                    },
-                )
-            })
-            .collect();
-        let mut grad = vec![0.0f32; self.c_out * k];
-        for (s, part) in slices.iter().enumerate() {
-            let k0 = s * per_slice * taps;
-            let rows = part.len() / self.c_out;
-            for (o, src) in part.chunks_exact(rows).enumerate() {
-                grad[o * k + k0..][..rows].copy_from_slice(src);
-            }
-        }
-        grad
     }
 
     /// [`Self::weight_grad`] of a depthwise convolution: each channel's filter on its own, the
@@ -860,97 +768,6 @@ unsafe fn matmul(
                 false,
                 par,
             );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn noise(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + seed * 104729) % 2003) as f32 / 1001.0) - 1.0)
-            .collect()
-    }
-
-    /// Σ over images and output pixels of dy · input, tap by tap: the definition.
-    fn naive_weight_grad(conv: &FusedConv, x: &Maps, dy: &Maps) -> Vec<f32> {
-        let (_, _, pad) = conv.out_size(x.h, x.w);
-        let [kh, kw] = conv.kernel;
-        let [sy, sx] = conv.stride;
-        let mut g = vec![0f64; conv.c_out * conv.c_in * kh * kw];
-        for o in 0..conv.c_out {
-            for c in 0..conv.c_in {
-                for b in 0..x.n {
-                    for oy in 0..dy.h {
-                        for ox in 0..dy.w {
-                            let d = dy.data[((o * dy.n + b) * dy.h + oy) * dy.w + ox] as f64;
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let iy = (oy * sy + ky) as isize - pad[0] as isize;
-                                    let ix = (ox * sx + kx) as isize - pad[2] as isize;
-                                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize
-                                    {
-                                        continue;
-                                    }
-                                    let v = x.data
-                                        [((c * x.n + b) * x.h + iy as usize) * x.w + ix as usize]
-                                        as f64;
-                                    g[((o * conv.c_in + c) * kh + ky) * kw + kx] += d * v;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        g.into_iter().map(|v| v as f32).collect()
-    }
-
-    #[test]
-    fn weight_gradients_cut_by_pixels_or_by_channels_equal_the_definition() {
-        // (c_in, c_out, kernel, stride, padding, images, size): 3 × 3 same (maps large enough
-        // for two channel slices: 4 + 1), strided, pointwise.
-        let shapes = [
-            (5, 7, 3, 1, 1, 3, 32),
-            (4, 6, 3, 2, 1, 2, 10),
-            (6, 3, 1, 1, 0, 2, 7),
-        ];
-        for (i, &(c_in, c_out, k, s, p, n, size)) in shapes.iter().enumerate() {
-            let conv = FusedConv::training(
-                [c_in, c_out],
-                [k, k],
-                [s, s],
-                Pad::Fixed([p; 4]),
-                1,
-                noise(c_out * c_in * k * k, i),
-            );
-            let x = Maps {
-                c: c_in,
-                n,
-                h: size,
-                w: size,
-                data: noise(c_in * n * size * size, i + 10),
-            };
-            let (oh, ow, pad) = conv.out_size(size, size);
-            let dy = Maps {
-                c: c_out,
-                n,
-                h: oh,
-                w: ow,
-                data: noise(c_out * n * oh * ow, i + 20),
-            };
-            let want = naive_weight_grad(&conv, &x, &dy);
-            for got in [
-                conv.weight_grad_by_pixels(&x, &dy, pad),
-                conv.weight_grad_by_channels(&x, &dy, pad),
-            ] {
-                assert_eq!(got.len(), want.len());
-                for (a, b) in got.iter().zip(&want) {
-                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} against {b}");
-                }
-            }
         }
     }
 }
