@@ -106,7 +106,12 @@ fn the_recipe_trains_as_configured_and_the_context_is_combined() {
     let reused = fitted.score_reusing_validation(&mixed, &at, &compute);
     let fresh = fitted.score(&mixed, &compute);
     assert_eq!(reused.probs.len(), mixed.len());
-    for (a, b) in reused.probs.iter().flatten().zip(fresh.probs.iter().flatten()) {
+    for (a, b) in reused
+        .probs
+        .iter()
+        .flatten()
+        .zip(fresh.probs.iter().flatten())
+    {
         assert!((a - b).abs() < 1e-5, "{a} against {b}");
     }
     assert_eq!(reused.predicted, fresh.predicted);
