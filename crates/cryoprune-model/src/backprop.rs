@@ -15,6 +15,8 @@
 //! Every reduction runs in an order fixed by the data, never by the thread pool, so a seeded run
 //! gives the same weights bit for bit on any number of threads.
 
+use std::mem::MaybeUninit;
+
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
@@ -232,13 +234,14 @@ fn mask(d: &mut [f32], v: &[f32], clamped: impl Fn(f32) -> bool) {
     }
 }
 
-/// `row` normalised in place, (x − mean)·inv, and act(γx̂ + β [+ residual]) written to `dst`;
-/// one loop per activation so that none decides per element.
+/// `row` normalised in place, (x − mean)·inv, and act(γx̂ + β [+ residual]) written to `dst`
+/// (every element; it need not hold anything before); one loop per activation so that none
+/// decides per element.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn normalize(
     row: &mut [f32],
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     residual: Option<&[f32]>,
     (mean, inv): (f32, f32),
     (g, b): (f32, f32),
@@ -247,7 +250,7 @@ fn normalize(
     #[inline(always)]
     fn with(
         row: &mut [f32],
-        dst: &mut [f32],
+        dst: &mut [MaybeUninit<f32>],
         residual: Option<&[f32]>,
         (mean, inv, g, b): (f32, f32, f32, f32),
         f: impl Fn(f32) -> f32,
@@ -256,13 +259,13 @@ fn normalize(
             Some(res) => {
                 for ((v, o), &add) in row.iter_mut().zip(dst).zip(res) {
                     *v = (*v - mean) * inv;
-                    *o = f(*v * g + b + add);
+                    o.write(f(*v * g + b + add));
                 }
             }
             None => {
                 for (v, o) in row.iter_mut().zip(dst) {
                     *v = (*v - mean) * inv;
-                    *o = f(*v * g + b);
+                    o.write(f(*v * g + b));
                 }
             }
         }
@@ -513,15 +516,13 @@ impl ConvLayer {
                 .collect();
             (bn.running_mean.clone(), inv_std)
         };
-        // Normalise in place and write act(γx̂ + β [+ residual]) beside it, in one pass.
-        let mut out = Maps {
-            data: vec![0.0; z.data.len()],
-            ..z
-        };
+        // Normalise in place and write act(γx̂ + β [+ residual]) beside it, in one pass; the
+        // output is not zeroed first (another pass over the largest maps).
+        let mut data = Vec::with_capacity(z.data.len());
         let bn = &*bn;
         z.data
             .par_chunks_exact_mut(m)
-            .zip(out.data.par_chunks_exact_mut(m))
+            .zip(data.spare_capacity_mut().par_chunks_exact_mut(m))
             .enumerate()
             .for_each(|(c, (row, dst))| {
                 let res = residual.map(|r| &r.data[c * m..(c + 1) * m]);
@@ -532,6 +533,9 @@ impl ConvLayer {
                     || normalize(row, dst, res, stats, affine, act),
                 )
             });
+        // SAFETY: the chunks cover all z.data.len() elements, and `normalize` wrote each.
+        unsafe { data.set_len(z.data.len()) };
+        let out = Maps { data, ..z };
         Saved {
             xhat: Some(z),
             inv_std,
