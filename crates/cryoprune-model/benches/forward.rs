@@ -15,7 +15,7 @@ use burn::tensor::Device;
 use cryoprune_model::{Arch, FusedNet};
 use serde_json::json;
 
-use common::{finish, network, noise, seconds, selected, torch, CLASSES};
+use common::{finish, network, noise, seconds, selected, steady_allocator, torch, CLASSES};
 
 /// (network, input channels, input size, batch). The first is what PickerOptimizer runs
 /// (ResNet-18 on a 224 px RGB copy of each particle); the last is cryoprune's default.
@@ -50,6 +50,7 @@ fn rate(batch: usize, mut run: impl FnMut() -> Vec<f32>) -> f64 {
 }
 
 fn main() {
+    steady_allocator();
     let threads = rayon::current_num_threads();
     let (selected, cases) = selected(CASES);
     let peer = torch("forward_torch.py", &cases);

@@ -20,7 +20,7 @@ use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
 use cryoprune_model::Arch;
 use serde_json::json;
 
-use common::{finish, network, noise, seconds, selected, torch, CLASSES};
+use common::{finish, network, noise, seconds, selected, steady_allocator, torch, CLASSES};
 
 /// (network, input channels, input size, batch): the rows. The first is `train`'s
 /// default; 3 × 224² is what PickerOptimizer feeds ResNet-18.
@@ -79,6 +79,7 @@ fn ms(s: Option<f64>) -> String {
 }
 
 fn main() {
+    steady_allocator();
     let threads = rayon::current_num_threads();
     let (selected, cases) = selected(CASES);
     let mut peer = json!({});
