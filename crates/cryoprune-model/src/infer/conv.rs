@@ -46,6 +46,24 @@ fn tile_pixels(k: usize, total: usize) -> usize {
     (pixels - pixels % SIMD_ROWS).min(total.max(1))
 }
 
+/// Work items a training convolution aims for at least; below it, output channels are cut into
+/// chunks too. Each chunk gathers its tile's patches again: on 2 cores 16 items cost more than
+/// they gained (ResNet-18 and -50 at 64 px), 4 gained most.
+const MIN_ITEMS: usize = 4;
+
+/// Chunks of a training convolution's `outs` output channels, from the sizes alone: one where
+/// there are tiles enough, else as many as bring the items to [`MIN_ITEMS`], each at least one
+/// vector of channels. The deep layers of ResNet-18 on 64 px inputs are one tile of 96 pixels
+/// over the batch, and without the chunks their products ran on one core: the training path
+/// may not let gemm split a product itself, as that changes the order of its sums with the
+/// thread count; these chunks depend on the sizes alone.
+fn output_chunks(tiles: usize, outs: usize) -> usize {
+    if tiles >= MIN_ITEMS {
+        return 1;
+    }
+    MIN_ITEMS.div_ceil(tiles).min(outs / SIMD_ROWS).max(1)
+}
+
 /// What follows the (folded) convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -241,7 +259,7 @@ impl FusedConv {
             return out;
         }
         // The matrix products write every output element before anything reads it, so the
-        // maps are not zeroed first: that pass cost as much as the small network's pooling.
+        // maps are not zeroed first (that pass was 2-3% of `train` in perf).
         let len = self.c_out * x.n * oh * ow;
         let mut data = Vec::with_capacity(len);
         self.dense(
@@ -304,15 +322,23 @@ impl FusedConv {
         } else {
             Parallelism::None
         };
+        let chunks = if self.split_products {
+            1
+        } else {
+            output_chunks(tiles, out_g)
+        };
+        let per_chunk = out_g.div_ceil(chunks);
         let geometry = (oh, ow);
         // Compiled for this CPU's vector width: im2col and the finishing pass run inside.
-        (0..tiles).into_par_iter().for_each(|t| {
+        (0..tiles * chunks).into_par_iter().for_each(|item| {
             vectorized(
                 #[inline(always)]
                 || {
                     let mut col = COLUMNS.take();
+                    let (t, chunk) = (item / chunks, item % chunks);
                     let q0 = t * tile;
                     let pixels = tile.min(total - q0);
+                    let outs = chunk * per_chunk..((chunk + 1) * per_chunk).min(out_g);
                     for g in 0..self.groups {
                         let input =
                             &x.data[g * in_g * x.plane_all()..(g + 1) * in_g * x.plane_all()];
@@ -327,13 +353,16 @@ impl FusedConv {
                             pixels,
                         };
                         let (cols, cols_row) = self.columns(&tile, &mut col);
-                        // SAFETY: tiles cover disjoint pixel ranges [q0, q0 + pixels) of
-                        // every output channel, so no two threads write the same element;
+                        let w = &w[outs.start * k..outs.end * k];
+                        // SAFETY: items cover disjoint pixel ranges [q0, q0 + pixels) of
+                        // disjoint output channels, so no two threads write the same element;
                         // `dst` outlives the loop.
                         unsafe {
+                            let base = dst.get().add((g * out_g + outs.start) * total);
+                            let n = outs.len();
+                            matmul(base, total, q0, pixels, n, k, cols, cols_row, w, par);
                             let base = dst.get().add(g * out_g * total);
-                            matmul(base, total, q0, pixels, out_g, k, cols, cols_row, w, par);
-                            for o in 0..out_g {
+                            for o in outs.clone() {
                                 let oc = g * out_g + o;
                                 let values = std::slice::from_raw_parts_mut(
                                     base.add(o * total + q0),
