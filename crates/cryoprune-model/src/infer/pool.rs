@@ -156,12 +156,11 @@ impl MaxPool {
                                 .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
                                 .enumerate()
                             {
-                                let p = (p0 + 2 * ox) as u32;
+                                let (p, below) = ((p0 + 2 * ox) as u32, (p0 + w + 2 * ox) as u32);
+                                let window =
+                                    [(t[0], p), (t[1], p + 1), (b[0], below), (b[1], below + 1)];
                                 let (mut m, mut at) = (f32::NEG_INFINITY, p);
-                                for (v, q) in [(t[0], p), (t[1], p + 1), (b[0], p + w as u32)]
-                                    .into_iter()
-                                    .chain([(b[1], p + w as u32 + 1)])
-                                {
+                                for (v, q) in window {
                                     // Strictly greater: the first of equal maxima wins.
                                     let wins = v > m;
                                     m = if wins { v } else { m };
