@@ -358,10 +358,9 @@ impl FusedConv {
                         // disjoint output channels, so no two threads write the same element;
                         // `dst` outlives the loop.
                         unsafe {
-                            let base = dst.get().add((g * out_g + outs.start) * total);
-                            let n = outs.len();
-                            matmul(base, total, q0, pixels, n, k, cols, cols_row, w, par);
                             let base = dst.get().add(g * out_g * total);
+                            let (first, n) = (base.add(outs.start * total), outs.len());
+                            matmul(first, total, q0, pixels, n, k, cols, cols_row, w, par);
                             for o in outs.clone() {
                                 let oc = g * out_g + o;
                                 let values = std::slice::from_raw_parts_mut(
