@@ -348,10 +348,8 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                         let train_seconds = started.elapsed().as_secs_f64();
                         let scored = fitted.score(test_set, &compute);
                         let context = usable_context(&train_set, test_set, |f| f).map(|mut ctx| {
-                            let probs = match &fitted.val_probs {
-                                Some(p) => p.clone(),
-                                None => fitted.score(&val, &compute).probs,
-                            };
+                            let all: Vec<usize> = (0..val.len()).collect();
+                            let probs = fitted.score_reusing_validation(&val, &all, &compute).probs;
                             ctx.fit_image_weight(&probs, &val.facts(), &val.labels);
                             ctx
                         });

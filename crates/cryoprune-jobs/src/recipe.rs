@@ -15,7 +15,7 @@ use cryoprune_model::{Backbone, Classifier, Pretrained};
 use cryoprune_train::modeldir::{sha256_hex, ModelSpec};
 use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::schedule::Schedule;
-use cryoprune_train::trainer::{predict, score, Scored};
+use cryoprune_train::trainer::{score, Scored};
 use cryoprune_train::{Dataset, EpochStats, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -503,31 +503,22 @@ impl Fitted {
         val_at: &[usize],
         compute: &Compute,
     ) -> Scored {
-        let Some(known) = self.val_probs.as_ref().filter(|p| p.len() == val_at.len()) else {
+        let Some(known) = &self.val_probs else {
             return self.score(data, compute);
         };
-        let mut probs: Vec<Option<Vec<f32>>> = vec![None; data.len()];
+        assert_eq!(known.len(), val_at.len(), "one index per validation pick");
+        let mut probs = vec![Vec::new(); data.len()];
         for (&i, p) in val_at.iter().zip(known) {
-            probs[i] = Some(p.clone());
+            probs[i] = p.clone();
         }
-        let rest: Vec<usize> = (0..data.len()).filter(|&i| probs[i].is_none()).collect();
-        let fresh = predict(
-            &self.model,
-            &data.subset(&rest),
-            64,
-            self.config.head.mean_of_branches,
-            &compute.device.device,
-        );
-        for (i, p) in rest.into_iter().zip(fresh) {
-            probs[i] = Some(p);
+        let rest: Vec<usize> = (0..data.len()).filter(|&i| probs[i].is_empty()).collect();
+        if !rest.is_empty() {
+            let fresh = self.score(&data.subset(&rest), compute).probs;
+            for (i, p) in rest.into_iter().zip(fresh) {
+                probs[i] = p;
+            }
         }
-        Scored::of(
-            probs
-                .into_iter()
-                .map(|p| p.expect("every pick scored"))
-                .collect(),
-            data,
-        )
+        Scored::of(probs, data)
     }
 }
 
