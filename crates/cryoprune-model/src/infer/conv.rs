@@ -23,6 +23,8 @@ const TILE_FLOATS: usize = 128 * 1024;
 const MIN_TILE: usize = 128;
 /// Most partial sums a weight gradient keeps: enough to share the tiles among many cores.
 const PARTIALS: usize = 32;
+/// Floats of a weight gradient each worker adds up over the partial sums at a time.
+const REDUCE_CHUNK: usize = 4096;
 /// Floats per vector of the widest kernels gemm picks (AVX-512).
 const SIMD_ROWS: usize = 16;
 /// The longest block of k gemm multiplies without cutting it, whatever the matrix shape.
@@ -402,6 +404,18 @@ impl FusedConv {
         // Consecutive tiles share a partial, so there are at most PARTIALS of them however
         // large the batch; the grouping depends on the sizes alone, never on the threads.
         let per_partial = tiles.div_ceil(PARTIALS);
+        // gemm multiplies with the longer side of the sum as its rows, and for [c_out, k] that
+        // means packing every tile's columns (k × pixels) first: for a layer of few output
+        // channels that copy is as costly as the product (the small network's 16- and
+        // 32-channel layers), so it sums [k, c_out] instead, packing dy's rows (c_out ×
+        // pixels), and transposes the sum once. Wider layers keep the columns' packing: their
+        // products reuse it across many channels, and the other way measured slower.
+        let transposed = self.c_out <= 2 * SIMD_ROWS && k >= self.c_out;
+        let (dst_cs, dst_rs) = if transposed {
+            (self.c_out as isize, 1)
+        } else {
+            (1, k as isize)
+        };
         let partials: Vec<Vec<f32>> = (0..tiles.div_ceil(per_partial))
             .into_par_iter()
             .map(|p| {
@@ -409,8 +423,10 @@ impl FusedConv {
                     #[inline(always)]
                     || {
                         let mut col = COLUMNS.take();
-                        let mut part = vec![0.0f32; self.c_out * k];
-                        for t in p * per_partial..((p + 1) * per_partial).min(tiles) {
+                        // Not zeroed: the first tile's product writes it whole.
+                        let mut part = Vec::<f32>::with_capacity(self.c_out * k);
+                        let first = p * per_partial;
+                        for t in first..((p + 1) * per_partial).min(tiles) {
                             let q0 = t * tile;
                             let pixels = tile.min(total - q0);
                             let tile = Tile {
@@ -423,31 +439,33 @@ impl FusedConv {
                                 pixels,
                             };
                             let (cols, cols_row) = self.columns(&tile, &mut col);
-                            // SAFETY: dst is part ([c_out, k] row-major), accumulated
-                            // into; lhs reads dy's rows [q0, q0 + pixels) of every channel,
-                            // rhs the tile's k columns of `pixels`.
+                            // SAFETY: dst is part ([k, c_out] row-major, its capacity),
+                            // written by the first tile and accumulated into by the others;
+                            // lhs reads dy's rows [q0, q0 + pixels) of every channel, rhs the
+                            // tile's k columns of `pixels`.
                             unsafe {
                                 gemm::gemm(
                                     self.c_out,
                                     k,
                                     pixels,
                                     part.as_mut_ptr(),
-                                    1,
-                                    k as isize,
-                                    true,
+                                    dst_cs,
+                                    dst_rs,
+                                    t != first,
                                     dy.data.as_ptr().add(q0),
                                     1,
                                     total as isize,
                                     cols.as_ptr(),
                                     cols_row as isize,
                                     1,
-                                    1.0,
+                                    if t == first { 0.0 } else { 1.0 },
                                     1.0,
                                     false,
                                     false,
                                     false,
                                     Parallelism::None,
                                 );
+                                part.set_len(self.c_out * k);
                             }
                         }
                         COLUMNS.set(col);
@@ -458,10 +476,25 @@ impl FusedConv {
             .collect();
         let mut parts = partials.into_iter();
         let mut sum = parts.next().unwrap_or_else(|| vec![0.0; self.c_out * k]);
-        for part in parts {
-            sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
+        let rest: Vec<Vec<f32>> = parts.collect();
+        sum.par_chunks_mut(REDUCE_CHUNK)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                for part in &rest {
+                    let src = &part[i * REDUCE_CHUNK..][..dst.len()];
+                    dst.iter_mut().zip(src).for_each(|(s, p)| *s += p);
+                }
+            });
+        if !transposed {
+            return sum;
         }
-        sum
+        let mut grad = vec![0.0; sum.len()];
+        grad.par_chunks_mut(k).enumerate().for_each(|(o, row)| {
+            for (j, g) in row.iter_mut().enumerate() {
+                *g = sum[j * self.c_out + o];
+            }
+        });
+        grad
     }
 
     /// [`Self::weight_grad`] of a depthwise convolution: each channel's filter on its own, the
