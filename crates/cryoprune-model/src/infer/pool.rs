@@ -104,24 +104,43 @@ impl MaxPool {
 
     /// The pooled maps and, for each output, the index of its window's winner within its plane
     /// (the first pixel equal to the maximum), which training needs to send the gradient back.
-    /// Inference pools without them, so the search runs as a second pass here only.
+    /// The winner is kept as the maximum is, by selects, in the same pass: which pixel wins is
+    /// as good as random, and searching for it afterwards branched wrongly so often that
+    /// ResNet's 3 × 3 stem pool took 4.5 ms of a 99 ms training step. A window of NaN and -inf
+    /// alone sends its gradient to its first pixel.
     pub(crate) fn forward_with_argmax(&self, x: &Maps) -> (Maps, Vec<u32>) {
         if self.is_pairs() {
             return self.pairs_with_argmax(x);
         }
-        let out = self.forward(x);
-        let (oh, ow) = (out.h, out.w);
+        let (oh, ow) = self.out_size(x);
+        let mut out = Maps::zeros(x.c, x.n, oh, ow);
         let mut arg = vec![0u32; out.data.len()];
-        arg.par_chunks_exact_mut(oh * ow)
-            .zip(out.data.par_chunks_exact(oh * ow))
+        out.data
+            .par_chunks_exact_mut(oh * ow)
+            .zip(arg.par_chunks_exact_mut(oh * ow))
             .zip(x.data.par_chunks_exact(x.h * x.w))
-            .for_each(|((idx, maxima), src)| {
-                for (q, (i, &m)) in idx.iter_mut().zip(maxima).enumerate() {
-                    let (rows, cols) = self.window(x, q / ow, q % ow);
-                    let mut pixels = rows.flat_map(|y| cols.clone().map(move |c| y * x.w + c));
-                    let first = pixels.clone().next().unwrap_or(0);
-                    *i = pixels.find(|&p| src[p] == m).unwrap_or(first) as u32;
-                }
+            .for_each(|((dst, idx), src)| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (q, (d, i)) in dst.iter_mut().zip(idx.iter_mut()).enumerate() {
+                            let (rows, cols) = self.window(x, q / ow, q % ow);
+                            let first = (rows.start * x.w + cols.start) as u32;
+                            let (mut m, mut at) = (f32::NEG_INFINITY, first);
+                            for y in rows {
+                                let row = y * x.w;
+                                for c in cols.clone() {
+                                    let v = src[row + c];
+                                    // Strictly greater: the first of equal maxima wins.
+                                    let wins = v > m;
+                                    m = if wins { v } else { m };
+                                    at = if wins { (row + c) as u32 } else { at };
+                                }
+                            }
+                            (*d, *i) = (m, at);
+                        }
+                    },
+                )
             });
         (out, arg)
     }
