@@ -410,14 +410,22 @@ impl ConvLayer {
                 }
                 let (th, tw) = (row.taps.len(), col.taps.len());
                 let t = th * tw;
-                let mut weight = vec![0.0; self.conv.c_in * per_out * t];
+                let len = self.conv.c_in * per_out * t;
+                let mut weight = Vec::with_capacity(len);
+                // The phase's taps as offsets into one filter, in the order they are written.
+                let taps: Vec<usize> = row
+                    .taps
+                    .iter()
+                    .flat_map(|&ky| col.taps.iter().map(move |&kx| ky * kw + kx))
+                    .collect();
                 // A transpose of the weights (output and input channels swapped): in blocks of
                 // input and output channels, so that neither the reads nor the writes stride
                 // through memory one channel at a time (ResNet-18's 512-channel layers made
-                // that a cache miss per tap), and in parallel over input channels.
+                // that a cache miss per tap), and in parallel over input channels. Written
+                // into unzeroed memory: the blocks cover every element.
                 const IN_BLOCK: usize = 16;
                 const OUT_BLOCK: usize = 64;
-                weight
+                weight.spare_capacity_mut()[..len]
                     .par_chunks_mut(IN_BLOCK * per_out * t)
                     .enumerate()
                     .for_each(|(ib, rows)| {
@@ -427,17 +435,17 @@ impl ConvLayer {
                                 for o in o0..(o0 + OUT_BLOCK).min(per_out) {
                                     let from = if self.conv.groups > 1 { i } else { o };
                                     let src = &self.weight.value
-                                        [(from * per_in + i % per_in) * kh * kw..];
-                                    let taps = &mut block[o * t..(o + 1) * t];
-                                    for (j, &ky) in row.taps.iter().enumerate() {
-                                        for (l, &kx) in col.taps.iter().enumerate() {
-                                            taps[j * tw + l] = src[ky * kw + kx];
-                                        }
+                                        [(from * per_in + i % per_in) * kh * kw..][..kh * kw];
+                                    for (d, &tap) in block[o * t..(o + 1) * t].iter_mut().zip(&taps)
+                                    {
+                                        d.write(src[tap]);
                                     }
                                 }
                             }
                         }
                     });
+                // SAFETY: the chunks cover all `len` elements, and each was written above.
+                unsafe { weight.set_len(len) };
                 let pad = [row.before, row.after, col.before, col.after];
                 let conv = FusedConv::training(
                     [self.conv.c_out, self.conv.c_in],
