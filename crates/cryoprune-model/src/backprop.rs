@@ -32,7 +32,6 @@ use crate::infer::conv::{floats, Act, FusedConv, Pad};
 use crate::infer::net::crop;
 use crate::infer::net::linear;
 use crate::infer::pool::{global_average, max_pool_backward, MaxPool};
-use crate::infer::sums::{dot_and_sum, moments, sum};
 use crate::infer::{vectorized, Maps};
 use crate::layers::ConvBn;
 use crate::resnet::{Block, Downsample, ResNet};
@@ -169,6 +168,60 @@ struct Phase {
     after: usize,
     /// Inputs of this phase along the axis.
     count: usize,
+}
+
+/// LANES running sums of two series: independent lanes break the chain of dependent additions
+/// (f64 adds would otherwise run one per few cycles), and combine in a fixed order.
+const LANES: usize = 8;
+
+/// (Σa, Σb) over `term(x, y)` for the pairs of `xs` and `ys` (equal lengths), with [`LANES`]
+/// lanes: each chunk is widened to f64 as a whole and summed lane by lane, which the compiler
+/// turns into vector instructions.
+#[inline(always)]
+fn lane_sums(
+    xs: &[f32],
+    ys: &[f32],
+    term: impl Fn([f64; LANES], [f64; LANES]) -> ([f64; LANES], [f64; LANES]),
+) -> (f64, f64) {
+    assert_eq!(xs.len(), ys.len());
+    let (xc, x_rest) = xs.as_chunks::<LANES>();
+    let (yc, y_rest) = ys.as_chunks::<LANES>();
+    let (mut a, mut b) = ([0f64; LANES], [0f64; LANES]);
+    let mut add = |x: [f64; LANES], y: [f64; LANES]| {
+        let (p, q) = term(x, y);
+        for l in 0..LANES {
+            a[l] += p[l];
+            b[l] += q[l];
+        }
+    };
+    for (x, y) in xc.iter().zip(yc) {
+        add(x.map(f64::from), y.map(f64::from));
+    }
+    // The remainder, zero-padded to a chunk: every term here is 0 at 0.
+    let (mut x, mut y) = ([0f64; LANES], [0f64; LANES]);
+    for (l, (&xv, &yv)) in x_rest.iter().zip(y_rest).enumerate() {
+        (x[l], y[l]) = (xv as f64, yv as f64);
+    }
+    add(x, y);
+    (a.iter().sum(), b.iter().sum())
+}
+
+/// (Σv, Σv²) of a row.
+#[inline(always)]
+fn moments(row: &[f32]) -> (f64, f64) {
+    lane_sums(row, row, |v, _| (v, v.map(|v| v * v)))
+}
+
+/// (Σd·x, Σd).
+#[inline(always)]
+fn dot_and_sum(d: &[f32], x: &[f32]) -> (f64, f64) {
+    lane_sums(d, x, |d, x| (std::array::from_fn(|l| d[l] * x[l]), d))
+}
+
+/// Σd.
+#[inline(always)]
+fn sum(d: &[f32]) -> f64 {
+    lane_sums(d, d, |d, _| (d, [0.0; LANES])).0
 }
 
 /// Zeroes the gradient `d` where `clamped(v)` is true of the matching `v` (the activation's
@@ -428,14 +481,7 @@ impl ConvLayer {
     /// otherwise (a frozen layer, as burn runs one) it uses the running statistics. `residual`
     /// is added before the activation.
     fn forward(&mut self, x: &Maps, residual: Option<&Maps>, training: bool) -> Saved {
-        let with_moments = training && matches!(self.norm, Norm::Batch(_));
-        let (mut z, fused_moments) = self.with_conv(|c| {
-            if with_moments {
-                c.forward_with_moments(x)
-            } else {
-                (c.forward(x, None), None)
-            }
-        });
+        let mut z = self.with_conv(|c| c.forward(x, None));
         let m = z.plane_all();
         let act = self.act;
         let bn = match &mut self.norm {
@@ -460,25 +506,19 @@ impl ConvLayer {
             }
         };
         let (mean, inv_std): (Vec<f32>, Vec<f32>) = if training {
-            // (Σv, Σv²) in f64: the variance loses nothing a float would keep. A dense
-            // convolution summed them as it wrote its tiles; otherwise one pass over the maps.
-            let moments = fused_moments.unwrap_or_else(|| {
-                z.data
-                    .par_chunks_exact(m)
-                    .map(|row| {
-                        vectorized(
-                            #[inline(always)]
-                            || moments(row),
-                        )
-                    })
-                    .collect()
-            });
-            let stats: Vec<(f32, f32)> = moments
-                .iter()
-                .map(|&(sum, squares)| {
+            // One pass in f64 (Σv, Σv²): the variance loses nothing a float would keep, and the
+            // map is read once instead of twice.
+            let stats: Vec<(f32, f32)> = z
+                .data
+                .par_chunks_exact(m)
+                .map(|row| {
+                    let (sum, squares) = vectorized(
+                        #[inline(always)]
+                        || moments(row),
+                    );
                     let mean = sum / m as f64;
                     (
-                        mean as f32,
+                        (mean) as f32,
                         (squares / m as f64 - mean * mean).max(0.0) as f32,
                     )
                 })

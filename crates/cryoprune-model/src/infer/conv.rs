@@ -13,7 +13,6 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::sums::moments;
 use super::{vectorized, Maps};
 use crate::layers::ConvBn;
 
@@ -247,23 +246,6 @@ impl FusedConv {
 
     /// act(conv(x) + bias [+ residual]) for a batch.
     pub fn forward(&self, x: &Maps, residual: Option<&Maps>) -> Maps {
-        self.forward_and_moments(x, residual, false).0
-    }
-
-    /// [`Self::forward`] and each output channel's (Σv, Σv²) over the batch, summed while each
-    /// tile is still in cache: batch norm's training statistics without another pass over the
-    /// maps. The tiles' sums are added in tile order, and tiles depend on the sizes alone, so
-    /// the result does not depend on the thread count. None for a depthwise convolution.
-    pub(crate) fn forward_with_moments(&self, x: &Maps) -> (Maps, Option<Vec<(f64, f64)>>) {
-        self.forward_and_moments(x, None, true)
-    }
-
-    fn forward_and_moments(
-        &self,
-        x: &Maps,
-        residual: Option<&Maps>,
-        with_moments: bool,
-    ) -> (Maps, Option<Vec<(f64, f64)>>) {
         assert_eq!(x.c, self.c_in, "input channels");
         let (oh, ow, pad) = self.out_size(x.h, x.w);
         if let Some(r) = residual {
@@ -276,40 +258,29 @@ impl FusedConv {
         if self.groups == self.c_in && self.groups == self.c_out && self.groups > 1 {
             let mut out = Maps::zeros(self.c_out, x.n, oh, ow);
             self.depthwise(x, &mut out, pad, residual);
-            return (out, None);
+            return out;
         }
         // The matrix products write every output element before anything reads it, so the
         // maps are not zeroed first (that pass was 2-3% of `train` in perf).
         let len = self.c_out * x.n * oh * ow;
         let mut data = Vec::with_capacity(len);
-        let partials = self.dense(
+        self.dense(
             x,
-            Shared(data.as_mut_ptr()),
+            SharedOut(data.as_mut_ptr()),
             (x.n, oh, ow),
             pad,
             residual,
-            with_moments,
         );
         // SAFETY: `dense` wrote all `len` elements (its tiles cover every pixel of every
         // output channel, the first block of each product with the destination unread).
         unsafe { data.set_len(len) };
-        let maps = Maps {
+        Maps {
             c: self.c_out,
             n: x.n,
             h: oh,
             w: ow,
             data,
-        };
-        let moments = partials.map(|partials| {
-            let mut sums = vec![(0.0, 0.0); self.c_out];
-            for tile in partials.chunks_exact(self.c_out) {
-                for (s, p) in sums.iter_mut().zip(tile) {
-                    (s.0, s.1) = (s.0 + p.0, s.1 + p.1);
-                }
-            }
-            sums
-        });
-        (maps, moments)
+        }
     }
 
     /// Adds the bias (and residual) of output channel `o` to `values` and applies the activation.
@@ -333,17 +304,15 @@ impl FusedConv {
     /// Grouped (usually one group) convolution: the batch's output pixels, all images in a row,
     /// are cut into tiles; each tile's input patches (im2col) are multiplied by the weights, so
     /// that weights are read once per tile, not once per image, and each tile is finished
-    /// (bias, residual, activation) while it is still in cache. With `with_moments`, also
-    /// (Σv, Σv²) of each tile's finished values per output channel, [tiles, c_out].
+    /// (bias, residual, activation) while it is still in cache.
     fn dense(
         &self,
         x: &Maps,
-        dst: Shared<f32>,
+        dst: SharedOut,
         (n, oh, ow): (usize, usize, usize),
         pad: [usize; 4],
         residual: Option<&Maps>,
-        with_moments: bool,
-    ) -> Option<Vec<(f64, f64)>> {
+    ) {
         let in_g = self.c_in / self.groups;
         let out_g = self.c_out / self.groups;
         let k = in_g * self.kernel[0] * self.kernel[1];
@@ -362,9 +331,6 @@ impl FusedConv {
         };
         let per_chunk = out_g.div_ceil(chunks);
         let geometry = (oh, ow);
-        let mut partials =
-            Vec::<(f64, f64)>::with_capacity(if with_moments { tiles * self.c_out } else { 0 });
-        let sums = Shared(partials.as_mut_ptr());
         // Compiled for this CPU's vector width: im2col and the finishing pass run inside.
         (0..tiles * chunks).into_par_iter().for_each(|item| {
             vectorized(
@@ -405,11 +371,6 @@ impl FusedConv {
                                 );
                                 let r = residual.map(|r| &r.data[oc * total + q0..][..pixels]);
                                 self.finish(oc, values, r);
-                                if with_moments {
-                                    // SAFETY: (t, oc) belongs to this item alone, and
-                                    // `partials` holds tiles × c_out.
-                                    sums.get().add(t * self.c_out + oc).write(moments(values));
-                                }
                             }
                         }
                     }
@@ -417,11 +378,6 @@ impl FusedConv {
                 },
             )
         });
-        with_moments.then(|| {
-            // SAFETY: the items cover every (tile, output channel) pair, and each wrote its own.
-            unsafe { partials.set_len(tiles * self.c_out) };
-            partials
-        })
     }
 
     /// The gradient of the loss with respect to this (one-group) convolution's weights, given its
@@ -778,23 +734,16 @@ struct Tile<'a> {
     pixels: usize,
 }
 
-/// A buffer's base pointer (the output, or its per-tile moments), shared by the threads that
-/// write disjoint tiles of it.
-struct Shared<T>(*mut T);
-// Not derived: a derive would ask T to be Copy too.
-impl<T> Clone for Shared<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Shared<T> {}
+/// The output's base pointer, shared by the threads that write disjoint tiles of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
 // SAFETY: see `dense`: every thread writes only its own tile's elements.
-unsafe impl<T> Send for Shared<T> {}
-unsafe impl<T> Sync for Shared<T> {}
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
 
-impl<T> Shared<T> {
+impl SharedOut {
     // A method, not `.0`: closures capture the field alone, and a bare pointer is not Sync.
-    fn get(self) -> *mut T {
+    fn get(self) -> *mut f32 {
         self.0
     }
 }

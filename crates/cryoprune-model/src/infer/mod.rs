@@ -9,7 +9,6 @@
 pub(crate) mod conv;
 pub(crate) mod net;
 pub(crate) mod pool;
-pub(crate) mod sums;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
