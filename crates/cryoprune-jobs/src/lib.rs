@@ -17,6 +17,7 @@ pub mod labels;
 pub mod pretrain;
 pub mod prune;
 pub mod recipe;
+pub mod relion;
 pub mod simulate;
 pub mod train;
 

@@ -32,10 +32,16 @@ enum Command {
     Prune(commands::prune::Args),
     Fewshot(commands::fewshot::Args),
     Pretrain(commands::pretrain::Args),
+    Relion(commands::relion::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if e.use_stderr() {
+            commands::relion::arguments_failed(&std::env::args().collect::<Vec<_>>());
+        }
+        e.exit()
+    });
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => commands::prune::run(a),
         Command::Fewshot(a) => commands::fewshot::run(a),
         Command::Pretrain(a) => commands::pretrain::run(a),
+        Command::Relion(a) => commands::relion::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

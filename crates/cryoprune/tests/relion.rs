@@ -427,3 +427,207 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
         assert!(extracted[0].contains_key("rlnAutopickFigureOfMerit"));
     }
 }
+
+/// `setup`'s picks as a RELION 3.1 AutoPick job: one `_autopick.star` per micrograph under
+/// `AutoPick/job006/` and the `coords_suffix_autopick.star` node naming the micrographs; and
+/// the same files listed in a RELION 4/5 `autopick.star`. A tiny model trained on the truth.
+fn autopick_project(dir: &Path) -> usize {
+    let n = setup(dir);
+    cryoprune_in(
+        dir,
+        &[
+            "convert",
+            "--in",
+            "input.star",
+            "--to",
+            "star",
+            "--out",
+            "coords/",
+        ],
+    );
+    let job = dir.join("AutoPick/job006/sim/micrographs");
+    std::fs::create_dir_all(&job).unwrap();
+    let mut index = String::from(
+        "\n# version 50001\n\ndata_coordinate_files\n\nloop_\n_rlnMicrographName #1\n\
+         _rlnMicrographCoordinates #2\n",
+    );
+    for m in ["sim_0001", "sim_0002"] {
+        std::fs::rename(
+            dir.join(format!("coords/sim/micrographs/{m}.star")),
+            job.join(format!("{m}_autopick.star")),
+        )
+        .unwrap();
+        index.push_str(&format!(
+            "sim/micrographs/{m}.mrc AutoPick/job006/sim/micrographs/{m}_autopick.star\n"
+        ));
+    }
+    std::fs::write(
+        dir.join("AutoPick/job006/coords_suffix_autopick.star"),
+        "micrographs.star\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("AutoPick/job006/autopick.star"), index).unwrap();
+    let mut train = tiny_train_args("sim/micrographs/*.mrc", "sim/truth.csv", "model");
+    train.push("--image-only");
+    cryoprune_in(dir, &train);
+    n
+}
+
+fn external(dir: &Path, job: &str, inputs: &[&str], model: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["relion", "prune", "--o", job];
+    args.extend(inputs);
+    args.extend(["--j", "2", "--pipeline_control", job, "--model", model]);
+    args.extend(["--image_only", "Yes", "--threshold", "0.01"]);
+    args.extend(extra);
+    Command::new(env!("CARGO_BIN_EXE_cryoprune"))
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// (node name, node type) of a job's RELION_OUTPUT_NODES.star.
+fn nodes(dir: &Path, job: &str) -> Vec<(String, String)> {
+    let star = StarFile::read(dir.join(job).join("RELION_OUTPUT_NODES.star")).unwrap();
+    let l = star.block("output_nodes").unwrap().first_loop().unwrap();
+    assert_eq!(l.columns[0], "rlnPipeLineNodeName");
+    l.rows
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect()
+}
+
+/// RELION 3.1 runs `cryoprune relion prune` as an External job on its AutoPick coordinates:
+/// the job leaves the exit file and output nodes 3.1 reads (numbered types), and the real
+/// `relion_preprocess` extracts exactly the picks the job kept from the coordinate node it
+/// wrote.
+#[test]
+fn an_external_job_prunes_relion_31_coordinates_that_relion_extracts() {
+    if !relion_ready() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relion_external31");
+    let n = autopick_project(&dir);
+    let job = "External/job007/";
+    let inputs = [
+        "--in_mics",
+        "micrographs.star",
+        "--in_coords",
+        "AutoPick/job006/coords_suffix_autopick.star",
+    ];
+    let o = external(&dir, job, &inputs, "model", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.join(job).join("RELION_JOB_EXIT_SUCCESS").is_file());
+    assert!(!dir.join(job).join("RELION_JOB_EXIT_FAILURE").exists());
+    assert_eq!(
+        nodes(&dir, job),
+        [
+            (format!("{job}coords_suffix_cryoprune.star"), "2".into()),
+            (format!("{job}logfile.pdf"), "13".into()),
+        ]
+    );
+    let suffix = std::fs::read_to_string(dir.join(job).join("coords_suffix_cryoprune.star"));
+    assert_eq!(suffix.unwrap().trim(), "micrographs.star");
+    let pdf = std::fs::read(dir.join(job).join("logfile.pdf")).unwrap();
+    assert!(pdf.starts_with(b"%PDF-1.4") && String::from_utf8_lossy(&pdf).contains("kept"));
+
+    let mut kept = 0;
+    for m in ["sim_0001", "sim_0002"] {
+        let f = dir.join(format!("{job}sim/micrographs/{m}_cryoprune.star"));
+        kept += rows(&f, "").len();
+    }
+    assert!(kept > 0 && kept <= n, "{kept} of {n} kept");
+    relion_extract(
+        &dir,
+        "extracted",
+        &["--coord_dir", job, "--coord_suffix", "_cryoprune.star"],
+        false,
+    );
+    let extracted = rows(&dir.join("extracted.star"), "particles");
+    assert_eq!(extracted.len(), kept, "RELION extracts every kept pick");
+
+    // A rerun replaces the outputs and the exit file, as RELION's "continue" would.
+    let again = external(&dir, job, &inputs, "model", &[]);
+    assert!(again.status.success(), "{}", text(&again));
+}
+
+/// RELION 4 and 5: an `autopick.star` index in, an index of the pruned files out, node types
+/// as labels in the form RELION 5 writes them (fixture); particles pruned as a particles node;
+/// and a job that cannot run ends with RELION_JOB_EXIT_FAILURE and the reason on stderr
+/// (RELION's run.err), bad arguments included.
+#[test]
+fn an_external_job_speaks_relion_4_and_5_and_fails_as_relion_expects() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relion_external5");
+    let n = autopick_project(&dir);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/relion5/RELION_OUTPUT_NODES.star");
+    let relion5 = StarFile::read(&fixture).unwrap();
+    let relion5 = relion5.block("output_nodes").unwrap().first_loop().unwrap();
+    let labels: Vec<&String> = relion5.rows.iter().map(|r| &r[1]).collect();
+
+    let job = "External/job008/";
+    let o = external(
+        &dir,
+        job,
+        &["--in_coords", "AutoPick/job006/autopick.star"],
+        "model",
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.join(job).join("RELION_JOB_EXIT_SUCCESS").is_file());
+    let star = StarFile::read(dir.join(job).join("RELION_OUTPUT_NODES.star")).unwrap();
+    let ours = star.block("output_nodes").unwrap().first_loop().unwrap();
+    assert_eq!(ours.columns, relion5.columns, "RELION 5's columns");
+    for (name, label) in nodes(&dir, job) {
+        assert!(dir.join(&name).is_file(), "{name}");
+        assert!(
+            labels.iter().any(|l| l.starts_with(&label)),
+            "{label} is not a RELION 5 node type"
+        );
+    }
+    let index = rows(&dir.join(job).join("coordinates.star"), "coordinate_files");
+    assert_eq!(index.len(), 2);
+    let mut kept = 0;
+    for r in &index {
+        assert!(r["rlnMicrographName"].starts_with("sim/micrographs/sim_000"));
+        kept += rows(&dir.join(&r["rlnMicrographCoordinates"]), "").len();
+    }
+    assert!(kept <= n);
+
+    let job = "External/job009/";
+    let o = external(&dir, job, &["--in_parts", "input.star"], "model", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let parts = rows(&dir.join(job).join("particles.star"), "particles");
+    assert!(!parts.is_empty() && parts.len() <= n);
+    assert_eq!(
+        nodes(&dir, job)[0],
+        (
+            format!("{job}particles.star"),
+            "ParticlesData.star.relion".into()
+        )
+    );
+
+    let job = "External/job010/";
+    let o = external(
+        &dir,
+        job,
+        &["--in_parts", "input.star"],
+        "no_such_model",
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no_such_model"), "{}", text(&o));
+    assert!(dir.join(job).join("RELION_JOB_EXIT_FAILURE").is_file());
+    assert!(!dir.join(job).join("RELION_JOB_EXIT_SUCCESS").exists());
+
+    let job = "External/job011/";
+    let o = external(
+        &dir,
+        job,
+        &["--in_parts", "input.star"],
+        "model",
+        &["--no_such", "1"],
+    );
+    assert!(!o.status.success());
+    assert!(dir.join(job).join("RELION_JOB_EXIT_FAILURE").is_file());
+}

@@ -10,6 +10,7 @@ pub mod fewshot;
 pub mod info;
 pub mod pretrain;
 pub mod prune;
+pub mod relion;
 pub mod simulate;
 pub mod train;
 
@@ -48,6 +49,7 @@ mod tests {
             include_str!("evaluate.rs"),
             include_str!("fewshot.rs"),
             include_str!("pretrain.rs"),
+            include_str!("relion.rs"),
         ] {
             let ex = super::examples(src);
             let n = ex

@@ -1,0 +1,131 @@
+//! `cryoprune relion prune`: prune as a RELION External job. RELION runs it in the project
+//! folder with the job folder, its input nodes and the job's parameters; it writes the pruned
+//! coordinates (or particles) in the layout of that RELION version, `RELION_OUTPUT_NODES.star`,
+//! a PDF summary as the log node, and `RELION_JOB_EXIT_SUCCESS` or `RELION_JOB_EXIT_FAILURE`.
+//! In RELION's External job tab: External executable `cryoprune relion prune`; input
+//! coordinates (or particles) and micrographs; parameter `model` with the model folder, and
+//! optionally `threshold`, `keep`, `prior`, `image_only`.
+//!
+//! ```text
+//! cryoprune relion prune --o External/job012/ --in_mics CtfFind/job003/micrographs_ctf.star --in_coords AutoPick/job006/coords_suffix_autopick.star --model cryoprune_model --j 8
+//! cryoprune relion prune --o External/job012/ --in_mics CtfFind/job003/micrographs_ctf.star --in_coords AutoPick/job006/autopick.star --model cryoprune_model --threshold 0.6
+//! cryoprune relion prune --o External/job013/ --in_parts Extract/job007/particles.star --model cryoprune_model --prior 0.85
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cryoprune_jobs::prune::{Prior, PruneConfig};
+use cryoprune_jobs::relion::{self, RelionPruneConfig, Version};
+use cryoprune_jobs::ComputeConfig;
+
+use crate::printer::Printer;
+
+#[derive(clap::Args)]
+#[command(about = "Run a cryoprune job as a RELION External job")]
+pub struct Args {
+    #[command(subcommand)]
+    job: Job,
+}
+
+#[derive(clap::Subcommand)]
+enum Job {
+    #[command(
+        about = "Prune RELION coordinates or particles as an External job",
+        after_help = super::examples(include_str!("relion.rs"))
+    )]
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// The job folder RELION gives (External/jobNNN/).
+    #[arg(long = "o")]
+    job: PathBuf,
+    /// Micrographs STAR (RELION's input micrographs node).
+    #[arg(long = "in_mics")]
+    in_mics: Option<PathBuf>,
+    /// Coordinates: a 3.1 `coords_suffix_*.star` or a 4/5 `autopick.star`-style index.
+    #[arg(long = "in_coords")]
+    in_coords: Option<PathBuf>,
+    /// Particles STAR to prune instead of coordinates.
+    #[arg(long = "in_parts")]
+    in_parts: Option<PathBuf>,
+    /// Threads (RELION's "Number of threads").
+    #[arg(long = "j", default_value_t = 0)]
+    threads: usize,
+    /// Where RELION waits for the exit files (the job folder; default --o).
+    #[arg(long = "pipeline_control")]
+    pipeline_control: Option<PathBuf>,
+    /// Model directory written by `cryoprune train` (relative to the project folder).
+    #[arg(long)]
+    model: PathBuf,
+    /// Keep a pick when the probability of the kept classes is at least this.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Classes to keep, comma-separated (default: the class named particle).
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<String>,
+    /// How common the kept classes are assumed to be: dataset, training or a share.
+    #[arg(long, default_value_t = PruneConfig::default().prior)]
+    prior: Prior,
+    /// Yes: classify on the image alone (picks from another picker than the model's).
+    #[arg(long = "image_only", default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
+    image_only: bool,
+    /// RELION version, 3.1, 4 or 5 (default: read off default_pipeline.star or the inputs).
+    #[arg(long = "relion_version")]
+    version: Option<Version>,
+    /// Compute device: cpu, cuda[:N] or wgpu.
+    #[arg(long, default_value_t = ComputeConfig::default().device)]
+    device: String,
+}
+
+/// RELION's GUI writes Yes/No; scripts write true/false.
+fn yes_no(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "y" | "true" | "1" => Ok(true),
+        "no" | "n" | "false" | "0" => Ok(false),
+        _ => Err(format!("`{v}`: expected yes or no")),
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Job::Prune(a) = args.job;
+    let cfg = RelionPruneConfig {
+        job: a.job,
+        control: a.pipeline_control,
+        in_mics: a.in_mics,
+        in_coords: a.in_coords,
+        in_parts: a.in_parts,
+        version: a.version,
+        prune: PruneConfig {
+            compute: ComputeConfig {
+                device: a.device,
+                threads: a.threads,
+            },
+            model: a.model,
+            keep: a.keep,
+            threshold: a.threshold,
+            image_only: a.image_only,
+            prior: a.prior,
+            ..PruneConfig::default()
+        },
+    };
+    relion::run(&cfg, &Printer::default())?;
+    Ok(())
+}
+
+/// When RELION's arguments themselves cannot be read, the job still ends as RELION expects: a
+/// failure file where it waits for one (`--pipeline_control`, else `--o`), or RELION would
+/// show the job running for ever.
+pub fn arguments_failed(args: &[String]) {
+    if args.get(1).map(String::as_str) != Some("relion") {
+        return;
+    }
+    let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| &w[1]);
+    if let Some(dir) = value("--pipeline_control").or(value("--o")) {
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(relion::FAILURE), "");
+    }
+}
