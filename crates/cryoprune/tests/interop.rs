@@ -1,6 +1,7 @@
 //! The community's own readers accept what cryoprune writes: `mrcfile.validate` for MRC,
-//! `starfile.read` for STAR (same table as ours), `numpy.load` for `.cs`. Needs python3 with
-//! mrcfile, starfile and numpy; `.ci/run` installs them. Elsewhere the test skips with a reason,
+//! `starfile.read` for STAR (same table as ours), `numpy.load` and cryosparc-tools'
+//! `Dataset.load` for `.cs`, and the cryosparc-tools calls of `examples/cryosparc` exist. Needs
+//! python3 with mrcfile, starfile, numpy and cryosparc-tools; `.ci/run` installs them. Elsewhere the test skips with a reason,
 //! except under CI (CI=true), where a missing reader is a failure.
 
 use std::path::{Path, PathBuf};
@@ -196,9 +197,14 @@ fn community_readers_accept_our_files() {
     let manifest = t.join("manifest.json");
     std::fs::write(
         &manifest,
-        serde_json::to_string(
-            &json!({ "mrc": mrcs, "star": stars, "cs": css, "particles": [particles] }),
-        )
+        serde_json::to_string(&json!({
+            "mrc": mrcs,
+            "star": stars,
+            "cs": css,
+            "particles": [particles],
+            "cryosparc_example": PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../examples/cryosparc/cryoprune_cryosparc.py"),
+        }))
         .unwrap(),
     )
     .unwrap();

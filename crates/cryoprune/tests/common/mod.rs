@@ -69,16 +69,16 @@ pub fn s(p: &Path) -> &str {
 
 pub fn python_ready() -> bool {
     let ok = Command::new("python3")
-        .args(["-c", "import mrcfile, starfile, numpy"])
+        .args(["-c", "import mrcfile, starfile, numpy, cryosparc.dataset"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        let msg = "python3 with mrcfile, starfile and numpy is not available";
+        let msg = "python3 with mrcfile, starfile, numpy and cryosparc-tools is not available";
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "{msg} (CI must install them: see .ci/run)"
         );
-        eprintln!("skipping: {msg} (pip install mrcfile starfile numpy)");
+        eprintln!("skipping: {msg} (pip install mrcfile starfile numpy cryosparc-tools)");
     }
     ok
 }

@@ -3,20 +3,25 @@
 Usage: python3 check.py MANIFEST.json
 The manifest lists MRC files (mrcfile.validate must pass), STAR files with the tables our reader
 saw (starfile.read must give the same), and .cs files with the fields and values we wrote
-(numpy.load must read them). "tables" lists text tables (EMAN .box, Topaz .txt, CSV) with the
+(numpy.load and cryosparc-tools' Dataset.load must read them). "tables" lists text tables (EMAN .box, Topaz .txt, CSV) with the
 rows our reader saw, header first where the format has one; numpy must read the same cells.
 "particles" lists RELION particle STARs whose _rlnImageName entries
 (index@stack, 1-based) must each name an image that mrcfile reads, with the optics block's pixel
-size and image size equal to the stack's."""
+size and image size equal to the stack's. "cryosparc_example" names the example script that moves
+picks in and out of cryoSPARC: every cryosparc-tools call it makes must exist, with the keyword
+arguments it passes."""
 import io
 import json
 import math
 import sys
 import contextlib
 
+import inspect
+
 import mrcfile
 import numpy as np
 import starfile
+from cryosparc.dataset import Dataset
 
 
 def same(expected, got):
@@ -81,6 +86,45 @@ def check_table(table):
     return []
 
 
+def check_cryosparc_example(path):
+    """The calls examples/cryosparc makes, against the installed cryosparc-tools."""
+    from cryosparc.tools import CryoSPARC
+    try:  # cryosparc-tools 5
+        from cryosparc.controllers.job import ExternalJobController as ExternalJob
+        from cryosparc.controllers.project import ProjectController as Project
+    except ImportError:  # cryosparc-tools 4
+        from cryosparc.job import ExternalJob
+        from cryosparc.project import Project
+
+    with open(path) as f:
+        compile(f.read(), path, "exec")
+    calls = [
+        (CryoSPARC, "__init__", ["license", "host", "base_port", "email", "password"]),
+        (CryoSPARC, "find_project", []),
+        (Project, "find_job", []),
+        (Project, "create_external_job", ["title"]),
+        (ExternalJob, "load_output", []),
+        (ExternalJob, "connect", ["slots"]),
+        (ExternalJob, "add_output", ["slots", "passthrough"]),
+        (ExternalJob, "save_output", []),
+        (ExternalJob, "run", []),
+        (Dataset, "load", []),
+        (Dataset, "save", []),
+        (Dataset, "mask", []),
+    ]
+    out = []
+    for cls, name, keywords in calls:
+        fn = getattr(cls, name, None)
+        if fn is None:
+            out.append(f"{path}: cryosparc-tools has no {cls.__name__}.{name}")
+            continue
+        params = inspect.signature(fn).parameters
+        for k in keywords:
+            if k not in params:
+                out.append(f"{path}: {cls.__name__}.{name} takes no {k}= (has {list(params)})")
+    return out
+
+
 def main(path):
     with open(path) as f:
         manifest = json.load(f)
@@ -124,6 +168,17 @@ def main(path):
                 if not same(v, got):
                     failures.append(f"{cs['path']} {field}[{i}]: {got!r} != {v!r}")
                     break
+        d = Dataset.load(cs["path"])
+        if list(d.fields()) != names or len(d) != len(arr):
+            failures.append(f"{cs['path']}: cryosparc-tools read {len(d)} rows of {list(d.fields())}")
+        def plain(values):
+            return [v.decode() if isinstance(v, bytes) else v for v in np.asarray(values).tolist()]
+
+        for field in cs["values"]:
+            if plain(d[field]) != plain(arr[field]):
+                failures.append(f"{cs['path']} {field}: cryosparc-tools read {plain(d[field])[:3]}...")
+    if "cryosparc_example" in manifest:
+        failures.extend(check_cryosparc_example(manifest["cryosparc_example"]))
     for table in manifest.get("tables", []):
         failures.extend(check_table(table))
     for star_path in manifest.get("particles", []):
@@ -133,7 +188,7 @@ def main(path):
     if failures:
         print("\n".join(failures))
         sys.exit(1)
-    print(f"interop: {checked} files accepted by mrcfile/starfile/numpy")
+    print(f"interop: {checked} files accepted by mrcfile/starfile/numpy/cryosparc-tools")
 
 
 if __name__ == "__main__":
