@@ -74,7 +74,7 @@ pub struct PruneArgs {
     image_only: bool,
     /// RELION version, 3.1, 4 or 5 (default: read off default_pipeline.star or the inputs).
     #[arg(long = "relion_version")]
-    version: Option<Version>,
+    relion_version: Option<Version>,
     /// Compute device: cpu, cuda[:N] or wgpu.
     #[arg(long, default_value_t = ComputeConfig::default().device)]
     device: String,
@@ -97,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
         in_mics: a.in_mics,
         in_coords: a.in_coords,
         in_parts: a.in_parts,
-        version: a.version,
+        version: a.relion_version,
         prune: PruneConfig {
             compute: ComputeConfig {
                 device: a.device,
