@@ -213,6 +213,29 @@ fn setup(dir: &Path) -> usize {
     lines.len()
 }
 
+/// `input.star` as one RELION coordinate file per micrograph under `coords/`.
+fn to_coordinate_files(dir: &Path) -> Output {
+    cryoprune_in(
+        dir,
+        &[
+            "convert",
+            "--in",
+            "input.star",
+            "--to",
+            "star",
+            "--out",
+            "coords/",
+        ],
+    )
+}
+
+/// A tiny image-only model of `setup`'s truth, in `model/`.
+fn train_image_model(dir: &Path) {
+    let mut train = tiny_train_args("sim/micrographs/*.mrc", "sim/truth.csv", "model");
+    train.push("--image-only");
+    cryoprune_in(dir, &train);
+}
+
 #[test]
 fn extract_cuts_what_relion_preprocess_cuts_and_keeps_the_particle_metadata() {
     if !relion_ready() {
@@ -239,18 +262,7 @@ fn extract_cuts_what_relion_preprocess_cuts_and_keeps_the_particle_metadata() {
         ],
     );
     // A STAR of two micrographs becomes one coordinate file per micrograph where RELION looks.
-    let o = cryoprune_in(
-        &dir,
-        &[
-            "convert",
-            "--in",
-            "input.star",
-            "--to",
-            "star",
-            "--out",
-            "coords/",
-        ],
-    );
+    let o = to_coordinate_files(&dir);
     for m in ["sim_0001", "sim_0002"] {
         let f = dir.join(format!("coords/sim/micrographs/{m}.star"));
         assert!(f.is_file(), "{} missing:\n{}", f.display(), text(&o));
@@ -364,9 +376,7 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relion_prune");
     let n = setup(&dir);
-    let mut train = tiny_train_args("sim/micrographs/*.mrc", "sim/truth.csv", "model");
-    train.push("--image-only");
-    cryoprune_in(&dir, &train);
+    train_image_model(&dir);
     for (out, columns, warned) in [
         ("pruned", None, true),
         ("relion_only", Some("--relion-columns"), false),
@@ -433,18 +443,7 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
 /// the same files listed in a RELION 4/5 `autopick.star`. A tiny model trained on the truth.
 fn autopick_project(dir: &Path) -> usize {
     let n = setup(dir);
-    cryoprune_in(
-        dir,
-        &[
-            "convert",
-            "--in",
-            "input.star",
-            "--to",
-            "star",
-            "--out",
-            "coords/",
-        ],
-    );
+    to_coordinate_files(dir);
     let job = dir.join("AutoPick/job006/sim/micrographs");
     std::fs::create_dir_all(&job).unwrap();
     let mut index = String::from(
@@ -467,9 +466,7 @@ fn autopick_project(dir: &Path) -> usize {
     )
     .unwrap();
     std::fs::write(dir.join("AutoPick/job006/autopick.star"), index).unwrap();
-    let mut train = tiny_train_args("sim/micrographs/*.mrc", "sim/truth.csv", "model");
-    train.push("--image-only");
-    cryoprune_in(dir, &train);
+    train_image_model(dir);
     n
 }
 
