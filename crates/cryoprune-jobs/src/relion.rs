@@ -123,10 +123,15 @@ fn run_job(cfg: &RelionPruneConfig, events: &dyn Events) -> Result<Summary> {
             (vec![(node, Node::Coordinates)], summary)
         }
         (None, Some(parts)) => {
-            let star = StarFile::read(parts)?;
+            // prune reads the particles itself; here they are read only for their micrographs.
             let names = match &cfg.in_mics {
                 Some(m) => micrograph_names(m)?,
-                None => column_values(&star, parts, "particles", "rlnMicrographName")?,
+                None => column_values(
+                    &StarFile::read(parts)?,
+                    parts,
+                    "particles",
+                    "rlnMicrographName",
+                )?,
             };
             prune.micrographs = unique(names);
             prune.picks = vec![parts.clone()];

@@ -130,11 +130,7 @@ impl MaxPool {
                             for y in rows {
                                 let row = y * x.w;
                                 for c in cols.clone() {
-                                    let v = src[row + c];
-                                    // Strictly greater: the first of equal maxima wins.
-                                    let wins = v > m;
-                                    m = if wins { v } else { m };
-                                    at = if wins { (row + c) as u32 } else { at };
+                                    (m, at) = keep_max((m, at), (src[row + c], (row + c) as u32));
                                 }
                             }
                             (*d, *i) = (m, at);
@@ -179,11 +175,8 @@ impl MaxPool {
                                 let window =
                                     [(t[0], p), (t[1], p + 1), (b[0], below), (b[1], below + 1)];
                                 let (mut m, mut at) = (f32::NEG_INFINITY, p);
-                                for (v, q) in window {
-                                    // Strictly greater: the first of equal maxima wins.
-                                    let wins = v > m;
-                                    m = if wins { v } else { m };
-                                    at = if wins { q } else { at };
+                                for next in window {
+                                    (m, at) = keep_max((m, at), next);
                                 }
                                 (*d, *i) = (m, at);
                             }
@@ -193,6 +186,15 @@ impl MaxPool {
             });
         (out, arg)
     }
+}
+
+/// The running (maximum, winner) after pixel `q` of value `v`, by selects, not a branch: which
+/// pixel wins is as good as random. Strictly greater, so the first of equal maxima wins and NaN
+/// never does.
+#[inline(always)]
+fn keep_max((m, at): (f32, u32), (v, q): (f32, u32)) -> (f32, u32) {
+    let wins = v > m;
+    (if wins { v } else { m }, if wins { q } else { at })
 }
 
 /// Output row `oy`'s two input rows of a 2 × 2, stride 2 pool, each cut to `ow` pairs.
