@@ -1,7 +1,7 @@
 //! How a job tells its caller what it is doing. The command line prints events to stderr (and
 //! results to stdout) with progress bars; a server can stream them; tests collect them.
 
-use cryoprune_train::EpochStats;
+pub use cryoprune_train::EpochStats;
 
 /// One thing a job reports.
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ pub mod pretrain;
 pub mod prune;
 pub mod recipe;
 pub mod relion;
+pub mod shard;
 pub mod simulate;
 pub mod train;
 

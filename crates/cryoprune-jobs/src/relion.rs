@@ -33,6 +33,30 @@ const INDEX_NODE: &str = "coordinates.star";
 const PARTICLES_NODE: &str = "particles.star";
 const LOG_NODE: &str = "logfile.pdf";
 
+/// When RELION's arguments themselves cannot be read (`args` as the process got them), the job
+/// still ends as RELION expects: a failure file where it waits for one (`--pipeline_control`,
+/// else `--o`), or RELION would show the job running for ever.
+pub fn arguments_failed(args: &[String]) {
+    if args.get(1).map(String::as_str) != Some("relion") {
+        return;
+    }
+    let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| &w[1]);
+    if let Some(dir) = value("--pipeline_control").or(value("--o")) {
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(FAILURE), "");
+    }
+}
+
+/// A yes/no parameter: RELION's GUI writes Yes/No, scripts true/false.
+pub fn yes_no(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "y" | "true" | "1" => Ok(true),
+        "no" | "n" | "false" | "0" => Ok(false),
+        _ => Err(format!("`{v}`: expected yes or no")),
+    }
+}
+
 /// Which RELION the job speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Version {

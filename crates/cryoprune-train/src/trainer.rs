@@ -95,6 +95,28 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
+impl EpochStats {
+    /// The header of the table [`EpochStats::row`] writes a line of.
+    pub const HEADER: &'static str =
+        "epoch      lr  train loss  train acc  val loss  val acc  val F1   time";
+
+    /// This epoch as a line of a fixed-width table, for a terminal or a log.
+    pub fn row(&self) -> String {
+        let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
+        format!(
+            "{:5}  {:.0e}  {:10.4}  {:9.3}  {:8}  {:7}  {:6}  {:4.1}s",
+            self.epoch,
+            self.lr,
+            self.train_loss,
+            self.train_accuracy,
+            opt(self.val_loss, 4),
+            opt(self.val_accuracy, 3),
+            opt(self.val_macro_f1, 3),
+            self.seconds
+        )
+    }
+}
+
 pub struct Trained {
     /// The network of the best epoch (by validation macro-F1; the last epoch without validation),
     /// ready for inference.

@@ -33,25 +33,20 @@ enum Command {
     Fewshot(commands::fewshot::Args),
     Pretrain(commands::pretrain::Args),
     Relion(commands::relion::Args),
+    Merge(commands::merge::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         if e.use_stderr() {
-            commands::relion::arguments_failed(&std::env::args().collect::<Vec<_>>());
+            cryoprune_jobs::relion::arguments_failed(&std::env::args().collect::<Vec<_>>());
         }
         e.exit()
     });
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
+    let level = ["warn", "info", "debug"][usize::from(cli.verbose.min(2))];
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
+        .with_env_filter(filter.unwrap_or_else(|_| level.into()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
@@ -75,6 +70,7 @@ fn main() -> ExitCode {
         Command::Fewshot(a) => commands::fewshot::run(a),
         Command::Pretrain(a) => commands::pretrain::run(a),
         Command::Relion(a) => commands::relion::run(a),
+        Command::Merge(a) => commands::merge::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use cryoprune_jobs::events::EpochStats;
 use cryoprune_jobs::{Event, Events};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -43,24 +44,9 @@ impl Events for Printer {
             }
             Event::Epoch(s) => {
                 if s.epoch == 1 {
-                    eprintln!(
-                        "epoch      lr  train loss  train acc  val loss  val acc  val F1   time"
-                    );
+                    eprintln!("{}", EpochStats::HEADER);
                 }
-                let opt = |v: Option<f64>, digits: usize| {
-                    v.map_or("-".into(), |v| format!("{v:.digits$}"))
-                };
-                eprintln!(
-                    "{:5}  {:.0e}  {:10.4}  {:9.3}  {:8}  {:7}  {:6}  {:4.1}s",
-                    s.epoch,
-                    s.lr,
-                    s.train_loss,
-                    s.train_accuracy,
-                    opt(s.val_loss, 4),
-                    opt(s.val_accuracy, 3),
-                    opt(s.val_macro_f1, 3),
-                    s.seconds
-                );
+                eprintln!("{}", s.row());
             }
             Event::Step(command) => println!("\n$ {command}"),
             Event::Threads(n) => tracing::debug!("running on {n} threads"),

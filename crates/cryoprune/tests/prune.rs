@@ -987,3 +987,307 @@ fn each_pick_is_decided_at_the_share_of_particles_assumed() {
     assert!(!o.status.success());
     assert!(text(&o).contains("between 0 and 1"), "{}", text(&o));
 }
+
+/// Runs cryoprune with owned arguments and asserts it succeeded; returns its output text.
+fn run_ok(args: &[String]) -> String {
+    let o = cryoprune(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let t = text(&o);
+    assert!(o.status.success(), "{args:?}: {t}");
+    t
+}
+
+/// A summary without its timings, the one thing shards cannot share with one run.
+fn summary_without_timings(path: &Path) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for timing in ["seconds", "particles_per_second"] {
+        assert!(v[timing].as_f64().unwrap() > 0.0, "{timing}");
+        v.as_object_mut().unwrap().remove(timing);
+    }
+    v
+}
+
+#[test]
+fn three_shards_and_a_merge_write_what_one_run_writes() {
+    let f = fixture();
+    let root = f.dir.join("shards");
+    let _ = std::fs::remove_dir_all(&root);
+    // Twelve micrographs with a .box file each (files a shard writes itself) and one CSV of
+    // them all (a file only the merge can write).
+    let (mics, boxes) = many_micrographs(f, &root, 3);
+    let csv = root.join("all.csv");
+    let mut all = String::from("micrograph,x,y,score\n");
+    for (b, m) in std::fs::read_dir(&boxes).unwrap().flatten().map(|e| {
+        let name = e.path().file_stem().unwrap().to_string_lossy().into_owned();
+        (e.path(), name)
+    }) {
+        for line in std::fs::read_to_string(&b).unwrap().lines() {
+            let v: Vec<f64> = line
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
+            let (x, y) = (v[0] + v[2] / 2.0, v[1] + v[3] / 2.0);
+            all.push_str(&format!("{m},{x},{y},{}\n", v[4]));
+        }
+    }
+    std::fs::write(&csv, all).unwrap();
+    let one = root.join("one");
+    let (scores, report) = (root.join("scores.csv"), root.join("report.html"));
+    // A given prior classifies each micrograph once; the dataset's is estimated on a sample
+    // of every shard's micrographs, which each shard classifies.
+    for (picks, prior) in [(boxes.as_path(), "0.8"), (csv.as_path(), "dataset")] {
+        let args = |out: &Path, more: &[&str]| -> Vec<String> {
+            let mut a: Vec<&str> = prune_args(s(&f.model), &mics, s(picks), s(out));
+            a.extend(["--write-rejected", "--threads", "1", "--prior", prior]);
+            a.extend(["--threshold", &f.threshold]);
+            a.extend(more);
+            a.into_iter().map(String::from).collect()
+        };
+        let _ = std::fs::remove_dir_all(&one);
+        run_ok(&args(
+            &one,
+            &["--scores", s(&scores), "--report", s(&report)],
+        ));
+        let single = root.join("single");
+        let _ = std::fs::remove_dir_all(&single);
+        std::fs::rename(&one, &single).unwrap();
+        let single_scores = std::fs::read(&scores).unwrap();
+        std::fs::remove_file(&scores).unwrap();
+
+        let shard = |i: usize| root.join(format!("shard_{i}"));
+        for i in 0..3 {
+            let _ = std::fs::remove_dir_all(shard(i));
+            run_ok(&args(&shard(i), &["--shard", &format!("{i}/3")]));
+        }
+        let shard_files: Vec<usize> = (0..3)
+            .map(|i| {
+                files_in(&shard(i))
+                    .keys()
+                    .filter(|k| k.ends_with(".box"))
+                    .count()
+            })
+            .collect();
+        if picks == boxes {
+            // Twelve micrographs sorted, every third to each shard.
+            assert_eq!(shard_files, [4, 4, 4]);
+        } else {
+            assert_eq!(shard_files, [0, 0, 0]);
+            assert!(
+                !shard(0).join("all.csv").exists(),
+                "no shard has every micrograph"
+            );
+        }
+        // A shard killed part way: its journal cut short, no record. A rerun with
+        // --skip-existing classifies only what the journal lacks.
+        let journal = shard(1).join("cryoprune_shard_outcomes.jsonl");
+        let lines = std::fs::read_to_string(&journal).unwrap();
+        let first = lines.lines().next().unwrap();
+        std::fs::write(
+            &journal,
+            format!("{first}\n{}", &lines[first.len() + 1..][..20]),
+        )
+        .unwrap();
+        std::fs::remove_file(shard(1).join("cryoprune_shard.json")).unwrap();
+        let merge = |out: &Path| -> Vec<String> {
+            let mut a = vec!["merge".to_string(), "--in".into()];
+            a.extend((0..3).map(|i| s(&shard(i)).to_string()));
+            a.extend(
+                [
+                    "--out",
+                    s(out),
+                    "--scores",
+                    s(&scores),
+                    "--report",
+                    s(&report),
+                ]
+                .map(String::from),
+            );
+            a
+        };
+        let o = cryoprune(&merge(&one).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!o.status.success());
+        assert!(
+            text(&o).contains("not the output of a finished `prune --shard` run"),
+            "{}",
+            text(&o)
+        );
+        let t = run_ok(&args(&shard(1), &["--shard", "1/3", "--skip-existing"]));
+        assert!(
+            t.contains("1 micrographs this shard classified before"),
+            "{t}"
+        );
+        let resumed = std::fs::read_to_string(&journal).unwrap();
+        assert_eq!(resumed.lines().count(), lines.lines().count());
+
+        let t = run_ok(&merge(&one));
+        assert!(t.contains("joining the 3 shards"), "{t}");
+        assert_eq!(std::fs::read(&scores).unwrap(), single_scores, "scores");
+        for dir in ["", "rejected"] {
+            let (a, b) = (files_in(&single.join(dir)), files_in(&one.join(dir)));
+            assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+            assert!(!a.is_empty() && (dir.is_empty() || a.values().any(|b| !b.is_empty())));
+            for (name, bytes) in &a {
+                if name == "prune_summary.json" {
+                    assert_eq!(
+                        summary_without_timings(&single.join(name)),
+                        summary_without_timings(&one.join(name))
+                    );
+                } else {
+                    assert!(&b[name] == bytes, "{dir}/{name} differs from one run's");
+                }
+            }
+        }
+    }
+    // Shards of one run only, each once.
+    let o = cryoprune(&[
+        "merge",
+        "--in",
+        s(&root.join("shard_0")),
+        s(&root.join("shard_0")),
+        "--out",
+        s(&root.join("x")),
+    ]);
+    assert!(
+        text(&o).contains("shard 0/3 is given twice"),
+        "{}",
+        text(&o)
+    );
+    let o = cryoprune(&[
+        "merge",
+        "--in",
+        s(&root.join("shard_2")),
+        "--out",
+        s(&root.join("x")),
+    ]);
+    assert!(
+        text(&o).contains("shards 0/3, 1/3 are missing"),
+        "{}",
+        text(&o)
+    );
+    let o = cryoprune(&[
+        "prune",
+        "--model",
+        s(&f.model),
+        "--micrographs",
+        &mics,
+        "--picks",
+        s(&boxes),
+        "--out",
+        s(&root.join("x")),
+        "--shard",
+        "3/3",
+    ]);
+    assert!(
+        text(&o).contains("expected I/N with 0 <= I < N"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn three_extract_shards_and_a_merge_write_one_runs_stack_and_star() {
+    let f = fixture();
+    let root = f.dir.join("extract_shards");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let picks = f.dir.join("sim/picks.csv");
+    let args = |out: &Path, more: &[&str]| -> Vec<String> {
+        let mut a = vec![
+            "extract",
+            "--micrographs",
+            &f.mics,
+            "--picks",
+            s(&picks),
+            "--box",
+            "48",
+            "--size",
+            "32",
+            "--edge",
+            "pad-noise",
+            "--out",
+            s(out),
+        ];
+        a.extend(more);
+        a.into_iter().map(String::from).collect()
+    };
+    let one = root.join("particles.mrcs");
+    run_ok(&args(&one, &[]));
+    let single: Vec<Vec<u8>> = ["mrcs", "star"]
+        .iter()
+        .map(|e| std::fs::read(one.with_extension(e)).unwrap())
+        .collect();
+    std::fs::remove_file(&one).unwrap();
+    let shards: Vec<PathBuf> = (0..3)
+        .map(|i| root.join(format!("part_{i}.mrcs")))
+        .collect();
+    for (i, shard) in shards.iter().enumerate() {
+        run_ok(&args(shard, &["--shard", &format!("{i}/3")]));
+    }
+    let mut merge = vec!["merge".to_string(), "--in".into()];
+    merge.extend(shards.iter().map(|p| s(p).to_string()));
+    merge.extend(["--out".to_string(), s(&one).to_string()]);
+    run_ok(&merge);
+    for (e, bytes) in ["mrcs", "star"].iter().zip(&single) {
+        assert!(
+            &std::fs::read(one.with_extension(e)).unwrap() == bytes,
+            "{e} differs from one run's"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_slurm_scripts_prune_as_an_array_and_merge() {
+    let f = fixture();
+    let root = f.dir.join("slurm");
+    let _ = std::fs::remove_dir_all(&root);
+    let (mics, boxes) = many_micrographs(f, &root, 2);
+    let one = root.join("single");
+    run_ok(
+        &prune_args(s(&f.model), &mics, s(&boxes), s(&one))
+            .into_iter()
+            .chain(["--scores", s(&root.join("single.scores.csv"))])
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    );
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/slurm");
+    let script = |name: &str, task: Option<usize>| {
+        let mut c = std::process::Command::new("bash");
+        c.arg(scripts.join(name))
+            .current_dir(&root)
+            .env("CRYOPRUNE", env!("CARGO_BIN_EXE_cryoprune"))
+            .env("MODEL", &f.model)
+            .env("MICROGRAPHS", &mics)
+            .env("PICKS", &boxes)
+            .env("SHARDS_DIR", "shards")
+            .env("OUT", "merged");
+        if let Some(t) = task {
+            c.env("SLURM_ARRAY_TASK_ID", t.to_string())
+                .env("SLURM_ARRAY_TASK_COUNT", "3");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{name} {task:?}: {}", text(&o));
+    };
+    // What SLURM does with `--array=0-2`, then the merge that waits for it.
+    for task in 0..3 {
+        script("prune_array.sh", Some(task));
+    }
+    script("merge.sh", None);
+    let (a, b) = (files_in(&one), files_in(&root.join("merged")));
+    let boxes_of = |m: &BTreeMap<String, Vec<u8>>| {
+        m.iter()
+            .filter(|(k, _)| k.ends_with(".box"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(boxes_of(&a).len(), 8);
+    assert!(
+        boxes_of(&a) == boxes_of(&b),
+        "the merged files differ from one run's"
+    );
+    assert_eq!(
+        std::fs::read(root.join("single.scores.csv")).unwrap(),
+        std::fs::read(root.join("merged.scores.csv")).unwrap()
+    );
+    assert!(root.join("merged.report.html").exists());
+}

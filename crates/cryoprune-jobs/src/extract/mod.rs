@@ -7,21 +7,23 @@
 
 mod star;
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cryoprune_formats::atomic::{clear_stale_partials, ensure_not_input};
 use cryoprune_formats::mrc::{Mode, WriteKind};
-use cryoprune_formats::{MrcWriter, PickFormat, PickSet};
+use cryoprune_formats::{MrcFile, MrcWriter, PickFormat, PickSet};
 use cryoprune_image::extract::{EdgePolicy, ExtractConfig, ParticleNorm};
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
-use cryoprune_image::pipeline::Pipeline;
+use cryoprune_image::pipeline::{Output, Pipeline};
 use serde::{Deserialize, Serialize};
 
 use crate::compute::thread_count;
 use crate::events::{Event, Events};
 use crate::inputs::{expand_globs, jobs, pair_with_micrographs};
+use crate::shard::{MergeConfig, Record, Shard};
 use crate::{invalid, Result};
 use star::{Layout, Optics, StarStream};
 
@@ -67,6 +69,8 @@ pub struct ExtractJobConfig {
     pub out: PathBuf,
     /// The particle STAR; `None`: `out` with the extension .star.
     pub star: Option<PathBuf>,
+    /// Extract only this shard's micrographs, for `merge` to join (`cryoprune merge`).
+    pub shard: Option<Shard>,
 }
 
 impl Default for ExtractJobConfig {
@@ -94,6 +98,7 @@ impl Default for ExtractJobConfig {
             amplitude_contrast: 0.1,
             out: PathBuf::new(),
             star: None,
+            shard: None,
         }
     }
 }
@@ -114,6 +119,116 @@ pub struct Extracted {
 }
 
 pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
+    run_job(cfg, None, events)
+}
+
+const JOB: &str = "extract";
+
+/// Where a shard's record lies: beside its stack.
+fn record_path(stack: &Path) -> PathBuf {
+    stack.with_extension("shard.json")
+}
+
+/// What a shard did with one micrograph, so a merge can write it as one run would have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Done {
+    /// The pick group's micrograph name.
+    micrograph: String,
+    pixel_size: Option<f64>,
+    shape: (usize, usize),
+    kept: Vec<usize>,
+    padded: Vec<usize>,
+    skipped_edge: Vec<usize>,
+    outside: Vec<usize>,
+}
+
+/// Joins the stacks and STARs of `extract --shard` runs into the stack and STAR one run would
+/// have written, byte for byte. Run it where the shards ran: their settings name the
+/// micrographs and picks as they were given.
+pub fn merge(m: &MergeConfig, events: &dyn Events) -> Result<Extracted> {
+    let same = |a: &ExtractJobConfig, b: &ExtractJobConfig| {
+        let plain = |c: &ExtractJobConfig| ExtractJobConfig {
+            out: PathBuf::new(),
+            star: None,
+            shard: None,
+            threads: 0,
+            ..c.clone()
+        };
+        plain(a) == plain(b)
+    };
+    let records: Vec<Record<ExtractJobConfig, Vec<Done>>> =
+        crate::shard::read_records(&m.inputs, JOB, record_path, same)?;
+    let mut replay = Replay::default();
+    for (r, input) in records.iter().zip(&m.inputs) {
+        let stack = MrcFile::open(input)?;
+        let mut first = 0;
+        for done in &r.done {
+            let at = (replay.stacks.len(), first, done.clone());
+            first += done.kept.len();
+            if replay.jobs.insert(done.micrograph.clone(), at).is_some() {
+                invalid!(
+                    "micrograph `{}` was extracted by two shards ({} is one)",
+                    done.micrograph,
+                    input.display()
+                );
+            }
+        }
+        replay.stacks.push(stack);
+    }
+    let cfg = ExtractJobConfig {
+        out: m.out.clone(),
+        star: m.star.clone(),
+        shard: None,
+        ..records[0].config.clone()
+    };
+    events.note(format!(
+        "joining the {} shards of an extract run",
+        records.len()
+    ));
+    run_job(&cfg, Some(replay), events)
+}
+
+/// The shards' stacks, and where each micrograph's particles are in them.
+#[derive(Default)]
+struct Replay {
+    stacks: Vec<MrcFile>,
+    /// By micrograph: (stack, first section, what the shard did).
+    jobs: HashMap<String, (usize, usize, Done)>,
+}
+
+impl Replay {
+    /// Job `index` on `micrograph` as the pipeline would have handed it over.
+    fn output(&mut self, index: usize, micrograph: &str, size: usize) -> Result<Output> {
+        let Some((stack, first, done)) = self.jobs.remove(micrograph) else {
+            invalid!(
+                "no shard extracted micrograph `{micrograph}`: rerun the shard that takes it, then merge again"
+            );
+        };
+        let s2 = size * size;
+        let mut data = vec![0.0; done.kept.len() * s2];
+        for (k, section) in data.chunks_exact_mut(s2).enumerate() {
+            self.stacks[stack].read_section_into(first + k, section)?;
+        }
+        Ok(Output {
+            index,
+            pixel_size: done.pixel_size,
+            shape: done.shape,
+            particles: cryoprune_image::extract::Extracted {
+                data,
+                kept: done.kept,
+                padded: done.padded,
+                skipped_edge: done.skipped_edge,
+                outside: done.outside,
+            },
+        })
+    }
+}
+
+fn run_job(
+    cfg: &ExtractJobConfig,
+    mut replay: Option<Replay>,
+    events: &dyn Events,
+) -> Result<Extracted> {
     let started = Instant::now();
     let star_path = cfg
         .star
@@ -148,6 +263,13 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
     if pairs.is_empty() {
         invalid!("no pick file matches any of the {} micrographs", mics.len());
     }
+    let pairs = match cfg.shard {
+        Some(shard) => {
+            let takes = shard.takes(&mics);
+            pairs.into_iter().filter(|&(_, m)| takes[m]).collect()
+        }
+        None => pairs,
+    };
     let jobs = jobs(&set, &pairs, &mics);
 
     let out_size = cfg.size.unwrap_or(cfg.box_size);
@@ -185,6 +307,11 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
 
     // A killed run left its stack and STAR half-written under temporary names; they are ours.
     clear_stale_partials(&[cfg.out.clone(), star_path.clone()], None);
+    // The record says the shard finished; until it does again, it has not.
+    let record = record_path(&cfg.out);
+    if cfg.shard.is_some() && record.exists() {
+        std::fs::remove_file(&record).map_err(|e| crate::Error::Io(record.clone(), e))?;
+    }
     let mut stack = MrcWriter::create(
         &cfg.out,
         out_size,
@@ -204,9 +331,21 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
     });
 
     let _listening = crate::Listening::start();
-    pipeline.run(&jobs, |out| -> Result<()> {
+    let mut done: Vec<Done> = Vec::new();
+    let mut handle = |out: Output| -> Result<()> {
         crate::check_interrupted()?;
         let (p, m) = pairs[out.index];
+        if cfg.shard.is_some() {
+            done.push(Done {
+                micrograph: set.micrographs[p].micrograph.clone(),
+                pixel_size: out.pixel_size,
+                shape: out.shape,
+                kept: out.particles.kept.clone(),
+                padded: out.particles.padded.clone(),
+                skipped_edge: out.particles.skipped_edge.clone(),
+                outside: out.particles.outside.clone(),
+            });
+        }
         let mic_name = mics[m].to_string_lossy();
         let picks = &set.micrographs[p].picks;
         let ex = &out.particles;
@@ -229,7 +368,15 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
         events.emit(Event::Status(format!("{} particles", tally.written)));
         events.emit(Event::Advanced(1));
         Ok(())
-    })?;
+    };
+    match &mut replay {
+        None => pipeline.run(&jobs, &mut handle)?,
+        Some(r) => {
+            for (index, &(p, _)) in pairs.iter().enumerate() {
+                handle(r.output(index, &set.micrographs[p].micrograph, out_size)?)?;
+            }
+        }
+    }
     events.emit(Event::Finished);
 
     if tally.written == 0 {
@@ -296,6 +443,15 @@ pub fn run(cfg: &ExtractJobConfig, events: &dyn Events) -> Result<Extracted> {
         cfg.out.display(),
         star_path.display()
     ));
+    if let Some(place) = cfg.shard {
+        let record = Record {
+            job: JOB.into(),
+            shard: place,
+            config: cfg.clone(),
+            done,
+        };
+        crate::write_json(&record_path(&cfg.out), &record)?;
+    }
     Ok(Extracted {
         picks: tally.picks,
         written: tally.written,

@@ -24,6 +24,7 @@ pub struct Judged<'a> {
 
 /// Labelled picks the model did not train on, scored as the run scores picks: the rates of the
 /// threshold table and of the prior's estimate come from them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Labelled {
     /// Probability of the kept classes, before any prior shift.
     pub p_keep: Vec<f64>,

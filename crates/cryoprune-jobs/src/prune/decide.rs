@@ -12,6 +12,14 @@ use serde::Serialize;
 use super::prior::Shift;
 use crate::{invalid, Result};
 
+/// Why a pick has no probabilities: no micrograph was given for it, its centre is outside the
+/// micrograph, or its box reaches past the edge.
+pub const UNSCORED: [&str; 3] = [
+    "no micrograph",
+    "outside the micrograph",
+    "box past the edge",
+];
+
 /// What became of one pick.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -6,8 +6,10 @@ pub mod decide;
 mod plan;
 pub mod prior;
 pub mod report;
+mod shard;
 mod write;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,13 +25,14 @@ use cryoprune_train::threshold::adjusted_count;
 use serde::{Deserialize, Serialize};
 
 use cryoprune_formats::atomic::clear_stale_partials;
-pub use decide::{Outcome, Rule, Summary};
+pub use decide::{Outcome, Rule, Summary, UNSCORED};
 use plan::Plan;
 pub use prior::{Prior, Shift};
 use write::{write_scores, Writer};
 
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
+use crate::shard::{MergeConfig, Record, Shard};
 use crate::{invalid, Context, Result};
 
 /// Everything a prune run needs; see `cryoprune prune --help` for each setting.
@@ -74,6 +77,8 @@ pub struct PruneConfig {
     pub image_only: bool,
     /// The share of kept-class picks each decision assumes.
     pub prior: Prior,
+    /// Classify only this shard's micrographs, for `merge` to join (`cryoprune merge`).
+    pub shard: Option<Shard>,
 }
 
 impl Default for PruneConfig {
@@ -99,12 +104,60 @@ impl Default for PruneConfig {
             batch: 64,
             image_only: false,
             prior: Prior::Dataset,
+            shard: None,
         }
     }
 }
 
 /// Runs a prune job; the summary is also written beside the outputs and reported as output.
 pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
+    run_job(cfg, None, events)
+}
+
+/// Joins the outputs of `prune --shard` runs into what one run would have written: every file,
+/// the scores and the summary (whose seconds are the shards' added up) are those of one run;
+/// only the report's timings differ. Run it where the shards ran: their settings name the
+/// model, micrographs and picks as they were given.
+pub fn merge(m: &MergeConfig, events: &dyn Events) -> Result<Summary> {
+    let records: Vec<shard::PruneRecord> =
+        crate::shard::read_records(&m.inputs, shard::JOB, shard::record_path, shard::same_run)?;
+    let first = &records[0];
+    if let Some(r) = records.iter().find(|r| r.done.shift != first.done.shift) {
+        invalid!(
+            "shards {} and {} decided with different priors; were they run with different models or labels?",
+            first.shard,
+            r.shard
+        );
+    }
+    let done = shard::Done {
+        network_seconds: records.iter().map(|r| r.done.network_seconds).sum(),
+        seconds: records.iter().map(|r| r.done.seconds).sum(),
+        ..first.done.clone()
+    };
+    let cfg = PruneConfig {
+        out: m.out.clone(),
+        scores: m.scores.clone(),
+        report: m.report.clone(),
+        shard: None,
+        skip_existing: false,
+        ..first.config.clone()
+    };
+    events.note(format!(
+        "joining the {} shards of a prune run",
+        records.len()
+    ));
+    let outcomes = shard::read_journals(&m.inputs)?;
+    run_job(&cfg, Some(Joined { outcomes, done }), events)
+}
+
+/// The shards' work, for a merge: every classified micrograph's outcomes (before the shift) and
+/// what they decided once for all.
+struct Joined {
+    outcomes: HashMap<String, Vec<Outcome>>,
+    done: shard::Done,
+}
+
+fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Result<Summary> {
     let started = Instant::now();
     if !(cfg.target_precision > 0.0 && cfg.target_precision <= 1.0) {
         invalid!("--target-precision must be in (0, 1]");
@@ -135,7 +188,14 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             context,
             rule: &rule,
         };
-        let labelled = advisor::labelled(cfg, &judged, &compute, events)?;
+        let (mut stored, done) = match joined {
+            Some(j) => (j.outcomes, Some(j.done)),
+            None => (HashMap::new(), None),
+        };
+        let labelled = match &done {
+            Some(d) => d.labelled.clone(),
+            None => advisor::labelled(cfg, &judged, &compute, events)?,
+        };
         let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
         let scorer = Scorer {
             model: &model,
@@ -146,7 +206,24 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             batch: cfg.batch,
             compute: &compute.device,
         };
-        let (shift, sample) = choose_shift(cfg, &scorer, &rule, labelled.as_ref(), events)?;
+        let (shift, sample) = match &done {
+            Some(d) => (d.shift.clone(), Sample::default()),
+            None => choose_shift(cfg, &scorer, &rule, labelled.as_ref(), events)?,
+        };
+        let mut journal = match cfg.shard {
+            Some(_) => {
+                let (journal, previous) = shard::Journal::open(&cfg.out, cfg.skip_existing)?;
+                if !previous.is_empty() {
+                    events.note(format!(
+                        "--skip-existing: {} micrographs this shard classified before are taken from its journal",
+                        previous.len()
+                    ));
+                }
+                stored = previous;
+                Some(journal)
+            }
+            None => None,
+        };
         if let Some(s) = &shift {
             events.note(s.to_text());
         }
@@ -154,7 +231,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         let mut outcomes: Vec<Vec<Outcome>> = set
             .micrographs
             .iter()
-            .map(|m| vec![Outcome::Unscored("no micrograph"); m.picks.len()])
+            .map(|m| vec![Outcome::Unscored(UNSCORED[0]); m.picks.len()])
             .collect();
         let jobs = &plan.jobs;
         let todo = plan.todo();
@@ -180,7 +257,7 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         clear_stale_partials(&plan.dests, writer.rejected_dir.as_deref());
         let mut files_written = Vec::new();
         for (f, &n) in waiting_on.iter().enumerate() {
-            if n == 0 && !plan.skipped[f] {
+            if n == 0 && plan.writes[f] {
                 files_written.extend(writer.write(f, &outcomes)?);
             }
         }
@@ -197,45 +274,79 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         });
         let classified = Instant::now();
         let _listening = crate::Listening::start();
-        let mut finish = |index: usize, mut scored: Vec<Outcome>| -> Result<()> {
+        // `fresh`: classified now, not taken from a journal.
+        let mut finish = |index: usize, mut scored: Vec<Outcome>, fresh: bool| -> Result<()> {
             crate::check_interrupted()?;
+            let (g, _) = plan.pairs[index];
+            if let (Some(j), true) = (&mut journal, fresh) {
+                j.record(&set.micrographs[g].micrograph, &scored)?;
+            }
             if let Some(s) = &shift {
                 s.apply_all(&mut scored, &rule.keep);
             }
-            let (g, _) = plan.pairs[index];
             outcomes[g] = scored;
             events.emit(Event::Advanced(outcomes[g].len() as u64));
             for &f in &plan.group_files[g] {
                 waiting_on[f] -= 1;
-                if waiting_on[f] == 0 && !plan.skipped[f] {
+                if waiting_on[f] == 0 && plan.writes[f] {
                     files_written.extend(writer.write(f, &outcomes)?);
                 }
             }
             Ok(())
         };
         // The micrographs the estimate classified are not classified again.
-        let mut done = vec![false; jobs.len()];
+        let mut classified_already = vec![false; jobs.len()];
+        let name = |index: usize| &set.micrographs[plan.pairs[index].0].micrograph;
         for (index, scored) in sample.outcomes {
-            done[index] = true;
+            classified_already[index] = true;
             if plan.active[plan.pairs[index].0] {
-                finish(index, scored)?;
+                let fresh = stored.remove(name(index)).is_none();
+                finish(index, scored, fresh)?;
             }
         }
-        let rest: Vec<usize> = todo.iter().copied().filter(|&i| !done[i]).collect();
+        // Micrographs a journal holds: a resumed shard's own, or every one for a merge.
+        for &index in &todo {
+            if classified_already[index] {
+                continue;
+            }
+            match stored.remove(name(index)) {
+                Some(scored) => finish(index, scored, false)?,
+                None if done.is_some() => invalid!(
+                    "no shard classified micrograph `{}`: rerun the shard that takes it (with \
+                     --skip-existing, it does only what is missing), then merge again",
+                    name(index)
+                ),
+                None => continue,
+            }
+            classified_already[index] = true;
+        }
+        let rest: Vec<usize> = todo
+            .iter()
+            .copied()
+            .filter(|&i| !classified_already[i])
+            .collect();
         match rest.len() {
             0 => {}
-            n if n == jobs.len() => scorer.classify(None, &mut finish)?,
-            _ => scorer.classify(Some(&rest), &mut finish)?,
+            n if n == jobs.len() => scorer.classify(None, |i, s| finish(i, s, true))?,
+            _ => scorer.classify(Some(&rest), |i, s| finish(i, s, true))?,
         }
         events.emit(Event::Finished);
-        let network_seconds = classified.elapsed().as_secs_f64() + sample.seconds;
+        let network_seconds = match &done {
+            Some(d) => d.network_seconds,
+            None => classified.elapsed().as_secs_f64() + sample.seconds,
+        };
 
         let mut summary = Summary::of(set, &spec.classes, &rule, &outcomes, &plan.active);
         summary.model = cfg.model.clone();
+        // Sorted: the order micrographs finish in differs between one run and its shards.
+        files_written.sort();
         summary.files_written = files_written;
         summary.files_skipped = plan.files_skipped();
         summary.warnings = plan.warnings.clone();
-        summary.device = compute.device.description.clone();
+        summary.device = match &done {
+            Some(d) => d.device.clone(),
+            None => compute.device.description.clone(),
+        };
         summary.particles_per_second = summary.scored as f64 / network_seconds.max(1e-9);
         summary.context = context
             .map(|c| c.facts().map(|f| f.describe().to_string()).collect())
@@ -252,8 +363,11 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
         summary.threshold_advice = labelled
             .as_ref()
             .map(|l| advisor::advise(cfg, l, shift.as_ref(), &dataset_p));
-        summary.prior = shift;
-        summary.seconds = started.elapsed().as_secs_f64();
+        summary.prior = shift.clone();
+        summary.seconds = match &done {
+            Some(d) => d.seconds,
+            None => started.elapsed().as_secs_f64(),
+        };
 
         events.output(summary.to_text());
         if let Some(a) = &summary.threshold_advice {
@@ -274,6 +388,21 @@ pub fn run(cfg: &PruneConfig, events: &dyn Events) -> Result<Summary> {
             };
             report::write(path, &input, &pipeline)?;
             events.note(format!("report written to {}", path.display()));
+        }
+        if let Some(place) = cfg.shard {
+            let record = Record {
+                job: shard::JOB.into(),
+                shard: place,
+                config: cfg.clone(),
+                done: shard::Done {
+                    shift,
+                    labelled,
+                    device: summary.device.clone(),
+                    network_seconds,
+                    seconds: summary.seconds,
+                },
+            };
+            crate::write_json(&shard::record_path(&cfg.out), &record)?;
         }
         Ok(summary)
     })
@@ -347,8 +476,8 @@ impl Scorer<'_> {
                     }
                     Outcome::Scored(p.into_boxed_slice())
                 }
-                Err(Unscored::Outside) => Outcome::Unscored("outside the micrograph"),
-                Err(Unscored::Edge) => Outcome::Unscored("box past the edge"),
+                Err(Unscored::Outside) => Outcome::Unscored(UNSCORED[1]),
+                Err(Unscored::Edge) => Outcome::Unscored(UNSCORED[2]),
             })
             .collect()
     }

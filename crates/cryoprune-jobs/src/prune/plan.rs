@@ -23,10 +23,12 @@ pub struct Plan {
     pub dests: Vec<PathBuf>,
     /// Input files left alone by `skip_existing`.
     pub skipped: Vec<bool>,
+    /// Input files this run writes: not skipped, and in a shard, those of its micrographs.
+    pub writes: Vec<bool>,
     /// The files holding picks of each micrograph group, and the reverse.
     pub group_files: Vec<Vec<usize>>,
     pub file_groups: Vec<Vec<usize>>,
-    /// Groups with a file to write.
+    /// Groups to classify: those with a file to write, or in a shard, those on its micrographs.
     pub active: Vec<bool>,
     /// (group, micrograph) of every group with picks on a micrograph given, including those
     /// whose files a rerun leaves alone: the dataset prior is estimated on all of them, so a
@@ -58,6 +60,11 @@ impl Plan {
                     == Some(e.to_ascii_lowercase())
             });
         refuse_inputs_as_output(&set, &cfg.out)?;
+        if cfg.shard.is_some() && out_is_file {
+            invalid!(
+                "--shard writes each shard's outputs into its own --out folder; give a folder"
+            );
+        }
         if cfg.per_micrograph {
             if set.format != PickFormat::Star || out_is_file {
                 invalid!("--per-micrograph writes RELION coordinate STARs into a folder: it needs STAR picks and an --out folder");
@@ -111,19 +118,42 @@ impl Plan {
                 }
             }
         }
-        let active: Vec<bool> = group_files
-            .iter()
-            .map(|fs| fs.iter().any(|&f| !skipped[f]))
-            .collect();
-
         let report = pair_with_micrographs(&set, &micrographs, "they are not kept", events);
-        let mut warnings = Vec::new();
         let pairs: Vec<(usize, usize)> = report
             .pairs
             .iter()
             .copied()
             .filter(|&(g, _)| !set.micrographs[g].picks.is_empty())
             .collect();
+        // A shard classifies the groups on its micrographs and writes the files all of whose
+        // classified groups are its own; shard 0 also writes the files with none.
+        let mut owned: Vec<Option<bool>> = vec![None; set.micrographs.len()];
+        if let Some(shard) = cfg.shard {
+            let takes = shard.takes(&micrographs);
+            for &(g, m) in &pairs {
+                owned[g] = Some(takes[m]);
+            }
+        }
+        let writes: Vec<bool> = file_groups
+            .iter()
+            .zip(&skipped)
+            .map(|(gs, &skip)| {
+                let mut mine = gs.iter().filter_map(|&g| owned[g]).peekable();
+                !skip
+                    && match cfg.shard {
+                        None => true,
+                        Some(s) if mine.peek().is_none() => s.index == 0,
+                        Some(_) => mine.all(|o| o),
+                    }
+            })
+            .collect();
+        let active: Vec<bool> = (0..set.micrographs.len())
+            .map(|g| match (cfg.shard, owned[g]) {
+                (Some(_), Some(o)) => o,
+                _ => group_files[g].iter().any(|&f| writes[f]),
+            })
+            .collect();
+        let mut warnings = Vec::new();
         if !report.unmatched_picks.is_empty() {
             warnings.push(format!(
                 "picks of {} micrographs match none of the {} micrographs given; they are not kept",
@@ -163,6 +193,7 @@ impl Plan {
             out_is_file,
             dests,
             skipped,
+            writes,
             group_files,
             file_groups,
             active,

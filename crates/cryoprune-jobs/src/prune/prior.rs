@@ -13,7 +13,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::decide::Outcome;
 
@@ -64,7 +64,7 @@ const MIN_SHARE: f64 = 0.01;
 
 /// A move of the kept classes' prior from the share the network was trained with to the one
 /// assumed for the picks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Shift {
     /// Share of the kept classes among the training picks (loss weights included).
     pub trained: f64,

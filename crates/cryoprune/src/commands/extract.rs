@@ -20,6 +20,7 @@ use cryoprune_image::extract::EdgePolicy;
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_jobs::extract::{self, ExtractJobConfig};
+use cryoprune_jobs::shard::Shard;
 
 use crate::printer::Printer;
 
@@ -110,6 +111,9 @@ pub struct Args {
     /// Output particle STAR; default: --out with the extension .star.
     #[arg(long)]
     star: Option<PathBuf>,
+    /// Only the I-th of every N micrographs (sorted, from 0), for array task I; see `merge`.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
 }
 
 /// The old `--clip LOW,HIGH` as the robust normalisation it configured.
@@ -151,6 +155,7 @@ pub fn run(args: Args) -> Result<()> {
         amplitude_contrast: args.amplitude_contrast,
         out: args.out,
         star: args.star,
+        shard: args.shard,
     };
     extract::run(&cfg, &Printer::default())?;
     Ok(())

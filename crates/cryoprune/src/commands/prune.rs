@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use cryoprune_formats::PickFormat;
 use cryoprune_jobs::prune::{self, Prior, PruneConfig};
+use cryoprune_jobs::shard::Shard;
 
 use super::args::ComputeArgs;
 use crate::printer::Printer;
@@ -105,6 +106,9 @@ pub struct Args {
     /// half of a good picker's picks are junk and rejects real particles whenever unsure.
     #[arg(long, default_value_t = defaults().prior)]
     prior: Prior,
+    /// Only the I-th of every N micrographs (sorted, from 0), for array task I; see `merge`.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -129,6 +133,7 @@ pub fn run(args: Args) -> Result<()> {
         batch: args.batch,
         image_only: args.image_only,
         prior: args.prior,
+        shard: args.shard,
     };
     prune::run(&cfg, &Printer::default())?;
     Ok(())

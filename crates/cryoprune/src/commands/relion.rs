@@ -70,7 +70,7 @@ pub struct PruneArgs {
     #[arg(long, default_value_t = PruneConfig::default().prior)]
     prior: Prior,
     /// Yes: classify on the image alone (picks from another picker than the model's).
-    #[arg(long = "image_only", default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
+    #[arg(long = "image_only", default_value = "no", value_parser = relion::yes_no, action = clap::ArgAction::Set)]
     image_only: bool,
     /// RELION version, 3.1, 4 or 5 (default: read off default_pipeline.star or the inputs).
     #[arg(long = "relion_version")]
@@ -78,15 +78,6 @@ pub struct PruneArgs {
     /// Compute device: cpu, cuda[:N] or wgpu.
     #[arg(long, default_value_t = ComputeConfig::default().device)]
     device: String,
-}
-
-/// RELION's GUI writes Yes/No; scripts write true/false.
-fn yes_no(v: &str) -> Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "yes" | "y" | "true" | "1" => Ok(true),
-        "no" | "n" | "false" | "0" => Ok(false),
-        _ => Err(format!("`{v}`: expected yes or no")),
-    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -113,19 +104,4 @@ pub fn run(args: Args) -> Result<()> {
     };
     relion::run(&cfg, &Printer::default())?;
     Ok(())
-}
-
-/// When RELION's arguments themselves cannot be read, the job still ends as RELION expects: a
-/// failure file where it waits for one (`--pipeline_control`, else `--o`), or RELION would
-/// show the job running for ever.
-pub fn arguments_failed(args: &[String]) {
-    if args.get(1).map(String::as_str) != Some("relion") {
-        return;
-    }
-    let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| &w[1]);
-    if let Some(dir) = value("--pipeline_control").or(value("--o")) {
-        let dir = PathBuf::from(dir);
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(dir.join(relion::FAILURE), "");
-    }
 }
