@@ -36,9 +36,196 @@ pub enum Item {
 pub struct Loop {
     /// Column names without the leading underscore or the `#N` comment.
     pub columns: Vec<String>,
-    pub rows: Vec<Vec<String>>,
+    pub rows: Rows,
     /// 1-based line number of each row in the file it came from (empty for built loops).
-    pub lines: Vec<usize>,
+    pub lines: Vec<u32>,
+}
+
+/// A loop's rows, compactly: every value of every row in one text buffer, with each row's start
+/// and each value's end in it. A particle STAR of ten million rows then takes about its size on
+/// disk, not the ten times more that a `String` per value costs.
+#[derive(Clone, Default, PartialEq)]
+pub struct Rows {
+    text: String,
+    /// Where each row's values begin in `text`.
+    starts: Vec<usize>,
+    /// Each value's end, from its row's start; `width` per row.
+    ends: Vec<u32>,
+    width: usize,
+}
+
+/// One row of a loop: its values by column index (`row[c]`), or in order (`row.iter()`).
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    text: &'a str,
+    ends: &'a [u32],
+}
+
+impl<'a> Row<'a> {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn get(&self, c: usize) -> &'a str {
+        let start = if c == 0 { 0 } else { self.ends[c - 1] as usize };
+        &self.text[start..self.ends[c] as usize]
+    }
+
+    pub fn iter(&self) -> Cells<'a> {
+        Cells {
+            row: *self,
+            next: 0,
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_string).collect()
+    }
+}
+
+/// A row's values in column order.
+pub struct Cells<'a> {
+    row: Row<'a>,
+    next: usize,
+}
+
+impl<'a> Iterator for Cells<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        (self.next < self.row.len()).then(|| {
+            self.next += 1;
+            self.row.get(self.next - 1)
+        })
+    }
+}
+
+impl<'a> IntoIterator for Row<'a> {
+    type Item = &'a str;
+    type IntoIter = Cells<'a>;
+
+    fn into_iter(self) -> Cells<'a> {
+        self.iter()
+    }
+}
+
+impl std::ops::Index<usize> for Row<'_> {
+    type Output = str;
+
+    fn index(&self, c: usize) -> &str {
+        self.get(c)
+    }
+}
+
+impl std::fmt::Debug for Row<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<Vec<S>> for Row<'_> {
+    fn eq(&self, other: &Vec<S>) -> bool {
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == b.as_ref())
+    }
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<Vec<Vec<S>>> for Rows {
+    fn eq(&self, other: &Vec<Vec<S>>) -> bool {
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == *b)
+    }
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    pub fn get(&self, r: usize) -> Row<'_> {
+        let end = self.starts.get(r + 1).copied().unwrap_or(self.text.len());
+        Row {
+            text: &self.text[self.starts[r]..end],
+            ends: &self.ends[r * self.width..(r + 1) * self.width],
+        }
+    }
+
+    pub fn iter(&self) -> RowsIter<'_> {
+        RowsIter {
+            rows: self,
+            next: 0,
+        }
+    }
+
+    /// Appends a row; every row has as many values as the first.
+    pub fn push<S: AsRef<str>>(&mut self, values: impl IntoIterator<Item = S>) {
+        let start = self.text.len();
+        let before = self.ends.len();
+        for v in values {
+            self.text.push_str(v.as_ref());
+            self.ends.push((self.text.len() - start) as u32);
+        }
+        let n = self.ends.len() - before;
+        if self.starts.is_empty() {
+            self.width = n;
+        }
+        assert_eq!(
+            n, self.width,
+            "every row of a loop has one value per column"
+        );
+        self.starts.push(start);
+    }
+
+    /// Room for `rows` more rows of `bytes` bytes of values in all.
+    pub fn reserve(&mut self, rows: usize, bytes: usize) {
+        self.starts.reserve(rows);
+        self.ends.reserve(rows * self.width.max(1));
+        self.text.reserve(bytes);
+    }
+}
+
+pub struct RowsIter<'a> {
+    rows: &'a Rows,
+    next: usize,
+}
+
+impl<'a> Iterator for RowsIter<'a> {
+    type Item = Row<'a>;
+
+    fn next(&mut self) -> Option<Row<'a>> {
+        (self.next < self.rows.len()).then(|| {
+            self.next += 1;
+            self.rows.get(self.next - 1)
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.rows.len() - self.next;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for RowsIter<'_> {}
+
+impl<'a> IntoIterator for &'a Rows {
+    type Item = Row<'a>;
+    type IntoIter = RowsIter<'a>;
+
+    fn into_iter(self) -> RowsIter<'a> {
+        self.iter()
+    }
 }
 
 impl Loop {
@@ -57,25 +244,29 @@ impl Loop {
     pub fn line_of(&self, row: usize) -> Location {
         self.lines
             .get(row)
-            .map_or(Location::Record(row + 1), |&l| Location::Line(l))
+            .map_or(Location::Record(row + 1), |&l| Location::Line(l as usize))
     }
 
     /// Adds a column (or replaces its values if present) from one value per row.
-    pub fn set_column(&mut self, name: &str, values: Vec<String>) {
+    pub fn set_column<S: AsRef<str>>(&mut self, name: &str, values: Vec<S>) {
         assert_eq!(values.len(), self.rows.len(), "one value per row");
-        match self.column(name) {
-            Some(c) => {
-                for (row, v) in self.rows.iter_mut().zip(values) {
-                    row[c] = v;
-                }
-            }
-            None => {
-                self.columns.push(name.trim_start_matches('_').to_string());
-                for (row, v) in self.rows.iter_mut().zip(values) {
-                    row.push(v);
-                }
+        let replace = self.column(name);
+        if replace.is_none() {
+            self.columns.push(name.trim_start_matches('_').to_string());
+        }
+        let mut rows = Rows::default();
+        for (row, v) in self.rows.iter().zip(&values) {
+            let v = v.as_ref();
+            match replace {
+                Some(c) => rows.push(
+                    row.iter()
+                        .enumerate()
+                        .map(|(i, x)| if i == c { v } else { x }),
+                ),
+                None => rows.push(row.iter().chain([v])),
             }
         }
+        self.rows = rows;
     }
 }
 
@@ -127,18 +318,58 @@ impl StarFile {
         self.blocks.iter().position(|b| b.name == name)
     }
 
+    /// Reads a STAR file line by line, so the file's text is never all in memory beside its
+    /// values.
     pub fn read(path: impl AsRef<Path>) -> Result<StarFile> {
+        use std::io::BufRead;
         let path = path.as_ref();
-        let text = crate::error::read_utf8(path, "a STAR file is text")?;
-        Self::parse(&text, path)
+        crate::error::ensure_regular(path)?;
+        let file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let (mut failed, mut read) = (None, 0usize);
+        let lines = std::iter::from_fn(|| {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => None,
+                Ok(_) => {
+                    read += 1;
+                    Some(line)
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }
+        });
+        // Editors on Windows start UTF-8 files with a byte-order mark; it is no part of the text.
+        let lines = lines
+            .enumerate()
+            .map(|(i, l)| match (i, l.strip_prefix('\u{feff}')) {
+                (0, Some(rest)) => rest.to_string(),
+                _ => l,
+            });
+        let parsed = Self::parse_lines(lines, path);
+        match failed {
+            None => parsed,
+            Some(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(FormatError::invalid(
+                path,
+                Location::Line(read + 1),
+                "not UTF-8 text; a STAR file is text",
+            )),
+            Some(e) => Err(FormatError::io(path, e)),
+        }
     }
 
     /// Parses STAR text; `path` is only used to name the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<StarFile> {
+        Self::parse_lines(text.lines().map(str::to_string), path)
+    }
+
+    fn parse_lines(lines: impl Iterator<Item = String>, path: &Path) -> Result<StarFile> {
         let mut file = StarFile::default();
         let mut pending_comments: Vec<String> = Vec::new();
         let mut state = State::Outside;
-        let mut lines = text.lines().enumerate().peekable();
+        let mut lines = lines.enumerate().peekable();
         while let Some((i, raw)) = lines.next() {
             let lineno = i + 1;
             let err = |msg: String| FormatError::invalid(path, Location::Line(lineno), msg);
@@ -224,17 +455,28 @@ impl StarFile {
                             "`loop_` has no column names before its first row".into()
                         ));
                     }
-                    let tokens = tokenize(line).map_err(err)?;
-                    if tokens.len() != l.columns.len() {
+                    // Most rows hold no quotes and no comment: split them without copying.
+                    let plain = !line.contains(['\'', '"', '#']);
+                    let tokens = match plain {
+                        true => Vec::new(),
+                        false => tokenize(line).map_err(err)?,
+                    };
+                    let n = match plain {
+                        true => line.split_whitespace().count(),
+                        false => tokens.len(),
+                    };
+                    if n != l.columns.len() {
                         return Err(err(format!(
-                            "loop row has {} values; expected {} (one per column: {})",
-                            tokens.len(),
+                            "loop row has {n} values; expected {} (one per column: {})",
                             l.columns.len(),
                             summarize_columns(&l.columns)
                         )));
                     }
-                    l.rows.push(tokens);
-                    l.lines.push(lineno);
+                    match plain {
+                        true => l.rows.push(line.split_whitespace()),
+                        false => l.rows.push(tokens),
+                    }
+                    l.lines.push(lineno as u32);
                     state = State::LoopBody;
                 }
                 _ => {
@@ -251,7 +493,17 @@ impl StarFile {
 
     /// Writes the file in RELION's layout. Values that would not read back as one token are quoted.
     pub fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        for block in &self.blocks {
+        self.write_replacing(w, None)
+    }
+
+    /// Writes the file with the first loop of block `replaced.0` written from `replaced.1`
+    /// instead: a subset of a large loop goes out without a copy of it in memory.
+    pub fn write_replacing(
+        &self,
+        w: &mut dyn Write,
+        mut replaced: Option<(usize, &dyn LoopSource)>,
+    ) -> std::io::Result<()> {
+        for (b, block) in self.blocks.iter().enumerate() {
             writeln!(w)?;
             for c in &block.comments {
                 writeln!(w, "{c}")?;
@@ -288,7 +540,10 @@ impl StarFile {
                         if last_was_pair {
                             writeln!(w)?;
                         }
-                        write_loop(w, l)?;
+                        match replaced.take_if(|(rb, _)| *rb == b) {
+                            Some((_, source)) => write_loop(w, source)?,
+                            None => write_loop(w, l)?,
+                        }
                         last_was_pair = false;
                     }
                 }
@@ -314,31 +569,62 @@ impl StarFile {
     }
 }
 
-fn write_loop(w: &mut dyn Write, l: &Loop) -> std::io::Result<()> {
+/// Rows to write as a loop: its columns and, as often as asked, its rows from the first.
+pub trait LoopSource {
+    fn columns(&self) -> &[String];
+    fn for_each_row(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Iterator<Item = &str>),
+    ) -> std::io::Result<()>;
+}
+
+impl LoopSource for Loop {
+    fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    fn for_each_row(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Iterator<Item = &str>),
+    ) -> std::io::Result<()> {
+        for r in self.rows.iter() {
+            f(&mut r.iter());
+        }
+        Ok(())
+    }
+}
+
+fn write_loop(w: &mut dyn Write, l: &dyn LoopSource) -> std::io::Result<()> {
     writeln!(w, "loop_ ")?;
-    for (i, c) in l.columns.iter().enumerate() {
+    for (i, c) in l.columns().iter().enumerate() {
         writeln!(w, "_{c} #{} ", i + 1)?;
     }
-    let quoted: Vec<Vec<String>> = l
-        .rows
-        .iter()
-        .map(|r| r.iter().map(|v| quote(v)).collect())
-        .collect();
-    let mut widths = vec![0usize; l.columns.len()];
-    for r in &quoted {
+    // Columns are right-aligned to their widest value, so the widths come first (a pass that
+    // measures) and the rows second (one that writes), with no copy of the table between.
+    let mut widths = vec![0usize; l.columns().len()];
+    l.for_each_row(&mut |r| {
         for (wd, v) in widths.iter_mut().zip(r) {
-            *wd = (*wd).max(v.len());
+            *wd = (*wd).max(quote(v).len());
         }
-    }
+    })?;
     let mut line = String::new();
-    for r in &quoted {
+    let mut failed = None;
+    l.for_each_row(&mut |r| {
         line.clear();
-        for (v, &wd) in r.iter().zip(&widths) {
-            line.push_str(&format!("{v:>wd$} "));
+        for (v, &wd) in r.zip(&widths) {
+            let q = quote(v);
+            line.extend(std::iter::repeat_n(' ', wd.saturating_sub(q.len())));
+            line.push_str(&q);
+            line.push(' ');
         }
-        writeln!(w, "{}", line.trim_end())?;
+        if failed.is_none() {
+            failed = writeln!(w, "{}", line.trim_end()).err();
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => writeln!(w),
     }
-    writeln!(w)
 }
 
 #[derive(PartialEq, Clone, Copy)]
@@ -365,29 +651,27 @@ fn summarize_columns(cols: &[String]) -> String {
     }
 }
 
-fn take_value_from_next_line<'a, I>(
-    lines: &mut std::iter::Peekable<I>,
-    path: &Path,
-) -> Result<String>
+fn take_value_from_next_line<I>(lines: &mut std::iter::Peekable<I>, path: &Path) -> Result<String>
 where
-    I: Iterator<Item = (usize, &'a str)>,
+    I: Iterator<Item = (usize, String)>,
 {
-    let Some(&(i, next)) = lines.peek() else {
+    let Some((i, next)) = lines.peek() else {
         return Err(FormatError::invalid(
             path,
             Location::Line(0),
             "file ends after a key with no value",
         ));
     };
+    let i = *i;
     if let Some(first) = next.strip_prefix(';') {
         // A multi-line text field: lines up to the closing `;` at the start of a line.
+        let mut text = vec![first.trim_end_matches(['\n', '\r']).to_string()];
         lines.next();
-        let mut text = vec![first.to_string()];
         for (_, l) in lines.by_ref() {
             if l.starts_with(';') {
                 return Ok(text.join("\n").trim().to_string());
             }
-            text.push(l.to_string());
+            text.push(l.trim_end_matches(['\n', '\r']).to_string());
         }
         return Err(FormatError::invalid(
             path,
@@ -442,7 +726,7 @@ pub fn tokenize(line: &str) -> std::result::Result<Vec<String>, String> {
 }
 
 /// Quotes a value when written bare it would not read back as the same single token.
-pub fn quote(v: &str) -> String {
+pub fn quote(v: &str) -> std::borrow::Cow<'_, str> {
     let lower = v.to_ascii_lowercase();
     let needs = v.is_empty()
         || v.chars().any(char::is_whitespace)
@@ -451,12 +735,12 @@ pub fn quote(v: &str) -> String {
             .iter()
             .any(|k| lower.starts_with(k));
     if !needs {
-        return v.to_string();
+        return v.into();
     }
     if !closes_early(v, '"') {
-        format!("\"{v}\"")
+        format!("\"{v}\"").into()
     } else {
-        format!("'{v}'")
+        format!("'{v}'").into()
     }
 }
 
@@ -509,8 +793,11 @@ _rlnImageName #4
         assert_eq!(f.blocks[0].comments, vec!["# version 30001"]);
         let l = f.block("particles").unwrap().first_loop().unwrap();
         assert_eq!(l.columns[3], "rlnImageName");
-        assert_eq!(l.rows[0], vec!["10.5", "20", "mic one.mrc", "1@stack.mrcs"]);
-        assert_eq!(l.rows[1][2], "");
+        assert_eq!(
+            l.rows.get(0),
+            vec!["10.5", "20", "mic one.mrc", "1@stack.mrcs"]
+        );
+        assert_eq!(&l.rows.get(1)[2], "");
         assert_eq!(l.lines, vec![21, 22]);
     }
 

@@ -296,7 +296,7 @@ fn column_values(star: &StarFile, path: &Path, block: &str, column: &str) -> Res
         invalid!("{}: no loop with _{column}", path.display());
     };
     let c = l.column(column).expect("checked above");
-    Ok(l.rows.iter().map(|r| r[c].clone()).collect())
+    Ok(l.rows.iter().map(|r| r[c].to_string()).collect())
 }
 
 fn unique(names: Vec<String>) -> Vec<String> {

@@ -80,7 +80,7 @@ pub fn read(
         })?;
     let mut labels = Vec::with_capacity(l.rows.len());
     for (r, row) in l.rows.iter().enumerate() {
-        let label = row[label_col].trim();
+        let label = row.get(label_col).trim();
         if label.is_empty() || label == "\"\"" {
             return Err(err(path, format!("{}empty label", l.line_of(r))));
         }
@@ -98,7 +98,7 @@ pub fn read(
     let mut stacks: HashMap<&str, (PathBuf, MrcFile)> = HashMap::new();
     for (r, row) in l.rows.iter().enumerate() {
         let at = || l.line_of(r);
-        let name = row[image_col].as_str();
+        let name = row.get(image_col);
         let (index, stack) = name
             .split_once('@')
             .and_then(|(i, s)| Some((i.trim().parse::<usize>().ok()?, s)))
@@ -155,13 +155,13 @@ pub fn read(
         let pixels = mrc.read_section(index - 1)?;
         let img = Image::new(h.nx, h.ny, pixels);
         let score = match score_col {
-            Some(c) => Some(row[c].trim().parse::<f64>().map_err(|_| {
+            Some(c) => Some(row.get(c).trim().parse::<f64>().map_err(|_| {
                 err(
                     path,
                     format!(
                         "{}_rlnAutopickFigureOfMerit `{}` is not a number",
                         at(),
-                        row[c]
+                        row.get(c)
                     ),
                 )
             })?),

@@ -270,9 +270,11 @@ fn extract_puts_every_pick_at_the_box_centre_for_even_odd_and_resampled_boxes() 
         let st = cryoprune_formats::StarFile::read(out.with_extension("star")).unwrap();
         let optics = st.block("optics").unwrap().first_loop().unwrap();
         let col = |name: &str| optics.column(name).unwrap();
-        assert_eq!(optics.rows[0][col("rlnImageSize")], sz.to_string());
+        assert_eq!(optics.rows.get(0)[col("rlnImageSize")], sz.to_string());
         let want_px = 1.2 * b as f64 / sz as f64;
-        let got_px: f64 = optics.rows[0][col("rlnImagePixelSize")].parse().unwrap();
+        let got_px: f64 = optics.rows.get(0)[col("rlnImagePixelSize")]
+            .parse()
+            .unwrap();
         assert!((got_px - want_px).abs() < 1e-5);
         let parts = st.block("particles").unwrap().first_loop().unwrap();
         let name = parts.column("rlnImageName").unwrap();

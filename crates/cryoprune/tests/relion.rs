@@ -81,7 +81,13 @@ fn rows(path: &Path, block: &str) -> Vec<HashMap<String, String>> {
         .unwrap_or_else(|| panic!("{}: no data_{block} loop", path.display()));
     l.rows
         .iter()
-        .map(|r| l.columns.iter().cloned().zip(r.iter().cloned()).collect())
+        .map(|r| {
+            l.columns
+                .iter()
+                .cloned()
+                .zip(r.iter().map(str::to_string))
+                .collect()
+        })
         .collect()
 }
 
@@ -490,7 +496,7 @@ fn nodes(dir: &Path, job: &str) -> Vec<(String, String)> {
     assert_eq!(l.columns[0], "rlnPipeLineNodeName");
     l.rows
         .iter()
-        .map(|r| (r[0].clone(), r[1].clone()))
+        .map(|r| (r[0].to_string(), r[1].to_string()))
         .collect()
 }
 
@@ -560,7 +566,7 @@ fn an_external_job_speaks_relion_4_and_5_and_fails_as_relion_expects() {
         .join("tests/fixtures/relion5/RELION_OUTPUT_NODES.star");
     let relion5 = StarFile::read(&fixture).unwrap();
     let relion5 = relion5.block("output_nodes").unwrap().first_loop().unwrap();
-    let labels: Vec<&String> = relion5.rows.iter().map(|r| &r[1]).collect();
+    let labels: Vec<&str> = relion5.rows.iter().map(|r| r.get(1)).collect();
 
     let job = "External/job008/";
     let o = external(

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::{FormatError, Location, Result};
 use crate::names::stem;
-use crate::star::{Block, Item, Loop, StarFile};
+use crate::star::{Block, Item, Loop, LoopSource, Rows, StarFile};
 
 const X: &str = "rlnCoordinateX";
 const Y: &str = "rlnCoordinateY";
@@ -81,12 +81,12 @@ pub(super) fn read(
         if let Some(c) = fom {
             p.score = Some(parse_num(path, loc, "_rlnAutopickFigureOfMerit", &row[c])?);
         }
-        p.label = label.map(|c| row[c].clone());
+        p.label = label.map(|c| row[c].to_string());
         p.source = Some(RowRef {
             file: file_index,
             row: r,
         });
-        let name = mic.map_or(file_mic.as_str(), |c| row[c].as_str());
+        let name = mic.map_or(file_mic.as_str(), |c| row.get(c));
         set.push(name, p, index);
     }
     if mic.is_none() && l.rows.is_empty() {
@@ -146,10 +146,10 @@ pub(super) fn read_cbox(
             parse_num(path, loc, "_CoordinateX", &row[cx])? + w / 2.0,
             parse_num(path, loc, "_CoordinateY", &row[cy])? + h / 2.0,
         );
-        if let Some(c) = conf.filter(|&c| row[c] != "<NA>") {
+        if let Some(c) = conf.filter(|&c| &row[c] != "<NA>") {
             p.score = Some(parse_num(path, loc, "_Confidence", &row[c])?);
         }
-        p.label = label.map(|c| row[c].clone());
+        p.label = label.map(|c| row[c].to_string());
         p.source = Some(RowRef {
             file: file_index,
             row: r,
@@ -171,23 +171,69 @@ pub(super) fn write_preserving(
     extra: &[String],
     dest: &Path,
 ) -> Result<()> {
-    let mut star = star.clone();
     let l = star.blocks[block]
-        .first_loop_mut()
+        .first_loop()
         .expect("pick block has a loop");
-    let rows: Vec<Vec<String>> = picks
-        .iter()
-        .map(|(_, p)| l.rows[p.source.expect("preserving write of read picks").row].clone())
-        .collect();
-    l.rows = rows;
-    l.lines.clear();
+    // An added column of a name the file has (the figure of merit) takes that column's place.
+    let mut columns = l.columns.clone();
+    let mut replaced = vec![None; columns.len()];
+    let mut appended = Vec::new();
     for (i, name) in extra.iter().enumerate() {
-        l.set_column(
-            name,
-            picks.iter().map(|(_, p)| p.extra[i].clone()).collect(),
-        );
+        let name = name.trim_start_matches('_');
+        match columns.iter().position(|c| c == name) {
+            Some(c) => replaced[c] = Some(i),
+            None => {
+                columns.push(name.to_string());
+                appended.push(i);
+            }
+        }
     }
-    star.write(dest)
+    let subset = Subset {
+        rows: &l.rows,
+        picks,
+        columns,
+        replaced,
+        appended,
+    };
+    crate::atomic::write_atomic(dest, |w| star.write_replacing(w, Some((block, &subset))))
+}
+
+/// The picks' own rows of a loop, with the added columns: written straight from the file's
+/// rows, never copied.
+struct Subset<'a> {
+    rows: &'a Rows,
+    picks: &'a [(&'a str, &'a Pick)],
+    columns: Vec<String>,
+    /// For each original column, the added value that replaces it.
+    replaced: Vec<Option<usize>>,
+    appended: Vec<usize>,
+}
+
+impl LoopSource for Subset<'_> {
+    fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    fn for_each_row(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Iterator<Item = &str>),
+    ) -> std::io::Result<()> {
+        for (_, p) in self.picks {
+            let row = self
+                .rows
+                .get(p.source.expect("preserving write of read picks").row);
+            let mut values = row
+                .iter()
+                .zip(&self.replaced)
+                .map(|(v, r)| match r {
+                    Some(i) => p.extra[*i].as_str(),
+                    None => v,
+                })
+                .chain(self.appended.iter().map(|&i| p.extra[i].as_str()));
+            f(&mut values);
+        }
+        Ok(())
+    }
 }
 
 fn extra_loop(mut l: Loop, mics: &[&MicrographPicks], extra: &[String]) -> Loop {

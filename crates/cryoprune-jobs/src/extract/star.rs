@@ -134,11 +134,11 @@ impl Layout {
             let Content::Star { star, block } = &set.files[s.file].content else {
                 return None;
             };
-            let row = &star.blocks[*block].first_loop()?.rows[s.row];
+            let row = star.blocks[*block].first_loop()?.rows.get(s.row);
             Some((row, index, *group))
         });
         let group = source
-            .and_then(|(row, _, g)| g.map(|g| row[g].clone()))
+            .and_then(|(row, _, g)| g.map(|g| row[g].to_string()))
             .unwrap_or_else(|| "1".into());
         let mut out = vec![
             format!("{:.6}", pick.x),
@@ -148,7 +148,7 @@ impl Layout {
             group,
         ];
         match source {
-            Some((row, index, _)) => out.extend(index.iter().map(|&i| row[i].clone())),
+            Some((row, index, _)) => out.extend(index.iter().map(|&i| row[i].to_string())),
             // A pick set holds one format, so only STAR picks are here when columns are carried.
             None => debug_assert!(self.carried.is_empty()),
         }
@@ -219,7 +219,7 @@ impl Layout {
             vec![format!("{:.6}", optics.out_pixel); n],
         );
         l.set_column("rlnImageSize", vec![optics.size.to_string(); n]);
-        l.set_column("rlnImageDimensionality", vec!["2".into(); n]);
+        l.set_column("rlnImageDimensionality", vec!["2"; n]);
         l
     }
 }
@@ -242,7 +242,7 @@ impl StarStream {
     }
 
     pub(super) fn row(&mut self, values: &[String]) -> cryoprune_formats::Result<()> {
-        let line: Vec<String> = values.iter().map(|v| quote(v)).collect();
+        let line: Vec<_> = values.iter().map(|v| quote(v)).collect();
         writeln!(self.rows, "{}", line.join(" "))
             .map_err(|e| cryoprune_formats::FormatError::io(&self.path, e))
     }
@@ -257,7 +257,7 @@ impl StarStream {
             head.push_str(&format!("_{c} #{}\n", i + 1));
         }
         for row in &optics.rows {
-            let line: Vec<String> = row.iter().map(|v| quote(v)).collect();
+            let line: Vec<_> = row.iter().map(quote).collect();
             head.push_str(&line.join(" "));
             head.push('\n');
         }

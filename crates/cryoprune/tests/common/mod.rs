@@ -90,7 +90,7 @@ pub fn star_entry(path: &Path) -> Value {
         if let Some(l) = b.first_loop() {
             blocks.insert(
                 b.name.clone(),
-                json!({ "columns": l.columns, "rows": l.rows }),
+                json!({ "columns": l.columns, "rows": l.rows.iter().map(|r| r.to_vec()).collect::<Vec<_>>() }),
             );
         }
     }
