@@ -68,14 +68,52 @@ pub struct StructArray {
     pub data: Vec<u8>,
 }
 
-/// A value to store in a new field.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    F32(f32),
-    F64(f64),
-    U32(u32),
-    U64(u64),
-    Bytes(Vec<u8>),
+/// A field to add to an array, and how each record's bytes of it are written (given the
+/// record's index in the new array; the bytes come zeroed).
+pub struct NewField<'a> {
+    pub name: String,
+    pub dtype: String,
+    /// Elements per record: 1, or n for an `(n,)` sub-array.
+    pub count: usize,
+    pub fill: Box<dyn Fn(usize, &mut [u8]) + 'a>,
+}
+
+impl<'a> NewField<'a> {
+    pub fn f32(name: &str, value: impl Fn(usize) -> f32 + 'a) -> NewField<'a> {
+        Self::le(name, "<f4", 1, move |i, b| b.copy_from_slice(&value(i).to_le_bytes()))
+    }
+
+    pub fn u32(name: &str, value: impl Fn(usize) -> u32 + 'a) -> NewField<'a> {
+        Self::le(name, "<u4", 1, move |i, b| b.copy_from_slice(&value(i).to_le_bytes()))
+    }
+
+    pub fn u64(name: &str, value: impl Fn(usize) -> u64 + 'a) -> NewField<'a> {
+        Self::le(name, "<u8", 1, move |i, b| b.copy_from_slice(&value(i).to_le_bytes()))
+    }
+
+    /// A bytes field as wide as the longest value `width`; longer values are cut.
+    pub fn text<S: AsRef<str>>(name: &str, width: usize, value: impl Fn(usize) -> S + 'a) -> NewField<'a> {
+        Self::le(name, &format!("|S{}", width.max(1)), 1, move |i, b| {
+            let v = value(i);
+            let v = v.as_ref().as_bytes();
+            let n = v.len().min(b.len());
+            b[..n].copy_from_slice(&v[..n]);
+        })
+    }
+
+    pub fn le(
+        name: &str,
+        dtype: &str,
+        count: usize,
+        fill: impl Fn(usize, &mut [u8]) + 'a,
+    ) -> NewField<'a> {
+        NewField {
+            name: name.to_string(),
+            dtype: dtype.to_string(),
+            count,
+            fill: Box::new(fill),
+        }
+    }
 }
 
 impl StructArray {
@@ -163,89 +201,67 @@ impl StructArray {
         }
     }
 
-    /// A new array holding only `rows`, in that order.
-    pub fn select(&self, rows: &[usize]) -> StructArray {
-        let mut data = Vec::with_capacity(rows.len() * self.itemsize);
-        for &r in rows {
-            data.extend_from_slice(&self.data[r * self.itemsize..(r + 1) * self.itemsize]);
+    /// The records `rows` of this array, in that order, each followed by the fields `more`,
+    /// built in one pass into one buffer: a large array is never copied field by field.
+    pub fn select_with(
+        &self,
+        rows: impl ExactSizeIterator<Item = usize>,
+        more: &[NewField],
+    ) -> StructArray {
+        let mut fields = self.fields.clone();
+        let mut itemsize = self.itemsize;
+        for f in more {
+            let (scalar, big_endian) = parse_scalar(&f.dtype).expect("caller passes a valid dtype");
+            fields.push(Field {
+                name: f.name.clone(),
+                dtype: f.dtype.clone(),
+                scalar,
+                big_endian,
+                shape: if f.count == 1 { Vec::new() } else { vec![f.count] },
+                offset: itemsize,
+            });
+            itemsize += scalar.size() * f.count;
+        }
+        let nrows = rows.len();
+        let mut data = vec![0u8; nrows * itemsize];
+        let old = self.itemsize;
+        if itemsize > 0 {
+            for (i, (r, record)) in rows.zip(data.chunks_exact_mut(itemsize)).enumerate() {
+                record[..old].copy_from_slice(&self.data[r * old..(r + 1) * old]);
+                for (f, new) in fields[self.fields.len()..].iter().zip(more) {
+                    (new.fill)(i, &mut record[f.offset..f.offset + f.size()]);
+                }
+            }
         }
         StructArray {
-            fields: self.fields.clone(),
-            itemsize: self.itemsize,
-            nrows: rows.len(),
+            fields,
+            itemsize,
+            nrows,
             data,
         }
-    }
-
-    /// Appends a scalar field at the end of every record. `values` holds one value per row
-    /// (with `nrows == 0` and no fields yet, it also sets the row count).
-    pub fn push_field(&mut self, name: &str, dtype: &str, values: &[Value]) {
-        let (scalar, big_endian) = parse_scalar(dtype).expect("caller passes a valid dtype");
-        if self.fields.is_empty() {
-            self.nrows = values.len();
-        }
-        assert_eq!(values.len(), self.nrows, "one value per row");
-        let size = scalar.size();
-        let old = self.itemsize;
-        let new_itemsize = old + size;
-        let mut data = Vec::with_capacity(self.nrows * new_itemsize);
-        for (r, v) in values.iter().enumerate() {
-            data.extend_from_slice(&self.data[r * old..(r + 1) * old]);
-            let mut bytes = match v {
-                Value::F32(x) => x.to_le_bytes().to_vec(),
-                Value::F64(x) => x.to_le_bytes().to_vec(),
-                Value::U32(x) => x.to_le_bytes().to_vec(),
-                Value::U64(x) => x.to_le_bytes().to_vec(),
-                Value::Bytes(b) => b.clone(),
-            };
-            assert!(bytes.len() <= size, "value for {name} wider than {dtype}");
-            bytes.resize(size, 0);
-            data.extend_from_slice(&bytes);
-        }
-        self.fields.push(Field {
-            name: name.to_string(),
-            dtype: dtype.to_string(),
-            scalar,
-            big_endian,
-            shape: Vec::new(),
-            offset: old,
-        });
-        self.itemsize = new_itemsize;
-        self.data = data;
-    }
-
-    /// Appends a sub-array field (`(n,)` of a numeric dtype) from raw little-endian bytes per row.
-    pub fn push_array_field(&mut self, name: &str, dtype: &str, n: usize, rows: &[Vec<u8>]) {
-        let (scalar, big_endian) = parse_scalar(dtype).expect("caller passes a valid dtype");
-        assert_eq!(rows.len(), self.nrows, "one value per row");
-        let size = scalar.size() * n;
-        let old = self.itemsize;
-        let mut data = Vec::with_capacity(self.nrows * (old + size));
-        for (r, v) in rows.iter().enumerate() {
-            assert_eq!(v.len(), size, "row bytes must match the field size");
-            data.extend_from_slice(&self.data[r * old..(r + 1) * old]);
-            data.extend_from_slice(v);
-        }
-        self.fields.push(Field {
-            name: name.to_string(),
-            dtype: dtype.to_string(),
-            scalar,
-            big_endian,
-            shape: vec![n],
-            offset: old,
-        });
-        self.itemsize = old + size;
-        self.data = data;
     }
 
     pub fn read(path: impl AsRef<Path>) -> Result<StructArray> {
         let path = path.as_ref();
         crate::error::ensure_regular(path)?;
-        let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
-        Self::parse(&bytes, path)
+        let mut bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
+        let (mut array, start) = Self::parse_header(&bytes, path)?;
+        // The records stay where they were read, without a second copy of a large file.
+        bytes.truncate(start + array.nrows * array.itemsize);
+        bytes.drain(..start);
+        array.data = bytes;
+        Ok(array)
     }
 
     pub fn parse(bytes: &[u8], path: &Path) -> Result<StructArray> {
+        let (mut array, start) = Self::parse_header(bytes, path)?;
+        array.data = bytes[start..start + array.nrows * array.itemsize].to_vec();
+        Ok(array)
+    }
+
+    /// The array's fields and size, with no data, and where the data starts in `bytes`, which
+    /// holds all of it.
+    fn parse_header(bytes: &[u8], path: &Path) -> Result<(StructArray, usize)> {
         let bad = |off: u64, msg: String| FormatError::invalid(path, Location::Byte(off), msg);
         if bytes.is_empty() {
             return Err(FormatError::invalid(
@@ -346,12 +362,13 @@ impl StructArray {
                 format!("file is truncated: {nrows} records of {itemsize} bytes need {need} bytes, found {avail}"),
             ));
         }
-        Ok(StructArray {
+        let array = StructArray {
             fields,
             itemsize,
             nrows,
-            data: bytes[data_start..data_start + need].to_vec(),
-        })
+            data: Vec::new(),
+        };
+        Ok((array, data_start))
     }
 
     pub fn header_text(&self) -> String {
@@ -659,43 +676,38 @@ mod tests {
 
     #[test]
     fn build_write_read_select() {
-        let mut a = StructArray::new();
-        a.push_field(
-            "uid",
-            "<u8",
-            &[Value::U64(7), Value::U64(9), Value::U64(11)],
-        );
-        a.push_field(
-            "name",
-            "|S4",
+        let names = ["ab", "cdef", ""];
+        let a = StructArray::new().select_with(
+            (0..3).map(|_| 0),
             &[
-                Value::Bytes(b"ab".to_vec()),
-                Value::Bytes(b"cdef".to_vec()),
-                Value::Bytes(vec![]),
+                NewField::u64("uid", |i| 7 + 2 * i as u64),
+                NewField::text("name", 4, |i| names[i]),
+                NewField::f32("x", |i| 0.25 * (i + 1) as f32),
+                NewField::le("shape", "<u4", 2, |i, b| {
+                    b[..4].copy_from_slice(&(i as u32).to_le_bytes());
+                    b[4..].copy_from_slice(&(10 * i as u32).to_le_bytes());
+                }),
             ],
         );
-        a.push_field(
-            "x",
-            "<f4",
-            &[Value::F32(0.25), Value::F32(0.5), Value::F32(0.75)],
-        );
-        let shapes: Vec<Vec<u8>> = (0..3u32)
-            .flat_map(|i| [i, 10 * i])
-            .collect::<Vec<_>>()
-            .chunks(2)
-            .map(|c| c.iter().flat_map(|v| v.to_le_bytes()).collect())
-            .collect();
-        a.push_array_field("shape", "<u4", 2, &shapes);
+        assert_eq!(a.itemsize, 8 + 4 + 4 + 8);
+        assert_eq!(a.header_text(), "{'descr': [('uid', '<u8'), ('name', '|S4'), ('x', '<f4'), ('shape', '<u4', (2,))], 'fortran_order': False, 'shape': (3,), }");
         let mut buf = Vec::new();
         a.write_to(&mut buf).unwrap();
         assert_eq!((buf.len() - a.data.len()) % 64, 0);
         let b = StructArray::parse(&buf, Path::new("t.cs")).unwrap();
         assert_eq!(a, b);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.cs");
+        std::fs::write(&path, &buf).unwrap();
+        assert_eq!(StructArray::read(&path).unwrap(), a);
         let x = b.field("x").unwrap();
-        let s = b.select(&[2, 0]);
+        let s = b.select_with([2, 0].into_iter(), &[NewField::f32("y", |i| i as f32 + 0.5)]);
         assert_eq!(s.number(0, x, 0), Some(0.75));
         assert_eq!(s.text(1, s.field("name").unwrap()).unwrap(), "ab");
+        assert_eq!(s.text(0, s.field("name").unwrap()).unwrap(), "");
         assert_eq!(s.number(0, s.field("shape").unwrap(), 1), Some(20.0));
+        assert_eq!(s.number(1, s.field("y").unwrap(), 0), Some(1.5));
+        assert_eq!(s.number(1, s.field("uid").unwrap(), 0), Some(7.0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cryoprune_formats::npy::{StructArray, Value as NpyValue};
+use cryoprune_formats::npy::{NewField, StructArray};
 use cryoprune_formats::picks::Content;
 use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
 use cryoprune_model::pick_context::{edge_distance, Fact};
@@ -213,11 +213,9 @@ fn write_input(f: &Fixture, format: &str, dir: &Path) -> Vec<PathBuf> {
             } else {
                 let path = dir.join("picks.cs");
                 set.write(PickFormat::Cs, &path, &opts).unwrap();
-                let mut arr = StructArray::read(&path).unwrap();
-                let values: Vec<NpyValue> =
-                    (0..arr.nrows).map(|i| NpyValue::F32(i as f32)).collect();
-                arr.push_field("blob/idx", "<f4", &values);
-                arr.write(&path).unwrap();
+                let arr = StructArray::read(&path).unwrap();
+                let idx = NewField::f32("blob/idx", |i| i as f32);
+                arr.select_with(0..arr.nrows, &[idx]).write(&path).unwrap();
                 files.push(path);
             }
         }

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::error::{FormatError, Location, Result};
 use crate::names::micrograph_key;
-use crate::npy::{StructArray, Value};
+use crate::npy::{NewField, StructArray};
 
 const CS_X: &str = "location/center_x_frac";
 const CS_Y: &str = "location/center_y_frac";
@@ -83,26 +83,21 @@ pub(super) fn read(
     Ok(())
 }
 
-/// New fields hold numbers as float32 when every value parses, text otherwise.
-fn push_extra(arr: &mut StructArray, name: &str, values: Vec<String>) {
-    let nums: Option<Vec<f32>> = values.iter().map(|v| v.parse::<f32>().ok()).collect();
-    match nums {
-        Some(n) => arr.push_field(
-            name,
-            "<f4",
-            &n.into_iter().map(Value::F32).collect::<Vec<_>>(),
-        ),
-        None => push_text(arr, name, values),
-    }
-}
-
-fn push_text(arr: &mut StructArray, name: &str, values: Vec<String>) {
-    let width = values.iter().map(|v| v.len()).max().unwrap_or(1).max(1);
-    let vals: Vec<Value> = values
-        .into_iter()
-        .map(|v| Value::Bytes(v.into_bytes()))
-        .collect();
-    arr.push_field(name, &format!("|S{width}"), &vals);
+/// The added columns as new fields: numbers as float32 when every value parses, text otherwise.
+fn extra_fields<'a>(picks: &'a [(usize, &'a Pick)], extra: &[String]) -> Vec<NewField<'a>> {
+    (0..extra.len())
+        .map(|i| {
+            let name = cs_name(&extra[i]);
+            let value = move |r: usize| picks[r].1.extra[i].as_str();
+            match picks.iter().all(|(_, p)| p.extra[i].parse::<f32>().is_ok()) {
+                true => NewField::f32(&name, move |r| value(r).parse().expect("checked")),
+                false => {
+                    let width = picks.iter().map(|(_, p)| p.extra[i].len()).max();
+                    NewField::text(&name, width.unwrap_or(1), value)
+                }
+            }
+        })
+        .collect()
 }
 
 fn cs_name(column: &str) -> String {
@@ -119,18 +114,10 @@ pub(super) fn write_preserving(
     extra: &[String],
     dest: &Path,
 ) -> Result<()> {
-    let rows: Vec<usize> = picks
-        .iter()
-        .map(|(_, p)| p.source.expect("read picks").row)
-        .collect();
-    let mut out = arr.select(&rows);
-    for (i, name) in extra.iter().enumerate() {
-        push_extra(
-            &mut out,
-            &cs_name(name),
-            picks.iter().map(|(_, p)| p.extra[i].clone()).collect(),
-        );
-    }
+    let picks: Vec<(usize, &Pick)> = picks.iter().map(|&(_, p)| (0, p)).collect();
+    let rows = picks.iter().map(|(_, p)| p.source.expect("read picks").row);
+    let fields = extra_fields(&picks, extra);
+    let out = arr.select_with(rows, &fields);
     out.write(dest)
 }
 
@@ -166,80 +153,39 @@ pub(super) fn write_fresh(
         .enumerate()
         .flat_map(|(i, m)| m.picks.iter().map(move |p| (i, p)))
         .collect();
-    let mut arr = StructArray::new();
-    arr.push_field(
-        "uid",
-        "<u8",
-        &(0..all.len() as u64).map(Value::U64).collect::<Vec<_>>(),
-    );
-    arr.push_field(
-        "location/micrograph_uid",
-        "<u8",
-        &all.iter()
-            .map(|(i, _)| Value::U64(*i as u64))
-            .collect::<Vec<_>>(),
-    );
-    arr.push_field(
-        "location/exp_group_id",
-        "<u4",
-        &all.iter().map(|_| Value::U32(0)).collect::<Vec<_>>(),
-    );
-    push_text(
-        &mut arr,
-        CS_PATH,
-        all.iter()
-            .map(|(i, _)| mics[*i].micrograph.clone())
-            .collect(),
-    );
-    let shape_rows: Vec<Vec<u8>> = all
-        .iter()
-        .map(|(i, _)| {
-            let (nx, ny) = shape_of[*i];
-            [ny as u32, nx as u32]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect()
-        })
-        .collect();
-    arr.push_array_field(CS_SHAPE, "<u4", 2, &shape_rows);
-    arr.push_field(
-        CS_X,
-        "<f4",
-        &all.iter()
-            .map(|(i, p)| Value::F32((p.x / shape_of[*i].0 as f64) as f32))
-            .collect::<Vec<_>>(),
-    );
-    arr.push_field(
-        CS_Y,
-        "<f4",
-        &all.iter()
-            .map(|(i, p)| Value::F32((p.y / shape_of[*i].1 as f64) as f32))
-            .collect::<Vec<_>>(),
-    );
+    let all = &all;
+    let shape_of = &shape_of;
+    let path_width = mics.iter().map(|m| m.micrograph.len()).max().unwrap_or(1);
+    let mut fields = vec![
+        NewField::u64("uid", |r| r as u64),
+        NewField::u64("location/micrograph_uid", |r| all[r].0 as u64),
+        NewField::u32("location/exp_group_id", |_| 0),
+        NewField::text(CS_PATH, path_width, |r| mics[all[r].0].micrograph.as_str()),
+        NewField::le(CS_SHAPE, "<u4", 2, |r, b| {
+            let (nx, ny) = shape_of[all[r].0];
+            b[..4].copy_from_slice(&(ny as u32).to_le_bytes());
+            b[4..].copy_from_slice(&(nx as u32).to_le_bytes());
+        }),
+        NewField::f32(CS_X, |r| {
+            (all[r].1.x / shape_of[all[r].0].0 as f64) as f32
+        }),
+        NewField::f32(CS_Y, |r| {
+            (all[r].1.y / shape_of[all[r].0].1 as f64) as f32
+        }),
+    ];
     if all.iter().any(|(_, p)| p.score.is_some()) {
-        arr.push_field(
-            CS_SCORE,
-            "<f4",
-            &all.iter()
-                .map(|(_, p)| Value::F32(p.score.unwrap_or(0.0) as f32))
-                .collect::<Vec<_>>(),
-        );
+        fields.push(NewField::f32(CS_SCORE, |r| {
+            all[r].1.score.unwrap_or(0.0) as f32
+        }));
     }
     if all.iter().any(|(_, p)| p.label.is_some()) {
-        push_text(
-            &mut arr,
-            CS_LABEL,
-            all.iter()
-                .map(|(_, p)| p.label.clone().unwrap_or_default())
-                .collect(),
-        );
+        let width = all.iter().filter_map(|(_, p)| p.label.as_ref().map(String::len)).max();
+        fields.push(NewField::text(CS_LABEL, width.unwrap_or(1), |r| {
+            all[r].1.label.as_deref().unwrap_or_default()
+        }));
     }
-    for (i, name) in extra.iter().enumerate() {
-        push_extra(
-            &mut arr,
-            &cs_name(name),
-            all.iter().map(|(_, p)| p.extra[i].clone()).collect(),
-        );
-    }
-    arr.write(dest)
+    fields.extend(extra_fields(all, extra));
+    StructArray::new()
+        .select_with((0..all.len()).map(|_| 0), &fields)
+        .write(dest)
 }
