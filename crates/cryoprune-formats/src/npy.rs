@@ -80,19 +80,29 @@ pub struct NewField<'a> {
 
 impl<'a> NewField<'a> {
     pub fn f32(name: &str, value: impl Fn(usize) -> f32 + 'a) -> NewField<'a> {
-        Self::le(name, "<f4", 1, move |i, b| b.copy_from_slice(&value(i).to_le_bytes()))
+        Self::le(name, "<f4", 1, move |i, b| {
+            b.copy_from_slice(&value(i).to_le_bytes())
+        })
     }
 
     pub fn u32(name: &str, value: impl Fn(usize) -> u32 + 'a) -> NewField<'a> {
-        Self::le(name, "<u4", 1, move |i, b| b.copy_from_slice(&value(i).to_le_bytes()))
+        Self::le(name, "<u4", 1, move |i, b| {
+            b.copy_from_slice(&value(i).to_le_bytes())
+        })
     }
 
     pub fn u64(name: &str, value: impl Fn(usize) -> u64 + 'a) -> NewField<'a> {
-        Self::le(name, "<u8", 1, move |i, b| b.copy_from_slice(&value(i).to_le_bytes()))
+        Self::le(name, "<u8", 1, move |i, b| {
+            b.copy_from_slice(&value(i).to_le_bytes())
+        })
     }
 
     /// A bytes field as wide as the longest value `width`; longer values are cut.
-    pub fn text<S: AsRef<str>>(name: &str, width: usize, value: impl Fn(usize) -> S + 'a) -> NewField<'a> {
+    pub fn text<S: AsRef<str>>(
+        name: &str,
+        width: usize,
+        value: impl Fn(usize) -> S + 'a,
+    ) -> NewField<'a> {
         Self::le(name, &format!("|S{}", width.max(1)), 1, move |i, b| {
             let v = value(i);
             let v = v.as_ref().as_bytes();
@@ -201,13 +211,31 @@ impl StructArray {
         }
     }
 
-    /// The records `rows` of this array, in that order, each followed by the fields `more`,
-    /// built in one pass into one buffer: a large array is never copied field by field.
-    pub fn select_with(
+    /// Writes the records `rows` of this array, in that order, each followed by the fields
+    /// `more`, to `path`: one record at a time, so a subset of a large array, or a new array
+    /// (`rows` all 0 of an empty one), takes no memory beside it.
+    pub fn write_selected(
         &self,
+        path: impl AsRef<Path>,
         rows: impl ExactSizeIterator<Item = usize>,
         more: &[NewField],
-    ) -> StructArray {
+    ) -> Result<()> {
+        let (fields, itemsize) = self.with_fields(more);
+        let nrows = rows.len();
+        let mut record = vec![0u8; itemsize];
+        crate::atomic::write_atomic(path.as_ref(), |w| {
+            write_header(w, &fields, nrows)?;
+            for (k, r) in rows.enumerate() {
+                record.fill(0);
+                self.fill_record(k, r, &fields, more, &mut record);
+                w.write_all(&record)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// This array's fields followed by `more`, and the record size.
+    fn with_fields(&self, more: &[NewField]) -> (Vec<Field>, usize) {
         let mut fields = self.fields.clone();
         let mut itemsize = self.itemsize;
         for f in more {
@@ -217,27 +245,31 @@ impl StructArray {
                 dtype: f.dtype.clone(),
                 scalar,
                 big_endian,
-                shape: if f.count == 1 { Vec::new() } else { vec![f.count] },
+                shape: if f.count == 1 {
+                    Vec::new()
+                } else {
+                    vec![f.count]
+                },
                 offset: itemsize,
             });
             itemsize += scalar.size() * f.count;
         }
-        let nrows = rows.len();
-        let mut data = vec![0u8; nrows * itemsize];
+        (fields, itemsize)
+    }
+
+    /// Record `k` of a selection: this array's record `r`, then the new fields.
+    fn fill_record(
+        &self,
+        k: usize,
+        r: usize,
+        fields: &[Field],
+        more: &[NewField],
+        record: &mut [u8],
+    ) {
         let old = self.itemsize;
-        if itemsize > 0 {
-            for (i, (r, record)) in rows.zip(data.chunks_exact_mut(itemsize)).enumerate() {
-                record[..old].copy_from_slice(&self.data[r * old..(r + 1) * old]);
-                for (f, new) in fields[self.fields.len()..].iter().zip(more) {
-                    (new.fill)(i, &mut record[f.offset..f.offset + f.size()]);
-                }
-            }
-        }
-        StructArray {
-            fields,
-            itemsize,
-            nrows,
-            data,
+        record[..old].copy_from_slice(&self.data[r * old..(r + 1) * old]);
+        for (f, new) in fields[self.fields.len()..].iter().zip(more) {
+            (new.fill)(k, &mut record[f.offset..f.offset + f.size()]);
         }
     }
 
@@ -372,53 +404,61 @@ impl StructArray {
     }
 
     pub fn header_text(&self) -> String {
-        let mut d = String::from("{'descr': [");
-        for (i, f) in self.fields.iter().enumerate() {
-            if i > 0 {
-                d.push_str(", ");
-            }
-            if f.shape.is_empty() {
-                d.push_str(&format!("('{}', '{}')", f.name, f.dtype));
-            } else {
-                let dims: Vec<String> = f.shape.iter().map(|n| format!("{n},")).collect();
-                d.push_str(&format!(
-                    "('{}', '{}', ({}))",
-                    f.name,
-                    f.dtype,
-                    dims.join(" ").trim_end_matches(' ')
-                ));
-            }
-        }
-        d.push_str(&format!(
-            "], 'fortran_order': False, 'shape': ({},), }}",
-            self.nrows
-        ));
-        d
+        header_text(&self.fields, self.nrows)
     }
 
     pub fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        let mut header = self.header_text();
-        // numpy pads the header with spaces so the data starts on a 64-byte boundary.
-        let v1 = header.len() + 11 < 65536 - 64;
-        let prefix = if v1 { 10 } else { 12 };
-        let total = (prefix + header.len() + 1).div_ceil(64) * 64;
-        header.push_str(&" ".repeat(total - prefix - header.len() - 1));
-        header.push('\n');
-        w.write_all(MAGIC)?;
-        if v1 {
-            w.write_all(&[1, 0])?;
-            w.write_all(&(header.len() as u16).to_le_bytes())?;
-        } else {
-            w.write_all(&[2, 0])?;
-            w.write_all(&(header.len() as u32).to_le_bytes())?;
-        }
-        w.write_all(header.as_bytes())?;
+        write_header(w, &self.fields, self.nrows)?;
         w.write_all(&self.data)
     }
 
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::atomic::write_atomic(path.as_ref(), |w| self.write_to(w))
     }
+}
+
+fn header_text(fields: &[Field], nrows: usize) -> String {
+    let mut d = String::from("{'descr': [");
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            d.push_str(", ");
+        }
+        if f.shape.is_empty() {
+            d.push_str(&format!("('{}', '{}')", f.name, f.dtype));
+        } else {
+            let dims: Vec<String> = f.shape.iter().map(|n| format!("{n},")).collect();
+            d.push_str(&format!(
+                "('{}', '{}', ({}))",
+                f.name,
+                f.dtype,
+                dims.join(" ").trim_end_matches(' ')
+            ));
+        }
+    }
+    d.push_str(&format!(
+        "], 'fortran_order': False, 'shape': ({nrows},), }}"
+    ));
+    d
+}
+
+/// The magic, version and header of an array of `nrows` records of `fields`.
+fn write_header(w: &mut dyn Write, fields: &[Field], nrows: usize) -> std::io::Result<()> {
+    let mut header = header_text(fields, nrows);
+    // numpy pads the header with spaces so the data starts on a 64-byte boundary.
+    let v1 = header.len() + 11 < 65536 - 64;
+    let prefix = if v1 { 10 } else { 12 };
+    let total = (prefix + header.len() + 1).div_ceil(64) * 64;
+    header.push_str(&" ".repeat(total - prefix - header.len() - 1));
+    header.push('\n');
+    w.write_all(MAGIC)?;
+    if v1 {
+        w.write_all(&[1, 0])?;
+        w.write_all(&(header.len() as u16).to_le_bytes())?;
+    } else {
+        w.write_all(&[2, 0])?;
+        w.write_all(&(header.len() as u32).to_le_bytes())?;
+    }
+    w.write_all(header.as_bytes())
 }
 
 impl Default for StructArray {
@@ -677,31 +717,36 @@ mod tests {
     #[test]
     fn build_write_read_select() {
         let names = ["ab", "cdef", ""];
-        let a = StructArray::new().select_with(
-            (0..3).map(|_| 0),
-            &[
-                NewField::u64("uid", |i| 7 + 2 * i as u64),
-                NewField::text("name", 4, |i| names[i]),
-                NewField::f32("x", |i| 0.25 * (i + 1) as f32),
-                NewField::le("shape", "<u4", 2, |i, b| {
-                    b[..4].copy_from_slice(&(i as u32).to_le_bytes());
-                    b[4..].copy_from_slice(&(10 * i as u32).to_le_bytes());
-                }),
-            ],
-        );
-        assert_eq!(a.itemsize, 8 + 4 + 4 + 8);
+        let dir = tempfile::tempdir().unwrap();
+        let (path, subset) = (dir.path().join("t.cs"), dir.path().join("s.cs"));
+        StructArray::new()
+            .write_selected(
+                &path,
+                (0..3).map(|_| 0),
+                &[
+                    NewField::u64("uid", |i| 7 + 2 * i as u64),
+                    NewField::text("name", 4, |i| names[i]),
+                    NewField::f32("x", |i| 0.25 * (i + 1) as f32),
+                    NewField::le("shape", "<u4", 2, |i, b| {
+                        b[..4].copy_from_slice(&(i as u32).to_le_bytes());
+                        b[4..].copy_from_slice(&(10 * i as u32).to_le_bytes());
+                    }),
+                ],
+            )
+            .unwrap();
+        let a = StructArray::read(&path).unwrap();
+        assert_eq!((a.nrows, a.itemsize), (3, 8 + 4 + 4 + 8));
         assert_eq!(a.header_text(), "{'descr': [('uid', '<u8'), ('name', '|S4'), ('x', '<f4'), ('shape', '<u4', (2,))], 'fortran_order': False, 'shape': (3,), }");
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!((bytes.len() - a.data.len()) % 64, 0);
+        assert_eq!(StructArray::parse(&bytes, &path).unwrap(), a);
         let mut buf = Vec::new();
         a.write_to(&mut buf).unwrap();
-        assert_eq!((buf.len() - a.data.len()) % 64, 0);
-        let b = StructArray::parse(&buf, Path::new("t.cs")).unwrap();
-        assert_eq!(a, b);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.cs");
-        std::fs::write(&path, &buf).unwrap();
-        assert_eq!(StructArray::read(&path).unwrap(), a);
-        let x = b.field("x").unwrap();
-        let s = b.select_with([2, 0].into_iter(), &[NewField::f32("y", |i| i as f32 + 0.5)]);
+        assert_eq!(buf, bytes);
+        let y = NewField::f32("y", |i| i as f32 + 0.5);
+        a.write_selected(&subset, [2, 0].into_iter(), &[y]).unwrap();
+        let s = StructArray::read(&subset).unwrap();
+        let x = s.field("x").unwrap();
         assert_eq!(s.number(0, x, 0), Some(0.75));
         assert_eq!(s.text(1, s.field("name").unwrap()).unwrap(), "ab");
         assert_eq!(s.text(0, s.field("name").unwrap()).unwrap(), "");

@@ -15,7 +15,11 @@ fn help_lists_subcommands_with_examples() {
         "pretrain", "relion", "merge",
     ] {
         assert!(text(&o).contains(sub), "{sub} missing from --help");
-        let h = cryoprune(&[sub, "--help"]);
+        // `relion` groups the RELION jobs; each job shows the examples.
+        let h = match sub {
+            "relion" => cryoprune(&[sub, "prune", "--help"]),
+            _ => cryoprune(&[sub, "--help"]),
+        };
         let t = text(&h);
         let examples = t.split_once("Examples:").map_or("", |(_, e)| e);
         let n = examples

@@ -215,7 +215,7 @@ fn write_input(f: &Fixture, format: &str, dir: &Path) -> Vec<PathBuf> {
                 set.write(PickFormat::Cs, &path, &opts).unwrap();
                 let arr = StructArray::read(&path).unwrap();
                 let idx = NewField::f32("blob/idx", |i| i as f32);
-                arr.select_with(0..arr.nrows, &[idx]).write(&path).unwrap();
+                arr.write_selected(&path, 0..arr.nrows, &[idx]).unwrap();
                 files.push(path);
             }
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{
-    Content, MicrographPicks, Pick, PickSet, RowRef, SourceFile, WriteOptions, LABEL_COLUMNS,
+    Added, Content, MicrographPicks, Pick, PickSet, RowRef, SourceFile, WriteOptions, LABEL_COLUMNS,
 };
 use crate::error::{FormatError, Location, Result};
 use crate::names::micrograph_key;
@@ -83,16 +83,17 @@ pub(super) fn read(
     Ok(())
 }
 
-/// The added columns as new fields: numbers as float32 when every value parses, text otherwise.
-fn extra_fields<'a>(picks: &'a [(usize, &'a Pick)], extra: &[String]) -> Vec<NewField<'a>> {
-    (0..extra.len())
-        .map(|i| {
-            let name = cs_name(&extra[i]);
-            let value = move |r: usize| picks[r].1.extra[i].as_str();
-            match picks.iter().all(|(_, p)| p.extra[i].parse::<f32>().is_ok()) {
-                true => NewField::f32(&name, move |r| value(r).parse().expect("checked")),
+/// The added columns as new fields of `n` records: numbers as float32 when every value parses,
+/// text otherwise.
+fn added_fields<'a, 'b: 'a>(n: usize, added: &'a Added<'b>) -> Vec<NewField<'a>> {
+    (0..added.columns.len())
+        .map(|c| {
+            let name = cs_name(&added.columns[c]);
+            let value = move |k: usize| (added.value)(k, c);
+            match (0..n).all(|k| value(k).parse::<f32>().is_ok()) {
+                true => NewField::f32(&name, move |k| value(k).parse().expect("checked")),
                 false => {
-                    let width = picks.iter().map(|(_, p)| p.extra[i].len()).max();
+                    let width = (0..n).map(|k| value(k).len()).max();
                     NewField::text(&name, width.unwrap_or(1), value)
                 }
             }
@@ -110,15 +111,12 @@ fn cs_name(column: &str) -> String {
 
 pub(super) fn write_preserving(
     arr: &StructArray,
-    picks: &[(&str, &Pick)],
-    extra: &[String],
+    rows: &[usize],
+    added: &Added,
     dest: &Path,
 ) -> Result<()> {
-    let picks: Vec<(usize, &Pick)> = picks.iter().map(|&(_, p)| (0, p)).collect();
-    let rows = picks.iter().map(|(_, p)| p.source.expect("read picks").row);
-    let fields = extra_fields(&picks, extra);
-    let out = arr.select_with(rows, &fields);
-    out.write(dest)
+    let fields = added_fields(rows.len(), added);
+    arr.write_selected(dest, rows.iter().copied(), &fields)
 }
 
 pub(super) fn write_fresh(
@@ -156,6 +154,11 @@ pub(super) fn write_fresh(
     let all = &all;
     let shape_of = &shape_of;
     let path_width = mics.iter().map(|m| m.micrograph.len()).max().unwrap_or(1);
+    let value = |k: usize, c: usize| all[k].1.extra[c].clone();
+    let added = Added {
+        columns: extra,
+        value: &value,
+    };
     let mut fields = vec![
         NewField::u64("uid", |r| r as u64),
         NewField::u64("location/micrograph_uid", |r| all[r].0 as u64),
@@ -166,12 +169,8 @@ pub(super) fn write_fresh(
             b[..4].copy_from_slice(&(ny as u32).to_le_bytes());
             b[4..].copy_from_slice(&(nx as u32).to_le_bytes());
         }),
-        NewField::f32(CS_X, |r| {
-            (all[r].1.x / shape_of[all[r].0].0 as f64) as f32
-        }),
-        NewField::f32(CS_Y, |r| {
-            (all[r].1.y / shape_of[all[r].0].1 as f64) as f32
-        }),
+        NewField::f32(CS_X, |r| (all[r].1.x / shape_of[all[r].0].0 as f64) as f32),
+        NewField::f32(CS_Y, |r| (all[r].1.y / shape_of[all[r].0].1 as f64) as f32),
     ];
     if all.iter().any(|(_, p)| p.score.is_some()) {
         fields.push(NewField::f32(CS_SCORE, |r| {
@@ -179,13 +178,14 @@ pub(super) fn write_fresh(
         }));
     }
     if all.iter().any(|(_, p)| p.label.is_some()) {
-        let width = all.iter().filter_map(|(_, p)| p.label.as_ref().map(String::len)).max();
+        let width = all
+            .iter()
+            .filter_map(|(_, p)| p.label.as_ref().map(String::len))
+            .max();
         fields.push(NewField::text(CS_LABEL, width.unwrap_or(1), |r| {
             all[r].1.label.as_deref().unwrap_or_default()
         }));
     }
-    fields.extend(extra_fields(all, extra));
-    StructArray::new()
-        .select_with((0..all.len()).map(|_| 0), &fields)
-        .write(dest)
+    fields.extend(added_fields(all.len(), &added));
+    StructArray::new().write_selected(dest, (0..all.len()).map(|_| 0), &fields)
 }

@@ -428,8 +428,6 @@ impl PickSet {
     /// Writes the picks of this set that came from source file `fi` to `dest`, in that file's
     /// own format with every original column, and the added columns after them.
     pub fn write_source(&self, fi: usize, dest: &Path) -> Result<()> {
-        let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
-        crate::atomic::ensure_not_input(dest, &inputs)?;
         self.write_preserving(fi, dest)
     }
 
@@ -453,21 +451,39 @@ impl PickSet {
     }
 
     fn write_preserving(&self, fi: usize, dest: &Path) -> Result<()> {
-        let src = &self.files[fi];
         let picks = self.picks_of_file(fi);
-        match &src.content {
+        let rows: Vec<usize> = picks
+            .iter()
+            .map(|(_, p)| p.source.expect("read picks").row)
+            .collect();
+        let value = |k: usize, c: usize| picks[k].1.extra[c].clone();
+        self.write_source_rows(fi, &rows, &self.extra_columns, &value, dest)
+    }
+
+    /// Writes rows `rows` (in that order) of source file `fi` to `dest` in the file's own format
+    /// with every original column, and `columns` added after them (in a STAR or `.cs`, a column
+    /// the file has takes the new values in its place). `value(k, c)` is column `c`'s value for
+    /// the k-th row written: computed as the file is written, so a large file's subset costs no
+    /// copy of its rows.
+    pub fn write_source_rows(
+        &self,
+        fi: usize,
+        rows: &[usize],
+        columns: &[String],
+        value: &dyn Fn(usize, usize) -> String,
+        dest: &Path,
+    ) -> Result<()> {
+        let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
+        crate::atomic::ensure_not_input(dest, &inputs)?;
+        let added = Added { columns, value };
+        match &self.files[fi].content {
             Content::Star { star, block } => {
-                star::write_preserving(star, *block, &picks, &self.extra_columns, dest)
+                star::write_preserving(star, *block, rows, &added, dest)
             }
-            Content::Cs(arr) => cs::write_preserving(arr, &picks, &self.extra_columns, dest),
-            Content::Table { header, rows } => text::write_preserving(
-                self.format,
-                header.as_deref(),
-                rows,
-                &picks,
-                &self.extra_columns,
-                dest,
-            ),
+            Content::Cs(arr) => cs::write_preserving(arr, rows, &added, dest),
+            Content::Table { header, rows: all } => {
+                text::write_preserving(self.format, header.as_deref(), all, rows, &added, dest)
+            }
         }
     }
 
@@ -526,6 +542,13 @@ fn need_box(b: Option<f64>, format: PickFormat, dest: &Path) -> Result<f64> {
             ),
         )
     })
+}
+
+/// Columns added to the rows of a file written in its own format, and their values for the
+/// k-th row written.
+pub(crate) struct Added<'a> {
+    pub columns: &'a [String],
+    pub value: &'a dyn Fn(usize, usize) -> String,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{
-    num, parse_num, Content, MicrographPicks, Pick, PickSet, RowRef, SourceFile, LABEL_COLUMNS,
+    num, parse_num, Added, Content, MicrographPicks, Pick, PickSet, RowRef, SourceFile,
+    LABEL_COLUMNS,
 };
 use crate::error::{FormatError, Location, Result};
 use crate::names::stem;
@@ -167,8 +168,8 @@ pub(super) fn read_cbox(
 pub(super) fn write_preserving(
     star: &StarFile,
     block: usize,
-    picks: &[(&str, &Pick)],
-    extra: &[String],
+    rows: &[usize],
+    added: &Added,
     dest: &Path,
 ) -> Result<()> {
     let l = star.blocks[block]
@@ -178,7 +179,7 @@ pub(super) fn write_preserving(
     let mut columns = l.columns.clone();
     let mut replaced = vec![None; columns.len()];
     let mut appended = Vec::new();
-    for (i, name) in extra.iter().enumerate() {
+    for (i, name) in added.columns.iter().enumerate() {
         let name = name.trim_start_matches('_');
         match columns.iter().position(|c| c == name) {
             Some(c) => replaced[c] = Some(i),
@@ -189,8 +190,9 @@ pub(super) fn write_preserving(
         }
     }
     let subset = Subset {
-        rows: &l.rows,
-        picks,
+        all: &l.rows,
+        rows,
+        added,
         columns,
         replaced,
         appended,
@@ -198,11 +200,12 @@ pub(super) fn write_preserving(
     crate::atomic::write_atomic(dest, |w| star.write_replacing(w, Some((block, &subset))))
 }
 
-/// The picks' own rows of a loop, with the added columns: written straight from the file's
-/// rows, never copied.
+/// Chosen rows of a loop with the added columns: written straight from the file's rows, never
+/// copied.
 struct Subset<'a> {
-    rows: &'a Rows,
-    picks: &'a [(&'a str, &'a Pick)],
+    all: &'a Rows,
+    rows: &'a [usize],
+    added: &'a Added<'a>,
     columns: Vec<String>,
     /// For each original column, the added value that replaces it.
     replaced: Vec<Option<usize>>,
@@ -218,18 +221,19 @@ impl LoopSource for Subset<'_> {
         &self,
         f: &mut dyn FnMut(&mut dyn Iterator<Item = &str>),
     ) -> std::io::Result<()> {
-        for (_, p) in self.picks {
-            let row = self
-                .rows
-                .get(p.source.expect("preserving write of read picks").row);
-            let mut values = row
+        for (k, &r) in self.rows.iter().enumerate() {
+            let value = |c| (self.added.value)(k, c);
+            let new: Vec<_> = (0..self.added.columns.len()).map(value).collect();
+            let mut values = self
+                .all
+                .get(r)
                 .iter()
                 .zip(&self.replaced)
-                .map(|(v, r)| match r {
-                    Some(i) => p.extra[*i].as_str(),
+                .map(|(v, rep)| match rep {
+                    Some(i) => new[*i].as_str(),
                     None => v,
                 })
-                .chain(self.appended.iter().map(|&i| p.extra[i].as_str()));
+                .chain(self.appended.iter().map(|&i| new[i].as_str()));
             f(&mut values);
         }
         Ok(())

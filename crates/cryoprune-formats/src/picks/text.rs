@@ -5,7 +5,7 @@ use std::io::{BufRead, Read};
 use std::path::Path;
 
 use super::{
-    num, parse_num, Content, MicrographPicks, Pick, PickFormat, PickSet, RowRef, SourceFile,
+    num, parse_num, Added, Content, MicrographPicks, Pick, PickFormat, PickSet, RowRef, SourceFile,
     LABEL_COLUMNS,
 };
 use crate::error::{FormatError, Location, Result};
@@ -322,20 +322,18 @@ fn write_rows(
 pub(super) fn write_preserving(
     format: PickFormat,
     header: Option<&[String]>,
-    rows: &[Vec<String>],
-    picks: &[(&str, &Pick)],
-    extra: &[String],
+    all: &[Vec<String>],
+    rows: &[usize],
+    added: &Added,
     dest: &Path,
 ) -> Result<()> {
-    let header = header.map(|h| h.iter().chain(extra).cloned().collect::<Vec<_>>());
-    let out: Vec<Vec<String>> = picks
+    let header = header.map(|h| h.iter().chain(added.columns).cloned().collect::<Vec<_>>());
+    let out: Vec<Vec<String>> = rows
         .iter()
-        .map(|(_, p)| {
-            rows[p.source.expect("read picks").row]
-                .iter()
-                .chain(&p.extra)
-                .cloned()
-                .collect()
+        .enumerate()
+        .map(|(k, &r)| {
+            let new = (0..added.columns.len()).map(|c| (added.value)(k, c));
+            all[r].iter().cloned().chain(new).collect()
         })
         .collect();
     write_rows(format, header.as_deref(), &out, dest)

@@ -28,8 +28,8 @@ impl Writer<'_> {
     /// Writes file `file`'s outputs; returns the paths written.
     pub fn write(&self, file: usize, outcomes: &[Vec<Outcome>]) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
-        let kept = self.subset(file, outcomes, true);
         if let Some(out) = &self.per_micrograph {
+            let kept = self.subset(file, outcomes, true);
             written.extend(kept.write_coordinate_files(out)?);
             if let Some(dir) = &self.rejected_dir {
                 let rejected = self.subset(file, outcomes, false);
@@ -37,25 +37,93 @@ impl Writer<'_> {
             }
             return Ok(written);
         }
-        kept.write_source(0, &self.dests[file])?;
+        self.write_rows(file, outcomes, true, &self.dests[file])?;
         written.push(self.dests[file].clone());
         if let Some(dir) = &self.rejected_dir {
             let name = self.dests[file].file_name().unwrap_or_default();
             let dest = dir.join(name);
-            self.subset(file, outcomes, false).write_source(0, &dest)?;
+            self.write_rows(file, outcomes, false, &dest)?;
             written.push(dest);
         }
         Ok(written)
+    }
+
+    /// Writes the kept (or rejected) rows of source file `file` to `dest`. A STAR or `.cs`
+    /// (which may hold millions of picks) goes out straight from its rows, the added values
+    /// made as each row is written; the small text formats through an annotated copy.
+    fn write_rows(
+        &self,
+        file: usize,
+        outcomes: &[Vec<Outcome>],
+        kept: bool,
+        dest: &Path,
+    ) -> Result<()> {
+        let set = self.set;
+        if matches!(set.files[file].content, Content::Table { .. }) {
+            self.subset(file, outcomes, kept).write_source(0, dest)?;
+            return Ok(());
+        }
+        let mut chosen: Vec<(usize, &Pick, &Outcome)> = Vec::new();
+        for (g, m) in set.micrographs.iter().enumerate() {
+            for (pick, outcome) in m.picks.iter().zip(&outcomes[g]) {
+                match pick.source {
+                    Some(src) if src.file == file && self.rule.keeps(outcome) == kept => {
+                        chosen.push((src.row, pick, outcome))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        chosen.sort_by_key(|c| c.0);
+        let layout = self.layout(file);
+        let rows: Vec<usize> = chosen.iter().map(|c| c.0).collect();
+        let value = |k: usize, c: usize| {
+            let (_, pick, outcome) = chosen[k];
+            layout.value(c, pick, outcome, self.classes, self.rule)
+        };
+        set.write_source_rows(file, &rows, &layout.columns, &value, dest)?;
+        Ok(())
     }
 
     /// The picks of source file `file` that are kept (or rejected), annotated, as a set of one
     /// file.
     fn subset(&self, file: usize, outcomes: &[Vec<Outcome>], kept: bool) -> PickSet {
         let set = self.set;
-        let classes = self.classes;
         let mut out = PickSet::empty(set.format);
         out.box_size = set.box_size;
         out.files.push(set.files[file].clone());
+        let layout = self.layout(file);
+        out.extra_columns = layout.columns.clone();
+        let mut index = Default::default();
+        for (g, m) in set.micrographs.iter().enumerate() {
+            for (pick, outcome) in m.picks.iter().zip(&outcomes[g]) {
+                let Some(src) = pick.source.filter(|s| s.file == file) else {
+                    continue;
+                };
+                if self.rule.keeps(outcome) != kept {
+                    continue;
+                }
+                let mut p: Pick = pick.clone();
+                p.source = Some(RowRef {
+                    file: 0,
+                    row: src.row,
+                });
+                p.extra = (0..layout.columns.len())
+                    .map(|c| layout.value(c, pick, outcome, self.classes, self.rule))
+                    .collect();
+                p.score = Some(rounded_p_keep(outcome, self.rule));
+                out.push(&m.micrograph, p, &mut index);
+            }
+        }
+        if set.format == PickFormat::Box {
+            out.set_scores(|_, p| p.score.unwrap_or(0.0));
+        }
+        out
+    }
+
+    /// The columns added to source file `file` in the conventions of its format.
+    fn layout(&self, file: usize) -> Layout {
+        let set = self.set;
         let is_box = set.format == PickFormat::Box;
         // A RELION STAR's figure of merit becomes the kept probability, so RELION's own
         // --minimum_pick_fom thresholds on it; the picker's stays beside it.
@@ -68,63 +136,70 @@ impl Writer<'_> {
             _ => None,
         };
         let ours = !(is_box || star.is_some() && self.relion_columns);
+        let mut columns = Vec::new();
+        let mut kinds = Vec::new();
         if let Some(had_fom) = star {
-            out.extra_columns.push(FOM.into());
+            columns.push(FOM.to_string());
+            kinds.push(Added::PKeep);
             if had_fom && ours {
-                out.extra_columns.push(PICKER_FOM.into());
+                columns.push(PICKER_FOM.into());
+                kinds.push(Added::PickerScore);
             }
         }
         if ours {
-            out.extra_columns.extend(column_names(set, classes));
+            let names = column_names(set, self.classes);
+            kinds.push(Added::Class);
+            kinds.extend((0..self.classes.len()).map(Added::Probability));
+            columns.extend(names);
         }
-        let mut index = Default::default();
-        for (g, m) in set.micrographs.iter().enumerate() {
-            for (pick, outcome) in m.picks.iter().zip(&outcomes[g]) {
-                let Some(src) = pick.source.filter(|s| s.file == file) else {
-                    continue;
-                };
-                let (values, p_keep): (Vec<String>, f64) = match outcome {
-                    Outcome::Scored(p) => (
-                        std::iter::once(classes[argmax(p)].clone())
-                            .chain(p.iter().map(|v| format!("{v:.4}")))
-                            .collect(),
-                        self.rule.p_keep(p),
-                    ),
-                    Outcome::Unscored(_) => (
-                        std::iter::once("unscored".to_string())
-                            .chain(classes.iter().map(|_| String::new()))
-                            .collect(),
-                        0.0,
-                    ),
-                };
-                if self.rule.keeps(outcome) != kept {
-                    continue;
-                }
-                let mut p: Pick = pick.clone();
-                p.source = Some(RowRef {
-                    file: 0,
-                    row: src.row,
-                });
-                let p_keep = (p_keep * 1e4).round() / 1e4;
-                p.extra = Vec::new();
-                if let Some(had_fom) = star {
-                    p.extra.push(p_keep.to_string());
-                    if had_fom && ours {
-                        p.extra
-                            .push(pick.score.map_or(String::new(), |s| s.to_string()));
-                    }
-                }
-                if ours {
-                    p.extra.extend(values);
-                }
-                p.score = Some(p_keep);
-                out.push(&m.micrograph, p, &mut index);
-            }
+        Layout { columns, kinds }
+    }
+}
+
+/// What an added column holds.
+#[derive(Clone, Copy)]
+enum Added {
+    /// The kept classes' probability (4 decimals; 0 when unscored).
+    PKeep,
+    /// The picker's own score, which the kept probability replaced.
+    PickerScore,
+    /// The predicted class, or `unscored`.
+    Class,
+    /// One class's probability (empty when unscored).
+    Probability(usize),
+}
+
+/// The columns added to one file, and what each holds.
+struct Layout {
+    columns: Vec<String>,
+    kinds: Vec<Added>,
+}
+
+impl Layout {
+    fn value(
+        &self,
+        c: usize,
+        pick: &Pick,
+        outcome: &Outcome,
+        classes: &[String],
+        rule: &Rule,
+    ) -> String {
+        match (self.kinds[c], outcome) {
+            (Added::PKeep, _) => rounded_p_keep(outcome, rule).to_string(),
+            (Added::PickerScore, _) => pick.score.map_or(String::new(), |s| s.to_string()),
+            (Added::Class, Outcome::Scored(p)) => classes[argmax(p)].clone(),
+            (Added::Class, Outcome::Unscored(_)) => "unscored".into(),
+            (Added::Probability(i), Outcome::Scored(p)) => format!("{:.4}", p[i]),
+            (Added::Probability(_), Outcome::Unscored(_)) => String::new(),
         }
-        if is_box {
-            out.set_scores(|_, p| p.score.unwrap_or(0.0));
-        }
-        out
+    }
+}
+
+/// The kept classes' probability to 4 decimals, as the outputs give it; 0 when unscored.
+fn rounded_p_keep(outcome: &Outcome, rule: &Rule) -> f64 {
+    match outcome {
+        Outcome::Scored(p) => (rule.p_keep(p) * 1e4).round() / 1e4,
+        Outcome::Unscored(_) => 0.0,
     }
 }
 
