@@ -68,6 +68,9 @@ pub struct StructArray {
     pub data: Vec<u8>,
 }
 
+/// Writes one record's bytes of a new field, given the record's index.
+pub type Fill<'a> = dyn Fn(usize, &mut [u8]) + 'a;
+
 /// A field to add to an array, and how each record's bytes of it are written (given the
 /// record's index in the new array; the bytes come zeroed).
 pub struct NewField<'a> {
@@ -75,7 +78,7 @@ pub struct NewField<'a> {
     pub dtype: String,
     /// Elements per record: 1, or n for an `(n,)` sub-array.
     pub count: usize,
-    pub fill: Box<dyn Fn(usize, &mut [u8]) + 'a>,
+    pub fill: Box<Fill<'a>>,
 }
 
 impl<'a> NewField<'a> {
