@@ -41,45 +41,44 @@ pub struct Loop {
     pub lines: Vec<u32>,
 }
 
-/// A loop's rows, compactly: every value of every row in one text buffer, with each row's start
-/// and each value's end in it. A particle STAR of ten million rows then takes about its size on
-/// disk, not the ten times more that a `String` per value costs.
+/// A loop's rows, compactly: all values in one text buffer, a row's values separated by NUL
+/// (which STAR text never holds) and each row's start kept. A particle STAR of ten million rows
+/// then takes about its size on disk, not the ten times more that a `String` per value costs;
+/// a value is found by scanning its row, a few dozen bytes.
 #[derive(Clone, Default, PartialEq)]
 pub struct Rows {
     text: String,
-    /// Where each row's values begin in `text`.
+    /// Where each row begins in `text`.
     starts: Vec<usize>,
-    /// Each value's end, from its row's start; `width` per row.
-    ends: Vec<u32>,
     width: usize,
 }
+
+const SEP: char = '\0';
 
 /// One row of a loop: its values by column index (`row[c]`), or in order (`row.iter()`).
 #[derive(Clone, Copy)]
 pub struct Row<'a> {
     text: &'a str,
-    ends: &'a [u32],
+    width: usize,
 }
 
 impl<'a> Row<'a> {
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.width
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.width == 0
     }
 
+    /// The value in column `c`; panics past the last column, as a slice would.
     pub fn get(&self, c: usize) -> &'a str {
-        let start = if c == 0 { 0 } else { self.ends[c - 1] as usize };
-        &self.text[start..self.ends[c] as usize]
+        assert!(c < self.width, "column {c} of a row of {}", self.width);
+        self.text.split(SEP).nth(c).expect("a value per column")
     }
 
-    pub fn iter(&self) -> Cells<'a> {
-        Cells {
-            row: *self,
-            next: 0,
-        }
+    pub fn iter(&self) -> std::str::Split<'a, char> {
+        self.text.split(SEP)
     }
 
     pub fn to_vec(&self) -> Vec<String> {
@@ -87,28 +86,11 @@ impl<'a> Row<'a> {
     }
 }
 
-/// A row's values in column order.
-pub struct Cells<'a> {
-    row: Row<'a>,
-    next: usize,
-}
-
-impl<'a> Iterator for Cells<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        (self.next < self.row.len()).then(|| {
-            self.next += 1;
-            self.row.get(self.next - 1)
-        })
-    }
-}
-
 impl<'a> IntoIterator for Row<'a> {
     type Item = &'a str;
-    type IntoIter = Cells<'a>;
+    type IntoIter = std::str::Split<'a, char>;
 
-    fn into_iter(self) -> Cells<'a> {
+    fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
 }
@@ -155,44 +137,42 @@ impl Rows {
     }
 
     pub fn get(&self, r: usize) -> Row<'_> {
-        let end = self.starts.get(r + 1).copied().unwrap_or(self.text.len());
+        // A row ends where the next begins, less the separator between them.
+        let end = self.starts.get(r + 1).map_or(self.text.len(), |&n| n - 1);
         Row {
             text: &self.text[self.starts[r]..end],
-            ends: &self.ends[r * self.width..(r + 1) * self.width],
+            width: self.width,
         }
     }
 
     pub fn iter(&self) -> RowsIter<'_> {
-        RowsIter {
-            rows: self,
-            next: 0,
-        }
+        RowsIter { rows: self, next: 0 }
     }
 
-    /// Appends a row; every row has as many values as the first.
+    /// Appends a row; every row has as many values as the first. A NUL inside a value (no
+    /// STAR file holds one) would split it, so it becomes U+FFFD.
     pub fn push<S: AsRef<str>>(&mut self, values: impl IntoIterator<Item = S>) {
-        let start = self.text.len();
-        let before = self.ends.len();
-        for v in values {
-            self.text.push_str(v.as_ref());
-            self.ends.push((self.text.len() - start) as u32);
+        if !self.starts.is_empty() {
+            self.text.push(SEP);
         }
-        let n = self.ends.len() - before;
+        let start = self.text.len();
+        let mut n = 0;
+        for v in values {
+            if n > 0 {
+                self.text.push(SEP);
+            }
+            let v = v.as_ref();
+            match v.contains(SEP) {
+                true => self.text.push_str(&v.replace(SEP, "\u{fffd}")),
+                false => self.text.push_str(v),
+            }
+            n += 1;
+        }
         if self.starts.is_empty() {
             self.width = n;
         }
-        assert_eq!(
-            n, self.width,
-            "every row of a loop has one value per column"
-        );
+        assert_eq!(n, self.width, "every row of a loop has one value per column");
         self.starts.push(start);
-    }
-
-    /// Room for `rows` more rows of `bytes` bytes of values in all.
-    pub fn reserve(&mut self, rows: usize, bytes: usize) {
-        self.starts.reserve(rows);
-        self.ends.reserve(rows * self.width.max(1));
-        self.text.reserve(bytes);
     }
 }
 
@@ -799,6 +779,26 @@ _rlnImageName #4
         );
         assert_eq!(&l.rows.get(1)[2], "");
         assert_eq!(l.lines, vec![21, 22]);
+    }
+
+    #[test]
+    fn rows_keep_every_value_empty_ones_included() {
+        let mut rows = Rows::default();
+        let data = [["", "a b", ""], ["x", "", "y\0z"], ["", "", ""]];
+        for r in &data {
+            rows.push(r);
+        }
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.get(0), vec!["", "a b", ""]);
+        assert_eq!(rows.get(1).to_vec(), ["x", "", "y\u{fffd}z"]);
+        assert_eq!(rows.get(2).iter().count(), 3);
+        assert_eq!(&rows.get(1)[0], "x");
+        let mut l = Loop::new(vec!["a".into(), "b".into(), "c".into()]);
+        l.rows = rows;
+        l.set_column("b", vec!["1", "2", "3"]);
+        l.set_column("d", vec!["4", "", "6"]);
+        assert_eq!(l.rows.get(1), vec!["x", "2", "y\u{fffd}z", ""]);
+        assert_eq!(l.columns, ["a", "b", "c", "d"]);
     }
 
     #[test]
