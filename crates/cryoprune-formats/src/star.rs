@@ -146,7 +146,10 @@ impl Rows {
     }
 
     pub fn iter(&self) -> RowsIter<'_> {
-        RowsIter { rows: self, next: 0 }
+        RowsIter {
+            rows: self,
+            next: 0,
+        }
     }
 
     /// Appends a row; every row has as many values as the first. A NUL inside a value (no
@@ -171,7 +174,10 @@ impl Rows {
         if self.starts.is_empty() {
             self.width = n;
         }
-        assert_eq!(n, self.width, "every row of a loop has one value per column");
+        assert_eq!(
+            n, self.width,
+            "every row of a loop has one value per column"
+        );
         self.starts.push(start);
     }
 }

@@ -16,7 +16,15 @@ type Row = (String, f64, f64, Option<f64>, Option<String>);
 
 fn rows(set: &PickSet) -> Vec<Row> {
     set.iter()
-        .map(|(m, p)| (m.to_string(), p.x, p.y, p.score, p.label.clone()))
+        .map(|(m, p)| {
+            (
+                m.to_string(),
+                p.x,
+                p.y,
+                p.score,
+                p.label.as_deref().map(str::to_string),
+            )
+        })
         .collect()
 }
 

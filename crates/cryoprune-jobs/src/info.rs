@@ -69,7 +69,7 @@ pub fn describe(path: &Path) -> Result<Value> {
             let scores: Vec<f64> = set.iter().filter_map(|(_, p)| p.score).collect();
             let labels: std::collections::BTreeMap<String, usize> = set
                 .iter()
-                .filter_map(|(_, p)| p.label.clone())
+                .filter_map(|(_, p)| p.label.as_deref().map(str::to_string))
                 .fold(Default::default(), |mut m, l| {
                     *m.entry(l).or_default() += 1;
                     m

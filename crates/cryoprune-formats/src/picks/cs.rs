@@ -68,11 +68,8 @@ pub(super) fn read(
         if let Some(f) = score {
             p.score = arr.number(r, f, 0);
         }
-        p.label = label.and_then(|f| arr.text(r, f));
-        p.source = Some(RowRef {
-            file: file_index,
-            row: r,
-        });
+        p.label = label.and_then(|f| arr.text(r, f)).map(Into::into);
+        p.source = Some(RowRef::new(file_index, r));
         let mic = arr.text(r, fpath).unwrap_or_default();
         set.push(&mic, p, index);
     }
@@ -180,7 +177,7 @@ pub(super) fn write_fresh(
     if all.iter().any(|(_, p)| p.label.is_some()) {
         let width = all
             .iter()
-            .filter_map(|(_, p)| p.label.as_ref().map(String::len))
+            .filter_map(|(_, p)| p.label.as_ref().map(|l| l.len()))
             .max();
         fields.push(NewField::text(CS_LABEL, width.unwrap_or(1), |r| {
             all[r].1.label.as_deref().unwrap_or_default()

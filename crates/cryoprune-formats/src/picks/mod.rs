@@ -99,23 +99,43 @@ impl PickFormat {
     }
 }
 
-/// Which row of which source file a pick came from.
+/// Which row of which source file a pick came from. (32 bits each: a project has millions of
+/// picks, and every byte of a pick is ten megabytes of them.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowRef {
-    pub file: usize,
-    pub row: usize,
+    file: u32,
+    row: u32,
 }
 
+impl RowRef {
+    pub fn new(file: usize, row: usize) -> RowRef {
+        let narrow = |v: usize| u32::try_from(v).expect("under 4 billion files and rows");
+        RowRef {
+            file: narrow(file),
+            row: narrow(row),
+        }
+    }
+
+    pub fn file(self) -> usize {
+        self.file as usize
+    }
+
+    pub fn row(self) -> usize {
+        self.row as usize
+    }
+}
+
+/// One pick, kept small (80 bytes): a project's ten million picks are all in memory at once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pick {
     /// Centre, pixels of the micrograph as stored: x = column, y = row.
     pub x: f64,
     pub y: f64,
     pub score: Option<f64>,
-    pub label: Option<String>,
+    pub label: Option<Box<str>>,
     pub source: Option<RowRef>,
     /// Values of [`PickSet::extra_columns`], one per column.
-    pub extra: Vec<String>,
+    pub extra: Box<[String]>,
 }
 
 impl Pick {
@@ -126,7 +146,7 @@ impl Pick {
             score: None,
             label: None,
             source: None,
-            extra: Vec::new(),
+            extra: Box::default(),
         }
     }
 }
@@ -227,7 +247,9 @@ impl PickSet {
             let mic = m.micrograph.clone();
             for p in &mut m.picks {
                 let v = value(&mic, p);
-                p.extra.push(v);
+                let mut extra = std::mem::take(&mut p.extra).into_vec();
+                extra.push(v);
+                p.extra = extra.into_boxed_slice();
             }
         }
     }
@@ -247,9 +269,9 @@ impl PickSet {
                 if let Some(SourceFile {
                     content: Content::Table { rows, .. },
                     ..
-                }) = self.files.get_mut(src.file)
+                }) = self.files.get_mut(src.file())
                 {
-                    if let Some(row) = rows.get_mut(src.row) {
+                    if let Some(row) = rows.get_mut(src.row()) {
                         row.truncate(4);
                         row.push(num(v));
                     }
@@ -436,7 +458,7 @@ impl PickSet {
         let mut first: HashMap<usize, &str> = HashMap::new();
         self.iter().any(|(m, p)| {
             p.source
-                .is_some_and(|s| *first.entry(s.file).or_insert(m) != m)
+                .is_some_and(|s| *first.entry(s.file()).or_insert(m) != m)
         })
     }
 
@@ -444,9 +466,9 @@ impl PickSet {
     fn picks_of_file(&self, fi: usize) -> Vec<(&str, &Pick)> {
         let mut v: Vec<(&str, &Pick)> = self
             .iter()
-            .filter(|(_, p)| p.source.is_some_and(|s| s.file == fi))
+            .filter(|(_, p)| p.source.is_some_and(|s| s.file() == fi))
             .collect();
-        v.sort_by_key(|(_, p)| p.source.map(|s| s.row));
+        v.sort_by_key(|(_, p)| p.source.map(|s| s.row()));
         v
     }
 
@@ -454,7 +476,7 @@ impl PickSet {
         let picks = self.picks_of_file(fi);
         let rows: Vec<usize> = picks
             .iter()
-            .map(|(_, p)| p.source.expect("read picks").row)
+            .map(|(_, p)| p.source.expect("read picks").row())
             .collect();
         let value = |k: usize, c: usize| picks[k].1.extra[c].clone();
         self.write_source_rows(fi, &rows, &self.extra_columns, &value, dest)
@@ -585,3 +607,20 @@ pub(crate) fn parse_num(path: &Path, loc: Location, what: &str, s: &str) -> Resu
 
 /// Column names accepted as a class label in pick files.
 pub const LABEL_COLUMNS: &[&str] = &["label", "class", "cryopruneLabel", "rlnClassName"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten million picks are in memory at once in a large project; each byte here is 10 MB.
+    #[test]
+    fn a_pick_stays_small() {
+        assert!(
+            std::mem::size_of::<Pick>() <= 80,
+            "{}",
+            std::mem::size_of::<Pick>()
+        );
+        let r = RowRef::new(3, 4_000_000_000);
+        assert_eq!((r.file(), r.row()), (3, 4_000_000_000));
+    }
+}

@@ -82,11 +82,8 @@ pub(super) fn read(
         if let Some(c) = fom {
             p.score = Some(parse_num(path, loc, "_rlnAutopickFigureOfMerit", &row[c])?);
         }
-        p.label = label.map(|c| row[c].to_string());
-        p.source = Some(RowRef {
-            file: file_index,
-            row: r,
-        });
+        p.label = label.map(|c| row[c].into());
+        p.source = Some(RowRef::new(file_index, r));
         let name = mic.map_or(file_mic.as_str(), |c| row.get(c));
         set.push(name, p, index);
     }
@@ -150,11 +147,8 @@ pub(super) fn read_cbox(
         if let Some(c) = conf.filter(|&c| &row[c] != "<NA>") {
             p.score = Some(parse_num(path, loc, "_Confidence", &row[c])?);
         }
-        p.label = label.map(|c| row[c].to_string());
-        p.source = Some(RowRef {
-            file: file_index,
-            row: r,
-        });
+        p.label = label.map(|c| row[c].into());
+        p.source = Some(RowRef::new(file_index, r));
         set.box_size.get_or_insert(w);
         set.push(&mic, p, index);
     }
@@ -281,7 +275,7 @@ pub(super) fn write_fresh(mics: &[&MicrographPicks], extra: &[String], dest: &Pa
             row.push(p.score.map_or_else(|| "0".into(), num));
         }
         if with_label {
-            row.push(p.label.clone().unwrap_or_default());
+            row.push(p.label.as_deref().unwrap_or_default().to_string());
         }
         l.rows.push(row);
     }

@@ -94,10 +94,7 @@ fn read_corner_table(
         if let Some(s) = tokens.get(4) {
             p.score = Some(parse_num(path, loc, "score", s)?);
         }
-        p.source = Some(RowRef {
-            file: file_index,
-            row: rows.len(),
-        });
+        p.source = Some(RowRef::new(file_index, rows.len()));
         if v[2] > 0.0 {
             set.box_size.get_or_insert(v[2]);
         }
@@ -182,11 +179,8 @@ fn read_named_table(
         if let Some(c) = cs.filter(|&c| !row[c].trim().is_empty()) {
             p.score = Some(parse_num(path, loc, "score", &row[c])?);
         }
-        p.label = cl.map(|c| row[c].clone());
-        p.source = Some(RowRef {
-            file: file_index,
-            row: kept.len(),
-        });
+        p.label = cl.map(|c| row[c].as_str().into());
+        p.source = Some(RowRef::new(file_index, kept.len()));
         set.push(&row[cm], p, index);
         kept.push(row);
     }
@@ -401,7 +395,7 @@ pub(super) fn write_fresh_table(
                 r.push(p.score.map(num).unwrap_or_default());
             }
             if with_label {
-                r.push(p.label.clone().unwrap_or_default());
+                r.push(p.label.as_deref().unwrap_or_default().to_string());
             }
             r.extend(p.extra.iter().cloned());
             r

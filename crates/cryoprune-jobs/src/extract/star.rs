@@ -130,11 +130,11 @@ impl Layout {
         micrograph: &str,
     ) -> Vec<String> {
         let source = pick.source.and_then(|s| {
-            let (index, group) = self.at.get(s.file)?.as_ref()?;
-            let Content::Star { star, block } = &set.files[s.file].content else {
+            let (index, group) = self.at.get(s.file())?.as_ref()?;
+            let Content::Star { star, block } = &set.files[s.file()].content else {
                 return None;
             };
-            let row = star.blocks[*block].first_loop()?.rows.get(s.row);
+            let row = star.blocks[*block].first_loop()?.rows.get(s.row());
             Some((row, index, *group))
         });
         let group = source
@@ -156,7 +156,7 @@ impl Layout {
             out.push(pick.score.map_or("0".into(), |s| s.to_string()));
         }
         if self.label {
-            out.push(pick.label.clone().unwrap_or_default());
+            out.push(pick.label.as_deref().unwrap_or_default().to_string());
         }
         out
     }

@@ -112,9 +112,9 @@ impl Plan {
         let mut file_groups: Vec<Vec<usize>> = vec![Vec::new(); set.files.len()];
         for (g, m) in set.micrographs.iter().enumerate() {
             for src in m.picks.iter().filter_map(|p| p.source) {
-                if !group_files[g].contains(&src.file) {
-                    group_files[g].push(src.file);
-                    file_groups[src.file].push(g);
+                if !group_files[g].contains(&src.file()) {
+                    group_files[g].push(src.file());
+                    file_groups[src.file()].push(g);
                 }
             }
         }
@@ -264,8 +264,8 @@ impl Plan {
                             |r| {
                                 format!(
                                     "{}, record {}",
-                                    set.files[r.file].path.display(),
-                                    r.row + 1
+                                    set.files[r.file()].path.display(),
+                                    r.row() + 1
                                 )
                             },
                         );

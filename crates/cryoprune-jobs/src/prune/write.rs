@@ -67,8 +67,8 @@ impl Writer<'_> {
         for (g, m) in set.micrographs.iter().enumerate() {
             for (pick, outcome) in m.picks.iter().zip(&outcomes[g]) {
                 match pick.source {
-                    Some(src) if src.file == file && self.rule.keeps(outcome) == kept => {
-                        chosen.push((src.row, pick, outcome))
+                    Some(src) if src.file() == file && self.rule.keeps(outcome) == kept => {
+                        chosen.push((src.row(), pick, outcome))
                     }
                     _ => {}
                 }
@@ -97,17 +97,14 @@ impl Writer<'_> {
         let mut index = Default::default();
         for (g, m) in set.micrographs.iter().enumerate() {
             for (pick, outcome) in m.picks.iter().zip(&outcomes[g]) {
-                let Some(src) = pick.source.filter(|s| s.file == file) else {
+                let Some(src) = pick.source.filter(|s| s.file() == file) else {
                     continue;
                 };
                 if self.rule.keeps(outcome) != kept {
                     continue;
                 }
                 let mut p: Pick = pick.clone();
-                p.source = Some(RowRef {
-                    file: 0,
-                    row: src.row,
-                });
+                p.source = Some(RowRef::new(0, src.row()));
                 p.extra = (0..layout.columns.len())
                     .map(|c| layout.value(c, pick, outcome, self.classes, self.rule))
                     .collect();
