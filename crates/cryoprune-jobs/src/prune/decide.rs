@@ -23,8 +23,58 @@ pub const UNSCORED: [&str; 3] = [
 /// What became of one pick.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Scored(Box<[f32]>),
+    Scored(Probs),
     Unscored(&'static str),
+}
+
+/// A pick's class probabilities: inline for up to four classes (the usual model), so the ten
+/// million picks of a large project cost no allocation each.
+#[derive(Clone, PartialEq)]
+pub enum Probs {
+    Inline { len: u8, values: [f32; 4] },
+    Heap(Box<[f32]>),
+}
+
+impl From<Vec<f32>> for Probs {
+    fn from(v: Vec<f32>) -> Probs {
+        match v.len() {
+            n @ 0..=4 => {
+                let mut values = [0.0; 4];
+                values[..n].copy_from_slice(&v);
+                Probs::Inline {
+                    len: n as u8,
+                    values,
+                }
+            }
+            _ => Probs::Heap(v.into_boxed_slice()),
+        }
+    }
+}
+
+impl std::ops::Deref for Probs {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            Probs::Inline { len, values } => &values[..*len as usize],
+            Probs::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Probs {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        match self {
+            Probs::Inline { len, values } => &mut values[..*len as usize],
+            Probs::Heap(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for Probs {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// The decision rule: which classes are kept and how.
@@ -262,6 +312,24 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A large project holds ten million outcomes at once: no allocation each up to 4 classes.
+    #[test]
+    fn outcomes_are_small_and_keep_any_number_of_classes() {
+        assert!(
+            std::mem::size_of::<Outcome>() <= 24,
+            "{}",
+            std::mem::size_of::<Outcome>()
+        );
+        for n in [1, 2, 4, 5, 9] {
+            let v: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
+            let mut p = Probs::from(v.clone());
+            assert_eq!(&p[..], &v[..]);
+            assert_eq!(matches!(p, Probs::Inline { .. }), n <= 4);
+            p[0] = 1.0;
+            assert_eq!(p[0], 1.0);
+        }
+    }
     use cryoprune_formats::{Pick, PickFormat};
 
     fn names(v: &[&str]) -> Vec<String> {
@@ -309,7 +377,7 @@ mod tests {
                 set.push(m, Pick::new(i as f64, 0.0), &mut index);
             }
         }
-        let scored = |p: f32| Outcome::Scored(vec![1.0 - p, p].into_boxed_slice());
+        let scored = |p: f32| Outcome::Scored(vec![1.0 - p, p].into());
         let outcomes = vec![
             vec![
                 scored(0.9),

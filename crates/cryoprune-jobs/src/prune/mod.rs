@@ -474,7 +474,7 @@ impl Scorer<'_> {
                         };
                         ctx.combine(&mut p, &facts);
                     }
-                    Outcome::Scored(p.into_boxed_slice())
+                    Outcome::Scored(p.into())
                 }
                 Err(Unscored::Outside) => Outcome::Unscored(UNSCORED[1]),
                 Err(Unscored::Edge) => Outcome::Unscored(UNSCORED[2]),

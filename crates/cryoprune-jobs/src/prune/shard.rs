@@ -134,7 +134,7 @@ fn read_journal(path: &Path) -> Result<HashMap<String, Vec<Outcome>>> {
         let mut outcomes = Vec::with_capacity(line.outcomes.len());
         for o in line.outcomes {
             outcomes.push(match o {
-                Stored::Probabilities(p) => Outcome::Scored(p.into_boxed_slice()),
+                Stored::Probabilities(p) => Outcome::Scored(p.into()),
                 Stored::Unscored(why) => match UNSCORED.iter().find(|&&u| u == why) {
                     Some(&u) => Outcome::Unscored(u),
                     None => {
@@ -176,8 +176,8 @@ mod tests {
     fn the_journal_keeps_outcomes_exactly_and_survives_a_cut_line() {
         let dir = tempfile::tempdir().unwrap();
         let a = vec![
-            Outcome::Scored(vec![0.1f32, 0.9].into_boxed_slice()),
-            Outcome::Scored(vec![1.0 / 3.0f32, 2.0 / 3.0].into_boxed_slice()),
+            Outcome::Scored(vec![0.1f32, 0.9].into()),
+            Outcome::Scored(vec![1.0 / 3.0f32, 2.0 / 3.0, 0.0, 0.0, 0.0].into()),
             Outcome::Unscored(UNSCORED[1]),
         ];
         {

@@ -63,23 +63,26 @@ impl Writer<'_> {
             self.subset(file, outcomes, kept).write_source(0, dest)?;
             return Ok(());
         }
-        let mut chosen: Vec<(usize, &Pick, &Outcome)> = Vec::new();
+        // (row, group, pick in group), 12 bytes a pick: a file may hold ten million.
+        let mut chosen: Vec<(u32, u32, u32)> = Vec::new();
         for (g, m) in set.micrographs.iter().enumerate() {
-            for (pick, outcome) in m.picks.iter().zip(&outcomes[g]) {
+            for (k, (pick, outcome)) in m.picks.iter().zip(&outcomes[g]).enumerate() {
                 match pick.source {
                     Some(src) if src.file() == file && self.rule.keeps(outcome) == kept => {
-                        chosen.push((src.row(), pick, outcome))
+                        chosen.push((src.row() as u32, g as u32, k as u32))
                     }
                     _ => {}
                 }
             }
         }
-        chosen.sort_by_key(|c| c.0);
+        chosen.sort_unstable();
         let layout = self.layout(file);
-        let rows: Vec<usize> = chosen.iter().map(|c| c.0).collect();
-        let value = |k: usize, c: usize| {
-            let (_, pick, outcome) = chosen[k];
-            layout.value(c, pick, outcome, self.classes, self.rule)
+        let rows: Vec<usize> = chosen.iter().map(|c| c.0 as usize).collect();
+        let value = |i: usize, c: usize| {
+            let (_, g, k) = chosen[i];
+            let (g, k) = (g as usize, k as usize);
+            let pick = &set.micrographs[g].picks[k];
+            layout.value(c, pick, &outcomes[g][k], self.classes, self.rule)
         };
         set.write_source_rows(file, &rows, &layout.columns, &value, dest)?;
         Ok(())
