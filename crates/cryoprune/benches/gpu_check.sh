@@ -5,16 +5,18 @@
 # training on both devices: wall time and macro-F1 (not bit-identical: burn's GPU autodiff sums
 # in another order). Writes OUT/gpu_check.json. Never part of the tests: CI has no GPU.
 #
-#   crates/cryoprune/benches/gpu_check.sh [wgpu|cuda] [OUT]
+#   crates/cryoprune/benches/gpu_check.sh [wgpu|cuda|tch] [OUT]
 #
 # `cpu` in place of a backend runs the same comparison CPU against CPU, a check of this script on
 # any machine.
 # wgpu builds offline from crates.io alone (Vulkan on NVIDIA and AMD, Metal on macOS); cuda's build
-# downloads an LLVM bundle once (README: "GPU builds").
+# downloads an LLVM bundle once; tch links the libtorch of a PyTorch install (LIBTORCH_USE_PYTORCH=1
+# with CUDA PyTorch from PyPI) and runs on its CUDA as --device cuda (README: "GPU builds").
 set -euo pipefail
 backend=${1:-wgpu}
 out=${2:-target/gpu_check}
 device=$backend
+[ "$backend" = tch ] && device=cuda
 cd "$(dirname "$0")/../../.."
 if [ "$backend" = cpu ]; then
   cargo build --release -p cryoprune
