@@ -558,10 +558,7 @@ impl StarFile {
 /// Rows to write as a loop: its columns and, as often as asked, its rows from the first.
 pub trait LoopSource {
     fn columns(&self) -> &[String];
-    fn for_each_row(
-        &self,
-        f: &mut dyn FnMut(&mut dyn Iterator<Item = &str>),
-    ) -> std::io::Result<()>;
+    fn for_each_row(&self, f: &mut dyn FnMut(&mut dyn Iterator<Item = &str>));
 }
 
 impl LoopSource for Loop {
@@ -569,14 +566,10 @@ impl LoopSource for Loop {
         &self.columns
     }
 
-    fn for_each_row(
-        &self,
-        f: &mut dyn FnMut(&mut dyn Iterator<Item = &str>),
-    ) -> std::io::Result<()> {
+    fn for_each_row(&self, f: &mut dyn FnMut(&mut dyn Iterator<Item = &str>)) {
         for r in self.rows.iter() {
             f(&mut r.iter());
         }
-        Ok(())
     }
 }
 
@@ -592,7 +585,7 @@ fn write_loop(w: &mut dyn Write, l: &dyn LoopSource) -> std::io::Result<()> {
         for (wd, v) in widths.iter_mut().zip(r) {
             *wd = (*wd).max(quote(v).len());
         }
-    })?;
+    });
     let mut line = String::new();
     let mut failed = None;
     l.for_each_row(&mut |r| {
@@ -606,7 +599,7 @@ fn write_loop(w: &mut dyn Write, l: &dyn LoopSource) -> std::io::Result<()> {
         if failed.is_none() {
             failed = writeln!(w, "{}", line.trim_end()).err();
         }
-    })?;
+    });
     match failed {
         Some(e) => Err(e),
         None => writeln!(w),

@@ -101,9 +101,14 @@ pub fn run(cfg: &DemoConfig, events: &dyn Events) -> Result<DemoResult> {
     let labels = out.join("labels.csv");
     let n = write_labels(&truth, &labelled, &labels, cfg.seed)?;
     events.output(format!(
-        "labelled {n} picks ({SHOTS} per class: particle, junk) on {} of {} micrographs: {}",
+        "labelled {n} picks ({SHOTS} per class: particle, junk) on {} of {} micrographs: {}\n  \
+         (from the simulation's truth; your own picks you label on a page:\n  \
+         cryoprune label --micrographs '{}' --picks {} --box {box_size} --out {})",
         labelled.len(),
         names.len(),
+        labels.display(),
+        text(&data.join("micrographs").join("*.mrc"))?,
+        text(&data.join("picks.star"))?,
         labels.display()
     ));
 

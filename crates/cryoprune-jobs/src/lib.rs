@@ -13,6 +13,7 @@ pub mod extract;
 pub mod fewshot;
 pub mod info;
 pub mod inputs;
+pub mod label;
 pub mod labels;
 pub mod pretrain;
 pub mod prune;

@@ -20,20 +20,22 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    Info(commands::info::Args),
-    Convert(commands::convert::Args),
-    Extract(commands::extract::Args),
-    Simulate(commands::simulate::Args),
-    Demo(commands::demo::Args),
-    Train(commands::train::Args),
-    Evaluate(commands::evaluate::Args),
-    Prune(commands::prune::Args),
-    Fewshot(commands::fewshot::Args),
-    Pretrain(commands::pretrain::Args),
-    Relion(commands::relion::Args),
-    Merge(commands::merge::Args),
+/// The subcommands: each is `commands::<module>::{Args, run}`.
+macro_rules! subcommands {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        #[derive(Subcommand)]
+        enum Command { $($variant(commands::$module::Args)),* }
+
+        fn dispatch(command: Command) -> anyhow::Result<()> {
+            match command { $(Command::$variant(a) => commands::$module::run(a)),* }
+        }
+    };
+}
+
+subcommands! {
+    Info => info, Convert => convert, Extract => extract, Simulate => simulate, Demo => demo,
+    Train => train, Evaluate => evaluate, Prune => prune, Fewshot => fewshot,
+    Pretrain => pretrain, Relion => relion, Merge => merge, Label => label,
 }
 
 fn main() -> ExitCode {
@@ -58,20 +60,7 @@ fn main() -> ExitCode {
             std::process::exit(130);
         }
     });
-    let result = match cli.command {
-        Command::Info(a) => commands::info::run(a),
-        Command::Convert(a) => commands::convert::run(a),
-        Command::Extract(a) => commands::extract::run(a),
-        Command::Simulate(a) => commands::simulate::run(a),
-        Command::Demo(a) => commands::demo::run(a),
-        Command::Train(a) => commands::train::run(a),
-        Command::Evaluate(a) => commands::evaluate::run(a),
-        Command::Prune(a) => commands::prune::run(a),
-        Command::Fewshot(a) => commands::fewshot::run(a),
-        Command::Pretrain(a) => commands::pretrain::run(a),
-        Command::Relion(a) => commands::relion::run(a),
-        Command::Merge(a) => commands::merge::run(a),
-    };
+    let result = dispatch(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -12,7 +12,7 @@ fn help_lists_subcommands_with_examples() {
     assert!(o.status.success());
     for sub in [
         "info", "convert", "extract", "simulate", "train", "evaluate", "fewshot", "demo", "prune",
-        "pretrain", "relion", "merge",
+        "pretrain", "relion", "merge", "label",
     ] {
         assert!(text(&o).contains(sub), "{sub} missing from --help");
         // `relion` groups the RELION jobs; each job shows the examples.

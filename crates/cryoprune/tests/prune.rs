@@ -1136,50 +1136,34 @@ fn three_shards_and_a_merge_write_what_one_run_writes() {
             }
         }
     }
-    // Shards of one run only, each once.
-    let o = cryoprune(&[
-        "merge",
-        "--in",
-        s(&root.join("shard_0")),
-        s(&root.join("shard_0")),
-        "--out",
-        s(&root.join("x")),
-    ]);
-    assert!(
-        text(&o).contains("shard 0/3 is given twice"),
-        "{}",
-        text(&o)
-    );
-    let o = cryoprune(&[
-        "merge",
-        "--in",
-        s(&root.join("shard_2")),
-        "--out",
-        s(&root.join("x")),
-    ]);
-    assert!(
-        text(&o).contains("shards 0/3, 1/3 are missing"),
-        "{}",
-        text(&o)
-    );
-    let o = cryoprune(&[
-        "prune",
-        "--model",
-        s(&f.model),
-        "--micrographs",
-        &mics,
-        "--picks",
-        s(&boxes),
-        "--out",
-        s(&root.join("x")),
-        "--shard",
-        "3/3",
-    ]);
-    assert!(
-        text(&o).contains("expected I/N with 0 <= I < N"),
-        "{}",
-        text(&o)
-    );
+    // Shards of one run only, each once, and a shard that exists.
+    let (x, s0, s2) = (root.join("x"), root.join("shard_0"), root.join("shard_2"));
+    let refused: [(Vec<&str>, &str); 3] = [
+        (
+            vec!["merge", "--in", s(&s0), s(&s0), "--out", s(&x)],
+            "shard 0/3 is given twice",
+        ),
+        (
+            vec!["merge", "--in", s(&s2), "--out", s(&x)],
+            "shards 0/3, 1/3 are missing",
+        ),
+        (
+            [
+                prune_args(s(&f.model), &mics, s(&boxes), s(&x)),
+                vec!["--shard", "3/3"],
+            ]
+            .concat(),
+            "expected I/N with 0 <= I < N",
+        ),
+    ];
+    for (args, error) in refused {
+        let o = cryoprune(&args);
+        assert!(
+            !o.status.success() && text(&o).contains(error),
+            "{}",
+            text(&o)
+        );
+    }
 }
 
 #[test]

@@ -14,14 +14,6 @@ use cryoprune_jobs::recipe::{
 use cryoprune_jobs::ComputeConfig;
 use cryoprune_model::Arch;
 
-fn net() -> NetConfig {
-    NetConfig::default()
-}
-
-fn prep() -> PrepConfig {
-    PrepConfig::default()
-}
-
 /// `--device` and `--threads`, the same for every command that runs a network.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ComputeArgs {
@@ -80,10 +72,10 @@ pub struct PrepArgs {
     #[arg(long = "box")]
     pub box_size: Option<usize>,
     /// Network input size; boxes are Fourier-resampled to it.
-    #[arg(long, default_value_t = prep().input_size)]
+    #[arg(long, default_value_t = PrepConfig::default().input_size)]
     pub input_size: usize,
     /// Micrograph normalisation: none, meanstd or robust[:LOW,HIGH] (percentile clip first).
-    #[arg(long, default_value_t = prep().normalize)]
+    #[arg(long, default_value_t = PrepConfig::default().normalize)]
     pub normalize: MicrographNorm,
     /// Micrograph low-pass: a resolution (20A; a bare number is Å) or a fraction of Nyquist
     /// (0.5nyquist).
@@ -96,7 +88,7 @@ pub struct PrepArgs {
     #[arg(long)]
     pub invert: bool,
     /// Boxes past the micrograph edge: skip, pad-mean or pad-noise.
-    #[arg(long, default_value_t = prep().edge)]
+    #[arg(long, default_value_t = PrepConfig::default().edge)]
     pub edge: EdgePolicy,
 }
 
@@ -120,15 +112,15 @@ impl From<PrepArgs> for PrepConfig {
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetArgs {
     /// Network: small, efficientnet-lite0, resnet18, resnet34, resnet50, topaz-resnet16 (≥ 91 px).
-    #[arg(long, default_value_t = net().arch)]
+    #[arg(long, default_value_t = NetConfig::default().arch)]
     pub arch: Arch,
     /// Starting weights: imagenet (the network's ImageNet weights; the small network has none),
     /// a .pth/.pt/.safetensors checkpoint, a Hugging Face hub name (resnet18.tv_in1k or timm/...),
     /// topaz:resnet16_u64.sav (Topaz's model, for topaz-resnet16) or none. Downloads happen once.
-    #[arg(long, default_value_t = net().pretrained)]
+    #[arg(long, default_value_t = NetConfig::default().pretrained)]
     pub pretrained: String,
     /// Branches of the multi-loss head (1-3).
-    #[arg(long, default_value_t = net().branches)]
+    #[arg(long, default_value_t = NetConfig::default().branches)]
     pub branches: usize,
     /// Loss weight per branch, comma-separated (default 1 for the main branch, 0.5 others).
     #[arg(long, value_delimiter = ',')]
@@ -137,40 +129,40 @@ pub struct NetArgs {
     #[arg(long)]
     pub mean_of_branches: bool,
     /// Epochs (the paper's recipe: 30 with --repeats 1).
-    #[arg(long, default_value_t = net().epochs)]
+    #[arg(long, default_value_t = NetConfig::default().epochs)]
     pub epochs: usize,
-    #[arg(long, default_value_t = net().batch)]
+    #[arg(long, default_value_t = NetConfig::default().batch)]
     pub batch: usize,
     /// Passes over the labelled picks per epoch, each freshly augmented; `auto` repeats them
     /// until an epoch has at least 5 batches, so few shots still get optimiser steps.
-    #[arg(long, default_value_t = net().repeats)]
+    #[arg(long, default_value_t = NetConfig::default().repeats)]
     pub repeats: Repeats,
     /// Learning-rate schedule: step (×gamma every --step-every epochs), onecycle or exp.
-    #[arg(long, default_value_t = net().schedule)]
+    #[arg(long, default_value_t = NetConfig::default().schedule)]
     pub schedule: ScheduleKind,
     /// Initial (peak, for onecycle) learning rate.
-    #[arg(long, default_value_t = net().lr)]
+    #[arg(long, default_value_t = NetConfig::default().lr)]
     pub lr: f64,
     /// Final learning rate of onecycle and exp.
-    #[arg(long, default_value_t = net().final_lr)]
+    #[arg(long, default_value_t = NetConfig::default().final_lr)]
     pub final_lr: f64,
-    #[arg(long, default_value_t = net().step_every)]
+    #[arg(long, default_value_t = NetConfig::default().step_every)]
     pub step_every: usize,
-    #[arg(long, default_value_t = net().gamma)]
+    #[arg(long, default_value_t = NetConfig::default().gamma)]
     pub gamma: f64,
-    #[arg(long, default_value_t = net().momentum)]
+    #[arg(long, default_value_t = NetConfig::default().momentum)]
     pub momentum: f64,
-    #[arg(long, default_value_t = net().weight_decay)]
+    #[arg(long, default_value_t = NetConfig::default().weight_decay)]
     pub weight_decay: f64,
     /// Loss weight per class (in the sorted class order), comma-separated, or `balanced`.
     #[arg(long)]
     pub class_weights: Option<ClassWeights>,
     /// Epochs with the backbone frozen (head only); the rest train everything at lr/10. As many
     /// as --epochs: a linear probe on features computed once (not with --augment rotate).
-    #[arg(long, default_value_t = net().freeze_epochs)]
+    #[arg(long, default_value_t = NetConfig::default().freeze_epochs)]
     pub freeze_epochs: usize,
     /// Augmentations: any of flip, rot90, rotate (comma-separated), or none.
-    #[arg(long, default_value_t = net().augment)]
+    #[arg(long, default_value_t = NetConfig::default().augment)]
     pub augment: Augmentations,
 }
 

@@ -24,10 +24,6 @@ use cryoprune_jobs::shard::Shard;
 
 use crate::printer::Printer;
 
-fn defaults() -> ExtractJobConfig {
-    ExtractJobConfig::default()
-}
-
 #[derive(clap::Args)]
 #[command(
     about = "Cut particles around picks into an MRCS stack and a RELION 3.1 particle STAR",
@@ -54,17 +50,17 @@ pub struct Args {
     #[arg(long, conflicts_with = "lowpass_nyquist")]
     lowpass: Option<Cutoff>,
     /// Deprecated: use --lowpass Fnyquist.
-    #[arg(long)]
-    lowpass_nyquist: Option<f64>,
+    #[arg(long, value_parser = |s: &str| format!("{s}nyquist").parse::<Cutoff>())]
+    lowpass_nyquist: Option<Cutoff>,
     /// Pixel size of the micrographs in Å, instead of their headers.
     #[arg(long)]
     angpix: Option<f64>,
     /// Micrograph normalisation before cutting: none, meanstd or robust[:LOW,HIGH] (clipped to
     /// the percentiles first, 0.5 and 99.5 by default).
-    #[arg(long, default_value_t = defaults().normalize)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().normalize)]
     normalize: MicrographNorm,
     /// Deprecated: use --normalize robust:LOW,HIGH.
-    #[arg(long, value_parser = parse_clip)]
+    #[arg(long, value_parser = |s: &str| format!("robust:{s}").parse::<MicrographNorm>())]
     clip: Option<MicrographNorm>,
     /// Background radius of the per-particle normalisation, in whole output pixels; default
     /// RELION's (75% of half the box, rescaled, truncated).
@@ -86,24 +82,24 @@ pub struct Args {
     /// Boxes that reach past the micrograph edge: skip, pad-mean (the micrograph mean),
     /// pad-noise (matching Gaussian noise) or pad-edge (the nearest micrograph pixel repeated,
     /// as relion_preprocess does). The old spellings mean and noise still work.
-    #[arg(long, default_value_t = defaults().edge)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().edge)]
     edge: EdgePolicy,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = defaults().scale)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().scale)]
     scale: f64,
     /// Worker threads; 0 = all cores.
-    #[arg(long, default_value_t = defaults().threads)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().threads)]
     threads: usize,
     /// Seed for --edge pad-noise.
-    #[arg(long, default_value_t = defaults().seed)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().seed)]
     seed: u64,
     /// Voltage (kV), spherical aberration (mm) and amplitude contrast written to the optics
     /// block for RELION; cryoprune itself does not use them.
-    #[arg(long, default_value_t = defaults().voltage)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().voltage)]
     voltage: f64,
-    #[arg(long, default_value_t = defaults().cs)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().cs)]
     cs: f64,
-    #[arg(long, default_value_t = defaults().amplitude_contrast)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().amplitude_contrast)]
     amplitude_contrast: f64,
     /// Output particle stack (.mrcs).
     #[arg(long)]
@@ -116,29 +112,19 @@ pub struct Args {
     shard: Option<Shard>,
 }
 
-/// The old `--clip LOW,HIGH` as the robust normalisation it configured.
-fn parse_clip(s: &str) -> Result<MicrographNorm, String> {
-    format!("robust:{s}").parse()
-}
-
 pub fn run(args: Args) -> Result<()> {
     let normalize = match (args.clip, args.normalize) {
         (None, n) => n,
         (Some(clip), MicrographNorm::Robust { .. }) => clip,
         (Some(_), _) => bail!("--clip applies to --normalize robust only"),
     };
-    let nyquist = args
-        .lowpass_nyquist
-        .map(|f| format!("{f}nyquist").parse::<Cutoff>());
     let cfg = ExtractJobConfig {
         micrographs: args.micrographs,
         picks: args.picks,
         format: args.format,
         box_size: args.box_size,
         size: args.size,
-        lowpass: args
-            .lowpass
-            .or(nyquist.transpose().map_err(anyhow::Error::msg)?),
+        lowpass: args.lowpass.or(args.lowpass_nyquist),
         angpix: args.angpix,
         normalize,
         bg_radius: args.bg_radius,

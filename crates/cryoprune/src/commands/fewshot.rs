@@ -20,10 +20,6 @@ use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
 use super::train::UnlabelledArgs;
 use crate::printer::Printer;
 
-fn defaults() -> FewshotConfig {
-    FewshotConfig::default()
-}
-
 #[derive(clap::Args)]
 #[command(
     about = "Few-shot protocol: mean ± sd macro-F1 over random draws of K labels per class",
@@ -41,14 +37,14 @@ pub struct Args {
     #[arg(long, num_args = 1..)]
     test_micrographs: Vec<String>,
     /// Shots per class, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = defaults().shots)]
+    #[arg(long, value_delimiter = ',', default_values_t = FewshotConfig::default().shots)]
     shots: Vec<usize>,
     /// Draws per cell.
-    #[arg(long, default_value_t = defaults().trials)]
+    #[arg(long, default_value_t = FewshotConfig::default().trials)]
     trials: usize,
     /// Variants: scratch or pretrained, then optionally -adapted (adapted to --unlabelled
     /// first), then optionally -single-loss (a one-branch head).
-    #[arg(long, value_delimiter = ',', default_values_t = defaults().variants)]
+    #[arg(long, value_delimiter = ',', default_values_t = FewshotConfig::default().variants)]
     variants: Vec<Variant>,
     /// Networks to compare, comma-separated (overrides --arch).
     #[arg(long, value_delimiter = ',')]
@@ -62,12 +58,12 @@ pub struct Args {
     #[command(flatten)]
     net: NetArgs,
     /// Per-epoch validation uses at most this many held-out picks.
-    #[arg(long, default_value_t = defaults().val_max)]
+    #[arg(long, default_value_t = FewshotConfig::default().val_max)]
     val_max: usize,
     #[command(flatten)]
     unlabelled: UnlabelledArgs,
     /// Base seed; trial t uses seed + t, so every variant of a trial sees the same draw.
-    #[arg(long, default_value_t = defaults().seed)]
+    #[arg(long, default_value_t = FewshotConfig::default().seed)]
     seed: u64,
     /// Output folder for results.json and results.md.
     #[arg(long)]

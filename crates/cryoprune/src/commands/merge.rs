@@ -1,7 +1,6 @@
 //! `cryoprune merge`: join the outputs of `prune --shard I/N` or `extract --shard I/N` runs (one
-//! SLURM array task each) into what one run would have written: the pruned files, scores and
-//! summary, or one stack and STAR. Run it where the shards ran, after all of them
-//! (`--dependency=afterok`); examples/slurm/ has the scripts.
+//! SLURM array task each) into what one run would have written. Run it where the shards ran,
+//! after all of them (`--dependency=afterok`); examples/slurm/ has the scripts.
 //!
 //! ```text
 //! cryoprune merge --in pruned_0 pruned_1 pruned_2 --out pruned/ --scores scores.csv --report report.html

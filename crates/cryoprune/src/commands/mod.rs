@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod extract;
 pub mod fewshot;
 pub mod info;
+pub mod label;
 pub mod merge;
 pub mod pretrain;
 pub mod prune;

@@ -20,10 +20,6 @@ use cryoprune_model::Arch;
 use super::args::ComputeArgs;
 use crate::printer::Printer;
 
-fn defaults() -> PretrainConfig {
-    PretrainConfig::default()
-}
-
 #[derive(clap::Args)]
 #[command(
     about = "Pretrain a backbone on simulated cryo-EM particles and junk (checkpointed, resumable)",
@@ -36,38 +32,38 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Network: small, efficientnet-lite0, resnet18, resnet34 or resnet50.
-    #[arg(long, default_value_t = defaults().arch)]
+    #[arg(long, default_value_t = PretrainConfig::default().arch)]
     arch: Arch,
     /// Particle image size (the network input); fine-tune with the same --input-size.
-    #[arg(long, default_value_t = defaults().input_size)]
+    #[arg(long, default_value_t = PretrainConfig::default().input_size)]
     input_size: usize,
     /// Real maps (.mrc, .map) and atomic models (.pdb, .cif): each becomes a particle class of
     /// its own beside the procedural families. Leave out what you will evaluate on.
     #[arg(long, num_args = 1..)]
     structures: Vec<PathBuf>,
     /// Chunks of fresh simulated data in the whole run.
-    #[arg(long, default_value_t = defaults().chunks)]
+    #[arg(long, default_value_t = PretrainConfig::default().chunks)]
     chunks: usize,
     /// Micrographs simulated per chunk.
-    #[arg(long, default_value_t = defaults().micrographs_per_chunk)]
+    #[arg(long, default_value_t = PretrainConfig::default().micrographs_per_chunk)]
     micrographs_per_chunk: usize,
     /// At most this many particles of each class per chunk.
-    #[arg(long, default_value_t = defaults().per_class)]
+    #[arg(long, default_value_t = PretrainConfig::default().per_class)]
     per_class: usize,
     /// Augmented passes over each chunk.
-    #[arg(long, default_value_t = defaults().passes)]
+    #[arg(long, default_value_t = PretrainConfig::default().passes)]
     passes: usize,
-    #[arg(long, default_value_t = defaults().batch)]
+    #[arg(long, default_value_t = PretrainConfig::default().batch)]
     batch: usize,
     /// Peak learning rate; a cosine brings it to a hundredth by the end.
-    #[arg(long, default_value_t = defaults().lr)]
+    #[arg(long, default_value_t = PretrainConfig::default().lr)]
     lr: f64,
-    #[arg(long, default_value_t = defaults().weight_decay)]
+    #[arg(long, default_value_t = PretrainConfig::default().weight_decay)]
     weight_decay: f64,
-    #[arg(long, default_value_t = defaults().seed)]
+    #[arg(long, default_value_t = PretrainConfig::default().seed)]
     seed: u64,
     /// Minutes between checkpoints.
-    #[arg(long, default_value_t = defaults().checkpoint_minutes)]
+    #[arg(long, default_value_t = PretrainConfig::default().checkpoint_minutes)]
     checkpoint_minutes: f64,
     /// Stop, with a checkpoint, after this many minutes (then --resume).
     #[arg(long)]

@@ -27,10 +27,6 @@ use cryoprune_jobs::shard::Shard;
 use super::args::ComputeArgs;
 use crate::printer::Printer;
 
-fn defaults() -> PruneConfig {
-    PruneConfig::default()
-}
-
 #[derive(clap::Args)]
 #[command(
     about = "Classify every pick and write the kept ones in the picker's own format",
@@ -52,7 +48,7 @@ pub struct Args {
     #[arg(long)]
     format: Option<PickFormat>,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = defaults().scale)]
+    #[arg(long, default_value_t = PruneConfig::default().scale)]
     scale: f64,
     /// Output folder; each input file gives a file of the same name here. A single input file
     /// may also be pruned to a file path with the same extension.
@@ -86,13 +82,13 @@ pub struct Args {
     #[arg(long, num_args = 1..)]
     labels: Vec<PathBuf>,
     /// Precision the threshold advisor aims for.
-    #[arg(long, default_value_t = defaults().target_precision)]
+    #[arg(long, default_value_t = PruneConfig::default().target_precision)]
     target_precision: f64,
     /// Leave input files whose output already exists alone (reruns, new micrographs only).
     #[arg(long)]
     skip_existing: bool,
     /// Particles per network batch.
-    #[arg(long, default_value_t = defaults().batch)]
+    #[arg(long, default_value_t = PruneConfig::default().batch)]
     batch: usize,
     /// Classify on the image alone, ignoring the pick context (picker score, distance from the
     /// edge) the model was trained to combine with it: for picks from another picker, or with
@@ -104,7 +100,7 @@ pub struct Args {
     /// advisor uses), `training` keeps the mix of the training picks (half and half after
     /// `--shots`), or a share such as 0.85. A model trained on balanced labels otherwise assumes
     /// half of a good picker's picks are junk and rejects real particles whenever unsure.
-    #[arg(long, default_value_t = defaults().prior)]
+    #[arg(long, default_value_t = PruneConfig::default().prior)]
     prior: Prior,
     /// Only the I-th of every N micrographs (sorted, from 0), for array task I; see `merge`.
     #[arg(long, value_name = "I/N")]

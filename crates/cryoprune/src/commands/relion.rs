@@ -1,10 +1,7 @@
-//! `cryoprune relion prune`: prune as a RELION External job. RELION runs it in the project
-//! folder with the job folder, its input nodes and the job's parameters; it writes the pruned
-//! coordinates (or particles) in the layout of that RELION version, `RELION_OUTPUT_NODES.star`,
-//! a PDF summary as the log node, and `RELION_JOB_EXIT_SUCCESS` or `RELION_JOB_EXIT_FAILURE`.
-//! In RELION's External job tab: External executable `cryoprune relion prune`; input
-//! coordinates (or particles) and micrographs; parameter `model` with the model folder, and
-//! optionally `threshold`, `keep`, `prior`, `image_only`.
+//! `cryoprune relion prune`: prune as a RELION External job (executable `cryoprune relion prune`;
+//! inputs: coordinates or particles, and micrographs; parameter `model`, optionally `threshold`,
+//! `keep`, `prior`, `image_only`). It writes the pruned picks in that RELION version's layout,
+//! `RELION_OUTPUT_NODES.star`, a PDF log and the exit file RELION waits for.
 //!
 //! ```text
 //! cryoprune relion prune --o External/job012/ --in_mics CtfFind/job003/micrographs_ctf.star --in_coords AutoPick/job006/coords_suffix_autopick.star --model cryoprune_model --j 8

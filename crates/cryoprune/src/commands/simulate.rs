@@ -17,10 +17,6 @@ use cryoprune_jobs::simulate::{self, parse_picker, parse_range, SimulateConfig};
 
 use crate::printer::Printer;
 
-fn defaults() -> SimulateConfig {
-    SimulateConfig::default()
-}
-
 fn check_picker(s: &str) -> Result<String, String> {
     parse_picker(s).map(|_| s.to_string())
 }
@@ -35,16 +31,16 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Number of micrographs.
-    #[arg(long, default_value_t = defaults().count)]
+    #[arg(long, default_value_t = SimulateConfig::default().count)]
     count: usize,
     /// Micrograph width and height in pixels.
-    #[arg(long, default_value_t = defaults().size)]
+    #[arg(long, default_value_t = SimulateConfig::default().size)]
     size: usize,
     /// Pixel size in Å.
-    #[arg(long, default_value_t = defaults().pixel)]
+    #[arg(long, default_value_t = SimulateConfig::default().pixel)]
     pixel: f64,
     /// easy, realistic or hard: SNR, junk and how well the picker does.
-    #[arg(long, default_value_t = defaults().preset, value_parser = ["easy", "realistic", "hard"])]
+    #[arg(long, default_value_t = SimulateConfig::default().preset, value_parser = ["easy", "realistic", "hard"])]
     preset: String,
     /// A 3D map (MRC) to project.
     #[arg(long, conflicts_with_all = ["model", "builtin"])]
@@ -53,7 +49,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "builtin")]
     model: Option<PathBuf>,
     /// A built-in shape: globular, elongated or ring.
-    #[arg(long, default_value_t = defaults().builtin, value_parser = ["globular", "elongated", "ring"])]
+    #[arg(long, default_value_t = SimulateConfig::default().builtin, value_parser = ["globular", "elongated", "ring"])]
     builtin: String,
     /// Signal-to-noise ratio, instead of the preset's.
     #[arg(long)]
@@ -82,22 +78,22 @@ pub struct Args {
     #[arg(long, value_parser = check_picker)]
     picker: Option<String>,
     /// Pick file format: star, cs, box, cbox, topaz or csv.
-    #[arg(long, default_value_t = defaults().format)]
+    #[arg(long, default_value_t = SimulateConfig::default().format)]
     format: PickFormat,
     /// Box size written with corner formats; default 2.2 particle radii, rounded to even.
     #[arg(long = "box")]
     box_size: Option<f64>,
     /// Seed; the same seed gives byte-identical files.
-    #[arg(long, default_value_t = defaults().seed)]
+    #[arg(long, default_value_t = SimulateConfig::default().seed)]
     seed: u64,
     /// Worker threads; 0 = all cores.
-    #[arg(long, default_value_t = defaults().threads)]
+    #[arg(long, default_value_t = SimulateConfig::default().threads)]
     threads: usize,
     /// Skip the PNG previews.
     #[arg(long)]
     no_previews: bool,
     /// Largest side of the previews in pixels.
-    #[arg(long, default_value_t = defaults().preview_size)]
+    #[arg(long, default_value_t = SimulateConfig::default().preview_size)]
     preview_size: usize,
     /// Previews without the pick circles (the micrograph alone).
     #[arg(long)]

@@ -18,10 +18,6 @@ use cryoprune_jobs::train::{self, TrainJobConfig};
 use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
 use crate::printer::Printer;
 
-fn defaults() -> TrainJobConfig {
-    TrainJobConfig::default()
-}
-
 #[derive(clap::Args)]
 #[command(
     about = "Fine-tune a classifier on labelled picks and write a model directory",
@@ -36,10 +32,10 @@ pub struct Args {
     #[arg(long, conflicts_with = "val_fraction")]
     shots: Option<usize>,
     /// Without --shots: the share of each class held out for validation.
-    #[arg(long, default_value_t = defaults().val_fraction)]
+    #[arg(long, default_value_t = TrainJobConfig::default().val_fraction)]
     val_fraction: f64,
     /// Per-epoch validation uses at most this many held-out picks (all are scored at the end).
-    #[arg(long, default_value_t = defaults().val_max)]
+    #[arg(long, default_value_t = TrainJobConfig::default().val_max)]
     val_max: usize,
     #[command(flatten)]
     prep: PrepArgs,
@@ -52,7 +48,7 @@ pub struct Args {
     image_only: bool,
     #[command(flatten)]
     unlabelled: UnlabelledArgs,
-    #[arg(long, default_value_t = defaults().seed)]
+    #[arg(long, default_value_t = TrainJobConfig::default().seed)]
     seed: u64,
     /// Output model directory.
     #[arg(long)]

@@ -1,0 +1,506 @@
+//! The labelling job: a local web page to label picks by class, which writes the labels CSV
+//! `train` reads after every change. This module holds the session (picks, labels, undo, the
+//! gallery's order, particle and micrograph images); `server` serves it on 127.0.0.1 only, behind
+//! a per-run token.
+
+mod server;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_formats::{micrograph_shape, read_micrograph, PickFormat, PickSet};
+use cryoprune_image::display;
+use cryoprune_image::extract::{EdgePolicy, ExtractConfig, ParticleNorm};
+use cryoprune_image::normalize::MicrographNorm;
+use cryoprune_image::pipeline::{Job, Pipeline};
+use cryoprune_image::Image;
+use serde::{Deserialize, Serialize};
+
+use crate::events::Events;
+use crate::inputs::{expand_globs, pair_with_micrographs};
+use crate::{invalid, Context, Error, Result};
+
+pub use server::serve;
+
+/// Everything a labelling session needs; see `cryoprune label --help`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelConfig {
+    /// Micrograph globs.
+    pub micrographs: Vec<String>,
+    /// Pick files or folders of them.
+    pub picks: Vec<PathBuf>,
+    pub format: Option<PickFormat>,
+    /// Box size in micrograph pixels, as `train --box`.
+    pub box_size: usize,
+    /// The labels CSV (micrograph,x,y,label): read on start when it exists, rewritten after
+    /// every change.
+    pub out: PathBuf,
+    /// The classes, in key order (`1` labels the first).
+    pub classes: Vec<String>,
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Coordinate factor for picks made on binned micrographs.
+    pub scale: f64,
+}
+
+impl Default for LabelConfig {
+    fn default() -> Self {
+        Self {
+            micrographs: Vec::new(),
+            picks: Vec::new(),
+            format: None,
+            box_size: 0,
+            out: PathBuf::new(),
+            classes: vec!["particle".into(), "junk".into()],
+            port: 0,
+            scale: 1.0,
+        }
+    }
+}
+
+/// Side of the particle images the gallery shows.
+const THUMB: usize = 64;
+/// Longest side of a micrograph as the page shows it.
+const MICROGRAPH_VIEW: usize = 1024;
+/// Micrographs whose particle images are kept in memory.
+const CACHED_MICROGRAPHS: usize = 16;
+
+/// A pick that can be labelled: its group in the pick set, its place there, its micrograph.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    group: usize,
+    index: usize,
+    mic: usize,
+}
+
+/// A micrograph with picks: its name as the pick files give it, its file, its picks' items.
+struct Mic {
+    name: String,
+    path: PathBuf,
+    items: Vec<usize>,
+}
+
+/// What changes while the page is open.
+#[derive(Default)]
+struct Labels {
+    /// The class of each item, if labelled.
+    of: Vec<Option<u8>>,
+    /// (item, its class before the change), newest last.
+    history: Vec<(usize, Option<u8>)>,
+    /// Rows of a label file loaded at start that match no pick: written back as they were.
+    foreign: Vec<[String; 4]>,
+}
+
+/// The PNGs of one micrograph's particles, in its picks' order.
+type Thumbs = Arc<Vec<Vec<u8>>>;
+
+/// A labelling session.
+pub struct Session {
+    cfg: LabelConfig,
+    set: PickSet,
+    mics: Vec<Mic>,
+    items: Vec<Item>,
+    /// The gallery's order: micrographs in turn, so the first screen already spans the dataset.
+    order: Vec<usize>,
+    labels: Mutex<Labels>,
+    pipeline: Pipeline,
+    /// PNGs of each cached micrograph's particles, oldest first.
+    thumbs: Mutex<Vec<(usize, Thumbs)>>,
+    /// The secret every request must carry.
+    pub token: String,
+}
+
+/// One pick as the page sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PickView {
+    pub id: usize,
+    pub micrograph: usize,
+    pub x: f64,
+    pub y: f64,
+    pub label: Option<String>,
+}
+
+impl Session {
+    /// Reads the picks, pairs them with the micrographs and loads the labels `cfg.out` holds.
+    pub fn open(cfg: &LabelConfig, events: &dyn Events) -> Result<Session> {
+        if cfg.box_size < 4 {
+            invalid!(
+                "--box {} is too small; give the box in micrograph pixels",
+                cfg.box_size
+            );
+        }
+        if cfg.classes.is_empty() || cfg.classes.len() > 9 {
+            invalid!("--classes: give 1 to 9 classes (keys 1-9 label them)");
+        }
+        let mut set = PickSet::read(&cfg.picks, cfg.format)?;
+        if cfg.scale != 1.0 {
+            set.scale(cfg.scale);
+        }
+        let micrographs = expand_globs(&cfg.micrographs)?;
+        let report = pair_with_micrographs(&set, &micrographs, "they are not shown", events);
+        let mut mics = Vec::new();
+        let mut items = Vec::new();
+        for &(g, m) in &report.pairs {
+            if set.micrographs[g].picks.is_empty() {
+                continue;
+            }
+            let mic = mics.len();
+            let first = items.len();
+            items.extend((0..set.micrographs[g].picks.len()).map(|index| Item {
+                group: g,
+                index,
+                mic,
+            }));
+            mics.push(Mic {
+                name: set.micrographs[g].micrograph.clone(),
+                path: micrographs[m].clone(),
+                items: (first..items.len()).collect(),
+            });
+        }
+        if items.is_empty() {
+            invalid!(
+                "no pick file matches any of the {} micrographs given",
+                micrographs.len()
+            );
+        }
+        let order = round_robin(&mics);
+        let extract = ExtractConfig {
+            box_size: cfg.box_size,
+            out_size: THUMB,
+            edge: EdgePolicy::PadMean,
+            norm: ParticleNorm::Relion {
+                radius: ParticleNorm::input_radius(THUMB),
+                ramp: true,
+            },
+            invert: false,
+            seed: 0,
+        };
+        extract.validate()?;
+        let mut pipeline = Pipeline::new(extract, 1);
+        pipeline.norm = MicrographNorm::ROBUST;
+        let mut session = Session {
+            cfg: cfg.clone(),
+            set,
+            labels: Mutex::new(Labels {
+                of: vec![None; items.len()],
+                ..Labels::default()
+            }),
+            mics,
+            items,
+            order,
+            pipeline,
+            thumbs: Mutex::new(Vec::new()),
+            token: format!("{:032x}", rand::random::<u128>()),
+        };
+        if cfg.out.exists() {
+            let n = session.load(&cfg.out)?;
+            events.note(format!("{n} labels read from {}", cfg.out.display()));
+        }
+        Ok(session)
+    }
+
+    fn pick(&self, id: usize) -> &cryoprune_formats::Pick {
+        let it = self.items[id];
+        &self.set.micrographs[it.group].picks[it.index]
+    }
+
+    fn view(&self, id: usize, labels: &Labels) -> PickView {
+        let p = self.pick(id);
+        PickView {
+            id,
+            micrograph: self.items[id].mic,
+            x: p.x,
+            y: p.y,
+            label: labels.of[id].map(|c| self.cfg.classes[c as usize].clone()),
+        }
+    }
+
+    /// The labels file's rows as the page leaves them: labelled picks, then foreign rows.
+    fn rows(&self, labels: &Labels) -> Vec<[String; 4]> {
+        let mut rows: Vec<[String; 4]> = (0..self.items.len())
+            .filter_map(|id| {
+                let c = labels.of[id]?;
+                let p = self.pick(id);
+                Some([
+                    self.mics[self.items[id].mic].name.clone(),
+                    p.x.to_string(),
+                    p.y.to_string(),
+                    self.cfg.classes[c as usize].clone(),
+                ])
+            })
+            .collect();
+        rows.extend(labels.foreign.iter().cloned());
+        rows
+    }
+
+    /// Rewrites the labels file whole, under a temporary name renamed into place: a crash at
+    /// any moment leaves the previous file or the new one.
+    fn save(&self, labels: &Labels) -> Result<()> {
+        let rows = self.rows(labels);
+        write_atomic(&self.cfg.out, |w| {
+            writeln!(w, "micrograph,x,y,label")?;
+            let mut c = csv::Writer::from_writer(w);
+            for r in &rows {
+                c.write_record(r)?;
+            }
+            c.flush()
+        })?;
+        Ok(())
+    }
+
+    /// Reads labels from a CSV of micrograph,x,y,label: each row labels the pick of that
+    /// micrograph within half a pixel; others are kept as they are. Returns the rows read.
+    fn load(&mut self, path: &std::path::Path) -> Result<usize> {
+        let mut reader = csv::Reader::from_path(path)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let by_name: HashMap<&str, usize> = self
+            .mics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.as_str(), i))
+            .collect();
+        let labels = self.labels.get_mut().expect("not shared yet");
+        let mut n = 0;
+        for (line, row) in reader.records().enumerate() {
+            let row = row.map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+            let field = |i: usize| row.get(i).unwrap_or("").trim().to_string();
+            let [mic, x, y, label] = [field(0), field(1), field(2), field(3)];
+            let (Ok(px), Ok(py)) = (x.parse::<f64>(), y.parse::<f64>()) else {
+                invalid!(
+                    "{}, line {}: expected micrograph,x,y,label with numbers for x and y",
+                    path.display(),
+                    line + 2
+                );
+            };
+            n += 1;
+            let class = self.cfg.classes.iter().position(|c| *c == label);
+            let found = by_name.get(mic.as_str()).and_then(|&m| {
+                self.mics[m].items.iter().copied().find(|&id| {
+                    let p = &self.set.micrographs[self.items[id].group].picks[self.items[id].index];
+                    (p.x - px).abs() <= 0.5 && (p.y - py).abs() <= 0.5
+                })
+            });
+            match (found, class) {
+                (Some(id), Some(c)) => labels.of[id] = Some(c as u8),
+                _ => labels.foreign.push([mic, x, y, label]),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sets (or with `None` clears) the label of pick `id` and saves the file.
+    pub fn set_label(&self, id: usize, class: Option<usize>) -> Result<()> {
+        if id >= self.items.len() {
+            invalid!("no pick {id}");
+        }
+        if class.is_some_and(|c| c >= self.cfg.classes.len()) {
+            invalid!("no class {}", class.unwrap_or_default());
+        }
+        let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        let before = labels.of[id];
+        labels.of[id] = class.map(|c| c as u8);
+        labels.history.push((id, before));
+        self.save(&labels)
+    }
+
+    /// Undoes the newest change; returns the pick it touched.
+    pub fn undo(&self) -> Result<Option<usize>> {
+        let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((id, before)) = labels.history.pop() else {
+            return Ok(None);
+        };
+        labels.of[id] = before;
+        self.save(&labels)?;
+        Ok(Some(id))
+    }
+
+    /// Labels per class, in class order.
+    pub fn counts(&self) -> Vec<usize> {
+        let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = vec![0; self.cfg.classes.len()];
+        for c in labels.of.iter().flatten() {
+            n[*c as usize] += 1;
+        }
+        n
+    }
+
+    /// The gallery from position `from` of its order: `count` picks, only unlabelled ones
+    /// unless `all`.
+    pub fn gallery(&self, from: usize, count: usize, all: bool) -> Vec<PickView> {
+        let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        self.order
+            .iter()
+            .filter(|&&id| all || labels.of[id].is_none())
+            .skip(from)
+            .take(count)
+            .map(|&id| self.view(id, &labels))
+            .collect()
+    }
+
+    /// The picks of micrograph `m` and its size.
+    pub fn micrograph_picks(&self, m: usize) -> Result<MicrographView> {
+        let Some(mic) = self.mics.get(m) else {
+            invalid!("no micrograph {m}");
+        };
+        let (nx, ny) = micrograph_shape(&mic.path)?;
+        let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(MicrographView {
+            name: mic.name.clone(),
+            nx,
+            ny,
+            view: view_factor(nx, ny),
+            picks: mic.items.iter().map(|&id| self.view(id, &labels)).collect(),
+        })
+    }
+
+    /// Micrograph `m` binned for display, as PNG.
+    pub fn micrograph_png(&self, m: usize) -> Result<Vec<u8>> {
+        let Some(mic) = self.mics.get(m) else {
+            invalid!("no micrograph {m}");
+        };
+        let mut image: Image = read_micrograph(&mic.path)
+            .context_with(|| format!("reading {}", mic.path.display()))?
+            .into();
+        cryoprune_image::pipeline::replace_nonfinite(&mut image.data);
+        let rgb = display::render(&image, &[], 0.0, MICROGRAPH_VIEW);
+        Ok(display::png_bytes(&rgb)?)
+    }
+
+    /// Pick `id`'s particle image as PNG: cut, resampled and normalised as training cuts it.
+    pub fn particle_png(&self, id: usize) -> Result<Vec<u8>> {
+        let Some(item) = self.items.get(id) else {
+            invalid!("no pick {id}");
+        };
+        let mic = item.mic;
+        let cached = {
+            let thumbs = self.thumbs.lock().unwrap_or_else(|e| e.into_inner());
+            thumbs
+                .iter()
+                .find(|(m, _)| *m == mic)
+                .map(|(_, t)| t.clone())
+        };
+        let thumbs = match cached {
+            Some(t) => t,
+            None => {
+                let t = Arc::new(self.cut(mic)?);
+                let mut all = self.thumbs.lock().unwrap_or_else(|e| e.into_inner());
+                if all.len() >= CACHED_MICROGRAPHS {
+                    all.remove(0);
+                }
+                all.push((mic, t.clone()));
+                t
+            }
+        };
+        let k = self.mics[mic]
+            .items
+            .iter()
+            .position(|&i| i == id)
+            .expect("an item of its micrograph");
+        Ok(thumbs[k].clone())
+    }
+
+    /// Every particle image of micrograph `m`, as PNG (empty for a pick off the micrograph).
+    fn cut(&self, m: usize) -> Result<Vec<Vec<u8>>> {
+        let mic = &self.mics[m];
+        let job = Job {
+            path: mic.path.clone(),
+            picks: mic
+                .items
+                .iter()
+                .map(|&id| (self.pick(id).x, self.pick(id).y))
+                .collect(),
+        };
+        let mut pngs = vec![Vec::new(); mic.items.len()];
+        let s2 = THUMB * THUMB;
+        self.pipeline.run(&[job], |out| -> Result<()> {
+            for (k, &i) in out.particles.kept.iter().enumerate() {
+                pngs[i] = display::grey_png(&out.particles.data[k * s2..(k + 1) * s2], THUMB)?;
+            }
+            Ok(())
+        })?;
+        Ok(pngs)
+    }
+
+    pub fn state(&self) -> State {
+        State {
+            classes: self.cfg.classes.clone(),
+            counts: self.counts(),
+            picks: self.items.len(),
+            micrographs: self
+                .mics
+                .iter()
+                .map(|m| (m.name.clone(), m.items.len()))
+                .collect(),
+            box_size: self.cfg.box_size,
+            out: self.cfg.out.clone(),
+        }
+    }
+}
+
+/// The session as the page starts from.
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    pub classes: Vec<String>,
+    pub counts: Vec<usize>,
+    pub picks: usize,
+    /// (name, picks) of each micrograph, in the page's numbering.
+    pub micrographs: Vec<(String, usize)>,
+    pub box_size: usize,
+    pub out: PathBuf,
+}
+
+/// A micrograph as the page draws it: its size, the factor it is binned by, its picks.
+#[derive(Debug, Clone, Serialize)]
+pub struct MicrographView {
+    pub name: String,
+    pub nx: usize,
+    pub ny: usize,
+    pub view: f64,
+    pub picks: Vec<PickView>,
+}
+
+/// The binning `display::render` applies for the page's view.
+fn view_factor(nx: usize, ny: usize) -> f64 {
+    (nx.max(ny) as f64 / MICROGRAPH_VIEW as f64).max(1.0)
+}
+
+/// The items of every micrograph in turn: the 1st pick of each, then the 2nd of each, ...
+fn round_robin(mics: &[Mic]) -> Vec<usize> {
+    let longest = mics.iter().map(|m| m.items.len()).max().unwrap_or(0);
+    (0..longest)
+        .flat_map(|k| mics.iter().filter_map(move |m| m.items.get(k).copied()))
+        .collect()
+}
+
+/// Opens the session and serves the page until the process ends (Ctrl-C); the labels are on
+/// disk after every change, so nothing is lost then.
+pub fn run(cfg: &LabelConfig, events: &dyn Events) -> Result<()> {
+    let session = Arc::new(Session::open(cfg, events)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the web server: {e}")))?;
+    runtime.block_on(async {
+        // 127.0.0.1 only: the page shows a user's data and writes their labels.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
+            .await
+            .map_err(|e| Error::Invalid(format!("cannot listen on 127.0.0.1:{}: {e}", cfg.port)))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::Io(cfg.out.clone(), e))?
+            .port();
+        events.output(format!(
+            "labelling {} picks on {} micrographs; open http://127.0.0.1:{port}/?token={}\n\
+             labels are saved to {} after every change; Ctrl-C ends",
+            session.items.len(),
+            session.mics.len(),
+            session.token,
+            cfg.out.display()
+        ));
+        serve(session, listener).await
+    })
+}
