@@ -282,3 +282,72 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
     assert_eq!(rows.len(), 5);
     assert_eq!(rows.iter().filter(|r| r[3] == "junk").count(), 3);
 }
+
+#[test]
+fn a_model_orders_the_gallery_most_uncertain_first() {
+    use cryoprune_jobs::labels::LabelsConfig;
+    use cryoprune_jobs::recipe::{NetConfig, PrepConfig};
+    use cryoprune_jobs::train::{self, TrainJobConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dataset(dir.path());
+    let model = dir.path().join("model");
+    let train = TrainJobConfig {
+        labels: LabelsConfig {
+            micrographs: cfg.micrographs.clone(),
+            labels: vec![dir.path().join("sim/truth.csv")],
+            ..LabelsConfig::default()
+        },
+        prep: PrepConfig {
+            box_size: Some(48),
+            input_size: 32,
+            ..PrepConfig::default()
+        },
+        net: NetConfig {
+            arch: cryoprune_model::Arch::Small,
+            pretrained: "none".into(),
+            epochs: 2,
+            ..NetConfig::default()
+        },
+        image_only: true,
+        out: model.clone(),
+        ..TrainJobConfig::default()
+    };
+    train::run(&train, &Silent).unwrap();
+    let session = Session::open(&cfg, &Silent).unwrap();
+    assert_eq!(session.state().order, "micrographs in turn");
+    let before = session.gallery(0, 10_000, true);
+    assert!(before.iter().all(|p| p.predicted.is_none()));
+    session.rank_with(&model).unwrap();
+    assert!(session.state().order.starts_with("most uncertain first"));
+    let after = session.gallery(0, 10_000, true);
+    assert_eq!(after.len(), before.len());
+    let margin = |p: &cryoprune_jobs::label::PickView| {
+        // "class p": the top class's probability, which rises with the margin the order uses.
+        let top: f64 = p
+            .predicted
+            .as_ref()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        top
+    };
+    // Within each micrograph the gallery goes from the least to the most confident pick, and
+    // the first screen still spans every micrograph.
+    for m in 0..3 {
+        let shown: Vec<f64> = after
+            .iter()
+            .filter(|p| p.micrograph == m)
+            .map(margin)
+            .collect();
+        let first = shown[..shown.len() / 4].iter().sum::<f64>() / (shown.len() / 4) as f64;
+        let last = shown[shown.len() * 3 / 4..].iter().sum::<f64>()
+            / (shown.len() - shown.len() * 3 / 4) as f64;
+        assert!(first < last, "micrograph {m}: {first} then {last}");
+    }
+    let first_screen: std::collections::BTreeSet<usize> =
+        after[..6].iter().map(|p| p.micrograph).collect();
+    assert_eq!(first_screen.len(), 3);
+}

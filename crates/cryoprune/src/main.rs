@@ -25,7 +25,6 @@ macro_rules! subcommands {
     ($($variant:ident => $module:ident),* $(,)?) => {
         #[derive(Subcommand)]
         enum Command { $($variant(commands::$module::Args)),* }
-
         fn dispatch(command: Command) -> anyhow::Result<()> {
             match command { $(Command::$variant(a) => commands::$module::run(a)),* }
         }

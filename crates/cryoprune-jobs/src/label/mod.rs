@@ -42,6 +42,9 @@ pub struct LabelConfig {
     pub classes: Vec<String>,
     /// Port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// A model directory from `train`: its predictions order the gallery, most uncertain
+    /// first.
+    pub model: Option<PathBuf>,
     /// Coordinate factor for picks made on binned micrographs.
     pub scale: f64,
 }
@@ -56,6 +59,7 @@ impl Default for LabelConfig {
             out: PathBuf::new(),
             classes: vec!["particle".into(), "junk".into()],
             port: 0,
+            model: None,
             scale: 1.0,
         }
     }
@@ -103,8 +107,9 @@ pub struct Session {
     set: PickSet,
     mics: Vec<Mic>,
     items: Vec<Item>,
-    /// The gallery's order: micrographs in turn, so the first screen already spans the dataset.
-    order: Vec<usize>,
+    /// The gallery's order: micrographs in turn, so the first screen already spans the dataset;
+    /// once a model has scored the picks, most uncertain first.
+    order: Mutex<Ranking>,
     labels: Mutex<Labels>,
     pipeline: Pipeline,
     /// PNGs of each cached micrograph's particles, oldest first.
@@ -121,6 +126,8 @@ pub struct PickView {
     pub x: f64,
     pub y: f64,
     pub label: Option<String>,
+    /// The model's class and its probability, once a model scored the picks.
+    pub predicted: Option<String>,
 }
 
 impl Session {
@@ -166,7 +173,11 @@ impl Session {
                 micrographs.len()
             );
         }
-        let order = round_robin(&mics);
+        let order = Ranking {
+            how: "micrographs in turn".into(),
+            order: round_robin(&mics.iter().map(|m| m.items.clone()).collect::<Vec<_>>()),
+            predicted: Vec::new(),
+        };
         let extract = ExtractConfig {
             box_size: cfg.box_size,
             out_size: THUMB,
@@ -190,7 +201,7 @@ impl Session {
             }),
             mics,
             items,
-            order,
+            order: Mutex::new(order),
             pipeline,
             thumbs: Mutex::new(Vec::new()),
             token: format!("{:032x}", rand::random::<u128>()),
@@ -207,7 +218,7 @@ impl Session {
         &self.set.micrographs[it.group].picks[it.index]
     }
 
-    fn view(&self, id: usize, labels: &Labels) -> PickView {
+    fn view(&self, id: usize, labels: &Labels, ranking: &Ranking) -> PickView {
         let p = self.pick(id);
         PickView {
             id,
@@ -215,6 +226,7 @@ impl Session {
             x: p.x,
             y: p.y,
             label: labels.of[id].map(|c| self.cfg.classes[c as usize].clone()),
+            predicted: ranking.predicted.get(id).cloned().flatten(),
         }
     }
 
@@ -331,13 +343,82 @@ impl Session {
     /// unless `all`.
     pub fn gallery(&self, from: usize, count: usize, all: bool) -> Vec<PickView> {
         let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
-        self.order
+        let ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        ranking
+            .order
             .iter()
             .filter(|&&id| all || labels.of[id].is_none())
             .skip(from)
             .take(count)
-            .map(|&id| self.view(id, &labels))
+            .map(|&id| self.view(id, &labels, &ranking))
             .collect()
+    }
+
+    /// Scores every pick with the model in `dir` and orders the gallery by it: the picks the
+    /// model is least sure of first (smallest margin between its two most probable classes),
+    /// micrographs in turn so the first screen is not one micrograph's. Runs while the page is
+    /// in use; the gallery changes order when it is done.
+    pub fn rank_with(&self, dir: &std::path::Path) -> Result<()> {
+        use cryoprune_train::classify::classify_jobs;
+        use cryoprune_train::modeldir::ModelDir;
+        let compute = crate::compute::ComputeConfig::default().start(&crate::Silent)?;
+        compute.install(&crate::Silent, || {
+            let (model, spec) = ModelDir::new(dir)
+                .load(&compute.device.device)
+                .context_with(|| format!("loading the model in {}", dir.display()))?;
+            let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
+            let jobs: Vec<Job> = self.mics.iter().map(|m| self.job(m)).collect();
+            let mut margin = vec![f32::INFINITY; self.items.len()];
+            let mut predicted = vec![None; self.items.len()];
+            classify_jobs(
+                &model,
+                spec.classes.len(),
+                spec.network.head.mean_of_branches,
+                &pipeline,
+                &jobs,
+                64,
+                &compute.device.device,
+                |r| -> Result<()> {
+                    for (k, p) in r.probs.iter().enumerate() {
+                        let Ok(p) = p else { continue };
+                        let id = self.mics[r.index].items[k];
+                        let mut sorted = p.clone();
+                        sorted.sort_by(|a, b| b.total_cmp(a));
+                        margin[id] = sorted[0] - sorted.get(1).copied().unwrap_or(0.0);
+                        let best = cryoprune_train::trainer::argmax(p);
+                        predicted[id] = Some(format!("{} {:.2}", spec.classes[best], p[best]));
+                    }
+                    Ok(())
+                },
+            )?;
+            let by_mic: Vec<Vec<usize>> = self
+                .mics
+                .iter()
+                .map(|m| {
+                    let mut items = m.items.clone();
+                    items.sort_by(|&a, &b| margin[a].total_cmp(&margin[b]));
+                    items
+                })
+                .collect();
+            let mut ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
+            *ranking = Ranking {
+                how: format!("most uncertain first ({})", dir.display()),
+                order: round_robin(&by_mic),
+                predicted,
+            };
+            Ok(())
+        })
+    }
+
+    fn job(&self, mic: &Mic) -> Job {
+        Job {
+            path: mic.path.clone(),
+            picks: mic
+                .items
+                .iter()
+                .map(|&id| (self.pick(id).x, self.pick(id).y))
+                .collect(),
+        }
     }
 
     /// The picks of micrograph `m` and its size.
@@ -347,12 +428,17 @@ impl Session {
         };
         let (nx, ny) = micrograph_shape(&mic.path)?;
         let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        let ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
         Ok(MicrographView {
             name: mic.name.clone(),
             nx,
             ny,
             view: view_factor(nx, ny),
-            picks: mic.items.iter().map(|&id| self.view(id, &labels)).collect(),
+            picks: mic
+                .items
+                .iter()
+                .map(|&id| self.view(id, &labels, &ranking))
+                .collect(),
         })
     }
 
@@ -405,14 +491,7 @@ impl Session {
     /// Every particle image of micrograph `m`, as PNG (empty for a pick off the micrograph).
     fn cut(&self, m: usize) -> Result<Vec<Vec<u8>>> {
         let mic = &self.mics[m];
-        let job = Job {
-            path: mic.path.clone(),
-            picks: mic
-                .items
-                .iter()
-                .map(|&id| (self.pick(id).x, self.pick(id).y))
-                .collect(),
-        };
+        let job = self.job(mic);
         let mut pngs = vec![Vec::new(); mic.items.len()];
         let s2 = THUMB * THUMB;
         self.pipeline.run(&[job], |out| -> Result<()> {
@@ -436,8 +515,23 @@ impl Session {
                 .collect(),
             box_size: self.cfg.box_size,
             out: self.cfg.out.clone(),
+            order: self
+                .order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .how
+                .clone(),
         }
     }
+}
+
+/// The gallery's order and, once a model scored the picks, its prediction for each.
+struct Ranking {
+    /// How the order was made, in words.
+    how: String,
+    order: Vec<usize>,
+    /// "class p" of each item, empty before a model scored them.
+    predicted: Vec<Option<String>>,
 }
 
 /// The session as the page starts from.
@@ -450,6 +544,8 @@ pub struct State {
     pub micrographs: Vec<(String, usize)>,
     pub box_size: usize,
     pub out: PathBuf,
+    /// How the gallery is ordered, in words.
+    pub order: String,
 }
 
 /// A micrograph as the page draws it: its size, the factor it is binned by, its picks.
@@ -467,11 +563,11 @@ fn view_factor(nx: usize, ny: usize) -> f64 {
     (nx.max(ny) as f64 / MICROGRAPH_VIEW as f64).max(1.0)
 }
 
-/// The items of every micrograph in turn: the 1st pick of each, then the 2nd of each, ...
-fn round_robin(mics: &[Mic]) -> Vec<usize> {
-    let longest = mics.iter().map(|m| m.items.len()).max().unwrap_or(0);
+/// The items of every micrograph in turn: the 1st of each, then the 2nd of each, ...
+fn round_robin(by_mic: &[Vec<usize>]) -> Vec<usize> {
+    let longest = by_mic.iter().map(Vec::len).max().unwrap_or(0);
     (0..longest)
-        .flat_map(|k| mics.iter().filter_map(move |m| m.items.get(k).copied()))
+        .flat_map(|k| by_mic.iter().filter_map(move |m| m.get(k).copied()))
         .collect()
 }
 
@@ -479,6 +575,15 @@ fn round_robin(mics: &[Mic]) -> Vec<usize> {
 /// disk after every change, so nothing is lost then.
 pub fn run(cfg: &LabelConfig, events: &dyn Events) -> Result<()> {
     let session = Arc::new(Session::open(cfg, events)?);
+    if let Some(dir) = cfg.model.clone() {
+        let s = session.clone();
+        // The page is usable at once; the gallery reorders when the model has scored the picks.
+        std::thread::spawn(move || {
+            if let Err(e) = s.rank_with(&dir) {
+                tracing::warn!("the model could not order the gallery: {e}");
+            }
+        });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,11 +1,11 @@
 //! `cryoprune label`: label picks on a local web page, at the address (127.0.0.1, with a secret
-//! token) it prints; over ssh, forward the port (`ssh -L PORT:127.0.0.1:PORT`). Keys 1-9 label,
-//! `z` undoes, `0` clears. The labels CSV is rewritten after every change, read on restart, and
-//! is what `train --labels` takes.
+//! token) it prints; over ssh, forward the port. Keys 1-9 label, `z` undoes, `0` clears. The
+//! labels CSV is rewritten after every change, read on restart, and what `train` takes.
 //!
 //! ```text
 //! cryoprune label --micrographs 'Micrographs/*.mrc' --picks autopick/ --box 180 --out labels.csv
 //! cryoprune label --micrographs 'mics/*.jpg' --picks topaz.txt --box 180 --classes particle,carbon,ice --out labels.csv --port 8765
+//! cryoprune label --micrographs 'Micrographs/*.mrc' --picks autopick/ --box 180 --model model/ --out labels.csv
 //! ```
 
 use std::path::PathBuf;
@@ -43,6 +43,9 @@ pub struct Args {
     /// Port on 127.0.0.1 (default: a free one).
     #[arg(long, default_value_t = LabelConfig::default().port)]
     port: u16,
+    /// A model from `train`: the gallery shows the picks it is least sure of first.
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -54,6 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         out: args.out,
         classes: args.classes,
         port: args.port,
+        model: args.model,
         ..LabelConfig::default()
     };
     label::run(&cfg, &Printer::default())?;

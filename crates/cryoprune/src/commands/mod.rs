@@ -28,9 +28,7 @@ pub fn examples(source: &str) -> String {
             continue;
         }
         if inside {
-            out.push_str("  ");
-            out.push_str(line);
-            out.push('\n');
+            out.push_str(&format!("  {line}\n"));
         }
     }
     out
