@@ -1,0 +1,223 @@
+//! Does the labelling page's order (`label --model`: the picks the model is least sure of first)
+//! choose better labels than chance? On simulated micrographs with truth (particle vs junk), for
+//! each seed: a start model trained on 5 random labels per class from 8 micrographs; then
+//! 20 labels in all chosen by the page's order from that model (the 10 of the start and the first
+//! 10 the gallery shows, labelled from the truth, as a user would label them), against 20 and
+//! 40 chosen at random (10 and 20 per class). Each set trains a model with the same recipe
+//! (image alone); macro-F1 on the picks of 4 other micrographs.
+//!
+//! `cargo bench -p cryoprune --bench label_active` writes `target/bench/label_active.json`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use cryoprune_formats::PickFormat;
+use cryoprune_jobs::evaluate::{self, EvaluateConfig};
+use cryoprune_jobs::label::{LabelConfig, Session};
+use cryoprune_jobs::labels::LabelsConfig;
+use cryoprune_jobs::recipe::{NetConfig, PrepConfig};
+use cryoprune_jobs::simulate::{self, SimulateConfig};
+use cryoprune_jobs::train::{self, TrainJobConfig};
+use cryoprune_jobs::Silent;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+const SEEDS: u64 = 5;
+const BOX: usize = 48;
+
+/// A pick with its true class: micrograph, x, y, particle or junk.
+type Truth = (String, String, String, &'static str);
+
+fn read_truth(path: &Path) -> Vec<Truth> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    r.records()
+        .map(|row| {
+            let row = row.unwrap();
+            let class = if &row[3] == "particle" {
+                "particle"
+            } else {
+                "junk"
+            };
+            (
+                row[0].to_string(),
+                row[1].to_string(),
+                row[2].to_string(),
+                class,
+            )
+        })
+        .collect()
+}
+
+fn write_labels(path: &Path, rows: &[&Truth]) {
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(["micrograph", "x", "y", "label"]).unwrap();
+    for (m, x, y, c) in rows {
+        w.write_record([m.as_str(), x.as_str(), y.as_str(), c])
+            .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// `n` picks of each class, at random.
+fn stratified<'a>(pool: &[&'a Truth], n: usize, rng: &mut rand::rngs::StdRng) -> Vec<&'a Truth> {
+    let mut out = Vec::new();
+    for class in ["particle", "junk"] {
+        let mut of: Vec<&Truth> = pool.iter().copied().filter(|t| t.3 == class).collect();
+        of.shuffle(rng);
+        out.extend(of.into_iter().take(n));
+    }
+    out
+}
+
+fn train_on(dir: &Path, name: &str, mics: &str, rows: &[&Truth], seed: u64) -> PathBuf {
+    let labels = dir.join(format!("{name}.csv"));
+    write_labels(&labels, rows);
+    let model = dir.join(name);
+    let cfg = TrainJobConfig {
+        labels: LabelsConfig {
+            micrographs: vec![mics.into()],
+            labels: vec![labels],
+            ..LabelsConfig::default()
+        },
+        prep: PrepConfig {
+            box_size: Some(BOX),
+            ..PrepConfig::default()
+        },
+        net: NetConfig {
+            pretrained: "none".into(),
+            ..NetConfig::default()
+        },
+        image_only: true,
+        seed,
+        out: model.clone(),
+        ..TrainJobConfig::default()
+    };
+    train::run(&cfg, &Silent).unwrap();
+    model
+}
+
+fn macro_f1(model: &Path, mics: &str, test: &Path) -> f64 {
+    let cfg = EvaluateConfig {
+        model: model.to_path_buf(),
+        labels: LabelsConfig {
+            micrographs: vec![mics.into()],
+            labels: vec![test.to_path_buf()],
+            ..LabelsConfig::default()
+        },
+        image_only: true,
+        ..EvaluateConfig::default()
+    };
+    evaluate::run(&cfg, &Silent).unwrap().macro_f1
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/label_active");
+    let _ = std::fs::remove_dir_all(&root);
+    let mut rows = Vec::new();
+    for seed in 0..SEEDS {
+        let dir = root.join(format!("seed{seed}"));
+        let sim = dir.join("sim");
+        let cfg = SimulateConfig {
+            out: sim.clone(),
+            count: 12,
+            size: 768,
+            format: PickFormat::Csv,
+            no_previews: true,
+            seed: 100 + seed,
+            ..SimulateConfig::default()
+        };
+        simulate::run(&cfg, &Silent).unwrap();
+        let mics = sim.join("micrographs/*.mrc").to_string_lossy().into_owned();
+        let truth = read_truth(&sim.join("truth.csv"));
+        let mut names: Vec<&String> = truth.iter().map(|t| &t.0).collect();
+        names.sort();
+        names.dedup();
+        let pool_mics: Vec<&String> = names[..8].to_vec();
+        let pool: Vec<&Truth> = truth.iter().filter(|t| pool_mics.contains(&&t.0)).collect();
+        let test: Vec<&Truth> = truth
+            .iter()
+            .filter(|t| !pool_mics.contains(&&t.0))
+            .collect();
+        let test_csv = dir.join("test.csv");
+        write_labels(&test_csv, &test);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let start = stratified(&pool, 5, &mut rng);
+        let start_model = train_on(&dir, "start", &mics, &start, seed);
+
+        // The page's order from the start model, over the pool's picks.
+        let pool_csv = dir.join("pool.csv");
+        write_labels(&pool_csv, &pool);
+        let session = Session::open(
+            &LabelConfig {
+                micrographs: vec![mics.clone()],
+                picks: vec![pool_csv],
+                box_size: BOX,
+                out: dir.join("page_labels.csv"),
+                ..LabelConfig::default()
+            },
+            &Silent,
+        )
+        .unwrap();
+        session.rank_with(&start_model).unwrap();
+        let names_on_page: Vec<String> = session
+            .state()
+            .micrographs
+            .into_iter()
+            .map(|m| m.0)
+            .collect();
+        let place = |m: &str, x: f64, y: f64| {
+            (
+                m.to_string(),
+                (x * 1e3).round() as i64,
+                (y * 1e3).round() as i64,
+            )
+        };
+        let by_place: HashMap<(String, i64, i64), &Truth> = pool
+            .iter()
+            .map(|t| (place(&t.0, t.1.parse().unwrap(), t.2.parse().unwrap()), *t))
+            .collect();
+        let mut active = start.clone();
+        for v in session.gallery(0, usize::MAX, true) {
+            if active.len() == 20 {
+                break;
+            }
+            let key = place(&names_on_page[v.micrograph], v.x, v.y);
+            let t = by_place[&key];
+            if !active.contains(&t) {
+                active.push(t);
+            }
+        }
+        let active_model = train_on(&dir, "active20", &mics, &active, seed);
+        let random20 = stratified(&pool, 10, &mut rng);
+        let random40 = stratified(&pool, 20, &mut rng);
+        let r20 = train_on(&dir, "random20", &mics, &random20, seed);
+        let r40 = train_on(&dir, "random40", &mics, &random40, seed);
+        let particles = |set: &[&Truth]| set.iter().filter(|t| t.3 == "particle").count();
+        let row = serde_json::json!({
+            "seed": seed,
+            "pool_picks": pool.len(),
+            "test_picks": test.len(),
+            "start": macro_f1(&start_model, &mics, &test_csv),
+            "active_20": macro_f1(&active_model, &mics, &test_csv),
+            "active_20_particles": particles(&active),
+            "random_20": macro_f1(&r20, &mics, &test_csv),
+            "random_40": macro_f1(&r40, &mics, &test_csv),
+        });
+        println!("{row}");
+        rows.push(row);
+    }
+    let mean =
+        |k: &str| rows.iter().map(|r| r[k].as_f64().unwrap()).sum::<f64>() / rows.len() as f64;
+    let summary = serde_json::json!({
+        "runs": rows,
+        "mean": {
+            "start": mean("start"),
+            "active_20": mean("active_20"),
+            "random_20": mean("random_20"),
+            "random_40": mean("random_40"),
+        },
+    });
+    let out = root.with_extension("json");
+    std::fs::write(&out, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    println!("{}\nwritten to {}", summary["mean"], out.display());
+}
