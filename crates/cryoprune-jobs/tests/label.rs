@@ -115,7 +115,11 @@ fn post(port: u16, token: &str, path: &str, body: &str) -> (u16, String) {
 
 fn labels_file(path: &Path) -> Vec<Vec<String>> {
     let mut r = csv::Reader::from_path(path).unwrap();
-    assert_eq!(r.headers().unwrap(), vec!["micrograph", "x", "y", "label"]);
+    // The simulated picks carry the picker's score, which train combines with the image.
+    assert_eq!(
+        r.headers().unwrap(),
+        vec!["micrograph", "x", "y", "label", "score"]
+    );
     r.records()
         .map(|r| r.unwrap().iter().map(String::from).collect())
         .collect()

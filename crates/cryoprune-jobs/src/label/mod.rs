@@ -116,6 +116,8 @@ pub struct Session {
     thumbs: Mutex<Vec<(usize, Thumbs)>>,
     /// The secret every request must carry.
     pub token: String,
+    /// The picks carry the picker's score, so the labels file does too.
+    scores: bool,
 }
 
 /// One pick as the page sees it.
@@ -205,7 +207,9 @@ impl Session {
             pipeline,
             thumbs: Mutex::new(Vec::new()),
             token: format!("{:032x}", rand::random::<u128>()),
+            scores: false,
         };
+        session.scores = session.set.iter().any(|(_, p)| p.score.is_some());
         if cfg.out.exists() {
             let n = session.load(&cfg.out)?;
             events.note(format!("{n} labels read from {}", cfg.out.display()));
@@ -231,8 +235,9 @@ impl Session {
     }
 
     /// The labels file's rows as the page leaves them: labelled picks, then foreign rows.
-    fn rows(&self, labels: &Labels) -> Vec<[String; 4]> {
-        let mut rows: Vec<[String; 4]> = (0..self.items.len())
+    /// With the picker's score last, which `train` combines with the image.
+    fn rows(&self, labels: &Labels) -> Vec<[String; 5]> {
+        let mut rows: Vec<[String; 5]> = (0..self.items.len())
             .filter_map(|id| {
                 let c = labels.of[id]?;
                 let p = self.pick(id);
@@ -241,10 +246,15 @@ impl Session {
                     p.x.to_string(),
                     p.y.to_string(),
                     self.cfg.classes[c as usize].clone(),
+                    p.score.map_or(String::new(), |s| s.to_string()),
                 ])
             })
             .collect();
-        rows.extend(labels.foreign.iter().cloned());
+        let foreign = labels
+            .foreign
+            .iter()
+            .map(|[m, x, y, l]| [m.clone(), x.clone(), y.clone(), l.clone(), String::new()]);
+        rows.extend(foreign);
         rows
     }
 
@@ -253,17 +263,20 @@ impl Session {
     fn save(&self, labels: &Labels) -> Result<()> {
         let rows = self.rows(labels);
         write_atomic(&self.cfg.out, |w| {
-            writeln!(w, "micrograph,x,y,label")?;
+            // The score column only when the picks have scores.
+            let fields = if self.scores { 5 } else { 4 };
+            let header = ["micrograph", "x", "y", "label", "score"];
+            writeln!(w, "{}", header[..fields].join(","))?;
             let mut c = csv::Writer::from_writer(w);
             for r in &rows {
-                c.write_record(r)?;
+                c.write_record(&r[..fields])?;
             }
             c.flush()
         })?;
         Ok(())
     }
 
-    /// Reads labels from a CSV of micrograph,x,y,label: each row labels the pick of that
+    /// Reads labels from a CSV of micrograph,x,y,label[,...]: each row labels the pick of that
     /// micrograph within half a pixel; others are kept as they are. Returns the rows read.
     fn load(&mut self, path: &std::path::Path) -> Result<usize> {
         let mut reader = csv::Reader::from_path(path)
