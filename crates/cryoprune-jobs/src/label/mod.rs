@@ -194,6 +194,7 @@ impl Session {
         extract.validate()?;
         let mut pipeline = Pipeline::new(extract, 1);
         pipeline.norm = MicrographNorm::ROBUST;
+        let scores = set.iter().any(|(_, p)| p.score.is_some());
         let mut session = Session {
             cfg: cfg.clone(),
             set,
@@ -207,9 +208,8 @@ impl Session {
             pipeline,
             thumbs: Mutex::new(Vec::new()),
             token: format!("{:032x}", rand::random::<u128>()),
-            scores: false,
+            scores,
         };
-        session.scores = session.set.iter().any(|(_, p)| p.score.is_some());
         if cfg.out.exists() {
             let n = session.load(&cfg.out)?;
             events.note(format!("{n} labels read from {}", cfg.out.display()));
@@ -287,7 +287,7 @@ impl Session {
             .enumerate()
             .map(|(i, m)| (m.name.as_str(), i))
             .collect();
-        let labels = self.labels.get_mut().expect("not shared yet");
+        let mut labels = std::mem::take(self.labels.get_mut().expect("not shared yet"));
         let mut n = 0;
         for (line, row) in reader.records().enumerate() {
             let row = row.map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
@@ -304,7 +304,7 @@ impl Session {
             let class = self.cfg.classes.iter().position(|c| *c == label);
             let found = by_name.get(mic.as_str()).and_then(|&m| {
                 self.mics[m].items.iter().copied().find(|&id| {
-                    let p = &self.set.micrographs[self.items[id].group].picks[self.items[id].index];
+                    let p = self.pick(id);
                     (p.x - px).abs() <= 0.5 && (p.y - py).abs() <= 0.5
                 })
             });
@@ -313,6 +313,7 @@ impl Session {
                 _ => labels.foreign.push([mic, x, y, label]),
             }
         }
+        *self.labels.get_mut().expect("not shared yet") = labels;
         Ok(n)
     }
 
@@ -493,12 +494,8 @@ impl Session {
                 t
             }
         };
-        let k = self.mics[mic]
-            .items
-            .iter()
-            .position(|&i| i == id)
-            .expect("an item of its micrograph");
-        Ok(thumbs[k].clone())
+        // A micrograph's items are its group's picks in order.
+        Ok(thumbs[item.index].clone())
     }
 
     /// Every particle image of micrograph `m`, as PNG (empty for a pick off the micrograph).

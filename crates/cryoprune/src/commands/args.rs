@@ -34,6 +34,20 @@ impl From<ComputeArgs> for ComputeConfig {
     }
 }
 
+/// The picks a command works on and the micrographs they were made on.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PickArgs {
+    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG.
+    #[arg(long, required = true, num_args = 1..)]
+    pub micrographs: Vec<String>,
+    /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV).
+    #[arg(long, required = true, num_args = 1..)]
+    pub picks: Vec<PathBuf>,
+    /// Pick format when the extension does not tell.
+    #[arg(long)]
+    pub format: Option<PickFormat>,
+}
+
 /// Where a command's labelled particles come from.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LabelArgs {

@@ -15,13 +15,13 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use cryoprune_formats::PickFormat;
 use cryoprune_image::extract::EdgePolicy;
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_jobs::extract::{self, ExtractJobConfig};
 use cryoprune_jobs::shard::Shard;
 
+use super::args::PickArgs;
 use crate::printer::Printer;
 
 #[derive(clap::Args)]
@@ -30,15 +30,8 @@ use crate::printer::Printer;
     after_help = super::examples(include_str!("extract.rs"))
 )]
 pub struct Args {
-    /// Micrographs (globs, quoted): MRC, TIFF, PNG or JPEG.
-    #[arg(long, required = true, num_args = 1..)]
-    micrographs: Vec<String>,
-    /// Pick files or folders of them, any supported format.
-    #[arg(long, required = true, num_args = 1..)]
-    picks: Vec<PathBuf>,
-    /// Pick format when the extension does not tell.
-    #[arg(long)]
-    format: Option<PickFormat>,
+    #[command(flatten)]
+    input: PickArgs,
     /// Box size in micrograph pixels.
     #[arg(long = "box")]
     box_size: usize,
@@ -119,9 +112,9 @@ pub fn run(args: Args) -> Result<()> {
         (Some(_), _) => bail!("--clip applies to --normalize robust only"),
     };
     let cfg = ExtractJobConfig {
-        micrographs: args.micrographs,
-        picks: args.picks,
-        format: args.format,
+        micrographs: args.input.micrographs,
+        picks: args.input.picks,
+        format: args.input.format,
         box_size: args.box_size,
         size: args.size,
         lowpass: args.lowpass.or(args.lowpass_nyquist),

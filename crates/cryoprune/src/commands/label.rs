@@ -11,9 +11,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cryoprune_formats::PickFormat;
 use cryoprune_jobs::label::{self, LabelConfig};
 
+use super::args::PickArgs;
 use crate::printer::Printer;
 
 #[derive(clap::Args)]
@@ -22,15 +22,8 @@ use crate::printer::Printer;
     after_help = super::examples(include_str!("label.rs"))
 )]
 pub struct Args {
-    /// Micrographs the picks were made on (globs, quoted).
-    #[arg(long, required = true, num_args = 1..)]
-    micrographs: Vec<String>,
-    /// Pick files or folders of them, in one format.
-    #[arg(long, required = true, num_args = 1..)]
-    picks: Vec<PathBuf>,
-    /// Pick format when the extension does not tell.
-    #[arg(long)]
-    format: Option<PickFormat>,
+    #[command(flatten)]
+    input: PickArgs,
     /// Box size in micrograph pixels, as `train --box`.
     #[arg(long = "box")]
     box_size: usize,
@@ -50,9 +43,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let cfg = LabelConfig {
-        micrographs: args.micrographs,
-        picks: args.picks,
-        format: args.format,
+        micrographs: args.input.micrographs,
+        picks: args.input.picks,
+        format: args.input.format,
         box_size: args.box_size,
         out: args.out,
         classes: args.classes,

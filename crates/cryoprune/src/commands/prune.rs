@@ -20,11 +20,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cryoprune_formats::PickFormat;
 use cryoprune_jobs::prune::{self, Prior, PruneConfig};
 use cryoprune_jobs::shard::Shard;
 
-use super::args::ComputeArgs;
+use super::args::{ComputeArgs, PickArgs};
 use crate::printer::Printer;
 
 #[derive(clap::Args)]
@@ -38,15 +37,8 @@ pub struct Args {
     /// Model directory written by `cryoprune train`.
     #[arg(long)]
     model: PathBuf,
-    /// Micrographs the picks were made on (globs, quoted).
-    #[arg(long, required = true, num_args = 1..)]
-    micrographs: Vec<String>,
-    /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV).
-    #[arg(long, required = true, num_args = 1..)]
-    picks: Vec<PathBuf>,
-    /// Pick format when the extension does not tell.
-    #[arg(long)]
-    format: Option<PickFormat>,
+    #[command(flatten)]
+    input: PickArgs,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
     #[arg(long, default_value_t = PruneConfig::default().scale)]
     scale: f64,
@@ -111,9 +103,9 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = PruneConfig {
         compute: args.compute.into(),
         model: args.model,
-        micrographs: args.micrographs,
-        picks: args.picks,
-        format: args.format,
+        micrographs: args.input.micrographs,
+        picks: args.input.picks,
+        format: args.input.format,
         scale: args.scale,
         out: args.out,
         keep: args.keep,
