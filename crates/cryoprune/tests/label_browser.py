@@ -52,7 +52,7 @@ try:
         r = call("Runtime.evaluate", s, expression=expr, returnByValue=True, awaitPromise=True)
         return r["result"].get("value")
 
-    def wait(expr, what, seconds=30):
+    def wait(expr, what, seconds=120):
         end = time.time() + seconds
         while time.time() < end:
             if js(expr):
