@@ -49,13 +49,24 @@ pub fn render(image: &Image, marks: &[Mark], radius: f64, max_size: usize) -> ::
 /// A single-channel image (row-major, `nx` wide) as an 8-bit grey PNG, clipped to its
 /// 1st-99th percentiles.
 pub fn grey_png(data: &[f32], nx: usize) -> Result<Vec<u8>> {
+    grey8_png(&stretch(data), nx)
+}
+
+/// Values mapped to 0-255 between their 1st and 99th percentiles, clipped outside.
+pub fn stretch(data: &[f32]) -> Vec<u8> {
     let lim = percentiles(data, &[1.0, 99.0]);
     let (lo, hi) = (lim[0] as f32, lim[1] as f32);
+    let scale = 255.0 / (hi - lo).max(1e-12);
+    data.iter()
+        .map(|&v| ((v - lo) * scale).clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+/// 8-bit grey pixels (row-major, `nx` wide) as PNG.
+pub fn grey8_png(data: &[u8], nx: usize) -> Result<Vec<u8>> {
     let ny = data.len() / nx.max(1);
-    let img = ::image::GrayImage::from_fn(nx as u32, ny as u32, |x, y| {
-        let v = data[y as usize * nx + x as usize];
-        ::image::Luma([(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0) * 255.0) as u8])
-    });
+    let img = ::image::GrayImage::from_raw(nx as u32, ny as u32, data[..nx * ny].to_vec())
+        .expect("nx * ny pixels");
     encode(&::image::DynamicImage::ImageLuma8(img))
 }
 

@@ -43,6 +43,12 @@ pub trait Events: Sync {
     fn output(&self, text: String) {
         self.emit(Event::Output(text));
     }
+
+    /// True once the caller no longer wants the job's result: training stops after the epoch
+    /// that is running (the labelling page cancels a fit that newer labels made stale).
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Discards every event.

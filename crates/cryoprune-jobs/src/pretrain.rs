@@ -303,7 +303,9 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                 },
                 seed: cfg.seed ^ (c as u64).wrapping_mul(0x9E37_79B9),
             };
-            let trained = cryoprune_train::train(model, &data, None, &train_cfg, &device, |_| {})?;
+            let trained = cryoprune_train::train(model, &data, None, &train_cfg, &device, |_| {
+                std::ops::ControlFlow::Continue(())
+            })?;
             let epoch = &trained.history[0];
             state.history.push(ChunkStats {
                 chunk: c + 1,

@@ -471,7 +471,12 @@ pub fn fit(
     };
     let val = (!val.is_empty()).then_some(val);
     let trained = cryoprune_train::train(model, train, val, &config, &device, |s| {
-        events.emit(Event::Epoch(s.clone()))
+        events.emit(Event::Epoch(s.clone()));
+        if events.cancelled() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
     })?;
     Ok(Fitted {
         model: trained.model,

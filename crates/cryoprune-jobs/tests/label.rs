@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use cryoprune_formats::PickFormat;
 use cryoprune_jobs::label::{serve, LabelConfig, Session};
+use cryoprune_jobs::recipe::{NetConfig, PrepConfig};
 use cryoprune_jobs::simulate::{self, SimulateConfig};
 use cryoprune_jobs::Silent;
 
@@ -28,7 +29,10 @@ fn dataset(dir: &Path) -> LabelConfig {
     LabelConfig {
         micrographs: vec![sim.join("micrographs/*.mrc").to_string_lossy().into_owned()],
         picks: vec![sim.join("picks.csv")],
-        box_size: 48,
+        prep: PrepConfig {
+            box_size: Some(48),
+            ..PrepConfig::default()
+        },
         out: dir.join("labels.csv"),
         ..LabelConfig::default()
     }
@@ -249,7 +253,7 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
         unlabelled.as_array().unwrap().len() + 3
     );
 
-    // Images: the particle as training cuts it, the micrograph binned for display.
+    // Images: the particle as training cuts it, the micrograph's tiles.
     let (status, png) = request(
         port,
         "GET",
@@ -259,17 +263,35 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
     );
     assert_eq!(status, 200);
     assert!(png.starts_with(b"\x89PNG"));
-    let (status, png) = request(
-        port,
-        "GET",
-        &format!("/api/micrograph/1?token={token}"),
-        &format!("127.0.0.1:{port}"),
-        "",
-    );
+    let tile = |path: &str| {
+        request(
+            port,
+            "GET",
+            &format!("/api/micrograph/{path}token={token}"),
+            &format!("127.0.0.1:{port}"),
+            "",
+        )
+    };
+    let (status, png) = tile("1/tile/0/0/0?");
     assert_eq!(status, 200);
     assert!(png.starts_with(b"\x89PNG"));
+    // Made once, then read back from the session's folder beside the labels file.
+    let cached = dir.path().join("labels_cryoprune/tiles");
+    let made: Vec<PathBuf> = files_in(&cached.join(files_in(&cached)[0].file_name().unwrap()));
+    assert_eq!(made.len(), 1, "{made:?}");
+    let when = std::fs::metadata(&made[0]).unwrap().modified().unwrap();
+    assert_eq!(tile("1/tile/0/0/0?"), (200, png.clone()));
+    assert_eq!(std::fs::metadata(&made[0]).unwrap().modified().unwrap(), when);
+    // A low-pass in Å (the simulated micrographs carry their pixel size) is another image.
+    let (status, low) = tile("1/tile/0/0/0?lowpass=30&");
+    assert_eq!(status, 200);
+    assert!(low.starts_with(b"\x89PNG") && low != png);
+    assert_eq!(files_in(&cached).len(), 2);
+    assert_eq!(tile("1/tile/0/1/0?").0, 400, "a tile past the edge");
+    assert_eq!(tile("1/tile/0/0/0?lowpass=-3&").0, 400);
     let mic = get_json(port, &token, "/api/micrograph/0/picks");
     assert_eq!(mic["nx"], 384);
+    assert_eq!(mic["levels"][0]["factor"], 1.0);
     let labelled = mic["picks"]
         .as_array()
         .unwrap()
@@ -290,7 +312,6 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
 #[test]
 fn a_model_orders_the_gallery_most_uncertain_first() {
     use cryoprune_jobs::labels::LabelsConfig;
-    use cryoprune_jobs::recipe::{NetConfig, PrepConfig};
     use cryoprune_jobs::train::{self, TrainJobConfig};
     let dir = tempfile::tempdir().unwrap();
     let cfg = dataset(dir.path());
@@ -319,11 +340,11 @@ fn a_model_orders_the_gallery_most_uncertain_first() {
     train::run(&train, &Silent).unwrap();
     let session = Session::open(&cfg, &Silent).unwrap();
     assert_eq!(session.state().order, "micrographs in turn");
-    let before = session.gallery(0, 10_000, true);
+    let before = session.gallery(0, 10_000, true, None);
     assert!(before.iter().all(|p| p.predicted.is_none()));
     session.rank_with(&model).unwrap();
-    assert!(session.state().order.starts_with("most uncertain first"));
-    let after = session.gallery(0, 10_000, true);
+    assert!(session.state().order.starts_with("most uncertain first (margin"));
+    let after = session.gallery(0, 10_000, true, None);
     assert_eq!(after.len(), before.len());
     let margin = |p: &cryoprune_jobs::label::PickView| {
         // "class p": the top class's probability, which rises with the margin the order uses.
@@ -354,4 +375,149 @@ fn a_model_orders_the_gallery_most_uncertain_first() {
     let first_screen: std::collections::BTreeSet<usize> =
         after[..6].iter().map(|p| p.micrograph).collect();
     assert_eq!(first_screen.len(), 3);
+}
+
+/// A tiny network, so the page's background training takes seconds.
+fn tiny(mut cfg: LabelConfig) -> LabelConfig {
+    cfg.prep.input_size = 32;
+    cfg.net = NetConfig {
+        arch: cryoprune_model::Arch::Small,
+        pretrained: "none".into(),
+        epochs: 2,
+        ..NetConfig::default()
+    };
+    cfg
+}
+
+/// The true class of each pick on the page, from the simulation's truth.
+fn truth(dir: &Path, session: &Session) -> Vec<Option<usize>> {
+    let names: Vec<String> = session.state().micrographs.into_iter().map(|m| m.0).collect();
+    let rows = labels_file(&dir.join("sim/truth.csv"));
+    session
+        .gallery(0, usize::MAX, true, None)
+        .iter()
+        .map(|p| {
+            let row = rows.iter().find(|r| {
+                r[0] == names[p.micrograph]
+                    && (r[1].parse::<f64>().unwrap() - p.x).abs() < 0.5
+                    && (r[2].parse::<f64>().unwrap() - p.y).abs() < 0.5
+            })?;
+            Some(usize::from(row[3] != "particle"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_page_trains_in_the_background_once_every_class_has_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(dataset(dir.path()));
+    cfg.train_after = 4;
+    let session = Arc::new(Session::open(&cfg, &Silent).unwrap());
+    let learner = session.clone();
+    std::thread::spawn(move || learner.learn());
+    let ids: Vec<usize> = session
+        .gallery(0, usize::MAX, true, None)
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let classes = truth(dir.path(), &session);
+    let mut labelled = [0, 0];
+    for &id in &ids {
+        let Some(c) = classes[ids.iter().position(|&i| i == id).unwrap()] else {
+            continue;
+        };
+        if labelled[c] < 6 {
+            session.set_label(id, Some(c)).unwrap();
+            labelled[c] += 1;
+        }
+        if labelled[0] == 3 && labelled[1] == 0 {
+            // Waiting for the other class, nothing trains.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let status = session.train_status();
+            assert!(status.text.contains("4 more junk"), "{}", status.text);
+        }
+    }
+    assert_eq!(labelled, [6, 6]);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while session.train_status().fits == 0 || session.train_status().running {
+        assert!(std::time::Instant::now() < end, "{:?}", session.train_status());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status = session.train_status();
+    assert_eq!(status.trained_on, [6, 6], "{status:?}");
+    assert!(status.macro_f1.is_some() && status.held_out >= 2, "{status:?}");
+    assert!(status.text.starts_with("trained on 12 labels"), "{}", status.text);
+    let state = session.state();
+    assert!(state.order.starts_with("most uncertain first"), "{}", state.order);
+    assert_eq!(state.predicting, ["junk", "particle"]);
+    // The filter shows only the picks predicted as the class asked for.
+    let all = session.gallery(0, usize::MAX, true, None);
+    let junk = session.gallery(0, usize::MAX, true, Some("junk"));
+    let particle = session.gallery(0, usize::MAX, true, Some("particle"));
+    assert_eq!(junk.len() + particle.len(), all.len());
+    assert!(junk.iter().all(|p| p.predicted.as_ref().unwrap().starts_with("junk ")));
+    assert!(session.gallery(0, 10, true, Some("ice")).is_empty());
+
+    // Saved beside the labels file, a model `prune` loads.
+    let saved = session.save_model(None).unwrap();
+    assert_eq!(saved, dir.path().join("labels_model"));
+    let (_, spec) = cryoprune_train::modeldir::ModelDir::new(&saved)
+        .load(&Default::default())
+        .unwrap();
+    assert_eq!(spec.classes, ["junk", "particle"]);
+    assert_eq!(spec.preprocessing.box_size, 48);
+
+    // With a model, the clusters are made of what the network sees.
+    let view = session.cluster(3).unwrap();
+    assert!(view.how.starts_with("by the network's features"), "{}", view.how);
+}
+
+#[test]
+fn clusters_group_the_picks_and_one_key_labels_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dataset(dir.path());
+    let session = Session::open(&cfg, &Silent).unwrap();
+    assert!(session.clusters_view().is_err());
+    assert!(session.cluster(1).is_err());
+    let view = session.cluster(4).unwrap();
+    assert!(view.how.contains("radial profiles"), "{}", view.how);
+    let picks = session.state().picks;
+    let sizes: Vec<usize> = view.groups.iter().map(|g| g.size).collect();
+    assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+    assert!(sizes.iter().sum::<usize>() <= picks && sizes.iter().sum::<usize>() > picks * 9 / 10);
+    let png = session.cluster_average(0).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    // The groups are not noise: on simulated data the junk and the particles gather apart.
+    let classes = truth(dir.path(), &session);
+    let ids: Vec<usize> = session
+        .gallery(0, usize::MAX, true, None)
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let class_of = |id: usize| classes[ids.iter().position(|&i| i == id).unwrap()];
+    let purity: f64 = view
+        .groups
+        .iter()
+        .map(|g| {
+            let junk = g.members.iter().filter(|&&id| class_of(id) == Some(1)).count();
+            junk.max(g.size - junk) as f64
+        })
+        .sum::<f64>()
+        / sizes.iter().sum::<usize>() as f64;
+    let junk_share = classes.iter().filter(|c| **c == Some(1)).count() as f64 / classes.len() as f64;
+    assert!(
+        purity > junk_share.max(1.0 - junk_share) + 0.02,
+        "purity {purity:.2} vs the larger class's share"
+    );
+
+    // One key labels the group's members; one undo takes it back.
+    session.set_label(view.groups[0].members[0], Some(0)).unwrap();
+    let n = session.label_group(0, 1).unwrap();
+    assert_eq!(n, sizes[0] - 1, "the member labelled before keeps its label");
+    assert_eq!(session.counts(), [1, sizes[0] - 1]);
+    assert_eq!(session.clusters_view().unwrap().groups[0].labelled, [1, sizes[0] - 1]);
+    assert_eq!(labels_file(&cfg.out).len(), sizes[0]);
+    session.undo().unwrap();
+    assert_eq!(session.counts(), [1, 0]);
+    assert!(session.label_group(99, 0).is_err());
 }

@@ -188,6 +188,14 @@ impl Classifier {
         self.head.forward(self.backbone.forward(x))
     }
 
+    /// The backbone's features of a batch [N, 1, S, S] averaged over the image, [N, channels]:
+    /// what the head's first layer sees.
+    pub fn embedding(&self, x: Tensor<4>) -> Tensor<2> {
+        let f = self.backbone.forward(x);
+        let [n, c, _, _] = f.dims();
+        f.mean_dim(3).mean_dim(2).reshape([n, c])
+    }
+
     /// Class probabilities [N, classes]: the main branch's softmax, or the mean of all branches'.
     pub fn probabilities(&self, x: Tensor<4>, mean_of_branches: bool) -> Tensor<2> {
         self.head

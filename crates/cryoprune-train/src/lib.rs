@@ -36,4 +36,7 @@ pub enum Error {
          lower the learning rate"
     )]
     Diverged { epoch: usize, lr: f64 },
+    /// The caller stopped the training between epochs (its result was no longer wanted).
+    #[error("training was stopped")]
+    Stopped,
 }

@@ -3,6 +3,7 @@
 //! (head only with the backbone frozen, then everything at a tenth of the rate), and per-epoch
 //! validation that keeps the best epoch by macro-F1.
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -326,13 +327,14 @@ impl Probe {
 }
 
 /// Trains `model` (built on `device`, which must have autodiff) on `train`, validating on `val`.
+/// After each epoch `on_epoch` may break to stop: then [`Error::Stopped`].
 pub fn train(
     mut model: Classifier,
     train: &Dataset,
     val: Option<&Dataset>,
     cfg: &TrainConfig,
     device: &Device,
-    mut on_epoch: impl FnMut(&EpochStats),
+    mut on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
 ) -> Result<Trained, Error> {
     if train.is_empty() {
         return Err(Error::Config("no training examples".into()));
@@ -512,7 +514,9 @@ pub fn train(
             None => (epoch as f64, None),
         };
         stats.seconds = t0.elapsed().as_secs_f64();
-        on_epoch(&stats);
+        if on_epoch(&stats).is_break() {
+            return Err(Error::Stopped);
+        }
         history.push(stats);
         // Ties go to the later epoch: more training at equal validation is the better bet.
         if best.as_ref().is_none_or(|(s, ..)| score >= *s) {

@@ -1,6 +1,8 @@
 //! The training machinery on tiny problems: backward passes against finite differences, and a
 //! small network that must fit a small labelled set perfectly.
 
+use std::ops::ControlFlow;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
@@ -157,7 +159,7 @@ fn small_network_fits_a_small_labelled_set() {
         head: HeadConfig::new(2),
     }
     .init(&device);
-    let trained = train(model, &data, None, &cfg, &device, |_| {}).unwrap();
+    let trained = train(model, &data, None, &cfg, &device, |_| ControlFlow::Continue(())).unwrap();
     let last = trained.history.last().unwrap();
     assert!(
         last.train_loss < 0.1,
@@ -210,7 +212,7 @@ fn a_frozen_backbone_trains_its_head_on_stored_features() {
     }
     .init(&device);
     let before = model.valid().backbone;
-    let trained = train(model, &data, Some(&val), &cfg, &device, |_| {}).unwrap();
+    let trained = train(model, &data, Some(&val), &cfg, &device, |_| ControlFlow::Continue(())).unwrap();
     let x = Tensor::<4>::random(
         [2, 1, 91, 91],
         burn::tensor::Distribution::Normal(0.0, 1.0),

@@ -151,7 +151,11 @@ fn main() {
             &LabelConfig {
                 micrographs: vec![mics.clone()],
                 picks: vec![pool_csv],
-                box_size: BOX,
+                prep: cryoprune_jobs::recipe::PrepConfig {
+                    box_size: Some(BOX),
+                    ..Default::default()
+                },
+                train_after: 0,
                 out: dir.join("page_labels.csv"),
                 ..LabelConfig::default()
             },

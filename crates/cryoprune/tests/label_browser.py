@@ -1,6 +1,7 @@
 """Drives the labelling page in a real headless Chromium over the DevTools protocol: waits for the
 gallery, labels N particles of each class by keyboard (1, then 2), undoes one with z and labels it
-again, switches to the micrograph view, and saves screenshots. Called by tests/label_browser.rs
+again, waits for the background training to reorder the gallery, switches to the micrograph view
+(zooms in), then to the clusters view (labels a group and undoes it), and saves screenshots. Called by tests/label_browser.rs
 with the page's address, N, and the folder for the screenshots.
 """
 
@@ -95,11 +96,35 @@ try:
     key("2")
     wait(f"document.getElementById('counts').textContent == 'particle: {per_class}junk: {per_class}'",
          "the label after the undo")
+    # The page trained on the labels in the background and ordered the gallery by the model.
+    wait("document.getElementById('order').textContent.includes('most uncertain first') && "
+         "document.getElementById('training').textContent.startsWith('trained on') && "
+         "document.querySelectorAll('.pick .predicted').length > 0",
+         "the background training's order", seconds=400)
+    wait("[...document.querySelectorAll('.pick img')].every(i => i.complete)", "the reordered images")
     screenshot("gallery")
     js("document.getElementById('show-micrograph').click()")
-    wait("(() => { const c = document.getElementById('canvas'); return c.width > 0; })()",
-         "the micrograph")
+    tiles_loaded = ("(() => micView && tiles.size > 0 && "
+                    "[...tiles.values()].every(i => i.complete && i.naturalWidth > 0))()")
+    wait(tiles_loaded, "the micrograph's tiles")
+    key("+")
+    key("+")
+    wait(f"zoom > 1.5 * Math.min(canvas.width / micView.nx, canvas.height / micView.ny) && {tiles_loaded}",
+         "the zoomed tiles")
+    key("=")
+    wait(tiles_loaded, "the micrograph's tiles after the zoom")
     screenshot("micrograph")
+    js("document.getElementById('show-clusters').click()")
+    js("document.getElementById('make-clusters').click()")
+    wait("document.querySelectorAll('.group').length >= 2 && "
+         "[...document.querySelectorAll('.group img')].every(i => i.complete && i.naturalWidth > 0)",
+         "the clusters")
+    screenshot("clusters")
+    before = counts()
+    key("2")
+    wait(f"document.getElementById('counts').textContent != {json.dumps(before)}", "the group's labels")
+    key("z")
+    wait(f"document.getElementById('counts').textContent == {json.dumps(before)}", "the group's undo")
     print(counts())
 finally:
     browser.kill()

@@ -1,7 +1,9 @@
 //! `cryoprune label` in a real headless Chromium (Debian's `chromium`, driven over the DevTools
 //! protocol by `label_browser.py`): on simulated micrographs, 20 picks per class labelled by
-//! keyboard in the gallery, one undone and labelled again, then the micrograph view; labels.csv
-//! must hold exactly those labels. Screenshots go to the test's folder.
+//! keyboard in the gallery, one undone and labelled again; the page trains a (tiny) network in
+//! the background and the gallery reorders by it; then the micrograph view (tiles, zoom) and the
+//! clusters view (a group labelled by one key and undone). labels.csv must hold exactly the
+//! gallery's labels. Screenshots go to the test's folder.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -66,6 +68,16 @@ fn twenty_picks_per_class_are_labelled_by_keyboard_in_chromium() {
             "48",
             "--out",
             s(&labels),
+            "--train-after",
+            "10",
+            "--input-size",
+            "32",
+            "--arch",
+            "small",
+            "--pretrained",
+            "none",
+            "--epochs",
+            "3",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -95,7 +107,7 @@ fn twenty_picks_per_class_are_labelled_by_keyboard_in_chromium() {
     for class in ["particle", "junk"] {
         assert_eq!(rows.iter().filter(|r| &r[3] == class).count(), PER_CLASS);
     }
-    for shot in ["gallery_start", "gallery", "micrograph"] {
+    for shot in ["gallery_start", "gallery", "micrograph", "clusters"] {
         let png = std::fs::read(dir.join(format!("{shot}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
     }

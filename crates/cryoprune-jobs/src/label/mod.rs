@@ -3,26 +3,33 @@
 //! gallery's order, particle and micrograph images); `server` serves it on 127.0.0.1 only, behind
 //! a per-run token.
 
+mod clusters;
+mod learn;
 mod server;
+mod tiles;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_formats::{micrograph_shape, read_micrograph, PickFormat, PickSet};
+use cryoprune_formats::{micrograph_shape, PickFormat, PickSet};
 use cryoprune_image::display;
-use cryoprune_image::extract::{EdgePolicy, ExtractConfig, ParticleNorm};
-use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_image::pipeline::{Job, Pipeline};
-use cryoprune_image::Image;
 use serde::{Deserialize, Serialize};
 
+use crate::compute::ComputeConfig;
 use crate::events::Events;
 use crate::inputs::{expand_globs, pair_with_micrographs};
-use crate::{invalid, Context, Error, Result};
+use crate::labels::LabelSource;
+use crate::recipe::{NetConfig, PrepConfig};
+use crate::{invalid, Error, Result};
 
+use learn::Ranking;
+pub use clusters::{ClustersView, GroupView, CLUSTER_PICKS};
+pub use learn::{TrainStatus, Uncertainty};
 pub use server::serve;
+pub use tiles::{Level, TileRequest, TILE};
 
 /// Everything a labelling session needs; see `cryoprune label --help`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,8 +40,9 @@ pub struct LabelConfig {
     /// Pick files or folders of them.
     pub picks: Vec<PathBuf>,
     pub format: Option<PickFormat>,
-    /// Box size in micrograph pixels, as `train --box`.
-    pub box_size: usize,
+    /// How particles are cut, as `train` cuts them (`box_size` is required): the gallery shows
+    /// them so and the page's training uses them.
+    pub prep: PrepConfig,
     /// The labels CSV (micrograph,x,y,label): read on start when it exists, rewritten after
     /// every change.
     pub out: PathBuf,
@@ -47,6 +55,13 @@ pub struct LabelConfig {
     pub model: Option<PathBuf>,
     /// Coordinate factor for picks made on binned micrographs.
     pub scale: f64,
+    /// Labels of every class before the page trains in the background (0: never).
+    pub train_after: usize,
+    /// The network and its training, as `train` takes them.
+    pub net: NetConfig,
+    pub compute: ComputeConfig,
+    /// What "least sure" means when a model orders the gallery.
+    pub uncertainty: Uncertainty,
 }
 
 impl Default for LabelConfig {
@@ -55,20 +70,20 @@ impl Default for LabelConfig {
             micrographs: Vec::new(),
             picks: Vec::new(),
             format: None,
-            box_size: 0,
+            prep: PrepConfig::default(),
             out: PathBuf::new(),
             classes: vec!["particle".into(), "junk".into()],
             port: 0,
             model: None,
             scale: 1.0,
+            train_after: 5,
+            net: NetConfig::default(),
+            compute: ComputeConfig::default(),
+            uncertainty: Uncertainty::default(),
         }
     }
 }
 
-/// Side of the particle images the gallery shows.
-const THUMB: usize = 64;
-/// Longest side of a micrograph as the page shows it.
-const MICROGRAPH_VIEW: usize = 1024;
 /// Micrographs whose particle images are kept in memory.
 const CACHED_MICROGRAPHS: usize = 16;
 
@@ -92,10 +107,22 @@ struct Mic {
 struct Labels {
     /// The class of each item, if labelled.
     of: Vec<Option<u8>>,
-    /// (item, its class before the change), newest last.
-    history: Vec<(usize, Option<u8>)>,
+    /// Each change as (item, its class before) of every pick it touched, newest last: a
+    /// group labelled at once is undone at once.
+    history: Vec<Vec<(usize, Option<u8>)>>,
     /// Rows of a label file loaded at start that match no pick: written back as they were.
     foreign: Vec<[String; 4]>,
+    /// Counts the changes, for the background training to wait on.
+    version: u64,
+}
+
+impl Labels {
+    fn of(of: Vec<Option<u8>>) -> Labels {
+        Labels {
+            of,
+            ..Labels::default()
+        }
+    }
 }
 
 /// The PNGs of one micrograph's particles, in its picks' order.
@@ -111,9 +138,15 @@ pub struct Session {
     /// once a model has scored the picks, most uncertain first.
     order: Mutex<Ranking>,
     labels: Mutex<Labels>,
+    /// Signalled on every label change.
+    changed: Condvar,
+    status: Mutex<TrainStatus>,
     pipeline: Pipeline,
     /// PNGs of each cached micrograph's particles, oldest first.
     thumbs: Mutex<Vec<(usize, Thumbs)>>,
+    /// Held while a micrograph's tiles are made: the page asks for several at once.
+    tiling: Mutex<()>,
+    clusters: Mutex<Option<clusters::Clustering>>,
     /// The secret every request must carry.
     pub token: String,
     /// The picks carry the picker's score, so the labels file does too.
@@ -128,17 +161,18 @@ pub struct PickView {
     pub x: f64,
     pub y: f64,
     pub label: Option<String>,
-    /// The model's class and its probability, once a model scored the picks.
+    /// The model's class and its probability ("particle 0.93"), once a model scored the picks.
     pub predicted: Option<String>,
 }
 
 impl Session {
     /// Reads the picks, pairs them with the micrographs and loads the labels `cfg.out` holds.
     pub fn open(cfg: &LabelConfig, events: &dyn Events) -> Result<Session> {
-        if cfg.box_size < 4 {
+        let pre = cfg.prep.preprocessing(&LabelSource::Picks)?;
+        if pre.box_size < 4 {
             invalid!(
                 "--box {} is too small; give the box in micrograph pixels",
-                cfg.box_size
+                pre.box_size
             );
         }
         if cfg.classes.is_empty() || cfg.classes.len() > 9 {
@@ -178,35 +212,25 @@ impl Session {
         let order = Ranking {
             how: "micrographs in turn".into(),
             order: round_robin(&mics.iter().map(|m| m.items.clone()).collect::<Vec<_>>()),
+            classes: Vec::new(),
             predicted: Vec::new(),
         };
-        let extract = ExtractConfig {
-            box_size: cfg.box_size,
-            out_size: THUMB,
-            edge: EdgePolicy::PadMean,
-            norm: ParticleNorm::Relion {
-                radius: ParticleNorm::input_radius(THUMB),
-                ramp: true,
-            },
-            invert: false,
-            seed: 0,
-        };
-        extract.validate()?;
-        let mut pipeline = Pipeline::new(extract, 1);
-        pipeline.norm = MicrographNorm::ROBUST;
+        let pipeline = cryoprune_train::prep::pipeline(&pre, 1, 0);
+        pipeline.extract.validate()?;
         let scores = set.iter().any(|(_, p)| p.score.is_some());
         let mut session = Session {
             cfg: cfg.clone(),
             set,
-            labels: Mutex::new(Labels {
-                of: vec![None; items.len()],
-                ..Labels::default()
-            }),
+            labels: Mutex::new(Labels::of(vec![None; items.len()])),
+            changed: Condvar::new(),
+            status: Mutex::new(TrainStatus::default()),
             mics,
             items,
             order: Mutex::new(order),
             pipeline,
             thumbs: Mutex::new(Vec::new()),
+            tiling: Mutex::new(()),
+            clusters: Mutex::new(None),
             token: format!("{:032x}", rand::random::<u128>()),
             scores,
         };
@@ -214,6 +238,8 @@ impl Session {
             let n = session.load(&cfg.out)?;
             events.note(format!("{n} labels read from {}", cfg.out.display()));
         }
+        let short = session.short_of_labels();
+        session.set_status(|s| s.text = short.unwrap_or_default());
         Ok(session)
     }
 
@@ -230,7 +256,12 @@ impl Session {
             x: p.x,
             y: p.y,
             label: labels.of[id].map(|c| self.cfg.classes[c as usize].clone()),
-            predicted: ranking.predicted.get(id).cloned().flatten(),
+            predicted: ranking
+                .predicted
+                .get(id)
+                .copied()
+                .flatten()
+                .map(|(c, p)| format!("{} {p:.2}", ranking.classes[c as usize])),
         }
     }
 
@@ -258,11 +289,18 @@ impl Session {
         rows
     }
 
-    /// Rewrites the labels file whole, under a temporary name renamed into place: a crash at
-    /// any moment leaves the previous file or the new one.
-    fn save(&self, labels: &Labels) -> Result<()> {
+    /// Rewrites the labels file whole and wakes the background training.
+    fn save(&self, labels: &mut Labels) -> Result<()> {
+        labels.version += 1;
+        self.changed.notify_all();
+        self.write_labels(&self.cfg.out, labels)
+    }
+
+    /// Writes a labels file whole, under a temporary name renamed into place: a crash at any
+    /// moment leaves the previous file or the new one.
+    fn write_labels(&self, path: &Path, labels: &Labels) -> Result<()> {
         let rows = self.rows(labels);
-        write_atomic(&self.cfg.out, |w| {
+        write_atomic(path, |w| {
             // The score column only when the picks have scores.
             let fields = if self.scores { 5 } else { 4 };
             let header = ["micrograph", "x", "y", "label", "score"];
@@ -278,7 +316,7 @@ impl Session {
 
     /// Reads labels from a CSV of micrograph,x,y,label[,...]: each row labels the pick of that
     /// micrograph within half a pixel; others are kept as they are. Returns the rows read.
-    fn load(&mut self, path: &std::path::Path) -> Result<usize> {
+    fn load(&mut self, path: &Path) -> Result<usize> {
         let mut reader = csv::Reader::from_path(path)
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
         let by_name: HashMap<&str, usize> = self
@@ -319,28 +357,37 @@ impl Session {
 
     /// Sets (or with `None` clears) the label of pick `id` and saves the file.
     pub fn set_label(&self, id: usize, class: Option<usize>) -> Result<()> {
-        if id >= self.items.len() {
+        self.set_labels(&[id], class)
+    }
+
+    /// Sets the label of every pick in `ids` as one change, and saves the file.
+    fn set_labels(&self, ids: &[usize], class: Option<usize>) -> Result<()> {
+        if let Some(id) = ids.iter().find(|&&id| id >= self.items.len()) {
             invalid!("no pick {id}");
         }
         if class.is_some_and(|c| c >= self.cfg.classes.len()) {
             invalid!("no class {}", class.unwrap_or_default());
         }
         let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
-        let before = labels.of[id];
-        labels.of[id] = class.map(|c| c as u8);
-        labels.history.push((id, before));
-        self.save(&labels)
+        let change = ids.iter().map(|&id| (id, labels.of[id])).collect();
+        for &id in ids {
+            labels.of[id] = class.map(|c| c as u8);
+        }
+        labels.history.push(change);
+        self.save(&mut labels)
     }
 
-    /// Undoes the newest change; returns the pick it touched.
+    /// Undoes the newest change; returns the (first) pick it touched.
     pub fn undo(&self) -> Result<Option<usize>> {
         let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((id, before)) = labels.history.pop() else {
+        let Some(change) = labels.history.pop() else {
             return Ok(None);
         };
-        labels.of[id] = before;
-        self.save(&labels)?;
-        Ok(Some(id))
+        for &(id, before) in &change {
+            labels.of[id] = before;
+        }
+        self.save(&mut labels)?;
+        Ok(change.first().map(|c| c.0))
     }
 
     /// Labels per class, in class order.
@@ -354,74 +401,32 @@ impl Session {
     }
 
     /// The gallery from position `from` of its order: `count` picks, only unlabelled ones
-    /// unless `all`.
-    pub fn gallery(&self, from: usize, count: usize, all: bool) -> Vec<PickView> {
+    /// unless `all`, only those the model predicts as class `predicted` when given.
+    pub fn gallery(
+        &self,
+        from: usize,
+        count: usize,
+        all: bool,
+        predicted: Option<&str>,
+    ) -> Vec<PickView> {
         let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
         let ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = predicted.map(|name| ranking.classes.iter().position(|c| c == name));
+        let shown = |id: usize| match wanted {
+            None => true,
+            Some(class) => {
+                let p = ranking.predicted.get(id).copied().flatten();
+                class.is_some() && p.map(|(c, _)| c as usize) == class
+            }
+        };
         ranking
             .order
             .iter()
-            .filter(|&&id| all || labels.of[id].is_none())
+            .filter(|&&id| (all || labels.of[id].is_none()) && shown(id))
             .skip(from)
             .take(count)
             .map(|&id| self.view(id, &labels, &ranking))
             .collect()
-    }
-
-    /// Scores every pick with the model in `dir` and orders the gallery by it: the picks the
-    /// model is least sure of first (smallest margin between its two most probable classes),
-    /// micrographs in turn so the first screen is not one micrograph's. Runs while the page is
-    /// in use; the gallery changes order when it is done.
-    pub fn rank_with(&self, dir: &std::path::Path) -> Result<()> {
-        use cryoprune_train::classify::classify_jobs;
-        use cryoprune_train::modeldir::ModelDir;
-        let compute = crate::compute::ComputeConfig::default().start(&crate::Silent)?;
-        compute.install(&crate::Silent, || {
-            let (model, spec) = ModelDir::new(dir)
-                .load(&compute.device.device)
-                .context_with(|| format!("loading the model in {}", dir.display()))?;
-            let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
-            let jobs: Vec<Job> = self.mics.iter().map(|m| self.job(m)).collect();
-            let mut margin = vec![f32::INFINITY; self.items.len()];
-            let mut predicted = vec![None; self.items.len()];
-            classify_jobs(
-                &model,
-                spec.classes.len(),
-                spec.network.head.mean_of_branches,
-                &pipeline,
-                &jobs,
-                64,
-                &compute.device.device,
-                |r| -> Result<()> {
-                    for (k, p) in r.probs.iter().enumerate() {
-                        let Ok(p) = p else { continue };
-                        let id = self.mics[r.index].items[k];
-                        let mut sorted = p.clone();
-                        sorted.sort_by(|a, b| b.total_cmp(a));
-                        margin[id] = sorted[0] - sorted.get(1).copied().unwrap_or(0.0);
-                        let best = cryoprune_train::trainer::argmax(p);
-                        predicted[id] = Some(format!("{} {:.2}", spec.classes[best], p[best]));
-                    }
-                    Ok(())
-                },
-            )?;
-            let by_mic: Vec<Vec<usize>> = self
-                .mics
-                .iter()
-                .map(|m| {
-                    let mut items = m.items.clone();
-                    items.sort_by(|&a, &b| margin[a].total_cmp(&margin[b]));
-                    items
-                })
-                .collect();
-            let mut ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
-            *ranking = Ranking {
-                how: format!("most uncertain first ({})", dir.display()),
-                order: round_robin(&by_mic),
-                predicted,
-            };
-            Ok(())
-        })
     }
 
     fn job(&self, mic: &Mic) -> Job {
@@ -447,26 +452,14 @@ impl Session {
             name: mic.name.clone(),
             nx,
             ny,
-            view: view_factor(nx, ny),
+            levels: tiles::levels(nx, ny),
+            tile: TILE,
             picks: mic
                 .items
                 .iter()
                 .map(|&id| self.view(id, &labels, &ranking))
                 .collect(),
         })
-    }
-
-    /// Micrograph `m` binned for display, as PNG.
-    pub fn micrograph_png(&self, m: usize) -> Result<Vec<u8>> {
-        let Some(mic) = self.mics.get(m) else {
-            invalid!("no micrograph {m}");
-        };
-        let mut image: Image = read_micrograph(&mic.path)
-            .context_with(|| format!("reading {}", mic.path.display()))?
-            .into();
-        cryoprune_image::pipeline::replace_nonfinite(&mut image.data);
-        let rgb = display::render(&image, &[], 0.0, MICROGRAPH_VIEW);
-        Ok(display::png_bytes(&rgb)?)
     }
 
     /// Pick `id`'s particle image as PNG: cut, resampled and normalised as training cuts it.
@@ -503,17 +496,23 @@ impl Session {
         let mic = &self.mics[m];
         let job = self.job(mic);
         let mut pngs = vec![Vec::new(); mic.items.len()];
-        let s2 = THUMB * THUMB;
+        let side = self.pipeline.extract.out_size;
+        let s2 = side * side;
         self.pipeline.run(&[job], |out| -> Result<()> {
             for (k, &i) in out.particles.kept.iter().enumerate() {
-                pngs[i] = display::grey_png(&out.particles.data[k * s2..(k + 1) * s2], THUMB)?;
+                pngs[i] = display::grey_png(&out.particles.data[k * s2..(k + 1) * s2], side)?;
             }
             Ok(())
         })?;
         Ok(pngs)
     }
 
+    fn box_size(&self) -> usize {
+        self.pipeline.extract.box_size
+    }
+
     pub fn state(&self) -> State {
+        let ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
         State {
             classes: self.cfg.classes.clone(),
             counts: self.counts(),
@@ -523,25 +522,13 @@ impl Session {
                 .iter()
                 .map(|m| (m.name.clone(), m.items.len()))
                 .collect(),
-            box_size: self.cfg.box_size,
+            box_size: self.box_size(),
             out: self.cfg.out.clone(),
-            order: self
-                .order
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .how
-                .clone(),
+            predicting: ranking.classes.clone(),
+            training: self.train_status(),
+            order: ranking.how.clone(),
         }
     }
-}
-
-/// The gallery's order and, once a model scored the picks, its prediction for each.
-struct Ranking {
-    /// How the order was made, in words.
-    how: String,
-    order: Vec<usize>,
-    /// "class p" of each item, empty before a model scored them.
-    predicted: Vec<Option<String>>,
 }
 
 /// The session as the page starts from.
@@ -556,21 +543,21 @@ pub struct State {
     pub out: PathBuf,
     /// How the gallery is ordered, in words.
     pub order: String,
+    /// The classes of the model that ordered it (empty before one did): the gallery's filter.
+    pub predicting: Vec<String>,
+    pub training: TrainStatus,
 }
 
-/// A micrograph as the page draws it: its size, the factor it is binned by, its picks.
+/// A micrograph as the page draws it: its size, its pyramid of tiled levels, its picks.
 #[derive(Debug, Clone, Serialize)]
 pub struct MicrographView {
     pub name: String,
     pub nx: usize,
     pub ny: usize,
-    pub view: f64,
+    /// Coarsest first; tiles of `tile` pixels of their level.
+    pub levels: Vec<Level>,
+    pub tile: usize,
     pub picks: Vec<PickView>,
-}
-
-/// The binning `display::render` applies for the page's view.
-fn view_factor(nx: usize, ny: usize) -> f64 {
-    (nx.max(ny) as f64 / MICROGRAPH_VIEW as f64).max(1.0)
 }
 
 /// The items of every micrograph in turn: the 1st of each, then the 2nd of each, ...
@@ -585,15 +572,17 @@ fn round_robin(by_mic: &[Vec<usize>]) -> Vec<usize> {
 /// disk after every change, so nothing is lost then.
 pub fn run(cfg: &LabelConfig, events: &dyn Events) -> Result<()> {
     let session = Arc::new(Session::open(cfg, events)?);
-    if let Some(dir) = cfg.model.clone() {
-        let s = session.clone();
-        // The page is usable at once; the gallery reorders when the model has scored the picks.
-        std::thread::spawn(move || {
+    // The page is usable at once; the gallery reorders when a model has scored the picks.
+    let s = session.clone();
+    let model = cfg.model.clone();
+    std::thread::spawn(move || {
+        if let Some(dir) = model {
             if let Err(e) = s.rank_with(&dir) {
                 tracing::warn!("the model could not order the gallery: {e}");
             }
-        });
-    }
+        }
+        s.learn();
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

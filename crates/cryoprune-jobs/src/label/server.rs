@@ -37,8 +37,12 @@ pub async fn serve(session: Arc<Session>, listener: tokio::net::TcpListener) -> 
         .route("/api/gallery", get(gallery))
         .route("/api/label", post(label))
         .route("/api/undo", post(undo))
+        .route("/api/save-model", post(save_model))
+        .route("/api/clusters", get(clusters).post(make_clusters))
+        .route("/api/clusters/{g}/average", get(cluster_average))
+        .route("/api/clusters/{g}/label", post(label_group))
         .route("/api/particle/{id}", get(particle))
-        .route("/api/micrograph/{m}", get(micrograph))
+        .route("/api/micrograph/{m}/tile/{level}/{x}/{y}", get(tile))
         .route("/api/micrograph/{m}/picks", get(micrograph_picks))
         .layer(middleware::from_fn_with_state(session.clone(), guard))
         .with_state(session);
@@ -112,6 +116,8 @@ struct GalleryQuery {
     count: usize,
     #[serde(default)]
     all: bool,
+    /// Only the picks the model predicts as this class.
+    predicted: Option<String>,
 }
 
 fn page_size() -> usize {
@@ -119,7 +125,7 @@ fn page_size() -> usize {
 }
 
 async fn gallery(State(s): State<Arc<Session>>, Query(q): Query<GalleryQuery>) -> Response {
-    Json(s.gallery(q.from, q.count.min(1000), q.all)).into_response()
+    Json(s.gallery(q.from, q.count.min(1000), q.all, q.predicted.as_deref())).into_response()
 }
 
 #[derive(Deserialize)]
@@ -147,12 +153,78 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Invalid(format!("the request failed: {e}")))?
 }
 
+#[derive(Deserialize, Default)]
+struct SaveRequest {
+    /// Where to; default beside the labels file.
+    dir: Option<std::path::PathBuf>,
+}
+
+async fn save_model(State(s): State<Arc<Session>>, r: Option<Json<SaveRequest>>) -> Response {
+    let dir = r.unwrap_or_default().0.dir;
+    json(blocking(move || s.save_model(dir)).await)
+}
+
+async fn clusters(State(s): State<Arc<Session>>) -> Response {
+    json(s.clusters_view())
+}
+
+#[derive(Deserialize)]
+struct ClustersQuery {
+    #[serde(default = "groups")]
+    k: usize,
+}
+
+fn groups() -> usize {
+    12
+}
+
+async fn make_clusters(State(s): State<Arc<Session>>, Query(q): Query<ClustersQuery>) -> Response {
+    json(blocking(move || s.cluster(q.k)).await)
+}
+
+async fn cluster_average(State(s): State<Arc<Session>>, Path(g): Path<usize>) -> Response {
+    png(s.cluster_average(g))
+}
+
+#[derive(Deserialize)]
+struct GroupLabel {
+    class: usize,
+}
+
+async fn label_group(
+    State(s): State<Arc<Session>>,
+    Path(g): Path<usize>,
+    Json(r): Json<GroupLabel>,
+) -> Response {
+    json(
+        s.label_group(g, r.class)
+            .map(|n| serde_json::json!({ "labelled": n, "counts": s.counts() })),
+    )
+}
+
 async fn particle(State(s): State<Arc<Session>>, Path(id): Path<usize>) -> Response {
     png(blocking(move || s.particle_png(id)).await)
 }
 
-async fn micrograph(State(s): State<Arc<Session>>, Path(m): Path<usize>) -> Response {
-    png(blocking(move || s.micrograph_png(m)).await)
+#[derive(Deserialize)]
+struct TileQuery {
+    /// Low-pass resolution in Å.
+    lowpass: Option<f64>,
+}
+
+async fn tile(
+    State(s): State<Arc<Session>>,
+    Path((micrograph, level, x, y)): Path<(usize, usize, usize, usize)>,
+    Query(q): Query<TileQuery>,
+) -> Response {
+    let t = super::TileRequest {
+        micrograph,
+        level,
+        x,
+        y,
+        lowpass: q.lowpass,
+    };
+    png(blocking(move || s.tile(t)).await)
 }
 
 async fn micrograph_picks(State(s): State<Arc<Session>>, Path(m): Path<usize>) -> Response {

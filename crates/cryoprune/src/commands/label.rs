@@ -1,6 +1,8 @@
 //! `cryoprune label`: label picks on a local web page, at the address (127.0.0.1, with a secret
 //! token) it prints; over ssh, forward the port. Keys 1-9 label, `z` undoes, `0` clears. The
-//! labels CSV is rewritten after every change, read on restart, and what `train` takes.
+//! labels CSV is rewritten after every change, read on restart, and what `train` takes. Once
+//! every class has --train-after labels the page trains `train`'s network in the background and
+//! shows the picks it is least sure of first; "Save model" writes a model prune takes.
 //!
 //! ```text
 //! cryoprune label --micrographs 'Micrographs/*.mrc' --picks autopick/ --box 180 --out labels.csv
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use cryoprune_jobs::label::{self, LabelConfig};
 
-use super::args::PickArgs;
+use super::args::{ComputeArgs, NetArgs, PickArgs, PrepArgs};
 use crate::printer::Printer;
 
 #[derive(clap::Args)]
@@ -24,9 +26,8 @@ use crate::printer::Printer;
 pub struct Args {
     #[command(flatten)]
     input: PickArgs,
-    /// Box size in micrograph pixels, as `train --box`.
-    #[arg(long = "box")]
-    box_size: usize,
+    #[command(flatten)]
+    prep: PrepArgs,
     /// The labels CSV (micrograph,x,y,label); an existing one is read and continued.
     #[arg(long)]
     out: PathBuf,
@@ -39,6 +40,16 @@ pub struct Args {
     /// A model from `train`: the gallery shows the picks it is least sure of first.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Labels of every class before the page trains a model in the background (0: never).
+    #[arg(long, default_value_t = LabelConfig::default().train_after)]
+    train_after: usize,
+    /// How the gallery measures doubt: margin (top two classes) or entropy (all classes).
+    #[arg(long, default_value_t = LabelConfig::default().uncertainty)]
+    uncertainty: label::Uncertainty,
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    compute: ComputeArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -46,11 +57,15 @@ pub fn run(args: Args) -> Result<()> {
         micrographs: args.input.micrographs,
         picks: args.input.picks,
         format: args.input.format,
-        box_size: args.box_size,
+        prep: args.prep.into(),
         out: args.out,
         classes: args.classes,
         port: args.port,
         model: args.model,
+        train_after: args.train_after,
+        uncertainty: args.uncertainty,
+        net: args.net.into(),
+        compute: args.compute.into(),
         ..LabelConfig::default()
     };
     label::run(&cfg, &Printer::default())?;

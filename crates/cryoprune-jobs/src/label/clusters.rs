@@ -1,0 +1,394 @@
+//! The clusters view: picks grouped by k-means on what the network sees of them (its backbone's
+//! pooled features, once a model exists; before that, rotation-invariant radial profiles of the
+//! particle image), each group shown as its average and its members closest to the centre
+//! first, the way users read 2D class averages. One key labels a group.
+
+use std::path::Path;
+
+use cryoprune_image::display;
+use cryoprune_image::pipeline::Job;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::{round_robin, Session};
+use crate::{invalid, Context, Result};
+
+/// Picks clustered at most: spread over the micrographs, enough for groups of hundreds.
+pub const CLUSTER_PICKS: usize = 4000;
+const ITERATIONS: usize = 30;
+
+/// The groups as the page shows them.
+pub(super) struct Clustering {
+    pub how: String,
+    /// Members of each group, closest to its centre first.
+    pub groups: Vec<Vec<usize>>,
+    /// The PNG of each group's average image.
+    pub averages: Vec<Vec<u8>>,
+}
+
+/// One group in the page's list.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub group: usize,
+    pub size: usize,
+    /// Its members, closest to the centre first.
+    pub members: Vec<usize>,
+    /// Members labelled with each class (page order).
+    pub labelled: Vec<usize>,
+}
+
+/// The clusters and how they were made.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClustersView {
+    pub how: String,
+    pub groups: Vec<GroupView>,
+}
+
+impl Session {
+    /// Groups up to [`CLUSTER_PICKS`] picks into `k` clusters and keeps them for the page.
+    pub fn cluster(&self, k: usize) -> Result<ClustersView> {
+        if !(2..=100).contains(&k) {
+            invalid!("give 2 to 100 groups, not {k}");
+        }
+        let by_mic: Vec<Vec<usize>> = self.mics.iter().map(|m| m.items.clone()).collect();
+        let mut chosen = round_robin(&by_mic);
+        chosen.truncate(CLUSTER_PICKS);
+        chosen.sort_unstable();
+        let (ids, images) = self.cut_picks(&chosen)?;
+        if ids.len() < k {
+            invalid!("{} picks cannot make {k} groups", ids.len());
+        }
+        let side = self.pipeline.extract.out_size;
+        let model = self.train_status().model.or_else(|| self.cfg.model.clone());
+        let (features, how) = match &model {
+            Some(dir) => (
+                self.embed(dir, &chosen_jobs(self, &ids))?,
+                format!("by the network's features ({})", dir.display()),
+            ),
+            None => (
+                images.chunks_exact(side * side).map(|im| radial_profiles(im, side)).collect(),
+                "by radial profiles of the images (no model yet)".to_string(),
+            ),
+        };
+        let assignment = kmeans(&standardise(features), k, 0);
+        let mut groups: Vec<Vec<(f32, usize)>> = vec![Vec::new(); k];
+        for (i, (g, d)) in assignment.into_iter().enumerate() {
+            groups[g].push((d, i));
+        }
+        groups.retain(|g| !g.is_empty());
+        // Largest group first, as 2D classes are read.
+        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        let mut averages = Vec::new();
+        let mut members = Vec::new();
+        for g in &mut groups {
+            g.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut mean = vec![0f32; side * side];
+            for &(_, i) in g.iter() {
+                for (m, v) in mean.iter_mut().zip(&images[i * side * side..(i + 1) * side * side]) {
+                    *m += v / g.len() as f32;
+                }
+            }
+            averages.push(display::grey_png(&mean, side)?);
+            members.push(g.iter().map(|&(_, i)| ids[i]).collect());
+        }
+        *self.clusters.lock().unwrap_or_else(|e| e.into_inner()) = Some(Clustering {
+            how,
+            groups: members,
+            averages,
+        });
+        self.clusters_view()
+    }
+
+    /// The kept clusters with their members' labels now.
+    pub fn clusters_view(&self) -> Result<ClustersView> {
+        let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = clusters.as_ref() else {
+            invalid!("no clusters yet");
+        };
+        let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(ClustersView {
+            how: c.how.clone(),
+            groups: c
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(g, members)| {
+                    let mut labelled = vec![0; self.cfg.classes.len()];
+                    for l in members.iter().filter_map(|&id| labels.of[id]) {
+                        labelled[l as usize] += 1;
+                    }
+                    GroupView {
+                        group: g,
+                        size: members.len(),
+                        members: members.clone(),
+                        labelled,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// Group `g`'s average image as PNG.
+    pub fn cluster_average(&self, g: usize) -> Result<Vec<u8>> {
+        let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        match clusters.as_ref().and_then(|c| c.averages.get(g)) {
+            Some(png) => Ok(png.clone()),
+            None => invalid!("no group {g}"),
+        }
+    }
+
+    /// Labels every member of group `g` that has no label yet with `class`, as one change
+    /// (one undo); returns how many.
+    pub fn label_group(&self, g: usize, class: usize) -> Result<usize> {
+        let members = {
+            let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+            match clusters.as_ref().and_then(|c| c.groups.get(g)) {
+                Some(m) => m.clone(),
+                None => invalid!("no group {g}"),
+            }
+        };
+        let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        let unlabelled: Vec<usize> = members
+            .into_iter()
+            .filter(|&id| labels.of[id].is_none())
+            .collect();
+        drop(labels);
+        self.set_labels(&unlabelled, Some(class))?;
+        Ok(unlabelled.len())
+    }
+
+    /// The particle images of picks `ids` (sorted), cut as the gallery shows them; returns the
+    /// picks that could be cut and their images, one after another.
+    fn cut_picks(&self, ids: &[usize]) -> Result<(Vec<usize>, Vec<f32>)> {
+        let jobs = chosen_jobs(self, ids);
+        let side = self.pipeline.extract.out_size;
+        let mut kept = Vec::new();
+        let mut images = Vec::new();
+        self.pipeline.run(&jobs.jobs, |out| -> Result<()> {
+            for (k, &i) in out.particles.kept.iter().enumerate() {
+                kept.push(jobs.ids[out.index][i]);
+                images.extend_from_slice(&out.particles.data[k * side * side..(k + 1) * side * side]);
+            }
+            Ok(())
+        })?;
+        Ok((kept, images))
+    }
+
+    /// Each pick's backbone features, averaged over the image, with the model in `dir`, in the
+    /// order of `jobs` (picks a model cannot cut are left out of the clustering before).
+    fn embed(&self, dir: &Path, jobs: &Chosen) -> Result<Vec<Vec<f32>>> {
+        use cryoprune_model::infer::batch_tensor;
+        use cryoprune_train::modeldir::ModelDir;
+        let compute = self.cfg.compute.start(&crate::Silent)?;
+        compute.install(&crate::Silent, || {
+            let device = &compute.device.device;
+            let (model, spec) = ModelDir::new(dir)
+                .load(device)
+                .context_with(|| format!("loading the model in {}", dir.display()))?;
+            let mut pipeline =
+                cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
+            // Every pick the gallery could cut has an image here too.
+            pipeline.extract.edge = cryoprune_image::extract::EdgePolicy::PadMean;
+            let size = pipeline.extract.out_size;
+            let mut out = Vec::new();
+            pipeline.run(&jobs.jobs, |o| -> Result<()> {
+                let images: Vec<&[f32]> = o.particles.data.chunks_exact(size * size).collect();
+                for batch in images.chunks(64) {
+                    let f = model.embedding(batch_tensor(batch, size, device));
+                    let c = f.dims()[1];
+                    let values = f
+                        .into_data()
+                        .convert::<f32>()
+                        .try_into_vec::<f32>()
+                        .expect("converted to f32");
+                    out.extend(values.chunks_exact(c).map(<[f32]>::to_vec));
+                }
+                Ok(())
+            })?;
+            Ok(out)
+        })
+    }
+}
+
+/// Jobs for picks `ids` (sorted), one per micrograph that has any, with the picks' ids.
+struct Chosen {
+    jobs: Vec<Job>,
+    ids: Vec<Vec<usize>>,
+}
+
+fn chosen_jobs(s: &Session, ids: &[usize]) -> Chosen {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut of: Vec<Vec<usize>> = Vec::new();
+    let mut last = usize::MAX;
+    for &id in ids {
+        let mic = s.items[id].mic;
+        if mic != last {
+            jobs.push(Job {
+                path: s.mics[mic].path.clone(),
+                picks: Vec::new(),
+            });
+            of.push(Vec::new());
+            last = mic;
+        }
+        let p = s.pick(id);
+        jobs.last_mut().expect("pushed").picks.push((p.x, p.y));
+        of.last_mut().expect("pushed").push(id);
+    }
+    Chosen { jobs, ids: of }
+}
+
+/// The mean and the standard deviation of an image in rings about its centre: what a particle,
+/// a carbon edge and a lump of ice differ in, whatever their orientation.
+fn radial_profiles(image: &[f32], side: usize) -> Vec<f32> {
+    let rings = side / 2;
+    let mut sum = vec![0f64; rings];
+    let mut sq = vec![0f64; rings];
+    let mut n = vec![0usize; rings];
+    let c = (side as f64 - 1.0) / 2.0;
+    for y in 0..side {
+        for x in 0..side {
+            let r = ((x as f64 - c).hypot(y as f64 - c)) as usize;
+            if r < rings {
+                let v = image[y * side + x] as f64;
+                sum[r] += v;
+                sq[r] += v * v;
+                n[r] += 1;
+            }
+        }
+    }
+    let mean: Vec<f32> = (0..rings).map(|r| (sum[r] / n[r].max(1) as f64) as f32).collect();
+    let sd = (0..rings).map(|r| {
+        let m = sum[r] / n[r].max(1) as f64;
+        ((sq[r] / n[r].max(1) as f64 - m * m).max(0.0).sqrt()) as f32
+    });
+    mean.iter().copied().chain(sd).collect()
+}
+
+/// Every feature scaled to mean 0 and unit variance over the picks, so none dominates the
+/// distances by its units alone.
+fn standardise(mut rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    let Some(dims) = rows.first().map(Vec::len) else {
+        return rows;
+    };
+    let n = rows.len() as f64;
+    for d in 0..dims {
+        let mean = rows.iter().map(|r| r[d] as f64).sum::<f64>() / n;
+        let var = rows.iter().map(|r| (r[d] as f64 - mean).powi(2)).sum::<f64>() / n;
+        let sd = var.sqrt().max(1e-6);
+        for r in &mut rows {
+            r[d] = ((r[d] as f64 - mean) / sd) as f32;
+        }
+    }
+    rows
+}
+
+fn distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// k-means with k-means++ seeding: each row's group and its squared distance to the centre.
+fn kmeans(rows: &[Vec<f32>], k: usize, seed: u64) -> Vec<(usize, f32)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut centres: Vec<Vec<f32>> = vec![rows[rng.random_range(0..rows.len())].clone()];
+    let mut nearest: Vec<f32> = rows.iter().map(|r| distance(r, &centres[0])).collect();
+    while centres.len() < k {
+        let total: f64 = nearest.iter().map(|&d| d as f64).sum();
+        let mut pick = rng.random::<f64>() * total;
+        let mut next = rows.len() - 1;
+        for (i, &d) in nearest.iter().enumerate() {
+            pick -= d as f64;
+            if pick <= 0.0 {
+                next = i;
+                break;
+            }
+        }
+        centres.push(rows[next].clone());
+        for (d, r) in nearest.iter_mut().zip(rows) {
+            *d = d.min(distance(r, &centres[centres.len() - 1]));
+        }
+    }
+    let mut assignment = vec![(0usize, 0f32); rows.len()];
+    for _ in 0..ITERATIONS {
+        let mut moved = false;
+        for (a, r) in assignment.iter_mut().zip(rows) {
+            let best = centres
+                .iter()
+                .enumerate()
+                .map(|(g, c)| (g, distance(r, c)))
+                .min_by(|x, y| x.1.total_cmp(&y.1))
+                .expect("k >= 1");
+            moved |= best.0 != a.0;
+            *a = best;
+        }
+        let dims = rows[0].len();
+        let mut sums = vec![vec![0f64; dims]; k];
+        let mut counts = vec![0usize; k];
+        for (&(g, _), r) in assignment.iter().zip(rows) {
+            counts[g] += 1;
+            for (s, v) in sums[g].iter_mut().zip(r) {
+                *s += *v as f64;
+            }
+        }
+        for g in 0..k {
+            if counts[g] > 0 {
+                centres[g] = sums[g].iter().map(|s| (s / counts[g] as f64) as f32).collect();
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    assignment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmeans_finds_separated_groups() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let centres = [[0.0f32, 0.0], [10.0, 0.0], [0.0, 10.0]];
+        let rows: Vec<Vec<f32>> = (0..300)
+            .map(|i| {
+                let c = centres[i % 3];
+                vec![c[0] + rng.random::<f32>(), c[1] + rng.random::<f32>()]
+            })
+            .collect();
+        let groups = kmeans(&rows, 3, 0);
+        for i in 0..300 {
+            // Rows of one true group share a cluster, and other true groups do not.
+            assert_eq!(groups[i].0, groups[i % 3].0);
+        }
+        let distinct: std::collections::BTreeSet<usize> = groups.iter().map(|g| g.0).collect();
+        assert_eq!(distinct.len(), 3);
+    }
+
+    #[test]
+    fn radial_profiles_ignore_rotation() {
+        let side = 16;
+        let blob: Vec<f32> = (0..side * side)
+            .map(|i| {
+                let (x, y) = ((i % side) as f32 - 3.0, (i / side) as f32 - 7.5);
+                (-(x * x + y * y) / 8.0).exp()
+            })
+            .collect();
+        // The same image turned a quarter.
+        let turned: Vec<f32> = (0..side * side)
+            .map(|i| blob[(i % side) * side + (side - 1 - i / side)])
+            .collect();
+        let (a, b) = (radial_profiles(&blob, side), radial_profiles(&turned, side));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5);
+        }
+        // A centred blob differs from the off-centre one.
+        let centred: Vec<f32> = (0..side * side)
+            .map(|i| {
+                let (x, y) = ((i % side) as f32 - 7.5, (i / side) as f32 - 7.5);
+                (-(x * x + y * y) / 8.0).exp()
+            })
+            .collect();
+        assert!(distance(&radial_profiles(&centred, side), &a) > 0.01);
+    }
+}
