@@ -281,7 +281,10 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
     assert_eq!(made.len(), 1, "{made:?}");
     let when = std::fs::metadata(&made[0]).unwrap().modified().unwrap();
     assert_eq!(tile("1/tile/0/0/0?"), (200, png.clone()));
-    assert_eq!(std::fs::metadata(&made[0]).unwrap().modified().unwrap(), when);
+    assert_eq!(
+        std::fs::metadata(&made[0]).unwrap().modified().unwrap(),
+        when
+    );
     // A low-pass in Å (the simulated micrographs carry their pixel size) is another image.
     let (status, low) = tile("1/tile/0/0/0?lowpass=30&");
     assert_eq!(status, 200);
@@ -343,7 +346,10 @@ fn a_model_orders_the_gallery_most_uncertain_first() {
     let before = session.gallery(0, 10_000, true, None);
     assert!(before.iter().all(|p| p.predicted.is_none()));
     session.rank_with(&model).unwrap();
-    assert!(session.state().order.starts_with("most uncertain first (margin"));
+    assert!(session
+        .state()
+        .order
+        .starts_with("most uncertain first (margin"));
     let after = session.gallery(0, 10_000, true, None);
     assert_eq!(after.len(), before.len());
     let margin = |p: &cryoprune_jobs::label::PickView| {
@@ -391,7 +397,12 @@ fn tiny(mut cfg: LabelConfig) -> LabelConfig {
 
 /// The true class of each pick on the page, from the simulation's truth.
 fn truth(dir: &Path, session: &Session) -> Vec<Option<usize>> {
-    let names: Vec<String> = session.state().micrographs.into_iter().map(|m| m.0).collect();
+    let names: Vec<String> = session
+        .state()
+        .micrographs
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
     let rows = labels_file(&dir.join("sim/truth.csv"));
     session
         .gallery(0, usize::MAX, true, None)
@@ -440,22 +451,39 @@ fn the_page_trains_in_the_background_once_every_class_has_labels() {
     assert_eq!(labelled, [6, 6]);
     let end = std::time::Instant::now() + std::time::Duration::from_secs(600);
     while session.train_status().fits == 0 || session.train_status().running {
-        assert!(std::time::Instant::now() < end, "{:?}", session.train_status());
+        assert!(
+            std::time::Instant::now() < end,
+            "{:?}",
+            session.train_status()
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let status = session.train_status();
     assert_eq!(status.trained_on, [6, 6], "{status:?}");
-    assert!(status.macro_f1.is_some() && status.held_out >= 2, "{status:?}");
-    assert!(status.text.starts_with("trained on 12 labels"), "{}", status.text);
+    assert!(
+        status.macro_f1.is_some() && status.held_out >= 2,
+        "{status:?}"
+    );
+    assert!(
+        status.text.starts_with("trained on 12 labels"),
+        "{}",
+        status.text
+    );
     let state = session.state();
-    assert!(state.order.starts_with("most uncertain first"), "{}", state.order);
+    assert!(
+        state.order.starts_with("most uncertain first"),
+        "{}",
+        state.order
+    );
     assert_eq!(state.predicting, ["junk", "particle"]);
     // The filter shows only the picks predicted as the class asked for.
     let all = session.gallery(0, usize::MAX, true, None);
     let junk = session.gallery(0, usize::MAX, true, Some("junk"));
     let particle = session.gallery(0, usize::MAX, true, Some("particle"));
     assert_eq!(junk.len() + particle.len(), all.len());
-    assert!(junk.iter().all(|p| p.predicted.as_ref().unwrap().starts_with("junk ")));
+    assert!(junk
+        .iter()
+        .all(|p| p.predicted.as_ref().unwrap().starts_with("junk ")));
     assert!(session.gallery(0, 10, true, Some("ice")).is_empty());
 
     // Saved beside the labels file, a model `prune` loads.
@@ -469,7 +497,11 @@ fn the_page_trains_in_the_background_once_every_class_has_labels() {
 
     // With a model, the clusters are made of what the network sees.
     let view = session.cluster(3).unwrap();
-    assert!(view.how.starts_with("by the network's features"), "{}", view.how);
+    assert!(
+        view.how.starts_with("by the network's features"),
+        "{}",
+        view.how
+    );
 }
 
 #[test]
@@ -499,23 +531,37 @@ fn clusters_group_the_picks_and_one_key_labels_a_group() {
         .groups
         .iter()
         .map(|g| {
-            let junk = g.members.iter().filter(|&&id| class_of(id) == Some(1)).count();
+            let junk = g
+                .members
+                .iter()
+                .filter(|&&id| class_of(id) == Some(1))
+                .count();
             junk.max(g.size - junk) as f64
         })
         .sum::<f64>()
         / sizes.iter().sum::<usize>() as f64;
-    let junk_share = classes.iter().filter(|c| **c == Some(1)).count() as f64 / classes.len() as f64;
+    let junk_share =
+        classes.iter().filter(|c| **c == Some(1)).count() as f64 / classes.len() as f64;
     assert!(
         purity > junk_share.max(1.0 - junk_share) + 0.02,
         "purity {purity:.2} vs the larger class's share"
     );
 
     // One key labels the group's members; one undo takes it back.
-    session.set_label(view.groups[0].members[0], Some(0)).unwrap();
+    session
+        .set_label(view.groups[0].members[0], Some(0))
+        .unwrap();
     let n = session.label_group(0, 1).unwrap();
-    assert_eq!(n, sizes[0] - 1, "the member labelled before keeps its label");
+    assert_eq!(
+        n,
+        sizes[0] - 1,
+        "the member labelled before keeps its label"
+    );
     assert_eq!(session.counts(), [1, sizes[0] - 1]);
-    assert_eq!(session.clusters_view().unwrap().groups[0].labelled, [1, sizes[0] - 1]);
+    assert_eq!(
+        session.clusters_view().unwrap().groups[0].labelled,
+        [1, sizes[0] - 1]
+    );
     assert_eq!(labels_file(&cfg.out).len(), sizes[0]);
     session.undo().unwrap();
     assert_eq!(session.counts(), [1, 0]);

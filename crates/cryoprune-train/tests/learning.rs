@@ -159,7 +159,10 @@ fn small_network_fits_a_small_labelled_set() {
         head: HeadConfig::new(2),
     }
     .init(&device);
-    let trained = train(model, &data, None, &cfg, &device, |_| ControlFlow::Continue(())).unwrap();
+    let trained = train(model, &data, None, &cfg, &device, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     let last = trained.history.last().unwrap();
     assert!(
         last.train_loss < 0.1,
@@ -212,7 +215,10 @@ fn a_frozen_backbone_trains_its_head_on_stored_features() {
     }
     .init(&device);
     let before = model.valid().backbone;
-    let trained = train(model, &data, Some(&val), &cfg, &device, |_| ControlFlow::Continue(())).unwrap();
+    let trained = train(model, &data, Some(&val), &cfg, &device, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     let x = Tensor::<4>::random(
         [2, 1, 91, 91],
         burn::tensor::Distribution::Normal(0.0, 1.0),

@@ -181,7 +181,7 @@ fn main() {
             .map(|t| (place(&t.0, t.1.parse().unwrap(), t.2.parse().unwrap()), *t))
             .collect();
         let mut active = start.clone();
-        for v in session.gallery(0, usize::MAX, true) {
+        for v in session.gallery(0, usize::MAX, true, None) {
             if active.len() == 20 {
                 break;
             }

@@ -80,7 +80,7 @@ try:
 
     # Every thumbnail of the first screen has loaded.
     wait("document.querySelectorAll('.pick img').length >= 20 && "
-         "[...document.querySelectorAll('.pick img')].every(i => i.complete && i.naturalWidth == 64)",
+         "[...document.querySelectorAll('.pick img')].every(i => i.complete && i.naturalWidth == 32)",
          "the gallery's images")
     screenshot("gallery_start")
     for cls, k in ((0, "1"), (1, "2")):

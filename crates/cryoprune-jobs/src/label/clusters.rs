@@ -67,7 +67,10 @@ impl Session {
                 format!("by the network's features ({})", dir.display()),
             ),
             None => (
-                images.chunks_exact(side * side).map(|im| radial_profiles(im, side)).collect(),
+                images
+                    .chunks_exact(side * side)
+                    .map(|im| radial_profiles(im, side))
+                    .collect(),
                 "by radial profiles of the images (no model yet)".to_string(),
             ),
         };
@@ -85,7 +88,10 @@ impl Session {
             g.sort_by(|a, b| a.0.total_cmp(&b.0));
             let mut mean = vec![0f32; side * side];
             for &(_, i) in g.iter() {
-                for (m, v) in mean.iter_mut().zip(&images[i * side * side..(i + 1) * side * side]) {
+                for (m, v) in mean
+                    .iter_mut()
+                    .zip(&images[i * side * side..(i + 1) * side * side])
+                {
                     *m += v / g.len() as f32;
                 }
             }
@@ -168,7 +174,8 @@ impl Session {
         self.pipeline.run(&jobs.jobs, |out| -> Result<()> {
             for (k, &i) in out.particles.kept.iter().enumerate() {
                 kept.push(jobs.ids[out.index][i]);
-                images.extend_from_slice(&out.particles.data[k * side * side..(k + 1) * side * side]);
+                images
+                    .extend_from_slice(&out.particles.data[k * side * side..(k + 1) * side * side]);
             }
             Ok(())
         })?;
@@ -257,7 +264,9 @@ fn radial_profiles(image: &[f32], side: usize) -> Vec<f32> {
             }
         }
     }
-    let mean: Vec<f32> = (0..rings).map(|r| (sum[r] / n[r].max(1) as f64) as f32).collect();
+    let mean: Vec<f32> = (0..rings)
+        .map(|r| (sum[r] / n[r].max(1) as f64) as f32)
+        .collect();
     let sd = (0..rings).map(|r| {
         let m = sum[r] / n[r].max(1) as f64;
         ((sq[r] / n[r].max(1) as f64 - m * m).max(0.0).sqrt()) as f32
@@ -274,7 +283,11 @@ fn standardise(mut rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
     let n = rows.len() as f64;
     for d in 0..dims {
         let mean = rows.iter().map(|r| r[d] as f64).sum::<f64>() / n;
-        let var = rows.iter().map(|r| (r[d] as f64 - mean).powi(2)).sum::<f64>() / n;
+        let var = rows
+            .iter()
+            .map(|r| (r[d] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
         let sd = var.sqrt().max(1e-6);
         for r in &mut rows {
             r[d] = ((r[d] as f64 - mean) / sd) as f32;
@@ -332,7 +345,10 @@ fn kmeans(rows: &[Vec<f32>], k: usize, seed: u64) -> Vec<(usize, f32)> {
         }
         for g in 0..k {
             if counts[g] > 0 {
-                centres[g] = sums[g].iter().map(|s| (s / counts[g] as f64) as f32).collect();
+                centres[g] = sums[g]
+                    .iter()
+                    .map(|s| (s / counts[g] as f64) as f32)
+                    .collect();
             }
         }
         if !moved {

@@ -185,7 +185,12 @@ impl Session {
                 continue;
             }
             std::thread::sleep(SETTLE);
-            let snapshot = self.labels.lock().unwrap_or_else(|e| e.into_inner()).of.clone();
+            let snapshot = self
+                .labels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .of
+                .clone();
             seen = seen.max(self.labels.lock().map_or(seen, |l| l.version));
             if let Err(e) = self.fit_and_rank(&snapshot) {
                 let text = match e {
@@ -225,13 +230,18 @@ impl Session {
     }
 
     pub fn train_status(&self) -> TrainStatus {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Where the page keeps what it makes: beside the labels file, named after it.
     pub fn workdir(&self) -> PathBuf {
         let out = &self.cfg.out;
-        let stem = out.file_stem().map_or("labels".into(), |s| s.to_string_lossy());
+        let stem = out
+            .file_stem()
+            .map_or("labels".into(), |s| s.to_string_lossy());
         out.with_file_name(format!("{stem}_cryoprune"))
     }
 
@@ -307,14 +317,20 @@ impl Session {
             crate::invalid!("no model yet: label a few picks of every class first");
         };
         let dir = dir.unwrap_or_else(|| {
-            let stem = self.cfg.out.file_stem().map_or("labels".into(), |s| s.to_string_lossy());
+            let stem = self
+                .cfg
+                .out
+                .file_stem()
+                .map_or("labels".into(), |s| s.to_string_lossy());
             self.cfg.out.with_file_name(format!("{stem}_model"))
         });
         if dir == model {
             return Ok(dir);
         }
         static SAVES: AtomicU64 = AtomicU64::new(0);
-        let name = dir.file_name().map_or("model".into(), |n| n.to_string_lossy());
+        let name = dir
+            .file_name()
+            .map_or("model".into(), |n| n.to_string_lossy());
         let tmp = dir.with_file_name(format!(
             ".{name}.tmp{}",
             SAVES.fetch_add(1, Ordering::Relaxed)
@@ -361,7 +377,11 @@ impl Events for FitEvents<'_> {
     }
 
     fn cancelled(&self) -> bool {
-        let labels = self.session.labels.lock().unwrap_or_else(|e| e.into_inner());
+        let labels = self
+            .session
+            .labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         stale(self.snapshot, &labels.of)
     }
 }

@@ -25,8 +25,8 @@ use crate::labels::LabelSource;
 use crate::recipe::{NetConfig, PrepConfig};
 use crate::{invalid, Error, Result};
 
-use learn::Ranking;
 pub use clusters::{ClustersView, GroupView, CLUSTER_PICKS};
+use learn::Ranking;
 pub use learn::{TrainStatus, Uncertainty};
 pub use server::serve;
 pub use tiles::{Level, TileRequest, TILE};

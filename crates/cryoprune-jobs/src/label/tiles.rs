@@ -73,7 +73,11 @@ impl Session {
         let (nx, ny) = cryoprune_formats::micrograph_shape(&mic.path)?;
         let all = levels(nx, ny);
         let Some(level) = all.get(t.level) else {
-            invalid!("micrograph {} has levels 0 to {}", t.micrograph, all.len() - 1);
+            invalid!(
+                "micrograph {} has levels 0 to {}",
+                t.micrograph,
+                all.len() - 1
+            );
         };
         if t.x * TILE >= level.nx || t.y * TILE >= level.ny {
             invalid!("no tile {},{} at level {}", t.x, t.y, t.level);

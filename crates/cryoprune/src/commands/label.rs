@@ -1,8 +1,6 @@
-//! `cryoprune label`: label picks on a local web page, at the address (127.0.0.1, with a secret
-//! token) it prints; over ssh, forward the port. Keys 1-9 label, `z` undoes, `0` clears. The
-//! labels CSV is rewritten after every change, read on restart, and what `train` takes. Once
-//! every class has --train-after labels the page trains `train`'s network in the background and
-//! shows the picks it is least sure of first; "Save model" writes a model prune takes.
+//! `cryoprune label`: label picks on a local web page at the address (127.0.0.1, secret token) it
+//! prints. The labels CSV is rewritten after every change and is what `train` takes; with enough
+//! labels the page trains `train`'s network in the background and shows its doubts first.
 //!
 //! ```text
 //! cryoprune label --micrographs 'Micrographs/*.mrc' --picks autopick/ --box 180 --out labels.csv

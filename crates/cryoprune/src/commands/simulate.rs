@@ -17,10 +17,6 @@ use cryoprune_jobs::simulate::{self, parse_picker, parse_range, SimulateConfig};
 
 use crate::printer::Printer;
 
-fn check_picker(s: &str) -> Result<String, String> {
-    parse_picker(s).map(|_| s.to_string())
-}
-
 #[derive(clap::Args)]
 #[command(
     about = "Simulate micrographs with particles, junk, CTF and noise, and picker-like picks with truth",
@@ -71,11 +67,10 @@ pub struct Args {
     b_factor: Option<f64>,
     #[arg(long)]
     ice_variation: Option<f64>,
-    /// Picker behaviour, overriding the preset: comma-separated key=value with keys miss (rate of
-    /// missed particles), jitter (px), carbon, edge, empty (false picks per micrograph), ice (per
-    /// blob), aggregate (probability an aggregate is picked), separation (of the scores, logits).
-    /// Example: miss=0.2,jitter=3,empty=30
-    #[arg(long, value_parser = check_picker)]
+    /// Picker behaviour, overriding the preset, as key=value,...: miss (rate), jitter (px), carbon,
+    /// edge, empty (false picks per micrograph), ice (per blob), aggregate (probability picked),
+    /// separation (of the scores, logits). Example: miss=0.2,jitter=3,empty=30
+    #[arg(long, value_parser = |s: &str| parse_picker(s).map(|_| s.to_string()))]
     picker: Option<String>,
     /// Pick file format: star, cs, box, cbox, topaz or csv.
     #[arg(long, default_value_t = SimulateConfig::default().format)]
