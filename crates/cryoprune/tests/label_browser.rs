@@ -64,21 +64,12 @@ fn twenty_picks_per_class_are_labelled_by_keyboard_in_chromium() {
             s(&sim.join("micrographs/*.mrc")),
             "--picks",
             s(&sim.join("picks.csv")),
-            "--box",
-            "48",
             "--out",
             s(&labels),
             "--train-after",
             "10",
-            "--input-size",
-            "32",
-            "--arch",
-            "small",
-            "--pretrained",
-            "none",
-            "--epochs",
-            "3",
         ])
+        .args(common::TINY_NET)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -1,6 +1,7 @@
 //! The labelling job: a local web page to label picks by class, which writes the labels CSV
 //! `train` reads after every change. This module holds the session (picks, labels, undo, the
-//! gallery's order, particle and micrograph images); `server` serves it on 127.0.0.1 only, behind
+//! gallery's order, particle images); `learn` trains and ranks in the background, `tiles` shows
+//! micrographs, `clusters` groups the picks, and `server` serves it all on 127.0.0.1 only, behind
 //! a per-run token.
 
 mod clusters;

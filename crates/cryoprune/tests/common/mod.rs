@@ -16,30 +16,26 @@ pub fn cryoprune(args: &[&str]) -> Output {
         .expect("run cryoprune")
 }
 
-/// `train` of the smallest useful model (32 px inputs from 48 px boxes, 2 epochs, no
-/// pretrained weights) on `labels`: the model the prune and RELION tests prune with.
+/// The smallest useful network: 32 px inputs from 48 px boxes, 2 epochs, no pretrained weights.
+pub const TINY_NET: [&str; 10] = [
+    "--box",
+    "48",
+    "--input-size",
+    "32",
+    "--arch",
+    "small",
+    "--pretrained",
+    "none",
+    "--epochs",
+    "2",
+];
+
+/// `train` of the [`TINY_NET`] on `labels`: the model the prune and RELION tests prune with.
 pub fn tiny_train_args<'a>(mics: &'a str, labels: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--micrographs",
-        mics,
-        "--labels",
-        labels,
-        "--box",
-        "48",
-        "--input-size",
-        "32",
-        "--arch",
-        "small",
-        "--pretrained",
-        "none",
-        "--epochs",
-        "2",
-        "--val-fraction",
-        "0.3",
-        "--out",
-        out,
-    ]
+    let mut args = vec!["train", "--micrographs", mics, "--labels", labels];
+    args.extend(TINY_NET);
+    args.extend(["--val-fraction", "0.3", "--out", out]);
+    args
 }
 
 pub fn text(o: &Output) -> String {
