@@ -6,11 +6,13 @@ with the page's address, N, and the folder for the screenshots.
 """
 
 import base64
+import collections
 import json
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import websocket
@@ -29,6 +31,9 @@ try:
             ws_url = m.group(1)
             break
     assert ws_url, "chromium did not start its DevTools endpoint"
+    # Chromium goes on writing to stderr: read it all, or a full pipe stalls the browser.
+    said = collections.deque(maxlen=20)
+    threading.Thread(target=lambda: said.extend(browser.stderr), daemon=True).start()
     ws = websocket.create_connection(ws_url, timeout=30)
     ids = iter(range(1, 1 << 30))
 
@@ -59,11 +64,12 @@ try:
             if js(expr):
                 return
             time.sleep(0.1)
-        page = js("JSON.stringify({picks: document.querySelectorAll('.pick').length, "
+        page = js("JSON.stringify({url: location.href, title: document.title, "
+                  "picks: document.querySelectorAll('.pick').length, "
                   "loaded: [...document.querySelectorAll('.pick img')].filter(i => i.complete).length, "
                   "widths: [...new Set([...document.querySelectorAll('.pick img')].map(i => i.naturalWidth))], "
-                  "message: document.getElementById('message').textContent})")
-        raise AssertionError(f"timed out waiting for {what}: {page}")
+                  "message: document.getElementById('message')?.textContent})")
+        raise AssertionError(f"timed out waiting for {what}: {page}; chromium: {list(said)}")
 
     def key(k):
         for kind in ("keyDown", "keyUp"):
