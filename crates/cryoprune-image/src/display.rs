@@ -21,12 +21,9 @@ pub fn render(image: &Image, marks: &[Mark], radius: f64, max_size: usize) -> ::
     let factor = (image.nx.max(image.ny) as f64 / max_size.max(1) as f64).max(1.0);
     let small = bin(image, factor).expect("factor >= 1").image;
     let shown = lowpass(&small, &LowPass::new(0.5));
-    let lim = percentiles(&shown.data, &[1.0, 99.0]);
-    let (lo, hi) = (lim[0] as f32, lim[1] as f32);
+    let grey = stretch(&shown.data);
     let mut out = ::image::RgbImage::new(shown.nx as u32, shown.ny as u32);
-    for (x, y, px) in out.enumerate_pixels_mut() {
-        let v = ((shown.get(x as usize, y as usize) - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0);
-        let g = (v * 255.0) as u8;
+    for (px, &g) in out.pixels_mut().zip(&grey) {
         *px = ::image::Rgb([g, g, g]);
     }
     let r = radius / factor;
@@ -56,9 +53,8 @@ pub fn grey_png(data: &[f32], nx: usize) -> Result<Vec<u8>> {
 pub fn stretch(data: &[f32]) -> Vec<u8> {
     let lim = percentiles(data, &[1.0, 99.0]);
     let (lo, hi) = (lim[0] as f32, lim[1] as f32);
-    let scale = 255.0 / (hi - lo).max(1e-12);
     data.iter()
-        .map(|&v| ((v - lo) * scale).clamp(0.0, 255.0) as u8)
+        .map(|&v| (((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0) * 255.0) as u8)
         .collect()
 }
 

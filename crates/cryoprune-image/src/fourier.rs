@@ -383,6 +383,11 @@ pub struct Binned {
     pub factor_y: f64,
 }
 
+/// The side [`bin`] gives an image side of `n` pixels binned by `factor`.
+pub fn binned_size(n: usize, factor: f64) -> usize {
+    ((n as f64 / factor).round() as usize).max(1)
+}
+
 /// Bins by any factor >= 1: the new size is `round(n / factor)` on each axis. Coordinates map
 /// as `x' = x / factor_x`, pixel sizes as `px' = px * factor_x`.
 pub fn bin(image: &Image, factor: f64) -> Result<Binned> {
@@ -391,8 +396,7 @@ pub fn bin(image: &Image, factor: f64) -> Result<Binned> {
             "binning factor {factor} must be a number >= 1"
         )));
     }
-    let mx = ((image.nx as f64 / factor).round() as usize).max(1);
-    let my = ((image.ny as f64 / factor).round() as usize).max(1);
+    let (mx, my) = (binned_size(image.nx, factor), binned_size(image.ny, factor));
     Ok(Binned {
         image: resize(image, mx, my),
         factor_x: image.nx as f64 / mx as f64,

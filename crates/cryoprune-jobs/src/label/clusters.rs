@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::{round_robin, Session};
-use crate::{invalid, Context, Result};
+use crate::{invalid, Result};
 
 /// Picks clustered at most: spread over the micrographs, enough for groups of hundreds.
 pub const CLUSTER_PICKS: usize = 4000;
@@ -60,7 +60,7 @@ impl Session {
             invalid!("{} picks cannot make {k} groups", ids.len());
         }
         let side = self.pipeline.extract.out_size;
-        let model = self.train_status().model.or_else(|| self.cfg.model.clone());
+        let model = self.newest_model();
         let (features, how) = match &model {
             Some(dir) => (
                 self.embed(dir, &chosen_jobs(self, &ids))?,
@@ -186,15 +186,8 @@ impl Session {
     /// order of `jobs` (picks a model cannot cut are left out of the clustering before).
     fn embed(&self, dir: &Path, jobs: &Chosen) -> Result<Vec<Vec<f32>>> {
         use cryoprune_model::infer::batch_tensor;
-        use cryoprune_train::modeldir::ModelDir;
-        let compute = self.cfg.compute.start(&crate::Silent)?;
-        compute.install(&crate::Silent, || {
+        self.with_model(dir, |model, _, mut pipeline, compute| {
             let device = &compute.device.device;
-            let (model, spec) = ModelDir::new(dir)
-                .load(device)
-                .context_with(|| format!("loading the model in {}", dir.display()))?;
-            let mut pipeline =
-                cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
             // Every pick the gallery could cut has an image here too.
             pipeline.extract.edge = cryoprune_image::extract::EdgePolicy::PadMean;
             let size = pipeline.extract.out_size;

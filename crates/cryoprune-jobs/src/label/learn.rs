@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cryoprune_formats::PickFormat;
-use cryoprune_image::pipeline::Job;
+use cryoprune_image::pipeline::{Job, Pipeline};
+use cryoprune_model::Classifier;
+use cryoprune_train::modeldir::{ModelDir, ModelSpec};
 use serde::{Deserialize, Serialize};
 
-use super::{round_robin, Labels, Session};
+use super::{class_counts, round_robin, Labels, Session};
+use crate::compute::Compute;
 use crate::events::{Event, Events};
 use crate::labels::LabelsConfig;
 use crate::train::TrainJobConfig;
@@ -114,18 +117,12 @@ impl Session {
     /// micrograph's. Runs while the page is in use; the gallery changes order when it is done.
     pub fn rank_with(&self, dir: &Path) -> Result<()> {
         use cryoprune_train::classify::classify_jobs;
-        use cryoprune_train::modeldir::ModelDir;
-        let compute = self.cfg.compute.start(&crate::Silent)?;
-        compute.install(&crate::Silent, || {
-            let (model, spec) = ModelDir::new(dir)
-                .load(&compute.device.device)
-                .context_with(|| format!("loading the model in {}", dir.display()))?;
-            let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
+        self.with_model(dir, |model, spec, pipeline, compute| {
             let jobs: Vec<Job> = self.mics.iter().map(|m| self.job(m)).collect();
             let mut key = vec![f32::INFINITY; self.items.len()];
             let mut predicted = vec![None; self.items.len()];
             classify_jobs(
-                &model,
+                model,
                 spec.classes.len(),
                 spec.network.head.mean_of_branches,
                 &pipeline,
@@ -166,6 +163,28 @@ impl Session {
         })
     }
 
+    /// Runs `f` with the model in `dir`, loaded on the session's device, inside the session's
+    /// thread pool, and the pipeline that cuts particles as that model was trained on them.
+    pub(super) fn with_model<T: Send>(
+        &self,
+        dir: &Path,
+        f: impl FnOnce(&Classifier, &ModelSpec, Pipeline, &Compute) -> Result<T> + Send,
+    ) -> Result<T> {
+        let compute = self.cfg.compute.start(&crate::Silent)?;
+        compute.install(&crate::Silent, || {
+            let (model, spec) = ModelDir::new(dir)
+                .load(&compute.device.device)
+                .context_with(|| format!("loading the model in {}", dir.display()))?;
+            let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
+            f(&model, &spec, pipeline, &compute)
+        })
+    }
+
+    /// The newest model: the page's own once it has trained one, else `--model`.
+    pub(super) fn newest_model(&self) -> Option<PathBuf> {
+        self.train_status().model.or_else(|| self.cfg.model.clone())
+    }
+
     /// The background trainer, until the process ends: waits for label changes, and once
     /// every class has `train_after` labels fits a model on them, saves it in the session's
     /// folder and orders the gallery with it.
@@ -185,13 +204,11 @@ impl Session {
                 continue;
             }
             std::thread::sleep(SETTLE);
-            let snapshot = self
-                .labels
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .of
-                .clone();
-            seen = seen.max(self.labels.lock().map_or(seen, |l| l.version));
+            let snapshot = {
+                let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+                seen = labels.version;
+                labels.of.clone()
+            };
             if let Err(e) = self.fit_and_rank(&snapshot) {
                 let text = match e {
                     Error::Train(cryoprune_train::Error::Stopped) => {
@@ -238,11 +255,16 @@ impl Session {
 
     /// Where the page keeps what it makes: beside the labels file, named after it.
     pub fn workdir(&self) -> PathBuf {
+        self.beside_out("cryoprune")
+    }
+
+    /// `<stem of --out>_<what>`, beside `--out`.
+    fn beside_out(&self, what: &str) -> PathBuf {
         let out = &self.cfg.out;
         let stem = out
             .file_stem()
             .map_or("labels".into(), |s| s.to_string_lossy());
-        out.with_file_name(format!("{stem}_cryoprune"))
+        out.with_file_name(format!("{stem}_{what}"))
     }
 
     /// Trains on the labels of `snapshot` with `train`'s recipe, replaces the session's model
@@ -267,10 +289,7 @@ impl Session {
             out: fitting.clone(),
             ..TrainJobConfig::default()
         };
-        let mut counts = vec![0; self.cfg.classes.len()];
-        for c in snapshot.iter().flatten() {
-            counts[*c as usize] += 1;
-        }
+        let counts = class_counts(snapshot, self.cfg.classes.len());
         let total: usize = counts.iter().sum();
         self.set_status(|s| {
             s.running = true;
@@ -313,17 +332,10 @@ impl Session {
     /// Copies the newest model to `dir` (default: beside the labels file, `<stem>_model`),
     /// whole or not at all; returns where it went.
     pub fn save_model(&self, dir: Option<PathBuf>) -> Result<PathBuf> {
-        let Some(model) = self.train_status().model.or_else(|| self.cfg.model.clone()) else {
+        let Some(model) = self.newest_model() else {
             crate::invalid!("no model yet: label a few picks of every class first");
         };
-        let dir = dir.unwrap_or_else(|| {
-            let stem = self
-                .cfg
-                .out
-                .file_stem()
-                .map_or("labels".into(), |s| s.to_string_lossy());
-            self.cfg.out.with_file_name(format!("{stem}_model"))
-        });
+        let dir = dir.unwrap_or_else(|| self.beside_out("model"));
         if dir == model {
             return Ok(dir);
         }

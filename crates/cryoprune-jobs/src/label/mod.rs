@@ -394,11 +394,7 @@ impl Session {
     /// Labels per class, in class order.
     pub fn counts(&self) -> Vec<usize> {
         let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
-        let mut n = vec![0; self.cfg.classes.len()];
-        for c in labels.of.iter().flatten() {
-            n[*c as usize] += 1;
-        }
-        n
+        class_counts(&labels.of, self.cfg.classes.len())
     }
 
     /// The gallery from position `from` of its order: `count` picks, only unlabelled ones
@@ -559,6 +555,15 @@ pub struct MicrographView {
     pub levels: Vec<Level>,
     pub tile: usize,
     pub picks: Vec<PickView>,
+}
+
+/// How many of `of` carry each of `k` classes.
+fn class_counts(of: &[Option<u8>], k: usize) -> Vec<usize> {
+    let mut n = vec![0; k];
+    for c in of.iter().flatten() {
+        n[*c as usize] += 1;
+    }
+    n
 }
 
 /// The items of every micrograph in turn: the 1st of each, then the 2nd of each, ...

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::read_micrograph;
 use cryoprune_image::display;
-use cryoprune_image::fourier::{bin, lowpass, LowPass};
+use cryoprune_image::fourier::{bin, binned_size, lowpass, LowPass};
 use cryoprune_image::Image;
 use serde::Serialize;
 
@@ -39,8 +39,8 @@ pub fn levels(nx: usize, ny: usize) -> Vec<Level> {
     loop {
         out.push(Level {
             factor,
-            nx: (nx as f64 / factor).floor().max(1.0) as usize,
-            ny: (ny as f64 / factor).floor().max(1.0) as usize,
+            nx: binned_size(nx, factor),
+            ny: binned_size(ny, factor),
         });
         if factor <= 1.0 || out.len() == LEVELS {
             return out;
@@ -142,17 +142,8 @@ impl Session {
                 small = lowpass(&small, &LowPass::new(f));
             }
         }
-        let grey = display::stretch(&small.data);
-        Ok((0..level.ny)
-            .flat_map(|y| (0..level.nx).map(move |x| (x, y)))
-            .map(|(x, y)| {
-                if x < small.nx && y < small.ny {
-                    grey[y * small.nx + x]
-                } else {
-                    0
-                }
-            })
-            .collect())
+        debug_assert_eq!((small.nx, small.ny), (level.nx, level.ny));
+        Ok(display::stretch(&small.data))
     }
 }
 
