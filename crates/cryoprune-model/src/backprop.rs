@@ -34,6 +34,7 @@ use crate::infer::net::linear;
 use crate::infer::pool::{global_average, max_pool_backward, MaxPool};
 use crate::infer::{vectorized, Maps};
 use crate::layers::ConvBn;
+use crate::picker::PickerNet;
 use crate::resnet::{Block, Downsample, ResNet};
 use crate::small::SmallNet;
 use crate::topaz::TopazResNet16;
@@ -955,6 +956,22 @@ impl Body {
         Some(body)
     }
 
+    /// The deep picker: a chain ending in its 1×1 log-odds layer.
+    fn picker(net: &PickerNet) -> Option<Self> {
+        let mut body = Self::empty(Some(MaxPool::new(&net.pool)));
+        for c in &net.early {
+            body.conv(ConvLayer::from_conv_bn(c, Act::Relu)?, None);
+        }
+        body.push(Op::Pool {
+            input: body.ops.len(),
+        });
+        for c in &net.late {
+            body.conv(ConvLayer::from_conv_bn(c, Act::Relu)?, None);
+        }
+        body.conv(ConvLayer::new(&net.out, None, Act::None)?, None);
+        Some(body)
+    }
+
     fn empty(pool: Option<MaxPool>) -> Self {
         Self {
             layers: Vec::new(),
@@ -1288,6 +1305,89 @@ impl CpuTrainer {
             head.fc3 = head.fc3.map(|f| b.fc.write(f));
         }
         Classifier { backbone, head }
+    }
+}
+
+/// The deep picker on the CPU: a log-odds per output pixel, trained by a weighted binary
+/// cross-entropy over the pixels.
+pub struct PickerTrainer {
+    body: Body,
+}
+
+impl PickerTrainer {
+    pub fn new(net: &PickerNet) -> Option<Self> {
+        Some(Self {
+            body: Body::picker(net)?,
+        })
+    }
+
+    /// One SGD step on `size` × `size` patches. `targets` and `weights` hold one value per
+    /// output pixel ([n, size/2, size/2]): 1 for a particle, 0 otherwise, and how much the
+    /// pixel counts (0 leaves it out: the margin a padded convolution distorts). Returns the
+    /// loss, the weighted mean over the pixels.
+    pub fn step(
+        &mut self,
+        patches: &[&[f32]],
+        size: usize,
+        targets: &[f32],
+        weights: &[f32],
+        sgd: &SgdStep,
+    ) -> f32 {
+        let images = Maps::stack(patches, 1, size);
+        let records = self.body.forward(&images, true);
+        let logits = records.last().expect("the picker has layers").out();
+        assert_eq!(
+            logits.data.len(),
+            targets.len(),
+            "one target per output pixel"
+        );
+        let total: f64 = weights
+            .iter()
+            .map(|&w| f64::from(w))
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
+        let mut d = Maps::zeros(1, logits.n, logits.h, logits.w);
+        let mut loss = 0f64;
+        for (((d, &z), &y), &w) in d
+            .data
+            .iter_mut()
+            .zip(&logits.data)
+            .zip(targets)
+            .zip(weights)
+        {
+            if w == 0.0 {
+                continue;
+            }
+            let p = 1.0 / (1.0 + (-z).exp());
+            // log(1 + e^z) − y·z, written so neither sign of z overflows.
+            loss += f64::from(w) * f64::from(z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z);
+            *d = (f64::from(w) * f64::from(p - y) / total) as f32;
+        }
+        self.body.backward(&images, records, d);
+        let params: Vec<&mut Weights> = self
+            .body
+            .layers
+            .iter_mut()
+            .flat_map(|l| l.weights())
+            .collect();
+        params.into_par_iter().for_each(|p| p.step(sgd));
+        (loss / total) as f32
+    }
+
+    /// `net` (the network this trainer was built from, or a copy) with the trained weights and
+    /// batch-norm statistics.
+    pub fn write(&self, mut net: PickerNet) -> PickerNet {
+        let mut layers = self.body.layers.iter();
+        net.early = std::mem::take(&mut net.early)
+            .into_iter()
+            .map(|c| next_layer(&mut layers).write_conv_bn(c))
+            .collect();
+        net.late = std::mem::take(&mut net.late)
+            .into_iter()
+            .map(|c| next_layer(&mut layers).write_conv_bn(c))
+            .collect();
+        net.out = next_layer(&mut layers).write_conv(net.out);
+        net
     }
 }
 

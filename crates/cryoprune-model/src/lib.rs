@@ -12,6 +12,7 @@ pub mod hub;
 pub mod infer;
 pub mod layers;
 pub mod pick_context;
+pub mod picker;
 pub mod pretrained;
 pub mod resnet;
 pub mod small;

@@ -10,12 +10,13 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::PaddingConfig2d;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
+use cryoprune_model::backprop::{CpuTrainer, Loss, PickerTrainer, SgdStep};
 use cryoprune_model::classifier::to_safetensors;
 use cryoprune_model::efficientnet::{EfficientNetLite0, MbConv};
 use cryoprune_model::head::Head;
 use cryoprune_model::infer::batch_tensor;
 use cryoprune_model::layers::ConvBnConfig;
+use cryoprune_model::picker::PickerNet;
 use cryoprune_model::resnet::{Block, Downsample, ResNet};
 use cryoprune_model::topaz::{Resid, TopazResNet16};
 use cryoprune_model::Backbone;
@@ -139,7 +140,7 @@ fn mini_resnet(bottleneck: bool, branches: usize, device: &Device) -> Classifier
 
 /// Every tensor of the network (batch-norm statistics included) by name, as saving writes them:
 /// a running statistic's update that burn still holds pending is not there.
-fn tensors(model: &Classifier) -> BTreeMap<String, Vec<f32>> {
+fn tensors<M: burn::store::ModuleSnapshot>(model: &M) -> BTreeMap<String, Vec<f32>> {
     let bytes = to_safetensors(model).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.tensors()
@@ -434,4 +435,95 @@ fn full_size_resnet50_efficientnet_and_topaz_train_every_layer_from_burns_loss()
     full_size(Arch::ResNet50);
     full_size(Arch::EfficientNetLite0);
     full_size(Arch::TopazResNet16);
+}
+
+/// The picker's per-pixel weighted cross-entropy, through burn's autodiff.
+fn picker_loss(
+    net: &PickerNet,
+    refs: &[&[f32]],
+    size: usize,
+    targets: &[f32],
+    weights: &[f32],
+) -> Tensor<1> {
+    let device = Device::flex().autodiff();
+    let z = net
+        .forward(batch_tensor(refs, size, &device))
+        .flatten::<1>(0, 3);
+    let n = targets.len();
+    let y = Tensor::<1>::from_data(
+        burn::tensor::TensorData::new(targets.to_vec(), [n]),
+        &device,
+    );
+    let w = Tensor::<1>::from_data(
+        burn::tensor::TensorData::new(weights.to_vec(), [n]),
+        &device,
+    );
+    let total: f32 = weights.iter().sum();
+    // log(1 + e^z) − y·z
+    let per_pixel = burn::tensor::activation::softplus(z.clone(), 1.0) - y * z;
+    (per_pixel * w).sum() / total
+}
+
+#[test]
+fn the_picker_moves_as_burn_moves_it() {
+    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    let size = 24;
+    let mut reference = PickerNet::new(&device);
+    let before = tensors(&reference);
+    let mut ours = PickerTrainer::new(&reference).expect("the picker trains on the CPU");
+    let mut optim = SGD.burn().init();
+    let outputs = LABELS.len() * (size / 2) * (size / 2);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for step in 0..2 {
+        let batch = images(step, size);
+        let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
+        let targets: Vec<f32> = (0..outputs)
+            .map(|_| f32::from(rng.random_bool(0.1)))
+            .collect();
+        // Some pixels left out, as the padded margin is.
+        let weights: Vec<f32> = (0..outputs)
+            .map(|i| {
+                if i % 7 == 0 {
+                    0.0
+                } else {
+                    1.0 + targets[i] * 4.0
+                }
+            })
+            .collect();
+        let loss = picker_loss(&reference, &refs, size, &targets, &weights);
+        let burn_loss = loss.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(loss.backward(), &reference);
+        reference = optim.step(SGD.lr, reference, grads);
+        let mine = ours.step(&refs, size, &targets, &weights, &SGD);
+        assert!(
+            (mine - burn_loss).abs() <= 1e-5 * burn_loss.abs(),
+            "step {step}: loss {mine} against burn's {burn_loss}"
+        );
+    }
+    let theirs = tensors(&reference.valid());
+    let mine = tensors(&ours.write(PickerNet::new(&Device::flex())));
+    assert_eq!(theirs.len(), mine.len());
+    for (name, b) in &theirs {
+        let (o, start) = (&mine[name], &before[name]);
+        let statistic = name.contains("running");
+        let (ours_d, theirs_d): (Vec<f32>, Vec<f32>) = if statistic {
+            (o.clone(), b.clone())
+        } else {
+            (
+                o.iter().zip(start).map(|(a, s)| a - s).collect(),
+                b.iter().zip(start).map(|(a, s)| a - s).collect(),
+            )
+        };
+        let scale = max_abs(theirs_d.iter().copied());
+        let err = max_abs(ours_d.iter().zip(&theirs_d).map(|(a, b)| a - b));
+        assert!(scale > 0.0, "{name} did not move");
+        let rounding = (4.0 * f32::EPSILON * max_abs(b.iter().copied())).max(1e-8);
+        assert!(
+            err <= (1e-4 * scale).max(rounding),
+            "{name}: relative error {}",
+            err / scale
+        );
+    }
 }
