@@ -15,6 +15,7 @@ pub mod info;
 pub mod inputs;
 pub mod label;
 pub mod labels;
+pub mod picker;
 pub mod pretrain;
 pub mod prune;
 pub mod recipe;

@@ -76,7 +76,7 @@ pub struct Loss<'a> {
 /// What a step reports.
 pub struct StepOutput {
     pub loss: f32,
-    /// Branch 1's logits, [n, classes] flattened.
+    /// Branch 1's logits, [n, classes] flattened (the picker's: [n, h, w]).
     pub logits: Vec<f32>,
 }
 
@@ -1324,7 +1324,7 @@ impl PickerTrainer {
     /// One SGD step on `size` × `size` patches. `targets` and `weights` hold one value per
     /// output pixel ([n, size/2, size/2]): 1 for a particle, 0 otherwise, and how much the
     /// pixel counts (0 leaves it out: the margin a padded convolution distorts). Returns the
-    /// loss, the weighted mean over the pixels.
+    /// loss (the weighted mean over the pixels) and the log-odds before the update.
     pub fn step(
         &mut self,
         patches: &[&[f32]],
@@ -1332,29 +1332,21 @@ impl PickerTrainer {
         targets: &[f32],
         weights: &[f32],
         sgd: &SgdStep,
-    ) -> f32 {
+    ) -> StepOutput {
         let images = Maps::stack(patches, 1, size);
         let records = self.body.forward(&images, true);
-        let logits = records.last().expect("the picker has layers").out();
-        assert_eq!(
-            logits.data.len(),
-            targets.len(),
-            "one target per output pixel"
-        );
+        let last = records.last().expect("the picker has layers").out();
+        let (n, h, w) = (last.n, last.h, last.w);
+        let logits = last.data.clone();
+        assert_eq!(logits.len(), targets.len(), "one target per output pixel");
         let total: f64 = weights
             .iter()
             .map(|&w| f64::from(w))
             .sum::<f64>()
             .max(f64::MIN_POSITIVE);
-        let mut d = Maps::zeros(1, logits.n, logits.h, logits.w);
+        let mut d = Maps::zeros(1, n, h, w);
         let mut loss = 0f64;
-        for (((d, &z), &y), &w) in d
-            .data
-            .iter_mut()
-            .zip(&logits.data)
-            .zip(targets)
-            .zip(weights)
-        {
+        for (((d, &z), &y), &w) in d.data.iter_mut().zip(&logits).zip(targets).zip(weights) {
             if w == 0.0 {
                 continue;
             }
@@ -1371,7 +1363,10 @@ impl PickerTrainer {
             .flat_map(|l| l.weights())
             .collect();
         params.into_par_iter().for_each(|p| p.step(sgd));
-        (loss / total) as f32
+        StepOutput {
+            loss: (loss / total) as f32,
+            logits,
+        }
     }
 
     /// `net` (the network this trainer was built from, or a copy) with the trained weights and

@@ -52,6 +52,14 @@ impl PickerNet {
         }
     }
 
+    /// A network on the CPU (where the picker trains and runs), its weights drawn from burn's
+    /// process-wide generator seeded with `seed`.
+    pub fn seeded(seed: u64) -> Self {
+        let device = Device::flex();
+        device.seed(seed);
+        Self::new(&device)
+    }
+
     /// [n, 1, h, w] → log-odds [n, 1, h/2, w/2] (burn's layers: the reference for the CPU paths).
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
         for c in &self.early {

@@ -427,7 +427,7 @@ impl ModelDir {
     }
 }
 
-fn write_history(path: &Path, history: &[EpochStats]) -> Result<(), ModelDirError> {
+pub(crate) fn write_history(path: &Path, history: &[EpochStats]) -> Result<(), ModelDirError> {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
     write_atomic(path, |w| {
         writeln!(

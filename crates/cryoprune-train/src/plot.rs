@@ -151,6 +151,66 @@ pub fn training_curves(
         .map_err(|e| Error::Plot(e.to_string()))
 }
 
+/// Precision against recall, one line per named curve (points in order of falling threshold),
+/// as PNG bytes.
+pub fn precision_recall(curves: &[(String, Vec<(f64, f64)>)]) -> Result<Vec<u8>, Error> {
+    fonts();
+    let (w, h) = (640u32, 520u32);
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+    ];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        let draw = || -> Result<(), String> {
+            root.fill(&WHITE).map_err(|e| e.to_string())?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption("precision-recall", ("sans-serif", 20))
+                .margin(14)
+                .x_label_area_size(40)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0f64..1.0, 0f64..1.02)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc("recall")
+                .y_desc("precision")
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for (i, (name, points)) in curves.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .position(SeriesLabelPosition::LowerLeft)
+                .draw()
+                .map_err(|e| e.to_string())?;
+            root.present().map_err(|e| e.to_string())
+        };
+        draw().map_err(Error::Plot)?;
+    }
+    let img = image::RgbImage::from_raw(w, h, rgb).expect("buffer has w×h×3 bytes");
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::Plot(e.to_string()))?;
+    Ok(png)
+}
+
 /// Histograms of each class's probability over all picks, one panel per class, with the
 /// threshold marked when one is given. Counts are linear: a log scale would fill in the empty
 /// middle that shows a confident model. Returns PNG bytes.

@@ -34,7 +34,8 @@ macro_rules! subcommands {
 subcommands! {
     Info => info, Convert => convert, Extract => extract, Simulate => simulate, Demo => demo,
     Train => train, Evaluate => evaluate, Prune => prune, Fewshot => fewshot,
-    Pretrain => pretrain, Relion => relion, Merge => merge, Label => label,
+    Pretrain => pretrain, Relion => relion, Merge => merge, Label => label, Picker => picker,
+    Pick => pick, EvaluatePicks => evaluate_picks,
 }
 
 fn main() -> ExitCode {

@@ -11,13 +11,28 @@ fn help_lists_subcommands_with_examples() {
     let o = cryoprune(&["--help"]);
     assert!(o.status.success());
     for sub in [
-        "info", "convert", "extract", "simulate", "train", "evaluate", "fewshot", "demo", "prune",
-        "pretrain", "relion", "merge", "label",
+        "info",
+        "convert",
+        "extract",
+        "simulate",
+        "train",
+        "evaluate",
+        "fewshot",
+        "demo",
+        "prune",
+        "pretrain",
+        "relion",
+        "merge",
+        "label",
+        "picker",
+        "pick",
+        "evaluate-picks",
     ] {
         assert!(text(&o).contains(sub), "{sub} missing from --help");
         // `relion` groups the RELION jobs; each job shows the examples.
         let h = match sub {
             "relion" => cryoprune(&[sub, "prune", "--help"]),
+            "picker" => cryoprune(&[sub, "train", "--help"]),
             _ => cryoprune(&[sub, "--help"]),
         };
         let t = text(&h);

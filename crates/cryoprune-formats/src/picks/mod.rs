@@ -541,7 +541,7 @@ impl PickSet {
 
 /// The file in folder `out` for the picks of one micrograph: RELION's coordinate layout for
 /// STAR (the micrograph's path less its job prefix), the micrograph's stem for the others.
-fn coordinate_file(out: &Path, micrograph: &str, format: PickFormat) -> PathBuf {
+pub fn coordinate_file(out: &Path, micrograph: &str, format: PickFormat) -> PathBuf {
     let stem = if format == PickFormat::Star {
         crate::names::relion_coordinate_stem(micrograph)
     } else {

@@ -1,0 +1,364 @@
+//! The deep picker, as the cryoSPARC guide to supervised picker training describes it: train on
+//! a few micrographs' picks ([`train`]), pick every micrograph ([`pick`]), and score any
+//! picker's picks against the truth ([`evaluate`]).
+
+pub mod evaluate;
+pub mod pick;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cryoprune_formats::{read_micrograph, PickFormat, PickSet};
+use cryoprune_image::fourier::Cutoff;
+use cryoprune_image::normalize::MicrographNorm;
+use cryoprune_image::Image;
+use cryoprune_model::picker::PickerNet;
+use cryoprune_train::picker::{
+    Example, PickerTraining, Preparation, Prepared, Trained, PARTICLE_PIXELS,
+};
+use cryoprune_train::pickerdir::{PickerDir, PickerRecord, PickerSpec};
+use cryoprune_train::EpochStats;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::compute::ComputeConfig;
+use crate::events::{Event, Events};
+use crate::inputs::{check_outputs, expand_globs, pair_with_micrographs};
+use crate::{check_interrupted, invalid, Context, Result};
+
+/// `picker train`'s settings; the defaults are the guide's starting points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PickerTrainConfig {
+    pub compute: ComputeConfig,
+    pub micrographs: Vec<String>,
+    /// Manual or cleaned picks of those micrographs.
+    pub picks: Vec<PathBuf>,
+    pub format: Option<PickFormat>,
+    /// Particle diameter in Å (needs the pixel size) ...
+    pub particle_diameter: Option<f64>,
+    /// ... or the box in pixels, about 1.5 diameters.
+    pub box_size: Option<usize>,
+    /// Å per pixel, instead of the micrographs' headers.
+    pub angpix: Option<f64>,
+    /// Binning factor; by default the particle spans 12 binned pixels.
+    pub bin: Option<f64>,
+    pub lowpass: Option<Cutoff>,
+    /// Robust micrograph normalisation (percentile clip first); otherwise mean and deviation.
+    pub normalize: bool,
+    pub lr: f64,
+    pub final_lr: f64,
+    pub batch: usize,
+    pub epochs: usize,
+    pub class_weights: bool,
+    /// Micrographs held out to choose the epoch and threshold; by default a fifth (at least 1).
+    pub validation: Option<usize>,
+    /// Target blob radius in pixels; a quarter of the diameter by default.
+    pub target_radius: Option<f64>,
+    /// Picks closer than this many pixels are one; half the diameter by default.
+    pub min_distance: Option<f64>,
+    /// Patch side in binned pixels.
+    pub patch: usize,
+    pub seed: u64,
+    pub out: PathBuf,
+}
+
+impl Default for PickerTrainConfig {
+    fn default() -> Self {
+        Self {
+            compute: ComputeConfig::default(),
+            micrographs: Vec::new(),
+            picks: Vec::new(),
+            format: None,
+            particle_diameter: None,
+            box_size: None,
+            angpix: None,
+            bin: None,
+            lowpass: None,
+            normalize: true,
+            lr: 0.01,
+            final_lr: 0.001,
+            batch: 8,
+            epochs: 30,
+            class_weights: true,
+            validation: None,
+            target_radius: None,
+            min_distance: None,
+            patch: 128,
+            seed: 0,
+            out: PathBuf::new(),
+        }
+    }
+}
+
+/// The normalisation `--normalize on|off` stands for.
+pub fn normalization(robust: bool) -> MicrographNorm {
+    if robust {
+        MicrographNorm::Robust {
+            low: 1.0,
+            high: 99.0,
+        }
+    } else {
+        MicrographNorm::MeanStd
+    }
+}
+
+/// A micrograph read, with non-finite pixels replaced, and its pixel size.
+pub(crate) fn load(path: &Path) -> Result<(Image, Option<f64>)> {
+    let mic = read_micrograph(path).context_with(|| format!("reading {}", path.display()))?;
+    let px = mic.pixel_size.map(f64::from);
+    let mut image: Image = mic.into();
+    cryoprune_image::pipeline::replace_nonfinite(&mut image.data);
+    Ok((image, px))
+}
+
+pub fn train(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<PickerSpec> {
+    let started = Instant::now();
+    let mics = expand_globs(&cfg.micrographs)?;
+    let mut inputs = mics.clone();
+    inputs.extend(cfg.picks.iter().cloned());
+    check_outputs(&[], Some(("--out", &cfg.out)), &inputs)?;
+    for (flag, v) in [("--lr", cfg.lr), ("--final-lr", cfg.final_lr)] {
+        if !(v > 0.0 && v.is_finite()) {
+            invalid!("{flag} {v} must be a positive number");
+        }
+    }
+    if cfg.epochs == 0 || cfg.batch == 0 {
+        invalid!("--epochs and --batch must be at least 1");
+    }
+    let set = PickSet::read(&cfg.picks, cfg.format)?;
+    let report = pair_with_micrographs(&set, &mics, "they are not used", events);
+    if report.pairs.len() < 2 {
+        invalid!(
+            "{} micrograph(s) have picks; training needs at least 2 (one to validate on)",
+            report.pairs.len()
+        );
+    }
+    let compute = cfg.compute.start(events)?;
+    compute.install(events, || {
+        train_on(cfg, &set, &report.pairs, &mics, started, events)
+    })
+}
+
+fn train_on(
+    cfg: &PickerTrainConfig,
+    set: &PickSet,
+    pairs: &[(usize, usize)],
+    mics: &[PathBuf],
+    started: Instant,
+    events: &dyn Events,
+) -> Result<PickerSpec> {
+    let first_px = load(&mics[pairs[0].1])?.1;
+    let angpix = cfg.angpix.or(first_px);
+    let diameter = match (cfg.particle_diameter, cfg.box_size) {
+        (Some(a), _) => match angpix {
+            Some(px) if px > 0.0 => a / px,
+            _ => invalid!(
+                "--particle-diameter is in Å and the micrographs state no pixel size: give --angpix, or --box in pixels"
+            ),
+        },
+        (None, Some(b)) => b as f64 / 1.5,
+        (None, None) => invalid!("give --particle-diameter (Å) or --box (pixels)"),
+    };
+    let bin = cfg.bin.unwrap_or((diameter / PARTICLE_PIXELS).max(1.0));
+    let lowpass_fraction = match cfg.lowpass {
+        Some(c) => Some(c.nyquist_fraction(angpix.map(|px| px * bin))?),
+        None => None,
+    };
+    let prep = Preparation {
+        bin,
+        lowpass: lowpass_fraction,
+        normalize: normalization(cfg.normalize),
+    };
+    let mut order: Vec<(usize, usize)> = pairs.to_vec();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(cfg.seed));
+    let n_val = cfg.validation.unwrap_or((order.len() / 5).max(1));
+    if n_val >= order.len() {
+        invalid!(
+            "--validation {n_val} leaves no training micrograph of the {} with picks",
+            order.len()
+        );
+    }
+    events.note(format!(
+        "particle diameter {diameter:.1} px; micrographs binned by {bin:.2}; {} training and {n_val} validation micrographs",
+        order.len() - n_val
+    ));
+    events.emit(Event::Started {
+        total: order.len() as u64,
+        unit: "micrographs",
+    });
+    let examples: Vec<Example> = order
+        .par_iter()
+        .map(|&(g, m)| {
+            let (image, _) = load(&mics[m])?;
+            let prepared = Prepared::new(&image, &prep)?;
+            events.emit(Event::Advanced(1));
+            Ok(Example {
+                name: mics[m].display().to_string(),
+                prepared,
+                picks: set.micrographs[g]
+                    .picks
+                    .iter()
+                    .map(|p| (p.x, p.y))
+                    .collect(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    events.emit(Event::Finished);
+    let (val, train) = examples.split_at(n_val);
+    let settings = PickerTraining {
+        epochs: cfg.epochs,
+        lr: cfg.lr,
+        final_lr: cfg.final_lr,
+        batch: cfg.batch,
+        patch: cfg.patch,
+        class_weights: cfg.class_weights,
+        target_radius: cfg.target_radius.unwrap_or(diameter / 4.0),
+        min_distance: cfg.min_distance.unwrap_or(diameter / 2.0),
+        match_radius: diameter / 2.0,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+        seed: cfg.seed,
+    };
+    let net = PickerNet::seeded(cfg.seed);
+    let mut interrupted = false;
+    let trained = cryoprune_train::picker::train(net, train, val, &settings, |stats| {
+        events.emit(Event::Epoch(stats.clone()));
+        interrupted = check_interrupted().is_err();
+        if interrupted || events.cancelled() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    check_interrupted()?;
+    events.note(format!(
+        "target blobs cover {:.2}% of the training micrographs' score-map pixels{}",
+        100.0 * trained.positive_fraction,
+        if cfg.class_weights {
+            "; weighted to balance the rest"
+        } else {
+            ""
+        }
+    ));
+    for finding in diagnose(&trained.history, &trained) {
+        events.warn(finding);
+    }
+    let record = PickerRecord {
+        train_micrographs: train.iter().map(|e| e.name.clone()).collect(),
+        validation_micrographs: val.iter().map(|e| e.name.clone()).collect(),
+        train_picks: train.iter().map(|e| e.picks.len()).sum(),
+        epochs: trained.history.len(),
+        best_epoch: trained.best_epoch,
+        lr: cfg.lr,
+        final_lr: cfg.final_lr,
+        batch: cfg.batch,
+        patch: cfg.patch,
+        class_weights: cfg.class_weights,
+        seed: cfg.seed,
+        match_radius: settings.match_radius,
+        validation: trained.validation,
+        validation_average_precision: trained.validation_ap,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let mut spec = PickerSpec {
+        format_version: 0,
+        kind: String::new(),
+        network: "picker-fcn-24".into(),
+        particle_diameter: diameter,
+        bin,
+        lowpass: cfg.lowpass.map(|c| c.to_string()),
+        lowpass_fraction,
+        normalize: prep.normalize,
+        target_radius: settings.target_radius,
+        min_distance: settings.min_distance,
+        threshold: trained.validation.and_then(|p| p.threshold).unwrap_or(0.0),
+        training: record,
+        weights_file: String::new(),
+        weights_sha256: String::new(),
+    };
+    PickerDir::new(&cfg.out).save(&trained.net, &mut spec, &trained.history)?;
+    let v = trained.validation;
+    events.output(format!(
+        "picker saved to {} (best epoch {} of {}); on the validation micrographs at score >= {:.3}: precision {:.3}, recall {:.3}, F1 {:.3}, average precision {}",
+        cfg.out.display(),
+        trained.best_epoch,
+        trained.history.len(),
+        spec.threshold,
+        v.map_or(0.0, |p| p.precision),
+        v.map_or(0.0, |p| p.recall),
+        v.map_or(0.0, |p| p.f1),
+        trained.validation_ap.map_or("-".into(), |a| format!("{a:.3}")),
+    ));
+    Ok(spec)
+}
+
+/// The guide's reading of the curves, in its words: what went wrong and which knob to turn.
+fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(last) = history.last() else {
+        return out;
+    };
+    let accuracy = last.val_accuracy.unwrap_or(last.train_accuracy);
+    if history
+        .iter()
+        .any(|h| !h.train_loss.is_finite() || h.train_loss >= 1000.0)
+    {
+        out.push(
+            "Underfitting: the loss reached the 1000s or NaN. Raise the learning rates (--lr, \
+             --final-lr) a little at a time, then tune --epochs."
+                .into(),
+        );
+        return out;
+    }
+    if accuracy <= 0.6 {
+        out.push(format!(
+            "Underfitting: balanced pixel accuracy {:.0}% (≤ 60%). Raise the learning rates \
+             (--lr, --final-lr), then tune --epochs to where the loss stops falling.",
+            100.0 * accuracy
+        ));
+    }
+    let with_val: Vec<&EpochStats> = history.iter().filter(|h| h.val_loss.is_some()).collect();
+    if with_val.len() >= 6 {
+        let third = with_val.len() / 3;
+        let best = with_val
+            .iter()
+            .filter_map(|h| h.val_loss)
+            .fold(f64::INFINITY, f64::min);
+        let tail = &with_val[with_val.len() - third..];
+        let (end, train_drop) = (
+            tail[tail.len() - 1].val_loss.unwrap_or(best),
+            tail[0].train_loss - tail[tail.len() - 1].train_loss,
+        );
+        if end > 1.2 * best && train_drop > 0.0 {
+            out.push(format!(
+                "Overfitting: the validation loss rose from {best:.3} to {end:.3} while the \
+                 training loss fell. Raise the final learning rate (--final-lr) or train fewer \
+                 epochs; the best epoch ({}) was kept.",
+                trained.best_epoch
+            ));
+        }
+    }
+    if trained.validation.is_some_and(|p| p.true_positives == 0) {
+        out.push(
+            "The model outputs no particles on the validation micrographs. Keep class weights \
+             on (--class-weights on) and lower the initial learning rate (--lr)."
+                .into(),
+        );
+    }
+    if history.len() >= 4 {
+        let n = history.len();
+        let recent = history[n - 1].train_loss;
+        let before = history[n - 4].train_loss;
+        if recent < 0.9 * before && trained.best_epoch == n {
+            out.push(
+                "The loss was still falling and the last epoch was the best: more --epochs may \
+                 help."
+                    .into(),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,208 @@
+//! The pick job: a trained picker over whole micrographs. Each micrograph is binned,
+//! low-passed and normalised as in training, scored by the fully convolutional network in
+//! tiles, and its score map's peaks above the threshold (none closer than the suppression
+//! distance) become picks with their log-odds as the score. Micrographs run in parallel; into
+//! a folder, each micrograph's file is written as soon as it is picked.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use cryoprune_formats::picks::{coordinate_file, Pick, WriteOptions};
+use cryoprune_formats::{PickFormat, PickSet};
+use cryoprune_model::picker::FusedPicker;
+use cryoprune_train::picker::{candidates, score, Prepared};
+use cryoprune_train::pickerdir::PickerDir;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::load;
+use crate::compute::ComputeConfig;
+use crate::events::{Event, Events};
+use crate::inputs::{check_outputs, expand_globs, names_a_folder};
+use crate::{check_interrupted, invalid, Listening, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PickConfig {
+    pub compute: ComputeConfig,
+    /// Picker directory written by `picker train`.
+    pub model: PathBuf,
+    pub micrographs: Vec<String>,
+    /// A folder (one file per micrograph) or, for STAR, .cs and CSV, one file.
+    pub out: PathBuf,
+    pub format: PickFormat,
+    /// Log-odds a peak needs; the picker's own (best F1 on its validation micrographs) if None.
+    pub threshold: Option<f64>,
+    /// Peaks closer than this (pixels) are one particle; the picker's own if None.
+    pub min_distance: Option<f64>,
+    /// Box size written into `.box`/`.cbox` files; 1.5 particle diameters if None.
+    pub box_size: Option<usize>,
+    /// Leave micrographs whose output file exists (a folder `--out` only).
+    pub skip_existing: bool,
+}
+
+impl Default for PickConfig {
+    fn default() -> Self {
+        Self {
+            compute: ComputeConfig::default(),
+            model: PathBuf::new(),
+            micrographs: Vec::new(),
+            out: PathBuf::new(),
+            format: PickFormat::Star,
+            threshold: None,
+            min_distance: None,
+            box_size: None,
+            skip_existing: false,
+        }
+    }
+}
+
+/// What the job did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PickSummary {
+    pub micrographs: usize,
+    pub skipped: usize,
+    pub picks: usize,
+    pub threshold: f64,
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
+    let mics = expand_globs(&cfg.micrographs)?;
+    let mut inputs = mics.clone();
+    inputs.push(cfg.model.clone());
+    let one_file = !names_a_folder(&cfg.out)
+        && cfg
+            .out
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case(cfg.format.extension()));
+    if one_file && cfg.format.per_micrograph_only() {
+        invalid!(
+            "--format {} holds one micrograph per file: give a folder as --out",
+            cfg.format.extension()
+        );
+    }
+    if one_file && cfg.skip_existing {
+        invalid!("--skip-existing works with a folder --out, one file per micrograph");
+    }
+    if one_file {
+        check_outputs(&[("--out", Some(&cfg.out))], None, &inputs)?;
+    } else {
+        check_outputs(&[], Some(("--out", &cfg.out)), &inputs)?;
+    }
+    let compute = cfg.compute.start(events)?;
+    let (net, spec) = PickerDir::new(&cfg.model).load()?;
+    let prep = spec.preparation();
+    let threshold = cfg.threshold.unwrap_or(spec.threshold);
+    let min_distance = cfg.min_distance.unwrap_or(spec.min_distance);
+    let box_size = cfg
+        .box_size
+        .map_or((1.5 * spec.particle_diameter).round(), |b| b as f64);
+    let opts = |shapes: HashMap<String, (usize, usize)>| WriteOptions {
+        box_size: Some(box_size),
+        micrograph_shapes: shapes,
+    };
+    events.note(format!(
+        "picking at score >= {threshold:.3} (log-odds), peaks at least {min_distance:.0} px apart"
+    ));
+    let fused = FusedPicker::new(&net);
+    let todo: Vec<PathBuf> = mics
+        .iter()
+        .filter(|m| {
+            !(cfg.skip_existing
+                && coordinate_file(&cfg.out, &m.display().to_string(), cfg.format).exists())
+        })
+        .cloned()
+        .collect();
+    let mut summary = PickSummary {
+        micrographs: todo.len(),
+        skipped: mics.len() - todo.len(),
+        threshold,
+        ..Default::default()
+    };
+    if summary.skipped > 0 {
+        events.note(format!(
+            "{} micrographs already have picks in {}; left as they are",
+            summary.skipped,
+            cfg.out.display()
+        ));
+    }
+    let _listening = Listening::start();
+    let mut all = PickSet::empty(cfg.format);
+    let mut shapes = HashMap::new();
+    let mut index = HashMap::new();
+    events.emit(Event::Started {
+        total: todo.len() as u64,
+        unit: "micrographs",
+    });
+    compute.install(events, || -> Result<()> {
+        // As many micrographs at once as threads, each parallel inside: the network's
+        // products use every core either way, and the reading of the next overlaps.
+        for chunk in todo.chunks(compute.threads.max(1)) {
+            check_interrupted()?;
+            let picked: Vec<(Vec<Pick>, (usize, usize))> = chunk
+                .par_iter()
+                .map(|path| {
+                    let (image, _) = load(path)?;
+                    let prepared = Prepared::new(&image, &prep)?;
+                    let map = score(&fused, &prepared);
+                    let picks = candidates(&prepared, &map, min_distance, threshold as f32)
+                        .into_iter()
+                        .filter(|c| {
+                            c.x >= 0.0
+                                && c.y >= 0.0
+                                && c.x < image.nx as f64
+                                && c.y < image.ny as f64
+                        })
+                        .map(|c| Pick {
+                            score: c.score,
+                            ..Pick::new(c.x.round(), c.y.round())
+                        })
+                        .collect();
+                    Ok((picks, (image.nx, image.ny)))
+                })
+                .collect::<Result<_>>()?;
+            for (path, (picks, shape)) in chunk.iter().zip(picked) {
+                let name = path.display().to_string();
+                summary.picks += picks.len();
+                shapes.insert(name.clone(), shape);
+                if one_file {
+                    let mut added = false;
+                    for p in picks {
+                        all.push(&name, p, &mut index);
+                        added = true;
+                    }
+                    if !added {
+                        events.note(format!("no picks on {name}"));
+                    }
+                } else {
+                    let mut one = PickSet::empty(cfg.format);
+                    one.micrographs
+                        .push(cryoprune_formats::picks::MicrographPicks {
+                            micrograph: name.clone(),
+                            picks,
+                        });
+                    let shape = HashMap::from([(name.clone(), shape)]);
+                    summary
+                        .files
+                        .extend(one.write(cfg.format, &cfg.out, &opts(shape))?);
+                }
+                events.emit(Event::Advanced(1));
+            }
+        }
+        Ok(())
+    })?;
+    events.emit(Event::Finished);
+    if one_file {
+        summary
+            .files
+            .extend(all.write(cfg.format, &cfg.out, &opts(shapes))?);
+    }
+    events.output(format!(
+        "{} picks on {} micrographs written to {}",
+        summary.picks,
+        summary.micrographs,
+        cfg.out.display()
+    ));
+    Ok(summary)
+}

@@ -1,0 +1,601 @@
+//! The deep picker's data and training: micrographs binned so a particle spans a fixed number
+//! of pixels, low-passed and normalised; a blob of target pixels around every training pick;
+//! patches with their targets turned and flipped together; a per-pixel cross-entropy with the
+//! particle pixels weighted up (they are a few percent of a micrograph); and, after every
+//! epoch, whole validation micrographs picked and matched to their picks, so the epoch kept and
+//! the score threshold are the ones that pick best, not the ones with the lowest loss.
+
+use std::time::Instant;
+
+use cryoprune_image::fourier::{bin, lowpass, LowPass};
+use cryoprune_image::normalize::MicrographNorm;
+use cryoprune_image::Image;
+use cryoprune_model::backprop::{PickerTrainer, SgdStep};
+use cryoprune_model::picker::{FusedPicker, PickerNet, ScoreMap, RECEPTIVE_FIELD, STRIDE};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::matching::{match_greedy, Candidate, Curve, Point};
+use crate::trainer::EpochStats;
+
+/// Micrograph pixels a particle's diameter spans after the default binning: with the
+/// network's 24-pixel receptive field, each score sees the particle and a ring of context.
+pub const PARTICLE_PIXELS: f64 = 12.0;
+
+/// How a micrograph is prepared for the picker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preparation {
+    /// Binning factor (≥ 1).
+    pub bin: f64,
+    /// Low-pass cutoff as a fraction of the *binned* micrograph's Nyquist, if any.
+    pub lowpass: Option<f64>,
+    pub normalize: MicrographNorm,
+}
+
+/// A micrograph as the picker sees it.
+pub struct Prepared {
+    pub image: Image,
+    /// Micrograph pixels per binned pixel, per axis.
+    pub factor: (f64, f64),
+}
+
+impl Prepared {
+    /// Bins, low-passes and normalises `image`.
+    pub fn new(image: &Image, prep: &Preparation) -> Result<Prepared, cryoprune_image::Error> {
+        let binned = bin(image, prep.bin)?;
+        let mut image = binned.image;
+        if let Some(f) = prep.lowpass.filter(|&f| f < 1.0) {
+            image = lowpass(&image, &LowPass::new(f));
+        }
+        prep.normalize.apply(&mut image);
+        Ok(Prepared {
+            image,
+            factor: (binned.factor_x, binned.factor_y),
+        })
+    }
+
+    /// A micrograph position (pixel centres at integers) in score-map coordinates.
+    pub fn to_map(&self, x: f64, y: f64) -> (f64, f64) {
+        (
+            (x / self.factor.0 - 0.5) / STRIDE as f64,
+            (y / self.factor.1 - 0.5) / STRIDE as f64,
+        )
+    }
+
+    /// A score-map position in micrograph pixels.
+    pub fn from_map(&self, u: f64, v: f64) -> (f64, f64) {
+        (
+            (u * STRIDE as f64 + 0.5) * self.factor.0,
+            (v * STRIDE as f64 + 0.5) * self.factor.1,
+        )
+    }
+
+    /// Micrograph pixels per score-map pixel (the mean of the axes).
+    pub fn map_pixel(&self) -> f64 {
+        STRIDE as f64 * (self.factor.0 + self.factor.1) / 2.0
+    }
+
+    /// 1 at every score-map pixel within `radius` map pixels of a pick (at least the nearest
+    /// pixel), else 0; `w` × `h` is the map's size.
+    pub fn targets(&self, picks: &[(f64, f64)], radius: f64) -> Vec<f32> {
+        let (w, h) = self.map_size();
+        let r = radius.max(std::f64::consts::FRAC_1_SQRT_2);
+        let mut t = vec![0f32; w * h];
+        for &(x, y) in picks {
+            let (u, v) = self.to_map(x, y);
+            let (y0, y1) = (
+                (v - r).ceil().max(0.0) as usize,
+                (v + r).floor().min(h as f64 - 1.0),
+            );
+            let (x0, x1) = (
+                (u - r).ceil().max(0.0) as usize,
+                (u + r).floor().min(w as f64 - 1.0),
+            );
+            if y1 < 0.0 || x1 < 0.0 {
+                continue;
+            }
+            for j in y0..=y1 as usize {
+                for i in x0..=x1 as usize {
+                    if (i as f64 - u).hypot(j as f64 - v) <= r {
+                        t[j * w + i] = 1.0;
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    pub fn map_size(&self) -> (usize, usize) {
+        (
+            self.image.nx.div_ceil(STRIDE),
+            self.image.ny.div_ceil(STRIDE),
+        )
+    }
+}
+
+/// Local maxima of `map` at or above `floor`, strongest first, none within `min_distance` map
+/// pixels of a stronger one (non-maximum suppression), each moved to the centroid of its 3×3
+/// neighbourhood's probabilities. (u, v, log-odds) in map pixels.
+pub fn peaks(map: &ScoreMap, floor: f32, min_distance: f64) -> Vec<(f64, f64, f32)> {
+    let (w, h) = (map.w, map.h);
+    let mut maxima: Vec<(usize, usize, f32)> = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let s = map.at(x, y);
+            if s < floor || !s.is_finite() {
+                continue;
+            }
+            let is_max = (y.saturating_sub(1)..(y + 2).min(h)).all(|j| {
+                (x.saturating_sub(1)..(x + 2).min(w)).all(|i| {
+                    let o = map.at(i, j);
+                    // Plateaus: the first pixel in reading order wins.
+                    o < s || (o == s && (j, i) >= (y, x))
+                })
+            });
+            if is_max {
+                maxima.push((x, y, s));
+            }
+        }
+    }
+    maxima.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let cell = min_distance.max(1.0);
+    let mut grid: std::collections::HashMap<(i64, i64), Vec<(f64, f64)>> = Default::default();
+    let mut out = Vec::new();
+    for (x, y, s) in maxima {
+        let (u, v) = centroid(map, x, y);
+        let (kx, ky) = ((u / cell).floor() as i64, (v / cell).floor() as i64);
+        let near = (ky - 1..=ky + 1).any(|gy| {
+            (kx - 1..=kx + 1).any(|gx| {
+                grid.get(&(gx, gy))
+                    .is_some_and(|ps| ps.iter().any(|&(a, b)| (a - u).hypot(b - v) < min_distance))
+            })
+        });
+        if !near {
+            grid.entry((kx, ky)).or_default().push((u, v));
+            out.push((u, v, s));
+        }
+    }
+    out
+}
+
+fn centroid(map: &ScoreMap, x: usize, y: usize) -> (f64, f64) {
+    let (mut sw, mut su, mut sv) = (0.0, 0.0, 0.0);
+    for j in y.saturating_sub(1)..(y + 2).min(map.h) {
+        for i in x.saturating_sub(1)..(x + 2).min(map.w) {
+            let p = 1.0 / (1.0 + (-f64::from(map.at(i, j))).exp());
+            sw += p;
+            su += p * i as f64;
+            sv += p * j as f64;
+        }
+    }
+    if sw > 0.0 {
+        (su / sw, sv / sw)
+    } else {
+        (x as f64, y as f64)
+    }
+}
+
+/// A micrograph with its picks, for training or validation.
+pub struct Example {
+    pub name: String,
+    pub prepared: Prepared,
+    /// Pick centres in micrograph pixels.
+    pub picks: Vec<(f64, f64)>,
+}
+
+/// The training settings (the cryoSPARC guide's knobs).
+#[derive(Debug, Clone, Copy)]
+pub struct PickerTraining {
+    pub epochs: usize,
+    /// Learning rate at the first step, decaying exponentially to `final_lr` at the last.
+    pub lr: f64,
+    pub final_lr: f64,
+    /// Patches per step.
+    pub batch: usize,
+    /// Patch side in binned pixels (even).
+    pub patch: usize,
+    /// Weight the particle pixels so they count as much as the rest together.
+    pub class_weights: bool,
+    /// Target blob radius in micrograph pixels.
+    pub target_radius: f64,
+    /// Picks closer than this (micrograph pixels) are one particle.
+    pub min_distance: f64,
+    /// Matching radius (micrograph pixels) for the validation scores.
+    pub match_radius: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+/// What training gives.
+pub struct Trained {
+    pub net: PickerNet,
+    pub history: Vec<EpochStats>,
+    pub best_epoch: usize,
+    /// The validation picks at the best epoch's best threshold (None without validation).
+    pub validation: Option<Point>,
+    pub validation_ap: Option<f64>,
+    /// The share of the training micrographs' map pixels that are targets.
+    pub positive_fraction: f64,
+}
+
+/// Lowest log-odds a peak may have to enter the precision-recall curve: far below any useful
+/// threshold, so the curve reaches the recall the network can give.
+const PEAK_FLOOR: f32 = -8.0;
+
+/// Trains `net` on `train`, keeping the epoch whose picks on `val` have the best F1 (the last
+/// epoch without validation micrographs). `on_epoch` sees each epoch and may stop training.
+pub fn train(
+    net: PickerNet,
+    train: &[Example],
+    val: &[Example],
+    s: &PickerTraining,
+    mut on_epoch: impl FnMut(&EpochStats) -> std::ops::ControlFlow<()>,
+) -> Trained {
+    let mut trainer = PickerTrainer::new(&net).expect("the picker's layers train on the CPU");
+    let mut rng = StdRng::seed_from_u64(s.seed);
+    let patch = s.patch.max(2 * RECEPTIVE_FIELD).next_multiple_of(STRIDE);
+    let margin = (RECEPTIVE_FIELD / 2).div_ceil(STRIDE);
+    let out = patch / STRIDE;
+    let inner = (out - 2 * margin) * STRIDE;
+    let targets: Vec<Vec<f32>> = train
+        .iter()
+        .map(|e| {
+            e.prepared
+                .targets(&e.picks, s.target_radius / e.prepared.map_pixel())
+        })
+        .collect();
+    let positives: f64 = targets.iter().flatten().map(|&t| f64::from(t)).sum();
+    let pixels: usize = targets.iter().map(Vec::len).sum();
+    let positive_fraction = positives / pixels.max(1) as f64;
+    let pos_weight = if s.class_weights && positives > 0.0 {
+        ((pixels as f64 - positives) / positives) as f32
+    } else {
+        1.0
+    };
+    // Enough patches that their scored centres cover every micrograph about once an epoch.
+    let per_epoch: usize = train
+        .iter()
+        .map(|e| (e.prepared.image.nx.div_ceil(inner)) * (e.prepared.image.ny.div_ceil(inner)))
+        .sum::<usize>()
+        .max(s.batch);
+    let steps_per_epoch = per_epoch.div_ceil(s.batch.max(1));
+    let total_steps = (steps_per_epoch * s.epochs).max(1);
+    let mut step = 0usize;
+    let mut history = Vec::new();
+    let mut best: Option<Best> = None;
+    let mut net = net;
+    for epoch in 1..=s.epochs {
+        let start = Instant::now();
+        let (mut loss_sum, mut correct) = (0.0, [0.0f64; 2]);
+        let mut counted = [0.0f64; 2];
+        let mut lr = s.lr;
+        for _ in 0..steps_per_epoch {
+            let mut images = Vec::with_capacity(s.batch);
+            let mut t = Vec::with_capacity(s.batch * out * out);
+            let mut w = Vec::with_capacity(s.batch * out * out);
+            for _ in 0..s.batch.max(1) {
+                let k = rng.random_range(0..train.len());
+                let (img, tg, wt) = cut_patch(
+                    &train[k].prepared,
+                    &targets[k],
+                    patch,
+                    margin,
+                    pos_weight,
+                    &mut rng,
+                );
+                images.push(img);
+                t.extend(tg);
+                w.extend(wt);
+            }
+            lr = s.lr * (s.final_lr / s.lr).powf(step as f64 / total_steps as f64);
+            step += 1;
+            let refs: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
+            let sgd = SgdStep {
+                lr,
+                momentum: s.momentum,
+                weight_decay: s.weight_decay,
+            };
+            let out = trainer.step(&refs, patch, &t, &w, &sgd);
+            loss_sum += f64::from(out.loss);
+            tally(&out.logits, &t, &w, &mut correct, &mut counted);
+        }
+        net = trainer.write(net);
+        let fused = FusedPicker::new(&net);
+        let mut stats = EpochStats {
+            epoch,
+            lr,
+            train_loss: loss_sum / steps_per_epoch as f64,
+            train_accuracy: balanced(&correct, &counted),
+            val_loss: None,
+            val_accuracy: None,
+            val_macro_f1: None,
+            seconds: 0.0,
+        };
+        let mut point = None;
+        let mut ap = None;
+        if !val.is_empty() {
+            let v = validate(&fused, val, s, pos_weight);
+            stats.val_loss = Some(v.loss);
+            stats.val_accuracy = Some(v.accuracy);
+            stats.val_macro_f1 = Some(v.best.map_or(0.0, |p| p.f1));
+            point = v.best;
+            ap = v.ap;
+        }
+        stats.seconds = start.elapsed().as_secs_f64();
+        let score = stats.val_macro_f1.unwrap_or(epoch as f64);
+        if best.as_ref().is_none_or(|b| score > b.score) {
+            best = Some(Best {
+                score,
+                epoch,
+                net: net.clone(),
+                point,
+                ap,
+            });
+        }
+        history.push(stats.clone());
+        let stop = on_epoch(&stats).is_break() || !stats.train_loss.is_finite();
+        if stop {
+            break;
+        }
+    }
+    let best = best.expect("at least one epoch");
+    Trained {
+        net: best.net,
+        history,
+        best_epoch: best.epoch,
+        validation: best.point,
+        validation_ap: best.ap,
+        positive_fraction,
+    }
+}
+
+/// The epoch kept so far.
+struct Best {
+    score: f64,
+    epoch: usize,
+    net: PickerNet,
+    point: Option<Point>,
+    ap: Option<f64>,
+}
+
+/// Counts correct pixels per class (logit ≥ 0 for a particle) among the weighted ones.
+fn tally(logits: &[f32], t: &[f32], w: &[f32], correct: &mut [f64; 2], counted: &mut [f64; 2]) {
+    for ((&z, &y), &w) in logits.iter().zip(t).zip(w) {
+        if w == 0.0 {
+            continue;
+        }
+        let c = usize::from(y > 0.5);
+        counted[c] += 1.0;
+        if (z >= 0.0) == (c == 1) {
+            correct[c] += 1.0;
+        }
+    }
+}
+
+/// The mean of the two classes' accuracies (a micrograph is mostly background, so plain
+/// accuracy would be near 1 for a network that finds nothing).
+fn balanced(correct: &[f64; 2], counted: &[f64; 2]) -> f64 {
+    let rate = |c: usize| {
+        if counted[c] > 0.0 {
+            correct[c] / counted[c]
+        } else {
+            0.0
+        }
+    };
+    (rate(0) + rate(1)) / 2.0
+}
+
+/// A random patch (partly outside the micrograph is allowed, zero there), its targets and the
+/// pixel weights: 0 in the margin a padded convolution distorts and outside the micrograph.
+fn cut_patch(
+    p: &Prepared,
+    targets: &[f32],
+    patch: usize,
+    margin: usize,
+    pos_weight: f32,
+    rng: &mut StdRng,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let img = &p.image;
+    let (mw, mh) = p.map_size();
+    let out = patch / STRIDE;
+    let m = (margin * STRIDE) as i64;
+    // Origins keep at least one scored pixel inside the micrograph.
+    let x0 = rng.random_range(-m..=(img.nx as i64 - patch as i64 + m).max(-m)) & !1;
+    let y0 = rng.random_range(-m..=(img.ny as i64 - patch as i64 + m).max(-m)) & !1;
+    let mut data = vec![0f32; patch * patch];
+    for sy in 0..patch {
+        let y = y0 + sy as i64;
+        if y < 0 || y >= img.ny as i64 {
+            continue;
+        }
+        for sx in 0..patch {
+            let x = x0 + sx as i64;
+            if x >= 0 && x < img.nx as i64 {
+                data[sy * patch + sx] = img.get(x as usize, y as usize);
+            }
+        }
+    }
+    let (u0, v0) = (x0.div_euclid(STRIDE as i64), y0.div_euclid(STRIDE as i64));
+    let mut t = vec![0f32; out * out];
+    let mut w = vec![0f32; out * out];
+    for j in margin..out - margin {
+        let v = v0 + j as i64;
+        if v < 0 || v >= mh as i64 {
+            continue;
+        }
+        for i in margin..out - margin {
+            let u = u0 + i as i64;
+            if u < 0 || u >= mw as i64 {
+                continue;
+            }
+            let y = targets[v as usize * mw + u as usize];
+            t[j * out + i] = y;
+            w[j * out + i] = if y > 0.5 { pos_weight } else { 1.0 };
+        }
+    }
+    // One of the 8 symmetries of the square, the same for the patch and its maps.
+    let turn = rng.random_range(0..8u8);
+    (
+        dihedral(&data, patch, turn),
+        dihedral(&t, out, turn),
+        dihedral(&w, out, turn),
+    )
+}
+
+/// `a` (n × n) under symmetry `k`: bit 0 flips x, bit 1 flips y, bit 2 transposes. With even
+/// patches this maps each 2×2 block of the patch onto the block of the map pixel it feeds.
+fn dihedral(a: &[f32], n: usize, k: u8) -> Vec<f32> {
+    let mut b = vec![0f32; n * n];
+    for y in 0..n {
+        for x in 0..n {
+            let (mut sx, mut sy) = (x, y);
+            if k & 4 != 0 {
+                (sx, sy) = (sy, sx);
+            }
+            if k & 1 != 0 {
+                sx = n - 1 - sx;
+            }
+            if k & 2 != 0 {
+                sy = n - 1 - sy;
+            }
+            b[y * n + x] = a[sy * n + sx];
+        }
+    }
+    b
+}
+
+struct Validation {
+    loss: f64,
+    accuracy: f64,
+    best: Option<Point>,
+    ap: Option<f64>,
+}
+
+/// Whole validation micrographs through the network: the weighted loss and balanced accuracy
+/// over their pixels, and the picks' precision-recall curve against their picks.
+fn validate(
+    fused: &FusedPicker,
+    val: &[Example],
+    s: &PickerTraining,
+    pos_weight: f32,
+) -> Validation {
+    let mut curve = Curve::default();
+    let (mut loss, mut weight) = (0.0, 0.0);
+    let (mut correct, mut counted) = ([0.0; 2], [0.0; 2]);
+    for e in val {
+        let p = &e.prepared;
+        let map = fused.score_map(&p.image.data, p.image.nx, p.image.ny, 256, 4);
+        let t = p.targets(&e.picks, s.target_radius / p.map_pixel());
+        let w: Vec<f32> = t
+            .iter()
+            .map(|&y| if y > 0.5 { pos_weight } else { 1.0 })
+            .collect();
+        for ((&z, &y), &w) in map.data.iter().zip(&t).zip(&w) {
+            let z = f64::from(z);
+            loss += f64::from(w) * (z.max(0.0) + (-z.abs()).exp().ln_1p() - f64::from(y) * z);
+            weight += f64::from(w);
+        }
+        tally(&map.data, &t, &w, &mut correct, &mut counted);
+        let candidates = candidates(p, &map, s.min_distance, PEAK_FLOOR);
+        let matched = match_greedy(&candidates, &e.picks, s.match_radius);
+        curve.add(&candidates, &matched, e.picks.len());
+    }
+    Validation {
+        loss: loss / weight.max(f64::MIN_POSITIVE),
+        accuracy: balanced(&correct, &counted),
+        best: curve.best(),
+        ap: curve.average_precision(),
+    }
+}
+
+/// The peaks of `map` at or above `floor` as picks in micrograph pixels.
+pub fn candidates(p: &Prepared, map: &ScoreMap, min_distance: f64, floor: f32) -> Vec<Candidate> {
+    peaks(map, floor, min_distance / p.map_pixel())
+        .into_iter()
+        .map(|(u, v, s)| {
+            let (x, y) = p.from_map(u, v);
+            Candidate {
+                x,
+                y,
+                score: Some(f64::from(s)),
+            }
+        })
+        .collect()
+}
+
+/// Runs a whole prepared micrograph through `fused`.
+pub fn score(fused: &FusedPicker, p: &Prepared) -> ScoreMap {
+    fused.score_map(&p.image.data, p.image.nx, p.image.ny, 256, 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_symmetries_keep_each_pixel_block_over_its_map_pixel() {
+        // A 4×4 patch whose 2×2 blocks hold their map pixel's index, and the 2×2 map.
+        let patch: Vec<f32> = (0..16)
+            .map(|i| ((i / 4 / 2) * 2 + (i % 4) / 2) as f32)
+            .collect();
+        let map: Vec<f32> = (0..4).map(|i| i as f32).collect();
+        for k in 0..8 {
+            let (p, m) = (dihedral(&patch, 4, k), dihedral(&map, 2, k));
+            for y in 0..4 {
+                for x in 0..4 {
+                    assert_eq!(p[y * 4 + x], m[(y / 2) * 2 + x / 2], "symmetry {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn peaks_are_suppressed_within_the_distance_and_refined_between_pixels() {
+        let mut map = ScoreMap {
+            w: 20,
+            h: 10,
+            data: vec![-10.0; 200],
+        };
+        // A strong peak at (5, 5) shared with (6, 5), a weaker one 2 px away, one far away.
+        map.data[5 * 20 + 5] = 4.0;
+        map.data[5 * 20 + 6] = 4.0;
+        map.data[5 * 20 + 8] = 2.0;
+        map.data[2 * 20 + 15] = 1.0;
+        let p = peaks(&map, -1.0, 3.0);
+        assert_eq!(p.len(), 2, "{p:?}");
+        // The background's tiny probabilities pull the centroids by under 1e-3 px.
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-3;
+        assert!(
+            near(p[0].0, 5.5) && near(p[0].1, 5.0) && p[0].2 == 4.0,
+            "{p:?}"
+        );
+        assert!(
+            near(p[1].0, 15.0) && near(p[1].1, 2.0) && p[1].2 == 1.0,
+            "{p:?}"
+        );
+        assert_eq!(peaks(&map, 3.0, 3.0).len(), 1);
+    }
+
+    #[test]
+    fn targets_and_coordinates_agree_both_ways() {
+        let image = Image::zeros(64, 40);
+        let prepared = Prepared::new(
+            &image,
+            &Preparation {
+                bin: 2.0,
+                lowpass: None,
+                normalize: MicrographNorm::None,
+            },
+        )
+        .unwrap();
+        assert_eq!(prepared.map_size(), (16, 10));
+        let (u, v) = prepared.to_map(21.0, 9.0);
+        let (x, y) = prepared.from_map(u, v);
+        assert!((x - 21.0).abs() < 1e-9 && (y - 9.0).abs() < 1e-9);
+        let t = prepared.targets(&[(21.0, 9.0)], 1.0);
+        // (21/2 − 0.5)/2 = 5, (9/2 − 0.5)/2 = 2: the pixel and its four neighbours.
+        let on: Vec<usize> = (0..t.len()).filter(|&i| t[i] > 0.0).collect();
+        assert_eq!(on, [16 + 5, 2 * 16 + 4, 2 * 16 + 5, 2 * 16 + 6, 3 * 16 + 5]);
+    }
+}

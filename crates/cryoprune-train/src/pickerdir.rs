@@ -1,0 +1,178 @@
+//! A picker directory, written and read only through [`PickerDir`]: `weights.safetensors`,
+//! `picker.json` (how micrographs are prepared, the blob and suppression radii, the threshold
+//! chosen on the validation micrographs, how training went, the weights' SHA-256, checked on
+//! load), `history.csv` and `curves.png`. picker.json is written last, so a folder that has
+//! one is whole.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_image::normalize::MicrographNorm;
+use cryoprune_model::classifier::{load_safetensors, to_safetensors};
+use cryoprune_model::picker::PickerNet;
+use serde::{Deserialize, Serialize};
+
+use crate::matching::Point;
+use crate::modeldir::{sha256_hex, write_history, ModelDirError, WEIGHTS_FILE};
+use crate::picker::Preparation;
+use crate::trainer::EpochStats;
+
+pub const SPEC_FILE: &str = "picker.json";
+const HISTORY_FILE: &str = "history.csv";
+const CURVES_FILE: &str = "curves.png";
+const KIND: &str = "cryoprune picker";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// picker.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PickerSpec {
+    pub format_version: u32,
+    pub kind: String,
+    /// The network's name; one exists so far.
+    pub network: String,
+    /// Particle diameter in micrograph pixels.
+    pub particle_diameter: f64,
+    /// Micrograph pixels per binned pixel.
+    pub bin: f64,
+    /// Low-pass as given (`20A`, `0.5nyquist`), and as the fraction of the binned micrograph's
+    /// Nyquist it came to on the training micrographs (what `pick` applies).
+    pub lowpass: Option<String>,
+    pub lowpass_fraction: Option<f64>,
+    pub normalize: MicrographNorm,
+    /// Target blob radius, micrograph pixels.
+    pub target_radius: f64,
+    /// Non-maximum suppression distance, micrograph pixels.
+    pub min_distance: f64,
+    /// Default score threshold (log-odds) for `pick`: the best F1 on the validation micrographs.
+    pub threshold: f64,
+    pub training: PickerRecord,
+    pub weights_file: String,
+    pub weights_sha256: String,
+}
+
+/// How the picker was trained and how it did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PickerRecord {
+    pub train_micrographs: Vec<String>,
+    pub validation_micrographs: Vec<String>,
+    pub train_picks: usize,
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub lr: f64,
+    pub final_lr: f64,
+    pub batch: usize,
+    pub patch: usize,
+    pub class_weights: bool,
+    pub seed: u64,
+    /// Matching radius of the validation scores, micrograph pixels.
+    pub match_radius: f64,
+    /// The validation micrographs' picks at `threshold`.
+    pub validation: Option<Point>,
+    pub validation_average_precision: Option<f64>,
+    pub seconds: f64,
+}
+
+impl PickerSpec {
+    /// How `pick` prepares a micrograph.
+    pub fn preparation(&self) -> Preparation {
+        Preparation {
+            bin: self.bin,
+            lowpass: self.lowpass_fraction,
+            normalize: self.normalize,
+        }
+    }
+}
+
+pub struct PickerDir {
+    path: PathBuf,
+}
+
+impl PickerDir {
+    pub fn new(path: impl Into<PathBuf>) -> PickerDir {
+        PickerDir { path: path.into() }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the folder (created if needed); picker.json last.
+    pub fn save(
+        &self,
+        net: &PickerNet,
+        spec: &mut PickerSpec,
+        history: &[EpochStats],
+    ) -> Result<(), ModelDirError> {
+        fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
+        write_history(&self.file(HISTORY_FILE), history)?;
+        crate::plot::training_curves(history, spec.training.best_epoch, &self.file(CURVES_FILE))?;
+        let weights = self.file(WEIGHTS_FILE);
+        let bytes = to_safetensors(net).map_err(|e| ModelDirError::Weights(weights.clone(), e))?;
+        spec.format_version = FORMAT_VERSION;
+        spec.kind = KIND.into();
+        spec.weights_file = WEIGHTS_FILE.into();
+        spec.weights_sha256 = sha256_hex(&bytes);
+        write_atomic(&weights, |w| w.write_all(&bytes))?;
+        let json = serde_json::to_vec_pretty(spec)
+            .map_err(|e| ModelDirError::Spec(self.file(SPEC_FILE), e.to_string()))?;
+        write_atomic(&self.file(SPEC_FILE), |w| {
+            w.write_all(&json)?;
+            w.write_all(b"\n")
+        })?;
+        Ok(())
+    }
+
+    /// The network (its weights' hash checked) and picker.json.
+    pub fn load(&self) -> Result<(PickerNet, PickerSpec), ModelDirError> {
+        let path = self.file(SPEC_FILE);
+        if path.exists() {
+            cryoprune_formats::error::ensure_regular(&path)?;
+        } else if self.file(crate::modeldir::SPEC_FILE).exists() {
+            return Err(ModelDirError::Spec(
+                path,
+                "missing; this folder holds a classifier (model.json) for `prune`, not a picker"
+                    .into(),
+            ));
+        }
+        let text = fs::read_to_string(&path).map_err(|e| ModelDirError::Io(path.clone(), e))?;
+        let spec: PickerSpec = serde_json::from_str(&text)
+            .map_err(|e| ModelDirError::Spec(path.clone(), e.to_string()))?;
+        if spec.kind != KIND || spec.format_version != FORMAT_VERSION {
+            return Err(ModelDirError::Spec(
+                path,
+                format!(
+                    "kind `{}` version {}; expected `{KIND}` version {FORMAT_VERSION}",
+                    spec.kind, spec.format_version
+                ),
+            ));
+        }
+        if !(spec.bin >= 1.0 && spec.bin.is_finite()) {
+            return Err(ModelDirError::Spec(
+                path,
+                format!("bin {} is not >= 1", spec.bin),
+            ));
+        }
+        let weights = self.file(&spec.weights_file);
+        if weights.exists() {
+            cryoprune_formats::error::ensure_regular(&weights)?;
+        }
+        let bytes = fs::read(&weights).map_err(|e| ModelDirError::Io(weights.clone(), e))?;
+        let found = sha256_hex(&bytes);
+        if found != spec.weights_sha256 {
+            return Err(ModelDirError::Hash {
+                path: weights,
+                expected: spec.weights_sha256.clone(),
+                found,
+            });
+        }
+        let mut net = PickerNet::seeded(0);
+        load_safetensors(&mut net, bytes).map_err(|e| ModelDirError::Weights(weights, e))?;
+        Ok((net, spec))
+    }
+}

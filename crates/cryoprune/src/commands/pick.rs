@@ -1,0 +1,73 @@
+//! `cryoprune pick`: pick particles on whole micrographs with a picker from `picker train`.
+//! Each micrograph is prepared as in training, scored by the network in tiles, and the score
+//! map's peaks become picks (none closer than the suppression distance), scored by their
+//! log-odds, in any pick format and ready for `prune`.
+//!
+//! ```text
+//! cryoprune pick --model picker/ --micrographs 'Micrographs/*.mrc' --out picks/ --format star
+//! cryoprune pick --model picker/ --micrographs 'mics/*.jpg' --out picks.star --threshold 1.5
+//! cryoprune pick --model picker/ --micrographs 'mics/*.mrc' --out boxes/ --format box --min-distance 60 --skip-existing
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cryoprune_formats::PickFormat;
+use cryoprune_jobs::picker::pick::{self, PickConfig};
+use cryoprune_jobs::ComputeConfig;
+
+use crate::printer::Printer;
+
+#[derive(clap::Args)]
+#[command(
+    about = "Pick particles on micrographs with a trained picker",
+    after_help = super::examples(include_str!("pick.rs"))
+)]
+pub struct Args {
+    /// Picker directory written by `cryoprune picker train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Micrographs (globs, quoted).
+    #[arg(long, required = true, num_args = 1..)]
+    micrographs: Vec<String>,
+    /// A folder (one file per micrograph) or, for star, cs and csv, one file.
+    #[arg(long)]
+    out: PathBuf,
+    /// star, cs, box, cbox, topaz or csv.
+    #[arg(long, default_value = "star")]
+    format: PickFormat,
+    /// Score (log-odds) a pick needs; default: the picker's best-F1 threshold.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Picks closer than this many pixels are one particle; default: the picker's.
+    #[arg(long)]
+    min_distance: Option<f64>,
+    /// Box size written into .box and .cbox files (default: 1.5 particle diameters).
+    #[arg(long = "box")]
+    box_size: Option<usize>,
+    /// Leave micrographs whose output file exists.
+    #[arg(long)]
+    skip_existing: bool,
+    /// Threads; 0 = all cores.
+    #[arg(long, default_value_t = ComputeConfig::default().threads)]
+    threads: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let cfg = PickConfig {
+        compute: ComputeConfig {
+            threads: args.threads,
+            ..ComputeConfig::default()
+        },
+        model: args.model,
+        micrographs: args.micrographs,
+        out: args.out,
+        format: args.format,
+        threshold: args.threshold,
+        min_distance: args.min_distance,
+        box_size: args.box_size,
+        skip_existing: args.skip_existing,
+    };
+    pick::run(&cfg, &Printer::default())?;
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `cryoprune picker train`: train a deep picker on a few micrographs' picks, as the cryoSPARC
+//! guide to supervised picker training describes: micrographs binned so a particle spans 12
+//! pixels, a fully convolutional network trained on patches to mark a blob at every pick, a
+//! validation split by micrograph that chooses the epoch and the score threshold, curves and a
+//! diagnosis in plain words. Then `cryoprune pick` picks every micrograph with it.
+//!
+//! ```text
+//! cryoprune picker train --micrographs 'Micrographs/*.mrc' --picks manualpick/ --particle-diameter 120 --out picker/
+//! cryoprune picker train --micrographs 'mics/*.jpg' --picks truth/ --box 162 --validation 2 --epochs 40 --out picker/
+//! cryoprune picker train --micrographs 'mics/*.mrc' --picks cleaned.star --particle-diameter 150 --lowpass 20A --normalize off --lr 0.02 --out picker/
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cryoprune_image::fourier::Cutoff;
+use cryoprune_jobs::picker::{self, PickerTrainConfig};
+use cryoprune_jobs::ComputeConfig;
+
+use super::args::PickArgs;
+use crate::printer::Printer;
+
+#[derive(clap::Args)]
+#[command(about = "Train a deep particle picker (then use `cryoprune pick`)")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    #[command(after_help = super::examples(include_str!("picker.rs")))]
+    /// Train a picker on micrographs and their picks
+    Train(TrainArgs),
+}
+
+/// `on` or `off`.
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}`: expected on or off")),
+    }
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    input: PickArgs,
+    /// Particle diameter in Å (needs the pixel size: header or --angpix).
+    #[arg(long, required_unless_present = "box_size")]
+    particle_diameter: Option<f64>,
+    /// Or the box in pixels (about 1.5 particle diameters).
+    #[arg(long = "box")]
+    box_size: Option<usize>,
+    #[arg(long)]
+    angpix: Option<f64>,
+    /// Binning factor; by default the particle spans 12 binned pixels.
+    #[arg(long)]
+    bin: Option<f64>,
+    /// Low-pass after binning: a resolution (20A) or a fraction of Nyquist (0.5nyquist).
+    #[arg(long)]
+    lowpass: Option<Cutoff>,
+    /// Initial and final learning rate (exponential decay between them).
+    #[arg(long, default_value_t = PickerTrainConfig::default().lr)]
+    lr: f64,
+    #[arg(long, default_value_t = PickerTrainConfig::default().final_lr)]
+    final_lr: f64,
+    /// Patches per step.
+    #[arg(long, default_value_t = PickerTrainConfig::default().batch)]
+    batch: usize,
+    #[arg(long, default_value_t = PickerTrainConfig::default().epochs)]
+    epochs: usize,
+    /// Weight particle pixels up to balance the classes (essential when particles are sparse).
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    class_weights: bool,
+    /// Robust micrograph normalisation (percentile clip, helps with junk); off: mean and deviation.
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    normalize: bool,
+    /// Micrographs held out to choose the epoch and threshold (default: a fifth, at least 1).
+    #[arg(long)]
+    validation: Option<usize>,
+    /// Target blob radius in pixels (default: a quarter of the diameter).
+    #[arg(long)]
+    target_radius: Option<f64>,
+    /// Picks closer than this many pixels are one particle (default: half the diameter).
+    #[arg(long)]
+    min_distance: Option<f64>,
+    #[arg(long, default_value_t = PickerTrainConfig::default().seed)]
+    seed: u64,
+    /// Threads; 0 = all cores.
+    #[arg(long, default_value_t = ComputeConfig::default().threads)]
+    threads: usize,
+    /// Picker directory to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Command::Train(a) = args.command;
+    let d = PickerTrainConfig::default();
+    let cfg = PickerTrainConfig {
+        compute: ComputeConfig {
+            threads: a.threads,
+            ..ComputeConfig::default()
+        },
+        micrographs: a.input.micrographs,
+        picks: a.input.picks,
+        format: a.input.format,
+        particle_diameter: a.particle_diameter,
+        box_size: a.box_size,
+        angpix: a.angpix,
+        bin: a.bin,
+        lowpass: a.lowpass,
+        normalize: a.normalize,
+        lr: a.lr,
+        final_lr: a.final_lr,
+        batch: a.batch,
+        epochs: a.epochs,
+        class_weights: a.class_weights,
+        validation: a.validation,
+        target_radius: a.target_radius,
+        min_distance: a.min_distance,
+        seed: a.seed,
+        out: a.out,
+        ..d
+    };
+    picker::train(&cfg, &Printer::default())?;
+    Ok(())
+}
