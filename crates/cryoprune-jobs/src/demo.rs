@@ -1,8 +1,10 @@
 //! The demo job: the main job end to end on built-in data, with nothing downloaded. It
 //! simulates a small dataset, labels 30 picks per class from the truth as a user would
 //! (particle or junk, from the first two thirds of the micrographs only), trains (adapting the
-//! network to every pick first), prunes every pick, and scores the kept picks against the truth. Each step is the real job, announced with
-//! the command line that runs it by hand.
+//! network to every pick first), prunes every pick, and scores the kept picks against the truth.
+//! Then it picks afresh: a deep picker trained on the labelled micrographs' particles picks the
+//! others, and the classifier prunes those picks. Each step is the real job, announced with the
+//! command line that runs it by hand.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapt::UnlabelledConfig;
 use crate::events::{Event, Events};
 use crate::labels::LabelsConfig;
+use crate::picker::evaluate::PicksReport;
 use crate::prune::PruneConfig;
 use crate::recipe::{NetConfig, PrepConfig};
 use crate::simulate::SimulateConfig;
@@ -58,10 +61,13 @@ pub struct Score {
     pub recall: f64,
 }
 
-/// The demo's scores on the micrographs not labelled, then on all.
+/// The demo's scores on the micrographs not labelled, then on all; and the deep picker's picks
+/// on the micrographs not labelled, before and after pruning.
 pub struct DemoResult {
     pub held_out: Score,
     pub all: Score,
+    pub picked: crate::picker::evaluate::PicksReport,
+    pub picked_pruned: crate::picker::evaluate::PicksReport,
 }
 
 fn text(p: &Path) -> Result<&str> {
@@ -207,17 +213,141 @@ pub fn run(cfg: &DemoConfig, events: &dyn Events) -> Result<DemoResult> {
         ));
         result.push(score);
     }
-    lines.push(format!(
+    events.output(lines.join("\n"));
+    let particle = (diameter, box_size);
+    let (picked, picked_pruned) =
+        pick_and_prune(cfg, &data, &names, &labelled, &model, particle, events)?;
+    events.output(format!(
         "\ndemo complete in {:.0} s: report {}, pruned picks in {}",
         started.elapsed().as_secs_f64(),
         report.display(),
         pruned.display()
     ));
-    events.output(lines.join("\n"));
     Ok(DemoResult {
         held_out: result[0],
         all: result[1],
+        picked,
+        picked_pruned,
     })
+}
+
+/// The picking step: `picker train` on the labelled micrographs' particles (as a user's manual
+/// picks), `pick` on the others, `prune` of those picks on the image alone (the classifier's
+/// pick context learnt the simulated picker's scores, not these), each scored against every
+/// particle placed.
+fn pick_and_prune(
+    cfg: &DemoConfig,
+    data: &Path,
+    names: &[&String],
+    labelled: &[&String],
+    model: &Path,
+    (diameter, box_size): (f64, usize),
+    events: &dyn Events,
+) -> Result<(PicksReport, PicksReport)> {
+    use crate::picker::evaluate::{self, EvaluatePicksConfig};
+    use crate::picker::pick::{self, PickConfig};
+    use crate::picker::PickerTrainConfig;
+
+    let out = &cfg.out;
+    let mic = |n: &String| data.join("micrographs").join(format!("{n}.mrc"));
+    let (train_mics, test_mics): (Vec<PathBuf>, Vec<PathBuf>) = (
+        labelled.iter().map(|n| mic(n)).collect(),
+        names
+            .iter()
+            .filter(|n| !labelled.contains(n))
+            .map(|n| mic(n))
+            .collect(),
+    );
+    let particles = std::fs::read_to_string(data.join("particles.csv"))
+        .map_err(|e| Error::Io(data.join("particles.csv"), e))?;
+    let subset = |keep: &dyn Fn(&str) -> bool, path: &Path| -> Result<PathBuf> {
+        let rows: Vec<&str> = particles
+            .lines()
+            .enumerate()
+            .filter(|(i, l)| *i == 0 || keep(l.split(',').next().unwrap_or_default()))
+            .map(|(_, l)| l)
+            .collect();
+        write_atomic(path, |w| writeln!(w, "{}", rows.join("\n")))?;
+        Ok(path.to_path_buf())
+    };
+    let is_labelled = |m: &str| labelled.iter().any(|l| l.as_str() == m);
+    let train_truth = subset(&is_labelled, &out.join("particles_labelled.csv"))?;
+    let test_truth = subset(&|m| !is_labelled(m), &out.join("particles_held_out.csv"))?;
+    let picker_dir = out.join("picker");
+    let epochs = if cfg.fast { 3 } else { 20 };
+    let list = |v: &[PathBuf]| -> Result<Vec<String>> {
+        v.iter().map(|p| text(p).map(String::from)).collect()
+    };
+    let train = PickerTrainConfig {
+        micrographs: list(&train_mics)?,
+        picks: vec![train_truth.clone()],
+        box_size: Some(box_size),
+        validation: Some(1),
+        epochs,
+        seed: cfg.seed,
+        out: picker_dir.clone(),
+        ..PickerTrainConfig::default()
+    };
+    events.emit(Event::Step(format!(
+        "cryoprune picker train --micrographs {} --picks {} --box {box_size} --validation 1 --epochs {epochs} --seed {} --out {}",
+        train.micrographs.join(" "),
+        text(&train_truth)?,
+        cfg.seed,
+        text(&picker_dir)?
+    )));
+    crate::picker::train(&train, events).context_with(|| "demo step `picker train`".into())?;
+    let picked = out.join("picked.star");
+    let pick_cfg = PickConfig {
+        model: picker_dir.clone(),
+        micrographs: list(&test_mics)?,
+        out: picked.clone(),
+        ..PickConfig::default()
+    };
+    events.emit(Event::Step(format!(
+        "cryoprune pick --model {} --micrographs {} --out {}",
+        text(&picker_dir)?,
+        pick_cfg.micrographs.join(" "),
+        text(&picked)?
+    )));
+    pick::run(&pick_cfg, events).context_with(|| "demo step `pick`".into())?;
+    let pruned = out.join("picked_pruned");
+    let prune = PruneConfig {
+        model: model.to_path_buf(),
+        micrographs: pick_cfg.micrographs.clone(),
+        picks: vec![picked.clone()],
+        out: pruned.clone(),
+        image_only: true,
+        ..PruneConfig::default()
+    };
+    events.emit(Event::Step(format!(
+        "cryoprune prune --model {} --micrographs {} --picks {} --image-only --out {}",
+        text(model)?,
+        prune.micrographs.join(" "),
+        text(&picked)?,
+        text(&pruned)?
+    )));
+    crate::prune::run(&prune, events)
+        .context_with(|| "demo step `prune` of the new picks".into())?;
+    let radius = diameter / 2.0;
+    let score = |picks: PathBuf| {
+        events.emit(Event::Step(format!(
+            "cryoprune evaluate-picks --picks {} --truth {} --radius {radius:.0}",
+            text(&picks)?,
+            text(&test_truth)?
+        )));
+        evaluate::run(
+            &EvaluatePicksConfig {
+                picks: vec![picks],
+                truth: vec![test_truth.clone()],
+                radius,
+                ..EvaluatePicksConfig::default()
+            },
+            events,
+        )
+    };
+    let before = score(picked)?;
+    let after = score(pruned.join("picked.star"))?;
+    Ok((before, after))
 }
 
 struct TruthPick {

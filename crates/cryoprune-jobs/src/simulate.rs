@@ -19,7 +19,8 @@ use crate::{invalid, Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SimulateConfig {
-    /// Output folder: micrographs/, picks, truth.csv, previews/.
+    /// Output folder: micrographs/, picks, truth.csv (every pick's label), particles.csv (every
+    /// particle placed, the truth for a picker), previews/.
     pub out: PathBuf,
     pub count: usize,
     /// Micrograph width and height in pixels.
@@ -261,7 +262,8 @@ pub fn run(
         total: args.count as u64,
         unit: "micrographs",
     });
-    let scenes: Vec<(String, Vec<cryoprune_sim::TruthPick>)> = pool.install(|| {
+    type Scenes = Vec<(String, Vec<cryoprune_sim::TruthPick>, Vec<(f64, f64)>)>;
+    let scenes: Scenes = pool.install(|| {
         (0..args.count)
             .into_par_iter()
             .map(|i| -> Result<_> {
@@ -287,7 +289,7 @@ pub fn run(
                     preview::write(&preview_dir.join(format!("{name}.png")), &png)?;
                 }
                 events.emit(Event::Advanced(1));
-                Ok((name, scene.picks))
+                Ok((name, scene.picks, scene.particles))
             })
             .collect::<Result<Vec<_>>>()
     })?;
@@ -296,8 +298,13 @@ pub fn run(
     let mut set = PickSet::empty(args.format);
     let mut index = Default::default();
     let mut truth = String::from("micrograph,x,y,label,score\n");
+    // Every isolated particle placed, picked or not: what a picker should find.
+    let mut particles = String::from("micrograph,x,y\n");
     let mut counts = std::collections::BTreeMap::new();
-    for (name, picks) in &scenes {
+    for (name, picks, centres) in &scenes {
+        for (x, y) in centres {
+            particles.push_str(&format!("{name},{x:.2},{y:.2}\n"));
+        }
         for p in picks {
             let mut pick = Pick::new(p.x, p.y);
             pick.score = Some((p.score * 1e4).round() / 1e4);
@@ -314,7 +321,7 @@ pub fn run(
     }
     let shapes = scenes
         .iter()
-        .map(|(n, _)| (n.clone(), (args.size, args.size)))
+        .map(|(n, _, _)| (n.clone(), (args.size, args.size)))
         .collect();
     let opts = WriteOptions {
         box_size: Some(box_size),
@@ -328,6 +335,9 @@ pub fn run(
     set.write(args.format, &picks_out, &opts)?;
     cryoprune_formats::atomic::write_atomic(&args.out.join("truth.csv"), |w| {
         w.write_all(truth.as_bytes())
+    })?;
+    cryoprune_formats::atomic::write_atomic(&args.out.join("particles.csv"), |w| {
+        w.write_all(particles.as_bytes())
     })?;
 
     let total: usize = counts.values().sum();
@@ -344,10 +354,11 @@ pub fn run(
     let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     events.note(format!("  {total} picks: {}", parts.join(", ")));
     events.note(format!(
-        "wrote {}, {}, {}{}",
+        "wrote {}, {}, {}, {}{}",
         mic_dir.display(),
         picks_out.display(),
         args.out.join("truth.csv").display(),
+        args.out.join("particles.csv").display(),
         if args.no_previews {
             String::new()
         } else {

@@ -1,7 +1,8 @@
 //! `cryoprune simulate`: realistic micrographs with the truth known. Particles are projections
 //! of a map, an atomic model or a built-in shape in random orientations, with carbon film, ice
 //! contamination, aggregates and empty ice, a CTF and noise at a set SNR; the picks are those a
-//! real picker would make (most particles, plus false picks on the junk), each with its truth.
+//! real picker would make (most particles, plus false picks on the junk), each with its truth,
+//! and every particle's centre (particles.csv) for scoring pickers.
 //!
 //! ```text
 //! cryoprune simulate --out sim/ --count 20 --preset realistic --seed 1
@@ -23,7 +24,7 @@ use crate::printer::Printer;
     after_help = super::examples(include_str!("simulate.rs"))
 )]
 pub struct Args {
-    /// Output folder: micrographs/, picks, truth.csv, previews/.
+    /// Output folder: micrographs/, picks, truth.csv, particles.csv, previews/.
     #[arg(long)]
     out: PathBuf,
     /// Number of micrographs.
