@@ -1308,8 +1308,8 @@ impl CpuTrainer {
     }
 }
 
-/// The deep picker on the CPU: a log-odds per output pixel, trained by a weighted binary
-/// cross-entropy over the pixels.
+/// The deep picker on the CPU: a log-odds per output pixel, trained by any loss over the pixels
+/// (the caller's: a weighted cross-entropy, or a positive-unlabelled risk).
 pub struct PickerTrainer {
     body: Body,
 }
@@ -1321,16 +1321,14 @@ impl PickerTrainer {
         })
     }
 
-    /// One SGD step on `size` × `size` patches. `targets` and `weights` hold one value per
-    /// output pixel ([n, size/2, size/2]): 1 for a particle, 0 otherwise, and how much the
-    /// pixel counts (0 leaves it out: the margin a padded convolution distorts). Returns the
-    /// loss (the weighted mean over the pixels) and the log-odds before the update.
+    /// One SGD step on `size` × `size` patches. `loss` takes the log-odds ([n, size/2, size/2]
+    /// in one buffer) and gives the loss and its gradient at each; the step returns the loss
+    /// and the log-odds before the update.
     pub fn step(
         &mut self,
         patches: &[&[f32]],
         size: usize,
-        targets: &[f32],
-        weights: &[f32],
+        loss: impl FnOnce(&[f32]) -> (f32, Vec<f32>),
         sgd: &SgdStep,
     ) -> StepOutput {
         let images = Maps::stack(patches, 1, size);
@@ -1338,23 +1336,15 @@ impl PickerTrainer {
         let last = records.last().expect("the picker has layers").out();
         let (n, h, w) = (last.n, last.h, last.w);
         let logits = last.data.clone();
-        assert_eq!(logits.len(), targets.len(), "one target per output pixel");
-        let total: f64 = weights
-            .iter()
-            .map(|&w| f64::from(w))
-            .sum::<f64>()
-            .max(f64::MIN_POSITIVE);
-        let mut d = Maps::zeros(1, n, h, w);
-        let mut loss = 0f64;
-        for (((d, &z), &y), &w) in d.data.iter_mut().zip(&logits).zip(targets).zip(weights) {
-            if w == 0.0 {
-                continue;
-            }
-            let p = 1.0 / (1.0 + (-z).exp());
-            // log(1 + e^z) − y·z, written so neither sign of z overflows.
-            loss += f64::from(w) * f64::from(z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z);
-            *d = (f64::from(w) * f64::from(p - y) / total) as f32;
-        }
+        let (value, grad) = loss(&logits);
+        assert_eq!(grad.len(), logits.len(), "one gradient per output pixel");
+        let d = Maps {
+            c: 1,
+            n,
+            h,
+            w,
+            data: grad,
+        };
         self.body.backward(&images, records, d);
         let params: Vec<&mut Weights> = self
             .body
@@ -1364,7 +1354,7 @@ impl PickerTrainer {
             .collect();
         params.into_par_iter().for_each(|p| p.step(sgd));
         StepOutput {
-            loss: (loss / total) as f32,
+            loss: value,
             logits,
         }
     }

@@ -196,6 +196,7 @@ pub struct PickerTraining {
     pub patch: usize,
     /// Weight the particle pixels so they count as much as the rest together.
     pub class_weights: bool,
+    pub loss: PixelLoss,
     /// Target blob radius in micrograph pixels.
     pub target_radius: f64,
     /// Picks closer than this (micrograph pixels) are one particle.
@@ -205,6 +206,108 @@ pub struct PickerTraining {
     pub momentum: f64,
     pub weight_decay: f64,
     pub seed: u64,
+}
+
+/// What the network is trained to minimise over the pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PixelLoss {
+    /// Binary cross-entropy: every pixel without a target is background. Right when the
+    /// training picks hold every particle of their micrographs.
+    CrossEntropy,
+    /// Positive-unlabelled (the non-negative risk of Kiryo et al. 2017): the pixels without a
+    /// target are unlabelled, so particles the picks missed are not taught as background. The
+    /// picks hold `completeness` (0-1] of the particles, which sets the prior: the share of
+    /// pixels that are particle is the target pixels' share divided by it.
+    PositiveUnlabelled { completeness: f64 },
+}
+
+/// The weighted binary cross-entropy (`weights` per pixel, 0 leaves one out) and its gradient.
+pub fn cross_entropy(z: &[f32], targets: &[f32], weights: &[f32]) -> (f32, Vec<f32>) {
+    let total: f64 = weights
+        .iter()
+        .map(|&w| f64::from(w))
+        .sum::<f64>()
+        .max(f64::MIN_POSITIVE);
+    let mut loss = 0f64;
+    let grad = z
+        .iter()
+        .zip(targets)
+        .zip(weights)
+        .map(|((&z, &y), &w)| {
+            if w == 0.0 {
+                return 0.0;
+            }
+            let (z, y, w) = (f64::from(z), f64::from(y), f64::from(w));
+            loss += w * (softplus(z) - y * z);
+            (w * (sigmoid(z) - y) / total) as f32
+        })
+        .collect();
+    ((loss / total) as f32, grad)
+}
+
+/// The non-negative positive-unlabelled risk over the pixels with a non-zero weight: with P the
+/// target pixels and U all of them (the marginal), π the prior and c the weight of the particle
+/// class, R = c·π·E_P[ℓ(z, 1)] + max(0, E_U[ℓ(z, 0)] − π·E_P[ℓ(z, 0)]), ℓ the cross-entropy. The
+/// second term estimates the background's risk from the unlabelled pixels by removing what the
+/// particles among them contribute; where that estimate goes negative (overfitting the few
+/// labelled pixels) it is clipped and passes no gradient, as in nnPU.
+pub fn positive_unlabelled(
+    z: &[f32],
+    targets: &[f32],
+    weights: &[f32],
+    prior: f64,
+    class_weight: f64,
+) -> (f32, Vec<f32>) {
+    let (mut n_p, mut n_u) = (0f64, 0f64);
+    let (mut pos, mut neg_p, mut neg_u) = (0f64, 0f64, 0f64);
+    for ((&z, &y), &w) in z.iter().zip(targets).zip(weights) {
+        if w == 0.0 {
+            continue;
+        }
+        let z = f64::from(z);
+        n_u += 1.0;
+        neg_u += softplus(z);
+        if y > 0.5 {
+            n_p += 1.0;
+            pos += softplus(-z);
+            neg_p += softplus(z);
+        }
+    }
+    let n_u = n_u.max(1.0);
+    let (p_term, neg_p_term) = if n_p > 0.0 {
+        (pos / n_p, neg_p / n_p)
+    } else {
+        (0.0, 0.0)
+    };
+    let negative = neg_u / n_u - prior * neg_p_term;
+    let risk = class_weight * prior * p_term + negative.max(0.0);
+    let on = f64::from(u8::from(negative >= 0.0));
+    let grad = z
+        .iter()
+        .zip(targets)
+        .zip(weights)
+        .map(|((&z, &y), &w)| {
+            if w == 0.0 {
+                return 0.0;
+            }
+            let s = sigmoid(f64::from(z));
+            let mut g = on * s / n_u;
+            if y > 0.5 {
+                g += class_weight * prior * (s - 1.0) / n_p - on * prior * s / n_p;
+            }
+            g as f32
+        })
+        .collect();
+    (risk as f32, grad)
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// log(1 + e^z), without overflow for either sign of z.
+fn softplus(z: f64) -> f64 {
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
 }
 
 /// What training gives.
@@ -253,6 +356,19 @@ pub fn train(
     } else {
         1.0
     };
+    // The positive-unlabelled risk weighs the particle class by its prior instead: balanced,
+    // the particles' share of the risk is the background's.
+    let prior = match s.loss {
+        PixelLoss::PositiveUnlabelled { completeness } => {
+            (positive_fraction / completeness.clamp(f64::MIN_POSITIVE, 1.0)).min(0.5)
+        }
+        PixelLoss::CrossEntropy => positive_fraction,
+    };
+    let pu_weight = if s.class_weights && prior > 0.0 {
+        (1.0 - prior) / prior
+    } else {
+        1.0
+    };
     // Enough patches that their scored centres cover every micrograph about once an epoch.
     let per_epoch: usize = train
         .iter()
@@ -296,7 +412,13 @@ pub fn train(
                 momentum: s.momentum,
                 weight_decay: s.weight_decay,
             };
-            let out = trainer.step(&refs, patch, &t, &w, &sgd);
+            let loss = |z: &[f32]| match s.loss {
+                PixelLoss::CrossEntropy => cross_entropy(z, &t, &w),
+                PixelLoss::PositiveUnlabelled { .. } => {
+                    positive_unlabelled(z, &t, &w, prior, pu_weight)
+                }
+            };
+            let out = trainer.step(&refs, patch, loss, &sgd);
             loss_sum += f64::from(out.loss);
             tally(&out.logits, &t, &w, &mut correct, &mut counted);
         }
@@ -532,6 +654,64 @@ pub fn score(fused: &FusedPicker, p: &Prepared) -> ScoreMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gradient of `f` at `z` by central differences, in f64 through the f32 interface.
+    fn numeric(f: &dyn Fn(&[f32]) -> f32, z: &[f32]) -> Vec<f64> {
+        (0..z.len())
+            .map(|i| {
+                let h = 1e-2f32;
+                let (mut a, mut b) = (z.to_vec(), z.to_vec());
+                a[i] += h;
+                b[i] -= h;
+                f64::from(f(&a) - f(&b)) / f64::from(2.0 * h)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_losses_gradients_match_finite_differences() {
+        let z = [0.3f32, -1.2, 2.0, -0.4, 0.9, -2.5];
+        let t = [1.0f32, 0.0, 1.0, 0.0, 0.0, 0.0];
+        let w = [3.0f32, 1.0, 3.0, 0.0, 1.0, 1.0];
+        let (_, g) = cross_entropy(&z, &t, &w);
+        let n = numeric(&|z| cross_entropy(z, &t, &w).0, &z);
+        for (a, b) in g.iter().zip(&n) {
+            assert!((f64::from(*a) - b).abs() < 2e-3, "{g:?} vs {n:?}");
+        }
+        assert_eq!(g[3], 0.0, "a pixel of weight 0 gets no gradient");
+        for prior in [0.05, 0.3] {
+            let (_, g) = positive_unlabelled(&z, &t, &w, prior, 2.0);
+            let n = numeric(&|z| positive_unlabelled(z, &t, &w, prior, 2.0).0, &z);
+            for (a, b) in g.iter().zip(&n) {
+                assert!(
+                    (f64::from(*a) - b).abs() < 2e-3,
+                    "prior {prior}: {g:?} vs {n:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_unlabelled_risk_is_clipped_at_zero_and_a_zero_prior_is_plain_background() {
+        // One particle pixel said particle, three unlabelled ones said background, and a prior
+        // above the particles' share: the background estimate E_U − π·E_P goes negative, is
+        // clipped, and only the particle term pushes (the unlabelled pixels get nothing).
+        let (z, t, w) = (
+            [6.0f32, -8.0, -8.0, -8.0],
+            [1.0f32, 0.0, 0.0, 0.0],
+            [1.0f32; 4],
+        );
+        let (risk, g) = positive_unlabelled(&z, &t, &w, 0.5, 1.0);
+        assert!(
+            risk > 0.0 && g[0] < 0.0 && g[1..] == [0.0; 3],
+            "{risk} {g:?}"
+        );
+        // π = 0: every pixel is background, the cross-entropy against 0.
+        let (z, t, w) = ([0.5f32, -1.0, 2.0], [1.0f32, 0.0, 0.0], [1.0f32, 1.0, 1.0]);
+        let (a, _) = positive_unlabelled(&z, &t, &w, 0.0, 1.0);
+        let (b, _) = cross_entropy(&z, &[0.0; 3], &w);
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
 
     #[test]
     fn the_symmetries_keep_each_pixel_block_over_its_map_pixel() {

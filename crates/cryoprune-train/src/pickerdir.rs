@@ -65,6 +65,8 @@ pub struct PickerRecord {
     pub batch: usize,
     pub patch: usize,
     pub class_weights: bool,
+    /// `bce`, or `pu` with the share of particles the picks hold.
+    pub loss: String,
     pub seed: u64,
     /// Matching radius of the validation scores, micrograph pixels.
     pub match_radius: f64,

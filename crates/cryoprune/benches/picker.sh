@@ -119,5 +119,5 @@ echo "simulated picker train: $(( $(date +%s) - start )) s" >> "$out/times.txt"
 "$bin" pick --model "$out/sim_picker" --micrographs $te --threshold=-8 --out "$out/sim_all.star" > /dev/null 2>&1
 score cryoprune "sim 7-10" "$out/sim_picks.star" - - "$out/sim_test_truth.csv"
 score "cryoprune (every peak)" "sim 7-10" "$out/sim_all.star" - - "$out/sim_test_truth.csv"
-score "simulated picker (its picks)" "sim 7-10" "$sim/picks.csv" - - "$out/sim_test_truth.csv"
+score "simulated picker (its picks)" "sim 7-10" "$sim/picks.star" - - "$out/sim_test_truth.csv"
 cat "$out/picker.md" "$out/times.txt"

@@ -148,7 +148,45 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("average precision"), "{}", text(&out));
+    // Positive-unlabelled training records the share of particles the picks hold.
+    let out = cryoprune(&[
+        "picker",
+        "train",
+        "--micrographs",
+        &mics,
+        "--picks",
+        &picks,
+        "--box",
+        "48",
+        "--epochs",
+        "1",
+        "--loss",
+        "pu",
+        "--expected-particles",
+        "200",
+        "--out",
+        &p("pu"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let spec: Value = serde_json::from_slice(&std::fs::read(p("pu/picker.json")).unwrap()).unwrap();
+    let loss = spec["training"]["loss"].as_str().unwrap();
+    assert!(loss.starts_with("pu (picks hold 0."), "{loss}");
     // Knobs are checked in words.
+    let out = cryoprune(&[
+        "picker",
+        "train",
+        "--micrographs",
+        &mics,
+        "--picks",
+        &picks,
+        "--box",
+        "48",
+        "--loss",
+        "pu",
+        "--out",
+        &p("x"),
+    ]);
+    assert!(!out.status.success() && text(&out).contains("--expected-particles"));
     let out = cryoprune(&[
         "picker",
         "train",

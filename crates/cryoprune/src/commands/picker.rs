@@ -74,6 +74,13 @@ struct TrainArgs {
     /// Weight particle pixels up to balance the classes (essential when particles are sparse).
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     class_weights: bool,
+    /// bce: pixels without a pick are background (complete picks); pu: positive-unlabelled,
+    /// they are unlabelled (picks that miss particles; needs --expected-particles).
+    #[arg(long, default_value = "bce", value_parser = ["bce", "pu"])]
+    loss: String,
+    /// About how many particles a micrograph holds (for --loss pu).
+    #[arg(long)]
+    expected_particles: Option<f64>,
     /// Robust micrograph normalisation (percentile clip, helps with junk); off: mean and deviation.
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     normalize: bool,
@@ -118,6 +125,8 @@ pub fn run(args: Args) -> Result<()> {
         batch: a.batch,
         epochs: a.epochs,
         class_weights: a.class_weights,
+        positive_unlabelled: a.loss == "pu",
+        expected_particles: a.expected_particles,
         validation: a.validation,
         target_radius: a.target_radius,
         min_distance: a.min_distance,
