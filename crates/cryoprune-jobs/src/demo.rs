@@ -274,7 +274,7 @@ fn pick_and_prune(
     let train_truth = subset(&is_labelled, &out.join("particles_labelled.csv"))?;
     let test_truth = subset(&|m| !is_labelled(m), &out.join("particles_held_out.csv"))?;
     let picker_dir = out.join("picker");
-    let epochs = if cfg.fast { 3 } else { 20 };
+    let (epochs, validation) = if cfg.fast { (3, 1) } else { (20, 2) };
     let list = |v: &[PathBuf]| -> Result<Vec<String>> {
         v.iter().map(|p| text(p).map(String::from)).collect()
     };
@@ -282,14 +282,14 @@ fn pick_and_prune(
         micrographs: list(&train_mics)?,
         picks: vec![train_truth.clone()],
         box_size: Some(box_size),
-        validation: Some(1),
+        validation: Some(validation),
         epochs,
         seed: cfg.seed,
         out: picker_dir.clone(),
         ..PickerTrainConfig::default()
     };
     events.emit(Event::Step(format!(
-        "cryoprune picker train --micrographs {} --picks {} --box {box_size} --validation 1 --epochs {epochs} --seed {} --out {}",
+        "cryoprune picker train --micrographs {} --picks {} --box {box_size} --validation {validation} --epochs {epochs} --seed {} --out {}",
         train.micrographs.join(" "),
         text(&train_truth)?,
         cfg.seed,
