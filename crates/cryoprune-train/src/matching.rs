@@ -124,26 +124,8 @@ impl Curve {
 
     /// The point of highest F1 (the highest threshold among ties).
     pub fn best(&self) -> Option<Point> {
-        self.best_of_incomplete(1.0)
-    }
-
-    /// The point of highest F1 when the truth holds only `completeness` of the particles: a
-    /// pick on a particle the truth lacks counts as false, so precision is estimated as the
-    /// share found divided by `completeness` (at most 1), assuming picks find listed and
-    /// unlisted particles alike. Recall needs no correction.
-    pub fn best_of_incomplete(&self, completeness: f64) -> Option<Point> {
-        let c = completeness.clamp(f64::MIN_POSITIVE, 1.0);
         self.points()
             .into_iter()
-            .map(|p| {
-                let precision = (p.precision / c).min(1.0);
-                let f1 = if precision + p.recall > 0.0 {
-                    2.0 * precision * p.recall / (precision + p.recall)
-                } else {
-                    0.0
-                };
-                Point { precision, f1, ..p }
-            })
             .fold(None, |best: Option<Point>, p| match best {
                 Some(b) if b.f1 >= p.f1 => Some(b),
                 _ => Some(p),
@@ -256,30 +238,6 @@ mod tests {
         let best = curve.best().unwrap();
         assert_eq!(best.threshold, Some(0.7));
         assert!((best.f1 - 2.0 / 3.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn incomplete_truth_moves_the_best_threshold_down() {
-        // Two listed particles, found at 0.9 and 0.7, an unmatched pick at 0.8 between them.
-        let picks = [
-            c(0.0, 0.0, 0.9),
-            c(0.0, 0.0, 0.8),
-            c(0.0, 0.0, 0.7),
-            c(0.0, 0.0, 0.1),
-        ];
-        let mut curve = Curve::default();
-        curve.add(&picks, &[true, false, true, false], 2);
-        // At face value the pick at 0.8 is false and 0.7 gives precision 2/3.
-        let plain = curve.best().unwrap();
-        assert_eq!(plain.threshold, Some(0.7));
-        assert!((plain.precision - 2.0 / 3.0).abs() < 1e-12);
-        // With half the particles listed, 2 found of 3 picks means about 4 of 3: precision 1,
-        // and even the last pick's 0.5 (2 of 4, corrected 1) ties with it; the higher wins.
-        let p = curve.best_of_incomplete(0.5).unwrap();
-        assert_eq!((p.threshold, p.precision, p.recall), (Some(0.7), 1.0, 1.0));
-        // A tenth listed: every threshold's precision is 1, recall decides, and the lowest
-        // threshold at full recall (0.7) still wins over the top pick's recall 1/2.
-        assert_eq!(curve.best_of_incomplete(0.1).unwrap().threshold, Some(0.7));
     }
 
     #[test]

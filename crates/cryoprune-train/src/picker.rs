@@ -595,8 +595,7 @@ struct Validation {
 }
 
 /// Whole validation micrographs through the network: the weighted loss and balanced accuracy
-/// over their pixels, and the best point of the picks' precision-recall curve against their
-/// picks (precision corrected for the particles the picks miss, when training says how many).
+/// over their pixels, and the picks' precision-recall curve against their picks.
 fn validate(
     fused: &FusedPicker,
     val: &[Example],
@@ -624,14 +623,10 @@ fn validate(
         let matched = match_greedy(&candidates, &e.picks, s.match_radius);
         curve.add(&candidates, &matched, e.picks.len());
     }
-    let completeness = match s.loss {
-        PixelLoss::PositiveUnlabelled { completeness } => completeness,
-        PixelLoss::CrossEntropy => 1.0,
-    };
     Validation {
         loss: loss / weight.max(f64::MIN_POSITIVE),
         accuracy: balanced(&correct, &counted),
-        best: curve.best_of_incomplete(completeness),
+        best: curve.best(),
         ap: curve.average_precision(),
     }
 }
