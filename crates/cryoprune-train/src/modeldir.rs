@@ -321,14 +321,7 @@ impl ModelDir {
         spec.format_version = FORMAT_VERSION;
         spec.weights_file = WEIGHTS_FILE.into();
         spec.weights_sha256 = sha256_hex(&bytes);
-        write_atomic(&weights, |w| w.write_all(&bytes))?;
-        let json = serde_json::to_vec_pretty(spec)
-            .map_err(|e| ModelDirError::Spec(self.file(SPEC_FILE), e.to_string()))?;
-        write_atomic(&self.file(SPEC_FILE), |w| {
-            w.write_all(&json)?;
-            w.write_all(b"\n")
-        })?;
-        Ok(())
+        write_weights_and_spec(&weights, &bytes, &self.file(SPEC_FILE), spec)
     }
 
     /// model.json alone (for what needs only the preprocessing or the classes).
@@ -355,18 +348,7 @@ impl ModelDir {
     pub fn load(&self, device: &Device) -> Result<(Classifier, ModelSpec), ModelDirError> {
         let spec = self.spec()?;
         let path = self.file(&spec.weights_file);
-        if path.exists() {
-            cryoprune_formats::error::ensure_regular(&path)?;
-        }
-        let bytes = fs::read(&path).map_err(|e| ModelDirError::Io(path.clone(), e))?;
-        let found = sha256_hex(&bytes);
-        if found != spec.weights_sha256 {
-            return Err(ModelDirError::Hash {
-                path,
-                expected: spec.weights_sha256.clone(),
-                found,
-            });
-        }
+        let bytes = read_weights(&path, &spec.weights_sha256)?;
         let mut model = spec.network.init(device);
         load_safetensors(&mut model, bytes).map_err(|e| ModelDirError::Weights(path, e))?;
         Ok((model, spec))
@@ -425,6 +407,41 @@ impl ModelDir {
         }
         Ok(Some(out))
     }
+}
+
+/// Writes the weights, then the spec that names their hash (each atomically): a folder whose
+/// spec exists is whole.
+pub(crate) fn write_weights_and_spec<S: Serialize>(
+    weights: &Path,
+    bytes: &[u8],
+    spec_path: &Path,
+    spec: &S,
+) -> Result<(), ModelDirError> {
+    write_atomic(weights, |w| w.write_all(bytes))?;
+    let json = serde_json::to_vec_pretty(spec)
+        .map_err(|e| ModelDirError::Spec(spec_path.to_path_buf(), e.to_string()))?;
+    write_atomic(spec_path, |w| {
+        w.write_all(&json)?;
+        w.write_all(b"\n")
+    })?;
+    Ok(())
+}
+
+/// The weights file's bytes, refused unless their SHA-256 is `expected`.
+pub(crate) fn read_weights(path: &Path, expected: &str) -> Result<Vec<u8>, ModelDirError> {
+    if path.exists() {
+        cryoprune_formats::error::ensure_regular(path)?;
+    }
+    let bytes = fs::read(path).map_err(|e| ModelDirError::Io(path.to_path_buf(), e))?;
+    let found = sha256_hex(&bytes);
+    if found != expected {
+        return Err(ModelDirError::Hash {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            found,
+        });
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn write_history(path: &Path, history: &[EpochStats]) -> Result<(), ModelDirError> {

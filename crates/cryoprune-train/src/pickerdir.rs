@@ -7,14 +7,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cryoprune_formats::atomic::write_atomic;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_model::classifier::{load_safetensors, to_safetensors};
 use cryoprune_model::picker::PickerNet;
 use serde::{Deserialize, Serialize};
 
 use crate::matching::Point;
-use crate::modeldir::{sha256_hex, write_history, ModelDirError, WEIGHTS_FILE};
+use crate::modeldir::{
+    read_weights, sha256_hex, write_history, write_weights_and_spec, ModelDirError, WEIGHTS_FILE,
+};
 use crate::picker::Preparation;
 use crate::trainer::EpochStats;
 
@@ -120,14 +121,7 @@ impl PickerDir {
         spec.kind = KIND.into();
         spec.weights_file = WEIGHTS_FILE.into();
         spec.weights_sha256 = sha256_hex(&bytes);
-        write_atomic(&weights, |w| w.write_all(&bytes))?;
-        let json = serde_json::to_vec_pretty(spec)
-            .map_err(|e| ModelDirError::Spec(self.file(SPEC_FILE), e.to_string()))?;
-        write_atomic(&self.file(SPEC_FILE), |w| {
-            w.write_all(&json)?;
-            w.write_all(b"\n")
-        })?;
-        Ok(())
+        write_weights_and_spec(&weights, &bytes, &self.file(SPEC_FILE), spec)
     }
 
     /// The network (its weights' hash checked) and picker.json.
@@ -161,18 +155,7 @@ impl PickerDir {
             ));
         }
         let weights = self.file(&spec.weights_file);
-        if weights.exists() {
-            cryoprune_formats::error::ensure_regular(&weights)?;
-        }
-        let bytes = fs::read(&weights).map_err(|e| ModelDirError::Io(weights.clone(), e))?;
-        let found = sha256_hex(&bytes);
-        if found != spec.weights_sha256 {
-            return Err(ModelDirError::Hash {
-                path: weights,
-                expected: spec.weights_sha256.clone(),
-                found,
-            });
-        }
+        let bytes = read_weights(&weights, &spec.weights_sha256)?;
         let mut net = PickerNet::seeded(0);
         load_safetensors(&mut net, bytes).map_err(|e| ModelDirError::Weights(weights, e))?;
         Ok((net, spec))

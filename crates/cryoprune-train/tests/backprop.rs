@@ -246,6 +246,52 @@ fn input_size(net: Network) -> usize {
     }
 }
 
+/// Every parameter's change over the steps (every statistic's value) of `mine` is `theirs`'s
+/// to a relative 1e-4.
+fn assert_moved_alike(
+    theirs: &BTreeMap<String, Vec<f32>>,
+    mine: &BTreeMap<String, Vec<f32>>,
+    before: &BTreeMap<String, Vec<f32>>,
+    trained: bool,
+    what: &str,
+) {
+    assert_eq!(theirs.len(), mine.len());
+    for (name, b) in theirs {
+        let o = &mine[name];
+        let start = &before[name];
+        let statistic = name.contains("running");
+        // Parameters: compare the change two steps made, which is what the gradients decide.
+        let (ours_d, theirs_d): (Vec<f32>, Vec<f32>) = if statistic {
+            (o.clone(), b.clone())
+        } else {
+            (
+                o.iter().zip(start).map(|(a, s)| a - s).collect(),
+                b.iter().zip(start).map(|(a, s)| a - s).collect(),
+            )
+        };
+        let scale = max_abs(theirs_d.iter().copied());
+        let err = max_abs(ours_d.iter().zip(&theirs_d).map(|(a, b)| a - b));
+        if statistic && trained {
+            assert_ne!(o, start, "{name}: a trained layer's statistic did not move");
+        }
+        if scale == 0.0 {
+            assert_eq!(err, 0.0, "{name}: burn left it, the CPU path moved it");
+            continue;
+        }
+        // A change far smaller than the parameter itself is only known to the parameter's
+        // rounding: allow a few units in the last place of the largest value. A shift that a
+        // later batch norm removes (the bias of a layer without activation before a 1×1
+        // convolution and its norm) has a gradient of exactly 0: both sides move it by rounding
+        // noise of ~1e-10, where real changes here are ~1e-3.
+        let rounding = (4.0 * f32::EPSILON * max_abs(b.iter().copied())).max(1e-8);
+        assert!(
+            err <= (1e-4 * scale).max(rounding),
+            "{name} ({what}): relative error {}",
+            err / scale
+        );
+    }
+}
+
 fn compare(net: Network, branches: usize, train_backbone: bool) {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
     let size = input_size(net);
@@ -283,42 +329,8 @@ fn compare(net: Network, branches: usize, train_backbone: bool) {
     }
     let theirs = tensors(&reference.valid());
     let mine = tensors(&ours.write(model(net, branches, 99)));
-    assert_eq!(theirs.len(), mine.len());
-    for (name, b) in &theirs {
-        let o = &mine[name];
-        let start = &before[name];
-        let statistic = name.contains("running");
-        // Parameters: compare the change two steps made, which is what the gradients decide.
-        let (ours_d, theirs_d): (Vec<f32>, Vec<f32>) = if statistic {
-            (o.clone(), b.clone())
-        } else {
-            (
-                o.iter().zip(start).map(|(a, s)| a - s).collect(),
-                b.iter().zip(start).map(|(a, s)| a - s).collect(),
-            )
-        };
-        let scale = max_abs(theirs_d.iter().copied());
-        let err = max_abs(ours_d.iter().zip(&theirs_d).map(|(a, b)| a - b));
-        if statistic && train_backbone {
-            assert_ne!(o, start, "{name}: a trained layer's statistic did not move");
-        }
-        if scale == 0.0 {
-            assert_eq!(err, 0.0, "{name}: burn left it, the CPU path moved it");
-            continue;
-        }
-        // A change far smaller than the parameter itself is only known to the parameter's
-        // rounding: allow a few units in the last place of the largest value. A shift that a
-        // later batch norm removes (the bias of a layer without activation before a 1×1
-        // convolution and its norm) has a gradient of exactly 0: both sides move it by rounding
-        // noise of ~1e-10, where real changes here are ~1e-3.
-        let rounding = (4.0 * f32::EPSILON * max_abs(b.iter().copied())).max(1e-8);
-        assert!(
-            err <= (1e-4 * scale).max(rounding),
-            "{name} ({net:?}, {branches} branches, backbone trained {train_backbone}): relative \
-             error {}",
-            err / scale
-        );
-    }
+    let what = format!("{net:?}, {branches} branches, backbone trained {train_backbone}");
+    assert_moved_alike(&theirs, &mine, &before, train_backbone, &what);
     if !train_backbone {
         for name in before.keys().filter(|k| k.starts_with("backbone")) {
             assert_eq!(
@@ -505,26 +517,9 @@ fn the_picker_moves_as_burn_moves_it() {
     }
     let theirs = tensors(&reference.valid());
     let mine = tensors(&ours.write(PickerNet::new(&Device::flex())));
-    assert_eq!(theirs.len(), mine.len());
-    for (name, b) in &theirs {
-        let (o, start) = (&mine[name], &before[name]);
-        let statistic = name.contains("running");
-        let (ours_d, theirs_d): (Vec<f32>, Vec<f32>) = if statistic {
-            (o.clone(), b.clone())
-        } else {
-            (
-                o.iter().zip(start).map(|(a, s)| a - s).collect(),
-                b.iter().zip(start).map(|(a, s)| a - s).collect(),
-            )
-        };
-        let scale = max_abs(theirs_d.iter().copied());
-        let err = max_abs(ours_d.iter().zip(&theirs_d).map(|(a, b)| a - b));
-        assert!(scale > 0.0, "{name} did not move");
-        let rounding = (4.0 * f32::EPSILON * max_abs(b.iter().copied())).max(1e-8);
-        assert!(
-            err <= (1e-4 * scale).max(rounding),
-            "{name}: relative error {}",
-            err / scale
-        );
-    }
+    assert!(
+        theirs.values().zip(before.values()).all(|(a, b)| a != b),
+        "every tensor moves"
+    );
+    assert_moved_alike(&theirs, &mine, &before, true, "picker");
 }

@@ -25,11 +25,13 @@ pub struct Args {
     /// The picks to score: files or folders, one format.
     #[arg(long, required = true, num_args = 1..)]
     picks: Vec<PathBuf>,
+    /// Format of --picks when the extension does not tell.
     #[arg(long)]
     format: Option<PickFormat>,
     /// True particle centres: files or folders, one format.
     #[arg(long, required = true, num_args = 1..)]
     truth: Vec<PathBuf>,
+    /// Format of --truth when the extension does not tell.
     #[arg(long)]
     truth_format: Option<PickFormat>,
     /// A pick within this many pixels of a true centre finds it (e.g. the particle radius).

@@ -53,6 +53,7 @@ struct TrainArgs {
     /// Or the box in pixels (about 1.5 particle diameters).
     #[arg(long = "box")]
     box_size: Option<usize>,
+    /// Pixel size in Å, instead of the micrographs' headers.
     #[arg(long)]
     angpix: Option<f64>,
     /// Binning factor; by default the particle spans 12 binned pixels.
@@ -61,14 +62,16 @@ struct TrainArgs {
     /// Low-pass after binning: a resolution (20A) or a fraction of Nyquist (0.5nyquist).
     #[arg(long)]
     lowpass: Option<Cutoff>,
-    /// Initial and final learning rate (exponential decay between them).
+    /// Initial learning rate.
     #[arg(long, default_value_t = PickerTrainConfig::default().lr)]
     lr: f64,
+    /// Final learning rate (decaying exponentially from --lr over the steps).
     #[arg(long, default_value_t = PickerTrainConfig::default().final_lr)]
     final_lr: f64,
     /// Patches per step.
     #[arg(long, default_value_t = PickerTrainConfig::default().batch)]
     batch: usize,
+    /// Passes over the training micrographs (each sees about its area in patches).
     #[arg(long, default_value_t = PickerTrainConfig::default().epochs)]
     epochs: usize,
     /// Weight particle pixels up to balance the classes (essential when particles are sparse).
@@ -93,6 +96,7 @@ struct TrainArgs {
     /// Picks closer than this many pixels are one particle (default: half the diameter).
     #[arg(long)]
     min_distance: Option<f64>,
+    /// Seed of the split, the initial weights and the patches.
     #[arg(long, default_value_t = PickerTrainConfig::default().seed)]
     seed: u64,
     /// Threads; 0 = all cores.
