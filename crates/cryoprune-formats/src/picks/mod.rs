@@ -302,10 +302,17 @@ impl PickSet {
                     .collect();
                 inside.sort();
                 if inside.is_empty() {
+                    // Coordinate files in RELION's layout sit below the folder named for them
+                    // (`picks/Micrographs/x.star`): point there rather than only refuse.
+                    let hint = nested_pick_folder(p, format, 4)
+                        .map(|d| format!("; {} does: give that folder", d.display()))
+                        .unwrap_or_default();
                     return Err(FormatError::invalid(
                         p,
                         Location::Whole,
-                        "folder holds no pick files (.star, .cs, .box, .cbox, .txt, .csv)",
+                        format!(
+                            "folder holds no pick files (.star, .cs, .box, .cbox, .txt, .csv){hint}"
+                        ),
                     ));
                 }
                 files.extend(inside);
@@ -581,6 +588,31 @@ pub struct WriteOptions {
     pub micrograph_shapes: HashMap<String, (usize, usize)>,
 }
 
+/// The first folder below `dir` (at most `depth` levels, in name order) that holds pick files.
+fn nested_pick_folder(dir: &Path, format: Option<PickFormat>, depth: usize) -> Option<PathBuf> {
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| d.is_dir())
+        .collect();
+    subdirs.sort();
+    for d in subdirs {
+        let holds = std::fs::read_dir(&d).ok()?.filter_map(|e| e.ok()).any(|e| {
+            let f = e.path();
+            f.is_file() && detect_format(&f, format).is_some()
+        });
+        if holds {
+            return Some(d);
+        }
+        if depth > 1 {
+            if let Some(found) = nested_pick_folder(&d, format, depth - 1) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
 fn detect_format(p: &Path, forced: Option<PickFormat>) -> Option<PickFormat> {
     forced.or_else(|| PickFormat::from_path(p))
 }
@@ -611,6 +643,22 @@ pub const LABEL_COLUMNS: &[&str] = &["label", "class", "cryopruneLabel", "rlnCla
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_whose_picks_sit_deeper_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("Micrographs").join("set1");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(nested.join("a.csv"), "micrograph,x,y\na,1,2\n").unwrap();
+        let err = PickSet::read(&[dir.path().to_path_buf()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holds no pick files") && err.contains("set1 does"),
+            "{err}"
+        );
+        assert_eq!(PickSet::read(&[nested], None).unwrap().len(), 1);
+    }
 
     /// Ten million picks are in memory at once in a large project; each byte here is 10 MB.
     #[test]
