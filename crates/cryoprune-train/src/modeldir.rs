@@ -301,6 +301,7 @@ impl ModelDir {
         crate::plot::training_curves(
             files.history,
             spec.training.best_epoch,
+            "validation macro-F1",
             &self.file(CURVES_FILE),
         )?;
         let (data, scored) = files.validation;

@@ -114,7 +114,12 @@ impl PickerDir {
     ) -> Result<(), ModelDirError> {
         fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
         write_history(&self.file(HISTORY_FILE), history)?;
-        crate::plot::training_curves(history, spec.training.best_epoch, &self.file(CURVES_FILE))?;
+        crate::plot::training_curves(
+            history,
+            spec.training.best_epoch,
+            "validation picks' F1",
+            &self.file(CURVES_FILE),
+        )?;
         let weights = self.file(WEIGHTS_FILE);
         let bytes = to_safetensors(net).map_err(|e| ModelDirError::Weights(weights.clone(), e))?;
         spec.format_version = FORMAT_VERSION;

@@ -79,10 +79,12 @@ fn panel(
     Ok(())
 }
 
-/// Draws the curves of `history` (best epoch marked) to a PNG at `path`, atomically.
+/// Draws the curves of `history` (best epoch marked) to a PNG at `path`, atomically. `f1` names
+/// what the F1 line measures (a classifier's validation macro-F1, a picker's validation picks).
 pub fn training_curves(
     history: &[EpochStats],
     best_epoch: usize,
+    f1: &str,
     path: &Path,
 ) -> Result<(), Error> {
     fonts();
@@ -126,21 +128,9 @@ pub fn training_curves(
                 orange,
                 series(history, |h| h.val_accuracy),
             ),
-            (
-                "validation macro-F1",
-                green,
-                series(history, |h| h.val_macro_f1),
-            ),
+            (f1, green, series(history, |h| h.val_macro_f1)),
         ];
-        panel(
-            &right,
-            "accuracy and macro-F1",
-            1.05,
-            epochs,
-            lines,
-            best_epoch,
-        )
-        .map_err(Error::Plot)?;
+        panel(&right, "accuracy and F1", 1.05, epochs, lines, best_epoch).map_err(Error::Plot)?;
         root.present().map_err(|e| Error::Plot(e.to_string()))?;
     }
     let img = image::RgbImage::from_raw(W, H, rgb).expect("buffer has W×H×3 bytes");
