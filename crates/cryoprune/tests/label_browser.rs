@@ -74,11 +74,11 @@ fn twenty_picks_per_class_are_labelled_by_keyboard_in_chromium() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let first = BufReader::new(server.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    // Keep reading: the server prints its second line (and training results) later, and a
+    // closed pipe would make that print fail and end the server before the browser connects.
+    let drain = std::thread::spawn(move || lines.for_each(drop));
     let url = first
         .split_whitespace()
         .find(|w| w.starts_with("http://127.0.0.1:"))
@@ -91,6 +91,7 @@ fn twenty_picks_per_class_are_labelled_by_keyboard_in_chromium() {
         .unwrap();
     let _ = server.kill();
     let _ = server.wait();
+    let _ = drain.join();
     assert!(o.status.success(), "{}", text(&o));
     let mut reader = csv::Reader::from_path(&labels).unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
