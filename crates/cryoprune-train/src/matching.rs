@@ -12,29 +12,63 @@ pub struct Candidate {
     pub score: Option<f64>,
 }
 
+/// Points bucketed in square cells, so the points within a cell's side of any place lie in its
+/// cell and the 8 around it: the neighbour search of matching and of non-maximum suppression.
+pub struct PointGrid {
+    cell: f64,
+    cells: HashMap<(i64, i64), Vec<GridPoint>>,
+}
+
+/// A point's x, y and the id it was inserted with.
+type GridPoint = (f64, f64, usize);
+
+impl PointGrid {
+    /// A grid of `cell`-sided cells (no less than the radius searched).
+    pub fn new(cell: f64) -> PointGrid {
+        PointGrid {
+            cell,
+            cells: HashMap::new(),
+        }
+    }
+
+    fn key(&self, x: f64, y: f64) -> (i64, i64) {
+        (
+            (x / self.cell).floor() as i64,
+            (y / self.cell).floor() as i64,
+        )
+    }
+
+    pub fn insert(&mut self, x: f64, y: f64, id: usize) {
+        let k = self.key(x, y);
+        self.cells.entry(k).or_default().push((x, y, id));
+    }
+
+    /// (distance, id) of the points in the 3×3 cells around (x, y): rows of cells from the top,
+    /// cells from the left, each in insertion order (so ties resolve the same on every run).
+    pub fn around(&self, x: f64, y: f64) -> impl Iterator<Item = (f64, usize)> + '_ {
+        let (kx, ky) = self.key(x, y);
+        (ky - 1..=ky + 1)
+            .flat_map(move |gy| (kx - 1..=kx + 1).map(move |gx| (gx, gy)))
+            .flat_map(move |k| self.cells.get(&k).into_iter().flatten())
+            .map(move |&(px, py, id)| ((px - x).hypot(py - y), id))
+    }
+}
+
 /// Which candidates found a true particle: candidates in decreasing score take the nearest
 /// unmatched truth within `radius` (ties in score keep the candidates' order).
 pub fn match_greedy(candidates: &[Candidate], truth: &[(f64, f64)], radius: f64) -> Vec<bool> {
-    let cell = radius.max(f64::MIN_POSITIVE);
-    let key = |x: f64, y: f64| ((x / cell).floor() as i64, (y / cell).floor() as i64);
-    let mut grid: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+    let mut grid = PointGrid::new(radius.max(f64::MIN_POSITIVE));
     for (i, &(x, y)) in truth.iter().enumerate() {
-        grid.entry(key(x, y)).or_default().push(i);
+        grid.insert(x, y, i);
     }
     let mut taken = vec![false; truth.len()];
     let mut matched = vec![false; candidates.len()];
     for i in by_score(candidates) {
         let c = candidates[i];
-        let (kx, ky) = key(c.x, c.y);
         let mut best: Option<(f64, usize)> = None;
-        for gy in ky - 1..=ky + 1 {
-            for gx in kx - 1..=kx + 1 {
-                for &t in grid.get(&(gx, gy)).into_iter().flatten() {
-                    let d = (truth[t].0 - c.x).hypot(truth[t].1 - c.y);
-                    if !taken[t] && d <= radius && best.is_none_or(|(bd, _)| d < bd) {
-                        best = Some((d, t));
-                    }
-                }
+        for (d, t) in grid.around(c.x, c.y) {
+            if !taken[t] && d <= radius && best.is_none_or(|(bd, _)| d < bd) {
+                best = Some((d, t));
             }
         }
         if let Some((_, t)) = best {

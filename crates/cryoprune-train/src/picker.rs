@@ -15,7 +15,7 @@ use cryoprune_model::picker::{FusedPicker, PickerNet, ScoreMap, RECEPTIVE_FIELD,
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::matching::{match_greedy, Candidate, Curve, Point};
+use crate::matching::{match_greedy, Candidate, Curve, Point, PointGrid};
 use crate::trainer::EpochStats;
 
 /// Micrograph pixels a particle's diameter spans after the default binning: with the
@@ -76,7 +76,7 @@ impl Prepared {
     }
 
     /// 1 at every score-map pixel within `radius` map pixels of a pick (at least the nearest
-    /// pixel), else 0; `w` × `h` is the map's size.
+    /// pixel), else 0, over the whole map ([`Prepared::map_size`]).
     pub fn targets(&self, picks: &[(f64, f64)], radius: f64) -> Vec<f32> {
         let (w, h) = self.map_size();
         let r = radius.max(std::f64::consts::FRAC_1_SQRT_2);
@@ -138,20 +138,12 @@ pub fn peaks(map: &ScoreMap, floor: f32, min_distance: f64) -> Vec<(f64, f64, f3
         }
     }
     maxima.sort_by(|a, b| b.2.total_cmp(&a.2));
-    let cell = min_distance.max(1.0);
-    let mut grid: std::collections::HashMap<(i64, i64), Vec<(f64, f64)>> = Default::default();
+    let mut kept = PointGrid::new(min_distance.max(1.0));
     let mut out = Vec::new();
     for (x, y, s) in maxima {
         let (u, v) = centroid(map, x, y);
-        let (kx, ky) = ((u / cell).floor() as i64, (v / cell).floor() as i64);
-        let near = (ky - 1..=ky + 1).any(|gy| {
-            (kx - 1..=kx + 1).any(|gx| {
-                grid.get(&(gx, gy))
-                    .is_some_and(|ps| ps.iter().any(|&(a, b)| (a - u).hypot(b - v) < min_distance))
-            })
-        });
-        if !near {
-            grid.entry((kx, ky)).or_default().push((u, v));
+        if !kept.around(u, v).any(|(d, _)| d < min_distance) {
+            kept.insert(u, v, out.len());
             out.push((u, v, s));
         }
     }
@@ -162,7 +154,7 @@ fn centroid(map: &ScoreMap, x: usize, y: usize) -> (f64, f64) {
     let (mut sw, mut su, mut sv) = (0.0, 0.0, 0.0);
     for j in y.saturating_sub(1)..(y + 2).min(map.h) {
         for i in x.saturating_sub(1)..(x + 2).min(map.w) {
-            let p = 1.0 / (1.0 + (-f64::from(map.at(i, j))).exp());
+            let p = sigmoid(f64::from(map.at(i, j)));
             sw += p;
             su += p * i as f64;
             sv += p * j as f64;
@@ -607,7 +599,7 @@ fn validate(
     let (mut correct, mut counted) = ([0.0; 2], [0.0; 2]);
     for e in val {
         let p = &e.prepared;
-        let map = fused.score_map(&p.image.data, p.image.nx, p.image.ny, 256, 4);
+        let map = score(fused, p);
         let t = p.targets(&e.picks, s.target_radius / p.map_pixel());
         let w: Vec<f32> = t
             .iter()
