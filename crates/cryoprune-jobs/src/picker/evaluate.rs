@@ -3,7 +3,7 @@
 //! pick by default) and at the threshold with the best F1; average precision over thresholds;
 //! a precision-recall plot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use cryoprune_formats::atomic::write_atomic;
@@ -128,7 +128,7 @@ pub fn run(cfg: &EvaluatePicksConfig, events: &dyn Events) -> Result<PicksReport
     }
     let mut curve = Curve::default();
     let mut micrographs = Vec::new();
-    let mut scored_keys = Vec::new();
+    let mut scored_keys = HashSet::new();
     for m in &truth.micrographs {
         let key = micrograph_key(&m.micrograph);
         let centres: Vec<(f64, f64)> = m.picks.iter().map(|p| (p.x, p.y)).collect();
@@ -149,11 +149,11 @@ pub fn run(cfg: &EvaluatePicksConfig, events: &dyn Events) -> Result<PicksReport
             truth: centres.len(),
             point: one.at(cfg.threshold),
         });
-        scored_keys.push(key);
+        scored_keys.insert(key);
     }
     let unscored: usize = by_key
         .iter()
-        .filter(|(k, _)| !scored_keys.contains(k))
+        .filter(|(k, _)| !scored_keys.contains(*k))
         .map(|(_, v)| v.len())
         .sum();
     if unscored > 0 {
@@ -161,12 +161,14 @@ pub fn run(cfg: &EvaluatePicksConfig, events: &dyn Events) -> Result<PicksReport
             "{unscored} picks lie on micrographs the truth does not cover; they are not scored"
         ));
     }
+    // Without scores there are no thresholds to choose between (and no average precision).
+    let average_precision = curve.average_precision();
     let report = PicksReport {
         radius: cfg.radius,
         micrographs,
         total: curve.at(cfg.threshold),
-        best: curve.average_precision().and(curve.best()),
-        average_precision: curve.average_precision(),
+        best: average_precision.and(curve.best()),
+        average_precision,
         unscored_picks: unscored,
     };
     events.output(report.to_text());
