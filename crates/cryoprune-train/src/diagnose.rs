@@ -3,6 +3,35 @@
 
 use crate::trainer::EpochStats;
 
+/// The validation loss's best and last values and how far the training loss fell over the last
+/// third of the epochs: what overfitting is read from.
+pub struct LossTail {
+    pub best_val: f64,
+    pub val_end: f64,
+    pub train_drop: f64,
+}
+
+/// The [`LossTail`] of `history`, once at least 6 epochs have a validation loss.
+pub fn loss_tail(history: &[EpochStats]) -> Option<LossTail> {
+    let with_val: Vec<(&EpochStats, f64)> = history
+        .iter()
+        .filter_map(|h| h.val_loss.map(|v| (h, v)))
+        .collect();
+    if with_val.len() < 6 {
+        return None;
+    }
+    let tail = &with_val[with_val.len() - with_val.len() / 3..];
+    let ((first, _), (last, val_end)) = (tail[0], tail[tail.len() - 1]);
+    Some(LossTail {
+        best_val: with_val
+            .iter()
+            .map(|&(_, v)| v)
+            .fold(f64::INFINITY, f64::min),
+        val_end,
+        train_drop: first.train_loss - last.train_loss,
+    })
+}
+
 /// Findings, most serious first; empty when the curves look healthy.
 pub fn diagnose(
     history: &[EpochStats],
@@ -39,17 +68,12 @@ pub fn diagnose(
             100.0 * acc
         ));
     }
-    // Overfitting: validation loss rising over the last third while training loss falls.
-    let with_val: Vec<&EpochStats> = history.iter().filter(|h| h.val_loss.is_some()).collect();
-    if with_val.len() >= 6 {
-        let third = with_val.len() / 3;
-        let best_val = with_val
-            .iter()
-            .map(|h| h.val_loss.unwrap())
-            .fold(f64::INFINITY, f64::min);
-        let tail = &with_val[with_val.len() - third..];
-        let val_end = tail.last().unwrap().val_loss.unwrap();
-        let train_drop = tail.first().unwrap().train_loss - tail.last().unwrap().train_loss;
+    if let Some(LossTail {
+        best_val,
+        val_end,
+        train_drop,
+    }) = loss_tail(history)
+    {
         if val_end > 1.25 * best_val && val_end - best_val > 0.05 && train_drop > 0.0 {
             out.push(format!(
                 "Overfitting: validation loss rose from its best {best_val:.3} to {val_end:.3} \

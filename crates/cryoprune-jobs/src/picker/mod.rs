@@ -13,6 +13,7 @@ use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_image::Image;
 use cryoprune_model::picker::PickerNet;
+use cryoprune_train::diagnose::{loss_tail, LossTail};
 use cryoprune_train::picker::{
     Example, PickerTraining, PixelLoss, Preparation, Prepared, Trained, PARTICLE_PIXELS,
 };
@@ -161,8 +162,15 @@ fn train_on(
     started: Instant,
     events: &dyn Events,
 ) -> Result<PickerSpec> {
-    let first_px = load(&mics[pairs[0].1])?.1;
-    let angpix = cfg.angpix.or(first_px);
+    // The pixel size matters only for sizes given in Å; only then is a micrograph read for its
+    // header here (it is decoded again below, binned).
+    let in_angstrom =
+        cfg.particle_diameter.is_some() || matches!(cfg.lowpass, Some(Cutoff::Angstrom(_)));
+    let angpix = match cfg.angpix {
+        Some(px) => Some(px),
+        None if in_angstrom => load(&mics[pairs[0].1])?.1,
+        None => None,
+    };
     let diameter = match (cfg.particle_diameter, cfg.box_size) {
         (Some(a), _) => match angpix {
             Some(px) if px > 0.0 => a / px,
@@ -354,18 +362,12 @@ fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
             100.0 * accuracy
         ));
     }
-    let with_val: Vec<&EpochStats> = history.iter().filter(|h| h.val_loss.is_some()).collect();
-    if with_val.len() >= 6 {
-        let third = with_val.len() / 3;
-        let best = with_val
-            .iter()
-            .filter_map(|h| h.val_loss)
-            .fold(f64::INFINITY, f64::min);
-        let tail = &with_val[with_val.len() - third..];
-        let (end, train_drop) = (
-            tail[tail.len() - 1].val_loss.unwrap_or(best),
-            tail[0].train_loss - tail[tail.len() - 1].train_loss,
-        );
+    if let Some(LossTail {
+        best_val: best,
+        val_end: end,
+        train_drop,
+    }) = loss_tail(history)
+    {
         if end > 1.2 * best && train_drop > 0.0 {
             out.push(format!(
                 "Overfitting: the validation loss rose from {best:.3} to {end:.3} while the \
