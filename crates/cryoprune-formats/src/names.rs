@@ -6,7 +6,7 @@
 //! names win over keys, so a dataset holding both `a.mrc` and `a_DW.mrc` still pairs exactly.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const EXTENSIONS: &[&str] = &[
     "gz", "bz2", "mrc", "mrcs", "map", "tif", "tiff", "jpg", "jpeg", "png", "star", "box", "cbox",
@@ -134,6 +134,15 @@ pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> Matc
         .map(|(m, _)| m.clone())
         .collect();
     report
+}
+
+/// Whether a path was typed with a trailing separator, which says "a folder" whatever its
+/// extension (`--out pruned.star/`).
+pub fn names_a_folder(path: &Path) -> bool {
+    path.as_os_str()
+        .as_encoded_bytes()
+        .last()
+        .is_some_and(|&b| std::path::is_separator(b as char))
 }
 
 #[cfg(test)]

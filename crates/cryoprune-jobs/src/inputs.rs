@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cryoprune_formats::names::{match_micrographs, MatchReport};
+use cryoprune_formats::names::{match_micrographs, names_a_folder, MatchReport};
 use cryoprune_formats::PickSet;
 
 use crate::events::Events;
@@ -154,13 +154,4 @@ pub fn ensure_file_possible(flag: &str, file: &Path) -> Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => ensure_folder_possible(flag, parent),
         _ => Ok(()),
     }
-}
-
-/// Whether a path was typed with a trailing separator, which says "a folder" whatever its
-/// extension (`--out pruned.star/`).
-pub fn names_a_folder(path: &Path) -> bool {
-    path.as_os_str()
-        .as_encoded_bytes()
-        .last()
-        .is_some_and(|&b| std::path::is_separator(b as char))
 }

@@ -93,6 +93,15 @@ impl PickFormat {
         }
     }
 
+    /// Whether `out` names one file of this format (its extension, and no trailing separator)
+    /// rather than a folder of them.
+    pub fn names_one_file(self, out: &Path) -> bool {
+        !crate::names::names_a_folder(out)
+            && out
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case(self.extension()))
+    }
+
     /// Formats that hold one micrograph per file.
     pub fn per_micrograph_only(self) -> bool {
         matches!(self, PickFormat::Box | PickFormat::Cbox)
@@ -379,9 +388,7 @@ impl PickSet {
         opts: &WriteOptions,
     ) -> Result<Vec<PathBuf>> {
         let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
-        let out_is_file = out
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case(format.extension()));
+        let out_is_file = format.names_one_file(out);
         let many = |n: usize, what: &str| {
             FormatError::invalid(
                 out,
@@ -658,6 +665,17 @@ mod tests {
             "{err}"
         );
         assert_eq!(PickSet::read(&[nested], None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn one_file_is_named_by_the_formats_extension_without_a_trailing_separator() {
+        let star = PickFormat::Star;
+        assert!(star.names_one_file(Path::new("out/picks.star")));
+        assert!(star.names_one_file(Path::new("picks.STAR")));
+        assert!(!star.names_one_file(Path::new("picks.star/")));
+        assert!(!star.names_one_file(Path::new("picks")));
+        assert!(!star.names_one_file(Path::new("picks.csv")));
+        assert!(PickFormat::Csv.names_one_file(Path::new("picks.csv")));
     }
 
     /// Ten million picks are in memory at once in a large project; each byte here is 10 MB.

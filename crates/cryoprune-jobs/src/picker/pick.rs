@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::load;
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
-use crate::inputs::{check_outputs, expand_globs, names_a_folder};
+use crate::inputs::{check_outputs, expand_globs};
 use crate::{check_interrupted, invalid, Listening, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,11 +71,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
     let mics = expand_globs(&cfg.micrographs)?;
     let mut inputs = mics.clone();
     inputs.push(cfg.model.clone());
-    let one_file = !names_a_folder(&cfg.out)
-        && cfg
-            .out
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case(cfg.format.extension()));
+    let one_file = cfg.format.names_one_file(&cfg.out);
     if one_file && cfg.format.per_micrograph_only() {
         invalid!(
             "--format {} holds one micrograph per file: give a folder as --out",

@@ -10,8 +10,9 @@ use cryoprune_model::PickContext;
 
 use super::PruneConfig;
 use crate::events::Events;
-use crate::inputs::{check_outputs, expand_globs, jobs, names_a_folder, pair_with_micrographs};
+use crate::inputs::{check_outputs, expand_globs, jobs, pair_with_micrographs};
 use crate::{invalid, Context, Result};
+use cryoprune_formats::names::names_a_folder;
 
 /// What a prune run will do, worked out from its inputs.
 pub struct Plan {
