@@ -19,6 +19,7 @@ use cryoprune_image::augment::Augment;
 use cryoprune_model::classifier::{load_safetensors, to_safetensors};
 use cryoprune_model::pretrained::backbone_safetensors;
 use cryoprune_model::{Arch, ClassifierConfig, HeadConfig};
+pub use cryoprune_sim::pretrain::Classes;
 use cryoprune_sim::pretrain::{PretrainSet, Structure};
 use cryoprune_train::modeldir::sha256_hex;
 use cryoprune_train::schedule::Schedule;
@@ -44,6 +45,8 @@ pub struct PretrainConfig {
     pub input_size: usize,
     /// Real maps and atomic models, each a particle class beside the procedural families.
     pub structures: Vec<PathBuf>,
+    /// One class per particle kind, or every centred particle one class.
+    pub classes: Classes,
     /// Chunks of fresh data in the whole run.
     pub chunks: usize,
     /// Micrographs simulated per chunk.
@@ -73,6 +76,7 @@ impl Default for PretrainConfig {
             arch: Arch::Small,
             input_size: 64,
             structures: Vec::new(),
+            classes: Classes::Fine,
             chunks: 400,
             micrographs_per_chunk: 24,
             per_class: 40,
@@ -196,6 +200,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
         seed: cfg.seed,
         micrographs: cfg.micrographs_per_chunk,
         structures: Arc::new(structures),
+        classes: cfg.classes,
     };
     let classes = set.classes();
     let recipe = cfg.recipe(&hashes);

@@ -38,7 +38,7 @@ fn a_resumed_run_goes_on_as_an_unbroken_one() {
     let state = pretrain::run(&tiny(&whole), &Silent).unwrap();
     assert_eq!(state.chunks_done, 3);
     assert_eq!(state.history.len(), 3);
-    assert_eq!(state.classes.len(), 12);
+    assert_eq!(state.classes.len(), 13);
     assert!(whole.join(BACKBONE_FILE).exists());
     assert_eq!(
         state.backbone_sha256.as_deref().map(str::len),
@@ -131,7 +131,7 @@ fn real_structures_are_classes_and_part_of_the_recipe() {
         ..with_spike(&out)
     };
     let state = pretrain::run(&first, &Silent).unwrap();
-    assert_eq!(state.classes.len(), 13);
+    assert_eq!(state.classes.len(), 14);
     assert_eq!(state.classes[8], "particle:spike-vol");
     assert_eq!(
         state.recipe["structure_sha256"][0].as_str().map(str::len),

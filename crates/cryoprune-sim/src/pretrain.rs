@@ -27,6 +27,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::scene::{simulate, Label, PickerModel, SceneConfig};
 use crate::volume::{bead_domain, render_atoms, Atom, Volume};
@@ -244,8 +245,49 @@ fn random_point(rng: &mut StdRng, radius: f64) -> [f64; 3] {
     }
 }
 
-/// The junk classes, after the particle kinds.
+/// The junk classes, after the particle kinds; the off-centre class comes last.
 const JUNK: [Label; 4] = [Label::Carbon, Label::Ice, Label::Aggregate, Label::Empty];
+
+/// Picks beside a particle rather than on it: real pickers make them, and a user labelling
+/// picks calls them junk, since they extract as a particle pushed out of the box.
+const OFF_CENTRE: &str = "off-centre";
+
+/// How finely the set names its particles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Classes {
+    /// One class per structure family and real structure, as the paper's particle kinds.
+    #[default]
+    Fine,
+    /// Every centred particle one class: the task is "a centred particle, or which junk".
+    Coarse,
+}
+
+impl Classes {
+    pub fn name(self) -> &'static str {
+        match self {
+            Classes::Fine => "fine",
+            Classes::Coarse => "coarse",
+        }
+    }
+}
+
+impl std::fmt::Display for Classes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Classes {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "fine" => Ok(Classes::Fine),
+            "coarse" => Ok(Classes::Coarse),
+            _ => Err(format!("unknown classes '{s}'; expected fine or coarse")),
+        }
+    }
+}
 /// Particle images and their class labels.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Chunk {
@@ -266,26 +308,41 @@ pub struct PretrainSet {
     pub micrographs: usize,
     /// Real structures beside the procedural families.
     pub structures: Arc<Vec<Structure>>,
+    pub classes: Classes,
 }
 
 impl PretrainSet {
-    /// The class names, in label order: one per structure family, one per real structure, then
-    /// the junk the simulated picker picks.
+    /// The class names, in label order: one per structure family and one per real structure (or
+    /// one for them all, coarse), the junk the simulated picker picks, then off-centre picks.
     pub fn classes(&self) -> Vec<String> {
-        Family::ALL
-            .iter()
-            .map(|f| format!("particle:{}", f.name()))
-            .chain(
-                self.structures
-                    .iter()
-                    .map(|s| format!("particle:{}", s.name)),
-            )
+        let particles: Vec<String> = match self.classes {
+            Classes::Fine => Family::ALL
+                .iter()
+                .map(|f| format!("particle:{}", f.name()))
+                .chain(
+                    self.structures
+                        .iter()
+                        .map(|s| format!("particle:{}", s.name)),
+                )
+                .collect(),
+            Classes::Coarse => vec!["particle".into()],
+        };
+        particles
+            .into_iter()
             .chain(JUNK.iter().map(|l| l.name().to_string()))
+            .chain([OFF_CENTRE.to_string()])
             .collect()
     }
 
     fn particle_kinds(&self) -> usize {
         Family::ALL.len() + self.structures.len()
+    }
+
+    fn particle_classes(&self) -> usize {
+        match self.classes {
+            Classes::Fine => self.particle_kinds(),
+            Classes::Coarse => 1,
+        }
     }
 
     /// Chunk `index`, at most `per_class` particles of each class, shuffled; micrographs are
@@ -400,21 +457,48 @@ impl PretrainSet {
         let Ok(mut extractor) = Extractor::new(cfg) else {
             return (Vec::new(), Vec::new());
         };
-        let picks: Vec<(f64, f64)> = scene.picks.iter().map(|p| (p.x, p.y)).collect();
+        let mut picks: Vec<(f64, f64)> = scene.picks.iter().map(|p| (p.x, p.y)).collect();
+        let mut off_rng = StdRng::seed_from_u64(mix(self.seed ^ 0x0FF_CE17, global));
+        picks.extend(off_centre(&mut off_rng, &scene.particles, diameter_px));
         let cut = extractor.extract(&scene.image, &picks, global);
+        let first_junk = self.particle_classes();
         let labels = cut
             .kept
             .iter()
-            .map(|&k| match scene.picks[k].label {
-                Label::Particle => kind,
-                junk => {
+            .map(|&k| match scene.picks.get(k).map(|p| p.label) {
+                None => first_junk + JUNK.len(),
+                Some(Label::Particle) if self.classes == Classes::Fine => kind,
+                Some(Label::Particle) => 0,
+                Some(junk) => {
                     let j = JUNK.iter().position(|&l| l == junk).expect("a junk label");
-                    self.particle_kinds() + j
+                    first_junk + j
                 }
             })
             .collect();
         (cut.data, labels)
     }
+}
+
+/// Places beside about a third of the particles: 0.3 to 0.6 diameters from its centre, in any
+/// direction, and no nearer than a quarter diameter to any particle's centre (so never a
+/// centred pick of a neighbour).
+fn off_centre(rng: &mut StdRng, particles: &[(f64, f64)], diameter: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for &(x, y) in particles {
+        if rng.random::<f64>() >= 1.0 / 3.0 {
+            continue;
+        }
+        let r = diameter * rng.random_range(0.3..0.6);
+        let a = rng.random_range(0.0..TAU);
+        let (px, py) = (x + r * a.cos(), y + r * a.sin());
+        let clear = particles
+            .iter()
+            .all(|&(qx, qy)| (qx - px).hypot(qy - py) >= 0.25 * diameter);
+        if clear {
+            out.push((px, py));
+        }
+    }
+    out
 }
 
 /// A particle diameter in pixels (12 to 80) for a structure of `extent` Å, and the pixel size
@@ -459,6 +543,7 @@ mod tests {
             seed: 3,
             micrographs: 24,
             structures: Arc::new(Vec::new()),
+            classes: Classes::Fine,
         }
     }
 
@@ -499,7 +584,52 @@ mod tests {
             assert!(c > 0, "no {name}: {counts:?}");
         }
         assert!(counts.iter().all(|&c| c <= 20), "{counts:?}");
-        assert_eq!(names.len(), 12);
+        assert_eq!(names.len(), 13);
+        assert_eq!(names[12], OFF_CENTRE);
+    }
+
+    #[test]
+    fn coarse_classes_merge_the_particles_and_keep_the_junk_kinds() {
+        let coarse = PretrainSet {
+            classes: Classes::Coarse,
+            ..set()
+        };
+        let names = coarse.classes();
+        assert_eq!(
+            names,
+            [
+                "particle",
+                "carbon",
+                "ice",
+                "aggregate",
+                "empty",
+                OFF_CENTRE
+            ]
+        );
+        let chunk = coarse.chunk(0, 20);
+        let mut counts = vec![0usize; names.len()];
+        for &l in &chunk.labels {
+            counts[l] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 0 && c <= 20), "{counts:?}");
+        assert_eq!(counts[0], 20, "24 micrographs hold more than 20 particles");
+    }
+
+    #[test]
+    fn off_centre_places_lie_beside_a_particle_and_on_none() {
+        let particles: Vec<(f64, f64)> = (0..300)
+            .map(|i| (40.0 * (i % 20) as f64, 40.0 * (i / 20) as f64))
+            .collect();
+        let mut rng = StdRng::seed_from_u64(5);
+        let places = off_centre(&mut rng, &particles, 40.0);
+        assert!((60..140).contains(&places.len()), "{}", places.len());
+        for &(x, y) in &places {
+            let nearest = particles
+                .iter()
+                .map(|&(px, py)| (px - x).hypot(py - y))
+                .fold(f64::INFINITY, f64::min);
+            assert!((10.0..=24.0).contains(&nearest), "{nearest}");
+        }
     }
 
     #[test]
@@ -535,7 +665,7 @@ mod tests {
             ..set()
         };
         let names = with.classes();
-        assert_eq!(names.len(), 14);
+        assert_eq!(names.len(), 15);
         assert_eq!(names[8..10], ["particle:spike-vol", "particle:1A8O"]);
         assert_eq!(names[10], "carbon");
         let chunk = with.chunk(0, 20);

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cryoprune_jobs::pretrain::{self, PretrainConfig};
+use cryoprune_jobs::pretrain::{self, Classes, PretrainConfig};
 use cryoprune_model::Arch;
 
 use super::args::ComputeArgs;
@@ -41,6 +41,10 @@ pub struct Args {
     /// its own beside the procedural families. Leave out what you will evaluate on.
     #[arg(long, num_args = 1..)]
     structures: Vec<PathBuf>,
+    /// fine: a class per structure family and real structure; coarse: every centred particle
+    /// one class. Both have the junk kinds and off-centre picks.
+    #[arg(long, default_value_t = PretrainConfig::default().classes)]
+    classes: Classes,
     /// Chunks of fresh simulated data in the whole run.
     #[arg(long, default_value_t = PretrainConfig::default().chunks)]
     chunks: usize,
@@ -80,6 +84,7 @@ pub fn run(args: Args) -> Result<()> {
         arch: args.arch,
         input_size: args.input_size,
         structures: args.structures,
+        classes: args.classes,
         chunks: args.chunks,
         micrographs_per_chunk: args.micrographs_per_chunk,
         per_class: args.per_class,
