@@ -85,6 +85,14 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         }
         let train_set = data.subset(&split.train);
         let held_out = data.subset(&split.rest);
+        if held_out.is_empty() {
+            events.note(
+                "every labelled pick trains, none is held out: the last epoch is kept, nothing \
+                 measures the model, and prune's threshold advice and --prior dataset need \
+                 its own --labels (label more picks than --shots, or raise --val-fraction)"
+                    .into(),
+            );
+        }
         let epoch_picks = subsample(
             &held_out.labels,
             data.classes.len(),
@@ -168,7 +176,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             best_epoch: fitted.best_epoch,
             seconds: fitted.seconds,
             device: compute.device.description.clone(),
-            validation: Some(scored.report.clone()),
+            validation: (!held_out.is_empty()).then(|| scored.report.clone()),
             diagnosis: findings,
             labels: cfg.labels.labels.clone(),
             adaptation,

@@ -592,6 +592,74 @@ fn empiar_mic(d: &Path, stamp: &str) -> String {
     .to_string()
 }
 
+/// With as many shots as labels nothing is held out: the model says it was not measured
+/// rather than recording a validation macro-F1 of 0, and prune says why it cannot advise.
+#[test]
+fn training_on_every_label_records_no_validation() {
+    let Some(d) = data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let all = std::fs::read_to_string(d.join("empiar-10017/labels/topaz.csv")).unwrap();
+    let mut lines = all.lines();
+    let mut csv = format!("{}\n", lines.next().unwrap());
+    for class in ["particle", "junk"] {
+        for l in lines
+            .clone()
+            .filter(|l| l.contains("14_33_35") && l.contains(&format!(",{class},")))
+            .take(3)
+        {
+            csv.push_str(l);
+            csv.push('\n');
+        }
+    }
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+    let model = dir.path().join("model");
+    let mic = empiar_mic(&d, "14_33_35");
+    let o = cryoprune(&[
+        "train",
+        "--pretrained",
+        "none",
+        "--micrographs",
+        &mic,
+        "--labels",
+        s(&labels),
+        "--box",
+        "180",
+        "--input-size",
+        "32",
+        "--shots",
+        "3",
+        "--epochs",
+        "2",
+        "--out",
+        s(&model),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("none is held out"), "{t}");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["training"]["validation_picks"], 0, "{spec}");
+    assert!(spec["training"]["validation"].is_null(), "{spec}");
+    assert_eq!(spec["training"]["best_epoch"], 2, "the last epoch is kept");
+
+    let out = dir.path().join("pruned");
+    let o = cryoprune(&[
+        "prune",
+        "--model",
+        s(&model),
+        "--micrographs",
+        &mic,
+        "--picks",
+        s(&labels),
+        "--out",
+        s(&out),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("has no validation picks"), "{t}");
+}
+
 #[test]
 fn train_then_evaluate_on_real_topaz_labels() {
     let Some(d) = data() else { return };

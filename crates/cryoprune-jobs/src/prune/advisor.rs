@@ -61,9 +61,9 @@ pub fn labelled(
         }
     } else {
         let dir = ModelDir::new(&cfg.model);
-        let Some(picks) = dir.validation(&spec.classes)? else {
+        let Some(picks) = dir.validation(&spec.classes)?.filter(|p| !p.is_empty()) else {
             events.note(format!(
-                "{} has no validation.csv, so neither the threshold advisor nor the prior's \
+                "{} has no validation picks (validation.csv), so neither the threshold advisor nor the prior's \
                  estimate has labelled picks to go on; give --labels",
                 cfg.model.display()
             ));
