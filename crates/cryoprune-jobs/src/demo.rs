@@ -139,7 +139,7 @@ pub fn run(cfg: &DemoConfig, events: &dyn Events) -> Result<DemoResult> {
         },
         net: NetConfig {
             arch: Arch::Small,
-            pretrained: "none".into(),
+            pretrained: "cryo".into(),
             lr: 0.03,
             epochs,
             ..NetConfig::default()
@@ -159,7 +159,7 @@ pub fn run(cfg: &DemoConfig, events: &dyn Events) -> Result<DemoResult> {
         ..TrainJobConfig::default()
     };
     events.emit(Event::Step(format!(
-        "cryoprune train --micrographs '{}' --labels {} --box {box_size} --arch small --pretrained none --input-size {box_size} --lr 0.03 --epochs {epochs} --unlabelled {} --unlabelled-epochs {} --seed {} --out {}",
+        "cryoprune train --micrographs '{}' --labels {} --box {box_size} --arch small --pretrained cryo --input-size {box_size} --lr 0.03 --epochs {epochs} --unlabelled {} --unlabelled-epochs {} --seed {} --out {}",
         text(&mics)?,
         text(&labels)?,
         text(&train.unlabelled.picks[0])?,

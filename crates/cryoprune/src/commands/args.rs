@@ -128,9 +128,10 @@ pub struct NetArgs {
     /// Network: small, efficientnet-lite0, resnet18, resnet34, resnet50, topaz-resnet16 (≥ 91 px).
     #[arg(long, default_value_t = NetConfig::default().arch)]
     pub arch: Arch,
-    /// Starting weights: imagenet (the network's ImageNet weights; the small network has none),
-    /// a .pth/.pt/.safetensors checkpoint, a Hugging Face hub name (resnet18.tv_in1k or timm/...),
-    /// topaz:resnet16_u64.sav (Topaz's model, for topaz-resnet16) or none. Downloads happen once.
+    /// Starting weights: cryo (the cryo-EM backbone built into cryoprune, small network only;
+    /// other networks start from ImageNet), imagenet, a .pth/.pt/.safetensors checkpoint, a
+    /// Hugging Face hub name (resnet18.tv_in1k or timm/...), topaz:resnet16_u64.sav (for
+    /// topaz-resnet16) or none. Downloads happen once.
     #[arg(long, default_value_t = NetConfig::default().pretrained)]
     pub pretrained: String,
     /// Branches of the multi-loss head (1-3).
