@@ -10,7 +10,8 @@
 #
 #   crates/cryoprune/benches/unlabelled.sh [OUT_DIR]     # writes OUT_DIR/unlabelled.csv
 #
-# SEEDS (default "0 1 2") chooses the draws. Needs a release build (cargo build --release) and
+# SEEDS (default "0 1 2") chooses the draws; PRETRAINED (default none, as the table in
+# BENCHMARKS.md was first measured; cryo for the shipped backbone) the network's start. Needs a release build (cargo build --release) and
 # ../shared/data beside the checkout.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
@@ -45,7 +46,7 @@ PY
             [ "$model" = adapted ] && extra=(--unlabelled "$all_picks")
             local start=$SECONDS
             "$bin" train --micrographs "$@" --labels "$base-labels.csv" --box "$box" \
-                --shots "$shots" --seed "$seed" --pretrained none --out "$base-$model" \
+                --shots "$shots" --seed "$seed" --pretrained "${PRETRAINED:-none}" --out "$base-$model" \
                 "${extra[@]}" > "$base-$model.log" 2>&1
             local took=$((SECONDS - start))
             "$bin" prune --model "$base-$model" --micrographs "$@" --picks "$test_picks" \
