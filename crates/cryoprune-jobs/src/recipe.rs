@@ -10,8 +10,8 @@ use cryoprune_image::augment::Augment;
 use cryoprune_image::extract::{EdgePolicy, ParticleNorm};
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
-use cryoprune_model::{hub, Backbone, Classifier, Pretrained};
 use cryoprune_model::{load_backbone, Arch, ClassifierConfig, HeadConfig, PickContext, PickFacts};
+use cryoprune_model::{Backbone, Classifier, Pretrained};
 use cryoprune_train::modeldir::{sha256_hex, ModelSpec};
 use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::schedule::Schedule;
@@ -376,7 +376,8 @@ impl StartingWeights {
     /// fails before any particle is cut.
     pub fn resolve(spec: &str, arch: Arch, events: &dyn Events) -> Result<StartingWeights> {
         let mut pretrained = Pretrained::parse(spec)?;
-        if pretrained == Pretrained::Cryo && Pretrained::default_for(arch) != Pretrained::Cryo {
+        let shipped = Pretrained::shipped_for(arch);
+        if pretrained == Pretrained::Cryo && shipped.is_none() {
             events.note(format!(
                 "no cryo-EM backbone ships for {arch} (only for the small network): starting \
                  from its ImageNet weights"
@@ -395,12 +396,12 @@ impl StartingWeights {
                 "starting weights: none ({arch} has no ImageNet weights)"
             ));
         }
-        if pretrained == Pretrained::Cryo {
+        if let (Pretrained::Cryo, Some(w)) = (&pretrained, shipped) {
             events.note(format!(
                 "starting weights: cryoprune's cryo-EM backbone {} (SHA-256 {}…; --pretrained \
                  none trains from scratch)",
-                hub::CRYO_SMALL.name,
-                &hub::CRYO_SMALL.sha256[..16]
+                w.name,
+                &w.sha256[..16]
             ));
         }
         let sha256 = match &path {

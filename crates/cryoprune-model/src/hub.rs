@@ -287,6 +287,10 @@ pub fn cached_path(name: &str, cfg: &HubConfig) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     #[test]
     fn the_shipped_backbone_is_the_one_recorded_and_lands_in_the_cache_once() {
@@ -309,10 +313,6 @@ mod tests {
         assert_eq!(shipped(&CRYO_SMALL, &cfg).unwrap(), path);
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), modified);
     }
-    use std::io::{BufRead, BufReader, Read};
-    use std::net::TcpListener;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
 
     /// A one-file HTTP server on loopback: answers `path` with `body`, anything else with 404,
     /// and counts requests.

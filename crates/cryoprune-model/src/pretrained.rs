@@ -65,12 +65,20 @@ impl Pretrained {
         }
     }
 
+    /// The cryo-EM backbone built into the binary for `arch`, if one ships.
+    pub fn shipped_for(arch: Arch) -> Option<&'static hub::ShippedWeights> {
+        match arch {
+            Arch::Small => Some(&hub::CRYO_SMALL),
+            _ => None,
+        }
+    }
+
     /// The best starting point there is for `arch`: the cryo-EM backbone where one ships,
     /// else ImageNet's weights (none for Topaz's network, which starts from `topaz:PATH`).
     pub fn default_for(arch: Arch) -> Pretrained {
-        match arch {
-            Arch::Small => Pretrained::Cryo,
-            _ => Pretrained::ImageNet,
+        match Pretrained::shipped_for(arch) {
+            Some(_) => Pretrained::Cryo,
+            None => Pretrained::ImageNet,
         }
     }
 
@@ -94,9 +102,9 @@ impl Pretrained {
             Pretrained::None => None,
             Pretrained::File(p) | Pretrained::Topaz(p) => Some(p.clone()),
             Pretrained::Hub(name) => Some(hub::fetch(name, &cfg())?),
-            Pretrained::Cryo => match arch {
-                Arch::Small => Some(hub::shipped(&hub::CRYO_SMALL, &cfg())?),
-                _ => return Err(LoadError::NoCryo(arch)),
+            Pretrained::Cryo => match Pretrained::shipped_for(arch) {
+                Some(w) => Some(hub::shipped(w, &cfg())?),
+                None => return Err(LoadError::NoCryo(arch)),
             },
             Pretrained::ImageNet => match arch {
                 Arch::EfficientNetLite0 => {

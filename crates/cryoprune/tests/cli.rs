@@ -603,27 +603,34 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
     let cache = dir.path().join("cache");
     let model = dir.path().join("model");
     let labels = d.join("empiar-10017/labels/topaz.csv");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cryoprune"))
-        .env("CRYOPRUNE_CACHE", &cache)
-        .args([
-            "train",
-            "--micrographs",
-            &empiar_mic(&d, "14_33_35"),
-            "--labels",
-            s(&labels),
-            "--box",
-            "180",
-            "--shots",
-            "5",
-            "--epochs",
-            "1",
-            "--val-max",
-            "20",
-            "--out",
-            s(&model),
-        ])
-        .output()
-        .unwrap();
+    let mic = empiar_mic(&d, "14_33_35");
+    // Every run here caches into the test's own folder, never the user's.
+    let train = |more: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cryoprune"))
+            .env("CRYOPRUNE_CACHE", &cache)
+            .args([
+                "train",
+                "--micrographs",
+                &mic,
+                "--labels",
+                s(&labels),
+                "--box",
+                "180",
+            ])
+            .args(more)
+            .output()
+            .unwrap()
+    };
+    let o = train(&[
+        "--shots",
+        "5",
+        "--epochs",
+        "1",
+        "--val-max",
+        "20",
+        "--out",
+        s(&model),
+    ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
@@ -647,31 +654,21 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
 
     // A network without a shipped backbone says so and starts from ImageNet's weights; asked
     // for by name where no ImageNet weights exist either, it starts from scratch.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cryoprune"))
-        .env("CRYOPRUNE_CACHE", &cache)
-        .args([
-            "train",
-            "--micrographs",
-            &empiar_mic(&d, "14_33_35"),
-            "--labels",
-            s(&labels),
-            "--box",
-            "180",
-            "--arch",
-            "topaz-resnet16",
-            "--input-size",
-            "96",
-            "--shots",
-            "3",
-            "--epochs",
-            "1",
-            "--val-max",
-            "10",
-            "--out",
-            s(&dir.path().join("topaz")),
-        ])
-        .output()
-        .unwrap();
+    let topaz = dir.path().join("topaz");
+    let o = train(&[
+        "--arch",
+        "topaz-resnet16",
+        "--input-size",
+        "96",
+        "--shots",
+        "3",
+        "--epochs",
+        "1",
+        "--val-max",
+        "10",
+        "--out",
+        s(&topaz),
+    ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
