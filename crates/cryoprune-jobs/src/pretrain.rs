@@ -285,6 +285,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                     .collect(),
                 labels: chunk.labels,
                 classes: classes.clone(),
+                multi: None,
             };
             let lr = cfg.rate(c);
             let train_cfg = TrainConfig {

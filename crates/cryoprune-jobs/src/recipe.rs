@@ -511,7 +511,7 @@ impl Fitted {
         score(
             &self.model,
             data,
-            self.config.head.mean_of_branches,
+            self.config.head.readout(),
             &compute.device.device,
         )
     }
@@ -625,7 +625,7 @@ pub fn score_labels(
     let image_only = score(
         model,
         &data,
-        spec.network.head.mean_of_branches,
+        spec.network.head.readout(),
         &compute.device.device,
     );
     let scored = with_context(image_only, &data, context, events)?;

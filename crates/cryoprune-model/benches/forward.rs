@@ -12,7 +12,7 @@
 mod common;
 
 use burn::tensor::Device;
-use cryoprune_model::{Arch, FusedNet};
+use cryoprune_model::{Arch, FusedNet, Readout};
 use serde_json::json;
 
 use common::{finish, network, noise, seconds, selected, steady_allocator, torch, CLASSES};
@@ -34,11 +34,11 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (f64, f64) {
     let images: Vec<&[f32]> = pixels.chunks_exact(channels * size * size).collect();
     let fused = FusedNet::new(&model);
     let fused_rate = rate(batch, || {
-        fused.probabilities(&images, channels, size, false)
+        fused.probabilities(&images, channels, size, Readout::single_label(false))
     });
     let burn_rate = rate(batch, || {
         // Reading the result back forces the whole computation to finish.
-        let p = model.probabilities(x.clone(), false);
+        let p = model.probabilities(x.clone(), Readout::single_label(false));
         p.into_data().try_to_vec::<f32>().expect("f32 output")
     });
     (fused_rate, burn_rate)

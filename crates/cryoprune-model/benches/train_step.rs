@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
+use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep, Targets};
 use cryoprune_model::Arch;
 use serde_json::json;
 
@@ -56,7 +56,7 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>,
             branch_weights: &[1.0],
         };
         seconds(|| {
-            trainer.step(&images, size, &labels, loss, &SGD, true);
+            trainer.step(&images, size, Targets::Classes(&labels), loss, &SGD, true);
         })
     });
     let mut target = vec![0f32; batch * CLASSES];

@@ -64,13 +64,86 @@ impl SgdStep {
     }
 }
 
-/// The weighted multi-branch cross-entropy a step minimises.
+/// The weighted multi-branch loss a step minimises: Σ_b w_b · loss(branch b).
 #[derive(Debug, Clone, Copy)]
 pub struct Loss<'a> {
-    /// Per class.
+    /// Per class. For [`Targets::Classes`] the weight of each class in the cross-entropy
+    /// (PyTorch's `weight`); for [`Targets::Labels`] the weight of each label's positives in
+    /// its binary cross-entropy (PyTorch's `pos_weight`), which lifts a rare label.
     pub class_weights: &'a [f32],
     /// Per head branch.
     pub branch_weights: &'a [f32],
+}
+
+/// What each image of a batch should be called.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a> {
+    /// One class per image: softmax cross-entropy, Σ w_y·(−log p_y) / Σ w_y.
+    Classes(&'a [usize]),
+    /// Any number of labels per image, [n, labels] flattened, 1 for a label the image carries
+    /// and 0 for one it does not: binary cross-entropy on each label's sigmoid, averaged over
+    /// every image and label (PyTorch's `BCEWithLogitsLoss` with `pos_weight`).
+    Labels(&'a [f32]),
+}
+
+impl Targets<'_> {
+    pub fn len(&self, classes: usize) -> usize {
+        match self {
+            Targets::Classes(c) => c.len(),
+            Targets::Labels(l) => l.len() / classes.max(1),
+        }
+    }
+
+    /// `scale` times the loss of one branch's logits ([n, classes] flattened), and its gradient
+    /// with respect to them. (The scale enters each term first, so a single-label step rounds
+    /// as it always has and a pretraining run still reproduces its weights.)
+    pub fn loss(
+        &self,
+        logits: &[f32],
+        classes: usize,
+        class_weights: &[f32],
+        scale: f32,
+    ) -> (f32, Vec<f32>) {
+        let mut d_logits = vec![0.0; logits.len()];
+        let mut loss = 0.0;
+        match *self {
+            Targets::Classes(labels) => {
+                let total: f32 = labels.iter().map(|&l| class_weights[l]).sum();
+                for ((row, d), &y) in logits
+                    .chunks_exact(classes)
+                    .zip(d_logits.chunks_exact_mut(classes))
+                    .zip(labels)
+                {
+                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+                    let log_norm = max + sum.ln();
+                    let share = scale * (class_weights[y] / total);
+                    loss += share * (log_norm - row[y]);
+                    for (j, (d, &v)) in d.iter_mut().zip(row).enumerate() {
+                        let onehot = if j == y { 1.0 } else { 0.0 };
+                        *d = share * ((v - log_norm).exp() - onehot);
+                    }
+                }
+            }
+            Targets::Labels(targets) => {
+                let count = logits.len().max(1) as f32 / scale;
+                for (j, ((&x, &y), d)) in logits
+                    .iter()
+                    .zip(targets)
+                    .zip(d_logits.iter_mut())
+                    .enumerate()
+                {
+                    let w = class_weights[j % classes];
+                    // log σ(x) and log(1 − σ(x)) = log σ(−x), without overflow for any x.
+                    let log_sig = |v: f32| -((-v).max(0.0) + (-v.abs()).exp().ln_1p());
+                    loss -= (w * y * log_sig(x) + (1.0 - y) * log_sig(-x)) / count;
+                    let p = 1.0 / (1.0 + (-x).exp());
+                    *d = (p * (w * y + 1.0 - y) - w * y) / count;
+                }
+            }
+        }
+        (loss, d_logits)
+    }
 }
 
 /// What a step reports.
@@ -1148,20 +1221,19 @@ impl CpuTrainer {
         &mut self,
         images: &[&[f32]],
         size: usize,
-        labels: &[usize],
+        targets: Targets,
         loss: Loss,
         sgd: &SgdStep,
         train_backbone: bool,
     ) -> StepOutput {
         let n = images.len();
-        assert_eq!(labels.len(), n, "one label per image");
+        assert_eq!(targets.len(self.classes), n, "one target per image");
         let channels = images.first().map_or(1, |i| i.len() / (size * size).max(1));
         let images = Maps::stack(images, channels, size);
         let records = self.body.forward(&images, train_backbone);
         let features = records.last().expect("a backbone has layers").out();
 
         // The head: every branch's logits, the loss, and the gradient at the features.
-        let total_weight: f32 = labels.iter().map(|&l| loss.class_weights[l]).sum();
         let mut loss_value = 0f32;
         let mut main_logits = Vec::new();
         let mut d_features = Maps::zeros(features.c, features.n, features.h, features.w);
@@ -1177,22 +1249,9 @@ impl CpuTrainer {
             let pooled = global_average(x);
             let logits = branch.fc.forward(&pooled);
             let w_b = loss.branch_weights[b];
-            let mut d_logits = vec![0.0; logits.len()];
-            for ((row, d), &y) in logits
-                .chunks_exact(self.classes)
-                .zip(d_logits.chunks_exact_mut(self.classes))
-                .zip(labels)
-            {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-                let log_norm = max + sum.ln();
-                let share = loss.class_weights[y] / total_weight;
-                loss_value += w_b * share * (log_norm - row[y]);
-                for (j, (d, &v)) in d.iter_mut().zip(row).enumerate() {
-                    let onehot = if j == y { 1.0 } else { 0.0 };
-                    *d = w_b * share * ((v - log_norm).exp() - onehot);
-                }
-            }
+            let (branch_loss, d_logits) =
+                targets.loss(&logits, self.classes, loss.class_weights, w_b);
+            loss_value += branch_loss;
             let d_pooled = branch.fc.backward(&pooled, &d_logits);
             let mut d = global_average_backward(&d_pooled, x);
             for (i, layer) in branch.reduce.iter_mut().enumerate().rev() {

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::efficientnet::{self, EfficientNetLite0};
-use crate::head::{Head, HeadConfig};
+use crate::head::{Head, HeadConfig, Readout};
 use crate::resnet::{ResNet, ResNetDepth};
 use crate::small::{self, SmallNet};
 use crate::topaz::{self, TopazResNet16};
@@ -196,10 +196,9 @@ impl Classifier {
         f.mean_dim(3).mean_dim(2).reshape([n, c])
     }
 
-    /// Class probabilities [N, classes]: the main branch's softmax, or the mean of all branches'.
-    pub fn probabilities(&self, x: Tensor<4>, mean_of_branches: bool) -> Tensor<2> {
-        self.head
-            .probabilities(self.backbone.forward(x), mean_of_branches)
+    /// Probabilities [N, classes]: the main branch's, or the mean of all branches'.
+    pub fn probabilities(&self, x: Tensor<4>, readout: Readout) -> Tensor<2> {
+        self.head.probabilities(self.backbone.forward(x), readout)
     }
 }
 

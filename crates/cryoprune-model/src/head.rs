@@ -6,7 +6,7 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,45 @@ pub struct HeadConfig {
     pub branch_weights: Vec<f32>,
     /// Predict with the mean of the branches' probabilities instead of branch 1 alone.
     pub mean_of_branches: bool,
+    /// Any number of labels per image: one sigmoid per label, trained with binary
+    /// cross-entropy, instead of one softmax over the classes. Models saved before multi-label
+    /// training existed are single-label.
+    #[serde(default)]
+    pub multi_label: bool,
+}
+
+/// How the head's logits become the probabilities a model outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readout {
+    /// The mean of every branch's probabilities instead of branch 1's alone.
+    pub mean_of_branches: bool,
+    /// An independent probability per label (sigmoid) instead of one distribution over the
+    /// classes (softmax).
+    pub multi_label: bool,
+}
+
+impl Readout {
+    /// One class per image, from branch 1 or the mean of the branches.
+    pub const fn single_label(mean_of_branches: bool) -> Readout {
+        Readout {
+            mean_of_branches,
+            multi_label: false,
+        }
+    }
+
+    /// The probabilities of one image's logits, in place.
+    pub fn activate(&self, logits: &mut [f32]) {
+        if self.multi_label {
+            logits
+                .iter_mut()
+                .for_each(|l| *l = 1.0 / (1.0 + (-*l).exp()));
+            return;
+        }
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        logits.iter_mut().for_each(|l| *l = (*l - max).exp());
+        let sum: f32 = logits.iter().sum();
+        logits.iter_mut().for_each(|l| *l /= sum);
+    }
 }
 
 impl Default for HeadConfig {
@@ -39,6 +78,14 @@ impl HeadConfig {
             branches,
             branch_weights,
             mean_of_branches: false,
+            multi_label: false,
+        }
+    }
+
+    pub fn readout(&self) -> Readout {
+        Readout {
+            mean_of_branches: self.mean_of_branches,
+            multi_label: self.multi_label,
         }
     }
 
@@ -109,16 +156,23 @@ impl Head {
         out
     }
 
-    /// Class probabilities [N, classes]: the main branch's softmax, or the mean of all branches'.
-    pub fn probabilities(&self, features: Tensor<4>, mean_of_branches: bool) -> Tensor<2> {
+    /// Probabilities [N, classes]: the main branch's, or the mean of all branches'.
+    pub fn probabilities(&self, features: Tensor<4>, readout: Readout) -> Tensor<2> {
+        let activate = |l: Tensor<2>| {
+            if readout.multi_label {
+                sigmoid(l)
+            } else {
+                softmax(l, 1)
+            }
+        };
         let logits = self.forward(features);
-        if !mean_of_branches {
-            return softmax(logits.into_iter().next().expect("head has a branch"), 1);
+        if !readout.mean_of_branches {
+            return activate(logits.into_iter().next().expect("head has a branch"));
         }
         let n = logits.len() as f64;
         logits
             .into_iter()
-            .map(|l| softmax(l, 1))
+            .map(activate)
             .reduce(|a, b| a + b)
             .expect("head has a branch")
             .div_scalar(n)

@@ -20,7 +20,7 @@ pub mod topaz;
 
 pub use classifier::{Arch, Backbone, Classifier, ClassifierConfig};
 pub use device::{select as select_device, Compute};
-pub use head::HeadConfig;
+pub use head::{HeadConfig, Readout};
 pub use infer::{FusedNet, Predictor};
 pub use pick_context::{PickContext, PickFacts};
 pub use pretrained::{load_backbone, LoadReport, Pretrained};

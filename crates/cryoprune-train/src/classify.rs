@@ -9,7 +9,7 @@
 
 use burn::tensor::Device;
 use cryoprune_image::pipeline::{Job, Pipeline};
-use cryoprune_model::{Classifier, Predictor};
+use cryoprune_model::{Classifier, Predictor, Readout};
 
 use crate::Error;
 
@@ -51,7 +51,7 @@ struct Open {
 pub fn classify_jobs<E: From<Error> + From<cryoprune_image::Error>>(
     model: &Classifier,
     classes: usize,
-    mean_of_branches: bool,
+    readout: Readout,
     pipeline: &Pipeline,
     jobs: &[Job],
     batch: usize,
@@ -73,7 +73,7 @@ pub fn classify_jobs<E: From<Error> + From<cryoprune_image::Error>>(
      -> Result<(), E> {
         if n > 0 {
             let views: Vec<&[f32]> = images[..n * pixels].chunks_exact(pixels).collect();
-            let values = predictor.probabilities(&views, size, mean_of_branches);
+            let values = predictor.probabilities(&views, size, readout);
             let first = open.front().map_or(0, |o| o.index);
             for (w, row) in waiting.drain(..n).zip(values.chunks_exact(classes)) {
                 let o = &mut open[w.job - first];
@@ -181,7 +181,7 @@ mod tests {
         classify_jobs(
             &model,
             3,
-            false,
+            Readout::single_label(false),
             &pipeline,
             &jobs,
             4,
@@ -213,7 +213,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        let expected = predict(&model, &data, 64, false, &device);
+        let expected = predict(&model, &data, 64, Readout::single_label(false), &device);
         let mut next = 0;
         for (r, job) in results.iter().zip(&jobs) {
             assert_eq!(r.shape, (80, 72));
@@ -248,7 +248,7 @@ mod tests {
         let err = classify_jobs(
             &model,
             2,
-            false,
+            Readout::single_label(false),
             &pipeline,
             &jobs,
             2,

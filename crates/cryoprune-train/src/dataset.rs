@@ -7,9 +7,26 @@ use std::path::{Path, PathBuf};
 use cryoprune_formats::names::match_micrographs;
 use cryoprune_formats::{Pick, PickSet};
 use cryoprune_image::pipeline::{Job, Pipeline};
+use cryoprune_model::backprop::Targets;
 use cryoprune_model::pick_context::{edge_distance, PickFacts};
 
 use crate::Error;
+
+/// The targets of a batch, owned; [`TargetsBuf::as_targets`] lends them to a training step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetsBuf {
+    Classes(Vec<usize>),
+    Labels(Vec<f32>),
+}
+
+impl TargetsBuf {
+    pub fn as_targets(&self) -> Targets<'_> {
+        match self {
+            TargetsBuf::Classes(c) => Targets::Classes(c),
+            TargetsBuf::Labels(l) => Targets::Labels(l),
+        }
+    }
+}
 
 /// Where a particle came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,15 +50,20 @@ impl Origin {
     }
 }
 
-/// Square single-channel images with class indices.
+/// Square single-channel images with class indices, or with sets of labels.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub size: usize,
     /// Row-major images, `size × size` each, back to back.
     pub images: Vec<f32>,
+    /// Each example's class. A multi-label set holds 0 here for every example (its targets
+    /// are `multi`), so code that reads one class per example must ask `is_multi_label` first.
     pub labels: Vec<usize>,
     pub origins: Vec<Origin>,
+    /// The class names, or for a multi-label set the label names.
     pub classes: Vec<String>,
+    /// For a multi-label set, `multi[i][c]`: example `i` carries label `c`.
+    pub multi: Option<Vec<Vec<bool>>>,
 }
 
 /// Per-pick accounting of an extraction, for the log.
@@ -64,6 +86,33 @@ impl Dataset {
             labels: Vec::new(),
             origins: Vec::new(),
             classes,
+            multi: None,
+        }
+    }
+
+    /// An empty multi-label set of these labels.
+    pub fn empty_multi_label(size: usize, labels: Vec<String>) -> Dataset {
+        Dataset {
+            multi: Some(Vec::new()),
+            ..Dataset::empty(size, labels)
+        }
+    }
+
+    pub fn is_multi_label(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    /// The targets of the examples at `indices`, as a training step takes them: one class
+    /// each, or for a multi-label set 1/0 per label, [indices, labels] flattened.
+    pub fn targets(&self, indices: &[usize]) -> TargetsBuf {
+        match &self.multi {
+            None => TargetsBuf::Classes(indices.iter().map(|&i| self.labels[i]).collect()),
+            Some(m) => TargetsBuf::Labels(
+                indices
+                    .iter()
+                    .flat_map(|&i| m[i].iter().map(|&on| if on { 1.0 } else { 0.0 }))
+                    .collect(),
+            ),
         }
     }
 
@@ -92,27 +141,43 @@ impl Dataset {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             origins: indices.iter().map(|&i| self.origins[i].clone()).collect(),
             classes: self.classes.clone(),
+            multi: self
+                .multi
+                .as_ref()
+                .map(|m| indices.iter().map(|&i| m[i].clone()).collect()),
         }
     }
 
     /// This set's examples followed by `other`'s, which must share the image size and classes.
     pub fn concat(&self, other: &Dataset) -> Dataset {
         assert!(
-            self.size == other.size && self.classes == other.classes,
-            "concatenated datasets differ in image size or classes"
+            self.size == other.size
+                && self.classes == other.classes
+                && self.is_multi_label() == other.is_multi_label(),
+            "concatenated datasets differ in image size, classes or kind"
         );
         let mut all = self.clone();
         all.images.extend_from_slice(&other.images);
         all.labels.extend_from_slice(&other.labels);
         all.origins.extend(other.origins.iter().cloned());
+        if let (Some(a), Some(b)) = (&mut all.multi, &other.multi) {
+            a.extend(b.iter().cloned());
+        }
         all
     }
 
-    /// How many examples of each class.
+    /// How many examples of each class (of a multi-label set: carry each label).
     pub fn counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.classes.len()];
-        for &l in &self.labels {
-            c[l] += 1;
+        match &self.multi {
+            None => self.labels.iter().for_each(|&l| c[l] += 1),
+            Some(m) => {
+                for example in m {
+                    for (c, &on) in c.iter_mut().zip(example) {
+                        *c += on as usize;
+                    }
+                }
+            }
         }
         c
     }

@@ -9,6 +9,7 @@ mod folder;
 pub mod matching;
 pub mod metrics;
 pub mod modeldir;
+pub mod multilabel;
 pub mod picker;
 pub mod pickerdir;
 pub mod plot;

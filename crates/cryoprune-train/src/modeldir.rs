@@ -513,6 +513,7 @@ mod tests {
     use cryoprune_image::fourier::Cutoff;
     use cryoprune_image::normalize::MicrographNorm;
     use cryoprune_model::pick_context::PickFacts;
+    use cryoprune_model::Readout;
     use cryoprune_model::{Arch, HeadConfig};
 
     fn spec(network: ClassifierConfig) -> ModelSpec {
@@ -577,8 +578,12 @@ mod tests {
         assert_eq!(spec_back.network, s.network);
         assert_eq!(spec_back.training.best_epoch, 1);
         let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &device);
-        let a = model.probabilities(x.clone(), true).into_data();
-        let b = back.probabilities(x, true).into_data();
+        let a = model
+            .probabilities(x.clone(), Readout::single_label(true))
+            .into_data();
+        let b = back
+            .probabilities(x, Readout::single_label(true))
+            .into_data();
         assert_eq!(a, b);
         assert_eq!(dir.validation(&s.classes).unwrap(), None);
         assert!(dir.curves_png().is_none());

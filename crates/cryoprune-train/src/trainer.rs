@@ -1,30 +1,31 @@
 //! The training loop: SGD with momentum (dampening 0, as PyTorch and the paper), a per-iteration
-//! learning-rate schedule, the weighted multi-branch cross-entropy, optional two-stage transfer
-//! (head only with the backbone frozen, then everything at a tenth of the rate), and per-epoch
-//! validation that keeps the best epoch by macro-F1.
+//! learning-rate schedule, the weighted multi-branch cross-entropy (binary cross-entropy per
+//! label for a multi-label set), optional two-stage transfer (head only with the backbone
+//! frozen, then everything at a tenth of the rate), and per-epoch validation that keeps the best
+//! epoch by macro-F1.
 
 use std::ops::ControlFlow;
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
 use cryoprune_image::image::Image;
 use cryoprune_model::infer::batch_tensor;
-use cryoprune_model::{Classifier, FusedNet, HeadConfig, PickContext, Predictor};
+use cryoprune_model::{Classifier, FusedNet, HeadConfig, PickContext, Predictor, Readout};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::Dataset;
-use crate::metrics;
+use crate::dataset::{Dataset, TargetsBuf};
 use crate::schedule::Schedule;
 use crate::Error;
-use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep};
+use crate::{metrics, multilabel};
+use cryoprune_model::backprop::{CpuTrainer, Loss, SgdStep, Targets};
 
 /// Every knob of a training run, resolved for one training set. It has no defaults of its own:
 /// cryoprune's are `cryoprune_jobs::recipe::NetConfig`'s, stated there once.
@@ -38,7 +39,7 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     pub momentum: f64,
     pub weight_decay: f64,
-    /// Loss weight per class; `None` = equal.
+    /// Loss weight per class (of a multi-label set: of each label's positives); `None` = equal.
     pub class_weights: Option<Vec<f32>>,
     /// Epochs with the backbone frozen (head only); later epochs train everything at rate/10.
     /// Frozen for every epoch, with flips and quarter turns only, it is a linear probe on
@@ -83,7 +84,9 @@ mod augment_serde {
     }
 }
 
-/// One epoch's numbers.
+/// One epoch's numbers. For a multi-label set the accuracies are the share of label decisions
+/// (at probability 0.5) that are right, and the validation macro-F1 is the mean over labels of
+/// each label's best F1 over thresholds, since the thresholds are chosen after training.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochStats {
     pub epoch: usize,
@@ -148,10 +151,32 @@ fn cross_entropy(
     (log_softmax(logits, 1) * target).sum().neg()
 }
 
-/// The multi-loss: Σ_b w_b · CE(branch b), with class weights inside each cross-entropy.
+/// Binary cross-entropy on each label's sigmoid, averaged over images and labels, each label's
+/// positives weighted (PyTorch's `BCEWithLogitsLoss(pos_weight=…)`).
+fn binary_cross_entropy(
+    logits: Tensor<2>,
+    targets: &[f32],
+    pos_weights: &[f32],
+    device: &Device,
+) -> Tensor<1> {
+    let [n, k] = logits.dims();
+    let positive: Vec<f32> = targets
+        .iter()
+        .enumerate()
+        .map(|(j, &y)| pos_weights[j % k] * y)
+        .collect();
+    let negative: Vec<f32> = targets.iter().map(|&y| 1.0 - y).collect();
+    let tensor = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [n, k]), device);
+    let (positive, negative) = (tensor(positive), tensor(negative));
+    (log_sigmoid(logits.clone()) * positive + log_sigmoid(logits.neg()) * negative)
+        .mean()
+        .neg()
+}
+
+/// The multi-loss: Σ_b w_b · loss(branch b), with the class weights inside each branch's loss.
 pub fn multi_loss(
     logits: Vec<Tensor<2>>,
-    labels: &[usize],
+    targets: Targets,
     class_weights: &[f32],
     branch_weights: &[f32],
     device: &Device,
@@ -159,17 +184,46 @@ pub fn multi_loss(
     logits
         .into_iter()
         .zip(branch_weights)
-        .map(|(l, &w)| cross_entropy(l, labels, class_weights, device).mul_scalar(w))
+        .map(|(l, &w)| {
+            let loss = match targets {
+                Targets::Classes(labels) => cross_entropy(l, labels, class_weights, device),
+                Targets::Labels(t) => binary_cross_entropy(l, t, class_weights, device),
+            };
+            loss.mul_scalar(w)
+        })
         .reduce(|a, b| a + b)
         .expect("at least one branch")
 }
 
-/// Class probabilities of every image of `data` (inference mode), batch by batch.
+/// Right decisions among a batch's main-branch logits ([n, classes] flattened), and how many
+/// decisions there were: one class per image, or one yes/no per label.
+fn right_decisions(logits: &[f32], targets: &TargetsBuf, classes: usize) -> (usize, usize) {
+    match targets {
+        TargetsBuf::Classes(labels) => {
+            let right = logits
+                .chunks_exact(classes)
+                .zip(labels)
+                .filter(|(row, &l)| argmax(row) == l)
+                .count();
+            (right, labels.len())
+        }
+        TargetsBuf::Labels(t) => {
+            let right = logits
+                .iter()
+                .zip(t)
+                .filter(|(&x, &y)| (x > 0.0) == (y > 0.5))
+                .count();
+            (right, t.len())
+        }
+    }
+}
+
+/// Class (or label) probabilities of every image of `data` (inference mode), batch by batch.
 pub fn predict(
     model: &Classifier,
     data: &Dataset,
     batch: usize,
-    mean_of_branches: bool,
+    readout: Readout,
     device: &Device,
 ) -> Vec<Vec<f32>> {
     let k = data.classes.len();
@@ -178,7 +232,7 @@ pub fn predict(
     for start in (0..data.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(data.len());
         let imgs: Vec<&[f32]> = (start..end).map(|i| data.image(i)).collect();
-        let v = predictor.probabilities(&imgs, data.size, mean_of_branches);
+        let v = predictor.probabilities(&imgs, data.size, readout);
         out.extend(v.chunks_exact(k).map(|c| c.to_vec()));
     }
     out
@@ -192,13 +246,8 @@ pub struct Scored {
 }
 
 /// Runs `model` over labelled `data` and scores the predictions against the labels.
-pub fn score(
-    model: &Classifier,
-    data: &Dataset,
-    mean_of_branches: bool,
-    device: &Device,
-) -> Scored {
-    Scored::of(predict(model, data, 64, mean_of_branches, device), data)
+pub fn score(model: &Classifier, data: &Dataset, readout: Readout, device: &Device) -> Scored {
+    Scored::of(predict(model, data, 64, readout, device), data)
 }
 
 impl Scored {
@@ -340,6 +389,16 @@ pub fn train(
         return Err(Error::Config("no training examples".into()));
     }
     cfg.head.validate().map_err(Error::Config)?;
+    if cfg.head.multi_label != train.is_multi_label()
+        || val.is_some_and(|v| v.is_multi_label() != train.is_multi_label())
+    {
+        return Err(Error::Config(
+            "a multi-label head trains on multi-label sets only, and a single-label head on \
+             single-label sets only"
+                .into(),
+        ));
+    }
+    let readout = cfg.head.readout();
     let k = train.classes.len();
     let weights = match &cfg.class_weights {
         Some(w) if w.len() != k => {
@@ -394,12 +453,12 @@ pub fn train(
             .flat_map(|_| 0..train.len())
             .collect();
         order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let (mut loss_sum, mut correct, mut decided, mut seen) = (0.0, 0usize, 0usize, 0usize);
         let mut lr = 0.0;
         for chunk in order.chunks(batch) {
             lr = cfg.schedule.rate(epoch, it, total) * stage_scale;
             it += 1;
-            let labels: Vec<usize> = chunk.iter().map(|&i| train.labels[i]).collect();
+            let targets = train.targets(chunk);
             let mut augmented = || -> Vec<Vec<f32>> {
                 chunk
                     .iter()
@@ -417,9 +476,8 @@ pub fn train(
                     branch_weights: &cfg.head.branch_weights,
                 };
                 let sgd = SgdStep { lr, ..sgd };
-                let out = fast.step(&refs, train.size, &labels, loss, &sgd, !frozen);
-                let pred = out.logits.chunks_exact(k).map(argmax).collect();
-                (out.loss as f64, pred)
+                let out = fast.step(&refs, train.size, targets.as_targets(), loss, &sgd, !frozen);
+                (out.loss as f64, out.logits)
             } else {
                 let logits = match &probe {
                     Some(p) => {
@@ -439,22 +497,24 @@ pub fn train(
                     }
                 };
                 let main = logits[0].clone();
-                let l = multi_loss(logits, &labels, &weights, &cfg.head.branch_weights, &device);
+                let l = multi_loss(
+                    logits,
+                    targets.as_targets(),
+                    &weights,
+                    &cfg.head.branch_weights,
+                    &device,
+                );
                 let l_value = l.clone().into_scalar::<f32>() as f64;
                 if l_value.is_finite() {
                     let grads = GradientsParams::from_grads(l.backward(), &model);
                     model = optim.step(lr, model, grads);
                 }
-                let pred: Vec<usize> = main
-                    .argmax(1)
+                let main: Vec<f32> = main
                     .into_data()
-                    .convert::<i64>()
-                    .try_to_vec::<i64>()
-                    .expect("int data")
-                    .into_iter()
-                    .map(|p| p as usize)
-                    .collect();
-                (l_value, pred)
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("converted to f32");
+                (l_value, main)
             };
             if !l_value.is_finite() {
                 return Err(Error::Diverged {
@@ -462,7 +522,9 @@ pub fn train(
                     lr,
                 });
             }
-            correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+            let (right, decisions) = right_decisions(&pred, &targets, k);
+            correct += right;
+            decided += decisions;
             loss_sum += l_value * chunk.len() as f64;
             seen += chunk.len();
         }
@@ -470,7 +532,7 @@ pub fn train(
             epoch: epoch + 1,
             lr,
             train_loss: loss_sum / seen as f64,
-            train_accuracy: correct as f64 / seen as f64,
+            train_accuracy: correct as f64 / decided as f64,
             val_loss: None,
             val_accuracy: None,
             val_macro_f1: None,
@@ -484,32 +546,38 @@ pub fn train(
         let (score, val_probs) = match val.filter(|v| !v.is_empty()) {
             Some(v) => {
                 let plain = device.clone().without_autodiff();
-                let Scored { probs, report, .. } = match &probe {
+                let probs = match &probe {
                     Some(p) => {
                         let rows = p.val.iter().map(|f| f.as_slice()).collect();
                         let probs = inference
                             .head
-                            .probabilities(p.tensor(rows, &plain), cfg.head.mean_of_branches);
-                        let k = v.classes.len();
+                            .probabilities(p.tensor(rows, &plain), readout);
                         let flat = probs
                             .into_data()
                             .convert::<f32>()
                             .try_into_vec::<f32>()
                             .expect("converted to f32");
-                        Scored::of(flat.chunks_exact(k).map(|c| c.to_vec()).collect(), v)
+                        flat.chunks_exact(k).map(|c| c.to_vec()).collect()
                     }
-                    None => score(&inference, v, cfg.head.mean_of_branches, &plain),
+                    None => predict(&inference, v, 64, readout, &plain),
                 };
-                let nll = probs
-                    .iter()
-                    .zip(&v.labels)
-                    .map(|(p, &l)| -(p[l].max(1e-7) as f64).ln())
-                    .sum::<f64>()
-                    / v.len() as f64;
+                let (nll, accuracy, macro_f1) = match &v.multi {
+                    None => {
+                        let report = Scored::of(probs.clone(), v).report;
+                        let nll = probs
+                            .iter()
+                            .zip(&v.labels)
+                            .map(|(p, &l)| -(p[l].max(1e-7) as f64).ln())
+                            .sum::<f64>()
+                            / v.len() as f64;
+                        (nll, report.accuracy, report.macro_f1)
+                    }
+                    Some(truth) => multilabel::validation_figures(truth, &probs),
+                };
                 stats.val_loss = Some(nll);
-                stats.val_accuracy = Some(report.accuracy);
-                stats.val_macro_f1 = Some(report.macro_f1);
-                (report.macro_f1, Some(probs))
+                stats.val_accuracy = Some(accuracy);
+                stats.val_macro_f1 = Some(macro_f1);
+                (macro_f1, Some(probs))
             }
             None => (epoch as f64, None),
         };

@@ -10,7 +10,7 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::PaddingConfig2d;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use cryoprune_model::backprop::{CpuTrainer, Loss, PickerTrainer, SgdStep};
+use cryoprune_model::backprop::{CpuTrainer, Loss, PickerTrainer, SgdStep, Targets};
 use cryoprune_model::classifier::to_safetensors;
 use cryoprune_model::efficientnet::{EfficientNetLite0, MbConv};
 use cryoprune_model::head::Head;
@@ -157,11 +157,17 @@ fn tensors<M: burn::store::ModuleSnapshot>(model: &M) -> BTreeMap<String, Vec<f3
 }
 
 /// The multi-loss of `model` on a batch, through burn's autodiff.
-fn burn_loss(model: &Classifier, refs: &[&[f32]], size: usize, head: &HeadConfig) -> Tensor<1> {
+fn burn_loss(
+    model: &Classifier,
+    refs: &[&[f32]],
+    size: usize,
+    head: &HeadConfig,
+    targets: Targets,
+) -> Tensor<1> {
     let device = Device::flex().autodiff();
     multi_loss(
         model.forward(batch_tensor(refs, size, &device)),
-        &LABELS,
+        targets,
         &CLASS_WEIGHTS,
         &head.branch_weights,
         &device,
@@ -293,6 +299,13 @@ fn assert_moved_alike(
 }
 
 fn compare(net: Network, branches: usize, train_backbone: bool) {
+    compare_on(net, branches, train_backbone, Targets::Classes(&LABELS));
+}
+
+/// Five images, three labels: each image carries a different set, one none and one all.
+const LABEL_SETS: [f32; 15] = [1., 0., 0., 0., 1., 1., 0., 0., 0., 1., 1., 1., 0., 1., 0.];
+
+fn compare_on(net: Network, branches: usize, train_backbone: bool, targets: Targets) {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
     let size = input_size(net);
     let mut reference = model(net, branches, 3 + branches as u64);
@@ -306,14 +319,14 @@ fn compare(net: Network, branches: usize, train_backbone: bool) {
     for step in 0..2 {
         let batch = images(step, size);
         let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
-        let loss = burn_loss(&reference, &refs, size, &head);
+        let loss = burn_loss(&reference, &refs, size, &head, targets);
         let burn_loss = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), &reference);
         reference = optim.step(SGD.lr, reference, grads);
         let out = ours.step(
             &refs,
             size,
-            &LABELS,
+            targets,
             Loss {
                 class_weights: &CLASS_WEIGHTS,
                 branch_weights: &head.branch_weights,
@@ -329,7 +342,8 @@ fn compare(net: Network, branches: usize, train_backbone: bool) {
     }
     let theirs = tensors(&reference.valid());
     let mine = tensors(&ours.write(model(net, branches, 99)));
-    let what = format!("{net:?}, {branches} branches, backbone trained {train_backbone}");
+    let what =
+        format!("{net:?}, {branches} branches, backbone trained {train_backbone}, {targets:?}");
     assert_moved_alike(&theirs, &mine, &before, train_backbone, &what);
     if !train_backbone {
         for name in before.keys().filter(|k| k.starts_with("backbone")) {
@@ -346,6 +360,28 @@ fn every_parameter_moves_as_burn_moves_it_with_one_two_and_three_branches() {
     for branches in 1..=3 {
         compare(Network::Arch(Arch::Small), branches, true);
     }
+}
+
+#[test]
+fn binary_cross_entropy_on_label_sets_moves_every_parameter_as_burn_moves_it() {
+    compare_on(
+        Network::Arch(Arch::Small),
+        2,
+        true,
+        Targets::Labels(&LABEL_SETS),
+    );
+    compare_on(
+        Network::MiniResNet { bottleneck: false },
+        3,
+        true,
+        Targets::Labels(&LABEL_SETS),
+    );
+    compare_on(
+        Network::Arch(Arch::Small),
+        1,
+        false,
+        Targets::Labels(&LABEL_SETS),
+    );
 }
 
 #[test]
@@ -396,7 +432,14 @@ fn the_same_steps_give_the_same_weights_on_any_number_of_threads() {
                         class_weights: &CLASS_WEIGHTS,
                         branch_weights: &head.branch_weights,
                     };
-                    ours.step(&refs, input_size(net), &LABELS, loss, &SGD, true);
+                    ours.step(
+                        &refs,
+                        input_size(net),
+                        Targets::Classes(&LABELS),
+                        loss,
+                        &SGD,
+                        true,
+                    );
                 }
                 ours.write(start.valid())
             })
@@ -422,13 +465,14 @@ fn full_size(arch: Arch) {
     let head = HeadConfig::new(1);
     let batch = images(0, size);
     let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
-    let burn_loss = burn_loss(&start, &refs, size, &head).into_scalar::<f32>();
+    let burn_loss =
+        burn_loss(&start, &refs, size, &head, Targets::Classes(&LABELS)).into_scalar::<f32>();
     let mut ours = CpuTrainer::new(&start).expect("the network trains on the CPU");
     let loss = Loss {
         class_weights: &CLASS_WEIGHTS,
         branch_weights: &head.branch_weights,
     };
-    let out = ours.step(&refs, size, &LABELS, loss, &SGD, true);
+    let out = ours.step(&refs, size, Targets::Classes(&LABELS), loss, &SGD, true);
     assert!(
         (out.loss - burn_loss).abs() <= 1e-4 * burn_loss.abs(),
         "{arch}: loss {} against burn's {burn_loss}",

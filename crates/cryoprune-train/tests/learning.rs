@@ -6,28 +6,28 @@ use std::ops::ControlFlow;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
+use cryoprune_model::backprop::Targets;
 use cryoprune_model::head::Head;
-use cryoprune_model::{Arch, ClassifierConfig, HeadConfig};
+use cryoprune_model::{Arch, ClassifierConfig, HeadConfig, Readout};
 use cryoprune_train::schedule::Schedule;
 use cryoprune_train::trainer::{argmax, multi_loss, predict};
-use cryoprune_train::{train, Dataset, Origin, TrainConfig};
+use cryoprune_train::{multilabel, train, Dataset, Origin, TrainConfig};
 
 /// burn's random state is one per process, and the tests of a file run in parallel: a test that
 /// draws from it while another has just seeded it changes the other's weights (which once put a
 /// ReLU kink under a probed value here). Tests that draw hold this for their whole run.
 static RANDOM_STATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn head_and_loss_gradients_match_finite_differences() {
+/// The gradient burn's autodiff gives the head's input for the multi-loss on `targets` (with
+/// three branches: 1×1 convolutions, batch norm, ReLU, pooling, linear layers and the class-
+/// and branch-weighted loss are all on the path) against central differences.
+fn head_and_loss_gradients_match_finite_differences(targets: Targets) {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
-    // Three branches: 1×1 convolutions, batch norm, ReLU, pooling, linear layers and the
-    // class- and branch-weighted cross-entropy are all on the path.
     // Seeded weights and input: unseeded ones now and then put a ReLU kink within eps of a
     // probed value, where central differences are wrong by construction.
     device.seed(11);
     let head = Head::new(6, 3, 3, &device);
-    let labels = [0usize, 2, 1, 2];
     let class_w = [1.0f32, 2.0, 0.5];
     let branch_w = [1.0f32, 0.5, 0.25];
     let values: Vec<f32> = {
@@ -40,13 +40,13 @@ fn head_and_loss_gradients_match_finite_differences() {
     let x0 = Tensor::<4>::from_data(TensorData::new(values.clone(), [4, 6, 3, 3]), &device);
     let loss_at = |v: &[f32]| -> f64 {
         let x = Tensor::<4>::from_data(TensorData::new(v.to_vec(), [4, 6, 3, 3]), &device);
-        multi_loss(head.forward(x), &labels, &class_w, &branch_w, &device).into_scalar::<f32>()
+        multi_loss(head.forward(x), targets, &class_w, &branch_w, &device).into_scalar::<f32>()
             as f64
     };
     let x = x0.require_grad();
     let loss = multi_loss(
         head.forward(x.clone()),
-        &labels,
+        targets,
         &class_w,
         &branch_w,
         &device,
@@ -71,6 +71,18 @@ fn head_and_loss_gradients_match_finite_differences() {
     }
     let rel = (diff2 / num2).sqrt();
     assert!(rel < 1e-2, "relative gradient error {rel:.2e}");
+}
+
+#[test]
+fn head_and_cross_entropy_gradients_match_finite_differences() {
+    head_and_loss_gradients_match_finite_differences(Targets::Classes(&[0, 2, 1, 2]));
+}
+
+#[test]
+fn head_and_binary_cross_entropy_gradients_match_finite_differences() {
+    // Four images, three labels: none, one, two and all three carried.
+    let labels = [0., 0., 0., 1., 0., 0., 0., 1., 1., 1., 1., 1.];
+    head_and_loss_gradients_match_finite_differences(Targets::Labels(&labels));
 }
 
 /// Bright discs vs. rings on noise: easy to tell apart, impossible without learning.
@@ -111,6 +123,7 @@ fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
             .collect(),
         labels,
         classes: vec!["disc".into(), "ring".into()],
+        multi: None,
     }
 }
 
@@ -173,7 +186,13 @@ fn small_network_fits_a_small_labelled_set() {
         trained.best_epoch, 25,
         "without validation the last epoch is kept"
     );
-    let probs = predict(&trained.model, &data, 8, false, &Device::flex());
+    let probs = predict(
+        &trained.model,
+        &data,
+        8,
+        Readout::single_label(false),
+        &Device::flex(),
+    );
     let correct = probs
         .iter()
         .zip(&data.labels)
@@ -182,7 +201,13 @@ fn small_network_fits_a_small_labelled_set() {
     assert_eq!(correct, data.len(), "the training set is fitted exactly");
     // And it generalises to fresh draws of the same two shapes.
     let fresh = discs_and_rings(20, 16, 2);
-    let probs = predict(&trained.model, &fresh, 16, false, &Device::flex());
+    let probs = predict(
+        &trained.model,
+        &fresh,
+        16,
+        Readout::single_label(false),
+        &Device::flex(),
+    );
     let correct = probs
         .iter()
         .zip(&fresh.labels)
@@ -233,7 +258,13 @@ fn a_frozen_backbone_trains_its_head_on_stored_features() {
     let last = trained.history.last().unwrap();
     assert!(last.train_loss < first.train_loss, "{:?}", trained.history);
     let best = &trained.history[trained.best_epoch - 1];
-    let probs = predict(&trained.model, &val, 8, false, &Device::flex());
+    let probs = predict(
+        &trained.model,
+        &val,
+        8,
+        Readout::single_label(false),
+        &Device::flex(),
+    );
     let nll = probs
         .iter()
         .zip(&val.labels)
@@ -242,4 +273,108 @@ fn a_frozen_backbone_trains_its_head_on_stored_features() {
         / val.len() as f64;
     let recorded = best.val_loss.unwrap();
     assert!((nll - recorded).abs() < 1e-4, "{nll} against {recorded}");
+}
+
+/// Noisy images that may hold a bright disc at the centre, a dark bar across the bottom, both or
+/// neither: two labels, each image carrying any set of them.
+fn discs_and_bars(n: usize, size: usize, seed: u64) -> Dataset {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut data = Dataset::empty_multi_label(size, vec!["disc".into(), "bar".into()]);
+    let c = size as f32 / 2.0;
+    for i in 0..n {
+        // Every combination in turn, so each label is carried by half the images.
+        let (disc, bar) = (i % 2 == 1, (i / 2) % 2 == 1);
+        let r0 = rng.random_range(3.0..5.0f32);
+        for y in 0..size {
+            for x in 0..size {
+                let r = ((x as f32 - c).powi(2) + (y as f32 - c).powi(2)).sqrt();
+                let mut v = rng.random_range(-0.5..0.5f32);
+                if disc && r < r0 {
+                    v += 1.0;
+                }
+                if bar && (2..4).contains(&y) {
+                    v -= 1.0;
+                }
+                data.images.push(v);
+            }
+        }
+        data.labels.push(0);
+        data.origins.push(Origin {
+            micrograph: "synthetic".into(),
+            x: 0.0,
+            y: 0.0,
+            score: None,
+            edge: None,
+        });
+        data.multi.as_mut().unwrap().push(vec![disc, bar]);
+    }
+    data
+}
+
+#[test]
+fn a_multi_label_head_learns_every_label_and_its_threshold() {
+    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    let (data, val) = (discs_and_bars(24, 16, 3), discs_and_bars(16, 16, 4));
+    let mut head = HeadConfig::new(2);
+    head.multi_label = true;
+    // Flips only: a quarter turn would move the bar to a side.
+    let cfg = TrainConfig {
+        epochs: 20,
+        schedule: Schedule::OneCycle {
+            initial: 0.05,
+            final_lr: 1e-3,
+        },
+        augment: Augment {
+            rot90: false,
+            ..flips_and_turns().augment
+        },
+        head: head.clone(),
+        ..flips_and_turns()
+    };
+    let model = ClassifierConfig {
+        arch: Arch::Small,
+        classes: 2,
+        head: head.clone(),
+    }
+    .init(&device);
+    let trained = train(model, &data, Some(&val), &cfg, &device, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let best = &trained.history[trained.best_epoch - 1];
+    assert!(best.val_macro_f1.unwrap() > 0.9, "{best:?}");
+    let truth = |d: &Dataset| d.multi.clone().unwrap();
+    let thresholds =
+        multilabel::choose_thresholds(&truth(&val), trained.val_probs.as_ref().unwrap());
+    let fresh = discs_and_bars(40, 16, 5);
+    let probs = predict(&trained.model, &fresh, 16, head.readout(), &Device::flex());
+    // Sigmoids, not a softmax: an image with both labels has both probabilities high.
+    assert!(probs
+        .iter()
+        .zip(truth(&fresh))
+        .any(|(p, t)| t == [true, true] && p[0] > 0.5 && p[1] > 0.5));
+    let report = multilabel::evaluate(&truth(&fresh), &probs, &thresholds, &fresh.classes);
+    assert!(
+        report.macro_f1 > 0.9 && report.exact_match > 0.8,
+        "{}",
+        report.to_text()
+    );
+
+    // A single-label head refuses a multi-label set.
+    let single = ClassifierConfig {
+        arch: Arch::Small,
+        classes: 2,
+        head: HeadConfig::new(2),
+    }
+    .init(&device);
+    let cfg = TrainConfig {
+        head: HeadConfig::new(2),
+        ..cfg
+    };
+    assert!(train(single, &data, None, &cfg, &device, |_| {
+        ControlFlow::Continue(())
+    })
+    .is_err());
 }

@@ -124,7 +124,7 @@ impl Session {
             classify_jobs(
                 model,
                 spec.classes.len(),
-                spec.network.head.mean_of_branches,
+                spec.network.head.readout(),
                 &pipeline,
                 &jobs,
                 64,

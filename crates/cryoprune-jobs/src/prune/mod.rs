@@ -439,7 +439,7 @@ impl Scorer<'_> {
         classify_jobs(
             self.model,
             self.spec.classes.len(),
-            self.spec.network.head.mean_of_branches,
+            self.spec.network.head.readout(),
             self.pipeline,
             jobs,
             self.batch,

@@ -13,6 +13,7 @@ pub(crate) mod pool;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::classifier::Classifier;
+use crate::head::Readout;
 pub use net::FusedNet;
 
 /// Runs `f` compiled for the widest vector instructions this CPU has (AVX-512, else AVX2 with
@@ -122,17 +123,12 @@ impl<'a> Predictor<'a> {
         }
     }
 
-    /// Class probabilities, `images.len()` rows of the class count, flattened.
-    pub fn probabilities(
-        &self,
-        images: &[&[f32]],
-        size: usize,
-        mean_of_branches: bool,
-    ) -> Vec<f32> {
+    /// Probabilities, `images.len()` rows of the class count, flattened.
+    pub fn probabilities(&self, images: &[&[f32]], size: usize, readout: Readout) -> Vec<f32> {
         match self {
-            Self::Fused(net) => net.probabilities(images, 1, size, mean_of_branches),
+            Self::Fused(net) => net.probabilities(images, 1, size, readout),
             Self::Burn { model, device } => model
-                .probabilities(batch_tensor(images, size, device), mean_of_branches)
+                .probabilities(batch_tensor(images, size, device), readout)
                 .into_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()
@@ -163,7 +159,11 @@ mod tests {
             Predictor::Fused(_)
         ));
         let image = vec![0.5f32; 16 * 16];
-        let p = Predictor::new(&model, &device).probabilities(&[&image, &image], 16, true);
+        let p = Predictor::new(&model, &device).probabilities(
+            &[&image, &image],
+            16,
+            Readout::single_label(true),
+        );
         assert_eq!(p.len(), 4);
         assert!((p[0] + p[1] - 1.0).abs() < 1e-6 && p[..2] == p[2..]);
     }

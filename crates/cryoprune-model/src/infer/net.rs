@@ -7,6 +7,7 @@ use super::conv::{floats, Act, FusedConv};
 use super::pool::{global_average, MaxPool};
 use super::Maps;
 use crate::classifier::{Backbone, Classifier};
+use crate::head::Readout;
 
 /// Input pixels per pass through the network. Our networks' largest feature map holds at most 24
 /// values per input pixel (EfficientNet's first expanded stage), so a pass's maps stay within a
@@ -234,24 +235,29 @@ impl FusedNet {
         }
     }
 
-    /// Class probabilities [n, classes] for `images` (each `channels` × `size` × `size`,
-    /// row-major): branch 1's softmax, or the mean of every branch's.
+    /// Probabilities [n, classes] for `images` (each `channels` × `size` × `size`,
+    /// row-major): branch 1's, or the mean of every branch's.
     pub fn probabilities(
         &self,
         images: &[&[f32]],
         channels: usize,
         size: usize,
-        mean_of_branches: bool,
+        readout: Readout,
     ) -> Vec<f32> {
-        let logits = self.logits(images, channels, size);
-        let used = if mean_of_branches { logits.len() } else { 1 };
+        let mut logits = self.logits(images, channels, size);
+        let used = if readout.mean_of_branches {
+            logits.len()
+        } else {
+            1
+        };
         let mut probs = vec![0.0; images.len() * self.classes];
-        for branch in &logits[..used] {
+        for branch in &mut logits[..used] {
             for (p, l) in probs
                 .chunks_exact_mut(self.classes)
-                .zip(branch.chunks_exact(self.classes))
+                .zip(branch.chunks_exact_mut(self.classes))
             {
-                for (p, s) in p.iter_mut().zip(softmax(l)) {
+                readout.activate(l);
+                for (p, s) in p.iter_mut().zip(l.iter()) {
                     *p += s / used as f32;
                 }
             }
@@ -373,13 +379,6 @@ impl FusedNet {
     }
 }
 
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use burn::module::{Module, ModuleMapper, Param};
@@ -449,19 +448,23 @@ mod tests {
                 reference[b]
             );
         }
-        for mean in [false, true] {
+        for (mean_of_branches, multi_label) in [(false, false), (true, false), (true, true)] {
+            let readout = Readout {
+                mean_of_branches,
+                multi_label,
+            };
             let want: Vec<f32> = model
-                .probabilities(x.clone(), mean)
+                .probabilities(x.clone(), readout)
                 .into_data()
                 .try_into_vec()
                 .unwrap();
-            let got = net.probabilities(&images, channels, size, mean);
+            let got = net.probabilities(&images, channels, size, readout);
             let worst = got
                 .iter()
                 .zip(&want)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f32::max);
-            assert!(worst < 1e-5, "{arch} mean_of_branches {mean}: {worst}");
+            assert!(worst < 1e-5, "{arch} {readout:?}: {worst}");
         }
     }
 
@@ -482,10 +485,10 @@ mod tests {
             .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
             .collect();
         let images: Vec<&[f32]> = pixels.chunks_exact(size * size).collect();
-        let together = net.probabilities(&images, 1, size, true);
+        let together = net.probabilities(&images, 1, size, Readout::single_label(true));
         assert_eq!(together.len(), n * 2);
         for i in [0, n / 2, n - 1] {
-            let alone = net.probabilities(&images[i..i + 1], 1, size, true);
+            let alone = net.probabilities(&images[i..i + 1], 1, size, Readout::single_label(true));
             let diff = (alone[0] - together[2 * i])
                 .abs()
                 .max((alone[1] - together[2 * i + 1]).abs());
@@ -518,10 +521,15 @@ mod tests {
                 .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
                 .collect();
             let images: Vec<&[f32]> = pixels.chunks_exact(size * size).collect();
-            let together = net.probabilities(&images, 1, size, true);
+            let together = net.probabilities(&images, 1, size, Readout::single_label(true));
             for len in [1, 2, 3, 7, 10] {
                 for start in (0..n - len).step_by(len.max(2) - 1) {
-                    let part = net.probabilities(&images[start..start + len], 1, size, true);
+                    let part = net.probabilities(
+                        &images[start..start + len],
+                        1,
+                        size,
+                        Readout::single_label(true),
+                    );
                     assert_eq!(
                         part.iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
                         together[3 * start..3 * (start + len)]
