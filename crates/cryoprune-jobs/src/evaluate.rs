@@ -1,17 +1,21 @@
-//! The evaluate job: a trained model's scores on labelled picks.
+//! The evaluate job: a trained model's scores on labelled picks, or a multi-label model's on
+//! images with label sets.
 
 use std::path::PathBuf;
 
+use cryoprune_model::Classifier;
 use cryoprune_train::metrics::Report;
-use cryoprune_train::modeldir::{write_predictions, ModelDir};
+use cryoprune_train::modeldir::{write_label_predictions, write_predictions, ModelDir, ModelSpec};
+use cryoprune_train::multilabel::{self, MultiReport};
+use cryoprune_train::trainer::predict;
 use serde::{Deserialize, Serialize};
 
-use crate::compute::ComputeConfig;
+use crate::compute::{Compute, ComputeConfig};
 use crate::events::Events;
 use crate::inputs::{check_outputs, expand_globs};
 use crate::labels::LabelsConfig;
 use crate::recipe::score_labels;
-use crate::Result;
+use crate::{invalid, Result};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -28,7 +32,25 @@ pub struct EvaluateConfig {
     pub image_only: bool,
 }
 
-pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Report> {
+/// What `evaluate` measured.
+#[derive(Debug, Clone)]
+pub enum Evaluation {
+    /// A model that chooses one class per particle.
+    Classes(Report),
+    /// A multi-label model, at its thresholds.
+    Labels(MultiReport),
+}
+
+impl Evaluation {
+    pub fn macro_f1(&self) -> f64 {
+        match self {
+            Evaluation::Classes(r) => r.macro_f1,
+            Evaluation::Labels(r) => r.macro_f1,
+        }
+    }
+}
+
+pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Evaluation> {
     let mut inputs = expand_globs(&cfg.labels.micrographs)?;
     inputs.extend(cfg.labels.labels.iter().cloned());
     inputs.push(cfg.model.clone());
@@ -40,6 +62,10 @@ pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Report> {
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         let (model, spec) = ModelDir::new(&cfg.model).load(&compute.device.device)?;
+        if let Some(thresholds) = &spec.thresholds {
+            return evaluate_label_sets(cfg, &model, &spec, thresholds, &compute, events)
+                .map(Evaluation::Labels);
+        }
         let context = spec.pick_context.as_ref().filter(|_| !cfg.image_only);
         let (data, scored) = score_labels(&cfg.labels, &model, &spec, context, &compute, events)?;
         events.output(scored.report.to_text());
@@ -54,6 +80,44 @@ pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Report> {
             crate::write_json(path, &scored.report)?;
             events.note(format!("scores written to {}", path.display()));
         }
-        Ok(scored.report)
+        Ok(Evaluation::Classes(scored.report))
     })
+}
+
+fn evaluate_label_sets(
+    cfg: &EvaluateConfig,
+    model: &Classifier,
+    spec: &ModelSpec,
+    thresholds: &[f32],
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<MultiReport> {
+    let data = cfg.labels.dataset(
+        Some(&spec.classes),
+        &spec.preprocessing,
+        compute.threads,
+        events,
+    )?;
+    let Some(truth) = &data.multi else {
+        invalid!(
+            "{} is a multi-label model: give --labels a CSV image,labels of images with label sets",
+            cfg.model.display()
+        );
+    };
+    let readout = spec.network.head.readout();
+    let probs = predict(model, &data, 64, readout, &compute.device.device);
+    let report = multilabel::evaluate(truth, &probs, thresholds, &spec.classes);
+    events.output(report.to_text());
+    if let Some(path) = &cfg.predictions {
+        write_label_predictions(path, &data, &probs, thresholds)?;
+        events.note(format!(
+            "per-image predictions written to {}",
+            path.display()
+        ));
+    }
+    if let Some(path) = &cfg.json {
+        crate::write_json(path, &report)?;
+        events.note(format!("scores written to {}", path.display()));
+    }
+    Ok(report)
 }

@@ -21,7 +21,7 @@ use crate::compute::ComputeConfig;
 use crate::events::Events;
 use crate::labels::LabelsConfig;
 use crate::recipe::{fit, fit_context, NetConfig, PrepConfig, Start};
-use crate::{Error, Result};
+use crate::{invalid, Error, Result};
 
 /// A row of the table: how the network starts and which head it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +229,12 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
         };
         let pre = cfg.prep.preprocessing(&cfg.labels.source())?;
         let data = cfg.labels.dataset(None, &pre, compute.threads, events)?;
+        if data.is_multi_label() {
+            invalid!(
+                "fewshot draws K labelled picks per class; images with label sets have no one \
+                 class to draw by (train them with `train --val-fraction`)"
+            );
+        }
         let test: Option<Dataset> = if cfg.test_labels.is_empty() {
             None
         } else {

@@ -19,8 +19,9 @@ use crate::{invalid, Result};
 pub struct LabelsConfig {
     /// Micrographs the labels were picked on (globs).
     pub micrographs: Vec<String>,
-    /// A CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR, or a
-    /// folder with one sub-folder of particle images per class.
+    /// A CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR, a
+    /// folder with one sub-folder of particle images per class, or a CSV `image,labels` of
+    /// images with any number of labels each.
     pub labels: Vec<PathBuf>,
     /// Label file format when the extension does not tell.
     pub format: Option<PickFormat>,
@@ -35,6 +36,8 @@ pub enum LabelSource {
     ClassFolder(PathBuf),
     /// A particle STAR (`index@stack` images) with a label column.
     Stack(PathBuf),
+    /// A CSV `image,labels`: images with label sets (multi-label).
+    ImageTable(PathBuf),
     /// Labelled picks, cut from the micrographs.
     Picks,
 }
@@ -70,6 +73,7 @@ impl LabelsConfig {
     pub fn source(&self) -> LabelSource {
         match self.labels.as_slice() {
             [single] if is_class_folder(single) => LabelSource::ClassFolder(single.clone()),
+            [single] if dataset::is_image_table(single) => LabelSource::ImageTable(single.clone()),
             [single]
                 if PickFormat::from_path(single) == Some(PickFormat::Star)
                     && stack::lists_images(single)
@@ -106,6 +110,10 @@ impl LabelsConfig {
                 }
                 (data, dir)
             }
+            LabelSource::ImageTable(table) => (
+                dataset::from_image_table(&table, pre.input_size, invert, classes)?,
+                table,
+            ),
             LabelSource::Stack(star) => (
                 stack::read(&star, pre.input_size, invert, classes)?,
                 star.clone(),
@@ -130,13 +138,22 @@ impl LabelsConfig {
                 return Ok(data);
             }
         };
-        events.note(format!(
-            "{}: {} particle images in {} classes ({})",
-            what.display(),
-            data.len(),
-            data.classes.len(),
-            class_counts(&data)
-        ));
+        let what = what.display();
+        events.note(if data.is_multi_label() {
+            format!(
+                "{what}: {} images with {} labels (carried by: {})",
+                data.len(),
+                data.classes.len(),
+                class_counts(&data)
+            )
+        } else {
+            format!(
+                "{what}: {} particle images in {} classes ({})",
+                data.len(),
+                data.classes.len(),
+                class_counts(&data)
+            )
+        });
         Ok(data)
     }
 }

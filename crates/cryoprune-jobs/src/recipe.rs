@@ -267,13 +267,10 @@ impl NetConfig {
         Ok(head)
     }
 
-    /// The trainer's settings for training picks of `counts` per class.
-    pub fn train_config(
-        &self,
-        classes: &[String],
-        counts: &[usize],
-        seed: u64,
-    ) -> Result<TrainConfig> {
+    /// The trainer's settings for training on `train`: a multi-label head for a multi-label
+    /// set, whose `balanced` class weights weigh each label's positives by its negatives.
+    pub fn train_config(&self, train: &Dataset, seed: u64) -> Result<TrainConfig> {
+        let counts = train.counts();
         let schedule = match self.schedule {
             ScheduleKind::Step => Schedule::Step {
                 initial: self.lr,
@@ -292,17 +289,22 @@ impl NetConfig {
         Ok(TrainConfig {
             epochs: self.epochs,
             batch: self.batch,
-            repeats: self.repeats.passes(counts.iter().sum(), self.batch),
+            repeats: self.repeats.passes(train.len(), self.batch),
             schedule,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
-            class_weights: self
-                .class_weights
-                .as_ref()
-                .map(|w| w.resolve(classes, counts))
-                .transpose()?,
+            class_weights: match (&self.class_weights, &train.multi) {
+                (None, _) => None,
+                (Some(ClassWeights::Balanced), Some(truth)) => Some(
+                    cryoprune_train::multilabel::balanced_pos_weights(truth, train.classes.len()),
+                ),
+                (Some(w), _) => Some(w.resolve(&train.classes, &counts)?),
+            },
             freeze_epochs: self.freeze_epochs,
-            head: self.head()?,
+            head: HeadConfig {
+                multi_label: train.is_multi_label(),
+                ..self.head()?
+            },
             augment: self.augment.0,
             seed,
         })
@@ -450,7 +452,7 @@ pub fn fit(
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<Fitted> {
-    let config = net.train_config(&train.classes, &train.counts(), seed)?;
+    let config = net.train_config(train, seed)?;
     let least = net.arch.min_input();
     if train.size < least {
         invalid!(
@@ -622,6 +624,12 @@ pub fn score_labels(
         compute.threads,
         events,
     )?;
+    if data.is_multi_label() {
+        invalid!(
+            "the model chooses one class per particle; images with label sets are scored by a \
+             multi-label model (train one on them)"
+        );
+    }
     let image_only = score(
         model,
         &data,
@@ -684,9 +692,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("1 values for 2 classes"), "{err}");
-        let cfg = NetConfig::default()
-            .train_config(&classes, &[10, 10], 4)
-            .unwrap();
+        let picks = Dataset {
+            labels: [[0; 10], [1; 10]].concat(),
+            ..Dataset::empty(64, classes.clone())
+        };
+        let cfg = NetConfig::default().train_config(&picks, 4).unwrap();
         assert_eq!((cfg.epochs, cfg.repeats, cfg.seed), (15, 6, 4));
+        assert!(!cfg.head.multi_label);
+        // Label sets: a multi-label head, and `balanced` weighs each label's positives.
+        let mut sets = Dataset::empty_multi_label(64, classes);
+        sets.labels = vec![0; 4];
+        sets.multi = Some(vec![
+            vec![true, false],
+            vec![false, false],
+            vec![false, true],
+            vec![false, false],
+        ]);
+        let net = NetConfig {
+            class_weights: Some(ClassWeights::Balanced),
+            ..NetConfig::default()
+        };
+        let cfg = net.train_config(&sets, 4).unwrap();
+        assert!(cfg.head.multi_label);
+        assert_eq!(cfg.class_weights, Some(vec![3.0, 3.0]));
     }
 }

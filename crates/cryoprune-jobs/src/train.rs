@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use cryoprune_model::PickContext;
 
 use cryoprune_train::diagnose::diagnose;
-use cryoprune_train::modeldir::{ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
+use cryoprune_train::modeldir::{HeldOut, ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
+use cryoprune_train::multilabel;
 use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
 use cryoprune_train::trainer::Scored;
 use cryoprune_train::Dataset;
@@ -69,6 +70,9 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         let weights = StartingWeights::resolve(&cfg.net.pretrained, cfg.net.arch, events)?;
         let pre = cfg.prep.preprocessing(&cfg.labels.source())?;
         let data = cfg.labels.dataset(None, &pre, compute.threads, events)?;
+        if data.is_multi_label() {
+            return train_label_sets(cfg, data, weights, pre, &compute, events);
+        }
         let all: Vec<usize> = (0..data.len()).collect();
         let split = match cfg.shots {
             Some(k) => draw_shots(&data.labels, &data.classes, &all, k, cfg.seed)?,
@@ -177,6 +181,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             seconds: fitted.seconds,
             device: compute.device.description.clone(),
             validation: (!held_out.is_empty()).then(|| scored.report.clone()),
+            label_validation: None,
             diagnosis: findings,
             labels: cfg.labels.labels.clone(),
             adaptation,
@@ -192,12 +197,128 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         spec.pretrained_sha256 = weights.sha256.clone();
         let files = TrainingFiles {
             history: &fitted.history,
-            validation: (&held_out, &scored),
+            validation: HeldOut::Classes(&held_out, &scored),
         };
         ModelDir::new(&cfg.out).save(&fitted.model, &mut spec, &files)?;
         events.note(format!("model written to {}", cfg.out.display()));
         Ok(spec)
     })
+}
+
+/// Trains a multi-label model on images with label sets: `--val-fraction` of the images, drawn
+/// at random, validate (every label is rare somewhere, so no per-class split applies); each
+/// label's threshold is the one with the best F1 on them.
+fn train_label_sets(
+    cfg: &TrainJobConfig,
+    data: Dataset,
+    weights: StartingWeights,
+    pre: cryoprune_train::prep::Preprocessing,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<ModelSpec> {
+    if cfg.shots.is_some() {
+        invalid!(
+            "--shots draws labelled picks per class; images with label sets are split by \
+             --val-fraction"
+        );
+    }
+    if cfg.unlabelled.is_on() {
+        invalid!("--unlabelled adapts to picks on micrographs; images with label sets have none");
+    }
+    let (train_idx, val_idx) = split_images(data.len(), cfg.val_fraction, cfg.seed);
+    let (train_set, held_out) = (data.subset(&train_idx), data.subset(&val_idx));
+    events.note(format!(
+        "training on {} images (carried by: {}), validating on {} held out",
+        train_set.len(),
+        class_counts(&train_set),
+        held_out.len()
+    ));
+    let start = Start::Weights(weights.path.as_deref());
+    let fitted = fit(
+        &cfg.net, start, &train_set, &held_out, cfg.seed, compute, events,
+    )?;
+    events.note(format!(
+        "trained in {:.1} s; best epoch {} kept",
+        fitted.seconds, fitted.best_epoch
+    ));
+    let truth = held_out.multi.clone().unwrap_or_default();
+    // The kept epoch's probabilities on the held-out images (none when none is held out).
+    let probs = fitted.val_probs.clone().unwrap_or_default();
+    let (thresholds, report) = if held_out.is_empty() {
+        events.note(
+            "every image trains, none is held out: each label's threshold stays 0.5 and nothing \
+             measures the model (raise --val-fraction)"
+                .into(),
+        );
+        (vec![0.5; data.classes.len()], None)
+    } else {
+        let thresholds = multilabel::choose_thresholds(&truth, &probs);
+        let report = multilabel::evaluate(&truth, &probs, &thresholds, &data.classes);
+        events.output(format!(
+            "validation ({} held-out images; each label's threshold was chosen on them, so \
+             `evaluate` on other images measures it fairly):\n{}",
+            held_out.len(),
+            report.to_text()
+        ));
+        (thresholds, Some(report))
+    };
+    let findings = diagnose(&fitted.history, None, &data.classes);
+    if findings.is_empty() {
+        events.output("diagnosis: the curves look healthy.".into());
+    }
+    for f in &findings {
+        events.output(format!("diagnosis: {f}"));
+    }
+    let training = TrainingRecord {
+        config: Some(fitted.config.clone()),
+        shots: None,
+        train_picks: train_set.len(),
+        class_counts: train_set.counts(),
+        validation_picks: held_out.len(),
+        best_epoch: fitted.best_epoch,
+        seconds: fitted.seconds,
+        device: compute.device.description.clone(),
+        validation: None,
+        label_validation: report,
+        diagnosis: findings,
+        labels: cfg.labels.labels.clone(),
+        adaptation: None,
+    };
+    let mut spec = ModelSpec::new(
+        data.classes.clone(),
+        fitted.network.clone(),
+        pre,
+        weights.described,
+        training,
+        None,
+    );
+    spec.pretrained_sha256 = weights.sha256.clone();
+    spec.thresholds = Some(thresholds.clone());
+    let files = TrainingFiles {
+        history: &fitted.history,
+        validation: HeldOut::Labels(&held_out, &probs, &thresholds),
+    };
+    ModelDir::new(&cfg.out).save(&fitted.model, &mut spec, &files)?;
+    events.note(format!("model written to {}", cfg.out.display()));
+    Ok(spec)
+}
+
+/// `n` images split at random (seeded) into training and validation, `fraction` of them (at
+/// least one, when there are two or more) validating; both in ascending order.
+fn split_images(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let held = if n < 2 || fraction <= 0.0 {
+        0
+    } else {
+        ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
+    };
+    let (mut val, mut train) = (order[..held].to_vec(), order[held..].to_vec());
+    val.sort_unstable();
+    train.sort_unstable();
+    (train, val)
 }
 
 /// The held-out labelled picks: all are scored at the end, `epoch` (at `epoch_picks` of `all`)

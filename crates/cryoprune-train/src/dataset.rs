@@ -346,3 +346,18 @@ fn cut(
 pub fn from_folder(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
     crate::folder::read(root, size, invert)
 }
+
+/// Reads images with label sets listed in a CSV `image,labels` (see [`crate::folder::read_table`]).
+pub fn from_image_table(
+    table: &Path,
+    size: usize,
+    invert: bool,
+    labels: Option<&[String]>,
+) -> Result<Dataset, Error> {
+    crate::folder::read_table(table, size, invert, labels)
+}
+
+/// Whether `path` is a CSV `image,labels` table of images with label sets.
+pub fn is_image_table(path: &Path) -> bool {
+    crate::folder::is_image_table(path)
+}

@@ -103,3 +103,188 @@ pub fn read(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
     }
     Ok(data)
 }
+
+/// Whether `path` is a CSV table of images with label sets: its header names `image` and
+/// `labels` columns.
+pub fn is_image_table(path: &Path) -> bool {
+    path.is_file()
+        && csv::Reader::from_path(path).is_ok_and(|mut r| {
+            r.headers().is_ok_and(|h| {
+                h.iter().any(|c| c.trim() == "image") && h.iter().any(|c| c.trim() == "labels")
+            })
+        })
+}
+
+/// Images with any number of labels each, listed in a CSV `image,labels` (the Human Protein
+/// Atlas layout): `labels` holds the image's labels separated by `;` (or nothing), image paths
+/// are relative to the CSV's folder, and an MRC stack's sections all carry the row's labels.
+/// The labels are every label the table names, sorted, unless `known` fixes them (a trained
+/// model's). Images are cut like class-folder images.
+pub fn read_table(
+    table: &Path,
+    size: usize,
+    invert: bool,
+    known: Option<&[String]>,
+) -> Result<Dataset, Error> {
+    let at = |line: usize, what: String| {
+        Error::Labels(format!("{}: line {line}: {what}", table.display()))
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(table)
+        .map_err(|e| io(table, e))?;
+    let header = reader.headers().map_err(|e| at(1, e.to_string()))?.clone();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| at(1, format!("no `{name}` column (expected image,labels)")))
+    };
+    let (image_col, labels_col) = (column("image")?, column("labels")?);
+    let base = table.parent().unwrap_or(Path::new("."));
+    let mut rows: Vec<(usize, PathBuf, Vec<String>)> = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| at(line, e.to_string()))?;
+        let image = record.get(image_col).unwrap_or_default();
+        if image.is_empty() {
+            return Err(at(line, "no image named".into()));
+        }
+        let labels = record
+            .get(labels_col)
+            .unwrap_or_default()
+            .split(';')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        rows.push((line, base.join(image), labels));
+    }
+    if rows.is_empty() {
+        return Err(at(2, "no images listed".into()));
+    }
+    let names: Vec<String> = match known {
+        Some(k) => k.to_vec(),
+        None => {
+            let mut all: Vec<String> = rows.iter().flat_map(|r| r.2.iter().cloned()).collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+    };
+    if names.is_empty() {
+        return Err(at(
+            2,
+            "no image carries a label: there is nothing to learn".into(),
+        ));
+    }
+    let mut data = Dataset::empty_multi_label(size, names.clone());
+    let mut cutter = BoxCutter::new(size, invert);
+    for (line, file, labels) in rows {
+        let mut carried = vec![false; names.len()];
+        for l in &labels {
+            match names.iter().position(|n| n == l) {
+                Some(c) => carried[c] = true,
+                None => {
+                    return Err(at(
+                        line,
+                        format!(
+                            "label `{l}` is not one of the model's ({})",
+                            names.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        if !file.is_file() {
+            return Err(at(line, format!("{}: no such image file", file.display())));
+        }
+        let images = images_in(&file)?;
+        let stack = images.len() > 1;
+        for (k, img) in images.into_iter().enumerate() {
+            let origin = Origin {
+                micrograph: if stack {
+                    format!("{}#{k}", file.display())
+                } else {
+                    file.display().to_string()
+                },
+                x: (img.nx / 2) as f64,
+                y: (img.ny / 2) as f64,
+                score: None,
+                edge: None,
+            };
+            cutter.push(&mut data, &img, &file, k, 0, origin)?;
+            data.multi
+                .as_mut()
+                .expect("a multi-label set")
+                .push(carried.clone());
+        }
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(path: &Path, bright: u8) {
+        let img = image::GrayImage::from_fn(12, 10, |x, y| {
+            image::Luma([if (x + y) % 3 == 0 { bright } else { 20 }])
+        });
+        img.save(path).unwrap();
+    }
+
+    #[test]
+    fn a_table_of_images_gives_each_its_label_set() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("img")).unwrap();
+        for (name, b) in [("a.png", 200), ("b.png", 120), ("c.png", 60)] {
+            png(&dir.path().join("img").join(name), b);
+        }
+        let table = dir.path().join("labels.csv");
+        std::fs::write(
+            &table,
+            "image,labels\nimg/a.png,ice;carbon\nimg/b.png,\nimg/c.png, drift \n",
+        )
+        .unwrap();
+        assert!(is_image_table(&table));
+        let data = read_table(&table, 16, false, None).unwrap();
+        assert_eq!(data.classes, ["carbon", "drift", "ice"]);
+        assert_eq!(
+            data.multi.as_deref().unwrap(),
+            [
+                vec![true, false, true],
+                vec![false; 3],
+                vec![false, true, false]
+            ]
+        );
+        assert_eq!((data.len(), data.size, data.images.len()), (3, 16, 3 * 256));
+        assert_eq!(data.counts(), [1, 1, 1]);
+        assert!(data.origins[1].micrograph.ends_with("b.png"));
+
+        // A model's labels fix the order; a label it does not know is an error at its line.
+        let known: Vec<String> = ["ice", "drift", "carbon", "aggregate"]
+            .map(String::from)
+            .to_vec();
+        let data = read_table(&table, 16, false, Some(&known)).unwrap();
+        assert_eq!(
+            data.multi.as_deref().unwrap()[0],
+            [true, false, true, false]
+        );
+        let err = read_table(&table, 16, false, Some(&known[..2]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("`carbon`"), "{err}");
+
+        std::fs::write(&table, "image,labels\nimg/a.png,ice\nimg/missing.png,ice\n").unwrap();
+        let err = read_table(&table, 16, false, None).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("missing.png"),
+            "{err}"
+        );
+        std::fs::write(&table, "image,label\nimg/a.png,ice\n").unwrap();
+        assert!(!is_image_table(&table));
+        let err = read_table(&table, 16, false, None).unwrap_err().to_string();
+        assert!(err.contains("no `labels` column"), "{err}");
+    }
+}

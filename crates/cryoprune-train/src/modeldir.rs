@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dataset::Dataset;
 use crate::metrics::Report;
+use crate::multilabel::MultiReport;
 use crate::prep::Preprocessing;
 use crate::trainer::{EpochStats, Scored, TrainConfig};
 
@@ -46,6 +47,10 @@ pub struct TrainingRecord {
     pub device: String,
     /// The scores on every held-out pick, the pick context combined.
     pub validation: Option<Report>,
+    /// A multi-label model's scores on the held-out images at its thresholds (which were
+    /// chosen on those images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_validation: Option<MultiReport>,
     /// The plain-words diagnosis of the curves.
     pub diagnosis: Vec<String>,
     /// The label files trained on.
@@ -114,6 +119,11 @@ pub struct ModelSpec {
     /// the labelled picks had neither.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pick_context: Option<PickContext>,
+    /// A multi-label model's thresholds, one per label (in `classes`' order): an image carries
+    /// a label when its probability is at least the label's threshold. Absent for a model that
+    /// chooses one class per image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<f32>>,
     pub weights_file: String,
     pub weights_sha256: String,
 }
@@ -127,8 +137,25 @@ impl ModelSpec {
     /// clear error on load instead of an index out of bounds (or wrong probabilities) later.
     pub fn validate(&self) -> Result<(), String> {
         let n = self.classes.len();
-        if n < 2 {
-            return Err(format!("{n} classes; a classifier needs at least 2"));
+        let multi_label = self.network.head.multi_label;
+        if n < 2 && !(multi_label && n == 1) {
+            return Err(format!(
+                "{n} classes; a classifier needs at least 2 (a multi-label one at least 1 label)"
+            ));
+        }
+        match &self.thresholds {
+            None if multi_label => {
+                return Err("a multi-label network without thresholds".into());
+            }
+            Some(_) if !multi_label => {
+                return Err("thresholds given for a network that chooses one class".into());
+            }
+            Some(t) if t.len() != n || t.iter().any(|t| !(0.0..=1.0).contains(t)) => {
+                return Err(format!(
+                    "thresholds {t:?}: expected one probability per label for {n} labels"
+                ));
+            }
+            _ => {}
         }
         for (i, c) in self.classes.iter().enumerate() {
             if c.trim().is_empty() || self.classes[..i].contains(c) {
@@ -215,6 +242,7 @@ impl ModelSpec {
             pretrained_sha256: None,
             training,
             pick_context,
+            thresholds: None,
             weights_file: WEIGHTS_FILE.into(),
             weights_sha256: String::new(),
         }
@@ -261,8 +289,15 @@ pub struct ValidationPick {
 /// What training leaves beside the weights.
 pub struct TrainingFiles<'a> {
     pub history: &'a [EpochStats],
-    /// The held-out picks and their scores (the pick context combined).
-    pub validation: (&'a Dataset, &'a Scored),
+    pub validation: HeldOut<'a>,
+}
+
+/// The held-out examples and what the model made of them.
+pub enum HeldOut<'a> {
+    /// Picks and their scores (the pick context combined).
+    Classes(&'a Dataset, &'a Scored),
+    /// Images with label sets, their probabilities and the labels' thresholds.
+    Labels(&'a Dataset, &'a [Vec<f32>], &'a [f32]),
 }
 
 /// A model directory on disk.
@@ -304,8 +339,13 @@ impl ModelDir {
             "validation macro-F1",
             &self.file(CURVES_FILE),
         )?;
-        let (data, scored) = files.validation;
-        write_predictions(&self.file(VALIDATION_FILE), data, scored)?;
+        let path = self.file(VALIDATION_FILE);
+        match files.validation {
+            HeldOut::Classes(data, scored) => write_predictions(&path, data, scored)?,
+            HeldOut::Labels(data, probs, thresholds) => {
+                write_label_predictions(&path, data, probs, thresholds)?
+            }
+        }
         self.save_weights(model, spec)
     }
 
@@ -496,6 +536,42 @@ pub fn write_predictions(
                 data.classes[data.labels[i]],
                 data.classes[scored.predicted[i]]
             )?;
+            for v in p {
+                write!(w, ",{v:.5}")?;
+            }
+            writeln!(w)?;
+        }
+        Ok(())
+    })
+}
+
+/// One row per image of a multi-label set: the image, the labels it carries, those called at
+/// `thresholds`, and each label's probability (`image,labels,predicted,p_<label>...`, label sets
+/// `;`-separated): a multi-label model's validation.csv, and its `evaluate --predictions`.
+pub fn write_label_predictions(
+    path: &Path,
+    data: &Dataset,
+    probs: &[Vec<f32>],
+    thresholds: &[f32],
+) -> Result<(), cryoprune_formats::FormatError> {
+    let names = |on: &mut dyn Iterator<Item = bool>| -> String {
+        on.zip(&data.classes)
+            .filter(|(on, _)| *on)
+            .map(|(_, c)| c.as_str())
+            .collect::<Vec<_>>()
+            .join(";")
+    };
+    let truth = data.multi.as_deref().unwrap_or_default();
+    write_atomic(path, |w| {
+        write!(w, "image,labels,predicted")?;
+        for c in &data.classes {
+            write!(w, ",p_{c}")?;
+        }
+        writeln!(w)?;
+        for (i, p) in probs.iter().enumerate() {
+            let carried = names(&mut truth[i].iter().copied());
+            let called = names(&mut p.iter().zip(thresholds).map(|(p, t)| p >= t));
+            write!(w, "{},{carried},{called}", data.origins[i].micrograph)?;
             for v in p {
                 write!(w, ",{v:.5}")?;
             }

@@ -107,7 +107,7 @@ fn macro_f1(model: &Path, mics: &str, test: &Path) -> f64 {
         image_only: true,
         ..EvaluateConfig::default()
     };
-    evaluate::run(&cfg, &Silent).unwrap().macro_f1
+    evaluate::run(&cfg, &Silent).unwrap().macro_f1()
 }
 
 fn main() {

@@ -170,6 +170,15 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
         let (model, spec) = ModelDir::new(&cfg.model)
             .load(&compute.device.device)
             .context_with(|| format!("loading the model in {}", cfg.model.display()))?;
+        if spec.thresholds.is_some() {
+            invalid!(
+                "{}: a multi-label model (labels: {}) says which labels an image carries; \
+                 prune keeps or drops each pick by one class, so it needs a model trained on \
+                 labelled picks",
+                cfg.model.display(),
+                spec.classes.join(", ")
+            );
+        }
         let rule = Rule::new(&spec.classes, &cfg.keep, cfg.threshold)?;
         let context = spec.pick_context.as_ref().filter(|_| !cfg.image_only);
         let plan = Plan::new(cfg, context, events)?;

@@ -55,8 +55,9 @@ pub struct LabelArgs {
     #[arg(long, num_args = 1..)]
     pub micrographs: Vec<String>,
     /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR
-    /// (index@stack images, label column; no micrographs needed), or a folder with one
-    /// sub-folder of particle images per class.
+    /// (index@stack images, label column; no micrographs needed), a folder with one
+    /// sub-folder of particle images per class, or a CSV image,labels of images (PNG, TIFF,
+    /// JPEG, MRC; paths relative to the CSV) with any number of `;`-separated labels each.
     #[arg(long, required = true, num_args = 1..)]
     pub labels: Vec<PathBuf>,
     /// Label file format when the extension does not tell.
@@ -169,7 +170,9 @@ pub struct NetArgs {
     pub momentum: f64,
     #[arg(long, default_value_t = NetConfig::default().weight_decay)]
     pub weight_decay: f64,
-    /// Loss weight per class (in the sorted class order), comma-separated, or `balanced`.
+    /// Loss weight per class (in the sorted class order), comma-separated, or `balanced`. For
+    /// images with label sets: the weight of each label's positives (`balanced`: its
+    /// negatives over its positives), which lifts rare labels.
     #[arg(long)]
     pub class_weights: Option<ClassWeights>,
     /// Epochs with the backbone frozen (head only); the rest train everything at lr/10. As many

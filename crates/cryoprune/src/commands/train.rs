@@ -1,12 +1,15 @@
 //! `cryoprune train`: fine-tune a network on a few labelled picks per class and write a model
 //! directory (weights, model.json with every preprocessing parameter, training curves, the
-//! validation picks with their probabilities, and a plain-words diagnosis).
+//! validation picks with their probabilities, and a plain-words diagnosis). Images listed with
+//! any number of labels each (a CSV `image,labels`, labels `;`-separated) train a multi-label
+//! model instead: a sigmoid per label, binary cross-entropy, and each label's threshold chosen
+//! for the best F1 on the held-out images.
 //!
 //! ```text
 //! cryoprune train --micrographs 'Micrographs/*.mrc' --labels labels.csv --box 180 --out model/
-//! cryoprune train --micrographs 'mics/*.jpg' --labels labels.csv --box 180 --shots 30 --arch efficientnet-lite0 --pretrained efficientnet-lite0.pth --input-size 96 --out model/
 //! cryoprune train --labels Select/job012/particles.star --images-inverted --val-fraction 0.3 --out model/
 //! cryoprune train --micrographs 'Micrographs/*.mrc' --labels labels.csv --box 180 --unlabelled AutoPick/job006/Micrographs/ --out model/
+//! cryoprune train --labels images/train.csv --input-size 128 --class-weights balanced --val-fraction 0.2 --out tagger/
 //! ```
 
 use std::path::PathBuf;
