@@ -301,6 +301,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                 weight_decay: cfg.weight_decay,
                 class_weights: None,
                 freeze_epochs: 0,
+                unfrozen: None,
                 head: network.head.clone(),
                 augment: Augment {
                     flip: true,

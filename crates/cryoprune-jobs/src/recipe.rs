@@ -66,6 +66,39 @@ impl fmt::Display for Repeats {
 }
 cryoprune_image::serde_as_text!(Repeats);
 
+/// How the network is fine-tuned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Recipe {
+    /// Every layer from the first epoch (or the head alone for `freeze_epochs`, then every
+    /// layer at a tenth of the schedule's rate).
+    #[default]
+    Standard,
+    /// Seed 001's two-stage transfer: the head alone for `freeze_epochs` (5 unless given) at
+    /// one-cycle up to `lr`, then every layer at one-cycle up to `unfrozen_lr`.
+    TwoStage,
+}
+
+impl FromStr for Recipe {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "standard" => Ok(Self::Standard),
+            "two-stage" => Ok(Self::TwoStage),
+            _ => Err(format!("recipe `{s}`: expected standard or two-stage")),
+        }
+    }
+}
+
+impl fmt::Display for Recipe {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Self::Standard => "standard",
+            Self::TwoStage => "two-stage",
+        })
+    }
+}
+cryoprune_image::serde_as_text!(Recipe);
+
 /// The learning-rate schedule's shape; its rates come from [`NetConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScheduleKind {
@@ -225,6 +258,9 @@ pub struct NetConfig {
     /// many as `epochs`: a linear probe on the pretrained features, computed once.
     pub freeze_epochs: usize,
     pub augment: Augmentations,
+    pub recipe: Recipe,
+    /// The peak rate of the second stage of `Recipe::TwoStage`.
+    pub unfrozen_lr: f64,
 }
 
 impl Default for NetConfig {
@@ -252,6 +288,8 @@ impl Default for NetConfig {
                 rot90: true,
                 ..Augment::NONE
             }),
+            recipe: Recipe::Standard,
+            unfrozen_lr: 1e-3,
         }
     }
 }
@@ -271,19 +309,47 @@ impl NetConfig {
     /// set, whose `balanced` class weights weigh each label's positives by its negatives.
     pub fn train_config(&self, train: &Dataset, seed: u64) -> Result<TrainConfig> {
         let counts = train.counts();
-        let schedule = match self.schedule {
-            ScheduleKind::Step => Schedule::Step {
+        let (freeze_epochs, unfrozen) = match self.recipe {
+            Recipe::Standard => (self.freeze_epochs, None),
+            Recipe::TwoStage => {
+                let freeze = if self.freeze_epochs == 0 {
+                    5
+                } else {
+                    self.freeze_epochs
+                };
+                if freeze >= self.epochs {
+                    invalid!(
+                        "--recipe two-stage trains the head alone for {freeze} epochs, then \
+                         every layer: give more --epochs than that (not {})",
+                        self.epochs
+                    );
+                }
+                let second = Schedule::OneCycle {
+                    initial: self.unfrozen_lr,
+                    final_lr: self.unfrozen_lr / 100.0,
+                };
+                (freeze, Some(second))
+            }
+        };
+        let schedule = match (self.recipe, self.schedule) {
+            (Recipe::TwoStage, _) => Schedule::OneCycle {
                 initial: self.lr,
-                every: self.step_every,
-                gamma: self.gamma,
+                final_lr: self.lr / 100.0,
             },
-            ScheduleKind::OneCycle => Schedule::OneCycle {
-                initial: self.lr,
-                final_lr: self.final_lr,
-            },
-            ScheduleKind::Exp => Schedule::Exp {
-                initial: self.lr,
-                final_lr: self.final_lr,
+            (_, kind) => match kind {
+                ScheduleKind::Step => Schedule::Step {
+                    initial: self.lr,
+                    every: self.step_every,
+                    gamma: self.gamma,
+                },
+                ScheduleKind::OneCycle => Schedule::OneCycle {
+                    initial: self.lr,
+                    final_lr: self.final_lr,
+                },
+                ScheduleKind::Exp => Schedule::Exp {
+                    initial: self.lr,
+                    final_lr: self.final_lr,
+                },
             },
         };
         Ok(TrainConfig {
@@ -300,7 +366,8 @@ impl NetConfig {
                 ),
                 (Some(w), _) => Some(w.resolve(&train.classes, &counts)?),
             },
-            freeze_epochs: self.freeze_epochs,
+            freeze_epochs,
+            unfrozen,
             head: HeadConfig {
                 multi_label: train.is_multi_label(),
                 ..self.head()?
@@ -715,5 +782,28 @@ mod tests {
         let cfg = net.train_config(&sets, 4).unwrap();
         assert!(cfg.head.multi_label);
         assert_eq!(cfg.class_weights, Some(vec![3.0, 3.0]));
+        // Seed 001's two stages: 5 epochs of the head at one-cycle 0.01, then every layer at
+        // one-cycle 0.001.
+        let two = NetConfig {
+            recipe: "two-stage".parse().unwrap(),
+            ..NetConfig::default()
+        };
+        let cfg = two.train_config(&sets, 4).unwrap();
+        assert_eq!(cfg.freeze_epochs, 5);
+        assert_eq!(
+            (cfg.schedule, cfg.unfrozen),
+            (
+                Schedule::OneCycle {
+                    initial: 0.01,
+                    final_lr: 1e-4
+                },
+                Some(Schedule::OneCycle {
+                    initial: 1e-3,
+                    final_lr: 1e-5
+                })
+            )
+        );
+        let short = NetConfig { epochs: 5, ..two };
+        assert!(short.train_config(&sets, 4).is_err());
     }
 }

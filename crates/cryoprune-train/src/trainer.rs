@@ -45,6 +45,11 @@ pub struct TrainConfig {
     /// Frozen for every epoch, with flips and quarter turns only, it is a linear probe on
     /// features computed once (see `Probe`).
     pub freeze_epochs: usize,
+    /// Two-stage transfer with a schedule per stage: `schedule` then runs over the frozen
+    /// epochs alone and this over the later ones (instead of `schedule` over the whole run at
+    /// a tenth of its rate once unfrozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfrozen: Option<Schedule>,
     pub head: HeadConfig,
     #[serde(with = "augment_serde")]
     pub augment: Augment,
@@ -449,6 +454,7 @@ pub fn train(
         } else {
             1.0
         };
+        let stage_start = per_epoch * cfg.freeze_epochs;
         let mut order: Vec<usize> = (0..cfg.repeats.max(1))
             .flat_map(|_| 0..train.len())
             .collect();
@@ -456,7 +462,15 @@ pub fn train(
         let (mut loss_sum, mut correct, mut decided, mut seen) = (0.0, 0usize, 0usize, 0usize);
         let mut lr = 0.0;
         for chunk in order.chunks(batch) {
-            lr = cfg.schedule.rate(epoch, it, total) * stage_scale;
+            lr = match &cfg.unfrozen {
+                Some(_) if frozen => cfg.schedule.rate(epoch, it, stage_start),
+                Some(second) if cfg.freeze_epochs > 0 => second.rate(
+                    epoch - cfg.freeze_epochs,
+                    it - stage_start,
+                    total - stage_start,
+                ),
+                _ => cfg.schedule.rate(epoch, it, total) * stage_scale,
+            };
             it += 1;
             let targets = train.targets(chunk);
             let mut augmented = || -> Vec<Vec<f32>> {

@@ -148,6 +148,7 @@ fn flips_and_turns() -> TrainConfig {
         weight_decay: 0.0,
         class_weights: None,
         freeze_epochs: 0,
+        unfrozen: None,
         head: HeadConfig::new(2),
         seed: 0,
     }
@@ -377,4 +378,53 @@ fn a_multi_label_head_learns_every_label_and_its_threshold() {
         ControlFlow::Continue(())
     })
     .is_err());
+}
+
+#[test]
+fn two_stages_each_run_their_own_schedule() {
+    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    let data = discs_and_rings(8, 16, 1);
+    // Head only for 2 epochs at one-cycle 0.01, then everything for 3 at one-cycle 0.001.
+    let cfg = TrainConfig {
+        epochs: 5,
+        freeze_epochs: 2,
+        schedule: Schedule::OneCycle {
+            initial: 0.01,
+            final_lr: 1e-4,
+        },
+        unfrozen: Some(Schedule::OneCycle {
+            initial: 1e-3,
+            final_lr: 1e-5,
+        }),
+        ..flips_and_turns()
+    };
+    let model = ClassifierConfig {
+        arch: Arch::Small,
+        classes: 2,
+        head: HeadConfig::new(2),
+    }
+    .init(&device);
+    let before = model.valid().backbone;
+    let trained = train(model, &data, None, &cfg, &device, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // Each epoch reports its last step's rate: each stage ends at its own final rate.
+    let lr: Vec<f64> = trained.history.iter().map(|h| h.lr).collect();
+    assert!(
+        (lr[1] - 1e-4).abs() < 1e-12 && (lr[4] - 1e-5).abs() < 1e-12,
+        "{lr:?}"
+    );
+    assert!(lr[2] < 1e-3 && lr[2] > lr[4], "{lr:?}");
+    let x = Tensor::<4>::random(
+        [2, 1, 16, 16],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    assert_ne!(
+        trained.model.backbone.forward(x.clone()).into_data(),
+        before.forward(x).into_data(),
+        "the second stage trains the backbone"
+    );
 }

@@ -9,7 +9,7 @@ use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_jobs::labels::LabelsConfig;
 use cryoprune_jobs::recipe::{
-    Augmentations, ClassWeights, NetConfig, PrepConfig, Repeats, ScheduleKind,
+    Augmentations, ClassWeights, NetConfig, PrepConfig, Recipe, Repeats, ScheduleKind,
 };
 use cryoprune_jobs::ComputeConfig;
 use cryoprune_model::Arch;
@@ -182,6 +182,14 @@ pub struct NetArgs {
     /// Augmentations: any of flip, rot90, rotate (comma-separated), or none.
     #[arg(long, default_value_t = NetConfig::default().augment)]
     pub augment: Augmentations,
+    /// standard, or two-stage: the head alone for --freeze-epochs (5 unless given) at
+    /// one-cycle up to --lr, then every layer at one-cycle up to --unfrozen-lr (ResNet
+    /// transfer as the multi-label report trained it).
+    #[arg(long, default_value_t = NetConfig::default().recipe)]
+    pub recipe: Recipe,
+    /// Peak learning rate of the second stage of --recipe two-stage.
+    #[arg(long, default_value_t = NetConfig::default().unfrozen_lr)]
+    pub unfrozen_lr: f64,
 }
 
 impl From<NetArgs> for NetConfig {
@@ -205,6 +213,8 @@ impl From<NetArgs> for NetConfig {
             class_weights: a.class_weights,
             freeze_epochs: a.freeze_epochs,
             augment: a.augment,
+            recipe: a.recipe,
+            unfrozen_lr: a.unfrozen_lr,
         }
     }
 }
