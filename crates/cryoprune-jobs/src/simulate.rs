@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
 use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
-use cryoprune_sim::{preview, Builtin, Preset, Volume};
+use cryoprune_sim::{preview, Builtin, Defects, MicrographTags, Preset, Volume};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,8 @@ use crate::{invalid, Error, Result};
 #[serde(default)]
 pub struct SimulateConfig {
     /// Output folder: micrographs/, picks, truth.csv (every pick's label), particles.csv (every
-    /// particle placed, the truth for a picker), previews/.
+    /// particle placed, the truth for a picker), micrograph_tags.csv (each micrograph's tags,
+    /// the truth for curation), previews/.
     pub out: PathBuf,
     pub count: usize,
     /// Micrograph width and height in pixels.
@@ -47,6 +48,8 @@ pub struct SimulateConfig {
     pub ice_variation: Option<f64>,
     /// Picker behaviour overrides as key=value (see [`parse_picker`]).
     pub picker: Option<String>,
+    /// How often micrographs have flaws to reject, as key=probability (see [`parse_defects`]).
+    pub defects: Option<String>,
     pub format: PickFormat,
     /// Box size written with corner formats; `None`: 2.2 particle radii, rounded to even.
     pub box_size: Option<f64>,
@@ -80,6 +83,7 @@ impl Default for SimulateConfig {
             b_factor: None,
             ice_variation: None,
             picker: None,
+            defects: None,
             format: PickFormat::Star,
             box_size: None,
             seed: 0,
@@ -145,6 +149,47 @@ pub fn parse_picker(s: &str) -> Result<Vec<(String, f64)>, String> {
             Ok((k.to_string(), v))
         })
         .collect()
+}
+
+/// Comma-separated key=probability per micrograph, keys empty (no particles), thick-ice,
+/// crystalline-ice, drift, or all (every one).
+pub fn parse_defects(s: &str) -> Result<Defects, String> {
+    let mut d = Defects::default();
+    for kv in s.split(',') {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("`{kv}`: expected key=probability"))?;
+        let p: f64 = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{v}` is not a number"))?;
+        if !(0.0..=1.0).contains(&p) {
+            return Err(format!(
+                "{}={p}: a probability is between 0 and 1",
+                k.trim()
+            ));
+        }
+        match k.trim() {
+            "empty" => d.empty = p,
+            "thick-ice" => d.thick_ice = p,
+            "crystalline-ice" => d.crystalline_ice = p,
+            "drift" => d.drift = p,
+            "all" => {
+                d = Defects {
+                    empty: p,
+                    thick_ice: p,
+                    crystalline_ice: p,
+                    drift: p,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown defect `{other}`; expected empty, thick-ice, crystalline-ice, drift or all"
+                ))
+            }
+        }
+    }
+    Ok(d)
 }
 
 /// Simulates the dataset; returns the number of picks per truth label.
@@ -220,6 +265,9 @@ pub fn run(
             _ => p.score_separation = *v,
         }
     }
+    if let Some(spec) = &args.defects {
+        cfg.defects = parse_defects(spec).map_err(|e| Error::Invalid(format!("--defects: {e}")))?;
+    }
     let vol = match (&args.map, &args.model) {
         (Some(map), _) => Volume::from_mrc(map)?,
         // Rendered at the micrograph's own sampling: projections then need no resampling, and
@@ -262,7 +310,12 @@ pub fn run(
         total: args.count as u64,
         unit: "micrographs",
     });
-    type Scenes = Vec<(String, Vec<cryoprune_sim::TruthPick>, Vec<(f64, f64)>)>;
+    type Scenes = Vec<(
+        String,
+        Vec<cryoprune_sim::TruthPick>,
+        Vec<(f64, f64)>,
+        MicrographTags,
+    )>;
     let scenes: Scenes = pool.install(|| {
         (0..args.count)
             .into_par_iter()
@@ -289,7 +342,7 @@ pub fn run(
                     preview::write(&preview_dir.join(format!("{name}.png")), &png)?;
                 }
                 events.emit(Event::Advanced(1));
-                Ok((name, scene.picks, scene.particles))
+                Ok((name, scene.picks, scene.particles, scene.tags))
             })
             .collect::<Result<Vec<_>>>()
     })?;
@@ -301,7 +354,13 @@ pub fn run(
     // Every isolated particle placed, picked or not: what a picker should find.
     let mut particles = String::from("micrograph,x,y\n");
     let mut counts = std::collections::BTreeMap::new();
-    for (name, picks, centres) in &scenes {
+    // Micrograph-level truth in the form `train` reads as labels: images with label sets.
+    let mut tags = String::from("micrograph,labels\n");
+    for (name, picks, centres, tagged) in &scenes {
+        tags.push_str(&format!(
+            "micrographs/{name}.mrc,{}\n",
+            tagged.names().join(";")
+        ));
         for (x, y) in centres {
             particles.push_str(&format!("{name},{x:.2},{y:.2}\n"));
         }
@@ -321,7 +380,7 @@ pub fn run(
     }
     let shapes = scenes
         .iter()
-        .map(|(n, _, _)| (n.clone(), (args.size, args.size)))
+        .map(|(n, ..)| (n.clone(), (args.size, args.size)))
         .collect();
     let opts = WriteOptions {
         box_size: Some(box_size),
@@ -339,6 +398,9 @@ pub fn run(
     cryoprune_formats::atomic::write_atomic(&args.out.join("particles.csv"), |w| {
         w.write_all(particles.as_bytes())
     })?;
+    cryoprune_formats::atomic::write_atomic(&args.out.join("micrograph_tags.csv"), |w| {
+        w.write_all(tags.as_bytes())
+    })?;
 
     let total: usize = counts.values().sum();
     events.note(format!(
@@ -354,11 +416,12 @@ pub fn run(
     let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     events.note(format!("  {total} picks: {}", parts.join(", ")));
     events.note(format!(
-        "wrote {}, {}, {}, {}{}",
+        "wrote {}, {}, {}, {}, {}{}",
         mic_dir.display(),
         picks_out.display(),
         args.out.join("truth.csv").display(),
         args.out.join("particles.csv").display(),
+        args.out.join("micrograph_tags.csv").display(),
         if args.no_previews {
             String::new()
         } else {

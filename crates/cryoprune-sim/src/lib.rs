@@ -12,7 +12,7 @@ pub mod project;
 pub mod scene;
 pub mod volume;
 
-pub use scene::{Label, PickerModel, Scene, SceneConfig, TruthPick};
+pub use scene::{Defects, Label, MicrographTags, PickerModel, Scene, SceneConfig, TruthPick};
 pub use volume::{Builtin, Volume};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,7 @@ impl Preset {
                 aggregate: 0.9,
                 score_separation: 2.0,
             },
+            defects: Defects::default(),
         };
         match self {
             Preset::Realistic => base,

@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::scene::{simulate, Label, PickerModel, SceneConfig};
+use crate::scene::{simulate, Defects, Label, PickerModel, SceneConfig};
 use crate::volume::{bead_domain, render_atoms, Atom, Volume};
 use crate::{Error, Result};
 
@@ -434,6 +434,7 @@ impl PretrainSet {
                 aggregate: 0.9,
                 score_separation: 2.0,
             },
+            defects: Defects::default(),
         };
         let mut scene = simulate(&config, &vol, rng.random());
         // Half the micrographs look denoised (Topaz-denoise-like low-pass).

@@ -97,6 +97,68 @@ pub struct SceneConfig {
     pub ice_blobs: f64,
     pub aggregates: f64,
     pub picker: PickerModel,
+    /// How often a micrograph has each flaw that makes it one to reject.
+    pub defects: Defects,
+}
+
+/// Probabilities, per micrograph, of flaws a curation step rejects micrographs for. They are
+/// drawn from a generator of their own, so with all of them 0 a micrograph is the same as
+/// without them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Defects {
+    /// No particles at all (the junk stays).
+    pub empty: f64,
+    /// Ice thick enough to take most of the contrast: particles at a third of their signal
+    /// under half again as much noise.
+    pub thick_ice: f64,
+    /// Crystalline (hexagonal) ice: a lattice at 3.9 Å spacing (coarser where the pixel cannot
+    /// show it), six sharp spots in the power spectrum.
+    pub crystalline_ice: f64,
+    /// Stage drift during the exposure: the image smeared 6-20 px along one direction (the
+    /// noise, added per frame, is not), so Thon rings fade across that direction.
+    pub drift: f64,
+}
+
+/// What a whole micrograph shows: the tags a curation step decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MicrographTags {
+    pub carbon: bool,
+    pub ice: bool,
+    pub aggregate: bool,
+    pub empty: bool,
+    pub thick_ice: bool,
+    pub crystalline_ice: bool,
+    pub drift: bool,
+}
+
+impl MicrographTags {
+    /// Every tag's name, in the order [`MicrographTags::names`] lists them.
+    pub const ALL: [&'static str; 7] = [
+        "carbon",
+        "ice",
+        "aggregate",
+        "empty",
+        "thick-ice",
+        "crystalline-ice",
+        "drift",
+    ];
+
+    /// The tags this micrograph carries.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            self.carbon,
+            self.ice,
+            self.aggregate,
+            self.empty,
+            self.thick_ice,
+            self.crystalline_ice,
+            self.drift,
+        ]
+        .into_iter()
+        .zip(Self::ALL)
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
 }
 
 /// A simulated micrograph with its truth.
@@ -110,6 +172,7 @@ pub struct Scene {
     /// The noise standard deviation used, and the measured signal variance it was set from.
     pub noise_std: f64,
     pub signal_var: f64,
+    pub tags: MicrographTags,
 }
 
 /// Parts of the scene before imaging, kept apart so the SNR can be set from the particles alone.
@@ -121,6 +184,16 @@ struct Potential {
 
 pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut flaws = StdRng::seed_from_u64(seed ^ 0xDEF3_C75E_ED00_0001);
+    let mut flaw = |p: f64| flaws.random::<f64>() < p;
+    let d = cfg.defects;
+    let mut tags = MicrographTags {
+        empty: flaw(d.empty),
+        thick_ice: flaw(d.thick_ice),
+        crystalline_ice: flaw(d.crystalline_ice),
+        drift: flaw(d.drift),
+        ..MicrographTags::default()
+    };
     let (nx, ny) = (cfg.nx, cfg.ny);
     let vol_radius = vol.radius();
     let radius = vol_radius * vol.voxel / cfg.pixel;
@@ -140,6 +213,7 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
     // Carbon film: a region beyond a straight or gently curved edge.
     let carbon =
         (rng.random::<f64>() < cfg.carbon_probability).then(|| Carbon::random(&mut rng, nx, ny));
+    tags.carbon = carbon.is_some();
     if let Some(c) = &carbon {
         let texture = smooth_noise(&mut rng, nx, ny, 0.5);
         for y in 0..ny {
@@ -177,6 +251,7 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
     let n_ice = Poisson::new(cfg.ice_blobs.max(1e-9))
         .unwrap()
         .sample(&mut rng) as usize;
+    tags.ice = n_ice > 0;
     for _ in 0..n_ice {
         let r = rng.random_range(1.5..5.0) * radius;
         let (cx, cy) = (
@@ -249,6 +324,7 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
             );
         }
         pot.discs.push((cx, cy, 2.3 * radius));
+        tags.aggregate = true;
         block(&mut blocked, nx, ny, cx, cy, 2.5 * radius);
         if rng.random::<f64>() < cfg.picker.aggregate {
             picks.push(pick_at(&mut rng, cfg, cx, cy, Label::Aggregate, 1.1));
@@ -257,7 +333,11 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
 
     // Isolated particles, packed to the requested density in the free area.
     let free = blocked.iter().filter(|b| !**b).count() as f64;
-    let target = (cfg.particle_density * free / (std::f64::consts::PI * radius * radius)) as usize;
+    let target = if tags.empty {
+        0
+    } else {
+        (cfg.particle_density * free / (std::f64::consts::PI * radius * radius)) as usize
+    };
     let mut particles = Vec::new();
     for _ in 0..target {
         let Some((x, y)) = free_spot(&mut rng, &blocked, nx, ny, 1.05 * radius, 60) else {
@@ -302,10 +382,32 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
         astigmatism_angle: rng.random_range(0.0..180.0),
         b_factor: cfg.b_factor,
     };
-    let signal = ctf.apply(&pot.particles, cfg.pixel);
-    let rest = ctf.apply(&pot.rest, cfg.pixel);
+    let mut signal = ctf.apply(&pot.particles, cfg.pixel);
+    let mut rest = ctf.apply(&pot.rest, cfg.pixel);
     let signal_var = disc_variance(&signal, &pot.discs);
-    let noise_std = (signal_var / cfg.snr).sqrt();
+    let mut noise_std = (signal_var / cfg.snr).sqrt();
+    // An empty micrograph has no particle to set the noise from: the noise a particle of this
+    // structure would have had.
+    if tags.empty {
+        noise_std = (disc_variance(
+            &ctf.apply(&sample_on(&sample, nx, ny), cfg.pixel),
+            &[((nx / 2) as f64, (ny / 2) as f64, radius)],
+        ) / cfg.snr)
+            .sqrt();
+    }
+    if tags.thick_ice {
+        signal.data.iter_mut().for_each(|v| *v /= 3.0);
+        noise_std *= 1.5;
+    }
+    if tags.crystalline_ice {
+        add_lattice(&mut rest, &mut flaws, cfg.pixel, 0.6 * noise_std);
+    }
+    if tags.drift {
+        let length = flaws.random_range(6.0..20.0);
+        let angle = flaws.random_range(0.0..std::f64::consts::PI);
+        signal = smear(&signal, length, angle);
+        rest = smear(&rest, length, angle);
+    }
     let gauss = Normal::new(0.0f32, 1.0).unwrap();
     let mut image = Image::zeros(nx, ny);
     for i in 0..nx * ny {
@@ -320,7 +422,67 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
         ctf,
         noise_std,
         signal_var,
+        tags,
     }
+}
+
+/// `proj` alone at the centre of an `nx` × `ny` image.
+fn sample_on(proj: &Image, nx: usize, ny: usize) -> Image {
+    let mut img = Image::zeros(nx, ny);
+    add_at(&mut img, proj, (nx / 2) as f64, (ny / 2) as f64);
+    img
+}
+
+/// Hexagonal ice's lattice: three plane waves 120° apart at the (100) spacing of 3.9 Å, or at
+/// 2.5 px where the pixel is too coarse to show that (so the spots stay inside the spectrum).
+fn add_lattice(img: &mut Image, rng: &mut StdRng, pixel: f64, amplitude: f64) {
+    let spacing = (3.9 / pixel).max(2.5);
+    let k = std::f64::consts::TAU / spacing;
+    let theta = rng.random_range(0.0..std::f64::consts::FRAC_PI_3);
+    let waves: Vec<(f64, f64, f64)> = (0..3)
+        .map(|i| {
+            let a = theta + i as f64 * std::f64::consts::TAU / 3.0;
+            (
+                k * a.cos(),
+                k * a.sin(),
+                rng.random_range(0.0..std::f64::consts::TAU),
+            )
+        })
+        .collect();
+    for y in 0..img.ny {
+        for x in 0..img.nx {
+            let v: f64 = waves
+                .iter()
+                .map(|(kx, ky, phase)| (kx * x as f64 + ky * y as f64 + phase).cos())
+                .sum();
+            img.data[y * img.nx + x] += (amplitude * v / 3.0) as f32;
+        }
+    }
+}
+
+/// `img` averaged along a straight path `length` px long at `angle` (radians from x), centred:
+/// the blur of a stage that drifts at a steady rate during the exposure.
+fn smear(img: &Image, length: f64, angle: f64) -> Image {
+    let steps = length.ceil() as usize + 1;
+    let mut out = Image::zeros(img.nx, img.ny);
+    let (nx, ny) = (img.nx as i64, img.ny as i64);
+    for s in 0..steps {
+        let t = s as f64 / (steps - 1) as f64 - 0.5;
+        let (dx, dy) = (
+            (t * length * angle.cos()).round() as i64,
+            (t * length * angle.sin()).round() as i64,
+        );
+        for y in 0..ny {
+            // Clamped at the edges: the micrograph's border repeats rather than darkening.
+            let sy = (y + dy).clamp(0, ny - 1);
+            for x in 0..nx {
+                let sx = (x + dx).clamp(0, nx - 1);
+                out.data[(y * nx + x) as usize] += img.data[(sy * nx + sx) as usize];
+            }
+        }
+    }
+    out.data.iter_mut().for_each(|v| *v /= steps as f32);
+    out
 }
 
 /// A pick near (x, y) with a score drawn around `centre` (0..1 scale of the picker's liking):

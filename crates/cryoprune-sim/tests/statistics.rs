@@ -149,3 +149,69 @@ fn the_score_alone_does_not_separate_particles_from_junk() {
     );
     assert!(f1 <= 0.85 && f1 > 0.5, "{f1}");
 }
+
+/// Mean squared difference of horizontally and of vertically neighbouring pixels.
+fn roughness(img: &cryoprune_image::Image) -> f64 {
+    let mut sum = 0.0;
+    for y in 1..img.ny {
+        for x in 1..img.nx {
+            let v = img.get(x, y) as f64;
+            sum += (v - img.get(x - 1, y) as f64).powi(2) + (v - img.get(x, y - 1) as f64).powi(2);
+        }
+    }
+    sum / ((img.nx - 1) * (img.ny - 1)) as f64
+}
+
+#[test]
+fn each_flaw_is_tagged_and_changes_only_its_own_part() {
+    let mut cfg = Preset::Realistic.config(384, 384, 1.0);
+    cfg.carbon_probability = 0.0;
+    cfg.ice_blobs = 0.0;
+    let plain = run(&cfg, 1, 3).remove(0);
+    assert_eq!(plain.tags.names(), ["aggregate"]);
+    let with = |set: fn(&mut cryoprune_sim::Defects), snr: f64| {
+        let mut c = SceneConfig { snr, ..cfg };
+        set(&mut c.defects);
+        run(&c, 1, 3).remove(0)
+    };
+
+    // Empty: no particle and no particle pick; the noise is what a particle would have set.
+    let empty = with(|d| d.empty = 1.0, cfg.snr);
+    assert!(empty.tags.empty && empty.particles.is_empty());
+    assert!(empty.picks.iter().all(|p| p.label != Label::Particle));
+    assert!(
+        (empty.noise_std / plain.noise_std - 1.0).abs() < 0.5,
+        "{} vs {}",
+        empty.noise_std,
+        plain.noise_std
+    );
+
+    // Thick ice: the same particles, a third of their signal, half again the noise.
+    let thick = with(|d| d.thick_ice = 1.0, cfg.snr);
+    assert!(thick.tags.thick_ice && thick.particles == plain.particles);
+    assert!((thick.noise_std / plain.noise_std - 1.5).abs() < 1e-9);
+
+    // Crystalline ice adds the lattice alone: the same noise is drawn, so the difference is
+    // three plane waves of amplitude 0.6 σ / 3 each (standard deviation 0.6 σ / √6).
+    let crystal = with(|d| d.crystalline_ice = 1.0, cfg.snr);
+    assert_eq!(crystal.tags.names(), ["aggregate", "crystalline-ice"]);
+    let diff: Vec<f32> = crystal
+        .image
+        .data
+        .iter()
+        .zip(&plain.image.data)
+        .map(|(a, b)| a - b)
+        .collect();
+    let sd = cryoprune_image::normalize::stats(&diff).std;
+    let want = 0.6 * plain.noise_std / 6f64.sqrt();
+    assert!(
+        (sd / want - 1.0).abs() < 0.1,
+        "lattice sd {sd}, expected {want}"
+    );
+
+    // Drift smears the image: without noise, neighbouring pixels differ far less.
+    let (still, drifted) = (with(|_| {}, 1e30), with(|d| d.drift = 1.0, 1e30));
+    assert!(drifted.tags.drift && drifted.particles == still.particles);
+    let (r0, r1) = (roughness(&still.image), roughness(&drifted.image));
+    assert!(r1 < 0.7 * r0, "roughness {r1} drifted, {r0} still");
+}

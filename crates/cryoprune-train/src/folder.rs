@@ -104,19 +104,24 @@ pub fn read(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
     Ok(data)
 }
 
-/// Whether `path` is a CSV table of images with label sets: its header names `image` and
-/// `labels` columns.
+/// The names the column of image paths goes by: `micrograph` for whole micrographs (as
+/// `simulate` writes micrograph_tags.csv).
+const IMAGE_COLUMNS: [&str; 2] = ["image", "micrograph"];
+
+/// Whether `path` is a CSV table of images with label sets: its header names an `image` (or
+/// `micrograph`) and a `labels` column.
 pub fn is_image_table(path: &Path) -> bool {
     path.is_file()
         && csv::Reader::from_path(path).is_ok_and(|mut r| {
             r.headers().is_ok_and(|h| {
-                h.iter().any(|c| c.trim() == "image") && h.iter().any(|c| c.trim() == "labels")
+                h.iter().any(|c| IMAGE_COLUMNS.contains(&c.trim()))
+                    && h.iter().any(|c| c.trim() == "labels")
             })
         })
 }
 
 /// Images with any number of labels each, listed in a CSV `image,labels` (the Human Protein
-/// Atlas layout): `labels` holds the image's labels separated by `;` (or nothing), image paths
+/// Atlas layout; or `micrograph,labels`): `labels` holds the image's labels separated by `;` (or nothing), image paths
 /// are relative to the CSV's folder, and an MRC stack's sections all carry the row's labels.
 /// The labels are every label the table names, sorted, unless `known` fixes them (a trained
 /// model's). Images are cut like class-folder images.
@@ -134,13 +139,18 @@ pub fn read_table(
         .from_path(table)
         .map_err(|e| io(table, e))?;
     let header = reader.headers().map_err(|e| at(1, e.to_string()))?.clone();
-    let column = |name: &str| {
+    let column = |names: &[&str]| {
         header
             .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| at(1, format!("no `{name}` column (expected image,labels)")))
+            .position(|h| names.contains(&h))
+            .ok_or_else(|| {
+                at(
+                    1,
+                    format!("no `{}` column (expected image,labels)", names[0]),
+                )
+            })
     };
-    let (image_col, labels_col) = (column("image")?, column("labels")?);
+    let (image_col, labels_col) = (column(&IMAGE_COLUMNS)?, column(&["labels"])?);
     let base = table.parent().unwrap_or(Path::new("."));
     let mut rows: Vec<(usize, PathBuf, Vec<String>)> = Vec::new();
     for (i, record) in reader.records().enumerate() {
@@ -282,6 +292,10 @@ mod tests {
             err.contains("line 3") && err.contains("missing.png"),
             "{err}"
         );
+        // Whole micrographs, as simulate's micrograph_tags.csv lists them.
+        std::fs::write(&table, "micrograph,labels\nimg/a.png,drift\n").unwrap();
+        assert!(is_image_table(&table));
+        assert_eq!(read_table(&table, 16, false, None).unwrap().classes, ["drift"]);
         std::fs::write(&table, "image,label\nimg/a.png,ice\n").unwrap();
         assert!(!is_image_table(&table));
         let err = read_table(&table, 16, false, None).unwrap_err().to_string();

@@ -570,6 +570,41 @@ fn simulate_is_byte_identical_for_a_seed_and_its_picks_read_back() {
         text(&o)
     );
 
+    // Each micrograph's tags, as labels `train` reads; --defects adds the flaws to reject.
+    let tags = std::fs::read_to_string(tmp.path().join("a/micrograph_tags.csv")).unwrap();
+    assert!(
+        tags.starts_with("micrograph,labels\nmicrographs/sim_0001.mrc,"),
+        "{tags}"
+    );
+    assert_eq!(tags.lines().count(), 4);
+    let flawed = tmp.path().join("f");
+    let o = cryoprune(&[
+        "simulate",
+        "--out",
+        s(&flawed),
+        "--count",
+        "2",
+        "--size",
+        "384",
+        "--no-previews",
+        "--defects",
+        "all=1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let tags = std::fs::read_to_string(flawed.join("micrograph_tags.csv")).unwrap();
+    for row in tags.lines().skip(1) {
+        assert!(
+            row.ends_with("empty;thick-ice;crystalline-ice;drift"),
+            "{tags}"
+        );
+    }
+    let o = cryoprune(&["simulate", "--out", s(&flawed), "--defects", "fog=0.5"]);
+    assert!(
+        !o.status.success() && text(&o).contains("unknown defect `fog`"),
+        "{}",
+        text(&o)
+    );
+
     // Picks in a per-micrograph format read back to the truth's coordinates.
     let out = run("d", "5", "box");
     let truth = std::fs::read_to_string(out.join("truth.csv")).unwrap();

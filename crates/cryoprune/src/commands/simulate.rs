@@ -2,19 +2,22 @@
 //! of a map, an atomic model or a built-in shape in random orientations, with carbon film, ice
 //! contamination, aggregates and empty ice, a CTF and noise at a set SNR; the picks are those a
 //! real picker would make (most particles, plus false picks on the junk), each with its truth,
-//! and every particle's centre (particles.csv) for scoring pickers.
+//! and every particle's centre (particles.csv) for scoring pickers. micrograph_tags.csv gives
+//! each micrograph's tags (carbon, ice, aggregate, empty, thick-ice, crystalline-ice, drift) as
+//! labels `train` reads, the truth for curating micrographs; `--defects` adds the last four.
 //!
 //! ```text
 //! cryoprune simulate --out sim/ --count 20 --preset realistic --seed 1
 //! cryoprune simulate --out sim/ --map ref_model.mrc --pixel 3.54 --format cs --count 50
 //! cryoprune simulate --out sim/ --model 6NY1.pdb --size 2048 --preset hard --format box
+//! cryoprune simulate --out curation/ --count 100 --defects all=0.25 --no-previews
 //! ```
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use cryoprune_formats::PickFormat;
-use cryoprune_jobs::simulate::{self, parse_picker, parse_range, SimulateConfig};
+use cryoprune_jobs::simulate::{self, parse_defects, parse_picker, parse_range, SimulateConfig};
 
 use crate::printer::Printer;
 
@@ -73,6 +76,10 @@ pub struct Args {
     /// separation (of the scores, logits). Example: miss=0.2,jitter=3,empty=30
     #[arg(long, value_parser = |s: &str| parse_picker(s).map(|_| s.to_string()))]
     picker: Option<String>,
+    /// Flaws to reject micrographs for, as key=probability per micrograph,...: empty (no
+    /// particles), thick-ice, crystalline-ice, drift, or all. Example: all=0.25,empty=0.1
+    #[arg(long, value_parser = |s: &str| parse_defects(s).map(|_| s.to_string()))]
+    defects: Option<String>,
     /// Pick file format: star, cs, box, cbox, topaz or csv.
     #[arg(long, default_value_t = SimulateConfig::default().format)]
     format: PickFormat,
@@ -115,6 +122,7 @@ pub fn run(args: Args) -> Result<()> {
         b_factor: args.b_factor,
         ice_variation: args.ice_variation,
         picker: args.picker,
+        defects: args.defects,
         format: args.format,
         box_size: args.box_size,
         seed: args.seed,
