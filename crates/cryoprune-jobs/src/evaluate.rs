@@ -92,15 +92,13 @@ fn evaluate_label_sets(
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<MultiReport> {
-    let data = cfg.labels.dataset(
-        Some(&spec.classes),
-        &spec.preprocessing,
-        compute.threads,
-        events,
-    )?;
+    let data =
+        cfg.labels
+            .label_sets(&spec.classes, &spec.preprocessing, compute.threads, events)?;
     let Some(truth) = &data.multi else {
         invalid!(
-            "{} is a multi-label model: give --labels a CSV image,labels of images with label sets",
+            "{} is a multi-label model: give --labels images or picks with label sets (a CSV \
+             image,labels, or picks with a labels column)",
             cfg.model.display()
         );
     };

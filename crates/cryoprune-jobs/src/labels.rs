@@ -86,10 +86,34 @@ impl LabelsConfig {
     }
 
     /// Labelled particles, cut as `pre` says. `classes` fixes the class order (a trained
-    /// model's); otherwise it comes from the labels.
+    /// model's); otherwise it comes from the labels. Picks whose labels hold label sets
+    /// (`carbon;ice`) give a multi-label set.
     pub fn dataset(
         &self,
         classes: Option<&[String]>,
+        pre: &Preprocessing,
+        threads: usize,
+        events: &dyn Events,
+    ) -> Result<Dataset> {
+        self.read(classes, false, pre, threads, events)
+    }
+
+    /// Images or picks with label sets in `labels`' order (a multi-label model's), read as sets
+    /// even where each pick happens to carry one label or none.
+    pub fn label_sets(
+        &self,
+        labels: &[String],
+        pre: &Preprocessing,
+        threads: usize,
+        events: &dyn Events,
+    ) -> Result<Dataset> {
+        self.read(Some(labels), true, pre, threads, events)
+    }
+
+    fn read(
+        &self,
+        classes: Option<&[String]>,
+        sets: bool,
         pre: &Preprocessing,
         threads: usize,
         events: &dyn Events,
@@ -127,13 +151,24 @@ impl LabelsConfig {
                 }
                 let micrographs = expand_globs(&self.micrographs)?;
                 let set = PickSet::read(&self.labels, self.format)?;
-                let classes = match classes {
-                    Some(c) => c.to_vec(),
-                    None => dataset::classes_of(&set)?,
-                };
                 let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0);
-                let (data, coverage) =
-                    dataset::from_picks(&set, &micrographs, &classes, &pipeline)?;
+                let found = dataset::label_sets_of(&set);
+                let (data, coverage) = match (classes, found) {
+                    (Some(labels), _) if sets => {
+                        dataset::from_picks_with_label_sets(&set, &micrographs, labels, &pipeline)?
+                    }
+                    (known, Some(found)) => {
+                        let labels = known.map_or(found, |c| c.to_vec());
+                        dataset::from_picks_with_label_sets(&set, &micrographs, &labels, &pipeline)?
+                    }
+                    (_, None) => {
+                        let classes = match classes {
+                            Some(c) => c.to_vec(),
+                            None => dataset::classes_of(&set)?,
+                        };
+                        dataset::from_picks(&set, &micrographs, &classes, &pipeline)?
+                    }
+                };
                 report_coverage(&coverage, &data, events);
                 return Ok(data);
             }

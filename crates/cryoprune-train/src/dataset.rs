@@ -241,18 +241,77 @@ pub fn from_picks(
         micrographs,
         classes,
         pipeline,
+        false,
         |micrograph, pick| {
             let name = pick.label.as_deref().unwrap_or("").trim();
-            classes.iter().position(|c| c == name).ok_or_else(|| {
+            let class = classes.iter().position(|c| c == name).ok_or_else(|| {
                 Error::Labels(format!(
                 "{micrograph}: label `{name}` at ({}, {}) is not one of the model's classes ({})",
                 pick.x,
                 pick.y,
                 classes.join(", ")
             ))
-            })
+            })?;
+            Ok(Target::Class(class))
         },
     )
+}
+
+/// The labels of picks whose label column holds label sets (`carbon;ice`; a pick with none
+/// carries no label), sorted; `None` when no pick's label holds a `;` (one class per pick).
+pub fn label_sets_of(picks: &PickSet) -> Option<Vec<String>> {
+    let sets = picks
+        .iter()
+        .any(|(_, p)| p.label.as_deref().is_some_and(|l| l.contains(';')));
+    sets.then(|| {
+        let names: BTreeSet<&str> = picks
+            .iter()
+            .flat_map(|(_, p)| split_labels(p.label.as_deref().unwrap_or("")))
+            .collect();
+        names.into_iter().map(str::to_string).collect()
+    })
+}
+
+fn split_labels(labels: &str) -> impl Iterator<Item = &str> {
+    labels.split(';').map(str::trim).filter(|l| !l.is_empty())
+}
+
+/// Cuts picks with label sets as [`from_picks`] cuts picks with one class each; `labels` fixes
+/// the order (see [`label_sets_of`], or a model's) and a label outside it is an error.
+pub fn from_picks_with_label_sets(
+    picks: &PickSet,
+    micrographs: &[PathBuf],
+    labels: &[String],
+    pipeline: &Pipeline,
+) -> Result<(Dataset, Coverage), Error> {
+    cut(
+        picks,
+        micrographs,
+        labels,
+        pipeline,
+        true,
+        |micrograph, pick| {
+            let mut set = vec![false; labels.len()];
+            for name in split_labels(pick.label.as_deref().unwrap_or("")) {
+                let c = labels.iter().position(|l| l == name).ok_or_else(|| {
+                Error::Labels(format!(
+                    "{micrograph}: label `{name}` at ({}, {}) is not one of the model's labels ({})",
+                    pick.x,
+                    pick.y,
+                    labels.join(", ")
+                ))
+            })?;
+                set[c] = true;
+            }
+            Ok(Target::Set(set))
+        },
+    )
+}
+
+/// One example's target: a class, or a set of labels.
+enum Target {
+    Class(usize),
+    Set(Vec<bool>),
 }
 
 /// Cuts picks that carry no label, as [`from_picks`] cuts labelled ones, for a model to
@@ -263,7 +322,9 @@ pub fn from_unlabelled_picks(
     classes: &[String],
     pipeline: &Pipeline,
 ) -> Result<(Dataset, Coverage), Error> {
-    cut(picks, micrographs, classes, pipeline, |_, _| Ok(0))
+    cut(picks, micrographs, classes, pipeline, false, |_, _| {
+        Ok(Target::Class(0))
+    })
 }
 
 fn cut(
@@ -271,7 +332,8 @@ fn cut(
     micrographs: &[PathBuf],
     classes: &[String],
     pipeline: &Pipeline,
-    label_of: impl Fn(&str, &Pick) -> Result<usize, Error>,
+    multi_label: bool,
+    label_of: impl Fn(&str, &Pick) -> Result<Target, Error>,
 ) -> Result<(Dataset, Coverage), Error> {
     let names: Vec<String> = labels
         .micrographs
@@ -294,7 +356,7 @@ fn cut(
             .picks
             .iter()
             .map(|pick| label_of(&group.micrograph, pick))
-            .collect::<Result<Vec<usize>, Error>>()?;
+            .collect::<Result<Vec<Target>, Error>>()?;
         jobs.push(Job {
             path: micrographs[m].clone(),
             picks: group.picks.iter().map(|k| (k.x, k.y)).collect(),
@@ -310,7 +372,11 @@ fn cut(
         )));
     }
     let size = pipeline.extract.out_size;
-    let mut data = Dataset::empty(size, classes.to_vec());
+    let mut data = if multi_label {
+        Dataset::empty_multi_label(size, classes.to_vec())
+    } else {
+        Dataset::empty(size, classes.to_vec())
+    };
     pipeline.run(&jobs, |out| -> Result<(), Error> {
         let job = &jobs[out.index];
         let (name, ls, scores) = &job_labels[out.index];
@@ -321,7 +387,16 @@ fn cut(
         coverage.outside += out.particles.outside.len();
         data.images.extend_from_slice(&out.particles.data);
         for &k in &out.particles.kept {
-            data.labels.push(ls[k]);
+            match &ls[k] {
+                Target::Class(c) => data.labels.push(*c),
+                Target::Set(set) => {
+                    data.labels.push(0);
+                    data.multi
+                        .as_mut()
+                        .expect("a multi-label set")
+                        .push(set.clone());
+                }
+            }
             data.origins.push(Origin {
                 micrograph: name.clone(),
                 x: job.picks[k].0,

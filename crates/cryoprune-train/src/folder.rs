@@ -109,13 +109,14 @@ pub fn read(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
 const IMAGE_COLUMNS: [&str; 2] = ["image", "micrograph"];
 
 /// Whether `path` is a CSV table of images with label sets: its header names an `image` (or
-/// `micrograph`) and a `labels` column.
+/// `micrograph`) and a `labels` column, and no coordinates (picks with label sets list
+/// `micrograph,x,y,labels`).
 pub fn is_image_table(path: &Path) -> bool {
     path.is_file()
         && csv::Reader::from_path(path).is_ok_and(|mut r| {
             r.headers().is_ok_and(|h| {
-                h.iter().any(|c| IMAGE_COLUMNS.contains(&c.trim()))
-                    && h.iter().any(|c| c.trim() == "labels")
+                let has = |names: &[&str]| h.iter().any(|c| names.contains(&c.trim()));
+                has(&IMAGE_COLUMNS) && has(&["labels"]) && !has(&["x", "y"])
             })
         })
 }
@@ -295,7 +296,12 @@ mod tests {
         // Whole micrographs, as simulate's micrograph_tags.csv lists them.
         std::fs::write(&table, "micrograph,labels\nimg/a.png,drift\n").unwrap();
         assert!(is_image_table(&table));
-        assert_eq!(read_table(&table, 16, false, None).unwrap().classes, ["drift"]);
+        assert_eq!(
+            read_table(&table, 16, false, None).unwrap().classes,
+            ["drift"]
+        );
+        std::fs::write(&table, "micrograph,x,y,labels\nimg/a.png,3,4,drift\n").unwrap();
+        assert!(!is_image_table(&table), "picks with label sets");
         std::fs::write(&table, "image,label\nimg/a.png,ice\n").unwrap();
         assert!(!is_image_table(&table));
         let err = read_table(&table, 16, false, None).unwrap_err().to_string();

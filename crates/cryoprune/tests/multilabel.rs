@@ -163,3 +163,83 @@ fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
         "{t}"
     );
 }
+
+/// Picks on micrographs with a `labels` column of label sets train a multi-label model too, and
+/// `evaluate` reads picks with one label or none as sets for it.
+#[test]
+fn picks_with_label_sets_train_a_multi_label_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = tmp.path().join("sim");
+    let out = cryoprune(&[
+        "simulate",
+        "--out",
+        s(&sim),
+        "--count",
+        "3",
+        "--size",
+        "384",
+        "--no-previews",
+        "--seed",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Every junk pick is `junk` and its kind; particles are `particle` alone.
+    let truth = std::fs::read_to_string(sim.join("truth.csv")).unwrap();
+    let mut sets = String::from("micrograph,x,y,labels\n");
+    let mut single = String::from("micrograph,x,y,labels\n");
+    for row in truth.lines().skip(1) {
+        let f: Vec<&str> = row.split(',').collect();
+        let labels = match f[3] {
+            "particle" => "particle".to_string(),
+            kind => format!("{kind};junk"),
+        };
+        sets += &format!("{},{},{},{labels}\n", f[0], f[1], f[2]);
+        single += &format!(
+            "{},{},{},{}\n",
+            f[0],
+            f[1],
+            f[2],
+            if f[3] == "particle" { "particle" } else { "" }
+        );
+    }
+    let (sets_csv, single_csv) = (tmp.path().join("sets.csv"), tmp.path().join("single.csv"));
+    std::fs::write(&sets_csv, sets).unwrap();
+    std::fs::write(&single_csv, single).unwrap();
+    let mics = format!("{}/micrographs/*.mrc", sim.display());
+    let model = tmp.path().join("model");
+    let mut args = common::tiny_train_args(&mics, s(&sets_csv), s(&model));
+    args.retain(|a| *a != "--val-fraction" && *a != "0.3");
+    let out = cryoprune(&args);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    let classes = spec["classes"].as_array().unwrap();
+    assert!(
+        classes.contains(&"junk".into()) && classes.contains(&"particle".into()),
+        "{classes:?}"
+    );
+    assert_eq!(spec["thresholds"].as_array().unwrap().len(), classes.len());
+
+    let json = tmp.path().join("eval.json");
+    let out = cryoprune(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--micrographs",
+        &mics,
+        "--labels",
+        s(&single_csv),
+        "--json",
+        s(&json),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let particle = report["per_label"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["label"] == "particle")
+        .unwrap();
+    assert!(particle["support"].as_u64().unwrap() > 10, "{report}");
+}

@@ -645,7 +645,15 @@ pub(crate) fn parse_num(path: &Path, loc: Location, what: &str, s: &str) -> Resu
 }
 
 /// Column names accepted as a class label in pick files.
-pub const LABEL_COLUMNS: &[&str] = &["label", "class", "cryopruneLabel", "rlnClassName"];
+/// `labels`/`cryopruneLabels` hold label sets (`carbon;ice`) for multi-label training.
+pub const LABEL_COLUMNS: &[&str] = &[
+    "label",
+    "class",
+    "cryopruneLabel",
+    "rlnClassName",
+    "labels",
+    "cryopruneLabels",
+];
 
 #[cfg(test)]
 mod tests {
