@@ -6,6 +6,7 @@
 pub mod adapt;
 pub mod compute;
 pub mod convert;
+pub mod curate;
 pub mod demo;
 pub mod evaluate;
 pub mod events;

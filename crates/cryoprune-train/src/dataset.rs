@@ -432,6 +432,17 @@ pub fn from_image_table(
     crate::folder::read_table(table, size, invert, labels)
 }
 
+/// Whole images (micrographs) for a multi-label model of `labels` to tag, cut as
+/// [`from_image_table`] cuts them.
+pub fn from_images(
+    files: &[PathBuf],
+    size: usize,
+    invert: bool,
+    labels: &[String],
+) -> Result<Dataset, Error> {
+    crate::folder::read_images(files, size, invert, labels)
+}
+
 /// Whether `path` is a CSV `image,labels` table of images with label sets.
 pub fn is_image_table(path: &Path) -> bool {
     crate::folder::is_image_table(path)

@@ -210,26 +210,55 @@ pub fn read_table(
         if !file.is_file() {
             return Err(at(line, format!("{}: no such image file", file.display())));
         }
-        let images = images_in(&file)?;
-        let stack = images.len() > 1;
-        for (k, img) in images.into_iter().enumerate() {
-            let origin = Origin {
-                micrograph: if stack {
-                    format!("{}#{k}", file.display())
-                } else {
-                    file.display().to_string()
-                },
-                x: (img.nx / 2) as f64,
-                y: (img.ny / 2) as f64,
-                score: None,
-                edge: None,
-            };
-            cutter.push(&mut data, &img, &file, k, 0, origin)?;
-            data.multi
-                .as_mut()
-                .expect("a multi-label set")
-                .push(carried.clone());
-        }
+        push_file(&mut data, &mut cutter, &file, &carried)?;
+    }
+    Ok(data)
+}
+
+/// Every image of `file` (each section of a stack) into the multi-label set `data`, carrying
+/// `labels`.
+fn push_file(
+    data: &mut Dataset,
+    cutter: &mut BoxCutter,
+    file: &Path,
+    labels: &[bool],
+) -> Result<(), Error> {
+    let images = images_in(file)?;
+    let stack = images.len() > 1;
+    for (k, img) in images.into_iter().enumerate() {
+        let origin = Origin {
+            micrograph: if stack {
+                format!("{}#{k}", file.display())
+            } else {
+                file.display().to_string()
+            },
+            x: (img.nx / 2) as f64,
+            y: (img.ny / 2) as f64,
+            score: None,
+            edge: None,
+        };
+        cutter.push(data, &img, file, k, 0, origin)?;
+        data.multi
+            .as_mut()
+            .expect("a multi-label set")
+            .push(labels.to_vec());
+    }
+    Ok(())
+}
+
+/// `files` cut as [`read_table`] cuts its images, for a multi-label model of `labels` to tag
+/// (every example carries no label: the truth is unknown).
+pub fn read_images(
+    files: &[PathBuf],
+    size: usize,
+    invert: bool,
+    labels: &[String],
+) -> Result<Dataset, Error> {
+    let mut data = Dataset::empty_multi_label(size, labels.to_vec());
+    let mut cutter = BoxCutter::new(size, invert);
+    let none = vec![false; labels.len()];
+    for file in files {
+        push_file(&mut data, &mut cutter, file, &none)?;
     }
     Ok(data)
 }

@@ -35,7 +35,7 @@ subcommands! {
     Info => info, Convert => convert, Extract => extract, Simulate => simulate, Demo => demo,
     Train => train, Evaluate => evaluate, Prune => prune, Fewshot => fewshot,
     Pretrain => pretrain, Relion => relion, Merge => merge, Label => label, Picker => picker,
-    Pick => pick, EvaluatePicks => evaluate_picks,
+    Pick => pick, EvaluatePicks => evaluate_picks, Curate => curate,
 }
 
 fn main() -> ExitCode {

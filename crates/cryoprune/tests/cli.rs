@@ -27,6 +27,7 @@ fn help_lists_subcommands_with_examples() {
         "picker",
         "pick",
         "evaluate-picks",
+        "curate",
     ] {
         assert!(text(&o).contains(sub), "{sub} missing from --help");
         // `relion` groups the RELION jobs; each job shows the examples.

@@ -243,3 +243,182 @@ fn picks_with_label_sets_train_a_multi_label_model() {
         .unwrap();
     assert!(particle["support"].as_u64().unwrap() > 10, "{report}");
 }
+
+/// A RELION micrographs STAR: an optics block, and one row per micrograph with more columns
+/// than the name, paths relative to the STAR file's folder (the project).
+fn micrographs_star(dir: &Path, count: usize) -> std::path::PathBuf {
+    let mut star = String::from(
+        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n\
+         _rlnMicrographPixelSize #3\n_rlnVoltage #4\nopticsGroup1 1 2.500000 300.000000\n\n\
+         # version 30001\n\ndata_micrographs\n\nloop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n\
+         _rlnCtfMaxResolution #3\n",
+    );
+    for i in 1..=count {
+        star += &format!(
+            "sim/micrographs/sim_{i:04}.mrc 1 {:.2}\n",
+            3.0 + i as f64 / 10.0
+        );
+    }
+    let path = dir.join("micrographs_ctf.star");
+    std::fs::write(&path, star).unwrap();
+    path
+}
+
+#[test]
+fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = tmp.path().join("sim");
+    let out = cryoprune(&[
+        "simulate",
+        "--out",
+        s(&sim),
+        "--count",
+        "10",
+        "--size",
+        "256",
+        "--pixel",
+        "4",
+        "--no-previews",
+        "--defects",
+        "all=0.5",
+        "--seed",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = tmp.path().join("curator");
+    let tags = sim.join("micrograph_tags.csv");
+    let out = cryoprune(&[
+        "train",
+        "--labels",
+        s(&tags),
+        "--input-size",
+        "32",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "2",
+        "--val-fraction",
+        "0.3",
+        "--out",
+        s(&model),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let star = micrographs_star(tmp.path(), 10);
+    let curate = |out: &Path, more: &[&str]| {
+        let mut args = vec!["curate", "--model", s(&model), "--micrographs", s(&star)];
+        args.extend(more);
+        args.extend(["--out", s(out)]);
+        let o = cryoprune(&args);
+        assert!(
+            o.status.success() && text(&o).contains("of 10 micrographs"),
+            "{}",
+            text(&o)
+        );
+        text(&o)
+    };
+    let read = |dir: &Path, name: &str| cryoprune_formats::StarFile::read(dir.join(name)).unwrap();
+    let rows = |f: &cryoprune_formats::StarFile| {
+        let l = f.block("micrographs").unwrap().first_loop().unwrap();
+        assert_eq!(
+            l.columns,
+            ["rlnMicrographName", "rlnOpticsGroup", "rlnCtfMaxResolution"]
+        );
+        assert!(f.block("optics").is_some(), "the optics block is kept");
+        l.rows
+            .iter()
+            .map(|r| r.get(0).to_string())
+            .collect::<Vec<_>>()
+    };
+    let kept_in = |table: &str| {
+        table
+            .lines()
+            .skip(1)
+            .filter(|l| l.split(',').nth(1) == Some("1"))
+            .count()
+    };
+    // With the model's own thresholds any split is possible after two epochs of training.
+    let mine = tmp.path().join("Mine");
+    curate(&mine, &[]);
+    let (k, r) = (
+        rows(&read(&mine, "micrographs.star")),
+        rows(&read(&mine, "rejected.star")),
+    );
+    assert_eq!(k.len() + r.len(), 10);
+    let table = std::fs::read_to_string(mine.join("tags.csv")).unwrap();
+    assert_eq!((table.lines().count(), kept_in(&table)), (11, k.len()));
+    // A threshold of 1 calls no tag (a sigmoid stays below it): every micrograph is kept and
+    // the whole STAR goes through.
+    let curated = tmp.path().join("Curate");
+    assert!(curate(&curated, &["--threshold", "1"]).contains("kept 10 of 10"));
+    let (k, r) = (
+        rows(&read(&curated, "micrographs.star")),
+        rows(&read(&curated, "rejected.star")),
+    );
+    assert_eq!((k.len(), r.len()), (10, 0));
+    assert_eq!(k[3], "sim/micrographs/sim_0004.mrc");
+    let report = std::fs::read_to_string(curated.join("report.html")).unwrap();
+    assert!(report.contains("Micrograph curation") && report.contains("data:image/jpeg"));
+
+    // RELION itself reads the kept micrographs back, and starfile sees the same columns.
+    let printed = std::process::Command::new("relion_star_printtable")
+        .args([
+            s(&curated.join("micrographs.star")),
+            "data_micrographs",
+            "_rlnMicrographName",
+        ])
+        .output();
+    match printed {
+        Ok(o) => {
+            let names: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            assert_eq!(names, k, "{}", text(&o));
+        }
+        Err(_) => assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "relion_star_printtable (RELION 3.1) must be installed in CI: see .ci/run"
+        ),
+    }
+    if common::python_ready() {
+        let o = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import starfile,sys; d=starfile.read(sys.argv[1], always_dict=True); \
+                 print(','.join(d['micrographs'].columns), len(d['micrographs']), 'optics' in d)",
+                s(&curated.join("micrographs.star")),
+            ])
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        // starfile reads a one-row loop as a table too (always_dict).
+        assert_eq!(
+            line,
+            format!(
+                "rlnMicrographName,rlnOpticsGroup,rlnCtfMaxResolution {} True",
+                k.len()
+            ),
+            "{}",
+            text(&o)
+        );
+    }
+
+    // A tag the model does not know is refused before any work.
+    let out = cryoprune(&[
+        "curate",
+        "--model",
+        s(&model),
+        "--micrographs",
+        s(&star),
+        "--reject",
+        "fog",
+        "--out",
+        s(&tmp.path().join("x")),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("--reject fog"),
+        "{}",
+        text(&out)
+    );
+}

@@ -172,8 +172,8 @@ pub struct NetArgs {
     pub weight_decay: f64,
     /// Loss weight per class (in the sorted class order), comma-separated, or `balanced`. For
     /// images with label sets: the weight of each label's positives (`balanced`: its
-    /// negatives over its positives), which lifts rare labels.
-    #[arg(long)]
+    /// negatives over its positives), which lifts rare labels; `--pos-weight` says the same.
+    #[arg(long, alias = "pos-weight")]
     pub class_weights: Option<ClassWeights>,
     /// Epochs with the backbone frozen (head only); the rest train everything at lr/10. As many
     /// as --epochs: a linear probe on features computed once (not with --augment rotate).

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod convert;
+pub mod curate;
 pub mod demo;
 pub mod evaluate;
 pub mod evaluate_picks;

@@ -1,0 +1,398 @@
+//! The curate job: a multi-label model trained on whole micrographs tags every micrograph, and
+//! those carrying a rejected tag are left out. A RELION micrographs STAR is written back with
+//! every block and column it had, only the rejected rows gone; a glob gives a plain list and a
+//! fresh STAR. Beside them: every micrograph's probabilities (tags.csv) and an HTML report.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use cryoprune_formats::atomic::write_atomic;
+use cryoprune_formats::star::{Loop, StarFile};
+use cryoprune_formats::{read_micrograph, PickFormat};
+use cryoprune_image::display;
+use cryoprune_image::Image;
+use cryoprune_train::dataset;
+use cryoprune_train::modeldir::ModelDir;
+use cryoprune_train::trainer::predict;
+use serde::{Deserialize, Serialize};
+
+use crate::compute::ComputeConfig;
+use crate::events::{Event, Events};
+use crate::inputs::{check_outputs, expand_globs};
+use crate::{invalid, Context, Error, Result};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CurateConfig {
+    pub compute: ComputeConfig,
+    /// A model directory trained on micrographs with tags (a multi-label model).
+    pub model: PathBuf,
+    /// Micrograph globs, or one RELION micrographs STAR file.
+    pub micrographs: Vec<String>,
+    /// Tags that reject a micrograph; empty: every tag the model knows.
+    pub reject: Vec<String>,
+    /// One probability threshold for every tag instead of the model's per-tag thresholds.
+    pub threshold: Option<f32>,
+    /// The output folder.
+    pub out: PathBuf,
+}
+
+/// What curate decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Curated {
+    pub micrographs: usize,
+    pub kept: usize,
+    /// Micrographs rejected for each rejecting tag (one may carry several).
+    pub rejected_for: Vec<(String, usize)>,
+}
+
+/// The micrographs to tag: paths to read, and the STAR they came from, if any.
+struct Inputs {
+    paths: Vec<PathBuf>,
+    /// The STAR file, the index of its micrographs block, and the names as its rows give them.
+    star: Option<(StarFile, usize, Vec<String>)>,
+}
+
+fn micrographs_loop(star: &StarFile) -> Option<usize> {
+    let named = star.block_index("micrographs");
+    named.into_iter().chain(0..star.blocks.len()).find(|&b| {
+        star.blocks[b]
+            .first_loop()
+            .is_some_and(|l| l.column("rlnMicrographName").is_some())
+    })
+}
+
+/// A micrograph named in a STAR file: as given (RELION's paths are relative to the project
+/// folder, where it runs), or relative to the STAR file's folder or one of its ancestors.
+fn resolve(name: &str, star: &Path) -> Option<PathBuf> {
+    let given = Path::new(name);
+    if given.is_absolute() || given.is_file() {
+        return given.is_file().then(|| given.to_path_buf());
+    }
+    star.parent()
+        .into_iter()
+        .flat_map(Path::ancestors)
+        .map(|dir| dir.join(given))
+        .find(|p| p.is_file())
+}
+
+fn inputs(micrographs: &[String]) -> Result<Inputs> {
+    if let [single] = micrographs {
+        let path = Path::new(single);
+        if PickFormat::from_path(path) == Some(PickFormat::Star) && path.is_file() {
+            let star = StarFile::read(path)?;
+            let Some(b) = micrographs_loop(&star) else {
+                invalid!(
+                    "{single}: no loop with _rlnMicrographName (expected a RELION micrographs STAR)"
+                );
+            };
+            let l = star.blocks[b].first_loop().expect("found by its loop");
+            let c = l.column("rlnMicrographName").expect("found by this column");
+            let names: Vec<String> = l.rows.iter().map(|r| r.get(c).to_string()).collect();
+            let paths = names
+                .iter()
+                .enumerate()
+                .map(|(row, name)| {
+                    resolve(name, path).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "{single}: {}: micrograph {name} not found (tried the working \
+                             folder, the STAR file's folder and its ancestors)",
+                            l.line_of(row)
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Inputs {
+                paths,
+                star: Some((star, b, names)),
+            });
+        }
+    }
+    Ok(Inputs {
+        paths: expand_globs(micrographs)?,
+        star: None,
+    })
+}
+
+pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
+    let input = inputs(&cfg.micrographs)?;
+    let mut taken = input.paths.clone();
+    taken.push(cfg.model.clone());
+    if let Some(star) = cfg.micrographs.first().filter(|_| input.star.is_some()) {
+        taken.push(PathBuf::from(star));
+    }
+    check_outputs(&[], Some(("--out", &cfg.out)), &taken)?;
+    if let Some(t) = cfg.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+        invalid!("--threshold {t}: a probability between 0 and 1");
+    }
+    let compute = cfg.compute.start(events)?;
+    compute.install(events, || {
+        let (model, spec) = ModelDir::new(&cfg.model)
+            .load(&compute.device.device)
+            .context_with(|| format!("loading the model in {}", cfg.model.display()))?;
+        let Some(thresholds) = spec.thresholds.clone() else {
+            invalid!(
+                "{} chooses one class per image; curate needs a model trained on micrographs \
+                 with tags (train --labels micrograph_tags.csv)",
+                cfg.model.display()
+            );
+        };
+        let labels = &spec.classes;
+        let reject: Vec<usize> = if cfg.reject.is_empty() {
+            (0..labels.len()).collect()
+        } else {
+            cfg.reject
+                .iter()
+                .map(|r| {
+                    labels.iter().position(|l| l == r).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "--reject {r}: not a tag of the model ({})",
+                            labels.join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let thresholds: Vec<f32> = match cfg.threshold {
+            Some(t) => vec![t; labels.len()],
+            None => thresholds,
+        };
+        events.emit(Event::Started {
+            total: input.paths.len() as u64,
+            unit: "micrographs",
+        });
+        let pre = &spec.preprocessing;
+        // One at a time: a whole micrograph is large, its network input small.
+        let mut probs = Vec::with_capacity(input.paths.len());
+        for path in &input.paths {
+            let data = dataset::from_images(
+                std::slice::from_ref(path),
+                pre.input_size,
+                pre.invert,
+                labels,
+            )?;
+            let p = predict(
+                &model,
+                &data,
+                1,
+                spec.network.head.readout(),
+                &compute.device.device,
+            );
+            probs.extend(p);
+            events.emit(Event::Advanced(1));
+        }
+        events.emit(Event::Finished);
+        let called: Vec<Vec<bool>> = probs
+            .iter()
+            .map(|p| p.iter().zip(&thresholds).map(|(p, t)| p >= t).collect())
+            .collect();
+        let kept: Vec<bool> = called
+            .iter()
+            .map(|c| reject.iter().all(|&r| !c[r]))
+            .collect();
+        crate::create_dir(&cfg.out)?;
+        write_tags(
+            &cfg.out.join("tags.csv"),
+            &input.paths,
+            labels,
+            &probs,
+            &called,
+            &kept,
+        )?;
+        let n_kept = kept.iter().filter(|&&k| k).count();
+        match &input.star {
+            Some((star, block, _)) => {
+                write_star_subset(&cfg.out.join("micrographs.star"), star, *block, &kept, true)?;
+                write_star_subset(&cfg.out.join("rejected.star"), star, *block, &kept, false)?;
+            }
+            None => {
+                let names: Vec<String> = input
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                let list: String = names
+                    .iter()
+                    .zip(&kept)
+                    .filter(|(_, &k)| k)
+                    .map(|(n, _)| format!("{n}\n"))
+                    .collect();
+                write_atomic(&cfg.out.join("micrographs.txt"), |w| {
+                    w.write_all(list.as_bytes())
+                })?;
+                let star = fresh_star(&names);
+                write_star_subset(&cfg.out.join("micrographs.star"), &star, 0, &kept, true)?;
+            }
+        }
+        let curated = Curated {
+            micrographs: input.paths.len(),
+            kept: n_kept,
+            rejected_for: reject
+                .iter()
+                .map(|&r| (labels[r].clone(), called.iter().filter(|c| c[r]).count()))
+                .collect(),
+        };
+        write_report(
+            &cfg.out.join("report.html"),
+            &input.paths,
+            labels,
+            &thresholds,
+            &probs,
+            &kept,
+            &curated,
+        )?;
+        let why: Vec<String> = curated
+            .rejected_for
+            .iter()
+            .map(|(l, n)| format!("{n} {l}"))
+            .collect();
+        events.output(format!(
+            "kept {} of {} micrographs (tagged: {}); written to {}",
+            n_kept,
+            curated.micrographs,
+            why.join(", "),
+            cfg.out.display()
+        ));
+        Ok(curated)
+    })
+}
+
+/// `micrograph,kept,tags,p_<tag>...`, one row per micrograph.
+fn write_tags(
+    path: &Path,
+    paths: &[PathBuf],
+    labels: &[String],
+    probs: &[Vec<f32>],
+    called: &[Vec<bool>],
+    kept: &[bool],
+) -> Result<()> {
+    let mut text = String::from("micrograph,kept,tags");
+    for l in labels {
+        write!(text, ",p_{l}").expect("to a string");
+    }
+    text.push('\n');
+    for (((p, probs), called), kept) in paths.iter().zip(probs).zip(called).zip(kept) {
+        let tags: Vec<&str> = labels
+            .iter()
+            .zip(called)
+            .filter(|(_, &c)| c)
+            .map(|(l, _)| l.as_str())
+            .collect();
+        write!(text, "{},{},{}", p.display(), *kept as u8, tags.join(";")).expect("to a string");
+        for v in probs {
+            write!(text, ",{v:.5}").expect("to a string");
+        }
+        text.push('\n');
+    }
+    write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    Ok(())
+}
+
+/// A micrographs STAR for micrographs that came as a glob: one `_rlnMicrographName` each.
+fn fresh_star(names: &[String]) -> StarFile {
+    let mut l = Loop::new(vec!["rlnMicrographName".into()]);
+    for n in names {
+        l.rows.push([n.as_str()]);
+    }
+    let mut star = StarFile::default();
+    let mut block = cryoprune_formats::star::Block::new("micrographs");
+    block.items.push(cryoprune_formats::star::Item::Loop(l));
+    star.blocks.push(block);
+    star
+}
+
+/// `star` with the micrographs loop of block `block` cut to the rows where `kept` is `keep`;
+/// every other block, column and comment as it was.
+fn write_star_subset(
+    path: &Path,
+    star: &StarFile,
+    block: usize,
+    kept: &[bool],
+    keep: bool,
+) -> Result<()> {
+    let mut out = star.clone();
+    let l = out.blocks[block]
+        .first_loop_mut()
+        .expect("the micrographs loop");
+    let mut rows = cryoprune_formats::star::Rows::default();
+    for (row, &k) in l.rows.iter().zip(kept) {
+        if k == keep {
+            rows.push(row.iter());
+        }
+    }
+    l.rows = rows;
+    l.lines.clear();
+    out.write(path)?;
+    Ok(())
+}
+
+/// Thumbnails per tag: the most confident micrographs and the borderline ones, and the counts.
+fn write_report(
+    path: &Path,
+    paths: &[PathBuf],
+    labels: &[String],
+    thresholds: &[f32],
+    probs: &[Vec<f32>],
+    kept: &[bool],
+    curated: &Curated,
+) -> Result<()> {
+    const SHOWN: usize = 6;
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cryoprune curate</title>\
+         <style>body{font-family:sans-serif;margin:1.5em}img{width:160px;margin:2px}\
+         figure{display:inline-block;margin:4px;font-size:11px;text-align:center}\
+         table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ccc}</style>\
+         </head><body><h1>Micrograph curation</h1>",
+    );
+    write!(
+        html,
+        "<p>Kept {} of {} micrographs.</p><table><tr><th>tag</th><th>threshold</th><th>micrographs tagged</th></tr>",
+        curated.kept, curated.micrographs
+    )
+    .expect("to a string");
+    for (c, l) in labels.iter().enumerate() {
+        let n = probs.iter().filter(|p| p[c] >= thresholds[c]).count();
+        write!(
+            html,
+            "<tr><td>{l}</td><td>{:.3}</td><td>{n}</td></tr>",
+            thresholds[c]
+        )
+        .expect("to a string");
+    }
+    html.push_str("</table>");
+    let thumbnail = |i: usize| -> Result<String> {
+        let m = read_micrograph(&paths[i])?;
+        let img = display::render(&Image::new(m.nx, m.ny, m.data), &[], 0.0, 320);
+        let jpeg = display::jpeg_bytes(&img, 80)?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(jpeg))
+    };
+    for (c, l) in labels.iter().enumerate() {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b][c].total_cmp(&probs[a][c]));
+        let mut borderline = order.clone();
+        borderline.sort_by(|&a, &b| {
+            (probs[a][c] - thresholds[c])
+                .abs()
+                .total_cmp(&(probs[b][c] - thresholds[c]).abs())
+        });
+        write!(html, "<h2>{l}</h2>").expect("to a string");
+        for (title, list) in [("most confident", &order), ("borderline", &borderline)] {
+            write!(html, "<h3>{title}</h3>").expect("to a string");
+            for &i in list.iter().take(SHOWN) {
+                let name = paths[i].file_name().unwrap_or_default().to_string_lossy();
+                write!(
+                    html,
+                    "<figure><img src=\"data:image/jpeg;base64,{}\"><figcaption>{name}<br>p = {:.3}{}</figcaption></figure>",
+                    thumbnail(i)?,
+                    probs[i][c],
+                    if kept[i] { "" } else { ", rejected" }
+                )
+                .expect("to a string");
+            }
+        }
+    }
+    html.push_str("</body></html>\n");
+    write_atomic(path, |w| w.write_all(html.as_bytes()))?;
+    Ok(())
+}
