@@ -159,32 +159,12 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         for &p in &scored.predicted {
             counts[p] += 1;
         }
-        let findings = diagnose(
-            &fitted.history,
-            (!held_out.is_empty()).then_some(counts.as_slice()),
-            &data.classes,
-        );
-        if findings.is_empty() {
-            events.output("diagnosis: the curves look healthy.".into());
-        }
-        for f in &findings {
-            events.output(format!("diagnosis: {f}"));
-        }
-
+        let counts = (!held_out.is_empty()).then_some(counts.as_slice());
         let training = TrainingRecord {
-            config: Some(fitted.config.clone()),
             shots: cfg.shots,
-            train_picks: train_set.len(),
-            class_counts: train_set.counts(),
-            validation_picks: held_out.len(),
-            best_epoch: fitted.best_epoch,
-            seconds: fitted.seconds,
-            device: compute.device.description.clone(),
             validation: (!held_out.is_empty()).then(|| scored.report.clone()),
-            label_validation: None,
-            diagnosis: findings,
-            labels: cfg.labels.labels.clone(),
             adaptation,
+            ..record(cfg, &fitted, &train_set, &held_out, counts, &compute, events)
         };
         let mut spec = ModelSpec::new(
             data.classes.clone(),
@@ -262,27 +242,9 @@ fn train_label_sets(
         ));
         (thresholds, Some(report))
     };
-    let findings = diagnose(&fitted.history, None, &data.classes);
-    if findings.is_empty() {
-        events.output("diagnosis: the curves look healthy.".into());
-    }
-    for f in &findings {
-        events.output(format!("diagnosis: {f}"));
-    }
     let training = TrainingRecord {
-        config: Some(fitted.config.clone()),
-        shots: None,
-        train_picks: train_set.len(),
-        class_counts: train_set.counts(),
-        validation_picks: held_out.len(),
-        best_epoch: fitted.best_epoch,
-        seconds: fitted.seconds,
-        device: compute.device.description.clone(),
-        validation: None,
         label_validation: report,
-        diagnosis: findings,
-        labels: cfg.labels.labels.clone(),
-        adaptation: None,
+        ..record(cfg, &fitted, &train_set, &held_out, None, compute, events)
     };
     let mut spec = ModelSpec::new(
         data.classes.clone(),
@@ -301,6 +263,41 @@ fn train_label_sets(
     ModelDir::new(&cfg.out).save(&fitted.model, &mut spec, &files)?;
     events.note(format!("model written to {}", cfg.out.display()));
     Ok(spec)
+}
+
+/// What model.json records of any training run, the diagnosis of its curves (printed) among
+/// it; `counts` are the held-out examples per predicted class, where there is one class each.
+fn record(
+    cfg: &TrainJobConfig,
+    fitted: &Fitted,
+    train_set: &Dataset,
+    held_out: &Dataset,
+    counts: Option<&[usize]>,
+    compute: &Compute,
+    events: &dyn Events,
+) -> TrainingRecord {
+    let findings = diagnose(&fitted.history, counts, &train_set.classes);
+    if findings.is_empty() {
+        events.output("diagnosis: the curves look healthy.".into());
+    }
+    for f in &findings {
+        events.output(format!("diagnosis: {f}"));
+    }
+    TrainingRecord {
+        config: Some(fitted.config.clone()),
+        shots: None,
+        train_picks: train_set.len(),
+        class_counts: train_set.counts(),
+        validation_picks: held_out.len(),
+        best_epoch: fitted.best_epoch,
+        seconds: fitted.seconds,
+        device: compute.device.description.clone(),
+        validation: None,
+        label_validation: None,
+        diagnosis: findings,
+        labels: cfg.labels.labels.clone(),
+        adaptation: None,
+    }
 }
 
 /// `n` images split at random (seeded) into training and validation, `fraction` of them (at
