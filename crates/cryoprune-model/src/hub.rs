@@ -52,7 +52,7 @@ pub struct ShippedWeights {
 pub const CRYO_SMALL: ShippedWeights = ShippedWeights {
     name: "cryo-small-64",
     bytes: include_bytes!("../weights/cryo-small-64.safetensors"),
-    sha256: "bda6d0d0602bf98466d1ca4327a9e94c0eb17dc6ea6472a9dd7eae9b4b66396e",
+    sha256: "57c8e56cc239d49e5fb37e003d14894f76b3236c0c12b35449dfa397932a21d1",
 };
 
 /// The cache's copy of `w`, written there first if it is not (named by its hash, so a binary
