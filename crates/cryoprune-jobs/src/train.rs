@@ -164,7 +164,9 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             shots: cfg.shots,
             validation: (!held_out.is_empty()).then(|| scored.report.clone()),
             adaptation,
-            ..record(cfg, &fitted, &train_set, &held_out, counts, &compute, events)
+            ..record(
+                cfg, &fitted, &train_set, &held_out, counts, &compute, events,
+            )
         };
         let mut spec = ModelSpec::new(
             data.classes.clone(),
