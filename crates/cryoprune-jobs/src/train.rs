@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use cryoprune_model::PickContext;
 
-use cryoprune_train::diagnose::diagnose;
+use cryoprune_train::diagnose::{diagnose, Task};
 use cryoprune_train::modeldir::{HeldOut, ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
 use cryoprune_train::multilabel;
 use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
@@ -268,7 +268,7 @@ fn train_label_sets(
 }
 
 /// What model.json records of any training run, the diagnosis of its curves (printed) among
-/// it; `counts` are the held-out examples per predicted class, where there is one class each.
+/// it; `counts` are the held-out picks per predicted class, where there is one class each.
 fn record(
     cfg: &TrainJobConfig,
     fitted: &Fitted,
@@ -278,7 +278,12 @@ fn record(
     compute: &Compute,
     events: &dyn Events,
 ) -> TrainingRecord {
-    let findings = diagnose(&fitted.history, counts, &train_set.classes);
+    let task = if train_set.is_multi_label() {
+        Task::LabelSets
+    } else {
+        Task::Classes(counts)
+    };
+    let findings = diagnose(&fitted.history, task, &train_set.classes);
     if findings.is_empty() {
         events.output("diagnosis: the curves look healthy.".into());
     }

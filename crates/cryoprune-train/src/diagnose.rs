@@ -32,12 +32,20 @@ pub fn loss_tail(history: &[EpochStats]) -> Option<LossTail> {
     })
 }
 
+/// What the network was trained to say, for the words of the diagnosis.
+#[derive(Debug, Clone, Copy)]
+pub enum Task<'a> {
+    /// One class per image; with how many held-out examples it called each class, when any
+    /// were held out.
+    Classes(Option<&'a [usize]>),
+    /// Any number of labels per image: chance is a binary cross-entropy of ln 2 per label, and
+    /// a label's accuracy says little where the label is rare, so the validation macro-F1
+    /// (each label at its best threshold) is read instead.
+    LabelSets,
+}
+
 /// Findings, most serious first; empty when the curves look healthy.
-pub fn diagnose(
-    history: &[EpochStats],
-    predicted_counts: Option<&[usize]>,
-    classes: &[String],
-) -> Vec<String> {
+pub fn diagnose(history: &[EpochStats], task: Task, classes: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let Some(last) = history.last() else {
         return out;
@@ -51,21 +59,39 @@ pub fn diagnose(
         return out;
     }
     let first = &history[0];
-    let k = classes.len().max(2) as f64;
-    let chance_loss = k.ln();
+    let chance_loss = match task {
+        Task::Classes(_) => (classes.len().max(2) as f64).ln(),
+        Task::LabelSets => 2f64.ln(),
+    };
     let stuck = history.len() >= 3
         && last.train_loss > 0.9 * first.train_loss
         && last.train_loss > 0.5 * chance_loss;
-    let acc = last.val_accuracy.unwrap_or(last.train_accuracy);
-    if stuck || acc <= 0.6 {
+    let (measure, value) = match task {
+        Task::Classes(_) => ("accuracy", last.val_accuracy.unwrap_or(last.train_accuracy)),
+        Task::LabelSets => (
+            "the validation macro-F1",
+            last.val_macro_f1.unwrap_or(last.train_accuracy),
+        ),
+    };
+    if stuck || value <= 0.6 {
+        let (what, check) = match task {
+            Task::Classes(_) => (
+                "classes",
+                "that --box covers the particle and the labels are right",
+            ),
+            Task::LabelSets => (
+                "labels",
+                "that --input-size shows what the labels are about and the labels are right",
+            ),
+        };
         out.push(format!(
-            "Underfitting: the training loss went from {:.3} to {:.3} and accuracy is {:.0}%. \
-             The network is not learning these classes: train longer (--epochs), raise the \
+            "Underfitting: the training loss went from {:.3} to {:.3} and {measure} is {:.0}%. \
+             The network is not learning these {what}: train longer (--epochs), raise the \
              learning rate, use a pretrained backbone (--pretrained) or more labels, and check \
-             that --box covers the particle and the labels are right.",
+             {check}.",
             first.train_loss,
             last.train_loss,
-            100.0 * acc
+            100.0 * value
         ));
     }
     if let Some(LossTail {
@@ -83,7 +109,7 @@ pub fn diagnose(
             ));
         }
     }
-    if let Some(counts) = predicted_counts {
+    if let Task::Classes(Some(counts)) = task {
         let total: usize = counts.iter().sum();
         if let Some((c, &n)) = counts.iter().enumerate().max_by_key(|(_, &n)| n) {
             if total > 0 && n == total && counts.len() > 1 {
@@ -125,22 +151,29 @@ mod tests {
         let h: Vec<_> = (0..10)
             .map(|e| epoch(e, 0.7 / (1.0 + e as f64), 0.4, 0.9))
             .collect();
-        assert!(diagnose(&h, Some(&[30, 70]), &classes()).is_empty());
+        assert!(diagnose(&h, Task::Classes(Some(&[30, 70])), &classes()).is_empty());
+        assert!(diagnose(&h, Task::LabelSets, &classes()).is_empty());
     }
 
     #[test]
     fn names_underfitting_overfitting_and_one_class() {
         let flat: Vec<_> = (0..10).map(|e| epoch(e, 0.69, 0.69, 0.55)).collect();
-        assert!(diagnose(&flat, None, &classes())[0].starts_with("Underfitting"));
+        assert!(diagnose(&flat, Task::Classes(None), &classes())[0].starts_with("Underfitting"));
+        // Label sets: a BCE stuck near ln 2 per label, read by the macro-F1.
+        let sets = diagnose(&flat, Task::LabelSets, &classes());
+        assert!(
+            sets[0].contains("the validation macro-F1 is 55%"),
+            "{sets:?}"
+        );
         let over: Vec<_> = (0..12)
             .map(|e| epoch(e, 0.6 / (1.0 + e as f64), 0.3 + 0.05 * e as f64, 0.85))
             .collect();
-        assert!(diagnose(&over, None, &classes())
+        assert!(diagnose(&over, Task::Classes(None), &classes())
             .iter()
             .any(|s| s.starts_with("Overfitting")));
-        let one = diagnose(&over, Some(&[0, 50]), &classes());
+        let one = diagnose(&over, Task::Classes(Some(&[0, 50])), &classes());
         assert!(one.iter().any(|s| s.contains("only `particle`")));
         let nan = vec![epoch(0, f64::NAN, 1.0, 0.5)];
-        assert!(diagnose(&nan, None, &classes())[0].starts_with("Training diverged"));
+        assert!(diagnose(&nan, Task::Classes(None), &classes())[0].starts_with("Training diverged"));
     }
 }
