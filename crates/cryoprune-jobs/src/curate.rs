@@ -1,13 +1,15 @@
 //! The curate job: a multi-label model trained on whole micrographs tags every micrograph, and
 //! those carrying a rejected tag are left out. A RELION micrographs STAR is written back with
-//! every block and column it had, only the rejected rows gone; a glob gives a plain list and a
-//! fresh STAR. Beside them: every micrograph's probabilities (tags.csv) and an HTML report.
+//! every block and column it had, only the rejected rows gone; a cryoSPARC exposures `.cs`
+//! likewise with every field; a glob gives a plain list and a fresh STAR. Beside them: every
+//! micrograph's probabilities (tags.csv) and an HTML report.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use cryoprune_formats::atomic::write_atomic;
+use cryoprune_formats::npy::StructArray;
 use cryoprune_formats::star::{Loop, StarFile};
 use cryoprune_formats::{read_micrograph, PickFormat};
 use cryoprune_image::display;
@@ -28,7 +30,7 @@ pub struct CurateConfig {
     pub compute: ComputeConfig,
     /// A model directory trained on micrographs with tags (a multi-label model).
     pub model: PathBuf,
-    /// Micrograph globs, or one RELION micrographs STAR file.
+    /// Micrograph globs, one RELION micrographs STAR file, or one cryoSPARC exposures `.cs`.
     pub micrographs: Vec<String>,
     /// Tags that reject a micrograph; empty: every tag the model knows.
     pub reject: Vec<String>,
@@ -47,12 +49,22 @@ pub struct Curated {
     pub rejected_for: Vec<(String, usize)>,
 }
 
-/// The micrographs to tag: paths to read, and the STAR they came from, if any.
+/// The micrographs to tag: paths to read, and the file that listed them, if any.
 struct Inputs {
     paths: Vec<PathBuf>,
-    /// The STAR file, the index of its micrographs block, and the names as its rows give them.
-    star: Option<(StarFile, usize, Vec<String>)>,
+    listed: Listed,
 }
+
+enum Listed {
+    Glob,
+    /// A STAR file and the index of its micrographs block.
+    Star(StarFile, usize),
+    /// A cryoSPARC exposures array.
+    Exposures(StructArray),
+}
+
+/// The field of a cryoSPARC exposure that names its micrograph.
+const EXPOSURE_PATH: &str = "micrograph_blob/path";
 
 fn micrographs_loop(star: &StarFile) -> Option<usize> {
     let named = star.block_index("micrographs");
@@ -77,9 +89,48 @@ fn resolve(name: &str, star: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// `names` (as the file at `listed_in` gives them, `what` naming each row) found on disk.
+fn found(
+    names: &[String],
+    listed_in: &Path,
+    what: impl Fn(usize) -> String,
+) -> Result<Vec<PathBuf>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(row, name)| {
+            resolve(name, listed_in).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: {}: micrograph {name} not found (tried the working folder, the file's \
+                     folder and its ancestors)",
+                    listed_in.display(),
+                    what(row)
+                ))
+            })
+        })
+        .collect()
+}
+
 fn inputs(micrographs: &[String]) -> Result<Inputs> {
     if let [single] = micrographs {
         let path = Path::new(single);
+        if PickFormat::from_path(path) == Some(PickFormat::Cs) && path.is_file() {
+            let exposures = StructArray::read(path)?;
+            let Some(field) = exposures.field(EXPOSURE_PATH) else {
+                invalid!(
+                    "{single}: no {EXPOSURE_PATH} field (expected cryoSPARC exposures, e.g. a \
+                     Patch CTF job's exposures .cs)"
+                );
+            };
+            let names: Vec<String> = (0..exposures.nrows)
+                .map(|r| exposures.text(r, field).unwrap_or_default())
+                .collect();
+            let paths = found(&names, path, |r| format!("record {}", r + 1))?;
+            return Ok(Inputs {
+                paths,
+                listed: Listed::Exposures(exposures),
+            });
+        }
         if PickFormat::from_path(path) == Some(PickFormat::Star) && path.is_file() {
             let star = StarFile::read(path)?;
             let Some(b) = micrographs_loop(&star) else {
@@ -90,28 +141,16 @@ fn inputs(micrographs: &[String]) -> Result<Inputs> {
             let l = star.blocks[b].first_loop().expect("found by its loop");
             let c = l.column("rlnMicrographName").expect("found by this column");
             let names: Vec<String> = l.rows.iter().map(|r| r.get(c).to_string()).collect();
-            let paths = names
-                .iter()
-                .enumerate()
-                .map(|(row, name)| {
-                    resolve(name, path).ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "{single}: {}: micrograph {name} not found (tried the working \
-                             folder, the STAR file's folder and its ancestors)",
-                            l.line_of(row)
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let paths = found(&names, path, |row| l.line_of(row).to_string())?;
             return Ok(Inputs {
                 paths,
-                star: Some((star, b, names)),
+                listed: Listed::Star(star, b),
             });
         }
     }
     Ok(Inputs {
         paths: expand_globs(micrographs)?,
-        star: None,
+        listed: Listed::Glob,
     })
 }
 
@@ -119,8 +158,12 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
     let input = inputs(&cfg.micrographs)?;
     let mut taken = input.paths.clone();
     taken.push(cfg.model.clone());
-    if let Some(star) = cfg.micrographs.first().filter(|_| input.star.is_some()) {
-        taken.push(PathBuf::from(star));
+    if let Some(list) = cfg
+        .micrographs
+        .first()
+        .filter(|_| !matches!(input.listed, Listed::Glob))
+    {
+        taken.push(PathBuf::from(list));
     }
     check_outputs(&[], Some(("--out", &cfg.out)), &taken)?;
     if let Some(t) = cfg.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
@@ -201,12 +244,18 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
             &kept,
         )?;
         let n_kept = kept.iter().filter(|&&k| k).count();
-        match &input.star {
-            Some((star, block, _)) => {
+        match &input.listed {
+            Listed::Star(star, block) => {
                 write_star_subset(&cfg.out.join("micrographs.star"), star, *block, &kept, true)?;
                 write_star_subset(&cfg.out.join("rejected.star"), star, *block, &kept, false)?;
             }
-            None => {
+            Listed::Exposures(exposures) => {
+                for (name, keep) in [("exposures.cs", true), ("rejected_exposures.cs", false)] {
+                    let rows: Vec<usize> = (0..kept.len()).filter(|&r| kept[r] == keep).collect();
+                    exposures.write_selected(cfg.out.join(name), rows.into_iter(), &[])?;
+                }
+            }
+            Listed::Glob => {
                 let names: Vec<String> = input
                     .paths
                     .iter()

@@ -305,8 +305,8 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     assert!(out.status.success(), "{}", text(&out));
 
     let star = micrographs_star(tmp.path(), 10);
-    let curate = |out: &Path, more: &[&str]| {
-        let mut args = vec!["curate", "--model", s(&model), "--micrographs", s(&star)];
+    let curate = |out: &Path, list: &Path, more: &[&str]| {
+        let mut args = vec!["curate", "--model", s(&model), "--micrographs", s(list)];
         args.extend(more);
         args.extend(["--out", s(out)]);
         let o = cryoprune(&args);
@@ -339,7 +339,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     };
     // With the model's own thresholds any split is possible after two epochs of training.
     let mine = tmp.path().join("Mine");
-    curate(&mine, &[]);
+    curate(&mine, &star, &[]);
     let (k, r) = (
         rows(&read(&mine, "micrographs.star")),
         rows(&read(&mine, "rejected.star")),
@@ -350,7 +350,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     // A threshold of 1 calls no tag (a sigmoid stays below it): every micrograph is kept and
     // the whole STAR goes through.
     let curated = tmp.path().join("Curate");
-    assert!(curate(&curated, &["--threshold", "1"]).contains("kept 10 of 10"));
+    assert!(curate(&curated, &star, &["--threshold", "1"]).contains("kept 10 of 10"));
     let (k, r) = (
         rows(&read(&curated, "micrographs.star")),
         rows(&read(&curated, "rejected.star")),
@@ -359,6 +359,44 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     assert_eq!(k[3], "sim/micrographs/sim_0004.mrc");
     let report = std::fs::read_to_string(curated.join("report.html")).unwrap();
     assert!(report.contains("Micrograph curation") && report.contains("data:image/jpeg"));
+
+    // A cryoSPARC exposures .cs comes back with every field, the rejected records left out.
+    let cs = tmp.path().join("exposures.cs");
+    let names: Vec<String> = (1..=10)
+        .map(|i| format!("sim/micrographs/sim_{i:04}.mrc"))
+        .collect();
+    cryoprune_formats::npy::StructArray::new()
+        .write_selected(
+            &cs,
+            [0; 10].into_iter(),
+            &[
+                cryoprune_formats::npy::NewField::u64("uid", |i| 1000 + i as u64),
+                cryoprune_formats::npy::NewField::text("micrograph_blob/path", 40, |i| {
+                    names[i].clone()
+                }),
+                cryoprune_formats::npy::NewField::f32("micrograph_blob/psize_A", |_| 4.0),
+            ],
+        )
+        .unwrap();
+    let from_cs = tmp.path().join("FromCs");
+    assert!(curate(&from_cs, &cs, &["--threshold", "1"]).contains("kept 10 of 10"));
+    let kept_cs = cryoprune_formats::npy::StructArray::read(from_cs.join("exposures.cs")).unwrap();
+    let field_names = |a: &cryoprune_formats::npy::StructArray| {
+        a.fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(kept_cs.nrows, 10);
+    assert_eq!(
+        field_names(&kept_cs),
+        ["uid", "micrograph_blob/path", "micrograph_blob/psize_A"]
+    );
+    let uid = kept_cs.field("uid").unwrap();
+    assert_eq!(kept_cs.number(9, uid, 0), Some(1009.0));
+    let rejected_cs =
+        cryoprune_formats::npy::StructArray::read(from_cs.join("rejected_exposures.cs")).unwrap();
+    assert_eq!(
+        (rejected_cs.nrows, field_names(&rejected_cs)),
+        (0, field_names(&kept_cs))
+    );
 
     // RELION itself reads the kept micrographs back, and starfile sees the same columns.
     let printed = std::process::Command::new("relion_star_printtable")
@@ -392,7 +430,6 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
             .output()
             .unwrap();
         let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        // starfile reads a one-row loop as a table too (always_dict).
         assert_eq!(
             line,
             format!(
@@ -402,6 +439,18 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
             "{}",
             text(&o)
         );
+        // cryosparc-tools loads the kept exposures with their fields.
+        let o = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "from cryosparc.dataset import Dataset; import sys; d=Dataset.load(sys.argv[1]); \
+                 print(len(d), d['micrograph_blob/path'][3])",
+                s(&from_cs.join("exposures.cs")),
+            ])
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert_eq!(line, "10 sim/micrographs/sim_0004.mrc", "{}", text(&o));
     }
 
     // A tag the model does not know is refused before any work.

@@ -2,7 +2,8 @@
 //! whole micrographs (`train --labels micrograph_tags.csv`): every micrograph is tagged (carbon,
 //! ice, aggregate, empty, thick ice, crystalline ice, drift, or whatever the model learnt), and
 //! one carrying a rejected tag is left out. A RELION micrographs STAR comes back with every
-//! block and column it had, less the rejected rows (rejected.star holds them); a glob gives a
+//! block and column it had, less the rejected rows (rejected.star holds them); a cryoSPARC
+//! exposures .cs likewise with every field (exposures.cs, rejected_exposures.cs); a glob gives a
 //! list and a fresh STAR. tags.csv has every micrograph's probabilities; report.html shows the
 //! most confident and the borderline micrographs of each tag.
 //!
@@ -31,7 +32,8 @@ pub struct Args {
     /// Model directory of a multi-label model trained on micrographs with tags.
     #[arg(long)]
     model: PathBuf,
-    /// Micrographs (globs, quoted), or one RELION micrographs STAR file.
+    /// Micrographs (globs, quoted), one RELION micrographs STAR file, or one cryoSPARC
+    /// exposures .cs (micrograph_blob/path; paths found as the project folder would).
     #[arg(long, required = true, num_args = 1..)]
     micrographs: Vec<String>,
     /// Tags that reject a micrograph, comma-separated (default: every tag of the model).
@@ -40,8 +42,9 @@ pub struct Args {
     /// One probability threshold for every tag instead of the model's own per tag.
     #[arg(long)]
     threshold: Option<f32>,
-    /// Output folder: micrographs.star (and rejected.star, or micrographs.txt), tags.csv,
-    /// report.html.
+    /// Output folder: micrographs.star and rejected.star (exposures.cs and
+    /// rejected_exposures.cs for a .cs; micrographs.txt and micrographs.star for a glob),
+    /// tags.csv, report.html.
     #[arg(long)]
     out: PathBuf,
 }
