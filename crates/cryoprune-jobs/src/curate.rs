@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use cryoprune_formats::atomic::write_atomic;
+use cryoprune_formats::error::Location;
 use cryoprune_formats::npy::StructArray;
 use cryoprune_formats::star::{Loop, StarFile};
 use cryoprune_formats::{read_micrograph, PickFormat};
 use cryoprune_image::display;
 use cryoprune_image::Image;
-use cryoprune_train::dataset;
 use cryoprune_train::modeldir::ModelDir;
 use cryoprune_train::trainer::predict;
+use cryoprune_train::{dataset, stack};
 use serde::{Deserialize, Serialize};
 
 use crate::compute::ComputeConfig;
@@ -75,20 +76,6 @@ fn micrographs_loop(star: &StarFile) -> Option<usize> {
     })
 }
 
-/// A micrograph named in a STAR file: as given (RELION's paths are relative to the project
-/// folder, where it runs), or relative to the STAR file's folder or one of its ancestors.
-fn resolve(name: &str, star: &Path) -> Option<PathBuf> {
-    let given = Path::new(name);
-    if given.is_absolute() || given.is_file() {
-        return given.is_file().then(|| given.to_path_buf());
-    }
-    star.parent()
-        .into_iter()
-        .flat_map(Path::ancestors)
-        .map(|dir| dir.join(given))
-        .find(|p| p.is_file())
-}
-
 /// `names` (as the file at `listed_in` gives them, `what` naming each row) found on disk.
 fn found(
     names: &[String],
@@ -99,9 +86,9 @@ fn found(
         .iter()
         .enumerate()
         .map(|(row, name)| {
-            resolve(name, listed_in).ok_or_else(|| {
+            stack::resolve(name, listed_in).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "{}: {}: micrograph {name} not found (tried the working folder, the file's \
+                    "{}: {}micrograph {name} not found (tried the working folder, the file's \
                      folder and its ancestors)",
                     listed_in.display(),
                     what(row)
@@ -125,7 +112,7 @@ fn inputs(micrographs: &[String]) -> Result<Inputs> {
             let names: Vec<String> = (0..exposures.nrows)
                 .map(|r| exposures.text(r, field).unwrap_or_default())
                 .collect();
-            let paths = found(&names, path, |r| format!("record {}", r + 1))?;
+            let paths = found(&names, path, |r| Location::Record(r + 1).to_string())?;
             return Ok(Inputs {
                 paths,
                 listed: Listed::Exposures(exposures),

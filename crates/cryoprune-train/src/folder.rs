@@ -4,7 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use cryoprune_formats::error::Location;
 use cryoprune_formats::micrograph::ImageFormat;
+use cryoprune_formats::star::{Loop, StarFile};
 use cryoprune_formats::{read_micrograph, MrcFile};
 use cryoprune_image::image::Image;
 
@@ -108,10 +110,39 @@ pub fn read(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
 /// `simulate` writes micrograph_tags.csv).
 const IMAGE_COLUMNS: [&str; 2] = ["image", "micrograph"];
 
-/// Whether `path` is a CSV table of images with label sets: its header names an `image` (or
-/// `micrograph`) and a `labels` column, and no coordinates (picks with label sets list
-/// `micrograph,x,y,labels`).
+/// Label-set columns of a micrographs STAR.
+const STAR_LABELS: [&str; 2] = ["cryopruneLabels", "labels"];
+
+/// The loop of a STAR file that tags micrographs: `_rlnMicrographName` and a label-set column,
+/// no coordinates; with the two columns' indices.
+fn star_tags(star: &StarFile) -> Option<(&Loop, usize, usize)> {
+    star.blocks
+        .iter()
+        .filter_map(|b| b.first_loop())
+        .find_map(|l| {
+            let name = l.column("rlnMicrographName")?;
+            let labels = STAR_LABELS.iter().find_map(|c| l.column(c))?;
+            l.column("rlnCoordinateX")
+                .is_none()
+                .then_some((l, name, labels))
+        })
+}
+
+fn is_star(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("star"))
+}
+
+/// Whether `path` is a table of images with label sets: a CSV whose header names an `image`
+/// (or `micrograph`) and a `labels` column and no coordinates (picks with label sets list
+/// `micrograph,x,y,labels`), or a micrographs STAR with a `_cryopruneLabels` column.
 pub fn is_image_table(path: &Path) -> bool {
+    if is_star(path) {
+        // A micrographs STAR is small; a particle STAR can be gigabytes, and is never read
+        // whole just to learn that it is not one.
+        let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() < 64 << 20);
+        return small && StarFile::read(path).is_ok_and(|s| star_tags(&s).is_some());
+    }
     path.is_file()
         && csv::Reader::from_path(path).is_ok_and(|mut r| {
             r.headers().is_ok_and(|h| {
@@ -121,17 +152,44 @@ pub fn is_image_table(path: &Path) -> bool {
         })
 }
 
-/// Images with any number of labels each, listed in a CSV `image,labels` (the Human Protein
-/// Atlas layout; or `micrograph,labels`): `labels` holds the image's labels separated by `;` (or nothing), image paths
-/// are relative to the CSV's folder, and an MRC stack's sections all carry the row's labels.
-/// The labels are every label the table names, sorted, unless `known` fixes them (a trained
-/// model's). Images are cut like class-folder images.
-pub fn read_table(
-    table: &Path,
-    size: usize,
-    invert: bool,
-    known: Option<&[String]>,
-) -> Result<Dataset, Error> {
+/// One row of a table of images: where in the table, the image, its labels.
+type TableRow = (Location, PathBuf, Vec<String>);
+
+fn split_labels(labels: &str) -> Vec<String> {
+    labels
+        .split(';')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The rows of a micrographs STAR with label sets; paths found as RELION's project would.
+fn star_rows(table: &Path) -> Result<Vec<TableRow>, Error> {
+    let star = StarFile::read(table).map_err(|e| io(table, e))?;
+    let Some((l, name, labels)) = star_tags(&star) else {
+        return Err(io(
+            table,
+            "no loop with _rlnMicrographName and _cryopruneLabels (micrographs with label sets)",
+        ));
+    };
+    l.rows
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            let file = crate::stack::resolve(row.get(name), table).ok_or_else(|| {
+                io(
+                    table,
+                    format!("{}{}: no such image file", l.line_of(r), row.get(name)),
+                )
+            })?;
+            Ok((l.line_of(r), file, split_labels(row.get(labels))))
+        })
+        .collect()
+}
+
+/// The rows of a CSV `image,labels`.
+fn csv_rows(table: &Path) -> Result<Vec<TableRow>, Error> {
     let at = |line: usize, what: String| {
         Error::Labels(format!("{}: line {line}: {what}", table.display()))
     };
@@ -153,7 +211,7 @@ pub fn read_table(
     };
     let (image_col, labels_col) = (column(&IMAGE_COLUMNS)?, column(&["labels"])?);
     let base = table.parent().unwrap_or(Path::new("."));
-    let mut rows: Vec<(usize, PathBuf, Vec<String>)> = Vec::new();
+    let mut rows: Vec<TableRow> = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
         let record = record.map_err(|e| at(line, e.to_string()))?;
@@ -161,18 +219,34 @@ pub fn read_table(
         if image.is_empty() {
             return Err(at(line, "no image named".into()));
         }
-        let labels = record
-            .get(labels_col)
-            .unwrap_or_default()
-            .split(';')
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
-        rows.push((line, base.join(image), labels));
+        let labels = split_labels(record.get(labels_col).unwrap_or_default());
+        rows.push((Location::Line(line), base.join(image), labels));
     }
+    Ok(rows)
+}
+
+/// Images with any number of labels each, listed in a CSV `image,labels` (the Human Protein
+/// Atlas layout; or `micrograph,labels`) or a micrographs STAR with `_cryopruneLabels`: the
+/// labels column holds the image's labels separated by `;` (or nothing), CSV image paths are
+/// relative to the CSV's folder (a STAR's as RELION's project would have them), and an MRC
+/// stack's sections all carry the row's labels. The labels are every label the table names,
+/// sorted, unless `known` fixes them (a trained model's). Images are cut like class-folder
+/// images.
+pub fn read_table(
+    table: &Path,
+    size: usize,
+    invert: bool,
+    known: Option<&[String]>,
+) -> Result<Dataset, Error> {
+    let rows = if is_star(table) {
+        star_rows(table)?
+    } else {
+        csv_rows(table)?
+    };
+    let at =
+        |loc: &Location, what: String| Error::Labels(format!("{}: {loc}{what}", table.display()));
     if rows.is_empty() {
-        return Err(at(2, "no images listed".into()));
+        return Err(at(&Location::Line(2), "no images listed".into()));
     }
     let names: Vec<String> = match known {
         Some(k) => k.to_vec(),
@@ -185,7 +259,7 @@ pub fn read_table(
     };
     if names.is_empty() {
         return Err(at(
-            2,
+            &Location::Line(2),
             "no image carries a label: there is nothing to learn".into(),
         ));
     }
@@ -198,7 +272,7 @@ pub fn read_table(
                 Some(c) => carried[c] = true,
                 None => {
                     return Err(at(
-                        line,
+                        &line,
                         format!(
                             "label `{l}` is not one of the model's ({})",
                             names.join(", ")
@@ -208,7 +282,7 @@ pub fn read_table(
             }
         }
         if !file.is_file() {
-            return Err(at(line, format!("{}: no such image file", file.display())));
+            return Err(at(&line, format!("{}: no such image file", file.display())));
         }
         push_file(&mut data, &mut cutter, &file, &carried)?;
     }
@@ -333,6 +407,37 @@ mod tests {
         assert!(!is_image_table(&table), "picks with label sets");
         std::fs::write(&table, "image,label\nimg/a.png,ice\n").unwrap();
         assert!(!is_image_table(&table));
+
+        // A micrographs STAR with label sets, paths as RELION's project has them.
+        let star = dir.path().join("tagged.star");
+        std::fs::write(
+            &star,
+            "data_micrographs\nloop_\n_rlnMicrographName #1\n_cryopruneLabels #2\n\
+             img/a.png carbon;drift\nimg/b.png \"\"\nimg/c.png drift\n",
+        )
+        .unwrap();
+        assert!(is_image_table(&star));
+        let data = read_table(&star, 16, false, None).unwrap();
+        assert_eq!(data.classes, ["carbon", "drift"]);
+        assert_eq!(
+            data.multi.as_deref().unwrap(),
+            [vec![true, true], vec![false, false], vec![false, true]]
+        );
+        std::fs::write(
+            &star,
+            "data_micrographs\nloop_\n_rlnMicrographName #1\n_cryopruneLabels #2\n\
+             img/a.png carbon\nimg/gone.png carbon\n",
+        )
+        .unwrap();
+        let err = read_table(&star, 16, false, None).unwrap_err().to_string();
+        assert!(err.contains("line 6: img/gone.png"), "{err}");
+        std::fs::write(
+            &star,
+            "data_particles\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n\
+             _cryopruneLabels #3\nimg/a.png 3 carbon\n",
+        )
+        .unwrap();
+        assert!(!is_image_table(&star), "picks, not micrographs");
         let err = read_table(&table, 16, false, None).unwrap_err().to_string();
         assert!(err.contains("no `labels` column"), "{err}");
     }

@@ -36,10 +36,10 @@ pub fn lists_images(path: &Path) -> Option<bool> {
     Some(l.column("rlnCoordinateX").is_some() && l.column("rlnCoordinateY").is_some())
 }
 
-/// RELION writes stack paths relative to its project directory, which is where the user runs
-/// it, or an ancestor of the STAR file's folder; so try the working directory, then the STAR
-/// file's folder and its ancestors.
-fn resolve(stack: &str, star_path: &Path) -> Option<PathBuf> {
+/// A file named in a list (a STAR or `.cs` file). RELION and cryoSPARC write paths relative to
+/// the project folder, which is where the user runs them, or an ancestor of the list's folder;
+/// so try the working directory, then the list's folder and its ancestors.
+pub fn resolve(stack: &str, star_path: &Path) -> Option<PathBuf> {
     let given = Path::new(stack);
     if given.is_absolute() || given.is_file() {
         return given.is_file().then(|| given.to_path_buf());

@@ -57,7 +57,8 @@ pub struct LabelArgs {
     /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR
     /// (index@stack images, label column; no micrographs needed), a folder with one
     /// sub-folder of particle images per class, or a CSV image,labels of images (PNG, TIFF,
-    /// JPEG, MRC; paths relative to the CSV) with any number of `;`-separated labels each.
+    /// JPEG, MRC; paths relative to the CSV) with any number of `;`-separated labels each (a
+    /// micrographs STAR with _cryopruneLabels likewise).
     #[arg(long, required = true, num_args = 1..)]
     pub labels: Vec<PathBuf>,
     /// Label file format when the extension does not tell.
