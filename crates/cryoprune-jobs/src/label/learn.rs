@@ -18,7 +18,7 @@ use crate::compute::Compute;
 use crate::events::{Event, Events};
 use crate::labels::LabelsConfig;
 use crate::train::TrainJobConfig;
-use crate::{Context, Error, Result};
+use crate::{invalid, Context, Error, Result};
 
 /// How uncertain the model is of a pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -175,6 +175,12 @@ impl Session {
             let (model, spec) = ModelDir::new(dir)
                 .load(&compute.device.device)
                 .context_with(|| format!("loading the model in {}", dir.display()))?;
+            if spec.thresholds.is_some() {
+                invalid!(
+                    "{}: a multi-label model; the page ranks picks by a model of one class each",
+                    dir.display()
+                );
+            }
             let pipeline = cryoprune_train::prep::pipeline(&spec.preprocessing, compute.threads, 0);
             f(&model, &spec, pipeline, &compute)
         })
