@@ -168,22 +168,17 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                 cfg, &fitted, &train_set, &held_out, counts, &compute, events,
             )
         };
-        let mut spec = ModelSpec::new(
-            data.classes.clone(),
-            fitted.network.clone(),
-            pre,
-            weights.described,
-            training,
-            context,
-        );
-        spec.pretrained_sha256 = weights.sha256.clone();
-        let files = TrainingFiles {
-            history: &fitted.history,
-            validation: HeldOut::Classes(&held_out, &scored),
+        let spec = ModelSpec {
+            pick_context: context,
+            ..spec_of(&fitted, &data, pre, &weights, training)
         };
-        ModelDir::new(&cfg.out).save(&fitted.model, &mut spec, &files)?;
-        events.note(format!("model written to {}", cfg.out.display()));
-        Ok(spec)
+        save(
+            cfg,
+            &fitted,
+            spec,
+            HeldOut::Classes(&held_out, &scored),
+            events,
+        )
     })
 }
 
@@ -248,19 +243,47 @@ fn train_label_sets(
         label_validation: report,
         ..record(cfg, &fitted, &train_set, &held_out, None, compute, events)
     };
-    let mut spec = ModelSpec::new(
-        data.classes.clone(),
-        fitted.network.clone(),
-        pre,
-        weights.described,
-        training,
-        None,
-    );
-    spec.pretrained_sha256 = weights.sha256.clone();
-    spec.thresholds = Some(thresholds.clone());
+    let spec = ModelSpec {
+        thresholds: Some(thresholds.clone()),
+        ..spec_of(&fitted, &data, pre, &weights, training)
+    };
+    let validation = HeldOut::Labels(&held_out, &probs, &thresholds);
+    save(cfg, &fitted, spec, validation, events)
+}
+
+/// model.json of `fitted`, trained on `data` cut as `pre` says, from `weights`.
+fn spec_of(
+    fitted: &Fitted,
+    data: &Dataset,
+    pre: cryoprune_train::prep::Preprocessing,
+    weights: &StartingWeights,
+    training: TrainingRecord,
+) -> ModelSpec {
+    ModelSpec {
+        pretrained_sha256: weights.sha256.clone(),
+        ..ModelSpec::new(
+            data.classes.clone(),
+            fitted.network.clone(),
+            pre,
+            weights.described.clone(),
+            training,
+            None,
+        )
+    }
+}
+
+/// Writes the model directory: weights, `spec` (completed with their hash), curves and the
+/// held-out examples.
+fn save(
+    cfg: &TrainJobConfig,
+    fitted: &Fitted,
+    mut spec: ModelSpec,
+    validation: HeldOut,
+    events: &dyn Events,
+) -> Result<ModelSpec> {
     let files = TrainingFiles {
         history: &fitted.history,
-        validation: HeldOut::Labels(&held_out, &probs, &thresholds),
+        validation,
     };
     ModelDir::new(&cfg.out).save(&fitted.model, &mut spec, &files)?;
     events.note(format!("model written to {}", cfg.out.display()));
