@@ -126,22 +126,15 @@ pub fn parse_picker(s: &str) -> Result<Vec<(String, f64)>, String> {
         "aggregate",
         "separation",
     ];
-    s.split(',')
-        .map(|kv| {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("`{kv}`: expected key=value"))?;
-            let k = k.trim();
+    key_values(s, "value")?
+        .into_iter()
+        .map(|(k, v)| {
             if !KEYS.contains(&k) {
                 return Err(format!(
                     "unknown picker key `{k}`; expected one of {}",
                     KEYS.join(", ")
                 ));
             }
-            let v: f64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{v}` is not a number"))?;
             let probability = matches!(k, "miss" | "aggregate");
             if v.is_nan() || v < 0.0 || (probability && v > 1.0) {
                 return Err(format!("{k}={v} is out of range"));
@@ -151,25 +144,31 @@ pub fn parse_picker(s: &str) -> Result<Vec<(String, f64)>, String> {
         .collect()
 }
 
+/// Comma-separated `key=number` pairs, keys trimmed; `what` names the number in errors.
+fn key_values<'a>(s: &'a str, what: &str) -> Result<Vec<(&'a str, f64)>, String> {
+    s.split(',')
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("`{kv}`: expected key={what}"))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{v}` is not a number"))?;
+            Ok((k.trim(), v))
+        })
+        .collect()
+}
+
 /// Comma-separated key=probability per micrograph, keys empty (no particles), thick-ice,
 /// crystalline-ice, drift, or all (every one).
 pub fn parse_defects(s: &str) -> Result<Defects, String> {
     let mut d = Defects::default();
-    for kv in s.split(',') {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("`{kv}`: expected key=probability"))?;
-        let p: f64 = v
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{v}` is not a number"))?;
+    for (k, p) in key_values(s, "probability")? {
         if !(0.0..=1.0).contains(&p) {
-            return Err(format!(
-                "{}={p}: a probability is between 0 and 1",
-                k.trim()
-            ));
+            return Err(format!("{k}={p}: a probability is between 0 and 1"));
         }
-        match k.trim() {
+        match k {
             "empty" => d.empty = p,
             "thick-ice" => d.thick_ice = p,
             "crystalline-ice" => d.crystalline_ice = p,

@@ -272,7 +272,8 @@ pub fn label_sets_of(picks: &PickSet) -> Option<Vec<String>> {
     })
 }
 
-fn split_labels(labels: &str) -> impl Iterator<Item = &str> {
+/// The labels of a label-set value (`carbon; ice`), trimmed, empty ones dropped.
+pub(crate) fn split_labels(labels: &str) -> impl Iterator<Item = &str> {
     labels.split(';').map(str::trim).filter(|l| !l.is_empty())
 }
 

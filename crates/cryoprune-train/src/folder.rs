@@ -155,11 +155,8 @@ pub fn is_image_table(path: &Path) -> bool {
 /// One row of a table of images: where in the table, the image, its labels.
 type TableRow = (Location, PathBuf, Vec<String>);
 
-fn split_labels(labels: &str) -> Vec<String> {
-    labels
-        .split(';')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
+fn owned_labels(labels: &str) -> Vec<String> {
+    crate::dataset::split_labels(labels)
         .map(String::from)
         .collect()
 }
@@ -183,7 +180,7 @@ fn star_rows(table: &Path) -> Result<Vec<TableRow>, Error> {
                     format!("{}{}: no such image file", l.line_of(r), row.get(name)),
                 )
             })?;
-            Ok((l.line_of(r), file, split_labels(row.get(labels))))
+            Ok((l.line_of(r), file, owned_labels(row.get(labels))))
         })
         .collect()
 }
@@ -219,7 +216,7 @@ fn csv_rows(table: &Path) -> Result<Vec<TableRow>, Error> {
         if image.is_empty() {
             return Err(at(line, "no image named".into()));
         }
-        let labels = split_labels(record.get(labels_col).unwrap_or_default());
+        let labels = owned_labels(record.get(labels_col).unwrap_or_default());
         rows.push((Location::Line(line), base.join(image), labels));
     }
     Ok(rows)
