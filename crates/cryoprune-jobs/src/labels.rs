@@ -152,16 +152,17 @@ impl LabelsConfig {
                 let micrographs = expand_globs(&self.micrographs)?;
                 let set = PickSet::read(&self.labels, self.format)?;
                 let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0);
-                let found = dataset::label_sets_of(&set);
-                let (data, coverage) = match (classes, found) {
-                    (Some(labels), _) if sets => {
-                        dataset::from_picks_with_label_sets(&set, &micrographs, labels, &pipeline)?
-                    }
-                    (known, Some(found)) => {
-                        let labels = known.map_or(found, |c| c.to_vec());
+                // Label sets when asked for or found; in the model's order when there is one.
+                let label_sets = match (classes, dataset::label_sets_of(&set)) {
+                    (Some(known), found) if sets || found.is_some() => Some(known.to_vec()),
+                    (None, found) => found,
+                    (Some(_), _) => None,
+                };
+                let (data, coverage) = match label_sets {
+                    Some(labels) => {
                         dataset::from_picks_with_label_sets(&set, &micrographs, &labels, &pipeline)?
                     }
-                    (_, None) => {
+                    None => {
                         let classes = match classes {
                             Some(c) => c.to_vec(),
                             None => dataset::classes_of(&set)?,

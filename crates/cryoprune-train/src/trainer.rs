@@ -577,7 +577,8 @@ pub fn train(
                 };
                 let (nll, accuracy, macro_f1) = match &v.multi {
                     None => {
-                        let report = Scored::of(probs.clone(), v).report;
+                        let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+                        let report = metrics::evaluate(&v.labels, &predicted, &v.classes);
                         let nll = probs
                             .iter()
                             .zip(&v.labels)
