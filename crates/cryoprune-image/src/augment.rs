@@ -85,6 +85,25 @@ pub fn circular_mask(img: &mut Image, radius: f64, fill: f32) {
     }
 }
 
+/// The planes of a `size` × `size` multi-plane image.
+fn planes(pixels: &[f32], size: usize) -> impl Iterator<Item = Image> + '_ {
+    pixels
+        .chunks_exact(size * size)
+        .map(move |p| Image::new(size, size, p.to_vec()))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Turn {
+    Degrees(f64),
+    Quarters(u32),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Drawn {
+    flip: bool,
+    turn: Turn,
+}
+
 /// Random augmentation drawn per image. Flips and quarter turns are exact; an arbitrary angle
 /// interpolates, so the mask (if any) must also be applied at inference for the network to see
 /// the same kind of image — use [`Augment::mask`] there.
@@ -110,16 +129,46 @@ impl Augment {
     };
 
     pub fn apply(&self, img: &Image, rng: &mut impl Rng) -> Image {
-        let mut out = if self.flip && rng.random_bool(0.5) {
-            flip_x(img)
-        } else {
-            img.clone()
-        };
-        if self.rotate {
-            out = rotate(&out, rng.random_range(0.0..360.0), 0.0);
+        let drawn = self.draw(rng);
+        self.transform(img, drawn)
+    }
+
+    /// [`Augment::apply`] on an image of several planes (`pixels`: planes of `size` × `size`
+    /// back to back, such as a micrograph and its power spectrum): one random transform for
+    /// every plane, so the planes stay registered.
+    pub fn apply_planes(&self, pixels: &[f32], size: usize, rng: &mut impl Rng) -> Vec<f32> {
+        let drawn = self.draw(rng);
+        planes(pixels, size)
+            .flat_map(|p| self.transform(&p, drawn).data)
+            .collect()
+    }
+
+    /// The random choices of one application, drawn in a fixed order so a seed gives the same
+    /// images whether one plane or several are transformed.
+    fn draw(&self, rng: &mut impl Rng) -> Drawn {
+        let flip = self.flip && rng.random_bool(0.5);
+        let turn = if self.rotate {
+            Turn::Degrees(rng.random_range(0.0..360.0))
         } else if self.rot90 {
-            out = rot90(&out, rng.random_range(0..4));
-        }
+            Turn::Quarters(rng.random_range(0..4))
+        } else {
+            Turn::Quarters(0)
+        };
+        Drawn { flip, turn }
+    }
+
+    fn transform(&self, img: &Image, drawn: Drawn) -> Image {
+        let flipped;
+        let img = if drawn.flip {
+            flipped = flip_x(img);
+            &flipped
+        } else {
+            img
+        };
+        let mut out = match drawn.turn {
+            Turn::Degrees(d) => rotate(img, d, 0.0),
+            Turn::Quarters(k) => rot90(img, k),
+        };
         self.mask(&mut out);
         out
     }
@@ -143,6 +192,24 @@ impl Augment {
                 .map(|mut v| {
                     self.mask(&mut v);
                     v
+                })
+                .collect(),
+        )
+    }
+
+    /// [`Augment::views`] of an image of several planes: each view transforms every plane alike.
+    pub fn views_planes(&self, pixels: &[f32], size: usize) -> Option<Vec<Vec<f32>>> {
+        let per_plane: Vec<Vec<Image>> = planes(pixels, size)
+            .map(|p| self.views(&p))
+            .collect::<Option<_>>()?;
+        let count = per_plane.first().map_or(0, Vec::len);
+        Some(
+            (0..count)
+                .map(|v| {
+                    per_plane
+                        .iter()
+                        .flat_map(|views| views[v].data.iter().copied())
+                        .collect()
                 })
                 .collect(),
         )
@@ -302,5 +369,46 @@ mod tests {
             Augment::NONE.apply(&img, &mut rand::rngs::StdRng::seed_from_u64(0)),
             img
         );
+    }
+
+    #[test]
+    fn planes_turn_together_and_one_plane_is_plain_apply() {
+        let (a, b) = (ramp(16), dot(16, 11, 5));
+        let both: Vec<f32> = a.data.iter().chain(&b.data).copied().collect();
+        for aug in [
+            Augment {
+                flip: true,
+                rot90: true,
+                rotate: false,
+                mask_radius: None,
+            },
+            Augment {
+                flip: true,
+                rot90: false,
+                rotate: true,
+                mask_radius: Some(7.0),
+            },
+        ] {
+            for seed in 0..6 {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                let out = aug.apply_planes(&both, 16, &mut rng);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                assert_eq!(out[..256], aug.apply(&a, &mut rng).data[..]);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                assert_eq!(out[256..], aug.apply(&b, &mut rng).data[..]);
+            }
+        }
+        let aug = Augment {
+            flip: true,
+            rot90: true,
+            rotate: false,
+            mask_radius: None,
+        };
+        let views = aug.views_planes(&both, 16).unwrap();
+        let (va, vb) = (aug.views(&a).unwrap(), aug.views(&b).unwrap());
+        assert_eq!(views.len(), 8);
+        for (v, (x, y)) in views.iter().zip(va.iter().zip(&vb)) {
+            assert_eq!((&v[..256], &v[256..]), (&x.data[..], &y.data[..]));
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod fourier;
 pub mod image;
 pub mod normalize;
 pub mod pipeline;
+pub mod power;
 mod settings;
 
 pub use image::Image;

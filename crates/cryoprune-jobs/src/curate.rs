@@ -4,6 +4,7 @@
 //! likewise with every field; a glob gives a plain list and a fresh STAR. Beside them: every
 //! micrograph's probabilities (tags.csv) and an HTML report.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,9 @@ enum Listed {
 
 /// The field of a cryoSPARC exposure that names its micrograph.
 const EXPOSURE_PATH: &str = "micrograph_blob/path";
+
+/// Micrographs cut and classified together: a network batch, and a progress step.
+const CURATE_GROUP: usize = 32;
 
 fn micrographs_loop(star: &StarFile) -> Option<usize> {
     let named = star.block_index("micrographs");
@@ -193,24 +197,20 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
             unit: "micrographs",
         });
         let pre = &spec.preprocessing;
-        // One at a time: a whole micrograph is large, its network input small.
+        // In groups: a whole micrograph is large and is held only while it is cut, its network
+        // input small; a group shares its FFT plans and runs through the network as one batch.
         let mut probs = Vec::with_capacity(input.paths.len());
-        for path in &input.paths {
-            let data = dataset::from_images(
-                std::slice::from_ref(path),
-                pre.input_size,
-                pre.invert,
-                labels,
-            )?;
-            let p = predict(
+        for group in input.paths.chunks(CURATE_GROUP) {
+            let data =
+                dataset::from_images(group, pre.input_size, pre.invert, labels, pre.spectrum)?;
+            probs.extend(predict(
                 &model,
                 &data,
-                1,
+                CURATE_GROUP,
                 spec.network.head.readout(),
                 &compute.device.device,
-            );
-            probs.extend(p);
-            events.emit(Event::Advanced(1));
+            ));
+            events.emit(Event::Advanced(group.len() as u64));
         }
         events.emit(Event::Finished);
         let called: Vec<Vec<bool>> = probs
@@ -221,20 +221,19 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
             .iter()
             .map(|c| reject.iter().all(|&r| !c[r]))
             .collect();
-        crate::create_dir(&cfg.out)?;
-        write_tags(
-            &cfg.out.join("tags.csv"),
-            &input.paths,
-            labels,
-            &probs,
-            &called,
-            &kept,
-        )?;
+        let tagged = Tagged {
+            probs,
+            called,
+            kept,
+        };
+        let (called, kept) = (&tagged.called, &tagged.kept);
+        let _lock = cryoprune_formats::atomic::lock_folder(&cfg.out)?;
+        write_tags(&cfg.out.join("tags.csv"), &input.paths, labels, &tagged)?;
         let n_kept = kept.iter().filter(|&&k| k).count();
         match &input.listed {
             Listed::Star(star, block) => {
-                write_star_subset(&cfg.out.join("micrographs.star"), star, *block, &kept, true)?;
-                write_star_subset(&cfg.out.join("rejected.star"), star, *block, &kept, false)?;
+                write_star_subset(&cfg.out.join("micrographs.star"), star, *block, kept, true)?;
+                write_star_subset(&cfg.out.join("rejected.star"), star, *block, kept, false)?;
             }
             Listed::Exposures(exposures) => {
                 for (name, keep) in [("exposures.cs", true), ("rejected_exposures.cs", false)] {
@@ -250,7 +249,7 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
                     .collect();
                 let list: String = names
                     .iter()
-                    .zip(&kept)
+                    .zip(kept)
                     .filter(|(_, &k)| k)
                     .map(|(n, _)| format!("{n}\n"))
                     .collect();
@@ -258,7 +257,7 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
                     w.write_all(list.as_bytes())
                 })?;
                 let star = fresh_star(&names);
-                write_star_subset(&cfg.out.join("micrographs.star"), &star, 0, &kept, true)?;
+                write_star_subset(&cfg.out.join("micrographs.star"), &star, 0, kept, true)?;
             }
         }
         let curated = Curated {
@@ -274,8 +273,7 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
             &input.paths,
             labels,
             &thresholds,
-            &probs,
-            &kept,
+            &tagged,
             &curated,
         )?;
         let why: Vec<String> = curated
@@ -294,15 +292,21 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
     })
 }
 
+/// Every micrograph's probabilities, the tags they call at the thresholds, and whether the
+/// micrograph is kept.
+struct Tagged {
+    probs: Vec<Vec<f32>>,
+    called: Vec<Vec<bool>>,
+    kept: Vec<bool>,
+}
+
 /// `micrograph,kept,tags,p_<tag>...`, one row per micrograph.
-fn write_tags(
-    path: &Path,
-    paths: &[PathBuf],
-    labels: &[String],
-    probs: &[Vec<f32>],
-    called: &[Vec<bool>],
-    kept: &[bool],
-) -> Result<()> {
+fn write_tags(path: &Path, paths: &[PathBuf], labels: &[String], tagged: &Tagged) -> Result<()> {
+    let Tagged {
+        probs,
+        called,
+        kept,
+    } = tagged;
     let mut text = String::from("micrograph,kept,tags");
     for l in labels {
         write!(text, ",p_{l}").expect("to a string");
@@ -369,11 +373,15 @@ fn write_report(
     paths: &[PathBuf],
     labels: &[String],
     thresholds: &[f32],
-    probs: &[Vec<f32>],
-    kept: &[bool],
+    tagged: &Tagged,
     curated: &Curated,
 ) -> Result<()> {
     const SHOWN: usize = 6;
+    let Tagged {
+        probs,
+        called,
+        kept,
+    } = tagged;
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>cryoprune curate</title>\
          <style>body{font-family:sans-serif;margin:1.5em}img{width:160px;margin:2px}\
@@ -388,7 +396,7 @@ fn write_report(
     )
     .expect("to a string");
     for (c, l) in labels.iter().enumerate() {
-        let n = probs.iter().filter(|p| p[c] >= thresholds[c]).count();
+        let n = called.iter().filter(|tags| tags[c]).count();
         write!(
             html,
             "<tr><td>{l}</td><td>{:.3}</td><td>{n}</td></tr>",
@@ -397,11 +405,18 @@ fn write_report(
         .expect("to a string");
     }
     html.push_str("</table>");
-    let thumbnail = |i: usize| -> Result<String> {
+    // A micrograph shown under several tags is read and encoded once.
+    let mut thumbnails: HashMap<usize, String> = HashMap::new();
+    let mut thumbnail = |i: usize| -> Result<String> {
+        if let Some(t) = thumbnails.get(&i) {
+            return Ok(t.clone());
+        }
         let m = read_micrograph(&paths[i])?;
         let img = display::render(&Image::new(m.nx, m.ny, m.data), &[], 0.0, 320);
         let jpeg = display::jpeg_bytes(&img, 80)?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(jpeg))
+        let encoded = base64::engine::general_purpose::STANDARD.encode(jpeg);
+        thumbnails.insert(i, encoded.clone());
+        Ok(encoded)
     };
     for (c, l) in labels.iter().enumerate() {
         let mut order: Vec<usize> = (0..probs.len()).collect();

@@ -135,7 +135,7 @@ impl LabelsConfig {
                 (data, dir)
             }
             LabelSource::ImageTable(table) => (
-                dataset::from_image_table(&table, pre.input_size, invert, classes)?,
+                dataset::from_image_table(&table, pre.input_size, invert, classes, pre.spectrum)?,
                 table,
             ),
             LabelSource::Stack(star) => (

@@ -232,6 +232,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         let network = ClassifierConfig {
+            in_channels: 1,
             arch: cfg.arch,
             classes: classes.len(),
             head: HeadConfig::new(1),
@@ -271,6 +272,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
             let chunk = set.chunk(c as u64, cfg.per_class);
             let data = Dataset {
                 size: chunk.size,
+                channels: 1,
                 images: chunk.images,
                 origins: chunk
                     .labels

@@ -16,7 +16,7 @@ use cryoprune_train::modeldir::{sha256_hex, ModelSpec};
 use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::schedule::Schedule;
 use cryoprune_train::trainer::{score, Scored};
-use cryoprune_train::{Dataset, EpochStats, TrainConfig};
+use cryoprune_train::{dataset, Dataset, EpochStats, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::compute::Compute;
@@ -65,6 +65,40 @@ impl fmt::Display for Repeats {
     }
 }
 cryoprune_image::serde_as_text!(Repeats);
+
+/// Whether a whole micrograph's power spectrum goes beside it as a second input plane
+/// (crystalline ice, drift and thick ice show there and not in the binned micrograph).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpectrumInput {
+    /// On for tables of micrographs (`micrograph,labels`, a micrographs STAR), off otherwise.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl FromStr for SpectrumInput {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            _ => Err(format!("`{s}`: expected auto, on or off")),
+        }
+    }
+}
+
+impl fmt::Display for SpectrumInput {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        })
+    }
+}
+cryoprune_image::serde_as_text!(SpectrumInput);
 
 /// How the network is fine-tuned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -336,20 +370,18 @@ impl NetConfig {
                 initial: self.lr,
                 final_lr: self.lr / 100.0,
             },
-            (_, kind) => match kind {
-                ScheduleKind::Step => Schedule::Step {
-                    initial: self.lr,
-                    every: self.step_every,
-                    gamma: self.gamma,
-                },
-                ScheduleKind::OneCycle => Schedule::OneCycle {
-                    initial: self.lr,
-                    final_lr: self.final_lr,
-                },
-                ScheduleKind::Exp => Schedule::Exp {
-                    initial: self.lr,
-                    final_lr: self.final_lr,
-                },
+            (_, ScheduleKind::Step) => Schedule::Step {
+                initial: self.lr,
+                every: self.step_every,
+                gamma: self.gamma,
+            },
+            (_, ScheduleKind::OneCycle) => Schedule::OneCycle {
+                initial: self.lr,
+                final_lr: self.final_lr,
+            },
+            (_, ScheduleKind::Exp) => Schedule::Exp {
+                initial: self.lr,
+                final_lr: self.final_lr,
             },
         };
         Ok(TrainConfig {
@@ -392,6 +424,8 @@ pub struct PrepConfig {
     pub angpix: Option<f64>,
     pub invert: bool,
     pub edge: EdgePolicy,
+    /// The power spectrum as a second plane of whole-micrograph inputs.
+    pub spectrum: SpectrumInput,
 }
 
 impl Default for PrepConfig {
@@ -404,6 +438,7 @@ impl Default for PrepConfig {
             angpix: None,
             invert: false,
             edge: EdgePolicy::PadNoise,
+            spectrum: SpectrumInput::Auto,
         }
     }
 }
@@ -418,6 +453,18 @@ impl PrepConfig {
                 "--box is required with micrographs and picks (the box size in micrograph pixels)"
             ),
         };
+        let micrographs = match source {
+            LabelSource::ImageTable(table) => dataset::lists_micrographs(table),
+            _ => false,
+        };
+        let spectrum = match self.spectrum {
+            SpectrumInput::Auto => micrographs,
+            SpectrumInput::Off => false,
+            SpectrumInput::On if matches!(source, LabelSource::ImageTable(_)) => true,
+            SpectrumInput::On => invalid!(
+                "--spectrum on puts a whole image's power spectrum beside it: it needs a table of                  images with label sets (micrograph,labels), not particle boxes"
+            ),
+        };
         Ok(Preprocessing {
             box_size,
             input_size: self.input_size,
@@ -427,6 +474,7 @@ impl PrepConfig {
             particle_radius: Some(ParticleNorm::input_radius(self.input_size)),
             invert: self.invert,
             edge: self.edge,
+            spectrum,
         })
     }
 }
@@ -546,6 +594,7 @@ pub fn fit(
         Start::Backbone(backbone) => Some(*backbone),
     };
     let network = ClassifierConfig {
+        in_channels: train.channels,
         arch: net.arch,
         classes: train.classes.len(),
         head: config.head.clone(),

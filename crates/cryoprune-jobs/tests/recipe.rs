@@ -39,6 +39,7 @@ fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
     }
     Dataset {
         size,
+        channels: 1,
         images,
         labels,
         origins,

@@ -1228,7 +1228,7 @@ impl CpuTrainer {
     ) -> StepOutput {
         let n = images.len();
         assert_eq!(targets.len(self.classes), n, "one target per image");
-        let channels = images.first().map_or(1, |i| i.len() / (size * size).max(1));
+        let channels = crate::infer::planes(images, size);
         let images = Maps::stack(images, channels, size);
         let records = self.body.forward(&images, train_backbone);
         let features = records.last().expect("a backbone has layers").out();

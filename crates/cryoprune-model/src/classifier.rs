@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::efficientnet::{self, EfficientNetLite0};
 use crate::head::{Head, HeadConfig, Readout};
+use crate::layers::conv_to_planes;
 use crate::resnet::{ResNet, ResNetDepth};
 use crate::small::{self, SmallNet};
 use crate::topaz::{self, TopazResNet16};
@@ -137,13 +138,21 @@ impl Backbone {
         }
     }
 
-    /// Sums an RGB stem into one input channel (see [`crate::layers::conv_to_grayscale`]).
-    pub fn to_grayscale(self) -> Self {
+    /// Fits the first convolution to `planes` input channels (see
+    /// [`crate::layers::conv_to_planes`]): an RGB stem to grayscale, a grayscale stem to a
+    /// micrograph with its power spectrum.
+    pub fn with_planes(self, planes: usize) -> Self {
         match self {
-            Self::ResNet(m) => Self::ResNet(m.to_grayscale()),
-            Self::EfficientNet(m) => Self::EfficientNet(m.to_grayscale()),
-            Self::Small(m) => Self::Small(m),
-            Self::Topaz(m) => Self::Topaz(m),
+            Self::ResNet(m) => Self::ResNet(m.with_planes(planes)),
+            Self::EfficientNet(m) => Self::EfficientNet(m.with_planes(planes)),
+            Self::Small(mut m) => {
+                m.stages[0].a.conv = conv_to_planes(m.stages[0].a.conv.clone(), planes);
+                Self::Small(m)
+            }
+            Self::Topaz(mut m) => {
+                m.conv_in = conv_to_planes(m.conv_in, planes);
+                Self::Topaz(m)
+            }
         }
     }
 }
@@ -152,20 +161,28 @@ impl Backbone {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassifierConfig {
     pub arch: Arch,
+    /// Planes per input image: 1, or 2 for a micrograph and its power spectrum.
+    #[serde(default = "one")]
+    pub in_channels: usize,
     pub classes: usize,
     pub head: HeadConfig,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl ClassifierConfig {
-    /// A grayscale classifier with fresh weights.
+    /// A classifier with fresh weights.
     pub fn init(&self, device: &Device) -> Classifier {
-        self.init_with(Backbone::new(self.arch, 1, device), device)
+        self.init_with(Backbone::new(self.arch, self.in_channels, device), device)
     }
 
-    /// A classifier on an existing (for example pretrained) backbone; the head is always fresh.
+    /// A classifier on an existing (for example pretrained) backbone, its stem fitted to the
+    /// input's planes; the head is always fresh.
     pub fn init_with(&self, backbone: Backbone, device: &Device) -> Classifier {
         Classifier {
-            backbone,
+            backbone: backbone.with_planes(self.in_channels),
             head: Head::new(
                 self.arch.feature_channels(),
                 self.classes,
@@ -262,6 +279,7 @@ mod tests {
     fn the_same_weights_give_the_same_bytes_and_load_back() {
         let device = Device::flex();
         let config = ClassifierConfig {
+            in_channels: 1,
             arch: Arch::Small,
             classes: 2,
             head: HeadConfig::new(2),

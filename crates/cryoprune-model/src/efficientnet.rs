@@ -10,7 +10,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
 
-use crate::layers::{conv_to_grayscale, ConvBnConfig};
+use crate::layers::{conv_to_planes, ConvBnConfig};
 
 /// TensorFlow's BatchNorm epsilon, kept by the port.
 const BN_EPS: f64 = 1e-3;
@@ -124,8 +124,8 @@ impl EfficientNetLite0 {
         relu6(self.bn1.forward(self.conv_head.forward(x)))
     }
 
-    pub fn to_grayscale(mut self) -> Self {
-        self.conv_stem = conv_to_grayscale(self.conv_stem);
+    pub fn with_planes(mut self, planes: usize) -> Self {
+        self.conv_stem = conv_to_planes(self.conv_stem, planes);
         self
     }
 }

@@ -85,13 +85,24 @@ impl ConvBn {
     }
 }
 
-/// Replaces an RGB first convolution by its grayscale equivalent: summing the three
-/// input-channel kernels gives exactly the response to a gray image repeated into R, G and B.
-pub fn conv_to_grayscale(mut conv: Conv2d) -> Conv2d {
-    let w = conv.weight.val();
-    if w.dims()[1] != 1 {
-        conv.weight = Param::from_tensor(w.sum_dim(1).detach());
+/// Fits a first convolution to inputs of `planes` channels. An RGB stem is first summed to one
+/// channel: exactly the response to a gray image repeated into R, G and B. One channel becomes
+/// several by repeating its kernels scaled by 1/√planes, so a second plane of the same spread
+/// (a micrograph's normalised power spectrum beside the micrograph) starts out seen through the
+/// pretrained filters without changing the spread of the response the next layers expect.
+pub fn conv_to_planes(mut conv: Conv2d, planes: usize) -> Conv2d {
+    let mut w = conv.weight.val();
+    let have = w.dims()[1];
+    if have == planes {
+        return conv;
     }
+    if have != 1 {
+        w = w.sum_dim(1);
+    }
+    if planes > 1 {
+        w = w.repeat_dim(1, planes) / (planes as f32).sqrt();
+    }
+    conv.weight = Param::from_tensor(w.detach());
     conv
 }
 

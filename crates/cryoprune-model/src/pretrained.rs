@@ -209,7 +209,7 @@ pub fn load_backbone(
     }
     let mut backbone = Backbone::new(arch, 3, device);
     let report = load_into(&mut backbone, arch, path)?;
-    Ok((backbone.to_grayscale(), report))
+    Ok((backbone.with_planes(1), report))
 }
 
 /// A backbone's weights as safetensors bytes under the names [`load_backbone`] reads: the

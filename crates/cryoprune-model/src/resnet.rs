@@ -9,7 +9,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::layers::{conv_to_grayscale, ConvBnConfig};
+use crate::layers::{conv_to_planes, ConvBnConfig};
 
 /// Which ResNet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,8 +176,8 @@ impl ResNet {
         x
     }
 
-    pub fn to_grayscale(mut self) -> Self {
-        self.conv1 = conv_to_grayscale(self.conv1);
+    pub fn with_planes(mut self, planes: usize) -> Self {
+        self.conv1 = conv_to_planes(self.conv1, planes);
         self
     }
 }

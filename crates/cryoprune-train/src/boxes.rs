@@ -6,6 +6,7 @@ use std::path::Path;
 
 use cryoprune_image::extract::{ExtractConfig, Extractor, ParticleNorm};
 use cryoprune_image::image::Image;
+use cryoprune_image::power::PowerSpectrum;
 
 use crate::dataset::{Dataset, Origin};
 use crate::Error;
@@ -15,6 +16,8 @@ pub(crate) struct BoxCutter {
     size: usize,
     invert: bool,
     extractors: Vec<(usize, Extractor)>,
+    /// For whole micrographs: each image's power spectrum follows it as a second plane.
+    spectrum: Option<PowerSpectrum>,
 }
 
 impl BoxCutter {
@@ -23,7 +26,19 @@ impl BoxCutter {
             size,
             invert,
             extractors: Vec::new(),
+            spectrum: None,
         }
+    }
+
+    /// A cutter that also gives each image its power spectrum, when `on`.
+    pub fn with_spectrum(mut self, on: bool) -> BoxCutter {
+        self.spectrum = on.then(|| PowerSpectrum::new(self.size));
+        self
+    }
+
+    /// Planes per image this cutter makes.
+    pub fn planes(&self) -> usize {
+        1 + usize::from(self.spectrum.is_some())
     }
 
     /// Cuts `img` (image `index` of `file`) into `data` with class `label`.
@@ -62,6 +77,9 @@ impl BoxCutter {
         let centre = ((img.nx / 2) as f64, (img.ny / 2) as f64);
         let out = self.extractors[pos].1.extract(img, &[centre], 0);
         data.images.extend_from_slice(&out.data);
+        if let Some(power) = &mut self.spectrum {
+            data.images.extend_from_slice(&power.of(img).data);
+        }
         data.labels.push(label);
         data.origins.push(origin);
         Ok(())

@@ -165,6 +165,7 @@ mod tests {
         let jobs = jobs(dir.path(), 9);
         let device = Device::default();
         let model = ClassifierConfig {
+            in_channels: 1,
             arch: Arch::Small,
             classes: 3,
             head: HeadConfig::new(2),
@@ -238,6 +239,7 @@ mod tests {
         let jobs = jobs(dir.path(), 6);
         let device = Device::default();
         let model = ClassifierConfig {
+            in_channels: 1,
             arch: Arch::Small,
             classes: 2,
             head: HeadConfig::new(1),

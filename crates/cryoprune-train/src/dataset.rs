@@ -50,11 +50,13 @@ impl Origin {
     }
 }
 
-/// Square single-channel images with class indices, or with sets of labels.
+/// Square images with class indices, or with sets of labels.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub size: usize,
-    /// Row-major images, `size × size` each, back to back.
+    /// Planes per image: 1, or 2 for a micrograph with its power spectrum.
+    pub channels: usize,
+    /// Row-major images, `channels` planes of `size × size` each, back to back.
     pub images: Vec<f32>,
     /// Each example's class. A multi-label set holds 0 here for every example (its targets
     /// are `multi`), so code that reads one class per example must ask `is_multi_label` first.
@@ -82,6 +84,7 @@ impl Dataset {
     pub fn empty(size: usize, classes: Vec<String>) -> Dataset {
         Dataset {
             size,
+            channels: 1,
             images: Vec::new(),
             labels: Vec::new(),
             origins: Vec::new(),
@@ -124,19 +127,25 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// Pixels of one image, every plane.
+    pub fn pixels(&self) -> usize {
+        self.channels * self.size * self.size
+    }
+
     pub fn image(&self, i: usize) -> &[f32] {
-        let n = self.size * self.size;
+        let n = self.pixels();
         &self.images[i * n..(i + 1) * n]
     }
 
     /// The examples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
-        let mut images = Vec::with_capacity(indices.len() * self.size * self.size);
+        let mut images = Vec::with_capacity(indices.len() * self.pixels());
         for &i in indices {
             images.extend_from_slice(self.image(i));
         }
         Dataset {
             size: self.size,
+            channels: self.channels,
             images,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             origins: indices.iter().map(|&i| self.origins[i].clone()).collect(),
@@ -152,9 +161,10 @@ impl Dataset {
     pub fn concat(&self, other: &Dataset) -> Dataset {
         assert!(
             self.size == other.size
+                && self.channels == other.channels
                 && self.classes == other.classes
                 && self.is_multi_label() == other.is_multi_label(),
-            "concatenated datasets differ in image size, classes or kind"
+            "concatenated datasets differ in image size, planes, classes or kind"
         );
         let mut all = self.clone();
         all.images.extend_from_slice(&other.images);
@@ -277,6 +287,19 @@ pub(crate) fn split_labels(labels: &str) -> impl Iterator<Item = &str> {
     labels.split(';').map(str::trim).filter(|l| !l.is_empty())
 }
 
+/// The set that `given` names, one flag per label of `labels`; `Err` is the first name that is
+/// not among `labels`.
+pub(crate) fn set_of<'a>(
+    given: impl IntoIterator<Item = &'a str>,
+    labels: &[String],
+) -> Result<Vec<bool>, &'a str> {
+    let mut set = vec![false; labels.len()];
+    for name in given {
+        set[labels.iter().position(|l| l == name).ok_or(name)?] = true;
+    }
+    Ok(set)
+}
+
 /// Cuts picks with label sets as [`from_picks`] cuts picks with one class each; `labels` fixes
 /// the order (see [`label_sets_of`], or a model's) and a label outside it is an error.
 pub fn from_picks_with_label_sets(
@@ -292,18 +315,17 @@ pub fn from_picks_with_label_sets(
         pipeline,
         true,
         |micrograph, pick| {
-            let mut set = vec![false; labels.len()];
-            for name in split_labels(pick.label.as_deref().unwrap_or("")) {
-                let c = labels.iter().position(|l| l == name).ok_or_else(|| {
-                Error::Labels(format!(
-                    "{micrograph}: label `{name}` at ({}, {}) is not one of the model's labels ({})",
-                    pick.x,
-                    pick.y,
-                    labels.join(", ")
-                ))
-            })?;
-                set[c] = true;
-            }
+            let set = set_of(split_labels(pick.label.as_deref().unwrap_or("")), labels).map_err(
+                |name| {
+                    Error::Labels(format!(
+                        "{micrograph}: label `{name}` at ({}, {}) is not one of the model's \
+                         labels ({})",
+                        pick.x,
+                        pick.y,
+                        labels.join(", ")
+                    ))
+                },
+            )?;
             Ok(Target::Set(set))
         },
     )
@@ -423,14 +445,16 @@ pub fn from_folder(root: &Path, size: usize, invert: bool) -> Result<Dataset, Er
     crate::folder::read(root, size, invert)
 }
 
-/// Reads images with label sets listed in a CSV `image,labels` (see [`crate::folder::read_table`]).
+/// Reads images with label sets listed in a CSV `image,labels` (see [`crate::folder::read_table`]),
+/// each followed by its power spectrum when `spectrum` is on.
 pub fn from_image_table(
     table: &Path,
     size: usize,
     invert: bool,
     labels: Option<&[String]>,
+    spectrum: bool,
 ) -> Result<Dataset, Error> {
-    crate::folder::read_table(table, size, invert, labels)
+    crate::folder::read_table(table, size, invert, labels, spectrum)
 }
 
 /// Whole images (micrographs) for a multi-label model of `labels` to tag, cut as
@@ -440,8 +464,15 @@ pub fn from_images(
     size: usize,
     invert: bool,
     labels: &[String],
+    spectrum: bool,
 ) -> Result<Dataset, Error> {
-    crate::folder::read_images(files, size, invert, labels)
+    crate::folder::read_images(files, size, invert, labels, spectrum)
+}
+
+/// Whether the table of images `path` lists whole micrographs (see
+/// [`crate::folder::lists_micrographs`]).
+pub fn lists_micrographs(path: &Path) -> bool {
+    crate::folder::lists_micrographs(path)
 }
 
 /// Whether `path` is a CSV `image,labels` table of images with label sets.

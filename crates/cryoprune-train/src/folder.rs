@@ -43,6 +43,17 @@ fn images_in(path: &Path) -> Result<Vec<Image>, Error> {
     }
 }
 
+/// Where a whole image comes from: its name, its centre.
+fn whole(name: String, img: &Image) -> Origin {
+    Origin {
+        micrograph: name,
+        x: (img.nx / 2) as f64,
+        y: (img.ny / 2) as f64,
+        score: None,
+        edge: None,
+    }
+}
+
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| io(dir, e))?
@@ -92,13 +103,7 @@ pub fn read(root: &Path, size: usize, invert: bool) -> Result<Dataset, Error> {
         }
         for file in files {
             for (k, img) in images_in(&file)?.into_iter().enumerate() {
-                let origin = Origin {
-                    micrograph: format!("{}#{k}", file.display()),
-                    x: (img.nx / 2) as f64,
-                    y: (img.ny / 2) as f64,
-                    score: None,
-                    edge: None,
-                };
+                let origin = whole(format!("{}#{k}", file.display()), &img);
                 cutter.push(&mut data, &img, &file, k, c, origin)?;
             }
         }
@@ -149,6 +154,16 @@ pub fn is_image_table(path: &Path) -> bool {
                 let has = |names: &[&str]| h.iter().any(|c| names.contains(&c.trim()));
                 has(&IMAGE_COLUMNS) && has(&["labels"]) && !has(&["x", "y"])
             })
+        })
+}
+
+/// Whether the table of images `path` (see [`is_image_table`]) lists whole micrographs: a
+/// micrographs STAR, or a CSV whose image column is called `micrograph`.
+pub fn lists_micrographs(path: &Path) -> bool {
+    is_star(path)
+        || csv::Reader::from_path(path).is_ok_and(|mut r| {
+            r.headers()
+                .is_ok_and(|h| h.iter().any(|c| c.trim() == IMAGE_COLUMNS[1]))
         })
 }
 
@@ -228,12 +243,13 @@ fn csv_rows(table: &Path) -> Result<Vec<TableRow>, Error> {
 /// relative to the CSV's folder (a STAR's as RELION's project would have them), and an MRC
 /// stack's sections all carry the row's labels. The labels are every label the table names,
 /// sorted, unless `known` fixes them (a trained model's). Images are cut like class-folder
-/// images.
+/// images, each followed by its power spectrum when `spectrum` is on.
 pub fn read_table(
     table: &Path,
     size: usize,
     invert: bool,
     known: Option<&[String]>,
+    spectrum: bool,
 ) -> Result<Dataset, Error> {
     let rows = if is_star(table) {
         star_rows(table)?
@@ -260,24 +276,20 @@ pub fn read_table(
             "no image carries a label: there is nothing to learn".into(),
         ));
     }
+    let mut cutter = BoxCutter::new(size, invert).with_spectrum(spectrum);
     let mut data = Dataset::empty_multi_label(size, names.clone());
-    let mut cutter = BoxCutter::new(size, invert);
+    data.channels = cutter.planes();
     for (line, file, labels) in rows {
-        let mut carried = vec![false; names.len()];
-        for l in &labels {
-            match names.iter().position(|n| n == l) {
-                Some(c) => carried[c] = true,
-                None => {
-                    return Err(at(
-                        &line,
-                        format!(
-                            "label `{l}` is not one of the model's ({})",
-                            names.join(", ")
-                        ),
-                    ))
-                }
-            }
-        }
+        let carried =
+            crate::dataset::set_of(labels.iter().map(String::as_str), &names).map_err(|l| {
+                at(
+                    &line,
+                    format!(
+                        "label `{l}` is not one of the model's ({})",
+                        names.join(", ")
+                    ),
+                )
+            })?;
         if !file.is_file() {
             return Err(at(&line, format!("{}: no such image file", file.display())));
         }
@@ -297,17 +309,12 @@ fn push_file(
     let images = images_in(file)?;
     let stack = images.len() > 1;
     for (k, img) in images.into_iter().enumerate() {
-        let origin = Origin {
-            micrograph: if stack {
-                format!("{}#{k}", file.display())
-            } else {
-                file.display().to_string()
-            },
-            x: (img.nx / 2) as f64,
-            y: (img.ny / 2) as f64,
-            score: None,
-            edge: None,
+        let name = if stack {
+            format!("{}#{k}", file.display())
+        } else {
+            file.display().to_string()
         };
+        let origin = whole(name, &img);
         cutter.push(data, &img, file, k, 0, origin)?;
         data.multi
             .as_mut()
@@ -324,9 +331,11 @@ pub fn read_images(
     size: usize,
     invert: bool,
     labels: &[String],
+    spectrum: bool,
 ) -> Result<Dataset, Error> {
+    let mut cutter = BoxCutter::new(size, invert).with_spectrum(spectrum);
     let mut data = Dataset::empty_multi_label(size, labels.to_vec());
-    let mut cutter = BoxCutter::new(size, invert);
+    data.channels = cutter.planes();
     let none = vec![false; labels.len()];
     for file in files {
         push_file(&mut data, &mut cutter, file, &none)?;
@@ -358,8 +367,11 @@ mod tests {
             "image,labels\nimg/a.png,ice;carbon\nimg/b.png,\nimg/c.png, drift \n",
         )
         .unwrap();
-        assert!(is_image_table(&table));
-        let data = read_table(&table, 16, false, None).unwrap();
+        assert!(is_image_table(&table) && !lists_micrographs(&table));
+        let spectra = read_table(&table, 16, false, None, true).unwrap();
+        assert_eq!((spectra.channels, spectra.image(2).len()), (2, 2 * 256));
+        let data = read_table(&table, 16, false, None, false).unwrap();
+        assert_eq!(spectra.image(1)[..256], data.image(1)[..]);
         assert_eq!(data.classes, ["carbon", "drift", "ice"]);
         assert_eq!(
             data.multi.as_deref().unwrap(),
@@ -377,18 +389,20 @@ mod tests {
         let known: Vec<String> = ["ice", "drift", "carbon", "aggregate"]
             .map(String::from)
             .to_vec();
-        let data = read_table(&table, 16, false, Some(&known)).unwrap();
+        let data = read_table(&table, 16, false, Some(&known), false).unwrap();
         assert_eq!(
             data.multi.as_deref().unwrap()[0],
             [true, false, true, false]
         );
-        let err = read_table(&table, 16, false, Some(&known[..2]))
+        let err = read_table(&table, 16, false, Some(&known[..2]), false)
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2") && err.contains("`carbon`"), "{err}");
 
         std::fs::write(&table, "image,labels\nimg/a.png,ice\nimg/missing.png,ice\n").unwrap();
-        let err = read_table(&table, 16, false, None).unwrap_err().to_string();
+        let err = read_table(&table, 16, false, None, false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("line 3") && err.contains("missing.png"),
             "{err}"
@@ -397,7 +411,7 @@ mod tests {
         std::fs::write(&table, "micrograph,labels\nimg/a.png,drift\n").unwrap();
         assert!(is_image_table(&table));
         assert_eq!(
-            read_table(&table, 16, false, None).unwrap().classes,
+            read_table(&table, 16, false, None, false).unwrap().classes,
             ["drift"]
         );
         std::fs::write(&table, "micrograph,x,y,labels\nimg/a.png,3,4,drift\n").unwrap();
@@ -414,7 +428,7 @@ mod tests {
         )
         .unwrap();
         assert!(is_image_table(&star));
-        let data = read_table(&star, 16, false, None).unwrap();
+        let data = read_table(&star, 16, false, None, false).unwrap();
         assert_eq!(data.classes, ["carbon", "drift"]);
         assert_eq!(
             data.multi.as_deref().unwrap(),
@@ -426,7 +440,9 @@ mod tests {
              img/a.png carbon\nimg/gone.png carbon\n",
         )
         .unwrap();
-        let err = read_table(&star, 16, false, None).unwrap_err().to_string();
+        let err = read_table(&star, 16, false, None, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 6: img/gone.png"), "{err}");
         std::fs::write(
             &star,
@@ -435,7 +451,9 @@ mod tests {
         )
         .unwrap();
         assert!(!is_image_table(&star), "picks, not micrographs");
-        let err = read_table(&table, 16, false, None).unwrap_err().to_string();
+        let err = read_table(&table, 16, false, None, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no `labels` column"), "{err}");
     }
 }

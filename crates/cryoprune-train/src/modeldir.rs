@@ -190,6 +190,13 @@ impl ModelSpec {
             ));
         }
         let pre = &self.preprocessing;
+        if self.network.in_channels != pre.planes() {
+            return Err(format!(
+                "the network takes {} input planes but the preprocessing makes {}",
+                self.network.in_channels,
+                pre.planes()
+            ));
+        }
         if pre.box_size < 2 || !(2..=MAX_INPUT_SIZE).contains(&pre.input_size) {
             return Err(format!(
                 "box {} px and input {} px; expected a box of at least 2 px and an input of 2 to {MAX_INPUT_SIZE} px",
@@ -602,6 +609,7 @@ mod tests {
             particle_radius: Some(12.0),
             invert: false,
             edge: EdgePolicy::Skip,
+            spectrum: false,
         };
         let classes = vec!["junk".into(), "particle".into()];
         let training = TrainingRecord {
@@ -639,6 +647,7 @@ mod tests {
     fn saved_model_loads_back_identical_and_a_changed_file_is_refused() {
         let device = Device::flex();
         let network = ClassifierConfig {
+            in_channels: 1,
             arch: Arch::Small,
             classes: 2,
             head: HeadConfig::new(3),
@@ -681,6 +690,7 @@ mod tests {
     #[test]
     fn a_model_json_that_disagrees_with_itself_is_refused_on_load() {
         let network = ClassifierConfig {
+            in_channels: 1,
             arch: Arch::Small,
             classes: 2,
             head: HeadConfig::new(2),

@@ -25,6 +25,17 @@ pub struct Preprocessing {
     /// Contrast inversion.
     pub invert: bool,
     pub edge: EdgePolicy,
+    /// Whole micrographs only: the micrograph's power spectrum (see
+    /// [`cryoprune_image::power`]) as a second plane beside the binned micrograph.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spectrum: bool,
+}
+
+impl Preprocessing {
+    /// Planes per network input.
+    pub fn planes(&self) -> usize {
+        1 + usize::from(self.spectrum)
+    }
 }
 
 /// The extraction pipeline `pre` describes, with `threads` workers and edge noise from `seed`.

@@ -12,7 +12,6 @@ use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
-use cryoprune_image::image::Image;
 use cryoprune_model::infer::batch_tensor;
 use cryoprune_model::{Classifier, FusedNet, HeadConfig, PickContext, Predictor, Readout};
 use rand::rngs::StdRng;
@@ -326,11 +325,8 @@ impl Probe {
         if cfg.freeze_epochs < cfg.epochs {
             return None;
         }
-        let views: Vec<Vec<Image>> = (0..train.len())
-            .map(|i| {
-                cfg.augment
-                    .views(&Image::new(train.size, train.size, train.image(i).to_vec()))
-            })
+        let views: Vec<Vec<Vec<f32>>> = (0..train.len())
+            .map(|i| cfg.augment.views_planes(train.image(i), train.size))
             .collect::<Option<_>>()?;
         let inference = model.valid();
         let device = device.clone().without_autodiff();
@@ -338,7 +334,7 @@ impl Probe {
         let mut dims = [0; 3];
         let mut features = |images: Vec<&[f32]>| -> Vec<Vec<f32>> {
             if let Some(net) = &fused {
-                let (out, d) = net.backbone_features(&images, 1, train.size);
+                let (out, d) = net.backbone_features(&images, train.channels, train.size);
                 dims = d;
                 return out;
             }
@@ -359,7 +355,7 @@ impl Probe {
             out
         };
         let per_image = views.first().map_or(1, |v| v.len());
-        let flat: Vec<&[f32]> = views.iter().flatten().map(|v| v.data.as_slice()).collect();
+        let flat: Vec<&[f32]> = views.iter().flatten().map(|v| v.as_slice()).collect();
         let all = features(flat);
         let train_features = all.chunks(per_image).map(|c| c.to_vec()).collect();
         let val_features = match val {
@@ -477,8 +473,8 @@ pub fn train(
                 chunk
                     .iter()
                     .map(|&i| {
-                        let img = Image::new(train.size, train.size, train.image(i).to_vec());
-                        cfg.augment.apply(&img, &mut rng).data
+                        cfg.augment
+                            .apply_planes(train.image(i), train.size, &mut rng)
                     })
                     .collect()
             };

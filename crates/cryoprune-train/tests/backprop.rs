@@ -75,6 +75,7 @@ fn model(net: Network, branches: usize, seed: u64) -> Classifier {
         Network::MiniTopaz => return mini_topaz(branches, &device),
     };
     ClassifierConfig {
+        in_channels: 1,
         arch,
         classes: 3,
         head: HeadConfig::new(branches),

@@ -110,6 +110,7 @@ fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
     }
     Dataset {
         size,
+        channels: 1,
         images,
         origins: labels
             .iter()
@@ -168,6 +169,7 @@ fn small_network_fits_a_small_labelled_set() {
         ..flips_and_turns()
     };
     let model = ClassifierConfig {
+        in_channels: 1,
         arch: Arch::Small,
         classes: 2,
         head: HeadConfig::new(2),
@@ -235,6 +237,7 @@ fn a_frozen_backbone_trains_its_head_on_stored_features() {
         ..flips_and_turns()
     };
     let model = ClassifierConfig {
+        in_channels: 1,
         arch: Arch::TopazResNet16,
         classes: 2,
         head: HeadConfig::new(2),
@@ -335,6 +338,7 @@ fn a_multi_label_head_learns_every_label_and_its_threshold() {
         ..flips_and_turns()
     };
     let model = ClassifierConfig {
+        in_channels: 1,
         arch: Arch::Small,
         classes: 2,
         head: head.clone(),
@@ -365,6 +369,7 @@ fn a_multi_label_head_learns_every_label_and_its_threshold() {
 
     // A single-label head refuses a multi-label set.
     let single = ClassifierConfig {
+        in_channels: 1,
         arch: Arch::Small,
         classes: 2,
         head: HeadConfig::new(2),
@@ -400,6 +405,7 @@ fn two_stages_each_run_their_own_schedule() {
         ..flips_and_turns()
     };
     let model = ClassifierConfig {
+        in_channels: 1,
         arch: Arch::Small,
         classes: 2,
         head: HeadConfig::new(2),

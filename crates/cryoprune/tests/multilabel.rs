@@ -92,6 +92,9 @@ fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
         serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
     assert_eq!(spec["classes"], serde_json::json!(["bar", "disc"]));
     assert_eq!(spec["network"]["head"]["multi_label"], true);
+    // Images named `image` are not micrographs: no power spectrum unless asked for.
+    assert!(spec["preprocessing"].get("spectrum").is_none());
+    assert_eq!(spec["network"]["in_channels"], 1);
     let thresholds = spec["thresholds"].as_array().unwrap();
     assert!(thresholds
         .iter()
@@ -303,6 +306,11 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
         s(&model),
     ]);
     assert!(out.status.success(), "{}", text(&out));
+    // A table of micrographs gives the network each micrograph's power spectrum beside it.
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["preprocessing"]["spectrum"], true);
+    assert_eq!(spec["network"]["in_channels"], 2);
 
     let star = micrographs_star(tmp.path(), 10);
     let curate = |out: &Path, list: &Path, more: &[&str]| {

@@ -136,6 +136,7 @@ mod tests {
         .start(&events)
         .unwrap();
         let network = ClassifierConfig {
+            in_channels: 1,
             arch: Arch::Small,
             classes: 2,
             head: HeadConfig::new(1),
@@ -153,6 +154,7 @@ mod tests {
                 particle_radius: None,
                 invert: false,
                 edge: EdgePolicy::Skip,
+                spectrum: false,
             },
             "none".into(),
             TrainingRecord::default(),

@@ -92,13 +92,20 @@ impl Maps {
     }
 }
 
-/// Stacks grayscale `size` × `size` images into a [N, 1, size, size] tensor on `device`.
-pub fn batch_tensor(images: &[&[f32]], size: usize, device: &Device) -> Tensor<4> {
-    let flat: Vec<f32> = images.concat();
-    Tensor::from_data(TensorData::new(flat, [images.len(), 1, size, size]), device)
+/// Planes per image of `images`, each some planes of `size` × `size`.
+pub fn planes(images: &[&[f32]], size: usize) -> usize {
+    images.first().map_or(1, |i| i.len() / (size * size).max(1))
 }
 
-/// A classifier ready to score batches of grayscale images on its device.
+/// Stacks `size` × `size` images (each of one or more planes) into a [N, planes, size, size]
+/// tensor on `device`.
+pub fn batch_tensor(images: &[&[f32]], size: usize, device: &Device) -> Tensor<4> {
+    let flat: Vec<f32> = images.concat();
+    let c = planes(images, size);
+    Tensor::from_data(TensorData::new(flat, [images.len(), c, size, size]), device)
+}
+
+/// A classifier ready to score batches of images on its device.
 // One predictor exists per run, so the size gap between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Predictor<'a> {
@@ -123,10 +130,11 @@ impl<'a> Predictor<'a> {
         }
     }
 
-    /// Probabilities, `images.len()` rows of the class count, flattened.
+    /// Probabilities, `images.len()` rows of the class count, flattened. Each image holds as
+    /// many planes of `size` × `size` as the network has input channels.
     pub fn probabilities(&self, images: &[&[f32]], size: usize, readout: Readout) -> Vec<f32> {
         match self {
-            Self::Fused(net) => net.probabilities(images, 1, size, readout),
+            Self::Fused(net) => net.probabilities(images, planes(images, size), size, readout),
             Self::Burn { model, device } => model
                 .probabilities(batch_tensor(images, size, device), readout)
                 .into_data()
@@ -147,6 +155,7 @@ mod tests {
     fn the_cpu_runs_fused_even_after_training_on_an_autodiff_device() {
         let device = Device::flex();
         let model = ClassifierConfig {
+            in_channels: 1,
             arch: Arch::Small,
             classes: 2,
             head: HeadConfig::new(2),

@@ -418,13 +418,12 @@ mod tests {
     fn check(arch: Arch, channels: usize, size: usize) {
         let device = Device::flex();
         let config = ClassifierConfig {
+            in_channels: channels,
             arch,
             classes: 3,
             head: HeadConfig::new(3),
         };
-        let model = config
-            .init_with(Backbone::new(arch, channels, &device), &device)
-            .map(&mut Perturb);
+        let model = config.init(&device).map(&mut Perturb);
         let n = 3;
         let x = Tensor::<4>::random(
             [n, channels, size, size],
@@ -472,6 +471,7 @@ mod tests {
     fn a_batch_larger_than_one_pass_gives_each_image_its_own_result() {
         let device = Device::flex();
         let model = ClassifierConfig {
+            in_channels: 1,
             arch: Arch::Small,
             classes: 2,
             head: HeadConfig::new(2),
@@ -509,6 +509,7 @@ mod tests {
         // 1152, ResNet-18's last maps are 1 × 1 (one pixel per image through 1 × 1 shortcuts).
         for (arch, size) in [(Arch::Small, 32), (Arch::Small, 40), (Arch::ResNet18, 32)] {
             let model = ClassifierConfig {
+                in_channels: 1,
                 arch,
                 classes: 3,
                 head: HeadConfig::new(3),

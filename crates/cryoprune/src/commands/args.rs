@@ -10,6 +10,7 @@ use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_jobs::labels::LabelsConfig;
 use cryoprune_jobs::recipe::{
     Augmentations, ClassWeights, NetConfig, PrepConfig, Recipe, Repeats, ScheduleKind,
+    SpectrumInput,
 };
 use cryoprune_jobs::ComputeConfig;
 use cryoprune_model::Arch;
@@ -106,6 +107,9 @@ pub struct PrepArgs {
     /// Boxes past the micrograph edge: skip, pad-mean or pad-noise.
     #[arg(long, default_value_t = PrepConfig::default().edge)]
     pub edge: EdgePolicy,
+    /// Whole micrographs: their power spectrum as a second input (auto: for micrograph tables).
+    #[arg(long, default_value_t = PrepConfig::default().spectrum)]
+    pub spectrum: SpectrumInput,
 }
 
 impl From<PrepArgs> for PrepConfig {
@@ -118,6 +122,7 @@ impl From<PrepArgs> for PrepConfig {
             angpix: a.angpix,
             invert: a.invert,
             edge: a.edge,
+            spectrum: a.spectrum,
         }
     }
 }
