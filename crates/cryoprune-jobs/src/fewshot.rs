@@ -11,17 +11,21 @@ use std::time::Instant;
 
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_model::{Arch, Backbone, PickContext, PickFacts, Pretrained};
-use cryoprune_train::sampling::{draw_shots, subsample};
-use cryoprune_train::trainer::Scored;
+use cryoprune_train::multilabel::{self, MultiReport};
+use cryoprune_train::sampling::{draw_label_shots, draw_shots, subsample};
+use cryoprune_train::trainer::{predict, Scored};
 use cryoprune_train::Dataset;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::adapt::{adapt, UnlabelledConfig};
 use crate::compute::ComputeConfig;
 use crate::events::Events;
 use crate::labels::LabelsConfig;
-use crate::recipe::{fit, fit_context, NetConfig, PrepConfig, Start};
-use crate::{invalid, Error, Result};
+use crate::recipe::{fit, fit_context, Fitted, NetConfig, PrepConfig, Start};
+use crate::{Error, Result};
 
 /// A row of the table: how the network starts and which head it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +142,11 @@ pub struct Trial {
     pub trial: usize,
     pub seed: u64,
     pub macro_f1: f64,
+    /// Accuracy; for images with label sets, the share with every label right (exact match).
     pub accuracy: f64,
+    /// For images with label sets: F1 of every (image, label) decision pooled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_f1: Option<f64>,
     pub train_seconds: f64,
     pub best_epoch: usize,
     pub test_picks: usize,
@@ -206,6 +214,29 @@ fn weights_for(
     })
 }
 
+/// A multi-label fit scored on `test` at thresholds chosen (best F1 per label) on `val`, the
+/// held-out images it chose its epoch on, as `train` chooses them.
+fn label_set_scores(
+    fitted: &Fitted,
+    val: &Dataset,
+    test: &Dataset,
+    compute: &crate::compute::Compute,
+) -> MultiReport {
+    let truth = |d: &Dataset| d.multi.clone().unwrap_or_default();
+    let thresholds = match &fitted.val_probs {
+        Some(probs) if !val.is_empty() => multilabel::choose_thresholds(&truth(val), probs),
+        _ => vec![0.5; test.classes.len()],
+    };
+    let probs = predict(
+        &fitted.model,
+        test,
+        64,
+        fitted.config.head.readout(),
+        &compute.device.device,
+    );
+    multilabel::evaluate(&truth(test), &probs, &thresholds, &test.classes)
+}
+
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
@@ -229,12 +260,6 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
         };
         let pre = cfg.prep.preprocessing(&cfg.labels.source())?;
         let data = cfg.labels.dataset(None, &pre, compute.threads, events)?;
-        if data.is_multi_label() {
-            invalid!(
-                "fewshot draws K labelled picks per class; images with label sets have no one \
-                 class to draw by (train them with `train --val-fraction`)"
-            );
-        }
         let test: Option<Dataset> = if cfg.test_labels.is_empty() {
             None
         } else {
@@ -306,16 +331,32 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             continue;
                         }
                         let seed = cfg.seed + t as u64;
-                        let split = draw_shots(&data.labels, &data.classes, &all, shots, seed)?;
+                        let (split, val_idx) = match &data.multi {
+                            Some(sets) => {
+                                let split =
+                                    draw_label_shots(sets, &data.classes, &all, shots, seed)?;
+                                // No class to stratify by: the first of a seeded shuffle.
+                                let mut order: Vec<usize> = (0..split.rest.len()).collect();
+                                order.shuffle(&mut StdRng::seed_from_u64(seed));
+                                order.truncate(cfg.val_max);
+                                (split, order)
+                            }
+                            None => {
+                                let split =
+                                    draw_shots(&data.labels, &data.classes, &all, shots, seed)?;
+                                let rest: Vec<usize> = split.rest.iter().map(|&i| data.labels[i]).collect();
+                                let val_idx = subsample(
+                                    &rest,
+                                    data.classes.len(),
+                                    &(0..rest.len()).collect::<Vec<_>>(),
+                                    cfg.val_max,
+                                    seed,
+                                );
+                                (split, val_idx)
+                            }
+                        };
                         let train_set = data.subset(&split.train);
                         let held_out = data.subset(&split.rest);
-                        let val_idx = subsample(
-                            &held_out.labels,
-                            data.classes.len(),
-                            &(0..held_out.len()).collect::<Vec<_>>(),
-                            cfg.val_max,
-                            seed,
-                        );
                         let val = held_out.subset(&val_idx);
                         let test_set = test.as_ref().unwrap_or(&held_out);
                         let mut net = cfg.net.clone();
@@ -353,6 +394,31 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             fit(&net, from, &train_set, &val, seed, &compute, &crate::Silent)?;
                         // Without the adaptation, which every draw of a cell shares.
                         let train_seconds = started.elapsed().as_secs_f64();
+                        if data.is_multi_label() {
+                            let report = label_set_scores(&fitted, &val, test_set, &compute);
+                            events.note(format!(
+                                "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}, micro-F1 {:.3}, exact match {:.3}, {train_seconds:.1} s (best epoch {})",
+                                report.macro_f1, report.micro_f1, report.exact_match, fitted.best_epoch
+                            ));
+                            results.trials.push(Trial {
+                                arch: arch.name().into(),
+                                variant: name.clone(),
+                                shots,
+                                trial: t,
+                                seed,
+                                macro_f1: report.macro_f1,
+                                accuracy: report.exact_match,
+                                micro_f1: Some(report.micro_f1),
+                                train_seconds,
+                                best_epoch: fitted.best_epoch,
+                                test_picks: test_set.len(),
+                                with_context: None,
+                                context_alone: None,
+                                picker_score_alone: None,
+                            });
+                            crate::write_json(&json_path, &results)?;
+                            continue;
+                        }
                         let scored = fitted.score(test_set, &compute);
                         let context = usable_context(&train_set, test_set, |f| f).map(|mut ctx| {
                             let all: Vec<usize> = (0..val.len()).collect();
@@ -395,6 +461,7 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             seed,
                             macro_f1: report.macro_f1,
                             accuracy: report.accuracy,
+                            micro_f1: None,
                             train_seconds,
                             best_epoch: fitted.best_epoch,
                             test_picks: test_set.len(),
@@ -418,7 +485,8 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
 
 /// Rows: network and variant; columns: shots; cells: mean ± sd of macro-F1 (and, when the picks
 /// had a pick context, of macro-F1 with it combined, of the context alone and of the picker's
-/// score alone), accuracy, training seconds per run.
+/// score alone; for label sets, of micro-F1), accuracy (for label sets, exact match), training
+/// seconds per run.
 pub fn markdown(trials: &[Trial], shots: &[usize]) -> String {
     let mut cells: BTreeMap<(String, String), BTreeMap<usize, Vec<&Trial>>> = BTreeMap::new();
     for t in trials {
@@ -439,17 +507,27 @@ pub fn markdown(trials: &[Trial], shots: &[usize]) -> String {
         .iter()
         .filter(|(_, get)| trials.iter().any(|t| get(t).is_some()))
         .collect();
+    let sets = trials.iter().any(|t| t.micro_f1.is_some());
+    let width = 3 + columns.len() + usize::from(sets);
     let mut s = String::from("| network | variant |");
     for k in shots {
         s += &format!(" K = {k}: macro-F1 |");
+        if sets {
+            s += " micro-F1 |";
+        }
         for (name, _) in &columns {
             s += &format!(" {name} |");
         }
-        s += " accuracy | s/run |";
+        s += if sets {
+            " exact match |"
+        } else {
+            " accuracy |"
+        };
+        s += " s/run |";
     }
     s += "\n|---|---|";
     for _ in shots {
-        s += &"---|".repeat(3 + columns.len());
+        s += &"---|".repeat(width);
     }
     s.push('\n');
     let cell = |v: &[f64]| {
@@ -463,11 +541,15 @@ pub fn markdown(trials: &[Trial], shots: &[usize]) -> String {
         s += &format!("| {arch} | {variant} |");
         for k in shots {
             let Some(ts) = by_k.get(k) else {
-                s += &" – |".repeat(3 + columns.len());
+                s += &" – |".repeat(width);
                 continue;
             };
             let f: Vec<f64> = ts.iter().map(|t| t.macro_f1).collect();
             s += &format!(" {} (n={}) |", cell(&f), ts.len());
+            if sets {
+                let m: Vec<f64> = ts.iter().filter_map(|t| t.micro_f1).collect();
+                s += &format!(" {} |", cell(&m));
+            }
             for (_, get) in &columns {
                 let v: Vec<f64> = ts
                     .iter()
@@ -538,6 +620,7 @@ mod tests {
             seed: 0,
             macro_f1: f1,
             accuracy: f1,
+            micro_f1: None,
             train_seconds: 10.0,
             best_epoch: 1,
             test_picks: 100,
@@ -559,6 +642,17 @@ mod tests {
         );
         assert!(
             t.contains("| small | pretrained | – | – | – | 0.900 ± 0.000 (n=1) |"),
+            "{t}"
+        );
+        // Label sets: micro-F1 beside macro-F1, exact match instead of accuracy.
+        let sets = Trial {
+            micro_f1: Some(0.75),
+            ..trial("scratch", 10, 0.5)
+        };
+        let t = markdown(&[sets], &[10]);
+        assert!(
+            t.contains("micro-F1 | exact match |")
+                && t.contains("| small | scratch | 0.500 ± 0.000 (n=1) | 0.750 ± 0.000 | 0.500"),
             "{t}"
         );
     }

@@ -46,6 +46,47 @@ pub fn draw_shots(
     Ok(Split { train, rest })
 }
 
+/// The few-shot draw for examples with label sets (`sets[i][c]`: example `i` carries label
+/// `c`): for each label in turn, random examples of `pool` are added until the drawn ones
+/// include `shots` that carry it and `shots` that do not, so every label, however common or
+/// rare, is learnt from at least K of each; the rest of the pool is held out. A label carried
+/// (or missed) by no more than `shots` examples of the pool is an error: nothing of it would be
+/// left to test on.
+pub fn draw_label_shots(
+    sets: &[Vec<bool>],
+    labels: &[String],
+    pool: &[usize],
+    shots: usize,
+    seed: u64,
+) -> Result<Split, Error> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut drawn = vec![false; sets.len()];
+    for (c, name) in labels.iter().enumerate() {
+        for carried in [true, false] {
+            let mut members: Vec<usize> = pool
+                .iter()
+                .copied()
+                .filter(|&i| sets[i][c] == carried)
+                .collect();
+            if members.len() <= shots {
+                return Err(Error::Labels(format!(
+                    "{} examples {} label `{name}`; {shots} shots need more than that",
+                    members.len(),
+                    if carried { "carry" } else { "lack" }
+                )));
+            }
+            let have = members.iter().filter(|&&i| drawn[i]).count();
+            members.retain(|&i| !drawn[i]);
+            members.shuffle(&mut rng);
+            for &i in members.iter().take(shots.saturating_sub(have)) {
+                drawn[i] = true;
+            }
+        }
+    }
+    let (train, rest) = pool.iter().partition(|&&i| drawn[i]);
+    Ok(Split { train, rest })
+}
+
 /// Holds out `fraction` of each class for validation (at least one example per class when the
 /// class has two or more).
 pub fn split_fraction(
@@ -140,5 +181,34 @@ mod tests {
         let sub = subsample(&labels, 2, &pool, 40, 3);
         assert_eq!(sub.len(), 40);
         assert_eq!(sub.iter().filter(|&&i| labels[i] == 0).count(), 10);
+    }
+
+    #[test]
+    fn label_set_draws_have_k_with_and_k_without_each_label() {
+        let labels: Vec<String> = ["common", "rare", "none"].map(String::from).to_vec();
+        // `common` on 3 of 4 images, `rare` on 1 of 10, `none` on no image past the first 90.
+        let sets: Vec<Vec<bool>> = (0..120)
+            .map(|i| vec![i % 4 != 0, i % 10 == 0, i < 90 && i % 3 == 0])
+            .collect();
+        let pool: Vec<usize> = (0..120).collect();
+        let split = draw_label_shots(&sets, &labels, &pool, 5, 3).unwrap();
+        for (c, name) in labels.iter().enumerate() {
+            let with = split.train.iter().filter(|&&i| sets[i][c]).count();
+            assert!(with >= 5 && split.train.len() - with >= 5, "{name}: {with}");
+        }
+        assert_eq!(split.train.len() + split.rest.len(), 120);
+        assert!(split.train.iter().all(|i| !split.rest.contains(i)));
+        assert_eq!(
+            split,
+            draw_label_shots(&sets, &labels, &pool, 5, 3).unwrap()
+        );
+        assert_ne!(
+            split,
+            draw_label_shots(&sets, &labels, &pool, 5, 4).unwrap()
+        );
+        let err = draw_label_shots(&sets, &labels, &pool, 12, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("12 examples carry label `rare`"), "{err}");
     }
 }

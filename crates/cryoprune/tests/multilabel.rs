@@ -165,6 +165,59 @@ fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
         !out.status.success() && t.contains("multi-label model"),
         "{t}"
     );
+
+    // The few-shot protocol on label sets: K images with and K without each label train, the
+    // rest test, scored per label at thresholds chosen on held-out images.
+    let fewshot = tmp.path().join("fewshot");
+    let run = |shots: &str| {
+        cryoprune(&[
+            "fewshot",
+            "--labels",
+            &train_csv,
+            "--input-size",
+            "32",
+            "--shots",
+            shots,
+            "--trials",
+            "2",
+            "--variants",
+            "scratch",
+            "--epochs",
+            "30",
+            "--schedule",
+            "onecycle",
+            "--lr",
+            "0.05",
+            "--out",
+            s(&fewshot),
+        ])
+    };
+    let out = run("8");
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let table = std::fs::read_to_string(fewshot.join("results.md")).unwrap();
+    assert!(
+        table.contains("K = 8: macro-F1 | micro-F1 | exact match |"),
+        "{table}"
+    );
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(fewshot.join("results.json")).unwrap())
+            .unwrap();
+    for trial in results["trials"].as_array().unwrap() {
+        // Calling every label on every image would score macro-F1 0.67 and exact match 0.25.
+        let (f1, exact) = (
+            trial["macro_f1"].as_f64().unwrap(),
+            trial["accuracy"].as_f64().unwrap(),
+        );
+        assert!(f1 > 0.9 && exact > 0.8, "{trial}");
+        assert!(trial["test_picks"].as_u64().unwrap() >= 20, "{trial}");
+    }
+    let out = run("24");
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("24 examples carry label `bar`"),
+        "{t}"
+    );
 }
 
 /// Picks on micrographs with a `labels` column of label sets train a multi-label model too, and
