@@ -394,6 +394,22 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             fit(&net, from, &train_set, &val, seed, &compute, &crate::Silent)?;
                         // Without the adaptation, which every draw of a cell shares.
                         let train_seconds = started.elapsed().as_secs_f64();
+                        let trial = |macro_f1, accuracy| Trial {
+                            arch: arch.name().into(),
+                            variant: name.clone(),
+                            shots,
+                            trial: t,
+                            seed,
+                            macro_f1,
+                            accuracy,
+                            micro_f1: None,
+                            train_seconds,
+                            best_epoch: fitted.best_epoch,
+                            test_picks: test_set.len(),
+                            with_context: None,
+                            context_alone: None,
+                            picker_score_alone: None,
+                        };
                         if data.is_multi_label() {
                             let report = label_set_scores(&fitted, &val, test_set, &compute);
                             events.note(format!(
@@ -401,20 +417,8 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                                 report.macro_f1, report.micro_f1, report.exact_match, fitted.best_epoch
                             ));
                             results.trials.push(Trial {
-                                arch: arch.name().into(),
-                                variant: name.clone(),
-                                shots,
-                                trial: t,
-                                seed,
-                                macro_f1: report.macro_f1,
-                                accuracy: report.exact_match,
                                 micro_f1: Some(report.micro_f1),
-                                train_seconds,
-                                best_epoch: fitted.best_epoch,
-                                test_picks: test_set.len(),
-                                with_context: None,
-                                context_alone: None,
-                                picker_score_alone: None,
+                                ..trial(report.macro_f1, report.exact_match)
                             });
                             crate::write_json(&json_path, &results)?;
                             continue;
@@ -454,20 +458,10 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             fitted.best_epoch
                         ));
                         results.trials.push(Trial {
-                            arch: arch.name().into(),
-                            variant: name.clone(),
-                            shots,
-                            trial: t,
-                            seed,
-                            macro_f1: report.macro_f1,
-                            accuracy: report.accuracy,
-                            micro_f1: None,
-                            train_seconds,
-                            best_epoch: fitted.best_epoch,
-                            test_picks: test_set.len(),
                             with_context,
                             context_alone,
                             picker_score_alone,
+                            ..trial(report.macro_f1, report.accuracy)
                         });
                         crate::write_json(&json_path, &results)?;
                     }
