@@ -453,17 +453,20 @@ impl PrepConfig {
                 "--box is required with micrographs and picks (the box size in micrograph pixels)"
             ),
         };
-        let micrographs = match source {
-            LabelSource::ImageTable(table) => dataset::lists_micrographs(table),
-            _ => false,
+        // Only a table of whole images has a spectrum to give; `auto` reads its header to learn
+        // whether they are micrographs.
+        let table = match source {
+            LabelSource::ImageTable(table) => Some(table),
+            _ => None,
         };
-        let spectrum = match self.spectrum {
-            SpectrumInput::Auto => micrographs,
-            SpectrumInput::Off => false,
-            SpectrumInput::On if matches!(source, LabelSource::ImageTable(_)) => true,
-            SpectrumInput::On => invalid!(
-                "--spectrum on puts a whole image's power spectrum beside it: it needs a table of                  images with label sets (micrograph,labels), not particle boxes"
+        let spectrum = match (self.spectrum, table) {
+            (SpectrumInput::Auto, Some(table)) => dataset::lists_micrographs(table),
+            (SpectrumInput::On, Some(_)) => true,
+            (SpectrumInput::On, None) => invalid!(
+                "--spectrum on puts a whole image's power spectrum beside it: it needs a table of \
+                 images with label sets (micrograph,labels), not particle boxes"
             ),
+            (SpectrumInput::Auto | SpectrumInput::Off, _) => false,
         };
         Ok(Preprocessing {
             box_size,
@@ -796,6 +799,38 @@ mod tests {
         assert_eq!("none".parse::<Augmentations>().unwrap().to_string(), "none");
         assert!("mirror".parse::<Augmentations>().is_err());
         assert!("a,b".parse::<ClassWeights>().is_err());
+    }
+
+    #[test]
+    fn the_spectrum_is_only_for_tables_of_whole_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = |name: &str, header: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{header}\na.png,ice\n")).unwrap();
+            LabelSource::ImageTable(path)
+        };
+        let spectrum = |setting: &str, source: &LabelSource| {
+            PrepConfig {
+                spectrum: setting.parse().unwrap(),
+                ..PrepConfig::default()
+            }
+            .preprocessing(source)
+            .map(|p| p.spectrum)
+        };
+        let micrographs = table("tags.csv", "micrograph,labels");
+        let images = table("images.csv", "image,labels");
+        assert!(spectrum("auto", &micrographs).unwrap());
+        assert!(!spectrum("auto", &images).unwrap());
+        assert!(spectrum("on", &images).unwrap());
+        assert!(!spectrum("off", &micrographs).unwrap());
+        let folder = LabelSource::ClassFolder(dir.path().to_path_buf());
+        assert!(!spectrum("auto", &folder).unwrap());
+        let err = spectrum("on", &folder).unwrap_err().to_string();
+        assert!(
+            err.contains("it needs a table of images with label sets (micrograph,labels)"),
+            "{err}"
+        );
+        assert!("sometimes".parse::<SpectrumInput>().is_err());
     }
 
     #[test]
