@@ -222,9 +222,11 @@ fn label_set_scores(
     test: &Dataset,
     compute: &crate::compute::Compute,
 ) -> MultiReport {
-    let truth = |d: &Dataset| d.multi.clone().unwrap_or_default();
+    fn truth(d: &Dataset) -> &[Vec<bool>] {
+        d.multi.as_deref().unwrap_or_default()
+    }
     let thresholds = match &fitted.val_probs {
-        Some(probs) if !val.is_empty() => multilabel::choose_thresholds(&truth(val), probs),
+        Some(probs) if !val.is_empty() => multilabel::choose_thresholds(truth(val), probs),
         _ => vec![0.5; test.classes.len()],
     };
     let probs = predict(
@@ -234,7 +236,7 @@ fn label_set_scores(
         fitted.config.head.readout(),
         &compute.device.device,
     );
-    multilabel::evaluate(&truth(test), &probs, &thresholds, &test.classes)
+    multilabel::evaluate(truth(test), &probs, &thresholds, &test.classes)
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -331,32 +333,26 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             continue;
                         }
                         let seed = cfg.seed + t as u64;
-                        let (split, val_idx) = match &data.multi {
-                            Some(sets) => {
-                                let split =
-                                    draw_label_shots(sets, &data.classes, &all, shots, seed)?;
-                                // No class to stratify by: the first of a seeded shuffle.
-                                let mut order: Vec<usize> = (0..split.rest.len()).collect();
-                                order.shuffle(&mut StdRng::seed_from_u64(seed));
-                                order.truncate(cfg.val_max);
-                                (split, order)
-                            }
-                            None => {
-                                let split =
-                                    draw_shots(&data.labels, &data.classes, &all, shots, seed)?;
-                                let rest: Vec<usize> = split.rest.iter().map(|&i| data.labels[i]).collect();
-                                let val_idx = subsample(
-                                    &rest,
-                                    data.classes.len(),
-                                    &(0..rest.len()).collect::<Vec<_>>(),
-                                    cfg.val_max,
-                                    seed,
-                                );
-                                (split, val_idx)
-                            }
+                        let split = match &data.multi {
+                            Some(sets) => draw_label_shots(sets, &data.classes, &all, shots, seed)?,
+                            None => draw_shots(&data.labels, &data.classes, &all, shots, seed)?,
                         };
                         let train_set = data.subset(&split.train);
                         let held_out = data.subset(&split.rest);
+                        let mut val_idx: Vec<usize> = (0..held_out.len()).collect();
+                        if held_out.is_multi_label() {
+                            // No class to stratify by: the first of a seeded shuffle.
+                            val_idx.shuffle(&mut StdRng::seed_from_u64(seed));
+                            val_idx.truncate(cfg.val_max);
+                        } else {
+                            val_idx = subsample(
+                                &held_out.labels,
+                                data.classes.len(),
+                                &val_idx,
+                                cfg.val_max,
+                                seed,
+                            );
+                        }
                         let val = held_out.subset(&val_idx);
                         let test_set = test.as_ref().unwrap_or(&held_out);
                         let mut net = cfg.net.clone();
