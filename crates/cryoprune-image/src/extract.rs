@@ -14,7 +14,7 @@
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-use crate::fourier::{lowpass_in_place, roll, Fft2, LowPass, Spectrum, C32};
+use crate::fourier::{lowpass_in_place, roll, Fft2, LowPass, Spectrum};
 use crate::image::Image;
 use crate::normalize::{self, MicrographNorm, Stats};
 use crate::{Error, Result};
@@ -194,14 +194,7 @@ impl Extractor {
     pub fn new(cfg: ExtractConfig) -> Result<Extractor> {
         cfg.validate()?;
         let (b, s) = (cfg.box_size, cfg.out_size);
-        let fwd = (b != s).then(|| {
-            let spec = Spectrum {
-                nx: b,
-                ny: b,
-                data: vec![C32::new(0.0, 0.0); (b / 2 + 1) * b],
-            };
-            (Fft2::new(b, b), Fft2::new(s, s), spec)
-        });
+        let fwd = (b != s).then(|| (Fft2::new(b, b), Fft2::new(s, s), Spectrum::zeros(b, b)));
         let c = (s / 2) as f64;
         let at = |i: usize| ((i % s) as f64 - c, (i / s) as f64 - c);
         let (background, ramp): (Vec<usize>, _) = match cfg.norm {

@@ -37,6 +37,15 @@ pub fn signed_freq(k: usize, n: usize) -> isize {
 }
 
 impl Spectrum {
+    /// The all-zero spectrum of an `nx` × `ny` image: a buffer to transform into.
+    pub fn zeros(nx: usize, ny: usize) -> Spectrum {
+        Spectrum {
+            nx,
+            ny,
+            data: vec![C32::new(0.0, 0.0); (nx / 2 + 1) * ny],
+        }
+    }
+
     pub fn hx(&self) -> usize {
         self.nx / 2 + 1
     }
@@ -147,11 +156,7 @@ impl Fft2 {
 
     /// Forward transform of `data` (row-major `nx` x `ny`).
     pub fn forward(&mut self, data: &[f32]) -> Spectrum {
-        let mut out = Spectrum {
-            nx: self.nx,
-            ny: self.ny,
-            data: vec![C32::new(0.0, 0.0); (self.nx / 2 + 1) * self.ny],
-        };
+        let mut out = Spectrum::zeros(self.nx, self.ny);
         self.forward_into(&mut data.to_vec(), &mut out);
         out
     }
@@ -329,11 +334,7 @@ pub fn lowpass(image: &Image, filter: &LowPass) -> Image {
 /// Low-pass filters an image in place (no second image-sized buffer besides the spectrum).
 pub fn lowpass_in_place(image: &mut Image, filter: &LowPass) {
     let mut fft = Fft2::new(image.nx, image.ny);
-    let mut spec = Spectrum {
-        nx: image.nx,
-        ny: image.ny,
-        data: vec![C32::new(0.0, 0.0); (image.nx / 2 + 1) * image.ny],
-    };
+    let mut spec = Spectrum::zeros(image.nx, image.ny);
     fft.forward_into(&mut image.data, &mut spec);
     filter.apply(&mut spec);
     fft.inverse_into(&mut spec, &mut image.data);

@@ -12,7 +12,7 @@
 //! transform serves both channels. Log power, then zero mean and unit deviation: a
 //! micrograph's overall scale (counting or not, gain) does not matter.
 
-use crate::fourier::{Fft2, Spectrum, C32};
+use crate::fourier::{Fft2, Spectrum};
 use crate::image::Image;
 
 /// At most this many tiles per axis: beyond about 400 tiles the average no longer changes
@@ -46,16 +46,8 @@ impl PowerSpectrum {
             fft: Fft2::new(size, size),
             window,
             tile: vec![0.0; size * size],
-            spec: Spectrum {
-                nx: size,
-                ny: size,
-                data: vec![C32::new(0.0, 0.0); (size / 2 + 1) * size],
-            },
+            spec: Spectrum::zeros(size, size),
         }
-    }
-
-    pub fn size(&self) -> usize {
-        self.size
     }
 
     /// The normalised log power spectrum of `img`, zero frequency at (n/2, n/2). An image
