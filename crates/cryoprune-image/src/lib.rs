@@ -5,6 +5,7 @@
 
 pub mod augment;
 pub mod display;
+pub mod exposure;
 pub mod extract;
 pub mod fourier;
 pub mod image;

@@ -17,11 +17,11 @@ use cryoprune_formats::{read_micrograph, PickFormat};
 use cryoprune_image::display;
 use cryoprune_image::Image;
 use cryoprune_train::modeldir::ModelDir;
-use cryoprune_train::trainer::predict;
 use cryoprune_train::{dataset, stack};
 use serde::{Deserialize, Serialize};
 
 use crate::compute::ComputeConfig;
+use crate::evaluate::predict_label_sets;
 use crate::events::{Event, Events};
 use crate::inputs::{check_outputs, expand_globs};
 use crate::{invalid, Context, Error, Result};
@@ -203,13 +203,14 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
         for group in input.paths.chunks(CURATE_GROUP) {
             let data =
                 dataset::from_images(group, pre.input_size, pre.invert, labels, pre.spectrum)?;
-            probs.extend(predict(
+            probs.extend(predict_label_sets(
                 &model,
+                &spec,
                 &data,
                 CURATE_GROUP,
-                spec.network.head.readout(),
-                &compute.device.device,
-            ));
+                false,
+                &compute,
+            )?);
             events.emit(Event::Advanced(group.len() as u64));
         }
         events.emit(Event::Finished);

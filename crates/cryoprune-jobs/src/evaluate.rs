@@ -8,6 +8,7 @@ use cryoprune_train::metrics::Report;
 use cryoprune_train::modeldir::{write_label_predictions, write_predictions, ModelDir, ModelSpec};
 use cryoprune_train::multilabel::{self, MultiReport};
 use cryoprune_train::trainer::predict;
+use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
 use crate::compute::{Compute, ComputeConfig};
@@ -84,6 +85,29 @@ pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Evaluation> {
     })
 }
 
+/// A multi-label model's per-label probabilities for `data` (cut with its preprocessing), the
+/// measured statistics combined with the network's unless `image_only`.
+pub(crate) fn predict_label_sets(
+    model: &Classifier,
+    spec: &ModelSpec,
+    data: &Dataset,
+    batch: usize,
+    image_only: bool,
+    compute: &Compute,
+) -> Result<Vec<Vec<f32>>> {
+    let readout = spec.network.head.readout();
+    let mut probs = predict(model, data, batch, readout, &compute.device.device);
+    if let Some(ctx) = spec.exposure_context.as_ref().filter(|_| !image_only) {
+        if data.exposure.len() != probs.len() {
+            invalid!("the model combines measured statistics of whole micrographs, and these images were not measured");
+        }
+        for (p, f) in probs.iter_mut().zip(&data.exposure) {
+            ctx.combine(p, f);
+        }
+    }
+    Ok(probs)
+}
+
 fn evaluate_label_sets(
     cfg: &EvaluateConfig,
     model: &Classifier,
@@ -102,8 +126,7 @@ fn evaluate_label_sets(
             cfg.model.display()
         );
     };
-    let readout = spec.network.head.readout();
-    let probs = predict(model, &data, 64, readout, &compute.device.device);
+    let probs = predict_label_sets(model, spec, &data, 64, cfg.image_only, compute)?;
     let report = multilabel::evaluate(truth, &probs, thresholds, &spec.classes);
     events.output(report.to_text());
     if let Some(path) = &cfg.predictions {

@@ -288,6 +288,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                 labels: chunk.labels,
                 classes: classes.clone(),
                 multi: None,
+                exposure: Vec::new(),
             };
             let lr = cfg.rate(c);
             let train_cfg = TrainConfig {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cryoprune_model::exposure_context::ExposureContext;
 use cryoprune_model::PickContext;
 
 use cryoprune_train::diagnose::{diagnose, Task};
@@ -220,7 +221,11 @@ fn train_label_sets(
     ));
     let truth = held_out.multi.clone().unwrap_or_default();
     // The kept epoch's probabilities on the held-out images (none when none is held out).
-    let probs = fitted.val_probs.clone().unwrap_or_default();
+    let mut probs = fitted.val_probs.clone().unwrap_or_default();
+    let exposure = match cfg.image_only {
+        true => None,
+        false => exposure_context(&train_set, &held_out, &mut probs, events),
+    };
     let (thresholds, report) = if held_out.is_empty() {
         events.note(
             "every image trains, none is held out: each label's threshold stays 0.5 and nothing \
@@ -245,10 +250,51 @@ fn train_label_sets(
     };
     let spec = ModelSpec {
         thresholds: Some(thresholds.clone()),
+        exposure_context: exposure,
         ..spec_of(&fitted, &data, pre, &weights, training)
     };
     let validation = HeldOut::Labels(&held_out, &probs, &thresholds);
     save(cfg, &fitted, spec, validation, events)
+}
+
+/// For whole micrographs, the regression of each label on their measured statistics, fitted on
+/// the training micrographs; its weight of the network is fitted on the held-out ones, whose
+/// probabilities (`probs`) it then combines in place, so thresholds are chosen on what the model
+/// will output.
+fn exposure_context(
+    train: &Dataset,
+    held: &Dataset,
+    probs: &mut [Vec<f32>],
+    events: &dyn Events,
+) -> Option<ExposureContext> {
+    if train.exposure.is_empty() {
+        return None;
+    }
+    let names = cryoprune_image::exposure::FACTS;
+    let truth = |d: &Dataset| d.multi.clone().unwrap_or_default();
+    let mut ctx = match ExposureContext::fit(&names, &train.exposure, &truth(train)) {
+        Ok(ctx) => ctx,
+        Err(why) => {
+            events.note(format!(
+                "the micrographs' measured statistics are not used: {why}"
+            ));
+            return None;
+        }
+    };
+    let used = ctx.fit_image_weight(probs, &held.exposure, &truth(held));
+    events.note(format!(
+        "measured statistics ({}) combined with the network: its log-odds weighted {:.2}{}",
+        names.join(", "),
+        ctx.image_weight,
+        match used {
+            0 => " (too few held-out micrographs to fit the weight)".to_string(),
+            n => format!(" (best fit to {n} held-out micrographs)"),
+        }
+    ));
+    for (p, f) in probs.iter_mut().zip(&held.exposure) {
+        ctx.combine(p, f);
+    }
+    Some(ctx)
 }
 
 /// model.json of `fitted`, trained on `data` cut as `pre` says, from `weights`.

@@ -45,6 +45,7 @@ fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
         origins,
         classes: vec!["disc".into(), "ring".into()],
         multi: None,
+        exposure: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod backprop;
 pub mod classifier;
 pub mod device;
 pub mod efficientnet;
+pub mod exposure_context;
 pub mod head;
 pub mod hub;
 pub mod infer;

@@ -329,7 +329,11 @@ fn log_sum_exp(v: &[f64]) -> f64 {
 /// ½, and the second-moment matrix of the constant and d standardised features has the eigenvalue
 /// 1 (the constant, uncorrelated with the rest) and those of the features' correlation matrix, at
 /// most d; so L = d/2 + ridge/n. The problem is strictly convex, so this converges to the one optimum.
-fn fit_softmax(x: &[Vec<f64>], labels: &[usize], classes: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+pub(crate) fn fit_softmax(
+    x: &[Vec<f64>],
+    labels: &[usize],
+    classes: usize,
+) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = x.len() as f64;
     let d = x.first().map_or(0, Vec::len);
     let ridge = RIDGE / n;

@@ -66,6 +66,9 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// For a multi-label set, `multi[i][c]`: example `i` carries label `c`.
     pub multi: Option<Vec<Vec<bool>>>,
+    /// Per example, a whole micrograph's measured statistics
+    /// ([`cryoprune_image::exposure::measure`]); empty when they were not measured.
+    pub exposure: Vec<Vec<f64>>,
 }
 
 /// Per-pick accounting of an extraction, for the log.
@@ -90,6 +93,7 @@ impl Dataset {
             origins: Vec::new(),
             classes,
             multi: None,
+            exposure: Vec::new(),
         }
     }
 
@@ -154,6 +158,10 @@ impl Dataset {
                 .multi
                 .as_ref()
                 .map(|m| indices.iter().map(|&i| m[i].clone()).collect()),
+            exposure: match self.exposure.is_empty() {
+                true => Vec::new(),
+                false => indices.iter().map(|&i| self.exposure[i].clone()).collect(),
+            },
         }
     }
 
@@ -163,8 +171,9 @@ impl Dataset {
             self.size == other.size
                 && self.channels == other.channels
                 && self.classes == other.classes
-                && self.is_multi_label() == other.is_multi_label(),
-            "concatenated datasets differ in image size, planes, classes or kind"
+                && self.is_multi_label() == other.is_multi_label()
+                && self.exposure.is_empty() == other.exposure.is_empty(),
+            "concatenated datasets differ in image size, planes, classes, kind or measurements"
         );
         let mut all = self.clone();
         all.images.extend_from_slice(&other.images);
@@ -173,6 +182,7 @@ impl Dataset {
         if let (Some(a), Some(b)) = (&mut all.multi, &other.multi) {
             a.extend(b.iter().cloned());
         }
+        all.exposure.extend(other.exposure.iter().cloned());
         all
     }
 

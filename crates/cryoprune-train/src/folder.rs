@@ -293,18 +293,19 @@ pub fn read_table(
         if !file.is_file() {
             return Err(at(&line, format!("{}: no such image file", file.display())));
         }
-        push_file(&mut data, &mut cutter, &file, &carried)?;
+        push_file(&mut data, &mut cutter, &file, &carried, spectrum)?;
     }
     Ok(data)
 }
 
 /// Every image of `file` (each section of a stack) into the multi-label set `data`, carrying
-/// `labels`.
+/// `labels`; with `measure` (whole micrographs) with its measured statistics too.
 fn push_file(
     data: &mut Dataset,
     cutter: &mut BoxCutter,
     file: &Path,
     labels: &[bool],
+    measure: bool,
 ) -> Result<(), Error> {
     let images = images_in(file)?;
     let stack = images.len() > 1;
@@ -316,6 +317,10 @@ fn push_file(
         };
         let origin = whole(name, &img);
         cutter.push(data, &img, file, k, 0, origin)?;
+        if measure {
+            data.exposure
+                .push(cryoprune_image::exposure::measure(&img).to_vec());
+        }
         data.multi
             .as_mut()
             .expect("a multi-label set")
@@ -338,7 +343,7 @@ pub fn read_images(
     data.channels = cutter.planes();
     let none = vec![false; labels.len()];
     for file in files {
-        push_file(&mut data, &mut cutter, file, &none)?;
+        push_file(&mut data, &mut cutter, file, &none, spectrum)?;
     }
     Ok(data)
 }

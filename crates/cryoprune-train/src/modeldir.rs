@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_model::classifier::{load_safetensors, to_safetensors};
+use cryoprune_model::exposure_context::ExposureContext;
 use cryoprune_model::{Classifier, ClassifierConfig, PickContext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -124,6 +125,10 @@ pub struct ModelSpec {
     /// chooses one class per image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<Vec<f32>>,
+    /// A micrograph model's measured statistics combined with the network per label; absent
+    /// for other models and when training was told to use the image alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure_context: Option<ExposureContext>,
     pub weights_file: String,
     pub weights_sha256: String,
 }
@@ -220,6 +225,14 @@ impl ModelSpec {
         if let Some(ctx) = &self.pick_context {
             ctx.validate(n)?;
         }
+        if let Some(ctx) = &self.exposure_context {
+            if !pre.spectrum {
+                return Err("exposure_context belongs to models of whole micrographs \
+                            (preprocessing.spectrum true)"
+                    .into());
+            }
+            ctx.validate(n, &cryoprune_image::exposure::FACTS)?;
+        }
         let weights = Path::new(&self.weights_file);
         if weights.components().count() != 1 || weights.file_name().is_none() {
             return Err(format!(
@@ -250,6 +263,7 @@ impl ModelSpec {
             training,
             pick_context,
             thresholds: None,
+            exposure_context: None,
             weights_file: WEIGHTS_FILE.into(),
             weights_sha256: String::new(),
         }

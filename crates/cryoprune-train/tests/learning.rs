@@ -125,6 +125,7 @@ fn discs_and_rings(n_per_class: usize, size: usize, seed: u64) -> Dataset {
         labels,
         classes: vec!["disc".into(), "ring".into()],
         multi: None,
+        exposure: Vec::new(),
     }
 }
 

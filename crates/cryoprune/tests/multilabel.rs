@@ -364,6 +364,13 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
         serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
     assert_eq!(spec["preprocessing"]["spectrum"], true);
     assert_eq!(spec["network"]["in_channels"], 2);
+    // ...and each micrograph's measured statistics, one regression per tag.
+    let ctx = &spec["exposure_context"];
+    assert_eq!(ctx["facts"].as_array().unwrap().len(), 6, "{ctx}");
+    assert_eq!(
+        ctx["labels"].as_array().unwrap().len(),
+        spec["classes"].as_array().unwrap().len()
+    );
 
     let star = micrographs_star(tmp.path(), 10);
     let curate = |out: &Path, list: &Path, more: &[&str]| {

@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Classify on the image alone, ignoring the pick context (picker score, distance from the
-    /// edge) the model was trained to combine with it.
+    /// edge) or the measured micrograph statistics the model was trained to combine with it.
     #[arg(long)]
     image_only: bool,
 }

@@ -46,7 +46,8 @@ pub struct Args {
     net: NetArgs,
     /// Classify on the image alone. By default what the box does not show is combined with the
     /// network's evidence: the picker's score, when the labelled picks carry one, and the pick's
-    /// distance from the micrograph edge.
+    /// distance from the micrograph edge; for whole micrographs, their measured statistics
+    /// (particle band, spectrum anisotropy and lattice spots, contrast).
     #[arg(long)]
     image_only: bool,
     #[command(flatten)]

@@ -1,0 +1,346 @@
+//! A whole micrograph's measured statistics: the numbers curation tools judge exposures by.
+//!
+//! cryoSPARC's Curate Exposures and MicAssess's users decide on measurements (CTF fit, relative
+//! ice thickness, motion, particle counts), not on a binned picture alone, because what makes a
+//! micrograph bad lives mostly at frequencies and scales that binning throws away. A network
+//! trained on a hundred micrographs learns those cues poorly; measured directly, each is one
+//! number, and a regression on the user's labels decides which ones matter for which label.
+//!
+//! Every fact is a ratio within the micrograph, so a detector's gain, counting or not, and the
+//! file's scale do not change it. Frequencies are in units of the micrograph's Nyquist.
+
+use crate::fourier::{signed_freq, Fft2, Spectrum};
+use crate::image::Image;
+
+/// The facts, in the order [`measure`] returns them.
+pub const FACTS: [&str; 6] = [
+    "particle-band",
+    "anisotropy",
+    "lattice-spots",
+    "coarse-contrast",
+    "kurtosis",
+    "skewness",
+];
+
+/// Side of the tiles the spectra are taken from: small enough for many tiles on a micrograph,
+/// large enough to resolve Thon rings and lattice spots.
+const TILE: usize = 256;
+/// At most this many tiles per axis: 64 tiles already give spectra smooth to a few per cent.
+const MAX_TILES_PER_AXIS: usize = 8;
+/// Tiles smaller than this hold too few frequencies to measure anything.
+const MIN_TILE: usize = 16;
+/// Rings per Nyquist for the lattice-spot median.
+const RINGS: f64 = 64.0;
+
+/// Measures `img`:
+/// - `particle-band`: ln of the median over tiles of the tile's mean power at 0.04-0.3 Nyquist
+///   (where particles and their Thon rings are) over its noise floor (the median at 0.8-0.95):
+///   particles, and contrast, present or not. The median ignores the tiles on carbon or
+///   contamination.
+/// - `anisotropy`: how far the averaged spectrum's excess over the floor at 0.1-0.35 Nyquist
+///   varies with direction (its cos 2θ amplitude over its mean): drift fades the rings across one
+///   direction only.
+/// - `lattice-spots`: ln of the highest ratio of a frequency's power to its ring's median beyond
+///   0.3 Nyquist: crystalline ice's sharp spots.
+/// - `coarse-contrast`: ln of the standard deviation of the normalised micrograph binned to about
+///   128 px: carbon, contamination and ice gradients, against flat ice.
+/// - `kurtosis`, `skewness` of the normalised micrograph binned to about 512 px: dense blobs of
+///   contamination and aggregates make heavy, one-sided tails.
+///
+/// An image too small for a spectrum (under 16 px a side) has 0 for the spectral facts; a flat
+/// image has 0 for every fact.
+pub fn measure(img: &Image) -> [f64; 6] {
+    let (band, aniso, spots) = spectral(img).unwrap_or((0.0, 0.0, 0.0));
+    let (coarse, kurt, skew) = textural(img).unwrap_or((0.0, 0.0, 0.0));
+    [band, aniso, spots, coarse, kurt, skew]
+}
+
+/// The median of `v` (not empty); reorders it.
+fn median(v: &mut [f64]) -> f64 {
+    let mid = v.len() / 2;
+    *v.select_nth_unstable_by(mid, f64::total_cmp).1
+}
+
+/// Starts of at most [`MAX_TILES_PER_AXIS`] tiles `t` wide, not overlapping, spread evenly
+/// over an axis `len` long.
+fn starts(len: usize, t: usize) -> Vec<usize> {
+    let count = (len / t).clamp(1, MAX_TILES_PER_AXIS);
+    if count == 1 {
+        return vec![(len - t) / 2];
+    }
+    (0..count).map(|i| i * (len - t) / (count - 1)).collect()
+}
+
+fn spectral(img: &Image) -> Option<(f64, f64, f64)> {
+    let t = TILE.min(img.nx).min(img.ny);
+    if t < MIN_TILE {
+        return None;
+    }
+    let mut fft = Fft2::new(t, t);
+    let mut spec = Spectrum::zeros(t, t);
+    let hx = spec.hx();
+    let hann: Vec<f32> = (0..t)
+        .map(|i| (0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / t as f64).cos()) as f32)
+        .collect();
+    // Per half-plane frequency (column-major, as the spectrum stores it): radius in Nyquist
+    // units and direction, as cos 2θ and sin 2θ (a spectrum's direction is modulo 180°).
+    let geometry: Vec<(f64, f64, f64)> = (0..hx * t)
+        .map(|i| {
+            let (fx, fy) = ((i / t) as f64, signed_freq(i % t, t) as f64);
+            let r = 2.0 * fx.hypot(fy) / t as f64;
+            let theta = fy.atan2(fx);
+            (r, (2.0 * theta).cos(), (2.0 * theta).sin())
+        })
+        .collect();
+    let within = |lo: f64, hi: f64| {
+        let g = &geometry;
+        move |i: &usize| g[*i].0 > lo && g[*i].0 < hi
+    };
+    let floor_at: Vec<usize> = (0..hx * t).filter(within(0.8, 0.95)).collect();
+    let band_at: Vec<usize> = (0..hx * t).filter(within(0.04, 0.3)).collect();
+    if floor_at.is_empty() || band_at.is_empty() {
+        return None;
+    }
+    let mut tile = vec![0.0f32; t * t];
+    let mut average = vec![0.0f64; hx * t];
+    let mut excess = Vec::new();
+    let (xs, ys) = (starts(img.nx, t), starts(img.ny, t));
+    for &y0 in &ys {
+        for &x0 in &xs {
+            let mean = (0..t)
+                .map(|y| {
+                    img.row(y0 + y)[x0..x0 + t]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / (t * t) as f64;
+            for y in 0..t {
+                for (x, &v) in img.row(y0 + y)[x0..x0 + t].iter().enumerate() {
+                    tile[y * t + x] = (v - mean as f32) * hann[x] * hann[y];
+                }
+            }
+            fft.forward_into(&mut tile, &mut spec);
+            let power: Vec<f64> = spec.data.iter().map(|c| c.norm_sqr() as f64).collect();
+            let mut floor: Vec<f64> = floor_at.iter().map(|&i| power[i]).collect();
+            // One tile's power at one frequency is exponentially distributed, and the median
+            // of an exponential is ln 2 of its mean; the median keeps lattice spots out.
+            let floor = median(&mut floor) / std::f64::consts::LN_2;
+            if floor > 0.0 {
+                let band = band_at.iter().map(|&i| power[i]).sum::<f64>() / band_at.len() as f64;
+                excess.push(band / floor);
+            }
+            average.iter_mut().zip(&power).for_each(|(a, p)| *a += p);
+        }
+    }
+    let mut floor: Vec<f64> = floor_at.iter().map(|&i| average[i]).collect();
+    let floor = median(&mut floor);
+    if excess.is_empty() || floor <= 0.0 {
+        return None;
+    }
+    let band = median(&mut excess).ln();
+
+    let ring_at: Vec<usize> = (0..hx * t).filter(within(0.1, 0.35)).collect();
+    let (mut sum, mut c2, mut s2) = (0.0, 0.0, 0.0);
+    for &i in &ring_at {
+        let v = average[i] / floor;
+        sum += v;
+        c2 += v * geometry[i].1;
+        s2 += v * geometry[i].2;
+    }
+    let n = ring_at.len().max(1) as f64;
+    // Relative to the excess over the floor, not the whole power: drift takes away signal, and
+    // the noise floor would dilute that on a noisy micrograph. The excess is bounded below, so
+    // a micrograph with almost no signal does not divide by almost nothing.
+    let aniso = (c2 / n).hypot(s2 / n) / (sum / n - 1.0).max(0.02);
+
+    let rings = (RINGS as usize) + 2;
+    let ring_of = |r: f64| ((r * RINGS) as usize).min(rings - 1);
+    let mut by_ring: Vec<Vec<f64>> = vec![Vec::new(); rings];
+    for (i, g) in geometry.iter().enumerate() {
+        by_ring[ring_of(g.0)].push(average[i]);
+    }
+    let ring_median: Vec<f64> = by_ring
+        .into_iter()
+        .map(|mut v| if v.is_empty() { 0.0 } else { median(&mut v) })
+        .collect();
+    let spots = geometry
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.0 > 0.3 && g.0 < 1.0)
+        .filter_map(|(i, g)| {
+            let m = ring_median[ring_of(g.0)];
+            (m > 0.0).then(|| average[i] / m)
+        })
+        .fold(1.0f64, f64::max)
+        .ln();
+    Some((band, aniso, spots))
+}
+
+/// Block means of `img` in blocks of `b` × `b`, standardised by the image's mean and deviation.
+fn binned(img: &Image, b: usize, mean: f64, sd: f64) -> Vec<f64> {
+    let (mx, my) = (img.nx / b, img.ny / b);
+    let mut out = vec![0.0f64; mx * my];
+    for y in 0..my * b {
+        for (x, &v) in img.row(y)[..mx * b].iter().enumerate() {
+            out[(y / b) * mx + x / b] += v as f64;
+        }
+    }
+    let area = (b * b) as f64;
+    out.iter_mut().for_each(|v| *v = (*v / area - mean) / sd);
+    out
+}
+
+fn moments(v: &[f64]) -> (f64, f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let central = |k: i32| v.iter().map(|x| (x - m).powi(k)).sum::<f64>() / n;
+    (m, central(2), central(3))
+}
+
+fn textural(img: &Image) -> Option<(f64, f64, f64)> {
+    let n = (img.nx * img.ny) as f64;
+    let mean = img.data.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = img
+        .data
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    if !(var > 0.0 && var.is_finite()) {
+        return None;
+    }
+    let sd = var.sqrt();
+    let side = img.nx.max(img.ny);
+    let coarse = binned(img, (side / 128).max(1), mean, sd);
+    let coarse_sd = moments(&coarse).1.sqrt().max(1e-12).ln();
+    let fine = binned(img, (side / 512).max(1), mean, sd);
+    let (_, var, third) = moments(&fine);
+    if var <= 0.0 {
+        return Some((coarse_sd, 0.0, 0.0));
+    }
+    let m = fine.iter().sum::<f64>() / fine.len() as f64;
+    let fourth = fine.iter().map(|x| (x - m).powi(4)).sum::<f64>() / fine.len() as f64;
+    Some((coarse_sd, fourth / (var * var), third / var.powf(1.5)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn noise(n: usize, seed: u64) -> Image {
+        let mut rng = StdRng::seed_from_u64(seed);
+        // Sums of uniforms: close enough to Gaussian, and white.
+        Image::from_fn(n, n, |_, _| (0..4).map(|_| rng.random::<f32>() - 0.5).sum())
+    }
+
+    /// `img` plus `amp` × a smooth random field: blobs about `scale` px across (a sum of
+    /// Gaussian bumps at random places), standing for particles.
+    fn with_blobs(img: &Image, amp: f32, count: usize, scale: f64, seed: u64) -> Image {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let centres: Vec<(f64, f64)> = (0..count)
+            .map(|_| {
+                (
+                    rng.random_range(0.0..img.nx as f64),
+                    rng.random_range(0.0..img.ny as f64),
+                )
+            })
+            .collect();
+        let mut out = img.clone();
+        for (cx, cy) in centres {
+            let r = (3.0 * scale) as isize;
+            for dy in -r..=r {
+                for dx in -r..=r {
+                    let (x, y) = (cx as isize + dx, cy as isize + dy);
+                    if x < 0 || y < 0 || x >= img.nx as isize || y >= img.ny as isize {
+                        continue;
+                    }
+                    let d2 = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)) / (scale * scale);
+                    out.data[y as usize * img.nx + x as usize] += amp * (-d2 / 2.0).exp() as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn particles_raise_the_particle_band_and_scale_does_not_matter() {
+        let base = noise(512, 1);
+        let empty = measure(&base);
+        let full = measure(&with_blobs(&base, 1.5, 400, 3.0, 2));
+        assert!(full[0] > empty[0] + 0.5, "{} vs {}", full[0], empty[0]);
+        // White noise: band and floor hold the same power.
+        assert!(empty[0].abs() < 0.2, "{}", empty[0]);
+        let scaled = Image::new(
+            512,
+            512,
+            base.data.iter().map(|v| 250.0 * v + 1e4).collect(),
+        );
+        for (a, b) in measure(&scaled).iter().zip(&empty) {
+            assert!((a - b).abs() < 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_smear_along_one_direction_shows_as_anisotropy() {
+        let img = with_blobs(&noise(512, 3), 1.5, 600, 2.0, 4);
+        // Averaging along x over 9 px: what a steady drift does to the signal.
+        let smeared = Image::from_fn(512, 512, |x, y| {
+            (0..9).map(|k| img.get((x + k).min(511), y)).sum::<f32>() / 9.0
+        });
+        let noisy = Image::new(
+            512,
+            512,
+            smeared
+                .data
+                .iter()
+                .zip(&noise(512, 5).data)
+                .map(|(s, n)| s + 0.3 * n)
+                .collect(),
+        );
+        let (still, drifted) = (measure(&img)[1], measure(&noisy)[1]);
+        assert!(
+            drifted > 2.0 * still && drifted > 0.3,
+            "{still} vs {drifted}"
+        );
+    }
+
+    #[test]
+    fn a_lattice_shows_as_spots_and_contamination_as_contrast() {
+        let base = noise(512, 6);
+        let lattice = Image::from_fn(512, 512, |x, y| {
+            base.get(x, y) + 0.2 * (std::f32::consts::TAU * (x as f32 / 3.1 + y as f32 / 7.3)).cos()
+        });
+        let (plain, spotted) = (measure(&base), measure(&lattice));
+        assert!(
+            spotted[2] > plain[2] + 2.0,
+            "{} vs {}",
+            plain[2],
+            spotted[2]
+        );
+        // Three big dense blobs: contrast at the coarse scale, and a heavy, one-sided tail.
+        let blobs = with_blobs(&base, 6.0, 3, 25.0, 7);
+        let m = measure(&blobs);
+        assert!(m[3] > plain[3] + 1.0, "{} vs {}", plain[3], m[3]);
+        assert!(
+            m[4] > plain[4] + 1.0 && m[5] > plain[5] + 0.5,
+            "{m:?} vs {plain:?}"
+        );
+    }
+
+    #[test]
+    fn small_flat_and_oblong_images_give_finite_facts() {
+        for img in [
+            Image::zeros(5, 5),
+            Image::filled(300, 300, 2.0),
+            noise(12, 8),
+            Image::from_fn(700, 40, |x, y| ((x * 7 + y * 3) % 11) as f32),
+        ] {
+            let m = measure(&img);
+            assert!(m.iter().all(|v| v.is_finite()), "{m:?}");
+        }
+        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 6]);
+    }
+}
