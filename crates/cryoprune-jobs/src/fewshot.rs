@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use cryoprune_formats::atomic::write_atomic;
+use cryoprune_model::exposure_context::ExposureContext;
 use cryoprune_model::{Arch, Backbone, PickContext, PickFacts, Pretrained};
 use cryoprune_train::multilabel::{self, MultiReport};
 use cryoprune_train::sampling::{draw_label_shots, draw_shots, subsample};
@@ -150,7 +151,8 @@ pub struct Trial {
     pub train_seconds: f64,
     pub best_epoch: usize,
     pub test_picks: usize,
-    /// The same model with the pick context combined (picker score, distance from the edge).
+    /// The same model with its context combined: a pick's (picker score, distance from the
+    /// edge), or a whole micrograph's measured statistics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub with_context: Option<Metrics>,
     /// The pick context alone, fitted on the same training picks.
@@ -218,17 +220,15 @@ fn weights_for(
 /// held-out images it chose its epoch on, as `train` chooses them.
 fn label_set_scores(
     fitted: &Fitted,
+    train: &Dataset,
     val: &Dataset,
     test: &Dataset,
     compute: &crate::compute::Compute,
-) -> MultiReport {
+) -> (MultiReport, Option<MultiReport>) {
     fn truth(d: &Dataset) -> &[Vec<bool>] {
         d.multi.as_deref().unwrap_or_default()
     }
-    let thresholds = match &fitted.val_probs {
-        Some(probs) if !val.is_empty() => multilabel::choose_thresholds(truth(val), probs),
-        _ => vec![0.5; test.classes.len()],
-    };
+    let val_probs = fitted.val_probs.clone().filter(|_| !val.is_empty());
     let probs = predict(
         &fitted.model,
         test,
@@ -236,7 +236,36 @@ fn label_set_scores(
         fitted.config.head.readout(),
         &compute.device.device,
     );
-    multilabel::evaluate(truth(test), &probs, &thresholds, &test.classes)
+    // Each label's threshold is chosen on validation, as train chooses it.
+    let score = |val_probs: &Option<Vec<Vec<f32>>>, probs: &[Vec<f32>]| {
+        let thresholds = match val_probs {
+            Some(p) => multilabel::choose_thresholds(truth(val), p),
+            None => vec![0.5; test.classes.len()],
+        };
+        multilabel::evaluate(truth(test), probs, &thresholds, &test.classes)
+    };
+    let network = score(&val_probs, &probs);
+    // Whole micrographs: their measured statistics combined as train combines them.
+    let names = cryoprune_image::exposure::FACTS;
+    let combined = (!train.exposure.is_empty() && test.exposure.len() == test.len())
+        .then(|| ExposureContext::fit(&names, &train.exposure, truth(train)).ok())
+        .flatten()
+        .map(|mut ctx| {
+            let mut val_probs = val_probs.clone();
+            if let Some(p) = &mut val_probs {
+                ctx.fit_image_weight(p, &val.exposure, truth(val));
+                p.iter_mut()
+                    .zip(&val.exposure)
+                    .for_each(|(p, f)| ctx.combine(p, f));
+            }
+            let mut probs = probs.clone();
+            probs
+                .iter_mut()
+                .zip(&test.exposure)
+                .for_each(|(p, f)| ctx.combine(p, f));
+            score(&val_probs, &probs)
+        });
+    (network, combined)
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -407,13 +436,25 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                             picker_score_alone: None,
                         };
                         if data.is_multi_label() {
-                            let report = label_set_scores(&fitted, &val, test_set, &compute);
+                            let (report, combined) =
+                                label_set_scores(&fitted, &train_set, &val, test_set, &compute);
                             events.note(format!(
-                                "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}, micro-F1 {:.3}, exact match {:.3}, {train_seconds:.1} s (best epoch {})",
-                                report.macro_f1, report.micro_f1, report.exact_match, fitted.best_epoch
+                                "{arch} {variant} K={shots} trial {t}: macro-F1 {:.3}{}, micro-F1 {:.3}, exact match {:.3}, {train_seconds:.1} s (best epoch {})",
+                                report.macro_f1,
+                                combined.as_ref().map_or(String::new(), |c| format!(
+                                    " ({:.3} with the measured statistics)",
+                                    c.macro_f1
+                                )),
+                                report.micro_f1,
+                                report.exact_match,
+                                fitted.best_epoch
                             ));
                             results.trials.push(Trial {
                                 micro_f1: Some(report.micro_f1),
+                                with_context: combined.map(|c| Metrics {
+                                    macro_f1: c.macro_f1,
+                                    accuracy: c.exact_match,
+                                }),
                                 ..trial(report.macro_f1, report.exact_match)
                             });
                             crate::write_json(&json_path, &results)?;
@@ -489,7 +530,7 @@ pub fn markdown(trials: &[Trial], shots: &[usize]) -> String {
     }
     type Column = (&'static str, fn(&Trial) -> Option<Metrics>);
     let optional: [Column; 3] = [
-        ("+ pick context", |t| t.with_context),
+        ("+ context", |t| t.with_context),
         ("pick context alone", |t| t.context_alone),
         ("picker score alone", |t| t.picker_score_alone),
     ];

@@ -8,23 +8,28 @@
 #
 # Variants (VARIANTS, comma-separated, default all of them):
 #   scratch-image      the binned micrograph alone, small network from scratch
-#   scratch            micrograph + power spectrum (the default input), from scratch
+#   scratch-network    micrograph + power spectrum, from scratch, the network alone
+#                      (--image-only: no measured statistics)
+#   scratch            micrograph + power spectrum + measured statistics (the default),
+#                      from scratch
 #   cryo               the same, started from the shipped cryo-EM backbone, one stage
 #   cryo-two-stage     the same, --recipe two-stage (head alone, then everything)
 #   imagenet-two-stage EfficientNet-Lite0 ImageNet weights, two stages (the seed's recipe
 #                      with the ImageNet network this machine has; ResNet-34's weights are a
 #                      download away: --arch resnet34 --pretrained imagenet)
-# SIZE (default 512) is the micrographs' side, INPUT (default 128) the network input.
+# SIZE (default 2048) is the micrographs' side: at 2.5 Å/px a 5120 Å field, the size of a real
+# exposure (a K3 frame at 0.83 Å/px spans 4780 Å), with as many particles on it; INPUT (default
+# 128) is the network input.
 #
 # Needs a release build (cargo build --release). Writes OUT_DIR/results.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 out="${1:-curate_bench}"
 bin="${CRYOPRUNE:-$root/target/release/cryoprune}"
-size="${SIZE:-512}"
+size="${SIZE:-2048}"
 input="${INPUT:-128}"
 train_count="${TRAIN_COUNT:-150}"
-variants="${VARIANTS:-scratch-image,scratch,cryo,cryo-two-stage,imagenet-two-stage}"
+variants="${VARIANTS:-scratch-image,scratch-network,scratch,cryo,cryo-two-stage,imagenet-two-stage}"
 effnet="$root/../shared/data/weights/efficientnet-lite0/efficientnet-lite0-57934424.pth"
 mkdir -p "$out"
 
@@ -53,6 +58,7 @@ IFS=, read -r -a chosen <<<"$variants"
 for v in "${chosen[@]}"; do
     case "$v" in
         scratch-image) args=(--pretrained none --spectrum off) ;;
+        scratch-network) args=(--pretrained none --image-only) ;;
         scratch) args=(--pretrained none) ;;
         cryo) args=(--pretrained cryo) ;;
         cryo-two-stage) args=(--pretrained cryo --recipe two-stage) ;;

@@ -1197,7 +1197,7 @@ fn fewshot_writes_the_table_and_resumes() {
     assert_eq!(results["trials"].as_array().unwrap().len(), 8);
     // Picks on micrographs with Topaz's scores: each model is also scored with the context.
     assert!(
-        table.contains("| + pick context | pick context alone | picker score alone |"),
+        table.contains("| + context | pick context alone | picker score alone |"),
         "{table}"
     );
     assert!(results["trials"].as_array().unwrap().iter().all(|t| {
