@@ -12,6 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pick_context::{fit_softmax, weight_grid};
+
 /// One label's regression: log-odds = intercept + Σ slope · standardised fact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelTerms {
@@ -35,11 +37,6 @@ pub struct ExposureContext {
     /// Weight of the network's log-odds against the facts: fitted on held-out micrographs; 1
     /// without them.
     pub image_weight: f64,
-}
-
-/// Image weights tried, log-spaced from 1/20 to 3 (as the pick context's).
-fn weight_grid() -> impl Iterator<Item = f64> {
-    (0..=120).map(|i| (-3.0 + 4.1 * f64::from(i) / 120.0).exp())
 }
 
 fn logit(p: f32) -> f64 {
@@ -116,7 +113,7 @@ impl ExposureContext {
                         log_prior_odds: 0.0,
                     };
                 }
-                let (a, b) = crate::pick_context::fit_softmax(&x, &y, 2);
+                let (a, b) = fit_softmax(&x, &y, 2);
                 LabelTerms {
                     intercept: a[1] - a[0],
                     slope: b.iter().map(|s| s[1] - s[0]).collect(),

@@ -109,7 +109,7 @@ pub struct PickContext {
 
 /// Image weights tried, log-spaced from 1/20 to 3: below, the network would hardly count; above,
 /// it would be trusted more than its own training made it.
-fn weight_grid() -> impl Iterator<Item = f64> {
+pub(crate) fn weight_grid() -> impl Iterator<Item = f64> {
     (0..=120).map(|i| (-3.0 + 4.1 * f64::from(i) / 120.0).exp())
 }
 
