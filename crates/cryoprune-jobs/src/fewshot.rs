@@ -10,7 +10,6 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_model::exposure_context::ExposureContext;
 use cryoprune_model::{Arch, Backbone, PickContext, PickFacts, Pretrained};
 use cryoprune_train::multilabel::{self, MultiReport};
 use cryoprune_train::sampling::{draw_label_shots, draw_shots, subsample};
@@ -228,7 +227,7 @@ fn label_set_scores(
     fn truth(d: &Dataset) -> &[Vec<bool>] {
         d.multi.as_deref().unwrap_or_default()
     }
-    let val_probs = fitted.val_probs.clone().filter(|_| !val.is_empty());
+    let mut val_probs = fitted.val_probs.clone().filter(|_| !val.is_empty());
     let probs = predict(
         &fitted.model,
         test,
@@ -246,25 +245,18 @@ fn label_set_scores(
     };
     let network = score(&val_probs, &probs);
     // Whole micrographs: their measured statistics combined as train combines them.
-    let names = cryoprune_image::exposure::FACTS;
-    let combined = (!train.exposure.is_empty() && test.exposure.len() == test.len())
-        .then(|| ExposureContext::fit(&names, &train.exposure, truth(train)).ok())
-        .flatten()
-        .map(|mut ctx| {
-            let mut val_probs = val_probs.clone();
-            if let Some(p) = &mut val_probs {
-                ctx.fit_image_weight(p, &val.exposure, truth(val));
-                p.iter_mut()
-                    .zip(&val.exposure)
-                    .for_each(|(p, f)| ctx.combine(p, f));
-            }
-            let mut probs = probs.clone();
-            probs
-                .iter_mut()
-                .zip(&test.exposure)
-                .for_each(|(p, f)| ctx.combine(p, f));
-            score(&val_probs, &probs)
-        });
+    let combined = match (&mut val_probs, test.exposure.len() == test.len()) {
+        (Some(p), true) => crate::train::exposure_context(train, val, p, &crate::Silent),
+        _ => None,
+    }
+    .map(|ctx| {
+        let mut probs = probs.clone();
+        probs
+            .iter_mut()
+            .zip(&test.exposure)
+            .for_each(|(p, f)| ctx.combine(p, f));
+        score(&val_probs, &probs)
+    });
     (network, combined)
 }
 

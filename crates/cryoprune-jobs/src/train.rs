@@ -261,7 +261,7 @@ fn train_label_sets(
 /// the training micrographs; its weight of the network is fitted on the held-out ones, whose
 /// probabilities (`probs`) it then combines in place, so thresholds are chosen on what the model
 /// will output.
-fn exposure_context(
+pub(crate) fn exposure_context(
     train: &Dataset,
     held: &Dataset,
     probs: &mut [Vec<f32>],
