@@ -281,14 +281,21 @@ pub(crate) fn exposure_context(
             return None;
         }
     };
-    let used = ctx.fit_image_weight(probs, &held.exposure, &truth(held));
+    let used = ctx.fit_image_weights(probs, &held.exposure, &truth(held));
+    let weights: Vec<String> = train
+        .classes
+        .iter()
+        .zip(ctx.image_weights())
+        .map(|(label, w)| format!("{label} {w:.2}"))
+        .collect();
     events.note(format!(
-        "measured statistics ({}) combined with the network: its log-odds weighted {:.2}{}",
+        "measured statistics ({}) combined with the network, its log-odds weighted per label \
+         ({}){}",
         names.join(", "),
-        ctx.image_weight,
+        weights.join(", "),
         match used {
-            0 => " (too few held-out micrographs to fit the weight)".to_string(),
-            n => format!(" (best fit to {n} held-out micrographs)"),
+            0 => " (too few held-out micrographs to fit the weights)".to_string(),
+            n => format!(" to fit {n} held-out micrographs best"),
         }
     ));
     for (p, f) in probs.iter_mut().zip(&held.exposure) {

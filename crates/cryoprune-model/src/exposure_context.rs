@@ -5,10 +5,11 @@
 //!
 //! Per label, a ridge logistic regression on the standardised facts, fitted on the training
 //! micrographs, gives the facts' likelihood ratio (the label's training prior divided out), and
-//! that adds to the network's log-odds weighted by the weight that best predicts the held-out
-//! micrographs. A network trained on a hundred micrographs is overconfident on its own training
-//! set, which is why its weight is fitted on held-out ones; the facts are never seen by the
-//! network, so fitting their regression on the training set is not flattered by its overfitting.
+//! that adds to the network's log-odds weighted, per label, by the weight that best predicts the
+//! held-out micrographs. A network trained on a hundred micrographs is overconfident on its own
+//! training set, which is why its weights are fitted on held-out ones; the facts are never seen
+//! by the network, so fitting their regression on the training set is not flattered by its
+//! overfitting.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,10 @@ pub struct LabelTerms {
     pub slope: Vec<f64>,
     /// ln(present / absent) over the training micrographs.
     pub log_prior_odds: f64,
+    /// Weight of the network's log-odds for this label against the facts: fitted on held-out
+    /// micrographs; 1 without them. Per label, because the network sees some labels well (carbon
+    /// in the binned micrograph) and others hardly at all.
+    pub image_weight: f64,
 }
 
 /// The fitted context, recorded in model.json.
@@ -34,9 +39,6 @@ pub struct ExposureContext {
     pub sd: Vec<f64>,
     /// Per label, in the model's label order.
     pub labels: Vec<LabelTerms>,
-    /// Weight of the network's log-odds against the facts: fitted on held-out micrographs; 1
-    /// without them.
-    pub image_weight: f64,
 }
 
 fn logit(p: f32) -> f64 {
@@ -111,6 +113,7 @@ impl ExposureContext {
                         intercept: 0.0,
                         slope: vec![0.0; d],
                         log_prior_odds: 0.0,
+                        image_weight: 1.0,
                     };
                 }
                 let (a, b) = fit_softmax(&x, &y, 2);
@@ -118,6 +121,7 @@ impl ExposureContext {
                     intercept: a[1] - a[0],
                     slope: b.iter().map(|s| s[1] - s[0]).collect(),
                     log_prior_odds: (present as f64 / (n - present) as f64).ln(),
+                    image_weight: 1.0,
                 }
             })
             .collect();
@@ -126,7 +130,6 @@ impl ExposureContext {
             mean,
             sd,
             labels,
-            image_weight: 1.0,
         })
     }
 
@@ -159,12 +162,12 @@ impl ExposureContext {
                     "exposure_context label terms need {d} finite slopes and a finite intercept"
                 ));
             }
-        }
-        if !(self.image_weight.is_finite() && self.image_weight >= 0.0) {
-            return Err(format!(
-                "exposure_context.image_weight {} must be finite and not negative",
-                self.image_weight
-            ));
+            if !(t.image_weight.is_finite() && t.image_weight >= 0.0) {
+                return Err(format!(
+                    "exposure_context image_weight {} must be finite and not negative",
+                    t.image_weight
+                ));
+            }
         }
         Ok(())
     }
@@ -185,30 +188,21 @@ impl ExposureContext {
             .collect()
     }
 
-    fn combined(&self, probs: &[f32], facts: &[f64], weight: f64) -> Vec<f64> {
-        self.evidence(facts)
-            .into_iter()
-            .zip(probs)
-            .map(|(e, &p)| sigmoid(weight * logit(p) + e))
-            .collect()
-    }
-
     /// Combines a network's per-label probabilities with a micrograph's facts, in place. The
     /// result stays within a millionth of 0 and 1: a regression on a hundred micrographs is
     /// never certain, and a threshold of 1 must still call nothing.
     pub fn combine(&self, probs: &mut [f32], facts: &[f64]) {
-        let c = self.combined(probs, facts, self.image_weight);
-        probs
-            .iter_mut()
-            .zip(c)
-            .for_each(|(p, c)| *p = c.clamp(1e-6, 1.0 - 1e-6) as f32);
+        for ((p, e), t) in probs.iter_mut().zip(self.evidence(facts)).zip(&self.labels) {
+            let c = sigmoid(t.image_weight * logit(*p) + e);
+            *p = c.clamp(1e-6, 1.0 - 1e-6) as f32;
+        }
     }
 
-    /// Sets the image weight to the one whose combined probabilities give the held-out
+    /// Sets each label's image weight to the one whose combined probabilities give the held-out
     /// micrographs (`probs` the network's, `facts` theirs, `truth` their label sets) the lowest
-    /// binary cross-entropy over all labels. With fewer than 10 micrographs the weight stays.
+    /// binary cross-entropy on that label. With fewer than 10 micrographs the weights stay.
     /// Returns the micrographs used.
-    pub fn fit_image_weight(
+    pub fn fit_image_weights(
         &mut self,
         probs: &[Vec<f32>],
         facts: &[Vec<f64>],
@@ -218,22 +212,27 @@ impl ExposureContext {
         if n < 10 {
             return 0;
         }
-        let loss = |w: f64| -> f64 {
-            (0..n)
-                .flat_map(|i| {
-                    self.combined(&probs[i], &facts[i], w)
-                        .into_iter()
-                        .zip(&truth[i])
-                        .map(|(p, &t)| -(if t { p } else { 1.0 - p }).max(1e-12).ln())
-                        .collect::<Vec<_>>()
-                })
-                .sum()
-        };
-        self.image_weight = weight_grid()
-            .map(|w| (loss(w), w))
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map_or(1.0, |(_, w)| w);
+        let evidence: Vec<Vec<f64>> = facts[..n].iter().map(|f| self.evidence(f)).collect();
+        for (c, t) in self.labels.iter_mut().enumerate() {
+            let loss = |w: f64| -> f64 {
+                (0..n)
+                    .map(|i| {
+                        let p = sigmoid(w * logit(probs[i][c]) + evidence[i][c]);
+                        -(if truth[i][c] { p } else { 1.0 - p }).max(1e-12).ln()
+                    })
+                    .sum()
+            };
+            t.image_weight = weight_grid()
+                .map(|w| (loss(w), w))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map_or(1.0, |(_, w)| w);
+        }
         n
+    }
+
+    /// Each label's image weight, in label order.
+    pub fn image_weights(&self) -> impl Iterator<Item = f64> + '_ {
+        self.labels.iter().map(|t| t.image_weight)
     }
 }
 
@@ -283,13 +282,13 @@ mod tests {
         let (facts, truth) = sample();
         let mut ctx = ExposureContext::fit(&["a", "b"], &facts, &truth).unwrap();
         // A network that says the truth of label 1 (which the facts cannot see) with 90%
-        // confidence: it must be trusted.
+        // confidence: it must be trusted there.
         let sure: Vec<Vec<f32>> = truth
             .iter()
             .map(|t| vec![0.5, if t[1] { 0.9 } else { 0.1 }, 0.5])
             .collect();
-        ctx.fit_image_weight(&sure, &facts, &truth);
-        assert!(ctx.image_weight > 0.8, "{}", ctx.image_weight);
+        ctx.fit_image_weights(&sure, &facts, &truth);
+        assert!(ctx.labels[1].image_weight > 0.8, "{:?}", ctx.labels);
         // A network that says the opposite of the truth on label 0 and nothing (even odds, which
         // no weight changes) on the rest:
         // it counts for as little as the grid allows.
@@ -297,8 +296,16 @@ mod tests {
             .iter()
             .map(|t| vec![if t[0] { 0.2 } else { 0.8 }, 0.5, 0.5])
             .collect();
-        ctx.fit_image_weight(&wrong, &facts, &truth);
-        assert!(ctx.image_weight < 0.06, "{}", ctx.image_weight);
+        ctx.fit_image_weights(&wrong, &facts, &truth);
+        assert!(ctx.labels[0].image_weight < 0.06, "{:?}", ctx.labels);
+        // Both at once: each label gets its own weight.
+        let mixed: Vec<Vec<f32>> = sure
+            .iter()
+            .zip(&wrong)
+            .map(|(s, w)| vec![w[0], s[1], 0.5])
+            .collect();
+        ctx.fit_image_weights(&mixed, &facts, &truth);
+        assert!(ctx.labels[0].image_weight < 0.06 && ctx.labels[1].image_weight > 0.8);
     }
 
     #[test]
@@ -317,6 +324,9 @@ mod tests {
         assert!(ctx.validate(2, &["a", "b"]).is_err());
         let mut bad = ctx.clone();
         bad.sd[1] = 0.0;
+        assert!(bad.validate(3, &["a", "b"]).is_err());
+        let mut bad = ctx.clone();
+        bad.labels[2].image_weight = f64::NAN;
         assert!(bad.validate(3, &["a", "b"]).is_err());
     }
 }
