@@ -99,7 +99,10 @@ pub(crate) fn predict_label_sets(
     let mut probs = predict(model, data, batch, readout, &compute.device.device);
     if let Some(ctx) = spec.exposure_context.as_ref().filter(|_| !image_only) {
         if data.exposure.len() != probs.len() {
-            invalid!("the model combines measured statistics of whole micrographs, and these images were not measured");
+            invalid!(
+                "the model combines the network with measured statistics of whole micrographs, \
+                 and these images were not measured as micrographs"
+            );
         }
         for (p, f) in probs.iter_mut().zip(&data.exposure) {
             ctx.combine(p, f);

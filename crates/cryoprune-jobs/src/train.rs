@@ -258,9 +258,9 @@ fn train_label_sets(
 }
 
 /// For whole micrographs, the regression of each label on their measured statistics, fitted on
-/// the training micrographs; its weight of the network is fitted on the held-out ones, whose
-/// probabilities (`probs`) it then combines in place, so thresholds are chosen on what the model
-/// will output.
+/// the training micrographs; the network's weight per label is fitted on the held-out ones,
+/// whose probabilities (`probs`) it then combines in place, so thresholds are chosen on what the
+/// model will output.
 pub(crate) fn exposure_context(
     train: &Dataset,
     held: &Dataset,
