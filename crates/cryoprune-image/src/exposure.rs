@@ -11,6 +11,8 @@
 
 use crate::fourier::{signed_freq, Fft2, Spectrum};
 use crate::image::Image;
+use crate::normalize::{stats, Stats};
+use crate::power::hann;
 
 /// The facts, in the order [`measure`] returns them.
 pub const FACTS: [&str; 6] = [
@@ -79,9 +81,7 @@ fn spectral(img: &Image) -> Option<(f64, f64, f64)> {
     let mut fft = Fft2::new(t, t);
     let mut spec = Spectrum::zeros(t, t);
     let hx = spec.hx();
-    let hann: Vec<f32> = (0..t)
-        .map(|i| (0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / t as f64).cos()) as f32)
-        .collect();
+    let hann = hann(t);
     // Per half-plane frequency (column-major, as the spectrum stores it): radius in Nyquist
     // units and direction, as cos 2θ and sin 2θ (a spectrum's direction is modulo 180°).
     let geometry: Vec<(f64, f64, f64)> = (0..hx * t)
@@ -102,6 +102,7 @@ fn spectral(img: &Image) -> Option<(f64, f64, f64)> {
         return None;
     }
     let mut tile = vec![0.0f32; t * t];
+    let mut power = vec![0.0f64; hx * t];
     let mut average = vec![0.0f64; hx * t];
     let mut excess = Vec::new();
     let (xs, ys) = (starts(img.nx, t), starts(img.ny, t));
@@ -122,7 +123,9 @@ fn spectral(img: &Image) -> Option<(f64, f64, f64)> {
                 }
             }
             fft.forward_into(&mut tile, &mut spec);
-            let power: Vec<f64> = spec.data.iter().map(|c| c.norm_sqr() as f64).collect();
+            for (p, c) in power.iter_mut().zip(&spec.data) {
+                *p = c.norm_sqr() as f64;
+            }
             let mut floor: Vec<f64> = floor_at.iter().map(|&i| power[i]).collect();
             // One tile's power at one frequency is exponentially distributed, and the median
             // of an exponential is ln 2 of its mean; the median keeps lattice spots out.
@@ -192,36 +195,26 @@ fn binned(img: &Image, b: usize, mean: f64, sd: f64) -> Vec<f64> {
     out
 }
 
-fn moments(v: &[f64]) -> (f64, f64, f64) {
+/// Mean and second, third and fourth central moments of `v`.
+fn moments(v: &[f64]) -> (f64, f64, f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
     let central = |k: i32| v.iter().map(|x| (x - m).powi(k)).sum::<f64>() / n;
-    (m, central(2), central(3))
+    (m, central(2), central(3), central(4))
 }
 
 fn textural(img: &Image) -> Option<(f64, f64, f64)> {
-    let n = (img.nx * img.ny) as f64;
-    let mean = img.data.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = img
-        .data
-        .iter()
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    if !(var > 0.0 && var.is_finite()) {
+    let Stats { mean, std } = stats(&img.data);
+    if !(std > 0.0 && std.is_finite()) {
         return None;
     }
-    let sd = var.sqrt();
     let side = img.nx.max(img.ny);
-    let coarse = binned(img, (side / 128).max(1), mean, sd);
+    let coarse = binned(img, (side / 128).max(1), mean, std);
     let coarse_sd = moments(&coarse).1.sqrt().max(1e-12).ln();
-    let fine = binned(img, (side / 512).max(1), mean, sd);
-    let (_, var, third) = moments(&fine);
+    let (_, var, third, fourth) = moments(&binned(img, (side / 512).max(1), mean, std));
     if var <= 0.0 {
         return Some((coarse_sd, 0.0, 0.0));
     }
-    let m = fine.iter().sum::<f64>() / fine.len() as f64;
-    let fourth = fine.iter().map(|x| (x - m).powi(4)).sum::<f64>() / fine.len() as f64;
     Some((coarse_sd, fourth / (var * var), third / var.powf(1.5)))
 }
 

@@ -32,12 +32,7 @@ impl PowerSpectrum {
     /// Spectra `size` × `size` pixels (at least 4).
     pub fn new(size: usize) -> PowerSpectrum {
         let size = size.max(4);
-        let hann: Vec<f32> = (0..size)
-            .map(|i| {
-                let t = std::f64::consts::TAU * i as f64 / size as f64;
-                (0.5 - 0.5 * t.cos()) as f32
-            })
-            .collect();
+        let hann = hann(size);
         let window = (0..size * size)
             .map(|i| hann[i % size] * hann[i / size])
             .collect();
@@ -118,6 +113,17 @@ impl PowerSpectrum {
             log.iter().map(|v| ((v - mean) / std) as f32).collect(),
         )
     }
+}
+
+/// The periodic Hann window of `n` points: it tapers a tile to zero at its edges, so a tile's
+/// borders do not add a cross of false power to its spectrum.
+pub(crate) fn hann(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let t = std::f64::consts::TAU * i as f64 / n as f64;
+            (0.5 - 0.5 * t.cos()) as f32
+        })
+        .collect()
 }
 
 /// Starts of tiles `t` wide along an axis `len` long: half-overlapping, evenly spread over the
