@@ -224,9 +224,6 @@ fn label_set_scores(
     test: &Dataset,
     compute: &crate::compute::Compute,
 ) -> (MultiReport, Option<MultiReport>) {
-    fn truth(d: &Dataset) -> &[Vec<bool>] {
-        d.multi.as_deref().unwrap_or_default()
-    }
     let mut val_probs = fitted.val_probs.clone().filter(|_| !val.is_empty());
     let probs = predict(
         &fitted.model,
@@ -238,10 +235,10 @@ fn label_set_scores(
     // Each label's threshold is chosen on validation, as train chooses it.
     let score = |val_probs: &Option<Vec<Vec<f32>>>, probs: &[Vec<f32>]| {
         let thresholds = match val_probs {
-            Some(p) => multilabel::choose_thresholds(truth(val), p),
+            Some(p) => multilabel::choose_thresholds(val.label_sets(), p),
             None => vec![0.5; test.classes.len()],
         };
-        multilabel::evaluate(truth(test), probs, &thresholds, &test.classes)
+        multilabel::evaluate(test.label_sets(), probs, &thresholds, &test.classes)
     };
     let network = score(&val_probs, &probs);
     // Whole micrographs: their measured statistics combined as train combines them.

@@ -219,7 +219,7 @@ fn train_label_sets(
         "trained in {:.1} s; best epoch {} kept",
         fitted.seconds, fitted.best_epoch
     ));
-    let truth = held_out.multi.clone().unwrap_or_default();
+    let truth = held_out.label_sets();
     // The kept epoch's probabilities on the held-out images (none when none is held out).
     let mut probs = fitted.val_probs.clone().unwrap_or_default();
     let exposure = match cfg.image_only {
@@ -234,8 +234,8 @@ fn train_label_sets(
         );
         (vec![0.5; data.classes.len()], None)
     } else {
-        let thresholds = multilabel::choose_thresholds(&truth, &probs);
-        let report = multilabel::evaluate(&truth, &probs, &thresholds, &data.classes);
+        let thresholds = multilabel::choose_thresholds(truth, &probs);
+        let report = multilabel::evaluate(truth, &probs, &thresholds, &data.classes);
         events.output(format!(
             "validation ({} held-out images; each label's threshold was chosen on them, so \
              `evaluate` on other images measures it fairly):\n{}",
@@ -271,8 +271,7 @@ pub(crate) fn exposure_context(
         return None;
     }
     let names = cryoprune_image::exposure::FACTS;
-    let truth = |d: &Dataset| d.multi.clone().unwrap_or_default();
-    let mut ctx = match ExposureContext::fit(&names, &train.exposure, &truth(train)) {
+    let mut ctx = match ExposureContext::fit(&names, &train.exposure, train.label_sets()) {
         Ok(ctx) => ctx,
         Err(why) => {
             events.note(format!(
@@ -281,7 +280,7 @@ pub(crate) fn exposure_context(
             return None;
         }
     };
-    let used = ctx.fit_image_weights(probs, &held.exposure, &truth(held));
+    let used = ctx.fit_image_weights(probs, &held.exposure, held.label_sets());
     let weights: Vec<String> = train
         .classes
         .iter()

@@ -109,6 +109,11 @@ impl Dataset {
         self.multi.is_some()
     }
 
+    /// Each example's label set; empty for a set of one class per example.
+    pub fn label_sets(&self) -> &[Vec<bool>] {
+        self.multi.as_deref().unwrap_or_default()
+    }
+
     /// The targets of the examples at `indices`, as a training step takes them: one class
     /// each, or for a multi-label set 1/0 per label, [indices, labels] flattened.
     pub fn targets(&self, indices: &[usize]) -> TargetsBuf {

@@ -582,7 +582,7 @@ pub fn write_label_predictions(
             .collect::<Vec<_>>()
             .join(";")
     };
-    let truth = data.multi.as_deref().unwrap_or_default();
+    let truth = data.label_sets();
     write_atomic(path, |w| {
         write!(w, "image,labels,predicted")?;
         for c in &data.classes {
