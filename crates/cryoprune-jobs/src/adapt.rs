@@ -33,18 +33,23 @@ use crate::{invalid, Result};
 pub const CLASSES: [&str; 2] = ["picked", "elsewhere"];
 
 /// `--unlabelled` and its limits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct UnlabelledConfig {
-    /// Pick files without labels (any format `prune` reads) on micrographs among
-    /// `--micrographs`; none means no adaptation.
+    /// Pick files or folders without labels on these micrographs (any format prune reads):
+    /// before the labels, the network learns to tell them from random places on the same
+    /// micrographs, which adapts it to this dataset's particles and noise.
+    #[arg(id = "unlabelled", long = "unlabelled", value_name = "UNLABELLED", num_args = 1..)]
     pub picks: Vec<PathBuf>,
     /// Their format when the extension does not tell.
+    #[arg(skip)]
     pub format: Option<PickFormat>,
-    /// At most about this many picks are used (from micrographs spread over the files, each
-    /// thinned to an even share), and as many random places beside them.
+    /// With --unlabelled: use about this many of them (from micrographs spread over the set,
+    /// each thinned to an even share), and as many random places beside them.
+    #[arg(id = "unlabelled_max", long = "unlabelled-max", value_name = "N", default_value_t = UnlabelledConfig::default().max_picks)]
     pub max_picks: usize,
-    /// Epochs of the adaptation.
+    /// With --unlabelled: epochs of the adaptation.
+    #[arg(id = "unlabelled_epochs", long = "unlabelled-epochs", value_name = "N", default_value_t = UnlabelledConfig::default().epochs)]
     pub epochs: usize,
 }
 

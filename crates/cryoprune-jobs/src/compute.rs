@@ -7,13 +7,15 @@ use serde::{Deserialize, Serialize};
 use crate::events::{Event, Events};
 use crate::{Error, Result};
 
-/// `--device` and `--threads`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `--device` and `--threads`, the same for every command that runs a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct ComputeConfig {
-    /// cpu, cuda[:N] or wgpu.
+    /// Compute device: cpu, cuda[:N] or wgpu.
+    #[arg(long, default_value_t = ComputeConfig::default().device)]
     pub device: String,
     /// Threads for extraction and the CPU backend; 0 = all cores.
+    #[arg(long, default_value_t = ComputeConfig::default().threads)]
     pub threads: usize,
 }
 

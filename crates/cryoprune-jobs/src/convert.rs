@@ -12,21 +12,29 @@ use crate::events::Events;
 use crate::inputs::{expand_globs, pair_with_micrographs};
 use crate::{Context, Result};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct ConvertConfig {
     /// Pick files or folders of them (one format).
+    #[arg(long = "in", required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
+    /// Target format: star, cs, box, cbox, topaz or csv.
+    #[arg(long)]
     pub to: PickFormat,
     /// Output file (with the target's extension) or folder (one file per micrograph).
+    #[arg(long)]
     pub out: PathBuf,
-    /// Box size for targets that store corners, when the input has none.
+    /// Box size in pixels, for targets that store corners (.box, .cbox) when the input has none.
+    #[arg(long = "box")]
     pub box_size: Option<f64>,
-    /// Micrograph globs: sizes for .cs and a check that picks lie inside them.
+    /// Micrographs (glob, quoted): sizes for .cs and a check that picks lie inside them.
+    #[arg(long, num_args = 1..)]
     pub micrographs: Vec<String>,
-    /// Input format when the extension does not tell.
+    /// Input format when the extension does not tell (e.g. `.txt` that is not Topaz).
+    #[arg(long)]
     pub format: Option<PickFormat>,
-    /// Coordinate factor for picks made on binned micrographs.
+    /// Multiply coordinates by this factor (picks made on binned micrographs).
+    #[arg(long, default_value_t = ConvertConfig::default().scale)]
     pub scale: f64,
 }
 

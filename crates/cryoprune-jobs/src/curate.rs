@@ -26,19 +26,28 @@ use crate::events::{Event, Events};
 use crate::inputs::{check_outputs, expand_globs};
 use crate::{invalid, Context, Error, Result};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct CurateConfig {
+    #[command(flatten)]
     pub compute: ComputeConfig,
-    /// A model directory trained on micrographs with tags (a multi-label model).
+    /// Model directory of a multi-label model trained on micrographs with tags.
+    #[arg(long)]
     pub model: PathBuf,
-    /// Micrograph globs, one RELION micrographs STAR file, or one cryoSPARC exposures `.cs`.
+    /// Micrographs (globs, quoted), one RELION micrographs STAR file, or one cryoSPARC
+    /// exposures .cs (micrograph_blob/path; paths found as the project folder would).
+    #[arg(long, required = true, num_args = 1..)]
     pub micrographs: Vec<String>,
-    /// Tags that reject a micrograph; empty: every tag the model knows.
+    /// Tags that reject a micrograph, comma-separated (default: every tag of the model).
+    #[arg(long, value_delimiter = ',')]
     pub reject: Vec<String>,
-    /// One probability threshold for every tag instead of the model's per-tag thresholds.
+    /// One probability threshold for every tag instead of the model's own per tag.
+    #[arg(long)]
     pub threshold: Option<f32>,
-    /// The output folder.
+    /// Output folder: micrographs.star and rejected.star (exposures.cs and
+    /// rejected_exposures.cs for a .cs; micrographs.txt and micrographs.star for a glob),
+    /// tags.csv, report.html.
+    #[arg(long)]
     pub out: PathBuf,
 }
 

@@ -27,13 +27,16 @@ use crate::simulate::SimulateConfig;
 use crate::train::TrainJobConfig;
 use crate::{invalid, Context, Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct DemoConfig {
     /// Where to write the demo's files.
+    #[arg(long, default_value_os_t = DemoConfig::default().out)]
     pub out: PathBuf,
-    /// A few small micrographs and a short training: a check in seconds rather than minutes.
+    /// A few small micrographs and a short training, for a check in seconds rather than minutes.
+    #[arg(long)]
     pub fast: bool,
+    #[arg(long, default_value_t = DemoConfig::default().seed)]
     pub seed: u64,
 }
 

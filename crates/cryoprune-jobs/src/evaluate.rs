@@ -18,18 +18,25 @@ use crate::labels::LabelsConfig;
 use crate::recipe::score_labels;
 use crate::{invalid, Result};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct EvaluateConfig {
+    #[command(flatten)]
     pub compute: ComputeConfig,
-    /// Model directory written by `train`.
+    /// Model directory written by `cryoprune train`.
+    #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
     pub labels: LabelsConfig,
-    /// Every labelled particle with its prediction and class probabilities, as CSV.
+    /// Write every labelled particle with its prediction and class probabilities as CSV here.
+    #[arg(long)]
     pub predictions: Option<PathBuf>,
-    /// The scores as JSON.
+    /// Write the scores as JSON here.
+    #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Classify on the image alone, ignoring the pick context.
+    /// Classify on the image alone, ignoring the pick context (picker score, distance from the
+    /// edge) or the measured micrograph statistics the model was trained to combine with it.
+    #[arg(long)]
     pub image_only: bool,
 }
 

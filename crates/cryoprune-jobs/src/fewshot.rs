@@ -79,35 +79,52 @@ impl fmt::Display for Variant {
 
 cryoprune_image::serde_as_text!(Variant);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct FewshotConfig {
+    #[command(flatten)]
     pub compute: ComputeConfig,
+    #[command(flatten)]
     pub labels: LabelsConfig,
-    /// Separate test labels; empty: the labelled picks not drawn.
+    /// Separate test labels; default: the labelled picks not drawn.
+    #[arg(long, num_args = 1..)]
     pub test_labels: Vec<PathBuf>,
-    /// Micrographs of the test labels; empty: the training labels' micrographs.
+    /// Micrographs of --test-labels; default: --micrographs.
+    #[arg(long, num_args = 1..)]
     pub test_micrographs: Vec<String>,
-    /// Shots per class.
+    /// Shots per class, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = FewshotConfig::default().shots)]
     pub shots: Vec<usize>,
     /// Draws per cell.
+    #[arg(long, default_value_t = FewshotConfig::default().trials)]
     pub trials: usize,
+    /// Variants: scratch or pretrained, then optionally -adapted (adapted to --unlabelled
+    /// first), then optionally -single-loss (a one-branch head).
+    #[arg(long, value_delimiter = ',', default_values_t = FewshotConfig::default().variants)]
     pub variants: Vec<Variant>,
-    /// Networks to compare; empty: `net.arch`.
+    /// Networks to compare, comma-separated (overrides --arch).
+    #[arg(long, value_delimiter = ',')]
     pub archs: Vec<Arch>,
-    /// Pretrained weights per network: ARCH=SOURCE, or one SOURCE for `net.arch`; a network
-    /// without any gets its ImageNet weights.
+    /// Pretrained weights per network: ARCH=PATH or ARCH=HUB-NAME (repeatable), or one for --arch;
+    /// a network without any gets its ImageNet weights (downloaded once, then cached).
+    #[arg(long, num_args = 1..)]
     pub weights: Vec<String>,
+    #[command(flatten)]
     pub prep: PrepConfig,
+    #[command(flatten)]
     pub net: NetConfig,
     /// Per-epoch validation uses at most this many held-out picks.
+    #[arg(long, default_value_t = FewshotConfig::default().val_max)]
     pub val_max: usize,
     /// Unlabelled picks on the training labels' micrographs, for the `-adapted` variants: each
     /// starting point is adapted once, and every draw starts from that.
+    #[command(flatten)]
     pub unlabelled: UnlabelledConfig,
     /// Base seed; trial t uses seed + t, so every variant of a trial sees the same draw.
+    #[arg(long, default_value_t = FewshotConfig::default().seed)]
     pub seed: u64,
     /// Output folder for results.json and results.md.
+    #[arg(long)]
     pub out: PathBuf,
 }
 

@@ -13,19 +13,26 @@ use crate::events::Events;
 use crate::inputs::expand_globs;
 use crate::{invalid, Result};
 
-/// `--micrographs`, `--labels`, `--format`, `--images-inverted`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Where a command's labelled particles come from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct LabelsConfig {
-    /// Micrographs the labels were picked on (globs).
+    /// Micrographs the labels were picked on (globs, quoted).
+    #[arg(long, num_args = 1..)]
     pub micrographs: Vec<String>,
-    /// A CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR, a
-    /// folder with one sub-folder of particle images per class, or a CSV `image,labels` of
-    /// images with any number of labels each.
+    /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR
+    /// (index@stack images, label column; no micrographs needed), a folder with one
+    /// sub-folder of particle images per class, or a CSV image,labels of images (PNG, TIFF,
+    /// JPEG, MRC; paths relative to the CSV) with any number of `;`-separated labels each (a
+    /// micrographs STAR with _cryopruneLabels likewise).
+    #[arg(long, required = true, num_args = 1..)]
     pub labels: Vec<PathBuf>,
     /// Label file format when the extension does not tell.
+    #[arg(long)]
     pub format: Option<PickFormat>,
-    /// Particle images given as labels have the opposite contrast to the micrographs.
+    /// Particle images given as --labels (class folder or particle STAR) have the opposite
+    /// contrast to the micrographs, as RELION's Extract writes them by default.
+    #[arg(long)]
     pub images_inverted: bool,
 }
 

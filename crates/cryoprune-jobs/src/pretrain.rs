@@ -34,37 +34,57 @@ pub const STATE_FILE: &str = "pretrain.json";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const BACKBONE_FILE: &str = "backbone.safetensors";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct PretrainConfig {
+    #[command(flatten)]
     pub compute: ComputeConfig,
-    /// Output folder: the backbone, its record, and the checkpoint while the run goes on.
+    /// Output folder: backbone.safetensors, pretrain.json, and checkpoint.safetensors.
+    #[arg(long)]
     pub out: PathBuf,
+    /// Network: small, efficientnet-lite0, resnet18, resnet34 or resnet50.
+    #[arg(long, default_value_t = PretrainConfig::default().arch)]
     pub arch: Arch,
-    /// Side of the particle images; fine-tuning uses the same.
+    /// Particle image size (the network input); fine-tune with the same --input-size.
+    #[arg(long, default_value_t = PretrainConfig::default().input_size)]
     pub input_size: usize,
-    /// Real maps and atomic models, each a particle class beside the procedural families.
+    /// Real maps (.mrc, .map) and atomic models (.pdb, .cif): each becomes a particle class of
+    /// its own beside the procedural families. Leave out what you will evaluate on.
+    #[arg(long, num_args = 1..)]
     pub structures: Vec<PathBuf>,
-    /// One class per particle kind, or every centred particle one class.
+    /// fine: a class per structure family and real structure; coarse: every centred particle
+    /// one class. Both have the junk kinds and off-centre picks.
+    #[arg(long, default_value_t = PretrainConfig::default().classes)]
     pub classes: Classes,
-    /// Chunks of fresh data in the whole run.
+    /// Chunks of fresh simulated data in the whole run.
+    #[arg(long, default_value_t = PretrainConfig::default().chunks)]
     pub chunks: usize,
     /// Micrographs simulated per chunk.
+    #[arg(long, default_value_t = PretrainConfig::default().micrographs_per_chunk)]
     pub micrographs_per_chunk: usize,
     /// At most this many particles of each class per chunk.
+    #[arg(long, default_value_t = PretrainConfig::default().per_class)]
     pub per_class: usize,
     /// Augmented passes over each chunk.
+    #[arg(long, default_value_t = PretrainConfig::default().passes)]
     pub passes: usize,
+    #[arg(long, default_value_t = PretrainConfig::default().batch)]
     pub batch: usize,
-    /// Peak learning rate (a cosine to a hundredth of it over the run).
+    /// Peak learning rate; a cosine brings it to a hundredth by the end.
+    #[arg(long, default_value_t = PretrainConfig::default().lr)]
     pub lr: f64,
+    #[arg(long, default_value_t = PretrainConfig::default().weight_decay)]
     pub weight_decay: f64,
+    #[arg(long, default_value_t = PretrainConfig::default().seed)]
     pub seed: u64,
     /// Minutes between checkpoints.
+    #[arg(long, default_value_t = PretrainConfig::default().checkpoint_minutes)]
     pub checkpoint_minutes: f64,
-    /// Stop (after a checkpoint) once this many minutes have passed: a batch job's wall time.
+    /// Stop, with a checkpoint, after this many minutes (then --resume).
+    #[arg(long = "time-limit", value_name = "MINUTES")]
     pub time_limit_minutes: Option<f64>,
-    /// Continue the run in `out` from its checkpoint.
+    /// Continue the run in --out from its checkpoint (same settings).
+    #[arg(long)]
     pub resume: bool,
 }
 

@@ -260,40 +260,75 @@ impl fmt::Display for Augmentations {
 }
 cryoprune_image::serde_as_text!(Augmentations);
 
-/// The network and training knobs. The defaults of arch, epochs and repeats are the best found
-/// within about a minute of training on 2 CPU cores on the EMPIAR-10017 benchmark
-/// (BENCHMARKS.md); the optimiser, schedule, batch and augmentation are the paper's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The network and training knobs. The defaults of --arch, --input-size, --epochs and --repeats
+/// are the best found within about a minute of training on 2 CPU cores on the EMPIAR-10017
+/// benchmark (BENCHMARKS.md); the optimiser, schedule, batch and augmentation are the paper's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct NetConfig {
+    /// Network: small, efficientnet-lite0, resnet18, resnet34, resnet50, topaz-resnet16 (≥ 91 px).
+    #[arg(long, default_value_t = NetConfig::default().arch)]
     pub arch: Arch,
-    /// cryo, imagenet, none, a checkpoint path or a hub name (see [`Pretrained::parse`]).
+    /// Starting weights: cryo (the cryo-EM backbone built into cryoprune, small network only;
+    /// other networks start from ImageNet), imagenet, a .pth/.pt/.safetensors checkpoint, a
+    /// Hugging Face hub name (resnet18.tv_in1k or timm/...), topaz:resnet16_u64.sav (for
+    /// topaz-resnet16) or none. Downloads happen once.
+    #[arg(long, default_value_t = NetConfig::default().pretrained)]
     pub pretrained: String,
     /// Branches of the multi-loss head (1-3).
+    #[arg(long, default_value_t = NetConfig::default().branches)]
     pub branches: usize,
-    /// Loss weight per branch (default 1 for the main branch, 0.5 for the others).
+    /// Loss weight per branch, comma-separated (default 1 for the main branch, 0.5 others).
+    #[arg(long, value_delimiter = ',')]
     pub branch_weights: Option<Vec<f32>>,
     /// Predict with the mean of the branches instead of the main branch.
+    #[arg(long)]
     pub mean_of_branches: bool,
+    /// Epochs (the paper's recipe: 30 with --repeats 1).
+    #[arg(long, default_value_t = NetConfig::default().epochs)]
     pub epochs: usize,
+    #[arg(long, default_value_t = NetConfig::default().batch)]
     pub batch: usize,
+    /// Passes over the labelled picks per epoch, each freshly augmented; `auto` repeats them
+    /// until an epoch has at least 5 batches, so few shots still get optimiser steps.
+    #[arg(long, default_value_t = NetConfig::default().repeats)]
     pub repeats: Repeats,
+    /// Learning-rate schedule: step (×gamma every --step-every epochs), onecycle or exp.
+    #[arg(long, default_value_t = NetConfig::default().schedule)]
     pub schedule: ScheduleKind,
     /// Initial (peak, for onecycle) learning rate.
+    #[arg(long, default_value_t = NetConfig::default().lr)]
     pub lr: f64,
     /// Final learning rate of onecycle and exp.
+    #[arg(long, default_value_t = NetConfig::default().final_lr)]
     pub final_lr: f64,
+    #[arg(long, default_value_t = NetConfig::default().step_every)]
     pub step_every: usize,
+    #[arg(long, default_value_t = NetConfig::default().gamma)]
     pub gamma: f64,
+    #[arg(long, default_value_t = NetConfig::default().momentum)]
     pub momentum: f64,
+    #[arg(long, default_value_t = NetConfig::default().weight_decay)]
     pub weight_decay: f64,
+    /// Loss weight per class (in the sorted class order), comma-separated, or `balanced`. For
+    /// images with label sets: the weight of each label's positives (`balanced`: its
+    /// negatives over its positives), which lifts rare labels; `--pos-weight` says the same.
+    #[arg(long, alias = "pos-weight")]
     pub class_weights: Option<ClassWeights>,
-    /// Epochs with the backbone frozen (head only); the rest train everything at lr/10. As
-    /// many as `epochs`: a linear probe on the pretrained features, computed once.
+    /// Epochs with the backbone frozen (head only); the rest train everything at lr/10. As many
+    /// as --epochs: a linear probe on features computed once (not with --augment rotate).
+    #[arg(long, default_value_t = NetConfig::default().freeze_epochs)]
     pub freeze_epochs: usize,
+    /// Augmentations: any of flip, rot90, rotate (comma-separated), or none.
+    #[arg(long, default_value_t = NetConfig::default().augment)]
     pub augment: Augmentations,
+    /// standard, or two-stage: the head alone for --freeze-epochs (5 unless given) at
+    /// one-cycle up to --lr, then every layer at one-cycle up to --unfrozen-lr (ResNet
+    /// transfer as the multi-label report trained it).
+    #[arg(long, default_value_t = NetConfig::default().recipe)]
     pub recipe: Recipe,
-    /// The peak rate of the second stage of `Recipe::TwoStage`.
+    /// Peak learning rate of the second stage of --recipe two-stage.
+    #[arg(long, default_value_t = NetConfig::default().unfrozen_lr)]
     pub unfrozen_lr: f64,
 }
 
@@ -411,20 +446,34 @@ impl NetConfig {
 }
 
 /// How particles are cut for the network (recorded in model.json as [`Preprocessing`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct PrepConfig {
-    /// Box size in micrograph pixels; particle images (class folders, particle STARs) need none.
+    /// Box size in micrograph pixels (about 1.5× the particle diameter); particle images (class
+    /// folders, particle STARs) need none.
+    #[arg(long = "box")]
     pub box_size: Option<usize>,
     /// Network input size; boxes are Fourier-resampled to it.
+    #[arg(long, default_value_t = PrepConfig::default().input_size)]
     pub input_size: usize,
+    /// Micrograph normalisation: none, meanstd or robust[:LOW,HIGH] (percentile clip first).
+    #[arg(long, default_value_t = PrepConfig::default().normalize)]
     pub normalize: MicrographNorm,
+    /// Micrograph low-pass: a resolution (20A; a bare number is Å) or a fraction of Nyquist
+    /// (0.5nyquist).
+    #[arg(long)]
     pub lowpass: Option<Cutoff>,
     /// Pixel size in Å for an Å low-pass, instead of the micrographs' headers.
+    #[arg(long)]
     pub angpix: Option<f64>,
+    /// Invert contrast before the network.
+    #[arg(long)]
     pub invert: bool,
+    /// Boxes past the micrograph edge: skip, pad-mean or pad-noise.
+    #[arg(long, default_value_t = PrepConfig::default().edge)]
     pub edge: EdgePolicy,
-    /// The power spectrum as a second plane of whole-micrograph inputs.
+    /// Whole micrographs: their power spectrum as a second input (auto: for micrograph tables).
+    #[arg(long, default_value_t = PrepConfig::default().spectrum)]
     pub spectrum: SpectrumInput,
 }
 

@@ -130,18 +130,23 @@ pub fn read_records<C: DeserializeOwned, D: DeserializeOwned>(
 }
 
 /// The settings of `merge`: the shards' outputs and where the joined ones go.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct MergeConfig {
-    /// Each shard's output: a prune `--out` folder or an extract `--out` stack.
+    /// Each shard's --out: prune folders, or extract stacks (.mrcs).
+    #[arg(long = "in", required = true, num_args = 1..)]
     pub inputs: Vec<PathBuf>,
-    /// A prune folder (or file), or an extract stack, as one run's `--out`.
+    /// Where one run's --out would be: a prune folder (or file), or an extract stack.
+    #[arg(long)]
     pub out: PathBuf,
-    /// Prune: every pick's scores as CSV, as `prune --scores`.
+    /// Prune: every pick's class and probabilities as CSV, as `prune --scores`.
+    #[arg(long)]
     pub scores: Option<PathBuf>,
     /// Prune: the HTML report, as `prune --report`.
+    #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Extract: the particle STAR; `None`: `out` with the extension .star.
+    /// Extract: the particle STAR; default: --out with the extension .star.
+    #[arg(long)]
     pub star: Option<PathBuf>,
 }
 

@@ -16,50 +16,84 @@ use crate::compute::thread_count;
 use crate::events::{Event, Events};
 use crate::{invalid, Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct SimulateConfig {
     /// Output folder: micrographs/, picks, truth.csv (every pick's label), particles.csv (every
     /// particle placed, the truth for a picker), micrograph_tags.csv (each micrograph's tags,
     /// the truth for curation), previews/.
+    #[arg(long)]
     pub out: PathBuf,
+    /// Number of micrographs.
+    #[arg(long, default_value_t = SimulateConfig::default().count)]
     pub count: usize,
     /// Micrograph width and height in pixels.
+    #[arg(long, default_value_t = SimulateConfig::default().size)]
     pub size: usize,
     /// Pixel size in Å.
+    #[arg(long, default_value_t = SimulateConfig::default().pixel)]
     pub pixel: f64,
-    /// easy, realistic or hard.
+    /// easy, realistic or hard: SNR, junk and how well the picker does.
+    #[arg(long, default_value_t = SimulateConfig::default().preset, value_parser = ["easy", "realistic", "hard"])]
     pub preset: String,
     /// A 3D map (MRC) to project.
+    #[arg(long, conflicts_with_all = ["model", "builtin"])]
     pub map: Option<PathBuf>,
-    /// An atomic model (PDB or mmCIF) to render and project.
+    /// An atomic model (PDB or mmCIF) to render as Gaussian atoms and project.
+    #[arg(long, conflicts_with = "builtin")]
     pub model: Option<PathBuf>,
-    /// globular, elongated or ring, when neither a map nor a model is given.
+    /// A built-in shape: globular, elongated or ring.
+    #[arg(long, default_value_t = SimulateConfig::default().builtin, value_parser = ["globular", "elongated", "ring"])]
     pub builtin: String,
-    /// Imaging, overriding the preset: SNR, voltage (kV), Cs (mm), amplitude contrast, defocus
-    /// range (µm, underfocus), astigmatism (Å), B-factor (Å²), relative ice thickness variation.
+    /// Signal-to-noise ratio, instead of the preset's.
+    #[arg(long)]
     pub snr: Option<f64>,
+    /// Imaging, overriding the preset: voltage (kV), spherical aberration (mm), amplitude
+    /// contrast, defocus range in µm (underfocus, e.g. 0.8,2.5), astigmatism (largest defocus
+    /// difference, Å), B-factor (Å²), relative ice thickness variation.
+    #[arg(long)]
     pub voltage: Option<f64>,
+    #[arg(long)]
     pub cs: Option<f64>,
+    #[arg(long)]
     pub amplitude_contrast: Option<f64>,
+    #[arg(long, value_parser = parse_range)]
     pub defocus: Option<(f64, f64)>,
+    #[arg(long)]
     pub astigmatism: Option<f64>,
+    #[arg(long)]
     pub b_factor: Option<f64>,
+    #[arg(long)]
     pub ice_variation: Option<f64>,
-    /// Picker behaviour overrides as key=value (see [`parse_picker`]).
+    /// Picker behaviour, overriding the preset, as key=value,...: miss (rate), jitter (px), carbon,
+    /// edge, empty (false picks per micrograph), ice (per blob), aggregate (probability picked),
+    /// separation (of the scores, logits). Example: miss=0.2,jitter=3,empty=30
+    #[arg(long, value_parser = |s: &str| parse_picker(s).map(|_| s.to_string()))]
     pub picker: Option<String>,
-    /// How often micrographs have flaws to reject, as key=probability (see [`parse_defects`]).
+    /// Flaws to reject micrographs for, as key=probability per micrograph,...: empty (no
+    /// particles), thick-ice, crystalline-ice, drift, or all. Example: all=0.25,empty=0.1
+    #[arg(long, value_parser = |s: &str| parse_defects(s).map(|_| s.to_string()))]
     pub defects: Option<String>,
+    /// Pick file format: star, cs, box, cbox, topaz or csv.
+    #[arg(long, default_value_t = SimulateConfig::default().format)]
     pub format: PickFormat,
-    /// Box size written with corner formats; `None`: 2.2 particle radii, rounded to even.
+    /// Box size written with corner formats; default 2.2 particle radii, rounded to even.
+    #[arg(long = "box")]
     pub box_size: Option<f64>,
+    /// Seed; the same seed gives byte-identical files.
+    #[arg(long, default_value_t = SimulateConfig::default().seed)]
     pub seed: u64,
     /// Worker threads; 0 = all cores.
+    #[arg(long, default_value_t = SimulateConfig::default().threads)]
     pub threads: usize,
+    /// Skip the PNG previews.
+    #[arg(long)]
     pub no_previews: bool,
     /// Largest side of the previews in pixels.
+    #[arg(long, default_value_t = SimulateConfig::default().preview_size)]
     pub preview_size: usize,
-    /// Previews without the pick circles.
+    /// Previews without the pick circles (the micrograph alone).
+    #[arg(long)]
     pub clean_previews: bool,
 }
 

@@ -22,25 +22,38 @@ use crate::recipe::{
 };
 use crate::{invalid, Result};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct TrainJobConfig {
+    #[command(flatten)]
     pub compute: ComputeConfig,
+    #[command(flatten)]
     pub labels: LabelsConfig,
-    /// Train on K labelled picks per class; the rest validate.
+    /// Train on K labelled picks per class (drawn with --seed); the rest validate.
+    #[arg(long, conflicts_with = "val_fraction")]
     pub shots: Option<usize>,
-    /// Without `shots`: the share of each class held out for validation.
+    /// Without --shots: the share of each class held out for validation.
+    #[arg(long, default_value_t = TrainJobConfig::default().val_fraction)]
     pub val_fraction: f64,
     /// Per-epoch validation uses at most this many held-out picks (all are scored at the end).
+    #[arg(long, default_value_t = TrainJobConfig::default().val_max)]
     pub val_max: usize,
+    #[command(flatten)]
     pub prep: PrepConfig,
+    #[command(flatten)]
     pub net: NetConfig,
-    /// Classify on the image alone (no pick context).
+    /// Classify on the image alone. By default what the box does not show is combined with the
+    /// network's evidence: the picker's score, when the labelled picks carry one, and the pick's
+    /// distance from the micrograph edge; for whole micrographs, their measured statistics
+    /// (particle band, spectrum anisotropy and lattice spots, contrast).
+    #[arg(long)]
     pub image_only: bool,
-    /// Unlabelled picks to adapt the backbone to the dataset on, before the labels.
+    #[command(flatten)]
     pub unlabelled: UnlabelledConfig,
+    #[arg(long, default_value_t = TrainJobConfig::default().seed)]
     pub seed: u64,
-    /// The model directory to write.
+    /// Output model directory.
+    #[arg(long)]
     pub out: PathBuf,
 }
 

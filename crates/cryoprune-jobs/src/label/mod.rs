@@ -33,36 +33,45 @@ pub use server::serve;
 pub use tiles::{Level, TileRequest, TILE};
 
 /// Everything a labelling session needs; see `cryoprune label --help`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct LabelConfig {
-    /// Micrograph globs.
+    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG.
+    #[arg(long, required = true, num_args = 1..)]
     pub micrographs: Vec<String>,
-    /// Pick files or folders of them.
+    /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV).
+    #[arg(long, required = true, num_args = 1..)]
     pub picks: Vec<PathBuf>,
+    /// Pick format when the extension does not tell.
+    #[arg(long)]
     pub format: Option<PickFormat>,
-    /// How particles are cut, as `train` cuts them (`box_size` is required): the gallery shows
-    /// them so and the page's training uses them.
+    #[command(flatten)]
     pub prep: PrepConfig,
-    /// The labels CSV (micrograph,x,y,label): read on start when it exists, rewritten after
-    /// every change.
+    /// The labels CSV (micrograph,x,y,label); an existing one is read and continued.
+    #[arg(long)]
     pub out: PathBuf,
-    /// The classes, in key order (`1` labels the first).
+    /// Classes, comma-separated, in key order.
+    #[arg(long, value_delimiter = ',', default_values_t = LabelConfig::default().classes)]
     pub classes: Vec<String>,
-    /// Port on 127.0.0.1; 0 picks a free one.
+    /// Port on 127.0.0.1 (default: a free one).
+    #[arg(long, default_value_t = LabelConfig::default().port)]
     pub port: u16,
-    /// A model directory from `train`: its predictions order the gallery, most uncertain
-    /// first.
+    /// A model from `train`: the gallery shows the picks it is least sure of first.
+    #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Coordinate factor for picks made on binned micrographs.
-    pub scale: f64,
-    /// Labels of every class before the page trains in the background (0: never).
+    /// Labels of every class before the page trains a model in the background (0: never).
+    #[arg(long, default_value_t = LabelConfig::default().train_after)]
     pub train_after: usize,
-    /// The network and its training, as `train` takes them.
-    pub net: NetConfig,
-    pub compute: ComputeConfig,
-    /// What "least sure" means when a model orders the gallery.
+    /// How the gallery measures doubt: margin (top two classes) or entropy (all classes).
+    #[arg(long, default_value_t = LabelConfig::default().uncertainty)]
     pub uncertainty: Uncertainty,
+    /// Multiply pick coordinates by this factor (picks made on binned micrographs).
+    #[arg(long, default_value_t = LabelConfig::default().scale)]
+    pub scale: f64,
+    #[command(flatten)]
+    pub net: NetConfig,
+    #[command(flatten)]
+    pub compute: ComputeConfig,
 }
 
 impl Default for LabelConfig {

@@ -16,22 +16,32 @@ use crate::events::Events;
 use crate::inputs::check_outputs;
 use crate::{invalid, Result};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct EvaluatePicksConfig {
     /// The picks to score: files or folders, one format.
+    #[arg(long, required = true, num_args = 1..)]
     pub picks: Vec<PathBuf>,
+    /// Format of --picks when the extension does not tell.
+    #[arg(long)]
     pub format: Option<PickFormat>,
     /// True particle centres: files or folders, one format.
+    #[arg(long, required = true, num_args = 1..)]
     pub truth: Vec<PathBuf>,
+    /// Format of --truth when the extension does not tell.
+    #[arg(long)]
     pub truth_format: Option<PickFormat>,
-    /// A pick within this many pixels of a true centre finds it.
+    /// A pick within this many pixels of a true centre finds it (e.g. the particle radius).
+    #[arg(long)]
     pub radius: f64,
-    /// Score only picks with a score of at least this; every pick when None.
+    /// Score only picks with a score of at least this (default: every pick).
+    #[arg(long)]
     pub threshold: Option<f64>,
-    /// The scores as JSON.
+    /// Write the scores as JSON here.
+    #[arg(long)]
     pub json: Option<PathBuf>,
-    /// The precision-recall curve as PNG.
+    /// Write the precision-recall curve as PNG here.
+    #[arg(long)]
     pub plot: Option<PathBuf>,
 }
 

@@ -36,48 +36,80 @@ use crate::shard::{MergeConfig, Record, Shard};
 use crate::{invalid, Context, Result};
 
 /// Everything a prune run needs; see `cryoprune prune --help` for each setting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct PruneConfig {
+    #[command(flatten)]
     pub compute: ComputeConfig,
-    /// Model directory written by `train`.
+    /// Model directory written by `cryoprune train`.
+    #[arg(long)]
     pub model: PathBuf,
-    /// Micrograph globs.
+    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG.
+    #[arg(long, required = true, num_args = 1..)]
     pub micrographs: Vec<String>,
-    /// Pick files or folders of them, in one format.
+    /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV).
+    #[arg(long, required = true, num_args = 1..)]
     pub picks: Vec<PathBuf>,
+    /// Pick format when the extension does not tell.
+    #[arg(long)]
     pub format: Option<PickFormat>,
-    /// Coordinate factor for picks made on binned micrographs.
+    /// Multiply pick coordinates by this factor (picks made on binned micrographs).
+    #[arg(long, default_value_t = PruneConfig::default().scale)]
     pub scale: f64,
-    /// Output folder (or a file, for a single input file).
+    /// Output folder; each input file gives a file of the same name here. A single input file
+    /// may also be pruned to a file path with the same extension.
+    #[arg(long)]
     pub out: PathBuf,
-    /// Classes to keep; empty: the class plainly named particle.
+    /// Classes to keep (default: the class named particle, particles or good).
+    #[arg(long, num_args = 1..)]
     pub keep: Vec<String>,
-    /// Keep when the kept classes' probability reaches this; `None`: the most probable class.
+    /// Keep a pick when the probability of the kept classes is at least this; without it, a
+    /// pick is kept when its most probable class is a kept one.
+    #[arg(long)]
     pub threshold: Option<f64>,
+    /// Also write the rejected picks, in the same format, under OUT/rejected/.
+    #[arg(long)]
     pub write_rejected: bool,
-    /// STAR outputs carry only columns RELION knows: the kept probability as
-    /// `_rlnAutopickFigureOfMerit`, no `_cryoprune*` columns (RELION warns once per unknown
-    /// column per file).
+    /// STAR outputs get only columns RELION knows (the kept probability as
+    /// _rlnAutopickFigureOfMerit), not the _cryoprune* class and probability columns.
+    #[arg(long)]
     pub relion_columns: bool,
-    /// STAR picks: one coordinate file per micrograph under `out`, in RELION's layout, instead of
-    /// one output per input file.
+    /// STAR picks: write one coordinate STAR per micrograph under --out, where
+    /// relion_preprocess --coord_dir OUT/ --coord_suffix .star finds them.
+    #[arg(long)]
     pub per_micrograph: bool,
-    /// Every pick's class and probabilities as CSV.
+    /// Write every pick with its class and probabilities as CSV here.
+    #[arg(long)]
     pub scores: Option<PathBuf>,
-    /// A self-contained HTML report.
+    /// Write a self-contained HTML report here (PNG overlays go in a folder beside it).
+    #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Labelled picks for the threshold advisor; empty: the model's validation picks.
+    /// Labelled picks for the threshold advisor (default: the model's validation picks).
+    #[arg(long, num_args = 1..)]
     pub labels: Vec<PathBuf>,
+    /// Precision the threshold advisor aims for.
+    #[arg(long, default_value_t = PruneConfig::default().target_precision)]
     pub target_precision: f64,
+    /// Leave input files whose output already exists alone (reruns, new micrographs only).
+    #[arg(long)]
     pub skip_existing: bool,
     /// Particles per network batch.
+    #[arg(long, default_value_t = PruneConfig::default().batch)]
     pub batch: usize,
-    /// Classify on the image alone, ignoring the pick context.
+    /// Classify on the image alone, ignoring the pick context (picker score, distance from the
+    /// edge) the model was trained to combine with it: for picks from another picker, or with
+    /// no scores.
+    #[arg(long)]
     pub image_only: bool,
-    /// The share of kept-class picks each decision assumes.
+    /// How common the kept classes are assumed to be when each pick is decided: `dataset`
+    /// estimates it on a sample of these picks (with the error rates of the labelled picks the
+    /// advisor uses), `training` keeps the mix of the training picks (half and half after
+    /// `--shots`), or a share such as 0.85. A model trained on balanced labels otherwise assumes
+    /// half of a good picker's picks are junk and rejects real particles whenever unsure.
+    #[arg(long, default_value_t = PruneConfig::default().prior)]
     pub prior: Prior,
-    /// Classify only this shard's micrographs, for `merge` to join (`cryoprune merge`).
+    /// Only the I-th of every N micrographs (sorted, from 0), for array task I; see `merge`.
+    #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
 }
 

@@ -13,12 +13,9 @@
 //! cryoprune curate --model curator/ --micrographs 'Micrographs/*.mrc' --threshold 0.7 --out curated/
 //! ```
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use cryoprune_jobs::curate::{self, CurateConfig};
 
-use super::args::ComputeArgs;
 use crate::printer::Printer;
 
 #[derive(clap::Args)]
@@ -28,36 +25,10 @@ use crate::printer::Printer;
 )]
 pub struct Args {
     #[command(flatten)]
-    compute: ComputeArgs,
-    /// Model directory of a multi-label model trained on micrographs with tags.
-    #[arg(long)]
-    model: PathBuf,
-    /// Micrographs (globs, quoted), one RELION micrographs STAR file, or one cryoSPARC
-    /// exposures .cs (micrograph_blob/path; paths found as the project folder would).
-    #[arg(long, required = true, num_args = 1..)]
-    micrographs: Vec<String>,
-    /// Tags that reject a micrograph, comma-separated (default: every tag of the model).
-    #[arg(long, value_delimiter = ',')]
-    reject: Vec<String>,
-    /// One probability threshold for every tag instead of the model's own per tag.
-    #[arg(long)]
-    threshold: Option<f32>,
-    /// Output folder: micrographs.star and rejected.star (exposures.cs and
-    /// rejected_exposures.cs for a .cs; micrographs.txt and micrographs.star for a glob),
-    /// tags.csv, report.html.
-    #[arg(long)]
-    out: PathBuf,
+    cfg: CurateConfig,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let cfg = CurateConfig {
-        compute: args.compute.into(),
-        model: args.model,
-        micrographs: args.micrographs,
-        reject: args.reject,
-        threshold: args.threshold,
-        out: args.out,
-    };
-    curate::run(&cfg, &Printer::default())?;
+    curate::run(&args.cfg, &Printer::default())?;
     Ok(())
 }

@@ -11,8 +11,6 @@
 //! cryoprune demo --fast --out /tmp/demo
 //! ```
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use cryoprune_jobs::demo::{self, DemoConfig};
 
@@ -24,22 +22,11 @@ use crate::printer::Printer;
     after_help = super::examples(include_str!("demo.rs"))
 )]
 pub struct Args {
-    /// Where to write the demo's files.
-    #[arg(long, default_value_os_t = DemoConfig::default().out)]
-    out: PathBuf,
-    /// A few small micrographs and a short training, for a check in seconds rather than minutes.
-    #[arg(long)]
-    fast: bool,
-    #[arg(long, default_value_t = DemoConfig::default().seed)]
-    seed: u64,
+    #[command(flatten)]
+    cfg: DemoConfig,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let cfg = DemoConfig {
-        out: args.out,
-        fast: args.fast,
-        seed: args.seed,
-    };
-    demo::run(&cfg, &Printer::default())?;
+    demo::run(&args.cfg, &Printer::default())?;
     Ok(())
 }

@@ -11,12 +11,9 @@
 //! cryoprune evaluate --model tagger/ --labels images/test.csv --predictions tags.csv
 //! ```
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use cryoprune_jobs::evaluate::{self, EvaluateConfig};
 
-use super::args::{ComputeArgs, LabelArgs};
 use crate::printer::Printer;
 
 #[derive(clap::Args)]
@@ -26,33 +23,10 @@ use crate::printer::Printer;
 )]
 pub struct Args {
     #[command(flatten)]
-    compute: ComputeArgs,
-    /// Model directory written by `cryoprune train`.
-    #[arg(long)]
-    model: PathBuf,
-    #[command(flatten)]
-    labels: LabelArgs,
-    /// Write every labelled particle with its prediction and class probabilities as CSV here.
-    #[arg(long)]
-    predictions: Option<PathBuf>,
-    /// Write the scores as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Classify on the image alone, ignoring the pick context (picker score, distance from the
-    /// edge) or the measured micrograph statistics the model was trained to combine with it.
-    #[arg(long)]
-    image_only: bool,
+    cfg: EvaluateConfig,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let cfg = EvaluateConfig {
-        compute: args.compute.into(),
-        model: args.model,
-        labels: args.labels.into(),
-        predictions: args.predictions,
-        json: args.json,
-        image_only: args.image_only,
-    };
-    evaluate::run(&cfg, &Printer::default())?;
+    evaluate::run(&args.cfg, &Printer::default())?;
     Ok(())
 }

@@ -13,14 +13,9 @@
 //! cryoprune fewshot --labels curation/micrograph_tags.csv --input-size 128 --shots 10,30 --variants scratch,pretrained --out fewshot_tags/
 //! ```
 
-use std::path::PathBuf;
-
 use anyhow::Result;
-use cryoprune_jobs::fewshot::{self, FewshotConfig, Variant};
-use cryoprune_model::Arch;
+use cryoprune_jobs::fewshot::{self, FewshotConfig};
 
-use super::args::{ComputeArgs, LabelArgs, NetArgs, PrepArgs};
-use super::train::UnlabelledArgs;
 use crate::printer::Printer;
 
 #[derive(clap::Args)]
@@ -30,67 +25,10 @@ use crate::printer::Printer;
 )]
 pub struct Args {
     #[command(flatten)]
-    compute: ComputeArgs,
-    #[command(flatten)]
-    labels: LabelArgs,
-    /// Separate test labels; default: the labelled picks not drawn.
-    #[arg(long, num_args = 1..)]
-    test_labels: Vec<PathBuf>,
-    /// Micrographs of --test-labels; default: --micrographs.
-    #[arg(long, num_args = 1..)]
-    test_micrographs: Vec<String>,
-    /// Shots per class, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = FewshotConfig::default().shots)]
-    shots: Vec<usize>,
-    /// Draws per cell.
-    #[arg(long, default_value_t = FewshotConfig::default().trials)]
-    trials: usize,
-    /// Variants: scratch or pretrained, then optionally -adapted (adapted to --unlabelled
-    /// first), then optionally -single-loss (a one-branch head).
-    #[arg(long, value_delimiter = ',', default_values_t = FewshotConfig::default().variants)]
-    variants: Vec<Variant>,
-    /// Networks to compare, comma-separated (overrides --arch).
-    #[arg(long, value_delimiter = ',')]
-    archs: Vec<Arch>,
-    /// Pretrained weights per network: ARCH=PATH or ARCH=HUB-NAME (repeatable), or one for --arch;
-    /// a network without any gets its ImageNet weights (downloaded once, then cached).
-    #[arg(long = "weights", num_args = 1..)]
-    weights: Vec<String>,
-    #[command(flatten)]
-    prep: PrepArgs,
-    #[command(flatten)]
-    net: NetArgs,
-    /// Per-epoch validation uses at most this many held-out picks.
-    #[arg(long, default_value_t = FewshotConfig::default().val_max)]
-    val_max: usize,
-    #[command(flatten)]
-    unlabelled: UnlabelledArgs,
-    /// Base seed; trial t uses seed + t, so every variant of a trial sees the same draw.
-    #[arg(long, default_value_t = FewshotConfig::default().seed)]
-    seed: u64,
-    /// Output folder for results.json and results.md.
-    #[arg(long)]
-    out: PathBuf,
+    cfg: FewshotConfig,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let cfg = FewshotConfig {
-        compute: args.compute.into(),
-        labels: args.labels.into(),
-        test_labels: args.test_labels,
-        test_micrographs: args.test_micrographs,
-        shots: args.shots,
-        trials: args.trials,
-        variants: args.variants,
-        archs: args.archs,
-        weights: args.weights,
-        prep: args.prep.into(),
-        net: args.net.into(),
-        val_max: args.val_max,
-        unlabelled: args.unlabelled.into(),
-        seed: args.seed,
-        out: args.out,
-    };
-    fewshot::run(&cfg, &Printer::default())?;
+    fewshot::run(&args.cfg, &Printer::default())?;
     Ok(())
 }

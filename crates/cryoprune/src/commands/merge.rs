@@ -8,8 +8,6 @@
 //! cryoprune merge --in particles_0.mrcs particles_1.mrcs --out particles.mrcs
 //! ```
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use cryoprune_jobs::shard::{self, MergeConfig};
 
@@ -21,31 +19,11 @@ use crate::printer::Printer;
     after_help = super::examples(include_str!("merge.rs"))
 )]
 pub struct Args {
-    /// Each shard's --out: prune folders, or extract stacks (.mrcs).
-    #[arg(long = "in", required = true, num_args = 1..)]
-    inputs: Vec<PathBuf>,
-    /// Where one run's --out would be: a prune folder (or file), or an extract stack.
-    #[arg(long)]
-    out: PathBuf,
-    /// Prune: every pick's class and probabilities as CSV, as `prune --scores`.
-    #[arg(long)]
-    scores: Option<PathBuf>,
-    /// Prune: the HTML report, as `prune --report`.
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Extract: the particle STAR; default: --out with the extension .star.
-    #[arg(long)]
-    star: Option<PathBuf>,
+    #[command(flatten)]
+    cfg: MergeConfig,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let cfg = MergeConfig {
-        inputs: args.inputs,
-        out: args.out,
-        scores: args.scores,
-        report: args.report,
-        star: args.star,
-    };
-    shard::merge(&cfg, &Printer::default())?;
+    shard::merge(&args.cfg, &Printer::default())?;
     Ok(())
 }
