@@ -198,6 +198,8 @@ pub struct PickerTraining {
     pub momentum: f64,
     pub weight_decay: f64,
     pub seed: u64,
+    /// Views of each micrograph whose scores `pick` averages (see [`score`]).
+    pub views: u8,
 }
 
 /// What the network is trained to minimise over the pixels.
@@ -429,7 +431,7 @@ pub fn train(
         let mut point = None;
         let mut ap = None;
         if !val.is_empty() {
-            let v = validate(&fused, val, s, pos_weight);
+            let v = validate(&fused, val, s, pos_weight, 1);
             stats.val_loss = Some(v.loss);
             stats.val_accuracy = Some(v.accuracy);
             stats.val_macro_f1 = Some(v.best.map_or(0.0, |p| p.f1));
@@ -453,7 +455,14 @@ pub fn train(
             break;
         }
     }
-    let best = best.expect("at least one epoch");
+    let mut best = best.expect("at least one epoch");
+    // The epoch was chosen on single views (cheaper each epoch); its threshold and figures come
+    // from the views `pick` will average, whose log-odds are steadier.
+    if s.views > 1 && !val.is_empty() {
+        let v = validate(&FusedPicker::new(&best.net), val, s, pos_weight, s.views);
+        best.point = v.best;
+        best.ap = v.ap;
+    }
     Trained {
         net: best.net,
         history,
@@ -560,23 +569,39 @@ fn cut_patch(
 /// `a` (n × n) under symmetry `k`: bit 0 flips x, bit 1 flips y, bit 2 transposes. With even
 /// patches this maps each 2×2 block of the patch onto the block of the map pixel it feeds.
 fn dihedral(a: &[f32], n: usize, k: u8) -> Vec<f32> {
-    let mut b = vec![0f32; n * n];
-    for y in 0..n {
-        for x in 0..n {
-            let (mut sx, mut sy) = (x, y);
-            if k & 4 != 0 {
-                (sx, sy) = (sy, sx);
-            }
+    dihedral_sources(n, n, k)
+        .into_iter()
+        .map(|i| a[i])
+        .collect()
+}
+
+/// The sides of a `w` × `h` image under symmetry `k`.
+fn turned(w: usize, h: usize, k: u8) -> (usize, usize) {
+    if k & 4 != 0 {
+        (h, w)
+    } else {
+        (w, h)
+    }
+}
+
+/// For each pixel of a `w` × `h` image under symmetry `k` (row-major, sides [`turned`]), the
+/// index of the pixel of the image it shows.
+fn dihedral_sources(w: usize, h: usize, k: u8) -> Vec<usize> {
+    let (tw, th) = turned(w, h, k);
+    let mut sources = Vec::with_capacity(tw * th);
+    for y in 0..th {
+        for x in 0..tw {
+            let (mut sx, mut sy) = if k & 4 != 0 { (y, x) } else { (x, y) };
             if k & 1 != 0 {
-                sx = n - 1 - sx;
+                sx = w - 1 - sx;
             }
             if k & 2 != 0 {
-                sy = n - 1 - sy;
+                sy = h - 1 - sy;
             }
-            b[y * n + x] = a[sy * n + sx];
+            sources.push(sy * w + sx);
         }
     }
-    b
+    sources
 }
 
 struct Validation {
@@ -593,13 +618,14 @@ fn validate(
     val: &[Example],
     s: &PickerTraining,
     pos_weight: f32,
+    views: u8,
 ) -> Validation {
     let mut curve = Curve::default();
     let (mut loss, mut weight) = (0.0, 0.0);
     let (mut correct, mut counted) = ([0.0; 2], [0.0; 2]);
     for e in val {
         let p = &e.prepared;
-        let map = score(fused, p);
+        let map = score(fused, p, views);
         let t = p.targets(&e.picks, s.target_radius / p.map_pixel());
         let w: Vec<f32> = t
             .iter()
@@ -638,9 +664,41 @@ pub fn candidates(p: &Prepared, map: &ScoreMap, min_distance: f64, floor: f32) -
         .collect()
 }
 
-/// Runs a whole prepared micrograph through `fused`.
-pub fn score(fused: &FusedPicker, p: &Prepared) -> ScoreMap {
-    fused.score_map(&p.image.data, p.image.nx, p.image.ny, 256, 4)
+/// Runs a whole prepared micrograph through `fused`, under the first `views` of the 8
+/// symmetries of the square (1: as it is; 2 adds the x flip; 4 every flip; 8 the transposes
+/// too), and averages their log-odds in the micrograph's own orientation: the network was
+/// trained on all 8, so each view is an equally good guess whose noise the others average out.
+pub fn score(fused: &FusedPicker, p: &Prepared, views: u8) -> ScoreMap {
+    let (w, h) = (p.image.nx, p.image.ny);
+    if views <= 1 {
+        return fused.score_map(&p.image.data, w, h, 256, 4);
+    }
+    // Even sides (the mean, zero, beyond), so that every view maps each 2×2 block of pixels
+    // onto the map pixel it feeds, as in training.
+    let (ew, eh) = (w.next_multiple_of(STRIDE), h.next_multiple_of(STRIDE));
+    let mut even = vec![0f32; ew * eh];
+    for (row, src) in even.chunks_mut(ew).zip(p.image.data.chunks(w)) {
+        row[..w].copy_from_slice(src);
+    }
+    let (mw, mh) = (ew / STRIDE, eh / STRIDE);
+    let mut sum = vec![0f32; mw * mh];
+    for k in 0..views.min(8) {
+        let (tw, th) = turned(ew, eh, k);
+        let view: Vec<f32> = dihedral_sources(ew, eh, k)
+            .into_iter()
+            .map(|i| even[i])
+            .collect();
+        let map = fused.score_map(&view, tw, th, 256, 4);
+        for (i, z) in dihedral_sources(mw, mh, k).into_iter().zip(map.data) {
+            sum[i] += z;
+        }
+    }
+    let n = f32::from(views.min(8));
+    ScoreMap {
+        w: mw,
+        h: mh,
+        data: sum.into_iter().map(|z| z / n).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -747,6 +805,45 @@ mod tests {
             "{p:?}"
         );
         assert_eq!(peaks(&map, 3.0, 3.0).len(), 1);
+    }
+
+    #[test]
+    fn averaged_views_turn_with_the_micrograph_and_keep_its_map_size() {
+        let fused = FusedPicker::new(&PickerNet::seeded(3));
+        let at = |image: Image| {
+            let p = Prepared {
+                image,
+                factor: (1.0, 1.0),
+            };
+            score(&fused, &p, 8)
+        };
+        let (w, h) = (36, 28);
+        let mut image = Image::zeros(w, h);
+        for (i, v) in image.data.iter_mut().enumerate() {
+            *v = (i * 7919 % 211) as f32 / 105.0 - 1.0;
+        }
+        let base = at(image.clone());
+        assert_eq!((base.w, base.h), (18, 14));
+        // Averaged over the whole group, the map of a flipped or transposed micrograph is the
+        // map of the micrograph, flipped or transposed.
+        for k in [1u8, 2, 4, 7] {
+            let (tw, th) = turned(w, h, k);
+            let mut turned_image = Image::zeros(tw, th);
+            turned_image.data = dihedral_sources(w, h, k)
+                .into_iter()
+                .map(|i| image.data[i])
+                .collect();
+            let map = at(turned_image);
+            let expected = dihedral_sources(base.w, base.h, k)
+                .into_iter()
+                .map(|i| base.data[i]);
+            for (a, b) in map.data.iter().zip(expected) {
+                assert!((a - b).abs() < 1e-4, "symmetry {k}: {a} vs {b}");
+            }
+        }
+        // Odd sides: the map of one view, one pixel per two, rounded up.
+        let odd = at(Image::zeros(35, 27));
+        assert_eq!((odd.w, odd.h, odd.data.len()), (18, 14, 18 * 14));
     }
 
     #[test]

@@ -47,9 +47,17 @@ pub struct PickerSpec {
     pub min_distance: f64,
     /// Default score threshold (log-odds) for `pick`: the best F1 on the validation micrographs.
     pub threshold: f64,
+    /// Views of each micrograph whose score maps are averaged (`picker::score`); pickers from
+    /// before it existed scored one.
+    #[serde(default = "one_view")]
+    pub views: u8,
     pub training: PickerRecord,
     pub weights_file: String,
     pub weights_sha256: String,
+}
+
+fn one_view() -> u8 {
+    1
 }
 
 /// How the picker was trained and how it did.

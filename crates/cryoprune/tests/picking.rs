@@ -123,6 +123,8 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         serde_json::from_slice(&std::fs::read(p("picker/picker.json")).unwrap()).unwrap();
     assert_eq!(spec["training"]["class_weights"], false);
     assert_eq!(spec["normalize"], "meanstd");
+    // pick averages the views training chose its threshold on.
+    assert_eq!(spec["views"], 4);
     let out = cryoprune(&[
         "pick",
         "--model",
@@ -164,6 +166,8 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         "pu",
         "--expected-particles",
         "200",
+        "--views",
+        "1",
         "--out",
         &p("pu"),
     ]);
@@ -171,6 +175,7 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     let spec: Value = serde_json::from_slice(&std::fs::read(p("pu/picker.json")).unwrap()).unwrap();
     let loss = spec["training"]["loss"].as_str().unwrap();
     assert!(loss.starts_with("pu (picks hold 0."), "{loss}");
+    assert_eq!(spec["views"], 1);
     // Knobs are checked in words.
     let out = cryoprune(&[
         "picker",
@@ -187,6 +192,25 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         &p("x"),
     ]);
     assert!(!out.status.success() && text(&out).contains("--expected-particles"));
+    let out = cryoprune(&[
+        "picker",
+        "train",
+        "--micrographs",
+        &mics,
+        "--picks",
+        &picks,
+        "--box",
+        "48",
+        "--views",
+        "9",
+        "--out",
+        &p("x"),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("give 1 to 8"),
+        "{}",
+        text(&out)
+    );
     let out = cryoprune(&[
         "picker",
         "train",

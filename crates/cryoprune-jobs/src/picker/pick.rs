@@ -141,7 +141,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
                 .map(|path| {
                     let (image, _) = load(path)?;
                     let prepared = Prepared::new(&image, &prep)?;
-                    let map = score(&fused, &prepared);
+                    let map = score(&fused, &prepared, spec.views);
                     let picks = candidates(&prepared, &map, min_distance, threshold as f32)
                         .into_iter()
                         .filter(|c| {

@@ -96,6 +96,11 @@ struct TrainArgs {
     /// Picks closer than this many pixels are one particle (default: half the diameter).
     #[arg(long)]
     min_distance: Option<f64>,
+    /// Average the score maps of this many of each micrograph's 8 rotations and flips (1, 2, 4
+    /// or 8): steadier peaks for as many times the picking time. Recorded in the picker, so
+    /// `pick` does the same, and the threshold is chosen on it.
+    #[arg(long, default_value_t = PickerTrainConfig::default().views)]
+    views: u8,
     /// Seed of the split, the initial weights and the patches.
     #[arg(long, default_value_t = PickerTrainConfig::default().seed)]
     seed: u64,
@@ -134,6 +139,7 @@ pub fn run(args: Args) -> Result<()> {
         validation: a.validation,
         target_radius: a.target_radius,
         min_distance: a.min_distance,
+        views: a.views,
         seed: a.seed,
         out: a.out,
         ..d
