@@ -470,7 +470,7 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                         let context = usable_context(&train_set, test_set, |f| f).map(|mut ctx| {
                             let all: Vec<usize> = (0..val.len()).collect();
                             let probs = fitted.score_reusing_validation(&val, &all, &compute).probs;
-                            ctx.fit_image_weight(&probs, &val.facts(), &val.labels);
+                            ctx.fit_weights(&probs, &val.facts(), &val.labels);
                             ctx
                         });
                         let with_context = match &context {

@@ -450,7 +450,7 @@ fn candidate(
         "trained in {:.1} s; best epoch {} kept",
         fitted.seconds, fitted.best_epoch
     ));
-    // The network scores every held-out pick once; the image weight is fitted on the
+    // The network scores every held-out pick once; the weights are fitted on the
     // epoch-validation picks among them.
     let image_only = fitted.score_reusing_validation(&held.all, &held.epoch_picks, compute);
     if let Some(ctx) = &mut context {
@@ -459,11 +459,11 @@ fn candidate(
             .iter()
             .map(|&i| image_only.probs[i].clone())
             .collect();
-        let n = ctx.fit_image_weight(&probs, &held.epoch.facts(), &held.epoch.labels);
+        let n = ctx.fit_weights(&probs, &held.epoch.facts(), &held.epoch.labels);
         if n > 0 {
             events.note(format!(
-                "pick context: the network's log-probabilities weighted {:.2} against it (best fit to {n} validation picks)",
-                ctx.image_weight
+                "pick context: the network's log-probabilities weighted {:.2}, the context's {:.2} (best fit to {n} validation picks)",
+                ctx.image_weight, ctx.context_weight
             ));
         }
     }

@@ -119,7 +119,7 @@ fn the_recipe_trains_as_configured_and_the_context_is_combined() {
     }
     assert_eq!(reused.predicted, fresh.predicted);
     // As train does: the network is weighed against the context on the validation picks.
-    let n = context.fit_image_weight(&image_only.probs, &val.facts(), &val.labels);
+    let n = context.fit_weights(&image_only.probs, &val.facts(), &val.labels);
     assert_eq!(n, val.len());
     let combined = with_context(image_only, &val, Some(&context), &events).unwrap();
     // The facts alone separate the classes, so combined they decide whatever 3 epochs learnt.

@@ -105,6 +105,15 @@ pub struct PickContext {
     /// Weight of the network's log-probabilities against the facts: fitted on validation picks;
     /// 1 (plain naive Bayes) without them.
     pub image_weight: f64,
+    /// Weight of the facts' log-likelihood, fitted with `image_weight`: 0 when the facts, fitted
+    /// on few training picks, would mislead the held-out picks. Models from before it existed
+    /// weigh the facts 1.
+    #[serde(default = "full_weight")]
+    pub context_weight: f64,
+}
+
+fn full_weight() -> f64 {
+    1.0
 }
 
 /// Image weights tried, log-spaced from 1/20 to 3: below, the network would hardly count; above,
@@ -137,11 +146,15 @@ impl PickContext {
                 ));
             }
         }
-        if !(self.image_weight.is_finite() && self.image_weight >= 0.0) {
-            return Err(format!(
-                "pick_context.image_weight {} must be finite and not negative",
-                self.image_weight
-            ));
+        for (name, w) in [
+            ("image_weight", self.image_weight),
+            ("context_weight", self.context_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(format!(
+                    "pick_context.{name} {w} must be finite and not negative"
+                ));
+            }
         }
         Ok(())
     }
@@ -225,6 +238,7 @@ impl PickContext {
             intercept,
             log_prior: counts.iter().map(|&c| (c as f64 / n as f64).ln()).collect(),
             image_weight: 1.0,
+            context_weight: 1.0,
         })
     }
 
@@ -238,11 +252,13 @@ impl PickContext {
         self.facts().find(|f| f.of(facts).is_none())
     }
 
-    /// Sets the image weight to the one whose combined probabilities give the held-out picks
-    /// (`probs` the network's, `facts` theirs, `labels` the truth) the highest likelihood.
-    /// Returns the picks used; with fewer than 10, or one class only, or a pick lacking a fact,
-    /// the weight stays as it is.
-    pub fn fit_image_weight(
+    /// Sets the image and context weights to the pair whose combined probabilities give the
+    /// held-out picks (`probs` the network's, `facts` theirs, `labels` the truth) the highest
+    /// likelihood; a context weight of 0 (the image alone) is among them, so facts fitted on a
+    /// few training picks cannot make the held-out picks worse explained than the network alone
+    /// does. Returns the picks used; with fewer than 10, or one class only, or a pick lacking a
+    /// fact, the weights stay as they are.
+    pub fn fit_weights(
         &mut self,
         probs: &[Vec<f32>],
         facts: &[PickFacts],
@@ -253,18 +269,37 @@ impl PickContext {
         if n < 10 || classes.len() < 2 || facts[..n].iter().any(|f| self.missing(f).is_some()) {
             return 0;
         }
-        let nll = |w: f64| -> f64 {
-            (0..n)
-                .map(|i| {
-                    let logits = self.logits(&probs[i], &facts[i], w);
-                    log_sum_exp(&logits) - logits[labels[i]]
+        // Per pick: the network's log-probabilities and the facts' log-likelihood, per class.
+        let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..n)
+            .map(|i| {
+                let log_p = probs[i]
+                    .iter()
+                    .map(|&p| f64::from(p.max(f32::MIN_POSITIVE)).ln())
+                    .collect();
+                (log_p, self.log_likelihood(&facts[i]))
+            })
+            .collect();
+        let nll = |w: f64, b: f64| -> f64 {
+            parts
+                .iter()
+                .zip(labels)
+                .map(|((log_p, ll), &y)| {
+                    let logits: Vec<f64> =
+                        log_p.iter().zip(ll).map(|(p, l)| w * p + b * l).collect();
+                    log_sum_exp(&logits) - logits[y]
                 })
                 .sum()
         };
-        self.image_weight = weight_grid()
-            .map(|w| (nll(w), w))
+        let pairs = std::iter::once(0.0)
+            .chain(weight_grid())
+            .flat_map(|b| weight_grid().map(move |w| (w, b)));
+        if let Some((_, (w, b))) = pairs
+            .map(|(w, b)| (nll(w, b), (w, b)))
             .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map_or(1.0, |(_, w)| w);
+        {
+            self.image_weight = w;
+            self.context_weight = b;
+        }
         n
     }
 
@@ -287,17 +322,17 @@ impl PickContext {
             .collect()
     }
 
-    fn logits(&self, probs: &[f32], facts: &PickFacts, image_weight: f64) -> Vec<f64> {
-        self.log_likelihood(facts)
-            .into_iter()
-            .zip(probs)
-            .map(|(l, &p)| image_weight * f64::from(p.max(f32::MIN_POSITIVE)).ln() + l)
-            .collect()
-    }
-
     /// Combines a network's class probabilities with the pick's facts, in place.
     pub fn combine(&self, probs: &mut [f32], facts: &PickFacts) {
-        let logits = self.logits(probs, facts, self.image_weight);
+        let logits: Vec<f64> = self
+            .log_likelihood(facts)
+            .into_iter()
+            .zip(probs.iter())
+            .map(|(l, &p)| {
+                self.image_weight * f64::from(p.max(f32::MIN_POSITIVE)).ln()
+                    + self.context_weight * l
+            })
+            .collect();
         let lse = log_sum_exp(&logits);
         for (p, l) in probs.iter_mut().zip(&logits) {
             *p = (l - lse).exp() as f32;
@@ -559,6 +594,7 @@ mod tests {
             intercept: vec![0.0, 0.0],
             log_prior: vec![0.5f64.ln(), 0.5f64.ln()],
             image_weight: 1.0,
+            context_weight: 1.0,
         };
         let (mut probs, mut labels) = (Vec::new(), Vec::new());
         for i in 0..100 {
@@ -572,7 +608,7 @@ mod tests {
             }
         }
         let facts = scored(&vec![0.0; labels.len()]);
-        assert_eq!(ctx.fit_image_weight(&probs, &facts, &labels), 2000);
+        assert_eq!(ctx.fit_weights(&probs, &facts, &labels), 2000);
         assert!(
             (ctx.image_weight - 0.25).abs() < 0.02,
             "{}",
@@ -581,12 +617,48 @@ mod tests {
         // Too few picks, one class, or a pick lacking a fact: the weight is left alone.
         let mut few = ctx.clone();
         few.image_weight = 1.0;
-        assert_eq!(few.fit_image_weight(&probs[..9], &facts, &labels), 0);
-        assert_eq!(few.fit_image_weight(&probs[..100], &facts, &[0; 100]), 0);
+        assert_eq!(few.fit_weights(&probs[..9], &facts, &labels), 0);
+        assert_eq!(few.fit_weights(&probs[..100], &facts, &[0; 100]), 0);
         let mut lacking = facts.clone();
         lacking[5].score = None;
-        assert_eq!(few.fit_image_weight(&probs, &lacking, &labels), 0);
+        assert_eq!(few.fit_weights(&probs, &lacking, &labels), 0);
         assert_eq!(few.image_weight, 1.0);
+    }
+
+    #[test]
+    fn facts_that_mislead_the_held_out_picks_are_weighted_out() {
+        // On the training picks the score separated the classes; on the held-out picks it is
+        // noise, and the network is right on every one.
+        let train = scored(&[-2.0, -1.0, -1.5, 1.0, 2.0, 1.5]);
+        let mut ctx = PickContext::fit(&train, &[0, 0, 0, 1, 1, 1], 2).unwrap();
+        let (mut probs, mut labels, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..200 {
+            let y = i % 2;
+            labels.push(y);
+            probs.push(if y == 1 {
+                vec![0.2f32, 0.8]
+            } else {
+                vec![0.8, 0.2]
+            });
+            scores.push(if (i / 2) % 2 == 0 { 2.0 } else { -2.0 });
+        }
+        let facts = scored(&scores);
+        assert_eq!(ctx.fit_weights(&probs, &facts, &labels), 200);
+        assert_eq!(ctx.context_weight, 0.0);
+        for i in 0..4 {
+            let mut p = probs[i].clone();
+            ctx.combine(&mut p, &facts[i]);
+            assert_eq!(usize::from(p[1] > 0.5), labels[i], "pick {i}: {p:?}");
+        }
+        // Where the facts do tell the held-out picks apart, they keep their say.
+        let mut useful = PickContext::fit(&train, &[0, 0, 0, 1, 1, 1], 2).unwrap();
+        let agree: Vec<f64> = labels
+            .iter()
+            .map(|&y| if y == 1 { 2.0 } else { -2.0 })
+            .collect();
+        let flat = vec![vec![0.5f32, 0.5]; labels.len()];
+        useful.fit_weights(&flat, &scored(&agree), &labels);
+        assert!(useful.context_weight > 0.0);
     }
 
     #[test]

@@ -97,15 +97,20 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     assert!(out.status.success(), "{}", text(&out));
     let picks = format!("{sim}/picks.csv");
     let mics = format!("{sim}/micrographs/*.mrc");
-    let out = cryoprune(&[
-        "picker",
-        "train",
-        "--micrographs",
-        &mics,
-        "--picks",
-        &picks,
-        "--box",
-        "48",
+    let picker_train = |args: &[&str]| {
+        let common = [
+            "picker",
+            "train",
+            "--micrographs",
+            &mics,
+            "--picks",
+            &picks,
+            "--box",
+            "48",
+        ];
+        cryoprune(&[&common[..], args].concat())
+    };
+    let out = picker_train(&[
         "--epochs",
         "2",
         "--class-weights",
@@ -151,15 +156,7 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("average precision"), "{}", text(&out));
     // Positive-unlabelled training records the share of particles the picks hold.
-    let out = cryoprune(&[
-        "picker",
-        "train",
-        "--micrographs",
-        &mics,
-        "--picks",
-        &picks,
-        "--box",
-        "48",
+    let out = picker_train(&[
         "--epochs",
         "1",
         "--loss",
@@ -177,54 +174,15 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     assert!(loss.starts_with("pu (picks hold 0."), "{loss}");
     assert_eq!(spec["views"], 1);
     // Knobs are checked in words.
-    let out = cryoprune(&[
-        "picker",
-        "train",
-        "--micrographs",
-        &mics,
-        "--picks",
-        &picks,
-        "--box",
-        "48",
-        "--loss",
-        "pu",
-        "--out",
-        &p("x"),
-    ]);
+    let out = picker_train(&["--loss", "pu", "--out", &p("x")]);
     assert!(!out.status.success() && text(&out).contains("--expected-particles"));
-    let out = cryoprune(&[
-        "picker",
-        "train",
-        "--micrographs",
-        &mics,
-        "--picks",
-        &picks,
-        "--box",
-        "48",
-        "--views",
-        "9",
-        "--out",
-        &p("x"),
-    ]);
+    let out = picker_train(&["--views", "9", "--out", &p("x")]);
     assert!(
         !out.status.success() && text(&out).contains("give 1 to 8"),
         "{}",
         text(&out)
     );
-    let out = cryoprune(&[
-        "picker",
-        "train",
-        "--micrographs",
-        &mics,
-        "--picks",
-        &picks,
-        "--box",
-        "48",
-        "--class-weights",
-        "maybe",
-        "--out",
-        &p("x"),
-    ]);
+    let out = picker_train(&["--class-weights", "maybe", "--out", &p("x")]);
     assert!(!out.status.success() && text(&out).contains("expected on or off"));
     let out = cryoprune(&[
         "evaluate-picks",
