@@ -269,23 +269,17 @@ impl PickContext {
         if n < 10 || classes.len() < 2 || facts[..n].iter().any(|f| self.missing(f).is_some()) {
             return 0;
         }
-        // Per pick: the network's log-probabilities and the facts' log-likelihood, per class.
+        // Per pick, computed once for the whole grid: the network's log-probabilities and the
+        // facts' log-likelihood, per class.
         let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..n)
-            .map(|i| {
-                let log_p = probs[i]
-                    .iter()
-                    .map(|&p| f64::from(p.max(f32::MIN_POSITIVE)).ln())
-                    .collect();
-                (log_p, self.log_likelihood(&facts[i]))
-            })
+            .map(|i| (log_probs(&probs[i]), self.log_likelihood(&facts[i])))
             .collect();
         let nll = |w: f64, b: f64| -> f64 {
             parts
                 .iter()
                 .zip(labels)
                 .map(|((log_p, ll), &y)| {
-                    let logits: Vec<f64> =
-                        log_p.iter().zip(ll).map(|(p, l)| w * p + b * l).collect();
+                    let logits = weighted(log_p, ll, w, b);
                     log_sum_exp(&logits) - logits[y]
                 })
                 .sum()
@@ -324,15 +318,12 @@ impl PickContext {
 
     /// Combines a network's class probabilities with the pick's facts, in place.
     pub fn combine(&self, probs: &mut [f32], facts: &PickFacts) {
-        let logits: Vec<f64> = self
-            .log_likelihood(facts)
-            .into_iter()
-            .zip(probs.iter())
-            .map(|(l, &p)| {
-                self.image_weight * f64::from(p.max(f32::MIN_POSITIVE)).ln()
-                    + self.context_weight * l
-            })
-            .collect();
+        let logits = weighted(
+            &log_probs(probs),
+            &self.log_likelihood(facts),
+            self.image_weight,
+            self.context_weight,
+        );
         let lse = log_sum_exp(&logits);
         for (p, l) in probs.iter_mut().zip(&logits) {
             *p = (l - lse).exp() as f32;
@@ -350,6 +341,24 @@ impl PickContext {
     pub fn score_term(&self) -> Option<&Term> {
         self.terms.iter().find(|t| t.fact == Fact::Score)
     }
+}
+
+/// A network's class probabilities as logs, a zero as the smallest positive f32's.
+fn log_probs(probs: &[f32]) -> Vec<f64> {
+    probs
+        .iter()
+        .map(|&p| f64::from(p.max(f32::MIN_POSITIVE)).ln())
+        .collect()
+}
+
+/// The combined class logits: the network's log-probabilities weighted `image_weight`, plus the
+/// facts' log-likelihood weighted `context_weight`.
+fn weighted(log_p: &[f64], ll: &[f64], image_weight: f64, context_weight: f64) -> Vec<f64> {
+    log_p
+        .iter()
+        .zip(ll)
+        .map(|(p, l)| image_weight * p + context_weight * l)
+        .collect()
 }
 
 /// ln Σ exp(v), without overflow: the normaliser of a softmax over `v`.

@@ -670,7 +670,8 @@ pub fn candidates(p: &Prepared, map: &ScoreMap, min_distance: f64, floor: f32) -
 /// trained on all 8, so each view is an equally good guess whose noise the others average out.
 pub fn score(fused: &FusedPicker, p: &Prepared, views: u8) -> ScoreMap {
     let (w, h) = (p.image.nx, p.image.ny);
-    if views <= 1 {
+    let views = views.clamp(1, 8);
+    if views == 1 {
         return fused.score_map(&p.image.data, w, h, 256, 4);
     }
     // Even sides (the mean, zero, beyond), so that every view maps each 2×2 block of pixels
@@ -682,7 +683,7 @@ pub fn score(fused: &FusedPicker, p: &Prepared, views: u8) -> ScoreMap {
     }
     let (mw, mh) = (ew / STRIDE, eh / STRIDE);
     let mut sum = vec![0f32; mw * mh];
-    for k in 0..views.min(8) {
+    for k in 0..views {
         let (tw, th) = turned(ew, eh, k);
         let view: Vec<f32> = dihedral_sources(ew, eh, k)
             .into_iter()
@@ -693,7 +694,7 @@ pub fn score(fused: &FusedPicker, p: &Prepared, views: u8) -> ScoreMap {
             sum[i] += z;
         }
     }
-    let n = f32::from(views.min(8));
+    let n = f32::from(views);
     ScoreMap {
         w: mw,
         h: mh,
