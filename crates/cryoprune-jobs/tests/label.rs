@@ -346,41 +346,35 @@ fn a_model_orders_the_gallery_most_uncertain_first() {
     let before = session.gallery(0, 10_000, true, None);
     assert!(before.iter().all(|p| p.predicted.is_none()));
     session.rank_with(&model).unwrap();
-    assert!(session
-        .state()
-        .order
-        .starts_with("most uncertain first (margin"));
+    let order = session.state().order;
+    assert!(
+        order.starts_with("most uncertain first, predicted classes and kinds in turn (margin"),
+        "{order}"
+    );
     let after = session.gallery(0, 10_000, true, None);
     assert_eq!(after.len(), before.len());
-    let margin = |p: &cryoprune_jobs::label::PickView| {
-        // "class p": the top class's probability, which rises with the margin the order uses.
-        let top: f64 = p
-            .predicted
-            .as_ref()
-            .unwrap()
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        top
+    // "class p": the class and its probability, which rises with the margin the order uses.
+    let predicted = |p: &cryoprune_jobs::label::PickView| {
+        let text = p.predicted.clone().unwrap();
+        let (class, top) = text.rsplit_once(' ').unwrap();
+        (class.to_string(), top.parse::<f64>().unwrap())
     };
-    // Within each micrograph the gallery goes from the least to the most confident pick, and
-    // the first screen still spans every micrograph.
-    for m in 0..3 {
-        let shown: Vec<f64> = after
-            .iter()
-            .filter(|p| p.micrograph == m)
-            .map(margin)
-            .collect();
-        let first = shown[..shown.len() / 4].iter().sum::<f64>() / (shown.len() / 4) as f64;
-        let last = shown[shown.len() * 3 / 4..].iter().sum::<f64>()
-            / (shown.len() - shown.len() * 3 / 4) as f64;
-        assert!(first < last, "micrograph {m}: {first} then {last}");
+    let shown: Vec<(String, f64)> = after.iter().map(predicted).collect();
+    // The gallery goes from the least to the most confident picks...
+    let quarter = shown.len() / 4;
+    let mean = |s: &[(String, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64;
+    let (first, last) = (
+        mean(&shown[..quarter]),
+        mean(&shown[shown.len() - quarter..]),
+    );
+    assert!(first < last, "{first} then {last}");
+    // ...with the predicted classes in turn while both last.
+    let mut classes: Vec<&String> = shown.iter().map(|p| &p.0).collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() == 2 {
+        assert_ne!(shown[0].0, shown[1].0, "{:?}", &shown[..4]);
     }
-    let first_screen: std::collections::BTreeSet<usize> =
-        after[..6].iter().map(|p| p.micrograph).collect();
-    assert_eq!(first_screen.len(), 3);
 }
 
 /// A tiny network, so the page's background training takes seconds.

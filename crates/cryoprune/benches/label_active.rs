@@ -1,12 +1,14 @@
-//! Does the labelling page's order (`label --model`: the picks the model is least sure of first)
-//! choose better labels than chance? On simulated micrographs with truth (particle vs junk), for
-//! each seed: a start model trained on 5 random labels per class from 8 micrographs; then
-//! 20 labels in all chosen by the page's order from that model (the 10 of the start and the first
-//! 10 the gallery shows, labelled from the truth, as a user would label them), against 20 and
-//! 40 chosen at random (10 and 20 per class). Each set trains a model with the same recipe
-//! (image alone); macro-F1 on the picks of 4 other micrographs.
+//! Does the labelling page's order (the picks the model is least sure of first) choose better
+//! labels than chance? On simulated micrographs with truth (particle vs junk), for each seed: a
+//! start model trained on 5 random labels per class from 8 micrographs; the page orders the
+//! picks with it and the first 10 it shows are labelled from the truth, as a user would label
+//! them (20 labels); a model trained on those orders the page again, and its first 20 are
+//! labelled (40), as the page's background training does. Against 20 and 40 labels drawn at
+//! random (10 and 20 per class). Every set trains with the page's recipe (`train`'s defaults:
+//! the shipped backbone, image alone); macro-F1 on the picks of 4 other micrographs.
 //!
-//! `cargo bench -p cryoprune --bench label_active` writes `target/bench/label_active.json`.
+//! `cargo bench -p cryoprune --bench label_active` writes `target/bench/label_active.json`;
+//! `PRESET=hard` simulates the hard preset instead of the realistic one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use cryoprune_formats::PickFormat;
 use cryoprune_jobs::evaluate::{self, EvaluateConfig};
 use cryoprune_jobs::label::{LabelConfig, Session};
 use cryoprune_jobs::labels::LabelsConfig;
-use cryoprune_jobs::recipe::{NetConfig, PrepConfig};
+use cryoprune_jobs::recipe::PrepConfig;
 use cryoprune_jobs::simulate::{self, SimulateConfig};
 use cryoprune_jobs::train::{self, TrainJobConfig};
 use cryoprune_jobs::Silent;
@@ -69,6 +71,18 @@ fn stratified<'a>(pool: &[&'a Truth], n: usize, rng: &mut rand::rngs::StdRng) ->
     out
 }
 
+/// The user labels the picks of `order` (the page's) not labelled yet until `active` holds `n`.
+fn label_first<'a>(active: &mut Vec<&'a Truth>, order: Vec<&'a Truth>, n: usize) {
+    for t in order {
+        if active.len() >= n {
+            break;
+        }
+        if !active.contains(&t) {
+            active.push(t);
+        }
+    }
+}
+
 fn train_on(dir: &Path, name: &str, mics: &str, rows: &[&Truth], seed: u64) -> PathBuf {
     let labels = dir.join(format!("{name}.csv"));
     write_labels(&labels, rows);
@@ -82,10 +96,6 @@ fn train_on(dir: &Path, name: &str, mics: &str, rows: &[&Truth], seed: u64) -> P
         prep: PrepConfig {
             box_size: Some(BOX),
             ..PrepConfig::default()
-        },
-        net: NetConfig {
-            pretrained: "none".into(),
-            ..NetConfig::default()
         },
         image_only: true,
         seed,
@@ -124,6 +134,7 @@ fn main() {
             format: PickFormat::Csv,
             no_previews: true,
             seed: 100 + seed,
+            preset: std::env::var("PRESET").unwrap_or_else(|_| "realistic".into()),
             ..SimulateConfig::default()
         };
         simulate::run(&cfg, &Silent).unwrap();
@@ -162,7 +173,6 @@ fn main() {
             &Silent,
         )
         .unwrap();
-        session.rank_with(&start_model).unwrap();
         let names_on_page: Vec<String> = session
             .state()
             .micrographs
@@ -180,18 +190,21 @@ fn main() {
             .iter()
             .map(|t| (place(&t.0, t.1.parse().unwrap(), t.2.parse().unwrap()), *t))
             .collect();
+        // The picks in the order the page shows them once `model` has ranked them.
+        let page_order = |model: &Path| {
+            session.rank_with(model).unwrap();
+            session
+                .gallery(0, usize::MAX, true, None)
+                .into_iter()
+                .map(|v| by_place[&place(&names_on_page[v.micrograph], v.x, v.y)])
+                .collect::<Vec<_>>()
+        };
         let mut active = start.clone();
-        for v in session.gallery(0, usize::MAX, true, None) {
-            if active.len() == 20 {
-                break;
-            }
-            let key = place(&names_on_page[v.micrograph], v.x, v.y);
-            let t = by_place[&key];
-            if !active.contains(&t) {
-                active.push(t);
-            }
-        }
+        label_first(&mut active, page_order(&start_model), 20);
         let active_model = train_on(&dir, "active20", &mics, &active, seed);
+        let active20 = active.clone();
+        label_first(&mut active, page_order(&active_model), 40);
+        let active40_model = train_on(&dir, "active40", &mics, &active, seed);
         let random20 = stratified(&pool, 10, &mut rng);
         let random40 = stratified(&pool, 20, &mut rng);
         let r20 = train_on(&dir, "random20", &mics, &random20, seed);
@@ -203,7 +216,9 @@ fn main() {
             "test_picks": test.len(),
             "start": macro_f1(&start_model, &mics, &test_csv),
             "active_20": macro_f1(&active_model, &mics, &test_csv),
-            "active_20_particles": particles(&active),
+            "active_20_particles": particles(&active20),
+            "active_40": macro_f1(&active40_model, &mics, &test_csv),
+            "active_40_particles": particles(&active),
             "random_20": macro_f1(&r20, &mics, &test_csv),
             "random_40": macro_f1(&r40, &mics, &test_csv),
         });
@@ -217,6 +232,7 @@ fn main() {
         "mean": {
             "start": mean("start"),
             "active_20": mean("active_20"),
+            "active_40": mean("active_40"),
             "random_20": mean("random_20"),
             "random_40": mean("random_40"),
         },

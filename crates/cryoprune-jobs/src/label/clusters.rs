@@ -16,6 +16,9 @@ use crate::{invalid, Result};
 
 /// Picks clustered at most: spread over the micrographs, enough for groups of hundreds.
 pub const CLUSTER_PICKS: usize = 4000;
+/// Kinds of pick the gallery's order takes in turn: about the labels a user gives before the
+/// page trains again, so each round's labels span every kind.
+const KINDS: usize = 20;
 const ITERATIONS: usize = 30;
 
 /// The groups as the page shows them.
@@ -104,6 +107,72 @@ impl Session {
             averages,
         });
         self.clusters_view()
+    }
+
+    /// The gallery's order from the model in `dir`, each pick's uncertainty `key` (small is
+    /// uncertain) and its `predicted` class (of `classes`): up to [`CLUSTER_PICKS`] picks,
+    /// spread over the micrographs, split by predicted class, each class's picks grouped into
+    /// kinds by k-means on the network's features (about [`KINDS`] kinds in all); then the
+    /// classes in turn, within each its kinds in turn (largest first), each giving its most
+    /// uncertain pick not shown yet. The other picks follow, most uncertain first, micrographs
+    /// in turn.
+    ///
+    /// Uncertainty alone fills the first screens with one kind of borderline pick, mostly of
+    /// one class, and a model trained on a few labels learns little from ten near-duplicates:
+    /// on simulated data those labels trained worse than a random draw (BENCHMARKS.md, the
+    /// labelling page's order against chance). Taking classes and kinds in turn keeps the doubt
+    /// and adds the spread.
+    pub(super) fn diverse_order(
+        &self,
+        dir: &Path,
+        key: &[f32],
+        predicted: &[Option<(u16, f32)>],
+        classes: usize,
+    ) -> Result<Vec<usize>> {
+        let most_uncertain_first = |ids: &mut Vec<usize>| {
+            ids.sort_by(|&a, &b| key[a].total_cmp(&key[b]));
+        };
+        let by_mic: Vec<Vec<usize>> = self
+            .mics
+            .iter()
+            .map(|m| {
+                let mut items = m.items.clone();
+                most_uncertain_first(&mut items);
+                items
+            })
+            .collect();
+        let mut sample = round_robin(&by_mic);
+        sample.truncate(CLUSTER_PICKS);
+        sample.sort_unstable();
+        let features = standardise(self.embed(dir, &chosen_jobs(self, &sample))?);
+        let mut first = Vec::new();
+        if features.len() == sample.len() {
+            let k = (KINDS / classes.max(1)).max(1);
+            let per_class: Vec<Vec<usize>> = (0..classes)
+                .map(|c| {
+                    let of: Vec<usize> = (0..sample.len())
+                        .filter(|&i| predicted[sample[i]].map(|p| p.0 as usize) == Some(c))
+                        .collect();
+                    let mut kinds: Vec<Vec<usize>> = vec![Vec::new(); k];
+                    if of.len() > k {
+                        let rows: Vec<Vec<f32>> = of.iter().map(|&i| features[i].clone()).collect();
+                        for (&i, (g, _)) in of.iter().zip(kmeans(&rows, k, 0)) {
+                            kinds[g].push(sample[i]);
+                        }
+                    } else {
+                        kinds[0] = of.iter().map(|&i| sample[i]).collect();
+                    }
+                    kinds.sort_by_key(|g| std::cmp::Reverse(g.len()));
+                    kinds.iter_mut().for_each(most_uncertain_first);
+                    round_robin(&kinds)
+                })
+                .collect();
+            first = round_robin(&per_class);
+        }
+        let mut shown = vec![false; self.items.len()];
+        first.iter().for_each(|&id| shown[id] = true);
+        first.extend(round_robin(&by_mic).into_iter().filter(|&id| !shown[id]));
+        Ok(first)
     }
 
     /// The kept clusters with their members' labels now.

@@ -13,7 +13,7 @@ use cryoprune_model::Classifier;
 use cryoprune_train::modeldir::{ModelDir, ModelSpec};
 use serde::{Deserialize, Serialize};
 
-use super::{class_counts, round_robin, Labels, Session};
+use super::{class_counts, Labels, Session};
 use crate::compute::Compute;
 use crate::events::{Event, Events};
 use crate::labels::LabelsConfig;
@@ -113,54 +113,49 @@ const SETTLE: Duration = Duration::from_millis(1500);
 
 impl Session {
     /// Scores every pick with the model in `dir` and orders the gallery by it: the picks the
-    /// model is least sure of first, micrographs in turn so the first screen is not one
-    /// micrograph's. Runs while the page is in use; the gallery changes order when it is done.
+    /// model is least sure of first, but one kind of pick at a time (see
+    /// [`Session::diverse_order`]). Runs while the page is in use; the gallery changes order
+    /// when it is done.
     pub fn rank_with(&self, dir: &Path) -> Result<()> {
         use cryoprune_train::classify::classify_jobs;
-        self.with_model(dir, |model, spec, pipeline, compute| {
-            let jobs: Vec<Job> = self.mics.iter().map(|m| self.job(m)).collect();
-            let mut key = vec![f32::INFINITY; self.items.len()];
-            let mut predicted = vec![None; self.items.len()];
-            classify_jobs(
-                model,
-                spec.classes.len(),
-                spec.network.head.readout(),
-                &pipeline,
-                &jobs,
-                64,
-                &compute.device.device,
-                |r| -> Result<()> {
-                    for (k, p) in r.probs.iter().enumerate() {
-                        let Ok(p) = p else { continue };
-                        let id = self.mics[r.index].items[k];
-                        key[id] = self.cfg.uncertainty.key(p);
-                        let best = cryoprune_train::trainer::argmax(p);
-                        predicted[id] = Some((best as u16, p[best]));
-                    }
-                    Ok(())
-                },
-            )?;
-            let by_mic: Vec<Vec<usize>> = self
-                .mics
-                .iter()
-                .map(|m| {
-                    let mut items = m.items.clone();
-                    items.sort_by(|&a, &b| key[a].total_cmp(&key[b]));
-                    items
-                })
-                .collect();
-            *self.order.lock().unwrap_or_else(|e| e.into_inner()) = Ranking {
-                how: format!(
-                    "most uncertain first ({}, {})",
-                    self.cfg.uncertainty,
-                    dir.display()
-                ),
-                order: round_robin(&by_mic),
-                classes: spec.classes.clone(),
-                predicted,
-            };
-            Ok(())
-        })
+        let (key, predicted, classes) =
+            self.with_model(dir, |model, spec, pipeline, compute| {
+                let jobs: Vec<Job> = self.mics.iter().map(|m| self.job(m)).collect();
+                let mut key = vec![f32::INFINITY; self.items.len()];
+                let mut predicted = vec![None; self.items.len()];
+                classify_jobs(
+                    model,
+                    spec.classes.len(),
+                    spec.network.head.readout(),
+                    &pipeline,
+                    &jobs,
+                    64,
+                    &compute.device.device,
+                    |r| -> Result<()> {
+                        for (k, p) in r.probs.iter().enumerate() {
+                            let Ok(p) = p else { continue };
+                            let id = self.mics[r.index].items[k];
+                            key[id] = self.cfg.uncertainty.key(p);
+                            let best = cryoprune_train::trainer::argmax(p);
+                            predicted[id] = Some((best as u16, p[best]));
+                        }
+                        Ok(())
+                    },
+                )?;
+                Ok((key, predicted, spec.classes.clone()))
+            })?;
+        let order = self.diverse_order(dir, &key, &predicted, classes.len())?;
+        *self.order.lock().unwrap_or_else(|e| e.into_inner()) = Ranking {
+            how: format!(
+                "most uncertain first, predicted classes and kinds in turn ({}, {})",
+                self.cfg.uncertainty,
+                dir.display()
+            ),
+            order,
+            classes,
+            predicted,
+        };
+        Ok(())
     }
 
     /// Runs `f` with the model in `dir`, loaded on the session's device, inside the session's
