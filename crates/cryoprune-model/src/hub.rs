@@ -52,7 +52,7 @@ pub struct ShippedWeights {
 pub const CRYO_SMALL: ShippedWeights = ShippedWeights {
     name: "cryo-small-64",
     bytes: include_bytes!("../weights/cryo-small-64.safetensors"),
-    sha256: "57c8e56cc239d49e5fb37e003d14894f76b3236c0c12b35449dfa397932a21d1",
+    sha256: "0a66f7eda846d19ed9dbdf7be0fb110e71f35896928c174c3b8dae8f7ca58c7e",
 };
 
 /// The cache's copy of `w`, written there first if it is not (named by its hash, so a binary
