@@ -55,9 +55,7 @@ impl Session {
             invalid!("give 2 to 100 groups, not {k}");
         }
         let by_mic: Vec<Vec<usize>> = self.mics.iter().map(|m| m.items.clone()).collect();
-        let mut chosen = round_robin(&by_mic);
-        chosen.truncate(CLUSTER_PICKS);
-        chosen.sort_unstable();
+        let chosen = spread_sample(&round_robin(&by_mic));
         let (ids, images) = self.cut_picks(&chosen)?;
         if ids.len() < k {
             invalid!("{} picks cannot make {k} groups", ids.len());
@@ -141,9 +139,8 @@ impl Session {
                 items
             })
             .collect();
-        let mut sample = round_robin(&by_mic);
-        sample.truncate(CLUSTER_PICKS);
-        sample.sort_unstable();
+        let spread = round_robin(&by_mic);
+        let sample = spread_sample(&spread);
         let features = standardise(self.embed(dir, &chosen_jobs(self, &sample))?);
         let mut first = Vec::new();
         if features.len() == sample.len() {
@@ -171,7 +168,7 @@ impl Session {
         }
         let mut shown = vec![false; self.items.len()];
         first.iter().for_each(|&id| shown[id] = true);
-        first.extend(round_robin(&by_mic).into_iter().filter(|&id| !shown[id]));
+        first.extend(spread.into_iter().filter(|&id| !shown[id]));
         Ok(first)
     }
 
@@ -278,6 +275,14 @@ impl Session {
             Ok(out)
         })
     }
+}
+
+/// The first [`CLUSTER_PICKS`] of `spread` (picks with micrographs in turn), sorted by id as
+/// [`chosen_jobs`] needs them.
+fn spread_sample(spread: &[usize]) -> Vec<usize> {
+    let mut sample = spread[..spread.len().min(CLUSTER_PICKS)].to_vec();
+    sample.sort_unstable();
+    sample
 }
 
 /// Jobs for picks `ids` (sorted), one per micrograph that has any, with the picks' ids.
