@@ -47,7 +47,7 @@ pub struct ShippedWeights {
 }
 
 /// cryoprune's cryo-EM backbone for the small network at 64 px: `cryoprune pretrain --classes
-/// coarse --chunks 400` on simulated micrographs with seven real structures (the command and its
+/// coarse --chunks 1500` on simulated micrographs with seven real structures (the command and its
 /// measurements are in BENCHMARKS.md, its record in `weights/cryo-small-64.json`).
 pub const CRYO_SMALL: ShippedWeights = ShippedWeights {
     name: "cryo-small-64",

@@ -33,7 +33,7 @@ run() {
         local model="$out/$name-$seed"
         # shellcheck disable=SC2086
         "$bin" train --micrographs $train_mics --labels "$labels" --box "$box" --shots "$shots" \
-            --seed "$seed" --pretrained none --out "$model" > "$model.log" 2>&1
+            --seed "$seed" --out "$model" > "$model.log" 2>&1
         for prior in training dataset; do
             # shellcheck disable=SC2086
             "$bin" prune --model "$model" --micrographs $test_mics --picks "$picks" \
