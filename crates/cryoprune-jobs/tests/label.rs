@@ -312,17 +312,15 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
     assert_eq!(rows.iter().filter(|r| r[3] == "junk").count(), 3);
 }
 
-#[test]
-fn a_model_orders_the_gallery_most_uncertain_first() {
+/// A small model trained from scratch for `epochs` on the simulation's truth, in `dir/model`.
+fn truth_model(dir: &Path, cfg: &LabelConfig, epochs: usize) -> PathBuf {
     use cryoprune_jobs::labels::LabelsConfig;
     use cryoprune_jobs::train::{self, TrainJobConfig};
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dataset(dir.path());
-    let model = dir.path().join("model");
+    let model = dir.join("model");
     let train = TrainJobConfig {
         labels: LabelsConfig {
             micrographs: cfg.micrographs.clone(),
-            labels: vec![dir.path().join("sim/truth.csv")],
+            labels: vec![dir.join("sim/truth.csv")],
             ..LabelsConfig::default()
         },
         prep: PrepConfig {
@@ -333,7 +331,7 @@ fn a_model_orders_the_gallery_most_uncertain_first() {
         net: NetConfig {
             arch: cryoprune_model::Arch::Small,
             pretrained: "none".into(),
-            epochs: 2,
+            epochs,
             ..NetConfig::default()
         },
         image_only: true,
@@ -341,6 +339,14 @@ fn a_model_orders_the_gallery_most_uncertain_first() {
         ..TrainJobConfig::default()
     };
     train::run(&train, &Silent).unwrap();
+    model
+}
+
+#[test]
+fn a_model_orders_the_gallery_most_uncertain_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dataset(dir.path());
+    let model = truth_model(dir.path(), &cfg, 2);
     let session = Session::open(&cfg, &Silent).unwrap();
     assert_eq!(session.state().order, "micrographs in turn");
     let before = session.gallery(0, 10_000, true, None);
@@ -499,6 +505,55 @@ fn the_page_trains_in_the_background_once_every_class_has_labels() {
 }
 
 #[test]
+fn before_any_model_the_gallery_shows_a_typical_pick_of_each_kind_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dataset(dir.path());
+    let session = Session::open(&cfg, &Silent).unwrap();
+    let in_turn: Vec<usize> = session
+        .gallery(0, usize::MAX, true, None)
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let classes = truth(dir.path(), &session);
+    let class_of = |id: usize| classes[in_turn.iter().position(|&i| i == id).unwrap()];
+    session.rank_typical().unwrap();
+    assert!(
+        session
+            .state()
+            .order
+            .starts_with("typical picks of each kind in turn"),
+        "{}",
+        session.state().order
+    );
+    let typical: Vec<usize> = session
+        .gallery(0, usize::MAX, true, None)
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let mut sorted = typical.clone();
+    sorted.sort_unstable();
+    let mut all = in_turn.clone();
+    all.sort_unstable();
+    assert_eq!(sorted, all, "every pick once");
+    assert_ne!(typical, in_turn);
+    // The first screen spans the kinds: particles and junk both, not the commonest kind alone.
+    let first: Vec<usize> = typical[..10]
+        .iter()
+        .filter_map(|&id| class_of(id))
+        .collect();
+    assert!(first.contains(&0) && first.contains(&1), "{first:?}");
+    // A model's order, once there is one, is not overwritten by a late grouping.
+    let model = truth_model(dir.path(), &cfg, 1);
+    session.rank_with(&model).unwrap();
+    session.rank_typical().unwrap();
+    assert!(
+        session.state().order.starts_with("most uncertain first"),
+        "{}",
+        session.state().order
+    );
+}
+
+#[test]
 fn clusters_group_the_picks_and_one_key_labels_a_group() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dataset(dir.path());
@@ -506,7 +561,12 @@ fn clusters_group_the_picks_and_one_key_labels_a_group() {
     assert!(session.clusters_view().is_err());
     assert!(session.cluster(1).is_err());
     let view = session.cluster(4).unwrap();
-    assert!(view.how.contains("radial profiles"), "{}", view.how);
+    assert!(
+        view.how
+            .contains("cryo-EM backbone's features (no model yet)"),
+        "{}",
+        view.how
+    );
     let picks = session.state().picks;
     let sizes: Vec<usize> = view.groups.iter().map(|g| g.size).collect();
     assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");

@@ -1,11 +1,14 @@
-//! Does the labelling page's order (the picks the model is least sure of first) choose better
-//! labels than chance? On simulated micrographs with truth (particle vs junk), for each seed: a
-//! start model trained on 5 random labels per class from 8 micrographs; the page orders the
-//! picks with it and the first 10 it shows are labelled from the truth, as a user would label
-//! them (20 labels); a model trained on those orders the page again, and its first 20 are
-//! labelled (40), as the page's background training does. Against 20 and 40 labels drawn at
-//! random (10 and 20 per class). Every set trains with the page's recipe (`train`'s defaults:
-//! the shipped backbone, image alone); macro-F1 on the picks of 4 other micrographs.
+//! Does the labelling page's order choose better labels than chance? On simulated micrographs
+//! with truth (particle vs junk), for each seed, as a user would label on the page: the picks
+//! in the page's first order (before any model: a typical pick of each kind of pick in turn)
+//! are labelled from the truth until every class has 5 labels, when the page first trains; a
+//! model trained on those orders the page (most uncertain first, classes and kinds in turn) and
+//! its first picks are labelled up to 20 labels; a model trained on those orders it again and
+//! its first are labelled up to 40. The same two rounds from a start of 5 random labels per
+//! class (as if the user had found them) show what the first order adds. Against 20 and 40
+//! labels drawn at random (10 and 20 per class). Every set trains with the page's recipe
+//! (`train`'s defaults: the shipped backbone, image alone); macro-F1 on the picks of 4 other
+//! micrographs.
 //!
 //! `cargo bench -p cryoprune --bench label_active` writes `target/bench/label_active.json`;
 //! `PRESET=hard` simulates the hard preset instead of the realistic one.
@@ -151,10 +154,6 @@ fn main() {
             .collect();
         let test_csv = dir.join("test.csv");
         write_labels(&test_csv, &test);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let start = stratified(&pool, 5, &mut rng);
-        let start_model = train_on(&dir, "start", &mics, &start, seed);
-
         // The page's order from the start model, over the pool's picks.
         let pool_csv = dir.join("pool.csv");
         write_labels(&pool_csv, &pool);
@@ -190,51 +189,82 @@ fn main() {
             .iter()
             .map(|t| (place(&t.0, t.1.parse().unwrap(), t.2.parse().unwrap()), *t))
             .collect();
-        // The picks in the order the page shows them once `model` has ranked them.
-        let page_order = |model: &Path| {
-            session.rank_with(model).unwrap();
+        // The picks in the order the page shows them.
+        let shown = || {
             session
                 .gallery(0, usize::MAX, true, None)
                 .into_iter()
                 .map(|v| by_place[&place(&names_on_page[v.micrograph], v.x, v.y)])
                 .collect::<Vec<_>>()
         };
-        let mut active = start.clone();
-        label_first(&mut active, page_order(&start_model), 20);
-        let active_model = train_on(&dir, "active20", &mics, &active, seed);
-        let active20 = active.clone();
-        label_first(&mut active, page_order(&active_model), 40);
-        let active40_model = train_on(&dir, "active40", &mics, &active, seed);
+        let page_order = |model: &Path| {
+            session.rank_with(model).unwrap();
+            shown()
+        };
+        let particles = |set: &[&Truth]| set.iter().filter(|t| t.3 == "particle").count();
+        // Two rounds of the page's model order from `start`: F1 after the start, 20 and 40
+        // labels, and the particles among the 20 and the 40.
+        let rounds = |name: &str, start: Vec<&Truth>| {
+            let start_model = train_on(&dir, &format!("{name}_start"), &mics, &start, seed);
+            let mut active = start.clone();
+            label_first(&mut active, page_order(&start_model), 20);
+            let model20 = train_on(&dir, &format!("{name}20"), &mics, &active, seed);
+            let particles20 = particles(&active);
+            label_first(&mut active, page_order(&model20), 40);
+            let model40 = train_on(&dir, &format!("{name}40"), &mics, &active, seed);
+            serde_json::json!({
+                "start_labels": start.len(),
+                "start": macro_f1(&start_model, &mics, &test_csv),
+                "20": macro_f1(&model20, &mics, &test_csv),
+                "20_particles": particles20,
+                "40": macro_f1(&model40, &mics, &test_csv),
+                "40_particles": particles(&active),
+            })
+        };
+        // The page's first order, labelled until every class has the labels the page trains at.
+        session.rank_typical().unwrap();
+        let mut typical = Vec::new();
+        for t in shown() {
+            let of = |class| typical.iter().filter(|u: &&&Truth| u.3 == class).count();
+            if of("particle") >= 5 && of("junk") >= 5 {
+                break;
+            }
+            typical.push(t);
+        }
+        let page = rounds("page", typical);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let from_random = rounds("random_start", stratified(&pool, 5, &mut rng));
         let random20 = stratified(&pool, 10, &mut rng);
         let random40 = stratified(&pool, 20, &mut rng);
         let r20 = train_on(&dir, "random20", &mics, &random20, seed);
         let r40 = train_on(&dir, "random40", &mics, &random40, seed);
-        let particles = |set: &[&Truth]| set.iter().filter(|t| t.3 == "particle").count();
         let row = serde_json::json!({
             "seed": seed,
             "pool_picks": pool.len(),
             "test_picks": test.len(),
-            "start": macro_f1(&start_model, &mics, &test_csv),
-            "active_20": macro_f1(&active_model, &mics, &test_csv),
-            "active_20_particles": particles(&active20),
-            "active_40": macro_f1(&active40_model, &mics, &test_csv),
-            "active_40_particles": particles(&active),
+            "page": page,
+            "from_random_start": from_random,
             "random_20": macro_f1(&r20, &mics, &test_csv),
             "random_40": macro_f1(&r40, &mics, &test_csv),
         });
         println!("{row}");
         rows.push(row);
     }
-    let mean =
-        |k: &str| rows.iter().map(|r| r[k].as_f64().unwrap()).sum::<f64>() / rows.len() as f64;
+    let mean = |path: &[&str]| {
+        let value = |r: &serde_json::Value| path.iter().fold(r, |v, k| &v[*k]).as_f64().unwrap();
+        rows.iter().map(value).sum::<f64>() / rows.len() as f64
+    };
     let summary = serde_json::json!({
         "runs": rows,
         "mean": {
-            "start": mean("start"),
-            "active_20": mean("active_20"),
-            "active_40": mean("active_40"),
-            "random_20": mean("random_20"),
-            "random_40": mean("random_40"),
+            "page_start_labels": mean(&["page", "start_labels"]),
+            "page_start": mean(&["page", "start"]),
+            "page_20": mean(&["page", "20"]),
+            "page_40": mean(&["page", "40"]),
+            "random_start_20": mean(&["from_random_start", "20"]),
+            "random_start_40": mean(&["from_random_start", "40"]),
+            "random_20": mean(&["random_20"]),
+            "random_40": mean(&["random_40"]),
         },
     });
     let out = root.with_extension("json");

@@ -1,17 +1,22 @@
-//! The clusters view: picks grouped by k-means on what the network sees of them (its backbone's
-//! pooled features, once a model exists; before that, rotation-invariant radial profiles of the
-//! particle image), each group shown as its average and its members closest to the centre
-//! first, the way users read 2D class averages. One key labels a group.
+//! The clusters view: picks grouped by k-means on what the network sees of them (the pooled
+//! features of the newest model's backbone; before any model, of the cryo-EM backbone built into
+//! the binary), each group shown as its average and its members closest to the centre first,
+//! the way users read 2D class averages. One key labels a group. The same kinds of pick order
+//! the gallery: typical picks of every kind before any model, doubtful ones after.
 
 use std::path::Path;
 
 use cryoprune_image::display;
-use cryoprune_image::pipeline::Job;
+use cryoprune_image::pipeline::{Job, Pipeline};
+use cryoprune_model::infer::batch_tensor;
+use cryoprune_model::pretrained::{load_backbone, Pretrained};
+use cryoprune_model::{Arch, Classifier, ClassifierConfig, Compute, HeadConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::{round_robin, Session};
+use crate::labels::LabelSource;
 use crate::{invalid, Result};
 
 /// Picks clustered at most: spread over the micrographs, enough for groups of hundreds.
@@ -61,34 +66,12 @@ impl Session {
             invalid!("{} picks cannot make {k} groups", ids.len());
         }
         let side = self.pipeline.extract.out_size;
-        let model = self.newest_model();
-        let (features, how) = match &model {
-            Some(dir) => (
-                self.embed(dir, &chosen_jobs(self, &ids))?,
-                format!("by the network's features ({})", dir.display()),
-            ),
-            None => (
-                images
-                    .chunks_exact(side * side)
-                    .map(|im| radial_profiles(im, side))
-                    .collect(),
-                "by radial profiles of the images (no model yet)".to_string(),
-            ),
-        };
-        let assignment = kmeans(&standardise(features), k, 0);
-        let mut groups: Vec<Vec<(f32, usize)>> = vec![Vec::new(); k];
-        for (i, (g, d)) in assignment.into_iter().enumerate() {
-            groups[g].push((d, i));
-        }
-        groups.retain(|g| !g.is_empty());
-        // Largest group first, as 2D classes are read.
-        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        let (features, how) = self.features(&chosen_jobs(self, &ids))?;
         let mut averages = Vec::new();
         let mut members = Vec::new();
-        for g in &mut groups {
-            g.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for g in groups(&standardise(features), k) {
             let mut mean = vec![0f32; side * side];
-            for &(_, i) in g.iter() {
+            for &i in &g {
                 for (m, v) in mean
                     .iter_mut()
                     .zip(&images[i * side * side..(i + 1) * side * side])
@@ -97,7 +80,7 @@ impl Session {
                 }
             }
             averages.push(display::grey_png(&mean, side)?);
-            members.push(g.iter().map(|&(_, i)| ids[i]).collect());
+            members.push(g.iter().map(|&i| ids[i]).collect());
         }
         *self.clusters.lock().unwrap_or_else(|e| e.into_inner()) = Some(Clustering {
             how,
@@ -105,6 +88,44 @@ impl Session {
             averages,
         });
         self.clusters_view()
+    }
+
+    /// The gallery's first order, before any model has scored the picks: up to
+    /// [`CLUSTER_PICKS`] picks, spread over the micrographs, grouped into [`KINDS`] kinds by
+    /// k-means on the cryo-EM backbone's features; then the kinds in turn (largest first), each
+    /// giving its most typical pick (closest to its centre) not shown yet. The other picks
+    /// follow, micrographs in turn.
+    ///
+    /// The first labels are all the first model learns from. Picks in file order are mostly
+    /// of the commonest kind, and doubt needs a model to doubt with; with a handful of labels,
+    /// a typical pick of each kind teaches most (the low-budget regime of active learning,
+    /// where the typical beats the uncertain).
+    pub fn rank_typical(&self) -> Result<()> {
+        let spread = round_robin(
+            &self
+                .mics
+                .iter()
+                .map(|m| m.items.clone())
+                .collect::<Vec<_>>(),
+        );
+        let sample = spread_sample(&spread);
+        let (features, how) = self.features(&chosen_jobs(self, &sample))?;
+        let mut first = Vec::new();
+        if features.len() == sample.len() && sample.len() > KINDS {
+            let kinds: Vec<Vec<usize>> = groups(&standardise(features), KINDS)
+                .into_iter()
+                .map(|g| g.into_iter().map(|i| sample[i]).collect())
+                .collect();
+            first = round_robin(&kinds);
+        }
+        let mut shown = vec![false; self.items.len()];
+        first.iter().for_each(|&id| shown[id] = true);
+        first.extend(spread.into_iter().filter(|&id| !shown[id]));
+        self.set_order(
+            &format!("typical picks of each kind in turn, grouped {how}"),
+            first,
+        );
+        Ok(())
     }
 
     /// The gallery's order from the model in `dir`, each pick's uncertainty `key` (small is
@@ -251,30 +272,89 @@ impl Session {
     /// Each pick's backbone features, averaged over the image, with the model in `dir`, in the
     /// order of `jobs` (picks a model cannot cut are left out of the clustering before).
     fn embed(&self, dir: &Path, jobs: &Chosen) -> Result<Vec<Vec<f32>>> {
-        use cryoprune_model::infer::batch_tensor;
-        self.with_model(dir, |model, _, mut pipeline, compute| {
-            let device = &compute.device.device;
-            // Every pick the gallery could cut has an image here too.
-            pipeline.extract.edge = cryoprune_image::extract::EdgePolicy::PadMean;
-            let size = pipeline.extract.out_size;
-            let mut out = Vec::new();
-            pipeline.run(&jobs.jobs, |o| -> Result<()> {
-                let images: Vec<&[f32]> = o.particles.data.chunks_exact(size * size).collect();
-                for batch in images.chunks(64) {
-                    let f = model.embedding(batch_tensor(batch, size, device));
-                    let c = f.dims()[1];
-                    let values = f
-                        .into_data()
-                        .convert::<f32>()
-                        .try_into_vec::<f32>()
-                        .expect("converted to f32");
-                    out.extend(values.chunks_exact(c).map(<[f32]>::to_vec));
-                }
-                Ok(())
-            })?;
-            Ok(out)
+        self.with_model(dir, |model, _, pipeline, compute| {
+            pooled_features(model, pipeline, &compute.device, jobs)
         })
     }
+
+    /// The features that group and order the picks, and in words what made them: the newest
+    /// model's backbone, or before any model the cryo-EM backbone built into the binary, which
+    /// saw particles, carbon, ice and aggregates in pretraining.
+    fn features(&self, jobs: &Chosen) -> Result<(Vec<Vec<f32>>, String)> {
+        if let Some(dir) = self.newest_model() {
+            let how = format!("by the network's features ({})", dir.display());
+            return Ok((self.embed(&dir, jobs)?, how));
+        }
+        let compute = self.cfg.compute.start(&crate::Silent)?;
+        let features = compute.install(&crate::Silent, || {
+            let device = &compute.device.device;
+            let Some(path) = Pretrained::Cryo.path(Arch::Small)? else {
+                invalid!("no cryo-EM backbone ships for the small network");
+            };
+            let (backbone, _) = load_backbone(Arch::Small, &path, device)?;
+            let model = ClassifierConfig {
+                in_channels: 1,
+                arch: Arch::Small,
+                classes: 2,
+                head: HeadConfig::new(2),
+            }
+            .init_with(backbone, device);
+            let pre = self.cfg.prep.preprocessing(&LabelSource::Picks)?;
+            let pipeline = cryoprune_train::prep::pipeline(&pre, compute.threads, 0);
+            pooled_features(&model, pipeline, &compute.device, jobs)
+        })?;
+        Ok((
+            features,
+            "by the cryo-EM backbone's features (no model yet)".into(),
+        ))
+    }
+}
+
+/// Each pick of `jobs` as `model`'s backbone features averaged over the image, in order.
+fn pooled_features(
+    model: &Classifier,
+    mut pipeline: Pipeline,
+    compute: &Compute,
+    jobs: &Chosen,
+) -> Result<Vec<Vec<f32>>> {
+    let device = &compute.device;
+    // Every pick the gallery could cut has an image here too.
+    pipeline.extract.edge = cryoprune_image::extract::EdgePolicy::PadMean;
+    let size = pipeline.extract.out_size;
+    let mut out = Vec::new();
+    pipeline.run(&jobs.jobs, |o| -> Result<()> {
+        let images: Vec<&[f32]> = o.particles.data.chunks_exact(size * size).collect();
+        for batch in images.chunks(64) {
+            let f = model.embedding(batch_tensor(batch, size, device));
+            let c = f.dims()[1];
+            let values = f
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("converted to f32");
+            out.extend(values.chunks_exact(c).map(<[f32]>::to_vec));
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// `rows` in `k` groups by k-means, as indices into `rows`: largest group first, as 2D classes
+/// are read, each closest to its centre first; empty groups left out.
+fn groups(rows: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<(f32, usize)>> = vec![Vec::new(); k];
+    for (i, (g, d)) in kmeans(rows, k, 0).into_iter().enumerate() {
+        groups[g].push((d, i));
+    }
+    groups.retain(|g| !g.is_empty());
+    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    groups
+        .into_iter()
+        .map(|mut g| {
+            g.sort_by(|a, b| a.0.total_cmp(&b.0));
+            g.into_iter().map(|(_, i)| i).collect()
+        })
+        .collect()
 }
 
 /// The first [`CLUSTER_PICKS`] of `spread` (picks with micrographs in turn), sorted by id as
@@ -310,35 +390,6 @@ fn chosen_jobs(s: &Session, ids: &[usize]) -> Chosen {
         of.last_mut().expect("pushed").push(id);
     }
     Chosen { jobs, ids: of }
-}
-
-/// The mean and the standard deviation of an image in rings about its centre: what a particle,
-/// a carbon edge and a lump of ice differ in, whatever their orientation.
-fn radial_profiles(image: &[f32], side: usize) -> Vec<f32> {
-    let rings = side / 2;
-    let mut sum = vec![0f64; rings];
-    let mut sq = vec![0f64; rings];
-    let mut n = vec![0usize; rings];
-    let c = (side as f64 - 1.0) / 2.0;
-    for y in 0..side {
-        for x in 0..side {
-            let r = ((x as f64 - c).hypot(y as f64 - c)) as usize;
-            if r < rings {
-                let v = image[y * side + x] as f64;
-                sum[r] += v;
-                sq[r] += v * v;
-                n[r] += 1;
-            }
-        }
-    }
-    let mean: Vec<f32> = (0..rings)
-        .map(|r| (sum[r] / n[r].max(1) as f64) as f32)
-        .collect();
-    let sd = (0..rings).map(|r| {
-        let m = sum[r] / n[r].max(1) as f64;
-        ((sq[r] / n[r].max(1) as f64 - m * m).max(0.0).sqrt()) as f32
-    });
-    mean.iter().copied().chain(sd).collect()
 }
 
 /// Every feature scaled to mean 0 and unit variance over the picks, so none dominates the
@@ -446,32 +497,5 @@ mod tests {
         }
         let distinct: std::collections::BTreeSet<usize> = groups.iter().map(|g| g.0).collect();
         assert_eq!(distinct.len(), 3);
-    }
-
-    #[test]
-    fn radial_profiles_ignore_rotation() {
-        let side = 16;
-        let blob: Vec<f32> = (0..side * side)
-            .map(|i| {
-                let (x, y) = ((i % side) as f32 - 3.0, (i / side) as f32 - 7.5);
-                (-(x * x + y * y) / 8.0).exp()
-            })
-            .collect();
-        // The same image turned a quarter.
-        let turned: Vec<f32> = (0..side * side)
-            .map(|i| blob[(i % side) * side + (side - 1 - i / side)])
-            .collect();
-        let (a, b) = (radial_profiles(&blob, side), radial_profiles(&turned, side));
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() < 1e-5);
-        }
-        // A centred blob differs from the off-centre one.
-        let centred: Vec<f32> = (0..side * side)
-            .map(|i| {
-                let (x, y) = ((i % side) as f32 - 7.5, (i / side) as f32 - 7.5);
-                (-(x * x + y * y) / 8.0).exp()
-            })
-            .collect();
-        assert!(distance(&radial_profiles(&centred, side), &a) > 0.01);
     }
 }

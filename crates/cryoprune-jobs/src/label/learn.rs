@@ -158,6 +158,20 @@ impl Session {
         Ok(())
     }
 
+    /// Orders the gallery without predictions (none scored the picks yet), unless a model has
+    /// ordered it meanwhile: its order knows more.
+    pub(super) fn set_order(&self, how: &str, order: Vec<usize>) {
+        let mut ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        if ranking.predicted.is_empty() {
+            *ranking = Ranking {
+                how: how.into(),
+                order,
+                classes: Vec::new(),
+                predicted: Vec::new(),
+            };
+        }
+    }
+
     /// Runs `f` with the model in `dir`, loaded on the session's device, inside the session's
     /// thread pool, and the pipeline that cuts particles as that model was trained on them.
     pub(super) fn with_model<T: Send>(

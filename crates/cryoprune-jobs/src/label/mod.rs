@@ -587,14 +587,17 @@ fn round_robin(by_mic: &[Vec<usize>]) -> Vec<usize> {
 /// disk after every change, so nothing is lost then.
 pub fn run(cfg: &LabelConfig, events: &dyn Events) -> Result<()> {
     let session = Arc::new(Session::open(cfg, events)?);
-    // The page is usable at once; the gallery reorders when a model has scored the picks.
+    // The page is usable at once; the gallery reorders when the picks are grouped into kinds
+    // or a model has scored them.
     let s = session.clone();
     let model = cfg.model.clone();
     std::thread::spawn(move || {
-        if let Some(dir) = model {
-            if let Err(e) = s.rank_with(&dir) {
-                tracing::warn!("the model could not order the gallery: {e}");
-            }
+        let ordered = match model {
+            Some(dir) => s.rank_with(&dir),
+            None => s.rank_typical(),
+        };
+        if let Err(e) = ordered {
+            tracing::warn!("the gallery keeps its order (micrographs in turn): {e}");
         }
         s.learn();
     });
