@@ -395,6 +395,15 @@ fn tiny(mut cfg: LabelConfig) -> LabelConfig {
     cfg
 }
 
+/// The ids of every pick in the order the gallery shows them, the labelled ones too.
+fn gallery_ids(session: &Session) -> Vec<usize> {
+    session
+        .gallery(0, usize::MAX, true, None)
+        .iter()
+        .map(|p| p.id)
+        .collect()
+}
+
 /// The true class of each pick on the page, from the simulation's truth.
 fn truth(dir: &Path, session: &Session) -> Vec<Option<usize>> {
     let names: Vec<String> = session
@@ -426,11 +435,7 @@ fn the_page_trains_in_the_background_once_every_class_has_labels() {
     let session = Arc::new(Session::open(&cfg, &Silent).unwrap());
     let learner = session.clone();
     std::thread::spawn(move || learner.learn());
-    let ids: Vec<usize> = session
-        .gallery(0, usize::MAX, true, None)
-        .iter()
-        .map(|p| p.id)
-        .collect();
+    let ids: Vec<usize> = gallery_ids(&session);
     let classes = truth(dir.path(), &session);
     let mut labelled = [0, 0];
     for &id in &ids {
@@ -509,11 +514,7 @@ fn before_any_model_the_gallery_shows_a_typical_pick_of_each_kind_first() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dataset(dir.path());
     let session = Session::open(&cfg, &Silent).unwrap();
-    let in_turn: Vec<usize> = session
-        .gallery(0, usize::MAX, true, None)
-        .iter()
-        .map(|p| p.id)
-        .collect();
+    let in_turn: Vec<usize> = gallery_ids(&session);
     let classes = truth(dir.path(), &session);
     let class_of = |id: usize| classes[in_turn.iter().position(|&i| i == id).unwrap()];
     session.rank_typical().unwrap();
@@ -525,11 +526,7 @@ fn before_any_model_the_gallery_shows_a_typical_pick_of_each_kind_first() {
         "{}",
         session.state().order
     );
-    let typical: Vec<usize> = session
-        .gallery(0, usize::MAX, true, None)
-        .iter()
-        .map(|p| p.id)
-        .collect();
+    let typical: Vec<usize> = gallery_ids(&session);
     let mut sorted = typical.clone();
     sorted.sort_unstable();
     let mut all = in_turn.clone();
@@ -575,11 +572,7 @@ fn clusters_group_the_picks_and_one_key_labels_a_group() {
     assert!(png.starts_with(b"\x89PNG"));
     // The groups are not noise: on simulated data the junk and the particles gather apart.
     let classes = truth(dir.path(), &session);
-    let ids: Vec<usize> = session
-        .gallery(0, usize::MAX, true, None)
-        .iter()
-        .map(|p| p.id)
-        .collect();
+    let ids: Vec<usize> = gallery_ids(&session);
     let class_of = |id: usize| classes[ids.iter().position(|&i| i == id).unwrap()];
     let purity: f64 = view
         .groups

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::{round_robin, Session};
+use super::{in_turn, round_robin, Session};
 use crate::labels::LabelSource;
 use crate::{invalid, Result};
 
@@ -59,8 +59,7 @@ impl Session {
         if !(2..=100).contains(&k) {
             invalid!("give 2 to 100 groups, not {k}");
         }
-        let by_mic: Vec<Vec<usize>> = self.mics.iter().map(|m| m.items.clone()).collect();
-        let chosen = spread_sample(&round_robin(&by_mic));
+        let chosen = spread_sample(&in_turn(&self.mics));
         let (ids, images) = self.cut_picks(&chosen)?;
         if ids.len() < k {
             invalid!("{} picks cannot make {k} groups", ids.len());
@@ -101,13 +100,7 @@ impl Session {
     /// a typical pick of each kind teaches most (the low-budget regime of active learning,
     /// where the typical beats the uncertain).
     pub fn rank_typical(&self) -> Result<()> {
-        let spread = round_robin(
-            &self
-                .mics
-                .iter()
-                .map(|m| m.items.clone())
-                .collect::<Vec<_>>(),
-        );
+        let spread = in_turn(&self.mics);
         let sample = spread_sample(&spread);
         let (features, how) = self.features(&chosen_jobs(self, &sample))?;
         let mut first = Vec::new();
@@ -118,12 +111,9 @@ impl Session {
                 .collect();
             first = round_robin(&kinds);
         }
-        let mut shown = vec![false; self.items.len()];
-        first.iter().for_each(|&id| shown[id] = true);
-        first.extend(spread.into_iter().filter(|&id| !shown[id]));
         self.set_order(
             &format!("typical picks of each kind in turn, grouped {how}"),
-            first,
+            then_the_rest(first, spread, self.items.len()),
         );
         Ok(())
     }
@@ -187,10 +177,7 @@ impl Session {
                 .collect();
             first = round_robin(&per_class);
         }
-        let mut shown = vec![false; self.items.len()];
-        first.iter().for_each(|&id| shown[id] = true);
-        first.extend(spread.into_iter().filter(|&id| !shown[id]));
-        Ok(first)
+        Ok(then_the_rest(first, spread, self.items.len()))
     }
 
     /// The kept clusters with their members' labels now.
@@ -355,6 +342,14 @@ fn groups(rows: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
             g.into_iter().map(|(_, i)| i).collect()
         })
         .collect()
+}
+
+/// The gallery's order: `first`, then the picks of `spread` not in it, of `n` picks in all.
+fn then_the_rest(mut first: Vec<usize>, spread: Vec<usize>, n: usize) -> Vec<usize> {
+    let mut shown = vec![false; n];
+    first.iter().for_each(|&id| shown[id] = true);
+    first.extend(spread.into_iter().filter(|&id| !shown[id]));
+    first
 }
 
 /// The first [`CLUSTER_PICKS`] of `spread` (picks with micrographs in turn), sorted by id as

@@ -221,7 +221,7 @@ impl Session {
         }
         let order = Ranking {
             how: "micrographs in turn".into(),
-            order: round_robin(&mics.iter().map(|m| m.items.clone()).collect::<Vec<_>>()),
+            order: in_turn(&mics),
             classes: Vec::new(),
             predicted: Vec::new(),
         };
@@ -573,6 +573,11 @@ fn class_counts(of: &[Option<u8>], k: usize) -> Vec<usize> {
         n[*c as usize] += 1;
     }
     n
+}
+
+/// Every micrograph's picks in turn, each micrograph's in file order.
+fn in_turn(mics: &[Mic]) -> Vec<usize> {
+    round_robin(&mics.iter().map(|m| m.items.clone()).collect::<Vec<_>>())
 }
 
 /// The items of every micrograph in turn: the 1st of each, then the 2nd of each, ...
