@@ -24,6 +24,9 @@ pub const CLUSTER_PICKS: usize = 4000;
 /// Kinds of pick the gallery's order takes in turn: about the labels a user gives before the
 /// page trains again, so each round's labels span every kind.
 const KINDS: usize = 20;
+/// Kinds the typical order makes at most, however many labels there are: k-means' cost grows
+/// with the kinds, and past this many, kinds are finer than a label teaches.
+const MAX_KINDS: usize = 100;
 const ITERATIONS: usize = 30;
 
 /// The groups as the page shows them.
@@ -65,7 +68,8 @@ impl Session {
             invalid!("{} picks cannot make {k} groups", ids.len());
         }
         let side = self.pipeline.extract.out_size;
-        let (features, how) = self.features(&chosen_jobs(self, &ids))?;
+        let (features, how) =
+            self.features(self.newest_model().as_deref(), &chosen_jobs(self, &ids))?;
         let mut averages = Vec::new();
         let mut members = Vec::new();
         for g in groups(&standardise(features), k) {
@@ -90,26 +94,38 @@ impl Session {
     }
 
     /// The gallery's first order, before any model has scored the picks: up to
-    /// [`CLUSTER_PICKS`] picks, spread over the micrographs, grouped into [`KINDS`] kinds by
-    /// k-means on the cryo-EM backbone's features; then the kinds in turn (largest first), each
-    /// giving its most typical pick (closest to its centre) not shown yet. The other picks
-    /// follow, micrographs in turn.
+    /// [`CLUSTER_PICKS`] picks, spread over the micrographs, and every pick labelled so far,
+    /// grouped by k-means on the cryo-EM backbone's features into [`KINDS`] kinds more than
+    /// there are labels; then the kinds in turn, those with the fewest labelled members first
+    /// (largest first among equals), each giving its most typical unlabelled pick (closest to
+    /// its centre) not shown yet. The other picks follow, micrographs in turn.
     ///
     /// The first labels are all the first model learns from. Picks in file order are mostly
     /// of the commonest kind, and doubt needs a model to doubt with; with a handful of labels,
     /// a typical pick of each kind teaches most (the low-budget regime of active learning,
-    /// where the typical beats the uncertain).
+    /// where the typical beats the uncertain). Labels from a session before count, so a
+    /// continued session shows the kinds they left uncovered first.
     pub fn rank_typical(&self) -> Result<()> {
         let spread = in_turn(&self.mics);
-        let sample = spread_sample(&spread);
-        let (features, how) = self.features(&chosen_jobs(self, &sample))?;
+        let labelled: Vec<bool> = {
+            let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+            labels.of.iter().map(Option::is_some).collect()
+        };
+        let mut sample = spread_sample(&spread);
+        let mut in_sample = vec![false; self.items.len()];
+        sample.iter().for_each(|&id| in_sample[id] = true);
+        sample.extend((0..self.items.len()).filter(|&id| labelled[id] && !in_sample[id]));
+        sample.sort_unstable();
+        let (features, how) = self.features(None, &chosen_jobs(self, &sample))?;
+        let covered = sample.iter().filter(|&&id| labelled[id]).count();
+        let k = (covered + KINDS).min(MAX_KINDS).min(sample.len());
         let mut first = Vec::new();
-        if features.len() == sample.len() && sample.len() > KINDS {
-            let kinds: Vec<Vec<usize>> = groups(&standardise(features), KINDS)
+        if features.len() == sample.len() && k >= 2 {
+            let kinds = groups(&standardise(features), k)
                 .into_iter()
                 .map(|g| g.into_iter().map(|i| sample[i]).collect())
                 .collect();
-            first = round_robin(&kinds);
+            first = least_covered_first(kinds, &labelled);
         }
         self.set_order(
             &format!("typical picks of each kind in turn, grouped {how}"),
@@ -264,13 +280,13 @@ impl Session {
         })
     }
 
-    /// The features that group and order the picks, and in words what made them: the newest
-    /// model's backbone, or before any model the cryo-EM backbone built into the binary, which
+    /// The features that group and order the picks, and in words what made them: the backbone
+    /// of the model in `dir`, or without one the cryo-EM backbone built into the binary, which
     /// saw particles, carbon, ice and aggregates in pretraining.
-    fn features(&self, jobs: &Chosen) -> Result<(Vec<Vec<f32>>, String)> {
-        if let Some(dir) = self.newest_model() {
+    fn features(&self, dir: Option<&Path>, jobs: &Chosen) -> Result<(Vec<Vec<f32>>, String)> {
+        if let Some(dir) = dir {
             let how = format!("by the network's features ({})", dir.display());
-            return Ok((self.embed(&dir, jobs)?, how));
+            return Ok((self.embed(dir, jobs)?, how));
         }
         let compute = self.cfg.compute.start(&crate::Silent)?;
         let features = compute.install(&crate::Silent, || {
@@ -342,6 +358,22 @@ fn groups(rows: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
             g.into_iter().map(|(_, i)| i).collect()
         })
         .collect()
+}
+
+/// The unlabelled picks of `kinds` (each closest to its centre first, largest kind first), the
+/// kinds in turn, those with the fewest `labelled` members first.
+fn least_covered_first(kinds: Vec<Vec<usize>>, labelled: &[bool]) -> Vec<usize> {
+    let mut kinds: Vec<(usize, Vec<usize>)> = kinds
+        .into_iter()
+        .map(|g| {
+            let (done, open): (Vec<usize>, Vec<usize>) =
+                g.into_iter().partition(|&id| labelled[id]);
+            (done.len(), open)
+        })
+        .collect();
+    // Stable: the largest kind first among those equally covered.
+    kinds.sort_by_key(|(done, _)| *done);
+    round_robin(&kinds.into_iter().map(|(_, open)| open).collect::<Vec<_>>())
 }
 
 /// The gallery's order: `first`, then the picks of `spread` not in it, of `n` picks in all.
@@ -474,6 +506,23 @@ fn kmeans(rows: &[Vec<f32>], k: usize, seed: u64) -> Vec<(usize, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kinds_no_label_covers_come_first() {
+        // Kinds as `groups` gives them: largest first, members closest to the centre first.
+        let kinds = vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8], vec![9]];
+        let mut labelled = vec![false; 10];
+        assert_eq!(
+            least_covered_first(kinds.clone(), &labelled),
+            [0, 4, 7, 9, 1, 5, 8, 2, 6, 3]
+        );
+        // Two labels in the largest kind, one in the second: the unlabelled kinds come first,
+        // and no labelled pick is shown again.
+        for id in [0, 1, 5] {
+            labelled[id] = true;
+        }
+        assert_eq!(least_covered_first(kinds, &labelled), [7, 9, 4, 2, 8, 6, 3]);
+    }
 
     #[test]
     fn kmeans_finds_separated_groups() {
