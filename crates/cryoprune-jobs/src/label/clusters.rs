@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::{in_turn, round_robin, Session};
+use super::{class_counts, in_turn, round_robin, Session};
 use crate::labels::LabelSource;
 use crate::{invalid, Result};
 
@@ -136,24 +136,38 @@ impl Session {
 
     /// The gallery's order from the model in `dir`, each pick's uncertainty `key` (small is
     /// uncertain) and its `predicted` class (of `classes`): up to [`CLUSTER_PICKS`] picks,
-    /// spread over the micrographs, split by predicted class, each class's picks grouped into
-    /// kinds by k-means on the network's features (about [`KINDS`] kinds in all); then the
-    /// classes in turn, within each its kinds in turn (largest first), each giving its most
-    /// uncertain pick not shown yet. The other picks follow, most uncertain first, micrographs
-    /// in turn.
+    /// spread over the micrographs, split by predicted class, each class's unlabelled picks
+    /// grouped into kinds by k-means on the network's features (about [`KINDS`] kinds in all);
+    /// then the classes in turn, the one with the fewest labels (given and shown) next, within
+    /// each its kinds in turn (largest first), each giving its most uncertain pick not shown
+    /// yet. The other picks follow, most uncertain first, micrographs in turn.
     ///
     /// Uncertainty alone fills the first screens with one kind of borderline pick, mostly of
     /// one class, and a model trained on a few labels learns little from ten near-duplicates:
     /// on simulated data those labels trained worse than a random draw (BENCHMARKS.md, the
     /// labelling page's order against chance). Taking classes and kinds in turn keeps the doubt
-    /// and adds the spread.
+    /// and adds the spread; the class with the fewest labels first evens out the labels where
+    /// the first ones, found before any model, are mostly of the commonest class.
     pub(super) fn diverse_order(
         &self,
         dir: &Path,
         key: &[f32],
         predicted: &[Option<(u16, f32)>],
-        classes: usize,
+        classes: &[String],
     ) -> Result<Vec<usize>> {
+        let (labelled, given) = {
+            let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+            let counts = class_counts(&labels.of, self.cfg.classes.len());
+            let given: Vec<usize> = classes
+                .iter()
+                .map(|name| {
+                    let page = self.cfg.classes.iter().position(|c| c == name);
+                    page.map_or(0, |i| counts[i])
+                })
+                .collect();
+            let labelled: Vec<bool> = labels.of.iter().map(Option::is_some).collect();
+            (labelled, given)
+        };
         let most_uncertain_first = |ids: &mut Vec<usize>| {
             ids.sort_by(|&a, &b| key[a].total_cmp(&key[b]));
         };
@@ -171,10 +185,11 @@ impl Session {
         let features = standardise(self.embed(dir, &chosen_jobs(self, &sample))?);
         let mut first = Vec::new();
         if features.len() == sample.len() {
-            let k = (KINDS / classes.max(1)).max(1);
-            let per_class: Vec<Vec<usize>> = (0..classes)
+            let k = (KINDS / classes.len().max(1)).max(1);
+            let per_class: Vec<Vec<usize>> = (0..classes.len())
                 .map(|c| {
                     let of: Vec<usize> = (0..sample.len())
+                        .filter(|&i| !labelled[sample[i]])
                         .filter(|&i| predicted[sample[i]].map(|p| p.0 as usize) == Some(c))
                         .collect();
                     let mut kinds: Vec<Vec<usize>> = vec![Vec::new(); k];
@@ -191,7 +206,7 @@ impl Session {
                     round_robin(&kinds)
                 })
                 .collect();
-            first = round_robin(&per_class);
+            first = fewest_first(per_class, given);
         }
         Ok(then_the_rest(first, spread, self.items.len()))
     }
@@ -376,6 +391,22 @@ fn least_covered_first(kinds: Vec<Vec<usize>>, labelled: &[bool]) -> Vec<usize> 
     round_robin(&kinds.into_iter().map(|(_, open)| open).collect::<Vec<_>>())
 }
 
+/// The picks of `per_class` (each class's in its order), each next one from the class with the
+/// fewest labels, `given` and taken here so far (the first of equals).
+fn fewest_first(per_class: Vec<Vec<usize>>, mut given: Vec<usize>) -> Vec<usize> {
+    let mut left: Vec<std::vec::IntoIter<usize>> =
+        per_class.into_iter().map(Vec::into_iter).collect();
+    let mut order = Vec::new();
+    while let Some(c) = (0..left.len())
+        .filter(|&c| left[c].len() > 0)
+        .min_by_key(|&c| given[c])
+    {
+        order.extend(left[c].next());
+        given[c] += 1;
+    }
+    order
+}
+
 /// The gallery's order: `first`, then the picks of `spread` not in it, of `n` picks in all.
 fn then_the_rest(mut first: Vec<usize>, spread: Vec<usize>, n: usize) -> Vec<usize> {
     let mut shown = vec![false; n];
@@ -522,6 +553,17 @@ mod tests {
             labelled[id] = true;
         }
         assert_eq!(least_covered_first(kinds, &labelled), [7, 9, 4, 2, 8, 6, 3]);
+    }
+
+    #[test]
+    fn the_class_with_the_fewest_labels_goes_next() {
+        let per_class = vec![vec![0, 1, 2, 3], vec![4, 5]];
+        assert_eq!(
+            fewest_first(per_class.clone(), vec![0, 0]),
+            [0, 4, 1, 5, 2, 3]
+        );
+        // Three labels of the first class already: the second catches up first.
+        assert_eq!(fewest_first(per_class, vec![3, 0]), [4, 5, 0, 1, 2, 3]);
     }
 
     #[test]

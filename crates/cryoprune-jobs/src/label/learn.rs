@@ -144,7 +144,7 @@ impl Session {
                 )?;
                 Ok((key, predicted, spec.classes.clone()))
             })?;
-        let order = self.diverse_order(dir, &key, &predicted, classes.len())?;
+        let order = self.diverse_order(dir, &key, &predicted, &classes)?;
         *self.order.lock().unwrap_or_else(|e| e.into_inner()) = Ranking {
             how: format!(
                 "most uncertain first, predicted classes and kinds in turn ({}, {})",
