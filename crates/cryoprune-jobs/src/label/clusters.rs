@@ -112,10 +112,9 @@ impl Session {
             labels.of.iter().map(Option::is_some).collect()
         };
         let mut sample = spread_sample(&spread);
-        let mut in_sample = vec![false; self.items.len()];
-        sample.iter().for_each(|&id| in_sample[id] = true);
-        sample.extend((0..self.items.len()).filter(|&id| labelled[id] && !in_sample[id]));
+        sample.extend((0..self.items.len()).filter(|&id| labelled[id]));
         sample.sort_unstable();
+        sample.dedup();
         let (features, how) = self.features(None, &chosen_jobs(self, &sample))?;
         let covered = sample.iter().filter(|&&id| labelled[id]).count();
         let k = (covered + KINDS).min(MAX_KINDS).min(sample.len());
