@@ -52,7 +52,7 @@ pub struct ShippedWeights {
 pub const CRYO_SMALL: ShippedWeights = ShippedWeights {
     name: "cryo-small-64",
     bytes: include_bytes!("../weights/cryo-small-64.safetensors"),
-    sha256: "0a66f7eda846d19ed9dbdf7be0fb110e71f35896928c174c3b8dae8f7ca58c7e",
+    sha256: "398a784e7c490cd722a9696c961710a46dcc07070036ea57ea8b8e5371fdae08",
 };
 
 /// The cache's copy of `w`, written there first if it is not (named by its hash, so a binary

@@ -677,7 +677,7 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
         t.contains("loaded") && t.contains("pretrained tensors from"),
         "{t}"
     );
-    let shipped = "0a66f7eda846d19ed9dbdf7be0fb110e71f35896928c174c3b8dae8f7ca58c7e";
+    let shipped = "398a784e7c490cd722a9696c961710a46dcc07070036ea57ea8b8e5371fdae08";
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
     assert_eq!(spec["pretrained_sha256"], shipped, "{spec}");
