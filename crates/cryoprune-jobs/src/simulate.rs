@@ -65,6 +65,11 @@ pub struct SimulateConfig {
     pub b_factor: Option<f64>,
     #[arg(long)]
     pub ice_variation: Option<f64>,
+    /// Share of the noise that is the ice's own scattering (0-1; 0, white noise, by default):
+    /// imaged through the CTF, it gives empty ice its Thon rings, and drift and thick ice then
+    /// show on micrographs without particles, as on real ones.
+    #[arg(long)]
+    pub ice_structure: Option<f64>,
     /// Picker behaviour, overriding the preset, as key=value,...: miss (rate), jitter (px), carbon,
     /// edge, empty (false picks per micrograph), ice (per blob), aggregate (probability picked),
     /// separation (of the scores, logits). Example: miss=0.2,jitter=3,empty=30
@@ -116,6 +121,7 @@ impl Default for SimulateConfig {
             astigmatism: None,
             b_factor: None,
             ice_variation: None,
+            ice_structure: None,
             picker: None,
             defects: None,
             format: PickFormat::Star,
@@ -280,6 +286,12 @@ pub fn run(
     }
     if let Some(v) = non_negative(args.ice_variation, "ice-variation")? {
         cfg.ice_variation = v;
+    }
+    if let Some(v) = non_negative(args.ice_structure, "ice-structure")? {
+        if v > 1.0 {
+            invalid!("--ice-structure is a share of the noise, at most 1");
+        }
+        cfg.ice_structure = v;
     }
     let overrides = match &args.picker {
         Some(spec) => parse_picker(spec).map_err(|e| Error::Invalid(format!("--picker: {e}")))?,

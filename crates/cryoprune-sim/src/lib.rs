@@ -58,6 +58,7 @@ impl Preset {
             astigmatism: 800.0,
             b_factor: 80.0,
             ice_variation: 0.25,
+            ice_structure: 0.0,
             carbon_probability: 0.35,
             ice_blobs: 0.8,
             aggregates: 2.5,

@@ -420,6 +420,7 @@ impl PretrainSet {
             astigmatism: rng.random_range(0.0..1500.0),
             b_factor: rng.random_range(20.0..200.0),
             ice_variation: rng.random_range(0.0..0.8),
+            ice_structure: 0.0,
             carbon_probability: 0.6,
             ice_blobs: rng.random_range(0.5..2.5),
             aggregates: rng.random_range(1.0..4.0),

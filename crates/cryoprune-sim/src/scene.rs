@@ -91,6 +91,12 @@ pub struct SceneConfig {
     pub b_factor: f64,
     /// Relative variation of the ice thickness across the micrograph.
     pub ice_variation: f64,
+    /// Share of the noise variance that is the ice's own scattering rather than shot noise.
+    /// Amorphous ice is a phase object with no structure at the particles' scale, so it images
+    /// as white noise through the CTF: the Thon rings a CTF estimator fits on empty ice. Being
+    /// part of the specimen, it is smeared by drift and blurred further in thick ice, so those
+    /// flaws show on micrographs without particles too. 0 leaves the noise white.
+    pub ice_structure: f64,
     /// Probability that a micrograph has carbon film.
     pub carbon_probability: f64,
     /// Mean number of ice contamination blobs and of aggregates per micrograph.
@@ -109,7 +115,8 @@ pub struct Defects {
     /// No particles at all (the junk stays).
     pub empty: f64,
     /// Ice thick enough to take most of the contrast: particles at a third of their signal
-    /// under half again as much noise.
+    /// under half again as much noise, and the ice's own rings (with
+    /// [`SceneConfig::ice_structure`]) damped at high resolution.
     pub thick_ice: f64,
     /// Crystalline (hexagonal) ice: a lattice at 3.9 Å spacing (coarser where the pixel cannot
     /// show it), six sharp spots in the power spectrum.
@@ -402,18 +409,46 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
     if tags.crystalline_ice {
         add_lattice(&mut rest, &mut flaws, cfg.pixel, 0.6 * noise_std);
     }
+    let share = cfg.ice_structure.clamp(0.0, 1.0);
+    // Its own generator, so that without it every other draw, and the file, stay the same.
+    let mut ice = (share > 0.0).then(|| {
+        let mut ice_rng = StdRng::seed_from_u64(seed ^ 0x1CE5_7A7C_0000_0001);
+        // Thicker ice scatters inelastically more, which damps its rings at high resolution.
+        let damped = Ctf {
+            b_factor: ctf.b_factor + if tags.thick_ice { 400.0 } else { 0.0 },
+            ..ctf
+        };
+        let g = Normal::new(0.0f32, 1.0).unwrap();
+        let white = Image::new(
+            nx,
+            ny,
+            (0..nx * ny).map(|_| g.sample(&mut ice_rng)).collect(),
+        );
+        let mut layer = damped.apply(&white, cfg.pixel);
+        cryoprune_image::normalize::MicrographNorm::MeanStd.apply(&mut layer);
+        let sd = (share.sqrt() * noise_std) as f32;
+        layer.data.iter_mut().for_each(|v| *v *= sd);
+        layer
+    });
+    let white_std = (1.0 - share).sqrt() * noise_std;
     if tags.drift {
         let length = flaws.random_range(6.0..20.0);
         let angle = flaws.random_range(0.0..std::f64::consts::PI);
         signal = smear(&signal, length, angle);
         rest = smear(&rest, length, angle);
+        ice = ice.map(|layer| smear(&layer, length, angle));
     }
     let gauss = Normal::new(0.0f32, 1.0).unwrap();
     let mut image = Image::zeros(nx, ny);
     for i in 0..nx * ny {
         let local = (1.0 + 0.5 * cfg.ice_variation * thickness.data[i].max(-1.0) as f64).max(0.2);
-        image.data[i] =
-            signal.data[i] + rest.data[i] + (noise_std * local) as f32 * gauss.sample(&mut rng);
+        let ice_here = ice
+            .as_ref()
+            .map_or(0.0, |layer| layer.data[i] * local as f32);
+        image.data[i] = signal.data[i]
+            + rest.data[i]
+            + ice_here
+            + (white_std * local) as f32 * gauss.sample(&mut rng);
     }
     Scene {
         image,

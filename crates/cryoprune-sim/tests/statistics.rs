@@ -215,3 +215,41 @@ fn each_flaw_is_tagged_and_changes_only_its_own_part() {
     let (r0, r1) = (roughness(&still.image), roughness(&drifted.image));
     assert!(r1 < 0.7 * r0, "roughness {r1} drifted, {r0} still");
 }
+
+#[test]
+fn the_ice_s_own_scattering_shows_drift_and_thick_ice_without_particles() {
+    use cryoprune_image::exposure::measure;
+    let mut cfg = Preset::Realistic.config(1024, 1024, 2.5);
+    cfg.carbon_probability = 0.0;
+    cfg.ice_blobs = 0.0;
+    cfg.aggregates = 0.0;
+    cfg.defects.empty = 1.0;
+    let facts = |share: f64, set: fn(&mut cryoprune_sim::Defects)| {
+        let mut c = SceneConfig {
+            ice_structure: share,
+            ..cfg
+        };
+        set(&mut c.defects);
+        measure(&run(&c, 1, 4).remove(0).image)
+    };
+    // White noise alone: an empty micrograph holds nothing for drift to smear.
+    let (still, drifted) = (facts(0.0, |_| {}), facts(0.0, |d| d.drift = 1.0));
+    for (a, b) in still.iter().zip(&drifted) {
+        assert!((a - b).abs() < 1e-3, "{still:?} still, {drifted:?} drifted");
+    }
+    // The ice's rings fade across the drift, and fade sooner in thick ice.
+    let (still, drifted) = (facts(0.1, |_| {}), facts(0.1, |d| d.drift = 1.0));
+    assert!(
+        drifted[1] > 2.0 * still[1],
+        "anisotropy {} drifted, {} still",
+        drifted[1],
+        still[1]
+    );
+    let thick = facts(0.1, |d| d.thick_ice = 1.0);
+    assert!(
+        thick[0] > still[0] + 0.05,
+        "particle band {} thick, {} thin",
+        thick[0],
+        still[0]
+    );
+}
