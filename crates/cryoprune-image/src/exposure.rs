@@ -15,13 +15,15 @@ use crate::normalize::{stats, Stats};
 use crate::power::hann;
 
 /// The facts, in the order [`measure`] returns them.
-pub const FACTS: [&str; 6] = [
+pub const FACTS: [&str; 8] = [
     "particle-band",
     "anisotropy",
     "lattice-spots",
     "coarse-contrast",
     "kurtosis",
     "skewness",
+    "blobs-small",
+    "blobs-large",
 ];
 
 /// Side of the tiles the spectra are taken from: small enough for many tiles on a micrograph,
@@ -48,13 +50,77 @@ const RINGS: f64 = 64.0;
 ///   128 px: carbon, contamination and ice gradients, against flat ice.
 /// - `kurtosis`, `skewness` of the normalised micrograph binned to about 512 px: dense blobs of
 ///   contamination and aggregates make heavy, one-sided tails.
+/// - `blobs-small`, `blobs-large`: how unevenly the power at a particle's scale is spread over
+///   windows of 48 and 96 px (particles of about 15-40 and 30-80 px): the 90th percentile of
+///   the windows' ln(band power / finest-scale power) over their median. Particles are local,
+///   so the windows holding one stand out; the ice's own scattering and the shot noise are the
+///   same everywhere, and the ratio to the finest scale cancels how thick the ice is locally.
+///   A spectrum cannot tell particles from the ice's Thon rings; this can.
 ///
 /// An image too small for a spectrum (under 16 px a side) has 0 for the spectral facts; a flat
 /// image has 0 for every fact.
-pub fn measure(img: &Image) -> [f64; 6] {
+pub fn measure(img: &Image) -> [f64; 8] {
     let (band, aniso, spots) = spectral(img).unwrap_or((0.0, 0.0, 0.0));
     let (coarse, kurt, skew) = textural(img).unwrap_or((0.0, 0.0, 0.0));
-    [band, aniso, spots, coarse, kurt, skew]
+    let table = summed_area(img);
+    let small = blob_spread(img, &table, 2, 10, 48);
+    let large = blob_spread(img, &table, 4, 20, 96);
+    [band, aniso, spots, coarse, kurt, skew, small, large]
+}
+
+/// Summed-area table of `img`, (nx + 1) × (ny + 1), row-major.
+fn summed_area(img: &Image) -> Vec<f64> {
+    let w = img.nx + 1;
+    let mut s = vec![0.0f64; w * (img.ny + 1)];
+    for y in 0..img.ny {
+        let mut row = 0.0;
+        for (x, &v) in img.row(y).iter().enumerate() {
+            row += v as f64;
+            s[(y + 1) * w + x + 1] = s[y * w + x + 1] + row;
+        }
+    }
+    s
+}
+
+/// See [`measure`]: the band is the difference of box means of radius `fine` and `coarse`
+/// px, the finest scale what a 3 × 3 box mean takes away, over windows `window` px wide;
+/// `table` is the image's [`summed_area`].
+/// 0 when the image holds fewer than 16 windows or no power.
+fn blob_spread(img: &Image, table: &[f64], fine: usize, coarse: usize, window: usize) -> f64 {
+    let (mx, my) = (img.nx / window, img.ny / window);
+    if mx * my < 16 {
+        return 0.0;
+    }
+    let w = img.nx + 1;
+    // Mean over the box of radius r around (x, y), cut to the image.
+    let mean = |x: usize, y: usize, r: usize| {
+        let (x0, y0) = (x.saturating_sub(r), y.saturating_sub(r));
+        let (x1, y1) = ((x + r + 1).min(img.nx), (y + r + 1).min(img.ny));
+        let sum = table[y1 * w + x1] - table[y0 * w + x1] - table[y1 * w + x0] + table[y0 * w + x0];
+        sum / ((x1 - x0) * (y1 - y0)) as f64
+    };
+    let mut band = vec![0.0f64; mx * my];
+    let mut finest = vec![0.0f64; mx * my];
+    for y in 0..my * window {
+        for x in 0..mx * window {
+            let i = (y / window) * mx + x / window;
+            let m1 = mean(x, y, 1);
+            band[i] += (mean(x, y, fine) - mean(x, y, coarse)).powi(2);
+            finest[i] += (img.get(x, y) as f64 - m1).powi(2);
+        }
+    }
+    let mut q: Vec<f64> = band
+        .iter()
+        .zip(&finest)
+        .filter(|(b, f)| **b > 0.0 && **f > 0.0)
+        .map(|(b, f)| (b / f).ln())
+        .collect();
+    if q.len() < 16 {
+        return 0.0;
+    }
+    let high = q.len() * 9 / 10;
+    let p90 = *q.select_nth_unstable_by(high, f64::total_cmp).1;
+    p90 - median(&mut q)
 }
 
 /// The median of `v` (not empty); reorders it.
@@ -259,6 +325,34 @@ mod tests {
     }
 
     #[test]
+    fn local_blobs_spread_the_band_power_and_a_coloured_background_does_not() {
+        let base = noise(1024, 11);
+        let blobs = with_blobs(&base, 0.6, 500, 5.0, 12);
+        // The same kind of power everywhere: white noise blurred over 7 × 7, like the ice's
+        // own scattering through a CTF.
+        let other = noise(1024, 13);
+        let coloured = Image::from_fn(1024, 1024, |x, y| {
+            let mut sum = 0.0;
+            for dy in 0..7 {
+                for dx in 0..7 {
+                    sum += other.get((x + dx).min(1023), (y + dy).min(1023));
+                }
+            }
+            base.get(x, y) + 0.8 * sum / 7.0
+        });
+        let (plain, blobs, coloured) = (measure(&base), measure(&blobs), measure(&coloured));
+        // Both raise the power at the particle scale...
+        assert!(blobs[0] > plain[0] + 0.1 && coloured[0] > plain[0] + 0.1);
+        // ...but only the blobs do so unevenly.
+        for k in [6, 7] {
+            assert!(
+                blobs[k] > coloured[k] + 0.05 && blobs[k] > plain[k] + 0.1,
+                "fact {k}: {blobs:?} with blobs, {coloured:?} coloured, {plain:?} plain"
+            );
+        }
+    }
+
+    #[test]
     fn particles_raise_the_particle_band_and_scale_does_not_matter() {
         let base = noise(512, 1);
         let empty = measure(&base);
@@ -334,6 +428,6 @@ mod tests {
             let m = measure(&img);
             assert!(m.iter().all(|v| v.is_finite()), "{m:?}");
         }
-        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 6]);
+        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 8]);
     }
 }

@@ -605,6 +605,12 @@ fn simulate_is_byte_identical_for_a_seed_and_its_picks_read_back() {
         "{}",
         text(&o)
     );
+    let o = cryoprune(&["simulate", "--out", s(&flawed), "--ice-structure", "1.5"]);
+    assert!(
+        !o.status.success() && text(&o).contains("--ice-structure is a share of the noise"),
+        "{}",
+        text(&o)
+    );
 
     // Picks in a per-micrograph format read back to the truth's coordinates.
     let out = run("d", "5", "box");

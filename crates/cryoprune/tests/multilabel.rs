@@ -366,7 +366,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     assert_eq!(spec["network"]["in_channels"], 2);
     // ...and each micrograph's measured statistics, one regression per tag.
     let ctx = &spec["exposure_context"];
-    assert_eq!(ctx["facts"].as_array().unwrap().len(), 6, "{ctx}");
+    assert_eq!(ctx["facts"].as_array().unwrap().len(), 8, "{ctx}");
     assert_eq!(
         ctx["labels"].as_array().unwrap().len(),
         spec["classes"].as_array().unwrap().len()
