@@ -418,13 +418,7 @@ pub fn simulate(cfg: &SceneConfig, vol: &Volume, seed: u64) -> Scene {
             b_factor: ctf.b_factor + if tags.thick_ice { 400.0 } else { 0.0 },
             ..ctf
         };
-        let g = Normal::new(0.0f32, 1.0).unwrap();
-        let white = Image::new(
-            nx,
-            ny,
-            (0..nx * ny).map(|_| g.sample(&mut ice_rng)).collect(),
-        );
-        let mut layer = damped.apply(&white, cfg.pixel);
+        let mut layer = damped.apply(&white_noise(&mut ice_rng, nx, ny), cfg.pixel);
         cryoprune_image::normalize::MicrographNorm::MeanStd.apply(&mut layer);
         let sd = (share.sqrt() * noise_std) as f32;
         layer.data.iter_mut().for_each(|v| *v *= sd);
@@ -626,12 +620,16 @@ fn disc_variance(img: &Image, discs: &[(f64, f64, f64)]) -> f64 {
         .max(1e-12)
 }
 
+/// Unit Gaussian white noise, drawn row by row from `rng`.
+fn white_noise(rng: &mut StdRng, nx: usize, ny: usize) -> Image {
+    let g = Normal::new(0.0f32, 1.0).unwrap();
+    Image::new(nx, ny, (0..nx * ny).map(|_| g.sample(rng)).collect())
+}
+
 /// White noise low-pass filtered at `cutoff` (fraction of Nyquist) and scaled to unit variance:
 /// texture for carbon, smooth fields for ice thickness.
 pub fn smooth_noise(rng: &mut StdRng, nx: usize, ny: usize, cutoff: f64) -> Image {
-    let g = Normal::new(0.0f32, 1.0).unwrap();
-    let data: Vec<f32> = (0..nx * ny).map(|_| g.sample(rng)).collect();
-    let mut img = Image::new(nx, ny, data);
+    let mut img = white_noise(rng, nx, ny);
     lowpass_in_place(
         &mut img,
         &LowPass {
