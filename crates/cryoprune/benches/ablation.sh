@@ -11,9 +11,9 @@
 #
 #   crates/cryoprune/benches/ablation.sh BACKBONE [OUT_DIR]     # OUT_DIR/*/results.md
 #
-# SHOTS (default 10,30), TRIALS (default 5) and VARIANTS set the cells; INPUT (default 64) is the
-# network input size, which must be the size BACKBONE was pretrained at. Needs a release build
-# (cargo build --release) and ../shared/data beside the checkout.
+# SHOTS (default 10,30), TRIALS (default 5) and VARIANTS set the cells; INPUT (default: fewshot's
+# own) is the network input size, which must be the size BACKBONE was pretrained at. Needs a
+# release build (cargo build --release) and ../shared/data beside the checkout.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 backbone="$1"
@@ -21,7 +21,8 @@ out="${2:-ablation}"
 bin="${CRYOPRUNE:-$root/target/release/cryoprune}"
 e="$root/../shared/data/empiar-10017"
 m="$e/micrographs/Falcon_2012_06_12"
-cells=(--shots "${SHOTS:-10,30}" --trials "${TRIALS:-5}" --input-size "${INPUT:-64}" --weights "small=$backbone" --variants
+cells=(--shots "${SHOTS:-10,30}" --trials "${TRIALS:-5}" ${INPUT:+--input-size "$INPUT"}
+    --weights "small=$backbone" --variants
     "${VARIANTS:-scratch,scratch-single-loss,scratch-adapted,scratch-adapted-single-loss,pretrained,pretrained-adapted}")
 mkdir -p "$out"
 for picker in topaz crYOLO; do
