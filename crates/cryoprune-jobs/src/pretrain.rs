@@ -42,7 +42,7 @@ pub struct PretrainConfig {
     /// Output folder: backbone.safetensors, pretrain.json, and checkpoint.safetensors.
     #[arg(long)]
     pub out: PathBuf,
-    /// Network: small, efficientnet-lite0, resnet18, resnet34 or resnet50.
+    /// Network: small, small-wide, efficientnet-lite0, resnet18, resnet34 or resnet50.
     #[arg(long, default_value_t = PretrainConfig::default().arch)]
     pub arch: Arch,
     /// Particle image size (the network input); fine-tune with the same --input-size.

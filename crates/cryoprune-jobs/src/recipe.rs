@@ -266,7 +266,8 @@ cryoprune_image::serde_as_text!(Augmentations);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct NetConfig {
-    /// Network: small, efficientnet-lite0, resnet18, resnet34, resnet50, topaz-resnet16 (≥ 91 px).
+    /// Network: small, small-wide, efficientnet-lite0, resnet18, resnet34, resnet50,
+    /// topaz-resnet16 (≥ 91 px).
     #[arg(long, default_value_t = NetConfig::default().arch)]
     pub arch: Arch,
     /// Starting weights: cryo (the cryo-EM backbone built into cryoprune, small network only;

@@ -29,18 +29,22 @@ pub enum Arch {
     EfficientNetLite0,
     #[serde(rename = "small")]
     Small,
+    /// The small network with twice the channels in every stage.
+    #[serde(rename = "small-wide")]
+    SmallWide,
     /// Topaz's ResNet16 (`units=64`), for starting from Topaz's general picking models.
     #[serde(rename = "topaz-resnet16")]
     TopazResNet16,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 6] = [
+    pub const ALL: [Arch; 7] = [
         Arch::ResNet18,
         Arch::ResNet34,
         Arch::ResNet50,
         Arch::EfficientNetLite0,
         Arch::Small,
+        Arch::SmallWide,
         Arch::TopazResNet16,
     ];
 
@@ -51,6 +55,7 @@ impl Arch {
             Arch::ResNet50 => "resnet50",
             Arch::EfficientNetLite0 => "efficientnet-lite0",
             Arch::Small => "small",
+            Arch::SmallWide => "small-wide",
             Arch::TopazResNet16 => "topaz-resnet16",
         }
     }
@@ -62,14 +67,15 @@ impl Arch {
             Arch::ResNet34 => ResNetDepth::R34.out_channels(),
             Arch::ResNet50 => ResNetDepth::R50.out_channels(),
             Arch::EfficientNetLite0 => efficientnet::OUT_CHANNELS,
-            Arch::Small => small::OUT_CHANNELS,
+            Arch::Small => small::out_channels(small::BASE_WIDTH),
+            Arch::SmallWide => small::out_channels(small::WIDE_BASE_WIDTH),
             Arch::TopazResNet16 => topaz::OUT_CHANNELS,
         }
     }
 
     /// Whether ImageNet-style pretrained weights exist for this architecture at all.
     pub fn has_pretrained(self) -> bool {
-        !matches!(self, Arch::Small | Arch::TopazResNet16)
+        !matches!(self, Arch::Small | Arch::SmallWide | Arch::TopazResNet16)
     }
 
     /// The smallest input the network takes (Topaz's ResNet16 pads nothing).
@@ -124,7 +130,10 @@ impl Backbone {
             Arch::EfficientNetLite0 => {
                 Self::EfficientNet(EfficientNetLite0::new(in_channels, device))
             }
-            Arch::Small => Self::Small(SmallNet::new(in_channels, device)),
+            Arch::Small => Self::Small(SmallNet::new(in_channels, small::BASE_WIDTH, device)),
+            Arch::SmallWide => {
+                Self::Small(SmallNet::new(in_channels, small::WIDE_BASE_WIDTH, device))
+            }
             Arch::TopazResNet16 => Self::Topaz(TopazResNet16::new(in_channels, device)),
         }
     }

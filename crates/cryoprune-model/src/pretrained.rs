@@ -113,7 +113,7 @@ impl Pretrained {
                 Arch::ResNet18 => Some(hub::fetch("timm/resnet18.tv_in1k", &cfg())?),
                 Arch::ResNet34 => Some(hub::fetch("timm/resnet34.tv_in1k", &cfg())?),
                 Arch::ResNet50 => Some(hub::fetch("timm/resnet50.tv_in1k", &cfg())?),
-                Arch::Small | Arch::TopazResNet16 => None,
+                Arch::Small | Arch::SmallWide | Arch::TopazResNet16 => None,
             },
         })
     }
@@ -186,7 +186,7 @@ fn remapper(arch: Arch) -> KeyRemapper {
             .add_pattern(r"\.downsample\.1\.", ".downsample.bn.")
             .expect("valid regex"),
         Arch::EfficientNetLite0 => r.add_pattern(r"(^|\.)_", "$1").expect("valid regex"),
-        Arch::Small => r,
+        Arch::Small | Arch::SmallWide => r,
         Arch::TopazResNet16 => topaz::key_patterns().into_iter().fold(r, |r, (from, to)| {
             r.add_pattern(&from, &to).expect("valid regex")
         }),

@@ -361,6 +361,7 @@ fn every_parameter_moves_as_burn_moves_it_with_one_two_and_three_branches() {
     for branches in 1..=3 {
         compare(Network::Arch(Arch::Small), branches, true);
     }
+    compare(Network::Arch(Arch::SmallWide), 2, true);
 }
 
 #[test]

@@ -12,8 +12,9 @@
 #   crates/cryoprune/benches/ablation.sh BACKBONE [OUT_DIR]     # OUT_DIR/*/results.md
 #
 # SHOTS (default 10,30), TRIALS (default 5) and VARIANTS set the cells; INPUT (default: fewshot's
-# own) is the network input size, which must be the size BACKBONE was pretrained at. Needs a
-# release build (cargo build --release) and ../shared/data beside the checkout.
+# own) is the network input size and ARCH (default small) the network, which must be the size
+# and network BACKBONE was pretrained at and as. Needs a release build (cargo build --release)
+# and ../shared/data beside the checkout.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 backbone="$1"
@@ -22,7 +23,7 @@ bin="${CRYOPRUNE:-$root/target/release/cryoprune}"
 e="$root/../shared/data/empiar-10017"
 m="$e/micrographs/Falcon_2012_06_12"
 cells=(--shots "${SHOTS:-10,30}" --trials "${TRIALS:-5}" ${INPUT:+--input-size "$INPUT"}
-    --weights "small=$backbone" --variants
+    --archs "${ARCH:-small}" --weights "${ARCH:-small}=$backbone" --variants
     "${VARIANTS:-scratch,scratch-single-loss,scratch-adapted,scratch-adapted-single-loss,pretrained,pretrained-adapted}")
 mkdir -p "$out"
 for picker in topaz crYOLO; do

@@ -548,6 +548,7 @@ mod tests {
     #[test]
     fn small_net_matches_burn() {
         check(Arch::Small, 1, 40);
+        check(Arch::SmallWide, 1, 40);
     }
 
     #[test]
