@@ -279,7 +279,9 @@ fn pick_and_prune(
     let train_truth = subset(&is_labelled, &out.join("particles_labelled.csv"))?;
     let test_truth = subset(&|m| !is_labelled(m), &out.join("particles_held_out.csv"))?;
     let picker_dir = out.join("picker");
-    let (epochs, validation) = if cfg.fast { (3, 1) } else { (20, 2) };
+    // Starting from the backbone, the picker's validation F1 is within 0.01 of its best by the
+    // fourth epoch on these micrographs (0.870 at 4, 0.876 at 20), and an epoch takes 12 s.
+    let (epochs, validation) = if cfg.fast { (3, 1) } else { (8, 2) };
     let list = |v: &[PathBuf]| -> Result<Vec<String>> {
         v.iter().map(|p| text(p).map(String::from)).collect()
     };

@@ -1,5 +1,5 @@
 //! The deep picker end to end on simulated micrographs: trained on three micrographs' particles
-//! (one more validating), it finds the particles of a micrograph it never saw; its picks come
+//! (one more validating), either network finds the particles of a micrograph it never saw; its picks come
 //! out in a folder or one file, `--skip-existing` leaves finished micrographs, and
 //! evaluate-picks scores them.
 
@@ -11,6 +11,7 @@ use cryoprune_jobs::picker::pick::{self, PickConfig};
 use cryoprune_jobs::picker::{self as picker, PickerTrainConfig};
 use cryoprune_jobs::simulate::{self, SimulateConfig};
 use cryoprune_jobs::{ComputeConfig, Silent};
+use cryoprune_model::picker::PickerArch;
 use cryoprune_train::pickerdir::PickerDir;
 
 /// Five simulated micrographs (the easy preset: a few micrographs' particles teach a picker only
@@ -41,6 +42,29 @@ fn mics(folder: &Path, ids: &[u32]) -> Vec<String> {
         .collect()
 }
 
+/// F1 of `picks` against every particle placed on sim_0005 (radius 16 px, half the diameter).
+fn f1_on_micrograph_5(dir: &Path, particles: &Path, picks: &[PathBuf]) -> f64 {
+    let truth = dir.join("truth5.csv");
+    let rows: String = std::fs::read_to_string(particles)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("micrograph") || l.starts_with("sim_0005"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&truth, rows).unwrap();
+    let report = evaluate::run(
+        &EvaluatePicksConfig {
+            picks: picks.to_vec(),
+            truth: vec![truth],
+            radius: 16.0,
+            ..EvaluatePicksConfig::default()
+        },
+        &Silent,
+    )
+    .unwrap();
+    report.total.f1
+}
+
 #[test]
 fn a_picker_trained_on_three_micrographs_finds_the_particles_of_another() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,6 +79,7 @@ fn a_picker_trained_on_three_micrographs_finds_the_particles_of_another() {
         picks: vec![particles.clone()],
         box_size: Some(48),
         validation: Some(1),
+        network: PickerArch::Fcn,
         epochs: 40,
         out: model.clone(),
         ..PickerTrainConfig::default()
@@ -78,25 +103,8 @@ fn a_picker_trained_on_three_micrographs_finds_the_particles_of_another() {
     assert_eq!((summary.micrographs, summary.files.len()), (1, 1));
     assert!(summary.picks > 10, "{} picks", summary.picks);
 
-    let truth = dir.path().join("truth5.csv");
-    let rows: String = std::fs::read_to_string(&particles)
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("micrograph") || l.starts_with("sim_0005"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&truth, rows).unwrap();
-    let report = evaluate::run(
-        &EvaluatePicksConfig {
-            picks: summary.files.clone(),
-            truth: vec![truth],
-            radius: 16.0,
-            ..EvaluatePicksConfig::default()
-        },
-        &Silent,
-    )
-    .unwrap();
-    assert!(report.total.f1 > 0.7, "F1 {:?}", report.total);
+    let f1 = f1_on_micrograph_5(dir.path(), &particles, &summary.files);
+    assert!(f1 > 0.7, "F1 {f1}");
 
     // A second run leaves the micrograph that has its file; one file takes every micrograph.
     let again = pick::run(
@@ -161,4 +169,68 @@ fn a_classifier_folder_or_too_few_micrographs_is_refused_in_words() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("at least 2"), "{err}");
+}
+
+#[test]
+fn the_small_network_starts_from_the_shipped_backbone_and_picks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, particles) = dataset(dir.path());
+    let model = dir.path().join("picker");
+    let cfg = PickerTrainConfig {
+        compute: ComputeConfig {
+            threads: 2,
+            ..ComputeConfig::default()
+        },
+        micrographs: mics(&folder, &[1, 2, 3, 4]),
+        picks: vec![particles.clone()],
+        box_size: Some(48),
+        validation: Some(1),
+        epochs: 8,
+        out: model.clone(),
+        ..PickerTrainConfig::default()
+    };
+    let spec = picker::train(&cfg, &Silent).unwrap();
+    assert_eq!(
+        (spec.network.as_str(), spec.views),
+        ("small", 1),
+        "the default network"
+    );
+    let shipped = cryoprune_model::hub::CRYO_SMALL.sha256;
+    assert!(
+        spec.pretrained.starts_with("cryo") && spec.pretrained.contains(shipped),
+        "{}",
+        spec.pretrained
+    );
+    // The particle (32 px across at 48 px a box) spans the small network's 32 binned pixels.
+    assert_eq!(spec.bin, 1.0);
+    let (net, loaded) = PickerDir::new(&model).load().unwrap();
+    assert_eq!((net.stride(), loaded.network.as_str()), (8, "small"));
+
+    let out = dir.path().join("picks.csv");
+    let summary = pick::run(
+        &PickConfig {
+            model,
+            micrographs: mics(&folder, &[5]),
+            out: out.clone(),
+            ..PickConfig::default()
+        },
+        &Silent,
+    )
+    .unwrap();
+    let f1 = f1_on_micrograph_5(dir.path(), &particles, &summary.files);
+    assert!(f1 > 0.7, "F1 {f1}");
+
+    // The picker's own network has no pretrained weights to start from.
+    let err = picker::train(
+        &PickerTrainConfig {
+            network: PickerArch::Fcn,
+            pretrained: Some("cryo".into()),
+            out: dir.path().join("p"),
+            ..cfg
+        },
+        &Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--network small"), "{err}");
 }

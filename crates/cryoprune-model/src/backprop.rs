@@ -1035,11 +1035,13 @@ impl Body {
         for c in &net.early {
             body.conv(ConvLayer::from_conv_bn(c, Act::Relu)?, None);
         }
-        body.push(Op::Pool {
-            input: body.ops.len(),
-        });
-        for c in &net.late {
-            body.conv(ConvLayer::from_conv_bn(c, Act::Relu)?, None);
+        for stage in std::iter::once(&net.late).chain(&net.deeper) {
+            body.push(Op::Pool {
+                input: body.ops.len(),
+            });
+            for c in stage {
+                body.conv(ConvLayer::from_conv_bn(c, Act::Relu)?, None);
+            }
         }
         body.conv(ConvLayer::new(&net.out, None, Act::None)?, None);
         Some(body)
@@ -1380,8 +1382,8 @@ impl PickerTrainer {
         })
     }
 
-    /// One SGD step on `size` × `size` patches. `loss` takes the log-odds ([n, size/2, size/2]
-    /// in one buffer) and gives the loss and its gradient at each; the step returns the loss
+    /// One SGD step on `size` × `size` patches. `loss` takes the log-odds ([n, size/s, size/s]
+    /// in one buffer, s the network's stride) and gives the loss and its gradient at each; the step returns the loss
     /// and the log-odds before the update.
     pub fn step(
         &mut self,
@@ -1429,6 +1431,15 @@ impl PickerTrainer {
         net.late = std::mem::take(&mut net.late)
             .into_iter()
             .map(|c| next_layer(&mut layers).write_conv_bn(c))
+            .collect();
+        net.deeper = std::mem::take(&mut net.deeper)
+            .into_iter()
+            .map(|stage| {
+                stage
+                    .into_iter()
+                    .map(|c| next_layer(&mut layers).write_conv_bn(c))
+                    .collect()
+            })
             .collect();
         net.out = next_layer(&mut layers).write_conv(net.out);
         net

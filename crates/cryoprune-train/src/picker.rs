@@ -11,16 +11,12 @@ use cryoprune_image::fourier::{bin, lowpass, LowPass};
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_image::Image;
 use cryoprune_model::backprop::{PickerTrainer, SgdStep};
-use cryoprune_model::picker::{FusedPicker, PickerNet, ScoreMap, RECEPTIVE_FIELD, STRIDE};
+use cryoprune_model::picker::{FusedPicker, PickerNet, ScoreMap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::matching::{match_greedy, Candidate, Curve, Point, PointGrid};
 use crate::trainer::EpochStats;
-
-/// Micrograph pixels a particle's diameter spans after the default binning: with the
-/// network's 24-pixel receptive field, each score sees the particle and a ring of context.
-pub const PARTICLE_PIXELS: f64 = 12.0;
 
 /// How a micrograph is prepared for the picker.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,11 +33,17 @@ pub struct Prepared {
     pub image: Image,
     /// Micrograph pixels per binned pixel, per axis.
     pub factor: (f64, f64),
+    /// Binned pixels per score-map pixel: the network's stride.
+    pub stride: usize,
 }
 
 impl Prepared {
-    /// Bins, low-passes and normalises `image`.
-    pub fn new(image: &Image, prep: &Preparation) -> Result<Prepared, cryoprune_image::Error> {
+    /// Bins, low-passes and normalises `image` for a network of stride `stride`.
+    pub fn new(
+        image: &Image,
+        prep: &Preparation,
+        stride: usize,
+    ) -> Result<Prepared, cryoprune_image::Error> {
         let binned = bin(image, prep.bin)?;
         let mut image = binned.image;
         if let Some(f) = prep.lowpass.filter(|&f| f < 1.0) {
@@ -51,28 +53,36 @@ impl Prepared {
         Ok(Prepared {
             image,
             factor: (binned.factor_x, binned.factor_y),
+            stride: stride.max(1),
         })
+    }
+
+    /// The binned pixel (centres at integers) at the centre of map pixel 0.
+    fn offset(&self) -> f64 {
+        (self.stride as f64 - 1.0) / 2.0
     }
 
     /// A micrograph position (pixel centres at integers) in score-map coordinates.
     pub fn to_map(&self, x: f64, y: f64) -> (f64, f64) {
+        let s = self.stride as f64;
         (
-            (x / self.factor.0 - 0.5) / STRIDE as f64,
-            (y / self.factor.1 - 0.5) / STRIDE as f64,
+            (x / self.factor.0 - self.offset()) / s,
+            (y / self.factor.1 - self.offset()) / s,
         )
     }
 
     /// A score-map position in micrograph pixels.
     pub fn from_map(&self, u: f64, v: f64) -> (f64, f64) {
+        let s = self.stride as f64;
         (
-            (u * STRIDE as f64 + 0.5) * self.factor.0,
-            (v * STRIDE as f64 + 0.5) * self.factor.1,
+            (u * s + self.offset()) * self.factor.0,
+            (v * s + self.offset()) * self.factor.1,
         )
     }
 
     /// Micrograph pixels per score-map pixel (the mean of the axes).
     pub fn map_pixel(&self) -> f64 {
-        STRIDE as f64 * (self.factor.0 + self.factor.1) / 2.0
+        self.stride as f64 * (self.factor.0 + self.factor.1) / 2.0
     }
 
     /// 1 at every score-map pixel within `radius` map pixels of a pick (at least the nearest
@@ -107,8 +117,8 @@ impl Prepared {
 
     pub fn map_size(&self) -> (usize, usize) {
         (
-            self.image.nx.div_ceil(STRIDE),
-            self.image.ny.div_ceil(STRIDE),
+            self.image.nx.div_ceil(self.stride),
+            self.image.ny.div_ceil(self.stride),
         )
     }
 }
@@ -184,7 +194,7 @@ pub struct PickerTraining {
     pub final_lr: f64,
     /// Patches per step.
     pub batch: usize,
-    /// Patch side in binned pixels (even).
+    /// Patch side in binned pixels; at least three receptive fields of the network are used.
     pub patch: usize,
     /// Weight the particle pixels so they count as much as the rest together.
     pub class_weights: bool,
@@ -331,10 +341,14 @@ pub fn train(
 ) -> Trained {
     let mut trainer = PickerTrainer::new(&net).expect("the picker's layers train on the CPU");
     let mut rng = StdRng::seed_from_u64(s.seed);
-    let patch = s.patch.max(2 * RECEPTIVE_FIELD).next_multiple_of(STRIDE);
-    let margin = (RECEPTIVE_FIELD / 2).div_ceil(STRIDE);
-    let out = patch / STRIDE;
-    let inner = (out - 2 * margin) * STRIDE;
+    let stride = net.stride();
+    let rf = net.receptive_field();
+    // At least three receptive fields, so the scored centre (less half a field each side) is
+    // two fields wide.
+    let patch = s.patch.max(3 * rf).next_multiple_of(stride);
+    let margin = (rf / 2).div_ceil(stride);
+    let out = patch / stride;
+    let inner = (out - 2 * margin) * stride;
     let targets: Vec<Vec<f32>> = train
         .iter()
         .map(|e| {
@@ -440,7 +454,10 @@ pub fn train(
         }
         stats.seconds = start.elapsed().as_secs_f64();
         let score = stats.val_macro_f1.unwrap_or(epoch as f64);
-        if best.as_ref().is_none_or(|b| score > b.score) {
+        // Ties go to the later epoch, as in the classifier's training: a few validation picks
+        // often score the same F1 from the first epoch on, and the first epoch's threshold,
+        // fitted to a barely trained network, carries worst to other micrographs.
+        if best.as_ref().is_none_or(|b| score >= b.score) {
             best = Some(Best {
                 score,
                 epoch,
@@ -521,11 +538,14 @@ fn cut_patch(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let img = &p.image;
     let (mw, mh) = p.map_size();
-    let out = patch / STRIDE;
-    let m = (margin * STRIDE) as i64;
-    // Origins keep at least one scored pixel inside the micrograph.
-    let x0 = rng.random_range(-m..=(img.nx as i64 - patch as i64 + m).max(-m)) & !1;
-    let y0 = rng.random_range(-m..=(img.ny as i64 - patch as i64 + m).max(-m)) & !1;
+    let stride = p.stride as i64;
+    let out = patch / p.stride;
+    let m = margin as i64 * stride;
+    // Origins keep at least one scored pixel inside the micrograph, on the stride's grid so
+    // each map pixel sees the blocks it sees in `pick`.
+    let on_grid = |v: i64| v.div_euclid(stride) * stride;
+    let x0 = on_grid(rng.random_range(-m..=(img.nx as i64 - patch as i64 + m).max(-m)));
+    let y0 = on_grid(rng.random_range(-m..=(img.ny as i64 - patch as i64 + m).max(-m)));
     let mut data = vec![0f32; patch * patch];
     for sy in 0..patch {
         let y = y0 + sy as i64;
@@ -539,7 +559,7 @@ fn cut_patch(
             }
         }
     }
-    let (u0, v0) = (x0.div_euclid(STRIDE as i64), y0.div_euclid(STRIDE as i64));
+    let (u0, v0) = (x0 / stride, y0 / stride);
     let mut t = vec![0f32; out * out];
     let mut w = vec![0f32; out * out];
     for j in margin..out - margin {
@@ -566,8 +586,9 @@ fn cut_patch(
     )
 }
 
-/// `a` (n × n) under symmetry `k`: bit 0 flips x, bit 1 flips y, bit 2 transposes. With even
-/// patches this maps each 2×2 block of the patch onto the block of the map pixel it feeds.
+/// `a` (n × n) under symmetry `k`: bit 0 flips x, bit 1 flips y, bit 2 transposes. With patch
+/// sides a multiple of the stride s this maps each s × s block of the patch onto the block of
+/// the map pixel it feeds.
 fn dihedral(a: &[f32], n: usize, k: u8) -> Vec<f32> {
     dihedral_sources(n, n, k)
         .into_iter()
@@ -674,14 +695,15 @@ pub fn score(fused: &FusedPicker, p: &Prepared, views: u8) -> ScoreMap {
     if views == 1 {
         return fused.score_map(&p.image.data, w, h, 256, 4);
     }
-    // Even sides (the mean, zero, beyond), so that every view maps each 2×2 block of pixels
-    // onto the map pixel it feeds, as in training.
-    let (ew, eh) = (w.next_multiple_of(STRIDE), h.next_multiple_of(STRIDE));
+    // Sides a multiple of the stride (the mean, zero, beyond), so that every view maps each
+    // block of pixels onto the map pixel it feeds, as in training.
+    let stride = fused.stride();
+    let (ew, eh) = (w.next_multiple_of(stride), h.next_multiple_of(stride));
     let mut even = vec![0f32; ew * eh];
     for (row, src) in even.chunks_mut(ew).zip(p.image.data.chunks(w)) {
         row[..w].copy_from_slice(src);
     }
-    let (mw, mh) = (ew / STRIDE, eh / STRIDE);
+    let (mw, mh) = (ew / stride, eh / stride);
     let mut sum = vec![0f32; mw * mh];
     for k in 0..views {
         let (tw, th) = turned(ew, eh, k);
@@ -705,6 +727,7 @@ pub fn score(fused: &FusedPicker, p: &Prepared, views: u8) -> ScoreMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cryoprune_model::picker::PickerArch;
 
     /// The gradient of `f` at `z` by central differences, in f64 through the f32 interface.
     fn numeric(f: &dyn Fn(&[f32]) -> f32, z: &[f32]) -> Vec<f64> {
@@ -810,11 +833,12 @@ mod tests {
 
     #[test]
     fn averaged_views_turn_with_the_micrograph_and_keep_its_map_size() {
-        let fused = FusedPicker::new(&PickerNet::seeded(3));
+        let fused = FusedPicker::new(&PickerNet::seeded(PickerArch::Fcn, 3));
         let at = |image: Image| {
             let p = Prepared {
                 image,
                 factor: (1.0, 1.0),
+                stride: 2,
             };
             score(&fused, &p, 8)
         };
@@ -857,6 +881,7 @@ mod tests {
                 lowpass: None,
                 normalize: MicrographNorm::None,
             },
+            2,
         )
         .unwrap();
         assert_eq!(prepared.map_size(), (16, 10));
@@ -867,5 +892,14 @@ mod tests {
         // (21/2 − 0.5)/2 = 5, (9/2 − 0.5)/2 = 2: the pixel and its four neighbours.
         let on: Vec<usize> = (0..t.len()).filter(|&i| t[i] > 0.0).collect();
         assert_eq!(on, [16 + 5, 2 * 16 + 4, 2 * 16 + 5, 2 * 16 + 6, 3 * 16 + 5]);
+        // Stride 8: map pixel u covers binned pixels 8u..8u+8, centred at 8u + 3.5.
+        let eight = Prepared {
+            stride: 8,
+            ..prepared
+        };
+        assert_eq!(eight.map_size(), (4, 3));
+        assert_eq!(eight.to_map(2.0 * 11.5, 2.0 * 3.5), (1.0, 0.0));
+        let (x, y) = eight.from_map(0.25, 2.0);
+        assert!((x - 2.0 * 5.5).abs() < 1e-9 && (y - 2.0 * 19.5).abs() < 1e-9);
     }
 }

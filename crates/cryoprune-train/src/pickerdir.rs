@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_model::classifier::{load_safetensors, to_safetensors};
-use cryoprune_model::picker::PickerNet;
+use cryoprune_model::picker::{PickerArch, PickerNet};
 use serde::{Deserialize, Serialize};
 
 use crate::matching::Point;
@@ -30,8 +30,11 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct PickerSpec {
     pub format_version: u32,
     pub kind: String,
-    /// The network's name; one exists so far.
+    /// The network: `picker-fcn-24` (the picker's own) or `small`.
     pub network: String,
+    /// What the network started from: `none`, or the backbone file and its SHA-256.
+    #[serde(default = "from_scratch")]
+    pub pretrained: String,
     /// Particle diameter in micrograph pixels.
     pub particle_diameter: f64,
     /// Micrograph pixels per binned pixel.
@@ -58,6 +61,11 @@ pub struct PickerSpec {
 
 fn one_view() -> u8 {
     1
+}
+
+/// Pickers from before `--network small` all started from scratch.
+fn from_scratch() -> String {
+    "none (random initialisation)".into()
 }
 
 /// How the picker was trained and how it did.
@@ -167,9 +175,13 @@ impl PickerDir {
                 format!("bin {} is not >= 1", spec.bin),
             ));
         }
+        let arch: PickerArch = spec
+            .network
+            .parse()
+            .map_err(|e: String| ModelDirError::Spec(path.clone(), e))?;
         let weights = self.file(&spec.weights_file);
         let bytes = read_weights(&weights, &spec.weights_sha256)?;
-        let mut net = PickerNet::seeded(0);
+        let mut net = PickerNet::seeded(arch, 0);
         load_safetensors(&mut net, bytes).map_err(|e| ModelDirError::Weights(weights, e))?;
         Ok((net, spec))
     }

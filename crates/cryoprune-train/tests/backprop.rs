@@ -16,8 +16,9 @@ use cryoprune_model::efficientnet::{EfficientNetLite0, MbConv};
 use cryoprune_model::head::Head;
 use cryoprune_model::infer::batch_tensor;
 use cryoprune_model::layers::ConvBnConfig;
-use cryoprune_model::picker::PickerNet;
+use cryoprune_model::picker::{PickerArch, PickerNet};
 use cryoprune_model::resnet::{Block, Downsample, ResNet};
+use cryoprune_model::small::{SmallNet, BASE_WIDTH};
 use cryoprune_model::topaz::{Resid, TopazResNet16};
 use cryoprune_model::Backbone;
 use cryoprune_model::{Arch, Classifier, ClassifierConfig, HeadConfig};
@@ -522,17 +523,20 @@ fn picker_loss(
     (per_pixel * w).sum() / total
 }
 
-#[test]
-fn the_picker_moves_as_burn_moves_it() {
+fn picker_moves_as_burn_moves_it(arch: PickerArch) {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     device.seed(11);
     let size = 24;
-    let mut reference = PickerNet::new(&device);
+    let mut reference = match arch {
+        PickerArch::Fcn => PickerNet::new(&device),
+        PickerArch::Small => PickerNet::from_small(SmallNet::new(1, BASE_WIDTH, &device), &device),
+    };
+    let s = reference.stride();
     let before = tensors(&reference);
     let mut ours = PickerTrainer::new(&reference).expect("the picker trains on the CPU");
     let mut optim = SGD.burn().init();
-    let outputs = LABELS.len() * (size / 2) * (size / 2);
+    let outputs = LABELS.len() * (size / s) * (size / s);
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     for step in 0..2 {
         let batch = images(step, size);
@@ -562,10 +566,20 @@ fn the_picker_moves_as_burn_moves_it() {
         );
     }
     let theirs = tensors(&reference.valid());
-    let mine = tensors(&ours.write(PickerNet::new(&Device::flex())));
+    let mine = tensors(&ours.write(PickerNet::seeded(arch, 0)));
     assert!(
         theirs.values().zip(before.values()).all(|(a, b)| a != b),
         "every tensor moves"
     );
-    assert_moved_alike(&theirs, &mine, &before, true, "picker");
+    assert_moved_alike(&theirs, &mine, &before, true, arch.name());
+}
+
+#[test]
+fn the_picker_moves_as_burn_moves_it() {
+    picker_moves_as_burn_moves_it(PickerArch::Fcn);
+}
+
+#[test]
+fn the_small_picker_moves_as_burn_moves_it() {
+    picker_moves_as_burn_moves_it(PickerArch::Small);
 }

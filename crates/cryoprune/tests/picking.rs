@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{cryoprune, data, text};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PEERS: [&str; 4] = ["14_33_35", "15_17_31", "15_30_21", "15_33_42"];
 
@@ -128,8 +128,16 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         serde_json::from_slice(&std::fs::read(p("picker/picker.json")).unwrap()).unwrap();
     assert_eq!(spec["training"]["class_weights"], false);
     assert_eq!(spec["normalize"], "meanstd");
-    // pick averages the views training chose its threshold on.
-    assert_eq!(spec["views"], 4);
+    // The default network starts from the shipped backbone and picks with one view.
+    assert_eq!(
+        (&spec["network"], &spec["views"]),
+        (&json!("small"), &json!(1))
+    );
+    let start = spec["pretrained"].as_str().unwrap();
+    assert!(
+        start.starts_with("cryo") && start.contains("SHA-256"),
+        "{start}"
+    );
     let out = cryoprune(&[
         "pick",
         "--model",
@@ -163,8 +171,8 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         "pu",
         "--expected-particles",
         "200",
-        "--views",
-        "1",
+        "--network",
+        "fcn",
         "--out",
         &p("pu"),
     ]);
@@ -172,13 +180,30 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     let spec: Value = serde_json::from_slice(&std::fs::read(p("pu/picker.json")).unwrap()).unwrap();
     let loss = spec["training"]["loss"].as_str().unwrap();
     assert!(loss.starts_with("pu (picks hold 0."), "{loss}");
-    assert_eq!(spec["views"], 1);
+    // pick averages the views training chose its threshold on: 4 for fcn.
+    assert_eq!(
+        (&spec["network"], &spec["views"]),
+        (&json!("picker-fcn-24"), &json!(4))
+    );
+    assert!(spec["pretrained"].as_str().unwrap().starts_with("none"));
     // Knobs are checked in words.
     let out = picker_train(&["--loss", "pu", "--out", &p("x")]);
     assert!(!out.status.success() && text(&out).contains("--expected-particles"));
     let out = picker_train(&["--views", "9", "--out", &p("x")]);
     assert!(
         !out.status.success() && text(&out).contains("give 1 to 8"),
+        "{}",
+        text(&out)
+    );
+    let out = picker_train(&["--network", "fcn", "--pretrained", "cryo", "--out", &p("x")]);
+    assert!(
+        !out.status.success() && text(&out).contains("--network small"),
+        "{}",
+        text(&out)
+    );
+    let out = picker_train(&["--network", "resnet", "--out", &p("x")]);
+    assert!(
+        !out.status.success() && text(&out).contains("expected fcn or small"),
         "{}",
         text(&out)
     );

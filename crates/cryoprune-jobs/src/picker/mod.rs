@@ -12,11 +12,10 @@ use cryoprune_formats::{read_micrograph, PickFormat, PickSet};
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_image::Image;
-use cryoprune_model::picker::PickerNet;
+use cryoprune_model::picker::{PickerArch, PickerNet};
+use cryoprune_model::{Arch, Pretrained};
 use cryoprune_train::diagnose::{loss_tail, LossTail};
-use cryoprune_train::picker::{
-    Example, PickerTraining, PixelLoss, Preparation, Prepared, Trained, PARTICLE_PIXELS,
-};
+use cryoprune_train::picker::{Example, PickerTraining, PixelLoss, Preparation, Prepared, Trained};
 use cryoprune_train::pickerdir::{PickerDir, PickerRecord, PickerSpec};
 use cryoprune_train::EpochStats;
 use rand::seq::SliceRandom;
@@ -44,7 +43,14 @@ pub struct PickerTrainConfig {
     pub box_size: Option<usize>,
     /// Å per pixel, instead of the micrographs' headers.
     pub angpix: Option<f64>,
-    /// Binning factor; by default the particle spans 12 binned pixels.
+    /// The network: `fcn` (the picker's own, from scratch) or `small` (the classifier's small
+    /// network, from the shipped cryo-EM backbone unless `pretrained` says otherwise).
+    pub network: PickerArch,
+    /// The small network's starting weights: `cryo` (the default), `none`, or a backbone file
+    /// from `cryoprune pretrain`.
+    pub pretrained: Option<String>,
+    /// Binning factor; by default the particle spans [`PickerArch::particle_pixels`] binned
+    /// pixels (12 for `fcn`, 32 for `small`).
     pub bin: Option<f64>,
     pub lowpass: Option<Cutoff>,
     /// Robust micrograph normalisation (percentile clip first); otherwise mean and deviation.
@@ -69,8 +75,9 @@ pub struct PickerTrainConfig {
     /// Patch side in binned pixels.
     pub patch: usize,
     /// Views of each micrograph (of its 8 rotations and flips) whose score maps `pick`
-    /// averages; the threshold is chosen on the same.
-    pub views: u8,
+    /// averages; the threshold is chosen on the same. By default
+    /// [`PickerArch::default_views`].
+    pub views: Option<u8>,
     pub seed: u64,
     pub out: PathBuf,
 }
@@ -85,6 +92,8 @@ impl Default for PickerTrainConfig {
             particle_diameter: None,
             box_size: None,
             angpix: None,
+            network: PickerArch::default(),
+            pretrained: None,
             bin: None,
             lowpass: None,
             normalize: true,
@@ -102,10 +111,7 @@ impl Default for PickerTrainConfig {
             target_radius: None,
             min_distance: None,
             patch: 128,
-            // On EMPIAR-10017's validation micrographs best F1 0.789, 0.794, 0.796, 0.796 and
-            // AP 0.800, 0.803, 0.802, 0.803 for 1, 2, 4, 8 views (BENCHMARKS.md): 4 has the
-            // gain at half the time of 8.
-            views: 4,
+            views: None,
             seed: 0,
             out: PathBuf::new(),
         }
@@ -147,11 +153,8 @@ pub fn train(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<PickerSpec>
     if cfg.epochs == 0 || cfg.batch == 0 {
         invalid!("--epochs and --batch must be at least 1");
     }
-    if !(1..=8).contains(&cfg.views) {
-        invalid!(
-            "--views {}: a micrograph has 8 rotations and flips; give 1 to 8",
-            cfg.views
-        );
+    if let Some(v) = cfg.views.filter(|v| !(1..=8).contains(v)) {
+        invalid!("--views {v}: a micrograph has 8 rotations and flips; give 1 to 8");
     }
     let set = PickSet::read(&cfg.picks, cfg.format)?;
     let report = pair_with_micrographs(&set, &mics, "they are not used", events);
@@ -161,14 +164,51 @@ pub fn train(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<PickerSpec>
             report.pairs.len()
         );
     }
+    let (net, start) = initial_network(cfg)?;
+    events.note(format!("network {}, starting from {start}", cfg.network));
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
-        train_on(cfg, &set, &report.pairs, &mics, started, events)
+        train_on(cfg, net, start, &set, &report.pairs, &mics, started, events)
     })
 }
 
+/// The network `picker train` starts from, and what picker.json says about its weights.
+fn initial_network(cfg: &PickerTrainConfig) -> Result<(PickerNet, String)> {
+    match cfg.network {
+        PickerArch::Fcn => match cfg.pretrained.as_deref() {
+            None | Some("none") => Ok((
+                PickerNet::seeded(PickerArch::Fcn, cfg.seed),
+                "none (random initialisation)".into(),
+            )),
+            Some(p) => invalid!(
+                "--pretrained {p}: the fcn network trains from scratch; pretrained backbones fit                  --network small"
+            ),
+        },
+        PickerArch::Small => {
+            let pretrained = Pretrained::parse(cfg.pretrained.as_deref().unwrap_or("cryo"))?;
+            let path = pretrained.path(Arch::Small)?;
+            let net = PickerNet::small_from(path.as_deref(), cfg.seed)?;
+            let start = match &path {
+                Some(p) => {
+                    let bytes = std::fs::read(p).map_err(|e| crate::Error::Io(p.clone(), e))?;
+                    format!(
+                        "{} (SHA-256 {})",
+                        pretrained.describe(Some(p)),
+                        cryoprune_train::modeldir::sha256_hex(&bytes)
+                    )
+                }
+                None => pretrained.describe(None),
+            };
+            Ok((net, start))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn train_on(
     cfg: &PickerTrainConfig,
+    net: PickerNet,
+    start: String,
     set: &PickSet,
     pairs: &[(usize, usize)],
     mics: &[PathBuf],
@@ -194,7 +234,9 @@ fn train_on(
         (None, Some(b)) => b as f64 / 1.5,
         (None, None) => invalid!("give --particle-diameter (Å) or --box (pixels)"),
     };
-    let bin = cfg.bin.unwrap_or((diameter / PARTICLE_PIXELS).max(1.0));
+    let bin = cfg
+        .bin
+        .unwrap_or((diameter / cfg.network.particle_pixels()).max(1.0));
     let lowpass_fraction = match cfg.lowpass {
         Some(c) => Some(c.nyquist_fraction(angpix.map(|px| px * bin))?),
         None => None,
@@ -225,7 +267,7 @@ fn train_on(
         .par_iter()
         .map(|&(g, m)| {
             let (image, _) = load(&mics[m])?;
-            let prepared = Prepared::new(&image, &prep)?;
+            let prepared = Prepared::new(&image, &prep, net.stride())?;
             events.emit(Event::Advanced(1));
             Ok(Example {
                 name: mics[m].display().to_string(),
@@ -270,9 +312,8 @@ fn train_on(
         momentum: 0.9,
         weight_decay: 1e-4,
         seed: cfg.seed,
-        views: cfg.views,
+        views: cfg.views.unwrap_or(cfg.network.default_views()),
     };
-    let net = PickerNet::seeded(cfg.seed);
     let mut interrupted = false;
     let trained = cryoprune_train::picker::train(net, train, val, &settings, |stats| {
         events.emit(Event::Epoch(stats.clone()));
@@ -322,7 +363,8 @@ fn train_on(
     let mut spec = PickerSpec {
         format_version: 0,
         kind: String::new(),
-        network: "picker-fcn-24".into(),
+        network: cfg.network.name().into(),
+        pretrained: start,
         particle_diameter: diameter,
         bin,
         lowpass: cfg.lowpass.map(|c| c.to_string()),
@@ -331,7 +373,7 @@ fn train_on(
         target_radius: settings.target_radius,
         min_distance: settings.min_distance,
         threshold: trained.validation.and_then(|p| p.threshold).unwrap_or(0.0),
-        views: cfg.views,
+        views: settings.views,
         training: record,
         weights_file: String::new(),
         weights_sha256: String::new(),

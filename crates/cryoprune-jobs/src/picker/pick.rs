@@ -140,7 +140,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
                 .par_iter()
                 .map(|path| {
                     let (image, _) = load(path)?;
-                    let prepared = Prepared::new(&image, &prep)?;
+                    let prepared = Prepared::new(&image, &prep, fused.stride())?;
                     let map = score(&fused, &prepared, spec.views);
                     let picks = candidates(&prepared, &map, min_distance, threshold as f32)
                         .into_iter()

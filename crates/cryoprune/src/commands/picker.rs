@@ -1,12 +1,14 @@
 //! `cryoprune picker train`: train a deep picker on a few micrographs' picks, as the cryoSPARC
-//! guide to supervised picker training describes: micrographs binned so a particle spans 12
-//! pixels, a fully convolutional network trained on patches to mark a blob at every pick, a
-//! validation split by micrograph that chooses the epoch and the score threshold, curves and a
-//! diagnosis in plain words. Then `cryoprune pick` picks every micrograph with it.
+//! guide to supervised picker training describes: micrographs binned so a particle spans a
+//! fixed number of pixels, a fully convolutional network trained on patches to mark a blob at
+//! every pick (the picker's own from scratch, or the small network from the cryo-EM backbone
+//! with `--network small`), a validation split by micrograph that chooses the epoch and the
+//! score threshold, curves and a diagnosis in plain words. Then `cryoprune pick` picks every
+//! micrograph with it.
 //!
 //! ```text
 //! cryoprune picker train --micrographs 'Micrographs/*.mrc' --picks manualpick/ --particle-diameter 120 --out picker/
-//! cryoprune picker train --micrographs 'mics/*.jpg' --picks truth/ --box 162 --validation 2 --epochs 40 --out picker/
+//! cryoprune picker train --micrographs 'mics/*.jpg' --picks truth/ --box 162 --validation 2 --network small --out picker/
 //! cryoprune picker train --micrographs 'mics/*.mrc' --picks cleaned.star --particle-diameter 150 --lowpass 20A --normalize off --lr 0.02 --out picker/
 //! ```
 
@@ -16,6 +18,7 @@ use anyhow::Result;
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_jobs::picker::{self, PickerTrainConfig};
 use cryoprune_jobs::ComputeConfig;
+use cryoprune_model::picker::PickerArch;
 
 use super::args::PickArgs;
 use crate::printer::Printer;
@@ -56,7 +59,15 @@ struct TrainArgs {
     /// Pixel size in Å, instead of the micrographs' headers.
     #[arg(long)]
     angpix: Option<f64>,
-    /// Binning factor; by default the particle spans 12 binned pixels.
+    /// Network: small (the classifier's small network, started from --pretrained) or fcn (the
+    /// picker's own, from scratch: faster to train, picks a little worse).
+    #[arg(long, default_value_t = PickerTrainConfig::default().network)]
+    network: PickerArch,
+    /// The small network's start: cryo (the shipped cryo-EM backbone), a backbone file from
+    /// `cryoprune pretrain`, or none.
+    #[arg(long)]
+    pretrained: Option<String>,
+    /// Binning factor; by default the particle spans 12 binned pixels (fcn) or 32 (small).
     #[arg(long)]
     bin: Option<f64>,
     /// Low-pass after binning: a resolution (20A) or a fraction of Nyquist (0.5nyquist).
@@ -99,8 +110,9 @@ struct TrainArgs {
     /// Average the score maps of this many of each micrograph's 8 rotations and flips (1, 2, 4
     /// or 8): steadier peaks for as many times the picking time. Recorded in the picker, so
     /// `pick` does the same, and the threshold is chosen on it.
-    #[arg(long, default_value_t = PickerTrainConfig::default().views)]
-    views: u8,
+    /// Default: 1 for small, 4 for fcn.
+    #[arg(long)]
+    views: Option<u8>,
     /// Seed of the split, the initial weights and the patches.
     #[arg(long, default_value_t = PickerTrainConfig::default().seed)]
     seed: u64,
@@ -126,6 +138,8 @@ pub fn run(args: Args) -> Result<()> {
         particle_diameter: a.particle_diameter,
         box_size: a.box_size,
         angpix: a.angpix,
+        network: a.network,
+        pretrained: a.pretrained,
         bin: a.bin,
         lowpass: a.lowpass,
         normalize: a.normalize,
