@@ -42,6 +42,22 @@ fn mics(folder: &Path, ids: &[u32]) -> Vec<String> {
         .collect()
 }
 
+/// Training on sim_0001-0004 (one validating), the particle 32 px across, into `model`.
+fn train_config(folder: &Path, particles: &Path, model: &Path) -> PickerTrainConfig {
+    PickerTrainConfig {
+        compute: ComputeConfig {
+            threads: 2,
+            ..ComputeConfig::default()
+        },
+        micrographs: mics(folder, &[1, 2, 3, 4]),
+        picks: vec![particles.to_path_buf()],
+        box_size: Some(48),
+        validation: Some(1),
+        out: model.to_path_buf(),
+        ..PickerTrainConfig::default()
+    }
+}
+
 /// F1 of `picks` against every particle placed on sim_0005 (radius 16 px, half the diameter).
 fn f1_on_micrograph_5(dir: &Path, particles: &Path, picks: &[PathBuf]) -> f64 {
     let truth = dir.join("truth5.csv");
@@ -71,18 +87,9 @@ fn a_picker_trained_on_three_micrographs_finds_the_particles_of_another() {
     let (folder, particles) = dataset(dir.path());
     let model = dir.path().join("picker");
     let cfg = PickerTrainConfig {
-        compute: ComputeConfig {
-            threads: 2,
-            ..ComputeConfig::default()
-        },
-        micrographs: mics(&folder, &[1, 2, 3, 4]),
-        picks: vec![particles.clone()],
-        box_size: Some(48),
-        validation: Some(1),
         network: PickerArch::Fcn,
         epochs: 40,
-        out: model.clone(),
-        ..PickerTrainConfig::default()
+        ..train_config(&folder, &particles, &model)
     };
     let spec = picker::train(&cfg, &Silent).unwrap();
     assert_eq!(spec.training.train_micrographs.len(), 3);
@@ -177,17 +184,8 @@ fn the_small_network_starts_from_the_shipped_backbone_and_picks() {
     let (folder, particles) = dataset(dir.path());
     let model = dir.path().join("picker");
     let cfg = PickerTrainConfig {
-        compute: ComputeConfig {
-            threads: 2,
-            ..ComputeConfig::default()
-        },
-        micrographs: mics(&folder, &[1, 2, 3, 4]),
-        picks: vec![particles.clone()],
-        box_size: Some(48),
-        validation: Some(1),
         epochs: 8,
-        out: model.clone(),
-        ..PickerTrainConfig::default()
+        ..train_config(&folder, &particles, &model)
     };
     let spec = picker::train(&cfg, &Silent).unwrap();
     assert_eq!(

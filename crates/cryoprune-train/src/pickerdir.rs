@@ -186,3 +186,77 @@ impl PickerDir {
         Ok((net, spec))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(network: PickerArch) -> PickerSpec {
+        PickerSpec {
+            format_version: 0,
+            kind: String::new(),
+            network: network.name().into(),
+            pretrained: "none (random initialisation)".into(),
+            particle_diameter: 32.0,
+            bin: 1.0,
+            lowpass: None,
+            lowpass_fraction: None,
+            normalize: MicrographNorm::MeanStd,
+            target_radius: 8.0,
+            min_distance: 16.0,
+            threshold: 0.5,
+            views: network.default_views(),
+            training: PickerRecord::default(),
+            weights_file: String::new(),
+            weights_sha256: String::new(),
+        }
+    }
+
+    fn history() -> Vec<EpochStats> {
+        vec![EpochStats {
+            epoch: 1,
+            lr: 0.05,
+            train_loss: 0.3,
+            train_accuracy: 0.8,
+            val_loss: Some(0.3),
+            val_accuracy: Some(0.8),
+            val_macro_f1: Some(0.7),
+            seconds: 1.0,
+        }]
+    }
+
+    #[test]
+    fn each_network_loads_as_saved_and_a_folder_from_before_the_small_one_loads_as_fcn() {
+        let dir = tempfile::tempdir().unwrap();
+        for arch in [PickerArch::Fcn, PickerArch::Small] {
+            let folder = PickerDir::new(dir.path().join(arch.to_string()));
+            let net = PickerNet::seeded(arch, 4);
+            folder.save(&net, &mut spec(arch), &history()).unwrap();
+            let (loaded, s) = folder.load().unwrap();
+            assert_eq!(s.network, arch.name());
+            assert_eq!(
+                (loaded.stride(), loaded.receptive_field()),
+                (net.stride(), net.receptive_field())
+            );
+        }
+        // The first pickers' picker.json had no `pretrained`; their weights are the fcn's.
+        let fcn = dir.path().join("fcn").join(SPEC_FILE);
+        let mut json: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&fcn).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("pretrained");
+        fs::write(&fcn, json.to_string()).unwrap();
+        let (net, s) = PickerDir::new(dir.path().join("fcn")).load().unwrap();
+        assert_eq!(
+            (net.stride(), s.pretrained.as_str()),
+            (2, "none (random initialisation)")
+        );
+        // A network cryoprune does not know is refused in words.
+        json["network"] = "resnet".into();
+        fs::write(&fcn, json.to_string()).unwrap();
+        let err = PickerDir::new(dir.path().join("fcn"))
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected fcn or small"), "{err}");
+    }
+}
