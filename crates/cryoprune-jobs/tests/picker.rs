@@ -1,6 +1,6 @@
 //! The deep picker end to end on simulated micrographs: trained on three micrographs' particles
-//! (one more validating), either network finds the particles of a micrograph it never saw; its picks come
-//! out in a folder or one file, `--skip-existing` leaves finished micrographs, and
+//! (one more validating), either network finds the particles of a micrograph it never saw; its
+//! picks come out in a folder or one file, `--skip-existing` leaves finished micrographs, and
 //! evaluate-picks scores them.
 
 use std::path::{Path, PathBuf};

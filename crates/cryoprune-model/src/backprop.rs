@@ -1383,8 +1383,8 @@ impl PickerTrainer {
     }
 
     /// One SGD step on `size` × `size` patches. `loss` takes the log-odds ([n, size/s, size/s]
-    /// in one buffer, s the network's stride) and gives the loss and its gradient at each; the step returns the loss
-    /// and the log-odds before the update.
+    /// in one buffer, s the network's stride) and gives the loss and its gradient at each; the
+    /// step returns the loss and the log-odds before the update.
     pub fn step(
         &mut self,
         patches: &[&[f32]],

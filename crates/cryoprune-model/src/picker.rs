@@ -133,14 +133,11 @@ impl PickerNet {
 
     /// The small network's stages (their weights, pretrained or not) under a fresh 1×1 output.
     pub fn from_small(net: SmallNet, device: &Device) -> Self {
+        let channels = net.stages.last().map_or(1, |s| s.b.conv.weight.dims()[0]);
         let mut stages = net.stages.into_iter().map(|s| vec![s.a, s.b]);
         let early = stages.next().expect("the small network has four stages");
         let late = stages.next().expect("the small network has four stages");
         let deeper: Vec<Vec<ConvBn>> = stages.collect();
-        let channels = deeper.last().unwrap_or(&late).last().map_or(1, |c| {
-            let [_, out, _, _] = c.conv.weight.dims();
-            out
-        });
         Self {
             early,
             pool: net.pool,

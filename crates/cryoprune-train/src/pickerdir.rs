@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use cryoprune_image::normalize::MicrographNorm;
 use cryoprune_model::classifier::{load_safetensors, to_safetensors};
 use cryoprune_model::picker::{PickerArch, PickerNet};
+use cryoprune_model::Pretrained;
 use serde::{Deserialize, Serialize};
 
 use crate::matching::Point;
@@ -65,7 +66,7 @@ fn one_view() -> u8 {
 
 /// Pickers from before `--network small` all started from scratch.
 fn from_scratch() -> String {
-    "none (random initialisation)".into()
+    Pretrained::None.describe(None)
 }
 
 /// How the picker was trained and how it did.
@@ -196,7 +197,7 @@ mod tests {
             format_version: 0,
             kind: String::new(),
             network: network.name().into(),
-            pretrained: "none (random initialisation)".into(),
+            pretrained: from_scratch(),
             particle_diameter: 32.0,
             bin: 1.0,
             lowpass: None,

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
 use crate::inputs::{check_outputs, expand_globs, pair_with_micrographs};
+use crate::recipe::StartingWeights;
 use crate::{check_interrupted, invalid, Context, Result};
 
 /// `picker train`'s settings; the defaults are the guide's starting points.
@@ -164,57 +165,54 @@ pub fn train(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<PickerSpec>
             report.pairs.len()
         );
     }
-    let (net, start) = initial_network(cfg)?;
-    events.note(format!("network {}, starting from {start}", cfg.network));
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
-        train_on(cfg, net, start, &set, &report.pairs, &mics, started, events)
+        train_on(cfg, &set, &report.pairs, &mics, started, events)
     })
 }
 
 /// The network `picker train` starts from, and what picker.json says about its weights.
-fn initial_network(cfg: &PickerTrainConfig) -> Result<(PickerNet, String)> {
+fn initial_network(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<(PickerNet, String)> {
     match cfg.network {
-        PickerArch::Fcn => match cfg.pretrained.as_deref() {
-            None | Some("none") => Ok((
+        PickerArch::Fcn => match cfg
+            .pretrained
+            .as_deref()
+            .map(Pretrained::parse)
+            .transpose()?
+        {
+            None | Some(Pretrained::None) => Ok((
                 PickerNet::seeded(PickerArch::Fcn, cfg.seed),
-                "none (random initialisation)".into(),
+                Pretrained::None.describe(None),
             )),
-            Some(p) => invalid!(
-                "--pretrained {p}: the fcn network trains from scratch; pretrained backbones fit                  --network small"
+            Some(_) => invalid!(
+                "--pretrained {}: the fcn network trains from scratch; pretrained backbones fit \
+                 --network small",
+                cfg.pretrained.as_deref().unwrap_or_default()
             ),
         },
         PickerArch::Small => {
-            let pretrained = Pretrained::parse(cfg.pretrained.as_deref().unwrap_or("cryo"))?;
-            let path = pretrained.path(Arch::Small)?;
-            let net = PickerNet::small_from(path.as_deref(), cfg.seed)?;
-            let start = match &path {
-                Some(p) => {
-                    let bytes = std::fs::read(p).map_err(|e| crate::Error::Io(p.clone(), e))?;
-                    format!(
-                        "{} (SHA-256 {})",
-                        pretrained.describe(Some(p)),
-                        cryoprune_train::modeldir::sha256_hex(&bytes)
-                    )
-                }
-                None => pretrained.describe(None),
+            let spec = cfg.pretrained.as_deref().unwrap_or("cryo");
+            let weights = StartingWeights::resolve(spec, Arch::Small, events)?;
+            let net = PickerNet::small_from(weights.path.as_deref(), cfg.seed)?;
+            let start = match weights.sha256 {
+                Some(sha) => format!("{} (SHA-256 {sha})", weights.described),
+                None => weights.described,
             };
             Ok((net, start))
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn train_on(
     cfg: &PickerTrainConfig,
-    net: PickerNet,
-    start: String,
     set: &PickSet,
     pairs: &[(usize, usize)],
     mics: &[PathBuf],
     started: Instant,
     events: &dyn Events,
 ) -> Result<PickerSpec> {
+    let (net, start) = initial_network(cfg, events)?;
+    events.note(format!("network {}, starting from {start}", cfg.network));
     // The pixel size matters only for sizes given in Å; only then is a micrograph read for its
     // header here (it is decoded again below, binned).
     let in_angstrom =
