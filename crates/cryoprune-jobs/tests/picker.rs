@@ -129,7 +129,7 @@ fn a_picker_trained_on_three_micrographs_finds_the_particles_of_another() {
             micrographs: mics(&folder, &[4, 5]),
             out: one.clone(),
             threshold: Some(-2.0),
-            ..pick_cfg
+            ..pick_cfg.clone()
         },
         &Silent,
     )
@@ -138,6 +138,33 @@ fn a_picker_trained_on_three_micrographs_finds_the_particles_of_another() {
     assert_eq!(read.len(), both.picks);
     assert_eq!(read.micrographs.len(), 2);
     assert!(both.picks > summary.picks, "a lower threshold keeps more");
+
+    // The name chooses the format when --format is not given; a name that says another
+    // format than the one given is refused before any picking.
+    let csv = dir.path().join("all.csv");
+    let as_csv = PickConfig {
+        out: csv.clone(),
+        ..pick_cfg
+    };
+    pick::run(&as_csv, &Silent).unwrap();
+    assert!(csv.is_file(), "one CSV file, not a folder");
+    assert_eq!(PickSet::read(&[csv], None).unwrap().format, PickFormat::Csv);
+    let clash = dir.path().join("clash.csv");
+    let err = pick::run(
+        &PickConfig {
+            out: clash.clone(),
+            format: Some(PickFormat::Star),
+            ..as_csv
+        },
+        &Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("clash.csv") && err.contains("says csv"),
+        "{err}"
+    );
+    assert!(!clash.exists());
 }
 
 #[test]

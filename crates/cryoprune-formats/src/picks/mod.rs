@@ -102,6 +102,30 @@ impl PickFormat {
                 .is_some_and(|e| e.eq_ignore_ascii_case(self.extension()))
     }
 
+    /// The format picks are written to `out` in: `given`, else the one `out`'s extension names,
+    /// else STAR (a folder). An `out` whose extension names another pick format than `given` is
+    /// refused: it would become a folder of that name, which no reader takes for picks.
+    pub fn for_output(out: &Path, given: Option<PickFormat>) -> Result<PickFormat> {
+        let named = if crate::names::names_a_folder(out) {
+            None
+        } else {
+            PickFormat::from_path(out)
+        };
+        match (given, named) {
+            (Some(g), Some(n)) if g != n => Err(FormatError::invalid(
+                out,
+                Location::Whole,
+                format!(
+                    "the name says {n} but the format asked for is {g}: name the file .{} or \
+                     give a folder (ending in /) for one file per micrograph",
+                    g.extension()
+                ),
+            )),
+            (Some(g), _) => Ok(g),
+            (None, n) => Ok(n.unwrap_or(PickFormat::Star)),
+        }
+    }
+
     /// Formats that hold one micrograph per file.
     pub fn per_micrograph_only(self) -> bool {
         matches!(self, PickFormat::Box | PickFormat::Cbox)
@@ -387,6 +411,7 @@ impl PickSet {
         out: &Path,
         opts: &WriteOptions,
     ) -> Result<Vec<PathBuf>> {
+        PickFormat::for_output(out, Some(format))?;
         let inputs: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
         let out_is_file = format.names_one_file(out);
         let many = |n: usize, what: &str| {
@@ -658,6 +683,35 @@ pub const LABEL_COLUMNS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_output_format_follows_the_name_unless_given_and_a_clash_is_refused() {
+        let p = |s: &str| PathBuf::from(s);
+        let f = |s: &str, g| PickFormat::for_output(&p(s), g).map_err(|e| e.to_string());
+        assert_eq!(f("picks.csv", None), Ok(PickFormat::Csv));
+        assert_eq!(f("picks.cs", None), Ok(PickFormat::Cs));
+        assert_eq!(f("picks/", None), Ok(PickFormat::Star));
+        assert_eq!(f("picks", None), Ok(PickFormat::Star));
+        assert_eq!(f("picks", Some(PickFormat::Box)), Ok(PickFormat::Box));
+        assert_eq!(f("boxes.csv/", Some(PickFormat::Box)), Ok(PickFormat::Box));
+        assert_eq!(
+            f("picks.star", Some(PickFormat::Star)),
+            Ok(PickFormat::Star)
+        );
+        let err = f("picks.csv", Some(PickFormat::Star)).unwrap_err();
+        assert!(
+            err.contains("picks.csv") && err.contains("says csv") && err.contains(".star"),
+            "{err}"
+        );
+        // Writing refuses the clash too, before touching the disk.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.csv");
+        let set = PickSet::empty(PickFormat::Star);
+        assert!(set
+            .write(PickFormat::Star, &out, &WriteOptions::default())
+            .is_err());
+        assert!(!out.exists());
+    }
 
     #[test]
     fn a_folder_whose_picks_sit_deeper_says_where() {

@@ -30,7 +30,8 @@ pub struct PickConfig {
     pub micrographs: Vec<String>,
     /// A folder (one file per micrograph) or, for STAR, .cs and CSV, one file.
     pub out: PathBuf,
-    pub format: PickFormat,
+    /// The format written; the one `out`'s extension names, else STAR, if None.
+    pub format: Option<PickFormat>,
     /// Log-odds a peak needs; the picker's own (best F1 on its validation micrographs) if None.
     pub threshold: Option<f64>,
     /// Peaks closer than this (pixels) are one particle; the picker's own if None.
@@ -48,7 +49,7 @@ impl Default for PickConfig {
             model: PathBuf::new(),
             micrographs: Vec::new(),
             out: PathBuf::new(),
-            format: PickFormat::Star,
+            format: None,
             threshold: None,
             min_distance: None,
             box_size: None,
@@ -71,11 +72,12 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
     let mics = expand_globs(&cfg.micrographs)?;
     let mut inputs = mics.clone();
     inputs.push(cfg.model.clone());
-    let one_file = cfg.format.names_one_file(&cfg.out);
-    if one_file && cfg.format.per_micrograph_only() {
+    let format = PickFormat::for_output(&cfg.out, cfg.format)?;
+    let one_file = format.names_one_file(&cfg.out);
+    if one_file && format.per_micrograph_only() {
         invalid!(
             "--format {} holds one micrograph per file: give a folder as --out",
-            cfg.format.extension()
+            format.extension()
         );
     }
     if one_file && cfg.skip_existing {
@@ -106,7 +108,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
         .iter()
         .filter(|m| {
             !(cfg.skip_existing
-                && coordinate_file(&cfg.out, &m.display().to_string(), cfg.format).exists())
+                && coordinate_file(&cfg.out, &m.display().to_string(), format).exists())
         })
         .cloned()
         .collect();
@@ -124,7 +126,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
         ));
     }
     let _listening = Listening::start();
-    let mut all = PickSet::empty(cfg.format);
+    let mut all = PickSet::empty(format);
     let mut shapes = HashMap::new();
     let mut index = HashMap::new();
     events.emit(Event::Started {
@@ -172,7 +174,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
                         events.note(format!("no picks on {name}"));
                     }
                 } else {
-                    let mut one = PickSet::empty(cfg.format);
+                    let mut one = PickSet::empty(format);
                     one.micrographs
                         .push(cryoprune_formats::picks::MicrographPicks {
                             micrograph: name.clone(),
@@ -181,7 +183,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
                     let shape = HashMap::from([(name.clone(), shape)]);
                     summary
                         .files
-                        .extend(one.write(cfg.format, &cfg.out, &opts(shape))?);
+                        .extend(one.write(format, &cfg.out, &opts(shape))?);
                 }
                 events.emit(Event::Advanced(1));
             }
@@ -192,7 +194,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
     if one_file {
         summary
             .files
-            .extend(all.write(cfg.format, &cfg.out, &opts(shapes))?);
+            .extend(all.write(format, &cfg.out, &opts(shapes))?);
     }
     events.output(format!(
         "{} picks on {} micrographs written to {}",

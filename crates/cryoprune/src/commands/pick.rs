@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cryoprune pick --model picker/ --micrographs 'Micrographs/*.mrc' --out picks/ --format star
-//! cryoprune pick --model picker/ --micrographs 'mics/*.jpg' --out picks.star --threshold 1.5
+//! cryoprune pick --model picker/ --micrographs 'mics/*.jpg' --out picks.cs --threshold 1.5
 //! cryoprune pick --model picker/ --micrographs 'mics/*.mrc' --out boxes/ --format box --min-distance 60 --skip-existing
 //! ```
 
@@ -33,9 +33,9 @@ pub struct Args {
     /// A folder (one file per micrograph) or, for star, cs and csv, one file.
     #[arg(long)]
     out: PathBuf,
-    /// star, cs, box, cbox, topaz or csv.
-    #[arg(long, default_value = "star")]
-    format: PickFormat,
+    /// star, cs, box, cbox, topaz or csv (default: --out's extension, else star).
+    #[arg(long)]
+    format: Option<PickFormat>,
     /// Score (log-odds) a pick needs; default: the picker's best-F1 threshold.
     #[arg(long)]
     threshold: Option<f64>,
