@@ -561,27 +561,28 @@ impl StartingWeights {
             );
         }
         let path = pretrained.path(arch)?;
-        if path.is_none() && pretrained == Pretrained::ImageNet {
-            events.note(format!(
-                "starting weights: none ({arch} has no ImageNet weights)"
-            ));
-        }
-        if let (Pretrained::Cryo, Some(w)) = (&pretrained, shipped) {
-            events.note(format!(
-                "starting weights: cryoprune's cryo-EM backbone {} (SHA-256 {}…; --pretrained \
-                 none trains from scratch)",
-                w.name,
-                &w.sha256[..16]
-            ));
-        }
         let sha256 = match &path {
             Some(p) => Some(sha256_hex(
                 &std::fs::read(p).map_err(|e| Error::Io(p.clone(), e))?,
             )),
             None => None,
         };
+        let described = pretrained.describe(path.as_deref());
+        // One line for every start, so each job says once what it started from.
+        let said = match (&pretrained, shipped, &sha256) {
+            (Pretrained::Cryo, Some(w), _) => format!(
+                "cryoprune's cryo-EM backbone {} (SHA-256 {}…; --pretrained none trains from \
+                 scratch)",
+                w.name,
+                &w.sha256[..16]
+            ),
+            (Pretrained::ImageNet, _, None) => format!("none ({arch} has no ImageNet weights)"),
+            (_, _, Some(sha)) => format!("{described} (SHA-256 {}…)", &sha[..16]),
+            (_, _, None) => described.clone(),
+        };
+        events.note(format!("starting weights: {said}"));
         Ok(StartingWeights {
-            described: pretrained.describe(path.as_deref()),
+            described,
             path,
             sha256,
         })

@@ -180,10 +180,11 @@ fn initial_network(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<(Pick
             .map(Pretrained::parse)
             .transpose()?
         {
-            None | Some(Pretrained::None) => Ok((
-                PickerNet::seeded(PickerArch::Fcn, cfg.seed),
-                Pretrained::None.describe(None),
-            )),
+            None | Some(Pretrained::None) => {
+                let start = Pretrained::None.describe(None);
+                events.note(format!("starting weights: {start}"));
+                Ok((PickerNet::seeded(PickerArch::Fcn, cfg.seed), start))
+            }
             Some(_) => invalid!(
                 "--pretrained {}: the fcn network trains from scratch; pretrained backbones fit \
                  --network small",
@@ -211,8 +212,8 @@ fn train_on(
     started: Instant,
     events: &dyn Events,
 ) -> Result<PickerSpec> {
+    events.note(format!("network {}", cfg.network));
     let (net, start) = initial_network(cfg, events)?;
-    events.note(format!("network {}, starting from {start}", cfg.network));
     // The pixel size matters only for sizes given in Å; only then is a micrograph read for its
     // header here (it is decoded again below, binned).
     let in_angstrom =
