@@ -5,8 +5,9 @@
 # crYOLO, Topaz and DeepPicker picked, next to those pickers' own picks and, when TOPAZ (a
 # `topaz` executable from the topaz-em package, with torch) is set, Topaz's pretrained general
 # model (resnet16_u64, micrographs downsampled 8x, radius 7). Then the same on simulated
-# micrographs of RELION's ref_model (sim_ref_model.sh, realistic preset): train on sim_0001-0006,
-# test on sim_0007-0010 against every particle placed (radius 25 px, half the 50 px particle).
+# micrographs (realistic preset) of RELION's ref_model (sim_ref_model.sh) and of ASPIRE's 70S
+# ribosome, neither seen in pretraining: train on sim_0001-0006, test on sim_0007-0010 against
+# every particle placed (radius: half the particle, 25 and 24 px).
 # Writes OUT/picker.md; extra arguments go to every `picker train`.
 #
 #   crates/cryoprune/benches/picker.sh [OUT_DIR] [PICKER_TRAIN_ARGS...]
@@ -96,28 +97,42 @@ PY
     done
 fi
 
-# Simulated: a structure and junk the picker never saw, every particle's centre known.
-sim="$out/sim_realistic"
-CRYOPRUNE="$bin" "$root/crates/cryoprune/benches/sim_ref_model.sh" realistic "$sim"
-radius=25
-tr=$(for i in 1 2 3 4 5 6; do echo "$sim/micrographs/sim_000$i.mrc"; done)
-te=$(for i in 7 8 9 10; do printf '%s/micrographs/sim_%04d.mrc\n' "$sim" "$i"; done)
-python3 - "$sim/particles.csv" "$out/sim_test_truth.csv" <<'PY'
+# Simulated: structures and junk the picker never saw, every particle's centre known. Trained on
+# sim_0001-0006 (2 of them validating), scored on sim_0007-0010.
+simulated() { # NAME SIM_DIR BOX RADIUS
+    local name="$1" sim="$2" box="$3"
+    radius="$4"
+    local tr te start
+    tr=$(for i in 1 2 3 4 5 6; do echo "$sim/micrographs/sim_000$i.mrc"; done)
+    te=$(for i in 7 8 9 10; do printf '%s/micrographs/sim_%04d.mrc\n' "$sim" "$i"; done)
+    python3 - "$sim/particles.csv" "$out/${name}_test_truth.csv" <<'PY'
 import sys
 rows = open(sys.argv[1]).read().splitlines()
 test = {f"sim_{i:04d}" for i in range(7, 11)}
 open(sys.argv[2], "w").write("\n".join([rows[0]] + [r for r in rows[1:] if r.split(",")[0] in test]) + "\n")
 PY
-start=$(date +%s)
-# shellcheck disable=SC2086
-"$bin" picker train --micrographs $tr --picks "$sim/particles.csv" --box 76 --validation 2 \
-    "${extra[@]}" --out "$out/sim_picker" > "$out/sim_train.log" 2>&1
-echo "simulated picker train: $(( $(date +%s) - start )) s" >> "$out/times.txt"
-# shellcheck disable=SC2086
-"$bin" pick --model "$out/sim_picker" --micrographs $te --out "$out/sim_picks.star" > /dev/null 2>&1
-# shellcheck disable=SC2086
-"$bin" pick --model "$out/sim_picker" --micrographs $te --threshold=-8 --out "$out/sim_all.star" > /dev/null 2>&1
-score cryoprune "sim 7-10" "$out/sim_picks.star" - - "$out/sim_test_truth.csv"
-score "cryoprune (every peak)" "sim 7-10" "$out/sim_all.star" - - "$out/sim_test_truth.csv"
-score "simulated picker (its picks)" "sim 7-10" "$sim/picks.star" - - "$out/sim_test_truth.csv"
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    "$bin" picker train --micrographs $tr --picks "$sim/particles.csv" --box "$box" --validation 2 \
+        "${extra[@]}" --out "$out/${name}_picker" > "$out/${name}_train.log" 2>&1
+    echo "$name picker train: $(( $(date +%s) - start )) s" >> "$out/times.txt"
+    # shellcheck disable=SC2086
+    "$bin" pick --model "$out/${name}_picker" --micrographs $te --out "$out/${name}_picks.star" > /dev/null 2>&1
+    # shellcheck disable=SC2086
+    "$bin" pick --model "$out/${name}_picker" --micrographs $te --threshold=-8 --out "$out/${name}_all.star" > /dev/null 2>&1
+    local truth="$out/${name}_test_truth.csv"
+    score cryoprune "$name 7-10" "$out/${name}_picks.star" - - "$truth"
+    score "cryoprune (every peak)" "$name 7-10" "$out/${name}_all.star" - - "$truth"
+    score "simulated picker (its picks)" "$name 7-10" "$sim/picks.star" - - "$truth"
+}
+# RELION's ref_model (sim_ref_model.sh): a 50 px particle, a 76 px box.
+CRYOPRUNE="$bin" "$root/crates/cryoprune/benches/sim_ref_model.sh" realistic "$out/sim_realistic"
+simulated sim "$out/sim_realistic" 76 25
+# ASPIRE's 70S ribosome, the other structure kept out of pretraining. Its map's header gives no
+# voxel size, so `simulate` takes a voxel as one pixel: at 1 Å/px the particle spans 48 px.
+ribosome="$out/sim_ribosome"
+[ -d "$ribosome" ] || "$bin" simulate --out "$ribosome" \
+    --map "$root/../shared/data/sources/aspire/clean70SRibosome_vol_65p.mrc" --pixel 1.0 \
+    --count 10 --size 1024 --preset realistic --seed 202 --no-previews > /dev/null
+simulated ribosome "$ribosome" 72 24
 cat "$out/picker.md" "$out/times.txt"
