@@ -17,7 +17,7 @@
 
 use std::mem::MaybeUninit;
 
-use burn::module::Param;
+use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::optim::decay::WeightDecayConfig;
@@ -750,18 +750,17 @@ impl ConvLayer {
         bn.gamma = state.gamma.write(bn.gamma);
         bn.beta = state.beta.write(bn.beta);
         let device = bn.running_mean.value().device();
-        for (running, values) in [
-            (&bn.running_mean, &state.running_mean),
-            (&bn.running_var, &state.running_var),
-        ] {
-            running.update(Tensor::from_data(
-                TensorData::new(values.clone(), [self.conv.c_out]),
+        let fresh = |values: &[f32]| {
+            RunningState::new(Tensor::from_data(
+                TensorData::new(values.to_vec(), [self.conv.c_out]),
                 &device,
-            ));
-            // burn keeps an update pending until the state is read in sync; saving and the
-            // inference path read the stored value, which this makes current.
-            running.value_sync();
-        }
+            ))
+        };
+        // New states rather than an update of the old: burn's clones of a module share its
+        // running states, so updating them would change every network kept from an earlier
+        // epoch (the picker's best epoch was saved with the last epoch's statistics).
+        bn.running_mean = fresh(&state.running_mean);
+        bn.running_var = fresh(&state.running_var);
         (self.write_conv(conv), bn)
     }
 

@@ -575,6 +575,39 @@ fn picker_moves_as_burn_moves_it(arch: PickerArch) {
 }
 
 #[test]
+fn a_picker_kept_from_an_earlier_epoch_keeps_its_own_statistics() {
+    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let size = 24;
+    let net = PickerNet::seeded(PickerArch::Small, 3);
+    let outputs = LABELS.len() * (size / net.stride()) * (size / net.stride());
+    let mut trainer = PickerTrainer::new(&net).expect("the picker trains on the CPU");
+    let mut step = |trainer: &mut PickerTrainer, seed: u64| {
+        let batch = images(seed, size);
+        let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
+        let targets: Vec<f32> = (0..outputs).map(|i| f32::from(i % 5 == 0)).collect();
+        let weights = vec![1.0; outputs];
+        let loss = |z: &[f32]| cryoprune_train::picker::cross_entropy(z, &targets, &weights);
+        trainer.step(&refs, size, loss, &SGD);
+    };
+    step(&mut trainer, 1);
+    let net = trainer.write(net);
+    // What the picker's training keeps as its best epoch.
+    let kept = net.clone();
+    let then = tensors(&kept);
+    step(&mut trainer, 2);
+    let net = trainer.write(net);
+    assert_eq!(
+        tensors(&kept),
+        then,
+        "the kept network is as it was written"
+    );
+    let now = tensors(&net);
+    for name in then.keys().filter(|k| k.contains("running")) {
+        assert_ne!(now[name], then[name], "{name} moved with the second step");
+    }
+}
+
+#[test]
 fn the_picker_moves_as_burn_moves_it() {
     picker_moves_as_burn_moves_it(PickerArch::Fcn);
 }
