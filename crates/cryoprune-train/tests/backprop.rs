@@ -581,7 +581,7 @@ fn a_picker_kept_from_an_earlier_epoch_keeps_its_own_statistics() {
     let net = PickerNet::seeded(PickerArch::Small, 3);
     let outputs = LABELS.len() * (size / net.stride()) * (size / net.stride());
     let mut trainer = PickerTrainer::new(&net).expect("the picker trains on the CPU");
-    let mut step = |trainer: &mut PickerTrainer, seed: u64| {
+    let step = |trainer: &mut PickerTrainer, seed: u64| {
         let batch = images(seed, size);
         let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
         let targets: Vec<f32> = (0..outputs).map(|i| f32::from(i % 5 == 0)).collect();
