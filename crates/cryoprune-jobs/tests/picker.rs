@@ -95,6 +95,12 @@ fn a_picker_trained_on_three_micrographs_finds_the_particles_of_another() {
     assert_eq!(spec.training.train_micrographs.len(), 3);
     assert_eq!(spec.training.validation_micrographs.len(), 1);
     assert!(spec.threshold.is_finite());
+    // The threshold was chosen on all four micrographs, and the record says how each side did.
+    let train = spec.training.train_at_threshold.unwrap();
+    let val = spec.training.validation.unwrap();
+    assert_eq!(train.threshold, Some(spec.threshold));
+    assert_eq!(val.threshold, Some(spec.threshold));
+    assert!(train.f1 > 0.7 && val.f1 > 0.5, "{train:?} {val:?}");
     let (_, loaded) = PickerDir::new(&model).load().unwrap();
     assert_eq!(loaded.weights_sha256, spec.weights_sha256);
     assert!(model.join("curves.png").exists() && model.join("history.csv").exists());

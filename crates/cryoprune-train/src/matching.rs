@@ -118,6 +118,12 @@ impl Curve {
         self.truth += truth;
     }
 
+    /// Adds every pick of `other`, as if its micrographs had been added here.
+    pub fn merge(&mut self, other: &Curve) {
+        self.picks.extend_from_slice(&other.picks);
+        self.truth += other.truth;
+    }
+
     fn sorted(&self) -> Vec<(Option<f64>, bool)> {
         let mut p = self.picks.clone();
         p.sort_by(|a, b| {

@@ -319,9 +319,14 @@ pub struct Trained {
     pub net: PickerNet,
     pub history: Vec<EpochStats>,
     pub best_epoch: usize,
-    /// The validation picks at the best epoch's best threshold (None without validation).
+    /// Log-odds with the best F1 over the training and validation micrographs together (0,
+    /// even odds, when no peak matched a pick).
+    pub threshold: f64,
+    /// The validation micrographs' picks at `threshold` (None without validation).
     pub validation: Option<Point>,
     pub validation_ap: Option<f64>,
+    /// The training micrographs' picks at `threshold`.
+    pub training: Point,
     /// The share of the training micrographs' map pixels that are targets.
     pub positive_fraction: f64,
 }
@@ -442,15 +447,11 @@ pub fn train(
             val_macro_f1: None,
             seconds: 0.0,
         };
-        let mut point = None;
-        let mut ap = None;
         if !val.is_empty() {
-            let v = validate(&fused, val, s, pos_weight, 1);
+            let v = validate(&fused, val, s, pos_weight);
             stats.val_loss = Some(v.loss);
             stats.val_accuracy = Some(v.accuracy);
             stats.val_macro_f1 = Some(v.best.map_or(0.0, |p| p.f1));
-            point = v.best;
-            ap = v.ap;
         }
         stats.seconds = start.elapsed().as_secs_f64();
         let score = stats.val_macro_f1.unwrap_or(epoch as f64);
@@ -462,8 +463,6 @@ pub fn train(
                 score,
                 epoch,
                 net: net.clone(),
-                point,
-                ap,
             });
         }
         history.push(stats.clone());
@@ -472,22 +471,56 @@ pub fn train(
             break;
         }
     }
-    let mut best = best.expect("at least one epoch");
-    // The epoch was chosen on single views (cheaper each epoch); its threshold and figures come
-    // from the views `pick` will average, whose log-odds are steadier.
-    if s.views > 1 && !val.is_empty() {
-        let v = validate(&FusedPicker::new(&best.net), val, s, pos_weight, s.views);
-        best.point = v.best;
-        best.ap = v.ap;
-    }
+    let best = best.expect("at least one epoch");
+    // The threshold is the best F1 over every micrograph with picks, the training ones too, in
+    // the views `pick` will average. The validation micrographs alone are few (two by default),
+    // and where their annotation is sparser or their ice odder than the rest, their best
+    // threshold lands far from the one that picks best elsewhere; the training micrographs,
+    // seen under random patches and turns rather than learnt pick by pick, triple the evidence
+    // (BENCHMARKS.md, "Where the threshold comes from").
+    let fused = FusedPicker::new(&best.net);
+    let val_curve = picks_curve(&fused, val, s, s.views);
+    let train_curve = picks_curve(&fused, train, s, s.views);
+    let threshold = pooled_threshold(&val_curve, &train_curve);
+    let has_val = !val.is_empty();
     Trained {
         net: best.net,
         history,
         best_epoch: best.epoch,
-        validation: best.point,
-        validation_ap: best.ap,
+        threshold,
+        validation: has_val.then(|| val_curve.at(Some(threshold))),
+        validation_ap: if has_val {
+            val_curve.average_precision()
+        } else {
+            None
+        },
+        training: train_curve.at(Some(threshold)),
         positive_fraction,
     }
+}
+
+/// The log-odds with the best F1 over both curves' micrographs together; 0 (even odds) when no
+/// peak matched a pick.
+fn pooled_threshold(a: &Curve, b: &Curve) -> f64 {
+    let mut both = a.clone();
+    both.merge(b);
+    both.best().and_then(|p| p.threshold).unwrap_or(0.0)
+}
+
+/// The peaks of every micrograph of `examples` (down to [`PEAK_FLOOR`]) matched to its picks.
+fn picks_curve(fused: &FusedPicker, examples: &[Example], s: &PickerTraining, views: u8) -> Curve {
+    let mut curve = Curve::default();
+    for e in examples {
+        add_peaks(&mut curve, e, &score(fused, &e.prepared, views), s);
+    }
+    curve
+}
+
+/// Adds the peaks of `map`, `e`'s score map, matched to `e`'s picks, to `curve`.
+fn add_peaks(curve: &mut Curve, e: &Example, map: &ScoreMap, s: &PickerTraining) {
+    let candidates = candidates(&e.prepared, map, s.min_distance, PEAK_FLOOR);
+    let matched = match_greedy(&candidates, &e.picks, s.match_radius);
+    curve.add(&candidates, &matched, e.picks.len());
 }
 
 /// The epoch kept so far.
@@ -495,8 +528,6 @@ struct Best {
     score: f64,
     epoch: usize,
     net: PickerNet,
-    point: Option<Point>,
-    ap: Option<f64>,
 }
 
 /// Counts correct pixels per class (logit ≥ 0 for a particle) among the weighted ones.
@@ -629,24 +660,23 @@ struct Validation {
     loss: f64,
     accuracy: f64,
     best: Option<Point>,
-    ap: Option<f64>,
 }
 
-/// Whole validation micrographs through the network: the weighted loss and balanced accuracy
-/// over their pixels, and the picks' precision-recall curve against their picks.
+/// Whole validation micrographs through the network, one view each (cheaper every epoch; the
+/// threshold is chosen afterwards on the views `pick` averages): the weighted loss and balanced
+/// accuracy over their pixels, and the best point of the picks' precision-recall curve.
 fn validate(
     fused: &FusedPicker,
     val: &[Example],
     s: &PickerTraining,
     pos_weight: f32,
-    views: u8,
 ) -> Validation {
     let mut curve = Curve::default();
     let (mut loss, mut weight) = (0.0, 0.0);
     let (mut correct, mut counted) = ([0.0; 2], [0.0; 2]);
     for e in val {
         let p = &e.prepared;
-        let map = score(fused, p, views);
+        let map = score(fused, p, 1);
         let t = p.targets(&e.picks, s.target_radius / p.map_pixel());
         let w: Vec<f32> = t
             .iter()
@@ -658,15 +688,12 @@ fn validate(
             weight += f64::from(w);
         }
         tally(&map.data, &t, &w, &mut correct, &mut counted);
-        let candidates = candidates(p, &map, s.min_distance, PEAK_FLOOR);
-        let matched = match_greedy(&candidates, &e.picks, s.match_radius);
-        curve.add(&candidates, &matched, e.picks.len());
+        add_peaks(&mut curve, e, &map, s);
     }
     Validation {
         loss: loss / weight.max(f64::MIN_POSITIVE),
         accuracy: balanced(&correct, &counted),
         best: curve.best(),
-        ap: curve.average_precision(),
     }
 }
 
@@ -869,6 +896,33 @@ mod tests {
         // Odd sides: the map of one view, one pixel per two, rounded up.
         let odd = at(Image::zeros(35, 27));
         assert_eq!((odd.w, odd.h, odd.data.len()), (18, 14, 18 * 14));
+    }
+
+    #[test]
+    fn the_threshold_is_the_best_over_training_and_validation_micrographs_together() {
+        let c = |s: f64| Candidate {
+            x: 0.0,
+            y: 0.0,
+            score: Some(s),
+        };
+        // Validation alone: its best threshold is 5 (F1 0.8; 0.57 at 2). The training
+        // micrographs' particles just above 2 make 2.2 the best of both (F1 0.86 against 0.6
+        // at 5).
+        let mut val = Curve::default();
+        val.add(
+            &[c(6.0), c(5.0), c(3.0), c(2.0)],
+            &[true, true, false, false],
+            3,
+        );
+        let mut train = Curve::default();
+        train.add(
+            &[c(7.0), c(2.5), c(2.4), c(2.2), c(1.0)],
+            &[true, true, true, true, false],
+            4,
+        );
+        assert_eq!(val.best().and_then(|p| p.threshold), Some(5.0));
+        assert_eq!(pooled_threshold(&val, &train), 2.2);
+        assert_eq!(pooled_threshold(&Curve::default(), &Curve::default()), 0.0);
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub struct PickerSpec {
     pub target_radius: f64,
     /// Non-maximum suppression distance, micrograph pixels.
     pub min_distance: f64,
-    /// Default score threshold (log-odds) for `pick`: the best F1 on the validation micrographs.
+    /// Default score threshold (log-odds) for `pick`: the best F1 on the training and validation
+    /// micrographs together (on the validation micrographs alone before 2026-12-05).
     pub threshold: f64,
     /// Views of each micrograph whose score maps are averaged (`picker::score`); pickers from
     /// before it existed scored one.
@@ -91,6 +92,8 @@ pub struct PickerRecord {
     /// The validation micrographs' picks at `threshold`.
     pub validation: Option<Point>,
     pub validation_average_precision: Option<f64>,
+    /// The training micrographs' picks at `threshold` (None in pickers from before it was kept).
+    pub train_at_threshold: Option<Point>,
     pub seconds: f64,
 }
 

@@ -67,7 +67,8 @@ pub struct PickerTrainConfig {
     /// Particles per micrograph there really are (on average), for the positive-unlabelled
     /// prior.
     pub expected_particles: Option<f64>,
-    /// Micrographs held out to choose the epoch and threshold; by default a fifth (at least 1).
+    /// Micrographs held out to choose the epoch, and to choose the threshold with the training
+    /// ones; by default a fifth (at least 1).
     pub validation: Option<usize>,
     /// Target blob radius in pixels; a quarter of the diameter by default.
     pub target_radius: Option<f64>,
@@ -357,6 +358,7 @@ fn train_on(
         match_radius: settings.match_radius,
         validation: trained.validation,
         validation_average_precision: trained.validation_ap,
+        train_at_threshold: Some(trained.training),
         seconds: started.elapsed().as_secs_f64(),
     };
     let mut spec = PickerSpec {
@@ -371,24 +373,33 @@ fn train_on(
         normalize: prep.normalize,
         target_radius: settings.target_radius,
         min_distance: settings.min_distance,
-        threshold: trained.validation.and_then(|p| p.threshold).unwrap_or(0.0),
+        threshold: trained.threshold,
         views: settings.views,
         training: record,
         weights_file: String::new(),
         weights_sha256: String::new(),
     };
     PickerDir::new(&cfg.out).save(&trained.net, &mut spec, &trained.history)?;
-    let v = trained.validation;
+    let t = &trained.training;
+    let validation = match (trained.validation, trained.validation_ap) {
+        (Some(v), ap) => format!(
+            "; validation micrographs: precision {:.3}, recall {:.3}, F1 {:.3}, average precision {}",
+            v.precision,
+            v.recall,
+            v.f1,
+            ap.map_or("-".into(), |a| format!("{a:.3}"))
+        ),
+        (None, _) => String::new(),
+    };
     events.output(format!(
-        "picker saved to {} (best epoch {} of {}); on the validation micrographs at score >= {:.3}: precision {:.3}, recall {:.3}, F1 {:.3}, average precision {}",
+        "picker saved to {} (best epoch {} of {}); threshold {:.3}, the best F1 over the training and validation micrographs; at it, training micrographs: precision {:.3}, recall {:.3}, F1 {:.3}{validation}",
         cfg.out.display(),
         trained.best_epoch,
         trained.history.len(),
         spec.threshold,
-        v.map_or(0.0, |p| p.precision),
-        v.map_or(0.0, |p| p.recall),
-        v.map_or(0.0, |p| p.f1),
-        trained.validation_ap.map_or("-".into(), |a| format!("{a:.3}")),
+        t.precision,
+        t.recall,
+        t.f1,
     ));
     Ok(spec)
 }

@@ -32,7 +32,8 @@ pub struct PickConfig {
     pub out: PathBuf,
     /// The format written; the one `out`'s extension names, else STAR, if None.
     pub format: Option<PickFormat>,
-    /// Log-odds a peak needs; the picker's own (best F1 on its validation micrographs) if None.
+    /// Log-odds a peak needs; the picker's own (best F1 on its training and validation
+    /// micrographs together) if None.
     pub threshold: Option<f64>,
     /// Peaks closer than this (pixels) are one particle; the picker's own if None.
     pub min_distance: Option<f64>,

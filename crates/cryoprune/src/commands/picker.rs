@@ -2,8 +2,8 @@
 //! guide to supervised picker training describes: micrographs binned so a particle spans a
 //! fixed number of pixels, a fully convolutional network trained on patches to mark a blob at
 //! every pick (the picker's own from scratch, or the small network from the cryo-EM backbone
-//! with `--network small`), a validation split by micrograph that chooses the epoch and the
-//! score threshold, curves and a diagnosis in plain words. Then `cryoprune pick` picks every
+//! with `--network small`), a validation split by micrograph that chooses the epoch, a score
+//! threshold chosen on every micrograph with picks, curves and a diagnosis in plain words. Then `cryoprune pick` picks every
 //! micrograph with it.
 //!
 //! ```text
@@ -98,7 +98,8 @@ struct TrainArgs {
     /// Robust micrograph normalisation (percentile clip, helps with junk); off: mean and deviation.
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     normalize: bool,
-    /// Micrographs held out to choose the epoch and threshold (default: a fifth, at least 1).
+    /// Micrographs held out to choose the epoch, and to choose the threshold with the training
+    /// ones (default: a fifth, at least 1).
     #[arg(long)]
     validation: Option<usize>,
     /// Target blob radius in pixels (default: a quarter of the diameter).
