@@ -327,6 +327,8 @@ pub struct Trained {
     pub validation_ap: Option<f64>,
     /// The training micrographs' picks at `threshold`.
     pub training: Point,
+    /// Each labelled micrograph (validation first) at `threshold`.
+    pub micrographs: Vec<MicrographFit>,
     /// The share of the training micrographs' map pixels that are targets.
     pub positive_fraction: f64,
 }
@@ -479,10 +481,21 @@ pub fn train(
     // seen under random patches and turns rather than learnt pick by pick, triple the evidence
     // (BENCHMARKS.md, "Where the threshold comes from").
     let fused = FusedPicker::new(&best.net);
-    let val_curve = picks_curve(&fused, val, s, s.views);
-    let train_curve = picks_curve(&fused, train, s, s.views);
+    let val_curves = picks_curves(&fused, val, s, s.views);
+    let train_curves = picks_curves(&fused, train, s, s.views);
+    let (val_curve, train_curve) = (merged(&val_curves), merged(&train_curves));
     let threshold = pooled_threshold(&val_curve, &train_curve);
     let has_val = !val.is_empty();
+    let micrographs = val
+        .iter()
+        .zip(&val_curves)
+        .chain(train.iter().zip(&train_curves))
+        .map(|(e, c)| MicrographFit {
+            name: e.name.clone(),
+            picks: e.picks.len(),
+            point: c.at(Some(threshold)),
+        })
+        .collect();
     Trained {
         net: best.net,
         history,
@@ -495,8 +508,44 @@ pub fn train(
             None
         },
         training: train_curve.at(Some(threshold)),
+        micrographs,
         positive_fraction,
     }
+}
+
+/// One labelled micrograph's peaks at the chosen threshold against its picks.
+#[derive(Debug, Clone)]
+pub struct MicrographFit {
+    pub name: String,
+    pub picks: usize,
+    pub point: Point,
+}
+
+impl MicrographFit {
+    /// Peaks at the threshold per pick.
+    fn found_per_pick(&self) -> f64 {
+        self.point.picks as f64 / self.picks.max(1) as f64
+    }
+}
+
+/// The micrographs where the network finds at least half as many particles again per pick as on
+/// the median labelled micrograph (and at least ten more than their picks, so a few stray peaks
+/// on a sparsely populated micrograph do not count). Either their picks are incomplete (a
+/// micrograph picked more sparsely than the rest teaches its missed particles as background
+/// and, as validation, pulls the threshold towards precision), or something on them looks like
+/// particles to the network; the counts cannot tell which, so the user should look. Needs three
+/// micrographs for a median to mean anything; picks missing particles everywhere alike cannot
+/// be seen this way.
+pub fn incomplete_picks(fits: &[MicrographFit]) -> Vec<&MicrographFit> {
+    if fits.len() < 3 {
+        return Vec::new();
+    }
+    let mut ratios: Vec<f64> = fits.iter().map(MicrographFit::found_per_pick).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    fits.iter()
+        .filter(|f| f.found_per_pick() >= 1.5 * median && f.point.picks >= f.picks + 10)
+        .collect()
 }
 
 /// The log-odds with the best F1 over both curves' micrographs together; 0 (even odds) when no
@@ -507,13 +556,29 @@ fn pooled_threshold(a: &Curve, b: &Curve) -> f64 {
     both.best().and_then(|p| p.threshold).unwrap_or(0.0)
 }
 
-/// The peaks of every micrograph of `examples` (down to [`PEAK_FLOOR`]) matched to its picks.
-fn picks_curve(fused: &FusedPicker, examples: &[Example], s: &PickerTraining, views: u8) -> Curve {
-    let mut curve = Curve::default();
-    for e in examples {
-        add_peaks(&mut curve, e, &score(fused, &e.prepared, views), s);
+/// The peaks of each micrograph of `examples` (down to [`PEAK_FLOOR`]) matched to its picks.
+fn picks_curves(
+    fused: &FusedPicker,
+    examples: &[Example],
+    s: &PickerTraining,
+    views: u8,
+) -> Vec<Curve> {
+    examples
+        .iter()
+        .map(|e| {
+            let mut curve = Curve::default();
+            add_peaks(&mut curve, e, &score(fused, &e.prepared, views), s);
+            curve
+        })
+        .collect()
+}
+
+fn merged(curves: &[Curve]) -> Curve {
+    let mut all = Curve::default();
+    for c in curves {
+        all.merge(c);
     }
-    curve
+    all
 }
 
 /// Adds the peaks of `map`, `e`'s score map, matched to `e`'s picks, to `curve`.
@@ -923,6 +988,47 @@ mod tests {
         assert_eq!(val.best().and_then(|p| p.threshold), Some(5.0));
         assert_eq!(pooled_threshold(&val, &train), 2.2);
         assert_eq!(pooled_threshold(&Curve::default(), &Curve::default()), 0.0);
+    }
+
+    #[test]
+    fn a_micrograph_picked_more_sparsely_than_the_rest_is_named() {
+        let fit = |name: &str, picks: usize, found: usize| {
+            MicrographFit {
+                name: name.into(),
+                picks,
+                point: crate::matching::Curve::default().at(None),
+            }
+            .with_found(found)
+        };
+        // EMPIAR-10017's six labelled micrographs at the default picker's threshold: 15_07_41
+        // has 392 picks where the network finds 689 particles (1.76 per pick; median 1.12).
+        let six = [
+            fit("14_57_34", 695, 775),
+            fit("15_07_41", 392, 689),
+            fit("15_14_01", 639, 739),
+            fit("15_27_22", 616, 609),
+            fit("16_48_06", 648, 722),
+            fit("16_55_40", 666, 744),
+        ];
+        let named: Vec<&str> = incomplete_picks(&six)
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(named, ["15_07_41"]);
+        // Too few micrographs to tell, a few stray peaks, and evenly sparse picks.
+        assert!(incomplete_picks(&six[..2]).is_empty());
+        let mut stray = six.clone();
+        stray[1] = fit("15_07_41", 4, 12);
+        assert!(incomplete_picks(&stray).is_empty());
+        let even: Vec<MicrographFit> = (0..4).map(|i| fit(&i.to_string(), 300, 600)).collect();
+        assert!(incomplete_picks(&even).is_empty());
+    }
+
+    impl MicrographFit {
+        fn with_found(mut self, found: usize) -> Self {
+            self.point.picks = found;
+            self
+        }
     }
 
     #[test]

@@ -444,6 +444,15 @@ fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
             ));
         }
     }
+    for fit in cryoprune_train::picker::incomplete_picks(&trained.micrographs) {
+        out.push(format!(
+            "{}: {} picks, but the picker finds {} particles there at its threshold, many more \
+             per pick than on the other micrographs. Look at it: either its picks are \
+             incomplete (complete them, or leave the micrograph out: particles without a pick \
+             are taught as background), or something on it looks like particles to the picker.",
+            fit.name, fit.picks, fit.point.picks
+        ));
+    }
     if trained.validation.is_some_and(|p| p.true_positives == 0) {
         out.push(
             "The model outputs no particles on the validation micrographs. Keep class weights \
