@@ -536,7 +536,7 @@ impl MicrographFit {
 /// particles to the network; the counts cannot tell which, so the user should look. Needs three
 /// micrographs for a median to mean anything; picks missing particles everywhere alike cannot
 /// be seen this way.
-pub fn incomplete_picks(fits: &[MicrographFit]) -> Vec<&MicrographFit> {
+pub fn outlying_micrographs(fits: &[MicrographFit]) -> Vec<&MicrographFit> {
     if fits.len() < 3 {
         return Vec::new();
     }
@@ -1010,18 +1010,18 @@ mod tests {
             fit("16_48_06", 648, 722),
             fit("16_55_40", 666, 744),
         ];
-        let named: Vec<&str> = incomplete_picks(&six)
+        let named: Vec<&str> = outlying_micrographs(&six)
             .iter()
             .map(|f| f.name.as_str())
             .collect();
         assert_eq!(named, ["15_07_41"]);
         // Too few micrographs to tell, a few stray peaks, and evenly sparse picks.
-        assert!(incomplete_picks(&six[..2]).is_empty());
+        assert!(outlying_micrographs(&six[..2]).is_empty());
         let mut stray = six.clone();
         stray[1] = fit("15_07_41", 4, 12);
-        assert!(incomplete_picks(&stray).is_empty());
+        assert!(outlying_micrographs(&stray).is_empty());
         let even: Vec<MicrographFit> = (0..4).map(|i| fit(&i.to_string(), 300, 600)).collect();
-        assert!(incomplete_picks(&even).is_empty());
+        assert!(outlying_micrographs(&even).is_empty());
     }
 
     impl MicrographFit {

@@ -444,7 +444,7 @@ fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
             ));
         }
     }
-    for fit in cryoprune_train::picker::incomplete_picks(&trained.micrographs) {
+    for fit in cryoprune_train::picker::outlying_micrographs(&trained.micrographs) {
         out.push(format!(
             "{}: {} picks, but the picker finds {} particles there at its threshold, many more \
              per pick than on the other micrographs. Look at it: either its picks are \
