@@ -484,7 +484,7 @@ pub fn train(
     let val_curves = picks_curves(&fused, val, s, s.views);
     let train_curves = picks_curves(&fused, train, s, s.views);
     let (val_curve, train_curve) = (merged(&val_curves), merged(&train_curves));
-    let threshold = pooled_threshold(&val_curve, &train_curve);
+    let threshold = best_threshold(&merged([&val_curve, &train_curve]));
     let has_val = !val.is_empty();
     let micrographs = val
         .iter()
@@ -548,12 +548,9 @@ pub fn outlying_micrographs(fits: &[MicrographFit]) -> Vec<&MicrographFit> {
         .collect()
 }
 
-/// The log-odds with the best F1 over both curves' micrographs together; 0 (even odds) when no
-/// peak matched a pick.
-fn pooled_threshold(a: &Curve, b: &Curve) -> f64 {
-    let mut both = a.clone();
-    both.merge(b);
-    both.best().and_then(|p| p.threshold).unwrap_or(0.0)
+/// The log-odds with the best F1 on `curve`; 0 (even odds) when no peak matched a pick.
+fn best_threshold(curve: &Curve) -> f64 {
+    curve.best().and_then(|p| p.threshold).unwrap_or(0.0)
 }
 
 /// The peaks of each micrograph of `examples` (down to [`PEAK_FLOOR`]) matched to its picks.
@@ -573,7 +570,7 @@ fn picks_curves(
         .collect()
 }
 
-fn merged(curves: &[Curve]) -> Curve {
+fn merged<'a>(curves: impl IntoIterator<Item = &'a Curve>) -> Curve {
     let mut all = Curve::default();
     for c in curves {
         all.merge(c);
@@ -986,19 +983,24 @@ mod tests {
             4,
         );
         assert_eq!(val.best().and_then(|p| p.threshold), Some(5.0));
-        assert_eq!(pooled_threshold(&val, &train), 2.2);
-        assert_eq!(pooled_threshold(&Curve::default(), &Curve::default()), 0.0);
+        assert_eq!(best_threshold(&merged([&val, &train])), 2.2);
+        assert_eq!(best_threshold(&Curve::default()), 0.0);
     }
 
     #[test]
     fn a_micrograph_picked_more_sparsely_than_the_rest_is_named() {
-        let fit = |name: &str, picks: usize, found: usize| {
-            MicrographFit {
-                name: name.into(),
-                picks,
-                point: crate::matching::Curve::default().at(None),
-            }
-            .with_found(found)
+        // Only the picks and the peaks found count here.
+        let fit = |name: &str, picks: usize, found: usize| MicrographFit {
+            name: name.into(),
+            picks,
+            point: Point {
+                threshold: Some(1.92),
+                picks: found,
+                true_positives: 0,
+                precision: 0.0,
+                recall: 0.0,
+                f1: 0.0,
+            },
         };
         // EMPIAR-10017's six labelled micrographs at the default picker's threshold: 15_07_41
         // has 392 picks where the network finds 689 particles (1.76 per pick; median 1.12).
@@ -1022,13 +1024,6 @@ mod tests {
         assert!(outlying_micrographs(&stray).is_empty());
         let even: Vec<MicrographFit> = (0..4).map(|i| fit(&i.to_string(), 300, 600)).collect();
         assert!(outlying_micrographs(&even).is_empty());
-    }
-
-    impl MicrographFit {
-        fn with_found(mut self, found: usize) -> Self {
-            self.point.picks = found;
-            self
-        }
     }
 
     #[test]

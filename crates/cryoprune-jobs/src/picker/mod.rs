@@ -381,16 +381,17 @@ fn train_on(
     };
     PickerDir::new(&cfg.out).save(&trained.net, &mut spec, &trained.history)?;
     let t = &trained.training;
-    let validation = match (trained.validation, trained.validation_ap) {
-        (Some(v), ap) => format!(
+    let validation = trained.validation.map_or(String::new(), |v| {
+        format!(
             "; validation micrographs: precision {:.3}, recall {:.3}, F1 {:.3}, average precision {}",
             v.precision,
             v.recall,
             v.f1,
-            ap.map_or("-".into(), |a| format!("{a:.3}"))
-        ),
-        (None, _) => String::new(),
-    };
+            trained
+                .validation_ap
+                .map_or("-".into(), |a| format!("{a:.3}"))
+        )
+    });
     events.output(format!(
         "picker saved to {} (best epoch {} of {}); threshold {:.3}, the best F1 over the training and validation micrographs; at it, training micrographs: precision {:.3}, recall {:.3}, F1 {:.3}{validation}",
         cfg.out.display(),
