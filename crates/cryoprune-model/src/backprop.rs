@@ -906,6 +906,9 @@ struct Body {
     layers: Vec<ConvLayer>,
     ops: Vec<Op>,
     pool: Option<MaxPool>,
+    /// Layers `..frozen` (a prefix, in the order built) keep their weights: no gradient is
+    /// computed for them or through them, and the step leaves them as they are.
+    frozen: usize,
 }
 
 fn node<'a>(i: usize, images: &'a Maps, records: &'a [Record]) -> &'a Maps {
@@ -1051,7 +1054,16 @@ impl Body {
             layers: Vec::new(),
             ops: Vec::new(),
             pool,
+            frozen: 0,
         }
+    }
+
+    /// The weights the step updates: every layer's but the frozen prefix's.
+    fn trainable(&mut self) -> impl Iterator<Item = &mut Weights> {
+        self.layers
+            .iter_mut()
+            .skip(self.frozen)
+            .flat_map(|l| l.weights())
     }
 
     /// Appends `op`; returns its output's node.
@@ -1122,9 +1134,14 @@ impl Body {
                     },
                     Record::Conv(saved),
                 ) => {
+                    if layer < self.frozen {
+                        continue;
+                    }
+                    // The first trainable layer's input gradient would only reach frozen ones.
+                    let want_dx = input > 0 && layer > self.frozen;
                     let x = node(input, images, &records);
                     let (dx, dr) =
-                        self.layers[layer].backward(x, &saved, d, input > 0, residual.is_some());
+                        self.layers[layer].backward(x, &saved, d, want_dx, residual.is_some());
                     if let (Some(r), Some(dr)) = (residual, dr) {
                         accumulate(&mut grads[r], dr);
                     }
@@ -1283,9 +1300,7 @@ impl CpuTrainer {
             params.extend([&mut branch.fc.weight, &mut branch.fc.bias]);
         }
         if train_backbone {
-            for layer in &mut self.body.layers {
-                params.extend(layer.weights());
-            }
+            params.extend(self.body.trainable());
         }
         params.into_par_iter().for_each(|p| p.step(sgd));
         StepOutput {
@@ -1375,10 +1390,13 @@ pub struct PickerTrainer {
 }
 
 impl PickerTrainer {
-    pub fn new(net: &PickerNet) -> Option<Self> {
-        Some(Self {
-            body: Body::picker(net)?,
-        })
+    /// A trainer for `net` whose first `frozen_stages` stages (see
+    /// [`PickerNet::stage_layers`]) keep their weights; their batch norms still follow each
+    /// batch, so their statistics adapt to the micrographs.
+    pub fn new(net: &PickerNet, frozen_stages: usize) -> Option<Self> {
+        let mut body = Body::picker(net)?;
+        body.frozen = net.stage_layers(frozen_stages);
+        Some(Self { body })
     }
 
     /// One SGD step on `size` × `size` patches. `loss` takes the log-odds ([n, size/s, size/s]
@@ -1406,12 +1424,7 @@ impl PickerTrainer {
             data: grad,
         };
         self.body.backward(&images, records, d);
-        let params: Vec<&mut Weights> = self
-            .body
-            .layers
-            .iter_mut()
-            .flat_map(|l| l.weights())
-            .collect();
+        let params: Vec<&mut Weights> = self.body.trainable().collect();
         params.into_par_iter().for_each(|p| p.step(sgd));
         StepOutput {
             loss: value,

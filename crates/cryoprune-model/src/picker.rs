@@ -181,6 +181,22 @@ impl PickerNet {
         }
     }
 
+    /// The stages: `early`, `late`, then each of `deeper`.
+    pub fn stages(&self) -> usize {
+        2 + self.deeper.len()
+    }
+
+    /// Convolutions in the first `stages` stages (all of them past the last; the output layer
+    /// is never among them).
+    pub fn stage_layers(&self, stages: usize) -> usize {
+        [&self.early, &self.late]
+            .into_iter()
+            .chain(&self.deeper)
+            .take(stages)
+            .map(Vec::len)
+            .sum()
+    }
+
     /// Input pixels per output pixel along each axis.
     pub fn stride(&self) -> usize {
         2 << self.deeper.len()

@@ -210,6 +210,8 @@ pub struct PickerTraining {
     pub seed: u64,
     /// Views of each micrograph whose scores `pick` averages (see [`score`]).
     pub views: u8,
+    /// The network's first stages that keep their (pretrained) weights.
+    pub frozen_stages: usize,
 }
 
 /// What the network is trained to minimise over the pixels.
@@ -346,7 +348,8 @@ pub fn train(
     s: &PickerTraining,
     mut on_epoch: impl FnMut(&EpochStats) -> std::ops::ControlFlow<()>,
 ) -> Trained {
-    let mut trainer = PickerTrainer::new(&net).expect("the picker's layers train on the CPU");
+    let mut trainer =
+        PickerTrainer::new(&net, s.frozen_stages).expect("the picker's layers train on the CPU");
     let mut rng = StdRng::seed_from_u64(s.seed);
     let stride = net.stride();
     let rf = net.receptive_field();

@@ -86,6 +86,8 @@ pub struct PickerRecord {
     pub class_weights: bool,
     /// `bce`, or `pu` with the share of particles the picks hold.
     pub loss: String,
+    /// The network's first stages kept as they started (0 in pickers from before it existed).
+    pub frozen_stages: usize,
     pub seed: u64,
     /// Matching radius of the validation scores, micrograph pixels.
     pub match_radius: f64,

@@ -534,7 +534,7 @@ fn picker_moves_as_burn_moves_it(arch: PickerArch) {
     };
     let s = reference.stride();
     let before = tensors(&reference);
-    let mut ours = PickerTrainer::new(&reference).expect("the picker trains on the CPU");
+    let mut ours = PickerTrainer::new(&reference, 0).expect("the picker trains on the CPU");
     let mut optim = SGD.burn().init();
     let outputs = LABELS.len() * (size / s) * (size / s);
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
@@ -580,7 +580,7 @@ fn a_picker_kept_from_an_earlier_epoch_keeps_its_own_statistics() {
     let size = 24;
     let net = PickerNet::seeded(PickerArch::Small, 3);
     let outputs = LABELS.len() * (size / net.stride()) * (size / net.stride());
-    let mut trainer = PickerTrainer::new(&net).expect("the picker trains on the CPU");
+    let mut trainer = PickerTrainer::new(&net, 0).expect("the picker trains on the CPU");
     let step = |trainer: &mut PickerTrainer, seed: u64| {
         let batch = images(seed, size);
         let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
@@ -605,6 +605,54 @@ fn a_picker_kept_from_an_earlier_epoch_keeps_its_own_statistics() {
     for name in then.keys().filter(|k| k.contains("running")) {
         assert_ne!(now[name], then[name], "{name} moved with the second step");
     }
+}
+
+#[test]
+fn frozen_stages_keep_their_weights_and_the_rest_moves_as_without_them() {
+    let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let size = 24;
+    let net = PickerNet::seeded(PickerArch::Small, 4);
+    assert_eq!(net.stage_layers(2), 4, "two convolutions a stage");
+    let outputs = LABELS.len() * (size / net.stride()) * (size / net.stride());
+    let batch = images(3, size);
+    let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
+    let targets: Vec<f32> = (0..outputs).map(|i| f32::from(i % 3 == 0)).collect();
+    let weights = vec![1.0; outputs];
+    let stepped = |frozen: usize| {
+        let mut trainer = PickerTrainer::new(&net, frozen).expect("the picker trains on the CPU");
+        let loss = |z: &[f32]| cryoprune_train::picker::cross_entropy(z, &targets, &weights);
+        trainer.step(&refs, size, loss, &SGD);
+        tensors(&trainer.write(net.clone()))
+    };
+    let before = tensors(&net);
+    let (free, frozen) = (stepped(0), stepped(2));
+    let in_frozen = |name: &str| name.starts_with("early.") || name.starts_with("late.");
+    let mut checked = [0usize; 3];
+    for (name, was) in &before {
+        if name.contains("running") {
+            // Batch norms follow the batch either way: their statistics adapt to the data.
+            assert_eq!(frozen[name], free[name], "{name}");
+            continue;
+        }
+        if in_frozen(name) {
+            assert_eq!(&frozen[name], was, "{name} is frozen and stays");
+            assert_ne!(&free[name], was, "{name} moves when not frozen");
+            checked[0] += 1;
+        } else {
+            // The first step's gradients above the frozen stages do not depend on them.
+            assert_eq!(
+                frozen[name], free[name],
+                "{name} moves as without the freeze"
+            );
+            assert_ne!(&frozen[name], was, "{name} moves");
+            checked[1] += 1;
+        }
+        checked[2] += 1;
+    }
+    assert!(
+        checked[0] > 0 && checked[1] > 0,
+        "both kinds checked: {checked:?}"
+    );
 }
 
 #[test]

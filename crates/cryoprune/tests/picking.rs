@@ -138,6 +138,8 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         start.starts_with("cryo") && start.contains("SHA-256"),
         "{start}"
     );
+    // From the backbone, its first stage stays as pretrained.
+    assert_eq!(spec["training"]["frozen_stages"], 1);
     let out = cryoprune(&[
         "pick",
         "--model",
@@ -186,6 +188,7 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         (&json!("picker-fcn-24"), &json!(4))
     );
     assert!(spec["pretrained"].as_str().unwrap().starts_with("none"));
+    assert_eq!(spec["training"]["frozen_stages"], 0);
     // Knobs are checked in words.
     let out = picker_train(&["--loss", "pu", "--out", &p("x")]);
     assert!(!out.status.success() && text(&out).contains("--expected-particles"));
@@ -198,6 +201,18 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     let out = picker_train(&["--network", "fcn", "--pretrained", "cryo", "--out", &p("x")]);
     assert!(
         !out.status.success() && text(&out).contains("--network small"),
+        "{}",
+        text(&out)
+    );
+    let out = picker_train(&["--pretrained", "none", "--freeze", "1", "--out", &p("x")]);
+    assert!(
+        !out.status.success() && text(&out).contains("no learnt stages to keep"),
+        "{}",
+        text(&out)
+    );
+    let out = picker_train(&["--freeze", "5", "--out", &p("x")]);
+    assert!(
+        !out.status.success() && text(&out).contains("has 4 stages"),
         "{}",
         text(&out)
     );

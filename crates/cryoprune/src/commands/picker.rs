@@ -67,6 +67,11 @@ struct TrainArgs {
     /// `cryoprune pretrain`, or none.
     #[arg(long)]
     pretrained: Option<String>,
+    /// Keep the first N of the network's stages as pretrained (default: 1 of small's 4 when it
+    /// starts from a backbone, 0 from scratch); fewer stages learn: faster, and less to
+    /// overfit with few micrographs of faint particles.
+    #[arg(long, value_name = "N")]
+    freeze: Option<usize>,
     /// Binning factor; by default the particle spans 12 binned pixels (fcn) or 32 (small).
     #[arg(long)]
     bin: Option<f64>,
@@ -141,6 +146,7 @@ pub fn run(args: Args) -> Result<()> {
         angpix: a.angpix,
         network: a.network,
         pretrained: a.pretrained,
+        freeze: a.freeze,
         bin: a.bin,
         lowpass: a.lowpass,
         normalize: a.normalize,
