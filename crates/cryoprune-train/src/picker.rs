@@ -484,8 +484,8 @@ pub fn train(
     // seen under random patches and turns rather than learnt pick by pick, triple the evidence
     // (BENCHMARKS.md, "Where the threshold comes from").
     let fused = FusedPicker::new(&best.net);
-    let val_curves = picks_curves(&fused, val, s, s.views);
-    let train_curves = picks_curves(&fused, train, s, s.views);
+    let val_curves = picks_curves(&fused, val, s);
+    let train_curves = picks_curves(&fused, train, s);
     let (val_curve, train_curve) = (merged(&val_curves), merged(&train_curves));
     let threshold = best_threshold(&merged([&val_curve, &train_curve]));
     let has_val = !val.is_empty();
@@ -556,18 +556,14 @@ fn best_threshold(curve: &Curve) -> f64 {
     curve.best().and_then(|p| p.threshold).unwrap_or(0.0)
 }
 
-/// The peaks of each micrograph of `examples` (down to [`PEAK_FLOOR`]) matched to its picks.
-fn picks_curves(
-    fused: &FusedPicker,
-    examples: &[Example],
-    s: &PickerTraining,
-    views: u8,
-) -> Vec<Curve> {
+/// The peaks of each micrograph of `examples` (down to [`PEAK_FLOOR`], under `s.views` as
+/// `pick` scores them) matched to its picks.
+fn picks_curves(fused: &FusedPicker, examples: &[Example], s: &PickerTraining) -> Vec<Curve> {
     examples
         .iter()
         .map(|e| {
             let mut curve = Curve::default();
-            add_peaks(&mut curve, e, &score(fused, &e.prepared, views), s);
+            add_peaks(&mut curve, e, &score(fused, &e.prepared, s.views), s);
             curve
         })
         .collect()
