@@ -320,7 +320,10 @@ pub struct NetConfig {
     /// as --epochs: a linear probe on features computed once (not with --augment rotate).
     #[arg(long, default_value_t = NetConfig::default().freeze_epochs)]
     pub freeze_epochs: usize,
-    /// Augmentations: any of flip, rot90, rotate (comma-separated), or none.
+    /// Augmentations: any of flip, rot90, rotate (comma-separated), or none. `rotate` turns by
+    /// any angle with bilinear interpolation, which smooths the noise that dominates a particle
+    /// image: the network then learns noise the unrotated boxes it classifies do not have
+    /// (macro-F1 0.06-0.11 lower at 10-20 labels per class, BENCHMARKS.md).
     #[arg(long, default_value_t = NetConfig::default().augment)]
     pub augment: Augmentations,
     /// standard, or two-stage: the head alone for --freeze-epochs (5 unless given) at

@@ -103,9 +103,8 @@ pub fn diagnose(history: &[EpochStats], task: Task, classes: &[String]) -> Vec<S
         if val_end > 1.25 * best_val && val_end - best_val > 0.05 && train_drop > 0.0 {
             out.push(format!(
                 "Overfitting: validation loss rose from its best {best_val:.3} to {val_end:.3} \
-                 while the training loss kept falling. The best epoch was kept; fewer epochs, \
-                 stronger augmentation (--augment flip,rotate), weight decay (--weight-decay) or \
-                 more labels would help."
+                 while the training loss kept falling. The best epoch was kept; more labels help \
+                 most, fewer epochs or weight decay (--weight-decay) may."
             ));
         }
     }
