@@ -15,7 +15,10 @@ use cryoprune_image::Image;
 use cryoprune_model::picker::{PickerArch, PickerNet};
 use cryoprune_model::{Arch, Pretrained};
 use cryoprune_train::diagnose::{loss_tail, LossTail};
-use cryoprune_train::picker::{Example, PickerTraining, PixelLoss, Preparation, Prepared, Trained};
+use cryoprune_train::matching::Point;
+use cryoprune_train::picker::{
+    Example, MicrographFit, PickerTraining, PixelLoss, Preparation, Prepared,
+};
 use cryoprune_train::pickerdir::{PickerDir, PickerRecord, PickerSpec};
 use cryoprune_train::EpochStats;
 use rand::seq::SliceRandom;
@@ -369,7 +372,12 @@ fn train_on(
             ""
         }
     ));
-    for finding in diagnose(&trained.history, &trained) {
+    for finding in diagnose(
+        &trained.history,
+        trained.best_epoch,
+        trained.validation.as_ref(),
+        &trained.micrographs,
+    ) {
         events.warn(finding);
     }
     let record = PickerRecord {
@@ -442,7 +450,14 @@ fn train_on(
 }
 
 /// The guide's reading of the curves, in its words: what went wrong and which knob to turn.
-fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
+/// `best_epoch` is 1-based, `validation` the validation micrographs' picks at the threshold
+/// and `micrographs` each labelled micrograph's.
+fn diagnose(
+    history: &[EpochStats],
+    best_epoch: usize,
+    validation: Option<&Point>,
+    micrographs: &[MicrographFit],
+) -> Vec<String> {
     let mut out = Vec::new();
     let Some(last) = history.last() else {
         return out;
@@ -476,12 +491,11 @@ fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
             out.push(format!(
                 "Overfitting: the validation loss rose from {best:.3} to {end:.3} while the \
                  training loss fell. Raise the final learning rate (--final-lr) or train fewer \
-                 epochs; the best epoch ({}) was kept.",
-                trained.best_epoch
+                 epochs; the best epoch ({best_epoch}) was kept."
             ));
         }
     }
-    for fit in cryoprune_train::picker::outlying_micrographs(&trained.micrographs) {
+    for fit in cryoprune_train::picker::outlying_micrographs(micrographs) {
         out.push(format!(
             "{}: {} picks, but the picker finds {} particles there at its threshold, many more \
              per pick than on the other micrographs. Look at it: either its picks are \
@@ -490,7 +504,7 @@ fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
             fit.name, fit.picks, fit.point.picks
         ));
     }
-    if trained.validation.is_some_and(|p| p.true_positives == 0) {
+    if validation.is_some_and(|p| p.true_positives == 0) {
         out.push(
             "The model outputs no particles on the validation micrographs. Keep class weights \
              on (--class-weights on) and lower the initial learning rate (--lr)."
@@ -501,7 +515,7 @@ fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
         let n = history.len();
         let recent = history[n - 1].train_loss;
         let before = history[n - 4].train_loss;
-        if recent < 0.9 * before && trained.best_epoch == n {
+        if recent < 0.9 * before && best_epoch == n {
             out.push(
                 "The loss was still falling and the last epoch was the best: more --epochs may \
                  help."
@@ -510,4 +524,138 @@ fn diagnose(history: &[EpochStats], trained: &Trained) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(epoch: usize, train_loss: f64, val_loss: f64, val_accuracy: f64) -> EpochStats {
+        EpochStats {
+            epoch,
+            lr: 0.01,
+            train_loss,
+            train_accuracy: 0.8,
+            val_loss: Some(val_loss),
+            val_accuracy: Some(val_accuracy),
+            val_macro_f1: Some(0.8),
+            seconds: 1.0,
+        }
+    }
+
+    fn point(picks: usize, true_positives: usize, truth: usize) -> Point {
+        let precision = true_positives as f64 / picks.max(1) as f64;
+        let recall = true_positives as f64 / truth as f64;
+        Point {
+            threshold: Some(1.0),
+            picks,
+            true_positives,
+            precision,
+            recall,
+            f1: 2.0 * true_positives as f64 / (picks + truth) as f64,
+        }
+    }
+
+    fn fit(name: &str, picks: usize, found: usize) -> MicrographFit {
+        MicrographFit {
+            name: name.into(),
+            picks,
+            point: point(found, found.min(picks), picks),
+        }
+    }
+
+    /// Ten epochs whose losses level off together (training 0.5 → 0.23, validation 0.6 →
+    /// 0.33), at 85% balanced accuracy.
+    fn healthy() -> Vec<EpochStats> {
+        (1..=10)
+            .map(|e| epoch(e, 0.2 + 0.3 / e as f64, 0.3 + 0.3 / e as f64, 0.85))
+            .collect()
+    }
+
+    fn found(findings: &[String], start: &str) -> bool {
+        findings.iter().any(|f| f.starts_with(start))
+    }
+
+    #[test]
+    fn healthy_curves_give_no_findings() {
+        let good = point(100, 90, 100);
+        assert!(diagnose(&healthy(), 10, Some(&good), &[]).is_empty());
+        assert!(diagnose(&[], 0, None, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_loss_in_the_thousands_or_nan_is_underfitting_and_nothing_else() {
+        for bad in [f64::NAN, 1500.0] {
+            let mut h = healthy();
+            h[2].train_loss = bad;
+            let findings = diagnose(&h, 10, Some(&point(0, 0, 100)), &[]);
+            assert_eq!(findings.len(), 1, "{findings:?}");
+            assert!(findings[0].starts_with("Underfitting: the loss reached the 1000s or NaN"));
+        }
+    }
+
+    #[test]
+    fn accuracy_at_chance_is_underfitting() {
+        let mut h = healthy();
+        h[9].val_accuracy = Some(0.55);
+        let findings = diagnose(&h, 10, Some(&point(100, 90, 100)), &[]);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].starts_with("Underfitting: balanced pixel accuracy 55% (≤ 60%)"));
+    }
+
+    #[test]
+    fn validation_loss_rising_while_training_falls_is_overfitting() {
+        // Validation is best at epoch 4 (0.30), then climbs to 0.60.
+        let h: Vec<EpochStats> = (1..=10)
+            .map(|e| {
+                let val = if e <= 4 {
+                    0.6 - 0.075 * e as f64
+                } else {
+                    0.3 + 0.05 * (e - 4) as f64
+                };
+                epoch(e, 0.5 / e as f64, val, 0.8)
+            })
+            .collect();
+        let findings = diagnose(&h, 4, Some(&point(100, 80, 100)), &[]);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(
+            findings[0].starts_with("Overfitting: the validation loss rose from 0.300 to 0.600")
+        );
+        assert!(findings[0].contains("the best epoch (4) was kept"));
+    }
+
+    #[test]
+    fn no_particles_on_validation_says_so() {
+        let findings = diagnose(&healthy(), 10, Some(&point(0, 0, 120)), &[]);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(found(&findings, "The model outputs no particles"));
+        // Without validation micrographs there is nothing to say it from.
+        assert!(diagnose(&healthy(), 10, None, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_loss_still_falling_at_the_best_last_epoch_asks_for_more_epochs() {
+        let h: Vec<EpochStats> = (1..=10)
+            .map(|e| epoch(e, 1.0 / e as f64, 1.2 / e as f64, 0.8))
+            .collect();
+        let good = point(100, 90, 100);
+        let findings = diagnose(&h, 10, Some(&good), &[]);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(found(&findings, "The loss was still falling"));
+        // Not when an earlier epoch was kept.
+        assert!(diagnose(&h, 8, Some(&good), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_micrograph_with_far_more_particles_than_picks_is_named() {
+        let mut fits: Vec<MicrographFit> = (0..5)
+            .map(|i| fit(&format!("even_{i}"), 100, 105))
+            .collect();
+        fits.push(fit("sparse", 50, 120));
+        let findings = diagnose(&healthy(), 10, Some(&point(100, 90, 100)), &fits);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].starts_with(
+            "sparse: 50 picks, but the picker finds 120 particles there at its threshold"
+        ));
+    }
 }
