@@ -920,6 +920,56 @@ mod tests {
     }
 
     #[test]
+    fn blobs_give_their_exact_centres_above_the_floor_and_outside_the_distance() {
+        // Gaussian blobs of log-odds (σ = 1 px) on a background of −8, peaks 4, 2, 1 and −3;
+        // the third 6 px from the second. Each one's 3×3 neighbourhood is symmetric but for
+        // the others' far tails, so its centroid is its centre (to within 1e-4 px).
+        let blobs = [
+            (8.0, 7.0, 12.0),
+            (20.0, 15.0, 10.0),
+            (26.0, 15.0, 9.0),
+            (33.0, 24.0, 5.0),
+        ];
+        let (w, h) = (40, 30);
+        let mut map = ScoreMap {
+            w,
+            h,
+            data: vec![-8.0; w * h],
+        };
+        for y in 0..h {
+            for x in 0..w {
+                for &(cx, cy, a) in &blobs {
+                    let d2 = (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2);
+                    map.data[y * w + x] += (a * (-d2 / 2.0).exp()) as f32;
+                }
+            }
+        }
+        let centres = |floor: f32, min_distance: f64| -> Vec<(f64, f64, f32)> {
+            let p = peaks(&map, floor, min_distance);
+            for &(u, v, _) in &p {
+                assert!(
+                    blobs
+                        .iter()
+                        .any(|&(cx, cy, _)| (u - cx).abs() < 1e-4 && (v - cy).abs() < 1e-4),
+                    "({u}, {v}) is no blob's centre"
+                );
+            }
+            p
+        };
+        let at = |p: &[(f64, f64, f32)]| -> Vec<(f64, f64)> {
+            p.iter().map(|&(u, v, _)| (u.round(), v.round())).collect()
+        };
+        let kept = centres(0.0, 5.0);
+        assert_eq!(at(&kept), [(8.0, 7.0), (20.0, 15.0), (26.0, 15.0)]);
+        assert!((kept[0].2 - 4.0).abs() < 1e-5 && (kept[2].2 - 1.0).abs() < 1e-5);
+        // 6 px apart: one particle when the distance is 7, the stronger kept.
+        assert_eq!(at(&centres(0.0, 7.0)), [(8.0, 7.0), (20.0, 15.0)]);
+        // The weak blob (log-odds −3) once the floor is below it.
+        assert_eq!(at(&centres(-5.0, 5.0))[3], (33.0, 24.0));
+        assert!(centres(5.0, 5.0).is_empty());
+    }
+
+    #[test]
     fn averaged_views_turn_with_the_micrograph_and_keep_its_map_size() {
         let fused = FusedPicker::new(&PickerNet::seeded(PickerArch::Fcn, 3));
         let at = |image: Image| {
