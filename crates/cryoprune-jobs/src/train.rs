@@ -75,6 +75,9 @@ impl Default for TrainJobConfig {
     }
 }
 
+/// Held-out picks of a class below which the validation figures are called rough.
+const FEW_HELD_OUT: usize = 10;
+
 /// Trains and writes the model directory; returns what model.json records.
 pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
     crate::inputs::ensure_folder_possible("--out", &cfg.out)?;
@@ -110,6 +113,19 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                  its own --labels (label more picks than --shots, or raise --val-fraction)"
                     .into(),
             );
+        } else if let Some(fewest) = (0..data.classes.len())
+            .map(|c| held_out.labels.iter().filter(|&&l| l == c).count())
+            .min()
+            .filter(|&n| n < FEW_HELD_OUT)
+        {
+            // One standard error of an accuracy near 0.8: what the figures below can be off by.
+            let error = (0.8 * 0.2 / held_out.len() as f64).sqrt();
+            events.note(format!(
+                "only {} picks are held out ({fewest} of the rarest class): the validation \
+                 figures can be off by about ±{error:.2}, and the best epoch is chosen on them; \
+                 more labels make both firmer",
+                held_out.len()
+            ));
         }
         let epoch_picks = subsample(
             &held_out.labels,

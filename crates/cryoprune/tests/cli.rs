@@ -723,6 +723,7 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
 
 /// With as many shots as labels nothing is held out: the model says it was not measured
 /// rather than recording a validation macro-F1 of 0, and prune says why it cannot advise.
+/// With a few held out, train says how rough their figures are.
 #[test]
 fn training_on_every_label_records_no_validation() {
     let Some(d) = data() else { return };
@@ -787,6 +788,31 @@ fn training_on_every_label_records_no_validation() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("has no validation picks"), "{t}");
+
+    // Split by --val-fraction, a fifth of 3 per class holds out 1 each: the figures are rough.
+    let o = cryoprune(&[
+        "train",
+        "--pretrained",
+        "none",
+        "--micrographs",
+        &mic,
+        "--labels",
+        s(&labels),
+        "--box",
+        "180",
+        "--input-size",
+        "32",
+        "--epochs",
+        "1",
+        "--out",
+        s(&dir.path().join("split")),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("only 2 picks are held out (1 of the rarest class)") && t.contains("±0.28"),
+        "{t}"
+    );
 }
 
 #[test]
