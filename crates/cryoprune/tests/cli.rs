@@ -745,25 +745,24 @@ fn training_on_every_label_records_no_validation() {
     std::fs::write(&labels, csv).unwrap();
     let model = dir.path().join("model");
     let mic = empiar_mic(&d, "14_33_35");
-    let o = cryoprune(&[
-        "train",
-        "--pretrained",
-        "none",
-        "--micrographs",
-        &mic,
-        "--labels",
-        s(&labels),
-        "--box",
-        "180",
-        "--input-size",
-        "32",
-        "--shots",
-        "3",
-        "--epochs",
-        "2",
-        "--out",
-        s(&model),
-    ]);
+    let train = |more: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--pretrained",
+            "none",
+            "--micrographs",
+            &mic,
+            "--labels",
+            s(&labels),
+            "--box",
+            "180",
+            "--input-size",
+            "32",
+        ];
+        args.extend_from_slice(more);
+        cryoprune(&args)
+    };
+    let o = train(&["--shots", "3", "--epochs", "2", "--out", s(&model)]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("none is held out"), "{t}");
@@ -790,23 +789,8 @@ fn training_on_every_label_records_no_validation() {
     assert!(t.contains("has no validation picks"), "{t}");
 
     // Split by --val-fraction, a fifth of 3 per class holds out 1 each: the figures are rough.
-    let o = cryoprune(&[
-        "train",
-        "--pretrained",
-        "none",
-        "--micrographs",
-        &mic,
-        "--labels",
-        s(&labels),
-        "--box",
-        "180",
-        "--input-size",
-        "32",
-        "--epochs",
-        "1",
-        "--out",
-        s(&dir.path().join("split")),
-    ]);
+    let split = dir.path().join("split");
+    let o = train(&["--epochs", "1", "--out", s(&split)]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
