@@ -64,17 +64,42 @@ fn rates(p_keep: &[f64], is_kept: &[bool], t: f64) -> (f64, f64) {
 }
 
 /// The prevalence of the kept classes in a dataset whose picks have kept-class probabilities
-/// `dataset_p`, corrected with the labelled rates at 0.5: the raw share above 0.5 counts false
-/// positives in and misses out. A model too weak to correct its own count gives the raw share.
-pub fn estimate_prevalence(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> f64 {
+/// `dataset_p`, corrected with the labelled rates at 0.5 (the raw share above 0.5 counts false
+/// positives in and misses out), and whether it was corrected: a model too weak, or labelled
+/// picks too few, to correct its own count firmly give the raw share.
+pub fn estimate_prevalence(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> (f64, bool) {
     if dataset_p.is_empty() {
-        return 0.5;
+        return (0.5, false);
     }
-    adjusted_count(p_keep, is_kept, dataset_p).unwrap_or_else(|| raw_share(dataset_p))
+    match adjusted_count(p_keep, is_kept, dataset_p) {
+        Some(a) if a.is_firm() => (a.share, true),
+        _ => (raw_share(dataset_p), false),
+    }
 }
 
 fn raw_share(dataset_p: &[f64]) -> f64 {
     dataset_p.iter().filter(|&&p| p >= 0.5).count() as f64 / dataset_p.len().max(1) as f64
+}
+
+/// Standard error above which an adjusted count is too rough to decide with. Rates from 2 or 4
+/// labelled picks of each side (what a fifth held out of 10 or 20 labels per class gives) put
+/// simulated picks that were 71-79% particles at anything from 1% to 99%. With 2 a side the
+/// standard error is never under 0.25; with 4, the wild estimates had 0.44-0.97 and the sound
+/// ones 0.16-0.23; with 10, 0.08-0.17 (BENCHMARKS.md).
+pub const MAX_SHARE_ERROR: f64 = 0.25;
+
+/// An adjusted count: the share of the kept classes and its standard error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adjusted {
+    pub share: f64,
+    pub standard_error: f64,
+}
+
+impl Adjusted {
+    /// Whether the share is known well enough to decide with ([`MAX_SHARE_ERROR`]).
+    pub fn is_firm(&self) -> bool {
+        self.standard_error <= MAX_SHARE_ERROR
+    }
 }
 
 /// Adjusted classify-and-count (Forman 2008): the share of `dataset_p` at or above 0.5, less the
@@ -83,12 +108,31 @@ fn raw_share(dataset_p: &[f64]) -> f64 {
 /// needs no calibration, only class-conditional rates, which do not change with the class mix.
 /// `None` for no dataset picks or when recall and false-positive rate are within 0.2 of each
 /// other: a model that weak cannot correct its own count.
-pub fn adjusted_count(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> Option<f64> {
+///
+/// The standard error is the delta method's over the three binomial counts behind the share
+/// (the dataset's share above 0.5, recall, false-positive rate). The rates' variances use
+/// rates with two hits and two misses added (Agresti and Coull's correction for small counts),
+/// so that 2 of 2 right is not taken for certainty.
+pub fn adjusted_count(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> Option<Adjusted> {
     let (tpr, fpr) = rates(p_keep, is_kept, 0.5);
-    if dataset_p.is_empty() || tpr - fpr < 0.2 {
+    let gap = tpr - fpr;
+    if dataset_p.is_empty() || gap < 0.2 {
         return None;
     }
-    Some(((raw_share(dataset_p) - fpr) / (tpr - fpr)).clamp(0.0, 1.0))
+    let raw = raw_share(dataset_p);
+    let share = ((raw - fpr) / gap).clamp(0.0, 1.0);
+    let positives = is_kept.iter().filter(|&&k| k).count();
+    let negatives = is_kept.len() - positives;
+    let variance = |rate: f64, n: usize| rate * (1.0 - rate) / n.max(1) as f64;
+    let smoothed = |rate: f64, n: usize| (rate * n as f64 + 2.0) / (n as f64 + 4.0);
+    let var = (variance(raw, dataset_p.len())
+        + (1.0 - share).powi(2) * variance(smoothed(fpr, negatives), negatives)
+        + share.powi(2) * variance(smoothed(tpr, positives), positives))
+        / (gap * gap);
+    Some(Adjusted {
+        share,
+        standard_error: var.sqrt(),
+    })
 }
 
 /// The table and recommendation for `target_precision` at `prevalence`.
@@ -223,8 +267,30 @@ mod tests {
         // Dataset: 45% above 0.5 → (0.45 - 0.1) / 0.7 = 0.5.
         let mut d = vec![0.9; 45];
         d.extend([0.1; 55]);
-        let prev = estimate_prevalence(&p, &k, &d);
-        assert!((prev - 0.5).abs() < 1e-9, "{prev}");
+        let (prev, corrected) = estimate_prevalence(&p, &k, &d);
+        assert!(corrected && (prev - 0.5).abs() < 1e-9, "{prev}");
+        // The delta method by hand: rates 10/14 and 3/14 from 10 picks each, two of each added.
+        let a = adjusted_count(&p, &k, &d).unwrap();
+        let (t, f) = (10.0 / 14.0, 3.0 / 14.0);
+        let var = (0.45 * 0.55 / 100.0 + 0.25 * f * (1.0 - f) / 10.0 + 0.25 * t * (1.0 - t) / 10.0)
+            / (0.7f64 * 0.7);
+        assert!((a.standard_error - var.sqrt()).abs() < 1e-12, "{a:?}");
+        assert!(a.is_firm());
+    }
+
+    #[test]
+    fn a_count_corrected_with_two_labelled_picks_a_side_is_too_rough() {
+        // Both particles kept and both junk rejected: perfect rates, but from four picks.
+        let (p, k) = ([0.9, 0.8, 0.2, 0.1], [true, true, false, false]);
+        let d: Vec<f64> = (0..1000).map(|i| if i < 700 { 0.9 } else { 0.1 }).collect();
+        let a = adjusted_count(&p, &k, &d).unwrap();
+        assert!((a.share - 0.7).abs() < 1e-12);
+        assert!(!a.is_firm(), "{a:?}");
+        assert_eq!(estimate_prevalence(&p, &k, &d), (0.7, false));
+        // The same rates from 40 picks a side are firm.
+        let p40: Vec<f64> = p.iter().flat_map(|&v| [v; 20]).collect();
+        let k40: Vec<bool> = k.iter().flat_map(|&v| [v; 20]).collect();
+        assert!(adjusted_count(&p40, &k40, &d).unwrap().is_firm());
     }
 
     #[test]

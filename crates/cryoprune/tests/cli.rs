@@ -797,6 +797,30 @@ fn training_on_every_label_records_no_validation() {
         t.contains("only 2 picks are held out (1 of the rarest class)") && t.contains("±0.28"),
         "{t}"
     );
+    // One validation pick per class cannot correct the dataset's count (its standard error is
+    // at least a third, if the model even tells them apart): prune decides at the training share.
+    let pruned = dir.path().join("pruned_split");
+    let o = cryoprune(&[
+        "prune",
+        "--model",
+        s(&split),
+        "--micrographs",
+        &mic,
+        "--picks",
+        s(&labels),
+        "--out",
+        s(&pruned),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        (t.contains("an estimate that rough") || t.contains("too poorly"))
+            && t.contains("as in training"),
+        "{t}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pruned.join("prune_summary.json")).unwrap()).unwrap();
+    assert!(summary["prior"].is_null(), "{summary}");
 }
 
 #[test]

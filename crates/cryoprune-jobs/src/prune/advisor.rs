@@ -101,15 +101,25 @@ pub fn advise(
         Some(s) => labelled.p_keep.iter().map(|&p| s.apply_keep(p)).collect(),
         None => labelled.p_keep.clone(),
     };
-    let prevalence = threshold::estimate_prevalence(&p_keep, &labelled.is_kept, dataset_p);
+    let (prevalence, corrected) =
+        threshold::estimate_prevalence(&p_keep, &labelled.is_kept, dataset_p);
+    let source = if corrected {
+        format!(
+            "estimated from these picks' probabilities, corrected with the rates of the {}",
+            labelled.from
+        )
+    } else {
+        format!(
+            "the share of these picks the model calls kept-class, not corrected: the rates of the \
+             {} are too rough, or the model too weak, to correct it",
+            labelled.from
+        )
+    };
     threshold::advise(
         &p_keep,
         &labelled.is_kept,
         prevalence,
-        format!(
-            "estimated from these picks' probabilities, corrected with the rates of the {}",
-            labelled.from
-        ),
+        source,
         cfg.target_precision,
     )
 }

@@ -21,7 +21,7 @@ use cryoprune_model::PickFacts;
 use cryoprune_model::{Classifier, PickContext};
 use cryoprune_train::classify::{classify_jobs, MicrographResult, Unscored};
 use cryoprune_train::modeldir::{ModelDir, ModelSpec};
-use cryoprune_train::threshold::adjusted_count;
+use cryoprune_train::threshold::{self, adjusted_count};
 use serde::{Deserialize, Serialize};
 
 use cryoprune_formats::atomic::clear_stale_partials;
@@ -590,7 +590,24 @@ fn choose_shift(
         labelled.from
     );
     match adjusted_count(&labelled.p_keep, &labelled.is_kept, &sample_p) {
-        Some(share) => Ok((Some(Shift::new(trained, share, source)), sample)),
+        Some(a) if a.is_firm() => Ok((Some(Shift::new(trained, a.share, source)), sample)),
+        Some(a) => {
+            let kept = labelled.is_kept.iter().filter(|&&k| k).count();
+            events.warn(format!(
+                "--prior dataset: {:.0}% ± {:.0}% of picks would be kept-class, from the rates \
+                 of {kept} labelled picks of the kept classes and {} others in the {}; an \
+                 estimate that rough (standard error over {:.0}%) could be almost anything, so \
+                 each pick is decided as if {:.0}% were, as in training; give --labels with \
+                 more labelled picks, or --prior SHARE",
+                100.0 * a.share,
+                100.0 * a.standard_error,
+                labelled.is_kept.len() - kept,
+                labelled.from,
+                100.0 * threshold::MAX_SHARE_ERROR,
+                100.0 * trained
+            ));
+            Ok((None, sample))
+        }
         None => {
             events.warn(format!(
                 "--prior dataset: the model tells the kept classes from the others too \
