@@ -772,20 +772,24 @@ fn training_on_every_label_records_no_validation() {
     assert!(spec["training"]["validation"].is_null(), "{spec}");
     assert_eq!(spec["training"]["best_epoch"], 2, "the last epoch is kept");
 
-    let out = dir.path().join("pruned");
-    let o = cryoprune(&[
-        "prune",
-        "--model",
-        s(&model),
-        "--micrographs",
-        &mic,
-        "--picks",
-        s(&labels),
-        "--out",
-        s(&out),
-    ]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    // Prunes the labelled picks with `model` into `out`; its output text.
+    let prune = |model: &Path, out: &Path| {
+        let o = cryoprune(&[
+            "prune",
+            "--model",
+            s(model),
+            "--micrographs",
+            &mic,
+            "--picks",
+            s(&labels),
+            "--out",
+            s(out),
+        ]);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        t
+    };
+    let t = prune(&model, &dir.path().join("pruned"));
     assert!(t.contains("has no validation picks"), "{t}");
 
     // Split by --val-fraction, a fifth of 3 per class holds out 1 each: the figures are rough.
@@ -800,19 +804,7 @@ fn training_on_every_label_records_no_validation() {
     // One validation pick per class cannot correct the dataset's count (its standard error is
     // at least a third, if the model even tells them apart): prune decides at the training share.
     let pruned = dir.path().join("pruned_split");
-    let o = cryoprune(&[
-        "prune",
-        "--model",
-        s(&split),
-        "--micrographs",
-        &mic,
-        "--picks",
-        s(&labels),
-        "--out",
-        s(&pruned),
-    ]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = prune(&split, &pruned);
     assert!(
         (t.contains("an estimate that rough") || t.contains("too poorly"))
             && t.contains("as in training"),
