@@ -113,8 +113,9 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                  its own --labels (label more picks than --shots, or raise --val-fraction)"
                     .into(),
             );
-        } else if let Some(fewest) = (0..data.classes.len())
-            .map(|c| held_out.labels.iter().filter(|&&l| l == c).count())
+        } else if let Some(fewest) = held_out
+            .counts()
+            .into_iter()
             .min()
             .filter(|&n| n < FEW_HELD_OUT)
         {
