@@ -445,6 +445,7 @@ impl NetConfig {
             },
             augment: self.augment.0,
             seed,
+            keep_last: false,
         })
     }
 }
@@ -606,6 +607,7 @@ pub struct Fitted {
 }
 
 /// Where a fit's backbone starts.
+#[derive(Clone)]
 pub enum Start<'a> {
     /// Fresh weights, or a checkpoint on disk (see [`StartingWeights`]).
     Weights(Option<&'a std::path::Path>),
@@ -624,23 +626,43 @@ pub fn fit(
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<Fitted> {
-    let config = net.train_config(train, seed)?;
-    let least = net.arch.min_input();
+    fit_with(
+        net.arch,
+        net.train_config(train, seed)?,
+        start,
+        train,
+        val,
+        compute,
+        events,
+    )
+}
+
+/// [`fit`] with the trainer's settings resolved already (and changed where the caller needs).
+pub fn fit_with(
+    arch: Arch,
+    config: TrainConfig,
+    start: Start,
+    train: &Dataset,
+    val: &Dataset,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<Fitted> {
+    let least = arch.min_input();
     if train.size < least {
         invalid!(
             "{} sees no less than {least} px: give --input-size {least} or more (not {})",
-            net.arch,
+            arch,
             train.size
         );
     }
-    // burn draws the fresh layers' weights from a process-wide generator: seeded, `seed`
+    // burn draws the fresh layers' weights from a process-wide generator: seeded, the seed
     // decides them too (loading a backbone draws before the head does).
     let device = compute.device.device.clone().autodiff();
-    device.seed(seed);
+    device.seed(config.seed);
     let backbone = match start {
         Start::Weights(None) => None,
         Start::Weights(Some(path)) => {
-            let (backbone, report) = load_backbone(net.arch, path, &device)?;
+            let (backbone, report) = load_backbone(arch, path, &device)?;
             events.note(format!(
                 "loaded {} pretrained tensors from {}",
                 report.applied,
@@ -652,7 +674,7 @@ pub fn fit(
     };
     let network = ClassifierConfig {
         in_channels: train.channels,
-        arch: net.arch,
+        arch,
         classes: train.classes.len(),
         head: config.head.clone(),
     };

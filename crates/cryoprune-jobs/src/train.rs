@@ -8,17 +8,20 @@ use cryoprune_model::PickContext;
 use cryoprune_train::diagnose::{diagnose, Task};
 use cryoprune_train::modeldir::{HeldOut, ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
 use cryoprune_train::multilabel;
-use cryoprune_train::sampling::{draw_shots, split_fraction, subsample};
+use cryoprune_train::sampling::{
+    draw_shots, folds as deal_folds, split_fraction, subsample, Split,
+};
 use cryoprune_train::trainer::Scored;
 use cryoprune_train::Dataset;
 use serde::{Deserialize, Serialize};
 
 use crate::adapt::{adapt, UnlabelledConfig};
 use crate::compute::{Compute, ComputeConfig};
-use crate::events::Events;
+use crate::events::{EpochStats, Event, Events};
 use crate::labels::{class_counts, LabelsConfig};
 use crate::recipe::{
-    context_for, fit, with_context, Fitted, NetConfig, PrepConfig, Start, StartingWeights,
+    context_for, fit, fit_context, fit_with, with_context, Fitted, NetConfig, PrepConfig, Start,
+    StartingWeights,
 };
 use crate::{invalid, Result};
 
@@ -35,6 +38,13 @@ pub struct TrainJobConfig {
     /// Without --shots: the share of each class held out for validation.
     #[arg(long, default_value_t = TrainJobConfig::default().val_fraction)]
     pub val_fraction: f64,
+    /// Instead of holding out --val-fraction: cross-validate in N folds. N networks each learn
+    /// from all folds but one and score the one left out, so every label is a validation pick
+    /// (the figures, the pick context's weights and prune's --prior dataset rest on all of
+    /// them, not on a fifth); the model then learns from every label and keeps its last epoch.
+    /// Training takes N + 1 times as long. 0: hold out --val-fraction.
+    #[arg(long, default_value_t = TrainJobConfig::default().folds)]
+    pub folds: usize,
     /// Per-epoch validation uses at most this many held-out picks (all are scored at the end).
     #[arg(long, default_value_t = TrainJobConfig::default().val_max)]
     pub val_max: usize,
@@ -64,6 +74,7 @@ impl Default for TrainJobConfig {
             labels: LabelsConfig::default(),
             shots: None,
             val_fraction: 0.2,
+            folds: 0,
             val_max: 400,
             prep: PrepConfig::default(),
             net: NetConfig::default(),
@@ -91,9 +102,15 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             return train_label_sets(cfg, data, weights, pre, &compute, events);
         }
         let all: Vec<usize> = (0..data.len()).collect();
-        let split = match cfg.shots {
-            Some(k) => draw_shots(&data.labels, &data.classes, &all, k, cfg.seed)?,
-            None => split_fraction(
+        let folds = fold_count(cfg, &data)?;
+        let split = match (cfg.shots, folds) {
+            (Some(k), _) => draw_shots(&data.labels, &data.classes, &all, k, cfg.seed)?,
+            // Every label trains the model; the folds hold each out once.
+            (None, Some(_)) => Split {
+                train: all.clone(),
+                rest: Vec::new(),
+            },
+            (None, None) => split_fraction(
                 &data.labels,
                 &data.classes,
                 &all,
@@ -106,7 +123,16 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         }
         let train_set = data.subset(&split.train);
         let held_out = data.subset(&split.rest);
-        if held_out.is_empty() {
+        if let Some(k) = folds {
+            events.note(format!(
+                "{} labelled picks ({}) in {k} folds: {k} networks each learn from all folds \
+                 but one and score the one left out (the validation figures, the pick \
+                 context's weights and prune's --prior dataset come from those scores), then \
+                 the model learns from all of them",
+                train_set.len(),
+                class_counts(&train_set)
+            ));
+        } else if held_out.is_empty() {
             events.note(
                 "every labelled pick trains, none is held out: the last epoch is kept, nothing \
                  measures the model, and prune's threshold advice and --prior dataset need \
@@ -128,24 +154,6 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                 held_out.len()
             ));
         }
-        let epoch_picks = subsample(
-            &held_out.labels,
-            data.classes.len(),
-            &(0..held_out.len()).collect::<Vec<_>>(),
-            cfg.val_max,
-            cfg.seed,
-        );
-        let held = Held {
-            epoch: held_out.subset(&epoch_picks),
-            epoch_picks,
-            all: held_out,
-        };
-        events.note(format!(
-            "training on {} picks ({}), validating on {} held out",
-            train_set.len(),
-            class_counts(&train_set),
-            held.all.len()
-        ));
         let context = if cfg.image_only {
             None
         } else {
@@ -173,16 +181,50 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             }
             (Start::Weights(weights.path.as_deref()), None)
         };
-        let Candidate {
-            fitted,
-            context,
-            scored,
-        } = candidate(cfg, start, &train_set, context, &held, &compute, events)?;
-        let held_out = held.all;
+        let (
+            Candidate {
+                fitted,
+                context,
+                scored,
+            },
+            held_out,
+        ) = match folds {
+            Some(k) => {
+                let cv = cross_validate(cfg, k, start, &train_set, context, &compute, events)?;
+                (cv, train_set.clone())
+            }
+            None => {
+                let epoch_picks = subsample(
+                    &held_out.labels,
+                    data.classes.len(),
+                    &(0..held_out.len()).collect::<Vec<_>>(),
+                    cfg.val_max,
+                    cfg.seed,
+                );
+                let held = Held {
+                    epoch: held_out.subset(&epoch_picks),
+                    epoch_picks,
+                    all: held_out,
+                };
+                events.note(format!(
+                    "training on {} picks ({}), validating on {} held out",
+                    train_set.len(),
+                    class_counts(&train_set),
+                    held.all.len()
+                ));
+                let c = candidate(cfg, start, &train_set, context, &held, &compute, events)?;
+                (c, held.all)
+            }
+        };
         if !held_out.is_empty() {
+            let whose = match folds {
+                Some(k) => format!(
+                    "every labelled pick, scored by the network of the {k} that did not learn it"
+                ),
+                None => format!("{} held-out picks", held_out.len()),
+            };
             events.output(format!(
-                "validation ({} held-out picks):\n{}",
-                held_out.len(),
+                "validation ({whose}):\n{}",
                 scored.report.to_text()
             ));
         }
@@ -193,6 +235,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         let counts = (!held_out.is_empty()).then_some(counts.as_slice());
         let training = TrainingRecord {
             shots: cfg.shots,
+            folds,
             validation: (!held_out.is_empty()).then(|| scored.report.clone()),
             adaptation,
             ..record(
@@ -232,6 +275,12 @@ fn train_label_sets(
     }
     if cfg.unlabelled.is_on() {
         invalid!("--unlabelled adapts to picks on micrographs; images with label sets have none");
+    }
+    if cfg.folds >= 2 {
+        invalid!(
+            "--folds cross-validates picks of one class each; images with label sets are split \
+             by --val-fraction"
+        );
     }
     let (train_idx, val_idx) = split_images(data.len(), cfg.val_fraction, cfg.seed);
     let (train_set, held_out) = (data.subset(&train_idx), data.subset(&val_idx));
@@ -401,6 +450,7 @@ fn record(
         train_picks: train_set.len(),
         class_counts: train_set.counts(),
         validation_picks: held_out.len(),
+        folds: None,
         best_epoch: fitted.best_epoch,
         seconds: fitted.seconds,
         device: compute.device.description.clone(),
@@ -436,6 +486,185 @@ struct Held {
     all: Dataset,
     epoch_picks: Vec<usize>,
     epoch: Dataset,
+}
+
+/// The folds to cross-validate in, when asked for (not with --shots, whose draw says what
+/// trains); no more than the rarest class has picks.
+fn fold_count(cfg: &TrainJobConfig, data: &Dataset) -> Result<Option<usize>> {
+    if cfg.shots.is_some() || cfg.folds < 2 {
+        return Ok(None);
+    }
+    let fewest = data.counts().into_iter().min().unwrap_or(0);
+    if fewest < 2 {
+        invalid!(
+            "--folds {} needs at least 2 labelled picks of every class; the rarest has {fewest}",
+            cfg.folds
+        );
+    }
+    Ok(Some(cfg.folds.min(fewest)))
+}
+
+/// Cross-validation: `k` networks each learn from all folds but one, with a
+/// pick context fitted on the same picks, and score the fold left out; those scores weigh the
+/// image against the context and are the validation figures. Then a network learns from every
+/// label. The folds keep their last epoch as it must (nothing is left to choose by), so their
+/// scores are of the same recipe; their validation curves, averaged, stand in its history.
+fn cross_validate(
+    cfg: &TrainJobConfig,
+    k: usize,
+    start: Start,
+    data: &Dataset,
+    mut context: Option<PickContext>,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<Candidate> {
+    let all: Vec<usize> = (0..data.len()).collect();
+    let folds = deal_folds(&data.labels, data.classes.len(), &all, k, cfg.seed);
+    let facts = data.facts();
+    let mut probs = vec![Vec::new(); data.len()];
+    // Per pick, the context of the fold that scored it (None: the context on every label).
+    let mut judge_of = vec![0; data.len()];
+    let mut judges: Vec<Option<PickContext>> = Vec::with_capacity(k);
+    let mut curves = Vec::with_capacity(k);
+    let mut seconds = 0.0;
+    events.emit(Event::Started {
+        total: (k * cfg.net.epochs) as u64,
+        unit: "epochs of the folds",
+    });
+    for (f, fold) in folds.iter().enumerate() {
+        let rest: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|i| fold.binary_search(i).is_err())
+            .collect();
+        let (train, held) = (data.subset(&rest), data.subset(fold));
+        let mut config = cfg
+            .net
+            .train_config(&train, cfg.seed.wrapping_add(1 + f as u64))?;
+        config.keep_last = true;
+        let fitted = fit_with(
+            cfg.net.arch,
+            config,
+            start.clone(),
+            &train,
+            &held,
+            compute,
+            &FoldEvents(events),
+        );
+        let mut fitted = match fitted {
+            Ok(fitted) => fitted,
+            Err(e) => {
+                events.emit(Event::Finished);
+                return Err(e);
+            }
+        };
+        seconds += fitted.seconds;
+        let scored = match fitted.val_probs.take() {
+            Some(probs) => probs,
+            None => fitted.score(&held, compute).probs,
+        };
+        for (&i, p) in fold.iter().zip(scored) {
+            probs[i] = p;
+            judge_of[i] = f;
+        }
+        judges.push(
+            context
+                .as_ref()
+                .and_then(|_| fit_context(&train, |facts| facts).ok()),
+        );
+        curves.push(fitted.history);
+    }
+    events.emit(Event::Finished);
+    let image_only = Scored::of(probs, data);
+    let scored = match &mut context {
+        None => image_only,
+        Some(ctx) => {
+            let judge = |i: usize| judges[judge_of[i]].as_ref().unwrap_or(&*ctx);
+            let likelihoods: Vec<Vec<f64>> = (0..data.len())
+                .map(|i| judge(i).log_likelihood(&facts[i]))
+                .collect();
+            let n = ctx.fit_weights_with(&image_only.probs, &likelihoods, &data.labels);
+            if n > 0 {
+                events.note(format!(
+                    "pick context: the network's log-probabilities weighted {:.2}, the context's \
+                     {:.2} (best fit to the folds' scores of {n} picks)",
+                    ctx.image_weight, ctx.context_weight
+                ));
+            }
+            let probs = image_only
+                .probs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut judge = judges[judge_of[i]].clone().unwrap_or_else(|| ctx.clone());
+                    judge.image_weight = ctx.image_weight;
+                    judge.context_weight = ctx.context_weight;
+                    let mut p = p.clone();
+                    judge.combine(&mut p, &facts[i]);
+                    p
+                })
+                .collect();
+            let combined = Scored::of(probs, data);
+            events.note(format!(
+                "macro-F1 of the folds' scores of {} labelled picks: {:.3} on the image alone, \
+                 {:.3} with the pick context",
+                data.len(),
+                image_only.report.macro_f1,
+                combined.report.macro_f1
+            ));
+            combined
+        }
+    };
+    let mut fitted = fit(
+        &cfg.net,
+        start,
+        data,
+        &data.subset(&[]),
+        cfg.seed,
+        compute,
+        events,
+    )?;
+    events.note(format!(
+        "trained on all {} labels in {:.1} s (the {k} folds took {seconds:.1} s); its last epoch \
+         kept, as the folds kept theirs",
+        data.len(),
+        fitted.seconds
+    ));
+    for (e, stats) in fitted.history.iter_mut().enumerate() {
+        let mean = |of: fn(&EpochStats) -> Option<f64>| {
+            let v: Vec<f64> = curves
+                .iter()
+                .filter_map(|c| c.get(e).and_then(of))
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        stats.val_loss = mean(|s| s.val_loss);
+        stats.val_accuracy = mean(|s| s.val_accuracy);
+        stats.val_macro_f1 = mean(|s| s.val_macro_f1);
+    }
+    Ok(Candidate {
+        fitted,
+        context,
+        scored,
+    })
+}
+
+/// A fold's events: its epochs advance the folds' progress, its notes (the same for every
+/// fold) are left out, and cancelling stops it as it stops any fit.
+struct FoldEvents<'a>(&'a dyn Events);
+
+impl Events for FoldEvents<'_> {
+    fn emit(&self, event: Event) {
+        match event {
+            Event::Epoch(_) => self.0.emit(Event::Advanced(1)),
+            Event::Warning(text) => self.0.warn(text),
+            _ => {}
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0.cancelled()
+    }
 }
 
 /// A trained network, its pick context with the image weighted, and its held-out scores.
@@ -490,4 +719,31 @@ fn candidate(
         context,
         scored,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_are_asked_for_and_no_more_than_the_rarest_class_has() {
+        let mut data = Dataset::empty(1, vec!["junk".into(), "particle".into()]);
+        data.labels = vec![0, 0, 0, 1, 1, 1, 1, 1, 1];
+        let cfg = |folds: usize, shots: Option<usize>| TrainJobConfig {
+            folds,
+            shots,
+            ..TrainJobConfig::default()
+        };
+        assert_eq!(
+            fold_count(&cfg(0, None), &data).unwrap(),
+            None,
+            "the default"
+        );
+        assert_eq!(fold_count(&cfg(2, None), &data).unwrap(), Some(2));
+        assert_eq!(fold_count(&cfg(5, None), &data).unwrap(), Some(3));
+        assert_eq!(fold_count(&cfg(5, Some(2)), &data).unwrap(), None);
+        data.labels = vec![0, 1, 1];
+        let err = fold_count(&cfg(5, None), &data).unwrap_err().to_string();
+        assert!(err.contains("the rarest has 1"), "{err}");
+    }
 }

@@ -265,14 +265,32 @@ impl PickContext {
         labels: &[usize],
     ) -> usize {
         let n = probs.len().min(facts.len()).min(labels.len());
+        if facts[..n].iter().any(|f| self.missing(f).is_some()) {
+            return 0;
+        }
+        let likelihoods: Vec<Vec<f64>> =
+            facts[..n].iter().map(|f| self.log_likelihood(f)).collect();
+        self.fit_weights_with(&probs[..n], &likelihoods, &labels[..n])
+    }
+
+    /// [`Self::fit_weights`] with each pick's facts already turned into their log-likelihood
+    /// ([`Self::log_likelihood`]) by whichever context should judge it: under cross-validation,
+    /// the one fitted without that pick.
+    pub fn fit_weights_with(
+        &mut self,
+        probs: &[Vec<f32>],
+        likelihoods: &[Vec<f64>],
+        labels: &[usize],
+    ) -> usize {
+        let n = probs.len().min(likelihoods.len()).min(labels.len());
         let classes: std::collections::BTreeSet<usize> = labels[..n].iter().copied().collect();
-        if n < 10 || classes.len() < 2 || facts[..n].iter().any(|f| self.missing(f).is_some()) {
+        if n < 10 || classes.len() < 2 {
             return 0;
         }
         // Per pick, computed once for the whole grid: the network's log-probabilities and the
         // facts' log-likelihood, per class.
-        let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..n)
-            .map(|i| (log_probs(&probs[i]), self.log_likelihood(&facts[i])))
+        let parts: Vec<(Vec<f64>, &Vec<f64>)> = (0..n)
+            .map(|i| (log_probs(&probs[i]), &likelihoods[i]))
             .collect();
         let nll = |w: f64, b: f64| -> f64 {
             parts
@@ -299,7 +317,7 @@ impl PickContext {
 
     /// Per class, the facts' log-odds with the training prior divided out. A fact the pick lacks
     /// counts as the training mean (no evidence); callers check [`PickContext::missing`] first.
-    fn log_likelihood(&self, facts: &PickFacts) -> Vec<f64> {
+    pub fn log_likelihood(&self, facts: &PickFacts) -> Vec<f64> {
         (0..self.intercept.len())
             .map(|c| {
                 self.intercept[c] - self.log_prior[c]
@@ -668,6 +686,41 @@ mod tests {
         let flat = vec![vec![0.5f32, 0.5]; labels.len()];
         useful.fit_weights(&flat, &scored(&agree), &labels);
         assert!(useful.context_weight > 0.0);
+    }
+
+    #[test]
+    fn weights_fit_on_likelihoods_from_whichever_context_judged_each_pick() {
+        let train = scored(&[-2.0, -1.0, -1.5, 1.0, 2.0, 1.5]);
+        let fitted = PickContext::fit(&train, &[0, 0, 0, 1, 1, 1], 2).unwrap();
+        let labels: Vec<usize> = (0..40).map(|i| i % 2).collect();
+        let facts = scored(
+            &labels
+                .iter()
+                .map(|&y| y as f64 * 3.0 - 1.5)
+                .collect::<Vec<_>>(),
+        );
+        // A network that knows nothing: its junk probability cycles 0.4, 0.5, 0.6.
+        let probs: Vec<Vec<f32>> = (0..40)
+            .map(|i| {
+                let junk = 0.4 + (i % 3) as f32 * 0.1;
+                vec![junk, 1.0 - junk]
+            })
+            .collect();
+        // Given its own likelihoods, the same fit as from the facts.
+        let (mut a, mut b) = (fitted.clone(), fitted.clone());
+        a.fit_weights(&probs, &facts, &labels);
+        let own: Vec<Vec<f64>> = facts.iter().map(|f| fitted.log_likelihood(f)).collect();
+        b.fit_weights_with(&probs, &own, &labels);
+        assert_eq!(
+            (a.image_weight, a.context_weight),
+            (b.image_weight, b.context_weight)
+        );
+        assert!(a.context_weight > 0.0, "the facts tell these picks apart");
+        // Judged by other contexts (fitted without each pick) that call every pick wrongly, the
+        // facts lose their say, whatever this context would have made of them.
+        let wrong: Vec<Vec<f64>> = own.iter().map(|l| vec![l[1], l[0]]).collect();
+        b.fit_weights_with(&probs, &wrong, &labels);
+        assert_eq!(b.context_weight, 0.0);
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub struct TrainingRecord {
     /// Training picks per class, in the order of the model's classes (empty in older records).
     pub class_counts: Vec<usize>,
     pub validation_picks: usize,
+    /// Cross-validated in this many folds: every labelled pick was also a validation pick,
+    /// scored by the network trained on the other folds; the model itself learnt from all of
+    /// them and is its last epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folds: Option<usize>,
     /// 1-based.
     pub best_epoch: usize,
     pub seconds: f64,

@@ -113,6 +113,34 @@ pub fn split_fraction(
     Split { train, rest }
 }
 
+/// `pool` dealt into `k` folds for cross-validation, each class shuffled (seeded) and dealt in
+/// turn from the fold after the last one it filled, so every fold holds its share of every class
+/// (at least one of each when the class has `k` examples) and the folds differ in size by at
+/// most one. Each fold is in ascending order.
+pub fn folds(
+    labels: &[usize],
+    classes: usize,
+    pool: &[usize],
+    k: usize,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = vec![Vec::new(); k.max(1)];
+    let mut next = 0;
+    for c in 0..classes {
+        let mut members: Vec<usize> = pool.iter().copied().filter(|&i| labels[i] == c).collect();
+        members.shuffle(&mut rng);
+        for i in members {
+            out[next].push(i);
+            next = (next + 1) % out.len();
+        }
+    }
+    for fold in &mut out {
+        fold.sort_unstable();
+    }
+    out
+}
+
 /// At most `max` of `indices`, stratified by class in proportion, seeded. Used to keep
 /// per-epoch validation cheap when thousands of picks are held out.
 pub fn subsample(
@@ -181,6 +209,30 @@ mod tests {
         let sub = subsample(&labels, 2, &pool, 40, 3);
         assert_eq!(sub.len(), 40);
         assert_eq!(sub.iter().filter(|&&i| labels[i] == 0).count(), 10);
+    }
+
+    #[test]
+    fn folds_cover_the_pool_once_with_every_class_in_each() {
+        let (labels, _) = setup();
+        let pool: Vec<usize> = (0..100).filter(|i| i % 7 != 0).collect();
+        let folds = folds(&labels, 2, &pool, 5, 4);
+        assert_eq!(folds.len(), 5);
+        let mut all: Vec<usize> = folds.concat();
+        all.sort_unstable();
+        assert_eq!(all, pool, "every pick in exactly one fold");
+        let sizes: Vec<usize> = folds.iter().map(Vec::len).collect();
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
+        for fold in &folds {
+            let junk = fold.iter().filter(|&&i| labels[i] == 0).count();
+            // 21 junk picks in the pool: 4 or 5 per fold.
+            assert!((4..=5).contains(&junk), "{junk} junk in {fold:?}");
+            assert!(fold.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert_eq!(folds, super::folds(&labels, 2, &pool, 5, 4));
+        assert_ne!(folds, super::folds(&labels, 2, &pool, 5, 5));
     }
 
     #[test]

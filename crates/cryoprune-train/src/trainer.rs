@@ -2,7 +2,7 @@
 //! learning-rate schedule, the weighted multi-branch cross-entropy (binary cross-entropy per
 //! label for a multi-label set), optional two-stage transfer (head only with the backbone
 //! frozen, then everything at a tenth of the rate), and per-epoch validation that keeps the best
-//! epoch by macro-F1.
+//! epoch by macro-F1 (or only records the curves, keeping the last).
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -53,6 +53,11 @@ pub struct TrainConfig {
     #[serde(with = "augment_serde")]
     pub augment: Augment,
     pub seed: u64,
+    /// Keep the last epoch's network even with validation (which then only records the curves):
+    /// cross-validation's folds, so that they are scored as the model trained on every label,
+    /// which has nothing to choose its epoch by, is kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_last: bool,
 }
 
 mod augment_serde {
@@ -598,7 +603,7 @@ pub fn train(
         }
         history.push(stats);
         // Ties go to the later epoch: more training at equal validation is the better bet.
-        if best.as_ref().is_none_or(|(s, ..)| score >= *s) {
+        if cfg.keep_last || best.as_ref().is_none_or(|(s, ..)| score >= *s) {
             best = Some((score, epoch + 1, inference, val_probs));
         }
     }

@@ -153,6 +153,7 @@ fn flips_and_turns() -> TrainConfig {
         unfrozen: None,
         head: HeadConfig::new(2),
         seed: 0,
+        keep_last: false,
     }
 }
 

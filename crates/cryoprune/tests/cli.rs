@@ -723,7 +723,8 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
 
 /// With as many shots as labels nothing is held out: the model says it was not measured
 /// rather than recording a validation macro-F1 of 0, and prune says why it cannot advise.
-/// With a few held out, train says how rough their figures are.
+/// Cross-validated, every label is a validation pick. Holding a few out, train says how rough
+/// their figures are.
 #[test]
 fn training_on_every_label_records_no_validation() {
     let Some(d) = data() else { return };
@@ -791,6 +792,34 @@ fn training_on_every_label_records_no_validation() {
     };
     let t = prune(&model, &dir.path().join("pruned"));
     assert!(t.contains("has no validation picks"), "{t}");
+
+    // Cross-validated, every label is scored once by a network that did not learn it, and the
+    // model learns from all 6; no more folds than the rarest class has picks.
+    let folded = dir.path().join("folded");
+    let o = train(&["--epochs", "2", "--folds", "5", "--out", s(&folded)]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("6 labelled picks (3 junk, 3 particle) in 3 folds")
+            && t.contains("scored by the network of the 3 that did not learn it"),
+        "{t}"
+    );
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folded.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["training"]["folds"], 3, "{spec}");
+    assert_eq!(spec["training"]["train_picks"], 6, "{spec}");
+    assert_eq!(spec["training"]["validation_picks"], 6, "{spec}");
+    assert_eq!(spec["training"]["best_epoch"], 2, "the last epoch is kept");
+    assert!(
+        spec["training"]["validation"]["macro_f1"].is_number(),
+        "{spec}"
+    );
+    let scored = std::fs::read_to_string(folded.join("validation.csv")).unwrap();
+    assert_eq!(
+        scored.lines().count(),
+        7,
+        "a header and every label: {scored}"
+    );
 
     // Split by --val-fraction, a fifth of 3 per class holds out 1 each: the figures are rough.
     let split = dir.path().join("split");
