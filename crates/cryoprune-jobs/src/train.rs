@@ -150,7 +150,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             events.note(format!(
                 "only {} picks are held out ({fewest} of the rarest class): the validation \
                  figures can be off by about ±{error:.2}, and the best epoch is chosen on them; \
-                 more labels make both firmer",
+                 more labels make both firmer, and --folds 5 scores every label",
                 held_out.len()
             ));
         }
