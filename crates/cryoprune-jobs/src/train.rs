@@ -522,7 +522,9 @@ fn cross_validate(
     let folds = deal_folds(&data.labels, data.classes.len(), &all, k, cfg.seed);
     let facts = data.facts();
     let mut probs = vec![Vec::new(); data.len()];
-    // Per pick, the context of the fold that scored it (None: the context on every label).
+    // Per pick, the fold that scored it; per fold, the pick context fitted on its training
+    // picks, which judges that fold's facts (where none could be fitted, the context on every
+    // label does).
     let mut judge_of = vec![0; data.len()];
     let mut judges: Vec<Option<PickContext>> = Vec::with_capacity(k);
     let mut curves = Vec::with_capacity(k);
