@@ -598,7 +598,8 @@ fn choose_shift(
                  of {kept} labelled picks of the kept classes and {} others in the {}; an \
                  estimate that rough (standard error over {:.0}%) could be almost anything, so \
                  each pick is decided as if {:.0}% were, as in training; give --labels with \
-                 more labelled picks, or --prior SHARE",
+                 more labelled picks, train with --folds 5 (every label then validates), or \
+                 give --prior SHARE",
                 100.0 * a.share,
                 100.0 * a.standard_error,
                 labelled.is_kept.len() - kept,
