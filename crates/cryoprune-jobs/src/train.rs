@@ -181,17 +181,18 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             }
             (Start::Weights(weights.path.as_deref()), None)
         };
+        // Cross-validated, the picks scored are the training picks themselves (None).
         let (
             Candidate {
                 fitted,
                 context,
                 scored,
             },
-            held_out,
+            held,
         ) = match folds {
             Some(k) => {
                 let cv = cross_validate(cfg, k, start, &train_set, context, &compute, events)?;
-                (cv, train_set.clone())
+                (cv, None)
             }
             None => {
                 let epoch_picks = subsample(
@@ -213,9 +214,10 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                     held.all.len()
                 ));
                 let c = candidate(cfg, start, &train_set, context, &held, &compute, events)?;
-                (c, held.all)
+                (c, Some(held.all))
             }
         };
+        let held_out = held.as_ref().unwrap_or(&train_set);
         if !held_out.is_empty() {
             let whose = match folds {
                 Some(k) => format!(
@@ -238,9 +240,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             folds,
             validation: (!held_out.is_empty()).then(|| scored.report.clone()),
             adaptation,
-            ..record(
-                cfg, &fitted, &train_set, &held_out, counts, &compute, events,
-            )
+            ..record(cfg, &fitted, &train_set, held_out, counts, &compute, events)
         };
         let spec = ModelSpec {
             pick_context: context,
@@ -250,7 +250,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             cfg,
             &fitted,
             spec,
-            HeldOut::Classes(&held_out, &scored),
+            HeldOut::Classes(held_out, &scored),
             events,
         )
     })
@@ -593,16 +593,19 @@ fn cross_validate(
                     ctx.image_weight, ctx.context_weight
                 ));
             }
+            // Each fold's context combines its picks at the weights fitted on all of them.
+            for judge in judges.iter_mut().flatten() {
+                judge.image_weight = ctx.image_weight;
+                judge.context_weight = ctx.context_weight;
+            }
+            let judge = |i: usize| judges[judge_of[i]].as_ref().unwrap_or(&*ctx);
             let probs = image_only
                 .probs
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let mut judge = judges[judge_of[i]].clone().unwrap_or_else(|| ctx.clone());
-                    judge.image_weight = ctx.image_weight;
-                    judge.context_weight = ctx.context_weight;
                     let mut p = p.clone();
-                    judge.combine(&mut p, &facts[i]);
+                    judge(i).combine(&mut p, &facts[i]);
                     p
                 })
                 .collect();
