@@ -5,18 +5,20 @@
 //! trains; a model trained on those orders the page and its first unlabelled picks are labelled
 //! up to 20 labels; a model trained on those orders it again and its first are labelled up to
 //! 40. Against 20 and 40 labels drawn at random (10 and 20 per class). Every set trains with
-//! the page's recipe (`train`'s defaults: the shipped backbone, image alone) [`FITS`] times
-//! with different seeds, scored by the mean macro-F1 on the picks of 4 other micrographs.
+//! the page's recipe (`train`'s defaults: the shipped backbone, image alone; cross-validated
+//! in the folds the page uses for so few labels, [`folds_for`]) [`FITS`] times with different
+//! seeds, scored by the mean macro-F1 on the picks of 4 other micrographs.
 //!
 //! `cargo bench -p cryoprune --bench label_active` writes `target/bench/label_active.json`;
-//! `PRESET=hard` simulates the hard preset instead of the realistic one.
+//! `PRESET=hard` simulates the hard preset instead of the realistic one; `HELD_OUT=1` trains
+//! as the page did before it cross-validated (a fifth of the labels held out).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::PickFormat;
 use cryoprune_jobs::evaluate::{self, EvaluateConfig};
-use cryoprune_jobs::label::{LabelConfig, PickView, Session};
+use cryoprune_jobs::label::{folds_for, LabelConfig, PickView, Session};
 use cryoprune_jobs::labels::LabelsConfig;
 use cryoprune_jobs::recipe::PrepConfig;
 use cryoprune_jobs::simulate::{self, SimulateConfig};
@@ -76,6 +78,10 @@ fn stratified<'a>(pool: &[&'a Truth], n: usize, rng: &mut rand::rngs::StdRng) ->
 
 /// A pick labelled on the page: its id there and its truth.
 type Labelled<'a> = (usize, &'a Truth);
+
+fn particles_in(rows: &[&Truth]) -> usize {
+    rows.iter().filter(|t| t.3 == "particle").count()
+}
 
 fn class(t: &Truth) -> usize {
     usize::from(t.3 != "particle")
@@ -138,6 +144,11 @@ fn train_on(dir: &Path, name: &str, mics: &str, rows: &[&Truth], seed: u64) -> P
         },
         image_only: true,
         seed,
+        folds: if std::env::var("HELD_OUT").is_ok() {
+            0
+        } else {
+            folds_for(&[particles_in(rows), rows.len() - particles_in(rows)])
+        },
         out: model.clone(),
         ..TrainJobConfig::default()
     };

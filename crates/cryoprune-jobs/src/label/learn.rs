@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cryoprune_formats::PickFormat;
@@ -97,13 +97,22 @@ pub struct TrainStatus {
     pub fits: usize,
     /// Labels per class (page order) the newest model was trained on.
     pub trained_on: Vec<usize>,
-    /// The newest model's validation on the labels it held out.
+    /// The newest model's validation on the labels it held out, or, cross-validated, on
+    /// every label scored by the fold that did not learn it.
     pub accuracy: Option<f64>,
     pub macro_f1: Option<f64>,
     pub held_out: usize,
+    /// The folds the newest model was cross-validated in, if it was.
+    pub folds: Option<usize>,
     /// The newest model's directory.
     pub model: Option<PathBuf>,
 }
+
+/// Folds the page cross-validates in while labels are few (see [`folds_for`]).
+const FOLDS: usize = 5;
+/// Labels of the rarest class from which a fifth held out is enough to validate on: `train`
+/// calls fewer than 10 held-out picks of a class rough.
+const HOLD_OUT_FROM: usize = 50;
 
 /// Fewer new labels than this share of a running fit's do not cancel it: with a fit per key,
 /// a steady labeller would never see one finish.
@@ -287,6 +296,7 @@ impl Session {
     fn fit_and_rank(&self, snapshot: &[Option<u8>]) -> Result<()> {
         let work = self.workdir();
         std::fs::create_dir_all(&work).map_err(|e| Error::Io(work.clone(), e))?;
+        let counts = class_counts(snapshot, self.cfg.classes.len());
         let labels_csv = work.join("labels_fit.csv");
         self.write_labels(&labels_csv, &Labels::of(snapshot.to_vec()))?;
         let fitting = work.join("fit");
@@ -302,9 +312,9 @@ impl Session {
             prep: self.cfg.prep.clone(),
             net: self.cfg.net.clone(),
             out: fitting.clone(),
+            folds: folds_for(&counts),
             ..TrainJobConfig::default()
         };
-        let counts = class_counts(snapshot, self.cfg.classes.len());
         let total: usize = counts.iter().sum();
         self.set_status(|s| {
             s.running = true;
@@ -315,6 +325,7 @@ impl Session {
             snapshot,
             total,
             epochs: self.cfg.net.epochs,
+            folds: Default::default(),
         };
         let spec = crate::train::run(&cfg, &events)?;
         let model = work.join("model");
@@ -327,16 +338,21 @@ impl Session {
             s.accuracy = validation.map(|v| v.accuracy);
             s.macro_f1 = validation.map(|v| v.macro_f1);
             s.held_out = spec.training.validation_picks;
+            s.folds = spec.training.folds;
             s.model = Some(model.clone());
             s.text = format!("trained on {total} labels; ordering the picks");
         });
         self.rank_with(&model)?;
         self.set_status(|s| {
             s.running = false;
+            let whose = match spec.training.folds {
+                Some(k) => format!("every label, cross-validated in {k} folds"),
+                None => format!("{} held out", spec.training.validation_picks),
+            };
             s.text = match validation {
                 Some(v) => format!(
-                    "trained on {total} labels: validation accuracy {:.2}, macro-F1 {:.2} ({} held out)",
-                    v.accuracy, v.macro_f1, spec.training.validation_picks
+                    "trained on {total} labels: validation accuracy {:.2}, macro-F1 {:.2} ({whose})",
+                    v.accuracy, v.macro_f1
                 ),
                 None => format!("trained on {total} labels (none held out)"),
             };
@@ -389,17 +405,35 @@ struct FitEvents<'a> {
     snapshot: &'a [Option<u8>],
     total: usize,
     epochs: usize,
+    /// The folds' epochs done and in all, while cross-validating.
+    folds: Mutex<(u64, u64)>,
 }
 
 impl Events for FitEvents<'_> {
     fn emit(&self, event: Event) {
-        if let Event::Epoch(s) = event {
-            self.session.set_status(|st| {
-                st.text = format!(
+        let text = {
+            let mut folds = self.folds.lock().unwrap_or_else(|e| e.into_inner());
+            match event {
+                Event::Started { total, .. } => {
+                    *folds = (0, total);
+                    None
+                }
+                Event::Advanced(n) => {
+                    folds.0 += n;
+                    Some(format!(
+                        "cross-validating {} labels: epoch {}/{} of the folds",
+                        self.total, folds.0, folds.1
+                    ))
+                }
+                Event::Epoch(s) => Some(format!(
                     "training on {} labels: epoch {}/{}",
                     self.total, s.epoch, self.epochs
-                );
-            });
+                )),
+                _ => None,
+            }
+        };
+        if let Some(text) = text {
+            self.session.set_status(|st| st.text = text);
         }
     }
 
@@ -410,6 +444,17 @@ impl Events for FitEvents<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         stale(self.snapshot, &labels.of)
+    }
+}
+
+/// The folds to cross-validate in with `counts` labels per class: while the rarest class has
+/// too few for a held-out fifth to validate on, every label is scored by a network that did
+/// not learn it, so the page's figures (and a saved model's `prune --prior dataset`) rest on
+/// all of them, and the model learns from all of them. It costs a fit per fold.
+pub fn folds_for(counts: &[usize]) -> usize {
+    match counts.iter().min() {
+        Some(&n) if (2..HOLD_OUT_FROM).contains(&n) => FOLDS,
+        _ => 0,
     }
 }
 
@@ -447,6 +492,15 @@ mod tests {
         assert!(Uncertainty::Entropy.key(&spread) < Uncertainty::Entropy.key(&torn));
         assert_eq!("entropy".parse(), Ok(Uncertainty::Entropy));
         assert!("max".parse::<Uncertainty>().is_err());
+    }
+
+    #[test]
+    fn the_page_cross_validates_while_a_fifth_held_out_would_be_too_few() {
+        assert_eq!(folds_for(&[5, 30]), FOLDS);
+        assert_eq!(folds_for(&[120, HOLD_OUT_FROM - 1]), FOLDS);
+        assert_eq!(folds_for(&[HOLD_OUT_FROM, 400]), 0);
+        // One label of a class cannot be scored by a network that did not learn it.
+        assert_eq!(folds_for(&[1, 30]), 0);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::{invalid, Error, Result};
 
 pub use clusters::{ClustersView, GroupView, CLUSTER_PICKS};
 use learn::Ranking;
-pub use learn::{TrainStatus, Uncertainty};
+pub use learn::{folds_for, TrainStatus, Uncertainty};
 pub use server::serve;
 pub use tiles::{Level, TileRequest, TILE};
 
