@@ -87,7 +87,7 @@ impl Default for TrainJobConfig {
 }
 
 /// Held-out picks of a class below which the validation figures are called rough.
-const FEW_HELD_OUT: usize = 10;
+pub(crate) const FEW_HELD_OUT: usize = 10;
 
 /// Trains and writes the model directory; returns what model.json records.
 pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {

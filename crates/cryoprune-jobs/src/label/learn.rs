@@ -17,7 +17,7 @@ use super::{class_counts, Labels, Session};
 use crate::compute::Compute;
 use crate::events::{Event, Events};
 use crate::labels::LabelsConfig;
-use crate::train::TrainJobConfig;
+use crate::train::{TrainJobConfig, FEW_HELD_OUT};
 use crate::{invalid, Context, Error, Result};
 
 /// How uncertain the model is of a pick.
@@ -110,9 +110,6 @@ pub struct TrainStatus {
 
 /// Folds the page cross-validates in while labels are few (see [`folds_for`]).
 const FOLDS: usize = 5;
-/// Labels of the rarest class from which a fifth held out is enough to validate on: `train`
-/// calls fewer than 10 held-out picks of a class rough.
-const HOLD_OUT_FROM: usize = 50;
 
 /// Fewer new labels than this share of a running fit's do not cancel it: with a fit per key,
 /// a steady labeller would never see one finish.
@@ -325,7 +322,7 @@ impl Session {
             snapshot,
             total,
             epochs: self.cfg.net.epochs,
-            folds: Default::default(),
+            progress: Mutex::new((0, 0, "")),
         };
         let spec = crate::train::run(&cfg, &events)?;
         let model = work.join("model");
@@ -405,24 +402,25 @@ struct FitEvents<'a> {
     snapshot: &'a [Option<u8>],
     total: usize,
     epochs: usize,
-    /// The folds' epochs done and in all, while cross-validating.
-    folds: Mutex<(u64, u64)>,
+    /// Work `train` announced (cross-validation's folds): done, in all, and of what.
+    progress: Mutex<(u64, u64, &'static str)>,
 }
 
 impl Events for FitEvents<'_> {
     fn emit(&self, event: Event) {
         let text = {
-            let mut folds = self.folds.lock().unwrap_or_else(|e| e.into_inner());
+            let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             match event {
-                Event::Started { total, .. } => {
-                    *folds = (0, total);
+                Event::Started { total, unit } => {
+                    *progress = (0, total, unit);
                     None
                 }
                 Event::Advanced(n) => {
-                    folds.0 += n;
+                    progress.0 += n;
+                    let (done, all, unit) = *progress;
                     Some(format!(
-                        "cross-validating {} labels: epoch {}/{} of the folds",
-                        self.total, folds.0, folds.1
+                        "training on {} labels: {done}/{all} {unit}",
+                        self.total
                     ))
                 }
                 Event::Epoch(s) => Some(format!(
@@ -452,8 +450,11 @@ impl Events for FitEvents<'_> {
 /// not learn it, so the page's figures (and a saved model's `prune --prior dataset`) rest on
 /// all of them, and the model learns from all of them. It costs a fit per fold.
 pub fn folds_for(counts: &[usize]) -> usize {
+    // `train`'s share held out of the rarest class, against the count it calls rough (a fifth:
+    // under 50 labels).
+    let held_out = |n: usize| n as f64 * TrainJobConfig::default().val_fraction;
     match counts.iter().min() {
-        Some(&n) if (2..HOLD_OUT_FROM).contains(&n) => FOLDS,
+        Some(&n) if n >= 2 && held_out(n) < FEW_HELD_OUT as f64 => FOLDS,
         _ => 0,
     }
 }
@@ -497,8 +498,8 @@ mod tests {
     #[test]
     fn the_page_cross_validates_while_a_fifth_held_out_would_be_too_few() {
         assert_eq!(folds_for(&[5, 30]), FOLDS);
-        assert_eq!(folds_for(&[120, HOLD_OUT_FROM - 1]), FOLDS);
-        assert_eq!(folds_for(&[HOLD_OUT_FROM, 400]), 0);
+        assert_eq!(folds_for(&[120, 49]), FOLDS);
+        assert_eq!(folds_for(&[50, 400]), 0);
         // One label of a class cannot be scored by a network that did not learn it.
         assert_eq!(folds_for(&[1, 30]), 0);
     }
