@@ -312,11 +312,15 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
     assert_eq!(rows.iter().filter(|r| r[3] == "junk").count(), 3);
 }
 
-/// A small model trained from scratch for `epochs` on the simulation's truth, in `dir/model`.
-fn truth_model(dir: &Path, cfg: &LabelConfig, epochs: usize) -> PathBuf {
+/// A small model trained from scratch for `epochs` on the simulation's truth (all of it, or
+/// `shots` picks per class), in `dir/model` (`dir/model_<shots>`).
+fn truth_model(dir: &Path, cfg: &LabelConfig, epochs: usize, shots: Option<usize>) -> PathBuf {
     use cryoprune_jobs::labels::LabelsConfig;
     use cryoprune_jobs::train::{self, TrainJobConfig};
-    let model = dir.join("model");
+    let model = match shots {
+        Some(n) => dir.join(format!("model_{n}")),
+        None => dir.join("model"),
+    };
     let train = TrainJobConfig {
         labels: LabelsConfig {
             micrographs: cfg.micrographs.clone(),
@@ -335,6 +339,7 @@ fn truth_model(dir: &Path, cfg: &LabelConfig, epochs: usize) -> PathBuf {
             ..NetConfig::default()
         },
         image_only: true,
+        shots,
         out: model.clone(),
         ..TrainJobConfig::default()
     };
@@ -346,7 +351,7 @@ fn truth_model(dir: &Path, cfg: &LabelConfig, epochs: usize) -> PathBuf {
 fn a_model_orders_the_gallery_most_uncertain_first() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dataset(dir.path());
-    let model = truth_model(dir.path(), &cfg, 2);
+    let model = truth_model(dir.path(), &cfg, 2, None);
     let session = Session::open(&cfg, &Silent).unwrap();
     assert_eq!(session.state().order, "micrographs in turn");
     let before = session.gallery(0, 10_000, true, None);
@@ -503,6 +508,13 @@ fn the_page_trains_in_the_background_once_every_class_has_labels() {
     assert_eq!(spec.classes, ["junk", "particle"]);
     assert_eq!(spec.preprocessing.box_size, 48);
     assert_eq!(spec.training.folds, Some(5));
+    // Weighted as balanced: the labels' shares are how the user met the classes.
+    let weights = spec.training.config.as_ref().unwrap().class_weights.clone();
+    assert_eq!(
+        weights,
+        Some(vec![1.0, 1.0]),
+        "6 labels a side weigh the same"
+    );
 
     // With a model, the clusters are made of what the network sees.
     let view = session.cluster(3).unwrap();
@@ -543,8 +555,24 @@ fn before_any_model_the_gallery_shows_a_typical_pick_of_each_kind_first() {
         .filter_map(|&id| class_of(id))
         .collect();
     assert!(first.contains(&0) && first.contains(&1), "{first:?}");
+    // A model that learnt from fewer labels than there are kinds shows its predictions, and
+    // the typical order holds until every kind could have a label.
+    let young = truth_model(dir.path(), &cfg, 1, Some(4));
+    session.rank_with(&young).unwrap();
+    let order = session.state().order;
+    assert!(
+        order.starts_with("typical picks of each kind in turn")
+            && order.contains("held until the model learns from")
+            && order.contains("labels, one a kind; predictions by"),
+        "{order}"
+    );
+    assert_eq!(gallery_ids(&session), typical);
+    let shown = session.gallery(0, usize::MAX, true, None);
+    assert!(shown.iter().all(|p| p.predicted.is_some()));
+    session.rank_with(&young).unwrap();
+    assert_eq!(session.state().order.matches("held until").count(), 1);
     // A model's order, once there is one, is not overwritten by a late grouping.
-    let model = truth_model(dir.path(), &cfg, 1);
+    let model = truth_model(dir.path(), &cfg, 1, None);
     session.rank_with(&model).unwrap();
     session.rank_typical().unwrap();
     assert!(

@@ -2,25 +2,28 @@
 //! with truth (particle vs junk), for each seed, as a user would label on the page: the picks
 //! in the page's first order (before any model: a typical pick of each kind of pick in turn)
 //! are labelled on the page from the truth until every class has 5 labels, when the page first
-//! trains; a model trained on those orders the page and its first unlabelled picks are labelled
-//! up to 20 labels; a model trained on those orders it again and its first are labelled up to
-//! 40. Against 20 and 40 labels drawn at random (10 and 20 per class). Every set trains with
-//! the page's recipe (`train`'s defaults: the shipped backbone, image alone; cross-validated
-//! in the folds the page uses for so few labels, [`folds_for`]) [`FITS`] times with different
-//! seeds, scored by the mean macro-F1 on the picks of 4 other micrographs.
+//! trains; that model scores the picks, but it learnt from fewer labels than the typical order
+//! has kinds, so that order holds and its next picks are labelled up to 20 labels; a model
+//! trained on those orders the page by its doubts and its first picks are labelled up to 40.
+//! Against 20 and 40 labels drawn at random (10 and 20 per class). Every set trains with the
+//! page's recipe (`train`'s defaults: the shipped backbone, image alone; the classes weighted
+//! as balanced, [`page_net`]; cross-validated in the folds the page uses for so few labels,
+//! [`folds_for`]) [`FITS`] times with different seeds, scored by the mean macro-F1 on the
+//! picks of 4 other micrographs.
 //!
 //! `cargo bench -p cryoprune --bench label_active` writes `target/bench/label_active.json`;
 //! `PRESET=hard` simulates the hard preset instead of the realistic one; `HELD_OUT=1` trains
-//! as the page did before it cross-validated (a fifth of the labels held out).
+//! as the page did before it cross-validated (a fifth of the labels held out); `FIRST_SEED=n`
+//! simulates seeds n to n + 4 instead of 0 to 4.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::PickFormat;
 use cryoprune_jobs::evaluate::{self, EvaluateConfig};
-use cryoprune_jobs::label::{folds_for, LabelConfig, PickView, Session};
+use cryoprune_jobs::label::{folds_for, page_net, LabelConfig, PickView, Session};
 use cryoprune_jobs::labels::LabelsConfig;
-use cryoprune_jobs::recipe::PrepConfig;
+use cryoprune_jobs::recipe::{NetConfig, PrepConfig};
 use cryoprune_jobs::simulate::{self, SimulateConfig};
 use cryoprune_jobs::train::{self, TrainJobConfig};
 use cryoprune_jobs::Silent;
@@ -143,6 +146,7 @@ fn train_on(dir: &Path, name: &str, mics: &str, rows: &[&Truth], seed: u64) -> P
             ..PrepConfig::default()
         },
         image_only: true,
+        net: page_net(&NetConfig::default()),
         seed,
         folds: if std::env::var("HELD_OUT").is_ok() {
             0
@@ -174,7 +178,8 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/label_active");
     let _ = std::fs::remove_dir_all(&root);
     let mut rows = Vec::new();
-    for seed in 0..SEEDS {
+    let first: u64 = std::env::var("FIRST_SEED").map_or(0, |v| v.parse().unwrap());
+    for seed in first..first + SEEDS {
         let dir = root.join(format!("seed{seed}"));
         let sim = dir.join("sim");
         let cfg = SimulateConfig {

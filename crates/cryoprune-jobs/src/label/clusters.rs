@@ -119,16 +119,19 @@ impl Session {
         let covered = sample.iter().filter(|&&id| labelled[id]).count();
         let k = (covered + KINDS).min(MAX_KINDS).min(sample.len());
         let mut first = Vec::new();
+        let mut typical_kinds = None;
         if features.len() == sample.len() && k >= 2 {
-            let kinds = groups(&standardise(features), k)
+            let kinds: Vec<Vec<usize>> = groups(&standardise(features), k)
                 .into_iter()
                 .map(|g| g.into_iter().map(|i| sample[i]).collect())
                 .collect();
+            typical_kinds = Some(kinds.len());
             first = least_covered_first(kinds, &labelled);
         }
         self.set_order(
             &format!("typical picks of each kind in turn, grouped {how}"),
             then_the_rest(first, spread, self.items.len()),
+            typical_kinds,
         );
         Ok(())
     }

@@ -28,7 +28,7 @@ use crate::{invalid, Error, Result};
 
 pub use clusters::{ClustersView, GroupView, CLUSTER_PICKS};
 use learn::Ranking;
-pub use learn::{folds_for, TrainStatus, Uncertainty};
+pub use learn::{folds_for, page_net, TrainStatus, Uncertainty};
 pub use server::serve;
 pub use tiles::{Level, TileRequest, TILE};
 
@@ -145,7 +145,8 @@ pub struct Session {
     mics: Vec<Mic>,
     items: Vec<Item>,
     /// The gallery's order: micrographs in turn, so the first screen already spans the dataset;
-    /// once a model has scored the picks, most uncertain first.
+    /// then a typical pick of each kind in turn; once a model that learnt from a label per kind
+    /// has scored the picks, most uncertain first.
     order: Mutex<Ranking>,
     labels: Mutex<Labels>,
     /// Signalled on every label change.
@@ -224,6 +225,7 @@ impl Session {
             order: in_turn(&mics),
             classes: Vec::new(),
             predicted: Vec::new(),
+            typical_kinds: None,
         };
         let pipeline = cryoprune_train::prep::pipeline(&pre, 1, 0);
         pipeline.extract.validate()?;

@@ -1,6 +1,8 @@
 //! `cryoprune label`: label picks on a local web page at the address (127.0.0.1, secret token) it
 //! prints. The labels CSV is rewritten after every change and is what `train` takes; with enough
-//! labels the page trains `train`'s network in the background and shows its doubts first.
+//! labels the page trains `train`'s network in the background (the classes weighted as balanced
+//! unless `--class-weights` is given) and, once it learnt from a label per kind of pick, shows its
+//! doubts first.
 //!
 //! ```text
 //! cryoprune label --micrographs 'Micrographs/*.mrc' --picks autopick/ --box 180 --out labels.csv
