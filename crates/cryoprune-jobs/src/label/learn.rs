@@ -89,6 +89,23 @@ pub(super) struct Ranking {
     /// The kinds of pick the order takes in turn when it is the typical order (made without a
     /// model); `None` for any other order.
     pub typical_kinds: Option<usize>,
+    /// The young model whose predictions `predicted` holds while the typical order holds.
+    pub scored_by: Option<PathBuf>,
+}
+
+impl Ranking {
+    /// How the gallery is ordered, in words: `how`, and while a young model's predictions
+    /// are shown beside the typical order, until when that order holds.
+    pub fn words(&self) -> String {
+        match (self.typical_kinds, &self.scored_by) {
+            (Some(kinds), Some(dir)) => format!(
+                "{}; held until the model learns from {kinds} labels, one a kind; predictions by {}",
+                self.how,
+                dir.display()
+            ),
+            _ => self.how.clone(),
+        }
+    }
 }
 
 /// What the background training is doing, as the page shows it.
@@ -111,9 +128,6 @@ pub struct TrainStatus {
     /// The newest model's directory.
     pub model: Option<PathBuf>,
 }
-
-/// Where the gallery's words say how long the typical order holds.
-const TYPICAL_HOLDS: &str = "; held until the model learns from";
 
 /// Folds the page cross-validates in while labels are few (see [`folds_for`]).
 const FOLDS: usize = 5;
@@ -167,11 +181,17 @@ impl Session {
                 Ok((key, predicted, spec.classes.clone(), learnt))
             })?;
         let young = |r: &Ranking| r.typical_kinds.is_some_and(|k| learnt < k);
-        if !young(&self.order.lock().unwrap_or_else(|e| e.into_inner())) {
-            let order = self.diverse_order(dir, &key, &predicted, &classes)?;
-            let mut ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        // The doubts' order costs an embedding of every sampled pick: not made for a young model.
+        // (An `if` drops the lock before its block; a `match` would hold it through.)
+        let order = if young(&self.order.lock().unwrap_or_else(|e| e.into_inner())) {
+            None
+        } else {
+            Some(self.diverse_order(dir, &key, &predicted, &classes)?)
+        };
+        let mut ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        match order {
             // The typical order may have arrived meanwhile; it holds for a young model.
-            if !young(&ranking) {
+            Some(order) if !young(&ranking) => {
                 *ranking = Ranking {
                     how: format!(
                         "most uncertain first, predicted classes and kinds in turn ({}, {})",
@@ -182,19 +202,15 @@ impl Session {
                     classes,
                     predicted,
                     typical_kinds: None,
-                };
-                return Ok(());
+                    scored_by: None,
+                }
+            }
+            _ => {
+                ranking.classes = classes;
+                ranking.predicted = predicted;
+                ranking.scored_by = Some(dir.to_path_buf());
             }
         }
-        let mut ranking = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        let kinds = ranking.typical_kinds.unwrap_or_default();
-        let how = ranking.how.split(TYPICAL_HOLDS).next().unwrap_or_default();
-        ranking.how = format!(
-            "{how}{TYPICAL_HOLDS} {kinds} labels, one a kind; predictions by {}",
-            dir.display()
-        );
-        ranking.classes = classes;
-        ranking.predicted = predicted;
         Ok(())
     }
 
@@ -210,6 +226,7 @@ impl Session {
                 classes: std::mem::take(&mut ranking.classes),
                 predicted: std::mem::take(&mut ranking.predicted),
                 typical_kinds,
+                scored_by: ranking.scored_by.take(),
             };
         }
     }

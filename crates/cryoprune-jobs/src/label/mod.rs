@@ -226,6 +226,7 @@ impl Session {
             classes: Vec::new(),
             predicted: Vec::new(),
             typical_kinds: None,
+            scored_by: None,
         };
         let pipeline = cryoprune_train::prep::pipeline(&pre, 1, 0);
         pipeline.extract.validate()?;
@@ -534,7 +535,7 @@ impl Session {
             out: self.cfg.out.clone(),
             predicting: ranking.classes.clone(),
             training: self.train_status(),
-            order: ranking.how.clone(),
+            order: ranking.words(),
         }
     }
 }
