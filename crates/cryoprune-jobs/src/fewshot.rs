@@ -253,7 +253,7 @@ fn label_set_scores(
     let score = |val_probs: &Option<Vec<Vec<f32>>>, probs: &[Vec<f32>]| {
         let thresholds = match val_probs {
             Some(p) => multilabel::choose_thresholds(val.label_sets(), p),
-            None => vec![0.5; test.classes.len()],
+            None => vec![multilabel::UNCHOSEN_THRESHOLD; test.classes.len()],
         };
         multilabel::evaluate(test.label_sets(), probs, &thresholds, &test.classes)
     };

@@ -306,12 +306,15 @@ fn train_label_sets(
         false => exposure_context(&train_set, &held_out, &mut probs, events),
     };
     let (thresholds, report) = if held_out.is_empty() {
-        events.note(
-            "every image trains, none is held out: each label's threshold stays 0.5 and nothing \
-             measures the model (raise --val-fraction)"
-                .into(),
-        );
-        (vec![0.5; data.classes.len()], None)
+        events.note(format!(
+            "every image trains, none is held out: each label's threshold stays {} and nothing \
+             measures the model (raise --val-fraction)",
+            multilabel::UNCHOSEN_THRESHOLD
+        ));
+        (
+            vec![multilabel::UNCHOSEN_THRESHOLD; data.classes.len()],
+            None,
+        )
     } else {
         let thresholds = multilabel::choose_thresholds(truth, &probs);
         let report = multilabel::evaluate(truth, &probs, &thresholds, &data.classes);

@@ -118,10 +118,13 @@ pub fn evaluate(
     }
 }
 
+/// A label's threshold where no validation image chooses one: even odds.
+pub const UNCHOSEN_THRESHOLD: f32 = 0.5;
+
 /// One label's best F1 over every threshold, and that threshold: halfway between the lowest
 /// probability called positive and the highest called negative, so a probability a little off
-/// the validation images' still falls on the side they fell. A label no image carries gets 0.5
-/// (nothing to choose by) and F1 0.
+/// the validation images' still falls on the side they fell. A label no image carries gets
+/// [`UNCHOSEN_THRESHOLD`] (nothing to choose by) and F1 0.
 fn best_threshold(
     truth: impl Iterator<Item = bool>,
     probs: impl Iterator<Item = f32>,
@@ -129,7 +132,7 @@ fn best_threshold(
     let mut pairs: Vec<(f32, bool)> = probs.zip(truth).collect();
     let positives = pairs.iter().filter(|(_, t)| *t).count();
     if positives == 0 {
-        return (0.0, 0.5);
+        return (0.0, UNCHOSEN_THRESHOLD);
     }
     pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
     // Calling the m most probable images positive: F1 = 2TP / (m + positives). Only a cut
