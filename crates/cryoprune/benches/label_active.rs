@@ -237,21 +237,20 @@ fn main() {
             .map(|t| (place(&t.0, t.1.parse().unwrap(), t.2.parse().unwrap()), *t))
             .collect();
         let truth_of = |v: &PickView| by_place[&place(&names_on_page[v.micrograph], v.x, v.y)];
-        let particles = |set: &[Labelled]| set.iter().filter(|t| t.1 .3 == "particle").count();
         // The page's first order, labelled until every class has the labels the page trains
         // at; then two rounds of the model's order: the page's F1 after 20 and 40 labels, and
         // the particles among them.
         page.rank_typical().unwrap();
         let mut active = Vec::new();
         label_on(&page, &mut active, &truth_of, &|a| {
-            particles(a) >= 5 && a.len() - particles(a) >= 5
+            particles_in(&truths(a)) >= 5 && a.len() - particles_in(&truths(a)) >= 5
         });
         let start_labels = active.len();
         let (start_model, start) = fit(&dir, "start", &mics, &truths(&active), seed, &test_csv);
         page.rank_with(&start_model).unwrap();
         label_on(&page, &mut active, &truth_of, &|a| a.len() >= 20);
         let (model20, page20) = fit(&dir, "page20", &mics, &truths(&active), seed, &test_csv);
-        let particles20 = particles(&active);
+        let particles20 = particles_in(&truths(&active));
         page.rank_with(&model20).unwrap();
         label_on(&page, &mut active, &truth_of, &|a| a.len() >= 40);
         let page40 = fit(&dir, "page40", &mics, &truths(&active), seed, &test_csv).1;
@@ -268,7 +267,7 @@ fn main() {
                 "20": page20,
                 "20_particles": particles20,
                 "40": page40,
-                "40_particles": particles(&active),
+                "40_particles": particles_in(&truths(&active)),
             },
             "random_20": fit(&dir, "random20", &mics, &random20, seed, &test_csv).1,
             "random_40": fit(&dir, "random40", &mics, &random40, seed, &test_csv).1,
