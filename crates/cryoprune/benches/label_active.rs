@@ -243,7 +243,8 @@ fn main() {
         page.rank_typical().unwrap();
         let mut active = Vec::new();
         label_on(&page, &mut active, &truth_of, &|a| {
-            particles_in(&truths(a)) >= 5 && a.len() - particles_in(&truths(a)) >= 5
+            let particles = particles_in(&truths(a));
+            particles >= 5 && a.len() - particles >= 5
         });
         let start_labels = active.len();
         let (start_model, start) = fit(&dir, "start", &mics, &truths(&active), seed, &test_csv);
