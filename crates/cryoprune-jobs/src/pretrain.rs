@@ -17,7 +17,7 @@ use std::time::Instant;
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_image::augment::Augment;
 use cryoprune_model::classifier::{load_safetensors, to_safetensors};
-use cryoprune_model::pretrained::backbone_safetensors;
+use cryoprune_model::pretrained::{backbone_safetensors, load_backbone, Pretrained};
 use cryoprune_model::{Arch, ClassifierConfig, HeadConfig};
 pub use cryoprune_sim::pretrain::Classes;
 use cryoprune_sim::pretrain::{PretrainSet, Structure};
@@ -86,6 +86,22 @@ pub struct PretrainConfig {
     /// Continue the run in --out from its checkpoint (same settings).
     #[arg(long)]
     pub resume: bool,
+    /// Start from these backbone weights instead of random ones: `cryo` (the shipped backbone),
+    /// `imagenet`, or a backbone file (another run's backbone.safetensors). The head starts
+    /// afresh; the recipe records the file's SHA-256.
+    #[arg(long, value_name = "WEIGHTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The largest share of each micrograph's noise that is the ice's own scattering, imaged
+    /// through the CTF as on real micrographs (`simulate --ice-structure`); each micrograph
+    /// draws its share between 0 and this. 0 keeps the noise white.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ice_structure: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for PretrainConfig {
@@ -108,18 +124,24 @@ impl Default for PretrainConfig {
             checkpoint_minutes: 5.0,
             time_limit_minutes: None,
             resume: false,
+            from: None,
+            ice_structure: 0.0,
         }
     }
 }
 
 impl PretrainConfig {
     /// What a resumed run must share with the run it continues: the settings, and the
-    /// structure files' contents by SHA-256 (a file changed in between would change the set).
-    fn recipe(&self, structure_sha256: &[String]) -> serde_json::Value {
+    /// structure files' and starting weights' contents by SHA-256 (a file changed in between
+    /// would change the run).
+    fn recipe(&self, structure_sha256: &[String], from_sha256: Option<&str>) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("a config serialises");
         let m = v.as_object_mut().expect("an object");
         if !structure_sha256.is_empty() {
             m.insert("structure_sha256".into(), structure_sha256.into());
+        }
+        if let Some(sha) = from_sha256 {
+            m.insert("from_sha256".into(), sha.into());
         }
         for k in [
             "compute",
@@ -214,6 +236,22 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
     if cfg.input_size < 16 {
         invalid!("--input-size must be at least 16 pixels");
     }
+    if !(0.0..=1.0).contains(&cfg.ice_structure) {
+        invalid!(
+            "--ice-structure is a share of the noise, 0 to 1, not {}",
+            cfg.ice_structure
+        );
+    }
+    let from = match &cfg.from {
+        None => None,
+        Some(s) => match Pretrained::parse(s)?.path(cfg.arch)? {
+            Some(path) => {
+                let bytes = std::fs::read(&path).map_err(|e| Error::Io(path.clone(), e))?;
+                Some((path, sha256_hex(&bytes)))
+            }
+            None => invalid!("--from {s}: no weights to start from (leave --from out for none)"),
+        },
+    };
     let (structures, hashes) = read_structures(&cfg.structures)?;
     let set = PretrainSet {
         input_size: cfg.input_size,
@@ -221,9 +259,10 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
         micrographs: cfg.micrographs_per_chunk,
         structures: Arc::new(structures),
         classes: cfg.classes,
+        ice_structure: cfg.ice_structure,
     };
     let classes = set.classes();
-    let recipe = cfg.recipe(&hashes);
+    let recipe = cfg.recipe(&hashes, from.as_ref().map(|(_, sha)| sha.as_str()));
     crate::create_dir(&cfg.out)?;
     let previous = read_state(&cfg.out)?;
     let mut state = match (previous, cfg.resume) {
@@ -261,6 +300,15 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
         // burn draws initial weights from a process-wide generator; seeded, a run repeats.
         device.seed(cfg.seed);
         let mut model = network.init(&device);
+        if let (Some((path, _)), 0) = (&from, state.chunks_done) {
+            let (backbone, report) = load_backbone(cfg.arch, path, &device)?;
+            events.note(format!(
+                "starting from {} ({} tensors)",
+                path.display(),
+                report.applied
+            ));
+            model = network.init_with(backbone, &device);
+        }
         if state.chunks_done > 0 {
             let path = cfg.out.join(CHECKPOINT_FILE);
             let bytes = std::fs::read(&path).map_err(|e| Error::Io(path.clone(), e))?;

@@ -97,6 +97,95 @@ fn a_resumed_run_goes_on_as_an_unbroken_one() {
     assert_eq!(numbers(&state.history), numbers(&unbroken));
 }
 
+/// The convolutions' weights of a backbone file, by name.
+fn convolutions(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(_, t)| t.shape().len() == 4)
+        .map(|(name, t)| (name, t.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn largest_difference(a: &[(String, Vec<u8>)], b: &[(String, Vec<u8>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let floats = |v: &[u8]| -> Vec<f32> {
+        v.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    a.iter()
+        .zip(b)
+        .flat_map(|((na, va), (nb, vb))| {
+            assert_eq!(na, nb);
+            floats(va)
+                .into_iter()
+                .zip(floats(vb))
+                .map(|(x, y)| (x - y).abs())
+                .collect::<Vec<_>>()
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn a_run_can_start_from_another_backbone() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    let state = pretrain::run(&tiny(&first), &Silent).unwrap();
+    let start = first.join(BACKBONE_FILE);
+    // A learning rate too small to move a weight: what the run ends with is what it began from.
+    let still = |out: &Path, from: Option<&Path>| PretrainConfig {
+        lr: 1e-12,
+        seed: 7,
+        from: from.map(|p| p.to_str().unwrap().to_string()),
+        ice_structure: 0.4,
+        ..tiny(out)
+    };
+    let continued = pretrain::run(&still(&tmp.path().join("on"), Some(&start)), &Silent).unwrap();
+    assert_eq!(
+        continued.recipe["from_sha256"].as_str(),
+        state.backbone_sha256.as_deref()
+    );
+    assert_eq!(continued.recipe["ice_structure"].as_f64(), Some(0.4));
+    let fresh = pretrain::run(&still(&tmp.path().join("fresh"), None), &Silent).unwrap();
+    assert!(fresh.recipe.get("from_sha256").is_none());
+    let began = convolutions(&start);
+    let on = convolutions(&tmp.path().join("on").join(BACKBONE_FILE));
+    let other = convolutions(&tmp.path().join("fresh").join(BACKBONE_FILE));
+    assert!(largest_difference(&began, &on) < 1e-6);
+    assert!(largest_difference(&began, &other) > 1e-2);
+    // The recipe of a run with white noise and no start is what it was before the options
+    // existed, so the runs made then still resume.
+    assert!(state.recipe.get("ice_structure").is_none());
+    assert!(state.recipe.get("from").is_none());
+
+    let err = pretrain::run(
+        &PretrainConfig {
+            ice_structure: 1.5,
+            ..tiny(&tmp.path().join("too_much"))
+        },
+        &Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--ice-structure"), "{err}");
+    let err = pretrain::run(
+        &PretrainConfig {
+            from: Some(tmp.path().join("absent.safetensors").display().to_string()),
+            ..tiny(&tmp.path().join("absent"))
+        },
+        &Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("absent.safetensors"), "{err}");
+}
+
 #[test]
 fn resume_needs_a_run_to_continue() {
     let tmp = tempfile::tempdir().unwrap();

@@ -2,13 +2,14 @@
 //! structure families and any real maps or models given, carbon, ice, aggregates, empty ice; sizes, samplings, defocus, SNR and
 //! looks as varied as real data), for `train --pretrained PATH/backbone.safetensors`. Long runs
 //! checkpoint every few minutes; `--resume` continues a stopped one where it stopped, and
-//! `--time-limit` stops cleanly before a batch job's wall time.
+//! `--time-limit` stops cleanly before a batch job's wall time. `--from` continues from a
+//! backbone (the shipped one, `cryo`) at a lower learning rate instead of starting afresh.
 //!
 //! ```text
-//! cryoprune pretrain --out backbone/
+//! cryoprune pretrain --out backbone/ --structures maps/*.mrc models/*.cif --threads 8
 //! cryoprune pretrain --out backbone/ --chunks 1000 --time-limit 230 --threads 8
 //! cryoprune pretrain --out backbone/ --chunks 1000 --resume
-//! cryoprune pretrain --out backbone/ --structures maps/*.mrc models/*.cif --threads 8
+//! cryoprune pretrain --out mine/ --from cryo --lr 0.005 --chunks 400 --structures my_map.mrc
 //! ```
 
 use anyhow::Result;
