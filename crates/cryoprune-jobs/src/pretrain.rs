@@ -249,7 +249,11 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                 let bytes = std::fs::read(&path).map_err(|e| Error::Io(path.clone(), e))?;
                 Some((path, sha256_hex(&bytes)))
             }
-            None => invalid!("--from {s}: no weights to start from (leave --from out for none)"),
+            None => invalid!(
+                "--from {s}: the {} network has no such weights; give cryo or a backbone file, \
+                 or leave --from out to start from random weights",
+                cfg.arch
+            ),
         },
     };
     let (structures, hashes) = read_structures(&cfg.structures)?;

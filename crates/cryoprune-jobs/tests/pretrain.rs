@@ -184,6 +184,17 @@ fn a_run_can_start_from_another_backbone() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("absent.safetensors"), "{err}");
+    // The small network has no ImageNet weights: said, not silently random.
+    let err = pretrain::run(
+        &PretrainConfig {
+            from: Some("imagenet".into()),
+            ..tiny(&tmp.path().join("imagenet"))
+        },
+        &Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no such weights"), "{err}");
 }
 
 #[test]
