@@ -164,37 +164,26 @@ fn a_run_can_start_from_another_backbone() {
     assert!(state.recipe.get("ice_structure").is_none());
     assert!(state.recipe.get("from").is_none());
 
-    let err = pretrain::run(
-        &PretrainConfig {
-            ice_structure: 1.5,
-            ..tiny(&tmp.path().join("too_much"))
-        },
-        &Silent,
-    )
-    .unwrap_err()
-    .to_string();
+    let out = tmp.path().join("refused");
+    let refused = |cfg: PretrainConfig| pretrain::run(&cfg, &Silent).unwrap_err().to_string();
+    let err = refused(PretrainConfig {
+        ice_structure: 1.5,
+        ..tiny(&out)
+    });
     assert!(err.contains("--ice-structure"), "{err}");
-    let err = pretrain::run(
-        &PretrainConfig {
-            from: Some(tmp.path().join("absent.safetensors").display().to_string()),
-            ..tiny(&tmp.path().join("absent"))
-        },
-        &Silent,
-    )
-    .unwrap_err()
-    .to_string();
+    let absent = tmp.path().join("absent.safetensors");
+    let err = refused(PretrainConfig {
+        from: Some(absent.display().to_string()),
+        ..tiny(&out)
+    });
     assert!(err.contains("absent.safetensors"), "{err}");
     // The small network has no ImageNet weights: said, not silently random.
-    let err = pretrain::run(
-        &PretrainConfig {
-            from: Some("imagenet".into()),
-            ..tiny(&tmp.path().join("imagenet"))
-        },
-        &Silent,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refused(PretrainConfig {
+        from: Some("imagenet".into()),
+        ..tiny(&out)
+    });
     assert!(err.contains("no such weights"), "{err}");
+    assert!(!out.exists(), "a refused run leaves nothing behind");
 }
 
 #[test]
