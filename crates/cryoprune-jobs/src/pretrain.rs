@@ -17,7 +17,7 @@ use std::time::Instant;
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_image::augment::Augment;
 use cryoprune_model::classifier::{load_safetensors, to_safetensors};
-use cryoprune_model::pretrained::{backbone_safetensors, load_backbone, Pretrained};
+use cryoprune_model::pretrained::{backbone_safetensors, load_backbone};
 use cryoprune_model::{Arch, ClassifierConfig, HeadConfig};
 pub use cryoprune_sim::pretrain::Classes;
 use cryoprune_sim::pretrain::{PretrainSet, Structure};
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
+use crate::recipe::StartingWeights;
 use crate::{invalid, Error, Result};
 
 pub const STATE_FILE: &str = "pretrain.json";
@@ -242,14 +243,16 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
             cfg.ice_structure
         );
     }
+    // Resolved as `train --pretrained` resolves its start, so both name and hash it alike.
     let from = match &cfg.from {
         None => None,
-        Some(s) => match Pretrained::parse(s)?.path(cfg.arch)? {
-            Some(path) => {
-                let bytes = std::fs::read(&path).map_err(|e| Error::Io(path.clone(), e))?;
-                Some((path, sha256_hex(&bytes)))
-            }
-            None => invalid!(
+        Some(s) => match StartingWeights::resolve(s, cfg.arch, events)? {
+            StartingWeights {
+                path: Some(path),
+                sha256: Some(sha),
+                ..
+            } => Some((path, sha)),
+            _ => invalid!(
                 "--from {s}: the {} network has no such weights; give cryo or a backbone file, \
                  or leave --from out to start from random weights",
                 cfg.arch
