@@ -1,9 +1,9 @@
-//! Training-time augmentation of particle images: mirror, 90-degree rotations, rotation by any
-//! angle with bilinear interpolation, and a circular mask.
+//! Training-time augmentation of particle images: mirror, 90-degree rotations and rotation by
+//! any angle with bilinear interpolation.
 //!
 //! Every transform keeps pixel (n/2, n/2) — the particle centre after extraction — fixed. In an
 //! even-sized image the outermost row and column have no mirror partner; they keep their own
-//! values (a circular mask of radius < n/2 hides them anyway).
+//! values.
 //!
 //! Rotation by θ turns the content counter-clockwise in (x, y) with x to the right and y up.
 
@@ -70,21 +70,6 @@ pub fn rotate(img: &Image, degrees: f64, fill: f32) -> Image {
     })
 }
 
-/// Sets every pixel farther than `radius` from the centre to `fill` (after per-particle
-/// normalisation, 0 is the background mean).
-pub fn circular_mask(img: &mut Image, radius: f64, fill: f32) {
-    let (cx, cy) = ((img.nx / 2) as f64, (img.ny / 2) as f64);
-    let r2 = radius * radius;
-    for y in 0..img.ny {
-        for x in 0..img.nx {
-            let (dx, dy) = (x as f64 - cx, y as f64 - cy);
-            if dx * dx + dy * dy > r2 {
-                img.set(x, y, fill);
-            }
-        }
-    }
-}
-
 /// The planes of a `size` × `size` multi-plane image.
 fn planes(pixels: &[f32], size: usize) -> impl Iterator<Item = Image> + '_ {
     pixels
@@ -105,8 +90,8 @@ struct Drawn {
 }
 
 /// Random augmentation drawn per image. Flips and quarter turns are exact; an arbitrary angle
-/// interpolates, so the mask (if any) must also be applied at inference for the network to see
-/// the same kind of image — use [`Augment::mask`] there.
+/// interpolates, and fills the corners it turns in from outside the box with 0 (after
+/// per-particle normalisation, the background mean).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Augment {
     /// Mirror left-right with probability 1/2.
@@ -115,17 +100,14 @@ pub struct Augment {
     pub rot90: bool,
     /// A uniformly random angle (replaces `rot90` when both are set).
     pub rotate: bool,
-    /// Mask radius in pixels; with rotation, a radius below n/2 keeps the filled corners out.
-    pub mask_radius: Option<f64>,
 }
 
 impl Augment {
-    /// No augmentation and no mask.
+    /// No augmentation.
     pub const NONE: Augment = Augment {
         flip: false,
         rot90: false,
         rotate: false,
-        mask_radius: None,
     };
 
     pub fn apply(&self, img: &Image, rng: &mut impl Rng) -> Image {
@@ -165,16 +147,14 @@ impl Augment {
         } else {
             img
         };
-        let mut out = match drawn.turn {
+        match drawn.turn {
             Turn::Degrees(d) => rotate(img, d, 0.0),
             Turn::Quarters(k) => rot90(img, k),
-        };
-        self.mask(&mut out);
-        out
+        }
     }
 
-    /// Every image `apply` can draw from `img`, each as likely as the others, mask applied: 1, 2,
-    /// 4 or 8 views of flips and quarter turns. `None` with arbitrary angles, which are endless.
+    /// Every image `apply` can draw from `img`, each as likely as the others: 1, 2, 4 or 8
+    /// views of flips and quarter turns. `None` with arbitrary angles, which are endless.
     pub fn views(&self, img: &Image) -> Option<Vec<Image>> {
         if self.rotate {
             return None;
@@ -189,10 +169,6 @@ impl Augment {
             flips
                 .iter()
                 .flat_map(|f| (0..turns).map(move |k| rot90(f, k)))
-                .map(|mut v| {
-                    self.mask(&mut v);
-                    v
-                })
                 .collect(),
         )
     }
@@ -213,13 +189,6 @@ impl Augment {
                 })
                 .collect(),
         )
-    }
-
-    /// The deterministic part (the mask), for images that are not augmented.
-    pub fn mask(&self, img: &mut Image) {
-        if let Some(r) = self.mask_radius {
-            circular_mask(img, r, 0.0);
-        }
     }
 }
 
@@ -324,36 +293,12 @@ mod tests {
     }
 
     #[test]
-    fn mask_keeps_filled_corners_out_of_rotated_images() {
-        let n = 32;
-        let img = ramp(n);
-        let aug = Augment {
-            flip: true,
-            rot90: false,
-            rotate: true,
-            mask_radius: Some(15.0),
-        };
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        for _ in 0..20 {
-            // A huge fill marks anything sampled from outside the box; none may survive the mask.
-            let angle = rng.random_range(0.0..360.0);
-            let mut r = rotate(&img, angle, 1e30);
-            aug.mask(&mut r);
-            assert!(r.data.iter().all(|v| v.abs() < 1e20), "angle {angle}");
-            let a = aug.apply(&img, &mut rng);
-            assert_eq!(a.get(0, 0), 0.0);
-            assert_eq!(a.get(n / 2, n / 2), img.get(n / 2, n / 2));
-        }
-    }
-
-    #[test]
     fn augmentation_is_reproducible_for_a_seed() {
         let img = ramp(24);
         let aug = Augment {
             flip: true,
             rot90: true,
             rotate: false,
-            mask_radius: None,
         };
         let draw = |seed| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -380,13 +325,11 @@ mod tests {
                 flip: true,
                 rot90: true,
                 rotate: false,
-                mask_radius: None,
             },
             Augment {
                 flip: true,
                 rot90: false,
                 rotate: true,
-                mask_radius: Some(7.0),
             },
         ] {
             for seed in 0..6 {
@@ -402,7 +345,6 @@ mod tests {
             flip: true,
             rot90: true,
             rotate: false,
-            mask_radius: None,
         };
         let views = aug.views_planes(&both, 16).unwrap();
         let (va, vb) = (aug.views(&a).unwrap(), aug.views(&b).unwrap());

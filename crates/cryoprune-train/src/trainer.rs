@@ -69,7 +69,6 @@ mod augment_serde {
         flip: bool,
         rot90: bool,
         rotate: bool,
-        mask_radius: Option<f64>,
     }
 
     pub fn serialize<S: Serializer>(a: &Augment, s: S) -> Result<S::Ok, S::Error> {
@@ -77,7 +76,6 @@ mod augment_serde {
             flip: a.flip,
             rot90: a.rot90,
             rotate: a.rotate,
-            mask_radius: a.mask_radius,
         }
         .serialize(s)
     }
@@ -88,7 +86,6 @@ mod augment_serde {
             flip: p.flip,
             rot90: p.rot90,
             rotate: p.rotate,
-            mask_radius: p.mask_radius,
         })
     }
 }

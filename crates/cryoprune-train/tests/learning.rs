@@ -143,7 +143,6 @@ fn flips_and_turns() -> TrainConfig {
             flip: true,
             rot90: true,
             rotate: false,
-            mask_radius: None,
         },
         repeats: 1,
         momentum: 0.9,
