@@ -388,6 +388,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
                 },
                 seed: cfg.seed ^ (c as u64).wrapping_mul(0x9E37_79B9),
                 keep_last: false,
+                label_smoothing: 0.0,
             };
             let trained = cryoprune_train::train(model, &data, None, &train_cfg, &device, |_| {
                 std::ops::ControlFlow::Continue(())

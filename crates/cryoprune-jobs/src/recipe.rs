@@ -311,6 +311,11 @@ pub struct NetConfig {
     pub momentum: f64,
     #[arg(long, default_value_t = NetConfig::default().weight_decay)]
     pub weight_decay: f64,
+    /// Label smoothing ε (0 to <1): the loss aims at 1 − ε on each image's class and ε spread
+    /// over all classes (of each label's yes/no: ε/2 from certainty), so that a network trained
+    /// on a few labels does not grow surer than it is right.
+    #[arg(long, default_value_t = NetConfig::default().label_smoothing)]
+    pub label_smoothing: f32,
     /// Loss weight per class (in the sorted class order), comma-separated, or `balanced`. For
     /// images with label sets: the weight of each label's positives (`balanced`: its
     /// negatives over its positives), which lifts rare labels; `--pos-weight` says the same.
@@ -354,6 +359,7 @@ impl Default for NetConfig {
             gamma: 0.1,
             momentum: 0.9,
             weight_decay: 0.0,
+            label_smoothing: 0.0,
             class_weights: None,
             freeze_epochs: 0,
             augment: Augmentations(Augment {
@@ -381,6 +387,12 @@ impl NetConfig {
     /// The trainer's settings for training on `train`: a multi-label head for a multi-label
     /// set, whose `balanced` class weights weigh each label's positives by its negatives.
     pub fn train_config(&self, train: &Dataset, seed: u64) -> Result<TrainConfig> {
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            invalid!(
+                "--label-smoothing is a share from 0 to below 1, not {}",
+                self.label_smoothing
+            );
+        }
         let counts = train.counts();
         let (freeze_epochs, unfrozen) = match self.recipe {
             Recipe::Standard => (self.freeze_epochs, None),
@@ -446,6 +458,7 @@ impl NetConfig {
             augment: self.augment.0,
             seed,
             keep_last: false,
+            label_smoothing: self.label_smoothing,
         })
     }
 }
@@ -965,5 +978,13 @@ mod tests {
         );
         let short = NetConfig { epochs: 5, ..two };
         assert!(short.train_config(&sets, 4).is_err());
+        for share in [-0.1, 1.0] {
+            let net = NetConfig {
+                label_smoothing: share,
+                ..NetConfig::default()
+            };
+            let err = net.train_config(&sets, 4).unwrap_err().to_string();
+            assert!(err.contains("--label-smoothing is a share"), "{err}");
+        }
     }
 }

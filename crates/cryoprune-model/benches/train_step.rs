@@ -54,6 +54,7 @@ fn ours(arch: Arch, channels: usize, size: usize, batch: usize) -> (Option<f64>,
         let loss = Loss {
             class_weights: &[1.0; CLASSES],
             branch_weights: &[1.0],
+            smoothing: 0.0,
         };
         seconds(|| {
             trainer.step(&images, size, Targets::Classes(&labels), loss, &SGD, true);

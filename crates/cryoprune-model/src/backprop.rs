@@ -73,6 +73,27 @@ pub struct Loss<'a> {
     pub class_weights: &'a [f32],
     /// Per head branch.
     pub branch_weights: &'a [f32],
+    /// Label smoothing ε: each target becomes (1 − ε)·target + ε/classes for one class per
+    /// image, (1 − ε)·target + ε/2 for each label's yes/no. 0 is the plain loss.
+    pub smoothing: f32,
+}
+
+impl Loss<'_> {
+    /// The smoothed target of class `j` for an image of class `y`, of `classes`: without
+    /// smoothing exactly 1 and 0.
+    pub fn class_target(&self, j: usize, y: usize, classes: usize) -> f32 {
+        let off = self.smoothing / classes as f32;
+        if j == y {
+            1.0 - self.smoothing + off
+        } else {
+            off
+        }
+    }
+
+    /// The smoothed target of one label's yes (1) or no (0): without smoothing `y` itself.
+    pub fn label_target(&self, y: f32) -> f32 {
+        y * (1.0 - self.smoothing) + self.smoothing / 2.0
+    }
 }
 
 /// What each image of a batch should be called.
@@ -94,18 +115,13 @@ impl Targets<'_> {
         }
     }
 
-    /// `scale` times the loss of one branch's logits ([n, classes] flattened), and its gradient
-    /// with respect to them. (The scale enters each term first, so a single-label step rounds
-    /// as it always has and a pretraining run still reproduces its weights.)
-    pub fn loss(
-        &self,
-        logits: &[f32],
-        classes: usize,
-        class_weights: &[f32],
-        scale: f32,
-    ) -> (f32, Vec<f32>) {
+    /// `scale` times `loss`'s loss of one branch's logits ([n, classes] flattened), and its
+    /// gradient with respect to them. (The scale enters each term first, so a single-label step
+    /// rounds as it always has and a pretraining run still reproduces its weights.)
+    pub fn loss(&self, logits: &[f32], classes: usize, loss: &Loss, scale: f32) -> (f32, Vec<f32>) {
+        let class_weights = loss.class_weights;
         let mut d_logits = vec![0.0; logits.len()];
-        let mut loss = 0.0;
+        let mut value = 0.0;
         match *self {
             Targets::Classes(labels) => {
                 let total: f32 = labels.iter().map(|&l| class_weights[l]).sum();
@@ -118,10 +134,17 @@ impl Targets<'_> {
                     let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
                     let log_norm = max + sum.ln();
                     let share = scale * (class_weights[y] / total);
-                    loss += share * (log_norm - row[y]);
+                    // Without smoothing the terms off the label are exact zeros: the sum is the
+                    // plain loss to the last bit.
+                    let target = |j: usize| loss.class_target(j, y, classes);
+                    value += share
+                        * row
+                            .iter()
+                            .enumerate()
+                            .map(|(j, &v)| target(j) * (log_norm - v))
+                            .sum::<f32>();
                     for (j, (d, &v)) in d.iter_mut().zip(row).enumerate() {
-                        let onehot = if j == y { 1.0 } else { 0.0 };
-                        *d = share * ((v - log_norm).exp() - onehot);
+                        *d = share * ((v - log_norm).exp() - target(j));
                     }
                 }
             }
@@ -133,16 +156,17 @@ impl Targets<'_> {
                     .zip(d_logits.iter_mut())
                     .enumerate()
                 {
+                    let y = loss.label_target(y);
                     let w = class_weights[j % classes];
                     // log σ(x) and log(1 − σ(x)) = log σ(−x), without overflow for any x.
                     let log_sig = |v: f32| -((-v).max(0.0) + (-v.abs()).exp().ln_1p());
-                    loss -= (w * y * log_sig(x) + (1.0 - y) * log_sig(-x)) / count;
+                    value -= (w * y * log_sig(x) + (1.0 - y) * log_sig(-x)) / count;
                     let p = 1.0 / (1.0 + (-x).exp());
                     *d = (p * (w * y + 1.0 - y) - w * y) / count;
                 }
             }
         }
-        (loss, d_logits)
+        (value, d_logits)
     }
 }
 
@@ -1267,8 +1291,7 @@ impl CpuTrainer {
             let pooled = global_average(x);
             let logits = branch.fc.forward(&pooled);
             let w_b = loss.branch_weights[b];
-            let (branch_loss, d_logits) =
-                targets.loss(&logits, self.classes, loss.class_weights, w_b);
+            let (branch_loss, d_logits) = targets.loss(&logits, self.classes, &loss, w_b);
             loss_value += branch_loss;
             let d_pooled = branch.fc.backward(&pooled, &d_logits);
             let mut d = global_average_backward(&d_pooled, x);

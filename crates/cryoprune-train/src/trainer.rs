@@ -58,6 +58,13 @@ pub struct TrainConfig {
     /// which has nothing to choose its epoch by, is kept.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_last: bool,
+    /// Label smoothing ε of the training loss (see `Loss`); 0 trains on the labels as given.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 mod augment_serde {
@@ -140,38 +147,41 @@ pub struct Trained {
     pub seconds: f64,
 }
 
-/// Weighted cross-entropy as PyTorch computes it: Σ w_y·(−log p_y) / Σ w_y.
-fn cross_entropy(
-    logits: Tensor<2>,
-    labels: &[usize],
-    weights: &[f32],
-    device: &Device,
-) -> Tensor<1> {
+/// Weighted cross-entropy as PyTorch computes it, Σ w_y·(−log p_y) / Σ w_y, against targets
+/// smoothed by ε: (1 − ε) on the label and ε/classes on every class, weighted by the label's
+/// class weight (where classes weigh alike, PyTorch's `label_smoothing`).
+fn cross_entropy(logits: Tensor<2>, labels: &[usize], loss: &Loss, device: &Device) -> Tensor<1> {
     let [n, k] = logits.dims();
+    let weights = loss.class_weights;
     let mut target = vec![0f32; n * k];
     let total: f32 = labels.iter().map(|&l| weights[l]).sum();
-    for (i, &l) in labels.iter().enumerate() {
-        target[i * k + l] = weights[l] / total;
+    for (row, &l) in target.chunks_exact_mut(k).zip(labels) {
+        let share = weights[l] / total;
+        for (j, t) in row.iter_mut().enumerate() {
+            *t = share * loss.class_target(j, l, k);
+        }
     }
     let target = Tensor::<2>::from_data(TensorData::new(target, [n, k]), device);
     (log_softmax(logits, 1) * target).sum().neg()
 }
 
 /// Binary cross-entropy on each label's sigmoid, averaged over images and labels, each label's
-/// positives weighted (PyTorch's `BCEWithLogitsLoss(pos_weight=…)`).
+/// positives weighted (PyTorch's `BCEWithLogitsLoss(pos_weight=…)`), each target smoothed by ε
+/// towards ½.
 fn binary_cross_entropy(
     logits: Tensor<2>,
     targets: &[f32],
-    pos_weights: &[f32],
+    loss: &Loss,
     device: &Device,
 ) -> Tensor<1> {
     let [n, k] = logits.dims();
-    let positive: Vec<f32> = targets
+    let smoothed: Vec<f32> = targets.iter().map(|&y| loss.label_target(y)).collect();
+    let positive: Vec<f32> = smoothed
         .iter()
         .enumerate()
-        .map(|(j, &y)| pos_weights[j % k] * y)
+        .map(|(j, &y)| loss.class_weights[j % k] * y)
         .collect();
-    let negative: Vec<f32> = targets.iter().map(|&y| 1.0 - y).collect();
+    let negative: Vec<f32> = smoothed.iter().map(|&y| 1.0 - y).collect();
     let tensor = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [n, k]), device);
     let (positive, negative) = (tensor(positive), tensor(negative));
     (log_sigmoid(logits.clone()) * positive + log_sigmoid(logits.neg()) * negative)
@@ -179,23 +189,23 @@ fn binary_cross_entropy(
         .neg()
 }
 
-/// The multi-loss: Σ_b w_b · loss(branch b), with the class weights inside each branch's loss.
+/// The multi-loss: Σ_b w_b · loss(branch b), with the class weights and the smoothing inside
+/// each branch's loss.
 pub fn multi_loss(
     logits: Vec<Tensor<2>>,
     targets: Targets,
-    class_weights: &[f32],
-    branch_weights: &[f32],
+    loss: Loss,
     device: &Device,
 ) -> Tensor<1> {
     logits
         .into_iter()
-        .zip(branch_weights)
+        .zip(loss.branch_weights)
         .map(|(l, &w)| {
-            let loss = match targets {
-                Targets::Classes(labels) => cross_entropy(l, labels, class_weights, device),
-                Targets::Labels(t) => binary_cross_entropy(l, t, class_weights, device),
+            let branch = match targets {
+                Targets::Classes(labels) => cross_entropy(l, labels, &loss, device),
+                Targets::Labels(t) => binary_cross_entropy(l, t, &loss, device),
             };
-            loss.mul_scalar(w)
+            branch.mul_scalar(w)
         })
         .reduce(|a, b| a + b)
         .expect("at least one branch")
@@ -413,6 +423,11 @@ pub fn train(
         Some(w) => w.clone(),
         None => vec![1.0; k],
     };
+    let loss = Loss {
+        class_weights: &weights,
+        branch_weights: &cfg.head.branch_weights,
+        smoothing: cfg.label_smoothing,
+    };
     let device = device.clone().autodiff();
     // The rate is the schedule's, set at each step.
     let sgd = SgdStep {
@@ -483,10 +498,6 @@ pub fn train(
             let (l_value, pred) = if let Some(fast) = &mut fast {
                 let batch = augmented();
                 let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
-                let loss = Loss {
-                    class_weights: &weights,
-                    branch_weights: &cfg.head.branch_weights,
-                };
                 let sgd = SgdStep { lr, ..sgd };
                 let out = fast.step(&refs, train.size, targets.as_targets(), loss, &sgd, !frozen);
                 (out.loss as f64, out.logits)
@@ -509,13 +520,7 @@ pub fn train(
                     }
                 };
                 let main = logits[0].clone();
-                let l = multi_loss(
-                    logits,
-                    targets.as_targets(),
-                    &weights,
-                    &cfg.head.branch_weights,
-                    &device,
-                );
+                let l = multi_loss(logits, targets.as_targets(), loss, &device);
                 let l_value = l.clone().into_scalar::<f32>() as f64;
                 if l_value.is_finite() {
                     let grads = GradientsParams::from_grads(l.backward(), &model);

@@ -165,13 +165,18 @@ fn burn_loss(
     size: usize,
     head: &HeadConfig,
     targets: Targets,
+    smoothing: f32,
 ) -> Tensor<1> {
     let device = Device::flex().autodiff();
+    let loss = Loss {
+        class_weights: &CLASS_WEIGHTS,
+        branch_weights: &head.branch_weights,
+        smoothing,
+    };
     multi_loss(
         model.forward(batch_tensor(refs, size, &device)),
         targets,
-        &CLASS_WEIGHTS,
-        &head.branch_weights,
+        loss,
         &device,
     )
 }
@@ -301,13 +306,25 @@ fn assert_moved_alike(
 }
 
 fn compare(net: Network, branches: usize, train_backbone: bool) {
-    compare_on(net, branches, train_backbone, Targets::Classes(&LABELS));
+    compare_on(
+        net,
+        branches,
+        train_backbone,
+        Targets::Classes(&LABELS),
+        0.0,
+    );
 }
 
 /// Five images, three labels: each image carries a different set, one none and one all.
 const LABEL_SETS: [f32; 15] = [1., 0., 0., 0., 1., 1., 0., 0., 0., 1., 1., 1., 0., 1., 0.];
 
-fn compare_on(net: Network, branches: usize, train_backbone: bool, targets: Targets) {
+fn compare_on(
+    net: Network,
+    branches: usize,
+    train_backbone: bool,
+    targets: Targets,
+    smoothing: f32,
+) {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
     let size = input_size(net);
     let mut reference = model(net, branches, 3 + branches as u64);
@@ -321,7 +338,7 @@ fn compare_on(net: Network, branches: usize, train_backbone: bool, targets: Targ
     for step in 0..2 {
         let batch = images(step, size);
         let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
-        let loss = burn_loss(&reference, &refs, size, &head, targets);
+        let loss = burn_loss(&reference, &refs, size, &head, targets, smoothing);
         let burn_loss = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), &reference);
         reference = optim.step(SGD.lr, reference, grads);
@@ -332,6 +349,7 @@ fn compare_on(net: Network, branches: usize, train_backbone: bool, targets: Targ
             Loss {
                 class_weights: &CLASS_WEIGHTS,
                 branch_weights: &head.branch_weights,
+                smoothing,
             },
             &SGD,
             train_backbone,
@@ -372,19 +390,29 @@ fn binary_cross_entropy_on_label_sets_moves_every_parameter_as_burn_moves_it() {
         2,
         true,
         Targets::Labels(&LABEL_SETS),
+        0.0,
     );
     compare_on(
         Network::MiniResNet { bottleneck: false },
         3,
         true,
         Targets::Labels(&LABEL_SETS),
+        0.0,
     );
     compare_on(
         Network::Arch(Arch::Small),
         1,
         false,
         Targets::Labels(&LABEL_SETS),
+        0.0,
     );
+}
+
+#[test]
+fn smoothed_labels_move_every_parameter_as_burn_moves_them() {
+    let small = Network::Arch(Arch::Small);
+    compare_on(small, 2, true, Targets::Classes(&LABELS), 0.1);
+    compare_on(small, 1, true, Targets::Labels(&LABEL_SETS), 0.2);
 }
 
 #[test]
@@ -434,6 +462,7 @@ fn the_same_steps_give_the_same_weights_on_any_number_of_threads() {
                     let loss = Loss {
                         class_weights: &CLASS_WEIGHTS,
                         branch_weights: &head.branch_weights,
+                        smoothing: 0.0,
                     };
                     ours.step(
                         &refs,
@@ -469,11 +498,12 @@ fn full_size(arch: Arch) {
     let batch = images(0, size);
     let refs: Vec<&[f32]> = batch.iter().map(|v| v.as_slice()).collect();
     let burn_loss =
-        burn_loss(&start, &refs, size, &head, Targets::Classes(&LABELS)).into_scalar::<f32>();
+        burn_loss(&start, &refs, size, &head, Targets::Classes(&LABELS), 0.0).into_scalar::<f32>();
     let mut ours = CpuTrainer::new(&start).expect("the network trains on the CPU");
     let loss = Loss {
         class_weights: &CLASS_WEIGHTS,
         branch_weights: &head.branch_weights,
+        smoothing: 0.0,
     };
     let out = ours.step(&refs, size, Targets::Classes(&LABELS), loss, &SGD, true);
     assert!(

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use cryoprune_image::augment::Augment;
-use cryoprune_model::backprop::Targets;
+use cryoprune_model::backprop::{Loss, Targets};
 use cryoprune_model::head::Head;
 use cryoprune_model::{Arch, ClassifierConfig, HeadConfig, Readout};
 use cryoprune_train::schedule::Schedule;
@@ -21,7 +21,7 @@ static RANDOM_STATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The gradient burn's autodiff gives the head's input for the multi-loss on `targets` (with
 /// three branches: 1×1 convolutions, batch norm, ReLU, pooling, linear layers and the class-
 /// and branch-weighted loss are all on the path) against central differences.
-fn head_and_loss_gradients_match_finite_differences(targets: Targets) {
+fn head_and_loss_gradients_match_finite_differences(targets: Targets, smoothing: f32) {
     let _random = RANDOM_STATE.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     // Seeded weights and input: unseeded ones now and then put a ReLU kink within eps of a
@@ -30,6 +30,11 @@ fn head_and_loss_gradients_match_finite_differences(targets: Targets) {
     let head = Head::new(6, 3, 3, &device);
     let class_w = [1.0f32, 2.0, 0.5];
     let branch_w = [1.0f32, 0.5, 0.25];
+    let loss = Loss {
+        class_weights: &class_w,
+        branch_weights: &branch_w,
+        smoothing,
+    };
     let values: Vec<f32> = {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -40,18 +45,10 @@ fn head_and_loss_gradients_match_finite_differences(targets: Targets) {
     let x0 = Tensor::<4>::from_data(TensorData::new(values.clone(), [4, 6, 3, 3]), &device);
     let loss_at = |v: &[f32]| -> f64 {
         let x = Tensor::<4>::from_data(TensorData::new(v.to_vec(), [4, 6, 3, 3]), &device);
-        multi_loss(head.forward(x), targets, &class_w, &branch_w, &device).into_scalar::<f32>()
-            as f64
+        multi_loss(head.forward(x), targets, loss, &device).into_scalar::<f32>() as f64
     };
     let x = x0.require_grad();
-    let loss = multi_loss(
-        head.forward(x.clone()),
-        targets,
-        &class_w,
-        &branch_w,
-        &device,
-    );
-    let grads = loss.backward();
+    let grads = multi_loss(head.forward(x.clone()), targets, loss, &device).backward();
     let analytic: Vec<f32> = x
         .grad(&grads)
         .unwrap()
@@ -75,14 +72,16 @@ fn head_and_loss_gradients_match_finite_differences(targets: Targets) {
 
 #[test]
 fn head_and_cross_entropy_gradients_match_finite_differences() {
-    head_and_loss_gradients_match_finite_differences(Targets::Classes(&[0, 2, 1, 2]));
+    head_and_loss_gradients_match_finite_differences(Targets::Classes(&[0, 2, 1, 2]), 0.0);
+    head_and_loss_gradients_match_finite_differences(Targets::Classes(&[0, 2, 1, 2]), 0.1);
 }
 
 #[test]
 fn head_and_binary_cross_entropy_gradients_match_finite_differences() {
     // Four images, three labels: none, one, two and all three carried.
     let labels = [0., 0., 0., 1., 0., 0., 0., 1., 1., 1., 1., 1.];
-    head_and_loss_gradients_match_finite_differences(Targets::Labels(&labels));
+    head_and_loss_gradients_match_finite_differences(Targets::Labels(&labels), 0.0);
+    head_and_loss_gradients_match_finite_differences(Targets::Labels(&labels), 0.1);
 }
 
 /// Bright discs vs. rings on noise: easy to tell apart, impossible without learning.
@@ -153,6 +152,7 @@ fn flips_and_turns() -> TrainConfig {
         head: HeadConfig::new(2),
         seed: 0,
         keep_last: false,
+        label_smoothing: 0.0,
     }
 }
 
