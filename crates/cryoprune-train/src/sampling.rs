@@ -87,8 +87,18 @@ pub fn draw_label_shots(
     Ok(Split { train, rest })
 }
 
-/// Holds out `fraction` of each class for validation (at least one example per class when the
-/// class has two or more).
+/// How many of a class's `n` examples [`split_fraction`] holds out for `fraction`: the nearest
+/// whole number, and at least one where the class has two or more to spare one.
+pub fn held_out_count(n: usize, fraction: f64) -> usize {
+    let count = (n as f64 * fraction).round() as usize;
+    if count == 0 && n >= 2 && fraction > 0.0 {
+        1
+    } else {
+        count
+    }
+}
+
+/// Holds out `fraction` of each class for validation ([`held_out_count`] of each).
 pub fn split_fraction(
     labels: &[usize],
     classes: &[String],
@@ -101,10 +111,7 @@ pub fn split_fraction(
     for c in 0..classes.len() {
         let mut members: Vec<usize> = pool.iter().copied().filter(|&i| labels[i] == c).collect();
         members.shuffle(&mut rng);
-        let mut n_val = (members.len() as f64 * fraction).round() as usize;
-        if n_val == 0 && members.len() >= 2 && fraction > 0.0 {
-            n_val = 1;
-        }
+        let n_val = held_out_count(members.len(), fraction);
         rest.extend_from_slice(&members[..n_val]);
         train.extend_from_slice(&members[n_val..]);
     }
@@ -209,6 +216,15 @@ mod tests {
         let sub = subsample(&labels, 2, &pool, 40, 3);
         assert_eq!(sub.len(), 40);
         assert_eq!(sub.iter().filter(|&&i| labels[i] == 0).count(), 10);
+    }
+
+    #[test]
+    fn a_held_out_share_rounds_and_spares_one_of_two() {
+        assert_eq!(held_out_count(47, 0.2), 9);
+        assert_eq!(held_out_count(48, 0.2), 10);
+        assert_eq!(held_out_count(2, 0.2), 1);
+        assert_eq!(held_out_count(1, 0.2), 0);
+        assert_eq!(held_out_count(30, 0.0), 0);
     }
 
     #[test]

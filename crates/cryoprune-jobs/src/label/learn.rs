@@ -11,6 +11,7 @@ use cryoprune_formats::PickFormat;
 use cryoprune_image::pipeline::{Job, Pipeline};
 use cryoprune_model::Classifier;
 use cryoprune_train::modeldir::{ModelDir, ModelSpec};
+use cryoprune_train::sampling::held_out_count;
 use serde::{Deserialize, Serialize};
 
 use super::{class_counts, Labels, Session};
@@ -503,11 +504,11 @@ impl Events for FitEvents<'_> {
 /// not learn it, so the page's figures (and a saved model's `prune --prior dataset`) rest on
 /// all of them, and the model learns from all of them. It costs a fit per fold.
 pub fn folds_for(counts: &[usize]) -> usize {
-    // `train`'s share held out of the rarest class, against the count it calls rough (a fifth:
-    // under 50 labels).
-    let held_out = |n: usize| n as f64 * TrainJobConfig::default().val_fraction;
+    // What `train` would hold out of the rarest class, against the count it calls rough (a
+    // fifth, rounded: under 48 labels).
+    let held_out = |n: usize| held_out_count(n, TrainJobConfig::default().val_fraction);
     match counts.iter().min() {
-        Some(&n) if n >= 2 && held_out(n) < FEW_HELD_OUT as f64 => FOLDS,
+        Some(&n) if n >= 2 && held_out(n) < FEW_HELD_OUT => FOLDS,
         _ => 0,
     }
 }
@@ -566,8 +567,9 @@ mod tests {
     #[test]
     fn the_page_cross_validates_while_a_fifth_held_out_would_be_too_few() {
         assert_eq!(folds_for(&[5, 30]), FOLDS);
-        assert_eq!(folds_for(&[120, 49]), FOLDS);
-        assert_eq!(folds_for(&[50, 400]), 0);
+        assert_eq!(folds_for(&[120, 47]), FOLDS);
+        // A fifth of 48 rounds to 10 held out, which `train` does not call rough.
+        assert_eq!(folds_for(&[48, 400]), 0);
         // One label of a class cannot be scored by a network that did not learn it.
         assert_eq!(folds_for(&[1, 30]), 0);
     }
