@@ -1,7 +1,8 @@
 //! The labelling page on large data: how long a 4096² micrograph takes to show (its overview
 //! tiles, made on the first view, read back from disk after), and whether the server's memory
 //! stays flat while a user pages through 1,000 micrographs (every micrograph's overview tiles
-//! and the particle images of its gallery).
+//! and the particle images of its gallery); and how long the clusters view and the first order
+//! take to cut, embed and group 4,000 picks spread over those micrographs.
 //!
 //! `cargo bench -p cryoprune --bench label_tiles` writes `target/bench/label_tiles.json`.
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use cryoprune_formats::PickFormat;
-use cryoprune_jobs::label::{LabelConfig, Session, TileRequest, TILE};
+use cryoprune_jobs::label::{LabelConfig, Session, TileRequest, CLUSTER_PICKS, TILE};
 use cryoprune_jobs::recipe::PrepConfig;
 use cryoprune_jobs::simulate::{self, SimulateConfig};
 use cryoprune_jobs::Silent;
@@ -161,6 +162,18 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // The clusters view and the first order on the same session: 4,000 picks spread over the
+    // 1,000 micrographs (4 from each), cut, seen by the cryo-EM backbone and grouped.
+    let t = Instant::now();
+    let groups = s.cluster(20).unwrap().groups.len();
+    let clusters = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    s.rank_typical().unwrap();
+    let typical = t.elapsed().as_secs_f64();
+    println!(
+        "{groups} clusters of {CLUSTER_PICKS} picks: {clusters:.1} s; the typical first order: \
+         {typical:.1} s"
+    );
     let out = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     std::fs::create_dir_all(&out).unwrap();
     let json = serde_json::json!({
@@ -173,6 +186,8 @@ fn main() {
         "many_rss_open_mib": opened,
         "many_rss_every_100_mib": rss,
         "many_seconds": seconds,
+        "clusters_20_s": clusters,
+        "rank_typical_s": typical,
     });
     std::fs::write(
         out.join("label_tiles.json"),

@@ -63,30 +63,30 @@ impl Session {
             invalid!("give 2 to 100 groups, not {k}");
         }
         let chosen = spread_sample(&in_turn(&self.mics));
-        let (ids, images) = self.cut_picks(&chosen)?;
-        if ids.len() < k {
-            invalid!("{} picks cannot make {k} groups", ids.len());
+        let seen = self.features(
+            self.newest_model().as_deref(),
+            &chosen_jobs(self, &chosen),
+            true,
+        )?;
+        if seen.ids.len() < k {
+            invalid!("{} picks cannot make {k} groups", seen.ids.len());
         }
-        let side = self.pipeline.extract.out_size;
-        let (features, how) =
-            self.features(self.newest_model().as_deref(), &chosen_jobs(self, &ids))?;
+        // The averages are of the images the features came from: what the network sees.
+        let s2 = seen.side * seen.side;
         let mut averages = Vec::new();
         let mut members = Vec::new();
-        for g in groups(&standardise(features), k) {
-            let mut mean = vec![0f32; side * side];
+        for g in groups(&standardise(seen.features), k) {
+            let mut mean = vec![0f32; s2];
             for &i in &g {
-                for (m, v) in mean
-                    .iter_mut()
-                    .zip(&images[i * side * side..(i + 1) * side * side])
-                {
+                for (m, v) in mean.iter_mut().zip(&seen.images[i * s2..(i + 1) * s2]) {
                     *m += v / g.len() as f32;
                 }
             }
-            averages.push(display::grey_png(&mean, side)?);
-            members.push(g.iter().map(|&i| ids[i]).collect());
+            averages.push(display::grey_png(&mean, seen.side)?);
+            members.push(g.iter().map(|&i| seen.ids[i]).collect());
         }
         *self.clusters.lock().unwrap_or_else(|e| e.into_inner()) = Some(Clustering {
-            how,
+            how: seen.how,
             groups: members,
             averages,
         });
@@ -115,21 +115,21 @@ impl Session {
         sample.extend((0..self.items.len()).filter(|&id| labelled[id]));
         sample.sort_unstable();
         sample.dedup();
-        let (features, how) = self.features(None, &chosen_jobs(self, &sample))?;
-        let covered = sample.iter().filter(|&&id| labelled[id]).count();
-        let k = (covered + KINDS).min(MAX_KINDS).min(sample.len());
+        let seen = self.features(None, &chosen_jobs(self, &sample), false)?;
+        let covered = seen.ids.iter().filter(|&&id| labelled[id]).count();
+        let k = (covered + KINDS).min(MAX_KINDS).min(seen.ids.len());
         let mut first = Vec::new();
         let mut typical_kinds = None;
-        if features.len() == sample.len() && k >= 2 {
-            let kinds: Vec<Vec<usize>> = groups(&standardise(features), k)
+        if k >= 2 {
+            let kinds: Vec<Vec<usize>> = groups(&standardise(seen.features), k)
                 .into_iter()
-                .map(|g| g.into_iter().map(|i| sample[i]).collect())
+                .map(|g| g.into_iter().map(|i| seen.ids[i]).collect())
                 .collect();
             typical_kinds = Some(kinds.len());
             first = least_covered_first(kinds, &labelled);
         }
         self.set_order(
-            &format!("typical picks of each kind in turn, grouped {how}"),
+            &format!("typical picks of each kind in turn, grouped {}", seen.how),
             then_the_rest(first, spread, self.items.len()),
             typical_kinds,
         );
@@ -183,33 +183,30 @@ impl Session {
             })
             .collect();
         let spread = round_robin(&by_mic);
-        let sample = spread_sample(&spread);
-        let features = standardise(self.embed(dir, &chosen_jobs(self, &sample))?);
-        let mut first = Vec::new();
-        if features.len() == sample.len() {
-            let k = (KINDS / classes.len().max(1)).max(1);
-            let per_class: Vec<Vec<usize>> = (0..classes.len())
-                .map(|c| {
-                    let of: Vec<usize> = (0..sample.len())
-                        .filter(|&i| !labelled[sample[i]])
-                        .filter(|&i| predicted[sample[i]].map(|p| p.0 as usize) == Some(c))
-                        .collect();
-                    let mut kinds: Vec<Vec<usize>> = vec![Vec::new(); k];
-                    if of.len() > k {
-                        let rows: Vec<Vec<f32>> = of.iter().map(|&i| features[i].clone()).collect();
-                        for (&i, (g, _)) in of.iter().zip(kmeans(&rows, k, 0)) {
-                            kinds[g].push(sample[i]);
-                        }
-                    } else {
-                        kinds[0] = of.iter().map(|&i| sample[i]).collect();
+        let seen = self.embed(dir, &chosen_jobs(self, &spread_sample(&spread)), false)?;
+        let features = standardise(seen.features);
+        let k = (KINDS / classes.len().max(1)).max(1);
+        let per_class: Vec<Vec<usize>> = (0..classes.len())
+            .map(|c| {
+                let of: Vec<usize> = (0..seen.ids.len())
+                    .filter(|&i| !labelled[seen.ids[i]])
+                    .filter(|&i| predicted[seen.ids[i]].map(|p| p.0 as usize) == Some(c))
+                    .collect();
+                let mut kinds: Vec<Vec<usize>> = vec![Vec::new(); k];
+                if of.len() > k {
+                    let rows: Vec<Vec<f32>> = of.iter().map(|&i| features[i].clone()).collect();
+                    for (&i, (g, _)) in of.iter().zip(kmeans(&rows, k, 0)) {
+                        kinds[g].push(seen.ids[i]);
                     }
-                    kinds.sort_by_key(|g| std::cmp::Reverse(g.len()));
-                    kinds.iter_mut().for_each(most_uncertain_first);
-                    round_robin(&kinds)
-                })
-                .collect();
-            first = fewest_first(per_class, given);
-        }
+                } else {
+                    kinds[0] = of.iter().map(|&i| seen.ids[i]).collect();
+                }
+                kinds.sort_by_key(|g| std::cmp::Reverse(g.len()));
+                kinds.iter_mut().for_each(most_uncertain_first);
+                round_robin(&kinds)
+            })
+            .collect();
+        let first = fewest_first(per_class, given);
         Ok(then_the_rest(first, spread, self.items.len()))
     }
 
@@ -271,42 +268,24 @@ impl Session {
         Ok(unlabelled.len())
     }
 
-    /// The particle images of picks `ids` (sorted), cut as the gallery shows them; returns the
-    /// picks that could be cut and their images, one after another.
-    fn cut_picks(&self, ids: &[usize]) -> Result<(Vec<usize>, Vec<f32>)> {
-        let jobs = chosen_jobs(self, ids);
-        let side = self.pipeline.extract.out_size;
-        let mut kept = Vec::new();
-        let mut images = Vec::new();
-        self.pipeline.run(&jobs.jobs, |out| -> Result<()> {
-            for (k, &i) in out.particles.kept.iter().enumerate() {
-                kept.push(jobs.ids[out.index][i]);
-                images
-                    .extend_from_slice(&out.particles.data[k * side * side..(k + 1) * side * side]);
-            }
-            Ok(())
-        })?;
-        Ok((kept, images))
-    }
-
-    /// Each pick's backbone features, averaged over the image, with the model in `dir`, in the
-    /// order of `jobs` (picks a model cannot cut are left out of the clustering before).
-    fn embed(&self, dir: &Path, jobs: &Chosen) -> Result<Vec<Vec<f32>>> {
+    /// What the model in `dir` sees of the picks of `jobs` (their images too with
+    /// `keep_images`).
+    fn embed(&self, dir: &Path, jobs: &Chosen, keep_images: bool) -> Result<Seen> {
+        let how = format!("by the network's features ({})", dir.display());
         self.with_model(dir, |model, _, pipeline, compute| {
-            pooled_features(model, pipeline, &compute.device, jobs)
+            pooled_features(model, pipeline, &compute.device, jobs, keep_images, how)
         })
     }
 
-    /// The features that group and order the picks, and in words what made them: the backbone
-    /// of the model in `dir`, or without one the cryo-EM backbone built into the binary, which
-    /// saw particles, carbon, ice and aggregates in pretraining.
-    fn features(&self, dir: Option<&Path>, jobs: &Chosen) -> Result<(Vec<Vec<f32>>, String)> {
+    /// What groups and orders the picks: the backbone of the model in `dir`, or without one
+    /// the cryo-EM backbone built into the binary, which saw particles, carbon, ice and
+    /// aggregates in pretraining.
+    fn features(&self, dir: Option<&Path>, jobs: &Chosen, keep_images: bool) -> Result<Seen> {
         if let Some(dir) = dir {
-            let how = format!("by the network's features ({})", dir.display());
-            return Ok((self.embed(dir, jobs)?, how));
+            return self.embed(dir, jobs, keep_images);
         }
         let compute = self.cfg.compute.start(&crate::Silent)?;
-        let features = compute.install(&crate::Silent, || {
+        compute.install(&crate::Silent, || {
             let device = &compute.device.device;
             let Some(path) = Pretrained::Cryo.path(Arch::Small)? else {
                 invalid!("no cryo-EM backbone ships for the small network");
@@ -321,42 +300,67 @@ impl Session {
             .init_with(backbone, device);
             let pre = self.cfg.prep.preprocessing(&LabelSource::Picks)?;
             let pipeline = cryoprune_train::prep::pipeline(&pre, compute.threads, 0);
-            pooled_features(&model, pipeline, &compute.device, jobs)
-        })?;
-        Ok((
-            features,
-            "by the cryo-EM backbone's features (no model yet)".into(),
-        ))
+            let how = "by the cryo-EM backbone's features (no model yet)".to_string();
+            pooled_features(&model, pipeline, &compute.device, jobs, keep_images, how)
+        })
     }
 }
 
-/// Each pick of `jobs` as `model`'s backbone features averaged over the image, in order.
+/// What a network sees of some picks.
+struct Seen {
+    /// The picks it could cut (off the micrograph there is nothing to cut), in `jobs`' order.
+    ids: Vec<usize>,
+    /// Each one's backbone features, averaged over the image.
+    features: Vec<Vec<f32>>,
+    /// Their `side`² images one after another, where asked for (else empty): one cut serves
+    /// both the features and the clusters' averages.
+    images: Vec<f32>,
+    side: usize,
+    /// In words, which network.
+    how: String,
+}
+
+/// What `model` sees of the picks of `jobs`, cut by `pipeline`.
 fn pooled_features(
     model: &Classifier,
     mut pipeline: Pipeline,
     compute: &Compute,
     jobs: &Chosen,
-) -> Result<Vec<Vec<f32>>> {
+    keep_images: bool,
+    how: String,
+) -> Result<Seen> {
     let device = &compute.device;
     // Every pick the gallery could cut has an image here too.
     pipeline.extract.edge = cryoprune_image::extract::EdgePolicy::PadMean;
-    let size = pipeline.extract.out_size;
-    let mut out = Vec::new();
+    let side = pipeline.extract.out_size;
+    let mut seen = Seen {
+        ids: Vec::new(),
+        features: Vec::new(),
+        images: Vec::new(),
+        side,
+        how,
+    };
     pipeline.run(&jobs.jobs, |o| -> Result<()> {
-        let images: Vec<&[f32]> = o.particles.data.chunks_exact(size * size).collect();
+        seen.ids
+            .extend(o.particles.kept.iter().map(|&i| jobs.ids[o.index][i]));
+        if keep_images {
+            seen.images.extend_from_slice(&o.particles.data);
+        }
+        let images: Vec<&[f32]> = o.particles.data.chunks_exact(side * side).collect();
         for batch in images.chunks(64) {
-            let f = model.embedding(batch_tensor(batch, size, device));
+            let f = model.embedding(batch_tensor(batch, side, device));
             let c = f.dims()[1];
             let values = f
                 .into_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()
                 .expect("converted to f32");
-            out.extend(values.chunks_exact(c).map(<[f32]>::to_vec));
+            seen.features
+                .extend(values.chunks_exact(c).map(<[f32]>::to_vec));
         }
         Ok(())
     })?;
-    Ok(out)
+    Ok(seen)
 }
 
 /// `rows` in `k` groups by k-means, as indices into `rows`: largest group first, as 2D classes
