@@ -42,6 +42,8 @@ pub struct TrainJobConfig {
     /// from all folds but one and score the one left out, so every label is a validation pick
     /// (the figures, the pick context's weights and prune's --prior dataset rest on all of
     /// them, not on a fifth); the model then learns from every label and keeps its last epoch.
+    /// Images with label sets (micrographs to curate) are dealt into the folds at random, and
+    /// each label's threshold and the measured statistics' weights come from the folds' scores.
     /// Training takes N + 1 times as long. 0: hold out --val-fraction.
     #[arg(long, default_value_t = TrainJobConfig::default().folds)]
     pub folds: usize,
@@ -257,8 +259,9 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
 }
 
 /// Trains a multi-label model on images with label sets: `--val-fraction` of the images, drawn
-/// at random, validate (every label is rare somewhere, so no per-class split applies); each
-/// label's threshold is the one with the best F1 on them.
+/// at random, validate (every label is rare somewhere, so no per-class split applies), or with
+/// `--folds` every image does, scored by a network that did not learn it; each label's
+/// threshold is the one with the best F1 on them.
 fn train_label_sets(
     cfg: &TrainJobConfig,
     data: Dataset,
@@ -270,41 +273,62 @@ fn train_label_sets(
     if cfg.shots.is_some() {
         invalid!(
             "--shots draws labelled picks per class; images with label sets are split by \
-             --val-fraction"
+             --val-fraction or --folds"
         );
     }
     if cfg.unlabelled.is_on() {
         invalid!("--unlabelled adapts to picks on micrographs; images with label sets have none");
     }
-    if cfg.folds >= 2 {
-        invalid!(
-            "--folds cross-validates picks of one class each; images with label sets are split \
-             by --val-fraction"
-        );
-    }
-    let (train_idx, val_idx) = split_images(data.len(), cfg.val_fraction, cfg.seed);
-    let (train_set, held_out) = (data.subset(&train_idx), data.subset(&val_idx));
-    events.note(format!(
-        "training on {} images (carried by: {}), validating on {} held out",
-        train_set.len(),
-        class_counts(&train_set),
-        held_out.len()
-    ));
     let start = Start::Weights(weights.path.as_deref());
-    let fitted = fit(
-        &cfg.net, start, &train_set, &held_out, cfg.seed, compute, events,
-    )?;
-    events.note(format!(
-        "trained in {:.1} s; best epoch {} kept",
-        fitted.seconds, fitted.best_epoch
-    ));
-    let truth = held_out.label_sets();
-    // The kept epoch's probabilities on the held-out images (none when none is held out).
-    let mut probs = fitted.val_probs.clone().unwrap_or_default();
-    let exposure = match cfg.image_only {
-        true => None,
-        false => exposure_context(&train_set, &held_out, &mut probs, events),
+    // Held out, the split; cross-validated, every image trains and validates.
+    let (fitted, split, probs, exposure, folds) = if cfg.folds >= 2 {
+        if data.len() < 2 * cfg.folds {
+            invalid!(
+                "--folds {} needs at least {} images (two a fold); there are {}",
+                cfg.folds,
+                2 * cfg.folds,
+                data.len()
+            );
+        }
+        events.note(format!(
+            "{} images (carried by: {}) in {} folds: {} networks each learn from all folds but \
+             one and score the one left out (the validation figures, each label's threshold and \
+             the weights of the measured statistics come from those scores), then the model \
+             learns from all of them",
+            data.len(),
+            class_counts(&data),
+            cfg.folds,
+            cfg.folds
+        ));
+        let (fitted, probs, exposure) =
+            label_set_folds(cfg, cfg.folds, start, &data, compute, events)?;
+        (fitted, None, probs, exposure, Some(cfg.folds))
+    } else {
+        let (train_idx, val_idx) = split_images(data.len(), cfg.val_fraction, cfg.seed);
+        let (train_set, held_out) = (data.subset(&train_idx), data.subset(&val_idx));
+        events.note(format!(
+            "training on {} images (carried by: {}), validating on {} held out",
+            train_set.len(),
+            class_counts(&train_set),
+            held_out.len()
+        ));
+        let fitted = fit(
+            &cfg.net, start, &train_set, &held_out, cfg.seed, compute, events,
+        )?;
+        events.note(format!(
+            "trained in {:.1} s; best epoch {} kept",
+            fitted.seconds, fitted.best_epoch
+        ));
+        // The kept epoch's probabilities on the held-out images (none when none is held out).
+        let mut probs = fitted.val_probs.clone().unwrap_or_default();
+        let exposure = match cfg.image_only {
+            true => None,
+            false => exposure_context(&train_set, &held_out, &mut probs, events),
+        };
+        (fitted, Some((train_set, held_out)), probs, exposure, None)
     };
+    let (train_set, held_out) = split.as_ref().map_or((&data, &data), |(t, h)| (t, h));
+    let truth = held_out.label_sets();
     let (thresholds, report) = if held_out.is_empty() {
         events.note(format!(
             "every image trains, none is held out: each label's threshold stays {} and nothing \
@@ -318,25 +342,162 @@ fn train_label_sets(
     } else {
         let thresholds = multilabel::choose_thresholds(truth, &probs);
         let report = multilabel::evaluate(truth, &probs, &thresholds, &data.classes);
+        let whose = match folds {
+            Some(k) => format!(
+                "all {} images, each scored by the network of the {k} that did not learn it",
+                held_out.len()
+            ),
+            None => format!("{} held-out images", held_out.len()),
+        };
         events.output(format!(
-            "validation ({} held-out images; each label's threshold was chosen on them, so \
-             `evaluate` on other images measures it fairly):\n{}",
-            held_out.len(),
+            "validation ({whose}; each label's threshold was chosen on them, so `evaluate` on \
+             other images measures it fairly):\n{}",
             report.to_text()
         ));
         (thresholds, Some(report))
     };
     let training = TrainingRecord {
         label_validation: report,
-        ..record(cfg, &fitted, &train_set, &held_out, None, compute, events)
+        folds,
+        ..record(cfg, &fitted, train_set, held_out, None, compute, events)
     };
     let spec = ModelSpec {
         thresholds: Some(thresholds.clone()),
         exposure_context: exposure,
         ..spec_of(&fitted, &data, pre, &weights, training)
     };
-    let validation = HeldOut::Labels(&held_out, &probs, &thresholds);
+    let validation = HeldOut::Labels(held_out, &probs, &thresholds);
     save(cfg, &fitted, spec, validation, events)
+}
+
+/// Cross-validation of a multi-label model: `k` networks each learn from all folds of images
+/// but one (dealt at random: a label set has no one class to stratify by) and score the fold
+/// left out, keeping their last epoch; for whole micrographs a regression on the measured
+/// statistics of the same folds weighs the fold's facts. On those scores the network's weight
+/// per label is fitted against the facts, and they come back combined, for the thresholds.
+/// Then a network and a regression learn from every image. With 150 micrographs a held-out
+/// quarter leaves each threshold to 37 of them, and which 37 moved the thresholds' F1 by
+/// several points (BENCHMARKS.md, curating micrographs).
+fn label_set_folds(
+    cfg: &TrainJobConfig,
+    k: usize,
+    start: Start,
+    data: &Dataset,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<(Fitted, Vec<Vec<f32>>, Option<ExposureContext>)> {
+    let all: Vec<usize> = (0..data.len()).collect();
+    let folds = deal_folds(&vec![0; data.len()], 1, &all, k, cfg.seed);
+    let measured = !cfg.image_only && !data.exposure.is_empty();
+    let names = cryoprune_image::exposure::FACTS;
+    let mut probs = vec![Vec::new(); data.len()];
+    // Per image, the fold that scored it; per fold, the regression fitted on its training
+    // images (where none could be, the regression on every image stands in).
+    let mut judge_of = vec![0; data.len()];
+    let mut judges: Vec<Option<ExposureContext>> = Vec::with_capacity(k);
+    let mut curves = Vec::with_capacity(k);
+    let mut seconds = 0.0;
+    events.emit(Event::Started {
+        total: (k * cfg.net.epochs) as u64,
+        unit: "epochs of the folds",
+    });
+    for (f, fold) in folds.iter().enumerate() {
+        let rest: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|i| fold.binary_search(i).is_err())
+            .collect();
+        let (train, held) = (data.subset(&rest), data.subset(fold));
+        let fitted = cfg
+            .net
+            .train_config(&train, cfg.seed.wrapping_add(1 + f as u64))
+            .and_then(|mut config| {
+                config.keep_last = true;
+                fit_with(
+                    cfg.net.arch,
+                    config,
+                    start.clone(),
+                    &train,
+                    &held,
+                    compute,
+                    &FoldEvents(events),
+                )
+            });
+        let fitted = match fitted {
+            Ok(fitted) => fitted,
+            Err(e) => {
+                events.emit(Event::Finished);
+                return Err(e);
+            }
+        };
+        seconds += fitted.seconds;
+        let Some(scored) = fitted.val_probs else {
+            events.emit(Event::Finished);
+            invalid!(
+                "fold {} of {k} scored none of its {} images",
+                f + 1,
+                held.len()
+            );
+        };
+        for (&i, p) in fold.iter().zip(scored) {
+            probs[i] = p;
+            judge_of[i] = f;
+        }
+        judges.push(
+            measured
+                .then(|| ExposureContext::fit(&names, &train.exposure, train.label_sets()).ok())
+                .flatten(),
+        );
+        curves.push(fitted.history);
+    }
+    events.emit(Event::Finished);
+    let mut exposure = None;
+    if measured {
+        match ExposureContext::fit(&names, &data.exposure, data.label_sets()) {
+            Ok(mut ctx) => {
+                let evidence: Vec<Vec<f64>> = (0..data.len())
+                    .map(|i| {
+                        judges[judge_of[i]]
+                            .as_ref()
+                            .unwrap_or(&ctx)
+                            .evidence(&data.exposure[i])
+                    })
+                    .collect();
+                let used = ctx.fit_image_weights_to(&probs, &evidence, data.label_sets());
+                note_image_weights(&ctx, &data.classes, used, "the folds' scores of", events);
+                for judge in judges.iter_mut().flatten() {
+                    judge.take_image_weights(&ctx);
+                }
+                for (i, p) in probs.iter_mut().enumerate() {
+                    judges[judge_of[i]]
+                        .as_ref()
+                        .unwrap_or(&ctx)
+                        .combine(p, &data.exposure[i]);
+                }
+                exposure = Some(ctx);
+            }
+            Err(why) => events.note(format!(
+                "the micrographs' measured statistics are not used: {why}"
+            )),
+        }
+    }
+    let mut fitted = fit(
+        &cfg.net,
+        start,
+        data,
+        &data.subset(&[]),
+        cfg.seed,
+        compute,
+        events,
+    )?;
+    events.note(format!(
+        "trained on all {} images in {:.1} s (the {k} folds took {seconds:.1} s); its last epoch \
+         kept, as the folds kept theirs",
+        data.len(),
+        fitted.seconds
+    ));
+    average_fold_curves(&mut fitted.history, &curves);
+    Ok((fitted, probs, exposure))
 }
 
 /// For whole micrographs, the regression of each label on their measured statistics, fitted on
@@ -363,8 +524,23 @@ pub(crate) fn exposure_context(
         }
     };
     let used = ctx.fit_image_weights(probs, &held.exposure, held.label_sets());
-    let weights: Vec<String> = train
-        .classes
+    note_image_weights(&ctx, &train.classes, used, "", events);
+    for (p, f) in probs.iter_mut().zip(&held.exposure) {
+        ctx.combine(p, f);
+    }
+    Some(ctx)
+}
+
+/// Says how the network's log-odds are weighted against the measured statistics per label,
+/// fitted to `used` micrographs (`whose`: which of their scores).
+fn note_image_weights(
+    ctx: &ExposureContext,
+    classes: &[String],
+    used: usize,
+    whose: &str,
+    events: &dyn Events,
+) {
+    let weights: Vec<String> = classes
         .iter()
         .zip(ctx.image_weights())
         .map(|(label, w)| format!("{label} {w:.2}"))
@@ -372,17 +548,14 @@ pub(crate) fn exposure_context(
     events.note(format!(
         "measured statistics ({}) combined with the network, its log-odds weighted per label \
          ({}){}",
-        names.join(", "),
+        cryoprune_image::exposure::FACTS.join(", "),
         weights.join(", "),
         match used {
             0 => " (too few held-out micrographs to fit the weights)".to_string(),
-            n => format!(" to fit {n} held-out micrographs best"),
+            n if whose.is_empty() => format!(" to fit {n} held-out micrographs best"),
+            n => format!(" to fit {whose} {n} micrographs best"),
         }
     ));
-    for (p, f) in probs.iter_mut().zip(&held.exposure) {
-        ctx.combine(p, f);
-    }
-    Some(ctx)
 }
 
 /// model.json of `fitted`, trained on `data` cut as `pre` says, from `weights`.
@@ -638,7 +811,18 @@ fn cross_validate(
         data.len(),
         fitted.seconds
     ));
-    for (e, stats) in fitted.history.iter_mut().enumerate() {
+    average_fold_curves(&mut fitted.history, &curves);
+    Ok(Candidate {
+        fitted,
+        context,
+        scored,
+    })
+}
+
+/// The folds' validation curves, averaged epoch by epoch, as the history of a model trained on
+/// every label (which has nothing left to validate on).
+fn average_fold_curves(history: &mut [EpochStats], curves: &[Vec<EpochStats>]) {
+    for (e, stats) in history.iter_mut().enumerate() {
         let mean = |of: fn(&EpochStats) -> Option<f64>| {
             let v: Vec<f64> = curves
                 .iter()
@@ -650,11 +834,6 @@ fn cross_validate(
         stats.val_accuracy = mean(|s| s.val_accuracy);
         stats.val_macro_f1 = mean(|s| s.val_macro_f1);
     }
-    Ok(Candidate {
-        fitted,
-        context,
-        scored,
-    })
 }
 
 /// A fold's events: its epochs advance the folds' progress, its notes (the same for every

@@ -173,7 +173,7 @@ impl ExposureContext {
     }
 
     /// Per label, the facts' log-odds with the training prior divided out.
-    fn evidence(&self, facts: &[f64]) -> Vec<f64> {
+    pub fn evidence(&self, facts: &[f64]) -> Vec<f64> {
         self.labels
             .iter()
             .map(|t| {
@@ -208,11 +208,23 @@ impl ExposureContext {
         facts: &[Vec<f64>],
         truth: &[Vec<bool>],
     ) -> usize {
-        let n = probs.len().min(facts.len()).min(truth.len());
+        let evidence: Vec<Vec<f64>> = facts.iter().map(|f| self.evidence(f)).collect();
+        self.fit_image_weights_to(probs, &evidence, truth)
+    }
+
+    /// [`Self::fit_image_weights`] on the facts' `evidence` already weighed, where other
+    /// regressions weighed it: cross-validated, each micrograph's by the regression of the
+    /// folds that did not include it.
+    pub fn fit_image_weights_to(
+        &mut self,
+        probs: &[Vec<f32>],
+        evidence: &[Vec<f64>],
+        truth: &[Vec<bool>],
+    ) -> usize {
+        let n = probs.len().min(evidence.len()).min(truth.len());
         if n < 10 {
             return 0;
         }
-        let evidence: Vec<Vec<f64>> = facts[..n].iter().map(|f| self.evidence(f)).collect();
         for (c, t) in self.labels.iter_mut().enumerate() {
             let loss = |w: f64| -> f64 {
                 (0..n)
@@ -228,6 +240,13 @@ impl ExposureContext {
                 .map_or(1.0, |(_, w)| w);
         }
         n
+    }
+
+    /// Gives every label `other`'s image weight (the same labels in the same order).
+    pub fn take_image_weights(&mut self, other: &ExposureContext) {
+        for (t, o) in self.labels.iter_mut().zip(&other.labels) {
+            t.image_weight = o.image_weight;
+        }
     }
 
     /// Each label's image weight, in label order.

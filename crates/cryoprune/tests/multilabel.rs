@@ -220,6 +220,80 @@ fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
     );
 }
 
+/// Cross-validated, every image validates, scored by the network of the fold that did not learn
+/// it, and each label's threshold is chosen on all of them; the model then learns from all.
+#[test]
+fn label_sets_cross_validate_in_folds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train_csv = image_set(tmp.path(), "train", 48, 1);
+    let test_csv = image_set(tmp.path(), "test", 40, 2);
+    let model = tmp.path().join("model");
+    let train = |folds: &str| {
+        cryoprune(&[
+            "train",
+            "--labels",
+            &train_csv,
+            "--input-size",
+            "32",
+            "--pretrained",
+            "none",
+            "--epochs",
+            "20",
+            "--schedule",
+            "onecycle",
+            "--lr",
+            "0.05",
+            "--class-weights",
+            "balanced",
+            "--folds",
+            folds,
+            "--out",
+            s(&model),
+        ])
+    };
+    // Two images a fold at least: refused before anything trains.
+    let out = train("30");
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("--folds 30 needs at least 60 images"),
+        "{t}"
+    );
+    assert!(!model.exists());
+
+    let out = train("3");
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("48 images (carried by: 24 bar, 24 disc) in 3 folds")
+            && t.contains(
+                "all 48 images, each scored by the network of the 3 that did not learn it"
+            ),
+        "{t}"
+    );
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["training"]["folds"], 3);
+    assert_eq!(spec["training"]["validation_picks"], 48);
+    assert_eq!(spec["training"]["train_picks"], 48);
+    let validation = std::fs::read_to_string(model.join("validation.csv")).unwrap();
+    assert_eq!(validation.lines().count(), 49, "{validation}");
+    // Thresholds chosen on the folds' scores hold on other images.
+    let json = tmp.path().join("eval.json");
+    let out = cryoprune(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--labels",
+        &test_csv,
+        "--json",
+        s(&json),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let macro_f1 = report["macro_f1"].as_f64().unwrap();
+    assert!(macro_f1 > 0.9, "macro-F1 {macro_f1}");
+}
+
 /// Picks on micrographs with a `labels` column of label sets train a multi-label model too, and
 /// `evaluate` reads picks with one label or none as sets for it.
 #[test]
@@ -370,6 +444,38 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     assert_eq!(
         ctx["labels"].as_array().unwrap().len(),
         spec["classes"].as_array().unwrap().len()
+    );
+
+    // Cross-validated, the statistics' weights and the thresholds come from the folds' scores
+    // of every micrograph.
+    let folded = tmp.path().join("curator_folds");
+    let out = cryoprune(&[
+        "train",
+        "--labels",
+        s(&tags),
+        "--input-size",
+        "32",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "2",
+        "--folds",
+        "2",
+        "--out",
+        s(&folded),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("to fit the folds' scores of 10 micrographs best"),
+        "{t}"
+    );
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(folded.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["training"]["folds"], 2);
+    assert_eq!(
+        spec["exposure_context"]["facts"].as_array().unwrap().len(),
+        8
     );
 
     let star = micrographs_star(tmp.path(), 10);
