@@ -402,34 +402,7 @@ fn label_set_folds(
         unit: "epochs of the folds",
     });
     for (f, fold) in folds.iter().enumerate() {
-        let rest: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|i| fold.binary_search(i).is_err())
-            .collect();
-        let (train, held) = (data.subset(&rest), data.subset(fold));
-        let fitted = cfg
-            .net
-            .train_config(&train, cfg.seed.wrapping_add(1 + f as u64))
-            .and_then(|mut config| {
-                config.keep_last = true;
-                fit_with(
-                    cfg.net.arch,
-                    config,
-                    start.clone(),
-                    &train,
-                    &held,
-                    compute,
-                    &FoldEvents(events),
-                )
-            });
-        let fitted = match fitted {
-            Ok(fitted) => fitted,
-            Err(e) => {
-                events.emit(Event::Finished);
-                return Err(e);
-            }
-        };
+        let (fitted, train, held) = fit_fold(cfg, f, fold, &start, data, compute, events)?;
         seconds += fitted.seconds;
         let Some(scored) = fitted.val_probs else {
             events.emit(Event::Finished);
@@ -710,32 +683,7 @@ fn cross_validate(
         unit: "epochs of the folds",
     });
     for (f, fold) in folds.iter().enumerate() {
-        let rest: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|i| fold.binary_search(i).is_err())
-            .collect();
-        let (train, held) = (data.subset(&rest), data.subset(fold));
-        let mut config = cfg
-            .net
-            .train_config(&train, cfg.seed.wrapping_add(1 + f as u64))?;
-        config.keep_last = true;
-        let fitted = fit_with(
-            cfg.net.arch,
-            config,
-            start.clone(),
-            &train,
-            &held,
-            compute,
-            &FoldEvents(events),
-        );
-        let mut fitted = match fitted {
-            Ok(fitted) => fitted,
-            Err(e) => {
-                events.emit(Event::Finished);
-                return Err(e);
-            }
-        };
+        let (mut fitted, train, held) = fit_fold(cfg, f, fold, &start, data, compute, events)?;
         seconds += fitted.seconds;
         let scored = match fitted.val_probs.take() {
             Some(probs) => probs,
@@ -817,6 +765,43 @@ fn cross_validate(
         context,
         scored,
     })
+}
+
+/// Fold `f` of a cross-validation: a network learns from every image of `data` but `fold`'s
+/// (sorted) and keeps its last epoch (nothing is left to choose one by); returns it with the
+/// images it learnt from and those it scores. A failed fit ends the folds' progress.
+fn fit_fold(
+    cfg: &TrainJobConfig,
+    f: usize,
+    fold: &[usize],
+    start: &Start,
+    data: &Dataset,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<(Fitted, Dataset, Dataset)> {
+    let rest: Vec<usize> = (0..data.len())
+        .filter(|i| fold.binary_search(i).is_err())
+        .collect();
+    let (train, held) = (data.subset(&rest), data.subset(fold));
+    let fitted = cfg
+        .net
+        .train_config(&train, cfg.seed.wrapping_add(1 + f as u64))
+        .and_then(|mut config| {
+            config.keep_last = true;
+            fit_with(
+                cfg.net.arch,
+                config,
+                start.clone(),
+                &train,
+                &held,
+                compute,
+                &FoldEvents(events),
+            )
+        });
+    if fitted.is_err() {
+        events.emit(Event::Finished);
+    }
+    Ok((fitted?, train, held))
 }
 
 /// The folds' validation curves, averaged epoch by epoch, as the history of a model trained on
