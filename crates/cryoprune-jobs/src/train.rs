@@ -437,15 +437,15 @@ fn label_set_folds(
                     })
                     .collect();
                 let used = ctx.fit_image_weights_to(&probs, &evidence, data.label_sets());
-                note_image_weights(&ctx, &data.classes, used, "the folds' scores of", events);
-                for judge in judges.iter_mut().flatten() {
-                    judge.take_image_weights(&ctx);
-                }
-                for (i, p) in probs.iter_mut().enumerate() {
-                    judges[judge_of[i]]
-                        .as_ref()
-                        .unwrap_or(&ctx)
-                        .combine(p, &data.exposure[i]);
+                note_image_weights(
+                    &ctx,
+                    &data.classes,
+                    used,
+                    &format!("the folds' scores of {used} micrographs"),
+                    events,
+                );
+                for (p, e) in probs.iter_mut().zip(&evidence) {
+                    ctx.combine_evidence(p, e);
                 }
                 exposure = Some(ctx);
             }
@@ -454,22 +454,7 @@ fn label_set_folds(
             )),
         }
     }
-    let mut fitted = fit(
-        &cfg.net,
-        start,
-        data,
-        &data.subset(&[]),
-        cfg.seed,
-        compute,
-        events,
-    )?;
-    events.note(format!(
-        "trained on all {} images in {:.1} s (the {k} folds took {seconds:.1} s); its last epoch \
-         kept, as the folds kept theirs",
-        data.len(),
-        fitted.seconds
-    ));
-    average_fold_curves(&mut fitted.history, &curves);
+    let fitted = fit_on_all(cfg, start, data, seconds, &curves, compute, events)?;
     Ok((fitted, probs, exposure))
 }
 
@@ -497,7 +482,13 @@ pub(crate) fn exposure_context(
         }
     };
     let used = ctx.fit_image_weights(probs, &held.exposure, held.label_sets());
-    note_image_weights(&ctx, &train.classes, used, "", events);
+    note_image_weights(
+        &ctx,
+        &train.classes,
+        used,
+        &format!("{used} held-out micrographs"),
+        events,
+    );
     for (p, f) in probs.iter_mut().zip(&held.exposure) {
         ctx.combine(p, f);
     }
@@ -505,12 +496,12 @@ pub(crate) fn exposure_context(
 }
 
 /// Says how the network's log-odds are weighted against the measured statistics per label,
-/// fitted to `used` micrographs (`whose`: which of their scores).
+/// fitted to `used` micrographs (`fitted_to`: which, and whose scores).
 fn note_image_weights(
     ctx: &ExposureContext,
     classes: &[String],
     used: usize,
-    whose: &str,
+    fitted_to: &str,
     events: &dyn Events,
 ) {
     let weights: Vec<String> = classes
@@ -525,8 +516,7 @@ fn note_image_weights(
         weights.join(", "),
         match used {
             0 => " (too few held-out micrographs to fit the weights)".to_string(),
-            n if whose.is_empty() => format!(" to fit {n} held-out micrographs best"),
-            n => format!(" to fit {whose} {n} micrographs best"),
+            _ => format!(" to fit {fitted_to} best"),
         }
     ));
 }
@@ -744,22 +734,7 @@ fn cross_validate(
             combined
         }
     };
-    let mut fitted = fit(
-        &cfg.net,
-        start,
-        data,
-        &data.subset(&[]),
-        cfg.seed,
-        compute,
-        events,
-    )?;
-    events.note(format!(
-        "trained on all {} labels in {:.1} s (the {k} folds took {seconds:.1} s); its last epoch \
-         kept, as the folds kept theirs",
-        data.len(),
-        fitted.seconds
-    ));
-    average_fold_curves(&mut fitted.history, &curves);
+    let fitted = fit_on_all(cfg, start, data, seconds, &curves, compute, events)?;
     Ok(Candidate {
         fitted,
         context,
@@ -804,10 +779,40 @@ fn fit_fold(
     Ok((fitted?, train, held))
 }
 
-/// The folds' validation curves, averaged epoch by epoch, as the history of a model trained on
-/// every label (which has nothing left to validate on).
-fn average_fold_curves(history: &mut [EpochStats], curves: &[Vec<EpochStats>]) {
-    for (e, stats) in history.iter_mut().enumerate() {
+/// After the folds (their `curves`, `seconds` of training in all): the network on all of
+/// `data`, keeping its last epoch as the folds kept theirs, its history the folds' validation
+/// curves averaged epoch by epoch (it has nothing left to validate on).
+fn fit_on_all(
+    cfg: &TrainJobConfig,
+    start: Start,
+    data: &Dataset,
+    seconds: f64,
+    curves: &[Vec<EpochStats>],
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<Fitted> {
+    let mut fitted = fit(
+        &cfg.net,
+        start,
+        data,
+        &data.subset(&[]),
+        cfg.seed,
+        compute,
+        events,
+    )?;
+    let what = if data.is_multi_label() {
+        "images"
+    } else {
+        "labels"
+    };
+    events.note(format!(
+        "trained on all {} {what} in {:.1} s (the {} folds took {seconds:.1} s); its last epoch \
+         kept, as the folds kept theirs",
+        data.len(),
+        fitted.seconds,
+        curves.len()
+    ));
+    for (e, stats) in fitted.history.iter_mut().enumerate() {
         let mean = |of: fn(&EpochStats) -> Option<f64>| {
             let v: Vec<f64> = curves
                 .iter()
@@ -819,6 +824,7 @@ fn average_fold_curves(history: &mut [EpochStats], curves: &[Vec<EpochStats>]) {
         stats.val_accuracy = mean(|s| s.val_accuracy);
         stats.val_macro_f1 = mean(|s| s.val_macro_f1);
     }
+    Ok(fitted)
 }
 
 /// A fold's events: its epochs advance the folds' progress, its notes (the same for every

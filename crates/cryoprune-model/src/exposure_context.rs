@@ -192,7 +192,13 @@ impl ExposureContext {
     /// result stays within a millionth of 0 and 1: a regression on a hundred micrographs is
     /// never certain, and a threshold of 1 must still call nothing.
     pub fn combine(&self, probs: &mut [f32], facts: &[f64]) {
-        for ((p, e), t) in probs.iter_mut().zip(self.evidence(facts)).zip(&self.labels) {
+        self.combine_evidence(probs, &self.evidence(facts));
+    }
+
+    /// [`Self::combine`] with the facts' `evidence` already weighed, by this regression or
+    /// (cross-validated) by the one of the folds that did not include the micrograph.
+    pub fn combine_evidence(&self, probs: &mut [f32], evidence: &[f64]) {
+        for ((p, e), t) in probs.iter_mut().zip(evidence).zip(&self.labels) {
             let c = sigmoid(t.image_weight * logit(*p) + e);
             *p = c.clamp(1e-6, 1.0 - 1e-6) as f32;
         }
@@ -240,13 +246,6 @@ impl ExposureContext {
                 .map_or(1.0, |(_, w)| w);
         }
         n
-    }
-
-    /// Gives every label `other`'s image weight (the same labels in the same order).
-    pub fn take_image_weights(&mut self, other: &ExposureContext) {
-        for (t, o) in self.labels.iter_mut().zip(&other.labels) {
-            t.image_weight = o.image_weight;
-        }
     }
 
     /// Each label's image weight, in label order.
