@@ -133,6 +133,44 @@ impl ExposureContext {
         })
     }
 
+    /// Puts the facts in the order of this version's `names`, with facts the model was not
+    /// fitted on given no slope: a model from a version that measured fewer facts keeps its
+    /// decisions. `Err` names a fact this version no longer measures.
+    pub fn align_to(&mut self, names: &[&str]) -> Result<(), String> {
+        if self.facts == names {
+            return Ok(());
+        }
+        if let Some(gone) = self.facts.iter().find(|f| !names.contains(&f.as_str())) {
+            return Err(format!(
+                "exposure_context uses the fact `{gone}`, which this version does not measure \
+                 (it measures {names:?}; retrain the model)"
+            ));
+        }
+        let d = self.facts.len();
+        if self.mean.len() != d
+            || self.sd.len() != d
+            || self.labels.iter().any(|t| t.slope.len() != d)
+        {
+            return Err(format!(
+                "exposure_context needs {d} means, sds and slopes per label"
+            ));
+        }
+        let at: Vec<Option<usize>> = names
+            .iter()
+            .map(|n| self.facts.iter().position(|f| f == n))
+            .collect();
+        let pick = |v: &[f64], absent: f64| -> Vec<f64> {
+            at.iter().map(|j| j.map_or(absent, |j| v[j])).collect()
+        };
+        self.mean = pick(&self.mean, 0.0);
+        self.sd = pick(&self.sd, 1.0);
+        for t in &mut self.labels {
+            t.slope = pick(&t.slope, 0.0);
+        }
+        self.facts = names.iter().map(|s| s.to_string()).collect();
+        Ok(())
+    }
+
     /// Checks the shapes against a model of `labels` labels and this version's `names`.
     pub fn validate(&self, labels: usize, names: &[&str]) -> Result<(), String> {
         if self.facts != names {
@@ -324,6 +362,24 @@ mod tests {
             .collect();
         ctx.fit_image_weights(&mixed, &facts, &truth);
         assert!(ctx.labels[0].image_weight < 0.06 && ctx.labels[1].image_weight > 0.8);
+    }
+
+    #[test]
+    fn a_model_of_fewer_facts_keeps_its_evidence_in_this_versions_order() {
+        let (facts, truth) = sample();
+        let old = ExposureContext::fit(&["a", "b"], &facts, &truth).unwrap();
+        let mut new = old.clone();
+        new.align_to(&["c", "b", "a"]).unwrap();
+        new.validate(3, &["c", "b", "a"]).unwrap();
+        for f in &facts {
+            let wider = [123.0, f[1], f[0]];
+            for (x, y) in old.evidence(f).iter().zip(new.evidence(&wider)) {
+                assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+            }
+        }
+        let mut gone = old.clone();
+        let err = gone.align_to(&["b", "c"]).unwrap_err();
+        assert!(err.contains("`a`") && err.contains("retrain"), "{err}");
     }
 
     #[test]

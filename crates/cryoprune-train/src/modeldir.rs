@@ -405,8 +405,12 @@ impl ModelDir {
         if let Some(v) = version.filter(|&v| v != FORMAT_VERSION) {
             return Err(ModelDirError::Version(path, v));
         }
-        let spec: ModelSpec = serde_json::from_str(&text)
+        let mut spec: ModelSpec = serde_json::from_str(&text)
             .map_err(|e| ModelDirError::Spec(path.clone(), e.to_string()))?;
+        if let Some(ctx) = spec.exposure_context.as_mut() {
+            ctx.align_to(&cryoprune_image::exposure::FACTS)
+                .map_err(|e| ModelDirError::Spec(path.clone(), e))?;
+        }
         spec.validate().map_err(|e| ModelDirError::Spec(path, e))?;
         Ok(spec)
     }
