@@ -15,7 +15,7 @@ use crate::normalize::{stats, Stats};
 use crate::power::hann;
 
 /// The facts, in the order [`measure`] returns them.
-pub const FACTS: [&str; 8] = [
+pub const FACTS: [&str; 11] = [
     "particle-band",
     "anisotropy",
     "lattice-spots",
@@ -24,7 +24,14 @@ pub const FACTS: [&str; 8] = [
     "skewness",
     "blobs-small",
     "blobs-large",
+    "band-kurtosis-small",
+    "band-kurtosis-medium",
+    "band-kurtosis-large",
 ];
+
+/// Inner and outer box radii (px) of the three bands [`band_kurtosis`] looks at: a factor of
+/// two apart, so particles from about 10 to 160 px across fall in one of them.
+const KURTOSIS_BANDS: [(usize, usize); 3] = [(2, 10), (4, 20), (8, 40)];
 
 /// Side of the tiles the spectra are taken from: small enough for many tiles on a micrograph,
 /// large enough to resolve Thon rings and lattice spots.
@@ -56,16 +63,28 @@ const RINGS: f64 = 64.0;
 ///   so the windows holding one stand out; the ice's own scattering and the shot noise are the
 ///   same everywhere, and the ratio to the finest scale cancels how thick the ice is locally.
 ///   A spectrum cannot tell particles from the ice's Thon rings; this can.
+/// - `band-kurtosis-small`, `-medium`, `-large`: the median over 256-px tiles of the excess
+///   kurtosis of the micrograph band-passed (a difference of box means of radius 2 and 10, 4
+///   and 20, or 8 and 40 px). Shot noise and the ice's own scattering are Gaussian at these
+///   scales, whatever the dose, the ice's thickness, the defocus or the CTF, so their excess
+///   kurtosis is 0; particles are separate objects, each with its own edges and density, and
+///   make the band's values heavy-tailed. The median over tiles leaves out the carbon and
+///   contamination tiles, whose edges are heavy-tailed too. Where blobs-small and -large need
+///   particles to be spread unevenly, this sees a field packed evenly with them.
 ///
 /// An image too small for a spectrum (under 16 px a side) has 0 for the spectral facts; a flat
 /// image has 0 for every fact.
-pub fn measure(img: &Image) -> [f64; 8] {
+pub fn measure(img: &Image) -> [f64; 11] {
     let (band, aniso, spots) = spectral(img).unwrap_or((0.0, 0.0, 0.0));
     let (coarse, kurt, skew) = textural(img).unwrap_or((0.0, 0.0, 0.0));
     let table = summed_area(img);
     let small = blob_spread(img, &table, 2, 10, 48);
     let large = blob_spread(img, &table, 4, 20, 96);
-    [band, aniso, spots, coarse, kurt, skew, small, large]
+    let [k0, k1, k2] =
+        KURTOSIS_BANDS.map(|(fine, coarse)| band_kurtosis(img, &table, fine, coarse));
+    [
+        band, aniso, spots, coarse, kurt, skew, small, large, k0, k1, k2,
+    ]
 }
 
 /// Summed-area table of `img`, (nx + 1) × (ny + 1), row-major.
@@ -91,14 +110,7 @@ fn blob_spread(img: &Image, table: &[f64], fine: usize, coarse: usize, window: u
     if mx * my < 16 {
         return 0.0;
     }
-    let w = img.nx + 1;
-    // Mean over the box of radius r around (x, y), cut to the image.
-    let mean = |x: usize, y: usize, r: usize| {
-        let (x0, y0) = (x.saturating_sub(r), y.saturating_sub(r));
-        let (x1, y1) = ((x + r + 1).min(img.nx), (y + r + 1).min(img.ny));
-        let sum = table[y1 * w + x1] - table[y0 * w + x1] - table[y1 * w + x0] + table[y0 * w + x0];
-        sum / ((x1 - x0) * (y1 - y0)) as f64
-    };
+    let mean = |x, y, r| box_mean(img, table, x, y, r);
     let mut band = vec![0.0f64; mx * my];
     let mut finest = vec![0.0f64; mx * my];
     for y in 0..my * window {
@@ -121,6 +133,44 @@ fn blob_spread(img: &Image, table: &[f64], fine: usize, coarse: usize, window: u
     let high = q.len() * 9 / 10;
     let p90 = *q.select_nth_unstable_by(high, f64::total_cmp).1;
     p90 - median(&mut q)
+}
+
+/// Mean of `img` over the box of radius `r` around (x, y), cut to the image; `table` is the
+/// image's [`summed_area`].
+fn box_mean(img: &Image, table: &[f64], x: usize, y: usize, r: usize) -> f64 {
+    let w = img.nx + 1;
+    let (x0, y0) = (x.saturating_sub(r), y.saturating_sub(r));
+    let (x1, y1) = ((x + r + 1).min(img.nx), (y + r + 1).min(img.ny));
+    let sum = table[y1 * w + x1] - table[y0 * w + x1] - table[y1 * w + x0] + table[y0 * w + x0];
+    sum / ((x1 - x0) * (y1 - y0)) as f64
+}
+
+/// See [`measure`]: the median over tiles of the excess kurtosis of the difference of box
+/// means of radius `fine` and `coarse`; `table` is the image's [`summed_area`]. 0 when the
+/// image is smaller than a few outer boxes or the band is flat.
+fn band_kurtosis(img: &Image, table: &[f64], fine: usize, coarse: usize) -> f64 {
+    let t = TILE.min(img.nx).min(img.ny);
+    if t < 4 * coarse {
+        return 0.0;
+    }
+    let mut band = vec![0.0f64; t * t];
+    let mut per_tile = Vec::new();
+    for &y0 in &starts(img.ny, t) {
+        for &x0 in &starts(img.nx, t) {
+            for (i, b) in band.iter_mut().enumerate() {
+                let (x, y) = (x0 + i % t, y0 + i / t);
+                *b = box_mean(img, table, x, y, fine) - box_mean(img, table, x, y, coarse);
+            }
+            let (_, var, _, fourth) = moments(&band);
+            if var > 0.0 {
+                per_tile.push(fourth / (var * var) - 3.0);
+            }
+        }
+    }
+    if per_tile.is_empty() {
+        return 0.0;
+    }
+    median(&mut per_tile)
 }
 
 /// The median of `v` (not empty); reorders it.
@@ -353,6 +403,35 @@ mod tests {
     }
 
     #[test]
+    fn separate_objects_make_the_band_heavy_tailed_and_gaussian_noise_does_not() {
+        let base = noise(1024, 21);
+        // Coloured Gaussian noise, as thick ice and the CTF make it: correlated, not heavy-tailed.
+        let other = noise(1024, 22);
+        let coloured = Image::from_fn(1024, 1024, |x, y| {
+            let mut sum = 0.0;
+            for dy in 0..5 {
+                for dx in 0..5 {
+                    sum += other.get((x + dx).min(1023), (y + dy).min(1023));
+                }
+            }
+            base.get(x, y) + sum / 5.0
+        });
+        // A field packed evenly with faint objects, about 16 per 64-px square.
+        let packed = with_blobs(&base, 0.5, 4000, 4.0, 23);
+        let (plain, coloured, packed) = (measure(&base), measure(&coloured), measure(&packed));
+        for k in 8..11 {
+            assert!(
+                plain[k].abs() < 0.15 && coloured[k].abs() < 0.15,
+                "fact {k}: {} plain, {} coloured",
+                plain[k],
+                coloured[k]
+            );
+        }
+        // Sixteen tiles' medians: Gaussian noise scatters by a few hundredths.
+        assert!(packed[8] > 0.5 && packed[9] > 0.5, "{packed:?}");
+    }
+
+    #[test]
     fn particles_raise_the_particle_band_and_scale_does_not_matter() {
         let base = noise(512, 1);
         let empty = measure(&base);
@@ -428,6 +507,6 @@ mod tests {
             let m = measure(&img);
             assert!(m.iter().all(|v| v.is_finite()), "{m:?}");
         }
-        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 8]);
+        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 11]);
     }
 }
