@@ -440,7 +440,13 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     assert_eq!(spec["network"]["in_channels"], 2);
     // ...and each micrograph's measured statistics, one regression per tag.
     let ctx = &spec["exposure_context"];
-    assert_eq!(ctx["facts"].as_array().unwrap().len(), 8, "{ctx}");
+    let facts: Vec<&str> = ctx["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(facts, cryoprune_image::exposure::FACTS, "{ctx}");
     assert_eq!(
         ctx["labels"].as_array().unwrap().len(),
         spec["classes"].as_array().unwrap().len()
@@ -475,7 +481,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     assert_eq!(spec["training"]["folds"], 2);
     assert_eq!(
         spec["exposure_context"]["facts"].as_array().unwrap().len(),
-        8
+        cryoprune_image::exposure::FACTS.len()
     );
 
     let star = micrographs_star(tmp.path(), 10);
