@@ -374,22 +374,28 @@ mod tests {
         out
     }
 
+    /// `img` plus `amp` × white noise (from `seed`) summed over `side` × `side` boxes and
+    /// divided by `side`: Gaussian, and correlated over `side` px.
+    fn with_coloured(img: &Image, amp: f32, side: usize, seed: u64) -> Image {
+        let other = noise(img.nx.max(img.ny), seed);
+        Image::from_fn(img.nx, img.ny, |x, y| {
+            let mut sum = 0.0;
+            for dy in 0..side {
+                for dx in 0..side {
+                    sum += other.get((x + dx).min(img.nx - 1), (y + dy).min(img.ny - 1));
+                }
+            }
+            img.get(x, y) + amp * sum / side as f32
+        })
+    }
+
     #[test]
     fn local_blobs_spread_the_band_power_and_a_coloured_background_does_not() {
         let base = noise(1024, 11);
         let blobs = with_blobs(&base, 0.6, 500, 5.0, 12);
         // The same kind of power everywhere: white noise blurred over 7 × 7, like the ice's
         // own scattering through a CTF.
-        let other = noise(1024, 13);
-        let coloured = Image::from_fn(1024, 1024, |x, y| {
-            let mut sum = 0.0;
-            for dy in 0..7 {
-                for dx in 0..7 {
-                    sum += other.get((x + dx).min(1023), (y + dy).min(1023));
-                }
-            }
-            base.get(x, y) + 0.8 * sum / 7.0
-        });
+        let coloured = with_coloured(&base, 0.8, 7, 13);
         let (plain, blobs, coloured) = (measure(&base), measure(&blobs), measure(&coloured));
         // Both raise the power at the particle scale...
         assert!(blobs[0] > plain[0] + 0.1 && coloured[0] > plain[0] + 0.1);
@@ -406,16 +412,7 @@ mod tests {
     fn separate_objects_make_the_band_heavy_tailed_and_gaussian_noise_does_not() {
         let base = noise(1024, 21);
         // Coloured Gaussian noise, as thick ice and the CTF make it: correlated, not heavy-tailed.
-        let other = noise(1024, 22);
-        let coloured = Image::from_fn(1024, 1024, |x, y| {
-            let mut sum = 0.0;
-            for dy in 0..5 {
-                for dx in 0..5 {
-                    sum += other.get((x + dx).min(1023), (y + dy).min(1023));
-                }
-            }
-            base.get(x, y) + sum / 5.0
-        });
+        let coloured = with_coloured(&base, 1.0, 5, 22);
         // A field packed evenly with faint objects, about 16 per 64-px square.
         let packed = with_blobs(&base, 0.5, 4000, 4.0, 23);
         let (plain, coloured, packed) = (measure(&base), measure(&coloured), measure(&packed));
