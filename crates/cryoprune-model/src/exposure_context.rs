@@ -226,6 +226,16 @@ impl ExposureContext {
             .collect()
     }
 
+    /// The fact of `facts` farthest from the training micrographs', among those some label
+    /// weighs: its index and how many training standard deviations it lies from their mean.
+    /// `None` when no label weighs any fact.
+    pub fn farthest(&self, facts: &[f64]) -> Option<(usize, f64)> {
+        (0..self.facts.len())
+            .filter(|&j| self.labels.iter().any(|t| t.slope[j] != 0.0))
+            .map(|j| (j, (facts[j] - self.mean[j]) / self.sd[j]))
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+    }
+
     /// Combines a network's per-label probabilities with a micrograph's facts, in place. The
     /// result stays within a millionth of 0 and 1: a regression on a hundred micrographs is
     /// never certain, and a threshold of 1 must still call nothing.
@@ -380,6 +390,21 @@ mod tests {
         let mut gone = old.clone();
         let err = gone.align_to(&["b", "c"]).unwrap_err();
         assert!(err.contains("`a`") && err.contains("retrain"), "{err}");
+    }
+
+    #[test]
+    fn the_farthest_fact_is_among_those_a_label_weighs() {
+        let (facts, truth) = sample();
+        let mut ctx = ExposureContext::fit(&["a", "b"], &facts, &truth).unwrap();
+        let far = [ctx.mean[0] + 3.0 * ctx.sd[0], ctx.mean[1] - 7.0 * ctx.sd[1]];
+        let (j, z) = ctx.farthest(&far).unwrap();
+        assert_eq!(j, 1);
+        assert!((z + 7.0).abs() < 1e-9, "{z}");
+        // A fact no label weighs (one a model was not fitted on) does not count.
+        ctx.labels.iter_mut().for_each(|t| t.slope[1] = 0.0);
+        assert_eq!(ctx.farthest(&far).unwrap().0, 0);
+        ctx.labels.iter_mut().for_each(|t| t.slope[0] = 0.0);
+        assert!(ctx.farthest(&far).is_none());
     }
 
     #[test]

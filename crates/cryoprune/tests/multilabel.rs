@@ -490,8 +490,11 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
         args.extend(more);
         args.extend(["--out", s(out)]);
         let o = cryoprune(&args);
+        // Micrographs simulated like the training ones are not called unlike them.
         assert!(
-            o.status.success() && text(&o).contains("of 10 micrographs"),
+            o.status.success()
+                && text(&o).contains("of 10 micrographs")
+                && !text(&o).contains("unlike"),
             "{}",
             text(&o)
         );
@@ -650,4 +653,26 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
         "{}",
         text(&out)
     );
+
+    // Another kind of micrograph (a real, denoised 4096² JPEG) is still tagged, with a warning
+    // that the model never saw its like.
+    if let Some(data) = common::data() {
+        let jpeg = data.join("empiar-10017/micrographs/Falcon_2012_06_12-14_33_35_0.jpg");
+        let out = cryoprune(&[
+            "curate",
+            "--model",
+            s(&model),
+            "--micrographs",
+            s(&jpeg),
+            "--out",
+            s(&tmp.path().join("Other")),
+        ]);
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(
+            said.contains("1 of 1 micrographs are unlike those the model was trained on")
+                && said.contains("Falcon_2012_06_12-14_33_35_0.jpg"),
+            "{said}"
+        );
+    }
 }
