@@ -155,8 +155,9 @@ fn band_kurtosis(img: &Image, table: &[f64], fine: usize, coarse: usize) -> f64 
     }
     let mut band = vec![0.0f64; t * t];
     let mut per_tile = Vec::new();
-    for &y0 in &starts(img.ny, t) {
-        for &x0 in &starts(img.nx, t) {
+    let (xs, ys) = (starts(img.nx, t), starts(img.ny, t));
+    for &y0 in &ys {
+        for &x0 in &xs {
             for (i, b) in band.iter_mut().enumerate() {
                 let (x, y) = (x0 + i % t, y0 + i / t);
                 *b = box_mean(img, table, x, y, fine) - box_mean(img, table, x, y, coarse);

@@ -216,21 +216,15 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
         // In groups: a whole micrograph is large and is held only while it is cut, its network
         // input small; a group shares its FFT plans and runs through the network as one batch.
         let mut probs = Vec::with_capacity(input.paths.len());
-        // Micrographs unlike the training ones, and the farthest of them: (count, path,
-        // statistic, standard deviations).
-        let mut outside: (usize, Option<(PathBuf, String, f64)>) = (0, None);
+        // Micrographs unlike the training ones: (path, statistic, standard deviations).
+        let mut outside: Vec<(&PathBuf, usize, f64)> = Vec::new();
         for group in input.paths.chunks(CURATE_GROUP) {
             let data =
                 dataset::from_images(group, pre.input_size, pre.invert, labels, pre.spectrum)?;
             if let Some(ctx) = &spec.exposure_context {
                 for (path, facts) in group.iter().zip(&data.exposure) {
-                    let Some((j, z)) = ctx.farthest(facts).filter(|f| f.1.abs() > FAR_OUTSIDE)
-                    else {
-                        continue;
-                    };
-                    outside.0 += 1;
-                    if outside.1.as_ref().is_none_or(|w| z.abs() > w.2.abs()) {
-                        outside.1 = Some((path.clone(), ctx.facts[j].clone(), z));
+                    if let Some((j, z)) = ctx.farthest(facts).filter(|f| f.1.abs() > FAR_OUTSIDE) {
+                        outside.push((path, j, z));
                     }
                 }
             }
@@ -245,14 +239,19 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
             events.emit(Event::Advanced(group.len() as u64));
         }
         events.emit(Event::Finished);
-        if let (n, Some((path, fact, z))) = outside {
+        let farthest = outside
+            .iter()
+            .max_by(|a, b| a.2.abs().total_cmp(&b.2.abs()));
+        if let (Some((path, j, z)), Some(ctx)) = (farthest, &spec.exposure_context) {
             events.warn(format!(
-                "{n} of {} micrographs are unlike those the model was trained on (the farthest, \
-                 {}: its {fact} lies {:.0} standard deviations from the training micrographs' \
+                "{} of {} micrographs are unlike those the model was trained on (the farthest, \
+                 {}: its {} lies {:.0} standard deviations from the training micrographs' \
                  mean): their tags are guesses outside what the model learnt; train a model on \
                  micrographs like these (the same detector, processing and pixel size)",
+                outside.len(),
                 input.paths.len(),
                 path.display(),
+                ctx.facts[*j],
                 z.abs()
             ));
         }
