@@ -50,16 +50,13 @@ fn image_set(dir: &Path, name: &str, n: usize, seed: u64) -> String {
     path.display().to_string()
 }
 
-#[test]
-fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
-    let tmp = tempfile::tempdir().unwrap();
-    let train_csv = image_set(tmp.path(), "train", 48, 1);
-    let test_csv = image_set(tmp.path(), "test", 40, 2);
-    let model = tmp.path().join("model");
-    let out = cryoprune(&[
+/// `train` on an [`image_set`] CSV as both image-set tests train, validated as `validation`
+/// says, into `model`.
+fn train_image_set(csv: &str, model: &Path, validation: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "train",
         "--labels",
-        &train_csv,
+        csv,
         "--input-size",
         "32",
         "--pretrained",
@@ -72,11 +69,19 @@ fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
         "0.05",
         "--class-weights",
         "balanced",
-        "--val-fraction",
-        "0.3",
-        "--out",
-        s(&model),
-    ]);
+    ];
+    args.extend(validation);
+    args.extend(["--out", s(model)]);
+    cryoprune(&args)
+}
+
+#[test]
+fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train_csv = image_set(tmp.path(), "train", 48, 1);
+    let test_csv = image_set(tmp.path(), "test", 40, 2);
+    let model = tmp.path().join("model");
+    let out = train_image_set(&train_csv, &model, &["--val-fraction", "0.3"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
@@ -228,29 +233,7 @@ fn label_sets_cross_validate_in_folds() {
     let train_csv = image_set(tmp.path(), "train", 48, 1);
     let test_csv = image_set(tmp.path(), "test", 40, 2);
     let model = tmp.path().join("model");
-    let train = |folds: &str| {
-        cryoprune(&[
-            "train",
-            "--labels",
-            &train_csv,
-            "--input-size",
-            "32",
-            "--pretrained",
-            "none",
-            "--epochs",
-            "20",
-            "--schedule",
-            "onecycle",
-            "--lr",
-            "0.05",
-            "--class-weights",
-            "balanced",
-            "--folds",
-            folds,
-            "--out",
-            s(&model),
-        ])
-    };
+    let train = |folds: &str| train_image_set(&train_csv, &model, &["--folds", folds]);
     // Two images a fold at least: refused before anything trains.
     let out = train("30");
     let t = text(&out);
