@@ -178,8 +178,8 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
     }
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
-        let (model, spec) = ModelDir::new(&cfg.model)
-            .load(&compute.device.device)
+        let (networks, spec) = ModelDir::new(&cfg.model)
+            .load_ensemble(&compute.device.device)
             .context_with(|| format!("loading the model in {}", cfg.model.display()))?;
         let Some(thresholds) = spec.thresholds.clone() else {
             invalid!(
@@ -229,7 +229,7 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
                 }
             }
             probs.extend(predict_label_sets(
-                &model,
+                &networks,
                 &spec,
                 &data,
                 CURATE_GROUP,

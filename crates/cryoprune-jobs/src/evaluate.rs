@@ -69,13 +69,15 @@ pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Evaluation> {
     check_outputs(&files, None, &inputs)?;
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
-        let (model, spec) = ModelDir::new(&cfg.model).load(&compute.device.device)?;
+        let (networks, spec) = ModelDir::new(&cfg.model).load_ensemble(&compute.device.device)?;
         if let Some(thresholds) = &spec.thresholds {
-            return evaluate_label_sets(cfg, &model, &spec, thresholds, &compute, events)
+            return evaluate_label_sets(cfg, &networks, &spec, thresholds, &compute, events)
                 .map(Evaluation::Labels);
         }
+        // Only models of label sets are ensembles.
+        let model = &networks[0];
         let context = spec.pick_context.as_ref().filter(|_| !cfg.image_only);
-        let (data, scored) = score_labels(&cfg.labels, &model, &spec, context, &compute, events)?;
+        let (data, scored) = score_labels(&cfg.labels, model, &spec, context, &compute, events)?;
         events.output(scored.report.to_text());
         if let Some(path) = &cfg.predictions {
             write_predictions(path, &data, &scored)?;
@@ -93,9 +95,10 @@ pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Evaluation> {
 }
 
 /// A multi-label model's per-label probabilities for `data` (cut with its preprocessing), the
-/// measured statistics combined with the network's unless `image_only`.
+/// measured statistics combined with the network's unless `image_only`; an ensemble's are the
+/// mean of its networks' (`networks` in the order of [`ModelSpec::exposure_contexts`]).
 pub(crate) fn predict_label_sets(
-    model: &Classifier,
+    networks: &[Classifier],
     spec: &ModelSpec,
     data: &Dataset,
     batch: usize,
@@ -103,24 +106,33 @@ pub(crate) fn predict_label_sets(
     compute: &Compute,
 ) -> Result<Vec<Vec<f32>>> {
     let readout = spec.network.head.readout();
-    let mut probs = predict(model, data, batch, readout, &compute.device.device);
-    if let Some(ctx) = spec.exposure_context.as_ref().filter(|_| !image_only) {
-        if data.exposure.len() != probs.len() {
-            invalid!(
-                "the model combines the network with measured statistics of whole micrographs, \
-                 and these images were not measured as micrographs"
-            );
+    let contexts = spec.exposure_contexts();
+    if !image_only && spec.exposure_context.is_some() && data.exposure.len() != data.len() {
+        invalid!(
+            "the model combines the network with measured statistics of whole micrographs, \
+             and these images were not measured as micrographs"
+        );
+    }
+    let mut mean = vec![vec![0.0f32; spec.classes.len()]; data.len()];
+    for (model, ctx) in networks.iter().zip(&contexts) {
+        let mut probs = predict(model, data, batch, readout, &compute.device.device);
+        if let Some(ctx) = ctx.filter(|_| !image_only) {
+            for (p, f) in probs.iter_mut().zip(&data.exposure) {
+                ctx.combine(p, f);
+            }
         }
-        for (p, f) in probs.iter_mut().zip(&data.exposure) {
-            ctx.combine(p, f);
+        for (m, p) in mean.iter_mut().zip(&probs) {
+            m.iter_mut().zip(p).for_each(|(m, p)| *m += p);
         }
     }
-    Ok(probs)
+    let n = networks.len().max(1) as f32;
+    mean.iter_mut().flatten().for_each(|m| *m /= n);
+    Ok(mean)
 }
 
 fn evaluate_label_sets(
     cfg: &EvaluateConfig,
-    model: &Classifier,
+    networks: &[Classifier],
     spec: &ModelSpec,
     thresholds: &[f32],
     compute: &Compute,
@@ -136,7 +148,7 @@ fn evaluate_label_sets(
             cfg.model.display()
         );
     };
-    let probs = predict_label_sets(model, spec, &data, 64, cfg.image_only, compute)?;
+    let probs = predict_label_sets(networks, spec, &data, 64, cfg.image_only, compute)?;
     let report = multilabel::evaluate(truth, &probs, thresholds, &spec.classes);
     events.output(report.to_text());
     if let Some(path) = &cfg.predictions {

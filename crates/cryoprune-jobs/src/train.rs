@@ -598,6 +598,7 @@ fn record(
         diagnosis: findings,
         labels: cfg.labels.labels.clone(),
         adaptation: None,
+        ensemble: None,
     }
 }
 

@@ -28,6 +28,9 @@ const VALIDATION_FILE: &str = "validation.csv";
 const CURVES_FILE: &str = "curves.png";
 /// Bumped when model.json changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;
+/// model.json of an ensemble ([`ModelSpec::members`]): a version that reads only
+/// [`FORMAT_VERSION`] would use the first network alone, so it must refuse the folder instead.
+pub const ENSEMBLE_FORMAT_VERSION: u32 = 2;
 
 /// How the model was trained and how it did, as model.json's `training` records it. Every
 /// field has a default, so records of older versions load.
@@ -47,6 +50,11 @@ pub struct TrainingRecord {
     /// them and is its last epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub folds: Option<usize>,
+    /// An ensemble of this many networks, each held out its own random share of the images
+    /// (the first is the one whose curves, epoch and seconds the other fields record; the
+    /// seconds are all of theirs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<usize>,
     /// 1-based.
     pub best_epoch: usize,
     pub seconds: f64,
@@ -136,6 +144,23 @@ pub struct ModelSpec {
     pub exposure_context: Option<ExposureContext>,
     pub weights_file: String,
     pub weights_sha256: String,
+    /// The ensemble's other networks, beside the one above: the model's probabilities are the
+    /// mean of all of theirs (each combined with its own measured statistics) and `thresholds`
+    /// the mean of theirs. Empty for a single network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+}
+
+/// One more network of an ensemble: the same architecture and preprocessing as the model's,
+/// trained on another share of the images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub weights_file: String,
+    pub weights_sha256: String,
+    /// Its measured statistics' regression and weights, fitted on its own training and
+    /// held-out images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure_context: Option<ExposureContext>,
 }
 
 /// The largest network input side a model may ask for: far above any particle box a network
@@ -238,14 +263,39 @@ impl ModelSpec {
             }
             ctx.validate(n, &cryoprune_image::exposure::FACTS)?;
         }
-        let weights = Path::new(&self.weights_file);
-        if weights.components().count() != 1 || weights.file_name().is_none() {
-            return Err(format!(
-                "weights_file `{}` must be a file name inside the model folder",
-                self.weights_file
-            ));
+        if !self.members.is_empty() && !multi_label {
+            return Err("an ensemble (members) of networks that choose one class".into());
+        }
+        let mut files = vec![&self.weights_file];
+        for m in &self.members {
+            if let Some(ctx) = &m.exposure_context {
+                if self.exposure_context.is_none() {
+                    return Err("a member weighs measured statistics the model does not".into());
+                }
+                ctx.validate(n, &cryoprune_image::exposure::FACTS)?;
+            }
+            files.push(&m.weights_file);
+        }
+        for (i, file) in files.iter().enumerate() {
+            let weights = Path::new(file);
+            if weights.components().count() != 1 || weights.file_name().is_none() {
+                return Err(format!(
+                    "weights_file `{file}` must be a file name inside the model folder"
+                ));
+            }
+            if files[..i].contains(file) {
+                return Err(format!("weights_file `{file}` is named twice"));
+            }
         }
         Ok(())
+    }
+
+    /// Each network's measured statistics, the model's first: what
+    /// [`ModelDir::load_ensemble`]'s networks pair with.
+    pub fn exposure_contexts(&self) -> Vec<Option<&ExposureContext>> {
+        std::iter::once(self.exposure_context.as_ref())
+            .chain(self.members.iter().map(|m| m.exposure_context.as_ref()))
+            .collect()
     }
 
     /// A spec for a network trained by this version; the weights' fields are filled on save.
@@ -271,6 +321,7 @@ impl ModelSpec {
             exposure_context: None,
             weights_file: WEIGHTS_FILE.into(),
             weights_sha256: String::new(),
+            members: Vec::new(),
         }
     }
 }
@@ -282,7 +333,7 @@ pub enum ModelDirError {
     #[error("{0}: not a cryoprune model.json: {1}")]
     Spec(PathBuf, String),
     #[error(
-        "{0}: written by format version {1}; this cryoprune reads version {FORMAT_VERSION}. Retrain or upgrade"
+        "{0}: written by format version {1}; this cryoprune reads versions {FORMAT_VERSION} and {ENSEMBLE_FORMAT_VERSION}. Retrain or upgrade"
     )]
     Version(PathBuf, u32),
     #[error("{path}: SHA-256 is {found}, model.json says {expected}: the weights file was changed or damaged")]
@@ -385,10 +436,34 @@ impl ModelDir {
         let weights = self.file(WEIGHTS_FILE);
         let bytes =
             to_safetensors(model).map_err(|e| ModelDirError::Weights(weights.clone(), e))?;
-        spec.format_version = FORMAT_VERSION;
+        spec.format_version = if spec.members.is_empty() {
+            FORMAT_VERSION
+        } else {
+            ENSEMBLE_FORMAT_VERSION
+        };
         spec.weights_file = WEIGHTS_FILE.into();
         spec.weights_sha256 = sha256_hex(&bytes);
         write_weights_and_spec(&weights, &bytes, &self.file(SPEC_FILE), spec)
+    }
+
+    /// The `index`-th (from 2) network of an ensemble, written beside the first before
+    /// model.json names it; returns its record for [`ModelSpec::members`].
+    pub fn save_member(
+        &self,
+        model: &Classifier,
+        index: usize,
+        exposure_context: Option<ExposureContext>,
+    ) -> Result<Member, ModelDirError> {
+        fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
+        let name = format!("weights_{index}.safetensors");
+        let path = self.file(&name);
+        let bytes = to_safetensors(model).map_err(|e| ModelDirError::Weights(path.clone(), e))?;
+        write_atomic(&path, |w| w.write_all(&bytes))?;
+        Ok(Member {
+            weights_file: name,
+            weights_sha256: sha256_hex(&bytes),
+            exposure_context,
+        })
     }
 
     /// model.json alone (for what needs only the preprocessing or the classes).
@@ -402,12 +477,16 @@ impl ModelDir {
             .ok()
             .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()))
             .map(|v| v as u32);
-        if let Some(v) = version.filter(|&v| v != FORMAT_VERSION) {
+        if let Some(v) = version.filter(|&v| v != FORMAT_VERSION && v != ENSEMBLE_FORMAT_VERSION) {
             return Err(ModelDirError::Version(path, v));
         }
         let mut spec: ModelSpec = serde_json::from_str(&text)
             .map_err(|e| ModelDirError::Spec(path.clone(), e.to_string()))?;
-        if let Some(ctx) = spec.exposure_context.as_mut() {
+        let members = spec.members.iter_mut().map(|m| &mut m.exposure_context);
+        for ctx in std::iter::once(&mut spec.exposure_context)
+            .chain(members)
+            .flatten()
+        {
             ctx.align_to(&cryoprune_image::exposure::FACTS)
                 .map_err(|e| ModelDirError::Spec(path.clone(), e))?;
         }
@@ -423,6 +502,25 @@ impl ModelDir {
         let mut model = spec.network.init(device);
         load_safetensors(&mut model, bytes).map_err(|e| ModelDirError::Weights(path, e))?;
         Ok((model, spec))
+    }
+
+    /// Every network of the model (one unless it is an ensemble), the first the one
+    /// [`Self::load`] gives, each file's hash checked; in the order of
+    /// [`ModelSpec::exposure_contexts`].
+    pub fn load_ensemble(
+        &self,
+        device: &Device,
+    ) -> Result<(Vec<Classifier>, ModelSpec), ModelDirError> {
+        let (first, spec) = self.load(device)?;
+        let mut networks = vec![first];
+        for m in &spec.members {
+            let path = self.file(&m.weights_file);
+            let bytes = read_weights(&path, &m.weights_sha256)?;
+            let mut model = spec.network.init(device);
+            load_safetensors(&mut model, bytes).map_err(|e| ModelDirError::Weights(path, e))?;
+            networks.push(model);
+        }
+        Ok((networks, spec))
     }
 
     /// The training curves as PNG bytes, when the folder has them.
@@ -759,6 +857,71 @@ mod tests {
                 other => panic!("{what}: {other:?}"),
             }
         }
+    }
+
+    /// An ensemble's networks load back in order, each file's hash checked; its model.json
+    /// carries the version an older cryoprune refuses, and a member that is no file of the
+    /// folder, or the first network's file again, is refused.
+    #[test]
+    fn an_ensemble_loads_every_network_and_refuses_a_changed_or_misnamed_member() {
+        let device = Device::flex();
+        let network = ClassifierConfig {
+            in_channels: 1,
+            arch: Arch::Small,
+            classes: 2,
+            head: HeadConfig {
+                multi_label: true,
+                ..HeadConfig::new(2)
+            },
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::new(tmp.path());
+        let models: Vec<Classifier> = (0..3).map(|_| network.init(&device)).collect();
+        let mut s = spec(network);
+        s.thresholds = Some(vec![0.5, 0.4]);
+        s.members = (1..3)
+            .map(|i| dir.save_member(&models[i], i + 1, None).unwrap())
+            .collect();
+        dir.save_weights(&models[0], &mut s).unwrap();
+        assert_eq!(s.format_version, ENSEMBLE_FORMAT_VERSION);
+        assert_eq!(s.members[1].weights_file, "weights_3.safetensors");
+        let (back, spec_back) = dir.load_ensemble(&device).unwrap();
+        assert_eq!((back.len(), spec_back.exposure_contexts().len()), (3, 3));
+        let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let readout = s.network.head.readout();
+        for (a, b) in models.iter().zip(&back) {
+            assert_eq!(
+                a.probabilities(x.clone(), readout).into_data(),
+                b.probabilities(x.clone(), readout).into_data()
+            );
+        }
+
+        let path = tmp.path().join(SPEC_FILE);
+        let good = fs::read_to_string(&path).unwrap();
+        for (file, expected) in [
+            ("../weights_2.safetensors", "inside"),
+            (WEIGHTS_FILE, "twice"),
+        ] {
+            let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+            v["members"][1]["weights_file"] = serde_json::json!(file);
+            fs::write(&path, v.to_string()).unwrap();
+            let err = dir.spec().unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        fs::write(&path, &good).unwrap();
+        let member = tmp.path().join("weights_3.safetensors");
+        let mut bytes = fs::read(&member).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&member, bytes).unwrap();
+        assert!(
+            dir.load(&device).is_ok(),
+            "the first network alone is intact"
+        );
+        assert!(matches!(
+            dir.load_ensemble(&device),
+            Err(ModelDirError::Hash { path, .. }) if path == member
+        ));
     }
 
     #[test]
