@@ -14,6 +14,8 @@
 #                      from scratch
 #   scratch-folds      the default cross-validated in 5 folds (--folds 5): thresholds and the
 #                      statistics' weights from every training micrograph, not a held-out quarter
+#   scratch-ensemble   the default as an ensemble of 5 networks (--ensemble 5): each holds out
+#                      its own quarter and chooses thresholds there; the model averages them
 #   cryo               the same, started from the shipped cryo-EM backbone, one stage
 #   cryo-two-stage     the same, --recipe two-stage (head alone, then everything)
 #   imagenet-two-stage EfficientNet-Lite0 ImageNet weights, two stages (the seed's recipe
@@ -36,7 +38,7 @@ size="${SIZE:-2048}"
 input="${INPUT:-128}"
 train_count="${TRAIN_COUNT:-150}"
 ice_structure="${ICE_STRUCTURE:-0.1}"
-variants="${VARIANTS:-scratch-image,scratch-network,scratch,scratch-folds,cryo,cryo-two-stage,imagenet-two-stage}"
+variants="${VARIANTS:-scratch-image,scratch-network,scratch,scratch-folds,scratch-ensemble,cryo,cryo-two-stage,imagenet-two-stage}"
 effnet="$root/../shared/data/weights/efficientnet-lite0/efficientnet-lite0-57934424.pth"
 mkdir -p "$out"
 
@@ -69,6 +71,7 @@ for v in "${chosen[@]}"; do
         scratch-network) args=(--pretrained none --image-only) ;;
         scratch) args=(--pretrained none) ;;
         scratch-folds) args=(--pretrained none --folds 5) ;;
+        scratch-ensemble) args=(--pretrained none --ensemble 5) ;;
         cryo) args=(--pretrained cryo) ;;
         cryo-two-stage) args=(--pretrained cryo --recipe two-stage) ;;
         imagenet-two-stage) args=(--arch efficientnet-lite0 --pretrained "$effnet" --recipe two-stage) ;;

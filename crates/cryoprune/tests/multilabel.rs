@@ -277,6 +277,78 @@ fn label_sets_cross_validate_in_folds() {
     assert!(macro_f1 > 0.9, "macro-F1 {macro_f1}");
 }
 
+/// An ensemble: each network holds out its own quarter and chooses thresholds on it; the model
+/// keeps every network and decides by the mean of their probabilities and thresholds.
+#[test]
+fn label_sets_train_an_ensemble() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train_csv = image_set(tmp.path(), "train", 48, 1);
+    let test_csv = image_set(tmp.path(), "test", 40, 2);
+    let model = tmp.path().join("model");
+    let train = |more: &[&str]| train_image_set(&train_csv, &model, more);
+    let out = train(&["--ensemble", "2", "--folds", "3"]);
+    assert!(!out.status.success() && text(&out).contains("--folds"));
+    let out = train(&["--ensemble", "3", "--val-fraction", "0.25"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("48 images (carried by: 24 bar, 24 disc): 3 networks")
+            && t.contains("network 3 of 3")
+            && t.contains("each network's held-out images, 36 in all"),
+        "{t}"
+    );
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["training"]["ensemble"], 3);
+    let members = spec["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    for m in members {
+        assert!(model.join(m["weights_file"].as_str().unwrap()).is_file());
+    }
+    let validation = std::fs::read_to_string(model.join("validation.csv")).unwrap();
+    assert_eq!(validation.lines().count(), 37, "{validation}");
+    let evaluate = |model: &Path| {
+        let json = tmp.path().join("eval.json");
+        let out = cryoprune(&[
+            "evaluate",
+            "--model",
+            s(model),
+            "--labels",
+            &test_csv,
+            "--json",
+            s(&json),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        report["macro_f1"].as_f64().unwrap()
+    };
+    let macro_f1 = evaluate(&model);
+    assert!(macro_f1 > 0.9, "macro-F1 {macro_f1}");
+
+    // A classifier of one class per image cross-validates instead.
+    let folder = tmp.path().join("classes");
+    for (class, image) in [("a", "000"), ("b", "001")] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        let from = tmp.path().join(format!("train/{image}.png"));
+        std::fs::copy(from, folder.join(class).join("x.png")).unwrap();
+    }
+    let single = tmp.path().join("single");
+    let out = cryoprune(&[
+        "train",
+        "--labels",
+        s(&folder),
+        "--ensemble",
+        "2",
+        "--out",
+        s(&single),
+    ]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("ensembles are of models of images with label sets"),
+        "{t}"
+    );
+}
+
 /// Picks on micrographs with a `labels` column of label sets train a multi-label model too, and
 /// `evaluate` reads picks with one label or none as sets for it.
 #[test]
@@ -468,6 +540,51 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     );
 
     let star = micrographs_star(tmp.path(), 10);
+    // An ensemble: each network weighs the statistics with its own regression, and curate
+    // decides by the mean of the networks'.
+    let ensemble = tmp.path().join("curator_ensemble");
+    let out = cryoprune(&[
+        "train",
+        "--labels",
+        s(&tags),
+        "--input-size",
+        "32",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "2",
+        "--val-fraction",
+        "0.3",
+        "--ensemble",
+        "2",
+        "--out",
+        s(&ensemble),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(ensemble.join("model.json")).unwrap())
+            .unwrap();
+    assert_ne!(
+        spec["members"][0]["exposure_context"],
+        spec["exposure_context"]
+    );
+    let from_ensemble = tmp.path().join("FromEnsemble");
+    let out = cryoprune(&[
+        "curate",
+        "--model",
+        s(&ensemble),
+        "--micrographs",
+        s(&star),
+        "--out",
+        s(&from_ensemble),
+    ]);
+    assert!(
+        out.status.success() && text(&out).contains("of 10 micrographs"),
+        "{}",
+        text(&out)
+    );
+    let table = std::fs::read_to_string(from_ensemble.join("tags.csv")).unwrap();
+    assert_eq!(table.lines().count(), 11);
     let curate = |out: &Path, list: &Path, more: &[&str]| {
         let mut args = vec!["curate", "--model", s(&model), "--micrographs", s(list)];
         args.extend(more);
