@@ -472,21 +472,24 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     assert!(out.status.success(), "{}", text(&out));
     let model = tmp.path().join("curator");
     let tags = sim.join("micrograph_tags.csv");
-    let out = cryoprune(&[
-        "train",
-        "--labels",
-        s(&tags),
-        "--input-size",
-        "32",
-        "--pretrained",
-        "none",
-        "--epochs",
-        "2",
-        "--val-fraction",
-        "0.3",
-        "--out",
-        s(&model),
-    ]);
+    // Two epochs: what is tested is what the model folder holds and what curate does with it.
+    let train = |out: &Path, more: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--labels",
+            s(&tags),
+            "--input-size",
+            "32",
+            "--pretrained",
+            "none",
+            "--epochs",
+            "2",
+        ];
+        args.extend(more);
+        args.extend(["--out", s(out)]);
+        cryoprune(&args)
+    };
+    let out = train(&model, &["--val-fraction", "0.3"]);
     assert!(out.status.success(), "{}", text(&out));
     // A table of micrographs gives the network each micrograph's power spectrum beside it.
     let spec: Value =
@@ -510,21 +513,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     // Cross-validated, the statistics' weights and the thresholds come from the folds' scores
     // of every micrograph.
     let folded = tmp.path().join("curator_folds");
-    let out = cryoprune(&[
-        "train",
-        "--labels",
-        s(&tags),
-        "--input-size",
-        "32",
-        "--pretrained",
-        "none",
-        "--epochs",
-        "2",
-        "--folds",
-        "2",
-        "--out",
-        s(&folded),
-    ]);
+    let out = train(&folded, &["--folds", "2"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
@@ -543,23 +532,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     // An ensemble: each network weighs the statistics with its own regression, and curate
     // decides by the mean of the networks'.
     let ensemble = tmp.path().join("curator_ensemble");
-    let out = cryoprune(&[
-        "train",
-        "--labels",
-        s(&tags),
-        "--input-size",
-        "32",
-        "--pretrained",
-        "none",
-        "--epochs",
-        "2",
-        "--val-fraction",
-        "0.3",
-        "--ensemble",
-        "2",
-        "--out",
-        s(&ensemble),
-    ]);
+    let out = train(&ensemble, &["--val-fraction", "0.3", "--ensemble", "2"]);
     assert!(out.status.success(), "{}", text(&out));
     let spec: Value =
         serde_json::from_str(&std::fs::read_to_string(ensemble.join("model.json")).unwrap())
