@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{cryoprune, data, s, text};
+use common::{cryoprune, data, model_json, s, text};
 
 #[test]
 fn help_lists_subcommands_with_examples() {
@@ -685,8 +685,7 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
     );
     // The hub's own test pins this constant to the shipped bytes and their record.
     let shipped = cryoprune_model::hub::CRYO_SMALL.sha256;
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     assert_eq!(spec["pretrained_sha256"], shipped, "{spec}");
     assert!(
         spec["pretrained"].as_str().unwrap().starts_with("cryo ("),
@@ -767,8 +766,7 @@ fn training_on_every_label_records_no_validation() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("none is held out"), "{t}");
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     assert_eq!(spec["training"]["validation_picks"], 0, "{spec}");
     assert!(spec["training"]["validation"].is_null(), "{spec}");
     assert_eq!(spec["training"]["best_epoch"], 2, "the last epoch is kept");
@@ -804,8 +802,7 @@ fn training_on_every_label_records_no_validation() {
             && t.contains("scored by the network of the 3 that did not learn it"),
         "{t}"
     );
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(folded.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&folded);
     assert_eq!(spec["training"]["folds"], 3, "{spec}");
     assert_eq!(spec["training"]["train_picks"], 6, "{spec}");
     assert_eq!(spec["training"]["validation_picks"], 6, "{spec}");
@@ -892,8 +889,7 @@ fn train_then_evaluate_on_real_topaz_labels() {
     ] {
         assert!(model.join(f).is_file(), "{f} missing");
     }
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     assert_eq!(spec["classes"], serde_json::json!(["junk", "particle"]));
     assert_eq!(spec["preprocessing"]["box_size"], 180);
     assert_eq!(spec["preprocessing"]["input_size"], 32);
@@ -1072,15 +1068,12 @@ fn adapts_to_the_unlabelled_picks() {
         ]);
         cryoprune(&a)
     };
-    let spec = |model: &Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap()
-    };
     let model = dir.path().join("model");
     let o = train(&[&mics[0], &mics[1]], &picks, &model);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("adapted to these micrographs in"), "{t}");
-    let spec_a = spec(&model);
+    let spec_a = model_json(&model);
     let record = &spec_a["training"]["adaptation"];
     // About 600 from whole micrographs: 14_33_35's 789 picks thinned to 600, then a tenth of
     // them and of as many random places held out to validate.
@@ -1101,7 +1094,10 @@ fn adapts_to_the_unlabelled_picks() {
     assert!(train(&[&mics[0], &mics[1]], &picks, &again)
         .status
         .success());
-    assert_eq!(spec(&again)["weights_sha256"], spec_a["weights_sha256"]);
+    assert_eq!(
+        model_json(&again)["weights_sha256"],
+        spec_a["weights_sha256"]
+    );
 
     // Picks of a micrograph not given cannot be cut: nothing to adapt on.
     let other = picks.join("Falcon_2012_06_12-15_17_31_0.box");
@@ -1173,8 +1169,7 @@ fn trains_and_evaluates_from_a_labelled_particle_star() {
         t.contains("training on 16 picks (8 junk, 8 particle)"),
         "{t}"
     );
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     assert_eq!(spec["preprocessing"]["box_size"], 24);
     // The STAR carries Topaz's score as the figure of merit, and training uses it; particle
     // images carry no micrograph, so no distance from its edge.

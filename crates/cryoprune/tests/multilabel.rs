@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cryoprune, s, text};
+use common::{cryoprune, model_json, s, text};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
@@ -75,6 +75,22 @@ fn train_image_set(csv: &str, model: &Path, validation: &[&str]) -> std::process
     cryoprune(&args)
 }
 
+/// `evaluate`'s macro-F1 for `model` on an [`image_set`] CSV, its report written to `json`.
+fn evaluate_image_set(model: &Path, csv: &str, json: &Path) -> f64 {
+    let out = cryoprune(&[
+        "evaluate",
+        "--model",
+        s(model),
+        "--labels",
+        csv,
+        "--json",
+        s(json),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    report["macro_f1"].as_f64().unwrap()
+}
+
 #[test]
 fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
     let tmp = tempfile::tempdir().unwrap();
@@ -93,8 +109,7 @@ fn images_with_label_sets_train_evaluate_and_are_refused_by_prune() {
         "{t}"
     );
 
-    let spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     assert_eq!(spec["classes"], serde_json::json!(["bar", "disc"]));
     assert_eq!(spec["network"]["head"]["multi_label"], true);
     // Images named `image` are not micrographs: no power spectrum unless asked for.
@@ -253,27 +268,14 @@ fn label_sets_cross_validate_in_folds() {
             ),
         "{t}"
     );
-    let spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     assert_eq!(spec["training"]["folds"], 3);
     assert_eq!(spec["training"]["validation_picks"], 48);
     assert_eq!(spec["training"]["train_picks"], 48);
     let validation = std::fs::read_to_string(model.join("validation.csv")).unwrap();
     assert_eq!(validation.lines().count(), 49, "{validation}");
     // Thresholds chosen on the folds' scores hold on other images.
-    let json = tmp.path().join("eval.json");
-    let out = cryoprune(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--labels",
-        &test_csv,
-        "--json",
-        s(&json),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let macro_f1 = report["macro_f1"].as_f64().unwrap();
+    let macro_f1 = evaluate_image_set(&model, &test_csv, &tmp.path().join("eval.json"));
     assert!(macro_f1 > 0.9, "macro-F1 {macro_f1}");
 }
 
@@ -297,8 +299,7 @@ fn label_sets_train_an_ensemble() {
             && t.contains("each network's held-out images, 36 in all"),
         "{t}"
     );
-    let spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     assert_eq!(spec["training"]["ensemble"], 3);
     let members = spec["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
@@ -307,22 +308,7 @@ fn label_sets_train_an_ensemble() {
     }
     let validation = std::fs::read_to_string(model.join("validation.csv")).unwrap();
     assert_eq!(validation.lines().count(), 37, "{validation}");
-    let evaluate = |model: &Path| {
-        let json = tmp.path().join("eval.json");
-        let out = cryoprune(&[
-            "evaluate",
-            "--model",
-            s(model),
-            "--labels",
-            &test_csv,
-            "--json",
-            s(&json),
-        ]);
-        assert!(out.status.success(), "{}", text(&out));
-        let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        report["macro_f1"].as_f64().unwrap()
-    };
-    let macro_f1 = evaluate(&model);
+    let macro_f1 = evaluate_image_set(&model, &test_csv, &tmp.path().join("eval.json"));
     assert!(macro_f1 > 0.9, "macro-F1 {macro_f1}");
 
     // A classifier of one class per image cross-validates instead.
@@ -397,8 +383,7 @@ fn picks_with_label_sets_train_a_multi_label_model() {
     let out = cryoprune(&args);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    let spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     let classes = spec["classes"].as_array().unwrap();
     assert!(
         classes.contains(&"junk".into()) && classes.contains(&"particle".into()),
@@ -492,8 +477,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     let out = train(&model, &["--val-fraction", "0.3"]);
     assert!(out.status.success(), "{}", text(&out));
     // A table of micrographs gives the network each micrograph's power spectrum beside it.
-    let spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     assert_eq!(spec["preprocessing"]["spectrum"], true);
     assert_eq!(spec["network"]["in_channels"], 2);
     // ...and each micrograph's measured statistics, one regression per tag.
@@ -520,8 +504,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
         t.contains("to fit the folds' scores of 10 micrographs best"),
         "{t}"
     );
-    let spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(folded.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&folded);
     assert_eq!(spec["training"]["folds"], 2);
     assert_eq!(
         spec["exposure_context"]["facts"].as_array().unwrap().len(),
@@ -534,9 +517,7 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     let ensemble = tmp.path().join("curator_ensemble");
     let out = train(&ensemble, &["--val-fraction", "0.3", "--ensemble", "2"]);
     assert!(out.status.success(), "{}", text(&out));
-    let spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(ensemble.join("model.json")).unwrap())
-            .unwrap();
+    let spec = model_json(&ensemble);
     assert_ne!(
         spec["members"][0]["exposure_context"],
         spec["exposure_context"]

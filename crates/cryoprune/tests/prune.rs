@@ -16,7 +16,8 @@ use serde_json::json;
 
 mod common;
 use common::{
-    cryoprune, cs_entry, python_ready, run_python_check, s, star_entry, text, tiny_train_args,
+    cryoprune, cs_entry, model_json, python_ready, run_python_check, s, star_entry, text,
+    tiny_train_args,
 };
 
 /// A simulated dataset and a model trained on it, built once per test run.
@@ -769,8 +770,7 @@ fn the_pick_context_is_combined_with_the_image() {
     assert!(o.status.success(), "{t}");
     assert!(t.contains("pick context: the picker's score"), "{t}");
     assert!(t.contains("with the pick context"), "{t}");
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let spec = model_json(&model);
     let ctx: PickContext = serde_json::from_value(spec["pick_context"].clone()).unwrap();
     // The simulated picks reach the micrograph edges, so both facts have a term.
     assert_eq!(ctx.facts().collect::<Vec<_>>(), [Fact::Score, Fact::Edge]);

@@ -38,6 +38,11 @@ pub fn tiny_train_args<'a>(mics: &'a str, labels: &'a str, out: &'a str) -> Vec<
     args
 }
 
+/// A model folder's model.json.
+pub fn model_json(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap()
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
