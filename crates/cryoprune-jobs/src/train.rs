@@ -334,19 +334,12 @@ fn train_label_sets(
             class_counts(&train_set),
             held_out.len()
         ));
-        let fitted = fit(
-            &cfg.net, start, &train_set, &held_out, cfg.seed, compute, events,
-        )?;
+        let (fitted, probs, exposure) =
+            fit_held_out(cfg, start, &train_set, &held_out, cfg.seed, compute, events)?;
         events.note(format!(
             "trained in {:.1} s; best epoch {} kept",
             fitted.seconds, fitted.best_epoch
         ));
-        // The kept epoch's probabilities on the held-out images (none when none is held out).
-        let mut probs = fitted.val_probs.clone().unwrap_or_default();
-        let exposure = match cfg.image_only {
-            true => None,
-            false => exposure_context(&train_set, &held_out, &mut probs, events),
-        };
         (fitted, Some((train_set, held_out)), probs, exposure, None)
     };
     let (train_set, held_out) = split.as_ref().map_or((&data, &data), |(t, h)| (t, h));
@@ -392,6 +385,28 @@ fn train_label_sets(
     save(cfg, &fitted, spec, validation, events)
 }
 
+/// A multi-label network fitted on `train` and validated on `held`, with the kept epoch's
+/// probabilities on the held-out images (none when none is held out), combined with their
+/// measured statistics unless `--image-only`, and the statistics' regression that combined
+/// them.
+fn fit_held_out(
+    cfg: &TrainJobConfig,
+    start: Start,
+    train: &Dataset,
+    held: &Dataset,
+    seed: u64,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<(Fitted, Vec<Vec<f32>>, Option<ExposureContext>)> {
+    let fitted = fit(&cfg.net, start, train, held, seed, compute, events)?;
+    let mut probs = fitted.val_probs.clone().unwrap_or_default();
+    let exposure = match cfg.image_only {
+        true => None,
+        false => exposure_context(train, held, &mut probs, events),
+    };
+    Ok((fitted, probs, exposure))
+}
+
 /// An ensemble of multi-label networks: each learns as the held-out recipe teaches one, on its
 /// own random split (seed `--seed` + its index), and fits its own measured statistics'
 /// regression and thresholds on its held-out images. The model is all of them: the mean of
@@ -431,20 +446,8 @@ fn label_set_ensemble(
             );
         }
         let (train_set, held) = (data.subset(&train_idx), data.subset(&val_idx));
-        let fitted = fit(
-            &cfg.net,
-            start.clone(),
-            &train_set,
-            &held,
-            seed,
-            compute,
-            events,
-        )?;
-        let mut probs = fitted.val_probs.clone().unwrap_or_default();
-        let exposure = match cfg.image_only {
-            true => None,
-            false => exposure_context(&train_set, &held, &mut probs, events),
-        };
+        let (fitted, probs, exposure) =
+            fit_held_out(cfg, start.clone(), &train_set, &held, seed, compute, events)?;
         let chosen = multilabel::choose_thresholds(held.label_sets(), &probs);
         let own = multilabel::evaluate(held.label_sets(), &probs, &chosen, &data.classes);
         events.note(format!(
