@@ -497,10 +497,7 @@ impl ModelDir {
     /// The network with its weights (their hash checked) and model.json.
     pub fn load(&self, device: &Device) -> Result<(Classifier, ModelSpec), ModelDirError> {
         let spec = self.spec()?;
-        let path = self.file(&spec.weights_file);
-        let bytes = read_weights(&path, &spec.weights_sha256)?;
-        let mut model = spec.network.init(device);
-        load_safetensors(&mut model, bytes).map_err(|e| ModelDirError::Weights(path, e))?;
+        let model = self.network(&spec, &spec.weights_file, &spec.weights_sha256, device)?;
         Ok((model, spec))
     }
 
@@ -514,13 +511,24 @@ impl ModelDir {
         let (first, spec) = self.load(device)?;
         let mut networks = vec![first];
         for m in &spec.members {
-            let path = self.file(&m.weights_file);
-            let bytes = read_weights(&path, &m.weights_sha256)?;
-            let mut model = spec.network.init(device);
-            load_safetensors(&mut model, bytes).map_err(|e| ModelDirError::Weights(path, e))?;
-            networks.push(model);
+            networks.push(self.network(&spec, &m.weights_file, &m.weights_sha256, device)?);
         }
         Ok((networks, spec))
+    }
+
+    /// `spec`'s network with the weights of `file`, refused unless their SHA-256 is `sha256`.
+    fn network(
+        &self,
+        spec: &ModelSpec,
+        file: &str,
+        sha256: &str,
+        device: &Device,
+    ) -> Result<Classifier, ModelDirError> {
+        let path = self.file(file);
+        let bytes = read_weights(&path, sha256)?;
+        let mut model = spec.network.init(device);
+        load_safetensors(&mut model, bytes).map_err(|e| ModelDirError::Weights(path, e))?;
+        Ok(model)
     }
 
     /// The training curves as PNG bytes, when the folder has them.
