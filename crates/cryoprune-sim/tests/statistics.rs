@@ -253,3 +253,44 @@ fn the_ice_s_own_scattering_shows_drift_and_thick_ice_without_particles() {
         still[0]
     );
 }
+
+/// The measured statistic curation relies on to find aggregates answers to the simulator's
+/// aggregates on micrographs otherwise alike (no contamination, the realistic SNR), and not
+/// to carbon's edges.
+#[test]
+fn aggregates_raise_the_clump_statistic_and_carbon_does_not() {
+    let mut cfg = Preset::Easy.config(1024, 1024, 2.5);
+    cfg.snr = 0.05;
+    cfg.ice_blobs = 0.0;
+    let clumps = |aggregates: f64, carbon_probability: f64, seed: u64| -> Vec<f64> {
+        let cfg = SceneConfig {
+            aggregates,
+            carbon_probability,
+            ..cfg
+        };
+        run(&cfg, 10, seed)
+            .iter()
+            .filter(|s| {
+                s.tags.aggregate == (aggregates > 0.0)
+                    && s.tags.carbon == (carbon_probability > 0.0)
+            })
+            .map(|s| cryoprune_image::exposure::measure(&s.image)[11])
+            .collect()
+    };
+    let (with, without, carbon) = (
+        clumps(2.0, 0.0, 7),
+        clumps(0.0, 0.0, 8),
+        clumps(0.0, 1.0, 9),
+    );
+    // The share of pairs in which the first set's value is the higher: the AUC.
+    let above = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .map(|w| b.iter().filter(|o| w > *o).count())
+            .sum::<usize>() as f64
+            / (a.len() * b.len()) as f64
+    };
+    assert!(
+        above(&with, &without) > 0.8 && above(&with, &carbon) > 0.8,
+        "{with:?} with aggregates, {without:?} without, {carbon:?} with carbon"
+    );
+}
