@@ -278,37 +278,40 @@ fn gaussian_kernels(sigma: f64) -> [Vec<f64>; 3] {
 }
 
 /// `img` convolved with `along_x` along rows and `along_y` along columns (odd lengths, centred),
-/// mirrored at the borders.
+/// mirrored at the borders (the kernels no longer than twice the image).
 fn convolve(img: &Image, along_x: &[f64], along_y: &[f64]) -> Vec<f64> {
+    let (nx, ny) = (img.nx, img.ny);
     let mirror = |i: isize, n: usize| {
         let n = n as isize;
         let i = if i < 0 { -i - 1 } else { i };
         (if i >= n { 2 * n - i - 1 } else { i }).clamp(0, n - 1) as usize
     };
-    let pass = |src: &[f64], k: &[f64], along_rows: bool| -> Vec<f64> {
-        let r = (k.len() / 2) as isize;
-        let mut out = vec![0.0f64; src.len()];
-        for y in 0..img.ny {
-            for x in 0..img.nx {
-                out[y * img.nx + x] = k
-                    .iter()
-                    .enumerate()
-                    .map(|(j, w)| {
-                        let o = j as isize - r;
-                        let at = if along_rows {
-                            y * img.nx + mirror(x as isize + o, img.nx)
-                        } else {
-                            mirror(y as isize + o, img.ny) * img.nx + x
-                        };
-                        w * src[at]
-                    })
-                    .sum();
+    // Rows: each padded once with its mirror image, then a dot product per pixel.
+    let r = (along_x.len() / 2) as isize;
+    let mut rows = vec![0.0f64; nx * ny];
+    let mut padded = vec![0.0f64; nx + along_x.len() - 1];
+    for y in 0..ny {
+        let row = img.row(y);
+        for (i, p) in padded.iter_mut().enumerate() {
+            *p = row[mirror(i as isize - r, nx)] as f64;
+        }
+        for (x, out) in rows[y * nx..(y + 1) * nx].iter_mut().enumerate() {
+            *out = along_x.iter().zip(&padded[x..]).map(|(w, v)| w * v).sum();
+        }
+    }
+    // Columns: each output row a weighted sum of whole input rows.
+    let r = (along_y.len() / 2) as isize;
+    let mut out = vec![0.0f64; nx * ny];
+    for y in 0..ny {
+        let target = &mut out[y * nx..(y + 1) * nx];
+        for (j, w) in along_y.iter().enumerate() {
+            let from = mirror(y as isize + j as isize - r, ny);
+            for (o, v) in target.iter_mut().zip(&rows[from * nx..(from + 1) * nx]) {
+                *o += w * v;
             }
         }
-        out
-    };
-    let src: Vec<f64> = img.data.iter().map(|&v| v as f64).collect();
-    pass(&pass(&src, along_x, true), along_y, false)
+    }
+    out
 }
 
 /// The median of `v` (not empty); reorders it.
