@@ -224,6 +224,8 @@ fn clumps(img: &Image, table: &[f64], scale: usize) -> f64 {
         .iter()
         .map(|p| p.max(1e-9 * mean_power).ln())
         .collect();
+    // Relative to the median, so that the cut kernels' small sums cannot make the result
+    // depend on the micrograph's gain (which adds a constant to the logarithm).
     let m = median(&mut map.clone());
     map.iter_mut().for_each(|v| *v -= m);
 
