@@ -435,6 +435,8 @@ fn label_set_ensemble(
     let mut thresholds = vec![0.0f32; data.classes.len()];
     let (mut held_idx, mut held_probs) = (Vec::new(), Vec::new());
     let mut members = Vec::with_capacity(n);
+    // The first network's training images, for the record; the others' are dropped as they go.
+    let mut first_train = None;
     for m in 0..n {
         let seed = cfg.seed + m as u64;
         let (train_idx, val_idx) = split_images(data.len(), cfg.val_fraction, seed);
@@ -464,7 +466,8 @@ fn label_set_ensemble(
         }
         held_idx.extend(val_idx);
         held_probs.extend(probs);
-        members.push((fitted, exposure, train_set));
+        members.push((fitted, exposure));
+        first_train.get_or_insert(train_set);
     }
     let held = data.subset(&held_idx);
     let report = multilabel::evaluate(held.label_sets(), &held_probs, &thresholds, &data.classes);
@@ -475,13 +478,14 @@ fn label_set_ensemble(
         held.len(),
         report.to_text()
     ));
-    let seconds: f64 = members.iter().map(|(f, _, _)| f.seconds).sum();
-    let (first, exposure, train_set) = members.remove(0);
+    let seconds: f64 = members.iter().map(|(f, _)| f.seconds).sum();
+    let (first, exposure) = members.remove(0);
+    let train_set = first_train.expect("an ensemble has a first network");
     let dir = ModelDir::new(&cfg.out);
     let others = members
         .into_iter()
         .enumerate()
-        .map(|(i, (fitted, ctx, _))| dir.save_member(&fitted.model, i + 2, ctx))
+        .map(|(i, (fitted, ctx))| dir.save_member(&fitted.model, i + 2, ctx))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let training = TrainingRecord {
         label_validation: Some(report),

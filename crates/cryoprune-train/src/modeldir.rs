@@ -432,18 +432,29 @@ impl ModelDir {
         model: &Classifier,
         spec: &mut ModelSpec,
     ) -> Result<(), ModelDirError> {
-        fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
-        let weights = self.file(WEIGHTS_FILE);
-        let bytes =
-            to_safetensors(model).map_err(|e| ModelDirError::Weights(weights.clone(), e))?;
+        let (weights, bytes, sha256) = self.serialise(model, WEIGHTS_FILE)?;
         spec.format_version = if spec.members.is_empty() {
             FORMAT_VERSION
         } else {
             ENSEMBLE_FORMAT_VERSION
         };
         spec.weights_file = WEIGHTS_FILE.into();
-        spec.weights_sha256 = sha256_hex(&bytes);
+        spec.weights_sha256 = sha256;
         write_weights_and_spec(&weights, &bytes, &self.file(SPEC_FILE), spec)
+    }
+
+    /// `model`'s weights as the bytes of `file` in the folder (created if need be), with that
+    /// file's path and the bytes' SHA-256.
+    fn serialise(
+        &self,
+        model: &Classifier,
+        file: &str,
+    ) -> Result<(PathBuf, Vec<u8>, String), ModelDirError> {
+        fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
+        let path = self.file(file);
+        let bytes = to_safetensors(model).map_err(|e| ModelDirError::Weights(path.clone(), e))?;
+        let sha256 = sha256_hex(&bytes);
+        Ok((path, bytes, sha256))
     }
 
     /// The `index`-th (from 2) network of an ensemble, written beside the first before
@@ -454,14 +465,12 @@ impl ModelDir {
         index: usize,
         exposure_context: Option<ExposureContext>,
     ) -> Result<Member, ModelDirError> {
-        fs::create_dir_all(&self.path).map_err(|e| ModelDirError::Io(self.path.clone(), e))?;
         let name = format!("weights_{index}.safetensors");
-        let path = self.file(&name);
-        let bytes = to_safetensors(model).map_err(|e| ModelDirError::Weights(path.clone(), e))?;
+        let (path, bytes, sha256) = self.serialise(model, &name)?;
         write_atomic(&path, |w| w.write_all(&bytes))?;
         Ok(Member {
             weights_file: name,
-            weights_sha256: sha256_hex(&bytes),
+            weights_sha256: sha256,
             exposure_context,
         })
     }
