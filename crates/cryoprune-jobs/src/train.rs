@@ -433,7 +433,9 @@ fn label_set_ensemble(
     ));
     let start = Start::Weights(weights.path.as_deref());
     let mut thresholds = vec![0.0f32; data.classes.len()];
-    let (mut held_idx, mut held_probs) = (Vec::new(), Vec::new());
+    // Per image, the sum of the held-out scores of the networks that held it out, and how many.
+    let mut held_sums: Vec<(Vec<f32>, usize)> =
+        vec![(vec![0.0; data.classes.len()], 0); data.len()];
     let mut members = Vec::with_capacity(n);
     // The first network's training images, for the record; the others' are dropped as they go.
     let mut first_train = None;
@@ -464,18 +466,29 @@ fn label_set_ensemble(
         for (t, c) in thresholds.iter_mut().zip(&chosen) {
             *t += c / n as f32;
         }
-        held_idx.extend(val_idx);
-        held_probs.extend(probs);
+        for (&i, p) in val_idx.iter().zip(&probs) {
+            let (sum, count) = &mut held_sums[i];
+            sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+            *count += 1;
+        }
         members.push((fitted, exposure));
         first_train.get_or_insert(train_set);
     }
+    // An image held out by several networks is scored once, by their mean, as the model
+    // scores a new one (each network held out by itself would count it several times).
+    let (held_idx, held_probs): (Vec<usize>, Vec<Vec<f32>>) = held_sums
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, count))| *count > 0)
+        .map(|(i, (sum, count))| (i, sum.into_iter().map(|v| v / count as f32).collect()))
+        .unzip();
     let held = data.subset(&held_idx);
     let report = multilabel::evaluate(held.label_sets(), &held_probs, &thresholds, &data.classes);
     events.output(format!(
-        "validation (each network's held-out images, {} in all (an image held out by several \
-         counts once for each), scored by the network that held it out, at the model's mean \
-         thresholds):\n{}",
+        "validation ({} of the {} images, those one network or more held out, each scored by \
+         the mean of the networks that held it out, at the model's mean thresholds):\n{}",
         held.len(),
+        data.len(),
         report.to_text()
     ));
     let seconds: f64 = members.iter().map(|(f, _)| f.seconds).sum();
