@@ -541,40 +541,19 @@ fn label_set_folds(
     let folds = deal_folds(&vec![0; data.len()], 1, &all, k, cfg.seed);
     let measured = !cfg.image_only && !data.exposure.is_empty();
     let names = cryoprune_image::exposure::FACTS;
-    let mut probs = vec![Vec::new(); data.len()];
-    // Per image, the fold that scored it; per fold, the regression fitted on its training
-    // images (where none could be, the regression on every image stands in).
-    let mut judge_of = vec![0; data.len()];
-    let mut judges: Vec<Option<ExposureContext>> = Vec::with_capacity(k);
-    let mut curves = Vec::with_capacity(k);
-    let mut seconds = 0.0;
-    events.emit(Event::Started {
-        total: (k * cfg.net.epochs) as u64,
-        unit: "epochs of the folds",
-    });
-    for (f, fold) in folds.iter().enumerate() {
-        let (fitted, train, held) = fit_fold(cfg, f, fold, &start, data, compute, events)?;
-        seconds += fitted.seconds;
-        let Some(scored) = fitted.val_probs else {
-            events.emit(Event::Finished);
-            invalid!(
-                "fold {} of {k} scored none of its {} images",
-                f + 1,
-                held.len()
-            );
-        };
-        for (&i, p) in fold.iter().zip(scored) {
-            probs[i] = p;
-            judge_of[i] = f;
-        }
-        judges.push(
-            measured
-                .then(|| ExposureContext::fit(&names, &train.exposure, train.label_sets()).ok())
-                .flatten(),
-        );
-        curves.push(fitted.history);
-    }
-    events.emit(Event::Finished);
+    // Per fold, the regression fitted on its training images (where none could be, the
+    // regression on every image stands in).
+    let FoldScores {
+        mut probs,
+        judge_of,
+        judges,
+        curves,
+        seconds,
+    } = score_folds(cfg, &folds, &start, data, compute, events, |train| {
+        measured
+            .then(|| ExposureContext::fit(&names, &train.exposure, train.label_sets()).ok())
+            .flatten()
+    })?;
     let mut exposure = None;
     if measured {
         match ExposureContext::fit(&names, &data.exposure, data.label_sets()) {
@@ -812,37 +791,19 @@ fn cross_validate(
     let all: Vec<usize> = (0..data.len()).collect();
     let folds = deal_folds(&data.labels, data.classes.len(), &all, k, cfg.seed);
     let facts = data.facts();
-    let mut probs = vec![Vec::new(); data.len()];
-    // Per pick, the fold that scored it; per fold, the pick context fitted on its training
-    // picks, which judges that fold's facts (where none could be fitted, the context on every
-    // label does).
-    let mut judge_of = vec![0; data.len()];
-    let mut judges: Vec<Option<PickContext>> = Vec::with_capacity(k);
-    let mut curves = Vec::with_capacity(k);
-    let mut seconds = 0.0;
-    events.emit(Event::Started {
-        total: (k * cfg.net.epochs) as u64,
-        unit: "epochs of the folds",
-    });
-    for (f, fold) in folds.iter().enumerate() {
-        let (mut fitted, train, held) = fit_fold(cfg, f, fold, &start, data, compute, events)?;
-        seconds += fitted.seconds;
-        let scored = match fitted.val_probs.take() {
-            Some(probs) => probs,
-            None => fitted.score(&held, compute).probs,
-        };
-        for (&i, p) in fold.iter().zip(scored) {
-            probs[i] = p;
-            judge_of[i] = f;
-        }
-        judges.push(
-            context
-                .as_ref()
-                .and_then(|_| fit_context(&train, |facts| facts).ok()),
-        );
-        curves.push(fitted.history);
-    }
-    events.emit(Event::Finished);
+    // Per fold, the pick context fitted on its training picks, which judges that fold's facts
+    // (where none could be fitted, the context on every label does).
+    let FoldScores {
+        probs,
+        judge_of,
+        mut judges,
+        curves,
+        seconds,
+    } = score_folds(cfg, &folds, &start, data, compute, events, |train| {
+        context
+            .as_ref()
+            .and_then(|_| fit_context(train, |facts| facts).ok())
+    })?;
     let image_only = Scored::of(probs, data);
     let scored = match &mut context {
         None => image_only,
@@ -892,6 +853,57 @@ fn cross_validate(
         context,
         scored,
     })
+}
+
+/// The folds' scores: per image its probabilities from the network that held it out and
+/// that fold's index; per fold what `judge` fitted on its training images, and its validation
+/// curve; the seconds the folds took to train.
+struct FoldScores<J> {
+    probs: Vec<Vec<f32>>,
+    judge_of: Vec<usize>,
+    judges: Vec<Option<J>>,
+    curves: Vec<Vec<EpochStats>>,
+    seconds: f64,
+}
+
+/// Trains a network per fold of `folds` (every image of `data` but the fold's), scores the fold
+/// with it, and fits `judge` to the fold's training images, under one progress bar.
+fn score_folds<J>(
+    cfg: &TrainJobConfig,
+    folds: &[Vec<usize>],
+    start: &Start,
+    data: &Dataset,
+    compute: &Compute,
+    events: &dyn Events,
+    judge: impl Fn(&Dataset) -> Option<J>,
+) -> Result<FoldScores<J>> {
+    let mut scores = FoldScores {
+        probs: vec![Vec::new(); data.len()],
+        judge_of: vec![0; data.len()],
+        judges: Vec::with_capacity(folds.len()),
+        curves: Vec::with_capacity(folds.len()),
+        seconds: 0.0,
+    };
+    events.emit(Event::Started {
+        total: (folds.len() * cfg.net.epochs) as u64,
+        unit: "epochs of the folds",
+    });
+    for (f, fold) in folds.iter().enumerate() {
+        let (mut fitted, train, held) = fit_fold(cfg, f, fold, start, data, compute, events)?;
+        scores.seconds += fitted.seconds;
+        let scored = match fitted.val_probs.take() {
+            Some(probs) => probs,
+            None => fitted.score(&held, compute).probs,
+        };
+        for (&i, p) in fold.iter().zip(scored) {
+            scores.probs[i] = p;
+            scores.judge_of[i] = f;
+        }
+        scores.judges.push(judge(&train));
+        scores.curves.push(fitted.history);
+    }
+    events.emit(Event::Finished);
+    Ok(scores)
 }
 
 /// Fold `f` of a cross-validation: a network learns from every image of `data` but `fold`'s
