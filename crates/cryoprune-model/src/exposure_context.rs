@@ -146,15 +146,9 @@ impl ExposureContext {
                  (it measures {names:?}; retrain the model)"
             ));
         }
-        let d = self.facts.len();
-        if self.mean.len() != d
-            || self.sd.len() != d
-            || self.labels.iter().any(|t| t.slope.len() != d)
-        {
-            return Err(format!(
-                "exposure_context needs {d} means, sds and slopes per label"
-            ));
-        }
+        // Sound in its own facts' order first: the reordering indexes by it.
+        let own: Vec<&str> = self.facts.iter().map(String::as_str).collect();
+        self.validate(self.labels.len(), &own)?;
         let at: Vec<Option<usize>> = names
             .iter()
             .map(|n| self.facts.iter().position(|f| f == n))
@@ -390,6 +384,11 @@ mod tests {
         let mut gone = old.clone();
         let err = gone.align_to(&["b", "c"]).unwrap_err();
         assert!(err.contains("`a`") && err.contains("retrain"), "{err}");
+        // A hand-edited model.json with a slope missing is refused, not indexed past its end.
+        let mut short = old.clone();
+        short.labels[0].slope.pop();
+        let err = short.align_to(&["c", "b", "a"]).unwrap_err();
+        assert!(err.contains("slopes"), "{err}");
     }
 
     #[test]
