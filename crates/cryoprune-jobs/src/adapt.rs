@@ -48,9 +48,16 @@ pub struct UnlabelledConfig {
     /// each thinned to an even share), and as many random places beside them.
     #[arg(id = "unlabelled_max", long = "unlabelled-max", value_name = "N", default_value_t = UnlabelledConfig::default().max_picks)]
     pub max_picks: usize,
-    /// With --unlabelled: epochs of the adaptation.
+    /// With --unlabelled: epochs of the adaptation (0: none; the picks then serve
+    /// --pseudo-labels only).
     #[arg(id = "unlabelled_epochs", long = "unlabelled-epochs", value_name = "N", default_value_t = UnlabelledConfig::default().epochs)]
     pub epochs: usize,
+    /// With --unlabelled: after training, the N unlabelled picks of each class the model is
+    /// surest of become labels of that class and the model trains again on both (validation
+    /// stays on your labels). 0: off.
+    #[arg(id = "pseudo_labels", long = "pseudo-labels", value_name = "N", default_value_t = UnlabelledConfig::default().pseudo_labels)]
+    #[serde(default)]
+    pub pseudo_labels: usize,
 }
 
 impl Default for UnlabelledConfig {
@@ -62,6 +69,7 @@ impl Default for UnlabelledConfig {
             format: None,
             max_picks: 1500,
             epochs: 8,
+            pseudo_labels: 0,
         }
     }
 }
@@ -69,6 +77,60 @@ impl Default for UnlabelledConfig {
 impl UnlabelledConfig {
     pub fn is_on(&self) -> bool {
         !self.picks.is_empty()
+    }
+
+    /// The picks on `micrographs` (globs), at most `max_picks` of them from micrographs
+    /// spread over the set, each thinned to an even share; with the micrographs' paths and the
+    /// chosen micrographs' picks before thinning. `purpose` says what they are for, in errors.
+    fn spread(
+        &self,
+        micrographs: &[String],
+        purpose: &str,
+        events: &dyn Events,
+    ) -> Result<(PickSet, Vec<PathBuf>, Vec<MicrographPicks>)> {
+        let mut set = PickSet::read(&self.picks, self.format)?;
+        let micrographs = expand_globs(micrographs)?;
+        let report = pair_with_micrographs(
+            &set,
+            &micrographs,
+            &format!("they are not used to {purpose}"),
+            events,
+        );
+        let mut matched: Vec<MicrographPicks> = report
+            .pairs
+            .iter()
+            .map(|&(g, _)| set.micrographs[g].clone())
+            .filter(|g| !g.picks.is_empty())
+            .collect();
+        if matched.is_empty() {
+            invalid!(
+                "--unlabelled: no pick lies on a micrograph given with --micrographs: nothing to \
+                 {purpose} on"
+            );
+        }
+        let counts: Vec<usize> = matched.iter().map(|g| g.picks.len()).collect();
+        let chosen = sample_jobs(&counts, self.max_picks);
+        matched = chosen.into_iter().map(|i| matched[i].clone()).collect();
+        // Random places keep clear of every pick, also of those the thinning leaves out.
+        let all_picks = matched.clone();
+        thin(&mut matched, self.max_picks);
+        set.micrographs = matched;
+        Ok((set, micrographs, all_picks))
+    }
+
+    /// The unlabelled picks to choose pseudo-labels from, as [`Self::spread`] chooses them, cut
+    /// as `pre` says; every example's label is a placeholder.
+    pub fn pool(
+        &self,
+        micrographs: &[String],
+        pre: &Preprocessing,
+        classes: &[String],
+        threads: usize,
+        events: &dyn Events,
+    ) -> Result<Dataset> {
+        let (set, micrographs, _) = self.spread(micrographs, "choose pseudo-labels", events)?;
+        let pipeline = cryoprune_train::prep::pipeline(pre, threads, 1);
+        Ok(dataset::from_unlabelled_picks(&set, &micrographs, classes, &pipeline)?.0)
     }
 
     /// The adaptation set, cut as `pre` says from `micrographs` (globs): the picks (class 0)
@@ -83,33 +145,9 @@ impl UnlabelledConfig {
         threads: usize,
         events: &dyn Events,
     ) -> Result<(Dataset, Dataset)> {
-        let mut set = PickSet::read(&self.picks, self.format)?;
-        let micrographs = expand_globs(micrographs)?;
-        let report = pair_with_micrographs(
-            &set,
-            &micrographs,
-            "they are not used to adapt the network",
-            events,
-        );
-        let mut matched: Vec<MicrographPicks> = report
-            .pairs
-            .iter()
-            .map(|&(g, _)| set.micrographs[g].clone())
-            .filter(|g| !g.picks.is_empty())
-            .collect();
-        if matched.is_empty() {
-            invalid!(
-                "--unlabelled: no pick lies on a micrograph given with --micrographs: nothing to \
-                 adapt the network on"
-            );
-        }
-        let counts: Vec<usize> = matched.iter().map(|g| g.picks.len()).collect();
-        let chosen = sample_jobs(&counts, self.max_picks);
-        matched = chosen.into_iter().map(|i| matched[i].clone()).collect();
-        // Random places keep clear of every pick, also of those the thinning leaves out.
-        let all_picks = matched.clone();
-        thin(&mut matched, self.max_picks);
-        let wanted: Vec<usize> = matched.iter().map(|g| g.picks.len()).collect();
+        let (set, micrographs, all_picks) =
+            self.spread(micrographs, "adapt the network", events)?;
+        let wanted: Vec<usize> = set.micrographs.iter().map(|g| g.picks.len()).collect();
         let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
         let pipeline = cryoprune_train::prep::pipeline(pre, threads, 1);
         // Only the places are cut: the source files' content need not come along.
@@ -117,7 +155,6 @@ impl UnlabelledConfig {
             micrographs: elsewhere(&all_picks, &wanted, 0.25 * pre.box_size as f64, seed),
             ..PickSet::empty(set.format)
         };
-        set.micrographs = matched;
         let (picked, coverage) =
             dataset::from_unlabelled_picks(&set, &micrographs, &classes, &pipeline)?;
         let (mut random, _) =

@@ -124,6 +124,19 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         }
         let all: Vec<usize> = (0..data.len()).collect();
         let folds = fold_count(cfg, &data)?;
+        let pseudo = cfg.unlabelled.pseudo_labels;
+        if pseudo > 0 && !cfg.unlabelled.is_on() {
+            invalid!(
+                "--pseudo-labels {pseudo} chooses among the picks you did not label: give them \
+                 with --unlabelled PICKS"
+            );
+        }
+        if pseudo > 0 && folds.is_some() {
+            invalid!(
+                "--pseudo-labels with --folds: the folds would validate on pseudo-labels; hold \
+                 labels out instead (--val-fraction or --shots)"
+            );
+        }
         let split = match (cfg.shots, folds) {
             (Some(k), _) => draw_shots(&data.labels, &data.classes, &all, k, cfg.seed)?,
             // Every label trains the model; the folds hold each out once.
@@ -180,7 +193,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         } else {
             context_for(&train_set, events)
         };
-        let (start, adaptation) = if cfg.unlabelled.is_on() {
+        let (start, adaptation) = if cfg.unlabelled.is_on() && cfg.unlabelled.epochs > 0 {
             let (backbone, record) = adapt(
                 &cfg.unlabelled,
                 &cfg.labels.micrographs,
@@ -193,7 +206,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             )?;
             (Start::Backbone(Box::new(backbone)), Some(record))
         } else {
-            if !cfg.labels.micrographs.is_empty() {
+            if !cfg.unlabelled.is_on() && !cfg.labels.micrographs.is_empty() {
                 events.note(
                     "the picks you did not label can help: --unlabelled PICKS adapts the network \
                      to these micrographs before the labels (about 40 s on 2 cores)"
@@ -210,10 +223,12 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                 scored,
             },
             held,
+            train_set,
+            pseudo_counts,
         ) = match folds {
             Some(k) => {
                 let cv = cross_validate(cfg, k, start, &train_set, context, &compute, events)?;
-                (cv, None)
+                (cv, None, train_set, None)
             }
             None => {
                 let epoch_picks = subsample(
@@ -234,8 +249,27 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                     class_counts(&train_set),
                     held.all.len()
                 ));
-                let c = candidate(cfg, start, &train_set, context, &held, &compute, events)?;
-                (c, Some(held.all))
+                // The second fit's pick context is the first's, fitted on your labels alone: the
+                // pseudo-labels were chosen by it and would only confirm it.
+                let again = (pseudo > 0).then(|| (start.clone(), context.clone()));
+                let mut c = candidate(cfg, start, &train_set, context, &held, &compute, events)?;
+                let mut train_set = train_set;
+                let mut counts = None;
+                if let Some((start, context)) = again {
+                    let pool = cfg.unlabelled.pool(
+                        &cfg.labels.micrographs,
+                        &pre,
+                        &data.classes,
+                        compute.threads,
+                        events,
+                    )?;
+                    let (chosen, per_class) =
+                        pseudo_labels(&c, &pool, &data, pseudo, pre.box_size, &compute, events)?;
+                    train_set = train_set.concat(&chosen);
+                    c = candidate(cfg, start, &train_set, context, &held, &compute, events)?;
+                    counts = Some(per_class);
+                }
+                (c, Some(held.all), train_set, counts)
             }
         };
         let held_out = held.as_ref().unwrap_or(&train_set);
@@ -261,6 +295,7 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             folds,
             validation: (!held_out.is_empty()).then(|| scored.report.clone()),
             adaptation,
+            pseudo_labels: pseudo_counts,
             ..record(cfg, &fitted, &train_set, held_out, counts, &compute, events)
         };
         let spec = ModelSpec {
@@ -729,6 +764,7 @@ fn record(
         labels: cfg.labels.labels.clone(),
         adaptation: None,
         ensemble: None,
+        pseudo_labels: None,
     }
 }
 
@@ -853,6 +889,98 @@ fn cross_validate(
         context,
         scored,
     })
+}
+
+/// The `n` picks of each class in `pool` that the trained `model` is surest of, among those it
+/// calls that class, labelled so, and how many per class. Picks within a quarter box of a
+/// labelled one in `labelled` (training or validation) are that pick, and are left out. Ranked
+/// with the pick context where every pool pick has its facts, else on the image alone.
+///
+/// Why: a few labels leave most of the network's features unconstrained, and the user's own
+/// picks are the data it will classify. The picks it is surest of are, where it has learnt
+/// anything, nearly all right, and learning them as labels spreads what the labels taught over
+/// the dataset (self-training). Where the model is near chance its surest picks are not right
+/// either, and they teach it its own mistakes (BENCHMARKS.md, pseudo-labels).
+fn pseudo_labels(
+    model: &Candidate,
+    pool: &Dataset,
+    labelled: &Dataset,
+    n: usize,
+    box_size: usize,
+    compute: &Compute,
+    events: &dyn Events,
+) -> Result<(Dataset, Vec<usize>)> {
+    let stem = |name: &str| {
+        std::path::Path::new(name)
+            .file_stem()
+            .map_or_else(|| name.to_string(), |s| s.to_string_lossy().into_owned())
+    };
+    let mut taken: std::collections::HashMap<String, Vec<(f64, f64)>> = Default::default();
+    for o in &labelled.origins {
+        taken
+            .entry(stem(&o.micrograph))
+            .or_default()
+            .push((o.x, o.y));
+    }
+    let near = (0.25 * box_size as f64).powi(2);
+    let free: Vec<usize> = (0..pool.len())
+        .filter(|&i| {
+            let o = &pool.origins[i];
+            taken.get(&stem(&o.micrograph)).is_none_or(|at| {
+                at.iter()
+                    .all(|&(x, y)| (x - o.x).powi(2) + (y - o.y).powi(2) > near)
+            })
+        })
+        .collect();
+    let beside = pool.len() - free.len();
+    let pool = pool.subset(&free);
+    let image = model.fitted.score(&pool, compute);
+    let scored = match &model.context {
+        Some(ctx)
+            if pool
+                .origins
+                .iter()
+                .all(|o| ctx.missing(&o.facts()).is_none()) =>
+        {
+            image.with_context(&pool, ctx)?
+        }
+        Some(_) => {
+            events.note(
+                "pseudo-labels: the unlabelled picks lack a fact the pick context combines (the \
+                 picker's score?): ranked on the image alone"
+                    .into(),
+            );
+            image
+        }
+        None => image,
+    };
+    let mut chosen = Vec::new();
+    let mut labels = Vec::new();
+    let mut per_class = Vec::new();
+    for c in 0..pool.classes.len() {
+        let mut of: Vec<usize> = (0..pool.len())
+            .filter(|&i| scored.predicted[i] == c)
+            .collect();
+        of.sort_by(|&a, &b| scored.probs[b][c].total_cmp(&scored.probs[a][c]));
+        of.truncate(n);
+        per_class.push(of.len());
+        labels.extend(std::iter::repeat_n(c, of.len()));
+        chosen.extend(of);
+    }
+    let mut set = pool.subset(&chosen);
+    set.labels = labels;
+    events.note(format!(
+        "pseudo-labels: of {} unlabelled picks ({beside} more lie on labelled ones), the model \
+         was surest of these, now learnt as labels: {}",
+        pool.len(),
+        pool.classes
+            .iter()
+            .zip(&per_class)
+            .map(|(name, k)| format!("{k} {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok((set, per_class))
 }
 
 /// The folds' scores: per image its probabilities from the network that held it out and

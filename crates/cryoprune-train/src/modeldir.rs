@@ -71,6 +71,10 @@ pub struct TrainingRecord {
     pub labels: Vec<PathBuf>,
     /// The adaptation to the dataset on its unlabelled picks, when there was one.
     pub adaptation: Option<AdaptationRecord>,
+    /// Unlabelled picks per class that the first model was surest of and the model then
+    /// learnt as labels of that class (`train --pseudo-labels`), in the model's class order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pseudo_labels: Option<Vec<usize>>,
 }
 
 /// The backbone's adaptation to the dataset before the labels: it learnt to tell the

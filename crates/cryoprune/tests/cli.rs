@@ -1112,6 +1112,120 @@ fn adapts_to_the_unlabelled_picks() {
     assert!(!none.exists());
 }
 
+/// `train --pseudo-labels N`: after training, the N unlabelled picks of each class the model is
+/// surest of become labels and the model trains again; model.json records how many, the
+/// labelled picks themselves are not among them, and the option needs unlabelled picks and a
+/// held-out validation.
+#[test]
+fn learns_its_surest_unlabelled_picks_as_labels() {
+    let Some(d) = data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    let all = std::fs::read_to_string(d.join("empiar-10017/labels/topaz.csv")).unwrap();
+    let mut chosen = String::from("micrograph,x,y,score,label\n");
+    for class in ["junk", "particle"] {
+        for f in all
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f[0].ends_with("14_33_35_0") && f[4] == class)
+            .take(12)
+        {
+            chosen.push_str(&format!("{},{},{},{},{}\n", f[0], f[1], f[2], f[3], f[4]));
+        }
+    }
+    std::fs::write(&labels, chosen).unwrap();
+    let picks = d.join("empiar-10017/picks/topaz/Falcon_2012_06_12-14_33_35_0.box");
+    let mic = empiar_mic(&d, "14_33_35");
+    let train = |more: &[&str], out: &Path| {
+        let mut a = vec![
+            "train",
+            "--pretrained",
+            "none",
+            "--micrographs",
+            &mic,
+            "--labels",
+            s(&labels),
+            "--box",
+            "180",
+            "--input-size",
+            "32",
+            "--epochs",
+            "2",
+            "--seed",
+            "1",
+        ];
+        a.extend(more);
+        a.extend(["--out", s(out)]);
+        cryoprune(&a)
+    };
+    let model = dir.path().join("model");
+    let o = train(
+        &[
+            "--shots",
+            "8",
+            "--unlabelled",
+            s(&picks),
+            "--unlabelled-epochs",
+            "0",
+            "--pseudo-labels",
+            "10",
+        ],
+        &model,
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("adapted to these micrographs"), "{t}");
+    // 14_33_35 has 789 Topaz picks, 24 of them labelled here.
+    assert!(
+        t.contains("pseudo-labels: of 765 unlabelled picks (24 more lie on labelled ones)"),
+        "{t}"
+    );
+    let spec = model_json(&model);
+    let per_class: Vec<u64> = spec["training"]["pseudo_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    let taken: u64 = per_class.iter().sum();
+    assert!(
+        per_class.iter().all(|&n| n <= 10) && taken >= 10,
+        "{per_class:?}"
+    );
+    assert_eq!(
+        spec["training"]["train_picks"].as_u64().unwrap(),
+        16 + taken
+    );
+    assert!(spec["training"]["adaptation"].is_null());
+
+    for (more, says) in [
+        (
+            vec!["--pseudo-labels", "10"],
+            "give them with --unlabelled PICKS",
+        ),
+        (
+            vec![
+                "--folds",
+                "3",
+                "--unlabelled",
+                s(&picks),
+                "--pseudo-labels",
+                "10",
+            ],
+            "--pseudo-labels with --folds",
+        ),
+    ] {
+        let out = dir.path().join("refused");
+        let o = train(&more, &out);
+        assert!(
+            !o.status.success() && text(&o).contains(says),
+            "{}",
+            text(&o)
+        );
+        assert!(!out.exists());
+    }
+}
+
 /// `extract` carries the labels into its particle STAR; `train` and `evaluate` then read the
 /// labelled stack without micrographs, as a RELION user's selected particles would be read.
 #[test]
