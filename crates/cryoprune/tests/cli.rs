@@ -745,23 +745,7 @@ fn training_on_every_label_records_no_validation() {
     std::fs::write(&labels, csv).unwrap();
     let model = dir.path().join("model");
     let mic = empiar_mic(&d, "14_33_35");
-    let train = |more: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--pretrained",
-            "none",
-            "--micrographs",
-            &mic,
-            "--labels",
-            s(&labels),
-            "--box",
-            "180",
-            "--input-size",
-            "32",
-        ];
-        args.extend_from_slice(more);
-        cryoprune(&args)
-    };
+    let train = |more: &[&str]| tiny_train(&mic, &labels, more);
     let o = train(&["--shots", "3", "--epochs", "2", "--out", s(&model)]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
@@ -1018,14 +1002,16 @@ fn train_then_evaluate_on_real_topaz_labels() {
     assert!(text(&o).contains("SHA-256"), "{}", text(&o));
 }
 
-/// `train --unlabelled`: before the labels, the network learns to tell the unlabelled picks
-/// from random places on the same micrographs; model.json records it, a seed repeats it bit
-/// for bit, and picks on no given micrograph are an error, not a silent no-op.
-#[test]
-fn adapts_to_the_unlabelled_picks() {
-    let Some(d) = data() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let labels = dir.path().join("labels.csv");
+/// `train` from scratch on one micrograph's `labels`, 180-px boxes at 32 px: seconds a run.
+fn tiny_train(mic: &str, labels: &Path, more: &[&str]) -> Output {
+    let mut args = vec!["train", "--pretrained", "none", "--micrographs", mic];
+    args.extend(["--labels", s(labels), "--box", "180", "--input-size", "32"]);
+    args.extend_from_slice(more);
+    cryoprune(&args)
+}
+
+/// The first 12 Topaz picks of each class on EMPIAR-10017's 14_33_35, as a labels CSV.
+fn write_topaz_labels(d: &Path, labels: &Path) {
     let all = std::fs::read_to_string(d.join("empiar-10017/labels/topaz.csv")).unwrap();
     let mut chosen = String::from("micrograph,x,y,score,label\n");
     for class in ["junk", "particle"] {
@@ -1038,7 +1024,18 @@ fn adapts_to_the_unlabelled_picks() {
             chosen.push_str(&format!("{},{},{},{},{}\n", f[0], f[1], f[2], f[3], f[4]));
         }
     }
-    std::fs::write(&labels, chosen).unwrap();
+    std::fs::write(labels, chosen).unwrap();
+}
+
+/// `train --unlabelled`: before the labels, the network learns to tell the unlabelled picks
+/// from random places on the same micrographs; model.json records it, a seed repeats it bit
+/// for bit, and picks on no given micrograph are an error, not a silent no-op.
+#[test]
+fn adapts_to_the_unlabelled_picks() {
+    let Some(d) = data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    write_topaz_labels(&d, &labels);
     let picks = d.join("empiar-10017/picks/topaz");
     let mics = [empiar_mic(&d, "14_33_35"), empiar_mic(&d, "15_17_31")];
     let train = |micrographs: &[&str], unlabelled: &Path, out: &Path| {
@@ -1121,42 +1118,13 @@ fn learns_its_surest_unlabelled_picks_as_labels() {
     let Some(d) = data() else { return };
     let dir = tempfile::tempdir().unwrap();
     let labels = dir.path().join("labels.csv");
-    let all = std::fs::read_to_string(d.join("empiar-10017/labels/topaz.csv")).unwrap();
-    let mut chosen = String::from("micrograph,x,y,score,label\n");
-    for class in ["junk", "particle"] {
-        for f in all
-            .lines()
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .filter(|f| f[0].ends_with("14_33_35_0") && f[4] == class)
-            .take(12)
-        {
-            chosen.push_str(&format!("{},{},{},{},{}\n", f[0], f[1], f[2], f[3], f[4]));
-        }
-    }
-    std::fs::write(&labels, chosen).unwrap();
+    write_topaz_labels(&d, &labels);
     let picks = d.join("empiar-10017/picks/topaz/Falcon_2012_06_12-14_33_35_0.box");
     let mic = empiar_mic(&d, "14_33_35");
     let train = |more: &[&str], out: &Path| {
-        let mut a = vec![
-            "train",
-            "--pretrained",
-            "none",
-            "--micrographs",
-            &mic,
-            "--labels",
-            s(&labels),
-            "--box",
-            "180",
-            "--input-size",
-            "32",
-            "--epochs",
-            "2",
-            "--seed",
-            "1",
-        ];
+        let mut a = vec!["--epochs", "2", "--seed", "1", "--out", s(out)];
         a.extend(more);
-        a.extend(["--out", s(out)]);
-        cryoprune(&a)
+        tiny_train(&mic, &labels, &a)
     };
     let model = dir.path().join("model");
     let o = train(
