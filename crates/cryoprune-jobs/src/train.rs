@@ -910,11 +910,7 @@ fn pseudo_labels(
     compute: &Compute,
     events: &dyn Events,
 ) -> Result<(Dataset, Vec<usize>)> {
-    let stem = |name: &str| {
-        std::path::Path::new(name)
-            .file_stem()
-            .map_or_else(|| name.to_string(), |s| s.to_string_lossy().into_owned())
-    };
+    use cryoprune_formats::names::stem;
     let mut taken: std::collections::HashMap<String, Vec<(f64, f64)>> = Default::default();
     for o in &labelled.origins {
         taken
