@@ -119,7 +119,8 @@ impl UnlabelledConfig {
     }
 
     /// The unlabelled picks to choose pseudo-labels from, as [`Self::spread`] chooses them, cut
-    /// as `pre` says; every example's label is a placeholder.
+    /// as `pre` says; every example's label is a placeholder. The adaptation cuts the same
+    /// picks ([`Adapted::picks`]); this is for a model trained without it.
     pub fn pool(
         &self,
         micrographs: &[String],
@@ -135,8 +136,8 @@ impl UnlabelledConfig {
 
     /// The adaptation set, cut as `pre` says from `micrographs` (globs): the picks (class 0)
     /// and as many random places on the same micrographs (class 1), split into training and
-    /// validation. Picks on micrographs not among `micrographs` are not used, and their groups
-    /// are named as `prune` names them.
+    /// validation, and the picks alone. Picks on micrographs not among `micrographs` are not
+    /// used, and their groups are named as `prune` names them.
     pub fn task(
         &self,
         micrographs: &[String],
@@ -144,7 +145,7 @@ impl UnlabelledConfig {
         seed: u64,
         threads: usize,
         events: &dyn Events,
-    ) -> Result<(Dataset, Dataset)> {
+    ) -> Result<(Dataset, Dataset, Dataset)> {
         let (set, micrographs, all_picks) =
             self.spread(micrographs, "adapt the network", events)?;
         let wanted: Vec<usize> = set.micrographs.iter().map(|g| g.picks.len()).collect();
@@ -172,8 +173,16 @@ impl UnlabelledConfig {
         let split = split_fraction(&all.labels, &all.classes, &every, 0.1, seed);
         // A few hundred validation places tell a working adaptation from a failed one.
         let val = subsample(&all.labels, 2, &split.rest, 200, seed);
-        Ok((all.subset(&split.train), all.subset(&val)))
+        Ok((all.subset(&split.train), all.subset(&val), picked))
     }
+}
+
+/// What [`adapt`] gives: the adapted backbone, its record for model.json, and the unlabelled
+/// picks it cut (all labelled 0), which pseudo-labels choose from without cutting them again.
+pub struct Adapted {
+    pub backbone: Backbone,
+    pub record: AdaptationRecord,
+    pub picks: Dataset,
 }
 
 /// The backbone of `net`, started from `weights`, adapted to the dataset: trained, all layers,
@@ -188,9 +197,9 @@ pub fn adapt(
     seed: u64,
     compute: &Compute,
     events: &dyn Events,
-) -> Result<(Backbone, AdaptationRecord)> {
+) -> Result<Adapted> {
     let start = Instant::now();
-    let (train, val) = u.task(micrographs, pre, seed, compute.threads, events)?;
+    let (train, val, picks) = u.task(micrographs, pre, seed, compute.threads, events)?;
     let counts = train.counts();
     if counts.contains(&0) {
         invalid!(
@@ -231,7 +240,11 @@ pub fn adapt(
          accuracy {accuracy:.3}",
         record.seconds
     ));
-    Ok((fitted.model.backbone, record))
+    Ok(Adapted {
+        backbone: fitted.model.backbone,
+        record,
+        picks,
+    })
 }
 
 /// Whole micrographs can hold more picks than `max` together (a few micrographs of many

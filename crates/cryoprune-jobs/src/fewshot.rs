@@ -404,7 +404,7 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                         if variant.adapted && slot.is_none() {
                             let mut base = cfg.net.clone();
                             base.arch = arch;
-                            let (backbone, _) = adapt(
+                            let adapted = adapt(
                                 &cfg.unlabelled,
                                 &cfg.labels.micrographs,
                                 &pre,
@@ -414,7 +414,7 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                                 &compute,
                                 &crate::Silent,
                             )?;
-                            *slot = Some(backbone);
+                            *slot = Some(adapted.backbone);
                         }
                         let started = Instant::now();
                         let from = match slot {

@@ -193,28 +193,33 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         } else {
             context_for(&train_set, events)
         };
-        let (start, adaptation) = if cfg.unlabelled.is_on() && cfg.unlabelled.epochs > 0 {
-            let (backbone, record) = adapt(
-                &cfg.unlabelled,
-                &cfg.labels.micrographs,
-                &pre,
-                &cfg.net,
-                weights.path.as_deref(),
-                cfg.seed,
-                &compute,
-                events,
-            )?;
-            (Start::Backbone(Box::new(backbone)), Some(record))
-        } else {
-            if !cfg.unlabelled.is_on() && !cfg.labels.micrographs.is_empty() {
-                events.note(
+        let (start, adaptation, adapted_picks) =
+            if cfg.unlabelled.is_on() && cfg.unlabelled.epochs > 0 {
+                let adapted = adapt(
+                    &cfg.unlabelled,
+                    &cfg.labels.micrographs,
+                    &pre,
+                    &cfg.net,
+                    weights.path.as_deref(),
+                    cfg.seed,
+                    &compute,
+                    events,
+                )?;
+                (
+                    Start::Backbone(Box::new(adapted.backbone)),
+                    Some(adapted.record),
+                    Some(adapted.picks),
+                )
+            } else {
+                if !cfg.unlabelled.is_on() && !cfg.labels.micrographs.is_empty() {
+                    events.note(
                     "the picks you did not label can help: --unlabelled PICKS adapts the network \
                      to these micrographs before the labels (about 40 s on 2 cores)"
                         .into(),
                 );
-            }
-            (Start::Weights(weights.path.as_deref()), None)
-        };
+                }
+                (Start::Weights(weights.path.as_deref()), None, None)
+            };
         // Cross-validated, the picks scored are the training picks themselves (None).
         let (
             Candidate {
@@ -256,13 +261,19 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
                 let mut train_set = train_set;
                 let mut counts = None;
                 if let Some((start, context)) = again {
-                    let pool = cfg.unlabelled.pool(
-                        &cfg.labels.micrographs,
-                        &pre,
-                        &data.classes,
-                        compute.threads,
-                        events,
-                    )?;
+                    let pool = match adapted_picks {
+                        Some(picks) => Dataset {
+                            classes: data.classes.clone(),
+                            ..picks
+                        },
+                        None => cfg.unlabelled.pool(
+                            &cfg.labels.micrographs,
+                            &pre,
+                            &data.classes,
+                            compute.threads,
+                            events,
+                        )?,
+                    };
                     let (chosen, per_class) =
                         pseudo_labels(&c, &pool, &data, pseudo, pre.box_size, &compute, events)?;
                     train_set = train_set.concat(&chosen);

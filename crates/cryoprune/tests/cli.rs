@@ -1166,6 +1166,34 @@ fn learns_its_surest_unlabelled_picks_as_labels() {
     );
     assert!(spec["training"]["adaptation"].is_null());
 
+    // After an adaptation, pseudo-labels choose among the very picks it learnt from.
+    let o = train(
+        &[
+            "--shots",
+            "8",
+            "--unlabelled",
+            s(&picks),
+            "--unlabelled-epochs",
+            "1",
+            "--unlabelled-max",
+            "300",
+            "--pseudo-labels",
+            "5",
+        ],
+        &dir.path().join("adapted"),
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let number_after = |what: &str| -> usize {
+        let at = t.find(what).unwrap_or_else(|| panic!("{what}: {t}")) + what.len();
+        t[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    let adapted = number_after("adapting the network to these micrographs: ");
+    let free = number_after("pseudo-labels: of ");
+    let beside = number_after("unlabelled picks (");
+    assert!(adapted > 250 && adapted <= 300, "{t}");
+    assert_eq!(free + beside, adapted, "{t}");
+
     for (more, says) in [
         (
             vec!["--pseudo-labels", "10"],
