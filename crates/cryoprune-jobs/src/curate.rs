@@ -16,6 +16,7 @@ use cryoprune_formats::star::{Loop, StarFile};
 use cryoprune_formats::{read_micrograph, PickFormat};
 use cryoprune_image::display;
 use cryoprune_image::Image;
+use cryoprune_model::exposure_context::ExposureContext;
 use cryoprune_train::modeldir::ModelDir;
 use cryoprune_train::{dataset, stack};
 use serde::{Deserialize, Serialize};
@@ -217,15 +218,21 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
         // input small; a group shares its FFT plans and runs through the network as one batch.
         let mut probs = Vec::with_capacity(input.paths.len());
         // Micrographs unlike the training ones: (path, statistic, standard deviations).
-        let mut outside: Vec<(&PathBuf, usize, f64)> = Vec::new();
+        let mut outside: Vec<(&PathBuf, String, f64)> = Vec::new();
         for group in input.paths.chunks(CURATE_GROUP) {
             let data =
                 dataset::from_images(group, pre.input_size, pre.invert, labels, pre.spectrum)?;
-            if let Some(ctx) = &spec.exposure_context {
-                for (path, facts) in group.iter().zip(&data.exposure) {
-                    if let Some((j, z)) = ctx.farthest(facts).filter(|f| f.1.abs() > FAR_OUTSIDE) {
-                        outside.push((path, j, z));
-                    }
+            // Every network of an ensemble weighs its own statistics: a micrograph is outside
+            // if it is outside for any of them.
+            let contexts: Vec<&ExposureContext> =
+                spec.exposure_contexts().into_iter().flatten().collect();
+            for (path, facts) in group.iter().zip(&data.exposure) {
+                let farthest = contexts
+                    .iter()
+                    .filter_map(|ctx| ctx.farthest(facts).map(|(j, z)| (ctx.facts[j].clone(), z)))
+                    .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+                if let Some((fact, z)) = farthest.filter(|f| f.1.abs() > FAR_OUTSIDE) {
+                    outside.push((path, fact, z));
                 }
             }
             probs.extend(predict_label_sets(
@@ -242,7 +249,7 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
         let farthest = outside
             .iter()
             .max_by(|a, b| a.2.abs().total_cmp(&b.2.abs()));
-        if let (Some((path, j, z)), Some(ctx)) = (farthest, &spec.exposure_context) {
+        if let Some((path, fact, z)) = farthest {
             events.warn(format!(
                 "{} of {} micrographs are unlike those the model was trained on (the farthest, \
                  {}: its {} lies {:.0} standard deviations from the training micrographs' \
@@ -251,7 +258,7 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
                 outside.len(),
                 input.paths.len(),
                 path.display(),
-                ctx.facts[*j],
+                fact,
                 z.abs()
             ));
         }
