@@ -1126,18 +1126,15 @@ fn learns_its_surest_unlabelled_picks_as_labels() {
         a.extend(more);
         tiny_train(&mic, &labels, &a)
     };
+    // 8 labels a side train, the unlabelled picks are 14_33_35's.
+    let with_pool = |more: &[&str], out: &Path| {
+        let mut a = vec!["--shots", "8", "--unlabelled", s(&picks)];
+        a.extend(more);
+        train(&a, out)
+    };
     let model = dir.path().join("model");
-    let o = train(
-        &[
-            "--shots",
-            "8",
-            "--unlabelled",
-            s(&picks),
-            "--unlabelled-epochs",
-            "0",
-            "--pseudo-labels",
-            "10",
-        ],
+    let o = with_pool(
+        &["--unlabelled-epochs", "0", "--pseudo-labels", "10"],
         &model,
     );
     let t = text(&o);
@@ -1167,12 +1164,8 @@ fn learns_its_surest_unlabelled_picks_as_labels() {
     assert!(spec["training"]["adaptation"].is_null());
 
     // After an adaptation, pseudo-labels choose among the very picks it learnt from.
-    let o = train(
+    let o = with_pool(
         &[
-            "--shots",
-            "8",
-            "--unlabelled",
-            s(&picks),
             "--unlabelled-epochs",
             "1",
             "--unlabelled-max",
