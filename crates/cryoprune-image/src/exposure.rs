@@ -15,7 +15,7 @@ use crate::normalize::{stats, Stats};
 use crate::power::hann;
 
 /// The facts, in the order [`measure`] returns them.
-pub const FACTS: [&str; 13] = [
+pub const FACTS: [&str; 14] = [
     "particle-band",
     "anisotropy",
     "lattice-spots",
@@ -29,6 +29,7 @@ pub const FACTS: [&str; 13] = [
     "band-kurtosis-large",
     "clumps-small",
     "clumps-large",
+    "coarse-outlier",
 ];
 
 /// Inner and outer box radii (px) of the three bands [`band_kurtosis`] looks at: a factor of
@@ -80,10 +81,15 @@ const RINGS: f64 = 64.0;
 ///   determinant) answers to compact patches and not to lines, so carbon edges and the rims
 ///   of contamination do not count; neither does anything near the contamination itself.
 ///   For particles of about 30 and 60 px across.
+/// - `coarse-outlier`: how far the most extreme patch of the micrograph, binned to about 256
+///   px and smoothed, lies from the rest (see [`coarse_outlier`]): ice contamination is denser
+///   than anything else on a grid, and after binning it stands many robust deviations from
+///   the median however thick the ice, where `kurtosis` (a moment of the whole micrograph)
+///   fades as thick ice and its gradients add variance.
 ///
 /// An image too small for a spectrum (under 16 px a side) has 0 for the spectral facts; a flat
 /// image has 0 for every fact.
-pub fn measure(img: &Image) -> [f64; 13] {
+pub fn measure(img: &Image) -> [f64; 14] {
     let (band, aniso, spots) = spectral(img).unwrap_or((0.0, 0.0, 0.0));
     let (coarse, kurt, skew) = textural(img).unwrap_or((0.0, 0.0, 0.0));
     let table = summed_area(img);
@@ -92,9 +98,49 @@ pub fn measure(img: &Image) -> [f64; 13] {
     let [k0, k1, k2] =
         KURTOSIS_BANDS.map(|(fine, coarse)| band_kurtosis(img, &table, fine, coarse));
     let [c0, c1] = [1, 2].map(|scale| clumps(img, &table, scale));
+    let outlier = coarse_outlier(img);
     [
-        band, aniso, spots, coarse, kurt, skew, small, large, k0, k1, k2, c0, c1,
+        band, aniso, spots, coarse, kurt, skew, small, large, k0, k1, k2, c0, c1, outlier,
     ]
+}
+
+/// Cells per side of the map [`coarse_outlier`] looks at (at most): a contamination of a
+/// tenth of a micron is still a few cells across on a 4096-px micrograph at 1 Å/px.
+const OUTLIER_CELLS: usize = 256;
+/// The smoothing of that map (Gaussian σ, cells): what is left of the noise after binning
+/// averages away, a blob of a few cells does not.
+const OUTLIER_SIGMA: f64 = 1.5;
+/// Cells left out along each border: motion correction and denoisers leave stripes at the
+/// edges that are not on the specimen.
+const OUTLIER_BORDER: usize = 4;
+
+/// See [`measure`]: ln of the largest |v − median| / (1.4826 × MAD) over the map of the
+/// micrograph binned to at most [`OUTLIER_CELLS`] a side and smoothed by [`OUTLIER_SIGMA`]
+/// cells, its border left out; either sign, so that inverted contrast measures the same. At
+/// least ln 1 = 0; 0 for a map under 16 cells a side or without spread.
+fn coarse_outlier(img: &Image) -> f64 {
+    let Stats { mean, std } = stats(&img.data);
+    let b = img.nx.max(img.ny).div_ceil(OUTLIER_CELLS).max(1);
+    let (mx, my) = (img.nx / b, img.ny / b);
+    if !(std > 0.0 && std.is_finite()) || mx.min(my) < 16 {
+        return 0.0;
+    }
+    let map = binned(img, b, mean, std);
+    let map = Image::new(mx, my, map.iter().map(|&v| v as f32).collect());
+    let [g, _, _] = gaussian_kernels(OUTLIER_SIGMA);
+    let smooth = convolve(&map, &g, &g);
+    let inner: Vec<f64> = (OUTLIER_BORDER..my - OUTLIER_BORDER)
+        .flat_map(|y| (OUTLIER_BORDER..mx - OUTLIER_BORDER).map(move |x| (x, y)))
+        .map(|(x, y)| smooth[y * mx + x])
+        .collect();
+    let mid = median(&mut inner.clone());
+    let mut spread: Vec<f64> = inner.iter().map(|v| (v - mid).abs()).collect();
+    let mad = 1.4826 * median(&mut spread);
+    if mad <= 0.0 || !mad.is_finite() {
+        return 0.0;
+    }
+    let far = inner.iter().map(|v| (v - mid).abs()).fold(0.0, f64::max);
+    (far / mad).max(1.0).ln()
 }
 
 /// Summed-area table of `img`, (nx + 1) × (ny + 1), row-major.
@@ -637,6 +683,37 @@ mod tests {
     }
 
     #[test]
+    fn a_dense_patch_stands_out_through_thick_ice_and_either_contrast() {
+        let n = 1024;
+        // Thick ice: more noise, and a gradient across the micrograph.
+        let thick = with_coloured(&noise(n, 31), 1.5, 9, 32);
+        let thick = Image::from_fn(n, n, |x, y| thick.get(x, y) + (x + y) as f32 / n as f32);
+        // A contamination 50 px across: ice piled up, far denser than a particle.
+        let dirty = Image::from_fn(n, n, |x, y| {
+            let r = ((x as f32 - 300.0).powi(2) + (y as f32 - 600.0).powi(2)).sqrt();
+            thick.get(x, y) - if r < 25.0 { 8.0 } else { 0.0 }
+        });
+        let inverted = Image::from_fn(n, n, |x, y| -dirty.get(x, y));
+        // The same patch in the border, where edge artefacts live, is left out.
+        let edge = Image::from_fn(n, n, |x, y| thick.get(x, y) - if x < 8 { 8.0 } else { 0.0 });
+        let [clean, dirty, inverted, edge] = [&thick, &dirty, &inverted, &edge].map(measure);
+        assert!(
+            dirty[13] > clean[13] + 1.0,
+            "{} vs {}",
+            dirty[13],
+            clean[13]
+        );
+        let turned = (dirty[13] - inverted[13]).abs();
+        assert!(turned < 0.05, "{} vs {} inverted", dirty[13], inverted[13]);
+        assert!(
+            (edge[13] - clean[13]).abs() < 0.2,
+            "{} vs {}",
+            edge[13],
+            clean[13]
+        );
+    }
+
+    #[test]
     fn small_flat_and_oblong_images_give_finite_facts() {
         for img in [
             Image::zeros(5, 5),
@@ -647,6 +724,6 @@ mod tests {
             let m = measure(&img);
             assert!(m.iter().all(|v| v.is_finite()), "{m:?}");
         }
-        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 13]);
+        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 14]);
     }
 }
