@@ -2,7 +2,7 @@
 //! those carrying a rejected tag are left out. A RELION micrographs STAR is written back with
 //! every block and column it had, only the rejected rows gone; a cryoSPARC exposures `.cs`
 //! likewise with every field; a glob gives a plain list and a fresh STAR. Beside them: every
-//! micrograph's probabilities (tags.csv) and an HTML report.
+//! micrograph's probabilities and measured statistics (tags.csv) and an HTML report.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -217,6 +217,10 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
         // In groups: a whole micrograph is large and is held only while it is cut, its network
         // input small; a group shares its FFT plans and runs through the network as one batch.
         let mut probs = Vec::with_capacity(input.paths.len());
+        // What the model measured of each micrograph (empty for a model without the spectrum):
+        // in tags.csv, so that a user can sort and plot by them as in cryoSPARC's Curate
+        // Exposures.
+        let mut measured = Vec::with_capacity(input.paths.len());
         // Micrographs unlike the training ones: (path, statistic, standard deviations).
         let mut outside: Vec<(&PathBuf, String, f64)> = Vec::new();
         for group in input.paths.chunks(CURATE_GROUP) {
@@ -235,6 +239,7 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
                     outside.push((path, fact, z));
                 }
             }
+            measured.extend(data.exposure.iter().cloned());
             probs.extend(predict_label_sets(
                 &networks,
                 &spec,
@@ -274,6 +279,7 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
             probs,
             called,
             kept,
+            measured,
         };
         let (called, kept) = (&tagged.called, &tagged.kept);
         let _lock = cryoprune_formats::atomic::lock_folder(&cfg.out)?;
@@ -347,21 +353,33 @@ struct Tagged {
     probs: Vec<Vec<f32>>,
     called: Vec<Vec<bool>>,
     kept: Vec<bool>,
+    /// Per micrograph, [`cryoprune_image::exposure::measure`]'s statistics; empty when the
+    /// model does not measure them.
+    measured: Vec<Vec<f64>>,
 }
 
-/// `micrograph,kept,tags,p_<tag>...`, one row per micrograph.
+/// `micrograph,kept,tags,p_<tag>...`, then the measured statistics where there are any, one
+/// row per micrograph.
 fn write_tags(path: &Path, paths: &[PathBuf], labels: &[String], tagged: &Tagged) -> Result<()> {
     let Tagged {
         probs,
         called,
         kept,
+        measured,
     } = tagged;
     let mut text = String::from("micrograph,kept,tags");
     for l in labels {
         write!(text, ",p_{l}").expect("to a string");
     }
+    if !measured.is_empty() {
+        for f in cryoprune_image::exposure::FACTS {
+            write!(text, ",{f}").expect("to a string");
+        }
+    }
     text.push('\n');
-    for (((p, probs), called), kept) in paths.iter().zip(probs).zip(called).zip(kept) {
+    for (i, (((p, probs), called), kept)) in
+        paths.iter().zip(probs).zip(called).zip(kept).enumerate()
+    {
         let tags: Vec<&str> = labels
             .iter()
             .zip(called)
@@ -370,6 +388,9 @@ fn write_tags(path: &Path, paths: &[PathBuf], labels: &[String], tagged: &Tagged
             .collect();
         write!(text, "{},{},{}", p.display(), *kept as u8, tags.join(";")).expect("to a string");
         for v in probs {
+            write!(text, ",{v:.5}").expect("to a string");
+        }
+        for v in measured.get(i).into_iter().flatten() {
             write!(text, ",{v:.5}").expect("to a string");
         }
         text.push('\n');
@@ -430,6 +451,7 @@ fn write_report(
         probs,
         called,
         kept,
+        ..
     } = tagged;
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>cryoprune curate</title>\

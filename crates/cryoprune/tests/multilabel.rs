@@ -597,6 +597,16 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
     assert_eq!(k.len() + r.len(), 10);
     let table = std::fs::read_to_string(mine.join("tags.csv")).unwrap();
     assert_eq!((table.lines().count(), kept_in(&table)), (11, k.len()));
+    // Each micrograph's measured statistics follow its probabilities.
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    assert!(
+        header.ends_with(&cryoprune_image::exposure::FACTS),
+        "{header:?}"
+    );
+    assert!(table
+        .lines()
+        .skip(1)
+        .all(|l| l.split(',').count() == header.len()));
     // A threshold of 1 calls no tag (a sigmoid stays below it): every micrograph is kept and
     // the whole STAR goes through.
     let curated = tmp.path().join("Curate");
