@@ -140,7 +140,8 @@ fn coarse_outlier(img: &Image) -> f64 {
     if mad <= 0.0 || !mad.is_finite() {
         return 0.0;
     }
-    let far = inner.iter().map(|v| (v - mid).abs()).fold(0.0, f64::max);
+    // The median reordered the deviations; their largest is the same.
+    let far = spread.iter().copied().fold(0.0, f64::max);
     (far / mad).max(1.0).ln()
 }
 

@@ -223,13 +223,13 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
         let mut measured = Vec::with_capacity(input.paths.len());
         // Micrographs unlike the training ones: (path, statistic, standard deviations).
         let mut outside: Vec<(&PathBuf, String, f64)> = Vec::new();
+        // Every network of an ensemble weighs its own statistics: a micrograph is outside if it
+        // is outside for any of them.
+        let contexts: Vec<&ExposureContext> =
+            spec.exposure_contexts().into_iter().flatten().collect();
         for group in input.paths.chunks(CURATE_GROUP) {
             let data =
                 dataset::from_images(group, pre.input_size, pre.invert, labels, pre.spectrum)?;
-            // Every network of an ensemble weighs its own statistics: a micrograph is outside
-            // if it is outside for any of them.
-            let contexts: Vec<&ExposureContext> =
-                spec.exposure_contexts().into_iter().flatten().collect();
             for (path, facts) in group.iter().zip(&data.exposure) {
                 let farthest = contexts
                     .iter()
