@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use cryoprune_model::exposure_context::ExposureContext;
 use cryoprune_model::PickContext;
 
-use cryoprune_train::diagnose::{diagnose, Task};
+use cryoprune_train::diagnose::{diagnose, unlearnt_labels, Task};
 use cryoprune_train::modeldir::{HeldOut, ModelDir, ModelSpec, TrainingFiles, TrainingRecord};
 use cryoprune_train::multilabel;
 use cryoprune_train::sampling::{
@@ -307,7 +307,9 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             validation: (!held_out.is_empty()).then(|| scored.report.clone()),
             adaptation,
             pseudo_labels: pseudo_counts,
-            ..record(cfg, &fitted, &train_set, held_out, counts, &compute, events)
+            ..record(
+                cfg, &fitted, &train_set, held_out, counts, None, &compute, events,
+            )
         };
         let spec = ModelSpec {
             pick_context: context,
@@ -418,9 +420,10 @@ fn train_label_sets(
         (thresholds, Some(report))
     };
     let training = TrainingRecord {
-        label_validation: report,
         folds,
-        ..record(cfg, &fitted, train_set, held_out, None, compute, events)
+        ..record(
+            cfg, &fitted, train_set, held_out, None, report, compute, events,
+        )
     };
     let spec = ModelSpec {
         thresholds: Some(thresholds.clone()),
@@ -547,10 +550,18 @@ fn label_set_ensemble(
         .map(|(i, (fitted, ctx))| dir.save_member(&fitted.model, i + 2, ctx))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let training = TrainingRecord {
-        label_validation: Some(report),
         ensemble: Some(n),
         seconds,
-        ..record(cfg, &first, &train_set, &held, None, compute, events)
+        ..record(
+            cfg,
+            &first,
+            &train_set,
+            &held,
+            None,
+            Some(report),
+            compute,
+            events,
+        )
     };
     let spec = ModelSpec {
         thresholds: Some(thresholds.clone()),
@@ -736,14 +747,17 @@ fn save(
     Ok(spec)
 }
 
-/// What model.json records of any training run, the diagnosis of its curves (printed) among
-/// it; `counts` are the held-out picks per predicted class, where there is one class each.
+/// What model.json records of any training run, the diagnosis of its curves and of a
+/// multi-label model's validation `labels` (printed) among it; `counts` are the held-out picks
+/// per predicted class, where there is one class each.
+#[allow(clippy::too_many_arguments)]
 fn record(
     cfg: &TrainJobConfig,
     fitted: &Fitted,
     train_set: &Dataset,
     held_out: &Dataset,
     counts: Option<&[usize]>,
+    labels: Option<multilabel::MultiReport>,
     compute: &Compute,
     events: &dyn Events,
 ) -> TrainingRecord {
@@ -752,7 +766,8 @@ fn record(
     } else {
         Task::Classes(counts)
     };
-    let findings = diagnose(&fitted.history, task, &train_set.classes);
+    let mut findings = diagnose(&fitted.history, task, &train_set.classes);
+    findings.extend(labels.as_ref().map(unlearnt_labels).unwrap_or_default());
     if findings.is_empty() {
         events.output("diagnosis: the curves look healthy.".into());
     }
@@ -770,7 +785,7 @@ fn record(
         seconds: fitted.seconds,
         device: compute.device.description.clone(),
         validation: None,
-        label_validation: None,
+        label_validation: labels,
         diagnosis: findings,
         labels: cfg.labels.labels.clone(),
         adaptation: None,

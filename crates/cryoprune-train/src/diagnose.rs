@@ -1,6 +1,7 @@
 //! Plain-words reading of the training curves, in the spirit of cryoSPARC's guide: say what went
 //! wrong and what to change.
 
+use crate::multilabel::MultiReport;
 use crate::trainer::EpochStats;
 
 /// The validation loss's best and last values and how far the training loss fell over the last
@@ -124,6 +125,24 @@ pub fn diagnose(history: &[EpochStats], task: Task, classes: &[String]) -> Vec<S
     out
 }
 
+/// Findings on a multi-label model's validation: each label it has not learnt
+/// ([`MultiReport::unlearnt`]), which the curves cannot show (the other labels carry the loss).
+pub fn unlearnt_labels(report: &MultiReport) -> Vec<String> {
+    report
+        .unlearnt()
+        .into_iter()
+        .map(|(l, everywhere)| {
+            format!(
+                "`{0}` is not learnt: its validation F1 {1:.3} is what calling every image \
+                 `{0}` scores ({2:.3}), so its threshold {3:.2} calls it by its share of the \
+                 images, not by what an image shows. Give more or clearer examples with and \
+                 without it, or do not act on it (leave it out of `curate --reject`).",
+                l.label, l.f1, everywhere, l.threshold
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +193,34 @@ mod tests {
         assert!(one.iter().any(|s| s.contains("only `particle`")));
         let nan = vec![epoch(0, f64::NAN, 1.0, 0.5)];
         assert!(diagnose(&nan, Task::Classes(None), &classes())[0].starts_with("Training diverged"));
+    }
+
+    #[test]
+    fn names_a_label_called_by_its_share() {
+        use crate::multilabel::{choose_thresholds, evaluate};
+        // `aggregate` on 3 of 4 images, its probabilities unrelated to it; `carbon` told apart.
+        let truth = vec![
+            vec![true, true],
+            vec![true, false],
+            vec![true, false],
+            vec![false, false],
+        ];
+        let probs = vec![
+            vec![0.2, 0.9],
+            vec![0.6, 0.1],
+            vec![0.3, 0.2],
+            vec![0.5, 0.1],
+        ];
+        let names = vec!["aggregate".to_string(), "carbon".to_string()];
+        let report = evaluate(&truth, &probs, &choose_thresholds(&truth, &probs), &names);
+        let findings = unlearnt_labels(&report);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(
+            findings[0].starts_with(
+                "`aggregate` is not learnt: its validation F1 0.857 is what \
+                 calling every image `aggregate` scores (0.857)"
+            ),
+            "{findings:?}"
+        );
     }
 }

@@ -29,6 +29,28 @@ pub struct MultiReport {
     pub per_label: Vec<LabelScores>,
 }
 
+/// How far a label's F1 must stand above that of calling every image positive for the label to
+/// count as learnt: about what one image of a hundred moves it.
+pub const LEARNT_MARGIN: f64 = 0.02;
+
+impl MultiReport {
+    /// The labels whose F1 is within [`LEARNT_MARGIN`] of what calling every image positive
+    /// scores (2s / (s + n) for s of n images carrying it), with that score. The best threshold
+    /// of such a label found nothing in its probabilities to cut by, so the model calls it by
+    /// its share of the images (mostly everywhere), not by what an image shows. A label that
+    /// every image, or none, carries tells nothing either way and is left out.
+    pub fn unlearnt(&self) -> Vec<(&LabelScores, f64)> {
+        self.per_label
+            .iter()
+            .filter(|l| l.support > 0 && l.support < self.n)
+            .filter_map(|l| {
+                let everywhere = 2.0 * l.support as f64 / (l.support + self.n) as f64;
+                (l.f1 < everywhere + LEARNT_MARGIN).then_some((l, everywhere))
+            })
+            .collect()
+    }
+}
+
 /// Counts of one label's decisions.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
@@ -239,6 +261,27 @@ mod tests {
         v.iter()
             .map(|r| r.iter().map(|&b| b == 1).collect())
             .collect()
+    }
+
+    #[test]
+    fn a_label_no_better_than_calling_every_image_is_unlearnt() {
+        // carbon is told apart; ice sits on 3 of 4 images and its probabilities are the wrong
+        // way round, so its best threshold calls every image; drift is on none.
+        let truth = rows(&[[1, 1, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]]);
+        let probs = vec![
+            vec![0.9, 0.1, 0.1],
+            vec![0.1, 0.2, 0.1],
+            vec![0.2, 0.3, 0.1],
+            vec![0.1, 0.9, 0.1],
+        ];
+        let thresholds = choose_thresholds(&truth, &probs);
+        let r = evaluate(&truth, &probs, &thresholds, &names());
+        let unlearnt = r.unlearnt();
+        assert_eq!(unlearnt.len(), 1);
+        let (ice, everywhere) = unlearnt[0];
+        assert_eq!(ice.label, "ice");
+        assert!((everywhere - 6.0 / 7.0).abs() < 1e-12);
+        assert!((ice.f1 - everywhere).abs() < 1e-12);
     }
 
     #[test]
