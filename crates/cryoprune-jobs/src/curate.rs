@@ -275,6 +275,31 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
             .iter()
             .map(|c| reject.iter().all(|&r| !c[r]))
             .collect();
+        // A tag called by its share, not by the micrograph, rejects at random: say so, with
+        // what it cost.
+        let unlearnt = spec
+            .training
+            .label_validation
+            .as_ref()
+            .map(|r| r.unlearnt())
+            .unwrap_or_default();
+        for (tag, everywhere) in unlearnt {
+            let Some(r) = reject.iter().copied().find(|&r| labels[r] == tag.label) else {
+                continue;
+            };
+            events.warn(format!(
+                "`{}` rejects {} of {} micrographs, but the model has not learnt it (its \
+                 validation F1 {:.3} is what calling every micrograph `{}` scores, {:.3}): \
+                 it is called by its share, not by what a micrograph shows; leave it out of \
+                 --reject, or retrain with more or clearer examples",
+                tag.label,
+                called.iter().filter(|c| c[r]).count(),
+                called.len(),
+                tag.f1,
+                tag.label,
+                everywhere
+            ));
+        }
         let tagged = Tagged {
             probs,
             called,
