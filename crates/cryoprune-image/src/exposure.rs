@@ -15,7 +15,7 @@ use crate::normalize::{stats, Stats};
 use crate::power::hann;
 
 /// The facts, in the order [`measure`] returns them.
-pub const FACTS: [&str; 14] = [
+pub const FACTS: [&str; 15] = [
     "particle-band",
     "anisotropy",
     "lattice-spots",
@@ -30,6 +30,7 @@ pub const FACTS: [&str; 14] = [
     "clumps-small",
     "clumps-large",
     "coarse-outlier",
+    "band-kurtosis-large-q1",
 ];
 
 /// Inner and outer box radii (px) of the three bands [`band_kurtosis`] looks at: a factor of
@@ -74,6 +75,12 @@ const RINGS: f64 = 64.0;
 ///   make the band's values heavy-tailed. The median over tiles leaves out the carbon and
 ///   contamination tiles, whose edges are heavy-tailed too. Where blobs-small and -large need
 ///   particles to be spread unevenly, this sees a field packed evenly with them.
+/// - `band-kurtosis-large-q1`: the largest band's kurtosis in the first quartile of the tiles
+///   instead of their median. Carbon can cover most of a micrograph, and then the median tile
+///   is carbon, heavy-tailed whether particles are on the ice beside it or not; the quartile
+///   still reads the open ice. The smaller bands' quartiles are left out: there a quarter of
+///   the tiles of a crowded micrograph can be nearly empty ice, and in measurement they told
+///   empty micrographs less well than the median.
 /// - `clumps-small`, `-large`: the strongest blob, two to three particles wide, in the map of
 ///   the particle band's local power (see [`clumps`]): an aggregate is several particles
 ///   piled together, so its patch of particle-scale power is bigger and stronger than any one
@@ -89,18 +96,32 @@ const RINGS: f64 = 64.0;
 ///
 /// An image too small for a spectrum (under 16 px a side) has 0 for the spectral facts; a flat
 /// image has 0 for every fact.
-pub fn measure(img: &Image) -> [f64; 14] {
+pub fn measure(img: &Image) -> [f64; 15] {
     let (band, aniso, spots) = spectral(img).unwrap_or((0.0, 0.0, 0.0));
     let (coarse, kurt, skew) = textural(img).unwrap_or((0.0, 0.0, 0.0));
     let table = summed_area(img);
     let small = blob_spread(img, &table, 2, 10, 48);
     let large = blob_spread(img, &table, 4, 20, 96);
-    let [k0, k1, k2] =
+    let [(k0, _), (k1, _), (k2, k2_quartile)] =
         KURTOSIS_BANDS.map(|(fine, coarse)| band_kurtosis(img, &table, fine, coarse));
     let [c0, c1] = [1, 2].map(|scale| clumps(img, &table, scale));
     let outlier = coarse_outlier(img);
     [
-        band, aniso, spots, coarse, kurt, skew, small, large, k0, k1, k2, c0, c1, outlier,
+        band,
+        aniso,
+        spots,
+        coarse,
+        kurt,
+        skew,
+        small,
+        large,
+        k0,
+        k1,
+        k2,
+        c0,
+        c1,
+        outlier,
+        k2_quartile,
     ]
 }
 
@@ -203,13 +224,13 @@ fn box_mean(img: &Image, table: &[f64], x: usize, y: usize, r: usize) -> f64 {
     sum / ((x1 - x0) * (y1 - y0)) as f64
 }
 
-/// See [`measure`]: the median over tiles of the excess kurtosis of the difference of box
-/// means of radius `fine` and `coarse`; `table` is the image's [`summed_area`]. 0 when the
-/// image is smaller than a few outer boxes or the band is flat.
-fn band_kurtosis(img: &Image, table: &[f64], fine: usize, coarse: usize) -> f64 {
+/// See [`measure`]: the median and the first quartile over tiles of the excess kurtosis of
+/// the difference of box means of radius `fine` and `coarse`; `table` is the image's
+/// [`summed_area`]. 0 when the image is smaller than a few outer boxes or the band is flat.
+fn band_kurtosis(img: &Image, table: &[f64], fine: usize, coarse: usize) -> (f64, f64) {
     let t = TILE.min(img.nx).min(img.ny);
     if t < 4 * coarse {
-        return 0.0;
+        return (0.0, 0.0);
     }
     let mut band = vec![0.0f64; t * t];
     let mut per_tile = Vec::new();
@@ -227,9 +248,11 @@ fn band_kurtosis(img: &Image, table: &[f64], fine: usize, coarse: usize) -> f64 
         }
     }
     if per_tile.is_empty() {
-        return 0.0;
+        return (0.0, 0.0);
     }
-    median(&mut per_tile)
+    let quarter = (per_tile.len() - 1) / 4;
+    let quartile = *per_tile.select_nth_unstable_by(quarter, f64::total_cmp).1;
+    (median(&mut per_tile), quartile)
 }
 
 /// Cells of the [`clumps`] map per side of a blob's Gaussian (σ), and so the blob's size: an
@@ -620,6 +643,33 @@ mod tests {
     }
 
     #[test]
+    fn the_quartile_reads_the_open_ice_where_carbon_covers_most_tiles() {
+        let n = 1024;
+        let base = noise(n, 41);
+        // Dense, strong structure over the left 640 px (twelve of the sixteen 256-px tiles in
+        // part or whole), as carbon film with its texture and edges is: heavy-tailed anyway.
+        let carbon = with_blobs(&base, 4.0, 300, 10.0, 42);
+        let on_carbon = |img: &Image| {
+            Image::from_fn(n, n, |x, y| {
+                if x < 640 {
+                    carbon.get(x, y)
+                } else {
+                    img.get(x, y)
+                }
+            })
+        };
+        let empty = measure(&on_carbon(&base));
+        // A few particles on the open ice too, at the largest band's scale.
+        let full = measure(&on_carbon(&with_blobs(&base, 1.5, 60, 8.0, 43)));
+        // The median tile is carbon, heavy-tailed though no particle is anywhere...
+        assert!(empty[10] > 1.0, "{empty:?}");
+        // ...where the first quartile reads the open ice: Gaussian when it is empty (one
+        // tile's kurtosis at this scale scatters by a few tenths), heavy-tailed when not.
+        assert!(empty[14].abs() < 0.3, "{empty:?}");
+        assert!(full[14] > empty[14] + 1.0, "{empty:?} / {full:?}");
+    }
+
+    #[test]
     fn particles_raise_the_particle_band_and_scale_does_not_matter() {
         let base = noise(512, 1);
         let empty = measure(&base);
@@ -728,6 +778,6 @@ mod tests {
             let m = measure(&img);
             assert!(m.iter().all(|v| v.is_finite()), "{m:?}");
         }
-        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 14]);
+        assert_eq!(measure(&Image::filled(300, 300, 2.0)), [0.0; 15]);
     }
 }
