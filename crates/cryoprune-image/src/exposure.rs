@@ -75,12 +75,6 @@ const RINGS: f64 = 64.0;
 ///   make the band's values heavy-tailed. The median over tiles leaves out the carbon and
 ///   contamination tiles, whose edges are heavy-tailed too. Where blobs-small and -large need
 ///   particles to be spread unevenly, this sees a field packed evenly with them.
-/// - `band-kurtosis-large-q1`: the largest band's kurtosis in the first quartile of the tiles
-///   instead of their median. Carbon can cover most of a micrograph, and then the median tile
-///   is carbon, heavy-tailed whether particles are on the ice beside it or not; the quartile
-///   still reads the open ice. The smaller bands' quartiles are left out: there a quarter of
-///   the tiles of a crowded micrograph can be nearly empty ice, and in measurement they told
-///   empty micrographs less well than the median.
 /// - `clumps-small`, `-large`: the strongest blob, two to three particles wide, in the map of
 ///   the particle band's local power (see [`clumps`]): an aggregate is several particles
 ///   piled together, so its patch of particle-scale power is bigger and stronger than any one
@@ -93,6 +87,12 @@ const RINGS: f64 = 64.0;
 ///   than anything else on a grid, and after binning it stands many robust deviations from
 ///   the median however thick the ice, where `kurtosis` (a moment of the whole micrograph)
 ///   fades as thick ice and its gradients add variance.
+/// - `band-kurtosis-large-q1`: the largest band's kurtosis in the first quartile of the tiles
+///   instead of their median. Carbon can cover most of a micrograph, and then the median tile
+///   is carbon, heavy-tailed whether particles are on the ice beside it or not; the quartile
+///   still reads the open ice. The smaller bands' quartiles are left out: there a quarter of
+///   the tiles of a crowded micrograph can be nearly empty ice, and in measurement they told
+///   empty micrographs less well than the median.
 ///
 /// An image too small for a spectrum (under 16 px a side) has 0 for the spectral facts; a flat
 /// image has 0 for every fact.
