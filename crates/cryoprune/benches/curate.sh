@@ -52,7 +52,8 @@ mkdir -p "$out"
 
 # Training and test sets from disjoint seeds (simulate numbers micrographs from --seed on). The
 # easy preset's junk rates (carbon on 30% of micrographs, ice on 40%, aggregates on 55%) leave
-# every tag both present and absent often enough; its SNR is lowered to the realistic 0.05.
+# every tag both present and absent often enough; its SNR is lowered to realistic values (the
+# protocol's set 0.05, the others 0.06-0.1).
 case "${SET:-1}" in
     1) seeds=(1000 900000) particle=(--snr 0.05) ;;
     2) seeds=(5000 700000) particle=(--pixel 2.0 --builtin elongated --snr 0.1) ;;
