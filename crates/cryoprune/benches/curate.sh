@@ -29,6 +29,9 @@
 # seen on a third of the micrographs, which real micrographs do not share (0 gives the set the
 # first rows in BENCHMARKS.md were measured on).
 #
+# TRAIN_ARGS adds options to every variant's `train` (e.g. "--ensemble 5" to compare the
+# starting points as ensembles).
+#
 # SET (default 1) picks one of the five simulated sets BENCHMARKS.md reports, each from its own
 # seeds: 1 the protocol's (the globular built-in particle, 2.5 Å/px, SNR 0.05), 2 the elongated
 # particle at 2.0 Å/px and SNR 0.1, 3 the ring at 3.0 Å/px and SNR 0.07, 4 the globular one at
@@ -95,7 +98,9 @@ for v in "${chosen[@]}"; do
         *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
     start=$(date +%s.%N)
-    "$bin" train "${common[@]}" "${args[@]}" --out "$out/model_$v" >"$out/train_$v.log" 2>&1
+    # shellcheck disable=SC2086
+    "$bin" train "${common[@]}" "${args[@]}" ${TRAIN_ARGS:-} --out "$out/model_$v" \
+        >"$out/train_$v.log" 2>&1
     end=$(date +%s.%N)
     "$bin" evaluate --model "$out/model_$v" --labels "$out/test/micrograph_tags.csv" \
         --json "$out/test_$v.json" --threads 2 >"$out/test_$v.log" 2>&1
