@@ -88,6 +88,11 @@ impl UnlabelledConfig {
         purpose: &str,
         events: &dyn Events,
     ) -> Result<(PickSet, Vec<PathBuf>, Vec<MicrographPicks>)> {
+        if self.max_picks == 0 {
+            invalid!(
+                "--unlabelled-max 0: no unlabelled pick left to {purpose} on; give at least 1"
+            );
+        }
         let mut set = PickSet::read(&self.picks, self.format)?;
         let micrographs = expand_globs(micrographs)?;
         let report = pair_with_micrographs(

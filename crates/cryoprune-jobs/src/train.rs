@@ -103,6 +103,12 @@ pub(crate) const FEW_HELD_OUT: usize = 10;
 /// Trains and writes the model directory; returns what model.json records.
 pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
     crate::inputs::ensure_folder_possible("--out", &cfg.out)?;
+    if !(0.0..1.0).contains(&cfg.val_fraction) {
+        invalid!(
+            "--val-fraction {}: expected the share of each class held out, from 0 to below 1",
+            cfg.val_fraction
+        );
+    }
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         // Fetched before the particles are cut, so a failed download fails fast.

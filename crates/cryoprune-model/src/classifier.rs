@@ -78,10 +78,12 @@ impl Arch {
         !matches!(self, Arch::Small | Arch::SmallWide | Arch::TopazResNet16)
     }
 
-    /// The smallest input the network takes (Topaz's ResNet16 pads nothing).
+    /// The smallest input the network takes (Topaz's ResNet16 pads nothing; the small
+    /// networks' unpadded pools halve it three times; the others pad every stride).
     pub fn min_input(self) -> usize {
         match self {
             Arch::TopazResNet16 => topaz::RECEPTIVE_FIELD,
+            Arch::Small | Arch::SmallWide => small::MIN_INPUT,
             _ => 1,
         }
     }

@@ -20,6 +20,9 @@ pub const fn out_channels(base: usize) -> usize {
     base << (STAGES - 1)
 }
 
+/// The smallest input that survives the three 2×2 pools with a pixel left.
+pub const MIN_INPUT: usize = 1 << (STAGES - 1);
+
 #[derive(Module, Debug)]
 pub struct Stage {
     pub a: ConvBn,

@@ -401,6 +401,11 @@ pub fn train(
     if train.is_empty() {
         return Err(Error::Config("no training examples".into()));
     }
+    if cfg.epochs == 0 {
+        return Err(Error::Config(
+            "--epochs 0: the model is the network after an epoch, so give at least 1".into(),
+        ));
+    }
     cfg.head.validate().map_err(Error::Config)?;
     if cfg.head.multi_label != train.is_multi_label()
         || val.is_some_and(|v| v.is_multi_label() != train.is_multi_label())
