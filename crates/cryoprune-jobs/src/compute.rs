@@ -35,11 +35,17 @@ pub struct Compute {
     pool: rayon::ThreadPool,
 }
 
+/// More threads than any node has cores: a typo, and starting them would take minutes.
+const MAX_THREADS: usize = 1024;
+
 /// The `--threads` convention: 0 means all cores.
-pub fn thread_count(requested: usize) -> usize {
+pub fn thread_count(requested: usize) -> Result<usize> {
     match requested {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
+        0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        n if n > MAX_THREADS => Err(Error::Invalid(format!(
+            "--threads {n}: at most {MAX_THREADS} (0 uses every core)"
+        ))),
+        n => Ok(n),
     }
 }
 
@@ -47,7 +53,7 @@ impl ComputeConfig {
     /// Builds the job's pool, then selects the device from inside it and announces it (every
     /// job says which device it really uses).
     pub fn start(&self, events: &dyn Events) -> Result<Compute> {
-        let threads = thread_count(self.threads);
+        let threads = thread_count(self.threads)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cryoprune-{i}"))
@@ -78,6 +84,22 @@ impl Compute {
 mod tests {
     use super::*;
     use crate::events::Collect;
+
+    #[test]
+    fn a_typo_in_the_thread_count_is_refused_before_any_thread_starts() {
+        let err = ComputeConfig {
+            device: "cpu".into(),
+            threads: 100_000,
+        }
+        .start(&Collect::default())
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("--threads 100000: at most 1024"),
+            "{err}"
+        );
+        assert_eq!(thread_count(MAX_THREADS).unwrap(), MAX_THREADS);
+    }
 
     #[test]
     fn each_job_runs_on_the_threads_it_asked_for() {

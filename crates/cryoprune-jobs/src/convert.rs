@@ -25,7 +25,7 @@ pub struct ConvertConfig {
     #[arg(long)]
     pub out: PathBuf,
     /// Box size in pixels, for targets that store corners (.box, .cbox) when the input has none.
-    #[arg(long = "box")]
+    #[arg(long = "box", value_parser = crate::positive)]
     pub box_size: Option<f64>,
     /// Micrographs (glob, quoted): sizes for .cs and a check that picks lie inside them.
     #[arg(long, num_args = 1..)]
@@ -34,7 +34,7 @@ pub struct ConvertConfig {
     #[arg(long)]
     pub format: Option<PickFormat>,
     /// Multiply coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = ConvertConfig::default().scale)]
+    #[arg(long, default_value_t = ConvertConfig::default().scale, value_parser = crate::positive)]
     pub scale: f64,
 }
 

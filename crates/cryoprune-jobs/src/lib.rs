@@ -101,6 +101,15 @@ pub(crate) fn check_interrupted() -> Result<()> {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The value parser of a size, a distance or a factor: a number above 0. Zero, a negative
+/// number or NaN would otherwise run to the end and write coordinates at 0 or NaN.
+pub fn positive(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}`: expected a number above 0")),
+    }
+}
+
 /// `bail!` for [`Error::Invalid`].
 #[macro_export]
 macro_rules! invalid {

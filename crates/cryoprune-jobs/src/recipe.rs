@@ -482,7 +482,7 @@ pub struct PrepConfig {
     #[arg(long)]
     pub lowpass: Option<Cutoff>,
     /// Pixel size in Å for an Å low-pass, instead of the micrographs' headers.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::positive)]
     pub angpix: Option<f64>,
     /// Invert contrast before the network.
     #[arg(long)]

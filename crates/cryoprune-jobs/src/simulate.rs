@@ -16,6 +16,10 @@ use crate::compute::thread_count;
 use crate::events::{Event, Events};
 use crate::{invalid, Error, Result};
 
+/// The largest micrograph side: twice a K3's super-resolution frame's long side, and 1 GiB a
+/// float image.
+const MAX_SIZE: usize = 16384;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct SimulateConfig {
@@ -83,7 +87,7 @@ pub struct SimulateConfig {
     #[arg(long, default_value_t = SimulateConfig::default().format)]
     pub format: PickFormat,
     /// Box size written with corner formats; default 2.2 particle radii, rounded to even.
-    #[arg(long = "box")]
+    #[arg(long = "box", value_parser = crate::positive)]
     pub box_size: Option<f64>,
     /// Seed; the same seed gives byte-identical files.
     #[arg(long, default_value_t = SimulateConfig::default().seed)]
@@ -241,6 +245,13 @@ pub fn run(
     if args.count == 0 || args.size < 64 {
         invalid!("--count must be at least 1 and --size at least 64 pixels");
     }
+    if args.size > MAX_SIZE {
+        invalid!(
+            "--size {}: at most {MAX_SIZE} pixels (each thread holds several micrographs' worth \
+             of float images)",
+            args.size
+        );
+    }
     if args.pixel.is_nan() || args.pixel <= 0.0 {
         invalid!("--pixel must be a positive size in Å");
     }
@@ -345,7 +356,7 @@ pub fn run(
     if !args.no_previews {
         crate::create_dir(&preview_dir)?;
     }
-    let threads = thread_count(args.threads);
+    let threads = thread_count(args.threads)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -140,6 +140,114 @@ fn bad_input_is_one_clear_line_and_no_output() {
     assert!(!o.status.success() && text(&o).contains("missing.mrc"));
 }
 
+/// Numbers no run can use are refused with the flag named, before anything is written: each
+/// of these once ran to a panic, a minute's hang or coordinates of 0 and NaN.
+#[test]
+fn nonsense_numbers_are_refused_with_the_flag_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = tmp.path().join("sim");
+    let o = cryoprune(&[
+        "simulate",
+        "--out",
+        s(&sim),
+        "--count",
+        "2",
+        "--size",
+        "256",
+        "--no-previews",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let paths = ["micrographs/*.mrc", "truth.csv", "picks.star"].map(|p| sim.join(p));
+    let [mics, truth, picks] = [0, 1, 2].map(|i| s(&paths[i]));
+    let out = tmp.path().join("out");
+    let train = [
+        "train",
+        "--micrographs",
+        mics,
+        "--labels",
+        truth,
+        "--box",
+        "48",
+    ];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--epochs", "0"], "--epochs 0"),
+        (vec!["--input-size", "3"], "--input-size 8 or more"),
+        (vec!["--val-fraction", "1.5"], "--val-fraction 1.5"),
+        (vec!["--threads", "100000"], "--threads 100000"),
+        (
+            vec!["--unlabelled", picks, "--unlabelled-max", "0"],
+            "--unlabelled-max 0",
+        ),
+        (vec!["--angpix", "NaN"], "--angpix"),
+    ];
+    for (more, says) in cases {
+        let mut args = train.to_vec();
+        args.extend(more);
+        // Every case stops before the first epoch, so none trains.
+        args.extend(["--out", s(&out)]);
+        let o = cryoprune(&args);
+        let t = text(&o);
+        assert!(
+            !o.status.success() && !t.contains("panicked"),
+            "{args:?}: {t}"
+        );
+        assert!(t.contains(says), "{args:?}: {t}");
+        assert!(!out.exists(), "{args:?} left an output");
+    }
+    let refused = |args: &[&str], says: &str| {
+        let o = cryoprune(args);
+        let t = text(&o);
+        assert!(
+            !o.status.success() && !t.contains("panicked"),
+            "{args:?}: {t}"
+        );
+        assert!(t.contains(says), "{args:?}: {t}");
+    };
+    let csv = tmp.path().join("picks.csv");
+    refused(
+        &[
+            "convert",
+            "--in",
+            picks,
+            "--to",
+            "csv",
+            "--scale",
+            "0",
+            "--out",
+            s(&csv),
+        ],
+        "--scale",
+    );
+    refused(
+        &[
+            "simulate",
+            "--out",
+            s(&out),
+            "--count",
+            "1",
+            "--size",
+            "100000",
+        ],
+        "--size 100000: at most 16384",
+    );
+    refused(
+        &[
+            "picker",
+            "train",
+            "--micrographs",
+            mics,
+            "--picks",
+            picks,
+            "--particle-diameter",
+            "0",
+            "--out",
+            s(&out),
+        ],
+        "--particle-diameter",
+    );
+    assert!(!out.exists() && !csv.exists());
+}
+
 #[test]
 fn convert_never_overwrites_its_input() {
     let tmp = tempfile::tempdir().unwrap();

@@ -300,7 +300,7 @@ fn run_job(
         seed: cfg.seed,
     };
     extract.validate()?;
-    let mut pipeline = Pipeline::new(extract, thread_count(cfg.threads));
+    let mut pipeline = Pipeline::new(extract, thread_count(cfg.threads)?);
     pipeline.angpix = cfg.angpix;
     pipeline.lowpass = cfg.lowpass;
     pipeline.norm = cfg.normalize;

@@ -66,7 +66,7 @@ pub struct LabelConfig {
     #[arg(long, default_value_t = LabelConfig::default().uncertainty)]
     pub uncertainty: Uncertainty,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = LabelConfig::default().scale)]
+    #[arg(long, default_value_t = LabelConfig::default().scale, value_parser = crate::positive)]
     pub scale: f64,
     #[command(flatten)]
     pub net: NetConfig,

@@ -54,7 +54,7 @@ pub struct PruneConfig {
     #[arg(long)]
     pub format: Option<PickFormat>,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = PruneConfig::default().scale)]
+    #[arg(long, default_value_t = PruneConfig::default().scale, value_parser = crate::positive)]
     pub scale: f64,
     /// Output folder; each input file gives a file of the same name here. A single input file
     /// may also be pruned to a file path with the same extension.

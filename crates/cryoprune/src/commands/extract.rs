@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long, value_parser = |s: &str| format!("{s}nyquist").parse::<Cutoff>())]
     lowpass_nyquist: Option<Cutoff>,
     /// Pixel size of the micrographs in Å, instead of their headers.
-    #[arg(long)]
+    #[arg(long, value_parser = cryoprune_jobs::positive)]
     angpix: Option<f64>,
     /// Micrograph normalisation before cutting: none, meanstd or robust[:LOW,HIGH] (clipped to
     /// the percentiles first, 0.5 and 99.5 by default).
@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long, default_value_t = ExtractJobConfig::default().edge)]
     edge: EdgePolicy,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = ExtractJobConfig::default().scale)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().scale, value_parser = cryoprune_jobs::positive)]
     scale: f64,
     /// Worker threads; 0 = all cores.
     #[arg(long, default_value_t = ExtractJobConfig::default().threads)]
@@ -88,7 +88,7 @@ pub struct Args {
     seed: u64,
     /// Voltage (kV), spherical aberration (mm) and amplitude contrast written to the optics
     /// block for RELION; cryoprune itself does not use them.
-    #[arg(long, default_value_t = ExtractJobConfig::default().voltage)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().voltage, value_parser = cryoprune_jobs::positive)]
     voltage: f64,
     #[arg(long, default_value_t = ExtractJobConfig::default().cs)]
     cs: f64,

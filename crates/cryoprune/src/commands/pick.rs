@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long)]
     threshold: Option<f64>,
     /// Picks closer than this many pixels are one particle; default: the picker's.
-    #[arg(long)]
+    #[arg(long, value_parser = cryoprune_jobs::positive)]
     min_distance: Option<f64>,
     /// Box size written into .box and .cbox files (default: 1.5 particle diameters).
     #[arg(long = "box")]

@@ -51,13 +51,13 @@ struct TrainArgs {
     #[command(flatten)]
     input: PickArgs,
     /// Particle diameter in Å (needs the pixel size: header or --angpix).
-    #[arg(long, required_unless_present = "box_size")]
+    #[arg(long, required_unless_present = "box_size", value_parser = cryoprune_jobs::positive)]
     particle_diameter: Option<f64>,
     /// Or the box in pixels (about 1.5 particle diameters).
     #[arg(long = "box")]
     box_size: Option<usize>,
     /// Pixel size in Å, instead of the micrographs' headers.
-    #[arg(long)]
+    #[arg(long, value_parser = cryoprune_jobs::positive)]
     angpix: Option<f64>,
     /// Network: small (the classifier's small network, started from --pretrained) or fcn (the
     /// picker's own, from scratch: faster to train, picks a little worse).
@@ -108,10 +108,10 @@ struct TrainArgs {
     #[arg(long)]
     validation: Option<usize>,
     /// Target blob radius in pixels (default: a quarter of the diameter).
-    #[arg(long)]
+    #[arg(long, value_parser = cryoprune_jobs::positive)]
     target_radius: Option<f64>,
     /// Picks closer than this many pixels are one particle (default: half the diameter).
-    #[arg(long)]
+    #[arg(long, value_parser = cryoprune_jobs::positive)]
     min_distance: Option<f64>,
     /// Average the score maps of this many of each micrograph's 8 rotations and flips (1, 2, 4
     /// or 8): steadier peaks for as many times the picking time. Recorded in the picker, so
