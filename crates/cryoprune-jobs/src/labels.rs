@@ -1,9 +1,10 @@
 //! Where labelled particles come from: label files cut from micrographs, a class folder, or a
 //! particle STAR, all cut once with the model's preprocessing.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use cryoprune_formats::{PickFormat, PickSet};
+use cryoprune_formats::{Pick, PickFormat, PickSet};
 use cryoprune_train::dataset::{self, Coverage};
 use cryoprune_train::prep::Preprocessing;
 use cryoprune_train::{stack, Dataset};
@@ -157,7 +158,8 @@ impl LabelsConfig {
                     );
                 }
                 let micrographs = expand_globs(&self.micrographs)?;
-                let set = PickSet::read(&self.labels, self.format)?;
+                let mut set = PickSet::read(&self.labels, self.format)?;
+                drop_repeated_places(&mut set, events);
                 let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0);
                 // Label sets when asked for or found; in the model's order when there is one.
                 let label_sets = match (classes, dataset::label_sets_of(&set)) {
@@ -201,6 +203,67 @@ impl LabelsConfig {
     }
 }
 
+/// Leaves out the places labelled more than once. A copy (a label file given twice, or two
+/// files that overlap) would count twice and could land on both sides of the validation
+/// split, so all but the first are dropped; two different labels of one place cannot both be
+/// right, so the place is left out. Places are the same to a hundredth of a pixel.
+fn drop_repeated_places(set: &mut PickSet, events: &dyn Events) {
+    let place = |p: &Pick| ((p.x * 100.0).round() as i64, (p.y * 100.0).round() as i64);
+    let label = |p: &Pick| p.label.as_deref().map(str::trim).unwrap_or("").to_string();
+    let (mut copies, mut contradicted) = (0usize, 0usize);
+    let mut example = None;
+    for group in &mut set.micrographs {
+        let mut first: HashMap<(i64, i64), String> = HashMap::new();
+        let mut disputed = HashSet::new();
+        for p in &group.picks {
+            let l = label(p);
+            match first.get(&place(p)) {
+                None => {
+                    first.insert(place(p), l);
+                }
+                Some(f) if *f != l => {
+                    if disputed.insert(place(p)) && example.is_none() {
+                        example = Some(format!(
+                            "({}, {}) in {}: {f} and {l}",
+                            p.x, p.y, group.micrograph
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let before = group.picks.len();
+        let at_disputes = group
+            .picks
+            .iter()
+            .filter(|p| disputed.contains(&place(p)))
+            .count();
+        let mut kept = HashSet::new();
+        group
+            .picks
+            .retain(|p| !disputed.contains(&place(p)) && kept.insert(place(p)));
+        contradicted += disputed.len();
+        copies += before - at_disputes - group.picks.len();
+    }
+    if copies > 0 {
+        events.note(format!(
+            "{copies} labels repeat a place labelled before with the same class; each place \
+             counts once"
+        ));
+    }
+    if let Some(example) = example {
+        let places = if contradicted == 1 {
+            "1 place carries".to_string()
+        } else {
+            format!("{contradicted} places carry")
+        };
+        events.warn(format!(
+            "{places} two different labels, e.g. {example}; left out (correct the label file \
+             to use them)"
+        ));
+    }
+}
+
 /// "12 carbon, 30 particle".
 pub fn class_counts(data: &Dataset) -> String {
     data.classes
@@ -232,5 +295,62 @@ fn report_coverage(c: &Coverage, data: &Dataset, events: &dyn Events) {
             shown.join(", "),
             if c.unmatched.len() > 3 { ", ..." } else { "" }
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Collect, Event};
+    use cryoprune_formats::picks::MicrographPicks;
+
+    fn labelled(rows: &[(f64, f64, &str)]) -> MicrographPicks {
+        MicrographPicks {
+            micrograph: "m1".into(),
+            picks: rows
+                .iter()
+                .map(|&(x, y, l)| Pick {
+                    label: Some(l.into()),
+                    ..Pick::new(x, y)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_place_counts_once_and_a_disputed_place_not_at_all() {
+        let mut set = PickSet::empty(PickFormat::Csv);
+        set.micrographs.push(labelled(&[
+            (10.0, 20.0, "particle"),
+            (10.001, 20.0, "particle"),
+            (30.0, 40.0, "particle"),
+            (30.0, 40.0, " junk"),
+            (30.0, 40.0, "particle"),
+            (50.0, 60.0, "junk"),
+            (10.0, 20.0, "particle"),
+        ]));
+        let events = Collect::default();
+        drop_repeated_places(&mut set, &events);
+        let left: Vec<(f64, f64)> = set.micrographs[0]
+            .picks
+            .iter()
+            .map(|p| (p.x, p.y))
+            .collect();
+        assert_eq!(left, vec![(10.0, 20.0), (50.0, 60.0)]);
+        let said: Vec<String> = events
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Note(t) | Event::Warning(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert!(said[0].starts_with("2 labels repeat a place"), "{said:?}");
+        assert!(
+            said[1].starts_with(
+                "1 place carries two different labels, e.g. (30, 40) in m1: particle and junk"
+            ),
+            "{said:?}"
+        );
     }
 }
