@@ -231,6 +231,10 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         "--size 100000: at most 16384",
     );
     refused(
+        &["simulate", "--out", s(&out), "--map", "6ny1.pdb"],
+        "--map 6ny1.pdb: an atomic model, not a map; give it with --model",
+    );
+    refused(
         &[
             "picker",
             "train",
