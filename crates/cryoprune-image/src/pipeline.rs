@@ -155,6 +155,14 @@ impl Pipeline {
                 image.data.len()
             );
         }
+        if image.data.iter().all(|&v| v == image.data[0]) {
+            tracing::warn!(
+                "{}: every pixel is {}: a blank micrograph (a failed motion correction or \
+                 export?); its picks are cut as empty boxes",
+                job.path.display(),
+                image.data[0]
+            );
+        }
         let pixel_size = self
             .angpix
             .or(file_pixel.filter(|&p| p > 0.0).map(f64::from));
@@ -222,6 +230,16 @@ fn load(path: &Path, mut buffer: Vec<f32>) -> Result<(Image, Option<f32>)> {
         let f = MrcFile::open(path)?;
         let h = f.header();
         let (nx, ny, px) = (h.nx, h.ny, h.pixel_size());
+        if f.n_sections() > 1 {
+            // A movie's first frame has a fraction of the sum's signal: the network would see
+            // noise, and nothing downstream would say why.
+            tracing::warn!(
+                "{}: holds {} images; the first is used as the micrograph (a movie? give the \
+                 motion-corrected sums)",
+                path.display(),
+                f.n_sections()
+            );
+        }
         buffer.resize(nx * ny, 0.0);
         f.read_section_into(0, &mut buffer)?;
         return Ok((Image::new(nx, ny, buffer), px));

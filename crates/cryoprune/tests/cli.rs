@@ -420,6 +420,56 @@ fn extract_puts_every_pick_at_the_box_centre_for_even_odd_and_resampled_boxes() 
     }
 }
 
+/// A movie given as a micrograph, or a blank one, would give particles of noise or nothing
+/// with no word of why: both are named.
+#[test]
+fn a_movie_or_a_blank_image_given_as_a_micrograph_is_named() {
+    use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (nx, ny) = (128usize, 96usize);
+    let frames: Vec<f32> = (0..nx * ny * 3).map(|i| ((i * 31) % 17) as f32).collect();
+    let cases = [
+        (
+            "movie_001",
+            (nx, ny, 3),
+            frames,
+            "holds 3 images; the first is used",
+        ),
+        (
+            "blank_001",
+            (nx, ny, 1),
+            vec![0.5; nx * ny],
+            "every pixel is 0.5: a blank micrograph",
+        ),
+    ];
+    for (name, shape, data, says) in cases {
+        let mic = t.join(format!("{name}.mrc"));
+        write_mrc(
+            &mic,
+            shape,
+            &data,
+            Mode::Float32,
+            WriteKind::ImageOrStack,
+            Some(1.0),
+        )
+        .unwrap();
+        let picks = t.join(format!("{name}.csv"));
+        std::fs::write(&picks, format!("micrograph,x,y\n{name},64,48\n")).unwrap();
+        let o = extract(
+            &mic,
+            &picks,
+            &t.join(format!("{name}.mrcs")),
+            &["--box", "32"],
+        );
+        assert!(
+            o.status.success() && text(&o).contains(says),
+            "{}",
+            text(&o)
+        );
+    }
+}
+
 /// What RELION would refuse is said (odd sizes) or refused (--relion-strict); dead pixels
 /// (NaN, infinities) are counted, named and kept out of every particle; a killed run's
 /// temporary files are cleared.
