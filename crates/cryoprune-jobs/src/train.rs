@@ -352,6 +352,22 @@ fn train_label_sets(
     if cfg.unlabelled.is_on() {
         invalid!("--unlabelled adapts to picks on micrographs; images with label sets have none");
     }
+    let everywhere: Vec<&str> = data
+        .classes
+        .iter()
+        .zip(data.counts())
+        .filter(|&(_, n)| n == data.len())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !everywhere.is_empty() {
+        events.warn(format!(
+            "`{}` is on every one of the {} images: nothing shows what an image without it \
+             looks like, so the model will find it on every image; add images without it (an \
+             image with no label counts) or leave it out",
+            everywhere.join("`, `"),
+            data.len()
+        ));
+    }
     if cfg.ensemble >= 2 {
         return label_set_ensemble(cfg, &data, &weights, pre, compute, events);
     }

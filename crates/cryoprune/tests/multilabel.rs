@@ -753,3 +753,29 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
         );
     }
 }
+
+/// A label on every image gives the model nothing to tell it from: the label is named.
+#[test]
+fn a_label_on_every_image_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = image_set(tmp.path(), "train", 8, 3);
+    let text_of = std::fs::read_to_string(&csv).unwrap();
+    let everywhere: String = text_of
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match (i, l.ends_with(',')) {
+            (0, _) => format!("{l}\n"),
+            (_, true) => format!("{l}dust\n"),
+            _ => format!("{l};dust\n"),
+        })
+        .collect();
+    std::fs::write(&csv, everywhere).unwrap();
+    let model = tmp.path().join("model");
+    let o = train_image_set(&csv, &model, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("`dust` is on every one of the 8 images"),
+        "{}",
+        text(&o)
+    );
+}
