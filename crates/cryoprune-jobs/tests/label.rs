@@ -310,6 +310,40 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
     let rows = labels_file(&cfg.out);
     assert_eq!(rows.len(), 5);
     assert_eq!(rows.iter().filter(|r| r[3] == "junk").count(), 3);
+    drop(again);
+
+    // With fewer classes, the labels of the others are kept in the file and said not shown.
+    let events = cryoprune_jobs::events::Collect::default();
+    let fewer = LabelConfig {
+        classes: vec!["particle".into()],
+        ..cfg.clone()
+    };
+    let one = Session::open(&fewer, &events).unwrap();
+    assert_eq!(one.counts(), [2]);
+    assert!(events.events().iter().any(|e| matches!(e,
+        cryoprune_jobs::Event::Warning(t) if t.starts_with("3 of them are not shown"))));
+    drop(one);
+    assert_eq!(labels_file(&cfg.out).len(), 5);
+    // A class named twice, or a folder for the file, is refused before anything is read.
+    for (bad, says) in [
+        (
+            LabelConfig {
+                classes: vec!["particle".into(), "junk".into(), "particle".into()],
+                ..cfg.clone()
+            },
+            "`particle` is named twice",
+        ),
+        (
+            LabelConfig {
+                out: cfg.out.parent().unwrap().to_path_buf(),
+                ..cfg.clone()
+            },
+            "a folder; give the labels file to write",
+        ),
+    ] {
+        let err = Session::open(&bad, &Silent).err().unwrap().to_string();
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 /// A small model trained from scratch for `epochs` on the simulation's truth (all of it, or

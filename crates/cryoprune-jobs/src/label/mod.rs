@@ -189,6 +189,18 @@ impl Session {
         if cfg.classes.is_empty() || cfg.classes.len() > 9 {
             invalid!("--classes: give 1 to 9 classes (keys 1-9 label them)");
         }
+        if let Some(c) =
+            (1..cfg.classes.len()).find(|&i| cfg.classes[..i].contains(&cfg.classes[i]))
+        {
+            invalid!("--classes: `{}` is named twice", cfg.classes[c]);
+        }
+        if cfg.out.is_dir() {
+            invalid!(
+                "--out {}: a folder; give the labels file to write, e.g. {}",
+                cfg.out.display(),
+                cfg.out.join("labels.csv").display()
+            );
+        }
         let mut set = PickSet::read(&cfg.picks, cfg.format)?;
         if cfg.scale != 1.0 {
             set.scale(cfg.scale);
@@ -250,6 +262,18 @@ impl Session {
         if cfg.out.exists() {
             let n = session.load(&cfg.out)?;
             events.note(format!("{n} labels read from {}", cfg.out.display()));
+            let foreign = session
+                .labels
+                .get_mut()
+                .expect("not shared yet")
+                .foreign
+                .len();
+            if foreign > 0 {
+                events.warn(format!(
+                    "{foreign} of them are not shown (their class is not among --classes, or no \
+                     pick given lies at their place); they stay in the file as they are"
+                ));
+            }
         }
         let short = session.short_of_labels();
         session.set_status(|s| s.text = short.unwrap_or_default());
