@@ -128,20 +128,18 @@ pub fn check_outputs(
 /// exists, is a file. Checked before the work, so a long training run does not end in
 /// "Not a directory".
 pub fn ensure_folder_possible(flag: &str, folder: &Path) -> Result<()> {
-    if let Some(existing) = folder.ancestors().find(|a| a.exists()) {
-        if !existing.is_dir() {
-            let whose = if existing == folder {
-                String::new()
-            } else {
-                format!(" ({} is a file)", existing.display())
-            };
-            invalid!(
-                "{flag} {} must be a folder, and cannot be one{whose}; choose another path",
-                folder.display()
-            );
-        }
+    match file_in_the_way(folder) {
+        Some(file) if file == folder => invalid!(
+            "{flag} {} is a file, and a folder is needed here; choose another path",
+            folder.display()
+        ),
+        Some(file) => invalid!(
+            "{flag} {}: {} is a file, so the folder cannot be made; choose another path",
+            folder.display(),
+            file.display()
+        ),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Refuses an output file that cannot be written: it names a folder, or its folder cannot be
@@ -150,8 +148,21 @@ pub fn ensure_file_possible(flag: &str, file: &Path) -> Result<()> {
     if file.is_dir() || names_a_folder(file) {
         invalid!("{flag} {} names a folder; give a file name", file.display());
     }
-    match file.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => ensure_folder_possible(flag, parent),
-        _ => Ok(()),
+    match file.parent().and_then(file_in_the_way) {
+        Some(blocking) => invalid!(
+            "{flag} {}: {} is a file, so the folder cannot be made; choose another path",
+            file.display(),
+            blocking.display()
+        ),
+        None => Ok(()),
     }
+}
+
+/// The nearest existing part of `folder` when it is a file rather than a folder.
+fn file_in_the_way(folder: &Path) -> Option<&Path> {
+    folder
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists())
+        .filter(|a| !a.is_dir())
 }

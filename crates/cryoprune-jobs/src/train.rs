@@ -103,6 +103,20 @@ pub(crate) const FEW_HELD_OUT: usize = 10;
 /// Trains and writes the model directory; returns what model.json records.
 pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
     crate::inputs::ensure_folder_possible("--out", &cfg.out)?;
+    let inputs: Vec<PathBuf> = cfg
+        .labels
+        .labels
+        .iter()
+        .chain(&cfg.unlabelled.picks)
+        .cloned()
+        .collect();
+    if let Some(input) = ModelDir::new(&cfg.out).first_replaced(&inputs) {
+        invalid!(
+            "--out {}: the model would be saved over {}, an input; choose another folder",
+            cfg.out.display(),
+            input.display()
+        );
+    }
     if !(0.0..1.0).contains(&cfg.val_fraction) {
         invalid!(
             "--val-fraction {}: expected the share of each class held out, from 0 to below 1",

@@ -400,6 +400,30 @@ impl ModelDir {
         ModelDir { path: path.into() }
     }
 
+    /// The first of `inputs` that saving into this folder would replace: a file in it named
+    /// as one the model directory writes (an earlier model's validation.csv given as labels).
+    pub fn first_replaced<'a>(&self, inputs: &'a [PathBuf]) -> Option<&'a PathBuf> {
+        let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let folder = canon(&self.path);
+        inputs.iter().find(|input| {
+            let name = input.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let written = [
+                WEIGHTS_FILE,
+                SPEC_FILE,
+                HISTORY_FILE,
+                VALIDATION_FILE,
+                CURVES_FILE,
+            ]
+            .contains(&name)
+                || (name.starts_with("weights_") && name.ends_with(".safetensors"));
+            let parent = input
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            written && canon(parent) == folder
+        })
+    }
+
     fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
@@ -759,6 +783,29 @@ mod tests {
             ..TrainingRecord::default()
         };
         ModelSpec::new(classes, network, pre, "none".into(), training, None)
+    }
+
+    #[test]
+    fn an_input_the_model_would_replace_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::new(tmp.path().join("model"));
+        fs::create_dir(&dir.path).unwrap();
+        let kept = dir.path.join("labels.csv");
+        let replaced = dir.path.join("./validation.csv");
+        let elsewhere = tmp.path().join("validation.csv");
+        for p in [&kept, &replaced, &elsewhere] {
+            fs::write(p, "micrograph,x,y,label\n").unwrap();
+        }
+        assert_eq!(dir.first_replaced(&[kept.clone(), elsewhere.clone()]), None);
+        assert_eq!(
+            dir.first_replaced(&[kept, replaced.clone(), elsewhere]),
+            Some(&replaced)
+        );
+        let member = dir.path.join("weights_2.safetensors");
+        assert_eq!(
+            dir.first_replaced(std::slice::from_ref(&member)),
+            Some(&member)
+        );
     }
 
     #[test]

@@ -249,6 +249,58 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         ],
         "--particle-diameter",
     );
+    // Outputs that would replace an input, or cannot be made, are refused before the work.
+    let model = tmp.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    let held = model.join("validation.csv");
+    std::fs::copy(&paths[1], &held).unwrap();
+    refused(
+        &[
+            "train",
+            "--micrographs",
+            mics,
+            "--labels",
+            s(&held),
+            "--box",
+            "48",
+            "--out",
+            s(&model),
+        ],
+        "the model would be saved over",
+    );
+    assert_eq!(
+        std::fs::read(&held).unwrap(),
+        std::fs::read(&paths[1]).unwrap()
+    );
+    refused(
+        &[
+            "extract",
+            "--micrographs",
+            mics,
+            "--picks",
+            picks,
+            "--box",
+            "48",
+            "--out",
+            s(&sim),
+        ],
+        "names a folder; give a file name",
+    );
+    let stack = paths[1].join("stack.mrcs");
+    refused(
+        &[
+            "extract",
+            "--micrographs",
+            mics,
+            "--picks",
+            picks,
+            "--box",
+            "48",
+            "--out",
+            s(&stack),
+        ],
+        "truth.csv is a file, so the folder cannot be made",
+    );
     assert!(!out.exists() && !csv.exists());
 }
 

@@ -242,6 +242,8 @@ fn run_job(
     inputs.extend(cfg.picks.iter().cloned());
     ensure_not_input(&cfg.out, &inputs)?;
     ensure_not_input(&star_path, &inputs)?;
+    crate::inputs::ensure_file_possible("--out", &cfg.out)?;
+    crate::inputs::ensure_file_possible("--star", &star_path)?;
 
     let mut set = PickSet::read(&cfg.picks, cfg.format)?;
     if cfg.scale != 1.0 {
