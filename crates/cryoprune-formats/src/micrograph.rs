@@ -18,6 +18,9 @@ pub struct Micrograph {
     /// Å per pixel, when the file records it (MRC headers and TIFF resolution tags rarely agree
     /// with the truth for JPEG/PNG renderings, so those give `None`).
     pub pixel_size: Option<f32>,
+    /// The file holds further images after this one (an MRC stack, a multi-page TIFF): a movie,
+    /// most likely, whose first frame this is.
+    pub more_images: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,7 @@ pub fn read_micrograph(path: impl AsRef<Path>) -> Result<Micrograph> {
                 ny: h.ny,
                 pixel_size: h.pixel_size(),
                 data: f.read_section(0)?,
+                more_images: f.n_sections() > 1,
             })
         }
         ImageFormat::Tiff => read_tiff(path),
@@ -193,6 +197,7 @@ fn read_raster(path: &Path, format: ImageFormat) -> Result<Micrograph> {
         ny,
         data,
         pixel_size: None,
+        more_images: false,
     })
 }
 
@@ -259,6 +264,7 @@ fn read_tiff(path: &Path) -> Result<Micrograph> {
         ny,
         data,
         pixel_size: None,
+        more_images: dec.more_images(),
     })
 }
 
@@ -292,6 +298,25 @@ mod tests {
         let m = read_micrograph(&p16).unwrap();
         assert_eq!(m.data, v16.iter().map(|&v| v as f32).collect::<Vec<_>>());
         assert_eq!(micrograph_shape(&p16).unwrap(), (3, 2));
+        assert!(!m.more_images);
+    }
+
+    /// A movie's frames as pages: the first is the micrograph, and the rest are known of.
+    #[test]
+    fn a_multi_page_tiff_reads_its_first_page_and_says_there_are_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("movie.tif");
+        {
+            let f = std::fs::File::create(&p).unwrap();
+            let mut enc = tiff::encoder::TiffEncoder::new(f).unwrap();
+            for frame in 0..3u8 {
+                enc.write_image::<tiff::encoder::colortype::Gray8>(2, 2, &[frame; 4])
+                    .unwrap();
+            }
+        }
+        let m = read_micrograph(&p).unwrap();
+        assert_eq!(m.data, vec![0.0; 4]);
+        assert!(m.more_images);
     }
 
     #[test]

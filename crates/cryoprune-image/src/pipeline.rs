@@ -231,22 +231,28 @@ fn load(path: &Path, mut buffer: Vec<f32>) -> Result<(Image, Option<f32>)> {
         let h = f.header();
         let (nx, ny, px) = (h.nx, h.ny, h.pixel_size());
         if f.n_sections() > 1 {
-            // A movie's first frame has a fraction of the sum's signal: the network would see
-            // noise, and nothing downstream would say why.
-            tracing::warn!(
-                "{}: holds {} images; the first is used as the micrograph (a movie? give the \
-                 motion-corrected sums)",
-                path.display(),
-                f.n_sections()
-            );
+            warn_movie(path);
         }
         buffer.resize(nx * ny, 0.0);
         f.read_section_into(0, &mut buffer)?;
         return Ok((Image::new(nx, ny, buffer), px));
     }
     let m = read_micrograph(path)?;
+    if m.more_images {
+        warn_movie(path);
+    }
     let px = m.pixel_size;
     Ok((Image::from(m), px))
+}
+
+/// A movie's first frame has a fraction of the sum's signal: the network would see noise, and
+/// nothing downstream would say why.
+fn warn_movie(path: &Path) {
+    tracing::warn!(
+        "{}: holds more than one image; the first is used as the micrograph (a movie? give the \
+         motion-corrected sums)",
+        path.display()
+    );
 }
 
 /// Replaces NaN and infinite pixels (a detector's dead pixels, a failed motion correction)

@@ -532,7 +532,7 @@ fn output_folders_are_checked_before_the_work() {
     let prune = |out: &str| cryoprune(&prune_args(s(&f.model), &f.mics, s(&inputs[0]), out));
     let o = prune(s(&a_file.join("sub")));
     let t = text(&o);
-    assert!(!o.status.success() && t.contains("must be a folder"), "{t}");
+    assert!(!o.status.success() && t.contains("a_file is a file"), "{t}");
     assert!(!t.contains("classifying"), "{t}");
 
     let folder = format!("{}/", root.join("pruned.csv").display());
@@ -545,7 +545,7 @@ fn output_folders_are_checked_before_the_work() {
 
     let o = train_on_truth(&f.dir.join("sim"), &f.mics, &a_file, &[]);
     let t = text(&o);
-    assert!(!o.status.success() && t.contains("must be a folder"), "{t}");
+    assert!(!o.status.success() && t.contains("a_file is a file"), "{t}");
     assert!(!t.contains("training on"), "{t}");
 
     // Output files whose folder cannot be made, and other jobs' output folders, likewise.
@@ -567,7 +567,7 @@ fn output_folders_are_checked_before_the_work() {
         let o = cryoprune(&args);
         let t = text(&o);
         assert!(
-            !o.status.success() && t.contains("must be a folder"),
+            !o.status.success() && t.contains("a_file is a file"),
             "{args:?}: {t}"
         );
     }
