@@ -178,11 +178,19 @@ impl FromStr for ClassWeights {
         if s == "balanced" {
             return Ok(Self::Balanced);
         }
-        s.split(',')
+        let bad = || format!("class weights `{s}`: expected numbers of 0 or more, or `balanced`");
+        let weights = s
+            .split(',')
             .map(|v| v.trim().parse::<f32>())
             .collect::<Result<Vec<_>, _>>()
-            .map(Self::Given)
-            .map_err(|_| format!("class weights `{s}`: expected numbers or `balanced`"))
+            .map_err(|_| bad())?;
+        // A negative weight would train the network to get that class wrong.
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+            || weights.iter().all(|w| *w == 0.0)
+        {
+            return Err(bad());
+        }
+        Ok(Self::Given(weights))
     }
 }
 
@@ -392,6 +400,19 @@ impl NetConfig {
                 "--label-smoothing is a share from 0 to below 1, not {}",
                 self.label_smoothing
             );
+        }
+        // SGD's momentum of 1 or more never forgets a step, and a negative weight decay grows
+        // the weights: both diverge, after minutes of training.
+        if !(0.0..1.0).contains(&self.momentum) {
+            invalid!("--momentum is from 0 to below 1, not {}", self.momentum);
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            invalid!("--weight-decay is 0 or more, not {}", self.weight_decay);
+        }
+        for (flag, rate) in [("--lr", self.lr), ("--unfrozen-lr", self.unfrozen_lr)] {
+            if !(rate > 0.0 && rate.is_finite()) {
+                invalid!("{flag} is a learning rate above 0, not {rate}");
+            }
         }
         let counts = train.counts();
         let (freeze_epochs, unfrozen) = match self.recipe {
@@ -888,6 +909,9 @@ mod tests {
         assert_eq!("none".parse::<Augmentations>().unwrap().to_string(), "none");
         assert!("mirror".parse::<Augmentations>().is_err());
         assert!("a,b".parse::<ClassWeights>().is_err());
+        for bad in ["-1,1", "0,0", "NaN,1", "inf,1"] {
+            assert!(bad.parse::<ClassWeights>().is_err(), "{bad}");
+        }
     }
 
     #[test]

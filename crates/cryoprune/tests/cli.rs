@@ -179,6 +179,12 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
             "--unlabelled-max 0",
         ),
         (vec!["--angpix", "NaN"], "--angpix"),
+        (vec!["--momentum", "1"], "--momentum is from 0 to below 1"),
+        (vec!["--weight-decay=-1"], "--weight-decay is 0 or more"),
+        (
+            vec!["--class-weights=-1,1,1,1,1"],
+            "expected numbers of 0 or more",
+        ),
     ];
     for (more, says) in cases {
         let mut args = train.to_vec();

@@ -98,7 +98,7 @@ struct TrainArgs {
     #[arg(long, default_value = "bce", value_parser = ["bce", "pu"])]
     loss: String,
     /// About how many particles a micrograph holds (for --loss pu).
-    #[arg(long)]
+    #[arg(long, value_parser = cryoprune_jobs::positive)]
     expected_particles: Option<f64>,
     /// Robust micrograph normalisation (percentile clip, helps with junk); off: mean and deviation.
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
