@@ -101,6 +101,15 @@ pub(crate) fn check_interrupted() -> Result<()> {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The value parser of a score threshold: any number but NaN or an infinity, which would keep
+/// every pick or none without a word.
+pub fn finite(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}`: expected a finite number")),
+    }
+}
+
 /// The value parser of a size, a distance or a factor: a number above 0. Zero, a negative
 /// number or NaN would otherwise run to the end and write coordinates at 0 or NaN.
 pub fn positive(s: &str) -> std::result::Result<f64, String> {

@@ -197,6 +197,36 @@ fn resume_needs_a_run_to_continue() {
     assert!(err.contains("no pretraining run"), "{err}");
 }
 
+/// A rate or decay that would spend a run diverging is refused before the set is built.
+#[test]
+fn a_learning_rate_or_decay_that_cannot_train_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (cfg, says) in [
+        (
+            PretrainConfig {
+                lr: 0.0,
+                ..tiny(tmp.path())
+            },
+            "--lr is a learning rate above 0",
+        ),
+        (
+            PretrainConfig {
+                weight_decay: -1.0,
+                ..tiny(tmp.path())
+            },
+            "--weight-decay is 0 or more",
+        ),
+    ] {
+        let err = pretrain::run(&cfg, &Silent).unwrap_err().to_string();
+        assert!(err.contains(says), "{err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
 #[test]
 fn real_structures_are_classes_and_part_of_the_recipe() {
     let sources =

@@ -226,6 +226,20 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
     );
     refused(
         &[
+            "evaluate-picks",
+            "--picks",
+            picks,
+            "--truth",
+            truth,
+            "--radius",
+            "5",
+            "--threshold",
+            "NaN",
+        ],
+        "expected a finite number",
+    );
+    refused(
+        &[
             "simulate",
             "--out",
             s(&out),

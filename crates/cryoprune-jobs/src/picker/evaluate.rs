@@ -35,7 +35,7 @@ pub struct EvaluatePicksConfig {
     #[arg(long)]
     pub radius: f64,
     /// Score only picks with a score of at least this (default: every pick).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::finite)]
     pub threshold: Option<f64>,
     /// Write the scores as JSON here.
     #[arg(long)]

@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long)]
     format: Option<PickFormat>,
     /// Score (log-odds) a pick needs; default: the picker's best-F1 threshold.
-    #[arg(long)]
+    #[arg(long, value_parser = cryoprune_jobs::finite)]
     threshold: Option<f64>,
     /// Picks closer than this many pixels are one particle; default: the picker's.
     #[arg(long, value_parser = cryoprune_jobs::positive)]
