@@ -307,7 +307,18 @@ fn push_file(
     labels: &[bool],
     measure: bool,
 ) -> Result<(), Error> {
-    let images = images_in(file)?;
+    push_images(data, cutter, file, images_in(file)?, labels, measure)
+}
+
+/// [`push_file`] of images already read.
+fn push_images(
+    data: &mut Dataset,
+    cutter: &mut BoxCutter,
+    file: &Path,
+    images: Vec<Image>,
+    labels: &[bool],
+    measure: bool,
+) -> Result<(), Error> {
     let stack = images.len() > 1;
     for (k, img) in images.into_iter().enumerate() {
         let name = if stack {
@@ -330,7 +341,8 @@ fn push_file(
 }
 
 /// `files` cut as [`read_table`] cuts its images, for a multi-label model of `labels` to tag
-/// (every example carries no label: the truth is unknown).
+/// (every example carries no label: the truth is unknown). Each file is one micrograph, one
+/// example: the first image of a stack or movie, as every micrograph reader takes it.
 pub fn read_images(
     files: &[PathBuf],
     size: usize,
@@ -343,7 +355,16 @@ pub fn read_images(
     data.channels = cutter.planes();
     let none = vec![false; labels.len()];
     for file in files {
-        push_file(&mut data, &mut cutter, file, &none, spectrum)?;
+        let m = read_micrograph(file)?;
+        if m.more_images {
+            tracing::warn!(
+                "{}: holds more than one image; the first is used as the micrograph (a movie? \
+                 give the motion-corrected sums)",
+                file.display()
+            );
+        }
+        let first = vec![Image::new(m.nx, m.ny, m.data)];
+        push_images(&mut data, &mut cutter, file, first, &none, spectrum)?;
     }
     Ok(data)
 }

@@ -731,6 +731,48 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
         text(&out)
     );
 
+    // A movie among the micrographs is one micrograph (its first frame, with a warning), so
+    // each file keeps its own row of tags.
+    let movie = tmp.path().join("movie.mrcs");
+    let frame = cryoprune_formats::read_micrograph(sim.join("micrographs/sim_0002.mrc")).unwrap();
+    let frames: Vec<f32> = (0..3).flat_map(|_| frame.data.iter().copied()).collect();
+    cryoprune_formats::mrc::write_mrc(
+        &movie,
+        (frame.nx, frame.ny, 3),
+        &frames,
+        cryoprune_formats::mrc::Mode::Float32,
+        cryoprune_formats::mrc::WriteKind::ImageOrStack,
+        Some(4.0),
+    )
+    .unwrap();
+    let listed = tmp.path().join("with_movie");
+    let out = cryoprune(&[
+        "curate",
+        "--model",
+        s(&model),
+        "--micrographs",
+        s(&movie),
+        s(&sim.join("micrographs/sim_0001.mrc")),
+        "--out",
+        s(&listed),
+    ]);
+    assert!(
+        out.status.success() && text(&out).contains("holds more than one image"),
+        "{}",
+        text(&out)
+    );
+    let table = std::fs::read_to_string(listed.join("tags.csv")).unwrap();
+    let names: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{table}");
+    assert!(
+        names[0].ends_with("movie.mrcs") && names[1].ends_with("sim_0001.mrc"),
+        "{table}"
+    );
+
     // Another kind of micrograph (a real, denoised 4096² JPEG) is still tagged, with a warning
     // that the model never saw its like.
     if let Some(data) = common::data() {
