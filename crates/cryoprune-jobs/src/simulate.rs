@@ -140,13 +140,6 @@ impl Default for SimulateConfig {
 }
 
 /// `MIN,MAX` defocus in µm.
-/// Whether `path` names an atomic model by its extension (PDB or mmCIF).
-fn is_atomic_model(path: &std::path::Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| ["pdb", "ent", "cif"].contains(&e.to_ascii_lowercase().as_str()))
-}
-
 pub fn parse_range(s: &str) -> Result<(f64, f64), String> {
     let (a, b) = s
         .split_once(',')
@@ -332,7 +325,7 @@ pub fn run(
         cfg.defects = parse_defects(spec).map_err(|e| Error::Invalid(format!("--defects: {e}")))?;
     }
     let vol = match (&args.map, &args.model) {
-        (Some(map), _) if is_atomic_model(map) => invalid!(
+        (Some(map), _) if cryoprune_sim::atoms::is_atomic_model(map) => invalid!(
             "--map {}: an atomic model, not a map; give it with --model",
             map.display()
         ),

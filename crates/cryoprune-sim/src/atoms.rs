@@ -6,6 +6,13 @@ use std::path::Path;
 use crate::volume::Atom;
 use crate::{Error, Result};
 
+/// Whether `path` names an atomic model (PDB or mmCIF) by its extension.
+pub fn is_atomic_model(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["pdb", "ent", "cif"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// Atomic number of the element, for weighting; hydrogens are left out (cryo-EM models rarely
 /// carry them and their scattering is small).
 fn weight(element: &str) -> Option<f64> {

@@ -58,7 +58,7 @@ impl Structure {
             .to_ascii_lowercase();
         let density = match ext.as_str() {
             "mrc" | "map" => Density::Map(Volume::from_mrc(path)?),
-            "pdb" | "ent" | "cif" => {
+            _ if crate::atoms::is_atomic_model(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     Error::Input(format!("{}: cannot read the model: {e}", path.display()))
                 })?;
