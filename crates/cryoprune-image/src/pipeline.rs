@@ -245,9 +245,10 @@ fn load(path: &Path, mut buffer: Vec<f32>) -> Result<(Image, Option<f32>)> {
     Ok((Image::from(m), px))
 }
 
-/// A movie's first frame has a fraction of the sum's signal: the network would see noise, and
+/// Says that `path` holds more than one image and its first is taken as the micrograph. A
+/// movie's first frame has a fraction of the sum's signal: the network would see noise, and
 /// nothing downstream would say why.
-fn warn_movie(path: &Path) {
+pub fn warn_movie(path: &Path) {
     tracing::warn!(
         "{}: holds more than one image; the first is used as the micrograph (a movie? give the \
          motion-corrected sums)",

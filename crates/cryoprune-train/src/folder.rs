@@ -357,11 +357,7 @@ pub fn read_images(
     for file in files {
         let m = read_micrograph(file)?;
         if m.more_images {
-            tracing::warn!(
-                "{}: holds more than one image; the first is used as the micrograph (a movie? \
-                 give the motion-corrected sums)",
-                file.display()
-            );
+            cryoprune_image::pipeline::warn_movie(file);
         }
         let first = vec![Image::new(m.nx, m.ny, m.data)];
         push_images(&mut data, &mut cutter, file, first, &none, spectrum)?;
