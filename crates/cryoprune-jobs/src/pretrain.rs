@@ -237,12 +237,7 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
     if cfg.input_size < 16 {
         invalid!("--input-size must be at least 16 pixels");
     }
-    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
-        invalid!("--lr is a learning rate above 0, not {}", cfg.lr);
-    }
-    if !(cfg.weight_decay >= 0.0 && cfg.weight_decay.is_finite()) {
-        invalid!("--weight-decay is 0 or more, not {}", cfg.weight_decay);
-    }
+    crate::recipe::check_rates(&[("--lr", cfg.lr)], Some(cfg.weight_decay))?;
     if !(0.0..=1.0).contains(&cfg.ice_structure) {
         invalid!(
             "--ice-structure is a share of the noise, 0 to 1, not {}",

@@ -165,6 +165,20 @@ impl fmt::Display for ScheduleKind {
 }
 cryoprune_image::serde_as_text!(ScheduleKind);
 
+/// Refuses a learning rate of 0 or less (SGD never moves, or climbs) and a negative weight
+/// decay (it grows the weights): runs that would be spent diverging, for minutes or hours.
+pub(crate) fn check_rates(rates: &[(&str, f64)], weight_decay: Option<f64>) -> Result<()> {
+    for &(flag, rate) in rates {
+        if !(rate > 0.0 && rate.is_finite()) {
+            invalid!("{flag} is a learning rate above 0, not {rate}");
+        }
+    }
+    if let Some(decay) = weight_decay.filter(|d| !(*d >= 0.0 && d.is_finite())) {
+        invalid!("--weight-decay is 0 or more, not {decay}");
+    }
+    Ok(())
+}
+
 /// Loss weight per class: given (in the sorted class order) or scikit-learn's "balanced".
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClassWeights {
@@ -401,19 +415,14 @@ impl NetConfig {
                 self.label_smoothing
             );
         }
-        // SGD's momentum of 1 or more never forgets a step, and a negative weight decay grows
-        // the weights: both diverge, after minutes of training.
+        // SGD's momentum of 1 or more never forgets a step: it diverges, after minutes.
         if !(0.0..1.0).contains(&self.momentum) {
             invalid!("--momentum is from 0 to below 1, not {}", self.momentum);
         }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            invalid!("--weight-decay is 0 or more, not {}", self.weight_decay);
-        }
-        for (flag, rate) in [("--lr", self.lr), ("--unfrozen-lr", self.unfrozen_lr)] {
-            if !(rate > 0.0 && rate.is_finite()) {
-                invalid!("{flag} is a learning rate above 0, not {rate}");
-            }
-        }
+        check_rates(
+            &[("--lr", self.lr), ("--unfrozen-lr", self.unfrozen_lr)],
+            Some(self.weight_decay),
+        )?;
         let counts = train.counts();
         let (freeze_epochs, unfrozen) = match self.recipe {
             Recipe::Standard => (self.freeze_epochs, None),

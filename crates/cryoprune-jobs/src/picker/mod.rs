@@ -160,11 +160,7 @@ pub fn train(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<PickerSpec>
     let mut inputs = mics.clone();
     inputs.extend(cfg.picks.iter().cloned());
     check_outputs(&[], Some(("--out", &cfg.out)), &inputs)?;
-    for (flag, v) in [("--lr", cfg.lr), ("--final-lr", cfg.final_lr)] {
-        if !(v > 0.0 && v.is_finite()) {
-            invalid!("{flag} {v} must be a positive number");
-        }
-    }
+    crate::recipe::check_rates(&[("--lr", cfg.lr), ("--final-lr", cfg.final_lr)], None)?;
     if cfg.epochs == 0 || cfg.batch == 0 {
         invalid!("--epochs and --batch must be at least 1");
     }
