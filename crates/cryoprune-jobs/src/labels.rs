@@ -209,41 +209,37 @@ impl LabelsConfig {
 /// right, so the place is left out. Places are the same to a hundredth of a pixel.
 fn drop_repeated_places(set: &mut PickSet, events: &dyn Events) {
     let place = |p: &Pick| ((p.x * 100.0).round() as i64, (p.y * 100.0).round() as i64);
-    let label = |p: &Pick| p.label.as_deref().map(str::trim).unwrap_or("").to_string();
+    fn label(p: &Pick) -> &str {
+        p.label.as_deref().map_or("", str::trim)
+    }
     let (mut copies, mut contradicted) = (0usize, 0usize);
     let mut example = None;
     for group in &mut set.micrographs {
-        let mut first: HashMap<(i64, i64), String> = HashMap::new();
+        let mut first: HashMap<(i64, i64), &str> = HashMap::new();
         let mut disputed = HashSet::new();
         for p in &group.picks {
-            let l = label(p);
-            match first.get(&place(p)) {
-                None => {
-                    first.insert(place(p), l);
-                }
-                Some(f) if *f != l => {
-                    if disputed.insert(place(p)) && example.is_none() {
-                        example = Some(format!(
-                            "({}, {}) in {}: {f} and {l}",
-                            p.x, p.y, group.micrograph
-                        ));
-                    }
-                }
-                Some(_) => {}
+            let f = *first.entry(place(p)).or_insert(label(p));
+            if f != label(p) && disputed.insert(place(p)) && example.is_none() {
+                example = Some(format!(
+                    "({}, {}) in {}: {f} and {}",
+                    p.x,
+                    p.y,
+                    group.micrograph,
+                    label(p)
+                ));
             }
         }
-        let before = group.picks.len();
-        let at_disputes = group
-            .picks
-            .iter()
-            .filter(|p| disputed.contains(&place(p)))
-            .count();
-        let mut kept = HashSet::new();
-        group
-            .picks
-            .retain(|p| !disputed.contains(&place(p)) && kept.insert(place(p)));
         contradicted += disputed.len();
-        copies += before - at_disputes - group.picks.len();
+        let mut kept = HashSet::new();
+        group.picks.retain(|p| {
+            let at = place(p);
+            if disputed.contains(&at) {
+                return false;
+            }
+            let fresh = kept.insert(at);
+            copies += usize::from(!fresh);
+            fresh
+        });
     }
     if copies > 0 {
         events.note(format!(
