@@ -128,18 +128,13 @@ pub fn check_outputs(
 /// exists, is a file. Checked before the work, so a long training run does not end in
 /// "Not a directory".
 pub fn ensure_folder_possible(flag: &str, folder: &Path) -> Result<()> {
-    match file_in_the_way(folder) {
-        Some(file) if file == folder => invalid!(
+    if folder.exists() && !folder.is_dir() {
+        invalid!(
             "{flag} {} is a file, and a folder is needed here; choose another path",
             folder.display()
-        ),
-        Some(file) => invalid!(
-            "{flag} {}: {} is a file, so the folder cannot be made; choose another path",
-            folder.display(),
-            file.display()
-        ),
-        None => Ok(()),
+        );
     }
+    folder_can_be_made(flag, folder, folder)
 }
 
 /// Refuses an output file that cannot be written: it names a folder, or its folder cannot be
@@ -148,21 +143,24 @@ pub fn ensure_file_possible(flag: &str, file: &Path) -> Result<()> {
     if file.is_dir() || names_a_folder(file) {
         invalid!("{flag} {} names a folder; give a file name", file.display());
     }
-    match file.parent().and_then(file_in_the_way) {
-        Some(blocking) => invalid!(
-            "{flag} {}: {} is a file, so the folder cannot be made; choose another path",
-            file.display(),
-            blocking.display()
-        ),
-        None => Ok(()),
-    }
+    file.parent()
+        .map_or(Ok(()), |parent| folder_can_be_made(flag, file, parent))
 }
 
-/// The nearest existing part of `folder` when it is a file rather than a folder.
-fn file_in_the_way(folder: &Path) -> Option<&Path> {
-    folder
+/// Refuses `folder` (the output `given` with `flag`, or the folder it lies in) when the nearest
+/// part of it that exists is a file.
+fn folder_can_be_made(flag: &str, given: &Path, folder: &Path) -> Result<()> {
+    let in_the_way = folder
         .ancestors()
         .filter(|a| !a.as_os_str().is_empty())
         .find(|a| a.exists())
-        .filter(|a| !a.is_dir())
+        .filter(|a| !a.is_dir());
+    match in_the_way {
+        Some(file) => invalid!(
+            "{flag} {}: {} is a file, so the folder cannot be made; choose another path",
+            given.display(),
+            file.display()
+        ),
+        None => Ok(()),
+    }
 }

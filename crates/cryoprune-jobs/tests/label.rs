@@ -338,7 +338,7 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
                 out: cfg.out.parent().unwrap().to_path_buf(),
                 ..cfg.clone()
             },
-            "a folder; give the labels file to write",
+            "names a folder; give a file name",
         ),
     ] {
         let err = Session::open(&bad, &Silent).err().unwrap().to_string();

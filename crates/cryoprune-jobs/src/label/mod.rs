@@ -194,13 +194,7 @@ impl Session {
         {
             invalid!("--classes: `{}` is named twice", cfg.classes[c]);
         }
-        if cfg.out.is_dir() {
-            invalid!(
-                "--out {}: a folder; give the labels file to write, e.g. {}",
-                cfg.out.display(),
-                cfg.out.join("labels.csv").display()
-            );
-        }
+        crate::inputs::ensure_file_possible("--out", &cfg.out)?;
         let mut set = PickSet::read(&cfg.picks, cfg.format)?;
         if cfg.scale != 1.0 {
             set.scale(cfg.scale);
