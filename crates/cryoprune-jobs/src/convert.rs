@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use cryoprune_formats::{micrograph_shape, PickFormat, PickSet, WriteOptions};
+use cryoprune_formats::{micrograph_shape, PickFormat, WriteOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::events::Events;
@@ -34,7 +34,7 @@ pub struct ConvertConfig {
     #[arg(long)]
     pub format: Option<PickFormat>,
     /// Multiply coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = ConvertConfig::default().scale, value_parser = crate::positive)]
+    #[arg(long, default_value_t = ConvertConfig::default().scale)]
     pub scale: f64,
 }
 
@@ -54,10 +54,7 @@ impl Default for ConvertConfig {
 
 /// Converts; returns the files written.
 pub fn run(args: &ConvertConfig, events: &dyn Events) -> Result<Vec<PathBuf>> {
-    let mut set = PickSet::read(&args.input, args.format)?;
-    if args.scale != 1.0 {
-        set.scale(args.scale);
-    }
+    let set = crate::inputs::read_scaled(&args.input, args.format, args.scale)?;
     let mut opts = WriteOptions {
         box_size: args.box_size,
         ..Default::default()

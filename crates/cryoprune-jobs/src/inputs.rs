@@ -3,10 +3,23 @@
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::names::{match_micrographs, names_a_folder, MatchReport};
-use cryoprune_formats::PickSet;
+use cryoprune_formats::{PickFormat, PickSet};
 
 use crate::events::Events;
 use crate::{invalid, Result};
+
+/// Reads pick files, their coordinates multiplied by `scale` (picks made on binned
+/// micrographs). A scale of 0, below or NaN would put every pick in a corner or nowhere.
+pub fn read_scaled(picks: &[PathBuf], format: Option<PickFormat>, scale: f64) -> Result<PickSet> {
+    if !(scale > 0.0 && scale.is_finite()) {
+        invalid!("--scale must be a positive number");
+    }
+    let mut set = PickSet::read(picks, format)?;
+    if scale != 1.0 {
+        set.scale(scale);
+    }
+    Ok(set)
+}
 
 /// Expands shell-style globs (quoted so the shell leaves them to us, since a dataset can hold
 /// more micrographs than a command line may) and plain paths, in sorted order.

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use cryoprune_formats::atomic::{clear_stale_partials, ensure_not_input};
 use cryoprune_formats::mrc::{Mode, WriteKind};
-use cryoprune_formats::{MrcFile, MrcWriter, PickFormat, PickSet};
+use cryoprune_formats::{MrcFile, MrcWriter, PickFormat};
 use cryoprune_image::extract::{EdgePolicy, ExtractConfig, ParticleNorm};
 use cryoprune_image::fourier::Cutoff;
 use cryoprune_image::normalize::MicrographNorm;
@@ -245,10 +245,7 @@ fn run_job(
     crate::inputs::ensure_file_possible("--out", &cfg.out)?;
     crate::inputs::ensure_file_possible("--star", &star_path)?;
 
-    let mut set = PickSet::read(&cfg.picks, cfg.format)?;
-    if cfg.scale != 1.0 {
-        set.scale(cfg.scale);
-    }
+    let set = crate::inputs::read_scaled(&cfg.picks, cfg.format, cfg.scale)?;
     let report = pair_with_micrographs(&set, &mics, "skipped", events);
     if !report.unmatched_micrographs.is_empty() {
         tracing::info!(

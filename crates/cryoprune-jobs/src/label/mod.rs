@@ -66,7 +66,7 @@ pub struct LabelConfig {
     #[arg(long, default_value_t = LabelConfig::default().uncertainty)]
     pub uncertainty: Uncertainty,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = LabelConfig::default().scale, value_parser = crate::positive)]
+    #[arg(long, default_value_t = LabelConfig::default().scale)]
     pub scale: f64,
     #[command(flatten)]
     pub net: NetConfig,
@@ -195,10 +195,7 @@ impl Session {
             invalid!("--classes: `{}` is named twice", cfg.classes[c]);
         }
         crate::inputs::ensure_file_possible("--out", &cfg.out)?;
-        let mut set = PickSet::read(&cfg.picks, cfg.format)?;
-        if cfg.scale != 1.0 {
-            set.scale(cfg.scale);
-        }
+        let set = crate::inputs::read_scaled(&cfg.picks, cfg.format, cfg.scale)?;
         let micrographs = expand_globs(&cfg.micrographs)?;
         let report = pair_with_micrographs(&set, &micrographs, "they are not shown", events);
         let mut mics = Vec::new();

@@ -54,7 +54,7 @@ pub struct PruneConfig {
     #[arg(long)]
     pub format: Option<PickFormat>,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = PruneConfig::default().scale, value_parser = crate::positive)]
+    #[arg(long, default_value_t = PruneConfig::default().scale)]
     pub scale: f64,
     /// Output folder; each input file gives a file of the same name here. A single input file
     /// may also be pruned to a file path with the same extension.
@@ -193,9 +193,6 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
     let started = Instant::now();
     if !(cfg.target_precision > 0.0 && cfg.target_precision <= 1.0) {
         invalid!("--target-precision must be in (0, 1]");
-    }
-    if !(cfg.scale.is_finite() && cfg.scale > 0.0) {
-        invalid!("--scale must be a positive number");
     }
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {

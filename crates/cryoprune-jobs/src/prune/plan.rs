@@ -46,10 +46,7 @@ impl Plan {
         context: Option<&PickContext>,
         events: &dyn Events,
     ) -> Result<Plan> {
-        let mut set = PickSet::read(&cfg.picks, cfg.format)?;
-        if cfg.scale != 1.0 {
-            set.scale(cfg.scale);
-        }
+        let set = crate::inputs::read_scaled(&cfg.picks, cfg.format, cfg.scale)?;
         let micrographs = expand_globs(&cfg.micrographs)?;
         let out_is_file = set.files.len() == 1
             && !names_a_folder(&cfg.out)

@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long, default_value_t = ExtractJobConfig::default().edge)]
     edge: EdgePolicy,
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
-    #[arg(long, default_value_t = ExtractJobConfig::default().scale, value_parser = cryoprune_jobs::positive)]
+    #[arg(long, default_value_t = ExtractJobConfig::default().scale)]
     scale: f64,
     /// Worker threads; 0 = all cores.
     #[arg(long, default_value_t = ExtractJobConfig::default().threads)]
