@@ -186,20 +186,6 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
             "expected numbers of 0 or more",
         ),
     ];
-    for (more, says) in cases {
-        let mut args = train.to_vec();
-        args.extend(more);
-        // Every case stops before the first epoch, so none trains.
-        args.extend(["--out", s(&out)]);
-        let o = cryoprune(&args);
-        let t = text(&o);
-        assert!(
-            !o.status.success() && !t.contains("panicked"),
-            "{args:?}: {t}"
-        );
-        assert!(t.contains(says), "{args:?}: {t}");
-        assert!(!out.exists(), "{args:?} left an output");
-    }
     let refused = |args: &[&str], says: &str| {
         let o = cryoprune(args);
         let t = text(&o);
@@ -209,6 +195,12 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         );
         assert!(t.contains(says), "{args:?}: {t}");
     };
+    // Every case stops before the first epoch, so none trains.
+    for (more, says) in cases {
+        let args = [&train[..], &more, &["--out", s(&out)]].concat();
+        refused(&args, says);
+        assert!(!out.exists(), "{args:?} left an output");
+    }
     let csv = tmp.path().join("picks.csv");
     refused(
         &[
