@@ -423,6 +423,10 @@ impl NetConfig {
             &[("--lr", self.lr), ("--unfrozen-lr", self.unfrozen_lr)],
             Some(self.weight_decay),
         )?;
+        // Both were read as 1 before, silently: a batch of one pick trains another network.
+        if self.batch == 0 || self.step_every == 0 {
+            invalid!("--batch and --step-every must be at least 1");
+        }
         let counts = train.counts();
         let (freeze_epochs, unfrozen) = match self.recipe {
             Recipe::Standard => (self.freeze_epochs, None),

@@ -123,6 +123,10 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             cfg.val_fraction
         );
     }
+    // One fold would train on nothing it could score; it was read as 0, silently.
+    if cfg.folds == 1 {
+        invalid!("--folds 1: cross-validating takes at least 2 folds (0 holds out --val-fraction)");
+    }
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         // Fetched before the particles are cut, so a failed download fails fast.

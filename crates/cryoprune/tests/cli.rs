@@ -185,6 +185,14 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
             vec!["--class-weights=-1,1,1,1,1"],
             "expected numbers of 0 or more",
         ),
+        (
+            vec!["--batch", "0"],
+            "--batch and --step-every must be at least 1",
+        ),
+        (
+            vec!["--folds", "1"],
+            "--folds 1: cross-validating takes at least 2",
+        ),
     ];
     let refused = |args: &[&str], says: &str| {
         let o = cryoprune(args);
@@ -229,6 +237,22 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
             "NaN",
         ],
         "expected a finite number",
+    );
+    refused(
+        &[
+            "prune",
+            "--model",
+            s(&out),
+            "--micrographs",
+            mics,
+            "--picks",
+            picks,
+            "--batch",
+            "0",
+            "--out",
+            s(&out),
+        ],
+        "--batch must be at least 1",
     );
     refused(
         &[
