@@ -241,7 +241,8 @@ fn csv_rows(table: &Path) -> Result<Vec<TableRow>, Error> {
 /// Atlas layout; or `micrograph,labels`) or a micrographs STAR with `_cryopruneLabels`: the
 /// labels column holds the image's labels separated by `;` (or nothing), CSV image paths are
 /// relative to the CSV's folder (a STAR's as RELION's project would have them), and an MRC
-/// stack's sections all carry the row's labels. The labels are every label the table names,
+/// stack's sections all carry the row's labels (a micrograph's, as a tags table or a STAR
+/// names them, is one example: its first image). The labels are every label the table names,
 /// sorted, unless `known` fixes them (a trained model's). Images are cut like class-folder
 /// images, each followed by its power spectrum when `spectrum` is on.
 pub fn read_table(
@@ -251,6 +252,9 @@ pub fn read_table(
     known: Option<&[String]>,
     spectrum: bool,
 ) -> Result<Dataset, Error> {
+    // Micrographs (a tags table) are one example a file; a table of particle images may name
+    // stacks, each section its own example.
+    let micrographs = lists_micrographs(table);
     let rows = if is_star(table) {
         star_rows(table)?
     } else {
@@ -293,24 +297,29 @@ pub fn read_table(
         if !file.is_file() {
             return Err(at(&line, format!("{}: no such image file", file.display())));
         }
-        push_file(&mut data, &mut cutter, &file, &carried, spectrum)?;
+        let images = if micrographs {
+            micrograph(&file)?
+        } else {
+            images_in(&file)?
+        };
+        push_images(&mut data, &mut cutter, &file, images, &carried, spectrum)?;
     }
     Ok(data)
 }
 
-/// Every image of `file` (each section of a stack) into the multi-label set `data`, carrying
-/// `labels`; with `measure` (whole micrographs) with its measured statistics too.
-fn push_file(
-    data: &mut Dataset,
-    cutter: &mut BoxCutter,
-    file: &Path,
-    labels: &[bool],
-    measure: bool,
-) -> Result<(), Error> {
-    push_images(data, cutter, file, images_in(file)?, labels, measure)
+/// A micrograph file as every micrograph reader takes it: its first image (of a stack or a
+/// movie, with a warning), not one example per frame.
+fn micrograph(file: &Path) -> Result<Vec<Image>, Error> {
+    let m = read_micrograph(file)?;
+    if m.more_images {
+        cryoprune_image::pipeline::warn_movie(file);
+    }
+    Ok(vec![Image::new(m.nx, m.ny, m.data)])
 }
 
-/// [`push_file`] of images already read.
+/// `images` of `file` (each section of a stack its own example) into the multi-label set
+/// `data`, carrying `labels`; with `measure` (whole micrographs) with its measured statistics
+/// too.
 fn push_images(
     data: &mut Dataset,
     cutter: &mut BoxCutter,
@@ -355,12 +364,14 @@ pub fn read_images(
     data.channels = cutter.planes();
     let none = vec![false; labels.len()];
     for file in files {
-        let m = read_micrograph(file)?;
-        if m.more_images {
-            cryoprune_image::pipeline::warn_movie(file);
-        }
-        let first = vec![Image::new(m.nx, m.ny, m.data)];
-        push_images(&mut data, &mut cutter, file, first, &none, spectrum)?;
+        push_images(
+            &mut data,
+            &mut cutter,
+            file,
+            micrograph(file)?,
+            &none,
+            spectrum,
+        )?;
     }
     Ok(data)
 }
@@ -477,5 +488,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no `labels` column"), "{err}");
+    }
+
+    #[test]
+    fn a_stack_is_one_micrograph_in_a_tags_table_and_its_sections_in_an_images_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames: Vec<f32> = (0..3 * 256).map(|i| (i % 7) as f32).collect();
+        cryoprune_formats::mrc::write_mrc(
+            dir.path().join("movie.mrcs"),
+            (16, 16, 3),
+            &frames,
+            cryoprune_formats::mrc::Mode::Float32,
+            cryoprune_formats::mrc::WriteKind::ImageOrStack,
+            Some(1.0),
+        )
+        .unwrap();
+        let table = dir.path().join("labels.csv");
+        for (header, examples) in [("micrograph", 1), ("image", 3)] {
+            std::fs::write(&table, format!("{header},labels\nmovie.mrcs,drift\n")).unwrap();
+            let data = read_table(&table, 16, false, None, false).unwrap();
+            assert_eq!(data.len(), examples, "{header}");
+        }
     }
 }
