@@ -294,8 +294,9 @@ pub struct NetConfig {
     pub arch: Arch,
     /// Starting weights: cryo (the cryo-EM backbone built into cryoprune, small network only;
     /// other networks start from ImageNet), imagenet, a .pth/.pt/.safetensors checkpoint, a
-    /// Hugging Face hub name (resnet18.tv_in1k or timm/...), topaz:resnet16_u64.sav (for
-    /// topaz-resnet16) or none. Downloads happen once.
+    /// model folder from `train` (its backbone: a model of an earlier dataset of the same
+    /// network, the head learnt afresh), a Hugging Face hub name (resnet18.tv_in1k or
+    /// timm/...), topaz:resnet16_u64.sav (for topaz-resnet16) or none. Downloads happen once.
     #[arg(long, default_value_t = NetConfig::default().pretrained)]
     pub pretrained: String,
     /// Branches of the multi-loss head (1-3).

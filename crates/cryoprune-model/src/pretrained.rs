@@ -56,8 +56,12 @@ impl Pretrained {
             };
         }
         let path = PathBuf::from(s);
+        // A model folder from `train` or the labelling page: continue from its backbone.
+        let model = path.join("weights.safetensors");
         if path.is_file() {
             Ok(Self::File(path))
+        } else if path.is_dir() && model.is_file() {
+            Ok(Self::File(model))
         } else if hub::looks_like_name(s) {
             Ok(Self::Hub(s.to_string()))
         } else {
@@ -123,8 +127,8 @@ impl Pretrained {
 pub enum LoadError {
     #[error(
         "pretrained weights '{0}' not found: give the path of a .pth, .pt or .safetensors file \
-         (torchvision, timm or lukemelas EfficientNet naming), 'imagenet', a hub name such as \
-         resnet18.tv_in1k, topaz:PATH (a Topaz model such as resnet16_u64.sav), 'cryo' (the \
+         (torchvision, timm or lukemelas EfficientNet naming), a model folder from `train`, \
+         'imagenet', a hub name such as resnet18.tv_in1k, topaz:PATH (a Topaz model such as resnet16_u64.sav), 'cryo' (the \
          shipped cryo-EM backbone of the small network), or 'none' to train from scratch"
     )]
     NotFound(PathBuf),
@@ -179,6 +183,10 @@ fn remapper(arch: Arch) -> KeyRemapper {
     // Checkpoints saved from DataParallel or wrapped models prefix every name.
     r = r.add_pattern(r"^module\.", "").expect("valid regex");
     r = r.add_pattern(r"^model\.", "").expect("valid regex");
+    // A model of cryoprune's own (`train`'s weights.safetensors): its backbone, not its head.
+    r = r
+        .add_pattern(r"^backbone\.(ResNet|EfficientNet|Small|Topaz)\.", "")
+        .expect("valid regex");
     match arch {
         Arch::ResNet18 | Arch::ResNet34 | Arch::ResNet50 => r
             .add_pattern(r"\.downsample\.0\.", ".downsample.conv.")
@@ -377,5 +385,36 @@ mod tests {
             let b = back.forward(x).into_data();
             assert_eq!(a, b, "{arch}");
         }
+    }
+
+    /// A model folder `train` wrote starts another model from its backbone: the classifier's
+    /// own weights file loads as that backbone (its head left out), same features.
+    #[test]
+    fn a_model_folder_gives_its_backbone() {
+        let device = Device::flex();
+        let model = crate::ClassifierConfig {
+            arch: Arch::Small,
+            in_channels: 1,
+            classes: 2,
+            head: crate::HeadConfig::new(2),
+        }
+        .init(&device);
+        let dir = tempfile::tempdir().unwrap();
+        let weights = dir.path().join("weights.safetensors");
+        std::fs::write(&weights, crate::classifier::to_safetensors(&model).unwrap()).unwrap();
+        let spec = dir.path().to_str().unwrap();
+        let Pretrained::File(path) = Pretrained::parse(spec).unwrap() else {
+            panic!("a model folder is its weights file");
+        };
+        let (back, report) = load_backbone(Arch::Small, &path, &device).unwrap();
+        assert!(report.unused.iter().all(|k| k.starts_with("head.")), "{report:?}");
+        let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let a = model.backbone.forward(x.clone()).into_data();
+        assert_eq!(a, back.forward(x).into_data());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Pretrained::parse(empty.path().to_str().unwrap()),
+            Err(LoadError::NotFound(_))
+        ));
     }
 }

@@ -931,6 +931,34 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
     let copies: Vec<_> = std::fs::read_dir(cache.join("shipped")).unwrap().collect();
     assert_eq!(copies.len(), 1);
 
+    // A model folder starts another model from its backbone (every tensor of it; the head is
+    // learnt afresh), named by its weights' hash.
+    let next = dir.path().join("next");
+    let o = train(&[
+        "--pretrained",
+        s(&model),
+        "--shots",
+        "5",
+        "--epochs",
+        "1",
+        "--val-max",
+        "20",
+        "--out",
+        s(&next),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let loaded = format!(
+        "loaded 40 pretrained tensors from {}",
+        model.join("weights.safetensors").display()
+    );
+    assert!(t.contains(&loaded), "{t}");
+    assert_eq!(
+        model_json(&next)["pretrained_sha256"],
+        spec["weights_sha256"],
+        "{spec}"
+    );
+
     // A network without a shipped backbone says so and starts from ImageNet's weights; asked
     // for by name where no ImageNet weights exist either, it starts from scratch.
     let topaz = dir.path().join("topaz");
