@@ -88,8 +88,8 @@ pub struct PretrainConfig {
     #[arg(long)]
     pub resume: bool,
     /// Start from these backbone weights instead of random ones: `cryo` (the shipped backbone),
-    /// `imagenet`, or a backbone file (another run's backbone.safetensors). The head starts
-    /// afresh; the recipe records the file's SHA-256.
+    /// `imagenet`, a backbone file (another run's backbone.safetensors) or a model folder from
+    /// `train` (its backbone). The head starts afresh; the recipe records the file's SHA-256.
     #[arg(long, value_name = "WEIGHTS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,

@@ -407,7 +407,10 @@ mod tests {
             panic!("a model folder is its weights file");
         };
         let (back, report) = load_backbone(Arch::Small, &path, &device).unwrap();
-        assert!(report.unused.iter().all(|k| k.starts_with("head.")), "{report:?}");
+        assert!(
+            report.unused.iter().all(|k| k.starts_with("head.")),
+            "{report:?}"
+        );
         let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         let a = model.backbone.forward(x.clone()).into_data();
         assert_eq!(a, back.forward(x).into_data());
