@@ -13,9 +13,13 @@ out="${1:-aspire}"
 bin="${CRYOPRUNE:-$root/target/release/cryoprune}"
 backbone="${BACKBONE:-$root/crates/cryoprune-model/weights/cryo-small-64.safetensors}"
 mkdir -p "$out"
+py="${ASPIRE_PYTHON:-python3}"
+case "$py" in */*) py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")" ;; esac
 for snr in 0.05 0.1; do
     sim="$out/sim_$snr"
-    [ -d "$sim" ] || "${ASPIRE_PYTHON:-python3}" "$root/crates/cryoprune/benches/aspire_sim.py" "$sim" "$snr" 7
+    # From inside OUT_DIR, where ASPIRE writes its logs/ folder.
+    [ -d "$sim" ] || (cd "$out" && "$py" \
+        "$root/crates/cryoprune/benches/aspire_sim.py" "sim_$snr" "$snr" 7)
     # The particle is 50 px across: a 76 px box, 1.5 diameters.
     "$bin" fewshot --micrographs "$sim/micrographs/*.mrc" --labels "$sim/labels.csv" --box 76 \
         --shots 10,30 --trials 5 --archs small --weights "small=$backbone" \
