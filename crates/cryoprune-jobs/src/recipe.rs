@@ -502,7 +502,7 @@ impl NetConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct PrepConfig {
-    /// Box size in micrograph pixels (about 1.5× the particle diameter); particle images (class
+    /// Box size in micrograph pixels (1.5-2.5× the particle diameter); particle images (class
     /// folders, particle STARs) need none.
     #[arg(long = "box")]
     pub box_size: Option<usize>,
