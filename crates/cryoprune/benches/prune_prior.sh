@@ -9,6 +9,11 @@
 #
 #   crates/cryoprune/benches/prune_prior.sh [OUT_DIR]     # writes OUT_DIR/prune_prior.csv
 #
+# SETS picks the sets (default "empiar sim"); "aspire" adds the micrographs of another
+# simulator that aspire_fewshot.sh made in the folder ASPIRE names (K = 15; train on
+# asp_0001-0005, test on asp_0006-0010):
+#   SETS=aspire ASPIRE=aspire/ crates/cryoprune/benches/prune_prior.sh prune_aspire/
+#
 # Needs a release build (cargo build --release) and ../shared/data beside the checkout.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
@@ -45,7 +50,8 @@ run() {
     done
 }
 
-for picker in topaz crYOLO; do
+sets=" ${SETS:-empiar sim} "
+[[ $sets == *" empiar "* ]] && for picker in topaz crYOLO; do
     picks="$out/picks_$picker"
     mkdir -p "$picks"
     cp "$e/picks/$picker/"*15_30_21* "$e/picks/$picker/"*15_33_42* "$picks/"
@@ -53,11 +59,17 @@ for picker in topaz crYOLO; do
         "$m-14_33_35_0.jpg $m-15_17_31_0.jpg" "$m-15_30_21_0.jpg $m-15_33_42_0.jpg" "$picks"
 done
 
-for preset in realistic hard; do
+[[ $sets == *" sim "* ]] && for preset in realistic hard; do
     sim="$out/sim_$preset"
     "$root/crates/cryoprune/benches/sim_ref_model.sh" "$preset" "$sim"
     run "sim_$preset" "$sim/labels.csv" 15 76 "sim_0001,sim_0002,sim_0003,sim_0004,sim_0005" \
         "$sim/micrographs/sim_000[1-5].mrc" \
         "$sim/micrographs/sim_000[6-9].mrc $sim/micrographs/sim_0010.mrc" "$sim/picks.star"
+done
+[[ $sets == *" aspire "* ]] && for snr in 0.05 0.1; do
+    sim="$ASPIRE/sim_$snr"
+    run "aspire_$snr" "$sim/labels.csv" 15 76 "asp_0001,asp_0002,asp_0003,asp_0004,asp_0005" \
+        "$sim/micrographs/asp_000[1-5].mrc" \
+        "$sim/micrographs/asp_000[6-9].mrc $sim/micrographs/asp_0010.mrc" "$sim/labels.csv"
 done
 column -s, -t "$table"
