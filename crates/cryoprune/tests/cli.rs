@@ -900,16 +900,20 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
             .output()
             .unwrap()
     };
-    let o = train(&[
-        "--shots",
-        "5",
-        "--epochs",
-        "1",
-        "--val-max",
-        "20",
-        "--out",
-        s(&model),
-    ]);
+    let quick = |out: &Path, more: &[&str]| {
+        let args = [
+            "--shots",
+            "5",
+            "--epochs",
+            "1",
+            "--val-max",
+            "20",
+            "--out",
+            s(out),
+        ];
+        train(&[more, &args].concat())
+    };
+    let o = quick(&model, &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
@@ -934,18 +938,7 @@ fn train_starts_from_the_shipped_cryo_backbone_by_default() {
     // A model folder starts another model from its backbone (every tensor of it; the head is
     // learnt afresh), named by its weights' hash.
     let next = dir.path().join("next");
-    let o = train(&[
-        "--pretrained",
-        s(&model),
-        "--shots",
-        "5",
-        "--epochs",
-        "1",
-        "--val-max",
-        "20",
-        "--out",
-        s(&next),
-    ]);
+    let o = quick(&next, &["--pretrained", s(&model)]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     let loaded = format!(
