@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 
 use cryoprune_formats::micrograph::ImageFormat;
-use cryoprune_formats::{read_micrograph, MrcFile};
+use cryoprune_formats::{read_micrograph, Micrograph, MrcFile};
 
 use crate::extract::{ExtractConfig, Extracted, Extractor, MicrographPrep};
 use crate::fourier::{Cutoff, LowPass};
@@ -237,18 +237,25 @@ fn load(path: &Path, mut buffer: Vec<f32>) -> Result<(Image, Option<f32>)> {
         f.read_section_into(0, &mut buffer)?;
         return Ok((Image::new(nx, ny, buffer), px));
     }
+    let m = read_first_image(path)?;
+    let px = m.pixel_size;
+    Ok((Image::from(m), px))
+}
+
+/// A micrograph file as every micrograph reader takes it: its first image, with a warning when
+/// it holds more (a stack or a movie), never one micrograph per frame.
+pub fn read_first_image(path: &Path) -> cryoprune_formats::Result<Micrograph> {
     let m = read_micrograph(path)?;
     if m.more_images {
         warn_movie(path);
     }
-    let px = m.pixel_size;
-    Ok((Image::from(m), px))
+    Ok(m)
 }
 
 /// Says that `path` holds more than one image and its first is taken as the micrograph. A
 /// movie's first frame has a fraction of the sum's signal: the network would see noise, and
 /// nothing downstream would say why.
-pub fn warn_movie(path: &Path) {
+fn warn_movie(path: &Path) {
     tracing::warn!(
         "{}: holds more than one image; the first is used as the micrograph (a movie? give the \
          motion-corrected sums)",

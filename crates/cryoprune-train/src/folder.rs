@@ -307,13 +307,9 @@ pub fn read_table(
     Ok(data)
 }
 
-/// A micrograph file as every micrograph reader takes it: its first image (of a stack or a
-/// movie, with a warning), not one example per frame.
+/// A micrograph file as one example: its first image, as every micrograph reader takes it.
 fn micrograph(file: &Path) -> Result<Vec<Image>, Error> {
-    let m = read_micrograph(file)?;
-    if m.more_images {
-        cryoprune_image::pipeline::warn_movie(file);
-    }
+    let m = cryoprune_image::pipeline::read_first_image(file)?;
     Ok(vec![Image::new(m.nx, m.ny, m.data)])
 }
 
