@@ -101,6 +101,15 @@ pub(crate) fn check_interrupted() -> Result<()> {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Refuses a count of 0 for any of `counts` (flag, value), naming the flag: an epoch, a batch
+/// or a pass of nothing is a run that does nothing, or that something downstream reads as 1.
+pub(crate) fn check_counts(counts: &[(&str, usize)]) -> Result<()> {
+    if let Some((flag, _)) = counts.iter().find(|(_, n)| *n == 0) {
+        invalid!("{flag} must be at least 1, not 0");
+    }
+    Ok(())
+}
+
 /// The value parser of a score threshold: any number but NaN or an infinity, which would keep
 /// every pick or none without a word.
 pub fn finite(s: &str) -> std::result::Result<f64, String> {

@@ -231,9 +231,12 @@ fn read_structures(paths: &[PathBuf]) -> Result<(Vec<Structure>, Vec<String>)> {
 /// Runs (or resumes) the pretraining; returns its record.
 pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
     crate::inputs::ensure_folder_possible("--out", &cfg.out)?;
-    if cfg.chunks == 0 || cfg.passes == 0 || cfg.batch == 0 || cfg.per_class == 0 {
-        invalid!("--chunks, --passes, --batch and --per-class must be at least 1");
-    }
+    crate::check_counts(&[
+        ("--chunks", cfg.chunks),
+        ("--passes", cfg.passes),
+        ("--batch", cfg.batch),
+        ("--per-class", cfg.per_class),
+    ])?;
     if cfg.input_size < 16 {
         invalid!("--input-size must be at least 16 pixels");
     }

@@ -425,9 +425,7 @@ impl NetConfig {
             Some(self.weight_decay),
         )?;
         // Both were read as 1 before, silently: a batch of one pick trains another network.
-        if self.batch == 0 || self.step_every == 0 {
-            invalid!("--batch and --step-every must be at least 1");
-        }
+        crate::check_counts(&[("--batch", self.batch), ("--step-every", self.step_every)])?;
         let counts = train.counts();
         let (freeze_epochs, unfrozen) = match self.recipe {
             Recipe::Standard => (self.freeze_epochs, None),

@@ -128,8 +128,9 @@ pub enum LoadError {
     #[error(
         "pretrained weights '{0}' not found: give the path of a .pth, .pt or .safetensors file \
          (torchvision, timm or lukemelas EfficientNet naming), a model folder from `train`, \
-         'imagenet', a hub name such as resnet18.tv_in1k, topaz:PATH (a Topaz model such as resnet16_u64.sav), 'cryo' (the \
-         shipped cryo-EM backbone of the small network), or 'none' to train from scratch"
+         'imagenet', a hub name such as resnet18.tv_in1k, topaz:PATH (a Topaz model such as \
+         resnet16_u64.sav), 'cryo' (the shipped cryo-EM backbone of the small network), or \
+         'none' to train from scratch"
     )]
     NotFound(PathBuf),
     #[error(

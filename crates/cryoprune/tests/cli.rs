@@ -185,9 +185,10 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
             vec!["--class-weights=-1,1,1,1,1"],
             "expected numbers of 0 or more",
         ),
+        (vec!["--batch", "0"], "--batch must be at least 1, not 0"),
         (
-            vec!["--batch", "0"],
-            "--batch and --step-every must be at least 1",
+            vec!["--step-every", "0"],
+            "--step-every must be at least 1, not 0",
         ),
         (
             vec!["--folds", "1"],

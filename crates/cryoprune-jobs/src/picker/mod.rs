@@ -161,9 +161,7 @@ pub fn train(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<PickerSpec>
     inputs.extend(cfg.picks.iter().cloned());
     check_outputs(&[], Some(("--out", &cfg.out)), &inputs)?;
     crate::recipe::check_rates(&[("--lr", cfg.lr), ("--final-lr", cfg.final_lr)], None)?;
-    if cfg.epochs == 0 || cfg.batch == 0 {
-        invalid!("--epochs and --batch must be at least 1");
-    }
+    crate::check_counts(&[("--epochs", cfg.epochs), ("--batch", cfg.batch)])?;
     if let Some(v) = cfg.views.filter(|v| !(1..=8).contains(v)) {
         invalid!("--views {v}: a micrograph has 8 rotations and flips; give 1 to 8");
     }

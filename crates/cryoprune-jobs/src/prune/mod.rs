@@ -194,9 +194,7 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
     if !(cfg.target_precision > 0.0 && cfg.target_precision <= 1.0) {
         invalid!("--target-precision must be in (0, 1]");
     }
-    if cfg.batch == 0 {
-        invalid!("--batch must be at least 1");
-    }
+    crate::check_counts(&[("--batch", cfg.batch)])?;
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         let (model, spec) = ModelDir::new(&cfg.model)
