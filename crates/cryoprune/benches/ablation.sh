@@ -13,8 +13,10 @@
 #
 # SHOTS (default 10,30), TRIALS (default 5) and VARIANTS set the cells; INPUT (default: fewshot's
 # own) is the network input size and ARCH (default small) the network, which must be the size
-# and network BACKBONE was pretrained at and as. Needs a release build (cargo build --release)
-# and ../shared/data beside the checkout.
+# and network BACKBONE was pretrained at and as. PICKERS (default "topaz crYOLO"; "deepPicker" is
+# EMPIAR-10017's third) and PRESETS (default "realistic hard"; empty for none) pick the sets:
+#   PICKERS=deepPicker PRESETS= crates/cryoprune/benches/ablation.sh BACKBONE abl_deeppicker/
+# Needs a release build (cargo build --release) and ../shared/data beside the checkout.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 backbone="$1"
@@ -26,13 +28,13 @@ cells=(--shots "${SHOTS:-10,30}" --trials "${TRIALS:-5}" ${INPUT:+--input-size "
     --archs "${ARCH:-small}" --weights "${ARCH:-small}=$backbone" --variants
     "${VARIANTS:-scratch,scratch-single-loss,scratch-adapted,scratch-adapted-single-loss,pretrained,pretrained-adapted}")
 mkdir -p "$out"
-for picker in topaz crYOLO; do
+for picker in ${PICKERS:-topaz crYOLO}; do
     "$bin" fewshot --micrographs "$m-14_33_35_0.jpg" "$m-15_17_31_0.jpg" \
         --labels "$e/labels/$picker.csv" --test-micrographs "$m-15_30_21_0.jpg" "$m-15_33_42_0.jpg" \
         --test-labels "$e/labels/$picker.csv" --box 180 --val-max 64 "${cells[@]}" \
         --unlabelled "$e/picks/$picker" --out "$out/empiar_$picker"
 done
-for preset in realistic hard; do
+for preset in ${PRESETS-realistic hard}; do
     sim="$out/sim_$preset"
     "$root/crates/cryoprune/benches/sim_ref_model.sh" "$preset" "$sim"
     # The particle is 50 px across at 3.54 Å/px: a 76 px box, 1.5 diameters.

@@ -13,6 +13,8 @@
 # simulator that aspire_fewshot.sh made in the folder ASPIRE names (K = 15; train on
 # asp_0001-0005, test on asp_0006-0010):
 #   SETS=aspire ASPIRE=aspire/ crates/cryoprune/benches/prune_prior.sh prune_aspire/
+# PICKERS picks EMPIAR-10017's pickers (default "topaz crYOLO"; DeepPicker's are the third):
+#   SETS=empiar PICKERS=deepPicker crates/cryoprune/benches/prune_prior.sh prune_deeppicker/
 #
 # Needs a release build (cargo build --release) and ../shared/data beside the checkout.
 set -euo pipefail
@@ -51,7 +53,7 @@ run() {
 }
 
 sets=" ${SETS:-empiar sim} "
-[[ $sets == *" empiar "* ]] && for picker in topaz crYOLO; do
+[[ $sets == *" empiar "* ]] && for picker in ${PICKERS:-topaz crYOLO}; do
     picks="$out/picks_$picker"
     mkdir -p "$picks"
     cp "$e/picks/$picker/"*15_30_21* "$e/picks/$picker/"*15_33_42* "$picks/"
