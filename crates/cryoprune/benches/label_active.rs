@@ -15,6 +15,11 @@
 //! `PRESET=hard` simulates the hard preset instead of the realistic one; `HELD_OUT=1` trains
 //! as the page did before it cross-validated (a fifth of the labels held out); `FIRST_SEED=n`
 //! simulates seeds n to n + 4 instead of 0 to 4.
+//!
+//! `EMPIAR=deepPicker` (or `topaz`, `crYOLO`) runs on real picks instead: that picker's
+//! labelled picks of EMPIAR-10017's 14_33_35 and 15_17_31 are the pool, its picks of 15_30_21
+//! and 15_33_42 the test, box 180 (`../shared/data` beside the checkout). The page's order is
+//! then the same for every seed; the seed draws the random labels and the fits.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,17 +38,24 @@ use rand::SeedableRng;
 const SEEDS: u64 = 5;
 /// Fits per label set (`FITS` overrides).
 const FITS: u64 = 2;
-const BOX: usize = 48;
+/// The box of the simulated particles (32 px across).
+const SIM_BOX: usize = 48;
 
 /// A pick with its true class: micrograph, x, y, particle or junk.
 type Truth = (String, String, String, &'static str);
 
 fn read_truth(path: &Path) -> Vec<Truth> {
     let mut r = csv::Reader::from_path(path).unwrap();
+    let label = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "label")
+        .unwrap();
     r.records()
         .map(|row| {
             let row = row.unwrap();
-            let class = if &row[3] == "particle" {
+            let class = if &row[label] == "particle" {
                 "particle"
             } else {
                 "junk"
@@ -77,6 +89,14 @@ fn stratified<'a>(pool: &[&'a Truth], n: usize, rng: &mut rand::rngs::StdRng) ->
         out.extend(of.into_iter().take(n));
     }
     out
+}
+
+/// Where the labels come from and are scored: the micrographs (a glob), the test picks with
+/// their truth, and the box.
+struct Set {
+    mics: String,
+    test_csv: PathBuf,
+    box_size: usize,
 }
 
 /// A pick labelled on the page: its id there and its truth.
@@ -115,34 +135,28 @@ fn truths<'a>(set: &[Labelled<'a>]) -> Vec<&'a Truth> {
 /// Trains on `rows` [`FITS`] times (seeds `seed`, `seed + 1000`, ...): the first model and
 /// the mean macro-F1 on `test`, so that a label set is judged by what it teaches, not by one
 /// fit's luck.
-fn fit(
-    dir: &Path,
-    name: &str,
-    mics: &str,
-    rows: &[&Truth],
-    seed: u64,
-    test: &Path,
-) -> (PathBuf, f64) {
+fn fit(set: &Set, dir: &Path, name: &str, rows: &[&Truth], seed: u64) -> (PathBuf, f64) {
     let fits = std::env::var("FITS").map_or(FITS, |v| v.parse().unwrap());
+    let (mics, test) = (set.mics.as_str(), set.test_csv.as_path());
     let models: Vec<PathBuf> = (0..fits)
-        .map(|k| train_on(dir, &format!("{name}_fit{k}"), mics, rows, seed + 1000 * k))
+        .map(|k| train_on(dir, &format!("{name}_fit{k}"), set, rows, seed + 1000 * k))
         .collect();
     let f1 = models.iter().map(|m| macro_f1(m, mics, test)).sum::<f64>() / fits as f64;
     (models[0].clone(), f1)
 }
 
-fn train_on(dir: &Path, name: &str, mics: &str, rows: &[&Truth], seed: u64) -> PathBuf {
+fn train_on(dir: &Path, name: &str, set: &Set, rows: &[&Truth], seed: u64) -> PathBuf {
     let labels = dir.join(format!("{name}.csv"));
     write_labels(&labels, rows);
     let model = dir.join(name);
     let cfg = TrainJobConfig {
         labels: LabelsConfig {
-            micrographs: vec![mics.into()],
+            micrographs: vec![set.mics.clone()],
             labels: vec![labels],
             ..LabelsConfig::default()
         },
         prep: PrepConfig {
-            box_size: Some(BOX),
+            box_size: Some(set.box_size),
             ..PrepConfig::default()
         },
         image_only: true,
@@ -179,41 +193,63 @@ fn main() {
     let _ = std::fs::remove_dir_all(&root);
     let mut rows = Vec::new();
     let first: u64 = std::env::var("FIRST_SEED").map_or(0, |v| v.parse().unwrap());
+    let empiar = std::env::var("EMPIAR").ok();
     for seed in first..first + SEEDS {
         let dir = root.join(format!("seed{seed}"));
-        let sim = dir.join("sim");
-        let cfg = SimulateConfig {
-            out: sim.clone(),
-            count: 12,
-            size: 768,
-            format: PickFormat::Csv,
-            no_previews: true,
-            seed: 100 + seed,
-            preset: std::env::var("PRESET").unwrap_or_else(|_| "realistic".into()),
-            ..SimulateConfig::default()
+        let (mics, truth, pool_mics, box_size) = match &empiar {
+            Some(picker) => {
+                let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../../shared/data/empiar-10017");
+                let mics = data
+                    .join("micrographs/*.jpg")
+                    .to_string_lossy()
+                    .into_owned();
+                let truth = read_truth(&data.join(format!("labels/{picker}.csv")));
+                let pool_mics = [
+                    "Falcon_2012_06_12-14_33_35_0",
+                    "Falcon_2012_06_12-15_17_31_0",
+                ];
+                (mics, truth, pool_mics.map(String::from).to_vec(), 180)
+            }
+            None => {
+                let sim = dir.join("sim");
+                let cfg = SimulateConfig {
+                    out: sim.clone(),
+                    count: 12,
+                    size: 768,
+                    format: PickFormat::Csv,
+                    no_previews: true,
+                    seed: 100 + seed,
+                    preset: std::env::var("PRESET").unwrap_or_else(|_| "realistic".into()),
+                    ..SimulateConfig::default()
+                };
+                simulate::run(&cfg, &Silent).unwrap();
+                let mics = sim.join("micrographs/*.mrc").to_string_lossy().into_owned();
+                let truth = read_truth(&sim.join("truth.csv"));
+                let mut names: Vec<String> = truth.iter().map(|t| t.0.clone()).collect();
+                names.sort();
+                names.dedup();
+                names.truncate(8);
+                (mics, truth, names, SIM_BOX)
+            }
         };
-        simulate::run(&cfg, &Silent).unwrap();
-        let mics = sim.join("micrographs/*.mrc").to_string_lossy().into_owned();
-        let truth = read_truth(&sim.join("truth.csv"));
-        let mut names: Vec<&String> = truth.iter().map(|t| &t.0).collect();
-        names.sort();
-        names.dedup();
-        let pool_mics: Vec<&String> = names[..8].to_vec();
-        let pool: Vec<&Truth> = truth.iter().filter(|t| pool_mics.contains(&&t.0)).collect();
-        let test: Vec<&Truth> = truth
-            .iter()
-            .filter(|t| !pool_mics.contains(&&t.0))
-            .collect();
-        let test_csv = dir.join("test.csv");
-        write_labels(&test_csv, &test);
+        let pool: Vec<&Truth> = truth.iter().filter(|t| pool_mics.contains(&t.0)).collect();
+        let test: Vec<&Truth> = truth.iter().filter(|t| !pool_mics.contains(&t.0)).collect();
+        let set = Set {
+            mics,
+            test_csv: dir.join("test.csv"),
+            box_size,
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        write_labels(&set.test_csv, &test);
         let pool_csv = dir.join("pool.csv");
         write_labels(&pool_csv, &pool);
         let page = Session::open(
             &LabelConfig {
-                micrographs: vec![mics.clone()],
+                micrographs: vec![set.mics.clone()],
                 picks: vec![pool_csv],
                 prep: cryoprune_jobs::recipe::PrepConfig {
-                    box_size: Some(BOX),
+                    box_size: Some(set.box_size),
                     ..Default::default()
                 },
                 train_after: 0,
@@ -247,14 +283,14 @@ fn main() {
             particles >= 5 && a.len() - particles >= 5
         });
         let start_labels = active.len();
-        let (start_model, start) = fit(&dir, "start", &mics, &truths(&active), seed, &test_csv);
+        let (start_model, start) = fit(&set, &dir, "start", &truths(&active), seed);
         page.rank_with(&start_model).unwrap();
         label_on(&page, &mut active, &truth_of, &|a| a.len() >= 20);
-        let (model20, page20) = fit(&dir, "page20", &mics, &truths(&active), seed, &test_csv);
+        let (model20, page20) = fit(&set, &dir, "page20", &truths(&active), seed);
         let particles20 = particles_in(&truths(&active));
         page.rank_with(&model20).unwrap();
         label_on(&page, &mut active, &truth_of, &|a| a.len() >= 40);
-        let page40 = fit(&dir, "page40", &mics, &truths(&active), seed, &test_csv).1;
+        let page40 = fit(&set, &dir, "page40", &truths(&active), seed).1;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let random20 = stratified(&pool, 10, &mut rng);
         let random40 = stratified(&pool, 20, &mut rng);
@@ -270,8 +306,8 @@ fn main() {
                 "40": page40,
                 "40_particles": particles_in(&truths(&active)),
             },
-            "random_20": fit(&dir, "random20", &mics, &random20, seed, &test_csv).1,
-            "random_40": fit(&dir, "random40", &mics, &random40, seed, &test_csv).1,
+            "random_20": fit(&set, &dir, "random20", &random20, seed).1,
+            "random_40": fit(&set, &dir, "random40", &random40, seed).1,
         });
         println!("{row}");
         rows.push(row);
