@@ -133,15 +133,14 @@ fn truths<'a>(set: &[Labelled<'a>]) -> Vec<&'a Truth> {
 }
 
 /// Trains on `rows` [`FITS`] times (seeds `seed`, `seed + 1000`, ...): the first model and
-/// the mean macro-F1 on `test`, so that a label set is judged by what it teaches, not by one
-/// fit's luck.
+/// the mean macro-F1 on the set's test picks, so that a label set is judged by what it
+/// teaches, not by one fit's luck.
 fn fit(set: &Set, dir: &Path, name: &str, rows: &[&Truth], seed: u64) -> (PathBuf, f64) {
     let fits = std::env::var("FITS").map_or(FITS, |v| v.parse().unwrap());
-    let (mics, test) = (set.mics.as_str(), set.test_csv.as_path());
     let models: Vec<PathBuf> = (0..fits)
         .map(|k| train_on(dir, &format!("{name}_fit{k}"), set, rows, seed + 1000 * k))
         .collect();
-    let f1 = models.iter().map(|m| macro_f1(m, mics, test)).sum::<f64>() / fits as f64;
+    let f1 = models.iter().map(|m| macro_f1(m, set)).sum::<f64>() / fits as f64;
     (models[0].clone(), f1)
 }
 
@@ -174,12 +173,13 @@ fn train_on(dir: &Path, name: &str, set: &Set, rows: &[&Truth], seed: u64) -> Pa
     model
 }
 
-fn macro_f1(model: &Path, mics: &str, test: &Path) -> f64 {
+/// `model`'s macro-F1 on the set's test picks, image alone.
+fn macro_f1(model: &Path, set: &Set) -> f64 {
     let cfg = EvaluateConfig {
         model: model.to_path_buf(),
         labels: LabelsConfig {
-            micrographs: vec![mics.into()],
-            labels: vec![test.to_path_buf()],
+            micrographs: vec![set.mics.clone()],
+            labels: vec![set.test_csv.clone()],
             ..LabelsConfig::default()
         },
         image_only: true,
