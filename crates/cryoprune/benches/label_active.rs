@@ -14,12 +14,13 @@
 //! `cargo bench -p cryoprune --bench label_active` writes `target/bench/label_active.json`;
 //! `PRESET=hard` simulates the hard preset instead of the realistic one; `HELD_OUT=1` trains
 //! as the page did before it cross-validated (a fifth of the labels held out); `FIRST_SEED=n`
-//! simulates seeds n to n + 4 instead of 0 to 4.
+//! simulates seeds from n instead of 0.
 //!
 //! `EMPIAR=deepPicker` (or `topaz`, `crYOLO`) runs on real picks instead: that picker's
 //! labelled picks of EMPIAR-10017's 14_33_35 and 15_17_31 are the pool, its picks of 15_30_21
-//! and 15_33_42 the test, box 180 (`../shared/data` beside the checkout). The page's order is
-//! then the same for every seed; the seed draws the random labels and the fits.
+//! and 15_33_42 the test, box 180 (`../shared/data` beside the checkout); `SWAP=1` exchanges
+//! the two pairs, a second pool. The page's order is then the same for every seed; the seed
+//! draws the random labels and the fits. `SEEDS=n` runs n seeds instead of 5.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use cryoprune_jobs::Silent;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+/// Seeds run (`SEEDS` overrides).
 const SEEDS: u64 = 5;
 /// Fits per label set (`FITS` overrides).
 const FITS: u64 = 2;
@@ -194,7 +196,8 @@ fn main() {
     let mut rows = Vec::new();
     let first: u64 = std::env::var("FIRST_SEED").map_or(0, |v| v.parse().unwrap());
     let empiar = std::env::var("EMPIAR").ok();
-    for seed in first..first + SEEDS {
+    let seeds: u64 = std::env::var("SEEDS").map_or(SEEDS, |v| v.parse().unwrap());
+    for seed in first..first + seeds {
         let dir = root.join(format!("seed{seed}"));
         let (mics, truth, pool_mics, box_size) = match &empiar {
             Some(picker) => {
@@ -205,11 +208,20 @@ fn main() {
                     .to_string_lossy()
                     .into_owned();
                 let truth = read_truth(&data.join(format!("labels/{picker}.csv")));
-                let pool_mics = [
-                    "Falcon_2012_06_12-14_33_35_0",
-                    "Falcon_2012_06_12-15_17_31_0",
+                let mut pairs = [
+                    [
+                        "Falcon_2012_06_12-14_33_35_0",
+                        "Falcon_2012_06_12-15_17_31_0",
+                    ],
+                    [
+                        "Falcon_2012_06_12-15_30_21_0",
+                        "Falcon_2012_06_12-15_33_42_0",
+                    ],
                 ];
-                (mics, truth, pool_mics.map(String::from).to_vec(), 180)
+                if std::env::var("SWAP").is_ok() {
+                    pairs.reverse();
+                }
+                (mics, truth, pairs[0].map(String::from).to_vec(), 180)
             }
             None => {
                 let sim = dir.join("sim");
