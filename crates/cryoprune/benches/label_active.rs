@@ -190,6 +190,58 @@ fn macro_f1(model: &Path, set: &Set) -> f64 {
     evaluate::run(&cfg, &Silent).unwrap().macro_f1()
 }
 
+/// The micrographs (a glob), every pick's truth, the pool's micrographs and the box.
+type Source = (String, Vec<Truth>, Vec<String>, usize);
+
+/// `picker`'s labelled picks of EMPIAR-10017: the pool on one pair of micrographs, the test
+/// on the other (`SWAP` exchanges them).
+fn empiar_pool(picker: &str) -> Source {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/empiar-10017");
+    let mics = data
+        .join("micrographs/*.jpg")
+        .to_string_lossy()
+        .into_owned();
+    let truth = read_truth(&data.join(format!("labels/{picker}.csv")));
+    let mut pairs = [
+        [
+            "Falcon_2012_06_12-14_33_35_0",
+            "Falcon_2012_06_12-15_17_31_0",
+        ],
+        [
+            "Falcon_2012_06_12-15_30_21_0",
+            "Falcon_2012_06_12-15_33_42_0",
+        ],
+    ];
+    if std::env::var("SWAP").is_ok() {
+        pairs.reverse();
+    }
+    (mics, truth, pairs[0].map(String::from).to_vec(), 180)
+}
+
+/// Twelve micrographs simulated for `seed` in `dir`: the pool on the first 8, the test on
+/// the other 4.
+fn simulated_pool(dir: &Path, seed: u64) -> Source {
+    let sim = dir.join("sim");
+    let cfg = SimulateConfig {
+        out: sim.clone(),
+        count: 12,
+        size: 768,
+        format: PickFormat::Csv,
+        no_previews: true,
+        seed: 100 + seed,
+        preset: std::env::var("PRESET").unwrap_or_else(|_| "realistic".into()),
+        ..SimulateConfig::default()
+    };
+    simulate::run(&cfg, &Silent).unwrap();
+    let mics = sim.join("micrographs/*.mrc").to_string_lossy().into_owned();
+    let truth = read_truth(&sim.join("truth.csv"));
+    let mut names: Vec<String> = truth.iter().map(|t| t.0.clone()).collect();
+    names.sort();
+    names.dedup();
+    names.truncate(8);
+    (mics, truth, names, SIM_BOX)
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/label_active");
     let _ = std::fs::remove_dir_all(&root);
@@ -200,50 +252,8 @@ fn main() {
     for seed in first..first + seeds {
         let dir = root.join(format!("seed{seed}"));
         let (mics, truth, pool_mics, box_size) = match &empiar {
-            Some(picker) => {
-                let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../../shared/data/empiar-10017");
-                let mics = data
-                    .join("micrographs/*.jpg")
-                    .to_string_lossy()
-                    .into_owned();
-                let truth = read_truth(&data.join(format!("labels/{picker}.csv")));
-                let mut pairs = [
-                    [
-                        "Falcon_2012_06_12-14_33_35_0",
-                        "Falcon_2012_06_12-15_17_31_0",
-                    ],
-                    [
-                        "Falcon_2012_06_12-15_30_21_0",
-                        "Falcon_2012_06_12-15_33_42_0",
-                    ],
-                ];
-                if std::env::var("SWAP").is_ok() {
-                    pairs.reverse();
-                }
-                (mics, truth, pairs[0].map(String::from).to_vec(), 180)
-            }
-            None => {
-                let sim = dir.join("sim");
-                let cfg = SimulateConfig {
-                    out: sim.clone(),
-                    count: 12,
-                    size: 768,
-                    format: PickFormat::Csv,
-                    no_previews: true,
-                    seed: 100 + seed,
-                    preset: std::env::var("PRESET").unwrap_or_else(|_| "realistic".into()),
-                    ..SimulateConfig::default()
-                };
-                simulate::run(&cfg, &Silent).unwrap();
-                let mics = sim.join("micrographs/*.mrc").to_string_lossy().into_owned();
-                let truth = read_truth(&sim.join("truth.csv"));
-                let mut names: Vec<String> = truth.iter().map(|t| t.0.clone()).collect();
-                names.sort();
-                names.dedup();
-                names.truncate(8);
-                (mics, truth, names, SIM_BOX)
-            }
+            Some(picker) => empiar_pool(picker),
+            None => simulated_pool(&dir, seed),
         };
         let pool: Vec<&Truth> = truth.iter().filter(|t| pool_mics.contains(&t.0)).collect();
         let test: Vec<&Truth> = truth.iter().filter(|t| !pool_mics.contains(&t.0)).collect();
