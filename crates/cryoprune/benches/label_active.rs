@@ -21,6 +21,10 @@
 //! and 15_33_42 the test, box 180 (`../shared/data` beside the checkout); `SWAP=1` exchanges
 //! the two pairs, a second pool. The page's order is then the same for every seed; the seed
 //! draws the random labels and the fits. `SEEDS=n` runs n seeds instead of 5.
+//!
+//! `ASPIRE=1` simulates with another simulator than cryoprune's (`aspire_sim.py`: ASPIRE's
+//! projections of RELION's `ref_model`, SNR 0.05, junk added in NumPy; 10 micrographs of 1024²
+//! a seed, the pool on 6, the test on 4), with `ASPIRE_PYTHON` a Python that has `aspire`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +46,8 @@ const SEEDS: u64 = 5;
 const FITS: u64 = 2;
 /// The box of the simulated particles (32 px across).
 const SIM_BOX: usize = 48;
+/// The box of ASPIRE's particles (RELION's `ref_model`, 50 px across).
+const ASPIRE_BOX: usize = 76;
 
 /// A pick with its true class: micrograph, x, y, particle or junk.
 type Truth = (String, String, String, &'static str);
@@ -242,6 +248,35 @@ fn simulated_pool(dir: &Path, seed: u64) -> Source {
     (mics, truth, names, SIM_BOX)
 }
 
+/// Ten micrographs from another simulator (ASPIRE's, `aspire_sim.py` at SNR 0.05) for `seed`
+/// in `dir`: the pool on the first 6, the test on the other 4. `ASPIRE_PYTHON` is a Python with
+/// `aspire` installed.
+fn aspire_pool(dir: &Path, seed: u64) -> Source {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/aspire_sim.py");
+    let python = std::env::var("ASPIRE_PYTHON").unwrap_or_else(|_| "python3".into());
+    std::fs::create_dir_all(dir).unwrap();
+    // From inside `dir`, where ASPIRE writes its logs/ folder.
+    let status = std::process::Command::new(python)
+        .current_dir(dir)
+        .args([
+            script.to_str().unwrap(),
+            "aspire",
+            "0.05",
+            &(200 + seed).to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "aspire_sim.py failed");
+    let sim = dir.join("aspire");
+    let mics = sim.join("micrographs/*.mrc").to_string_lossy().into_owned();
+    let truth = read_truth(&sim.join("labels.csv"));
+    let mut names: Vec<String> = truth.iter().map(|t| t.0.clone()).collect();
+    names.sort();
+    names.dedup();
+    names.truncate(6);
+    (mics, truth, names, ASPIRE_BOX)
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/label_active");
     let _ = std::fs::remove_dir_all(&root);
@@ -253,6 +288,7 @@ fn main() {
         let dir = root.join(format!("seed{seed}"));
         let (mics, truth, pool_mics, box_size) = match &empiar {
             Some(picker) => empiar_pool(picker),
+            None if std::env::var("ASPIRE").is_ok() => aspire_pool(&dir, seed),
             None => simulated_pool(&dir, seed),
         };
         let pool: Vec<&Truth> = truth.iter().filter(|t| pool_mics.contains(&t.0)).collect();
