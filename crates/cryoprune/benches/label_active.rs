@@ -239,13 +239,19 @@ fn simulated_pool(dir: &Path, seed: u64) -> Source {
         ..SimulateConfig::default()
     };
     simulate::run(&cfg, &Silent).unwrap();
+    split_first(&sim, &sim.join("truth.csv"), 8, SIM_BOX)
+}
+
+/// The micrographs under `sim` with the truth in `truth`: the pool on the first `pool` of
+/// them by name, the test on the rest.
+fn split_first(sim: &Path, truth: &Path, pool: usize, box_size: usize) -> Source {
     let mics = sim.join("micrographs/*.mrc").to_string_lossy().into_owned();
-    let truth = read_truth(&sim.join("truth.csv"));
+    let truth = read_truth(truth);
     let mut names: Vec<String> = truth.iter().map(|t| t.0.clone()).collect();
     names.sort();
     names.dedup();
-    names.truncate(8);
-    (mics, truth, names, SIM_BOX)
+    names.truncate(pool);
+    (mics, truth, names, box_size)
 }
 
 /// Ten micrographs from another simulator (ASPIRE's, `aspire_sim.py` at SNR 0.05) for `seed`
@@ -268,13 +274,7 @@ fn aspire_pool(dir: &Path, seed: u64) -> Source {
         .unwrap();
     assert!(status.success(), "aspire_sim.py failed");
     let sim = dir.join("aspire");
-    let mics = sim.join("micrographs/*.mrc").to_string_lossy().into_owned();
-    let truth = read_truth(&sim.join("labels.csv"));
-    let mut names: Vec<String> = truth.iter().map(|t| t.0.clone()).collect();
-    names.sort();
-    names.dedup();
-    names.truncate(6);
-    (mics, truth, names, ASPIRE_BOX)
+    split_first(&sim, &sim.join("labels.csv"), 6, ASPIRE_BOX)
 }
 
 fn main() {
