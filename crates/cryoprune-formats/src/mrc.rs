@@ -184,12 +184,16 @@ impl MrcHeader {
             ));
         }
         let has_map_id = &h[208..212] == b"MAP ";
-        let byte_order = detect_byte_order(h).ok_or_else(|| {
-            bad(
+        // A file that says it is MRC but whose stamp and fields fit neither order is read as
+        // little-endian (what nearly every writer produces), so that the field at fault is named.
+        let byte_order = match detect_byte_order(h) {
+            Some(order) => order,
+            None if has_map_id => ByteOrder::Little,
+            None => return Err(bad(
                 0,
                 "not an MRC file: no \"MAP \" identifier and the header makes no sense in either byte order".into(),
-            )
-        })?;
+            )),
+        };
         let r = Reader {
             h,
             order: byte_order,
@@ -961,6 +965,12 @@ mod tests {
         assert_eq!(f.read_all(), vec![1., 2., 3., 4.]);
     }
 
+    fn no_stamp(mut h: Vec<u8>) -> Vec<u8> {
+        h[212] = 0;
+        h[213] = 0;
+        h
+    }
+
     #[test]
     fn bad_headers_give_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
@@ -978,6 +988,22 @@ mod tests {
                 "truncated",
             ),
             ("empty.mrc", vec![], "empty file"),
+            // "MAP " but no machine stamp: the field at fault, not "not an MRC file"
+            (
+                "nostamp.mrc",
+                no_stamp(header_le(-3, 2, 1, 2, 0)),
+                "NX = -3",
+            ),
+            (
+                "nostamp99.mrc",
+                no_stamp(header_le(2, 2, 1, 99, 0)),
+                "mode 99",
+            ),
+            (
+                "garbage.mrc",
+                no_stamp(vec![7u8; HEADER_LEN]),
+                "not an MRC file",
+            ),
         ];
         for (name, bytes, needle) in cases {
             let p = dir.path().join(name);
