@@ -28,6 +28,14 @@ const SUFFIXES: &[&str] = &[
     "_noDW",
     "_doseweighted",
     "_aligned",
+    // cryoSPARC's motion correction (`_patch_aligned_doseweighted`, `_rigid_aligned`) and the
+    // movie names EPU and Falcon/EER cameras write (`_fractions.tiff`, `_Fractions.mrc`), so that
+    // picks named after a movie meet its corrected micrograph.
+    "_patch",
+    "_rigid",
+    "_fractions",
+    "_Fractions",
+    "_EER",
     "_frames_sum",
     "_sum",
 ];
@@ -184,6 +192,20 @@ mod tests {
         );
         assert_eq!(micrograph_key("TcdA1-0018_frames_sum.cbox"), "TcdA1-0018");
         assert_eq!(stem("emd_3001.map.gz"), "emd_3001");
+    }
+
+    #[test]
+    fn movies_meet_their_motion_corrected_micrographs() {
+        let movie = "Movies/FoilHole_1_Data_2_fractions.tiff";
+        for corrected in [
+            "J3/motioncorrected/012345678901234567890_FoilHole_1_Data_2_fractions_patch_aligned_doseweighted.mrc",
+            "J4/motioncorrected/FoilHole_1_Data_2_fractions_rigid_aligned.mrc",
+            "MotionCorr/job002/Movies/FoilHole_1_Data_2_fractions.mrc",
+            "FoilHole_1_Data_2_Fractions_DW.mrc",
+        ] {
+            assert_eq!(micrograph_key(corrected), micrograph_key(movie), "{corrected}");
+        }
+        assert_eq!(micrograph_key(movie), "FoilHole_1_Data_2");
     }
 
     #[test]
