@@ -110,9 +110,9 @@ impl Adjusted {
 /// other: a model that weak cannot correct its own count.
 ///
 /// The standard error is the delta method's over the three binomial counts behind the share
-/// (the dataset's share above 0.5, recall, false-positive rate). The rates' variances use
-/// rates with two hits and two misses added (Agresti and Coull's correction for small counts),
-/// so that 2 of 2 right is not taken for certainty.
+/// (the dataset's share above 0.5, recall, false-positive rate). Each variance uses its rate
+/// with two hits and two misses added (Agresti and Coull's correction for small counts), so
+/// that 2 of 2 right is not taken for certainty, nor a share of 0 from one pick being pruned.
 pub fn adjusted_count(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> Option<Adjusted> {
     let (tpr, fpr) = rates(p_keep, is_kept, 0.5);
     let gap = tpr - fpr;
@@ -125,7 +125,7 @@ pub fn adjusted_count(p_keep: &[f64], is_kept: &[bool], dataset_p: &[f64]) -> Op
     let negatives = is_kept.len() - positives;
     let variance = |rate: f64, n: usize| rate * (1.0 - rate) / n.max(1) as f64;
     let smoothed = |rate: f64, n: usize| (rate * n as f64 + 2.0) / (n as f64 + 4.0);
-    let var = (variance(raw, dataset_p.len())
+    let var = (variance(smoothed(raw, dataset_p.len()), dataset_p.len())
         + (1.0 - share).powi(2) * variance(smoothed(fpr, negatives), negatives)
         + share.powi(2) * variance(smoothed(tpr, positives), positives))
         / (gap * gap);
@@ -269,11 +269,13 @@ mod tests {
         d.extend([0.1; 55]);
         let (prev, corrected) = estimate_prevalence(&p, &k, &d);
         assert!(corrected && (prev - 0.5).abs() < 1e-9, "{prev}");
-        // The delta method by hand: rates 10/14 and 3/14 from 10 picks each, two of each added.
+        // The delta method by hand: rates 10/14 and 3/14 from 10 picks each and the share
+        // 47/104 from 100, two of each added.
         let a = adjusted_count(&p, &k, &d).unwrap();
-        let (t, f) = (10.0 / 14.0, 3.0 / 14.0);
-        let var = (0.45 * 0.55 / 100.0 + 0.25 * f * (1.0 - f) / 10.0 + 0.25 * t * (1.0 - t) / 10.0)
-            / (0.7f64 * 0.7);
+        let (t, f, r) = (10.0 / 14.0, 3.0 / 14.0, 47.0 / 104.0);
+        let var =
+            (r * (1.0 - r) / 100.0 + 0.25 * f * (1.0 - f) / 10.0 + 0.25 * t * (1.0 - t) / 10.0)
+                / (0.7f64 * 0.7);
         assert!((a.standard_error - var.sqrt()).abs() < 1e-12, "{a:?}");
         assert!(a.is_firm());
     }
@@ -291,6 +293,22 @@ mod tests {
         let p40: Vec<f64> = p.iter().flat_map(|&v| [v; 20]).collect();
         let k40: Vec<bool> = k.iter().flat_map(|&v| [v; 20]).collect();
         assert!(adjusted_count(&p40, &k40, &d).unwrap().is_firm());
+    }
+
+    #[test]
+    fn a_share_counted_on_a_few_picks_is_too_rough() {
+        // Firm rates from 40 labelled picks a side, but one pick to prune: its share of 0 (or
+        // 1) is no estimate of the dataset's.
+        let p: Vec<f64> = [0.9, 0.8, 0.2, 0.1].iter().flat_map(|&v| [v; 20]).collect();
+        let k: Vec<bool> = [true, true, false, false]
+            .iter()
+            .flat_map(|&v| [v; 20])
+            .collect();
+        for one in [0.1, 0.9] {
+            assert!(!adjusted_count(&p, &k, &[one]).unwrap().is_firm());
+        }
+        let d: Vec<f64> = (0..100).map(|i| if i < 70 { 0.9 } else { 0.1 }).collect();
+        assert!(adjusted_count(&p, &k, &d).unwrap().is_firm());
     }
 
     #[test]

@@ -592,14 +592,15 @@ fn choose_shift(
         Some(a) => {
             let kept = labelled.is_kept.iter().filter(|&&k| k).count();
             events.warn(format!(
-                "--prior dataset: {:.0}% ± {:.0}% of picks would be kept-class, from the rates \
-                 of {kept} labelled picks of the kept classes and {} others in the {}; an \
-                 estimate that rough (standard error over {:.0}%) could be almost anything, so \
-                 each pick is decided as if {:.0}% were, as in training; give --labels with \
-                 more labelled picks, train with --folds 5 (every label then validates), or \
-                 give --prior SHARE",
+                "--prior dataset: {:.0}% ± {:.0}% of picks would be kept-class, counted on {} \
+                 picks and corrected with the rates of {kept} labelled picks of the kept \
+                 classes and {} others in the {}; an estimate that rough (standard error over \
+                 {:.0}%) could be almost anything, so each pick is decided as if {:.0}% were, \
+                 as in training; give --labels with more labelled picks, train with --folds 5 \
+                 (every label then validates), prune more picks at once, or give --prior SHARE",
                 100.0 * a.share,
                 100.0 * a.standard_error,
+                sample_p.len(),
                 labelled.is_kept.len() - kept,
                 labelled.from,
                 100.0 * threshold::MAX_SHARE_ERROR,
