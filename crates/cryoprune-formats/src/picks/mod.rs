@@ -730,6 +730,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tab_separated_label_table_reads_as_topaz_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsv = dir.path().join("labels.tsv");
+        std::fs::write(&tsv, "micrograph\tx\ty\tlabel\nmic_1\t10\t20.5\tjunk\n").unwrap();
+        let set = PickSet::read(&[tsv], None).unwrap();
+        let g = &set.micrographs[0];
+        assert_eq!(g.micrograph, "mic_1");
+        assert_eq!((g.picks[0].x, g.picks[0].y), (10.0, 20.5));
+        assert_eq!(g.picks[0].label.as_deref(), Some("junk"));
+        let bad = dir.path().join("bad.txt");
+        std::fs::write(&bad, "name\tx\ty\n").unwrap();
+        let err = PickSet::read(&[bad], None).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.txt") && err.contains("image_name"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn one_file_is_named_by_the_formats_extension_without_a_trailing_separator() {
         let star = PickFormat::Star;
         assert!(star.names_one_file(Path::new("out/picks.star")));

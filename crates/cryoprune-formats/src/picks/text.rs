@@ -194,7 +194,8 @@ fn read_named_table(
     Ok(())
 }
 
-/// Topaz: a header `image_name x_coord y_coord [score]`, tab-separated, centres in pixels.
+/// Topaz: a header `image_name x_coord y_coord [score]`, tab-separated, centres in pixels; the
+/// column names of [`read_csv`] are read too.
 pub(super) fn read_topaz(
     path: &Path,
     file_index: usize,
@@ -228,8 +229,9 @@ pub(super) fn read_topaz(
         index,
         split(head),
         rows,
-        &["image_name"],
-        "image_name, x_coord, y_coord [, score]",
+        // A tab-separated table of `micrograph x y label` (a spreadsheet's export) reads too.
+        &["image_name", "micrograph", "micrograph_name"],
+        "image_name (or micrograph), x_coord, y_coord [, score] [, label]",
     )
 }
 
