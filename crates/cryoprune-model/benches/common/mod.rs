@@ -38,7 +38,7 @@ pub const CLASSES: usize = 2;
 /// not depend on the values).
 pub fn network(arch: Arch, channels: usize, device: &Device) -> Classifier {
     let config = ClassifierConfig {
-        in_channels: 1,
+        in_channels: channels,
         arch,
         classes: CLASSES,
         head: HeadConfig::new(1),
