@@ -62,13 +62,16 @@ pub struct UnlabelledConfig {
 
 impl Default for UnlabelledConfig {
     fn default() -> Self {
-        // Measured on EMPIAR-10017 (BENCHMARKS): 1,000 picks for 5 epochs gave little, 1,400
-        // for 8 as much as 1,200 for 15; this is what fits a minute on 2 cores.
+        // Measured on EMPIAR-10017 from scratch (BENCHMARKS): 1,000 picks for 5 epochs gave
+        // little, 1,400 for 8 as much as 1,200 for 15. From the shipped backbone, and from
+        // scratch on simulated sets, 4 epochs of 1,500 give what 8 do (BENCHMARKS, "How long
+        // to adapt") at half the cost, which keeps `train` within a minute on slower 2-core
+        // machines too.
         Self {
             picks: Vec::new(),
             format: None,
             max_picks: 1500,
-            epochs: 8,
+            epochs: 4,
             pseudo_labels: 0,
         }
     }
