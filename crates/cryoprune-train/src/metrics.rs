@@ -26,7 +26,9 @@ pub struct Report {
 }
 
 /// Scores predictions against truth. Precision of a class never predicted is 0, as is recall of
-/// a class absent from the truth, and then its F1 is 0: scikit-learn's `zero_division=0`.
+/// a class absent from the truth, and then its F1 is 0: scikit-learn's `zero_division=0`. The
+/// macro-F1 averages the classes in the truth or the predictions, as scikit-learn's does: a
+/// class of the model that these picks neither hold nor are called cannot be got wrong.
 pub fn evaluate(truth: &[usize], predicted: &[usize], classes: &[String]) -> Report {
     assert_eq!(truth.len(), predicted.len());
     let k = classes.len();
@@ -65,7 +67,11 @@ pub fn evaluate(truth: &[usize], predicted: &[usize], classes: &[String]) -> Rep
             }
         })
         .collect();
-    let macro_f1 = per_class.iter().map(|c| c.f1).sum::<f64>() / k.max(1) as f64;
+    let present: Vec<&ClassScores> = (0..k)
+        .filter(|&c| per_class[c].support > 0 || (0..k).any(|t| confusion[t][c] > 0))
+        .map(|c| &per_class[c])
+        .collect();
+    let macro_f1 = present.iter().map(|c| c.f1).sum::<f64>() / present.len().max(1) as f64;
     Report {
         n,
         accuracy: if n > 0 {
@@ -142,6 +148,16 @@ mod tests {
         assert!((part.precision - 4.0 / 6.0).abs() < 1e-12 && (part.recall - 0.8).abs() < 1e-12);
         let f1p = 2.0 * (4.0 / 6.0) * 0.8 / (4.0 / 6.0 + 0.8);
         assert!((r.macro_f1 - (0.4 + f1p) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_class_neither_held_nor_predicted_does_not_count() {
+        let classes: Vec<String> = vec!["carbon".into(), "ice".into(), "particle".into()];
+        let r = evaluate(&[0, 2, 2], &[0, 2, 2], &classes);
+        assert_eq!(r.macro_f1, 1.0);
+        // Predicted but absent from the truth: a wrong call, and it counts.
+        let r = evaluate(&[0, 2, 2], &[1, 2, 2], &classes);
+        assert!((r.macro_f1 - 1.0 / 3.0).abs() < 1e-12, "{}", r.macro_f1);
     }
 
     #[test]
