@@ -100,6 +100,10 @@ impl Default for TrainJobConfig {
 /// Held-out picks of a class below which the validation figures are called rough.
 pub(crate) const FEW_HELD_OUT: usize = 10;
 
+/// Labels of a class below which it is warned about: a few-shot network needs a handful of each
+/// class to learn it at all (the paper's fewest is 10).
+const FEW_LABELS: usize = 5;
+
 /// Trains and writes the model directory; returns what model.json records.
 pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
     crate::inputs::ensure_folder_possible("--out", &cfg.out)?;
@@ -147,6 +151,16 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             );
         }
         let all: Vec<usize> = (0..data.len()).collect();
+        for (class, &n) in data.classes.iter().zip(&data.counts()) {
+            if n < FEW_LABELS {
+                events.warn(format!(
+                    "class `{class}` has {n} label{}: the network learns next to nothing of a \
+                     class that rare, and will seldom call a pick {class}; label at least 10 \
+                     picks of it, or merge it into another class",
+                    if n == 1 { "" } else { "s" }
+                ));
+            }
+        }
         let folds = fold_count(cfg, &data)?;
         let pseudo = cfg.unlabelled.pseudo_labels;
         if pseudo > 0 && !cfg.unlabelled.is_on() {

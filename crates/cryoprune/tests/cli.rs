@@ -1009,6 +1009,10 @@ fn training_on_every_label_records_no_validation() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("none is held out"), "{t}");
+    assert!(
+        t.contains("class `junk` has 3 labels") && t.contains("class `particle` has 3 labels"),
+        "{t}"
+    );
     let spec = model_json(&model);
     assert_eq!(spec["training"]["validation_picks"], 0, "{spec}");
     assert!(spec["training"]["validation"].is_null(), "{spec}");
