@@ -15,7 +15,7 @@ use crate::printer::Printer;
 
 #[derive(clap::Args)]
 #[command(
-    about = "Join the outputs of prune or extract shards (--shard I/N) into one run's",
+    about = "Join the outputs of prune or extract shards (--shard I/N) as one run would write them",
     after_help = super::examples(include_str!("merge.rs"))
 )]
 pub struct Args {
