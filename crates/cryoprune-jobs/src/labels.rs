@@ -180,6 +180,26 @@ impl LabelsConfig {
                     }
                 };
                 report_coverage(&coverage, &data, events);
+                // Every command that cuts labels needs some; with none, train went on to warn
+                // that each class had 0 labels and evaluate printed an empty confusion.
+                if data.is_empty() {
+                    invalid!(
+                        "{}: none of the {} labelled picks (on {} micrograph{}) could be cut: {} \
+                         lie outside their micrograph, {} too close to its edge for the box \
+                         (--edge pad-noise keeps those); are the coordinates in the \
+                         micrographs' pixels?",
+                        self.labels
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        coverage.picks,
+                        coverage.micrographs,
+                        if coverage.micrographs == 1 { "" } else { "s" },
+                        coverage.outside,
+                        coverage.skipped_edge
+                    );
+                }
                 return Ok(data);
             }
         };

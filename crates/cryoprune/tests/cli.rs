@@ -210,6 +210,25 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         refused(&args, says);
         assert!(!out.exists(), "{args:?} left an output");
     }
+    // Labels that all lie off their micrograph (a binned picker's coordinates, say): train
+    // warned that each class had 0 labels before failing (and evaluate scored nothing).
+    let off = tmp.path().join("off.csv");
+    std::fs::write(
+        &off,
+        "micrograph,x,y,label\nsim_0001,-5000,10,particle\nsim_0001,99999,10,junk\n",
+    )
+    .unwrap();
+    let args = [
+        &train[..3],
+        &["--labels", s(&off), "--box", "48", "--out", s(&out)],
+    ]
+    .concat();
+    refused(
+        &args,
+        "none of the 2 labelled picks (on 1 micrograph) could be cut: 2 lie outside their \
+         micrograph",
+    );
+    assert!(!out.exists());
     let csv = tmp.path().join("picks.csv");
     refused(
         &[

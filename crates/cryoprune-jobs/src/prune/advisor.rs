@@ -103,7 +103,11 @@ pub fn advise(
     };
     let (prevalence, corrected) =
         threshold::estimate_prevalence(&p_keep, &labelled.is_kept, dataset_p);
-    let source = if corrected {
+    // Every pick outside its micrograph leaves nothing to count: say so, not that the count
+    // gave the even share estimate_prevalence falls back to.
+    let source = if dataset_p.is_empty() {
+        "no pick was classified to count them on".to_string()
+    } else if corrected {
         format!(
             "estimated from these picks' probabilities, corrected with the rates of the {}",
             labelled.from
@@ -207,6 +211,15 @@ mod tests {
         assert!(
             best.precision >= 0.95 && best.true_positive_rate > 0.99,
             "{best:?}"
+        );
+
+        // With no pruned pick classified there is nothing to count, and the advice says so.
+        let advice = advise(&cfg, &found, None, &[]);
+        assert_eq!(advice.prevalence, 0.5);
+        assert!(
+            advice.prevalence_source.contains("no pick was classified"),
+            "{}",
+            advice.prevalence_source
         );
 
         // A folder without validation picks gives no advice, and says why.
