@@ -171,10 +171,10 @@ impl UnlabelledConfig {
         random.labels.iter_mut().for_each(|l| *l = 1);
         let all = picked.concat(&random);
         events.note(format!(
-            "adapting the network to these micrographs: {} picks from {} micrographs against {} \
-             random places on them",
+            "adapting the network to these micrographs: {} picks from {} against {} random \
+             places on them",
             picked.len(),
-            coverage.micrographs,
+            crate::count(coverage.micrographs, "micrograph"),
             random.len()
         ));
         let every: Vec<usize> = (0..all.len()).collect();

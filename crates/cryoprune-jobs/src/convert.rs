@@ -84,12 +84,11 @@ pub fn run(args: &ConvertConfig, events: &dyn Events) -> Result<Vec<PathBuf>> {
     }
     let written = set.write(args.to, &args.out, &opts)?;
     events.note(format!(
-        "wrote {} picks on {} micrographs as {:?} to {} file{} under {}",
+        "wrote {} picks on {} as {:?} to {} under {}",
         set.len(),
-        set.micrographs.len(),
+        crate::count(set.micrographs.len(), "micrograph"),
         args.to,
-        written.len(),
-        if written.len() == 1 { "" } else { "s" },
+        crate::count(written.len(), "file"),
         args.out.display()
     ));
     Ok(written)

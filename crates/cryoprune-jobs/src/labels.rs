@@ -292,9 +292,9 @@ pub fn class_counts(data: &Dataset) -> String {
 
 fn report_coverage(c: &Coverage, data: &Dataset, events: &dyn Events) {
     events.note(format!(
-        "cut {} labelled particles from {} micrographs ({})",
+        "cut {} labelled particles from {} ({})",
         data.len(),
-        c.micrographs,
+        crate::count(c.micrographs, "micrograph"),
         class_counts(data)
     ));
     if c.skipped_edge + c.outside > 0 {

@@ -161,3 +161,9 @@ pub(crate) fn write_json(path: &std::path::Path, value: &impl serde::Serialize) 
     cryoprune_formats::atomic::write_atomic(path, |w| w.write_all(&json))?;
     Ok(())
 }
+
+/// "1 micrograph", "3 micrographs": runs on one micrograph are common first tries, and "1
+/// micrographs" reads as a slip.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}

@@ -464,8 +464,8 @@ pub fn run(
 
     let total: usize = counts.values().sum();
     events.note(format!(
-        "simulated {} micrographs of {}x{} px at {} Å/px ({} preset, particle {:.0} px across) in {:.1} s",
-        args.count,
+        "simulated {} of {}x{} px at {} Å/px ({} preset, particle {:.0} px across) in {:.1} s",
+        crate::count(args.count, "micrograph"),
         args.size,
         args.size,
         args.pixel,

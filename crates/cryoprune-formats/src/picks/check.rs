@@ -46,9 +46,10 @@ pub fn coordinate_warnings(groups: &[Placed]) -> Vec<String> {
     }
     if outside > 0 {
         warnings.push(format!(
-            "{outside} of {total} picks ({:.1}%) on {micrographs_outside} micrographs lie outside \
-             their micrograph; they cannot be classified and are not kept",
-            100.0 * outside as f64 / total as f64
+            "{outside} of {total} picks ({:.1}%) on {micrographs_outside} micrograph{} lie \
+             outside their micrograph; they cannot be classified and are not kept",
+            100.0 * outside as f64 / total as f64,
+            if micrographs_outside == 1 { "" } else { "s" }
         ));
     }
     if fx.len() < MIN_PICKS {

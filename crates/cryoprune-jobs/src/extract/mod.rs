@@ -410,9 +410,9 @@ fn run_job(
     star.finish(&layout, &optics)?;
 
     events.note(format!(
-        "extracted {} particles from {} micrographs ({} picks): box {} px -> {} px, {:.4} Å/px, in {:.1} s",
+        "extracted {} particles from {} ({} picks): box {} px -> {} px, {:.4} Å/px, in {:.1} s",
         tally.written,
-        jobs.len(),
+        crate::count(jobs.len(), "micrograph"),
         tally.picks,
         cfg.box_size,
         out_size,

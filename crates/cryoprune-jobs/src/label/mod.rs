@@ -639,10 +639,10 @@ pub fn run(cfg: &LabelConfig, events: &dyn Events) -> Result<()> {
             .map_err(|e| Error::Io(cfg.out.clone(), e))?
             .port();
         events.output(format!(
-            "labelling {} picks on {} micrographs; open http://127.0.0.1:{port}/?token={}\n\
+            "labelling {} picks on {}; open http://127.0.0.1:{port}/?token={}\n\
              labels are saved to {} after every change; Ctrl-C ends",
             session.items.len(),
-            session.mics.len(),
+            crate::count(session.mics.len(), "micrograph"),
             session.token,
             cfg.out.display()
         ));

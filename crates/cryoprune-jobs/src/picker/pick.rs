@@ -198,9 +198,9 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
             .extend(all.write(format, &cfg.out, &opts(shapes))?);
     }
     events.output(format!(
-        "{} picks on {} micrographs written to {}",
+        "{} picks on {} written to {}",
         summary.picks,
-        summary.micrographs,
+        crate::count(summary.micrographs, "micrograph"),
         cfg.out.display()
     ));
     Ok(summary)

@@ -251,9 +251,9 @@ impl Summary {
         let s = self;
         let pct = |n: usize| 100.0 * n as f64 / s.picks.max(1) as f64;
         let mut t = format!(
-            "{} picks on {} micrographs: kept {} ({:.1}%), rejected {} ({:.1}%)\n",
+            "{} picks on {}: kept {} ({:.1}%), rejected {} ({:.1}%)\n",
             s.picks,
-            s.per_micrograph.len(),
+            crate::count(s.per_micrograph.len(), "micrograph"),
             s.kept,
             pct(s.kept),
             s.rejected,
@@ -299,8 +299,8 @@ impl Summary {
             ));
         }
         t.push_str(&format!(
-            "  {} files written, {} left as they were; {:.1} s, {:.0} particles/s through the network",
-            s.files_written.len(),
+            "  {} written, {} left as they were; {:.1} s, {:.0} particles/s through the network",
+            crate::count(s.files_written.len(), "file"),
             s.files_skipped.len(),
             s.seconds,
             s.particles_per_second

@@ -303,8 +303,8 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
 
         let total: usize = todo.iter().map(|&i| jobs[i].picks.len()).sum();
         events.note(format!(
-            "classifying {total} picks on {} micrographs ({} per batch)",
-            todo.len(),
+            "classifying {total} picks on {} ({} per batch)",
+            crate::count(todo.len(), "micrograph"),
             cfg.batch
         ));
         events.emit(Event::Started {
@@ -582,9 +582,9 @@ fn choose_shift(
         return Ok((None, sample));
     }
     let source = format!(
-        "estimated on {} picks of {} micrographs, corrected with the rates of the {}",
+        "estimated on {} picks of {}, corrected with the rates of the {}",
         sample_p.len(),
-        chosen.len(),
+        crate::count(chosen.len(), "micrograph"),
         labelled.from
     );
     match adjusted_count(&labelled.p_keep, &labelled.is_kept, &sample_p) {
