@@ -1122,7 +1122,7 @@ fn three_shards_and_a_merge_write_what_one_run_writes() {
         );
         let t = run_ok(&args(&shard(1), &["--shard", "1/3", "--skip-existing"]));
         assert!(
-            t.contains("1 micrographs this shard classified before"),
+            t.contains("1 micrograph this shard classified before is taken from its journal"),
             "{t}"
         );
         let resumed = std::fs::read_to_string(&journal).unwrap();

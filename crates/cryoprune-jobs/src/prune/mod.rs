@@ -254,8 +254,9 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
                 let (journal, previous) = shard::Journal::open(&cfg.out, cfg.skip_existing)?;
                 if !previous.is_empty() {
                     events.note(format!(
-                        "--skip-existing: {} micrographs this shard classified before are taken from its journal",
-                        previous.len()
+                        "--skip-existing: {} this shard classified before {} taken from its journal",
+                        crate::count(previous.len(), "micrograph"),
+                        if previous.len() == 1 { "is" } else { "are" }
                     ));
                 }
                 stored = previous;
