@@ -184,7 +184,7 @@ impl LabelsConfig {
                 // that each class had 0 labels and evaluate printed an empty confusion.
                 if data.is_empty() {
                     invalid!(
-                        "{}: none of the {} labelled picks (on {} micrograph{}) could be cut: {} \
+                        "{}: none of the {} labelled picks (on {}) could be cut: {} \
                          lie outside their micrograph, {} too close to its edge for the box \
                          (--edge pad-noise keeps those); are the coordinates in the \
                          micrographs' pixels?",
@@ -194,8 +194,7 @@ impl LabelsConfig {
                             .collect::<Vec<_>>()
                             .join(", "),
                         coverage.picks,
-                        coverage.micrographs,
-                        if coverage.micrographs == 1 { "" } else { "s" },
+                        crate::count(coverage.micrographs, "micrograph"),
                         coverage.outside,
                         coverage.skipped_edge
                     );
