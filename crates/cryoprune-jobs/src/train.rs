@@ -152,6 +152,15 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
         }
         let all: Vec<usize> = (0..data.len()).collect();
         for (class, &n) in data.classes.iter().zip(&data.counts()) {
+            // Every pick of the class was left out when cutting (outside its micrograph): the
+            // model trained on without it and called every pick the other class.
+            if n == 0 {
+                invalid!(
+                    "class `{class}` has no labelled pick left once the picks were cut (the \
+                     lines above say which were left out): a network cannot learn a class it \
+                     never sees; correct those picks' coordinates or leave the class out"
+                );
+            }
             if n < FEW_LABELS {
                 events.warn(format!(
                     "class `{class}` has {n} label{}: the network learns next to nothing of a \

@@ -229,6 +229,17 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
          micrograph",
     );
     assert!(!out.exists());
+    // ...or all those of one class: the model trained on and called every pick the other.
+    std::fs::write(
+        &off,
+        "micrograph,x,y,label\nsim_0001,100,100,particle\nsim_0001,99999,10,junk\n",
+    )
+    .unwrap();
+    refused(
+        &args,
+        "class `junk` has no labelled pick left once the picks were cut",
+    );
+    assert!(!out.exists());
     let csv = tmp.path().join("picks.csv");
     refused(
         &[
