@@ -38,10 +38,13 @@ pub fn evaluate(truth: &[usize], predicted: &[usize], classes: &[String]) -> Rep
     }
     let n = truth.len();
     let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
+    let called: Vec<usize> = (0..k)
+        .map(|c| (0..k).map(|t| confusion[t][c]).sum())
+        .collect();
     let per_class: Vec<ClassScores> = (0..k)
         .map(|c| {
             let tp = confusion[c][c] as f64;
-            let predicted_c: usize = (0..k).map(|t| confusion[t][c]).sum();
+            let predicted_c = called[c];
             let support: usize = confusion[c].iter().sum();
             let precision = if predicted_c > 0 {
                 tp / predicted_c as f64
@@ -68,7 +71,7 @@ pub fn evaluate(truth: &[usize], predicted: &[usize], classes: &[String]) -> Rep
         })
         .collect();
     let present: Vec<&ClassScores> = (0..k)
-        .filter(|&c| per_class[c].support > 0 || (0..k).any(|t| confusion[t][c] > 0))
+        .filter(|&c| per_class[c].support > 0 || called[c] > 0)
         .map(|c| &per_class[c])
         .collect();
     let macro_f1 = present.iter().map(|c| c.f1).sum::<f64>() / present.len().max(1) as f64;
