@@ -163,10 +163,10 @@ pub fn run(cfg: &TrainJobConfig, events: &dyn Events) -> Result<ModelSpec> {
             }
             if n < FEW_LABELS {
                 events.warn(format!(
-                    "class `{class}` has {n} label{}: the network learns next to nothing of a \
-                     class that rare, and will seldom call a pick {class}; label at least 10 \
-                     picks of it, or merge it into another class",
-                    if n == 1 { "" } else { "s" }
+                    "class `{class}` has {}: the network learns next to nothing of a class \
+                     that rare, and will seldom call a pick {class}; label at least 10 picks of \
+                     it, or merge it into another class",
+                    crate::count(n, "label")
                 ));
             }
         }
