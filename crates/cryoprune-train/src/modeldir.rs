@@ -281,12 +281,7 @@ impl ModelSpec {
             files.push(&m.weights_file);
         }
         for (i, file) in files.iter().enumerate() {
-            let weights = Path::new(file);
-            if weights.components().count() != 1 || weights.file_name().is_none() {
-                return Err(format!(
-                    "weights_file `{file}` must be a file name inside the model folder"
-                ));
-            }
+            check_weights_file(file)?;
             if files[..i].contains(file) {
                 return Err(format!("weights_file `{file}` is named twice"));
             }
@@ -334,7 +329,7 @@ impl ModelSpec {
 pub enum ModelDirError {
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
-    #[error("{0}: not a cryoprune model.json: {1}")]
+    #[error("{0}: not a valid cryoprune model file: {1}")]
     Spec(PathBuf, String),
     #[error(
         "{0}: written by format version {1}; this cryoprune reads versions {FORMAT_VERSION} and {ENSEMBLE_FORMAT_VERSION}. Retrain or upgrade"
@@ -642,6 +637,18 @@ pub(crate) fn write_weights_and_spec<S: Serialize>(
 }
 
 /// The weights file's bytes, refused unless their SHA-256 is `expected`.
+/// A weights file named in a spec stays inside its folder: a spec naming `../x` would read
+/// (or, saved again, write) outside it.
+pub(crate) fn check_weights_file(file: &str) -> Result<(), String> {
+    let weights = Path::new(file);
+    if weights.components().count() != 1 || weights.file_name().is_none() {
+        return Err(format!(
+            "weights_file `{file}` must be a file name inside the model folder"
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn read_weights(path: &Path, expected: &str) -> Result<Vec<u8>, ModelDirError> {
     if path.exists() {
         cryoprune_formats::error::ensure_regular(path)?;

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::matching::Point;
 use crate::modeldir::{
-    read_weights, sha256_hex, write_history, write_weights_and_spec, ModelDirError, WEIGHTS_FILE,
+    check_weights_file, read_weights, sha256_hex, write_history, write_weights_and_spec,
+    ModelDirError, WEIGHTS_FILE,
 };
 use crate::picker::Preparation;
 use crate::trainer::EpochStats;
@@ -100,6 +101,55 @@ pub struct PickerRecord {
 }
 
 impl PickerSpec {
+    /// What `pick` relies on: an edited or damaged picker.json would otherwise pick silently
+    /// wrong (no picks at a negative low-pass, every peak kept at a negative distance).
+    fn validate(&self) -> Result<(), String> {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        let checks = [
+            (
+                positive(self.particle_diameter),
+                "particle_diameter",
+                self.particle_diameter,
+                "a positive number of pixels",
+            ),
+            (
+                self.bin >= 1.0 && self.bin.is_finite(),
+                "bin",
+                self.bin,
+                "at least 1",
+            ),
+            (
+                positive(self.target_radius),
+                "target_radius",
+                self.target_radius,
+                "a positive number of pixels",
+            ),
+            (
+                positive(self.min_distance),
+                "min_distance",
+                self.min_distance,
+                "a positive number of pixels",
+            ),
+            (
+                self.lowpass_fraction.is_none_or(positive),
+                "lowpass_fraction",
+                self.lowpass_fraction.unwrap_or(0.0),
+                "a positive fraction of Nyquist",
+            ),
+        ];
+        if let Some((_, field, value, expected)) = checks.into_iter().find(|c| !c.0) {
+            return Err(format!("{field} is {value}; expected {expected}"));
+        }
+        check_weights_file(&self.weights_file)?;
+        if !(1..=8).contains(&self.views) {
+            return Err(format!(
+                "views is {}; expected 1 to 8 (a micrograph's rotations and flips)",
+                self.views
+            ));
+        }
+        Ok(())
+    }
+
     /// How `pick` prepares a micrograph.
     pub fn preparation(&self) -> Preparation {
         Preparation {
@@ -175,12 +225,8 @@ impl PickerDir {
                 ),
             ));
         }
-        if !(spec.bin >= 1.0 && spec.bin.is_finite()) {
-            return Err(ModelDirError::Spec(
-                path,
-                format!("bin {} is not >= 1", spec.bin),
-            ));
-        }
+        spec.validate()
+            .map_err(|e| ModelDirError::Spec(path.clone(), e))?;
         let arch: PickerArch = spec
             .network
             .parse()
@@ -196,6 +242,7 @@ impl PickerDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn spec(network: PickerArch) -> PickerSpec {
         PickerSpec {
@@ -264,5 +311,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("expected fcn or small"), "{err}");
+    }
+
+    #[test]
+    fn an_edited_picker_json_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = PickerDir::new(dir.path());
+        let net = PickerNet::seeded(PickerArch::Small, 1);
+        folder
+            .save(&net, &mut spec(PickerArch::Small), &history())
+            .unwrap();
+        let path = dir.path().join(SPEC_FILE);
+        let saved: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        for (field, value, expected) in [
+            ("views", json!(0), "views is 0; expected 1 to 8"),
+            ("views", json!(9), "views is 9"),
+            (
+                "min_distance",
+                json!(-1.0),
+                "min_distance is -1; expected a positive",
+            ),
+            ("lowpass_fraction", json!(0.0), "lowpass_fraction is 0"),
+            ("particle_diameter", json!(-3.0), "particle_diameter is -3"),
+            ("target_radius", json!(0.0), "target_radius is 0"),
+            ("bin", json!(0.5), "bin is 0.5; expected at least 1"),
+            (
+                "weights_file",
+                json!("../weights.safetensors"),
+                "inside the model folder",
+            ),
+        ] {
+            let mut edited = saved.clone();
+            edited[field] = value;
+            fs::write(&path, edited.to_string()).unwrap();
+            let err = folder.load().unwrap_err().to_string();
+            assert!(
+                err.contains(expected) && err.contains(SPEC_FILE),
+                "{field}: {err}"
+            );
+        }
+        fs::write(&path, saved.to_string()).unwrap();
+        folder.load().unwrap();
     }
 }
