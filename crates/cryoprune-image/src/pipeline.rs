@@ -163,6 +163,18 @@ impl Pipeline {
                 image.data[0]
             );
         }
+        // A box in another unit (Å, or pixels of unbinned micrographs) would cut boxes that
+        // are mostly padding, and a model trained on them learns nothing of the particles.
+        let b = self.extract.box_size;
+        if b > image.nx.min(image.ny) {
+            return Err(Error::Parameter(format!(
+                "{}: the box ({b} px) is larger than the micrograph ({}x{} px): give the box in \
+                 pixels of these micrographs",
+                job.path.display(),
+                image.nx,
+                image.ny
+            )));
+        }
         let pixel_size = self
             .angpix
             .or(file_pixel.filter(|&p| p > 0.0).map(f64::from));
@@ -438,6 +450,30 @@ mod tests {
             .run(&jobs, |_| Ok::<(), Error>(()))
             .unwrap_err();
         assert!(err.to_string().contains("broken.mrc"), "{err}");
+    }
+
+    #[test]
+    fn a_box_larger_than_the_micrograph_is_refused_with_both_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = [Job {
+            path: write_dots(dir.path(), 0, &[(40, 40)]),
+            picks: vec![(40.0, 40.0)],
+        }];
+        // 80 px, the micrograph's shorter side, still cuts; 81 cannot fit anywhere.
+        Pipeline::new(ExtractConfig::new(80), 1)
+            .run(&jobs, |out| -> Result<()> {
+                assert_eq!(out.particles.kept, [0]);
+                Ok(())
+            })
+            .unwrap();
+        let err = Pipeline::new(ExtractConfig::new(81), 1)
+            .run(&jobs, |_| Ok::<(), Error>(()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mic_000.mrc") && err.contains("box (81 px)") && err.contains("96x80"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -240,6 +240,30 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         "class `junk` has no labelled pick left once the picks were cut",
     );
     assert!(!out.exists());
+    // A box in another unit than the micrographs' pixels (Å, or unbinned pixels) cut boxes
+    // of nearly all padding, and the picker trained on targets covering whole micrographs.
+    let big = [&train[..5], &["--box", "4000", "--out", s(&out)]].concat();
+    refused(
+        &big,
+        "the box (4000 px) is larger than the micrograph (256x256 px)",
+    );
+    assert!(!out.exists());
+    refused(
+        &[
+            "picker",
+            "train",
+            "--micrographs",
+            mics,
+            "--picks",
+            picks,
+            "--box",
+            "4000",
+            "--out",
+            s(&out),
+        ],
+        "the particle is 2667 px across (from --box or --particle-diameter)",
+    );
+    assert!(!out.exists());
     let csv = tmp.path().join("picks.csv");
     refused(
         &[

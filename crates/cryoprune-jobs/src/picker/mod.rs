@@ -298,6 +298,17 @@ fn train_on(
         .par_iter()
         .map(|&(g, m)| {
             let (image, _) = load(&mics[m])?;
+            // A box in another unit (Å, or pixels of unbinned micrographs) would otherwise train
+            // on targets that cover the whole micrograph and save a picker that finds nothing.
+            if diameter >= image.nx.min(image.ny) as f64 {
+                invalid!(
+                    "the particle is {diameter:.0} px across (from --box or --particle-diameter) \
+                     and {} is {}x{} px: give the size in pixels of these micrographs",
+                    mics[m].display(),
+                    image.nx,
+                    image.ny
+                );
+            }
             let prepared = Prepared::new(&image, &prep, net.stride())?;
             events.emit(Event::Advanced(1));
             Ok(Example {
