@@ -264,6 +264,21 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         "the particle is 2667 px across (from --box or --particle-diameter)",
     );
     assert!(!out.exists());
+    let stack = tmp.path().join("particles.star");
+    refused(
+        &[
+            "extract",
+            "--micrographs",
+            mics,
+            "--picks",
+            picks,
+            "--box",
+            "48",
+            "--out",
+            s(&stack),
+        ],
+        "is the particle stack; give it the extension .mrcs",
+    );
     let csv = tmp.path().join("picks.csv");
     refused(
         &[

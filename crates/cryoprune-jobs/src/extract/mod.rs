@@ -235,7 +235,14 @@ fn run_job(
         .clone()
         .unwrap_or_else(|| cfg.out.with_extension("star"));
     if star_path == cfg.out {
-        invalid!("--star and --out name the same file");
+        match cfg.star {
+            Some(_) => invalid!("--star and --out name the same file"),
+            None => invalid!(
+                "--out {} is the particle stack; give it the extension .mrcs (the STAR file is \
+                 written beside it, or where --star says)",
+                cfg.out.display()
+            ),
+        }
     }
     let mics = expand_globs(&cfg.micrographs)?;
     let mut inputs = mics.clone();
