@@ -503,6 +503,13 @@ impl ModelDir {
         let path = self.file(SPEC_FILE);
         if path.exists() {
             cryoprune_formats::error::ensure_regular(&path)?;
+        } else if self.file(crate::pickerdir::SPEC_FILE).exists() {
+            return Err(ModelDirError::Spec(
+                path,
+                "missing; this folder holds a particle picker (picker.json) for `pick`, not a \
+                 classifier"
+                    .into(),
+            ));
         }
         let text = fs::read_to_string(&path).map_err(|e| ModelDirError::Io(path.clone(), e))?;
         let version: Option<u32> = serde_json::from_str::<serde_json::Value>(&text)
@@ -932,6 +939,14 @@ mod tests {
                 other => panic!("{what}: {other:?}"),
             }
         }
+        // A picker's folder given where a classifier belongs says what it holds.
+        fs::remove_file(&path).unwrap();
+        fs::write(tmp.path().join(crate::pickerdir::SPEC_FILE), "{}").unwrap();
+        let err = dir.spec().unwrap_err().to_string();
+        assert!(
+            err.contains("holds a particle picker (picker.json)"),
+            "{err}"
+        );
     }
 
     /// An ensemble's networks load back in order, each file's hash checked; its model.json
