@@ -163,18 +163,7 @@ impl Pipeline {
                 image.data[0]
             );
         }
-        // A box in another unit (Å, or pixels of unbinned micrographs) would cut boxes that
-        // are mostly padding, and a model trained on them learns nothing of the particles.
-        let b = self.extract.box_size;
-        if b > image.nx.min(image.ny) {
-            return Err(Error::Parameter(format!(
-                "{}: the box ({b} px) is larger than the micrograph ({}x{} px): give the box in \
-                 pixels of these micrographs",
-                job.path.display(),
-                image.nx,
-                image.ny
-            )));
-        }
+        check_box_fits(&job.path, self.extract.box_size, (image.nx, image.ny))?;
         let pixel_size = self
             .angpix
             .or(file_pixel.filter(|&p| p > 0.0).map(f64::from));
@@ -213,6 +202,20 @@ impl Pipeline {
             particles,
         })
     }
+}
+
+/// Refuses a box larger than the micrograph `path` of `shape` (width, height): a box in another
+/// unit (Å, or pixels of unbinned micrographs) would cut boxes that are mostly padding, and a
+/// model trained on them learns nothing of the particles.
+pub fn check_box_fits(path: &Path, box_size: usize, (nx, ny): (usize, usize)) -> Result<()> {
+    if box_size > nx.min(ny) {
+        return Err(Error::Parameter(format!(
+            "{}: the box ({box_size} px) is larger than the micrograph ({nx}x{ny} px): give the \
+             box in pixels of these micrographs",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The padding-noise stream of a micrograph, from its file name (FNV-1a): the same micrograph

@@ -324,7 +324,7 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
         cryoprune_jobs::Event::Warning(t) if t.starts_with("3 of them are not shown"))));
     drop(one);
     assert_eq!(labels_file(&cfg.out).len(), 5);
-    // A class named twice, or a folder for the file, is refused before anything is read.
+    // Refused when the session opens, before the page serves anything.
     for (bad, says) in [
         (
             LabelConfig {
@@ -339,6 +339,25 @@ fn labels_are_saved_after_every_change_undone_and_continued() {
                 ..cfg.clone()
             },
             "names a folder; give a file name",
+        ),
+        // The file is rewritten after every label: the picker's file would be lost.
+        (
+            LabelConfig {
+                out: cfg.picks[0].clone(),
+                ..cfg.clone()
+            },
+            "refusing to write over an input file",
+        ),
+        // A box in another unit stops the page instead of showing broken images.
+        (
+            LabelConfig {
+                prep: PrepConfig {
+                    box_size: Some(4000),
+                    ..cfg.prep.clone()
+                },
+                ..cfg.clone()
+            },
+            "the box (4000 px) is larger than the micrograph",
         ),
     ] {
         let err = Session::open(&bad, &Silent).err().unwrap().to_string();

@@ -194,9 +194,13 @@ impl Session {
         {
             invalid!("--classes: `{}` is named twice", cfg.classes[c]);
         }
-        crate::inputs::ensure_file_possible("--out", &cfg.out)?;
         let set = crate::inputs::read_scaled(&cfg.picks, cfg.format, cfg.scale)?;
         let micrographs = expand_globs(&cfg.micrographs)?;
+        // --out is read back when it exists (resuming), but it is rewritten after every
+        // label, so it must not be the picker's file or a micrograph.
+        crate::inputs::ensure_file_possible("--out", &cfg.out)?;
+        let inputs: Vec<PathBuf> = cfg.picks.iter().chain(&micrographs).cloned().collect();
+        cryoprune_formats::atomic::ensure_not_input(&cfg.out, &inputs)?;
         let report = pair_with_micrographs(&set, &micrographs, "they are not shown", events);
         let mut mics = Vec::new();
         let mut items = Vec::new();
@@ -223,6 +227,10 @@ impl Session {
                 micrographs.len()
             );
         }
+        // Checked on the first micrograph (a dataset's share one size), so that a box in
+        // another unit stops here rather than showing as a gallery of broken images.
+        let first = &mics[0].path;
+        cryoprune_image::pipeline::check_box_fits(first, pre.box_size, micrograph_shape(first)?)?;
         let order = Ranking {
             how: "micrographs in turn".into(),
             order: in_turn(&mics),
