@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
 use cryoprune_formats::{Pick, PickFormat, PickSet, WriteOptions};
+use cryoprune_sim::volume::{atoms_extent, read_atoms, render_atoms, Atom};
 use cryoprune_sim::{preview, Builtin, Defects, MicrographTags, Preset, Volume};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -52,21 +53,27 @@ pub struct SimulateConfig {
     /// Signal-to-noise ratio, instead of the preset's.
     #[arg(long)]
     pub snr: Option<f64>,
-    /// Imaging, overriding the preset: voltage (kV), spherical aberration (mm), amplitude
-    /// contrast, defocus range in µm (underfocus, e.g. 0.8,2.5), astigmatism (largest defocus
-    /// difference, Å), B-factor (Å²), relative ice thickness variation.
+    /// Accelerating voltage in kV, instead of the preset's.
     #[arg(long)]
     pub voltage: Option<f64>,
+    /// Spherical aberration in mm, instead of the preset's.
     #[arg(long)]
     pub cs: Option<f64>,
+    /// Amplitude contrast (a fraction below 1), instead of the preset's.
     #[arg(long)]
     pub amplitude_contrast: Option<f64>,
+    /// Defocus range in µm, underfocus, as MIN,MAX (e.g. 0.8,2.5), instead of the preset's.
     #[arg(long, value_parser = parse_range)]
     pub defocus: Option<(f64, f64)>,
+    /// Astigmatism: the largest difference between the two defoci, in Å, instead of the
+    /// preset's.
     #[arg(long)]
     pub astigmatism: Option<f64>,
+    /// B-factor in Å² (the envelope's fall-off), instead of the preset's.
     #[arg(long)]
     pub b_factor: Option<f64>,
+    /// Ice thickness variation across a micrograph, relative to its mean, instead of the
+    /// preset's.
     #[arg(long)]
     pub ice_variation: Option<f64>,
     /// Share of the noise that is the ice's own scattering (0-1; 0, white noise, by default):
@@ -332,9 +339,9 @@ pub fn run(
         (Some(map), _) => Volume::from_mrc(map)?,
         // Rendered at the micrograph's own sampling: projections then need no resampling, and
         // finer grids cost the cube of the ratio for detail the CTF and noise hide.
-        (_, Some(model)) => Volume::from_atoms(model, args.pixel)?,
+        (_, Some(model)) => render(read_atoms(model)?, args)?,
         _ => match Builtin::from_name(&args.builtin) {
-            Some(shape) => shape.volume(args.pixel),
+            Some(shape) => render(shape.atoms(), args)?,
             None => invalid!(
                 "built-in shape `{}`: expected globular, elongated or ring",
                 args.builtin
@@ -343,12 +350,7 @@ pub fn run(
     };
     let radius = vol.radius() * vol.voxel / args.pixel;
     if radius < 3.0 || 4.0 * radius > args.size as f64 {
-        invalid!(
-            "the particle is {:.1} px across at {} Å/px: too small or too large for {} px micrographs (change --pixel)",
-            2.0 * radius,
-            args.pixel,
-            args.size
-        );
+        return Err(wrong_size(2.0 * radius, args));
     }
     let box_size = args
         .box_size
@@ -489,4 +491,24 @@ pub fn run(
         }
     ));
     Ok(counts)
+}
+
+/// The particle does not fit the micrographs, or is a speck on them.
+fn wrong_size(across: f64, args: &SimulateConfig) -> Error {
+    Error::Invalid(format!(
+        "the particle is {across:.1} px across at {} Å/px: too small or too large for {} px \
+         micrographs (change --pixel)",
+        args.pixel, args.size
+    ))
+}
+
+/// Renders atoms at the micrographs' pixel size, after checking the size: the grid costs the
+/// cube of the particle's size in pixels, which a pixel size far too fine would make too
+/// large to allocate.
+fn render(atoms: Vec<Atom>, args: &SimulateConfig) -> Result<Volume> {
+    let across = atoms_extent(&atoms) / args.pixel;
+    if across > args.size as f64 {
+        return Err(wrong_size(across, args));
+    }
+    Ok(render_atoms(&atoms, args.pixel))
 }

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::scene::{simulate, Defects, Label, PickerModel, SceneConfig};
-use crate::volume::{bead_domain, render_atoms, Atom, Volume};
+use crate::volume::{atoms_extent, bead_domain, render_atoms, Atom, Volume};
 use crate::{Error, Result};
 
 /// A real structure for the pretraining set: a map, projected at its own sampling, or an atomic
@@ -522,22 +522,6 @@ fn off_centre(rng: &mut StdRng, particles: &[(f64, f64)], diameter: f64) -> Vec<
 fn sampling(rng: &mut StdRng, extent: f64) -> (f64, f64) {
     let diameter_px: f64 = rng.random_range(12.0..80.0);
     (diameter_px, (extent / diameter_px).clamp(0.8, 12.0))
-}
-
-/// The largest distance between the structure's centre and a bead, doubled: its extent in Å.
-fn atoms_extent(atoms: &[Atom]) -> f64 {
-    let n = atoms.len().max(1) as f64;
-    let mut c = [0.0; 3];
-    for a in atoms {
-        for (c, p) in c.iter_mut().zip(a.pos) {
-            *c += p / n;
-        }
-    }
-    let r2 = atoms
-        .iter()
-        .map(|a| (0..3).map(|i| (a.pos[i] - c[i]).powi(2)).sum::<f64>())
-        .fold(0.0, f64::max);
-    2.0 * r2.sqrt() + 10.0
 }
 
 /// A seed for item `i` of stream `seed` (SplitMix64's finaliser), so neighbouring items share

@@ -61,10 +61,7 @@ impl Volume {
     /// Renders an atomic model (PDB or mmCIF) as a sum of Gaussian atoms weighted by atomic
     /// number, on a grid of `voxel` Å, centred on the model's centre of mass.
     pub fn from_atoms(path: &Path, voxel: f64) -> Result<Volume> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Input(format!("{}: cannot read the model: {e}", path.display())))?;
-        let atoms = crate::atoms::parse(&text, path)?;
-        Ok(render_atoms(&atoms, voxel))
+        Ok(render_atoms(&read_atoms(path)?, voxel))
     }
 
     /// Sum of every voxel: the projection of any orientation sums to this.
@@ -117,6 +114,29 @@ pub struct Atom {
 /// Gaussian blobs of about the width of an atom at ~4 Å resolution, so the density looks like a
 /// map rather than a set of points at the sampling cryoprune uses (2-5 Å per pixel).
 const ATOM_SIGMA: f64 = 1.5;
+
+/// The atoms of an atomic model (PDB or mmCIF).
+pub fn read_atoms(path: &Path) -> Result<Vec<Atom>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Input(format!("{}: cannot read the model: {e}", path.display())))?;
+    crate::atoms::parse(&text, path)
+}
+
+/// The largest distance between the structure's centre and a bead, doubled: its extent in Å.
+pub fn atoms_extent(atoms: &[Atom]) -> f64 {
+    let n = atoms.len().max(1) as f64;
+    let mut c = [0.0; 3];
+    for a in atoms {
+        for (c, p) in c.iter_mut().zip(a.pos) {
+            *c += p / n;
+        }
+    }
+    let r2 = atoms
+        .iter()
+        .map(|a| (0..3).map(|i| (a.pos[i] - c[i]).powi(2)).sum::<f64>())
+        .fold(0.0, f64::max);
+    2.0 * r2.sqrt() + 10.0
+}
 
 pub fn render_atoms(atoms: &[Atom], voxel: f64) -> Volume {
     let total: f64 = atoms.iter().map(|a| a.weight).sum();

@@ -336,6 +336,19 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         ],
         "--size 100000: at most 16384",
     );
+    // Rendering allocates the cube of the particle's size in pixels: this panicked.
+    refused(
+        &[
+            "simulate",
+            "--out",
+            s(&out),
+            "--count",
+            "1",
+            "--pixel",
+            "1e-9",
+        ],
+        "too small or too large for 1024 px micrographs (change --pixel)",
+    );
     refused(
         &["simulate", "--out", s(&out), "--map", "6ny1.pdb"],
         "--map 6ny1.pdb: an atomic model, not a map; give it with --model",
