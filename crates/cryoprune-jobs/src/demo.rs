@@ -35,6 +35,8 @@ pub struct DemoConfig {
     /// A few small micrographs and a short training, for a check in seconds rather than minutes.
     #[arg(long)]
     pub fast: bool,
+    /// Seed of the simulation, of which picks are labelled and of every training: another
+    /// seed is another dataset, and the figures vary with it (README gives seeds 1-8).
     #[arg(long, default_value_t = DemoConfig::default().seed)]
     pub seed: u64,
 }
