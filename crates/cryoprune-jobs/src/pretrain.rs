@@ -190,6 +190,31 @@ pub struct PretrainState {
     pub backbone_sha256: Option<String>,
 }
 
+/// The settings two recipes give differently, "lr 0.05 there, 0.01 here": a long run's flags
+/// are easy to forget, and "other settings" alone leaves the user to compare JSON by eye.
+fn differences(there: &serde_json::Value, here: &serde_json::Value) -> String {
+    let show = |v: Option<&serde_json::Value>| v.map_or("unset".to_string(), |v| v.to_string());
+    let mut keys: Vec<&String> = [there, here]
+        .iter()
+        .filter_map(|v| v.as_object())
+        .flat_map(|m| m.keys())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| there.get(k.as_str()) != here.get(k.as_str()))
+        .map(|k| {
+            let name = k.replace('_', "-");
+            format!(
+                "{name} {} there, {} here",
+                show(there.get(k.as_str())),
+                show(here.get(k.as_str()))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn read_state(dir: &Path) -> Result<Option<PretrainState>> {
     let path = dir.join(STATE_FILE);
     match std::fs::read(&path) {
@@ -278,8 +303,9 @@ pub fn run(cfg: &PretrainConfig, events: &dyn Events) -> Result<PretrainState> {
     let previous = read_state(&cfg.out)?;
     let mut state = match (previous, cfg.resume) {
         (Some(s), true) if s.recipe != recipe => invalid!(
-            "{}: the run there was started with other settings; resume it with the same ones",
-            cfg.out.join(STATE_FILE).display()
+            "{}: the run there was started with other settings ({}); resume it with the same ones",
+            cfg.out.join(STATE_FILE).display(),
+            differences(&s.recipe, &recipe)
         ),
         (Some(s), true) => s,
         (None, true) => invalid!(

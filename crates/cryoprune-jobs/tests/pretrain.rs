@@ -77,7 +77,10 @@ fn a_resumed_run_goes_on_as_an_unbroken_one() {
         ..tiny(&broken)
     };
     let err = pretrain::run(&other, &Silent).unwrap_err().to_string();
-    assert!(err.contains("other settings"), "{err}");
+    assert!(
+        err.contains("other settings (lr 0.05 there, 0.01 here)"),
+        "{err}"
+    );
 
     let resumed = PretrainConfig {
         resume: true,
