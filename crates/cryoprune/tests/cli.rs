@@ -765,7 +765,7 @@ fn extract_errors_name_the_problem_and_write_nothing() {
     let picks = d.join("empiar-10017/picks/topaz/Falcon_2012_06_12-14_33_35_0.box");
     let other = d.join("empiar-10017/picks/topaz/Falcon_2012_06_12-15_17_31_0.box");
     let out = tmp.path().join("p.mrcs");
-    let cases: [(Vec<&str>, &str); 4] = [
+    let cases: [(Vec<&str>, &str); 5] = [
         (
             vec!["--picks", s(&picks), "--box", "180", "--lowpass", "20"],
             "no pixel size in the file",
@@ -779,8 +779,12 @@ fn extract_errors_name_the_problem_and_write_nothing() {
             "leaves no background",
         ),
         (
-            vec!["--picks", s(&picks), "--box", "5000"],
+            vec!["--picks", s(&picks), "--box", "4000"],
             "no particle extracted",
+        ),
+        (
+            vec!["--picks", s(&picks), "--box", "5000"],
+            "the box (5000 px) is larger than the micrograph (4096x4096 px)",
         ),
     ];
     for (args, want) in cases {
