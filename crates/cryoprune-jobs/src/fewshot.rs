@@ -288,6 +288,10 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 /// Runs every trial not yet in `out/results.json`; returns all trials and writes results.md.
 pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
     crate::inputs::ensure_folder_possible("--out", &cfg.out)?;
+    // Checked before the labels are cut: no trial gave an empty table, a K of 0 an error
+    // from deep inside training.
+    let fewest_shots = cfg.shots.iter().copied().min().unwrap_or(0);
+    crate::check_counts(&[("--trials", cfg.trials), ("--shots", fewest_shots)])?;
     let compute = cfg.compute.start(events)?;
     compute.install(events, || {
         let default_arch = cfg.net.arch;

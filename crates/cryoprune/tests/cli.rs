@@ -336,6 +336,20 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         ],
         "--size 100000: at most 16384",
     );
+    // No trial wrote an empty table; K = 0 failed deep in training ("no training examples").
+    for (flag, says) in [
+        ("--trials", "--trials must be at least 1, not 0"),
+        ("--shots", "--shots must be at least 1, not 0"),
+    ] {
+        let args = [
+            &["fewshot"][..],
+            &train[1..],
+            &[flag, "0", "--out", s(&out)],
+        ]
+        .concat();
+        refused(&args, says);
+        assert!(!out.exists(), "{args:?} left an output");
+    }
     // Rendering allocates the cube of the particle's size in pixels: this panicked.
     refused(
         &[
