@@ -83,13 +83,20 @@ pub fn run(args: &ConvertConfig, events: &dyn Events) -> Result<Vec<PathBuf>> {
         opts.micrograph_shapes = shapes;
     }
     let written = set.write(args.to, &args.out, &opts)?;
+    // "as box to 4 files under boxes/", "as star to picks.star".
+    let place = match written.as_slice() {
+        [one] => one.display().to_string(),
+        _ => format!(
+            "{} under {}",
+            crate::count(written.len(), "file"),
+            args.out.display()
+        ),
+    };
     events.note(format!(
-        "wrote {} picks on {} as {:?} to {} under {}",
+        "wrote {} picks on {} as {} to {place}",
         set.len(),
         crate::count(set.micrographs.len(), "micrograph"),
         args.to,
-        crate::count(written.len(), "file"),
-        args.out.display()
     ));
     Ok(written)
 }
