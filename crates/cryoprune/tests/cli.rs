@@ -245,19 +245,9 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         "the box (4000 px) is larger than the micrograph (256x256 px)",
     );
     assert!(!out.exists());
+    let picker_train = ["picker", "train", "--micrographs", mics, "--picks", picks];
     refused(
-        &[
-            "picker",
-            "train",
-            "--micrographs",
-            mics,
-            "--picks",
-            picks,
-            "--box",
-            "4000",
-            "--out",
-            s(&out),
-        ],
+        &[&picker_train[..], &["--box", "4000", "--out", s(&out)]].concat(),
         "the particle is 2667 px across (from --box or --particle-diameter)",
     );
     assert!(!out.exists());
@@ -366,17 +356,10 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
     );
     refused(
         &[
-            "picker",
-            "train",
-            "--micrographs",
-            mics,
-            "--picks",
-            picks,
-            "--particle-diameter",
-            "0",
-            "--out",
-            s(&out),
-        ],
+            &picker_train[..],
+            &["--particle-diameter", "0", "--out", s(&out)],
+        ]
+        .concat(),
         "--particle-diameter",
     );
     // Outputs that would replace an input, or cannot be made, are refused before the work.
