@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::scene::{simulate, Defects, Label, PickerModel, SceneConfig};
-use crate::volume::{atoms_extent, bead_domain, render_atoms, Atom, Volume};
+use crate::volume::{atoms_extent, bead_domain, read_atoms, render_atoms, Atom, Volume};
 use crate::{Error, Result};
 
 /// A real structure for the pretraining set: a map, projected at its own sampling, or an atomic
@@ -58,12 +58,7 @@ impl Structure {
             .to_ascii_lowercase();
         let density = match ext.as_str() {
             "mrc" | "map" => Density::Map(Volume::from_mrc(path)?),
-            _ if crate::atoms::is_atomic_model(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::Input(format!("{}: cannot read the model: {e}", path.display()))
-                })?;
-                Density::Atoms(crate::atoms::parse(&text, path)?)
-            }
+            _ if crate::atoms::is_atomic_model(path) => Density::Atoms(read_atoms(path)?),
             _ => {
                 return Err(Error::Input(format!(
                     "{}: expected a map (.mrc, .map) or an atomic model (.pdb, .ent, .cif)",

@@ -58,12 +58,6 @@ impl Volume {
         Ok(vol)
     }
 
-    /// Renders an atomic model (PDB or mmCIF) as a sum of Gaussian atoms weighted by atomic
-    /// number, on a grid of `voxel` Å, centred on the model's centre of mass.
-    pub fn from_atoms(path: &Path, voxel: f64) -> Result<Volume> {
-        Ok(render_atoms(&read_atoms(path)?, voxel))
-    }
-
     /// Sum of every voxel: the projection of any orientation sums to this.
     pub fn total(&self) -> f64 {
         self.data.iter().map(|&v| v as f64).sum()
@@ -138,6 +132,9 @@ pub fn atoms_extent(atoms: &[Atom]) -> f64 {
     2.0 * r2.sqrt() + 10.0
 }
 
+/// Renders atoms as a sum of Gaussians weighted by atomic number, on a grid of `voxel` Å,
+/// centred on their centre of mass. The grid's side grows as the extent over `voxel`, its
+/// memory as the cube of that: callers taking a user's pixel size check it first.
 pub fn render_atoms(atoms: &[Atom], voxel: f64) -> Volume {
     let total: f64 = atoms.iter().map(|a| a.weight).sum();
     let mut centre = [0.0; 3];
