@@ -1,5 +1,5 @@
 //! The info job: what a file holds (MRC header, image size, STAR blocks, `.cs` fields, picks per
-//! micrograph) for any file cryoprune reads.
+//! micrograph) for any file cryoprune reads, and what a model or picker folder was trained as.
 
 use std::path::Path;
 
@@ -7,6 +7,8 @@ use cryoprune_formats::micrograph::ImageFormat;
 use cryoprune_formats::npy::StructArray;
 use cryoprune_formats::star::Item;
 use cryoprune_formats::{read_micrograph, MrcFile, PickFormat, PickSet, StarFile};
+use cryoprune_train::modeldir::ModelDir;
+use cryoprune_train::pickerdir::{self, PickerDir};
 use serde_json::{json, Value};
 
 use crate::{invalid, Result};
@@ -14,6 +16,9 @@ use crate::{invalid, Result};
 /// What `path` holds, as JSON.
 pub fn describe(path: &Path) -> Result<Value> {
     let file = path.display().to_string();
+    if path.is_dir() {
+        return describe_folder(path);
+    }
     if let Some(fmt) = ImageFormat::from_path(path) {
         if fmt == ImageFormat::Mrc {
             let m = MrcFile::open(path)?;
@@ -92,6 +97,84 @@ pub fn describe(path: &Path) -> Result<Value> {
             v["picks_note"] = json!(e.to_string());
         }
         Err(e) => return Err(e.into()),
+    }
+    Ok(v)
+}
+
+/// A model folder from `train` or a picker folder from `picker train`: which data it learnt
+/// from, how it scored and what it expects, the questions a folder found months later raises.
+fn describe_folder(path: &Path) -> Result<Value> {
+    let file = path.display().to_string();
+    if path.join(pickerdir::SPEC_FILE).exists() {
+        let s = PickerDir::new(path).spec()?;
+        let t = &s.training;
+        let validation = t.validation.as_ref().map(|p| {
+            format!(
+                "precision {:.3}, recall {:.3}, F1 {:.3} on {}",
+                p.precision,
+                p.recall,
+                p.f1,
+                crate::count(t.validation_micrographs.len(), "micrograph")
+            )
+        });
+        return Ok(json!({
+            "file": file, "type": "cryoprune picker",
+            "network": s.network, "pretrained": s.pretrained,
+            "particle_diameter_px": s.particle_diameter, "bin": s.bin,
+            "threshold": s.threshold, "views": s.views,
+            "trained_on": format!(
+                "{} on {}",
+                crate::count(t.train_picks, "pick"),
+                crate::count(t.train_micrographs.len(), "micrograph")
+            ),
+            "validation": validation,
+            "average_precision": t.validation_average_precision,
+        }));
+    }
+    if !path.join(cryoprune_train::modeldir::SPEC_FILE).exists() {
+        invalid!(
+            "{file}: a folder with neither model.json nor picker.json; give the files in it \
+             (e.g. {file}/*.star), or a model or picker folder"
+        );
+    }
+    let spec = ModelDir::new(path).spec()?;
+    let t = &spec.training;
+    let pre = &spec.preprocessing;
+    let mut v = json!({
+        "file": file, "type": "cryoprune model", "software": spec.software,
+        "classes": spec.classes,
+        "multi_label": spec.network.head.multi_label,
+        "network": spec.network.arch.name(),
+        "pretrained": spec.pretrained,
+        "box_size": pre.box_size, "input_size": pre.input_size,
+        "trained_on": spec.classes.iter().zip(&t.class_counts)
+            .map(|(c, n)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        "best_epoch": t.best_epoch,
+    });
+    if let Some(r) = &t.validation {
+        v["validation"] = json!(format!(
+            "macro-F1 {:.3}, accuracy {:.3} on {}",
+            r.macro_f1,
+            r.accuracy,
+            crate::count(r.n, "held-out pick")
+        ));
+    }
+    if let Some(r) = &t.label_validation {
+        v["validation"] = json!(format!(
+            "macro-F1 {:.3}, exact match {:.3} on {}",
+            r.macro_f1,
+            r.exact_match,
+            crate::count(r.n, "held-out image")
+        ));
+    }
+    if let Some(ctx) = &spec.pick_context {
+        let facts: Vec<&str> = ctx.terms.iter().map(|t| t.fact.describe()).collect();
+        v["pick_context"] = json!(facts.join(", "));
+    }
+    if !spec.members.is_empty() {
+        v["networks"] = json!(spec.members.len() + 1);
     }
     Ok(v)
 }

@@ -141,6 +141,7 @@ impl PickerSpec {
             return Err(format!("{field} is {value}; expected {expected}"));
         }
         check_weights_file(&self.weights_file)?;
+        self.arch()?;
         if !(1..=8).contains(&self.views) {
             return Err(format!(
                 "views is {}; expected 1 to 8 (a micrograph's rotations and flips)",
@@ -148,6 +149,11 @@ impl PickerSpec {
             ));
         }
         Ok(())
+    }
+
+    /// The network picker.json names.
+    fn arch(&self) -> Result<PickerArch, String> {
+        self.network.parse()
     }
 
     /// How `pick` prepares a micrograph.
@@ -203,6 +209,19 @@ impl PickerDir {
 
     /// The network (its weights' hash checked) and picker.json.
     pub fn load(&self) -> Result<(PickerNet, PickerSpec), ModelDirError> {
+        let spec = self.spec()?;
+        let arch = spec
+            .arch()
+            .map_err(|e| ModelDirError::Spec(self.file(SPEC_FILE), e))?;
+        let weights = self.file(&spec.weights_file);
+        let bytes = read_weights(&weights, &spec.weights_sha256)?;
+        let mut net = PickerNet::seeded(arch, 0);
+        load_safetensors(&mut net, bytes).map_err(|e| ModelDirError::Weights(weights, e))?;
+        Ok((net, spec))
+    }
+
+    /// picker.json alone, checked (for what describes the picker without picking).
+    pub fn spec(&self) -> Result<PickerSpec, ModelDirError> {
         let path = self.file(SPEC_FILE);
         if path.exists() {
             cryoprune_formats::error::ensure_regular(&path)?;
@@ -225,17 +244,8 @@ impl PickerDir {
                 ),
             ));
         }
-        spec.validate()
-            .map_err(|e| ModelDirError::Spec(path.clone(), e))?;
-        let arch: PickerArch = spec
-            .network
-            .parse()
-            .map_err(|e: String| ModelDirError::Spec(path.clone(), e))?;
-        let weights = self.file(&spec.weights_file);
-        let bytes = read_weights(&weights, &spec.weights_sha256)?;
-        let mut net = PickerNet::seeded(arch, 0);
-        load_safetensors(&mut net, bytes).map_err(|e| ModelDirError::Weights(weights, e))?;
-        Ok((net, spec))
+        spec.validate().map_err(|e| ModelDirError::Spec(path, e))?;
+        Ok(spec)
     }
 }
 

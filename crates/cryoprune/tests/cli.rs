@@ -1231,6 +1231,31 @@ fn train_then_evaluate_on_real_topaz_labels() {
     assert!(t.contains("pick context: the picker's score"), "{t}");
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "header and three epochs");
+    // `info` tells what the folder learnt from and how it scored, as model.json records it.
+    let o = cryoprune(&["info", "--json", s(&model)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&info["type"], &info["trained_on"], &info["box_size"]),
+        (
+            &serde_json::json!("cryoprune model"),
+            &serde_json::json!("8 junk, 8 particle"),
+            &serde_json::json!(180)
+        )
+    );
+    let f1 = spec["training"]["validation"]["macro_f1"].as_f64().unwrap();
+    let scored = format!("macro-F1 {f1:.3}, accuracy ");
+    assert!(
+        info["validation"].as_str().unwrap().starts_with(&scored),
+        "{info}"
+    );
+    assert!(
+        info["pick_context"]
+            .as_str()
+            .unwrap()
+            .starts_with("the picker's score"),
+        "{info}"
+    );
     // 789 picks on this micrograph, less the 16 drawn, less those too close to the edge.
     let validation = std::fs::read_to_string(model.join("validation.csv")).unwrap();
     assert!(validation.starts_with("micrograph,x,y,label,predicted,p_junk,p_particle\n"));

@@ -140,6 +140,23 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     );
     // From the backbone, its first stage stays as pretrained.
     assert_eq!(spec["training"]["frozen_stages"], 1);
+    // `info` describes the folder from picker.json, without loading the network.
+    let o = cryoprune(&["info", "--json", &p("picker")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let info: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&info["type"], &info["network"], &info["threshold"]),
+        (
+            &json!("cryoprune picker"),
+            &json!("small"),
+            &spec["threshold"]
+        )
+    );
+    let trained = spec["training"]["train_picks"].as_u64().unwrap();
+    assert_eq!(
+        info["trained_on"],
+        format!("{trained} picks on 2 micrographs")
+    );
     let out = cryoprune(&[
         "pick",
         "--model",

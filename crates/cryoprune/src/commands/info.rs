@@ -1,10 +1,11 @@
 //! `cryoprune info`: what a file holds — MRC header, image size, STAR blocks, `.cs` fields, picks
-//! per micrograph — for any file cryoprune reads. Use it first when a dataset misbehaves.
+//! per micrograph — for any file cryoprune reads, and what a model or picker folder learnt from
+//! and how it scored. Use it first when a dataset misbehaves.
 //!
 //! ```text
 //! cryoprune info Micrographs/mic_0001.mrc Extract/job012/particles.star
 //! cryoprune info autopick/mic_0001_autopick.star cryosparc_P1_J4_picked_particles.cs
-//! cryoprune info --json topaz_picks.txt > picks_summary.json
+//! cryoprune info --json topaz_picks.txt model/ > summary.json
 //! ```
 
 use std::path::PathBuf;
@@ -14,11 +15,12 @@ use cryoprune_jobs::info::{describe, to_text};
 
 #[derive(clap::Args)]
 #[command(
-    about = "Summarise micrographs, stacks and pick files (header, size, pixel size, counts)",
+    about = "Summarise micrographs, stacks, pick files (header, size, pixel size, counts) and model folders",
     after_help = super::examples(include_str!("info.rs"))
 )]
 pub struct Args {
-    /// Files to describe: .mrc/.mrcs/.map, .tif/.png/.jpg, .star, .cs, .box, .cbox, .txt, .csv
+    /// Files to describe: .mrc/.mrcs/.map, .tif/.png/.jpg, .star, .cs, .box, .cbox, .txt, .csv;
+    /// or a model folder from `train` or picker folder from `picker train`
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Print one JSON object per file instead of text.
