@@ -251,19 +251,18 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         "the particle is 2667 px across (from --box or --particle-diameter)",
     );
     assert!(!out.exists());
+    let extract = [
+        "extract",
+        "--micrographs",
+        mics,
+        "--picks",
+        picks,
+        "--box",
+        "48",
+    ];
     let stack = tmp.path().join("particles.star");
     refused(
-        &[
-            "extract",
-            "--micrographs",
-            mics,
-            "--picks",
-            picks,
-            "--box",
-            "48",
-            "--out",
-            s(&stack),
-        ],
+        &[&extract[..], &["--out", s(&stack)]].concat(),
         "is the particle stack; give it the extension .mrcs",
     );
     let csv = tmp.path().join("picks.csv");
@@ -390,15 +389,6 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         (&sim, "names a folder; give a file name"),
         (&stack, "truth.csv is a file, so the folder cannot be made"),
     ] {
-        let extract = [
-            "extract",
-            "--micrographs",
-            mics,
-            "--picks",
-            picks,
-            "--box",
-            "48",
-        ];
         refused(&[&extract[..], &["--out", s(stack)]].concat(), says);
     }
     assert!(!out.exists() && !csv.exists());
