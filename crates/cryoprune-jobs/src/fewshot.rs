@@ -25,7 +25,7 @@ use crate::compute::ComputeConfig;
 use crate::events::Events;
 use crate::labels::LabelsConfig;
 use crate::recipe::{fit, fit_context, Fitted, NetConfig, PrepConfig, Start};
-use crate::{Error, Result};
+use crate::{invalid, Error, Result};
 
 /// A row of the table: how the network starts and which head it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +313,24 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
                 },
                 ..cfg.labels.clone()
             };
-            Some(test.dataset(Some(&data.classes), &pre, compute.threads, events)?)
+            let test = test.dataset(Some(&data.classes), &pre, compute.threads, events)?;
+            // Test picks at the pool's places would score the very shots drawn from it.
+            let place = |o: &cryoprune_train::Origin| {
+                let at = |v: f64| (v * 100.0).round() as i64;
+                (o.micrograph.clone(), at(o.x), at(o.y))
+            };
+            let pool: std::collections::HashSet<_> = data.origins.iter().map(place).collect();
+            let shared = test.origins.iter().filter(|o| pool.contains(&place(o))).count();
+            if shared > 0 {
+                invalid!(
+                    "--test-labels: {shared} of its {} labelled picks are also in --labels (the \
+                     same places on the same micrographs), so the shots drawn from them would be \
+                     scored; give test picks of other micrographs (--test-micrographs), or leave \
+                     --test-labels out to score the labelled picks not drawn",
+                    test.len()
+                );
+            }
+            Some(test)
         };
 
         crate::create_dir(&cfg.out)?;

@@ -336,6 +336,15 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         refused(&args, says);
         assert!(!out.exists(), "{args:?} left an output");
     }
+    // Test labels that are the training labels would score the shots themselves.
+    let same = [
+        &["fewshot"][..],
+        &train[1..],
+        &["--test-labels", truth, "--out", s(&out)],
+    ]
+    .concat();
+    refused(&same, "labelled picks are also in --labels");
+    assert!(!out.exists());
     // Rendering allocates the cube of the particle's size in pixels: this panicked.
     refused(
         &[
