@@ -322,29 +322,20 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         ],
         "--size 100000: at most 16384",
     );
-    // No trial wrote an empty table; K = 0 failed deep in training ("no training examples").
-    for (flag, says) in [
-        ("--trials", "--trials must be at least 1, not 0"),
-        ("--shots", "--shots must be at least 1, not 0"),
+    // No trial wrote an empty table; K = 0 failed deep in training ("no training examples");
+    // test labels that are the training labels scored the shots themselves.
+    for (more, says) in [
+        (["--trials", "0"], "--trials must be at least 1, not 0"),
+        (["--shots", "0"], "--shots must be at least 1, not 0"),
+        (
+            ["--test-labels", truth],
+            "labelled picks are also in --labels",
+        ),
     ] {
-        let args = [
-            &["fewshot"][..],
-            &train[1..],
-            &[flag, "0", "--out", s(&out)],
-        ]
-        .concat();
+        let args = [&["fewshot"][..], &train[1..], &more, &["--out", s(&out)]].concat();
         refused(&args, says);
         assert!(!out.exists(), "{args:?} left an output");
     }
-    // Test labels that are the training labels would score the shots themselves.
-    let same = [
-        &["fewshot"][..],
-        &train[1..],
-        &["--test-labels", truth, "--out", s(&out)],
-    ]
-    .concat();
-    refused(&same, "labelled picks are also in --labels");
-    assert!(!out.exists());
     // Rendering allocates the cube of the particle's size in pixels: this panicked.
     refused(
         &[
