@@ -316,8 +316,7 @@ pub fn run(cfg: &FewshotConfig, events: &dyn Events) -> Result<Results> {
             let test = test.dataset(Some(&data.classes), &pre, compute.threads, events)?;
             // Test picks at the pool's places would score the very shots drawn from it.
             let place = |o: &cryoprune_train::Origin| {
-                let at = |v: f64| (v * 100.0).round() as i64;
-                (o.micrograph.clone(), at(o.x), at(o.y))
+                (o.micrograph.clone(), crate::labels::place(o.x, o.y))
             };
             let pool: std::collections::HashSet<_> = data.origins.iter().map(place).collect();
             let shared = test.origins.iter().filter(|o| pool.contains(&place(o))).count();

@@ -222,12 +222,18 @@ impl LabelsConfig {
     }
 }
 
+/// A pick's place on its micrograph as a key: two picks are at one place when they agree to a
+/// hundredth of a pixel, which survives a round trip through any pick format's decimals.
+pub(crate) fn place(x: f64, y: f64) -> (i64, i64) {
+    ((x * 100.0).round() as i64, (y * 100.0).round() as i64)
+}
+
 /// Leaves out the places labelled more than once. A copy (a label file given twice, or two
 /// files that overlap) would count twice and could land on both sides of the validation
 /// split, so all but the first are dropped; two different labels of one place cannot both be
-/// right, so the place is left out. Places are the same to a hundredth of a pixel.
+/// right, so the place is left out.
 fn drop_repeated_places(set: &mut PickSet, events: &dyn Events) {
-    let place = |p: &Pick| ((p.x * 100.0).round() as i64, (p.y * 100.0).round() as i64);
+    let place = |p: &Pick| place(p.x, p.y);
     fn label(p: &Pick) -> &str {
         p.label.as_deref().map_or("", str::trim)
     }
