@@ -254,16 +254,81 @@ pub fn to_text(v: &Value) -> String {
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
+            ("blocks", Value::Array(a)) => a
+                .iter()
+                .map(star_block)
+                .collect::<Vec<_>>()
+                .join(&format!("\n  {:<22} ", "")),
             ("fields", Value::Array(a)) if a.len() > 12 => {
                 let first: Vec<&str> = a.iter().take(12).filter_map(|f| f.as_str()).collect();
                 format!("{} fields: {}, ...", a.len(), first.join(", "))
             }
-            (_, Value::String(s)) => s.clone(),
-            (_, other) => other.to_string(),
+            (_, Value::Array(a)) if a.iter().all(|x| !x.is_array() && !x.is_object()) => {
+                a.iter().map(scalar).collect::<Vec<_>>().join(", ")
+            }
+            (_, other) => scalar(other),
         };
         out.push_str(&format!("\n  {k:<22} {shown}"));
     }
     out
+}
+
+/// One STAR block on a line: its name, its key-value pairs and each loop's size and first
+/// columns (the columns are what a user checks: is rlnAutopickFigureOfMerit there?).
+fn star_block(b: &Value) -> String {
+    let mut parts = vec![];
+    if let Some(n) = b["key_values"].as_u64().filter(|&n| n > 0) {
+        parts.push(crate::count(n as usize, "key-value pair"));
+    }
+    for l in b["loops"].as_array().into_iter().flatten() {
+        let columns: Vec<&str> = l["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let shown = match columns.len() > 6 {
+            true => format!("{}, ...", columns[..6].join(", ")),
+            false => columns.join(", "),
+        };
+        parts.push(format!(
+            "a loop of {} × {} ({shown})",
+            crate::count(l["rows"].as_u64().unwrap_or(0) as usize, "row"),
+            crate::count(columns.len(), "column"),
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("empty".into());
+    }
+    format!(
+        "data_{}: {}",
+        b["name"].as_str().unwrap_or(""),
+        parts.join("; ")
+    )
+}
+
+/// A value as a person reads it: strings without quotes, and floats to six significant digits
+/// (a mean pixel value or a voxel size in f32 has no meaning past that).
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.is_empty() => "none".into(),
+        Value::String(s) => s.clone(),
+        Value::Null => "none".into(),
+        Value::Number(n) if !n.is_f64() => n.to_string(),
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x == 0.0 || !x.is_finite() {
+                return x.to_string();
+            }
+            let decimals = (5 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+            let text = format!("{x:.decimals$}");
+            match text.contains('.') {
+                true => text.trim_end_matches('0').trim_end_matches('.').to_string(),
+                false => text,
+            }
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -289,5 +354,33 @@ mod tests {
             (Some(1.0), Some(7.0))
         );
         assert_eq!(v["mean"].as_f64(), Some(4.0));
+    }
+
+    #[test]
+    fn text_shows_floats_to_six_digits_and_lists_plainly() {
+        let v = json!({
+            "file": "m.mrc", "mean": 133.42094612121582, "max": 254.0, "nx": 4096,
+            "voxel_size_A": [0.6665513515472412, 0.6665513515472412, 0.0],
+            "classes": ["junk", "particle"], "threshold": 0.000012345678, "version": null,
+            "blocks": [
+                { "name": "optics", "key_values": 0,
+                  "loops": [{ "rows": 1, "columns": ["rlnOpticsGroup", "rlnVoltage"] }] },
+                { "name": "", "key_values": 3, "loops": [] },
+            ],
+        });
+        let text = to_text(&v);
+        for line in [
+            "mean                   133.421",
+            "max                    254\n",
+            "nx                     4096",
+            "voxel_size_A           0.666551, 0.666551, 0",
+            "classes                junk, particle",
+            "threshold              0.0000123457",
+            "version                none",
+            "blocks                 data_optics: a loop of 1 row × 2 columns (rlnOpticsGroup, \
+             rlnVoltage)\n                         data_: 3 key-value pairs",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
     }
 }
