@@ -76,14 +76,14 @@ const RINGS: f64 = 64.0;
 ///   contamination tiles, whose edges are heavy-tailed too. Where blobs-small and -large need
 ///   particles to be spread unevenly, this sees a field packed evenly with them.
 /// - `clumps-small`, `-large`: the strongest blob, two to three particles wide, in the map of
-///   the particle band's local power (see [`clumps`]): an aggregate is several particles
+///   the particle band's local power (see `clumps`): an aggregate is several particles
 ///   piled together, so its patch of particle-scale power is bigger and stronger than any one
 ///   particle's, where particles crowd by chance only loosely. A blob detector (the Hessian's
 ///   determinant) answers to compact patches and not to lines, so carbon edges and the rims
 ///   of contamination do not count; neither does anything near the contamination itself.
 ///   For particles of about 30 and 60 px across.
 /// - `coarse-outlier`: how far the most extreme patch of the micrograph, binned to about 256
-///   px and smoothed, lies from the rest (see [`coarse_outlier`]): ice contamination is denser
+///   px and smoothed, lies from the rest (see `coarse_outlier`): ice contamination is denser
 ///   than anything else on a grid, and after binning it stands many robust deviations from
 ///   the median however thick the ice, where `kurtosis` (a moment of the whole micrograph)
 ///   fades as thick ice and its gradients add variance.

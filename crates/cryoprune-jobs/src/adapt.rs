@@ -126,7 +126,7 @@ impl UnlabelledConfig {
         Ok((set, micrographs, all_picks))
     }
 
-    /// The unlabelled picks to choose pseudo-labels from, as [`Self::spread`] chooses them, cut
+    /// The unlabelled picks to choose pseudo-labels from, as `Self::spread` chooses them, cut
     /// as `pre` says; every example's label is a placeholder. The adaptation cuts the same
     /// picks ([`Adapted::picks`]); this is for a model trained without it.
     pub fn pool(

@@ -11,7 +11,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct ComputeConfig {
-    /// Compute device: cpu, cuda[:N] or wgpu.
+    /// Compute device: `cpu`, `cuda` (`cuda:N` for the N-th GPU) or `wgpu`.
     #[arg(long, default_value_t = ComputeConfig::default().device)]
     pub device: String,
     /// Threads for extraction and the CPU backend; 0 = all cores.

@@ -507,7 +507,7 @@ pub struct PrepConfig {
     /// Network input size; boxes are Fourier-resampled to it.
     #[arg(long, default_value_t = PrepConfig::default().input_size)]
     pub input_size: usize,
-    /// Micrograph normalisation: none, meanstd or robust[:LOW,HIGH] (percentile clip first).
+    /// Micrograph normalisation: none, meanstd or `robust[:LOW,HIGH]` (percentile clip first).
     #[arg(long, default_value_t = PrepConfig::default().normalize)]
     pub normalize: MicrographNorm,
     /// Micrograph low-pass: a resolution (20A; a bare number is Å) or a fraction of Nyquist

@@ -5,7 +5,7 @@
 //! [`CpuTrainer`] runs every backbone cryoprune builds (the small network, ResNet-18/34/50,
 //! EfficientNet-Lite0, Topaz's ResNet16) and the multi-loss head as a graph of layers that keep
 //! what their backward needs: convolutions as im2col and matrix products (the inference path's,
-//! in [`FusedConv`]) or, depthwise, as direct loops; the input gradient as convolutions of the
+//! in `FusedConv`) or, depthwise, as direct loops; the input gradient as convolutions of the
 //! output gradient with the flipped weights, one per stride phase so that strided layers spend
 //! nothing on zeros; batch norm with batch statistics, or a bias; residual sums, cropped
 //! shortcuts and max pools that remember their winners; SGD fused into one pass per parameter.

@@ -460,7 +460,7 @@ pub fn from_folder(root: &Path, size: usize, invert: bool) -> Result<Dataset, Er
     crate::folder::read(root, size, invert)
 }
 
-/// Reads images with label sets listed in a CSV `image,labels` (see [`crate::folder::read_table`]),
+/// Reads images with label sets listed in a CSV `image,labels` (see `folder::read_table`),
 /// each followed by its power spectrum when `spectrum` is on.
 pub fn from_image_table(
     table: &Path,
@@ -485,7 +485,7 @@ pub fn from_images(
 }
 
 /// Whether the table of images `path` lists whole micrographs (see
-/// [`crate::folder::lists_micrographs`]).
+/// `folder::lists_micrographs`).
 pub fn lists_micrographs(path: &Path) -> bool {
     crate::folder::lists_micrographs(path)
 }

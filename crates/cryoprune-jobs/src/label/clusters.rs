@@ -95,7 +95,7 @@ impl Session {
 
     /// The gallery's first order, before any model has scored the picks: up to
     /// [`CLUSTER_PICKS`] picks, spread over the micrographs, and every pick labelled so far,
-    /// grouped by k-means on the cryo-EM backbone's features into [`KINDS`] kinds more than
+    /// grouped by k-means on the cryo-EM backbone's features into `KINDS` kinds more than
     /// there are labels; then the kinds in turn, those with the fewest labelled members first
     /// (largest first among equals), each giving its most typical unlabelled pick (closest to
     /// its centre) not shown yet. The other picks follow, micrographs in turn.

@@ -142,7 +142,7 @@ const SETTLE: Duration = Duration::from_millis(1500);
 impl Session {
     /// Scores every pick with the model in `dir` and orders the gallery by it: the picks the
     /// model is least sure of first, but one kind of pick at a time (see
-    /// [`Session::diverse_order`]). Runs while the page is in use; the gallery changes order
+    /// `Session::diverse_order`). Runs while the page is in use; the gallery changes order
     /// when it is done.
     ///
     /// A model that learnt from fewer labels than the typical order has kinds only shows its

@@ -48,7 +48,7 @@ pub struct Args {
     /// Pixel size of the micrographs in Å, instead of their headers.
     #[arg(long, value_parser = cryoprune_jobs::positive)]
     angpix: Option<f64>,
-    /// Micrograph normalisation before cutting: none, meanstd or robust[:LOW,HIGH] (clipped to
+    /// Micrograph normalisation before cutting: none, meanstd or `robust[:LOW,HIGH]` (clipped to
     /// the percentiles first, 0.5 and 99.5 by default).
     #[arg(long, default_value_t = ExtractJobConfig::default().normalize)]
     normalize: MicrographNorm,

@@ -72,7 +72,7 @@ pub struct PruneArgs {
     /// RELION version, 3.1, 4 or 5 (default: read off default_pipeline.star or the inputs).
     #[arg(long = "relion_version")]
     relion_version: Option<Version>,
-    /// Compute device: cpu, cuda[:N] or wgpu.
+    /// Compute device: `cpu`, `cuda` (`cuda:N` for the N-th GPU) or `wgpu`.
     #[arg(long, default_value_t = ComputeConfig::default().device)]
     device: String,
 }
