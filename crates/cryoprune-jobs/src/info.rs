@@ -266,6 +266,11 @@ pub fn to_text(v: &Value) -> String {
             (_, Value::Array(a)) if a.iter().all(|x| !x.is_array() && !x.is_object()) => {
                 a.iter().map(scalar).collect::<Vec<_>>().join(", ")
             }
+            (_, Value::Object(m)) if m.values().all(|x| !x.is_array() && !x.is_object()) => m
+                .iter()
+                .map(|(name, x)| format!("{} {name}", scalar(x)))
+                .collect::<Vec<_>>()
+                .join(", "),
             (_, other) => scalar(other),
         };
         out.push_str(&format!("\n  {k:<22} {shown}"));
@@ -362,6 +367,7 @@ mod tests {
             "file": "m.mrc", "mean": 133.42094612121582, "max": 254.0, "nx": 4096,
             "voxel_size_A": [0.6665513515472412, 0.6665513515472412, 0.0],
             "classes": ["junk", "particle"], "threshold": 0.000012345678, "version": null,
+            "labels": { "junk": 878, "particle": 2174 },
             "blocks": [
                 { "name": "optics", "key_values": 0,
                   "loops": [{ "rows": 1, "columns": ["rlnOpticsGroup", "rlnVoltage"] }] },
@@ -377,6 +383,7 @@ mod tests {
             "classes                junk, particle",
             "threshold              0.0000123457",
             "version                none",
+            "labels                 878 junk, 2174 particle",
             "blocks                 data_optics: a loop of 1 row × 2 columns (rlnOpticsGroup, \
              rlnVoltage)\n                         data_: 3 key-value pairs",
         ] {
