@@ -144,6 +144,23 @@ pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> Matc
     report
 }
 
+/// Why no pick matched a micrograph, naming an example of each side: seen together, two names
+/// show whether the wrong folder was given (other names) or a naming scheme is in the way
+/// (names alike but for a prefix or suffix the matching does not strip).
+pub fn no_match_message(pick_names: &[String], micrographs: &[PathBuf]) -> String {
+    let example = |name: Option<String>| name.map_or("none".into(), |n| format!("`{n}`"));
+    let given = match micrographs.len() {
+        1 => "the micrograph given".to_string(),
+        n => format!("any of the {n} micrographs given"),
+    };
+    format!(
+        "no micrograph named in the picks (e.g. {}) matches {given} (e.g. {}); they are paired \
+         by file name without folder, extension or a picker's suffix",
+        example(pick_names.first().cloned()),
+        example(micrographs.first().map(|m| stem(&m.to_string_lossy()))),
+    )
+}
+
 /// Whether a path was typed with a trailing separator, which says "a folder" whatever its
 /// extension (`--out pruned.star/`).
 pub fn names_a_folder(path: &Path) -> bool {
@@ -156,6 +173,21 @@ pub fn names_a_folder(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_match_names_one_of_each_side() {
+        let picks = vec!["mic_0001_autopick".to_string()];
+        let mics = vec![PathBuf::from("Movies/FoilHole_1_fractions.mrc"); 3];
+        let text = no_match_message(&picks, &mics);
+        assert!(
+            text.starts_with(
+                "no micrograph named in the picks (e.g. `mic_0001_autopick`) matches any of the 3 \
+                 micrographs given (e.g. `FoilHole_1_fractions`)"
+            ),
+            "{text}"
+        );
+        assert!(no_match_message(&[], &[]).contains("(e.g. none)"));
+    }
 
     #[test]
     fn relion_coordinate_stems_follow_relion_preprocess() {

@@ -74,6 +74,19 @@ pub fn pair_with_micrographs(
     report
 }
 
+/// The error of a run whose picks match none of its micrographs, with an example of each.
+pub fn no_match(set: &PickSet, micrographs: &[PathBuf]) -> crate::Error {
+    let names: Vec<String> = set
+        .micrographs
+        .iter()
+        .map(|m| m.micrograph.clone())
+        .collect();
+    crate::Error::Invalid(cryoprune_formats::names::no_match_message(
+        &names,
+        micrographs,
+    ))
+}
+
 /// The picks of `set` on each paired micrograph, as extraction jobs.
 pub fn jobs(
     set: &PickSet,

@@ -403,10 +403,9 @@ fn cut(
         job_labels.push((group.micrograph.clone(), ls, scores));
     }
     if jobs.is_empty() {
-        return Err(Error::Labels(format!(
-            "no micrograph of the picks ({}) matches any of the {} micrographs given",
-            names.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
-            micrographs.len()
+        return Err(Error::Labels(cryoprune_formats::names::no_match_message(
+            &names,
+            micrographs,
         )));
     }
     let size = pipeline.extract.out_size;

@@ -756,7 +756,8 @@ fn extract_errors_name_the_problem_and_write_nothing() {
         ),
         (
             vec!["--picks", s(&other), "--box", "180"],
-            "no pick file matches",
+            "no micrograph named in the picks (e.g. `Falcon_2012_06_12-15_17_31_0`) matches the \
+             micrograph given (e.g. `Falcon_2012_06_12-14_33_35_0`)",
         ),
         (
             vec!["--picks", s(&picks), "--box", "180", "--bg-radius", "200"],

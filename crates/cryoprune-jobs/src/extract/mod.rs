@@ -267,7 +267,7 @@ fn run_job(
         .filter(|&(p, _)| !set.micrographs[p].picks.is_empty())
         .collect();
     if pairs.is_empty() {
-        invalid!("no pick file matches any of the {} micrographs", mics.len());
+        return Err(crate::inputs::no_match(&set, &mics));
     }
     let pairs = match cfg.shard {
         Some(shard) => {

@@ -222,10 +222,7 @@ impl Session {
             });
         }
         if items.is_empty() {
-            invalid!(
-                "no pick file matches any of the {} micrographs given",
-                micrographs.len()
-            );
+            return Err(crate::inputs::no_match(&set, &micrographs));
         }
         // Checked on the first micrograph (a dataset's share one size), so that a box in
         // another unit stops here rather than showing as a gallery of broken images.

@@ -167,6 +167,9 @@ pub fn train(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<PickerSpec>
     }
     let set = PickSet::read(&cfg.picks, cfg.format)?;
     let report = pair_with_micrographs(&set, &mics, "they are not used", events);
+    if report.pairs.is_empty() {
+        return Err(crate::inputs::no_match(&set, &mics));
+    }
     if report.pairs.len() < 2 {
         invalid!(
             "{} micrograph(s) have picks; training needs at least 2 (one to validate on)",

@@ -160,13 +160,7 @@ impl Plan {
             ));
         }
         if !pairs.iter().any(|&(g, _)| active[g]) && active.iter().any(|&a| a) {
-            invalid!(
-                "no pick file matches any of the {} micrographs given (pick files name e.g. `{}`)",
-                micrographs.len(),
-                set.micrographs
-                    .first()
-                    .map_or("nothing", |m| m.micrograph.as_str())
-            );
+            return Err(crate::inputs::no_match(&set, &micrographs));
         }
         let mut shapes = Vec::with_capacity(pairs.len());
         for &(_, m) in &pairs {
