@@ -9,7 +9,6 @@
 //! node types as numbers; 4 and 5 list each micrograph's coordinate file in a STAR
 //! (`autopick.star`, `manualpick.star`) and write node types as labels.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::atomic::write_atomic;
@@ -125,7 +124,6 @@ fn run_job(cfg: &RelionPruneConfig, events: &dyn Events) -> Result<Summary> {
             if files.is_empty() {
                 invalid!("no coordinate file of {} exists", coords.display());
             }
-            by_file_name(&files)?;
             prune.micrographs = files.iter().map(|(m, _)| m.clone()).collect();
             prune.picks = files.iter().map(|(_, c)| c.clone()).collect();
             prune.out = staging.join("pruned");
@@ -341,23 +339,6 @@ fn coordinate_files(coords: &Path, mics: &[String]) -> Result<Vec<(String, PathB
         .map(|(m, f)| (m, PathBuf::from(f)))
         .filter(|(_, f)| f.is_file())
         .collect())
-}
-
-/// prune writes each input file under its own name in one folder: two coordinate files of the
-/// same name (micrographs of one name in two folders) would overwrite each other.
-fn by_file_name(files: &[(String, PathBuf)]) -> Result<()> {
-    let mut seen: HashMap<&std::ffi::OsStr, &Path> = HashMap::new();
-    for (_, f) in files {
-        let name = f.file_name().unwrap_or_default();
-        if let Some(other) = seen.insert(name, f) {
-            invalid!(
-                "{} and {} share a file name; prune them in separate jobs",
-                other.display(),
-                f.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Moves each pruned coordinate file from prune's folder to where RELION looks for it (the

@@ -1,6 +1,7 @@
 //! Before anything is classified: which pick files go where, which micrographs their picks are
 //! on, which files a rerun leaves alone, and what about the coordinates looks wrong.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::picks::check::{coordinate_warnings, Placed};
@@ -95,6 +96,22 @@ impl Plan {
                 false => cfg.out.join(f.path.file_name().unwrap_or_default()),
             })
             .collect();
+        if !out_is_file {
+            // Two inputs of one name from two folders (RELION's Movies/ and Movies2/) would
+            // write one output file, the second over the first.
+            let mut seen: HashMap<&Path, &Path> = HashMap::new();
+            for (dest, f) in dests.iter().zip(&set.files) {
+                if let Some(other) = seen.insert(dest, &f.path) {
+                    invalid!(
+                        "{} and {} share a file name, so both would be written as {}; prune \
+                         them in separate runs",
+                        other.display(),
+                        f.path.display(),
+                        dest.display()
+                    );
+                }
+            }
+        }
         let skipped: Vec<bool> = dests
             .iter()
             .map(|d| cfg.skip_existing && d.exists())
