@@ -426,6 +426,19 @@ fn pick_files_match_their_manifest() {
     );
     assert_eq!(read("cryodrgn/relion5.star").len(), 17);
     assert_eq!(read("aspire/history/sample_relion_coord.star").len(), 440);
+    // RELION 4/5 indexes of coordinate files: one lists a file beside it, the other, in a job
+    // folder, a file of the project folder two levels up.
+    for (index, micrograph) in [
+        ("aspire/history/sample_relion_autopick.star", "sample1.mrc"),
+        (
+            "aspire/history/AutoPick/job006/sample_relion_autopick.star",
+            "sample.mrc",
+        ),
+    ] {
+        let listed = read(index);
+        assert_eq!(listed.len(), 440, "{index}");
+        assert_eq!(listed.micrographs[0].micrograph, micrograph);
+    }
     let topaz = read("topaz-github/test_data/EMPIAR-10025/rawdata/particles.txt");
     assert_eq!((topaz.len(), topaz.micrographs.len()), (1500, 30));
     assert!(topaz.iter().all(|(_, p)| p.score.is_none()));

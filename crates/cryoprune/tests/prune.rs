@@ -574,6 +574,64 @@ fn output_folders_are_checked_before_the_work() {
     assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "not a folder");
 }
 
+/// RELION 4/5's AutoPick job given as its folder or its index (`autopick.star`) prunes the
+/// coordinate files the index lists, each to a file of its own name, as they would prune given
+/// one by one; two inputs of one name from two folders are refused before any work.
+#[test]
+fn a_relion_autopick_job_prunes_through_its_index() {
+    let f = fixture();
+    let root = f.dir.join("relion_index");
+    let _ = std::fs::remove_dir_all(&root);
+    let plain = write_input(f, "star30", &root.join("plain"));
+    let job = root.join("AutoPick/job006");
+    std::fs::create_dir_all(job.join("Movies")).unwrap();
+    let mut index = String::from(
+        "data_coordinate_files\nloop_\n_rlnMicrographName #1\n_rlnMicrographCoordinates #2\n",
+    );
+    for p in &plain {
+        let mic = p.file_stem().unwrap().to_str().unwrap();
+        let listed = format!("AutoPick/job006/Movies/{mic}_autopick.star");
+        std::fs::copy(p, root.join(&listed)).unwrap();
+        index.push_str(&format!("MotionCorr/job002/Movies/{mic}.mrc {listed}\n"));
+    }
+    std::fs::write(job.join("autopick.star"), index).unwrap();
+    std::fs::write(job.join("note.txt"), "++++ Executing new job on ...\n").unwrap();
+    let prune = |picks: &[&Path], out: &Path| {
+        let mut args = prune_args(s(&f.model), &f.mics, s(picks[0]), s(out));
+        args.splice(7..7, picks[1..].iter().map(|p| s(p)));
+        cryoprune(&args)
+    };
+    let o = prune(&[&root.join("plain")], &root.join("out_plain"));
+    assert!(o.status.success(), "{}", text(&o));
+    for given in [job.clone(), job.join("autopick.star")] {
+        let out = root.join("out_index");
+        let _ = std::fs::remove_dir_all(&out);
+        let o = prune(&[&given], &out);
+        assert!(o.status.success(), "{}: {}", given.display(), text(&o));
+        for p in &plain {
+            let mic = p.file_stem().unwrap().to_str().unwrap();
+            let one = std::fs::read(root.join("out_plain").join(format!("{mic}.star"))).unwrap();
+            let listed = std::fs::read(out.join(format!("{mic}_autopick.star"))).unwrap();
+            assert_eq!(one, listed, "{mic}");
+        }
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), plain.len() + 1);
+    }
+
+    let twins = [root.join("a"), root.join("b")].map(|d| {
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(&plain[0], d.join(plain[0].file_name().unwrap())).unwrap();
+        d.join(plain[0].file_name().unwrap())
+    });
+    let out = root.join("out_twins");
+    let o = prune(&[&twins[0], &twins[1]], &out);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("share a file name"),
+        "{t}"
+    );
+    assert!(!t.contains("classifying") && !out.exists(), "{t}");
+}
+
 /// A model whose validation.csv is damaged fails before anything is written, not after the
 /// outputs (the threshold advisor reads it first).
 #[test]

@@ -223,6 +223,9 @@ pub struct PickSet {
     pub box_size: Option<f64>,
 }
 
+/// The coordinate-file indexes RELION 4/5's AutoPick (Topaz's too) and ManualPick jobs write.
+const RELION_INDEXES: [&str; 2] = ["autopick.star", "manualpick.star"];
+
 impl PickSet {
     pub fn empty(format: PickFormat) -> PickSet {
         PickSet {
@@ -327,7 +330,15 @@ impl PickSet {
     pub fn read(paths: &[PathBuf], format: Option<PickFormat>) -> Result<PickSet> {
         let mut files = Vec::new();
         for p in paths {
-            if p.is_dir() {
+            // A RELION 4/5 picking job's folder: its index names the coordinate files, and the
+            // folder's other files (job.star, note.txt) are no picks.
+            let index = RELION_INDEXES
+                .iter()
+                .map(|n| p.join(n))
+                .find(|f| f.is_file());
+            if let Some(index) = index.filter(|_| p.is_dir()) {
+                files.push(index);
+            } else if p.is_dir() {
                 let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
                     .map_err(|e| FormatError::io(p, e))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
@@ -379,7 +390,19 @@ impl PickSet {
             }
             let file_index = set.files.len();
             match fmt {
-                PickFormat::Star => star::read(f, file_index, &mut set, &mut index)?,
+                PickFormat::Star => {
+                    let listed = star::read(f, file_index, &mut set, &mut index, None)?;
+                    for l in listed.into_iter().flatten() {
+                        let file_index = set.files.len();
+                        star::read(
+                            &l.file,
+                            file_index,
+                            &mut set,
+                            &mut index,
+                            Some(&l.micrograph),
+                        )?;
+                    }
+                }
                 PickFormat::Cs => cs::read(f, file_index, &mut set, &mut index)?,
                 PickFormat::Box => text::read_box(f, file_index, &mut set, &mut index)?,
                 PickFormat::Cbox => {
@@ -727,6 +750,70 @@ mod tests {
             "{err}"
         );
         assert_eq!(PickSet::read(&[nested], None).unwrap().len(), 1);
+    }
+
+    /// RELION 4/5's AutoPick job as it lies in a project: the index, the coordinate files under
+    /// the job's folder (one with no picks), and the job's other files.
+    #[test]
+    fn a_relion_index_of_coordinate_files_reads_as_their_picks() {
+        let project = tempfile::tempdir().unwrap();
+        let job = project.path().join("AutoPick/job006");
+        std::fs::create_dir_all(job.join("Movies")).unwrap();
+        let coords = |picks: &str| {
+            format!(
+                "\n# version 50001\n\ndata_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n\
+                 _rlnAutopickFigureOfMerit #3\n{picks}"
+            )
+        };
+        let write = |name: &str, text: &str| std::fs::write(job.join(name), text).unwrap();
+        write("Movies/a_autopick.star", &coords("10 20 1.5\n30 40 0.5\n"));
+        write("Movies/b_autopick.star", &coords(""));
+        let index = "data_coordinate_files\nloop_\n_rlnMicrographName #1\n\
+                     _rlnMicrographCoordinates #2\n";
+        let rows = "MotionCorr/job002/Movies/a.mrc AutoPick/job006/Movies/a_autopick.star\n\
+                    MotionCorr/job002/Movies/b.mrc AutoPick/job006/Movies/b_autopick.star\n";
+        write("autopick.star", &format!("{index}{rows}"));
+        write("job.star", "data_job\n_rlnJobTypeLabel relion.autopick\n");
+        write("note.txt", "++++ with the following command(s):\n");
+        for given in [job.join("autopick.star"), job.clone()] {
+            let set = PickSet::read(std::slice::from_ref(&given), None).unwrap();
+            let names: Vec<(&str, usize)> = set
+                .micrographs
+                .iter()
+                .map(|m| (m.micrograph.as_str(), m.picks.len()))
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    ("MotionCorr/job002/Movies/a.mrc", 2),
+                    ("MotionCorr/job002/Movies/b.mrc", 0)
+                ],
+                "{}",
+                given.display()
+            );
+            assert_eq!(set.files.len(), 2);
+            assert!(set.files[0].path.ends_with("Movies/a_autopick.star"));
+            assert_eq!(set.micrographs[0].picks[0].score, Some(1.5));
+        }
+        write(
+            "autopick.star",
+            &format!("{index}{rows}c.mrc Movies/c_autopick.star\n"),
+        );
+        let err = PickSet::read(&[job.join("autopick.star")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 7: coordinate file `Movies/c_autopick.star` not found"),
+            "{err}"
+        );
+        write("Movies/c_autopick.star", &format!("{index}{rows}"));
+        let err = PickSet::read(&[job.join("autopick.star")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c_autopick.star: an index of coordinate files listed in another"),
+            "{err}"
+        );
     }
 
     #[test]

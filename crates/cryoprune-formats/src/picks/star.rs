@@ -1,7 +1,7 @@
 //! RELION coordinate and particle STAR files, and crYOLO's STAR-dialect `.cbox`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{
     num, parse_num, Added, Content, MicrographPicks, Pick, PickSet, RowRef, SourceFile,
@@ -16,19 +16,31 @@ const Y: &str = "rlnCoordinateY";
 const MIC: &str = "rlnMicrographName";
 const FOM: &str = "rlnAutopickFigureOfMerit";
 const LABEL_OUT: &str = "cryopruneLabel";
+/// The index column naming each micrograph's coordinate file (RELION 4/5 `autopick.star`).
+const COORDINATE_FILE: &str = "rlnMicrographCoordinates";
 
 fn label_column(l: &Loop) -> Option<usize> {
     LABEL_COLUMNS.iter().find_map(|c| l.column(c))
 }
 
-/// Reads picks from a coordinate STAR (one micrograph, named by the file) or a particle STAR
-/// (`_rlnMicrographName` per row; RELION 3.0, 3.1+ with optics, 5).
+/// A coordinate file listed in a RELION 4/5 index (`autopick.star`): its micrograph, as the
+/// index names it, and where the file was found.
+pub(super) struct Listed {
+    pub micrograph: String,
+    pub file: PathBuf,
+}
+
+/// Reads picks from a coordinate STAR (one micrograph: `micrograph` when an index named it,
+/// else the file's name) or a particle STAR (`_rlnMicrographName` per row; RELION 3.0, 3.1+
+/// with optics, 5). A RELION 4/5 index of coordinate files (`autopick.star`) is not read as
+/// picks: its entries come back for the caller to read.
 pub(super) fn read(
     path: &Path,
     file_index: usize,
     set: &mut PickSet,
     index: &mut HashMap<String, usize>,
-) -> Result<()> {
+    micrograph: Option<&str>,
+) -> Result<Option<Vec<Listed>>> {
     let star = StarFile::read(path)?;
     if star.blocks.is_empty() {
         return Err(FormatError::invalid(
@@ -47,15 +59,25 @@ pub(super) fn read(
         .position(|b| b.name == "particles" && has_coords(b))
         .or_else(|| star.blocks.iter().position(has_coords));
     let Some(block) = block else {
-        let hint = if star.blocks.iter().any(|b| {
-            b.first_loop()
-                .is_some_and(|l| l.column("rlnMicrographCoordinates").is_some())
-        }) {
-            "this is a RELION autopick.star index of coordinate files; give the coordinate files (or their folder) instead"
-        } else {
-            "no loop with _rlnCoordinateX and _rlnCoordinateY; expected a RELION coordinate or particle STAR file"
+        let listing = star.blocks.iter().find_map(|b| {
+            let l = b.first_loop()?;
+            Some((l, l.column(MIC)?, l.column(COORDINATE_FILE)?))
+        });
+        return match (listing, micrograph) {
+            (Some(columns), None) => listed_files(path, columns).map(Some),
+            (Some(_), Some(_)) => Err(FormatError::invalid(
+                path,
+                Location::Whole,
+                "an index of coordinate files listed in another index; expected a coordinate file",
+            )),
+            (None, _) => Err(FormatError::invalid(
+                path,
+                Location::Whole,
+                "no loop with _rlnCoordinateX and _rlnCoordinateY (or _rlnMicrographName and \
+                 _rlnMicrographCoordinates); expected a RELION coordinate or particle STAR file, \
+                 or an index of coordinate files",
+            )),
         };
-        return Err(FormatError::invalid(path, Location::Whole, hint));
     };
     let name = &star.blocks[block].name;
     if star.blocks.iter().filter(|b| &b.name == name).count() > 1 {
@@ -72,7 +94,7 @@ pub(super) fn read(
     let mic = l.column(MIC);
     let fom = l.column(FOM);
     let label = label_column(l);
-    let file_mic = stem(&path.to_string_lossy());
+    let file_mic = micrograph.map_or_else(|| stem(&path.to_string_lossy()), str::to_string);
     for (r, row) in l.rows.iter().enumerate() {
         let loc = l.line_of(r);
         let mut p = Pick::new(
@@ -95,7 +117,48 @@ pub(super) fn read(
         path: path.to_path_buf(),
         content: Content::Star { star, block },
     });
-    Ok(())
+    Ok(None)
+}
+
+/// The entries of a RELION 4/5 index of coordinate files. RELION writes each path relative to
+/// its project folder, where it runs and where users run cryoprune from; an index copied
+/// elsewhere with its job folders still reads, as each path is also looked for beside the
+/// index and in the folders above it (`AutoPick/job006/autopick.star` lists
+/// `AutoPick/job006/Movies/x_autopick.star`, two folders up).
+fn listed_files(path: &Path, (l, mic, file): (&Loop, usize, usize)) -> Result<Vec<Listed>> {
+    if l.rows.is_empty() {
+        return Err(FormatError::invalid(
+            path,
+            Location::Whole,
+            "the index lists no coordinate files",
+        ));
+    }
+    let folder = path.parent().unwrap_or(Path::new(""));
+    l.rows
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            let listed = Path::new(row.get(file));
+            let found = std::iter::once(listed.to_path_buf())
+                .chain(folder.ancestors().map(|a| a.join(listed)))
+                .find(|p| p.is_file());
+            match found {
+                Some(file) => Ok(Listed {
+                    micrograph: row.get(mic).to_string(),
+                    file,
+                }),
+                None => Err(FormatError::invalid(
+                    path,
+                    l.line_of(r),
+                    format!(
+                        "coordinate file `{}` not found here (RELION's project folder), beside \
+                         the index or in a folder above it",
+                        listed.display()
+                    ),
+                )),
+            }
+        })
+        .collect()
 }
 
 /// crYOLO >= 1.8 `.cbox`: `data_cryolo` loop with lower-left `_CoordinateX/Y`, `_Width`,

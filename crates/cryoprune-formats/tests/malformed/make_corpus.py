@@ -45,7 +45,7 @@ put("unclosed_quote.star", "data_\nloop_\n_rlnMicrographName #1\n'mic one.mrc\n"
 put("loop_without_columns.star", "data_\nloop_\n1 2 3\n", "star", "no column names")
 put("no_coordinates.star", "data_optics\nloop_\n_rlnOpticsGroup #1\n1\n", "star_picks", "no loop with _rlnCoordinateX")
 put("binary.star", bytes([0xff, 0xfe, 0x00, 0x41]) * 10, "star", "not UTF-8")
-put("autopick_index.star", "data_coordinate_files\nloop_\n_rlnMicrographName #1\n_rlnMicrographCoordinates #2\nmic1.mrc AutoPick/mic1_autopick.star\n", "star_picks", "autopick.star index")
+put("autopick_index.star", "data_coordinate_files\nloop_\n_rlnMicrographName #1\n_rlnMicrographCoordinates #2\nmic1.mrc AutoPick/mic1_autopick.star\n", "star_picks", "line 5: coordinate file `AutoPick/mic1_autopick.star` not found")
 
 def npy(header, body=b""):
     h = header + " " * (64 - (10 + len(header) + 1) % 64) + "\n"

@@ -47,7 +47,8 @@ pub struct PruneConfig {
     /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG.
     #[arg(long, required = true, num_args = 1..)]
     pub micrographs: Vec<String>,
-    /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV).
+    /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV);
+    /// a RELION 4/5 picking job's folder or autopick.star reads the coordinate files it lists.
     #[arg(long, required = true, num_args = 1..)]
     pub picks: Vec<PathBuf>,
     /// Pick format when the extension does not tell.
