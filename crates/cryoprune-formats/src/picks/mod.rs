@@ -225,6 +225,72 @@ pub struct PickSet {
 
 /// The coordinate-file indexes RELION 4/5's AutoPick (Topaz's too) and ManualPick jobs write.
 const RELION_INDEXES: [&str; 2] = ["autopick.star", "manualpick.star"];
+/// RELION 3.1's coordinates node, `coords_suffix_<suffix>.star`: each micrograph's picks are in
+/// `<job>/<micrograph path without its job folder>_<suffix>.star`.
+const RELION_SUFFIX_NODE: &str = "coords_suffix";
+
+/// The pick files of a RELION picking job given as its folder or its coordinates node: the
+/// index (4/5), or every `*_<suffix>.star` below the folder (3.1). The job folder's other files
+/// (job.star, note.txt, run.out) are no picks. `None` for anything else.
+fn relion_job_files(p: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let is_node = |f: &Path| {
+        f.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(RELION_SUFFIX_NODE)?.strip_suffix(".star"))
+            .map(str::to_string)
+    };
+    let (job, node) = if p.is_dir() {
+        if let Some(index) = RELION_INDEXES
+            .iter()
+            .map(|n| p.join(n))
+            .find(|f| f.is_file())
+        {
+            return Ok(Some(vec![index]));
+        }
+        let mut nodes: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|e| FormatError::io(p, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.is_file() && is_node(f).is_some())
+            .collect();
+        nodes.sort();
+        match nodes.pop() {
+            Some(node) => (p.to_path_buf(), node),
+            None => return Ok(None),
+        }
+    } else if is_node(p).is_some() {
+        (
+            p.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            p.to_path_buf(),
+        )
+    } else {
+        return Ok(None);
+    };
+    let ending = format!("{}.star", is_node(&node).unwrap_or_default());
+    let mut found = Vec::new();
+    let mut folders = vec![job.clone()];
+    while let Some(dir) = folders.pop() {
+        for e in std::fs::read_dir(&dir).map_err(|e| FormatError::io(&dir, e))? {
+            let f = e.map_err(|e| FormatError::io(&dir, e))?.path();
+            if f.is_dir() {
+                folders.push(f);
+            } else if is_node(&f).is_none() && f.to_string_lossy().ends_with(&ending) {
+                found.push(f);
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(FormatError::invalid(
+            &node,
+            Location::Whole,
+            format!(
+                "no coordinate files `*{ending}` below {}, where RELION 3.1 writes them",
+                job.display()
+            ),
+        ));
+    }
+    found.sort();
+    Ok(Some(found))
+}
 
 impl PickSet {
     pub fn empty(format: PickFormat) -> PickSet {
@@ -330,14 +396,8 @@ impl PickSet {
     pub fn read(paths: &[PathBuf], format: Option<PickFormat>) -> Result<PickSet> {
         let mut files = Vec::new();
         for p in paths {
-            // A RELION 4/5 picking job's folder: its index names the coordinate files, and the
-            // folder's other files (job.star, note.txt) are no picks.
-            let index = RELION_INDEXES
-                .iter()
-                .map(|n| p.join(n))
-                .find(|f| f.is_file());
-            if let Some(index) = index.filter(|_| p.is_dir()) {
-                files.push(index);
+            if let Some(found) = relion_job_files(p)? {
+                files.extend(found);
             } else if p.is_dir() {
                 let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
                     .map_err(|e| FormatError::io(p, e))?
@@ -812,6 +872,60 @@ mod tests {
             .to_string();
         assert!(
             err.contains("c_autopick.star: an index of coordinate files listed in another"),
+            "{err}"
+        );
+    }
+
+    /// RELION 3.1's AutoPick job: a `coords_suffix_autopick.star` node naming the micrographs
+    /// STAR, the coordinate files below the job folder in the micrographs' own folders (one
+    /// beside the node, for a micrograph given without a folder), and the job's other files.
+    #[test]
+    fn a_relion_31_picking_job_reads_as_the_coordinate_files_below_it() {
+        let job_dir = tempfile::tempdir().unwrap();
+        let job = job_dir.path();
+        std::fs::create_dir_all(job.join("Movies/GridSquare_1")).unwrap();
+        let coords = "data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n10 20\n";
+        for f in [
+            "Movies/a_autopick.star",
+            "Movies/GridSquare_1/b_autopick.star",
+            "c_autopick.star",
+        ] {
+            std::fs::write(job.join(f), coords).unwrap();
+        }
+        std::fs::write(job.join("Movies/a_other.star"), coords).unwrap();
+        std::fs::write(
+            job.join("coords_suffix_autopick.star"),
+            "CtfFind/job003/micrographs_ctf.star\n",
+        )
+        .unwrap();
+        std::fs::write(
+            job.join("note.txt"),
+            "++++ with the following command(s):\n",
+        )
+        .unwrap();
+        std::fs::write(job.join("run.job"), "job_type == 3\n").unwrap();
+        for given in [job.to_path_buf(), job.join("coords_suffix_autopick.star")] {
+            let set = PickSet::read(std::slice::from_ref(&given), None).unwrap();
+            let mut names: Vec<&str> = set
+                .micrographs
+                .iter()
+                .map(|m| m.micrograph.as_str())
+                .collect();
+            names.sort_unstable();
+            assert_eq!(
+                names,
+                ["a_autopick", "b_autopick", "c_autopick"],
+                "{}",
+                given.display()
+            );
+        }
+        std::fs::write(job.join("coords_suffix_manualpick.star"), "x\n").unwrap();
+        std::fs::remove_file(job.join("coords_suffix_autopick.star")).unwrap();
+        let err = PickSet::read(&[job.to_path_buf()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no coordinate files `*_manualpick.star` below"),
             "{err}"
         );
     }

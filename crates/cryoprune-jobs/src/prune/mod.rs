@@ -48,7 +48,7 @@ pub struct PruneConfig {
     #[arg(long, required = true, num_args = 1..)]
     pub micrographs: Vec<String>,
     /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV);
-    /// a RELION 4/5 picking job's folder or autopick.star reads the coordinate files it lists.
+    /// a RELION picking job's folder (or its autopick.star) reads as its coordinate files.
     #[arg(long, required = true, num_args = 1..)]
     pub picks: Vec<PathBuf>,
     /// Pick format when the extension does not tell.
