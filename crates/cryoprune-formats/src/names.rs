@@ -144,6 +144,22 @@ pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> Matc
     report
 }
 
+/// A file named in a list (a STAR or `.cs` file, an index of coordinate files). RELION and
+/// cryoSPARC write paths relative to the project folder, which is where the user runs them, or
+/// an ancestor of the list's folder (a list copied elsewhere with its job folders); so try the
+/// working directory, then the list's folder and its ancestors.
+pub fn find_listed(name: &str, list: &Path) -> Option<PathBuf> {
+    let given = Path::new(name);
+    if given.is_absolute() || given.is_file() {
+        return given.is_file().then(|| given.to_path_buf());
+    }
+    list.parent()
+        .into_iter()
+        .flat_map(Path::ancestors)
+        .map(|dir| dir.join(given))
+        .find(|p| p.is_file())
+}
+
 /// Why no pick matched a micrograph, naming an example of each side: seen together, two names
 /// show whether the wrong folder was given (other names) or a naming scheme is in the way
 /// (names alike but for a prefix or suffix the matching does not strip).

@@ -11,14 +11,15 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::error::Location;
+use cryoprune_formats::names::find_listed;
 use cryoprune_formats::npy::StructArray;
 use cryoprune_formats::star::{Loop, StarFile};
 use cryoprune_formats::{read_micrograph, PickFormat};
 use cryoprune_image::display;
 use cryoprune_image::Image;
 use cryoprune_model::exposure_context::ExposureContext;
+use cryoprune_train::dataset;
 use cryoprune_train::modeldir::ModelDir;
-use cryoprune_train::{dataset, stack};
 use serde::{Deserialize, Serialize};
 
 use crate::compute::ComputeConfig;
@@ -107,7 +108,7 @@ fn found(
         .iter()
         .enumerate()
         .map(|(row, name)| {
-            stack::resolve(name, listed_in).ok_or_else(|| {
+            find_listed(name, listed_in).ok_or_else(|| {
                 Error::Invalid(format!(
                     "{}: {}micrograph {name} not found (tried the working folder, the file's \
                      folder and its ancestors)",

@@ -189,12 +189,13 @@ fn star_rows(table: &Path) -> Result<Vec<TableRow>, Error> {
         .iter()
         .enumerate()
         .map(|(r, row)| {
-            let file = crate::stack::resolve(row.get(name), table).ok_or_else(|| {
-                io(
-                    table,
-                    format!("{}{}: no such image file", l.line_of(r), row.get(name)),
-                )
-            })?;
+            let file =
+                cryoprune_formats::names::find_listed(row.get(name), table).ok_or_else(|| {
+                    io(
+                        table,
+                        format!("{}{}: no such image file", l.line_of(r), row.get(name)),
+                    )
+                })?;
             Ok((l.line_of(r), file, owned_labels(row.get(labels))))
         })
         .collect()

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use cryoprune_formats::names::find_listed;
 use cryoprune_formats::picks::LABEL_COLUMNS;
 use cryoprune_formats::star::Loop;
 use cryoprune_formats::{MrcFile, StarFile};
@@ -34,22 +35,6 @@ pub fn lists_images(path: &Path) -> Option<bool> {
     let star = StarFile::read(path).ok()?;
     let l = particle_loop(&star)?;
     Some(l.column("rlnCoordinateX").is_some() && l.column("rlnCoordinateY").is_some())
-}
-
-/// A file named in a list (a STAR or `.cs` file). RELION and cryoSPARC write paths relative to
-/// the project folder, which is where the user runs them, or an ancestor of the list's folder;
-/// so try the working directory, then the list's folder and its ancestors.
-pub fn resolve(stack: &str, star_path: &Path) -> Option<PathBuf> {
-    let given = Path::new(stack);
-    if given.is_absolute() || given.is_file() {
-        return given.is_file().then(|| given.to_path_buf());
-    }
-    star_path
-        .parent()
-        .into_iter()
-        .flat_map(Path::ancestors)
-        .map(|dir| dir.join(given))
-        .find(|p| p.is_file())
 }
 
 /// Reads every labelled image of the STAR file at `path`. `classes` fixes the class order (a
@@ -127,7 +112,7 @@ pub fn read(
                 )
             })?;
         if !stacks.contains_key(stack) {
-            let file = resolve(stack, path).ok_or_else(|| {
+            let file = find_listed(stack, path).ok_or_else(|| {
                 err(
                     path,
                     format!(

@@ -8,7 +8,7 @@ use super::{
     LABEL_COLUMNS,
 };
 use crate::error::{FormatError, Location, Result};
-use crate::names::stem;
+use crate::names::{find_listed, stem};
 use crate::star::{Block, Item, Loop, LoopSource, Rows, StarFile};
 
 const X: &str = "rlnCoordinateX";
@@ -120,11 +120,9 @@ pub(super) fn read(
     Ok(None)
 }
 
-/// The entries of a RELION 4/5 index of coordinate files. RELION writes each path relative to
-/// its project folder, where it runs and where users run cryoprune from; an index copied
-/// elsewhere with its job folders still reads, as each path is also looked for beside the
-/// index and in the folders above it (`AutoPick/job006/autopick.star` lists
-/// `AutoPick/job006/Movies/x_autopick.star`, two folders up).
+/// The entries of a RELION 4/5 index of coordinate files, each path found as [`find_listed`]
+/// finds it (`AutoPick/job006/autopick.star` lists `AutoPick/job006/Movies/x_autopick.star`,
+/// relative to the project folder two folders up).
 fn listed_files(path: &Path, (l, mic, file): (&Loop, usize, usize)) -> Result<Vec<Listed>> {
     if l.rows.is_empty() {
         return Err(FormatError::invalid(
@@ -133,16 +131,12 @@ fn listed_files(path: &Path, (l, mic, file): (&Loop, usize, usize)) -> Result<Ve
             "the index lists no coordinate files",
         ));
     }
-    let folder = path.parent().unwrap_or(Path::new(""));
     l.rows
         .iter()
         .enumerate()
         .map(|(r, row)| {
-            let listed = Path::new(row.get(file));
-            let found = std::iter::once(listed.to_path_buf())
-                .chain(folder.ancestors().map(|a| a.join(listed)))
-                .find(|p| p.is_file());
-            match found {
+            let listed = row.get(file);
+            match find_listed(listed, path) {
                 Some(file) => Ok(Listed {
                     micrograph: row.get(mic).to_string(),
                     file,
@@ -151,9 +145,8 @@ fn listed_files(path: &Path, (l, mic, file): (&Loop, usize, usize)) -> Result<Ve
                     path,
                     l.line_of(r),
                     format!(
-                        "coordinate file `{}` not found here (RELION's project folder), beside \
-                         the index or in a folder above it",
-                        listed.display()
+                        "coordinate file `{listed}` not found here (RELION's project folder), \
+                         beside the index or in a folder above it"
                     ),
                 )),
             }
