@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::Compute;
 use crate::events::Events;
-use crate::inputs::{expand_globs, pair_with_micrographs};
+use crate::inputs::{micrograph_paths, pair_with_micrographs};
 use crate::prune::prior::sample_jobs;
 use crate::recipe::{fit, NetConfig, Start};
 use crate::{invalid, Result};
@@ -97,7 +97,7 @@ impl UnlabelledConfig {
             );
         }
         let mut set = PickSet::read(&self.picks, self.format)?;
-        let micrographs = expand_globs(micrographs)?;
+        let micrographs = micrograph_paths(micrographs)?;
         let report = pair_with_micrographs(
             &set,
             &micrographs,

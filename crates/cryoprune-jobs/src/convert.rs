@@ -9,7 +9,7 @@ use cryoprune_formats::{micrograph_shape, PickFormat, WriteOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::events::Events;
-use crate::inputs::{expand_globs, pair_with_micrographs};
+use crate::inputs::{micrograph_paths, pair_with_micrographs};
 use crate::{Context, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -27,7 +27,8 @@ pub struct ConvertConfig {
     /// Box size in pixels, for targets that store corners (.box, .cbox) when the input has none.
     #[arg(long = "box", value_parser = crate::positive)]
     pub box_size: Option<f64>,
-    /// Micrographs (glob, quoted): sizes for .cs and a check that picks lie inside them.
+    /// Micrographs (globs, quoted, or one RELION micrographs STAR or cryoSPARC exposures .cs):
+    /// sizes for .cs and a check that picks lie inside them.
     #[arg(long, num_args = 1..)]
     pub micrographs: Vec<String>,
     /// Input format when the extension does not tell (e.g. `.txt` that is not Topaz).
@@ -60,7 +61,7 @@ pub fn run(args: &ConvertConfig, events: &dyn Events) -> Result<Vec<PathBuf>> {
         ..Default::default()
     };
     if !args.micrographs.is_empty() {
-        let mics = expand_globs(&args.micrographs)?;
+        let mics = micrograph_paths(&args.micrographs)?;
         let report = pair_with_micrographs(&set, &mics, "not checked against a micrograph", events);
         let mut shapes = HashMap::new();
         for (p, m) in report.pairs {

@@ -10,11 +10,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_formats::error::Location;
-use cryoprune_formats::names::find_listed;
-use cryoprune_formats::npy::StructArray;
+use cryoprune_formats::read_micrograph;
 use cryoprune_formats::star::{Loop, StarFile};
-use cryoprune_formats::{read_micrograph, PickFormat};
 use cryoprune_image::display;
 use cryoprune_image::Image;
 use cryoprune_model::exposure_context::ExposureContext;
@@ -25,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::compute::ComputeConfig;
 use crate::evaluate::predict_label_sets;
 use crate::events::{Event, Events};
-use crate::inputs::{check_outputs, expand_globs};
+use crate::inputs::{check_outputs, micrograph_inputs, MicrographList};
 use crate::{invalid, Context, Error, Result};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -62,23 +59,6 @@ pub struct Curated {
     pub rejected_for: Vec<(String, usize)>,
 }
 
-/// The micrographs to tag: paths to read, and the file that listed them, if any.
-struct Inputs {
-    paths: Vec<PathBuf>,
-    listed: Listed,
-}
-
-enum Listed {
-    Glob,
-    /// A STAR file and the index of its micrographs block.
-    Star(StarFile, usize),
-    /// A cryoSPARC exposures array.
-    Exposures(StructArray),
-}
-
-/// The field of a cryoSPARC exposure that names its micrograph.
-const EXPOSURE_PATH: &str = "micrograph_blob/path";
-
 /// Micrographs cut and classified together: a network batch, and a progress step.
 const CURATE_GROUP: usize = 32;
 
@@ -89,88 +69,14 @@ const CURATE_GROUP: usize = 32;
 /// micrographs reached 44.
 const FAR_OUTSIDE: f64 = 20.0;
 
-fn micrographs_loop(star: &StarFile) -> Option<usize> {
-    let named = star.block_index("micrographs");
-    named.into_iter().chain(0..star.blocks.len()).find(|&b| {
-        star.blocks[b]
-            .first_loop()
-            .is_some_and(|l| l.column("rlnMicrographName").is_some())
-    })
-}
-
-/// `names` (as the file at `listed_in` gives them, `what` naming each row) found on disk.
-fn found(
-    names: &[String],
-    listed_in: &Path,
-    what: impl Fn(usize) -> String,
-) -> Result<Vec<PathBuf>> {
-    names
-        .iter()
-        .enumerate()
-        .map(|(row, name)| {
-            find_listed(name, listed_in).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{}: {}micrograph {name} not found (tried the working folder, the file's \
-                     folder and its ancestors)",
-                    listed_in.display(),
-                    what(row)
-                ))
-            })
-        })
-        .collect()
-}
-
-fn inputs(micrographs: &[String]) -> Result<Inputs> {
-    if let [single] = micrographs {
-        let path = Path::new(single);
-        if PickFormat::from_path(path) == Some(PickFormat::Cs) && path.is_file() {
-            let exposures = StructArray::read(path)?;
-            let Some(field) = exposures.field(EXPOSURE_PATH) else {
-                invalid!(
-                    "{single}: no {EXPOSURE_PATH} field (expected cryoSPARC exposures, e.g. a \
-                     Patch CTF job's exposures .cs)"
-                );
-            };
-            let names: Vec<String> = (0..exposures.nrows)
-                .map(|r| exposures.text(r, field).unwrap_or_default())
-                .collect();
-            let paths = found(&names, path, |r| Location::Record(r + 1).to_string())?;
-            return Ok(Inputs {
-                paths,
-                listed: Listed::Exposures(exposures),
-            });
-        }
-        if PickFormat::from_path(path) == Some(PickFormat::Star) && path.is_file() {
-            let star = StarFile::read(path)?;
-            let Some(b) = micrographs_loop(&star) else {
-                invalid!(
-                    "{single}: no loop with _rlnMicrographName (expected a RELION micrographs STAR)"
-                );
-            };
-            let l = star.blocks[b].first_loop().expect("found by its loop");
-            let c = l.column("rlnMicrographName").expect("found by this column");
-            let names: Vec<String> = l.rows.iter().map(|r| r.get(c).to_string()).collect();
-            let paths = found(&names, path, |row| l.line_of(row).to_string())?;
-            return Ok(Inputs {
-                paths,
-                listed: Listed::Star(star, b),
-            });
-        }
-    }
-    Ok(Inputs {
-        paths: expand_globs(micrographs)?,
-        listed: Listed::Glob,
-    })
-}
-
 pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
-    let input = inputs(&cfg.micrographs)?;
+    let input = micrograph_inputs(&cfg.micrographs)?;
     let mut taken = input.paths.clone();
     taken.push(cfg.model.clone());
     if let Some(list) = cfg
         .micrographs
         .first()
-        .filter(|_| !matches!(input.listed, Listed::Glob))
+        .filter(|_| !matches!(input.listed, MicrographList::Glob))
     {
         taken.push(PathBuf::from(list));
     }
@@ -312,17 +218,17 @@ pub fn run(cfg: &CurateConfig, events: &dyn Events) -> Result<Curated> {
         write_tags(&cfg.out.join("tags.csv"), &input.paths, labels, &tagged)?;
         let n_kept = kept.iter().filter(|&&k| k).count();
         match &input.listed {
-            Listed::Star(star, block) => {
+            MicrographList::Star(star, block) => {
                 write_star_subset(&cfg.out.join("micrographs.star"), star, *block, kept, true)?;
                 write_star_subset(&cfg.out.join("rejected.star"), star, *block, kept, false)?;
             }
-            Listed::Exposures(exposures) => {
+            MicrographList::Exposures(exposures) => {
                 for (name, keep) in [("exposures.cs", true), ("rejected_exposures.cs", false)] {
                     let rows: Vec<usize> = (0..kept.len()).filter(|&r| kept[r] == keep).collect();
                     exposures.write_selected(cfg.out.join(name), rows.into_iter(), &[])?;
                 }
             }
-            Listed::Glob => {
+            MicrographList::Glob => {
                 let names: Vec<String> = input
                     .paths
                     .iter()

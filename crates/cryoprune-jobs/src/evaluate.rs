@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::{Compute, ComputeConfig};
 use crate::events::Events;
-use crate::inputs::{check_outputs, expand_globs};
+use crate::inputs::{check_outputs, micrograph_paths};
 use crate::labels::LabelsConfig;
 use crate::recipe::score_labels;
 use crate::{invalid, Result};
@@ -59,7 +59,7 @@ impl Evaluation {
 }
 
 pub fn run(cfg: &EvaluateConfig, events: &dyn Events) -> Result<Evaluation> {
-    let mut inputs = expand_globs(&cfg.labels.micrographs)?;
+    let mut inputs = micrograph_paths(&cfg.labels.micrographs)?;
     inputs.extend(cfg.labels.labels.iter().cloned());
     inputs.push(cfg.model.clone());
     let files = [

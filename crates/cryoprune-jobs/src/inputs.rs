@@ -1,12 +1,16 @@
-//! Finding the inputs: micrograph globs, and pick groups paired with micrographs by name.
+//! Finding the inputs: micrographs (globs, or a list of them), and pick groups paired with
+//! micrographs by name.
 
 use std::path::{Path, PathBuf};
 
-use cryoprune_formats::names::{match_micrographs, names_a_folder, MatchReport};
+use cryoprune_formats::error::Location;
+use cryoprune_formats::names::{find_listed, match_micrographs, names_a_folder, MatchReport};
+use cryoprune_formats::npy::StructArray;
+use cryoprune_formats::star::{Loop, StarFile};
 use cryoprune_formats::{PickFormat, PickSet};
 
 use crate::events::Events;
-use crate::{invalid, Result};
+use crate::{invalid, Error, Result};
 
 /// Reads pick files, their coordinates multiplied by `scale` (picks made on binned
 /// micrographs). A scale of 0, below or NaN would put every pick in a corner or nowhere.
@@ -23,7 +27,7 @@ pub fn read_scaled(picks: &[PathBuf], format: Option<PickFormat>, scale: f64) ->
 
 /// Expands shell-style globs (quoted so the shell leaves them to us, since a dataset can hold
 /// more micrographs than a command line may) and plain paths, in sorted order.
-pub fn expand_globs(patterns: &[String]) -> Result<Vec<PathBuf>> {
+fn expand_globs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for pat in patterns {
         let p = Path::new(pat);
@@ -42,6 +46,106 @@ pub fn expand_globs(patterns: &[String]) -> Result<Vec<PathBuf>> {
         out.extend(matched);
     }
     Ok(out)
+}
+
+/// The micrographs to read, and the file that listed them, if any.
+pub(crate) struct MicrographInputs {
+    pub paths: Vec<PathBuf>,
+    pub listed: MicrographList,
+}
+
+pub(crate) enum MicrographList {
+    Glob,
+    /// A STAR file and the index of its micrographs block.
+    Star(StarFile, usize),
+    /// A cryoSPARC exposures array.
+    Exposures(StructArray),
+}
+
+/// The field of a cryoSPARC exposure that names its micrograph.
+const EXPOSURE_PATH: &str = "micrograph_blob/path";
+const MICROGRAPH: &str = "rlnMicrographName";
+
+/// The micrographs `--micrographs` gives: globs and paths, or one RELION micrographs STAR or
+/// cryoSPARC exposures `.cs` listing them.
+pub fn micrograph_paths(micrographs: &[String]) -> Result<Vec<PathBuf>> {
+    Ok(micrograph_inputs(micrographs)?.paths)
+}
+
+/// The micrographs block of a STAR file (`data_micrographs`, else the first loop naming
+/// micrographs): its index, and the names its rows give.
+fn micrographs_loop(star: &StarFile) -> Option<(usize, &Loop, usize)> {
+    let named = star.block_index("micrographs");
+    named.into_iter().chain(0..star.blocks.len()).find_map(|b| {
+        let l = star.blocks[b].first_loop()?;
+        Some((b, l, l.column(MICROGRAPH)?))
+    })
+}
+
+/// `names` (as the file at `listed_in` gives them, `what` naming each row) found on disk.
+fn found(
+    names: &[String],
+    listed_in: &Path,
+    what: impl Fn(usize) -> String,
+) -> Result<Vec<PathBuf>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(row, name)| {
+            find_listed(name, listed_in).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: {}micrograph {name} not found (tried the working folder, the file's \
+                     folder and its ancestors)",
+                    listed_in.display(),
+                    what(row)
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The micrographs `--micrographs` gives: globs and paths, or one list of them (a RELION
+/// micrographs STAR such as CtfFind's `micrographs_ctf.star`, or cryoSPARC exposures `.cs`),
+/// with the list kept for a job that writes a subset of it back.
+pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInputs> {
+    if let [single] = micrographs {
+        let path = Path::new(single);
+        if PickFormat::from_path(path) == Some(PickFormat::Cs) && path.is_file() {
+            let exposures = StructArray::read(path)?;
+            let Some(field) = exposures.field(EXPOSURE_PATH) else {
+                invalid!(
+                    "{single}: no {EXPOSURE_PATH} field (expected cryoSPARC exposures, e.g. a \
+                     Patch CTF job's exposures .cs)"
+                );
+            };
+            let names: Vec<String> = (0..exposures.nrows)
+                .map(|r| exposures.text(r, field).unwrap_or_default())
+                .collect();
+            let paths = found(&names, path, |r| Location::Record(r + 1).to_string())?;
+            return Ok(MicrographInputs {
+                paths,
+                listed: MicrographList::Exposures(exposures),
+            });
+        }
+        if PickFormat::from_path(path) == Some(PickFormat::Star) && path.is_file() {
+            let star = StarFile::read(path)?;
+            let Some((b, l, c)) = micrographs_loop(&star) else {
+                invalid!(
+                    "{single}: no loop with _rlnMicrographName (expected a RELION micrographs STAR)"
+                );
+            };
+            let names: Vec<String> = l.rows.iter().map(|r| r.get(c).to_string()).collect();
+            let paths = found(&names, path, |row| l.line_of(row).to_string())?;
+            return Ok(MicrographInputs {
+                paths,
+                listed: MicrographList::Star(star, b),
+            });
+        }
+    }
+    Ok(MicrographInputs {
+        paths: expand_globs(micrographs)?,
+        listed: MicrographList::Glob,
+    })
 }
 
 /// Pairs pick groups with micrographs by name. Groups that match none are reported: the first

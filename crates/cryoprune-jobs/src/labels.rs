@@ -11,14 +11,15 @@ use cryoprune_train::{stack, Dataset};
 use serde::{Deserialize, Serialize};
 
 use crate::events::Events;
-use crate::inputs::expand_globs;
+use crate::inputs::micrograph_paths;
 use crate::{invalid, Result};
 
 /// Where a command's labelled particles come from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct LabelsConfig {
-    /// Micrographs the labels were picked on (globs, quoted).
+    /// Micrographs the labels were picked on (globs, quoted), or one list of them (a RELION
+    /// micrographs STAR or cryoSPARC exposures .cs).
     #[arg(long, num_args = 1..)]
     pub micrographs: Vec<String>,
     /// Labels: a CSV (micrograph,x,y,label), any pick file with a label column, a particle STAR
@@ -157,7 +158,7 @@ impl LabelsConfig {
                          with one sub-folder of particle images per class, or a particle STAR file)"
                     );
                 }
-                let micrographs = expand_globs(&self.micrographs)?;
+                let micrographs = micrograph_paths(&self.micrographs)?;
                 let mut set = PickSet::read(&self.labels, self.format)?;
                 drop_repeated_places(&mut set, events);
                 let pipeline = cryoprune_train::prep::pipeline(pre, threads, 0);

@@ -741,6 +741,85 @@ fn extract_on_real_topaz_picks_skips_or_pads_edge_boxes_and_says_so() {
     assert_eq!(stack(&pad).1.len(), n_picks);
 }
 
+/// A RELION micrographs STAR (CtfFind's `micrographs_ctf.star`, its names relative to the
+/// project folder, found from another working folder) serves as --micrographs and cuts what
+/// the same micrographs given as paths cut.
+#[test]
+fn a_micrographs_star_serves_as_the_micrographs() {
+    let Some(d) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(project.join("CtfFind/job003")).unwrap();
+    std::os::unix::fs::symlink(
+        d.join("empiar-10017/micrographs"),
+        project.join("Micrographs"),
+    )
+    .unwrap();
+    let names = [
+        "Falcon_2012_06_12-14_33_35_0",
+        "Falcon_2012_06_12-15_17_31_0",
+    ];
+    let mut star = String::from(
+        "data_optics\nloop_\n_rlnOpticsGroup #1\n1\n\ndata_micrographs\nloop_\n\
+         _rlnMicrographName #1\n_rlnOpticsGroup #2\n",
+    );
+    for n in names {
+        star.push_str(&format!("Micrographs/{n}.jpg 1\n"));
+    }
+    let list = project.join("CtfFind/job003/micrographs_ctf.star");
+    std::fs::write(&list, star).unwrap();
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| s(&d.join(format!("empiar-10017/micrographs/{n}.jpg"))).to_string())
+        .collect();
+    let picks = d.join("empiar-10017/picks/topaz");
+    let extract = |mics: Vec<&str>, out: &Path| {
+        let mut args = vec!["extract", "--micrographs"];
+        args.extend(mics);
+        args.extend([
+            "--picks",
+            s(&picks),
+            "--box",
+            "180",
+            "--size",
+            "32",
+            "--out",
+            s(out),
+        ]);
+        let o = cryoprune(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        std::fs::read(out).unwrap()
+    };
+    let by_list = extract(vec![s(&list)], &tmp.path().join("list.mrcs"));
+    let by_path = extract(
+        paths.iter().map(String::as_str).collect(),
+        &tmp.path().join("p.mrcs"),
+    );
+    assert!(by_list.len() > 100_000);
+    assert_eq!(by_list, by_path);
+    std::fs::write(
+        &list,
+        "data_micrographs\nloop_\n_rlnMicrographName #1\nMicrographs/x.mrc\n",
+    )
+    .unwrap();
+    let o = cryoprune(&[
+        "extract",
+        "--micrographs",
+        s(&list),
+        "--picks",
+        s(&picks),
+        "--box",
+        "180",
+        "--out",
+        s(&tmp.path().join("x.mrcs")),
+    ]);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("line 4: micrograph Micrographs/x.mrc not found"),
+        "{t}"
+    );
+}
+
 #[test]
 fn extract_errors_name_the_problem_and_write_nothing() {
     let Some(d) = data() else { return };

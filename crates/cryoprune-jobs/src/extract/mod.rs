@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::thread_count;
 use crate::events::{Event, Events};
-use crate::inputs::{expand_globs, jobs, pair_with_micrographs};
+use crate::inputs::{jobs, micrograph_paths, pair_with_micrographs};
 use crate::shard::{MergeConfig, Record, Shard};
 use crate::{invalid, Result};
 use star::{Layout, Optics, StarStream};
@@ -30,7 +30,8 @@ use star::{Layout, Optics, StarStream};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExtractJobConfig {
-    /// Micrograph globs.
+    /// Micrograph globs, or one list of them (a RELION micrographs STAR or cryoSPARC
+    /// exposures .cs).
     pub micrographs: Vec<String>,
     /// Pick files or folders of them.
     pub picks: Vec<PathBuf>,
@@ -244,7 +245,7 @@ fn run_job(
             ),
         }
     }
-    let mics = expand_globs(&cfg.micrographs)?;
+    let mics = micrograph_paths(&cfg.micrographs)?;
     let mut inputs = mics.clone();
     inputs.extend(cfg.picks.iter().cloned());
     ensure_not_input(&cfg.out, &inputs)?;

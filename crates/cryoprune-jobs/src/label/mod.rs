@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::ComputeConfig;
 use crate::events::Events;
-use crate::inputs::{expand_globs, pair_with_micrographs};
+use crate::inputs::{micrograph_paths, pair_with_micrographs};
 use crate::labels::LabelSource;
 use crate::recipe::{NetConfig, PrepConfig};
 use crate::{invalid, Error, Result};
@@ -36,7 +36,8 @@ pub use tiles::{Level, TileRequest, TILE};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct LabelConfig {
-    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG.
+    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG; or one list
+    /// of them, a RELION micrographs STAR or cryoSPARC exposures .cs.
     #[arg(long, required = true, num_args = 1..)]
     pub micrographs: Vec<String>,
     /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV);
@@ -196,7 +197,7 @@ impl Session {
             invalid!("--classes: `{}` is named twice", cfg.classes[c]);
         }
         let set = crate::inputs::read_scaled(&cfg.picks, cfg.format, cfg.scale)?;
-        let micrographs = expand_globs(&cfg.micrographs)?;
+        let micrographs = micrograph_paths(&cfg.micrographs)?;
         // --out is read back when it exists (resuming), but it is rewritten after every
         // label, so it must not be the picker's file or a micrograph.
         crate::inputs::ensure_file_possible("--out", &cfg.out)?;

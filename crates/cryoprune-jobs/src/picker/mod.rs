@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
-use crate::inputs::{check_outputs, expand_globs, pair_with_micrographs};
+use crate::inputs::{check_outputs, micrograph_paths, pair_with_micrographs};
 use crate::recipe::StartingWeights;
 use crate::{check_interrupted, invalid, Context, Result};
 
@@ -156,7 +156,7 @@ pub(crate) fn load(path: &Path) -> Result<(Image, Option<f64>)> {
 
 pub fn train(cfg: &PickerTrainConfig, events: &dyn Events) -> Result<PickerSpec> {
     let started = Instant::now();
-    let mics = expand_globs(&cfg.micrographs)?;
+    let mics = micrograph_paths(&cfg.micrographs)?;
     let mut inputs = mics.clone();
     inputs.extend(cfg.picks.iter().cloned());
     check_outputs(&[], Some(("--out", &cfg.out)), &inputs)?;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::load;
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
-use crate::inputs::{check_outputs, expand_globs};
+use crate::inputs::{check_outputs, micrograph_paths};
 use crate::{check_interrupted, invalid, Listening, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,7 +70,7 @@ pub struct PickSummary {
 }
 
 pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
-    let mics = expand_globs(&cfg.micrographs)?;
+    let mics = micrograph_paths(&cfg.micrographs)?;
     let mut inputs = mics.clone();
     inputs.push(cfg.model.clone());
     let format = PickFormat::for_output(&cfg.out, cfg.format)?;

@@ -44,7 +44,8 @@ pub struct PruneConfig {
     /// Model directory written by `cryoprune train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG.
+    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG; or one list
+    /// of them, a RELION micrographs STAR or cryoSPARC exposures .cs.
     #[arg(long, required = true, num_args = 1..)]
     pub micrographs: Vec<String>,
     /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV);

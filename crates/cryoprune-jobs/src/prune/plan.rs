@@ -11,7 +11,7 @@ use cryoprune_model::PickContext;
 
 use super::PruneConfig;
 use crate::events::Events;
-use crate::inputs::{check_outputs, expand_globs, jobs, pair_with_micrographs};
+use crate::inputs::{check_outputs, jobs, micrograph_paths, pair_with_micrographs};
 use crate::{invalid, Context, Result};
 use cryoprune_formats::names::names_a_folder;
 
@@ -48,7 +48,7 @@ impl Plan {
         events: &dyn Events,
     ) -> Result<Plan> {
         let set = crate::inputs::read_scaled(&cfg.picks, cfg.format, cfg.scale)?;
-        let micrographs = expand_globs(&cfg.micrographs)?;
+        let micrographs = micrograph_paths(&cfg.micrographs)?;
         let out_is_file = set.files.len() == 1
             && !names_a_folder(&cfg.out)
             && cfg.out.extension().is_some_and(|e| {

@@ -9,7 +9,8 @@ use cryoprune_formats::PickFormat;
 /// The picks a command works on and the micrographs they were made on.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PickArgs {
-    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG.
+    /// Micrographs the picks were made on (globs, quoted): MRC, TIFF, PNG or JPEG; or one list
+    /// of them, a RELION micrographs STAR or cryoSPARC exposures .cs.
     #[arg(long, required = true, num_args = 1..)]
     pub micrographs: Vec<String>,
     /// Pick files or folders of them, in one format (STAR, .cs, .box, .cbox, Topaz .txt, CSV);

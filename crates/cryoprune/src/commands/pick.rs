@@ -27,7 +27,8 @@ pub struct Args {
     /// Picker directory written by `cryoprune picker train`.
     #[arg(long)]
     model: PathBuf,
-    /// Micrographs (globs, quoted).
+    /// Micrographs (globs, quoted), or one list of them (a RELION micrographs STAR or
+    /// cryoSPARC exposures .cs).
     #[arg(long, required = true, num_args = 1..)]
     micrographs: Vec<String>,
     /// A folder (one file per micrograph) or, for star, cs and csv, one file.
