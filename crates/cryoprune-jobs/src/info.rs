@@ -11,7 +11,7 @@ use cryoprune_train::modeldir::ModelDir;
 use cryoprune_train::pickerdir::{self, PickerDir};
 use serde_json::{json, Value};
 
-use crate::{invalid, Result};
+use crate::{invalid, Error, Result};
 
 /// What `path` holds, as JSON.
 pub fn describe(path: &Path) -> Result<Value> {
@@ -65,40 +65,43 @@ pub fn describe(path: &Path) -> Result<Value> {
     // Only files that hold coordinates get pick counts; model or optics STARs are still described.
     let picks = PickSet::read(&[path.to_path_buf()], Some(format));
     match picks {
-        Ok(set) => {
-            let per_mic: Vec<Value> = set
-                .micrographs
-                .iter()
-                .map(|m| json!({ "micrograph": m.micrograph, "picks": m.picks.len() }))
-                .collect();
-            let scores: Vec<f64> = set.iter().filter_map(|(_, p)| p.score).collect();
-            let labels: std::collections::BTreeMap<String, usize> = set
-                .iter()
-                .filter_map(|(_, p)| p.label.as_deref().map(str::to_string))
-                .fold(Default::default(), |mut m, l| {
-                    *m.entry(l).or_default() += 1;
-                    m
-                });
-            v["picks"] = json!(set.len());
-            v["micrographs"] = json!(per_mic);
-            if let Some(b) = set.box_size {
-                v["box_size"] = json!(b);
-            }
-            if !scores.is_empty() {
-                let lo = scores.iter().cloned().fold(f64::INFINITY, f64::min);
-                let hi = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                v["score_range"] = json!([lo, hi]);
-            }
-            if !labels.is_empty() {
-                v["labels"] = json!(labels);
-            }
-        }
+        Ok(set) => add_picks(&mut v, &set),
         Err(e) if matches!(format, PickFormat::Star | PickFormat::Cs) => {
             v["picks_note"] = json!(e.to_string());
         }
         Err(e) => return Err(e.into()),
     }
     Ok(v)
+}
+
+/// What a set of picks holds: picks per micrograph, box size, score range and labels.
+fn add_picks(v: &mut Value, set: &PickSet) {
+    let per_mic: Vec<Value> = set
+        .micrographs
+        .iter()
+        .map(|m| json!({ "micrograph": m.micrograph, "picks": m.picks.len() }))
+        .collect();
+    let scores: Vec<f64> = set.iter().filter_map(|(_, p)| p.score).collect();
+    let labels: std::collections::BTreeMap<String, usize> = set
+        .iter()
+        .filter_map(|(_, p)| p.label.as_deref().map(str::to_string))
+        .fold(Default::default(), |mut m, l| {
+            *m.entry(l).or_default() += 1;
+            m
+        });
+    v["picks"] = json!(set.len());
+    v["micrographs"] = json!(per_mic);
+    if let Some(b) = set.box_size {
+        v["box_size"] = json!(b);
+    }
+    if !scores.is_empty() {
+        let lo = scores.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        v["score_range"] = json!([lo, hi]);
+    }
+    if !labels.is_empty() {
+        v["labels"] = json!(labels);
+    }
 }
 
 /// A model folder from `train` or a picker folder from `picker train`: which data it learnt
@@ -132,10 +135,20 @@ fn describe_folder(path: &Path) -> Result<Value> {
         }));
     }
     if !path.join(cryoprune_train::modeldir::SPEC_FILE).exists() {
-        invalid!(
-            "{file}: a folder with neither model.json nor picker.json; give the files in it \
-             (e.g. {file}/*.star), or a model or picker folder"
-        );
+        // A folder of pick files, or a RELION picking job's, reads as the commands read it.
+        let set = PickSet::read(&[path.to_path_buf()], None).map_err(|e| {
+            Error::Invalid(format!(
+                "{file} is no model or picker folder (no model.json or picker.json), nor does it \
+                 read as picks: {e}"
+            ))
+        })?;
+        let mut v = json!({
+            "file": file,
+            "type": format!("{:?} picks", set.format).to_lowercase(),
+            "files": set.files.len(),
+        });
+        add_picks(&mut v, &set);
+        return Ok(v);
     }
     let spec = ModelDir::new(path).spec()?;
     let t = &spec.training;

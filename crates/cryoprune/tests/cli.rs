@@ -116,6 +116,33 @@ fn convert_round_trip_through_the_cli() {
     );
 }
 
+/// A folder of pick files reads as the commands read it; a folder of micrographs says why it
+/// is none of the folders `info` knows.
+#[test]
+fn info_describes_a_folder_of_picks() {
+    let Some(d) = data() else { return };
+    let o = cryoprune(&["info", "--json", s(&d.join("empiar-10017/picks/topaz"))]);
+    assert!(o.status.success(), "{}", text(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&info["type"], &info["files"], &info["picks"]),
+        (
+            &serde_json::json!("box picks"),
+            &serde_json::json!(4),
+            &serde_json::json!(3052)
+        ),
+        "{info}"
+    );
+    let o = cryoprune(&["info", s(&d.join("empiar-10017/micrographs"))]);
+    let t = text(&o);
+    assert!(
+        !o.status.success()
+            && t.contains("is no model or picker folder")
+            && t.contains("holds no pick files"),
+        "{t}"
+    );
+}
+
 #[test]
 fn bad_input_is_one_clear_line_and_no_output() {
     let tmp = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cryoprune info Micrographs/mic_0001.mrc Extract/job012/particles.star
-//! cryoprune info autopick/mic_0001_autopick.star cryosparc_P1_J4_picked_particles.cs
+//! cryoprune info AutoPick/job006/ cryosparc_P1_J4_picked_particles.cs
 //! cryoprune info --json topaz_picks.txt model/ > summary.json
 //! ```
 
@@ -20,7 +20,8 @@ use cryoprune_jobs::info::{describe, to_text};
 )]
 pub struct Args {
     /// Files to describe: .mrc/.mrcs/.map, .tif/.png/.jpg, .star, .cs, .box, .cbox, .txt, .csv;
-    /// or a model folder from `train` or picker folder from `picker train`
+    /// a folder of pick files (or a RELION picking job's); or a model folder from `train` or
+    /// picker folder from `picker train`
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Print one JSON object per file instead of text.
