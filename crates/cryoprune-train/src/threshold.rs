@@ -188,19 +188,34 @@ impl Advice {
             self.prevalence_source
         );
         s.push_str("  threshold  precision  recall  kept\n");
-        for r in &self.rows {
-            let mark = if self.recommended.is_some_and(|x| x.threshold == r.threshold) {
-                "  <- recommended"
-            } else {
-                ""
-            };
-            s.push_str(&format!(
-                "  {:9.2}  {:9.3}  {:6.3}  {:4.0}%{mark}\n",
-                r.threshold,
+        // Neighbouring thresholds that change nothing share a line (a few labelled picks, or a
+        // model sure of every pick, give runs of identical rows).
+        let figures = |r: &Row| {
+            format!(
+                "{:9.3}  {:6.3}  {:4.0}%",
                 r.precision,
                 r.true_positive_rate,
                 100.0 * r.kept_fraction
-            ));
+            )
+        };
+        let mut i = 0;
+        while i < self.rows.len() {
+            let shown = figures(&self.rows[i]);
+            let run = self.rows[i..]
+                .iter()
+                .take_while(|r| figures(r) == shown)
+                .count();
+            let (first, last) = (&self.rows[i], &self.rows[i + run - 1]);
+            let marked = self.rows[i..i + run]
+                .iter()
+                .any(|r| self.recommended.is_some_and(|x| x.threshold == r.threshold));
+            let thresholds = match run {
+                1 => format!("{:.2}", first.threshold),
+                _ => format!("{:.2}-{:.2}", first.threshold, last.threshold),
+            };
+            let mark = if marked { "  <- recommended" } else { "" };
+            s.push_str(&format!("  {thresholds:>9}  {shown}{mark}\n"));
+            i += run;
         }
         match &self.recommended {
             Some(r) => s.push_str(&format!(
@@ -219,6 +234,25 @@ impl Advice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two labelled picks a side, far apart: every threshold from 0.15 to 0.85 keeps and
+    /// rejects the same picks, and shows as one line.
+    #[test]
+    fn thresholds_that_change_nothing_share_a_line() {
+        let p = [0.9, 0.85, 0.1, 0.12];
+        let k = [true, true, false, false];
+        let text = advise(&p, &k, 0.5, "given".into(), 0.95).to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("  0.15-0.85      1.000   1.000")
+                    && l.ends_with("<- recommended")),
+            "{text}"
+        );
+        assert!(lines.len() < 10, "{text}");
+        assert!(text.contains("--threshold 0.15"), "{text}");
+    }
 
     #[test]
     fn a_perfect_separation_recommends_the_lowest_threshold_that_reaches_the_target() {
