@@ -73,7 +73,7 @@ pub fn micrograph_paths(micrographs: &[String]) -> Result<Vec<PathBuf>> {
 }
 
 /// The micrographs block of a STAR file (`data_micrographs`, else the first loop naming
-/// micrographs): its index, and the names its rows give.
+/// micrographs): the block's index, its loop and the loop's column of micrograph names.
 fn micrographs_loop(star: &StarFile) -> Option<(usize, &Loop, usize)> {
     let named = star.block_index("micrographs");
     named.into_iter().chain(0..star.blocks.len()).find_map(|b| {
