@@ -120,9 +120,18 @@ fn run_job(cfg: &RelionPruneConfig, events: &dyn Events) -> Result<Summary> {
     let (outputs, summary) = match (&cfg.in_coords, &cfg.in_parts) {
         (Some(coords), None) => {
             let mics = micrographs_of(cfg, coords)?;
-            let files = coordinate_files(coords, &mics)?;
+            let (files, missing) = coordinate_files(coords, &mics)?;
             if files.is_empty() {
                 invalid!("no coordinate file of {} exists", coords.display());
+            }
+            if let Some(first) = missing.first() {
+                let have = if missing.len() == 1 { "has" } else { "have" };
+                events.warn(format!(
+                    "{} of the micrographs {} names {have} no coordinate file (e.g. {first}); \
+                     left out",
+                    missing.len(),
+                    coords.display()
+                ));
             }
             prune.micrographs = files.iter().map(|(m, _)| m.clone()).collect();
             prune.picks = files.iter().map(|(_, c)| c.clone()).collect();
@@ -305,49 +314,50 @@ fn unique(names: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// A micrograph and its coordinate file.
+type Coordinates = (String, PathBuf);
+
 /// (micrograph, its coordinate file) for every micrograph with one: 3.1 looks in the suffix
-/// node's folder under the micrograph's path without its job folder; 4/5 list them.
-fn coordinate_files(coords: &Path, mics: &[String]) -> Result<Vec<(String, PathBuf)>> {
-    if is_suffix_node(coords) {
+/// node's folder under the micrograph's path without its job folder; 4/5 list them. Second,
+/// the micrographs whose coordinate file is missing (picking stopped before them, or files
+/// moved).
+fn coordinate_files(coords: &Path, mics: &[String]) -> Result<(Vec<Coordinates>, Vec<String>)> {
+    let expected: Vec<Coordinates> = if is_suffix_node(coords) {
         let dir = coords.parent().unwrap_or(Path::new(""));
         let name = coords.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let suffix = &name["coords_suffix".len()..];
-        return Ok(mics
-            .iter()
-            .filter_map(|m| {
+        mics.iter()
+            .map(|m| {
                 let mut file = dir.join(relion_coordinate_stem(m)).into_os_string();
                 file.push(suffix);
-                let file = PathBuf::from(file);
-                file.is_file().then(|| (m.clone(), file))
+                (m.clone(), PathBuf::from(file))
             })
-            .collect());
-    }
-    let star = StarFile::read(coords)?;
-    let names = column_values(&star, coords, "coordinate_files", "rlnMicrographName")?;
-    let files = column_values(
-        &star,
-        coords,
-        "coordinate_files",
-        "rlnMicrographCoordinates",
-    )?;
-    let listed: Option<std::collections::HashSet<&String>> =
-        (!mics.is_empty()).then(|| mics.iter().collect());
-    Ok(names
-        .into_iter()
-        .zip(files)
-        .filter(|(m, _)| listed.as_ref().is_none_or(|l| l.contains(m)))
-        .map(|(m, f)| (m, PathBuf::from(f)))
-        .filter(|(_, f)| f.is_file())
-        .collect())
+            .collect()
+    } else {
+        let star = StarFile::read(coords)?;
+        let names = column_values(&star, coords, "coordinate_files", "rlnMicrographName")?;
+        let files = column_values(
+            &star,
+            coords,
+            "coordinate_files",
+            "rlnMicrographCoordinates",
+        )?;
+        let listed: Option<std::collections::HashSet<&String>> =
+            (!mics.is_empty()).then(|| mics.iter().collect());
+        names
+            .into_iter()
+            .zip(files)
+            .filter(|(m, _)| listed.as_ref().is_none_or(|l| l.contains(m)))
+            .map(|(m, f)| (m, PathBuf::from(f)))
+            .collect()
+    };
+    let (found, missing): (Vec<_>, Vec<_>) = expected.into_iter().partition(|(_, f)| f.is_file());
+    Ok((found, missing.into_iter().map(|(m, _)| m).collect()))
 }
 
 /// Moves each pruned coordinate file from prune's folder to where RELION looks for it (the
 /// micrograph's path without its job folder, `_cryoprune.star`); returns (micrograph, file).
-fn place_coordinates(
-    job: &Path,
-    pruned: &Path,
-    files: &[(String, PathBuf)],
-) -> Result<Vec<(String, PathBuf)>> {
+fn place_coordinates(job: &Path, pruned: &Path, files: &[Coordinates]) -> Result<Vec<Coordinates>> {
     let mut placed = Vec::new();
     for (mic, input) in files {
         let from = pruned.join(input.file_name().unwrap_or_default());
@@ -367,7 +377,7 @@ fn place_coordinates(
 }
 
 /// RELION 4/5's coordinate-file index.
-fn write_index(path: &Path, files: &[(String, PathBuf)]) -> Result<()> {
+fn write_index(path: &Path, files: &[Coordinates]) -> Result<()> {
     let mut l = Loop::new(vec![
         "rlnMicrographName".into(),
         "rlnMicrographCoordinates".into(),

@@ -597,6 +597,28 @@ fn an_external_job_speaks_relion_4_and_5_and_fails_as_relion_expects() {
     }
     assert!(kept <= n);
 
+    // A micrograph the index names without its coordinate file is left out, and said so.
+    let index = std::fs::read_to_string(dir.join("AutoPick/job006/autopick.star")).unwrap();
+    let more = "AutoPick/job006/autopick_more.star";
+    let missing = "sim/micrographs/sim_0099.mrc AutoPick/job006/sim/micrographs/sim_0099.star\n";
+    std::fs::write(dir.join(more), format!("{index}{missing}")).unwrap();
+    let o = external(
+        &dir,
+        "External/job010/",
+        &["--in_coords", more],
+        "model",
+        &[],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "1 of the micrographs {more} names has no coordinate file (e.g. \
+             sim/micrographs/sim_0099.mrc)"
+        )),
+        "{t}"
+    );
+
     let job = "External/job009/";
     let o = external(&dir, job, &["--in_parts", "input.star"], "model", &[]);
     assert!(o.status.success(), "{}", text(&o));
