@@ -72,13 +72,17 @@ pub fn micrograph_paths(micrographs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(micrograph_inputs(micrographs)?.paths)
 }
 
-/// The micrographs block of a STAR file (`data_micrographs`, else the first loop naming
-/// micrographs): the block's index, its loop and the loop's column of micrograph names.
-fn micrographs_loop(star: &StarFile) -> Option<(usize, &Loop, usize)> {
-    let named = star.block_index("micrographs");
+/// The loop of STAR block `block` when it has `column`, else the first loop that has it (RELION
+/// names its blocks, other tools may not): the block's index, the loop and the column.
+pub(crate) fn loop_with<'a>(
+    star: &'a StarFile,
+    block: &str,
+    column: &str,
+) -> Option<(usize, &'a Loop, usize)> {
+    let named = star.block_index(block);
     named.into_iter().chain(0..star.blocks.len()).find_map(|b| {
         let l = star.blocks[b].first_loop()?;
-        Some((b, l, l.column(MICROGRAPH)?))
+        Some((b, l, l.column(column)?))
     })
 }
 
@@ -129,7 +133,7 @@ pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInpu
         }
         if PickFormat::from_path(path) == Some(PickFormat::Star) && path.is_file() {
             let star = StarFile::read(path)?;
-            let Some((b, l, c)) = micrographs_loop(&star) else {
+            let Some((b, l, c)) = loop_with(&star, "micrographs", MICROGRAPH) else {
                 invalid!(
                     "{single}: no loop with _rlnMicrographName (expected a RELION micrographs STAR)"
                 );

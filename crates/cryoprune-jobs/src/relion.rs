@@ -294,15 +294,9 @@ fn micrograph_names(star: &Path) -> Result<Vec<String>> {
 
 /// The values of `column` in block `block` (else in the first loop that has it).
 fn column_values(star: &StarFile, path: &Path, block: &str, column: &str) -> Result<Vec<String>> {
-    let with = |b: &&Block| b.first_loop().is_some_and(|l| l.column(column).is_some());
-    let found = star
-        .block(block)
-        .filter(with)
-        .or_else(|| star.blocks.iter().find(with));
-    let Some(l) = found.and_then(|b| b.first_loop()) else {
+    let Some((_, l, c)) = crate::inputs::loop_with(star, block, column) else {
         invalid!("{}: no loop with _{column}", path.display());
     };
-    let c = l.column(column).expect("checked above");
     Ok(l.rows.iter().map(|r| r[c].to_string()).collect())
 }
 
