@@ -198,24 +198,17 @@ impl Advice {
                 100.0 * r.kept_fraction
             )
         };
-        let mut i = 0;
-        while i < self.rows.len() {
-            let shown = figures(&self.rows[i]);
-            let run = self.rows[i..]
-                .iter()
-                .take_while(|r| figures(r) == shown)
-                .count();
-            let (first, last) = (&self.rows[i], &self.rows[i + run - 1]);
-            let marked = self.rows[i..i + run]
+        for run in self.rows.chunk_by(|a, b| figures(a) == figures(b)) {
+            let thresholds = match run {
+                [one] => format!("{:.2}", one.threshold),
+                [first, .., last] => format!("{:.2}-{:.2}", first.threshold, last.threshold),
+                [] => continue,
+            };
+            let marked = run
                 .iter()
                 .any(|r| self.recommended.is_some_and(|x| x.threshold == r.threshold));
-            let thresholds = match run {
-                1 => format!("{:.2}", first.threshold),
-                _ => format!("{:.2}-{:.2}", first.threshold, last.threshold),
-            };
             let mark = if marked { "  <- recommended" } else { "" };
-            s.push_str(&format!("  {thresholds:>9}  {shown}{mark}\n"));
-            i += run;
+            s.push_str(&format!("  {thresholds:>9}  {}{mark}\n", figures(&run[0])));
         }
         match &self.recommended {
             Some(r) => s.push_str(&format!(
