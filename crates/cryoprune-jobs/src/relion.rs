@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::names::relion_coordinate_stem;
+use cryoprune_formats::picks::write_relion_index;
 use cryoprune_formats::star::{Block, Item, Loop, StarFile};
 use serde::{Deserialize, Serialize};
 
@@ -147,7 +148,7 @@ fn run_job(cfg: &RelionPruneConfig, events: &dyn Events) -> Result<Summary> {
                     SUFFIX_NODE
                 }
                 Version::V4 => {
-                    write_index(&job.join(INDEX_NODE), &written)?;
+                    write_relion_index(&job.join(INDEX_NODE), &written)?;
                     INDEX_NODE
                 }
             };
@@ -368,18 +369,6 @@ fn place_coordinates(job: &Path, pruned: &Path, files: &[Coordinates]) -> Result
         placed.push((mic.clone(), to));
     }
     Ok(placed)
-}
-
-/// RELION 4/5's coordinate-file index.
-fn write_index(path: &Path, files: &[Coordinates]) -> Result<()> {
-    let mut l = Loop::new(vec![
-        "rlnMicrographName".into(),
-        "rlnMicrographCoordinates".into(),
-    ]);
-    for (mic, file) in files {
-        l.rows.push(vec![mic.clone(), file.display().to_string()]);
-    }
-    write_loop(path, "coordinate_files", l)
 }
 
 /// A one-page PDF of `text` in Courier (RELION's log nodes are PDFs, shown by its viewer).

@@ -576,7 +576,7 @@ fn output_folders_are_checked_before_the_work() {
 
 /// RELION 4/5's AutoPick job given as its folder or its index (`autopick.star`) prunes the
 /// coordinate files the index lists, each to a file of its own name, as they would prune given
-/// one by one; two inputs of one name from two folders are refused before any work.
+/// one by one, and writes an index of the pruned files beside them; two inputs of one name from two folders are refused before any work.
 #[test]
 fn a_relion_autopick_job_prunes_through_its_index() {
     let f = fixture();
@@ -614,8 +614,33 @@ fn a_relion_autopick_job_prunes_through_its_index() {
             let listed = std::fs::read(out.join(format!("{mic}_autopick.star"))).unwrap();
             assert_eq!(one, listed, "{mic}");
         }
-        assert_eq!(std::fs::read_dir(&out).unwrap().count(), plain.len() + 1);
+        // The outputs' own index, for RELION's Extract: each micrograph as the input index
+        // named it, with its pruned file.
+        let written = std::fs::read_to_string(out.join("autopick.star")).unwrap();
+        let rows: Vec<Vec<&str>> = written
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|w| w.len() == 2 && !w[0].starts_with('_'))
+            .collect();
+        assert_eq!(rows.len(), plain.len(), "{written}");
+        for (row, p) in rows.iter().zip(&plain) {
+            let mic = p.file_stem().unwrap().to_str().unwrap();
+            assert_eq!(row[0], format!("MotionCorr/job002/Movies/{mic}.mrc"));
+            let pruned = out.join(format!("{mic}_autopick.star"));
+            assert_eq!(Path::new(row[1]), pruned);
+        }
+        let pruned: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(r[1])).collect();
+        let again = PickSet::read(&[out.join("autopick.star")], None).unwrap();
+        assert_eq!(again.len(), PickSet::read(&pruned, None).unwrap().len());
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), plain.len() + 2);
     }
+    // Into the job's own folder, the index written would replace the one read.
+    let o = prune(&[&job], &job);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("is where the input picks are"),
+        "{t}"
+    );
 
     let twins = [root.join("a"), root.join("b")].map(|d| {
         std::fs::create_dir_all(&d).unwrap();

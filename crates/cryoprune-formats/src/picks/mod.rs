@@ -11,6 +11,8 @@ mod cs;
 mod star;
 mod text;
 
+pub use star::write_relion_index;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -221,6 +223,20 @@ pub struct PickSet {
     pub extra_columns: Vec<String>,
     /// Box size in pixels when the file states one (`.box`, `.cbox` widths).
     pub box_size: Option<f64>,
+    /// The RELION 4/5 indexes (`autopick.star`) the files were read through, so that a folder
+    /// of outputs can carry one too: RELION's Extract takes the index, not the files.
+    pub indexes: Vec<RelionIndex>,
+}
+
+/// An index to write, and the entries of the read indexes it lists.
+type IndexOutput<'a> = (PathBuf, Vec<&'a (String, usize)>);
+
+/// A RELION 4/5 index of coordinate files as read.
+#[derive(Debug, Clone)]
+pub struct RelionIndex {
+    pub path: PathBuf,
+    /// Each entry's micrograph, as the index names it, and the set's file holding its picks.
+    pub entries: Vec<(String, usize)>,
 }
 
 /// The coordinate-file indexes RELION 4/5's AutoPick (Topaz's too) and ManualPick jobs write.
@@ -300,6 +316,7 @@ impl PickSet {
             files: Vec::new(),
             extra_columns: Vec::new(),
             box_size: None,
+            indexes: Vec::new(),
         }
     }
 
@@ -451,8 +468,12 @@ impl PickSet {
             let file_index = set.files.len();
             match fmt {
                 PickFormat::Star => {
-                    let listed = star::read(f, file_index, &mut set, &mut index, None)?;
-                    for l in listed.into_iter().flatten() {
+                    let Some(listed) = star::read(f, file_index, &mut set, &mut index, None)?
+                    else {
+                        continue;
+                    };
+                    let mut entries = Vec::with_capacity(listed.len());
+                    for l in listed {
                         let file_index = set.files.len();
                         star::read(
                             &l.file,
@@ -461,7 +482,12 @@ impl PickSet {
                             &mut index,
                             Some(&l.micrograph),
                         )?;
+                        entries.push((l.micrograph, file_index));
                     }
+                    set.indexes.push(RelionIndex {
+                        path: f.clone(),
+                        entries,
+                    });
                 }
                 PickFormat::Cs => cs::read(f, file_index, &mut set, &mut index)?,
                 PickFormat::Box => text::read_box(f, file_index, &mut set, &mut index)?,
@@ -513,6 +539,9 @@ impl PickSet {
         // micrographs gets fresh coordinate files.
         let split = format == PickFormat::Star && !out_is_file && self.mixes_micrographs();
         if format == self.format && !self.files.is_empty() && !split {
+            if !out_is_file {
+                self.index_outputs(out)?;
+            }
             if out_is_file {
                 if self.files.len() > 1 {
                     return Err(many(self.files.len(), "input files"));
@@ -527,6 +556,8 @@ impl PickSet {
                 self.write_preserving(fi, &dest)?;
                 written.push(dest);
             }
+            let dests = written.clone();
+            written.extend(self.write_indexes(out, &dests)?);
             return Ok(written);
         }
         if out_is_file {
@@ -543,6 +574,41 @@ impl PickSet {
             return Ok(vec![out.to_path_buf()]);
         }
         self.write_per_micrograph(format, out, opts)
+    }
+
+    /// For each RELION index the set was read through, an index of the same name in `dir`
+    /// listing `dests[file]` where the read one listed the file, each under the micrograph it
+    /// named: what RELION's Extract takes as its coordinates. Two indexes of one name (two
+    /// picking jobs) become one. Returns the indexes written.
+    pub fn write_indexes(&self, dir: &Path, dests: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        for (dest, entries) in self.index_outputs(dir)? {
+            let rows: Vec<(String, PathBuf)> = entries
+                .into_iter()
+                .map(|(m, f)| (m.clone(), dests[*f].clone()))
+                .collect();
+            star::write_relion_index(&dest, &rows)?;
+            written.push(dest);
+        }
+        Ok(written)
+    }
+
+    /// Where [`PickSet::write_indexes`] puts each index in `dir`, and the entries it lists;
+    /// refused where that is an index read.
+    fn index_outputs(&self, dir: &Path) -> Result<Vec<IndexOutput<'_>>> {
+        let inputs: Vec<PathBuf> = self.indexes.iter().map(|i| i.path.clone()).collect();
+        let mut by_name: Vec<IndexOutput> = Vec::new();
+        for index in &self.indexes {
+            let dest = dir.join(index.path.file_name().unwrap_or_default());
+            match by_name.iter_mut().find(|(d, _)| *d == dest) {
+                Some((_, listed)) => listed.extend(&index.entries),
+                None => {
+                    crate::atomic::ensure_not_input(&dest, &inputs)?;
+                    by_name.push((dest, index.entries.iter().collect()));
+                }
+            }
+        }
+        Ok(by_name)
     }
 
     /// Writes one RELION coordinate STAR per micrograph under `out`, where `relion_preprocess
@@ -873,6 +939,63 @@ mod tests {
         assert!(
             err.contains("c_autopick.star: an index of coordinate files listed in another"),
             "{err}"
+        );
+    }
+
+    /// Picks read through an index and written to a folder in their own format come with an
+    /// index of the written files, each under the micrograph the read index named; two jobs'
+    /// indexes of one name become one, and the index read is never overwritten.
+    #[test]
+    fn picks_read_through_an_index_are_written_with_one() {
+        let project = tempfile::tempdir().unwrap();
+        let p = project.path();
+        let coords = "data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n10 20\n";
+        let header = "data_coordinate_files\nloop_\n_rlnMicrographName #1\n\
+                      _rlnMicrographCoordinates #2\n";
+        for (job, mic) in [("job006", "a"), ("job007", "b")] {
+            let dir = p.join("AutoPick").join(job);
+            std::fs::create_dir_all(dir.join("Movies")).unwrap();
+            std::fs::write(dir.join(format!("Movies/{mic}_autopick.star")), coords).unwrap();
+            let row = format!("Movies/{mic}.mrc AutoPick/{job}/Movies/{mic}_autopick.star\n");
+            std::fs::write(dir.join("autopick.star"), format!("{header}{row}")).unwrap();
+        }
+        let jobs = [p.join("AutoPick/job006"), p.join("AutoPick/job007")];
+        let set = PickSet::read(&jobs, None).unwrap();
+        assert_eq!(set.indexes.len(), 2);
+        let out = p.join("pruned");
+        let written = set
+            .write(PickFormat::Star, &out, &WriteOptions::default())
+            .unwrap();
+        assert_eq!(
+            written,
+            ["a_autopick.star", "b_autopick.star", "autopick.star"].map(|f| out.join(f))
+        );
+        let again = StarFile::read(out.join("autopick.star")).unwrap();
+        let l = again
+            .block("coordinate_files")
+            .unwrap()
+            .first_loop()
+            .unwrap();
+        let rows: Vec<Vec<String>> = l.rows.iter().map(|r| r.to_vec()).collect();
+        assert_eq!(
+            rows,
+            [
+                ["Movies/a.mrc", "a_autopick.star"],
+                ["Movies/b.mrc", "b_autopick.star"]
+            ]
+            .map(|[m, f]| vec![m.to_string(), out.join(f).display().to_string()])
+        );
+        let err = set
+            .write(PickFormat::Star, &jobs[0], &WriteOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("job006/autopick.star: refusing to write over an input"),
+            "{err}"
+        );
+        assert!(
+            !jobs[0].join("a_autopick.star").exists(),
+            "nothing written first"
         );
     }
 

@@ -154,6 +154,22 @@ fn listed_files(path: &Path, (l, mic, file): (&Loop, usize, usize)) -> Result<Ve
         .collect()
 }
 
+/// Writes a RELION 4/5 index of coordinate files: each micrograph, as RELION names it, and its
+/// coordinate file.
+pub fn write_relion_index(path: &Path, entries: &[(String, PathBuf)]) -> Result<()> {
+    let mut l = Loop::new(vec![MIC.into(), COORDINATE_FILE.into()]);
+    for (mic, file) in entries {
+        l.rows.push([mic.as_str(), &file.display().to_string()]);
+    }
+    let mut b = Block::new("coordinate_files");
+    b.items.push(Item::Loop(l));
+    StarFile {
+        blocks: vec![b],
+        ..Default::default()
+    }
+    .write(path)
+}
+
 /// crYOLO >= 1.8 `.cbox`: `data_cryolo` loop with lower-left `_CoordinateX/Y`, `_Width`,
 /// `_Height`, `_Confidence`; `<NA>` marks missing values.
 pub(super) fn read_cbox(

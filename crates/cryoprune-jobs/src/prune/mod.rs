@@ -373,6 +373,18 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
             _ => scorer.classify(Some(&rest), |i, s| finish(i, s, true))?,
         }
         events.emit(Event::Finished);
+        // A shard's outputs are partial; the merge writes the index of them all.
+        if !plan.out_is_file && !cfg.per_micrograph && cfg.shard.is_none() {
+            files_written.extend(set.write_indexes(&cfg.out, &plan.dests)?);
+            if let Some(dir) = &writer.rejected_dir {
+                let rejected: Vec<PathBuf> = plan
+                    .dests
+                    .iter()
+                    .map(|d| dir.join(d.file_name().unwrap_or_default()))
+                    .collect();
+                files_written.extend(set.write_indexes(dir, &rejected)?);
+            }
+        }
         let network_seconds = match &done {
             Some(d) => d.network_seconds,
             None => classified.elapsed().as_secs_f64() + sample.seconds,

@@ -308,14 +308,15 @@ impl Plan {
 fn refuse_inputs_as_output(set: &PickSet, out: &Path) -> Result<()> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let out_c = canon(out);
-    for f in &set.files {
-        let file = canon(&f.path);
+    let indexes = set.indexes.iter().map(|i| &i.path);
+    for path in set.files.iter().map(|f| &f.path).chain(indexes) {
+        let file = canon(path);
         if file == out_c || file.parent() == Some(out_c.as_path()) {
             invalid!(
                 "--out {} is where the input picks are ({}); choose another folder so the \
                  picker's files stay as they were",
                 out.display(),
-                f.path.display()
+                path.display()
             );
         }
     }
