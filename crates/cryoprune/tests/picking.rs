@@ -171,6 +171,39 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(std::fs::read_dir(p("boxes")).unwrap().count(), 3);
+    // STAR coordinate files come with the index RELION 4/5's Extract takes, as AutoPick's do,
+    // and the folder reads back through it.
+    let out = cryoprune(&[
+        "pick",
+        "--model",
+        &p("picker"),
+        "--micrographs",
+        &mics,
+        "--out",
+        &p("stars/"),
+        "--threshold=-3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let index = std::fs::read_to_string(p("stars/autopick.star")).unwrap();
+    let listed: Vec<(&str, &str)> = index
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(m, _)| m.ends_with(".mrc"))
+        .collect();
+    assert_eq!(listed.len(), 3, "{index}");
+    for (mic, file) in &listed {
+        assert!(
+            mic.starts_with(&sim) && Path::new(file.trim()).is_file(),
+            "{index}"
+        );
+    }
+    let boxes = cryoprune(&["info", "--json", &p("boxes")]);
+    let stars = cryoprune(&["info", "--json", &p("stars")]);
+    let count = |o: &std::process::Output| {
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["picks"].clone()
+    };
+    assert_eq!(count(&stars), count(&boxes), "{}", text(&stars));
     let out = cryoprune(&[
         "evaluate-picks",
         "--picks",

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use cryoprune_formats::picks::{coordinate_file, Pick, WriteOptions};
+use cryoprune_formats::picks::{coordinate_file, write_relion_index, Pick, WriteOptions};
 use cryoprune_formats::{PickFormat, PickSet};
 use cryoprune_model::picker::FusedPicker;
 use cryoprune_train::picker::{candidates, score, Prepared};
@@ -20,6 +20,9 @@ use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
 use crate::inputs::{check_outputs, micrograph_paths};
 use crate::{check_interrupted, invalid, Listening, Result};
+
+/// The index of a folder of STAR picks, named as RELION's AutoPick names its own.
+const RELION_INDEX: &str = "autopick.star";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -196,6 +199,20 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
         summary
             .files
             .extend(all.write(format, &cfg.out, &opts(shapes))?);
+    } else if format == PickFormat::Star {
+        // RELION 4/5's Extract takes its coordinates as an index, as AutoPick writes one.
+        let listed: Vec<(String, PathBuf)> = mics
+            .iter()
+            .map(|m| {
+                let name = m.display().to_string();
+                let file = coordinate_file(&cfg.out, &name, format);
+                (name, file)
+            })
+            .filter(|(_, f)| f.exists())
+            .collect();
+        let index = cfg.out.join(RELION_INDEX);
+        write_relion_index(&index, &listed)?;
+        summary.files.push(index);
     }
     events.output(format!(
         "{} picks on {} written to {}",

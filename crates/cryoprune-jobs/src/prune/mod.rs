@@ -58,8 +58,9 @@ pub struct PruneConfig {
     /// Multiply pick coordinates by this factor (picks made on binned micrographs).
     #[arg(long, default_value_t = PruneConfig::default().scale)]
     pub scale: f64,
-    /// Output folder; each input file gives a file of the same name here. A single input file
-    /// may also be pruned to a file path with the same extension.
+    /// Output folder; each input file gives a file of the same name here (picks read through
+    /// a RELION index, `autopick.star`, get one of their own here). A single input file may
+    /// also be pruned to a file path with the same extension.
     #[arg(long)]
     pub out: PathBuf,
     /// Classes to keep (default: the class named particle, particles or good).

@@ -31,7 +31,8 @@ pub struct Args {
     /// cryoSPARC exposures .cs).
     #[arg(long, required = true, num_args = 1..)]
     micrographs: Vec<String>,
-    /// A folder (one file per micrograph) or, for star, cs and csv, one file.
+    /// A folder (one file per micrograph; STARs with an autopick.star index of them, as
+    /// RELION's AutoPick writes) or, for star, cs and csv, one file.
     #[arg(long)]
     out: PathBuf,
     /// star, cs, box, cbox, topaz or csv (default: --out's extension, else star).
