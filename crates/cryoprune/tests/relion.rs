@@ -372,7 +372,7 @@ fn extract_cuts_what_relion_preprocess_cuts_and_keeps_the_particle_metadata() {
 }
 
 /// A particle STAR of two micrographs pruned into RELION coordinate files (`--per-micrograph`,
-/// where `relion_preprocess --coord_dir` looks): the kept probability is RELION's figure of
+/// where `relion_preprocess --coord_dir` looks, with a 4/5 index of them): the kept probability is RELION's figure of
 /// merit, and `--relion-columns` leaves out the columns RELION does not know, which it
 /// otherwise warns about once per column and file.
 #[test]
@@ -430,6 +430,32 @@ fn pruned_coordinates_carry_the_kept_probability_as_relions_figure_of_merit() {
             }
         }
         assert_eq!(total, n, "every pick kept or rejected, once");
+        // With an index of them, for RELION 4/5's Extract: each micrograph whose file was
+        // written, as the particle STAR names it.
+        for sub in ["", "rejected/"] {
+            let index = dir.join(format!("{out}/{sub}coordinates.star"));
+            let index = match index.exists() {
+                true => rows(&index, "coordinate_files"),
+                false => Vec::new(),
+            };
+            for r in &index {
+                let file = &r["rlnMicrographCoordinates"];
+                assert!(dir.join(file).is_file(), "{file}");
+                let mic = &r["rlnMicrographName"];
+                assert!(
+                    file.ends_with(&mic.replace(".mrc", ".star")),
+                    "{mic} {file}"
+                );
+            }
+            let files = ["sim_0001", "sim_0002"]
+                .iter()
+                .filter(|m| {
+                    let f = format!("{out}/{sub}sim/micrographs/{m}.star");
+                    dir.join(f).exists()
+                })
+                .count();
+            assert_eq!(index.len(), files, "{out}/{sub}");
+        }
         let o = relion_extract(
             &dir,
             out,

@@ -78,7 +78,8 @@ pub struct PruneConfig {
     #[arg(long)]
     pub relion_columns: bool,
     /// STAR picks: write one coordinate STAR per micrograph under --out, where
-    /// relion_preprocess --coord_dir OUT/ --coord_suffix .star finds them.
+    /// relion_preprocess --coord_dir OUT/ --coord_suffix .star finds them, and an index of
+    /// them (coordinates.star) for RELION 4/5's Extract.
     #[arg(long)]
     pub per_micrograph: bool,
     /// Write every pick with its class and probabilities as CSV here.
@@ -375,16 +376,9 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
         }
         events.emit(Event::Finished);
         // A shard's outputs are partial; the merge writes the index of them all.
-        if !plan.out_is_file && !cfg.per_micrograph && cfg.shard.is_none() {
-            files_written.extend(set.write_indexes(&cfg.out, &plan.dests)?);
-            if let Some(dir) = &writer.rejected_dir {
-                let rejected: Vec<PathBuf> = plan
-                    .dests
-                    .iter()
-                    .map(|d| dir.join(d.file_name().unwrap_or_default()))
-                    .collect();
-                files_written.extend(set.write_indexes(dir, &rejected)?);
-            }
+        if !plan.out_is_file && cfg.shard.is_none() {
+            let indexes = writer.write_indexes(&cfg.out, &files_written)?;
+            files_written.extend(indexes);
         }
         let network_seconds = match &done {
             Some(d) => d.network_seconds,

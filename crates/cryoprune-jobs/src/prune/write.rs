@@ -1,10 +1,11 @@
 //! Writing the pruned picks back: each source file's own rows (every column kept) with the class
 //! and probabilities added in the conventions of its format, and the scores of every pick.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_formats::picks::{Content, RowRef};
+use cryoprune_formats::picks::{coordinate_file, write_relion_index, Content, RowRef};
 use cryoprune_formats::{Pick, PickFormat, PickSet};
 use cryoprune_train::trainer::argmax;
 
@@ -46,6 +47,46 @@ impl Writer<'_> {
             written.push(dest);
         }
         Ok(written)
+    }
+
+    /// RELION 4/5's indexes of what was written, in `out` and the rejected picks' folder
+    /// (RELION's Extract takes an index, not the files). File by file: each index the set was
+    /// read through, under its own name. Micrograph by micrograph: one listing every coordinate
+    /// file in `written` (none where there are none), named as the index read, else
+    /// `coordinates.star`.
+    pub fn write_indexes(&self, out: &Path, written: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let written: HashSet<&PathBuf> = written.iter().collect();
+        let mut indexes = Vec::new();
+        for dir in std::iter::once(out.to_path_buf()).chain(self.rejected_dir.clone()) {
+            if self.per_micrograph.is_none() {
+                let dests: Vec<PathBuf> = self
+                    .dests
+                    .iter()
+                    .map(|d| dir.join(d.file_name().unwrap_or_default()))
+                    .collect();
+                indexes.extend(self.set.write_indexes(&dir, &dests)?);
+                continue;
+            }
+            let name = self.set.indexes.first().and_then(|i| i.path.file_name());
+            let index = dir.join(name.unwrap_or(COORDINATE_INDEX.as_ref()));
+            let listed: Vec<(String, PathBuf)> = self
+                .set
+                .micrographs
+                .iter()
+                .map(|m| {
+                    let file = coordinate_file(&dir, &m.micrograph, PickFormat::Star);
+                    (m.micrograph.clone(), file)
+                })
+                .filter(|(_, f)| written.contains(f))
+                .collect();
+            if listed.is_empty() {
+                // Nothing rejected: an index of nothing is no input for RELION.
+                continue;
+            }
+            write_relion_index(&index, &listed)?;
+            indexes.push(index);
+        }
+        Ok(indexes)
     }
 
     /// Writes the kept (or rejected) rows of source file `file` to `dest`. A STAR or `.cs`
@@ -202,6 +243,10 @@ fn rounded_p_keep(outcome: &Outcome, rule: &Rule) -> f64 {
         Outcome::Unscored(_) => 0.0,
     }
 }
+
+/// The index of coordinate files written micrograph by micrograph from picks not read through
+/// one.
+const COORDINATE_INDEX: &str = "coordinates.star";
 
 /// RELION's figure of merit, and where the picker's goes when the kept probability takes it.
 const FOM: &str = "rlnAutopickFigureOfMerit";
