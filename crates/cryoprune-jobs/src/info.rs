@@ -91,6 +91,15 @@ fn add_picks(v: &mut Value, set: &PickSet) {
         });
     v["picks"] = json!(set.len());
     v["micrographs"] = json!(per_mic);
+    if !set.indexes.is_empty() {
+        // RELION 4/5's coordinate-file index: where the micrograph names come from.
+        let indexes: Vec<String> = set
+            .indexes
+            .iter()
+            .map(|i| i.path.display().to_string())
+            .collect();
+        v["relion_index"] = json!(indexes);
+    }
     if let Some(b) = set.box_size {
         v["box_size"] = json!(b);
     }

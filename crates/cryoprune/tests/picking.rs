@@ -204,6 +204,8 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         v["picks"].clone()
     };
     assert_eq!(count(&stars), count(&boxes), "{}", text(&stars));
+    let v: Value = serde_json::from_slice(&stars.stdout).unwrap();
+    assert_eq!(v["relion_index"], json!([p("stars/autopick.star")]), "{v}");
     let out = cryoprune(&[
         "evaluate-picks",
         "--picks",
