@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::names::relion_coordinate_stem;
-use cryoprune_formats::picks::write_relion_index;
+use cryoprune_formats::picks::{coordinate_file, write_relion_index};
 use cryoprune_formats::star::{Block, Item, Loop, StarFile};
+use cryoprune_formats::PickFormat;
 use serde::{Deserialize, Serialize};
 
 use crate::events::Events;
+use crate::picker::pick::{self, PickConfig, PickSummary};
 use crate::prune::{self, PruneConfig, Summary};
 use crate::{invalid, Error, Result};
 
@@ -94,16 +96,93 @@ pub struct RelionPruneConfig {
 }
 
 /// Runs the job and leaves RELION's exit file where it waits for it: on failure
-/// `RELION_JOB_EXIT_FAILURE`, and the error returned (RELION keeps stderr as the job's run.err).
+/// `RELION_JOB_EXIT_FAILURE` (the reason goes to stderr, which RELION shows as run.err).
 pub fn run(cfg: &RelionPruneConfig, events: &dyn Events) -> Result<Summary> {
-    let control = cfg.control.as_ref().unwrap_or(&cfg.job);
-    for dir in [&cfg.job, control] {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.clone(), e))?;
+    as_job(&cfg.job, cfg.control.as_deref(), || run_job(cfg, events))
+}
+
+/// `relion pick`'s settings: RELION's arguments, and pick's (its micrographs, output and
+/// format are set here from the input node and the job folder).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RelionPickConfig {
+    /// The job folder (`--o`), relative to the project folder RELION runs the job in.
+    pub job: PathBuf,
+    /// Where RELION waits for the exit files (`--pipeline_control`); None: the job folder.
+    pub control: Option<PathBuf>,
+    /// The micrographs STAR to pick.
+    pub in_mics: PathBuf,
+    /// None: told by `default_pipeline.star` in the project folder, else 4/5.
+    pub version: Option<Version>,
+    pub pick: PickConfig,
+}
+
+/// Picks the input micrographs with a picker from `picker train` as an External job: the
+/// coordinate files where RELION looks for them, the coordinates node of that RELION version,
+/// a PDF log and the exit file.
+pub fn run_pick(cfg: &RelionPickConfig, events: &dyn Events) -> Result<PickSummary> {
+    as_job(&cfg.job, cfg.control.as_deref(), || pick_job(cfg, events))
+}
+
+fn pick_job(cfg: &RelionPickConfig, events: &dyn Events) -> Result<PickSummary> {
+    let job = &cfg.job;
+    let staging = job.join("cryoprune").join("picks");
+    let pick = PickConfig {
+        micrographs: vec![cfg.in_mics.display().to_string()],
+        out: staging.clone(),
+        format: Some(PickFormat::Star),
+        ..cfg.pick.clone()
+    };
+    let summary = pick::run(&pick, events)?;
+    let picked: Vec<Coordinates> = micrograph_names(&cfg.in_mics)?
+        .into_iter()
+        .map(|m| {
+            let file = coordinate_file(&staging, &m, PickFormat::Star);
+            (m, file)
+        })
+        .collect();
+    // pick writes a file for every micrograph, even one without picks.
+    if let Some((m, file)) = picked.iter().find(|(_, f)| !f.is_file()) {
+        invalid!(
+            "pick wrote no {} for micrograph {m}: was it read from another path than {} names?",
+            file.display(),
+            cfg.in_mics.display()
+        );
+    }
+    let written = place_coordinates(job, &picked)?;
+    // What is left is pick's own index of the files just moved.
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_dir(job.join("cryoprune"));
+    let version = cfg.version.unwrap_or_else(|| detect_version(None));
+    let node = coordinates_node(job, version, Some(cfg.in_mics.clone()), &written)?;
+    events.note(format!(
+        "coordinate files placed in {} as RELION looks for them; its coordinates node: {}",
+        job.display(),
+        job.join(node).display()
+    ));
+    let log = format!(
+        "cryoprune relion pick\npicker: {}\n{} picks on {} (score >= {:.3} log-odds)\n",
+        cfg.pick.model.display(),
+        summary.picks,
+        crate::count(summary.micrographs, "micrograph"),
+        summary.threshold
+    );
+    write_pdf(&job.join(LOG_NODE), &log)?;
+    let nodes = [(node, Node::Coordinates), (LOG_NODE, Node::Log)];
+    write_output_nodes(job, version, &nodes)?;
+    Ok(summary)
+}
+
+/// Creates the job folders, clears the last run's exit files, runs `job` and leaves the exit
+/// file of its outcome.
+fn as_job<T>(job: &Path, control: Option<&Path>, run: impl FnOnce() -> Result<T>) -> Result<T> {
+    let control = control.unwrap_or(job);
+    for dir in [job, control] {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;
     }
     for f in [SUCCESS, FAILURE] {
         let _ = std::fs::remove_file(control.join(f));
     }
-    let result = run_job(cfg, events);
+    let result = run();
     let exit = control.join(if result.is_ok() { SUCCESS } else { FAILURE });
     std::fs::write(&exit, "").map_err(|e| Error::Io(exit, e))?;
     result
@@ -117,7 +196,9 @@ fn run_job(cfg: &RelionPruneConfig, events: &dyn Events) -> Result<Summary> {
     prune.per_micrograph = false;
     prune.scores = Some(staging.join("scores.csv"));
     prune.report = Some(staging.join("report.html"));
-    let version = cfg.version.unwrap_or_else(|| detect_version(cfg));
+    let version = cfg
+        .version
+        .unwrap_or_else(|| detect_version(cfg.in_coords.as_deref()));
     let (outputs, summary) = match (&cfg.in_coords, &cfg.in_parts) {
         (Some(coords), None) => {
             let mics = micrographs_of(cfg, coords)?;
@@ -138,20 +219,18 @@ fn run_job(cfg: &RelionPruneConfig, events: &dyn Events) -> Result<Summary> {
             prune.picks = files.iter().map(|(_, c)| c.clone()).collect();
             prune.out = staging.join("pruned");
             let summary = prune::run(&prune, events)?;
-            let written = place_coordinates(job, &prune.out, &files)?;
-            let node = match version {
-                Version::V3 => {
-                    // 3.1's Extract job finds the micrographs in the suffix file.
-                    let mics_star = cfg.in_mics.clone().or_else(|| suffix_target(coords));
-                    let text = mics_star.map_or(String::new(), |p| p.display().to_string());
-                    write_text(&job.join(SUFFIX_NODE), &format!("{text}\n"))?;
-                    SUFFIX_NODE
-                }
-                Version::V4 => {
-                    write_relion_index(&job.join(INDEX_NODE), &written)?;
-                    INDEX_NODE
-                }
-            };
+            let pruned: Vec<Coordinates> = files
+                .iter()
+                .map(|(m, input)| {
+                    (
+                        m.clone(),
+                        prune.out.join(input.file_name().unwrap_or_default()),
+                    )
+                })
+                .collect();
+            let written = place_coordinates(job, &pruned)?;
+            let mics_star = cfg.in_mics.clone().or_else(|| suffix_target(coords));
+            let node = coordinates_node(job, version, mics_star, &written)?;
             (vec![(node, Node::Coordinates)], summary)
         }
         (None, Some(parts)) => {
@@ -243,7 +322,7 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 
 /// 3.1 when the project's pipeline numbers its node types (or the coordinates come as a
 /// `coords_suffix` node), else 4/5.
-fn detect_version(cfg: &RelionPruneConfig) -> Version {
+fn detect_version(coords: Option<&Path>) -> Version {
     if let Ok(text) = std::fs::read_to_string("default_pipeline.star") {
         if text.contains("_rlnPipeLineNodeTypeLabel") {
             return Version::V4;
@@ -252,10 +331,32 @@ fn detect_version(cfg: &RelionPruneConfig) -> Version {
             return Version::V3;
         }
     }
-    match &cfg.in_coords {
+    match coords {
         Some(c) if is_suffix_node(c) => Version::V3,
         _ => Version::V4,
     }
+}
+
+/// Writes the coordinates node for `written` (micrograph, coordinate file): 3.1's suffix node
+/// naming the micrographs STAR (its Extract finds the micrographs there), or 4/5's index.
+/// Returns the node's name.
+fn coordinates_node(
+    job: &Path,
+    version: Version,
+    mics_star: Option<PathBuf>,
+    written: &[Coordinates],
+) -> Result<&'static str> {
+    Ok(match version {
+        Version::V3 => {
+            let text = mics_star.map_or(String::new(), |p| p.display().to_string());
+            write_text(&job.join(SUFFIX_NODE), &format!("{text}\n"))?;
+            SUFFIX_NODE
+        }
+        Version::V4 => {
+            write_relion_index(&job.join(INDEX_NODE), written)?;
+            INDEX_NODE
+        }
+    })
 }
 
 fn is_suffix_node(path: &Path) -> bool {
@@ -350,12 +451,12 @@ fn coordinate_files(coords: &Path, mics: &[String]) -> Result<(Vec<Coordinates>,
     Ok((found, missing.into_iter().map(|(m, _)| m).collect()))
 }
 
-/// Moves each pruned coordinate file from prune's folder to where RELION looks for it (the
-/// micrograph's path without its job folder, `_cryoprune.star`); returns (micrograph, file).
-fn place_coordinates(job: &Path, pruned: &Path, files: &[Coordinates]) -> Result<Vec<Coordinates>> {
+/// Moves each (micrograph, coordinate file) to where RELION looks for it (the micrograph's
+/// path without its job folder, `_cryoprune.star`); returns (micrograph, file) of those there
+/// were.
+fn place_coordinates(job: &Path, files: &[Coordinates]) -> Result<Vec<Coordinates>> {
     let mut placed = Vec::new();
-    for (mic, input) in files {
-        let from = pruned.join(input.file_name().unwrap_or_default());
+    for (mic, from) in files {
         if !from.is_file() {
             continue;
         }
@@ -365,7 +466,7 @@ fn place_coordinates(job: &Path, pruned: &Path, files: &[Coordinates]) -> Result
         if let Some(dir) = to.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;
         }
-        std::fs::rename(&from, &to).map_err(|e| Error::Io(from.clone(), e))?;
+        std::fs::rename(from, &to).map_err(|e| Error::Io(from.clone(), e))?;
         placed.push((mic.clone(), to));
     }
     Ok(placed)

@@ -682,3 +682,129 @@ fn an_external_job_speaks_relion_4_and_5_and_fails_as_relion_expects() {
     assert!(!o.status.success());
     assert!(dir.join(job).join("RELION_JOB_EXIT_FAILURE").is_file());
 }
+
+/// `cryoprune relion pick` as RELION runs it, with a tiny picker trained on `setup`'s particles.
+/// RELION 3.1: a suffix node naming the micrographs STAR and a coordinate file per micrograph,
+/// from which the real `relion_preprocess` extracts every pick. RELION 4/5: an index of the
+/// coordinate files, through which the job folder reads back as its picks. A picker that is
+/// not there ends the job in RELION_JOB_EXIT_FAILURE.
+#[test]
+fn an_external_job_picks_micrographs_that_relion_extracts() {
+    if !relion_ready() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relion_pick");
+    setup(&dir);
+    cryoprune_in(
+        &dir,
+        &[
+            "picker",
+            "train",
+            "--micrographs",
+            "sim/micrographs/*.mrc",
+            "--picks",
+            "sim/particles.csv",
+            "--box",
+            "48",
+            "--epochs",
+            "1",
+            "--validation",
+            "1",
+            "--out",
+            "picker",
+        ],
+    );
+    let pick = |job: &str, model: &str, extra: &[&str]| {
+        let mut args = vec![
+            "relion",
+            "pick",
+            "--o",
+            job,
+            "--in_mics",
+            "micrographs.star",
+        ];
+        args.extend(["--j", "2", "--pipeline_control", job, "--model", model]);
+        args.extend(["--threshold=-2"]);
+        args.extend(extra);
+        Command::new(env!("CARGO_BIN_EXE_cryoprune"))
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let picks_in = |job: &str, suffix: &str| -> usize {
+        ["sim_0001", "sim_0002"]
+            .iter()
+            .map(|m| rows(&dir.join(format!("{job}sim/micrographs/{m}{suffix}")), "").len())
+            .sum()
+    };
+
+    let job = "External/job020/";
+    let o = pick(job, "picker", &["--relion_version", "3.1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.join(job).join("RELION_JOB_EXIT_SUCCESS").is_file());
+    assert_eq!(
+        nodes(&dir, job),
+        [
+            (format!("{job}coords_suffix_cryoprune.star"), "2".into()),
+            (format!("{job}logfile.pdf"), "13".into()),
+        ]
+    );
+    let suffix = std::fs::read_to_string(dir.join(job).join("coords_suffix_cryoprune.star"));
+    assert_eq!(suffix.unwrap().trim(), "micrographs.star");
+    let picked = picks_in(job, "_cryoprune.star");
+    assert!(picked > 0, "{}", text(&o));
+    assert!(text(&o).contains(&format!("{picked} picks on 2 micrographs")));
+    relion_extract(
+        &dir,
+        "picked",
+        &["--coord_dir", job, "--coord_suffix", "_cryoprune.star"],
+        false,
+    );
+    let extracted = rows(&dir.join("picked.star"), "particles");
+    assert_eq!(extracted.len(), picked, "RELION extracts every pick");
+    assert!(!dir.join(job).join("cryoprune").exists(), "no staging left");
+
+    let job = "External/job021/";
+    let o = pick(job, "picker", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        nodes(&dir, job)[0],
+        (
+            format!("{job}coordinates.star"),
+            "MicrographsCoords.star.relion".into()
+        )
+    );
+    let index = rows(&dir.join(job).join("coordinates.star"), "coordinate_files");
+    let listed: Vec<(&str, &str)> = index
+        .iter()
+        .map(|r| {
+            (
+                r["rlnMicrographName"].as_str(),
+                r["rlnMicrographCoordinates"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        ["sim_0001", "sim_0002"]
+            .map(|m| (
+                format!("sim/micrographs/{m}.mrc"),
+                format!("{job}sim/micrographs/{m}_cryoprune.star")
+            ))
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>()
+    );
+    let set = PickSet::read(&[dir.join(job)], None).unwrap();
+    assert_eq!(set.len(), picked, "the same picker, the same picks");
+    assert_eq!(
+        set.micrographs[0].micrograph,
+        "sim/micrographs/sim_0001.mrc"
+    );
+
+    let job = "External/job022/";
+    let o = pick(job, "no_such_picker", &[]);
+    assert!(!o.status.success() && text(&o).contains("no_such_picker"));
+    assert!(dir.join(job).join("RELION_JOB_EXIT_FAILURE").is_file());
+}

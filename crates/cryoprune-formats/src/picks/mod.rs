@@ -239,8 +239,9 @@ pub struct RelionIndex {
     pub entries: Vec<(String, usize)>,
 }
 
-/// The coordinate-file indexes RELION 4/5's AutoPick (Topaz's too) and ManualPick jobs write.
-const RELION_INDEXES: [&str; 2] = ["autopick.star", "manualpick.star"];
+/// The coordinate-file indexes RELION 4/5's AutoPick (Topaz's too) and ManualPick jobs write,
+/// and cryoprune's External jobs (`relion prune`, `relion pick`).
+const RELION_INDEXES: [&str; 3] = ["autopick.star", "manualpick.star", "coordinates.star"];
 /// RELION 3.1's coordinates node, `coords_suffix_<suffix>.star`: each micrograph's picks are in
 /// `<job>/<micrograph path without its job folder>_<suffix>.star`.
 const RELION_SUFFIX_NODE: &str = "coords_suffix";

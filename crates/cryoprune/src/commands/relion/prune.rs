@@ -19,23 +19,11 @@ use cryoprune_jobs::ComputeConfig;
 use crate::printer::Printer;
 
 #[derive(clap::Args)]
-#[command(about = "Run a cryoprune job as a RELION External job")]
+#[command(
+    about = "Prune RELION coordinates or particles as an External job",
+    after_help = crate::commands::examples(include_str!("prune.rs"))
+)]
 pub struct Args {
-    #[command(subcommand)]
-    job: Job,
-}
-
-#[derive(clap::Subcommand)]
-enum Job {
-    #[command(
-        about = "Prune RELION coordinates or particles as an External job",
-        after_help = super::examples(include_str!("relion.rs"))
-    )]
-    Prune(PruneArgs),
-}
-
-#[derive(clap::Args)]
-pub struct PruneArgs {
     /// The job folder RELION gives (External/jobNNN/).
     #[arg(long = "o")]
     job: PathBuf,
@@ -77,8 +65,7 @@ pub struct PruneArgs {
     device: String,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let Job::Prune(a) = args.job;
+pub fn run(a: Args) -> Result<()> {
     let cfg = RelionPruneConfig {
         job: a.job,
         control: a.pipeline_control,
