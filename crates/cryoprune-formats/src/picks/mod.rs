@@ -257,12 +257,11 @@ fn relion_job_files(p: &Path) -> Result<Option<Vec<PathBuf>>> {
             .map(str::to_string)
     };
     let (job, node) = if p.is_dir() {
-        if let Some(index) = RELION_INDEXES
-            .iter()
-            .map(|n| p.join(n))
-            .find(|f| f.is_file())
-        {
-            return Ok(Some(vec![index]));
+        // By content, not name alone: `coordinates.star` could as well be a file of picks.
+        for index in RELION_INDEXES.iter().map(|n| p.join(n)) {
+            if index.is_file() && star::is_index(&index)? {
+                return Ok(Some(vec![index]));
+            }
         }
         let mut nodes: Vec<PathBuf> = std::fs::read_dir(p)
             .map_err(|e| FormatError::io(p, e))?
@@ -998,6 +997,24 @@ mod tests {
             !jobs[0].join("a_autopick.star").exists(),
             "nothing written first"
         );
+    }
+
+    /// A folder's `coordinates.star` is the index cryoprune's RELION jobs write only when it
+    /// lists files; a coordinate file of that name is picks among the others.
+    #[test]
+    fn a_folder_file_named_like_an_index_is_read_by_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let coords = "data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n10 20\n";
+        std::fs::write(dir.path().join("coordinates.star"), coords).unwrap();
+        std::fs::write(dir.path().join("mic2.star"), coords).unwrap();
+        let set = PickSet::read(&[dir.path().to_path_buf()], None).unwrap();
+        assert_eq!((set.len(), set.indexes.len()), (2, 0));
+        let index = "data_coordinate_files\nloop_\n_rlnMicrographName #1\n\
+                     _rlnMicrographCoordinates #2\nmic2.mrc mic2.star\n";
+        std::fs::write(dir.path().join("coordinates.star"), index).unwrap();
+        let set = PickSet::read(&[dir.path().to_path_buf()], None).unwrap();
+        assert_eq!((set.len(), set.indexes.len()), (1, 1));
+        assert_eq!(set.micrographs[0].micrograph, "mic2.mrc");
     }
 
     /// RELION 3.1's AutoPick job: a `coords_suffix_autopick.star` node naming the micrographs

@@ -120,6 +120,17 @@ pub(super) fn read(
     Ok(None)
 }
 
+/// Whether `path` is a RELION 4/5 index of coordinate files rather than picks.
+pub(super) fn is_index(path: &Path) -> Result<bool> {
+    let star = StarFile::read(path)?;
+    let has = |b: &Block, columns: [&str; 2]| {
+        b.first_loop()
+            .is_some_and(|l| columns.iter().all(|c| l.column(c).is_some()))
+    };
+    Ok(!star.blocks.iter().any(|b| has(b, [X, Y]))
+        && star.blocks.iter().any(|b| has(b, [MIC, COORDINATE_FILE])))
+}
+
 /// The entries of a RELION 4/5 index of coordinate files, each path found as [`find_listed`]
 /// finds it (`AutoPick/job006/autopick.star` lists `AutoPick/job006/Movies/x_autopick.star`,
 /// relative to the project folder two folders up).
