@@ -12,7 +12,7 @@ set -euo pipefail
 # Edit these, or set them in the environment before submitting (sbatch passes it on).
 MODEL=${MODEL:-cryoprune_model}
 MICROGRAPHS=${MICROGRAPHS:-'MotionCorr/job002/Movies/*.mrc'}
-PICKS=${PICKS:-AutoPick/job006/Movies}
+PICKS=${PICKS:-AutoPick/job006/}
 SHARDS_DIR=${SHARDS_DIR:-cryoprune_shards}
 CRYOPRUNE=${CRYOPRUNE:-cryoprune}
 

@@ -634,6 +634,31 @@ fn a_relion_autopick_job_prunes_through_its_index() {
         assert_eq!(again.len(), PickSet::read(&pruned, None).unwrap().len());
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), plain.len() + 2);
     }
+    // Shards, each with part of the files, write no index; their merge writes the one run's.
+    let shards: Vec<PathBuf> = (0..2).map(|i| root.join(format!("shard_{i}"))).collect();
+    for (i, shard) in shards.iter().enumerate() {
+        let _ = std::fs::remove_dir_all(shard);
+        let mut args = prune_args(s(&f.model), &f.mics, s(&job), s(shard));
+        let place = format!("{i}/2");
+        args.extend(["--shard", &place]);
+        let o = cryoprune(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(!shard.join("autopick.star").exists());
+    }
+    let merged = root.join("merged");
+    let _ = std::fs::remove_dir_all(&merged);
+    let o = cryoprune(&[
+        "merge",
+        "--in",
+        s(&shards[0]),
+        s(&shards[1]),
+        "--out",
+        s(&merged),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let index = std::fs::read_to_string(merged.join("autopick.star")).unwrap();
+    let from_one = std::fs::read_to_string(root.join("out_index/autopick.star")).unwrap();
+    assert_eq!(index, from_one.replace("out_index", "merged"));
     // Into the job's own folder, the index written would replace the one read.
     let o = prune(&[&job], &job);
     let t = text(&o);
