@@ -157,32 +157,25 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         info["trained_on"],
         format!("{trained} picks on 2 micrographs")
     );
-    let out = cryoprune(&[
-        "pick",
-        "--model",
-        &p("picker"),
-        "--micrographs",
-        &mics,
-        "--out",
-        &p("boxes/"),
-        "--format",
-        "box",
-        "--threshold=-3",
-    ]);
+    let (picker, boxes, stars) = (p("picker"), p("boxes/"), p("stars/"));
+    let pick = |out: &str, more: &[&str]| {
+        let args = [
+            "pick",
+            "--model",
+            &picker,
+            "--micrographs",
+            &mics,
+            "--out",
+            out,
+        ];
+        cryoprune(&[&args[..], &["--threshold=-3"], more].concat())
+    };
+    let out = pick(&boxes, &["--format", "box"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(std::fs::read_dir(p("boxes")).unwrap().count(), 3);
     // STAR coordinate files come with the index RELION 4/5's Extract takes, as AutoPick's do,
     // and the folder reads back through it.
-    let out = cryoprune(&[
-        "pick",
-        "--model",
-        &p("picker"),
-        "--micrographs",
-        &mics,
-        "--out",
-        &p("stars/"),
-        "--threshold=-3",
-    ]);
+    let out = pick(&stars, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let index = std::fs::read_to_string(p("stars/autopick.star")).unwrap();
     let listed: Vec<(&str, &str)> = index

@@ -526,6 +526,22 @@ fn nodes(dir: &Path, job: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A finished RELION 3.1 job with coordinates: the exit file, numbered node types, and the
+/// suffix node naming `setup`'s micrographs STAR.
+fn assert_relion_31_coordinates_job(dir: &Path, job: &str) {
+    assert!(dir.join(job).join("RELION_JOB_EXIT_SUCCESS").is_file());
+    assert!(!dir.join(job).join("RELION_JOB_EXIT_FAILURE").exists());
+    assert_eq!(
+        nodes(dir, job),
+        [
+            (format!("{job}coords_suffix_cryoprune.star"), "2".into()),
+            (format!("{job}logfile.pdf"), "13".into()),
+        ]
+    );
+    let suffix = std::fs::read_to_string(dir.join(job).join("coords_suffix_cryoprune.star"));
+    assert_eq!(suffix.unwrap().trim(), "micrographs.star");
+}
+
 /// RELION 3.1 runs `cryoprune relion prune` as an External job on its AutoPick coordinates:
 /// the job leaves the exit file and output nodes 3.1 reads (numbered types), and the real
 /// `relion_preprocess` extracts exactly the picks the job kept from the coordinate node it
@@ -546,17 +562,7 @@ fn an_external_job_prunes_relion_31_coordinates_that_relion_extracts() {
     ];
     let o = external(&dir, job, &inputs, "model", &[]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(dir.join(job).join("RELION_JOB_EXIT_SUCCESS").is_file());
-    assert!(!dir.join(job).join("RELION_JOB_EXIT_FAILURE").exists());
-    assert_eq!(
-        nodes(&dir, job),
-        [
-            (format!("{job}coords_suffix_cryoprune.star"), "2".into()),
-            (format!("{job}logfile.pdf"), "13".into()),
-        ]
-    );
-    let suffix = std::fs::read_to_string(dir.join(job).join("coords_suffix_cryoprune.star"));
-    assert_eq!(suffix.unwrap().trim(), "micrographs.star");
+    assert_relion_31_coordinates_job(&dir, job);
     let pdf = std::fs::read(dir.join(job).join("logfile.pdf")).unwrap();
     assert!(pdf.starts_with(b"%PDF-1.4") && String::from_utf8_lossy(&pdf).contains("kept"));
 
@@ -742,16 +748,7 @@ fn an_external_job_picks_micrographs_that_relion_extracts() {
     let job = "External/job020/";
     let o = pick(job, "picker", &["--relion_version", "3.1"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(dir.join(job).join("RELION_JOB_EXIT_SUCCESS").is_file());
-    assert_eq!(
-        nodes(&dir, job),
-        [
-            (format!("{job}coords_suffix_cryoprune.star"), "2".into()),
-            (format!("{job}logfile.pdf"), "13".into()),
-        ]
-    );
-    let suffix = std::fs::read_to_string(dir.join(job).join("coords_suffix_cryoprune.star"));
-    assert_eq!(suffix.unwrap().trim(), "micrographs.star");
+    assert_relion_31_coordinates_job(&dir, job);
     let picked = picks_in(job, "_cryoprune.star");
     assert!(picked > 0, "{}", text(&o));
     assert!(text(&o).contains(&format!("{picked} picks on 2 micrographs")));

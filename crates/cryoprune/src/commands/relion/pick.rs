@@ -13,8 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use cryoprune_jobs::picker::pick::PickConfig;
-use cryoprune_jobs::relion::{self, RelionPickConfig, Version};
-use cryoprune_jobs::ComputeConfig;
+use cryoprune_jobs::relion::{self, RelionPickConfig};
 
 use crate::printer::Printer;
 
@@ -24,18 +23,11 @@ use crate::printer::Printer;
     after_help = crate::commands::examples(include_str!("pick.rs"))
 )]
 pub struct Args {
-    /// The job folder RELION gives (External/jobNNN/).
-    #[arg(long = "o")]
-    job: PathBuf,
+    #[command(flatten)]
+    relion: super::JobArgs,
     /// Micrographs STAR (RELION's input micrographs node).
     #[arg(long = "in_mics")]
     in_mics: PathBuf,
-    /// Threads (RELION's "Number of threads").
-    #[arg(long = "j", default_value_t = 0)]
-    threads: usize,
-    /// Where RELION waits for the exit files (the job folder; default --o).
-    #[arg(long = "pipeline_control")]
-    pipeline_control: Option<PathBuf>,
     /// Picker directory written by `cryoprune picker train` (relative to the project folder).
     #[arg(long)]
     model: PathBuf,
@@ -45,25 +37,16 @@ pub struct Args {
     /// Picks closer than this many pixels are one particle; default: the picker's.
     #[arg(long = "min_distance")]
     min_distance: Option<f64>,
-    /// RELION version, 3.1, 4 or 5 (default: read off default_pipeline.star, else 4/5).
-    #[arg(long = "relion_version")]
-    relion_version: Option<Version>,
-    /// Compute device: `cpu`, `cuda` (`cuda:N` for the N-th GPU) or `wgpu`.
-    #[arg(long, default_value_t = ComputeConfig::default().device)]
-    device: String,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let cfg = RelionPickConfig {
-        job: a.job,
-        control: a.pipeline_control,
+        job: a.relion.job.clone(),
+        control: a.relion.pipeline_control.clone(),
         in_mics: a.in_mics,
-        version: a.relion_version,
+        version: a.relion.relion_version,
         pick: PickConfig {
-            compute: ComputeConfig {
-                device: a.device,
-                threads: a.threads,
-            },
+            compute: a.relion.compute(),
             model: a.model,
             threshold: a.threshold,
             min_distance: a.min_distance,

@@ -13,8 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use cryoprune_jobs::prune::{Prior, PruneConfig};
-use cryoprune_jobs::relion::{self, RelionPruneConfig, Version};
-use cryoprune_jobs::ComputeConfig;
+use cryoprune_jobs::relion::{self, RelionPruneConfig};
 
 use crate::printer::Printer;
 
@@ -24,9 +23,8 @@ use crate::printer::Printer;
     after_help = crate::commands::examples(include_str!("prune.rs"))
 )]
 pub struct Args {
-    /// The job folder RELION gives (External/jobNNN/).
-    #[arg(long = "o")]
-    job: PathBuf,
+    #[command(flatten)]
+    relion: super::JobArgs,
     /// Micrographs STAR (RELION's input micrographs node).
     #[arg(long = "in_mics")]
     in_mics: Option<PathBuf>,
@@ -36,12 +34,6 @@ pub struct Args {
     /// Particles STAR to prune instead of coordinates.
     #[arg(long = "in_parts")]
     in_parts: Option<PathBuf>,
-    /// Threads (RELION's "Number of threads").
-    #[arg(long = "j", default_value_t = 0)]
-    threads: usize,
-    /// Where RELION waits for the exit files (the job folder; default --o).
-    #[arg(long = "pipeline_control")]
-    pipeline_control: Option<PathBuf>,
     /// Model directory written by `cryoprune train` (relative to the project folder).
     #[arg(long)]
     model: PathBuf,
@@ -57,27 +49,18 @@ pub struct Args {
     /// Yes: classify on the image alone (picks from another picker than the model's).
     #[arg(long = "image_only", default_value = "no", value_parser = relion::yes_no, action = clap::ArgAction::Set)]
     image_only: bool,
-    /// RELION version, 3.1, 4 or 5 (default: read off default_pipeline.star or the inputs).
-    #[arg(long = "relion_version")]
-    relion_version: Option<Version>,
-    /// Compute device: `cpu`, `cuda` (`cuda:N` for the N-th GPU) or `wgpu`.
-    #[arg(long, default_value_t = ComputeConfig::default().device)]
-    device: String,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let cfg = RelionPruneConfig {
-        job: a.job,
-        control: a.pipeline_control,
+        job: a.relion.job.clone(),
+        control: a.relion.pipeline_control.clone(),
         in_mics: a.in_mics,
         in_coords: a.in_coords,
         in_parts: a.in_parts,
-        version: a.relion_version,
+        version: a.relion.relion_version,
         prune: PruneConfig {
-            compute: ComputeConfig {
-                device: a.device,
-                threads: a.threads,
-            },
+            compute: a.relion.compute(),
             model: a.model,
             keep: a.keep,
             threshold: a.threshold,
