@@ -132,7 +132,7 @@ fn pick_job(cfg: &RelionPickConfig, events: &dyn Events) -> Result<PickSummary> 
         format: Some(PickFormat::Star),
         ..cfg.pick.clone()
     };
-    let summary = pick::run(&pick, events)?;
+    let mut summary = pick::run(&pick, events)?;
     let picked: Vec<Coordinates> = micrograph_names(&cfg.in_mics)?
         .into_iter()
         .map(|m| {
@@ -154,6 +154,8 @@ fn pick_job(cfg: &RelionPickConfig, events: &dyn Events) -> Result<PickSummary> 
     let _ = std::fs::remove_dir(job.join("cryoprune"));
     let version = cfg.version.unwrap_or_else(|| detect_version(None));
     let node = coordinates_node(job, version, Some(cfg.in_mics.clone()), &written)?;
+    summary.files = written.into_iter().map(|(_, f)| f).collect();
+    summary.files.push(job.join(node));
     events.note(format!(
         "coordinate files placed in {} as RELION looks for them; its coordinates node: {}",
         job.display(),
