@@ -228,8 +228,8 @@ pub struct PickSet {
     pub indexes: Vec<RelionIndex>,
 }
 
-/// An index to write, and the entries of the read indexes it lists.
-type IndexOutput<'a> = (PathBuf, Vec<&'a (String, usize)>);
+/// An index to write, and the entries of the read indexes it lists, each with its index.
+type IndexOutput<'a> = (PathBuf, Vec<(&'a RelionIndex, &'a (String, usize))>);
 
 /// A RELION 4/5 index of coordinate files as read.
 #[derive(Debug, Clone)]
@@ -237,6 +237,31 @@ pub struct RelionIndex {
     pub path: PathBuf,
     /// Each entry's micrograph, as the index names it, and the set's file holding its picks.
     pub entries: Vec<(String, usize)>,
+    /// The folder its paths are relative to (RELION's project folder; empty: the working
+    /// folder), None where they are absolute.
+    pub project: Option<PathBuf>,
+}
+
+impl RelionIndex {
+    /// `file` as an index beside this one lists it: relative to the same project folder, so
+    /// RELION finds it wherever cryoprune ran; absolute where it lies outside that folder, or
+    /// where this index's paths are absolute. `file` must exist.
+    pub fn listing(&self, file: &Path) -> PathBuf {
+        let Ok(absolute) = std::fs::canonicalize(file) else {
+            return file.to_path_buf();
+        };
+        let project = match &self.project {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p.as_path(),
+            None => return absolute,
+        };
+        match std::fs::canonicalize(project) {
+            Ok(base) => absolute
+                .strip_prefix(&base)
+                .map_or(absolute.clone(), Path::to_path_buf),
+            Err(_) => absolute,
+        }
+    }
 }
 
 /// The coordinate-file indexes RELION 4/5's AutoPick (Topaz's too) and ManualPick jobs write,
@@ -473,6 +498,7 @@ impl PickSet {
                         continue;
                     };
                     let mut entries = Vec::with_capacity(listed.len());
+                    let project = listed.first().and_then(|l| l.project.clone());
                     for l in listed {
                         let file_index = set.files.len();
                         star::read(
@@ -487,6 +513,7 @@ impl PickSet {
                     set.indexes.push(RelionIndex {
                         path: f.clone(),
                         entries,
+                        project,
                     });
                 }
                 PickFormat::Cs => cs::read(f, file_index, &mut set, &mut index)?,
@@ -585,7 +612,7 @@ impl PickSet {
         for (dest, entries) in self.index_outputs(dir)? {
             let rows: Vec<(String, PathBuf)> = entries
                 .into_iter()
-                .map(|(m, f)| (m.clone(), dests[*f].clone()))
+                .map(|(index, (m, f))| (m.clone(), index.listing(&dests[*f])))
                 .collect();
             star::write_relion_index(&dest, &rows)?;
             written.push(dest);
@@ -600,11 +627,12 @@ impl PickSet {
         let mut by_name: Vec<IndexOutput> = Vec::new();
         for index in &self.indexes {
             let dest = dir.join(index.path.file_name().unwrap_or_default());
+            let entries = index.entries.iter().map(|e| (index, e));
             match by_name.iter_mut().find(|(d, _)| *d == dest) {
-                Some((_, listed)) => listed.extend(&index.entries),
+                Some((_, listed)) => listed.extend(entries),
                 None => {
                     crate::atomic::ensure_not_input(&dest, &inputs)?;
-                    by_name.push((dest, index.entries.iter().collect()));
+                    by_name.push((dest, entries.collect()));
                 }
             }
         }
@@ -943,8 +971,9 @@ mod tests {
     }
 
     /// Picks read through an index and written to a folder in their own format come with an
-    /// index of the written files, each under the micrograph the read index named; two jobs'
-    /// indexes of one name become one, and the index read is never overwritten.
+    /// index of the written files, each under the micrograph the read index named and relative
+    /// to the project folder the read one's paths were relative to; two jobs' indexes of one
+    /// name become one, and the index read is never overwritten.
     #[test]
     fn picks_read_through_an_index_are_written_with_one() {
         let project = tempfile::tempdir().unwrap();
@@ -983,7 +1012,7 @@ mod tests {
                 ["Movies/a.mrc", "a_autopick.star"],
                 ["Movies/b.mrc", "b_autopick.star"]
             ]
-            .map(|[m, f]| vec![m.to_string(), out.join(f).display().to_string()])
+            .map(|[m, f]| vec![m.to_string(), format!("pruned/{f}")])
         );
         let err = set
             .write(PickFormat::Star, &jobs[0], &WriteOptions::default())

@@ -28,6 +28,9 @@ fn label_column(l: &Loop) -> Option<usize> {
 pub(super) struct Listed {
     pub micrograph: String,
     pub file: PathBuf,
+    /// The folder the listed path was relative to (RELION's project folder; empty for the
+    /// working folder), None for an absolute path.
+    pub project: Option<PathBuf>,
 }
 
 /// Reads picks from a coordinate STAR (one micrograph: `micrograph` when an index named it,
@@ -150,6 +153,11 @@ fn listed_files(path: &Path, (l, mic, file): (&Loop, usize, usize)) -> Result<Ve
             match find_listed(listed, path) {
                 Some(file) => Ok(Listed {
                     micrograph: row.get(mic).to_string(),
+                    project: Path::new(listed)
+                        .is_relative()
+                        .then(|| file.ancestors().nth(Path::new(listed).components().count()))
+                        .flatten()
+                        .map(Path::to_path_buf),
                     file,
                 }),
                 None => Err(FormatError::invalid(

@@ -67,7 +67,8 @@ impl Writer<'_> {
                 indexes.extend(self.set.write_indexes(&dir, &dests)?);
                 continue;
             }
-            let name = self.set.indexes.first().and_then(|i| i.path.file_name());
+            let read = self.set.indexes.first();
+            let name = read.and_then(|i| i.path.file_name());
             let index = dir.join(name.unwrap_or(COORDINATE_INDEX.as_ref()));
             let listed: Vec<(String, PathBuf)> = self
                 .set
@@ -78,6 +79,7 @@ impl Writer<'_> {
                     (m.micrograph.clone(), file)
                 })
                 .filter(|(_, f)| written.contains(f))
+                .map(|(m, f)| (m, read.map_or(f.clone(), |i| i.listing(&f))))
                 .collect();
             if listed.is_empty() {
                 // Nothing rejected: an index of nothing is no input for RELION.
