@@ -581,6 +581,46 @@ fn an_external_job_prunes_relion_31_coordinates_that_relion_extracts() {
     let extracted = rows(&dir.join("extracted.star"), "particles");
     assert_eq!(extracted.len(), kept, "RELION extracts every kept pick");
 
+    // `prune` itself on the 3.1 job keeps the job's layout and node, so relion_preprocess
+    // takes the pruned folder as it took the job's, and finds what the External job kept.
+    let picks = "AutoPick/job006/coords_suffix_autopick.star";
+    cryoprune_in(
+        &dir,
+        &[
+            "prune",
+            "--model",
+            "model",
+            "--micrographs",
+            "micrographs.star",
+            "--picks",
+            picks,
+            "--image-only",
+            "--threshold",
+            "0.01",
+            "--out",
+            "pruned31/",
+        ],
+    );
+    let node = std::fs::read_to_string(dir.join("pruned31/coords_suffix_autopick.star"));
+    assert_eq!(node.unwrap().trim(), "micrographs.star");
+    relion_extract(
+        &dir,
+        "extracted_cli",
+        &[
+            "--coord_dir",
+            "pruned31/",
+            "--coord_suffix",
+            "_autopick.star",
+        ],
+        false,
+    );
+    let extracted = rows(&dir.join("extracted_cli.star"), "particles");
+    assert_eq!(
+        extracted.len(),
+        kept,
+        "the same picks kept, found where RELION looks"
+    );
+
     // A rerun replaces the outputs and the exit file, as RELION's "continue" would.
     let again = external(&dir, job, &inputs, "model", &[]);
     assert!(again.status.success(), "{}", text(&again));

@@ -226,10 +226,25 @@ pub struct PickSet {
     /// The RELION 4/5 indexes (`autopick.star`) the files were read through, so that a folder
     /// of outputs can carry one too: RELION's Extract takes the index, not the files.
     pub indexes: Vec<RelionIndex>,
+    /// The RELION 3.1 coordinates nodes the files were read through: outputs keep the layout
+    /// below the job folder, and the node, for `relion_preprocess --coord_dir`.
+    pub suffix_nodes: Vec<SuffixNode>,
+}
+
+/// A RELION 3.1 coordinates node (`coords_suffix_autopick.star`) as read: its job folder, below
+/// which its coordinate files lie as RELION's Extract looks for them.
+#[derive(Debug, Clone)]
+pub struct SuffixNode {
+    pub path: PathBuf,
+    pub job: PathBuf,
+    /// The set's files read from below the job folder.
+    pub files: Vec<usize>,
 }
 
 /// An index to write, and the entries of the read indexes it lists, each with its index.
 type IndexOutput<'a> = (PathBuf, Vec<(&'a RelionIndex, &'a (String, usize))>);
+/// The indexes to write, and the 3.1 nodes with where each goes.
+type NodeOutputs<'a> = (Vec<IndexOutput<'a>>, Vec<(&'a SuffixNode, PathBuf)>);
 
 /// A RELION 4/5 index of coordinate files as read.
 #[derive(Debug, Clone)]
@@ -272,9 +287,10 @@ const RELION_INDEXES: [&str; 3] = ["autopick.star", "manualpick.star", "coordina
 const RELION_SUFFIX_NODE: &str = "coords_suffix";
 
 /// The pick files of a RELION picking job given as its folder or its coordinates node: the
-/// index (4/5), or every `*_<suffix>.star` below the folder (3.1). The job folder's other files
-/// (job.star, note.txt, run.out) are no picks. `None` for anything else.
-fn relion_job_files(p: &Path) -> Result<Option<Vec<PathBuf>>> {
+/// index (4/5), or every `*_<suffix>.star` below the folder (3.1, with its node and folder).
+/// The job folder's other files (job.star, note.txt, run.out) are no picks. `None` for anything
+/// else.
+fn relion_job_files(p: &Path) -> Result<Option<(Vec<PathBuf>, Option<SuffixNode>)>> {
     let is_node = |f: &Path| {
         f.file_name()
             .and_then(|n| n.to_str())
@@ -285,7 +301,7 @@ fn relion_job_files(p: &Path) -> Result<Option<Vec<PathBuf>>> {
         // By content, not name alone: `coordinates.star` could as well be a file of picks.
         for index in RELION_INDEXES.iter().map(|n| p.join(n)) {
             if index.is_file() && star::is_index(&index)? {
-                return Ok(Some(vec![index]));
+                return Ok(Some((vec![index], None)));
             }
         }
         let mut nodes: Vec<PathBuf> = std::fs::read_dir(p)
@@ -330,7 +346,12 @@ fn relion_job_files(p: &Path) -> Result<Option<Vec<PathBuf>>> {
         ));
     }
     found.sort();
-    Ok(Some(found))
+    let node = SuffixNode {
+        path: node,
+        job,
+        files: Vec::new(),
+    };
+    Ok(Some((found, Some(node))))
 }
 
 impl PickSet {
@@ -342,6 +363,7 @@ impl PickSet {
             extra_columns: Vec::new(),
             box_size: None,
             indexes: Vec::new(),
+            suffix_nodes: Vec::new(),
         }
     }
 
@@ -437,9 +459,11 @@ impl PickSet {
     /// Reads one or more pick files or folders of them. All must be of one format.
     pub fn read(paths: &[PathBuf], format: Option<PickFormat>) -> Result<PickSet> {
         let mut files = Vec::new();
+        let mut suffix_nodes = Vec::new();
         for p in paths {
-            if let Some(found) = relion_job_files(p)? {
+            if let Some((found, node)) = relion_job_files(p)? {
                 files.extend(found);
+                suffix_nodes.extend(node);
             } else if p.is_dir() {
                 let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
                     .map_err(|e| FormatError::io(p, e))?
@@ -529,7 +553,32 @@ impl PickSet {
                 PickFormat::Csv => text::read_csv(f, file_index, &mut set, &mut index)?,
             }
         }
+        for mut node in suffix_nodes {
+            node.files = (0..set.files.len())
+                .filter(|&f| set.files[f].path.starts_with(&node.job))
+                .collect();
+            set.suffix_nodes.push(node);
+        }
         Ok(set)
+    }
+
+    /// Each file's name in a folder of outputs: its own, or for a file of a RELION 3.1 job, its
+    /// path below the job folder (`Movies/x_autopick.star`), where `relion_preprocess
+    /// --coord_dir` looks.
+    pub fn output_names(&self) -> Vec<PathBuf> {
+        let mut names: Vec<PathBuf> = self
+            .files
+            .iter()
+            .map(|f| PathBuf::from(f.path.file_name().unwrap_or_default()))
+            .collect();
+        for node in &self.suffix_nodes {
+            for &f in &node.files {
+                if let Ok(below) = self.files[f].path.strip_prefix(&node.job) {
+                    names[f] = below.to_path_buf();
+                }
+            }
+        }
+        names
     }
 
     /// Writes the picks as `format` to `out`.
@@ -567,7 +616,7 @@ impl PickSet {
         let split = format == PickFormat::Star && !out_is_file && self.mixes_micrographs();
         if format == self.format && !self.files.is_empty() && !split {
             if !out_is_file {
-                self.index_outputs(out)?;
+                self.relion_node_outputs(out)?;
             }
             if out_is_file {
                 if self.files.len() > 1 {
@@ -577,14 +626,14 @@ impl PickSet {
                 self.write_preserving(0, out)?;
                 return Ok(vec![out.to_path_buf()]);
             }
-            for (fi, src) in self.files.iter().enumerate() {
-                let dest = out.join(src.path.file_name().unwrap_or_default());
+            for (fi, name) in self.output_names().iter().enumerate() {
+                let dest = out.join(name);
                 crate::atomic::ensure_not_input(&dest, &inputs)?;
                 self.write_preserving(fi, &dest)?;
                 written.push(dest);
             }
             let dests = written.clone();
-            written.extend(self.write_indexes(out, &dests)?);
+            written.extend(self.write_relion_nodes(out, &dests)?);
             return Ok(written);
         }
         if out_is_file {
@@ -606,10 +655,18 @@ impl PickSet {
     /// For each RELION index the set was read through, an index of the same name in `dir`
     /// listing `dests[file]` where the read one listed the file, each under the micrograph it
     /// named: what RELION's Extract takes as its coordinates. Two indexes of one name (two
-    /// picking jobs) become one. Returns the indexes written.
-    pub fn write_indexes(&self, dir: &Path, dests: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    /// picking jobs) become one. For each RELION 3.1 node, a copy naming the same micrographs
+    /// STAR (the files went to `dir` in the job's layout, [`PickSet::output_names`]). Returns
+    /// the files written.
+    pub fn write_relion_nodes(&self, dir: &Path, dests: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let (indexes, nodes) = self.relion_node_outputs(dir)?;
         let mut written = Vec::new();
-        for (dest, entries) in self.index_outputs(dir)? {
+        for (node, dest) in nodes {
+            let text = std::fs::read(&node.path).map_err(|e| FormatError::io(&node.path, e))?;
+            crate::atomic::write_atomic(&dest, |w| w.write_all(&text))?;
+            written.push(dest);
+        }
+        for (dest, entries) in indexes {
             let rows: Vec<(String, PathBuf)> = entries
                 .into_iter()
                 .map(|(index, (m, f))| (m.clone(), index.listing(&dests[*f])))
@@ -620,10 +677,20 @@ impl PickSet {
         Ok(written)
     }
 
-    /// Where [`PickSet::write_indexes`] puts each index in `dir`, and the entries it lists;
-    /// refused where that is an index read.
-    fn index_outputs(&self, dir: &Path) -> Result<Vec<IndexOutput<'_>>> {
-        let inputs: Vec<PathBuf> = self.indexes.iter().map(|i| i.path.clone()).collect();
+    /// Where [`PickSet::write_relion_nodes`] puts each index in `dir`, with the entries it
+    /// lists, and each 3.1 node; refused where that is a node or index read.
+    fn relion_node_outputs(&self, dir: &Path) -> Result<NodeOutputs<'_>> {
+        let inputs: Vec<PathBuf> = (self.indexes.iter().map(|i| i.path.clone()))
+            .chain(self.suffix_nodes.iter().map(|n| n.path.clone()))
+            .collect();
+        let mut nodes = Vec::new();
+        for node in &self.suffix_nodes {
+            let dest = dir.join(node.path.file_name().unwrap_or_default());
+            crate::atomic::ensure_not_input(&dest, &inputs)?;
+            if !nodes.iter().any(|(_, d)| *d == dest) {
+                nodes.push((node, dest));
+            }
+        }
         let mut by_name: Vec<IndexOutput> = Vec::new();
         for index in &self.indexes {
             let dest = dir.join(index.path.file_name().unwrap_or_default());
@@ -636,7 +703,7 @@ impl PickSet {
                 }
             }
         }
-        Ok(by_name)
+        Ok((by_name, nodes))
     }
 
     /// Writes one RELION coordinate STAR per micrograph under `out`, where `relion_preprocess
@@ -1048,7 +1115,8 @@ mod tests {
 
     /// RELION 3.1's AutoPick job: a `coords_suffix_autopick.star` node naming the micrographs
     /// STAR, the coordinate files below the job folder in the micrographs' own folders (one
-    /// beside the node, for a micrograph given without a folder), and the job's other files.
+    /// beside the node, for a micrograph given without a folder), and the job's other files;
+    /// written back in the same layout.
     #[test]
     fn a_relion_31_picking_job_reads_as_the_coordinate_files_below_it() {
         let job_dir = tempfile::tempdir().unwrap();
@@ -1089,6 +1157,24 @@ mod tests {
                 given.display()
             );
         }
+        // Written to a folder, the files keep their layout below the job folder, with the
+        // node, where `relion_preprocess --coord_dir OUT/ --coord_suffix _autopick.star` looks.
+        let set = PickSet::read(&[job.to_path_buf()], None).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let out = elsewhere.path().join("pruned");
+        let mut written = set
+            .write(PickFormat::Star, &out, &WriteOptions::default())
+            .unwrap();
+        written.sort();
+        let below = [
+            "Movies/GridSquare_1/b_autopick.star",
+            "Movies/a_autopick.star",
+            "c_autopick.star",
+            "coords_suffix_autopick.star",
+        ];
+        assert_eq!(written, below.map(|f| out.join(f)));
+        let node = std::fs::read_to_string(out.join("coords_suffix_autopick.star")).unwrap();
+        assert_eq!(node, "CtfFind/job003/micrographs_ctf.star\n");
         std::fs::write(job.join("coords_suffix_manualpick.star"), "x\n").unwrap();
         std::fs::remove_file(job.join("coords_suffix_autopick.star")).unwrap();
         let err = PickSet::read(&[job.to_path_buf()], None)

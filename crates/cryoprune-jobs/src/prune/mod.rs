@@ -294,6 +294,7 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
             classes: &spec.classes,
             rule: &rule,
             dests: &plan.dests,
+            names: set.output_names(),
             rejected_dir: cfg.write_rejected.then(|| plan.rejected_dir(&cfg.out)),
             relion_columns: cfg.relion_columns,
             per_micrograph: cfg.per_micrograph.then(|| cfg.out.clone()),
@@ -375,10 +376,10 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
             _ => scorer.classify(Some(&rest), |i, s| finish(i, s, true))?,
         }
         events.emit(Event::Finished);
-        // A shard's outputs are partial; the merge writes the index of them all.
+        // A shard's outputs are partial; the merge writes the nodes of them all.
         if !plan.out_is_file && cfg.shard.is_none() {
-            let indexes = writer.write_indexes(&cfg.out, &files_written)?;
-            files_written.extend(indexes);
+            let nodes = writer.write_relion_nodes(&cfg.out, &files_written)?;
+            files_written.extend(nodes);
         }
         let network_seconds = match &done {
             Some(d) => d.network_seconds,

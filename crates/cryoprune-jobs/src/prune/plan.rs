@@ -89,11 +89,11 @@ impl Plan {
         ];
         check_outputs(&files, out_folder.map(|f| ("--out", f)), &inputs)?;
         let dests: Vec<PathBuf> = set
-            .files
+            .output_names()
             .iter()
-            .map(|f| match out_is_file {
+            .map(|name| match out_is_file {
                 true => cfg.out.clone(),
-                false => cfg.out.join(f.path.file_name().unwrap_or_default()),
+                false => cfg.out.join(name),
             })
             .collect();
         if !out_is_file {
@@ -309,7 +309,14 @@ fn refuse_inputs_as_output(set: &PickSet, out: &Path) -> Result<()> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let out_c = canon(out);
     let indexes = set.indexes.iter().map(|i| &i.path);
-    for path in set.files.iter().map(|f| &f.path).chain(indexes) {
+    let nodes = set.suffix_nodes.iter().map(|n| &n.path);
+    for path in set
+        .files
+        .iter()
+        .map(|f| &f.path)
+        .chain(indexes)
+        .chain(nodes)
+    {
         let file = canon(path);
         if file == out_c || file.parent() == Some(out_c.as_path()) {
             invalid!(

@@ -18,6 +18,8 @@ pub struct Writer<'a> {
     pub classes: &'a [String],
     pub rule: &'a Rule,
     pub dests: &'a [PathBuf],
+    /// Each input file's name in an output folder (`PickSet::output_names`).
+    pub names: Vec<PathBuf>,
     pub rejected_dir: Option<PathBuf>,
     /// STAR outputs without the `_cryoprune*` columns.
     pub relion_columns: bool,
@@ -41,30 +43,25 @@ impl Writer<'_> {
         self.write_rows(file, outcomes, true, &self.dests[file])?;
         written.push(self.dests[file].clone());
         if let Some(dir) = &self.rejected_dir {
-            let name = self.dests[file].file_name().unwrap_or_default();
-            let dest = dir.join(name);
+            let dest = dir.join(&self.names[file]);
             self.write_rows(file, outcomes, false, &dest)?;
             written.push(dest);
         }
         Ok(written)
     }
 
-    /// RELION 4/5's indexes of what was written, in `out` and the rejected picks' folder
-    /// (RELION's Extract takes an index, not the files). File by file: each index the set was
-    /// read through, under its own name. Micrograph by micrograph: one listing every coordinate
+    /// RELION's nodes of what was written, in `out` and the rejected picks' folder (RELION's
+    /// Extract takes a node, not the files). File by file: each 4/5 index the set was read
+    /// through, under its own name, and each 3.1 suffix node. Micrograph by micrograph: one listing every coordinate
     /// file in `written` (none where there are none), named as the index read, else
     /// `coordinates.star`.
-    pub fn write_indexes(&self, out: &Path, written: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    pub fn write_relion_nodes(&self, out: &Path, written: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let written: HashSet<&PathBuf> = written.iter().collect();
         let mut indexes = Vec::new();
         for dir in std::iter::once(out.to_path_buf()).chain(self.rejected_dir.clone()) {
             if self.per_micrograph.is_none() {
-                let dests: Vec<PathBuf> = self
-                    .dests
-                    .iter()
-                    .map(|d| dir.join(d.file_name().unwrap_or_default()))
-                    .collect();
-                indexes.extend(self.set.write_indexes(&dir, &dests)?);
+                let dests: Vec<PathBuf> = self.names.iter().map(|n| dir.join(n)).collect();
+                indexes.extend(self.set.write_relion_nodes(&dir, &dests)?);
                 continue;
             }
             let read = self.set.indexes.first();
