@@ -51,6 +51,9 @@ fn expand_globs(patterns: &[String]) -> Result<Vec<PathBuf>> {
 /// The micrographs to read, and the file that listed them, if any.
 pub(crate) struct MicrographInputs {
     pub paths: Vec<PathBuf>,
+    /// Each micrograph's name: as the list names it (RELION's project-relative path), else its
+    /// path as given.
+    pub names: Vec<String>,
     pub listed: MicrographList,
 }
 
@@ -128,6 +131,7 @@ pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInpu
             let paths = found(&names, path, |r| Location::Record(r + 1).to_string())?;
             return Ok(MicrographInputs {
                 paths,
+                names,
                 listed: MicrographList::Exposures(exposures),
             });
         }
@@ -142,12 +146,15 @@ pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInpu
             let paths = found(&names, path, |row| l.line_of(row).to_string())?;
             return Ok(MicrographInputs {
                 paths,
+                names,
                 listed: MicrographList::Star(star, b),
             });
         }
     }
+    let paths = expand_globs(micrographs)?;
     Ok(MicrographInputs {
-        paths: expand_globs(micrographs)?,
+        names: paths.iter().map(|p| p.display().to_string()).collect(),
+        paths,
         listed: MicrographList::Glob,
     })
 }

@@ -840,6 +840,37 @@ fn an_external_job_picks_micrographs_that_relion_extracts() {
         "sim/micrographs/sim_0001.mrc"
     );
 
+    // `pick` run outside the project names the micrographs as the STAR does, so its files
+    // and index are RELION's.
+    let outside = dir.join("sim");
+    cryoprune_in(
+        &outside,
+        &[
+            "pick",
+            "--model",
+            "../picker",
+            "--micrographs",
+            "../micrographs.star",
+            "--out",
+            "picks/",
+        ],
+    );
+    let index = rows(&outside.join("picks/autopick.star"), "coordinate_files");
+    let names: Vec<&str> = index
+        .iter()
+        .map(|r| r["rlnMicrographName"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "sim/micrographs/sim_0001.mrc",
+            "sim/micrographs/sim_0002.mrc"
+        ]
+    );
+    assert!(outside
+        .join("picks/sim/micrographs/sim_0001.star")
+        .is_file());
+
     let job = "External/job022/";
     let o = pick(job, "no_such_picker", &[]);
     assert!(!o.status.success() && text(&o).contains("no_such_picker"));

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::load;
 use crate::compute::ComputeConfig;
 use crate::events::{Event, Events};
-use crate::inputs::{check_outputs, micrograph_paths};
+use crate::inputs::{check_outputs, micrograph_inputs, MicrographInputs};
 use crate::{check_interrupted, invalid, Listening, Result};
 
 /// The index of a folder of STAR picks, named as RELION's AutoPick names its own.
@@ -73,7 +73,11 @@ pub struct PickSummary {
 }
 
 pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
-    let mics = micrograph_paths(&cfg.micrographs)?;
+    // Named as a micrographs STAR names them, so the files and index are RELION's wherever
+    // the micrographs were found.
+    let MicrographInputs {
+        paths: mics, names, ..
+    } = micrograph_inputs(&cfg.micrographs)?;
     let mut inputs = mics.clone();
     inputs.push(cfg.model.clone());
     let format = PickFormat::for_output(&cfg.out, cfg.format)?;
@@ -108,13 +112,13 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
         "picking at score >= {threshold:.3} (log-odds), peaks at least {min_distance:.0} px apart"
     ));
     let fused = FusedPicker::new(&net);
-    let todo: Vec<PathBuf> = mics
+    let todo: Vec<(PathBuf, String)> = mics
         .iter()
-        .filter(|m| {
-            !(cfg.skip_existing
-                && coordinate_file(&cfg.out, &m.display().to_string(), format).exists())
-        })
         .cloned()
+        .zip(names.iter().cloned())
+        .filter(|(_, name)| {
+            !(cfg.skip_existing && coordinate_file(&cfg.out, name, format).exists())
+        })
         .collect();
     let mut summary = PickSummary {
         micrographs: todo.len(),
@@ -144,7 +148,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
             check_interrupted()?;
             let picked: Vec<(Vec<Pick>, (usize, usize))> = chunk
                 .par_iter()
-                .map(|path| {
+                .map(|(path, _)| {
                     let (image, _) = load(path)?;
                     let prepared = Prepared::new(&image, &prep, fused.stride())?;
                     let map = score(&fused, &prepared, spec.views);
@@ -164,8 +168,8 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
                     Ok((picks, (image.nx, image.ny)))
                 })
                 .collect::<Result<_>>()?;
-            for (path, (picks, shape)) in chunk.iter().zip(picked) {
-                let name = path.display().to_string();
+            for ((_, name), (picks, shape)) in chunk.iter().zip(picked) {
+                let name = name.clone();
                 summary.picks += picks.len();
                 shapes.insert(name.clone(), shape);
                 if one_file {
@@ -201,10 +205,9 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
             .extend(all.write(format, &cfg.out, &opts(shapes))?);
     } else if format == PickFormat::Star {
         // RELION 4/5's Extract takes its coordinates as an index, as AutoPick writes one.
-        let listed: Vec<(String, PathBuf)> = mics
-            .iter()
-            .map(|m| {
-                let name = m.display().to_string();
+        let listed: Vec<(String, PathBuf)> = names
+            .into_iter()
+            .map(|name| {
                 let file = coordinate_file(&cfg.out, &name, format);
                 (name, file)
             })
