@@ -160,6 +160,39 @@ pub fn find_listed(name: &str, list: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The folder a listed path was relative to, given where [`find_listed`] found it (RELION's
+/// project folder): empty for the working folder, None for an absolute path.
+pub fn listed_base(listed: &str, found: &Path) -> Option<PathBuf> {
+    let listed = Path::new(listed);
+    if listed.is_absolute() {
+        return None;
+    }
+    found
+        .ancestors()
+        .nth(listed.components().count())
+        .map(Path::to_path_buf)
+}
+
+/// `file` as a list whose paths are relative to `project` ([`listed_base`]) names it, so RELION
+/// running there finds it wherever cryoprune ran: absolute where it lies outside that folder or
+/// the list's paths are absolute. `file` must exist.
+pub fn relative_to(project: Option<&Path>, file: &Path) -> PathBuf {
+    let Ok(absolute) = std::fs::canonicalize(file) else {
+        return file.to_path_buf();
+    };
+    let project = match project {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return absolute,
+    };
+    match std::fs::canonicalize(project) {
+        Ok(base) => absolute
+            .strip_prefix(&base)
+            .map_or(absolute.clone(), Path::to_path_buf),
+        Err(_) => absolute,
+    }
+}
+
 /// Why no pick matched a micrograph, naming an example of each side: seen together, two names
 /// show whether the wrong folder was given (other names) or a naming scheme is in the way
 /// (names alike but for a prefix or suffix the matching does not strip).

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::error::Location;
-use cryoprune_formats::names::{find_listed, match_micrographs, names_a_folder, MatchReport};
+use cryoprune_formats::names::{
+    find_listed, listed_base, match_micrographs, names_a_folder, MatchReport,
+};
 use cryoprune_formats::npy::StructArray;
 use cryoprune_formats::star::{Loop, StarFile};
 use cryoprune_formats::{PickFormat, PickSet};
@@ -54,6 +56,9 @@ pub(crate) struct MicrographInputs {
     /// Each micrograph's name: as the list names it (RELION's project-relative path), else its
     /// path as given.
     pub names: Vec<String>,
+    /// The folder the names are relative to (a list's project folder; empty: the working
+    /// folder), None where they are absolute.
+    pub project: Option<PathBuf>,
     pub listed: MicrographList,
 }
 
@@ -130,6 +135,7 @@ pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInpu
                 .collect();
             let paths = found(&names, path, |r| Location::Record(r + 1).to_string())?;
             return Ok(MicrographInputs {
+                project: base(&names, &paths),
                 paths,
                 names,
                 listed: MicrographList::Exposures(exposures),
@@ -145,6 +151,7 @@ pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInpu
             let names: Vec<String> = l.rows.iter().map(|r| r.get(c).to_string()).collect();
             let paths = found(&names, path, |row| l.line_of(row).to_string())?;
             return Ok(MicrographInputs {
+                project: base(&names, &paths),
                 paths,
                 names,
                 listed: MicrographList::Star(star, b),
@@ -155,8 +162,17 @@ pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInpu
     Ok(MicrographInputs {
         names: paths.iter().map(|p| p.display().to_string()).collect(),
         paths,
+        project: Some(PathBuf::new()),
         listed: MicrographList::Glob,
     })
+}
+
+/// The project folder of a list's names, from where the first was found.
+fn base(names: &[String], paths: &[PathBuf]) -> Option<PathBuf> {
+    match (names.first(), paths.first()) {
+        (Some(n), Some(p)) => listed_base(n, p),
+        _ => Some(PathBuf::new()),
+    }
 }
 
 /// Pairs pick groups with micrographs by name. Groups that match none are reported: the first

@@ -867,9 +867,10 @@ fn an_external_job_picks_micrographs_that_relion_extracts() {
             "sim/micrographs/sim_0002.mrc"
         ]
     );
-    assert!(outside
-        .join("picks/sim/micrographs/sim_0001.star")
-        .is_file());
+    // Its paths relative to the project folder, as the STAR's are.
+    let file = &index[0]["rlnMicrographCoordinates"];
+    assert_eq!(file, "sim/picks/sim/micrographs/sim_0001.star");
+    assert!(dir.join(file).is_file());
 
     let job = "External/job022/";
     let o = pick(job, "no_such_picker", &[]);

@@ -262,20 +262,7 @@ impl RelionIndex {
     /// RELION finds it wherever cryoprune ran; absolute where it lies outside that folder, or
     /// where this index's paths are absolute. `file` must exist.
     pub fn listing(&self, file: &Path) -> PathBuf {
-        let Ok(absolute) = std::fs::canonicalize(file) else {
-            return file.to_path_buf();
-        };
-        let project = match &self.project {
-            Some(p) if p.as_os_str().is_empty() => Path::new("."),
-            Some(p) => p.as_path(),
-            None => return absolute,
-        };
-        match std::fs::canonicalize(project) {
-            Ok(base) => absolute
-                .strip_prefix(&base)
-                .map_or(absolute.clone(), Path::to_path_buf),
-            Err(_) => absolute,
-        }
+        crate::names::relative_to(self.project.as_deref(), file)
     }
 }
 

@@ -8,7 +8,7 @@ use super::{
     LABEL_COLUMNS,
 };
 use crate::error::{FormatError, Location, Result};
-use crate::names::{find_listed, stem};
+use crate::names::{find_listed, listed_base, stem};
 use crate::star::{Block, Item, Loop, LoopSource, Rows, StarFile};
 
 const X: &str = "rlnCoordinateX";
@@ -153,11 +153,7 @@ fn listed_files(path: &Path, (l, mic, file): (&Loop, usize, usize)) -> Result<Ve
             match find_listed(listed, path) {
                 Some(file) => Ok(Listed {
                     micrograph: row.get(mic).to_string(),
-                    project: Path::new(listed)
-                        .is_relative()
-                        .then(|| file.ancestors().nth(Path::new(listed).components().count()))
-                        .flatten()
-                        .map(Path::to_path_buf),
+                    project: listed_base(listed, &file),
                     file,
                 }),
                 None => Err(FormatError::invalid(

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use cryoprune_formats::names::relative_to;
 use cryoprune_formats::picks::{coordinate_file, write_relion_index, Pick, WriteOptions};
 use cryoprune_formats::{PickFormat, PickSet};
 use cryoprune_model::picker::FusedPicker;
@@ -76,7 +77,10 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
     // Named as a micrographs STAR names them, so the files and index are RELION's wherever
     // the micrographs were found.
     let MicrographInputs {
-        paths: mics, names, ..
+        paths: mics,
+        names,
+        project,
+        ..
     } = micrograph_inputs(&cfg.micrographs)?;
     let mut inputs = mics.clone();
     inputs.push(cfg.model.clone());
@@ -212,6 +216,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
                 (name, file)
             })
             .filter(|(_, f)| f.exists())
+            .map(|(name, f)| (name, relative_to(project.as_deref(), &f)))
             .collect();
         let index = cfg.out.join(RELION_INDEX);
         write_relion_index(&index, &listed)?;
