@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use cryoprune_formats::atomic::write_atomic;
 use cryoprune_formats::names::relion_coordinate_stem;
-use cryoprune_formats::picks::{coordinate_file, write_relion_index};
+use cryoprune_formats::picks::{coordinate_file, write_relion_index, COORDINATES_INDEX};
 use cryoprune_formats::star::{Block, Item, Loop, StarFile};
 use cryoprune_formats::PickFormat;
 use serde::{Deserialize, Serialize};
@@ -30,8 +30,6 @@ pub const OUTPUT_NODES: &str = "RELION_OUTPUT_NODES.star";
 /// Written by 3.1 beside the pruned coordinate files: they end in `_cryoprune.star`.
 const SUFFIX_NODE: &str = "coords_suffix_cryoprune.star";
 const SUFFIX: &str = "_cryoprune.star";
-/// Written for 4 and 5: each micrograph's pruned coordinate file.
-const INDEX_NODE: &str = "coordinates.star";
 const PARTICLES_NODE: &str = "particles.star";
 const LOG_NODE: &str = "logfile.pdf";
 
@@ -355,8 +353,8 @@ fn coordinates_node(
             SUFFIX_NODE
         }
         Version::V4 => {
-            write_relion_index(&job.join(INDEX_NODE), written)?;
-            INDEX_NODE
+            write_relion_index(&job.join(COORDINATES_INDEX), written)?;
+            COORDINATES_INDEX
         }
     })
 }

@@ -237,8 +237,6 @@ pub struct PickSet {
 pub struct SuffixNode {
     pub path: PathBuf,
     pub job: PathBuf,
-    /// The set's files read from below the job folder.
-    pub files: Vec<usize>,
 }
 
 /// An index to write, and the entries of the read indexes it lists, each with its index.
@@ -266,9 +264,12 @@ impl RelionIndex {
     }
 }
 
+/// The name of the coordinate-file index cryoprune writes where no index was read: by its
+/// External jobs (`relion prune`, `relion pick`) and `prune --per-micrograph`.
+pub const COORDINATES_INDEX: &str = "coordinates.star";
 /// The coordinate-file indexes RELION 4/5's AutoPick (Topaz's too) and ManualPick jobs write,
-/// and cryoprune's External jobs (`relion prune`, `relion pick`).
-const RELION_INDEXES: [&str; 3] = ["autopick.star", "manualpick.star", "coordinates.star"];
+/// and cryoprune's own.
+const RELION_INDEXES: [&str; 3] = ["autopick.star", "manualpick.star", COORDINATES_INDEX];
 /// RELION 3.1's coordinates node, `coords_suffix_<suffix>.star`: each micrograph's picks are in
 /// `<job>/<micrograph path without its job folder>_<suffix>.star`.
 const RELION_SUFFIX_NODE: &str = "coords_suffix";
@@ -333,12 +334,7 @@ fn relion_job_files(p: &Path) -> Result<Option<(Vec<PathBuf>, Option<SuffixNode>
         ));
     }
     found.sort();
-    let node = SuffixNode {
-        path: node,
-        job,
-        files: Vec::new(),
-    };
-    Ok(Some((found, Some(node))))
+    Ok(Some((found, Some(SuffixNode { path: node, job }))))
 }
 
 impl PickSet {
@@ -446,7 +442,7 @@ impl PickSet {
     /// Reads one or more pick files or folders of them. All must be of one format.
     pub fn read(paths: &[PathBuf], format: Option<PickFormat>) -> Result<PickSet> {
         let mut files = Vec::new();
-        let mut suffix_nodes = Vec::new();
+        let mut suffix_nodes: Vec<SuffixNode> = Vec::new();
         for p in paths {
             if let Some((found, node)) = relion_job_files(p)? {
                 files.extend(found);
@@ -540,12 +536,7 @@ impl PickSet {
                 PickFormat::Csv => text::read_csv(f, file_index, &mut set, &mut index)?,
             }
         }
-        for mut node in suffix_nodes {
-            node.files = (0..set.files.len())
-                .filter(|&f| set.files[f].path.starts_with(&node.job))
-                .collect();
-            set.suffix_nodes.push(node);
-        }
+        set.suffix_nodes = suffix_nodes;
         Ok(set)
     }
 
@@ -553,19 +544,17 @@ impl PickSet {
     /// path below the job folder (`Movies/x_autopick.star`), where `relion_preprocess
     /// --coord_dir` looks.
     pub fn output_names(&self) -> Vec<PathBuf> {
-        let mut names: Vec<PathBuf> = self
-            .files
+        self.files
             .iter()
-            .map(|f| PathBuf::from(f.path.file_name().unwrap_or_default()))
-            .collect();
-        for node in &self.suffix_nodes {
-            for &f in &node.files {
-                if let Ok(below) = self.files[f].path.strip_prefix(&node.job) {
-                    names[f] = below.to_path_buf();
-                }
-            }
-        }
-        names
+            .map(|f| {
+                let mut nodes = self.suffix_nodes.iter();
+                let below = nodes.find_map(|n| f.path.strip_prefix(&n.job).ok());
+                below.map_or_else(
+                    || PathBuf::from(f.path.file_name().unwrap_or_default()),
+                    Path::to_path_buf,
+                )
+            })
+            .collect()
     }
 
     /// Writes the picks as `format` to `out`.

@@ -294,7 +294,7 @@ fn run_job(cfg: &PruneConfig, joined: Option<Joined>, events: &dyn Events) -> Re
             classes: &spec.classes,
             rule: &rule,
             dests: &plan.dests,
-            names: set.output_names(),
+            names: &plan.names,
             rejected_dir: cfg.write_rejected.then(|| plan.rejected_dir(&cfg.out)),
             relion_columns: cfg.relion_columns,
             per_micrograph: cfg.per_micrograph.then(|| cfg.out.clone()),

@@ -21,6 +21,8 @@ pub struct Plan {
     pub micrographs: Vec<PathBuf>,
     /// OUT names a file (a single input pruned to a file path), not a folder.
     pub out_is_file: bool,
+    /// Each input file's name in an output folder (`PickSet::output_names`).
+    pub names: Vec<PathBuf>,
     /// Output path of each input file.
     pub dests: Vec<PathBuf>,
     /// Input files left alone by `skip_existing`.
@@ -88,8 +90,8 @@ impl Plan {
             ("--report", cfg.report.as_deref()),
         ];
         check_outputs(&files, out_folder.map(|f| ("--out", f)), &inputs)?;
-        let dests: Vec<PathBuf> = set
-            .output_names()
+        let names = set.output_names();
+        let dests: Vec<PathBuf> = names
             .iter()
             .map(|name| match out_is_file {
                 true => cfg.out.clone(),
@@ -200,6 +202,7 @@ impl Plan {
             set,
             micrographs,
             out_is_file,
+            names,
             dests,
             skipped,
             writes,

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_formats::picks::{coordinate_file, write_relion_index, Content, RowRef};
+use cryoprune_formats::picks::{
+    coordinate_file, write_relion_index, Content, RowRef, COORDINATES_INDEX,
+};
 use cryoprune_formats::{Pick, PickFormat, PickSet};
 use cryoprune_train::trainer::argmax;
 
@@ -19,7 +21,7 @@ pub struct Writer<'a> {
     pub rule: &'a Rule,
     pub dests: &'a [PathBuf],
     /// Each input file's name in an output folder (`PickSet::output_names`).
-    pub names: Vec<PathBuf>,
+    pub names: &'a [PathBuf],
     pub rejected_dir: Option<PathBuf>,
     /// STAR outputs without the `_cryoprune*` columns.
     pub relion_columns: bool,
@@ -52,9 +54,9 @@ impl Writer<'_> {
 
     /// RELION's nodes of what was written, in `out` and the rejected picks' folder (RELION's
     /// Extract takes a node, not the files). File by file: each 4/5 index the set was read
-    /// through, under its own name, and each 3.1 suffix node. Micrograph by micrograph: one listing every coordinate
-    /// file in `written` (none where there are none), named as the index read, else
-    /// `coordinates.star`.
+    /// through, under its own name, and each 3.1 suffix node. Micrograph by micrograph: one
+    /// listing every coordinate file in `written` (none where there are none), named as the
+    /// index read, else `coordinates.star`.
     pub fn write_relion_nodes(&self, out: &Path, written: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let written: HashSet<&PathBuf> = written.iter().collect();
         let mut indexes = Vec::new();
@@ -66,7 +68,7 @@ impl Writer<'_> {
             }
             let read = self.set.indexes.first();
             let name = read.and_then(|i| i.path.file_name());
-            let index = dir.join(name.unwrap_or(COORDINATE_INDEX.as_ref()));
+            let index = dir.join(name.unwrap_or(COORDINATES_INDEX.as_ref()));
             let listed: Vec<(String, PathBuf)> = self
                 .set
                 .micrographs
@@ -242,10 +244,6 @@ fn rounded_p_keep(outcome: &Outcome, rule: &Rule) -> f64 {
         Outcome::Unscored(_) => 0.0,
     }
 }
-
-/// The index of coordinate files written micrograph by micrograph from picks not read through
-/// one.
-const COORDINATE_INDEX: &str = "coordinates.star";
 
 /// RELION's figure of merit, and where the picker's goes when the kept probability takes it.
 const FOM: &str = "rlnAutopickFigureOfMerit";
