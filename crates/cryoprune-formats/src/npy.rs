@@ -406,6 +406,69 @@ impl StructArray {
         Ok((array, data_start))
     }
 
+    /// This array with the fields of `other` it lacks, each record given those of `other`'s
+    /// record with the same `key` (cryoSPARC's `uid`): how a job's main `.cs` and its
+    /// passthrough `.cs` make one table. Where both have a field, this array's stays. The error
+    /// says which key is missing or which record has no partner.
+    pub fn joined(&self, other: &StructArray, key: &str) -> std::result::Result<Self, String> {
+        let (Some(mine), Some(theirs)) = (self.field(key), other.field(key)) else {
+            return Err(format!("both files need a `{key}` field to be joined by"));
+        };
+        let kind = |f: &Field| (f.scalar, f.big_endian, f.count());
+        if kind(mine) != kind(theirs) || mine.count() != 1 {
+            return Err(format!(
+                "`{key}` is {} in one file and {} in the other",
+                mine.dtype, theirs.dtype
+            ));
+        }
+        // Keys compared as bytes: a 64-bit uid does not survive a trip through f64.
+        let mut rows = std::collections::HashMap::with_capacity(other.nrows);
+        for r in 0..other.nrows {
+            if rows.insert(other.raw(r, theirs, 0), r).is_some() {
+                return Err(format!(
+                    "record {} of the joined file: `{key}` {} appears twice",
+                    r + 1,
+                    key_text(other.raw(r, theirs, 0), theirs)
+                ));
+            }
+        }
+        let added: Vec<&Field> = other
+            .fields
+            .iter()
+            .filter(|f| self.field(&f.name).is_none())
+            .collect();
+        let mut fields = self.fields.clone();
+        let mut itemsize = self.itemsize;
+        for f in &added {
+            fields.push(Field {
+                offset: itemsize,
+                ..(*f).clone()
+            });
+            itemsize += f.size();
+        }
+        let mut data = Vec::with_capacity(self.nrows * itemsize);
+        for r in 0..self.nrows {
+            let Some(&o) = rows.get(self.raw(r, mine, 0)) else {
+                return Err(format!(
+                    "record {} of the main file: no record with its `{key}` ({})",
+                    r + 1,
+                    key_text(self.raw(r, mine, 0), mine)
+                ));
+            };
+            data.extend_from_slice(&self.data[r * self.itemsize..(r + 1) * self.itemsize]);
+            for f in &added {
+                let start = o * other.itemsize + f.offset;
+                data.extend_from_slice(&other.data[start..start + f.size()]);
+            }
+        }
+        Ok(StructArray {
+            fields,
+            itemsize,
+            nrows: self.nrows,
+            data,
+        })
+    }
+
     pub fn header_text(&self) -> String {
         header_text(&self.fields, self.nrows)
     }
@@ -417,6 +480,15 @@ impl StructArray {
 
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::atomic::write_atomic(path.as_ref(), |w| self.write_to(w))
+    }
+}
+
+/// A key's bytes as a user would look it up: an unsigned 64-bit uid in full, anything else in hex.
+fn key_text(bytes: &[u8], f: &Field) -> String {
+    match (f.scalar, <[u8; 8]>::try_from(bytes)) {
+        (Scalar::UInt(8), Ok(b)) if f.big_endian => u64::from_be_bytes(b).to_string(),
+        (Scalar::UInt(8), Ok(b)) => u64::from_le_bytes(b).to_string(),
+        _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
     }
 }
 
@@ -716,6 +788,55 @@ impl LitParser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An array of `uids` with one f32 field `name` (the record's index plus `plus`).
+    fn keyed(dir: &Path, file: &str, uids: &[u64], name: &str, plus: f32) -> StructArray {
+        let path = dir.join(file);
+        StructArray::new()
+            .write_selected(
+                &path,
+                uids.iter().map(|_| 0),
+                &[
+                    NewField::u64("uid", |i| uids[i]),
+                    NewField::f32(name, |i| i as f32 + plus),
+                ],
+            )
+            .unwrap();
+        StructArray::read(&path).unwrap()
+    }
+
+    #[test]
+    fn arrays_join_record_to_record_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        // uids past 2^53, which an f64 would merge.
+        let big = 1u64 << 60;
+        let main = keyed(dir.path(), "m.cs", &[big, big + 1, 5], "a", 0.0);
+        let other = keyed(dir.path(), "o.cs", &[5, big + 1, big, 9], "b", 10.0);
+        let j = main.joined(&other, "uid").unwrap();
+        let names: Vec<&str> = j.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!((names, j.nrows), (vec!["uid", "a", "b"], 3));
+        let b = j.field("b").unwrap();
+        let got: Vec<f64> = (0..3).map(|r| j.number(r, b, 0).unwrap()).collect();
+        assert_eq!(got, [12.0, 11.0, 10.0]);
+        // A field both have keeps the main array's values.
+        let same = keyed(dir.path(), "s.cs", &[5, big, big + 1], "a", 100.0);
+        let j = main.joined(&same, "uid").unwrap();
+        assert_eq!(j.fields.len(), 2);
+        assert_eq!(j.number(0, j.field("a").unwrap(), 0), Some(0.0));
+
+        let lacking = keyed(dir.path(), "l.cs", &[5, big], "b", 0.0);
+        let e = main.joined(&lacking, "uid").unwrap_err();
+        assert!(
+            e.contains("record 2 of the main file") && e.contains(&(big + 1).to_string()),
+            "{e}"
+        );
+        let twice = keyed(dir.path(), "t.cs", &[5, 5], "b", 0.0);
+        assert!(main
+            .joined(&twice, "uid")
+            .unwrap_err()
+            .contains("appears twice"));
+        assert!(main.joined(&main, "nope").unwrap_err().contains("`nope`"));
+    }
 
     #[test]
     fn build_write_read_select() {
