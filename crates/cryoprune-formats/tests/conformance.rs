@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::mrc::{ByteOrder, DataKind, Mode};
-use cryoprune_formats::npy::StructArray;
+use cryoprune_formats::npy::{NewField, StructArray};
 use cryoprune_formats::{read_micrograph, MrcFile, PickFormat, PickSet, StarFile};
 
 mod common;
@@ -409,6 +409,185 @@ fn cs_files_match_their_manifest() {
     let empty = StructArray::read(&k4).unwrap();
     assert_eq!((empty.nrows, empty.fields.len()), (0, 106));
     assert_eq!(PickSet::read(&[k4], None).unwrap().len(), 0);
+}
+
+/// A copy of field `name` of `from`, record `rows[i]` as record `i`.
+fn copy_field<'a>(from: &'a StructArray, name: &str, rows: &'a [usize]) -> NewField<'a> {
+    let f = from.field(name).unwrap().clone();
+    let (dtype, count) = (f.dtype.clone(), f.count());
+    NewField::le(name, &dtype, count, move |i, b| {
+        let start = rows[i] * from.itemsize + f.offset;
+        b.copy_from_slice(&from.data[start..start + f.size()]);
+    })
+}
+
+/// cryoSPARC's `job.json` for a job whose outputs are `(group, type, metafiles, passthrough)`.
+fn job_json(outputs: &[(&str, &str, &[&str], bool)]) -> String {
+    let results: Vec<serde_json::Value> = outputs
+        .iter()
+        .map(|(group, kind, files, passthrough)| {
+            serde_json::json!({"group_name": group, "type": kind, "metafiles": files,
+                               "passthrough": passthrough, "name": kind.split('.').nth(1)})
+        })
+        .collect();
+    serde_json::json!({"uid": "J24", "project_uid": "P12", "type": "select_2D",
+                       "output_results": results})
+    .to_string()
+}
+
+/// A real cryoSPARC particles `.cs` (refinement output: blob, CTF and alignments, no locations)
+/// as the main file of a job folder, with a passthrough holding each record's pick location in
+/// another order, as cryoSPARC writes what a job passes on from its inputs.
+#[test]
+fn a_cryosparc_job_folder_is_read_with_its_passthrough_joined() {
+    let Some(s) = sources() else { return };
+    let real = s.join("cryodrgn/cryosparc_P12_J24_001_particles.cs");
+    let main = StructArray::read(&real).unwrap();
+    let n = main.nrows;
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("J24");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::copy(&real, job.join("J24_001_particles.cs")).unwrap();
+    // Every record's location, from its position in the main file, in reverse order.
+    let reversed: Vec<usize> = (0..n).rev().collect();
+    let uid = copy_field(&main, "uid", &reversed);
+    let x = |r: usize| ((n - 1 - r) % 40) as f32 / 40.0 + 0.01;
+    let through = job.join("J24_passthrough_particles.cs");
+    StructArray::new()
+        .write_selected(
+            &through,
+            (0..n).map(|_| 0),
+            &[
+                uid,
+                NewField::text("location/micrograph_path", 20, |r| {
+                    format!("J2/mic_{}.mrc", (n - 1 - r) % 7)
+                }),
+                NewField::le("location/micrograph_shape", "<u4", 2, |_, b| {
+                    b[..4].copy_from_slice(&3838u32.to_le_bytes());
+                    b[4..].copy_from_slice(&3710u32.to_le_bytes());
+                }),
+                NewField::f32("location/center_x_frac", x),
+                NewField::f32("location/center_y_frac", |_| 0.5),
+                // A field the main file has too: the main file's value stands.
+                NewField::f32("blob/psize_A", |_| 9.0),
+            ],
+        )
+        .unwrap();
+    let json = |outputs: &[(&str, &str, &[&str], bool)]| {
+        std::fs::write(job.join("job.json"), job_json(outputs)).unwrap()
+    };
+    let selected = (
+        "particles_selected",
+        "particle.blob",
+        &["J24/J24_000_particles.cs", "J24/J24_001_particles.cs"][..],
+        false,
+    );
+    let passed = (
+        "particles_selected",
+        "particle.location",
+        &["J24/J24_passthrough_particles.cs"][..],
+        true,
+    );
+    let excluded = (
+        "particles_excluded",
+        "particle.blob",
+        &["J24/J24_001_particles.cs"][..],
+        false,
+    );
+    let micrographs = (
+        "micrographs",
+        "exposure.micrograph_blob",
+        &["J24/J24_passthrough_micrographs.cs"][..],
+        true,
+    );
+    std::fs::write(job.join("J24_passthrough_micrographs.cs"), b"not read").unwrap();
+    json(&[selected, passed, excluded, micrographs]);
+
+    for given in [job.clone(), job.join("J24_001_particles.cs")] {
+        let set =
+            PickSet::read(std::slice::from_ref(&given), None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(set.len(), n, "{}", given.display());
+        assert_eq!(set.files.len(), 1);
+        assert_eq!(set.files[0].path, job.join("J24_001_particles.cs"));
+        assert_eq!(set.joined, vec![through.clone()]);
+        let cryoprune_formats::picks::Content::Cs(arr) = &set.files[0].content else {
+            panic!("not a .cs")
+        };
+        assert_eq!(arr.fields.len(), main.fields.len() + 4);
+        let psize = arr.field("blob/psize_A").unwrap();
+        assert!((arr.number(5, psize, 0).unwrap() - 2.95).abs() < 1e-5);
+        for (mic, p) in set.iter() {
+            let r = p.source.unwrap().row();
+            assert_eq!(mic, format!("J2/mic_{}.mrc", r % 7));
+            assert!((p.x - 3710.0 * (((r % 40) as f64 / 40.0) + 0.01)).abs() < 1e-2);
+            assert!((p.y - 1919.0).abs() < 1e-3);
+        }
+    }
+
+    // A passthrough that lacks a record's uid is refused, naming the record.
+    let lacking = job.join("J24_passthrough_short.cs");
+    let short = StructArray::read(&through).unwrap();
+    let all_but_last: Vec<usize> = (0..n - 1).collect();
+    let fields: Vec<NewField> = short
+        .fields
+        .iter()
+        .map(|f| copy_field(&short, &f.name, &all_but_last))
+        .collect();
+    StructArray::new()
+        .write_selected(&lacking, all_but_last.iter().map(|_| 0), &fields)
+        .unwrap();
+    let short_pass = (
+        "particles_selected",
+        "particle.location",
+        &["J24/J24_passthrough_short.cs"][..],
+        true,
+    );
+    json(&[selected, short_pass]);
+    let e = PickSet::read(std::slice::from_ref(&job), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("J24_passthrough_short.cs") && e.contains("record 1 of the main file"),
+        "{e}"
+    );
+
+    // Two particle outputs: which one is meant is the user's to say.
+    let classes = (
+        "particles_class_1",
+        "particle.blob",
+        &["J24/J24_001_particles.cs"][..],
+        false,
+    );
+    json(&[selected, passed, classes]);
+    let e = PickSet::read(std::slice::from_ref(&job), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("2 particle outputs: particles_selected") && e.contains("particles_class_1"),
+        "{e}"
+    );
+    // None: the job's outputs are named.
+    json(&[micrographs]);
+    let e = PickSet::read(std::slice::from_ref(&job), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no particle output") && e.contains("micrographs"),
+        "{e}"
+    );
+
+    // Without cryoSPARC's job.json (none, or another tool's) the main file alone has no
+    // locations, and the error says where they are.
+    for json in [None, Some(r#"{"name": "another tool's"}"#)] {
+        match json {
+            Some(text) => std::fs::write(job.join("job.json"), text).unwrap(),
+            None => std::fs::remove_file(job.join("job.json")).unwrap(),
+        }
+        let e = PickSet::read(&[job.join("J24_001_particles.cs")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("passthrough"), "{e}");
+    }
 }
 
 #[test]

@@ -100,6 +100,11 @@ fn add_picks(v: &mut Value, set: &PickSet) {
             .collect();
         v["relion_index"] = json!(indexes);
     }
+    if !set.joined.is_empty() {
+        // A cryoSPARC job's passthrough: where the locations the main .cs lacks come from.
+        let joined: Vec<String> = set.joined.iter().map(|p| p.display().to_string()).collect();
+        v["joined_by_uid"] = json!(joined);
+    }
     if let Some(b) = set.box_size {
         v["box_size"] = json!(b);
     }

@@ -686,6 +686,147 @@ fn a_relion_autopick_job_prunes_through_its_index() {
 
 /// A model whose validation.csv is damaged fails before anything is written, not after the
 /// outputs (the threshold advisor reads it first).
+/// A copy of field `name` of `from`, record `rows[i]` as record `i`.
+fn copy_field<'a>(from: &'a StructArray, name: &str, rows: &'a [usize]) -> NewField<'a> {
+    let f = from.field(name).unwrap().clone();
+    let (dtype, count) = (f.dtype.clone(), f.count());
+    NewField::le(name, &dtype, count, move |i, b| {
+        let start = rows[i] * from.itemsize + f.offset;
+        b.copy_from_slice(&from.data[start..start + f.size()]);
+    })
+}
+
+/// A cryoSPARC job folder as cryoSPARC lays it out: the main `.cs` holds what the job made
+/// (here `blob/idx`), the passthrough `.cs` beside it the pick locations, in another order, and
+/// `job.json` says which is which. Pruning the folder joins them by `uid`.
+#[test]
+fn a_cryosparc_job_folder_is_pruned_with_its_passthrough_joined() {
+    let f = fixture();
+    let root = f.dir.join("cs_job");
+    let _ = std::fs::remove_dir_all(&root);
+    let flat = write_input(f, "cs", &root.join("flat")).remove(0);
+    let all = StructArray::read(&flat).unwrap();
+    let job = root.join("P3/J42");
+    std::fs::create_dir_all(&job).unwrap();
+    let forward: Vec<usize> = (0..all.nrows).collect();
+    let reversed: Vec<usize> = forward.iter().rev().copied().collect();
+    let write = |name: &str, rows: &[usize], fields: &[&str]| {
+        let copies: Vec<NewField> = fields.iter().map(|n| copy_field(&all, n, rows)).collect();
+        let path = job.join(name);
+        StructArray::new()
+            .write_selected(&path, rows.iter().map(|_| 0), &copies)
+            .unwrap();
+        path
+    };
+    let main = write("extracted_particles.cs", &forward, &["uid", "blob/idx"]);
+    let location: Vec<&str> = all
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .filter(|n| n.starts_with("location/") || n.starts_with("pick_stats/"))
+        .collect();
+    let through = write(
+        "J42_passthrough_particles.cs",
+        &reversed,
+        &[&["uid"][..], &location].concat(),
+    );
+    let result = |group: &str, kind: &str, file: &str, passthrough: bool| json!({"group_name": group, "type": kind, "metafiles": [file], "passthrough": passthrough});
+    std::fs::write(
+        job.join("job.json"),
+        json!({"uid": "J42", "type": "extract_micrographs_multi", "output_results": [
+            result("particles", "particle.blob", "J42/extracted_particles.cs", false),
+            result("particles", "particle.location", "J42/J42_passthrough_particles.cs", true),
+            result("micrographs", "exposure.micrograph_blob", "J42/J42_passthrough_micrographs.cs", true),
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let before = [
+        std::fs::read(&main).unwrap(),
+        std::fs::read(&through).unwrap(),
+    ];
+    let (out, scores) = (root.join("pruned"), root.join("scores.csv"));
+    let mut args = prune_args(s(&f.model), &f.mics, s(&job), s(&out));
+    args.extend(["--scores", s(&scores), "--threshold", &f.threshold]);
+    let o = cryoprune(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        [
+            std::fs::read(&main).unwrap(),
+            std::fs::read(&through).unwrap()
+        ],
+        before
+    );
+
+    // One self-contained file, named as the main one, every kept pick with the job's own field
+    // beside the location it was joined to.
+    let scored = read_scores(&scores);
+    assert_eq!(scored.len(), f.picks.len());
+    let pruned = StructArray::read(out.join("extracted_particles.cs")).unwrap();
+    assert_eq!(pruned.nrows, scored.values().filter(|v| v.0).count());
+    for name in [
+        "uid",
+        "blob/idx",
+        "location/center_x_frac",
+        "pick_stats/ncc_score",
+        "cryoprune/class",
+    ] {
+        assert!(pruned.field(name).is_some(), "{name} missing");
+    }
+    let field = |a: &StructArray, r: usize, n: &str| a.number(r, a.field(n).unwrap(), 0).unwrap();
+    let original: HashMap<String, f64> = (0..all.nrows)
+        .map(|r| {
+            (
+                format!(
+                    "{:.6}",
+                    field(&all, r, "location/center_x_frac")
+                        + 7.0 * field(&all, r, "location/center_y_frac")
+                ),
+                field(&all, r, "blob/idx"),
+            )
+        })
+        .collect();
+    for r in 0..pruned.nrows {
+        let at = format!(
+            "{:.6}",
+            field(&pruned, r, "location/center_x_frac")
+                + 7.0 * field(&pruned, r, "location/center_y_frac")
+        );
+        assert_eq!(field(&pruned, r, "blob/idx"), original[&at], "record {r}");
+    }
+    let back = PickSet::read(&[out.join("extracted_particles.cs")], None).unwrap();
+    assert_eq!(back.len(), pruned.nrows);
+    if python_ready() {
+        // cryosparc-tools' Dataset.load reads the joined file with every field.
+        let entry = cs_entry(
+            &out.join("extracted_particles.cs"),
+            &["blob/idx", "location/center_x_frac"],
+        );
+        let manifest = root.join("manifest.json");
+        std::fs::write(&manifest, json!({ "cs": [entry] }).to_string()).unwrap();
+        run_python_check(&manifest);
+    }
+
+    let o = cryoprune(&["info", s(&job)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("joined_by_uid") && text(&o).contains("J42_passthrough_particles.cs"),
+        "{}",
+        text(&o)
+    );
+
+    // The passthrough is an input too: never an output.
+    let mut args = prune_args(s(&f.model), &f.mics, s(&job), s(&through));
+    args.extend(["--threshold", &f.threshold]);
+    let o = cryoprune(&args);
+    assert!(
+        !o.status.success() && text(&o).contains("J42_passthrough_particles.cs"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&through).unwrap(), before[1]);
+}
+
 #[test]
 fn a_damaged_validation_file_fails_before_any_output() {
     let f = fixture();

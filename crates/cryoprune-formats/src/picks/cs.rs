@@ -2,7 +2,7 @@
 //! `location/micrograph_shape` = [ny, nx]; the micrograph is `location/micrograph_path`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{
     Added, Content, MicrographPicks, Pick, PickSet, RowRef, SourceFile, WriteOptions, LABEL_COLUMNS,
@@ -18,17 +18,29 @@ const CS_SHAPE: &str = "location/micrograph_shape";
 const CS_PATH: &str = "location/micrograph_path";
 const CS_LABEL: &str = "cryoprune/label";
 
+/// Reads the picks of `path`, its records given the fields of `joined` (a cryoSPARC job's
+/// passthrough) by `uid` first.
 pub(super) fn read(
     path: &Path,
+    joined: &[PathBuf],
     file_index: usize,
     set: &mut PickSet,
     index: &mut HashMap<String, usize>,
 ) -> Result<()> {
-    let arr = StructArray::read(path)?;
+    let mut arr = StructArray::read(path)?;
+    for j in joined {
+        arr = arr.joined(&StructArray::read(j)?, "uid").map_err(|m| {
+            FormatError::invalid(
+                j,
+                Location::Whole,
+                format!("joining it to {}: {m}", path.display()),
+            )
+        })?;
+    }
     let need = |n: &str| {
         arr.field(n).ok_or_else(|| {
             FormatError::invalid(path, Location::Whole, format!(
-                "no `{n}` field: this .cs holds no pick locations (expected {CS_X}, {CS_Y}, {CS_SHAPE}, {CS_PATH}; export picks or extracted particles from cryoSPARC)"
+                "no `{n}` field: this .cs holds no pick locations (expected {CS_X}, {CS_Y}, {CS_SHAPE}, {CS_PATH}; a job's passthrough .cs may hold them: give the job folder, or its main .cs beside job.json, and the two are read as one; or export picks or extracted particles from cryoSPARC)"
             ))
         })
     };

@@ -8,6 +8,7 @@
 
 pub mod check;
 mod cs;
+mod cs_job;
 mod star;
 mod text;
 
@@ -229,6 +230,9 @@ pub struct PickSet {
     /// The RELION 3.1 coordinates nodes the files were read through: outputs keep the layout
     /// below the job folder, and the node, for `relion_preprocess --coord_dir`.
     pub suffix_nodes: Vec<SuffixNode>,
+    /// cryoSPARC passthrough files whose fields were joined to a main `.cs` by `uid`: inputs
+    /// too, though no output is named after them.
+    pub joined: Vec<PathBuf>,
 }
 
 /// A RELION 3.1 coordinates node (`coords_suffix_autopick.star`) as read: its job folder, below
@@ -347,6 +351,7 @@ impl PickSet {
             box_size: None,
             indexes: Vec::new(),
             suffix_nodes: Vec::new(),
+            joined: Vec::new(),
         }
     }
 
@@ -443,8 +448,15 @@ impl PickSet {
     pub fn read(paths: &[PathBuf], format: Option<PickFormat>) -> Result<PickSet> {
         let mut files = Vec::new();
         let mut suffix_nodes: Vec<SuffixNode> = Vec::new();
+        // A cryoSPARC output's main `.cs`, and the files whose fields are joined to it.
+        let mut joins: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
         for p in paths {
-            if let Some((found, node)) = relion_job_files(p)? {
+            if let Some(output) = cs_job::job_output(p)? {
+                let mut output = output.into_iter();
+                let main = output.next().expect("an output has its main file");
+                joins.insert(main.clone(), output.collect());
+                files.push(main);
+            } else if let Some((found, node)) = relion_job_files(p)? {
                 files.extend(found);
                 suffix_nodes.extend(node);
             } else if p.is_dir() {
@@ -523,7 +535,10 @@ impl PickSet {
                         project,
                     });
                 }
-                PickFormat::Cs => cs::read(f, file_index, &mut set, &mut index)?,
+                PickFormat::Cs => {
+                    let joined = joins.get(f).map_or(&[][..], Vec::as_slice);
+                    cs::read(f, joined, file_index, &mut set, &mut index)?
+                }
                 PickFormat::Box => text::read_box(f, file_index, &mut set, &mut index)?,
                 PickFormat::Cbox => {
                     if text::is_star_text(f)? {
@@ -537,6 +552,8 @@ impl PickSet {
             }
         }
         set.suffix_nodes = suffix_nodes;
+        set.joined = joins.into_values().flatten().collect();
+        set.joined.sort();
         Ok(set)
     }
 

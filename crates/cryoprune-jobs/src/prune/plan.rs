@@ -319,6 +319,7 @@ fn refuse_inputs_as_output(set: &PickSet, out: &Path) -> Result<()> {
         .map(|f| &f.path)
         .chain(indexes)
         .chain(nodes)
+        .chain(&set.joined)
     {
         let file = canon(path);
         if file == out_c || file.parent() == Some(out_c.as_path()) {
