@@ -2,6 +2,7 @@
 //! common picker. No machine learning here; every later stage sees data only through this crate.
 
 pub mod atomic;
+pub mod cryosparc;
 pub mod error;
 pub mod micrograph;
 pub mod mrc;

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cryoprune_formats::cryosparc::{self, Output};
 use cryoprune_formats::error::Location;
 use cryoprune_formats::names::{
     find_listed, listed_base, match_micrographs, names_a_folder, MatchReport,
@@ -122,12 +123,25 @@ fn found(
 pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInputs> {
     if let [single] = micrographs {
         let path = Path::new(single);
-        if PickFormat::from_path(path) == Some(PickFormat::Cs) && path.is_file() {
-            let exposures = StructArray::read(path)?;
+        // A cryoSPARC job folder, or an output's main .cs beside its job.json, with the
+        // passthrough that names the micrographs joined to it; else a plain exposures .cs.
+        let exposures = match cryosparc::job_output(path, Output::Exposures)? {
+            Some(files) => Some((
+                files[0].clone(),
+                cryosparc::read_joined(&files[0], &files[1..])?,
+            )),
+            None if PickFormat::from_path(path) == Some(PickFormat::Cs) && path.is_file() => {
+                Some((path.to_path_buf(), StructArray::read(path)?))
+            }
+            None => None,
+        };
+        if let Some((path, exposures)) = exposures {
+            let path = path.as_path();
             let Some(field) = exposures.field(EXPOSURE_PATH) else {
                 invalid!(
-                    "{single}: no {EXPOSURE_PATH} field (expected cryoSPARC exposures, e.g. a \
-                     Patch CTF job's exposures .cs)"
+                    "{}: no {EXPOSURE_PATH} field (expected cryoSPARC exposures, e.g. a Patch \
+                     CTF job's folder or its exposures .cs beside job.json)",
+                    path.display()
                 );
             };
             let names: Vec<String> = (0..exposures.nrows)

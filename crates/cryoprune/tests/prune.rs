@@ -807,6 +807,36 @@ fn a_cryosparc_job_folder_is_pruned_with_its_passthrough_joined() {
         run_python_check(&manifest);
     }
 
+    // The same job folder gives the micrographs too: a picker passes its micrographs on
+    // unchanged, as a passthrough-only output whose paths are relative to the project folder.
+    let motion = root.join("P3/J12/motioncorrected");
+    std::fs::create_dir_all(&motion).unwrap();
+    let mut names = Vec::new();
+    for m in cryoprune_jobs::inputs::micrograph_paths(std::slice::from_ref(&f.mics)).unwrap() {
+        let name = m.file_name().unwrap().to_string_lossy().to_string();
+        std::fs::copy(&m, motion.join(&name)).unwrap();
+        names.push(format!("J12/motioncorrected/{name}"));
+    }
+    StructArray::new()
+        .write_selected(
+            job.join("J42_passthrough_micrographs.cs"),
+            names.iter().map(|_| 0),
+            &[
+                NewField::u64("uid", |i| 1000 + i as u64),
+                NewField::text("micrograph_blob/path", 40, |i| names[i].as_str()),
+            ],
+        )
+        .unwrap();
+    let again = root.join("again");
+    let mut args = prune_args(s(&f.model), s(&job), s(&job), s(&again));
+    args.extend(["--threshold", &f.threshold]);
+    let o = cryoprune(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(again.join("extracted_particles.cs")).unwrap(),
+        std::fs::read(out.join("extracted_particles.cs")).unwrap()
+    );
+
     let o = cryoprune(&["info", s(&job)]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(

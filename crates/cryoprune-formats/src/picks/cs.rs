@@ -27,16 +27,7 @@ pub(super) fn read(
     set: &mut PickSet,
     index: &mut HashMap<String, usize>,
 ) -> Result<()> {
-    let mut arr = StructArray::read(path)?;
-    for j in joined {
-        arr = arr.joined(&StructArray::read(j)?, "uid").map_err(|m| {
-            FormatError::invalid(
-                j,
-                Location::Whole,
-                format!("joining it to {}: {m}", path.display()),
-            )
-        })?;
-    }
+    let arr = crate::cryosparc::read_joined(path, joined)?;
     let need = |n: &str| {
         arr.field(n).ok_or_else(|| {
             FormatError::invalid(path, Location::Whole, format!(

@@ -8,7 +8,6 @@
 
 pub mod check;
 mod cs;
-mod cs_job;
 mod star;
 mod text;
 
@@ -17,6 +16,7 @@ pub use star::write_relion_index;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::cryosparc::{self, Output};
 use crate::error::{FormatError, Location, Result};
 use crate::npy::StructArray;
 use crate::star::StarFile;
@@ -451,7 +451,7 @@ impl PickSet {
         // A cryoSPARC output's main `.cs`, and the files whose fields are joined to it.
         let mut joins: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
         for p in paths {
-            if let Some(output) = cs_job::job_output(p)? {
+            if let Some(output) = cryosparc::job_output(p, Output::Particles)? {
                 let mut output = output.into_iter();
                 let main = output.next().expect("an output has its main file");
                 joins.insert(main.clone(), output.collect());

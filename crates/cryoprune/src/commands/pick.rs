@@ -27,8 +27,8 @@ pub struct Args {
     /// Picker directory written by `cryoprune picker train`.
     #[arg(long)]
     model: PathBuf,
-    /// Micrographs (globs, quoted), or one list of them (a RELION micrographs STAR or
-    /// cryoSPARC exposures .cs).
+    /// Micrographs (globs, quoted), or one list of them (a RELION micrographs STAR, or
+    /// cryoSPARC exposures .cs or a job folder with them).
     #[arg(long, required = true, num_args = 1..)]
     micrographs: Vec<String>,
     /// A folder (one file per micrograph; STARs with an autopick.star index of them, as
