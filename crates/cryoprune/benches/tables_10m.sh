@@ -70,7 +70,45 @@ measure prune STAR "$bin" prune --model model --micrographs "$two" --picks picks
     --write-rejected --scores pruned_star.csv --prior 0.8
 measure prune .cs "$bin" prune --model model --micrographs "$two" --picks picks.cs --out pruned_cs \
     --write-rejected --scores pruned_cs.csv --prior 0.8
-rm -rf converted.* from_cs.star pruned_*
+# The same .cs as a cryoSPARC job folder: the locations in a passthrough beside a main file
+# of the other fields, joined by uid when read (main records in reverse order).
+python3 <<'PY'
+import ast, os, struct
+def read(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    major = data[6]
+    n, start = (struct.unpack("<H", data[8:10])[0], 10) if major == 1 else (struct.unpack("<I", data[8:12])[0], 12)
+    header = ast.literal_eval(data[start:start + n].decode("latin1"))
+    fields, offset = [], 0
+    for d in header["descr"]:
+        size = int(d[1][2:]) * (d[2][0] if len(d) > 2 else 1)
+        fields.append((d, offset, size))
+        offset += size
+    return fields, offset, header["shape"][0], memoryview(data)[start + n:]
+def write(path, fields, itemsize, rows, body, order):
+    descr = ", ".join(repr(d) for d, _, _ in fields)
+    header = "{'descr': [%s], 'fortran_order': False, 'shape': (%d,), }" % (descr, rows)
+    header += " " * ((64 - (len(header) + 13) % 64) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x02\x00" + struct.pack("<I", len(header)) + header.encode("latin1"))
+        for r in order:
+            rec = body[r * itemsize:(r + 1) * itemsize]
+            f.write(b"".join(rec[o:o + s] for _, o, s in fields))
+fields, itemsize, rows, body = read("picks.cs")
+os.makedirs("P1/J42", exist_ok=True)
+main = [f for f in fields if not f[0][0].startswith("location/")]
+through = [f for f in fields if f[0][0] == "uid" or f[0][0].startswith("location/")]
+write("P1/J42/extracted_particles.cs", main, itemsize, rows, body, range(rows - 1, -1, -1))
+write("P1/J42/J42_passthrough_particles.cs", through, itemsize, rows, body, range(rows))
+with open("P1/J42/job.json", "w") as f:
+    f.write('{"uid": "J42", "output_results": ['
+            '{"group_name": "particles", "type": "particle.blob", "passthrough": false, "metafiles": ["J42/extracted_particles.cs"]}, '
+            '{"group_name": "particles", "type": "particle.location", "passthrough": true, "metafiles": ["J42/J42_passthrough_particles.cs"]}]}')
+PY
+measure prune "cryoSPARC job" "$bin" prune --model model --micrographs "$two" --picks P1/J42 --out pruned_job \
+    --write-rejected --scores pruned_job.csv --prior 0.8
+rm -rf converted.* from_cs.star pruned_* P1
 
 # Two finished shards of `prune --shard I/2` over every micrograph: a real shard's record with
 # its settings widened, and journals of random probabilities.
