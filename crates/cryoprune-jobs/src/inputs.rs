@@ -147,9 +147,15 @@ pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInpu
             let names: Vec<String> = (0..exposures.nrows)
                 .map(|r| exposures.text(r, field).unwrap_or_default())
                 .collect();
-            let paths = found(&names, path, |r| Location::Record(r + 1).to_string())?;
+            // cryoSPARC marks a file it imported with a leading `>` before the path in the
+            // project; the micrograph keeps its name as listed.
+            let in_project: Vec<String> = names
+                .iter()
+                .map(|n| n.strip_prefix('>').unwrap_or(n).to_string())
+                .collect();
+            let paths = found(&in_project, path, |r| Location::Record(r + 1).to_string())?;
             return Ok(MicrographInputs {
-                project: base(&names, &paths),
+                project: base(&in_project, &paths),
                 paths,
                 names,
                 listed: MicrographList::Exposures(exposures),

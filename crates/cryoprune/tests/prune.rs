@@ -815,7 +815,9 @@ fn a_cryosparc_job_folder_is_pruned_with_its_passthrough_joined() {
     for m in cryoprune_jobs::inputs::micrograph_paths(std::slice::from_ref(&f.mics)).unwrap() {
         let name = m.file_name().unwrap().to_string_lossy().to_string();
         std::fs::copy(&m, motion.join(&name)).unwrap();
-        names.push(format!("J12/motioncorrected/{name}"));
+        // cryoSPARC's mark of an imported file on one of them.
+        let mark = if names.is_empty() { ">" } else { "" };
+        names.push(format!("{mark}J12/motioncorrected/{name}"));
     }
     StructArray::new()
         .write_selected(
