@@ -193,6 +193,41 @@ pub fn relative_to(project: Option<&Path>, file: &Path) -> PathBuf {
     }
 }
 
+/// Each file's name in one folder of outputs: its own, but where files share a name (RELION's
+/// `Movies/GridA/x.star` and `Movies/GridB/x.star`), their paths below the deepest folder they
+/// have in common (`GridA/x.star`, `GridB/x.star`), so that none is written over another. Names
+/// are relative whatever the paths were (no root, no `..`); one file given twice keeps one name.
+pub fn distinct_names(paths: &[&Path]) -> Vec<PathBuf> {
+    let name = |p: &Path| p.file_name().unwrap_or_default().to_os_string();
+    let mut sharing: HashMap<std::ffi::OsString, Vec<&Path>> = HashMap::new();
+    for p in paths {
+        let group = sharing.entry(name(p)).or_default();
+        if !group.contains(p) {
+            group.push(p);
+        }
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let group = &sharing[&name(p)];
+            if group.len() == 1 {
+                return PathBuf::from(name(p));
+            }
+            let parts = |q: &Path| q.parent().map_or(0, |d| d.components().count());
+            let common = (0..group.iter().map(|q| parts(q)).min().unwrap_or(0))
+                .take_while(|&i| {
+                    let first = group[0].components().nth(i);
+                    group.iter().all(|q| q.components().nth(i) == first)
+                })
+                .count();
+            p.components()
+                .skip(common)
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect()
+        })
+        .collect()
+}
+
 /// Why no pick matched a micrograph, naming an example of each side: seen together, two names
 /// show whether the wrong folder was given (other names) or a naming scheme is in the way
 /// (names alike but for a prefix or suffix the matching does not strip).
@@ -222,6 +257,37 @@ pub fn names_a_folder(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_sharing_a_name_keep_the_folders_that_tell_them_apart() {
+        let names = |paths: &[&str]| -> Vec<String> {
+            let paths: Vec<&Path> = paths.iter().map(Path::new).collect();
+            distinct_names(&paths)
+                .iter()
+                .map(|n| n.display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(&[
+                "AutoPick/job006/Movies/GridA/x.star",
+                "AutoPick/job006/Movies/GridB/x.star",
+                "other/y.star"
+            ]),
+            ["GridA/x.star", "GridB/x.star", "y.star"]
+        );
+        assert_eq!(names(&["a/x.star", "a/b/x.star"]), ["x.star", "b/x.star"]);
+        assert_eq!(
+            names(&["/data/a/x.star", "/data/b/x.star"]),
+            ["a/x.star", "b/x.star"]
+        );
+        assert_eq!(
+            names(&["../a/x.star", "../b/x.star"]),
+            ["a/x.star", "b/x.star"]
+        );
+        // Nothing escapes the output folder, and a file given twice keeps one name.
+        assert_eq!(names(&["x.star", "../x.star"]), ["x.star", "x.star"]);
+        assert_eq!(names(&["a/x.star", "a/x.star"]), ["x.star", "x.star"]);
+    }
 
     #[test]
     fn a_failed_match_names_one_of_each_side() {

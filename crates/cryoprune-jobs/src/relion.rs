@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use cryoprune_formats::atomic::write_atomic;
-use cryoprune_formats::names::relion_coordinate_stem;
+use cryoprune_formats::names::{distinct_names, relion_coordinate_stem};
 use cryoprune_formats::picks::{coordinate_file, write_relion_index, COORDINATES_INDEX};
 use cryoprune_formats::star::{Block, Item, Loop, StarFile};
 use cryoprune_formats::PickFormat;
@@ -219,14 +219,11 @@ fn run_job(cfg: &RelionPruneConfig, events: &dyn Events) -> Result<Summary> {
             prune.picks = files.iter().map(|(_, c)| c.clone()).collect();
             prune.out = staging.join("pruned");
             let summary = prune::run(&prune, events)?;
-            let pruned: Vec<Coordinates> = files
-                .iter()
-                .map(|(m, input)| {
-                    (
-                        m.clone(),
-                        prune.out.join(input.file_name().unwrap_or_default()),
-                    )
-                })
+            // Where prune wrote each: named as it names its outputs, so coordinate files of one
+            // name in two micrograph folders do not meet.
+            let inputs: Vec<&Path> = files.iter().map(|(_, c)| c.as_path()).collect();
+            let pruned: Vec<Coordinates> = (files.iter().zip(distinct_names(&inputs)))
+                .map(|((m, _), name)| (m.clone(), prune.out.join(name)))
                 .collect();
             let written = place_coordinates(job, &pruned)?;
             let mics_star = cfg.in_mics.clone().or_else(|| suffix_target(coords));

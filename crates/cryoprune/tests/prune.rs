@@ -674,8 +674,18 @@ fn a_relion_autopick_job_prunes_through_its_index() {
         std::fs::copy(&plain[0], d.join(plain[0].file_name().unwrap())).unwrap();
         d.join(plain[0].file_name().unwrap())
     });
+    // Two files of one name keep the folders that tell them apart.
     let out = root.join("out_twins");
     let o = prune(&[&twins[0], &twins[1]], &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let name = plain[0].file_name().unwrap();
+    let written = [out.join("a").join(name), out.join("b").join(name)];
+    let back = PickSet::read(&written, None).unwrap();
+    assert_eq!(back.files.len(), 2);
+    assert!(!out.join(name).exists());
+    // One file given twice would still write one output twice.
+    let out = root.join("out_twice");
+    let o = prune(&[&twins[0], &twins[0]], &out);
     let t = text(&o);
     assert!(
         !o.status.success() && t.contains("share a file name"),
@@ -684,8 +694,6 @@ fn a_relion_autopick_job_prunes_through_its_index() {
     assert!(!t.contains("classifying") && !out.exists(), "{t}");
 }
 
-/// A model whose validation.csv is damaged fails before anything is written, not after the
-/// outputs (the threshold advisor reads it first).
 /// A copy of field `name` of `from`, record `rows[i]` as record `i`.
 fn copy_field<'a>(from: &'a StructArray, name: &str, rows: &'a [usize]) -> NewField<'a> {
     let f = from.field(name).unwrap().clone();
@@ -859,6 +867,8 @@ fn a_cryosparc_job_folder_is_pruned_with_its_passthrough_joined() {
     assert_eq!(std::fs::read(&through).unwrap(), before[1]);
 }
 
+/// A model whose validation.csv is damaged fails before anything is written, not after the
+/// outputs (the threshold advisor reads it first).
 #[test]
 fn a_damaged_validation_file_fails_before_any_output() {
     let f = fixture();

@@ -557,19 +557,29 @@ impl PickSet {
         Ok(set)
     }
 
-    /// Each file's name in a folder of outputs: its own, or for a file of a RELION 3.1 job, its
-    /// path below the job folder (`Movies/x_autopick.star`), where `relion_preprocess
-    /// --coord_dir` looks.
+    /// Each file's name in a folder of outputs: for a file of a RELION 3.1 job, its path below
+    /// the job folder (`Movies/x_autopick.star`), where `relion_preprocess --coord_dir` looks;
+    /// else its own, or where files share one, the folders that tell them apart
+    /// ([`crate::names::distinct_names`]).
     pub fn output_names(&self) -> Vec<PathBuf> {
-        self.files
+        let below_node: Vec<Option<&Path>> = self
+            .files
             .iter()
             .map(|f| {
                 let mut nodes = self.suffix_nodes.iter();
-                let below = nodes.find_map(|n| f.path.strip_prefix(&n.job).ok());
-                below.map_or_else(
-                    || PathBuf::from(f.path.file_name().unwrap_or_default()),
-                    Path::to_path_buf,
-                )
+                nodes.find_map(|n| f.path.strip_prefix(&n.job).ok())
+            })
+            .collect();
+        let others: Vec<&Path> = (self.files.iter().zip(&below_node))
+            .filter(|(_, below)| below.is_none())
+            .map(|(f, _)| f.path.as_path())
+            .collect();
+        let mut distinct = crate::names::distinct_names(&others).into_iter();
+        below_node
+            .into_iter()
+            .map(|below| match below {
+                Some(b) => b.to_path_buf(),
+                None => distinct.next().expect("one name per file not below a node"),
             })
             .collect()
     }

@@ -99,14 +99,14 @@ impl Plan {
             })
             .collect();
         if !out_is_file {
-            // Two inputs of one name from two folders (RELION's Movies/ and Movies2/) would
-            // write one output file, the second over the first.
+            // Inputs of one name keep the folders that tell them apart; what is left is one
+            // file given twice (or as two paths to it), whose output the second would replace.
             let mut seen: HashMap<&Path, &Path> = HashMap::new();
             for (dest, f) in dests.iter().zip(&set.files) {
                 if let Some(other) = seen.insert(dest, &f.path) {
                     invalid!(
-                        "{} and {} share a file name, so both would be written as {}; prune \
-                         them in separate runs",
+                        "{} and {} share a file name, so both would be written as {}; give \
+                         each file once",
                         other.display(),
                         f.path.display(),
                         dest.display()
