@@ -122,11 +122,12 @@ pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> Matc
     let mut report = MatchReport::default();
     let mut used = vec![false; micrographs.len()];
     for (p, name) in pick_names.iter().enumerate() {
-        let found = by_stem
-            .get(&stem(name))
-            .filter(|v| v.len() == 1)
-            .or_else(|| by_key.get(&micrograph_key(name)).filter(|v| v.len() == 1))
-            .map(|v| v[0]);
+        let one = |found: Option<&Vec<usize>>| match found?.as_slice() {
+            [m] => Some(*m),
+            several => by_folders(name, several, micrographs),
+        };
+        let found =
+            one(by_stem.get(&stem(name))).or_else(|| one(by_key.get(&micrograph_key(name))));
         match found {
             Some(m) => {
                 used[m] = true;
@@ -142,6 +143,34 @@ pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> Matc
         .map(|(m, _)| m.clone())
         .collect();
     report
+}
+
+/// Of several micrographs of one name, the one whose folders end as the pick name's do
+/// (`sim_b/micrographs/x.mrc` names `/data/sim_b/micrographs/x.mrc`, not
+/// `/data/sim/micrographs/x.mrc`): the longest run of shared folders, when one alone has it.
+fn by_folders(name: &str, candidates: &[usize], micrographs: &[PathBuf]) -> Option<usize> {
+    let folders = |path: &str| -> Vec<String> {
+        let mut parts: Vec<String> = path
+            .split(['/', '\\'])
+            .filter(|p| !p.is_empty() && *p != ".")
+            .map(str::to_string)
+            .collect();
+        parts.pop();
+        parts
+    };
+    let mine = folders(name);
+    let shared = |m: usize| {
+        let theirs = folders(&micrographs[m].to_string_lossy());
+        (mine.iter().rev().zip(theirs.iter().rev()))
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    let best = candidates.iter().map(|&m| shared(m)).max()?;
+    let mut with_best = candidates.iter().filter(|&&m| shared(m) == best);
+    match (best, with_best.next(), with_best.next()) {
+        (1.., Some(&m), None) => Some(m),
+        _ => None,
+    }
 }
 
 /// A file named in a list (a STAR or `.cs` file, an index of coordinate files). RELION and
@@ -353,6 +382,26 @@ mod tests {
             assert_eq!(micrograph_key(corrected), micrograph_key(movie), "{corrected}");
         }
         assert_eq!(micrograph_key(movie), "FoilHole_1_Data_2");
+    }
+
+    #[test]
+    fn micrographs_of_one_name_are_told_apart_by_their_folders() {
+        let mics: Vec<PathBuf> = ["proj/sim/micrographs/a.mrc", "proj/sim_b/micrographs/a.mrc"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let picks: Vec<String> = [
+            "sim_b/micrographs/a.mrc",
+            "sim/micrographs/a_autopick.star",
+            "a.mrc",
+            "x/a.mrc",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let r = match_micrographs(&picks, &mics);
+        assert_eq!(r.pairs, vec![(0, 1), (1, 0)]);
+        assert_eq!(r.unmatched_picks, ["a.mrc", "x/a.mrc"]);
     }
 
     #[test]

@@ -867,6 +867,86 @@ fn a_cryosparc_job_folder_is_pruned_with_its_passthrough_joined() {
     assert_eq!(std::fs::read(&through).unwrap(), before[1]);
 }
 
+/// A RELION 4/5 project whose micrographs share a file name in two folders
+/// (`MotionCorr/job002/A/sim_0001.mrc`, `.../B/sim_0001.mrc`, two different images): each
+/// micrograph's picks are paired with it by the folders its name ends with, and the pruned
+/// coordinate files keep those folders. The same picks and images under distinct names give the
+/// same probabilities.
+#[test]
+fn micrographs_of_one_name_in_two_folders_are_kept_apart() {
+    let f = fixture();
+    let root = f.dir.join("namesakes");
+    let _ = std::fs::remove_dir_all(&root);
+    let stars = write_input(f, "star30", &root.join("stars"));
+    let star = |m: &str| {
+        stars
+            .iter()
+            .find(|p| p.ends_with(format!("{m}.star")))
+            .unwrap()
+    };
+    let mic = |m: &str| f.dir.join(format!("sim/micrographs/{m}.mrc"));
+    // (project folder, the two micrographs' names in it, the images and picks they hold)
+    let run = |project: &str, names: [&str; 2]| {
+        let proj = root.join(project);
+        let mut index = String::from(
+            "\ndata_coordinate_files\n\nloop_\n_rlnMicrographName #1\n_rlnMicrographCoordinates #2\n",
+        );
+        for (name, source) in names.iter().zip(["sim_0001", "sim_0002"]) {
+            let image = proj.join(format!("MotionCorr/job002/{name}.mrc"));
+            let coords = proj.join(format!("AutoPick/job006/{name}_autopick.star"));
+            for (to, from) in [(&image, mic(source)), (&coords, star(source).clone())] {
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(from, to).unwrap();
+            }
+            index.push_str(&format!(
+                "MotionCorr/job002/{name}.mrc AutoPick/job006/{name}_autopick.star\n"
+            ));
+        }
+        std::fs::write(proj.join("AutoPick/job006/autopick.star"), index).unwrap();
+        let mics = s(&proj.join("MotionCorr/job002")).to_string() + "/*/*.mrc";
+        let (job, out, scores) = (
+            proj.join("AutoPick/job006"),
+            proj.join("pruned"),
+            proj.join("scores.csv"),
+        );
+        let mut args = prune_args(s(&f.model), &mics, s(&job), s(&out));
+        args.extend(["--scores", s(&scores), "--threshold", &f.threshold]);
+        let o = cryoprune(&args);
+        assert!(o.status.success(), "{project}: {}", text(&o));
+        assert!(!text(&o).contains("match no micrograph"), "{}", text(&o));
+        // Namesakes keep their folders; distinct names need none.
+        let shared = names[0][2..] == names[1][2..];
+        for name in names {
+            let kept = if shared { name } else { &name[2..] };
+            let written = out.join(format!("{kept}_autopick.star"));
+            assert!(written.is_file(), "{project}: {}", written.display());
+        }
+        // p(particle) by (the picks' source image, x, y).
+        let mut r = csv::Reader::from_path(&scores).unwrap();
+        let h = r.headers().unwrap().clone();
+        let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+        let (m, x, y, p) = (col("micrograph"), col("x"), col("y"), col("p_particle"));
+        // Boxes over the edge are padded with noise drawn for the micrograph's name, which
+        // differs between the runs; boxes inside the micrograph are the same pixels.
+        let inside = |v: &str| (BOX / 2.0..=SIZE as f64 - BOX / 2.0).contains(&v.parse().unwrap());
+        r.records()
+            .map(|rec| rec.unwrap())
+            .filter(|rec| inside(&rec[x]) && inside(&rec[y]))
+            .map(|rec| {
+                let source = if rec[m].contains(names[0]) { 1 } else { 2 };
+                (
+                    (source, rec[x].to_string(), rec[y].to_string()),
+                    rec[p].to_string(),
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let namesakes = run("shared", ["A/sim_0001", "B/sim_0001"]);
+    let distinct = run("distinct", ["A/sim_0001", "B/sim_0002"]);
+    assert!(namesakes.keys().any(|k| k.0 == 1) && namesakes.keys().any(|k| k.0 == 2));
+    assert_eq!(namesakes, distinct);
+}
+
 /// A model whose validation.csv is damaged fails before anything is written, not after the
 /// outputs (the threshold advisor reads it first).
 #[test]
