@@ -145,6 +145,24 @@ pub fn match_micrographs(pick_names: &[String], micrographs: &[PathBuf]) -> Matc
     report
 }
 
+/// The micrographs a pick name could mean by its stem (else its key): two or more where
+/// [`match_micrographs`] left the name unmatched because their folders did not tell them apart.
+pub fn alike<'a>(name: &str, micrographs: &'a [PathBuf]) -> Vec<&'a PathBuf> {
+    let same = |f: &dyn Fn(&str) -> String| -> Vec<&'a PathBuf> {
+        let want = f(name);
+        micrographs
+            .iter()
+            .filter(|m| f(&m.to_string_lossy()) == want)
+            .collect()
+    };
+    let by_stem = same(&stem);
+    if by_stem.is_empty() {
+        same(&micrograph_key)
+    } else {
+        by_stem
+    }
+}
+
 /// Of several micrographs of one name, the one whose folders end as the pick name's do
 /// (`sim_b/micrographs/x.mrc` names `/data/sim_b/micrographs/x.mrc`, not
 /// `/data/sim/micrographs/x.mrc`): the longest run of shared folders, when one alone has it.
@@ -402,6 +420,8 @@ mod tests {
         let r = match_micrographs(&picks, &mics);
         assert_eq!(r.pairs, vec![(0, 1), (1, 0)]);
         assert_eq!(r.unmatched_picks, ["a.mrc", "x/a.mrc"]);
+        assert_eq!(alike("x/a.mrc", &mics), [&mics[0], &mics[1]]);
+        assert!(alike("b.mrc", &mics).is_empty());
     }
 
     #[test]

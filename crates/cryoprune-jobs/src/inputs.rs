@@ -212,9 +212,20 @@ pub fn pair_with_micrographs(
     let report = match_micrographs(&names, micrographs);
     let unmatched = &report.unmatched_picks;
     for name in unmatched.iter().take(SHOWN) {
-        events.warn(format!(
-            "picks for `{name}` match no micrograph given with --micrographs; {consequence}"
-        ));
+        let alike = cryoprune_formats::names::alike(name, micrographs);
+        events.warn(match alike.as_slice() {
+            [a, b, ..] => format!(
+                "picks for `{name}` could be on {} micrographs of that name ({}, {}{}) and \
+                 their folders do not say which; {consequence}",
+                alike.len(),
+                a.display(),
+                b.display(),
+                if alike.len() > 2 { ", ..." } else { "" }
+            ),
+            _ => format!(
+                "picks for `{name}` match no micrograph given with --micrographs; {consequence}"
+            ),
+        });
     }
     if unmatched.len() > SHOWN {
         events.warn(format!(

@@ -945,6 +945,21 @@ fn micrographs_of_one_name_in_two_folders_are_kept_apart() {
     let distinct = run("distinct", ["A/sim_0001", "B/sim_0002"]);
     assert!(namesakes.keys().any(|k| k.0 == 1) && namesakes.keys().any(|k| k.0 == 2));
     assert_eq!(namesakes, distinct);
+
+    // Picks named by the bare micrograph name cannot say which of the two they are on.
+    let mics = s(&root.join("shared/MotionCorr/job002")).to_string() + "/*/*.mrc";
+    let bare = star("sim_0001");
+    let o = cryoprune(&prune_args(
+        s(&f.model),
+        &mics,
+        s(bare),
+        s(&root.join("bare")),
+    ));
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("could be on 2 micrographs of that name"),
+        "{t}"
+    );
 }
 
 /// A model whose validation.csv is damaged fails before anything is written, not after the
