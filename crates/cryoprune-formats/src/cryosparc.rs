@@ -25,9 +25,20 @@ const SET_ASIDE: [&str; 5] = [
     "uncategorized",
 ];
 
-/// One output's files: the main `.cs` first (its name is the output's), then the files whose
-/// fields are joined to it by `uid` (the output's other main files, then its passthrough).
-pub type OutputFiles = Vec<PathBuf>;
+/// One output's files: the main `.cs` (its name is the output's) and the files whose fields are
+/// joined to it by `uid` (the output's other main files, then its passthrough).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputFiles {
+    pub main: PathBuf,
+    pub joined: Vec<PathBuf>,
+}
+
+impl OutputFiles {
+    /// The output as one table.
+    pub fn read(&self) -> Result<StructArray> {
+        read_joined(&self.main, &self.joined)
+    }
+}
 
 /// The kind of output a reader wants from a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +85,7 @@ impl Group {
 
     /// The group's files, main first, but `skip`; found only now, so that a file of an output
     /// not read may be missing.
-    fn files(&self, job: &Path, json: &Path, skip: Option<&OsStr>) -> Result<OutputFiles> {
+    fn files(&self, job: &Path, json: &Path, skip: Option<&OsStr>) -> Result<Vec<PathBuf>> {
         self.listed()
             .into_iter()
             .filter(|l| skip.is_none() || Path::new(l).file_name() != skip)
@@ -120,9 +131,11 @@ pub fn job_output(p: &Path, want: Output) -> Result<Option<OutputFiles>> {
         else {
             return Ok(None);
         };
-        let mut files = vec![p.to_path_buf()];
-        files.extend(group.files(job, &json, name)?);
-        return Ok((files.len() > 1).then_some(files));
+        let joined = group.files(job, &json, name)?;
+        return Ok((!joined.is_empty()).then(|| OutputFiles {
+            main: p.to_path_buf(),
+            joined,
+        }));
     }
     // A group may be all passthrough (a picker passes its micrographs on unchanged): its
     // passthrough file is then the main one.
@@ -132,7 +145,12 @@ pub fn job_output(p: &Path, want: Output) -> Result<Option<OutputFiles>> {
             && !SET_ASIDE.iter().any(|s| g.name.contains(s))
     });
     match wanted.as_slice() {
-        [one] => Ok(Some(one.files(job, &json, None)?)),
+        [one] => {
+            // Not empty: a group read has a main or a passthrough file.
+            let mut joined = one.files(job, &json, None)?;
+            let main = joined.remove(0);
+            Ok(Some(OutputFiles { main, joined }))
+        }
         [] => {
             let names: Vec<&str> = others.iter().map(|g| g.name.as_str()).collect();
             Err(FormatError::invalid(
@@ -234,7 +252,7 @@ fn metafile(listed: &str, job: &Path) -> Option<PathBuf> {
 }
 
 /// `main`, its records given the fields of each of `joined` by `uid`, in turn.
-pub fn read_joined(main: &Path, joined: &[PathBuf]) -> Result<StructArray> {
+pub(crate) fn read_joined(main: &Path, joined: &[PathBuf]) -> Result<StructArray> {
     let mut array = StructArray::read(main)?;
     for j in joined {
         array = array.joined(&StructArray::read(j)?, "uid").map_err(|m| {
@@ -311,12 +329,12 @@ mod tests {
             let files = job_output(&given, Output::Exposures).unwrap().unwrap();
             assert_eq!(
                 files,
-                [
-                    job.join("exposures_ctf.cs"),
-                    job.join("J13_passthrough_exposures.cs")
-                ]
+                OutputFiles {
+                    main: job.join("exposures_ctf.cs"),
+                    joined: vec![job.join("J13_passthrough_exposures.cs")]
+                }
             );
-            let table = read_joined(&files[0], &files[1..]).unwrap();
+            let table = files.read().unwrap();
             let path = table.field("micrograph_blob/path").unwrap();
             assert_eq!(table.text(0, path).unwrap(), "J12/motioncorrected/a.mrc");
         }
@@ -345,7 +363,10 @@ mod tests {
             ],
         );
         let files = job_output(&job, Output::Exposures).unwrap().unwrap();
-        assert_eq!(files, [job.join("J13_passthrough_exposures.cs")]);
+        assert_eq!(
+            (files.main, files.joined),
+            (job.join("J13_passthrough_exposures.cs"), vec![])
+        );
         // A folder whose job.json is not cryoSPARC's is no job.
         std::fs::write(job.join(JOB_JSON), "{\"jobs\": []}").unwrap();
         assert!(job_output(&job, Output::Exposures).unwrap().is_none());

@@ -183,10 +183,11 @@ fn by_folders(name: &str, candidates: &[usize], micrographs: &[PathBuf]) -> Opti
             .take_while(|(a, b)| a == b)
             .count()
     };
-    let best = candidates.iter().map(|&m| shared(m)).max()?;
-    let mut with_best = candidates.iter().filter(|&&m| shared(m) == best);
+    let scored: Vec<(usize, usize)> = candidates.iter().map(|&m| (shared(m), m)).collect();
+    let best = scored.iter().map(|&(n, _)| n).max()?;
+    let mut with_best = scored.iter().filter(|&&(n, _)| n == best);
     match (best, with_best.next(), with_best.next()) {
-        (1.., Some(&m), None) => Some(m),
+        (1.., Some(&(_, m)), None) => Some(m),
         _ => None,
     }
 }

@@ -126,17 +126,14 @@ pub(crate) fn micrograph_inputs(micrographs: &[String]) -> Result<MicrographInpu
         // A cryoSPARC job folder, or an output's main .cs beside its job.json, with the
         // passthrough that names the micrographs joined to it; else a plain exposures .cs.
         let exposures = match cryosparc::job_output(path, Output::Exposures)? {
-            Some(files) => Some((
-                files[0].clone(),
-                cryosparc::read_joined(&files[0], &files[1..])?,
-            )),
+            Some(output) => Some((output.read()?, output.main)),
             None if PickFormat::from_path(path) == Some(PickFormat::Cs) && path.is_file() => {
-                Some((path.to_path_buf(), StructArray::read(path)?))
+                Some((StructArray::read(path)?, path.to_path_buf()))
             }
             None => None,
         };
-        if let Some((path, exposures)) = exposures {
-            let path = path.as_path();
+        if let Some((exposures, listed_in)) = exposures {
+            let path = listed_in.as_path();
             let Some(field) = exposures.field(EXPOSURE_PATH) else {
                 invalid!(
                     "{}: no {EXPOSURE_PATH} field (expected cryoSPARC exposures, e.g. a Patch \

@@ -452,10 +452,8 @@ impl PickSet {
         let mut joins: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
         for p in paths {
             if let Some(output) = cryosparc::job_output(p, Output::Particles)? {
-                let mut output = output.into_iter();
-                let main = output.next().expect("an output has its main file");
-                joins.insert(main.clone(), output.collect());
-                files.push(main);
+                joins.insert(output.main.clone(), output.joined);
+                files.push(output.main);
             } else if let Some((found, node)) = relion_job_files(p)? {
                 files.extend(found);
                 suffix_nodes.extend(node);
