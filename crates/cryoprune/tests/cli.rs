@@ -287,11 +287,16 @@ fn nonsense_numbers_are_refused_with_the_flag_named() {
         "--box",
         "48",
     ];
-    let stack = tmp.path().join("particles.star");
-    refused(
-        &[&extract[..], &["--out", s(&stack)]].concat(),
-        "is the particle stack; give it the extension .mrcs",
-    );
+    // RELION reads `000001@stack` by the stack's extension: a `.mrc` is a 3D map to it, and a
+    // stack by any other name no format at all, so the STAR file would lead nowhere.
+    for name in ["particles.star", "particles.mrc", "particles"] {
+        let stack = tmp.path().join(name);
+        refused(
+            &[&extract[..], &["--out", s(&stack)]].concat(),
+            "is the particle stack; give it the extension .mrcs, the only one RELION reads",
+        );
+        assert!(!stack.exists() && !stack.with_extension("star").exists());
+    }
     let csv = tmp.path().join("picks.csv");
     refused(
         &[

@@ -235,15 +235,8 @@ fn run_job(
         .star
         .clone()
         .unwrap_or_else(|| cfg.out.with_extension("star"));
-    if star_path == cfg.out {
-        match cfg.star {
-            Some(_) => invalid!("--star and --out name the same file"),
-            None => invalid!(
-                "--out {} is the particle stack; give it the extension .mrcs (the STAR file is \
-                 written beside it, or where --star says)",
-                cfg.out.display()
-            ),
-        }
+    if cfg.star.is_some() && star_path == cfg.out {
+        invalid!("--star and --out name the same file");
     }
     let mics = micrograph_paths(&cfg.micrographs)?;
     let mut inputs = mics.clone();
@@ -251,6 +244,21 @@ fn run_job(
     ensure_not_input(&cfg.out, &inputs)?;
     ensure_not_input(&star_path, &inputs)?;
     crate::inputs::ensure_file_possible("--out", &cfg.out)?;
+    // RELION takes the format of `000001@stack` from its extension and reads MRC stacks only
+    // from `.mrcs` (a `.mrc` is a 3D map to it), so a stack by another name is a STAR file no
+    // RELION program can follow.
+    let is_mrcs = cfg
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("mrcs"));
+    if !is_mrcs {
+        invalid!(
+            "--out {} is the particle stack; give it the extension .mrcs, the only one RELION \
+             reads a stack of particles from (the STAR file is written beside it, or where \
+             --star says)",
+            cfg.out.display()
+        );
+    }
     crate::inputs::ensure_file_possible("--star", &star_path)?;
 
     let set = crate::inputs::read_scaled(&cfg.picks, cfg.format, cfg.scale)?;
