@@ -3,9 +3,9 @@
 //! fractions with the micrograph size).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use cryoprune_formats::{micrograph_shape, PickFormat, WriteOptions};
+use cryoprune_formats::{micrograph_shape, PickFormat, PickSet, WriteOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::events::Events;
@@ -28,7 +28,7 @@ pub struct ConvertConfig {
     #[arg(long = "box", value_parser = crate::positive)]
     pub box_size: Option<f64>,
     /// Micrographs (globs, quoted, or one RELION micrographs STAR or cryoSPARC exposures .cs):
-    /// sizes for .cs and a check that picks lie inside them.
+    /// sizes for .cs, a check that picks lie inside them, and the micrograph names written.
     #[arg(long, num_args = 1..)]
     pub micrographs: Vec<String>,
     /// Input format when the extension does not tell (e.g. `.txt` that is not Topaz).
@@ -53,9 +53,42 @@ impl Default for ConvertConfig {
     }
 }
 
+/// A pick file that names its micrograph by its own file name (RELION's `mic_autopick.star`,
+/// a `.box` named by the micrograph's stem) would pass that name on: a STAR or `.cs` written
+/// from it would name a micrograph that RELION or cryoSPARC cannot find, and files per
+/// micrograph would keep the picker's suffix. So each micrograph is named as the file it was
+/// matched to (the path as given), unless the picks name that file already (a STAR's project
+/// path stays). Micrographs that two pick files' names were matched to keep those names, so
+/// that neither file's picks replace the other's.
+fn name_by_micrographs(
+    set: &mut PickSet,
+    pairs: &[(usize, usize)],
+    mics: &[PathBuf],
+    events: &dyn Events,
+) {
+    let mut times = vec![0usize; mics.len()];
+    for &(_, m) in pairs {
+        times[m] += 1;
+    }
+    for &(p, m) in pairs {
+        let named = &mut set.micrographs[p].micrograph;
+        if Path::new(named.as_str()).file_name() == mics[m].file_name() {
+            continue;
+        }
+        if times[m] > 1 {
+            events.warn(format!(
+                "the picks of `{named}` keep that name: {} is also the micrograph of other picks",
+                mics[m].display()
+            ));
+            continue;
+        }
+        *named = mics[m].to_string_lossy().into_owned();
+    }
+}
+
 /// Converts; returns the files written.
 pub fn run(args: &ConvertConfig, events: &dyn Events) -> Result<Vec<PathBuf>> {
-    let set = crate::inputs::read_scaled(&args.input, args.format, args.scale)?;
+    let mut set = crate::inputs::read_scaled(&args.input, args.format, args.scale)?;
     let mut opts = WriteOptions {
         box_size: args.box_size,
         ..Default::default()
@@ -63,6 +96,7 @@ pub fn run(args: &ConvertConfig, events: &dyn Events) -> Result<Vec<PathBuf>> {
     if !args.micrographs.is_empty() {
         let mics = micrograph_paths(&args.micrographs)?;
         let report = pair_with_micrographs(&set, &mics, "not checked against a micrograph", events);
+        name_by_micrographs(&mut set, &report.pairs, &mics, events);
         let mut shapes = HashMap::new();
         for (p, m) in report.pairs {
             let (nx, ny) = micrograph_shape(&mics[m])

@@ -116,6 +116,109 @@ fn convert_round_trip_through_the_cli() {
     );
 }
 
+/// A RELION 3.0 coordinate file names its micrograph only by its own name
+/// (`mic_autopick.star`); converted with `--micrographs`, the picks name the micrograph they
+/// lie on, so a STAR or `.cs` leads to it and files per micrograph are named for it. Real files:
+/// a RELION autopick file and its micrograph (MicrographCleaner's test data).
+#[test]
+fn converted_picks_name_the_micrograph_they_were_matched_to() {
+    let Some(d) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cleaner = d.join("sources/micrograph_cleaner_em");
+    let mic = cleaner.join("mics/Ucsf_stack_1142_DW.mrc");
+    let auto = tmp.path().join("Ucsf_stack_1142_DW_autopick.star");
+    std::fs::copy(
+        cleaner.join("inCoords/relion/Ucsf_stack_1142_DW_autopick.star"),
+        &auto,
+    )
+    .unwrap();
+    let convert = |input: &Path, to: &str, out: &Path| {
+        let o = cryoprune(&[
+            "convert",
+            "--in",
+            s(input),
+            "--to",
+            to,
+            "--box",
+            "100",
+            "--micrographs",
+            s(&mic),
+            "--out",
+            s(out),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    let boxes = tmp.path().join("box");
+    convert(&auto, "box", &boxes);
+    let names: Vec<_> = std::fs::read_dir(&boxes)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["Ucsf_stack_1142_DW.box"]);
+    // A STAR from a coordinate STAR stays a coordinate file (its rows as read); from the
+    // `.box` files it is a particle STAR naming each pick's micrograph.
+    let star = tmp.path().join("all.star");
+    convert(&boxes, "star", &star);
+    let read = cryoprune_formats::StarFile::read(&star).unwrap();
+    let table = read.blocks[0].first_loop().unwrap();
+    let named = table.column("rlnMicrographName").unwrap();
+    assert_eq!(table.rows.len(), 45);
+    assert!(table.rows.iter().all(|row| row[named] == *s(&mic)));
+    let cs = tmp.path().join("all.cs");
+    convert(&auto, "cs", &cs);
+    let info = text(&cryoprune(&["info", s(&cs)]));
+    assert!(info.contains(&format!("{} (45)", s(&mic))), "{info}");
+    // Picks that name their micrograph's file already keep that name: a RELION project's path.
+    let project = tmp.path().join("particles.star");
+    let body = std::fs::read_to_string(&star).unwrap();
+    std::fs::write(
+        &project,
+        body.replace(s(&mic), "MotionCorr/job002/Ucsf_stack_1142_DW.mrc"),
+    )
+    .unwrap();
+    let csv = tmp.path().join("project.csv");
+    convert(&project, "csv", &csv);
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(
+        rows.matches("\nMotionCorr/job002/Ucsf_stack_1142_DW.mrc,")
+            .count(),
+        45,
+        "{rows}"
+    );
+    // Two pick files of one micrograph keep their own names, or one would replace the other.
+    let manual = tmp.path().join("Ucsf_stack_1142_DW_manualpick.star");
+    std::fs::copy(&auto, &manual).unwrap();
+    let both = tmp.path().join("both");
+    let o = cryoprune(&[
+        "convert",
+        "--in",
+        s(&auto),
+        s(&manual),
+        "--to",
+        "box",
+        "--box",
+        "100",
+        "--micrographs",
+        s(&mic),
+        "--out",
+        s(&both),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("keep that name: ") && text(&o).contains("also the micrograph"),
+        "{}",
+        text(&o)
+    );
+    for stem in [
+        "Ucsf_stack_1142_DW_autopick",
+        "Ucsf_stack_1142_DW_manualpick",
+    ] {
+        let f = both.join(format!("{stem}.box"));
+        assert_eq!(std::fs::read_to_string(f).unwrap().lines().count(), 45);
+    }
+}
+
 /// A folder of pick files reads as the commands read it; a folder of micrographs says why it
 /// is none of the folders `info` knows.
 #[test]
