@@ -266,6 +266,22 @@ pub(super) fn read_csv(
         .iter()
         .map(str::to_string)
         .collect();
+    // A spreadsheet in a locale with decimal commas saves "CSV" with semicolons (or tabs):
+    // the header is then one field, which would be reported as lacking every column.
+    if let [only] = header.as_slice() {
+        if let Some(sep) = [";", "\t"].into_iter().find(|s| only.contains(s)) {
+            return Err(FormatError::invalid(
+                path,
+                Location::Line(1),
+                format!(
+                    "the header's columns are separated by {}, not commas; save the file as \
+                     comma-separated CSV (`micrograph,x,y[,score][,label]`, a point before \
+                     decimals)",
+                    if sep == ";" { "semicolons" } else { "tabs" }
+                ),
+            ));
+        }
+    }
     let mut rows = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| {

@@ -80,6 +80,9 @@ put("empty.csv", "", "csv", "empty file")
 put("not_a_png.png", b"\x89PNG\r\n\x1a\n" + bytes(40), "image", "cannot decode")
 put("truncated.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image", "cannot decode")
 put("not_a_tiff.tif", b"II*\x00" + bytes(12), "image", "cannot decode TIFF")
+put("csv_semicolons.csv", "micrograph;x;y;label\nmic_001;10,5;20;particle\n", "csv",
+    "separated by semicolons, not commas")
+put("csv_tabs.csv", "micrograph\tx\ty\nmic_001\t10.5\t20\n", "csv", "separated by tabs, not commas")
 
 with open(os.path.join(HERE, "expected.tsv"), "w") as f:
     f.write("file\treader\terror must contain\n")
