@@ -39,6 +39,11 @@ pub struct PickerSpec {
     pub pretrained: String,
     /// Particle diameter in micrograph pixels.
     pub particle_diameter: f64,
+    /// Å per pixel of the training micrographs (`--angpix`, or the first one's header), so
+    /// that `pick` bins micrographs of another pixel size to the scale the network learnt;
+    /// None where unknown (JPEGs, pickers from before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub angpix: Option<f64>,
     /// Micrograph pixels per binned pixel.
     pub bin: f64,
     /// Low-pass as given (`20A`, `0.5nyquist`), and as the fraction of the binned micrograph's
@@ -261,6 +266,7 @@ mod tests {
             network: network.name().into(),
             pretrained: from_scratch(),
             particle_diameter: 32.0,
+            angpix: None,
             bin: 1.0,
             lowpass: None,
             lowpass_fraction: None,

@@ -284,3 +284,157 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         text(&out)
     );
 }
+
+/// Picks of `picks` (x, y) with one of `other` within `radius`, as a share.
+fn matched(picks: &[(f64, f64)], other: &[(f64, f64)], radius: f64) -> f64 {
+    let near = |p: &(f64, f64)| other.iter().any(|q| (p.0 - q.0).hypot(p.1 - q.1) <= radius);
+    picks.iter().filter(|p| near(p)).count() as f64 / picks.len().max(1) as f64
+}
+
+/// A picker applied to micrographs of another pixel size bins them to the scale it learnt: a
+/// micrograph sampled twice as finely (its header saying half the pixel size) gives the picks
+/// of the original at twice the coordinates, where picking it as the training micrographs were
+/// picked finds other places; `--angpix` overrides the header, and a micrograph coarser than
+/// the network's pixel is refused.
+#[test]
+fn pick_bins_micrographs_of_another_pixel_size_to_the_pickers_scale() {
+    use cryoprune_formats::mrc::{write_mrc, Mode, WriteKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |s: &str| tmp.path().join(s).display().to_string();
+    let sim = p("sim");
+    let out = cryoprune(&[
+        "simulate",
+        "--out",
+        &sim,
+        "--count",
+        "3",
+        "--size",
+        "384",
+        "--format",
+        "csv",
+        "--preset",
+        "easy",
+        "--no-previews",
+        "--seed",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cryoprune(&[
+        "picker",
+        "train",
+        "--micrographs",
+        &format!("{sim}/micrographs/*.mrc"),
+        "--picks",
+        &format!("{sim}/picks.csv"),
+        "--box",
+        "48",
+        "--network",
+        "fcn",
+        "--epochs",
+        "3",
+        "--validation",
+        "1",
+        "--out",
+        &p("picker"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(p("picker/picker.json")).unwrap()).unwrap();
+    let trained = spec["angpix"].as_f64().unwrap();
+    let bin = spec["bin"].as_f64().unwrap();
+    let original =
+        cryoprune_formats::MrcFile::open(format!("{sim}/micrographs/sim_0003.mrc")).unwrap();
+    assert_eq!(original.header().pixel_size(), Some(trained as f32));
+    let (nx, ny) = (original.header().nx, original.header().ny);
+    let data = original.read_all();
+    // Each pixel as 2 x 2 pixels of half the size.
+    let fine: Vec<f32> = (0..2 * ny)
+        .flat_map(|y| (0..2 * nx).map(move |x| (x, y)))
+        .map(|(x, y)| data[(y / 2) * nx + x / 2])
+        .collect();
+    let write = |name: &str, size: (usize, usize), values: &[f32], px: f64| {
+        let path = p(name);
+        write_mrc(
+            &path,
+            (size.0, size.1, 1),
+            values,
+            Mode::Float32,
+            WriteKind::ImageOrStack,
+            Some(px as f32),
+        )
+        .unwrap();
+        path
+    };
+    let fine_mic = write("fine.mrc", (2 * nx, 2 * ny), &fine, trained / 2.0);
+    let pick = |mic: &str, more: &[&str]| -> (Vec<(f64, f64)>, String) {
+        let csv = p(&format!("picks_{}.csv", more.len()));
+        let _ = std::fs::remove_file(&csv);
+        let args = [
+            "pick",
+            "--model",
+            &p("picker"),
+            "--micrographs",
+            mic,
+            "--out",
+            &csv,
+        ];
+        let out = cryoprune(&[&args[..], more].concat());
+        assert!(out.status.success(), "{}", text(&out));
+        let rows = std::fs::read_to_string(&csv).unwrap();
+        let picks = rows
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[1].parse().unwrap(), f[2].parse().unwrap())
+            })
+            .collect();
+        (picks, text(&out))
+    };
+    let (at_scale, _) = pick(&format!("{sim}/micrographs/sim_0003.mrc"), &[]);
+    assert!(at_scale.len() > 10, "{} picks", at_scale.len());
+    let (fine_picks, said) = pick(&fine_mic, &[]);
+    assert!(
+        said.contains(&format!("binned by {:.2} instead of {:.2}", 2.0 * bin, bin)),
+        "{said}"
+    );
+    let halved: Vec<(f64, f64)> = fine_picks.iter().map(|(x, y)| (x / 2.0, y / 2.0)).collect();
+    // Within a quarter of the particle's 32 px: the score map is coarser than a pixel, and its
+    // grid falls a little differently on the two binnings.
+    let both = |a: &[(f64, f64)], b: &[(f64, f64)]| matched(a, b, 8.0).min(matched(b, a, 8.0));
+    let rescaled = both(&at_scale, &halved);
+    assert!(
+        rescaled >= 0.85,
+        "{rescaled}: {} against {} picks",
+        halved.len(),
+        at_scale.len()
+    );
+    // Told that the fine micrograph has the training pixel size, it is picked unscaled.
+    let angpix = trained.to_string();
+    let (unscaled, said) = pick(&fine_mic, &["--angpix", &angpix]);
+    assert!(!said.contains("binned by"), "{said}");
+    let unscaled: Vec<(f64, f64)> = unscaled.iter().map(|(x, y)| (x / 2.0, y / 2.0)).collect();
+    let unscaled_match = both(&at_scale, &unscaled);
+    assert!(
+        unscaled_match < rescaled - 0.2,
+        "{unscaled_match} against {rescaled}"
+    );
+    // A micrograph whose pixels are coarser than the network's cannot be brought to its scale.
+    let coarse = write("coarse.mrc", (nx, ny), &data, trained * bin * 1.5);
+    let out = cryoprune(&[
+        "pick",
+        "--model",
+        &p("picker"),
+        "--micrographs",
+        &coarse,
+        "--out",
+        &p("c.csv"),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("coarse.mrc: its pixels"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("are coarser than those the picker's network sees"));
+}

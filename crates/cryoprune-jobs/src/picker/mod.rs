@@ -249,14 +249,12 @@ fn train_on(
             net.stages()
         ));
     }
-    // The pixel size matters only for sizes given in Å; only then is a micrograph read for its
-    // header here (it is decoded again below, binned).
-    let in_angstrom =
-        cfg.particle_diameter.is_some() || matches!(cfg.lowpass, Some(Cutoff::Angstrom(_)));
+    // Read from the first micrograph's header (it is decoded again below, binned) for sizes
+    // given in Å, and kept so that `pick` can bring micrographs of another pixel size to this
+    // scale.
     let angpix = match cfg.angpix {
         Some(px) => Some(px),
-        None if in_angstrom => load(&mics[pairs[0].1])?.1,
-        None => None,
+        None => load(&mics[pairs[0].1])?.1,
     };
     let diameter = match (cfg.particle_diameter, cfg.box_size) {
         (Some(a), _) => match angpix {
@@ -419,6 +417,7 @@ fn train_on(
         network: cfg.network.name().into(),
         pretrained: start,
         particle_diameter: diameter,
+        angpix,
         bin,
         lowpass: cfg.lowpass.map(|c| c.to_string()),
         lowpass_fraction,

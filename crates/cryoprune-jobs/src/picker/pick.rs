@@ -11,7 +11,7 @@ use cryoprune_formats::names::relative_to;
 use cryoprune_formats::picks::{coordinate_file, write_relion_index, Pick, WriteOptions};
 use cryoprune_formats::{PickFormat, PickSet};
 use cryoprune_model::picker::FusedPicker;
-use cryoprune_train::picker::{candidates, score, Prepared};
+use cryoprune_train::picker::{candidates, score, Preparation, Prepared};
 use cryoprune_train::pickerdir::PickerDir;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,9 @@ pub struct PickConfig {
     pub min_distance: Option<f64>,
     /// Box size written into `.box`/`.cbox` files; 1.5 particle diameters if None.
     pub box_size: Option<usize>,
+    /// Å per pixel of these micrographs, instead of their headers: micrographs of another
+    /// pixel size than the picker's training micrographs are binned to the scale it learnt.
+    pub angpix: Option<f64>,
     /// Leave micrographs whose output file exists (a folder `--out` only).
     pub skip_existing: bool,
 }
@@ -58,6 +61,7 @@ impl Default for PickConfig {
             threshold: None,
             min_distance: None,
             box_size: None,
+            angpix: None,
             skip_existing: false,
         }
     }
@@ -70,7 +74,23 @@ pub struct PickSummary {
     pub skipped: usize,
     pub picks: usize,
     pub threshold: f64,
+    /// Micrographs binned to the training micrographs' pixel size.
+    pub rescaled: usize,
     pub files: Vec<PathBuf>,
+}
+
+/// A micrograph's pixel size (if known) and how much more it was binned than the picker's
+/// training micrographs.
+type Rescaled = (Option<f64>, f64);
+
+/// How much more than the training micrographs a micrograph of `here` Å/px is binned so that
+/// the network sees the pixel it learnt: 1 where either pixel size is unknown or they agree
+/// to 1% (headers round).
+fn rescale(trained: Option<f64>, here: Option<f64>) -> f64 {
+    match (trained, here) {
+        (Some(t), Some(h)) if ((t / h) - 1.0).abs() > 0.01 => t / h,
+        _ => 1.0,
+    }
 }
 
 pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
@@ -104,16 +124,23 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
     let (net, spec) = PickerDir::new(&cfg.model).load()?;
     let prep = spec.preparation();
     let threshold = cfg.threshold.unwrap_or(spec.threshold);
-    let min_distance = cfg.min_distance.unwrap_or(spec.min_distance);
-    let box_size = cfg
-        .box_size
-        .map_or((1.5 * spec.particle_diameter).round(), |b| b as f64);
-    let opts = |shapes: HashMap<String, (usize, usize)>| WriteOptions {
+    if let Some(px) = cfg.angpix.filter(|px| !(*px > 0.0 && px.is_finite())) {
+        invalid!("--angpix must be a positive number of Å per pixel, not {px}");
+    }
+    // Sizes in the training micrographs' pixels, scaled to each micrograph's; what the user
+    // gives is in these micrographs' pixels already.
+    let min_distance = |scale: f64| cfg.min_distance.unwrap_or(spec.min_distance * scale);
+    let box_size = |scale: f64| {
+        cfg.box_size
+            .map_or((1.5 * spec.particle_diameter * scale).round(), |b| b as f64)
+    };
+    let opts = |box_size: f64, shapes: HashMap<String, (usize, usize)>| WriteOptions {
         box_size: Some(box_size),
         micrograph_shapes: shapes,
     };
     events.note(format!(
-        "picking at score >= {threshold:.3} (log-odds), peaks at least {min_distance:.0} px apart"
+        "picking at score >= {threshold:.3} (log-odds), peaks at least {:.0} px apart",
+        min_distance(1.0)
     ));
     let fused = FusedPicker::new(&net);
     let todo: Vec<(PathBuf, String)> = mics
@@ -141,6 +168,7 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
     let mut all = PickSet::empty(format);
     let mut shapes = HashMap::new();
     let mut index = HashMap::new();
+    let mut rescaled_first: Option<Rescaled> = None;
     events.emit(Event::Started {
         total: todo.len() as u64,
         unit: "micrographs",
@@ -150,13 +178,32 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
         // products use every core either way, and the reading of the next overlaps.
         for chunk in todo.chunks(compute.threads.max(1)) {
             check_interrupted()?;
-            let picked: Vec<(Vec<Pick>, (usize, usize))> = chunk
+            let picked: Vec<(Vec<Pick>, (usize, usize), Rescaled)> = chunk
                 .par_iter()
                 .map(|(path, _)| {
-                    let (image, _) = load(path)?;
+                    let (image, header) = load(path)?;
+                    let here = cfg.angpix.or(header);
+                    let scale = rescale(spec.angpix, here);
+                    let prep = Preparation {
+                        bin: prep.bin * scale,
+                        ..prep
+                    };
+                    if prep.bin < 1.0 {
+                        invalid!(
+                            "{}: its pixels ({:.3} Å) are coarser than those the picker's network \
+                             sees ({:.3} Å: the training micrographs' {:.3} Å binned by {:.2}); \
+                             pick on micrographs of at most that pixel size, or give --angpix if \
+                             the header is wrong",
+                            path.display(),
+                            here.unwrap_or(f64::NAN),
+                            spec.angpix.unwrap_or(f64::NAN) * spec.bin,
+                            spec.angpix.unwrap_or(f64::NAN),
+                            spec.bin
+                        );
+                    }
                     let prepared = Prepared::new(&image, &prep, fused.stride())?;
                     let map = score(&fused, &prepared, spec.views);
-                    let picks = candidates(&prepared, &map, min_distance, threshold as f32)
+                    let picks = candidates(&prepared, &map, min_distance(scale), threshold as f32)
                         .into_iter()
                         .filter(|c| {
                             c.x >= 0.0
@@ -169,10 +216,14 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
                             ..Pick::new(c.x.round(), c.y.round())
                         })
                         .collect();
-                    Ok((picks, (image.nx, image.ny)))
+                    Ok((picks, (image.nx, image.ny), (here, scale)))
                 })
                 .collect::<Result<_>>()?;
-            for ((_, name), (picks, shape)) in chunk.iter().zip(picked) {
+            for ((_, name), (picks, shape, rescaled)) in chunk.iter().zip(picked) {
+                if rescaled.1 != 1.0 {
+                    rescaled_first.get_or_insert(rescaled);
+                    summary.rescaled += 1;
+                }
                 let name = name.clone();
                 summary.picks += picks.len();
                 shapes.insert(name.clone(), shape);
@@ -193,9 +244,11 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
                             picks,
                         });
                     let shape = HashMap::from([(name.clone(), shape)]);
-                    summary
-                        .files
-                        .extend(one.write(format, &cfg.out, &opts(shape))?);
+                    summary.files.extend(one.write(
+                        format,
+                        &cfg.out,
+                        &opts(box_size(rescaled.1), shape),
+                    )?);
                 }
                 events.emit(Event::Advanced(1));
             }
@@ -203,10 +256,22 @@ pub fn run(cfg: &PickConfig, events: &dyn Events) -> Result<PickSummary> {
         Ok(())
     })?;
     events.emit(Event::Finished);
+    if let (Some((here, scale)), Some(trained)) = (rescaled_first, spec.angpix) {
+        events.note(format!(
+            "{} of {} micrographs (the first at {:.3} Å/px) were binned by {:.2} instead of {:.2}, \
+             so that particles have the size in pixels the picker learnt on its {trained:.3} Å/px \
+             micrographs; --angpix gives their pixel size where a header is wrong",
+            summary.rescaled,
+            summary.micrographs,
+            here.unwrap_or(f64::NAN),
+            spec.bin * scale,
+            spec.bin
+        ));
+    }
     if one_file {
         summary
             .files
-            .extend(all.write(format, &cfg.out, &opts(shapes))?);
+            .extend(all.write(format, &cfg.out, &opts(box_size(1.0), shapes))?);
     } else if format == PickFormat::Star {
         // RELION 4/5's Extract takes its coordinates as an index, as AutoPick writes one.
         let listed: Vec<(String, PathBuf)> = names

@@ -6,7 +6,7 @@
 //! ```text
 //! cryoprune pick --model picker/ --micrographs 'Micrographs/*.mrc' --out picks/ --format star
 //! cryoprune pick --model picker/ --micrographs 'mics/*.jpg' --out picks.cs --threshold 1.5
-//! cryoprune pick --model picker/ --micrographs 'mics/*.mrc' --out boxes/ --format box --min-distance 60 --skip-existing
+//! cryoprune pick --model picker/ --micrographs 'other/*.mrc' --angpix 0.83 --out boxes/ --format box --skip-existing
 //! ```
 
 use std::path::PathBuf;
@@ -47,6 +47,10 @@ pub struct Args {
     /// Box size written into .box and .cbox files (default: 1.5 particle diameters).
     #[arg(long = "box")]
     box_size: Option<usize>,
+    /// Å per pixel of these micrographs, instead of their headers. Micrographs of another pixel
+    /// size than the picker's training micrographs are binned to the scale it learnt.
+    #[arg(long, value_parser = cryoprune_jobs::positive)]
+    angpix: Option<f64>,
     /// Leave micrographs whose output file exists.
     #[arg(long)]
     skip_existing: bool,
@@ -68,6 +72,7 @@ pub fn run(args: Args) -> Result<()> {
         threshold: args.threshold,
         min_distance: args.min_distance,
         box_size: args.box_size,
+        angpix: args.angpix,
         skip_existing: args.skip_existing,
     };
     pick::run(&cfg, &Printer::default())?;
