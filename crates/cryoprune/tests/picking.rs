@@ -73,15 +73,12 @@ fn evaluate_picks_agrees_with_the_independent_labels_of_real_pickers() {
     }
 }
 
-#[test]
-fn picker_train_pick_and_evaluate_from_the_command_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let p = |s: &str| tmp.path().join(s).display().to_string();
-    let sim = p("sim");
+/// Three easy simulated micrographs of 384² with their picks as CSV, in `sim`.
+fn simulate_easy(sim: &str) {
     let out = cryoprune(&[
         "simulate",
         "--out",
-        &sim,
+        sim,
         "--count",
         "3",
         "--size",
@@ -95,6 +92,14 @@ fn picker_train_pick_and_evaluate_from_the_command_line() {
         "5",
     ]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn picker_train_pick_and_evaluate_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |s: &str| tmp.path().join(s).display().to_string();
+    let sim = p("sim");
+    simulate_easy(&sim);
     let picks = format!("{sim}/picks.csv");
     let mics = format!("{sim}/micrographs/*.mrc");
     let picker_train = |args: &[&str]| {
@@ -302,23 +307,7 @@ fn pick_bins_micrographs_of_another_pixel_size_to_the_pickers_scale() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |s: &str| tmp.path().join(s).display().to_string();
     let sim = p("sim");
-    let out = cryoprune(&[
-        "simulate",
-        "--out",
-        &sim,
-        "--count",
-        "3",
-        "--size",
-        "384",
-        "--format",
-        "csv",
-        "--preset",
-        "easy",
-        "--no-previews",
-        "--seed",
-        "5",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    simulate_easy(&sim);
     let out = cryoprune(&[
         "picker",
         "train",
