@@ -137,7 +137,7 @@ fn describe_folder(path: &Path) -> Result<Value> {
         return Ok(json!({
             "file": file, "type": "cryoprune picker",
             "network": s.network, "pretrained": s.pretrained,
-            "particle_diameter_px": s.particle_diameter, "bin": s.bin,
+            "particle_diameter_px": s.particle_diameter, "angpix": s.angpix, "bin": s.bin,
             "threshold": s.threshold, "views": s.views,
             "trained_on": format!(
                 "{} on {}",

@@ -330,6 +330,9 @@ fn pick_bins_micrographs_of_another_pixel_size_to_the_pickers_scale() {
     let spec: Value =
         serde_json::from_slice(&std::fs::read(p("picker/picker.json")).unwrap()).unwrap();
     let trained = spec["angpix"].as_f64().unwrap();
+    let info = cryoprune(&["info", "--json", &p("picker")]);
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["angpix"], spec["angpix"]);
     let bin = spec["bin"].as_f64().unwrap();
     let original =
         cryoprune_formats::MrcFile::open(format!("{sim}/micrographs/sim_0003.mrc")).unwrap();
