@@ -67,11 +67,35 @@ pub fn describe(path: &Path) -> Result<Value> {
     match picks {
         Ok(set) => add_picks(&mut v, &set),
         Err(e) if matches!(format, PickFormat::Star | PickFormat::Cs) => {
-            v["picks_note"] = json!(e.to_string());
+            match micrographs_listed(path, format) {
+                Some(n) => {
+                    v["micrographs_listed"] = json!(format!(
+                        "{}: a list of micrographs, as --micrographs takes one",
+                        crate::count(n, "micrograph")
+                    ))
+                }
+                None => v["picks_note"] = json!(e.to_string()),
+            }
         }
         Err(e) => return Err(e.into()),
     }
     Ok(v)
+}
+
+/// How many micrographs a file that holds no picks lists, where it is a RELION micrographs STAR
+/// (CtfFind's `micrographs_ctf.star`) or cryoSPARC exposures: what such a file is for.
+fn micrographs_listed(path: &Path, format: PickFormat) -> Option<usize> {
+    use crate::inputs::{loop_with, EXPOSURE_PATH, MICROGRAPH};
+    match format {
+        PickFormat::Star => {
+            let star = StarFile::read(path).ok()?;
+            loop_with(&star, "micrographs", MICROGRAPH).map(|(_, l, _)| l.rows.len())
+        }
+        _ => {
+            let arr = StructArray::read(path).ok()?;
+            arr.field(EXPOSURE_PATH).map(|_| arr.nrows)
+        }
+    }
 }
 
 /// What a set of picks holds: picks per micrograph, box size, score range and labels.

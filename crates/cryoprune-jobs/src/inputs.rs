@@ -72,8 +72,8 @@ pub(crate) enum MicrographList {
 }
 
 /// The field of a cryoSPARC exposure that names its micrograph.
-const EXPOSURE_PATH: &str = "micrograph_blob/path";
-const MICROGRAPH: &str = "rlnMicrographName";
+pub(crate) const EXPOSURE_PATH: &str = "micrograph_blob/path";
+pub(crate) const MICROGRAPH: &str = "rlnMicrographName";
 
 /// The micrographs `--micrographs` gives: globs and paths, or one RELION micrographs STAR or
 /// cryoSPARC exposures `.cs` listing them.

@@ -244,6 +244,17 @@ fn info_describes_a_folder_of_picks() {
             && t.contains("holds no pick files"),
         "{t}"
     );
+    // A micrographs STAR (Topaz's copy of EMPIAR-10025's CTF parameters, RELION 3.0) holds no
+    // picks: it is named for what it is, a list `--micrographs` takes.
+    let ctf = d.join("sources/topaz-github/test_data/EMPIAR-10025/rawdata/ctf_params.star");
+    let o = cryoprune(&["info", "--json", s(&ctf)]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        info["micrographs_listed"],
+        "30 micrographs: a list of micrographs, as --micrographs takes one",
+        "{info}"
+    );
+    assert!(info.get("picks_note").is_none(), "{info}");
 }
 
 #[test]

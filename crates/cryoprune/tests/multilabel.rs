@@ -638,6 +638,14 @@ fn curate_tags_micrographs_and_writes_the_star_back_as_relion_reads_it() {
             ],
         )
         .unwrap();
+    // `info` names it for what it is, not for the picks it lacks.
+    let o = cryoprune(&["info", "--json", s(&cs)]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        info["micrographs_listed"],
+        "10 micrographs: a list of micrographs, as --micrographs takes one",
+        "{info}"
+    );
     let from_cs = tmp.path().join("FromCs");
     assert!(curate(&from_cs, &cs, &["--threshold", "1"]).contains("kept 10 of 10"));
     let kept_cs = cryoprune_formats::npy::StructArray::read(from_cs.join("exposures.cs")).unwrap();
