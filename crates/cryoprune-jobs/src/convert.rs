@@ -9,7 +9,7 @@ use cryoprune_formats::{micrograph_shape, PickFormat, PickSet, WriteOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::events::Events;
-use crate::inputs::{micrograph_paths, pair_with_micrographs};
+use crate::inputs::{micrograph_inputs, pair_with_micrographs, MicrographInputs};
 use crate::{Context, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -56,33 +56,34 @@ impl Default for ConvertConfig {
 /// A pick file that names its micrograph by its own file name (RELION's `mic_autopick.star`,
 /// a `.box` named by the micrograph's stem) would pass that name on: a STAR or `.cs` written
 /// from it would name a micrograph that RELION or cryoSPARC cannot find, and files per
-/// micrograph would keep the picker's suffix. So each micrograph is named as the file it was
-/// matched to (the path as given), unless the picks name that file already (a STAR's project
-/// path stays). Micrographs that two pick files' names were matched to keep those names, so
+/// micrograph would keep the picker's suffix. So each micrograph is named as the micrograph it
+/// was matched to is named (as a micrographs STAR or exposures `.cs` lists it, RELION's
+/// project path, else the path as given), unless the picks name that file already. Micrographs that two pick files' names were matched to keep those names, so
 /// that neither file's picks replace the other's.
 fn name_by_micrographs(
     set: &mut PickSet,
     pairs: &[(usize, usize)],
-    mics: &[PathBuf],
+    mics: &MicrographInputs,
     events: &dyn Events,
 ) {
-    let mut times = vec![0usize; mics.len()];
+    let mut times = vec![0usize; mics.paths.len()];
     for &(_, m) in pairs {
         times[m] += 1;
     }
     for &(p, m) in pairs {
         let named = &mut set.micrographs[p].micrograph;
-        if Path::new(named.as_str()).file_name() == mics[m].file_name() {
+        if Path::new(named.as_str()).file_name() == mics.paths[m].file_name() {
             continue;
         }
         if times[m] > 1 {
             events.warn(format!(
                 "the picks of `{named}` keep that name: {} is also the micrograph of other picks",
-                mics[m].display()
+                mics.names[m]
             ));
             continue;
         }
-        *named = mics[m].to_string_lossy().into_owned();
+        // cryoSPARC marks an imported file with a leading `>`; the path after it is the file.
+        *named = mics.names[m].trim_start_matches('>').to_string();
     }
 }
 
@@ -94,9 +95,10 @@ pub fn run(args: &ConvertConfig, events: &dyn Events) -> Result<Vec<PathBuf>> {
         ..Default::default()
     };
     if !args.micrographs.is_empty() {
-        let mics = micrograph_paths(&args.micrographs)?;
-        let report = pair_with_micrographs(&set, &mics, "not checked against a micrograph", events);
-        name_by_micrographs(&mut set, &report.pairs, &mics, events);
+        let inputs = micrograph_inputs(&args.micrographs)?;
+        let mics = &inputs.paths;
+        let report = pair_with_micrographs(&set, mics, "not checked against a micrograph", events);
+        name_by_micrographs(&mut set, &report.pairs, &inputs, events);
         let mut shapes = HashMap::new();
         for (p, m) in report.pairs {
             let (nx, ny) = micrograph_shape(&mics[m])

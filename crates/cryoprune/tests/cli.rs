@@ -169,6 +169,41 @@ fn converted_picks_name_the_micrograph_they_were_matched_to() {
     convert(&auto, "cs", &cs);
     let info = text(&cryoprune(&["info", s(&cs)]));
     assert!(info.contains(&format!("{} (45)", s(&mic))), "{info}");
+    // Through a RELION micrographs STAR, the name is the list's (the project's path), wherever
+    // the project folder is.
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(project.join("MotionCorr/job002")).unwrap();
+    std::fs::copy(
+        &mic,
+        project.join("MotionCorr/job002/Ucsf_stack_1142_DW.mrc"),
+    )
+    .unwrap();
+    let list = project.join("micrographs_ctf.star");
+    std::fs::write(
+        &list,
+        "data_micrographs\nloop_\n_rlnMicrographName\nMotionCorr/job002/Ucsf_stack_1142_DW.mrc\n",
+    )
+    .unwrap();
+    let listed = tmp.path().join("listed.csv");
+    let o = cryoprune(&[
+        "convert",
+        "--in",
+        s(&boxes),
+        "--to",
+        "csv",
+        "--micrographs",
+        s(&list),
+        "--out",
+        s(&listed),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = std::fs::read_to_string(&listed).unwrap();
+    assert_eq!(
+        rows.matches("\nMotionCorr/job002/Ucsf_stack_1142_DW.mrc,")
+            .count(),
+        45,
+        "{rows}"
+    );
     // Picks that name their micrograph's file already keep that name: a RELION project's path.
     let project = tmp.path().join("particles.star");
     let body = std::fs::read_to_string(&star).unwrap();
