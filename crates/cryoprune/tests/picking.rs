@@ -429,4 +429,41 @@ fn pick_bins_micrographs_of_another_pixel_size_to_the_pickers_scale() {
         text(&out)
     );
     assert!(text(&out).contains("are coarser than those the picker's network sees"));
+    // Training micrographs whose headers disagree leave the recorded pixel size a guess.
+    std::fs::create_dir(p("mixed")).unwrap();
+    for name in ["sim_0001.mrc", "sim_0002.mrc"] {
+        std::fs::copy(
+            format!("{sim}/micrographs/{name}"),
+            p(&format!("mixed/{name}")),
+        )
+        .unwrap();
+    }
+    write("mixed/sim_0003.mrc", (nx, ny), &data, trained * 1.2);
+    let out = cryoprune(&[
+        "picker",
+        "train",
+        "--micrographs",
+        &p("mixed/*.mrc"),
+        "--picks",
+        &format!("{sim}/picks.csv"),
+        "--box",
+        "48",
+        "--network",
+        "fcn",
+        "--epochs",
+        "1",
+        "--validation",
+        "1",
+        "--out",
+        &p("mixed_picker"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "headers give pixel sizes from {trained:.3} to {:.3} Å",
+            trained * 1.2
+        )),
+        "{}",
+        text(&out)
+    );
 }

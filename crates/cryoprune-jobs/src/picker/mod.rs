@@ -295,10 +295,10 @@ fn train_on(
         total: order.len() as u64,
         unit: "micrographs",
     });
-    let examples: Vec<Example> = order
+    let read: Vec<(Example, Option<f64>)> = order
         .par_iter()
         .map(|&(g, m)| {
-            let (image, _) = load(&mics[m])?;
+            let (image, header) = load(&mics[m])?;
             // A box in another unit (Å, or pixels of unbinned micrographs) would otherwise train
             // on targets that cover the whole micrograph and save a picker that finds nothing.
             if diameter >= image.nx.min(image.ny) as f64 {
@@ -312,7 +312,7 @@ fn train_on(
             }
             let prepared = Prepared::new(&image, &prep, net.stride())?;
             events.emit(Event::Advanced(1));
-            Ok(Example {
+            let example = Example {
                 name: mics[m].display().to_string(),
                 prepared,
                 picks: set.micrographs[g]
@@ -320,10 +320,26 @@ fn train_on(
                     .iter()
                     .map(|p| (p.x, p.y))
                     .collect(),
-            })
+            };
+            Ok((example, header))
         })
         .collect::<Result<_>>()?;
     events.emit(Event::Finished);
+    let (examples, headers): (Vec<Example>, Vec<Option<f64>>) = read.into_iter().unzip();
+    // One pixel size is recorded for `pick` to scale to: headers that disagree make it a guess.
+    if let (None, Some(px)) = (cfg.angpix, angpix) {
+        let (lo, hi) = headers
+            .iter()
+            .flatten()
+            .fold((px, px), |(lo, hi), &h| (lo.min(h), hi.max(h)));
+        if hi > lo * 1.01 {
+            events.warn(format!(
+                "the training micrographs' headers give pixel sizes from {lo:.3} to {hi:.3} Å; the \
+                 picker records {px:.3} Å (the first's), which pick scales other micrographs to: \
+                 give --angpix if that is not the pixel size the picks were made at"
+            ));
+        }
+    }
     let (val, train) = examples.split_at(n_val);
     let picks_per_micrograph =
         train.iter().map(|e| e.picks.len()).sum::<usize>() as f64 / train.len() as f64;
