@@ -249,15 +249,17 @@ fn train_on(
             net.stages()
         ));
     }
-    // Read from the first micrograph's header (it is decoded again below, binned) for sizes
-    // given in Å, and kept so that `pick` can bring micrographs of another pixel size to this
-    // scale.
-    let angpix = match cfg.angpix {
+    // Sizes given in Å need the pixel size before the micrographs are prepared: only then is
+    // the first one read for its header here (it is decoded again below, binned).
+    let in_angstrom =
+        cfg.particle_diameter.is_some() || matches!(cfg.lowpass, Some(Cutoff::Angstrom(_)));
+    let early = match cfg.angpix {
         Some(px) => Some(px),
-        None => load(&mics[pairs[0].1])?.1,
+        None if in_angstrom => load(&mics[pairs[0].1])?.1,
+        None => None,
     };
     let diameter = match (cfg.particle_diameter, cfg.box_size) {
-        (Some(a), _) => match angpix {
+        (Some(a), _) => match early {
             Some(px) if px > 0.0 => a / px,
             _ => invalid!(
                 "--particle-diameter is in Å and the micrographs state no pixel size: give --angpix, or --box in pixels"
@@ -270,7 +272,7 @@ fn train_on(
         .bin
         .unwrap_or((diameter / cfg.network.particle_pixels()).max(1.0));
     let lowpass_fraction = match cfg.lowpass {
-        Some(c) => Some(c.nyquist_fraction(angpix.map(|px| px * bin))?),
+        Some(c) => Some(c.nyquist_fraction(early.map(|px| px * bin))?),
         None => None,
     };
     let prep = Preparation {
@@ -326,6 +328,10 @@ fn train_on(
         .collect::<Result<_>>()?;
     events.emit(Event::Finished);
     let (examples, headers): (Vec<Example>, Vec<Option<f64>>) = read.into_iter().unzip();
+    // Kept so that `pick` can bring micrographs of another pixel size to this scale: the first
+    // micrograph's header, as read while they were prepared.
+    let first = order.iter().position(|&o| o == pairs[0]);
+    let angpix = early.or_else(|| first.and_then(|i| headers[i]));
     // One pixel size is recorded for `pick` to scale to: headers that disagree make it a guess.
     if let (None, Some(px)) = (cfg.angpix, angpix) {
         let (lo, hi) = headers
